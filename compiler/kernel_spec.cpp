@@ -1,0 +1,110 @@
+#include "compiler/kernel_spec.hpp"
+
+#include <fmt/format.h>
+
+#include <regex>
+
+namespace sigjit {
+
+namespace {
+const char* dtype_tag(DType t) { return t == DType::bf16 ? "bf16" : "fp16"; }
+const char* layout_tag(Layout l) {
+  switch (l) {
+    case Layout::dense: return "dense";
+    case Layout::padded: return "padded";
+    case Layout::varlen: return "varlen";
+  }
+  return "?";
+}
+}  // namespace
+
+std::string Arch::name() const { return fmt::format("sm_{}{}{}", major, minor, arch_specific ? "a" : ""); }
+
+Arch Arch::parse(const std::string& text) {
+  static const std::regex form(R"(sm_([0-9])([0-9])(a?))");
+  std::smatch m;
+  if (!std::regex_match(text, m, form)) {
+    throw Error(fmt::format("arch: '{}' is not a target; use sm_XY or sm_XYa, e.g. sm_80, sm_90, sm_90a", text));
+  }
+  Arch a{std::stoi(m[1]), std::stoi(m[2]), m[3].length() > 0};
+  if (a.major < 8) throw Error(fmt::format("arch: {} is not supported; sigjit needs sm_80 or newer (mma.sync bf16, cp.async)", text));
+  return a;
+}
+
+SeqBucket seq_bucket_for(int max_seqlen) {
+  if (max_seqlen <= 512) return SeqBucket::up_to_512;
+  if (max_seqlen <= 2048) return SeqBucket::up_to_2k;
+  if (max_seqlen <= 8192) return SeqBucket::up_to_8k;
+  return SeqBucket::over_8k;
+}
+
+const char* to_string(SeqBucket bucket) {
+  switch (bucket) {
+    case SeqBucket::up_to_512: return "le512";
+    case SeqBucket::up_to_2k: return "le2k";
+    case SeqBucket::up_to_8k: return "le8k";
+    case SeqBucket::over_8k: return "gt8k";
+  }
+  return "?";
+}
+
+std::string KernelSpec::describe() const {
+  return fmt::format("{} {} hd{} {}{} bias={} {}sigmoid={} gqa={} bucket={} arch={}", direction == Direction::forward ? "fwd" : "bwd",
+                     dtype_tag(dtype), head_dim, layout_tag(layout), causal ? " causal" : "", bias_mode == BiasMode::log_n ? "-log(n)" : "scalar",
+                     score_bias ? "score_bias " : "", sigmoid == SigmoidMode::fast ? "fast" : "exact", gqa_ratio, to_string(bucket), arch.name());
+}
+
+std::string TileConfig::describe() const { return fmt::format("m{}n{}w{}s{}", block_m, block_n, warps, stages); }
+
+const std::vector<int>& supported_head_dims() {
+  static const std::vector<int> dims{32, 64, 96, 128, 256};
+  return dims;
+}
+
+int forward_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
+  const int row = spec.head_dim + 8;
+  return 2 * (c.block_m * row + 2 * c.stages * c.block_n * row);
+}
+
+std::string check_config(const KernelSpec& spec, const TileConfig& c) {
+  if (c.warps < 1 || c.warps > 16) return fmt::format("warps={} outside 1..16", c.warps);
+  if (c.block_m % (16 * c.warps) != 0) return fmt::format("block_m={} is not a multiple of 16*warps={}", c.block_m, 16 * c.warps);
+  if (c.block_m / c.warps / 16 > 2) return fmt::format("block_m/warps={} rows per warp: at most 32 fit the register file", c.block_m / c.warps);
+  if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256) return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
+  if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
+  const int smem = forward_smem_bytes(spec, c);
+  const int limit = spec.arch.major >= 9 ? 227 * 1024 : (spec.arch.major == 8 && spec.arch.minor == 0 ? 163 * 1024 : 99 * 1024);
+  if (smem > limit) return fmt::format("needs {} B of shared memory, {} allows {} B", smem, spec.arch.name(), limit);
+  // Accumulators alone: O (D/2 per m16 tile) + S (block_n/2 per m16 tile) + Q (D/4 per m16 tile) fp32/b32 registers.
+  const int mtiles = c.block_m / c.warps / 16;
+  const int regs = mtiles * (spec.head_dim / 2 + c.block_n / 2 + spec.head_dim / 4);
+  if (regs > 224) return fmt::format("about {} accumulator registers per thread: would spill", regs);
+  return {};
+}
+
+TileConfig default_config(const KernelSpec& spec) {
+  // Measured on H100 (see bench/RESULTS.md); 256 needs a narrow key tile to stay in registers.
+  if (spec.head_dim <= 64) return {128, 128, 8, 2};
+  if (spec.head_dim <= 128) return {128, 64, 8, 2};
+  return {64, 32, 4, 2};
+}
+
+std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
+  std::vector<TileConfig> out;
+  for (int bm : {64, 128, 256})
+    for (int bn : {32, 64, 128})
+      for (int w : {4, 8})
+        for (int st : {2, 3}) {
+          TileConfig c{bm, bn, w, st};
+          if (check_config(spec, c).empty()) out.push_back(c);
+        }
+  return out;
+}
+
+std::string kernel_name(const KernelSpec& s, const TileConfig& c) {
+  return fmt::format("sigjit_{}_{}_d{}_{}_{}_{}_{}_{}_{}_{}", s.direction == Direction::forward ? "fwd" : "bwd", dtype_tag(s.dtype), s.head_dim,
+                     layout_tag(s.layout), s.causal ? "causal" : "full", s.bias_mode == BiasMode::log_n ? "logn" : "scalar",
+                     s.score_bias ? "sb" : "nosb", s.sigmoid == SigmoidMode::fast ? "fast" : "exact", c.describe(), s.arch.name());
+}
+
+}  // namespace sigjit

@@ -1,0 +1,77 @@
+// What a kernel is specialised on (KernelSpec) and how it is tiled (TileConfig).
+//
+// The codegen turns (spec, config) into a translation unit; two pairs that produce the same
+// binary must have the same kernel name, and anything that changes the binary must change the
+// name (the in-process cache and the on-disk store are keyed by it). Sequence-length bucket and
+// GQA ratio do not change the code: they select which tuned config to use.
+#pragma once
+
+#include <sigjit/sigjit.hpp>
+
+#include <string>
+#include <vector>
+
+namespace sigjit {
+
+enum class Direction { forward, backward };
+
+// Target architecture as NVRTC names it, e.g. "sm_80", "sm_90", "sm_90a".
+struct Arch {
+  int major = 8;
+  int minor = 0;
+  bool arch_specific = false;  // the "a" suffix: sm_90a unlocks wgmma/setmaxnreg
+  std::string name() const;
+  static Arch parse(const std::string& text);  // throws Error naming the allowed forms
+};
+
+// Buckets follow TritonSigmoid's autotune key boundaries (512/2048/8192/16384) so that tuned
+// results are comparable point for point.
+enum class SeqBucket { up_to_512, up_to_2k, up_to_8k, over_8k };
+SeqBucket seq_bucket_for(int max_seqlen);
+const char* to_string(SeqBucket bucket);
+
+struct KernelSpec {
+  Direction direction = Direction::forward;
+  DType dtype = DType::bf16;
+  int head_dim = 128;
+  Layout layout = Layout::dense;
+  bool causal = false;
+  BiasMode bias_mode = BiasMode::log_n;
+  bool score_bias = false;
+  SigmoidMode sigmoid = SigmoidMode::fast;
+  int gqa_ratio = 1;  // tuning hint only
+  SeqBucket bucket = SeqBucket::over_8k;
+  Arch arch;
+
+  std::string describe() const;  // human readable, one line
+};
+
+struct TileConfig {
+  int block_m = 128;
+  int block_n = 64;
+  int warps = 8;
+  int stages = 2;
+
+  std::string describe() const;
+  int threads() const { return warps * 32; }
+};
+
+const std::vector<int>& supported_head_dims();
+
+// Bytes of dynamic shared memory the forward template needs (mirrors FwdConfig::kSmemBytes).
+int forward_smem_bytes(const KernelSpec& spec, const TileConfig& config);
+
+// Empty when the config satisfies the template's static constraints and fits the arch;
+// otherwise the reason. Lets the tuner drop a config before paying for a compile.
+std::string check_config(const KernelSpec& spec, const TileConfig& config);
+
+// The config used when nothing better is known (no tuning result).
+TileConfig default_config(const KernelSpec& spec);
+
+// Configs worth trying for a spec (all pass check_config).
+std::vector<TileConfig> candidate_configs(const KernelSpec& spec);
+
+// Deterministic entry-point name; distinct for every distinct binary.
+std::string kernel_name(const KernelSpec& spec, const TileConfig& config);
+
+}  // namespace sigjit

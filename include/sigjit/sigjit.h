@@ -1,0 +1,64 @@
+/* sigjit C API: a flat, exception-free mirror of sigjit.hpp for FFI (ctypes, Rust, Julia...).
+ * Every function returns SIGJIT_OK or an error code; sigjit_last_error() gives the message of
+ * the last failure on the calling thread. */
+#ifndef SIGJIT_SIGJIT_H
+#define SIGJIT_SIGJIT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct CUstream_st;
+
+typedef enum { SIGJIT_OK = 0, SIGJIT_ERROR_INVALID_ARGUMENT = 1, SIGJIT_ERROR_CUDA = 2, SIGJIT_ERROR_COMPILE = 3, SIGJIT_ERROR_INTERNAL = 4 } sigjit_status;
+typedef enum { SIGJIT_BF16 = 0, SIGJIT_FP16 = 1 } sigjit_dtype;
+typedef enum { SIGJIT_DENSE = 0, SIGJIT_PADDED = 1, SIGJIT_VARLEN = 2 } sigjit_layout;
+typedef enum { SIGJIT_BIAS_LOG_N = 0, SIGJIT_BIAS_SCALAR = 1 } sigjit_bias_mode;
+typedef enum { SIGJIT_SIGMOID_FAST = 0, SIGJIT_SIGMOID_EXACT = 1 } sigjit_sigmoid_mode;
+
+typedef struct {
+  int64_t batch, token, head; /* element strides; 0 = contiguous */
+} sigjit_strides;
+
+/* Field meanings as in sigjit::AttentionArgs. Initialise with sigjit_attention_args_default(). */
+typedef struct {
+  int32_t struct_size; /* sizeof(sigjit_attention_args), for ABI checks */
+  sigjit_dtype dtype;
+  sigjit_layout layout;
+  int32_t batch, seqlen_q, seqlen_k, total_q, total_k, heads_q, heads_kv, head_dim;
+  const void* q;
+  const void* k;
+  const void* v;
+  void* o;
+  sigjit_strides q_strides, k_strides, v_strides, o_strides;
+  const int32_t* seq_lens_q;
+  const int32_t* seq_lens_k;
+  const int32_t* cu_seqlens_q;
+  const int32_t* cu_seqlens_k;
+  const int32_t* host_seq_lens_q;
+  const int32_t* host_seq_lens_k;
+  const int32_t* host_cu_seqlens_q;
+  const int32_t* host_cu_seqlens_k;
+  int32_t validate_lengths;
+  int32_t causal;
+  int32_t has_scale;
+  float scale;
+  sigjit_bias_mode bias_mode;
+  float bias;
+  const float* score_bias;
+  int64_t score_bias_stride;
+  sigjit_sigmoid_mode sigmoid;
+} sigjit_attention_args;
+
+sigjit_attention_args sigjit_attention_args_default(void);
+sigjit_status sigjit_validate(const sigjit_attention_args* args);
+sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream);
+const char* sigjit_last_error(void);
+const char* sigjit_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

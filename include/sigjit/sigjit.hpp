@@ -1,0 +1,114 @@
+// sigjit: JIT-compiled sigmoid attention for NVIDIA GPUs (C++ API).
+//
+//   O[b,i,h,:] = sum_j sigmoid(scale * <Q[b,i,h,:], K[b,j,g(h),:]> + bias_b + s[b,j]) * V[b,j,g(h),:]
+//
+// over the valid keys j of sequence b (j <= i + Lk - Lq when causal), accumulated in fp32.
+// Kernels are generated per problem, compiled with NVRTC on first use and cached in-process;
+// launches go to the caller's stream in the context current on the calling thread (the
+// device's primary context if none is), so sigjit interoperates with the CUDA runtime and
+// PyTorch. Every entry point validates its arguments first and throws sigjit::Error naming the
+// offending argument; nothing is launched after a validation failure.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+struct CUstream_st;
+
+namespace sigjit {
+
+using Stream = CUstream_st*;  // a CUstream or cudaStream_t; nullptr is the legacy default stream
+
+enum class ErrorKind {
+  invalid_argument,  // the caller's arguments (the message names which)
+  cuda,              // the CUDA driver: no device, a failed allocation, copy or launch
+  compile,           // NVRTC rejected a generated kernel (the message holds its log)
+};
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message, ErrorKind kind = ErrorKind::invalid_argument) : std::runtime_error(message), kind_(kind) {}
+  ErrorKind kind() const noexcept { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+enum class DType { bf16, fp16 };
+enum class Layout {
+  dense,   // [B, L, H, D], arbitrary batch/token/head strides, last dim contiguous
+  padded,  // dense plus seq_lens_q/seq_lens_k [B] (trailing padding); padded O rows are zeroed
+  varlen,  // packed [total_tokens, H, D] plus cu_seqlens_q/cu_seqlens_k [B + 1]
+};
+enum class BiasMode {
+  log_n,   // bias_b = -log(number of valid keys of sequence b): the default
+  scalar,  // bias_b = AttentionArgs::bias for every sequence
+};
+enum class SigmoidMode {
+  fast,   // 0.5 + 0.5 * tanh.approx(x / 2): max rel. error 9e-5 on [-5, 0], 9e-3 on [-10, -7], 0 below ~-15
+  exact,  // 1 / (1 + ex2.approx(-x log2 e)): max rel. error below 2e-6 everywhere
+};
+
+// Element strides of a [B, L, H, D] tensor (varlen: batch unused, token = row of the packed
+// buffer). Zero strides mean "contiguous for the given shape".
+struct Strides {
+  std::int64_t batch = 0;
+  std::int64_t token = 0;
+  std::int64_t head = 0;
+};
+
+struct AttentionArgs {
+  DType dtype = DType::bf16;
+  Layout layout = Layout::dense;
+  int batch = 0;
+  int seqlen_q = 0;  // dense/padded: buffer length; varlen: max_seqlen_q over the batch
+  int seqlen_k = 0;  // dense/padded: buffer length; varlen: max_seqlen_k over the batch
+  int total_q = 0;   // varlen only: rows of the packed Q/O buffers
+  int total_k = 0;   // varlen only: rows of the packed K/V buffers
+  int heads_q = 0;
+  int heads_kv = 0;  // 0: same as heads_q. heads_q must be a multiple (GQA/MQA)
+  int head_dim = 0;  // 32, 64, 96, 128 or 256
+
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;
+  Strides q_strides, k_strides, v_strides, o_strides;
+
+  const std::int32_t* seq_lens_q = nullptr;   // padded: device [B]
+  const std::int32_t* seq_lens_k = nullptr;   // padded: device [B]
+  const std::int32_t* cu_seqlens_q = nullptr; // varlen: device [B + 1]
+  const std::int32_t* cu_seqlens_k = nullptr; // varlen: device [B + 1]
+  // Optional host copies of the four arrays above. When given they are validated without
+  // touching the device; otherwise validate_lengths copies the device arrays (one stream sync).
+  const std::int32_t* host_seq_lens_q = nullptr;
+  const std::int32_t* host_seq_lens_k = nullptr;
+  const std::int32_t* host_cu_seqlens_q = nullptr;
+  const std::int32_t* host_cu_seqlens_k = nullptr;
+  // Check lengths against the buffers before launching. Kernels clamp lengths to the buffers
+  // regardless, so an unchecked bad length can give wrong rows but never an out-of-bounds access.
+  bool validate_lengths = true;
+
+  bool causal = false;  // bottom-right aligned when seqlen_q != seqlen_k (FlashAttention's rule)
+  std::optional<float> scale;  // default 1 / sqrt(head_dim)
+  BiasMode bias_mode = BiasMode::log_n;
+  float bias = 0.0f;  // used when bias_mode == scalar
+  const float* score_bias = nullptr;  // optional fp32 per-key bias s[B, seqlen_k] (varlen: [total_k])
+  std::int64_t score_bias_stride = 0; // batch stride of score_bias in elements; 0: seqlen_k
+  SigmoidMode sigmoid = SigmoidMode::fast;
+};
+
+// Checks every argument that can be checked without the device (and host length copies when
+// given); throws Error on the first problem.
+void validate(const AttentionArgs& args);
+
+// Computes O. Asynchronous with respect to the host, except that a first call per kernel
+// compiles it (about a second) and validate_lengths without host copies syncs the stream.
+void forward(const AttentionArgs& args, Stream stream);
+
+// Library and toolchain identification, e.g. for logs and cache keys.
+std::string version();
+
+}  // namespace sigjit

@@ -1,0 +1,132 @@
+// The forward entry point: validate, pick the kernel for the spec, fill the parameter block
+// and launch on the caller's stream. Per call on the hot path: host validation (no device
+// access unless lengths must be copied), one in-process table lookup, one cuLaunchKernel.
+#include "runtime/attention.hpp"
+
+#include "compiler/nvrtc_compiler.hpp"
+#include "runtime/cuda_check.hpp"
+#include "runtime/device.hpp"
+#include "runtime/kernel_cache.hpp"
+#include "sigjit/fwd_params.h"
+
+#include <vector>
+
+namespace sigjit {
+
+namespace detail {
+
+KernelSpec forward_spec(const Resolved& r, const Arch& arch) {
+  const AttentionArgs& a = r.args;
+  KernelSpec s;
+  s.direction = Direction::forward;
+  s.dtype = a.dtype;
+  s.head_dim = a.head_dim;
+  s.layout = a.layout;
+  s.causal = a.causal;
+  s.bias_mode = a.bias_mode;
+  s.score_bias = a.score_bias != nullptr;
+  s.sigmoid = a.sigmoid;
+  s.gqa_ratio = a.heads_q / a.heads_kv;
+  s.bucket = seq_bucket_for(std::max(a.seqlen_q, a.seqlen_k));
+  s.arch = arch;
+  return s;
+}
+
+namespace {
+
+void check_device_pointer(const char* name, const void* ptr) {
+  CUmemorytype type{};
+  const CUresult st = driver().cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, reinterpret_cast<CUdeviceptr>(ptr));
+  if (st != CUDA_SUCCESS || type == CU_MEMORYTYPE_HOST) {
+    throw Error(fmt::format("{}: {} is not device-accessible memory of the current context (allocate it with cudaMalloc/cuMemAlloc)", name, ptr));
+  }
+}
+
+// Copies device length arrays to the host, ordered after the work already on the stream.
+std::vector<std::int32_t> fetch_lengths(const std::int32_t* device_array, int count, CUstream stream) {
+  std::vector<std::int32_t> host(count);
+  check_device_pointer("length array", device_array);
+  SIGJIT_CHECK_CU(driver().cuMemcpyDtoHAsync(host.data(), reinterpret_cast<CUdeviceptr>(device_array), count * sizeof(std::int32_t), stream));
+  SIGJIT_CHECK_CU(driver().cuStreamSynchronize(stream));
+  return host;
+}
+
+void validate_lengths(const Resolved& r, CUstream stream) {
+  const AttentionArgs& a = r.args;
+  const bool varlen = a.layout == Layout::varlen;
+  if (a.layout == Layout::dense) return;
+  const std::int32_t* host_q = varlen ? a.host_cu_seqlens_q : a.host_seq_lens_q;
+  const std::int32_t* host_k = varlen ? a.host_cu_seqlens_k : a.host_seq_lens_k;
+  if (host_q && host_k) return check_lengths(r, host_q, host_k);
+  if (!a.validate_lengths) return;
+  const int count = varlen ? a.batch + 1 : a.batch;
+  const auto q = fetch_lengths(varlen ? a.cu_seqlens_q : a.seq_lens_q, count, stream);
+  const auto k = fetch_lengths(varlen ? a.cu_seqlens_k : a.seq_lens_k, count, stream);
+  check_lengths(r, q.data(), k.data());
+}
+
+SigjitFwdParams make_params(const Resolved& r) {
+  const AttentionArgs& a = r.args;
+  SigjitFwdParams p{};
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.o = a.o;
+  p.seq_lens_q = a.seq_lens_q;
+  p.seq_lens_k = a.seq_lens_k;
+  p.cu_seqlens_q = a.cu_seqlens_q;
+  p.cu_seqlens_k = a.cu_seqlens_k;
+  p.score_bias = a.score_bias;
+  p.q_stride_b = a.q_strides.batch, p.q_stride_l = a.q_strides.token, p.q_stride_h = a.q_strides.head;
+  p.k_stride_b = a.k_strides.batch, p.k_stride_l = a.k_strides.token, p.k_stride_h = a.k_strides.head;
+  p.v_stride_b = a.v_strides.batch, p.v_stride_l = a.v_strides.token, p.v_stride_h = a.v_strides.head;
+  p.o_stride_b = a.o_strides.batch, p.o_stride_l = a.o_strides.token, p.o_stride_h = a.o_strides.head;
+  p.score_bias_stride_b = a.score_bias_stride;
+  p.batch = a.batch;
+  p.heads_q = a.heads_q;
+  p.kv_group = a.heads_q / a.heads_kv;
+  p.seqlen_q = a.seqlen_q;
+  p.seqlen_k = a.seqlen_k;
+  p.total_q = a.total_q;
+  p.total_k = a.total_k;
+  p.scale = r.scale;
+  p.bias = a.bias;
+  return p;
+}
+
+}  // namespace
+}  // namespace detail
+
+void validate(const AttentionArgs& args) {
+  const detail::Resolved r = detail::resolve(args);
+  const bool varlen = r.args.layout == Layout::varlen;
+  const std::int32_t* host_q = varlen ? r.args.host_cu_seqlens_q : r.args.host_seq_lens_q;
+  const std::int32_t* host_k = varlen ? r.args.host_cu_seqlens_k : r.args.host_seq_lens_k;
+  if (r.args.layout != Layout::dense && host_q && host_k) detail::check_lengths(r, host_q, host_k);
+}
+
+void forward(const AttentionArgs& args, Stream stream) {
+  const detail::Resolved r = detail::resolve(args);
+  const detail::DeviceInfo dev = detail::current_device();
+  const AttentionArgs& a = r.args;
+  for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"o", a.o}}) {
+    detail::check_device_pointer(name, ptr);
+  }
+  CUstream cu_stream = reinterpret_cast<CUstream>(stream);
+  detail::validate_lengths(r, cu_stream);
+  if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
+
+  const KernelSpec spec = detail::forward_spec(r, dev.arch());
+  const TileConfig config = default_config(spec);
+  const detail::LoadedKernel kernel = detail::get_kernel(dev.context, spec, config);
+  SigjitFwdParams params = detail::make_params(r);
+  void* kernel_args[] = {&params};
+  const unsigned grid_m = static_cast<unsigned>((a.seqlen_q + config.block_m - 1) / config.block_m);
+  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(kernel.function, grid_m, a.heads_q, a.batch, kernel.threads, 1, 1, kernel.smem_bytes, cu_stream, kernel_args, nullptr));
+}
+
+std::string version() {
+  return fmt::format("sigjit {} (NVRTC {}, codegen {})", SIGJIT_VERSION, nvrtc_version(), 1);
+}
+
+}  // namespace sigjit

@@ -1,0 +1,102 @@
+// C API: translates the flat struct to AttentionArgs and every exception to a status code plus
+// a thread-local message. No exception crosses the C boundary.
+#include <sigjit/sigjit.h>
+#include <sigjit/sigjit.hpp>
+
+#include <string>
+
+namespace {
+
+thread_local std::string g_last_error;
+
+sigjit::Strides to_cpp(const sigjit_strides& s) { return {s.batch, s.token, s.head}; }
+
+sigjit::AttentionArgs to_cpp(const sigjit_attention_args& c) {
+  sigjit::AttentionArgs a;
+  a.dtype = static_cast<sigjit::DType>(c.dtype);
+  a.layout = static_cast<sigjit::Layout>(c.layout);
+  a.batch = c.batch, a.seqlen_q = c.seqlen_q, a.seqlen_k = c.seqlen_k, a.total_q = c.total_q, a.total_k = c.total_k;
+  a.heads_q = c.heads_q, a.heads_kv = c.heads_kv, a.head_dim = c.head_dim;
+  a.q = c.q, a.k = c.k, a.v = c.v, a.o = c.o;
+  a.q_strides = to_cpp(c.q_strides), a.k_strides = to_cpp(c.k_strides), a.v_strides = to_cpp(c.v_strides), a.o_strides = to_cpp(c.o_strides);
+  a.seq_lens_q = c.seq_lens_q, a.seq_lens_k = c.seq_lens_k, a.cu_seqlens_q = c.cu_seqlens_q, a.cu_seqlens_k = c.cu_seqlens_k;
+  a.host_seq_lens_q = c.host_seq_lens_q, a.host_seq_lens_k = c.host_seq_lens_k;
+  a.host_cu_seqlens_q = c.host_cu_seqlens_q, a.host_cu_seqlens_k = c.host_cu_seqlens_k;
+  a.validate_lengths = c.validate_lengths != 0;
+  a.causal = c.causal != 0;
+  if (c.has_scale) a.scale = c.scale;
+  a.bias_mode = static_cast<sigjit::BiasMode>(c.bias_mode);
+  a.bias = c.bias;
+  a.score_bias = c.score_bias;
+  a.score_bias_stride = c.score_bias_stride;
+  a.sigmoid = static_cast<sigjit::SigmoidMode>(c.sigmoid);
+  return a;
+}
+
+template <class F>
+sigjit_status guarded(const sigjit_attention_args* args, F&& body) {
+  try {
+    if (args == nullptr) {
+      g_last_error = "args: null pointer; pass a sigjit_attention_args from sigjit_attention_args_default()";
+      return SIGJIT_ERROR_INVALID_ARGUMENT;
+    }
+    if (args->struct_size != static_cast<int32_t>(sizeof(sigjit_attention_args))) {
+      g_last_error = "args.struct_size: does not match this library's sigjit_attention_args; rebuild against the installed sigjit.h";
+      return SIGJIT_ERROR_INVALID_ARGUMENT;
+    }
+    body(to_cpp(*args));
+    return SIGJIT_OK;
+  } catch (const sigjit::Error& e) {
+    g_last_error = e.what();
+    switch (e.kind()) {
+      case sigjit::ErrorKind::cuda: return SIGJIT_ERROR_CUDA;
+      case sigjit::ErrorKind::compile: return SIGJIT_ERROR_COMPILE;
+      case sigjit::ErrorKind::invalid_argument: break;
+    }
+    return SIGJIT_ERROR_INVALID_ARGUMENT;
+  } catch (const std::exception& e) {
+    g_last_error = std::string("internal error: ") + e.what();
+    return SIGJIT_ERROR_INTERNAL;
+  } catch (...) {
+    g_last_error = "internal error: unknown exception";
+    return SIGJIT_ERROR_INTERNAL;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+sigjit_attention_args sigjit_attention_args_default(void) {
+  sigjit_attention_args a{};
+  a.struct_size = sizeof(sigjit_attention_args);
+  a.dtype = SIGJIT_BF16;
+  a.layout = SIGJIT_DENSE;
+  a.validate_lengths = 1;
+  a.bias_mode = SIGJIT_BIAS_LOG_N;
+  a.sigmoid = SIGJIT_SIGMOID_FAST;
+  return a;
+}
+
+sigjit_status sigjit_validate(const sigjit_attention_args* args) {
+  return guarded(args, [](const sigjit::AttentionArgs& a) { sigjit::validate(a); });
+}
+
+sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream) {
+  return guarded(args, [stream](const sigjit::AttentionArgs& a) { sigjit::forward(a, stream); });
+}
+
+const char* sigjit_last_error(void) { return g_last_error.c_str(); }
+
+const char* sigjit_version(void) {
+  static const std::string v = [] {
+    try {
+      return sigjit::version();
+    } catch (...) {
+      return std::string("sigjit (NVRTC unavailable)");
+    }
+  }();
+  return v.c_str();
+}
+
+}  // extern "C"

@@ -1,0 +1,56 @@
+#include "runtime/kernel_cache.hpp"
+
+#include "compiler/nvrtc_compiler.hpp"
+#include "runtime/cuda_check.hpp"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+namespace sigjit::detail {
+
+namespace {
+struct Entry {
+  std::mutex mutex;  // held while compiling: the single flight
+  CUmodule module = nullptr;
+  LoadedKernel kernel;
+};
+
+std::atomic<long> g_compiles{0};
+
+LoadedKernel load(const CompiledKernel& compiled, CUmodule& module) {
+  SIGJIT_CHECK_CU(driver().cuModuleLoadData(&module, compiled.cubin.data()));
+  LoadedKernel k;
+  SIGJIT_CHECK_CU(driver().cuModuleGetFunction(&k.function, module, compiled.name.c_str()));
+  k.smem_bytes = compiled.resources.shared_dynamic_bytes;
+  SIGJIT_CHECK_CU(driver().cuFuncSetAttribute(k.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, k.smem_bytes));
+  return k;
+}
+}  // namespace
+
+LoadedKernel get_kernel(CUcontext context, const KernelSpec& spec, const TileConfig& config) {
+  static std::mutex table_mutex;
+  static std::map<std::pair<CUcontext, std::string>, std::shared_ptr<Entry>> table;
+  std::shared_ptr<Entry> entry;
+  {
+    std::lock_guard<std::mutex> lock(table_mutex);
+    auto& slot = table[{context, kernel_name(spec, config)}];
+    if (!slot) slot = std::make_shared<Entry>();
+    entry = slot;
+  }
+  std::lock_guard<std::mutex> lock(entry->mutex);
+  if (entry->kernel.function == nullptr) {
+    const CompiledKernel compiled = compile_kernel(spec, config);
+    ++g_compiles;
+    LoadedKernel k = load(compiled, entry->module);
+    k.threads = config.threads();
+    entry->kernel = k;
+  }
+  return entry->kernel;
+}
+
+long compile_count() { return g_compiles.load(); }
+
+}  // namespace sigjit::detail

@@ -1,0 +1,138 @@
+#include "runtime/validate.hpp"
+
+#include "compiler/kernel_spec.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace sigjit::detail {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& message) { throw Error(message); }
+
+void check_tensor_pointer(const char* name, const void* ptr) {
+  if (ptr == nullptr) fail(fmt::format("{}: null pointer; pass a device pointer to the tensor's first element", name));
+  if (reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0) {
+    fail(fmt::format("{}: pointer {} is not 16-byte aligned; sigjit loads 16-byte vectors (slice tensors at multiples of 8 elements)", name, ptr));
+  }
+}
+
+// Fills zero strides with the contiguous layout and checks the rest: multiples of 8 elements
+// (16 bytes) and no two (token, head) positions sharing memory.
+Strides check_strides(const char* name, Strides s, bool varlen, int tokens, int heads, int head_dim) {
+  if (s.head == 0) s.head = head_dim;
+  if (s.token == 0) s.token = static_cast<std::int64_t>(heads) * s.head;
+  if (s.batch == 0) s.batch = static_cast<std::int64_t>(tokens) * s.token;
+  const std::pair<const char*, std::int64_t> all[] = {{"batch", s.batch}, {"token", s.token}, {"head", s.head}};
+  for (const auto& [dim, stride] : all) {
+    if (varlen && std::string(dim) == "batch") continue;
+    if (stride < 0) fail(fmt::format("{}_strides.{}={}: strides must be positive", name, dim, stride));
+    if (stride % 8 != 0) fail(fmt::format("{}_strides.{}={}: strides must be multiples of 8 elements (16 bytes)", name, dim, stride));
+  }
+  if (heads > 1 && s.head < head_dim) fail(fmt::format("{}_strides.head={} is smaller than head_dim={}: heads would overlap", name, s.head, head_dim));
+  if (tokens > 1 && s.token < head_dim) fail(fmt::format("{}_strides.token={} is smaller than head_dim={}: tokens would overlap", name, s.token, head_dim));
+  if (tokens > 1 && heads > 1) {
+    const bool heads_inner = s.head <= s.token;
+    const std::int64_t inner = heads_inner ? s.head : s.token, outer = heads_inner ? s.token : s.head;
+    const int inner_count = heads_inner ? heads : tokens;
+    if (outer < inner * inner_count) {
+      fail(fmt::format("{}_strides: token stride {} and head stride {} make different (token, head) positions overlap", name, s.token, s.head));
+    }
+  }
+  return s;
+}
+
+void check_positive(const char* name, int value, int limit = 1 << 30) {
+  if (value < 0 || value > limit) fail(fmt::format("{}={}: must be in [0, {}]", name, value, limit));
+}
+
+}  // namespace
+
+Resolved resolve(const AttentionArgs& in) {
+  Resolved r{in, 0.0f};
+  AttentionArgs& a = r.args;
+  if (a.dtype != DType::bf16 && a.dtype != DType::fp16) fail("dtype: must be bf16 or fp16");
+  if (a.layout != Layout::dense && a.layout != Layout::padded && a.layout != Layout::varlen) fail("layout: must be dense, padded or varlen");
+  const auto& dims = supported_head_dims();
+  if (std::find(dims.begin(), dims.end(), a.head_dim) == dims.end()) {
+    fail(fmt::format("head_dim={}: unsupported; supported head dims are {}", a.head_dim, fmt::join(dims, ", ")));
+  }
+  check_positive("batch", a.batch, 65535);
+  check_positive("seqlen_q", a.seqlen_q);
+  check_positive("seqlen_k", a.seqlen_k);
+  if (a.heads_q < 1 || a.heads_q > 65535) fail(fmt::format("heads_q={}: must be in [1, 65535]", a.heads_q));
+  if (a.heads_kv == 0) a.heads_kv = a.heads_q;
+  if (a.heads_kv < 1 || a.heads_q % a.heads_kv != 0) {
+    fail(fmt::format("heads_kv={}: heads_q={} must be a positive multiple of heads_kv (GQA/MQA)", a.heads_kv, a.heads_q));
+  }
+  const bool varlen = a.layout == Layout::varlen;
+  if (varlen) {
+    check_positive("total_q", a.total_q);
+    check_positive("total_k", a.total_k);
+    if (!a.cu_seqlens_q || !a.cu_seqlens_k) fail("cu_seqlens_q/cu_seqlens_k: the varlen layout needs both [batch + 1] device arrays");
+  } else if (a.cu_seqlens_q || a.cu_seqlens_k) {
+    fail("cu_seqlens_q/cu_seqlens_k: only used by layout varlen; set layout = Layout::varlen or pass nullptr");
+  }
+  if (a.layout == Layout::padded) {
+    if (!a.seq_lens_q || !a.seq_lens_k) fail("seq_lens_q/seq_lens_k: the padded layout needs both [batch] device arrays");
+  } else if (a.seq_lens_q || a.seq_lens_k) {
+    fail("seq_lens_q/seq_lens_k: only used by layout padded; set layout = Layout::padded or pass nullptr");
+  }
+  check_tensor_pointer("q", a.q);
+  check_tensor_pointer("k", a.k);
+  check_tensor_pointer("v", a.v);
+  check_tensor_pointer("o", a.o);
+  const int rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
+  a.q_strides = check_strides("q", a.q_strides, varlen, rows_q, a.heads_q, a.head_dim);
+  a.o_strides = check_strides("o", a.o_strides, varlen, rows_q, a.heads_q, a.head_dim);
+  a.k_strides = check_strides("k", a.k_strides, varlen, rows_k, a.heads_kv, a.head_dim);
+  a.v_strides = check_strides("v", a.v_strides, varlen, rows_k, a.heads_kv, a.head_dim);
+  if (!varlen && a.batch > 1) {
+    const std::int64_t footprint = (a.seqlen_q - 1) * a.o_strides.token + (a.heads_q - 1) * a.o_strides.head + a.head_dim;
+    if (a.seqlen_q > 0 && a.o_strides.batch < footprint) {
+      fail(fmt::format("o_strides.batch={}: smaller than one batch entry's extent {}: output batches would overlap", a.o_strides.batch, footprint));
+    }
+  }
+  if (a.score_bias) {
+    if (reinterpret_cast<std::uintptr_t>(a.score_bias) % 4 != 0) fail("score_bias: pointer is not 4-byte aligned (fp32 array expected)");
+    if (a.score_bias_stride == 0) a.score_bias_stride = a.seqlen_k;
+    if (!varlen && a.score_bias_stride < a.seqlen_k) {
+      fail(fmt::format("score_bias_stride={}: must be at least seqlen_k={} (score_bias is [batch, seqlen_k])", a.score_bias_stride, a.seqlen_k));
+    }
+  }
+  r.scale = a.scale.value_or(1.0f / std::sqrt(static_cast<float>(a.head_dim)));
+  if (!std::isfinite(r.scale)) fail(fmt::format("scale={}: must be finite", r.scale));
+  if (a.bias_mode == BiasMode::scalar && !std::isfinite(a.bias)) fail(fmt::format("bias={}: must be finite", a.bias));
+  if (a.bias_mode != BiasMode::scalar && a.bias_mode != BiasMode::log_n) fail("bias_mode: must be log_n or scalar");
+  if (a.sigmoid != SigmoidMode::fast && a.sigmoid != SigmoidMode::exact) fail("sigmoid: must be fast or exact");
+  return r;
+}
+
+void check_lengths(const Resolved& r, const std::int32_t* q, const std::int32_t* k) {
+  const AttentionArgs& a = r.args;
+  if (a.layout == Layout::padded) {
+    for (int b = 0; b < a.batch; ++b) {
+      if (q[b] < 0 || q[b] > a.seqlen_q) fail(fmt::format("seq_lens_q[{}]={}: must be in [0, seqlen_q={}]", b, q[b], a.seqlen_q));
+      if (k[b] < 0 || k[b] > a.seqlen_k) fail(fmt::format("seq_lens_k[{}]={}: must be in [0, seqlen_k={}]", b, k[b], a.seqlen_k));
+    }
+    return;
+  }
+  if (a.layout != Layout::varlen) return;
+  const std::pair<const char*, const std::int32_t*> arrays[] = {{"cu_seqlens_q", q}, {"cu_seqlens_k", k}};
+  for (const auto& [name, cu] : arrays) {
+    const bool is_q = cu == q;
+    const int total = is_q ? a.total_q : a.total_k, max_len = is_q ? a.seqlen_q : a.seqlen_k;
+    if (cu[0] != 0) fail(fmt::format("{}[0]={}: must be 0", name, cu[0]));
+    for (int b = 0; b < a.batch; ++b) {
+      const int len = cu[b + 1] - cu[b];
+      if (len < 0) fail(fmt::format("{}: not monotonic, [{}]={} > [{}]={}", name, b, cu[b], b + 1, cu[b + 1]));
+      if (len > max_len) fail(fmt::format("{}: sequence {} has {} tokens, more than max_seqlen_{}={}", name, b, len, is_q ? "q" : "k", max_len));
+    }
+    if (cu[a.batch] > total) fail(fmt::format("{}[{}]={}: beyond the buffer, total_{}={}", name, a.batch, cu[a.batch], is_q ? "q" : "k", total));
+  }
+}
+
+}  // namespace sigjit::detail

@@ -1,0 +1,25 @@
+// Argument validation. Everything that can be checked on the host is checked before any
+// device work, and each failure names the argument and what would be allowed. The checks
+// return a normalised copy of the arguments (contiguous default strides filled in, default
+// scale and heads_kv resolved) that the launch code uses as is.
+#pragma once
+
+#include <sigjit/sigjit.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace sigjit::detail {
+
+struct Resolved {
+  AttentionArgs args;  // with strides, heads_kv, scale and score_bias_stride filled in
+  float scale = 0;
+};
+
+Resolved resolve(const AttentionArgs& args);
+
+// Checks per-sequence lengths (seq_lens for padded, cu_seqlens for varlen) given as host
+// arrays of batch (padded) or batch + 1 (varlen) entries.
+void check_lengths(const Resolved& r, const std::int32_t* lens_or_cu_q, const std::int32_t* lens_or_cu_k);
+
+}  // namespace sigjit::detail

@@ -1,0 +1,38 @@
+// Kernel parameter block shared verbatim by the host runtime and the NVRTC-compiled kernels.
+// It is passed by value as the single kernel argument, so its layout must not depend on the
+// compiler: only fixed-size scalar members, 8-byte members first. Strides count elements.
+#pragma once
+
+#ifdef __CUDACC_RTC__
+typedef long long sigjit_i64;
+#else
+#include <cstdint>
+typedef std::int64_t sigjit_i64;
+#endif
+
+struct SigjitFwdParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* o;
+  const int* seq_lens_q;   // padded layout: [batch]
+  const int* seq_lens_k;   // padded layout: [batch]
+  const int* cu_seqlens_q; // varlen layout: [batch + 1]
+  const int* cu_seqlens_k; // varlen layout: [batch + 1]
+  const float* score_bias; // optional [batch, seqlen_k] (varlen: [total_k])
+  sigjit_i64 q_stride_b, q_stride_l, q_stride_h;
+  sigjit_i64 k_stride_b, k_stride_l, k_stride_h;
+  sigjit_i64 v_stride_b, v_stride_l, v_stride_h;
+  sigjit_i64 o_stride_b, o_stride_l, o_stride_h;
+  sigjit_i64 score_bias_stride_b;
+  int batch;
+  int heads_q;
+  int kv_group; // heads_q / heads_kv
+  int seqlen_q; // buffer length (dense/padded) or max_seqlen_q (varlen)
+  int seqlen_k; // buffer length (dense/padded) or max_seqlen_k (varlen)
+  int total_q;  // varlen: rows in the packed Q/O buffers
+  int total_k;  // varlen: rows in the packed K/V buffers
+  float scale;
+  float bias; // used when the bias mode is scalar
+  int pad_;
+};

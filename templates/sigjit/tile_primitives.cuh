@@ -1,0 +1,119 @@
+// Tile primitives for the sm_80+ (mma.sync) kernels: async copies, ldmatrix, mma and the
+// sigmoid. Each is one PTX instruction or a short fixed sequence so that the kernels read as
+// a composition of named steps. No CUDA headers are included: the kernels must compile under
+// NVRTC on a machine that has only libnvrtc, not the toolkit's include tree.
+#pragma once
+
+namespace sigjit {
+namespace kern {
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef long long i64;
+
+__device__ __forceinline__ u32 shared_address(const void* ptr) {
+  u32 addr;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(addr) : "l"(ptr));
+  return addr;
+}
+
+// 16-byte global->shared copy; a false predicate zero-fills the destination and reads nothing,
+// which is how ragged tile edges and padding become zeros without branches.
+__device__ __forceinline__ void cp_async_16(u32 dst, const void* src, bool pred) {
+  const int src_bytes = pred ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// D += A * B for one m16n8k16 tile, fp32 accumulation.
+template <bool IS_BF16>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+  if (IS_BF16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Packs (lo, hi) into one 32-bit register of two 16-bit floats, lo in the low half.
+template <bool IS_BF16>
+__device__ __forceinline__ u32 pack_half2(float lo, float hi) {
+  u32 r;
+  if (IS_BF16) {
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  } else {
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  }
+  return r;
+}
+
+__device__ __forceinline__ float tanh_approx(float x) {
+  float y;
+  asm("tanh.approx.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float rcp_approx(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// The sigmoid of x = s * scale + c, with the affine part folded into one FMA by the caller:
+// it passes s, a multiplier and an addend prepared for the mode (see SigmoidFold).
+//  fast:  sigmoid(x) = 0.5 + 0.5 * tanh(x / 2): one MUFU op per score.
+//  exact: sigmoid(x) = 1 / (1 + 2^(-x log2 e)): two MUFU ops, relative error < 2e-6.
+template <bool EXACT>
+struct SigmoidFold {
+  float mul;
+  __device__ __forceinline__ SigmoidFold(float scale) : mul(EXACT ? -scale * 1.4426950408889634f : 0.5f * scale) {}
+  __device__ __forceinline__ static float addend(float c) {
+    return EXACT ? -c * 1.4426950408889634f : 0.5f * c;
+  }
+  __device__ __forceinline__ float operator()(float s, float folded_addend) const {
+    const float t = __fmaf_rn(s, mul, folded_addend);
+    if (EXACT) return rcp_approx(1.0f + exp2_approx(t));
+    return __fmaf_rn(0.5f, tanh_approx(t), 0.5f);
+  }
+};
+
+__device__ __forceinline__ float fast_log(float x) {
+  float y;
+  asm("lg2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y * 0.6931471805599453f;
+}
+
+}  // namespace kern
+}  // namespace sigjit

@@ -9,6 +9,8 @@
 #include "runtime/kernel_cache.hpp"
 #include "sigjit/fwd_params.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 namespace sigjit {
@@ -30,6 +32,19 @@ KernelSpec forward_spec(const Resolved& r, const Arch& arch) {
   s.bucket = seq_bucket_for(std::max(a.seqlen_q, a.seqlen_k));
   s.arch = arch;
   return s;
+}
+
+TileConfig choose_config(const KernelSpec& spec) {
+  // SIGJIT_FORCE_TILE=mBMnBNwWsS pins the tile config (benchmark sweeps, debugging). The config
+  // is part of the kernel name, so forced and default kernels never share a cache entry.
+  const char* forced = std::getenv("SIGJIT_FORCE_TILE");
+  if (!forced || !*forced) return default_config(spec);
+  TileConfig c;
+  if (std::sscanf(forced, "m%dn%dw%ds%d", &c.block_m, &c.block_n, &c.warps, &c.stages) != 4) {
+    throw Error(fmt::format("SIGJIT_FORCE_TILE={}: expected mBLOCK_MnBLOCK_NwWARPSsSTAGES, e.g. m128n64w8s2", forced));
+  }
+  if (const std::string why = check_config(spec, c); !why.empty()) throw Error(fmt::format("SIGJIT_FORCE_TILE={}: {}", forced, why));
+  return c;
 }
 
 namespace {
@@ -117,7 +132,7 @@ void forward(const AttentionArgs& args, Stream stream) {
   if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
 
   const KernelSpec spec = detail::forward_spec(r, dev.arch());
-  const TileConfig config = default_config(spec);
+  const TileConfig config = detail::choose_config(spec);
   const detail::LoadedKernel kernel = detail::get_kernel(dev.context, spec, config);
   SigjitFwdParams params = detail::make_params(r);
   void* kernel_args[] = {&params};

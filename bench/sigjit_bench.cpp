@@ -1,0 +1,201 @@
+// sigjit-bench: forward throughput on TritonSigmoid's grid (16384 tokens per batch, hidden 2048,
+// heads = 2048 / head_dim), bf16. TFLOPS counted as TritonSigmoid counts them: 4*H*D*sum(Lq*Lk)
+// over valid tokens only, halved when causal. Each timed launch is bracketed by CUDA events and
+// preceded by a 256 MB L2 flush; the median of --reps launches after --warmup is reported.
+#include <sigjit/sigjit.hpp>
+
+#include <CLI/CLI.hpp>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <vector>
+
+namespace {
+
+#define BENCH_CUDA(call)                                                                                   \
+  do {                                                                                                     \
+    const cudaError_t e_ = (call);                                                                         \
+    if (e_ != cudaSuccess) throw std::runtime_error(fmt::format("{} failed: {}", #call, cudaGetErrorString(e_))); \
+  } while (0)
+
+struct Point {
+  int head_dim, seq_len, pad_percent;
+  bool causal;
+  sigjit::Layout layout;
+};
+
+// Same rule as bench/grid.py: lengths spread so the mean padding is pad_percent.
+std::vector<int> seq_lengths(int seq_len, int batch, int pad_percent) {
+  std::vector<int> out;
+  for (int b = 0; b < batch; ++b) {
+    const int cut = static_cast<int>(2.0 * pad_percent / 100.0 * seq_len * (b + 0.5) / batch);
+    out.push_back(std::max(1, seq_len - cut));
+  }
+  return out;
+}
+
+struct DeviceMem {
+  void* p = nullptr;
+  explicit DeviceMem(size_t bytes) { BENCH_CUDA(cudaMalloc(&p, bytes)); }
+  ~DeviceMem() { cudaFree(p); }
+  DeviceMem(const DeviceMem&) = delete;
+  DeviceMem& operator=(const DeviceMem&) = delete;
+};
+
+void fill_random(void* dst, size_t elems, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<uint16_t> host(elems);
+  for (auto& h : host) {
+    float f = dist(rng);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    h = static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);  // bf16, round to nearest even
+  }
+  BENCH_CUDA(cudaMemcpy(dst, host.data(), elems * 2, cudaMemcpyHostToDevice));
+}
+
+struct Result {
+  double median_ms, min_ms, max_ms, tflops;
+};
+
+Result run_point(const Point& pt, int warmup, int reps, sigjit::SigmoidMode mode, DeviceMem& flush) {
+  const int batch = std::max(1, 16384 / pt.seq_len), heads = 2048 / pt.head_dim, D = pt.head_dim;
+  const std::vector<int> lens = seq_lengths(pt.seq_len, batch, pt.pad_percent);
+  std::mt19937 rng(1234);
+  sigjit::AttentionArgs a;
+  a.head_dim = D;
+  a.heads_q = heads;
+  a.causal = pt.causal;
+  a.sigmoid = mode;
+  a.layout = pt.layout;
+  a.batch = batch;
+  std::vector<int> cu{0};
+  for (int l : lens) cu.push_back(cu.back() + l);
+  const bool varlen = pt.layout == sigjit::Layout::varlen;
+  const size_t rows = varlen ? cu.back() : static_cast<size_t>(batch) * pt.seq_len;
+  const size_t elems = rows * heads * D;
+  DeviceMem q(elems * 2), k(elems * 2), v(elems * 2), o(elems * 2), lq(cu.size() * 4), lk(cu.size() * 4);
+  fill_random(q.p, elems, rng);
+  fill_random(k.p, elems, rng);
+  fill_random(v.p, elems, rng);
+  a.q = q.p, a.k = k.p, a.v = v.p, a.o = o.p;
+  a.seqlen_q = a.seqlen_k = pt.seq_len;
+  if (pt.layout == sigjit::Layout::padded) {
+    BENCH_CUDA(cudaMemcpy(lq.p, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
+    a.seq_lens_q = a.seq_lens_k = static_cast<int32_t*>(lq.p);
+    a.host_seq_lens_q = a.host_seq_lens_k = lens.data();
+  } else if (varlen) {
+    BENCH_CUDA(cudaMemcpy(lq.p, cu.data(), cu.size() * 4, cudaMemcpyHostToDevice));
+    a.cu_seqlens_q = a.cu_seqlens_k = static_cast<int32_t*>(lq.p);
+    a.host_cu_seqlens_q = a.host_cu_seqlens_k = cu.data();
+    a.total_q = a.total_k = cu.back();
+    a.seqlen_q = a.seqlen_k = *std::max_element(lens.begin(), lens.end());
+  }
+  double flop = 0;
+  for (int l : lens) flop += 4.0 * heads * D * static_cast<double>(l) * l;
+  if (pt.causal) flop /= 2;
+
+  cudaEvent_t start, stop;
+  BENCH_CUDA(cudaEventCreate(&start));
+  BENCH_CUDA(cudaEventCreate(&stop));
+  for (int i = 0; i < warmup; ++i) sigjit::forward(a, nullptr);
+  BENCH_CUDA(cudaDeviceSynchronize());
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    BENCH_CUDA(cudaMemsetAsync(flush.p, i & 0xff, 256 << 20));
+    BENCH_CUDA(cudaEventRecord(start));
+    sigjit::forward(a, nullptr);
+    BENCH_CUDA(cudaEventRecord(stop));
+    BENCH_CUDA(cudaEventSynchronize(stop));
+    float t = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&t, start, stop));
+    ms.push_back(t);
+  }
+  BENCH_CUDA(cudaGetLastError());
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  const double med = ms[ms.size() / 2];
+  return {med, ms.front(), ms.back(), flop / (med * 1e-3) / 1e12};
+}
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    const size_t comma = s.find(',', pos);
+    out.push_back(std::stoi(s.substr(pos, comma - pos)));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sigjit-bench: sigmoid-attention forward throughput on TritonSigmoid's grid"};
+  std::string head_dims = "64,128", seqs = "512,1024,2048,4096,8192,16384", pads = "0,25,50", csv, layout_name = "auto", sigmoid = "fast", tiles;
+  int warmup = 5, reps = 30;
+  bool causal = false;
+  app.add_option("--head-dim", head_dims, "Comma-separated head dims");
+  app.add_option("--seq", seqs, "Comma-separated sequence lengths (buffer length L)");
+  app.add_option("--pad", pads, "Comma-separated padding percentages");
+  app.add_option("--layout", layout_name, "auto (dense at 0% padding, else padded), dense, padded or varlen");
+  app.add_flag("--causal", causal, "Causal masking");
+  app.add_option("--sigmoid", sigmoid, "fast or exact")->check(CLI::IsMember({"fast", "exact"}));
+  app.add_option("--warmup", warmup, "Untimed launches per point");
+  app.add_option("--reps", reps, "Timed launches per point (median reported)");
+  app.add_option("--csv", csv, "Append results to this CSV file");
+  app.add_option("--tiles", tiles, "Semicolon-separated tile configs to sweep (sets SIGJIT_FORCE_TILE), e.g. m128n64w8s2;m128n128w8s2");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    DeviceMem flush(256 << 20);
+    cudaDeviceProp prop{};
+    BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+    std::FILE* out = csv.empty() ? nullptr : std::fopen(csv.c_str(), "a");
+    fmt::print("device: {}\n{:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10} {:>10}\n", prop.name, "hd", "L", "pad", "layout", "causal", "tile", "ms", "TFLOPS");
+    std::vector<std::string> tile_list{""};
+    if (!tiles.empty()) {
+      tile_list.clear();
+      size_t pos = 0;
+      while (pos <= tiles.size()) {
+        const size_t semi = tiles.find(';', pos);
+        tile_list.push_back(tiles.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos));
+        if (semi == std::string::npos) break;
+        pos = semi + 1;
+      }
+    }
+    for (int hd : parse_list(head_dims))
+      for (int L : parse_list(seqs))
+        for (int pad : parse_list(pads))
+          for (const std::string& tile : tile_list) {
+            sigjit::Layout layout = pad == 0 ? sigjit::Layout::dense : sigjit::Layout::padded;
+            if (layout_name == "dense") layout = sigjit::Layout::dense;
+            if (layout_name == "padded") layout = sigjit::Layout::padded;
+            if (layout_name == "varlen") layout = sigjit::Layout::varlen;
+            if (layout == sigjit::Layout::dense && pad != 0) continue;
+            if (tile.empty()) unsetenv("SIGJIT_FORCE_TILE");
+            else setenv("SIGJIT_FORCE_TILE", tile.c_str(), 1);
+            const char* lname = layout == sigjit::Layout::dense ? "dense" : layout == sigjit::Layout::padded ? "padded" : "varlen";
+            try {
+              const Result r = run_point({hd, L, pad, causal, layout}, warmup, reps, sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast, flush);
+              fmt::print("{:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10.4f} {:>10.1f}\n", hd, L, pad, lname, causal, tile.empty() ? "default" : tile, r.median_ms, r.tflops);
+              if (out) fmt::print(out, "sigjit,{},{},{},{},{},{},{},fwd,{:.5f},{:.5f},{:.5f},{:.2f}\n", prop.name, hd, L, pad, lname, causal ? 1 : 0, tile.empty() ? "default" : tile, r.median_ms, r.min_ms, r.max_ms, r.tflops);
+            } catch (const sigjit::Error& e) {
+              fmt::print("{:>4} {:>6} {:>4} {:>7} {:>7} {:>16} error: {}\n", hd, L, pad, lname, causal, tile, e.what());
+            }
+          }
+    if (out) std::fclose(out);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sigjit-bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

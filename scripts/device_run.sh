@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
+# in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
+#   scripts/device_run.sh [quick|grid|sweep]   (default quick)
+#     quick: GPU tests + benchmark at L 4096/16384, hd 64/128, dense
+#     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
+#     sweep: tile-config sweep at the grid's key points (no tests)
+# Needs, carried from the dev machine: .deps (headers the image lacks: scripts/fetch_device_deps.sh)
+# and .whl (the triton-sigmoid wheel).
+set -uo pipefail
+mode=${1:-quick}
+OUT=${OUT:-$PWD/.out}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+step() { echo "=== $(date +%T) $*"; }
+
+step "environment"
+{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv; nvcc --version | tail -2; cmake --version | head -1; } 2>&1 | tee "$OUT/env.txt"
+
+step "build"
+cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" >"$OUT/build.log" 2>&1 &&
+  ninja -C build-dev >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl >/dev/null 2>&1 && export PYTHONPATH=/tmp/site
+fi
+
+if [ "$mode" != sweep ]; then
+  step "cold compile time"
+  ./build-dev/sigjit compile --head-dim 128 --arch sm_90 --layout padded | tee "$OUT/compile.txt"
+  step "GPU tests"
+  ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 >"$OUT/gpu_tests.log" 2>&1
+  echo "gpu tests exit code $?"
+  grep -E "^\[case\]" "$OUT/gpu_tests.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
+  grep -E "FAILED|PASSED|SKIPPED|Failure|precompiled" "$OUT/gpu_tests.log" | head -40
+fi
+
+csv="$OUT/bench.csv"
+echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+case "$mode" in
+  quick)
+    step "benchmark (quick)"
+    ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 0 --csv "$csv"
+    python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
+    ;;
+  grid)
+    step "benchmark (TritonSigmoid grid)"
+    ./build-dev/bench/sigjit-bench --csv "$csv"
+    ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 0 --causal --csv "$csv"
+    ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 25 --layout varlen --csv "$csv" | tail -n +3
+    python3 bench/triton_bench.py --csv "$csv" --sdpa 2>&1 | grep -v Warning
+    python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning
+    ;;
+  sweep)
+    step "tile sweep"
+    ./build-dev/bench/sigjit-bench --seq 2048,16384 --pad 0 --head-dim 64 --reps 15 --csv "$csv" \
+      --tiles "${SWEEP_TILES_64:-m128n64w4s2;m128n64w8s2;m128n128w8s2;m128n64w8s3;m64n64w4s2;m128n128w4s2;m256n64w8s2}"
+    ./build-dev/bench/sigjit-bench --seq 2048,16384 --pad 0 --head-dim 128 --reps 15 --csv "$csv" \
+      --tiles "${SWEEP_TILES_128:-m128n64w4s2;m128n64w8s2;m128n32w8s2;m128n64w8s3;m64n64w4s2;m128n128w8s2;m64n128w4s2}"
+    python3 bench/triton_bench.py --seq 2048,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
+    ;;
+esac
+step "summary"
+python3 bench/summarize.py "$csv" | tee "$OUT/summary.md"

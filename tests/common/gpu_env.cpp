@@ -1,0 +1,68 @@
+#include "tests/common/gpu_env.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+namespace sigjit::testing {
+
+std::string gpu_unavailable_reason() {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e);
+  if (count == 0) return "no CUDA device present";
+  return {};
+}
+
+DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
+  if (cudaMalloc(&ptr_, bytes ? bytes : 16) != cudaSuccess) throw std::runtime_error("cudaMalloc failed");
+}
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+  }
+  return *this;
+}
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) cudaFree(ptr_);
+}
+void DeviceBuffer::upload(const void* host, std::size_t bytes) {
+  if (cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) throw std::runtime_error("cudaMemcpy H2D failed");
+}
+void DeviceBuffer::download(void* host, std::size_t bytes) const {
+  if (cudaMemcpy(host, ptr_, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) throw std::runtime_error("cudaMemcpy D2H failed");
+}
+void DeviceBuffer::fill_byte(int value) {
+  if (cudaMemset(ptr_, value, bytes_) != cudaSuccess) throw std::runtime_error("cudaMemset failed");
+}
+
+std::uint16_t float_to_bf16(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if (std::isnan(f)) return 0x7fc0;
+  u += 0x7fff + ((u >> 16) & 1);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+float bf16_to_float(std::uint16_t h) {
+  const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+std::uint16_t float_to_fp16(float f) {
+  // Via _Float16 where the compiler has it (g++ >= 12 on x86-64), which rounds to nearest even.
+  const _Float16 h = static_cast<_Float16>(f);
+  std::uint16_t out;
+  std::memcpy(&out, &h, 2);
+  return out;
+}
+float fp16_to_float(std::uint16_t bits) {
+  _Float16 h;
+  std::memcpy(&h, &bits, 2);
+  return static_cast<float>(h);
+}
+
+}  // namespace sigjit::testing

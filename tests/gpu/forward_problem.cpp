@@ -1,0 +1,163 @@
+#include "tests/gpu/forward_problem.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <numeric>
+
+namespace sigjit::testing {
+
+namespace {
+const char* layout_name(Layout l) { return l == Layout::dense ? "dense" : l == Layout::padded ? "padded" : "varlen"; }
+}  // namespace
+
+std::string CaseSpec::name() const {
+  return fmt::format("{}_d{}_{}_{}_{}{}{}_{}_q{}_k{}{}", layout_name(layout), head_dim, dtype == DType::bf16 ? "bf16" : "fp16",
+                     causal ? "causal" : "full", bias_mode == BiasMode::log_n ? "logn" : "scalar", score_bias ? "_sb" : "", gqa ? "_gqa" : "",
+                     sigmoid == SigmoidMode::fast ? "fast" : "exact", fmt::join(lens_q, "-"), fmt::join(lens_k, "-"), strided ? "_strided" : "");
+}
+
+// Bounds on ||out - ref|| / ||ref||. Exact sigmoid: output rounding dominates (bf16 has 8
+// significant bits, fp16 11). Fast sigmoid adds tanh.approx's error, which is largest exactly
+// where -log(n) puts typical scores (see SigmoidMode::fast).
+double error_bound(const CaseSpec& spec) {
+  const double base = spec.dtype == DType::bf16 ? 8e-3 : 2e-3;
+  return spec.sigmoid == SigmoidMode::exact ? base : base + 3e-2;
+}
+
+std::vector<float> ForwardProblem::random_tensor(std::size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> out(n);
+  for (auto& x : out) {
+    const float r = dist(rng);
+    x = spec_.dtype == DType::bf16 ? bf16_to_float(float_to_bf16(r)) : fp16_to_float(float_to_fp16(r));
+  }
+  return out;
+}
+
+void ForwardProblem::upload_u16(DeviceBuffer& dst, const std::vector<float>& values) {
+  std::vector<std::uint16_t> bits(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) bits[i] = spec_.dtype == DType::bf16 ? float_to_bf16(values[i]) : float_to_fp16(values[i]);
+  dst = DeviceBuffer(bits.size() * 2);
+  dst.upload(bits.data(), bits.size() * 2);
+}
+
+ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(spec) {
+  AttentionArgs& a = args_;
+  a.dtype = spec.dtype;
+  a.layout = spec.layout;
+  a.head_dim = spec.head_dim;
+  a.batch = static_cast<int>(spec.lens_q.size());
+  a.heads_q = spec.gqa ? 4 : 2;
+  a.heads_kv = 2;
+  a.causal = spec.causal;
+  a.bias_mode = spec.bias_mode;
+  a.bias = -3.5f;
+  a.sigmoid = spec.sigmoid;
+  const int D = spec.head_dim;
+  const bool varlen = spec.layout == Layout::varlen;
+  seq_q_ = spec.lens_q;
+  seq_k_ = spec.lens_k;
+  if (varlen) {
+    cu_q_.assign(1, 0);
+    cu_k_.assign(1, 0);
+    for (int l : seq_q_) cu_q_.push_back(cu_q_.back() + l);
+    for (int l : seq_k_) cu_k_.push_back(cu_k_.back() + l);
+    a.total_q = cu_q_.back();
+    a.total_k = cu_k_.back();
+  }
+  a.seqlen_q = *std::max_element(seq_q_.begin(), seq_q_.end());
+  a.seqlen_k = *std::max_element(seq_k_.begin(), seq_k_.end());
+  const int rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
+  const int batches = varlen ? 1 : a.batch;
+  if (spec.strided) {
+    // Q/O: 8-element gap after every head; K: head-major [B, H, L, D]; V: contiguous.
+    a.q_strides = {0, static_cast<std::int64_t>(a.heads_q) * (D + 8), D + 8};
+    a.q_strides.batch = rows_q * a.q_strides.token;
+    a.o_strides = a.q_strides;
+    a.k_strides = {static_cast<std::int64_t>(a.heads_kv) * rows_k * D, D, static_cast<std::int64_t>(rows_k) * D};
+  }
+  const Strides qs = effective_strides(a.q_strides, rows_q, a.heads_q, D), os = effective_strides(a.o_strides, rows_q, a.heads_q, D);
+  const Strides ks = effective_strides(a.k_strides, rows_k, a.heads_kv, D), vs = effective_strides(a.v_strides, rows_k, a.heads_kv, D);
+  const auto span = [&](const Strides& s, int rows, int heads) {
+    return static_cast<std::size_t>((batches - 1) * s.batch + (rows - 1) * s.token + (heads - 1) * s.head + D);
+  };
+  q_ = random_tensor(span(qs, rows_q, a.heads_q), rng);
+  k_ = random_tensor(span(ks, rows_k, a.heads_kv), rng);
+  v_ = random_tensor(span(vs, rows_k, a.heads_kv), rng);
+  o_elems_ = span(os, rows_q, a.heads_q);
+  upload_u16(dq_, q_);
+  upload_u16(dk_, k_);
+  upload_u16(dv_, v_);
+  do_ = DeviceBuffer(o_elems_ * 2);
+  a.q = dq_.get(), a.k = dk_.get(), a.v = dv_.get(), a.o = do_.get();
+  if (spec.score_bias) {
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    score_bias_.resize(varlen ? a.total_k : static_cast<std::size_t>(a.batch) * a.seqlen_k);
+    for (auto& x : score_bias_) x = u(rng);
+    dsb_ = DeviceBuffer(score_bias_.size() * 4);
+    dsb_.upload(score_bias_.data(), score_bias_.size() * 4);
+    a.score_bias = dsb_.as<float>();
+  }
+  if (spec.layout == Layout::padded) {
+    dlq_ = DeviceBuffer(seq_q_.size() * 4);
+    dlk_ = DeviceBuffer(seq_k_.size() * 4);
+    dlq_.upload(seq_q_.data(), seq_q_.size() * 4);
+    dlk_.upload(seq_k_.data(), seq_k_.size() * 4);
+    a.seq_lens_q = dlq_.as<std::int32_t>();
+    a.seq_lens_k = dlk_.as<std::int32_t>();
+  } else if (varlen) {
+    dlq_ = DeviceBuffer(cu_q_.size() * 4);
+    dlk_ = DeviceBuffer(cu_k_.size() * 4);
+    dlq_.upload(cu_q_.data(), cu_q_.size() * 4);
+    dlk_.upload(cu_k_.data(), cu_k_.size() * 4);
+    a.cu_seqlens_q = dlq_.as<std::int32_t>();
+    a.cu_seqlens_k = dlk_.as<std::int32_t>();
+  }
+}
+
+void ForwardProblem::poison_output() { do_.fill_byte(0xFF); }  // 0xFFFF is NaN in bf16 and fp16
+
+CaseResult ForwardProblem::check(bool compute_reference) const {
+  CaseResult r;
+  std::vector<std::uint16_t> bits(o_elems_);
+  do_.download(bits.data(), bits.size() * 2);
+  if (!compute_reference) return r;
+  RefInputs in;
+  in.args = args_;
+  in.q = q_.data(), in.k = k_.data(), in.v = v_.data();
+  in.score_bias = score_bias_.empty() ? nullptr : score_bias_.data();
+  in.seq_lens_q = seq_q_.data(), in.seq_lens_k = seq_k_.data();
+  in.cu_seqlens_q = cu_q_.data(), in.cu_seqlens_k = cu_k_.data();
+  const RefOutput ref = reference_forward_sampled(in, o_elems_, spec_.row_step);
+  double err2 = 0, ref2 = 0;
+  const bool padded = spec_.layout == Layout::padded;
+  for (std::size_t i = 0; i < o_elems_; ++i) {
+    const float got = spec_.dtype == DType::bf16 ? bf16_to_float(bits[i]) : fp16_to_float(bits[i]);
+    switch (ref.state[i]) {
+      case OutState::untouched:
+        r.clobbered += bits[i] != 0xFFFF;
+        break;
+      case OutState::written:
+        r.unwritten += bits[i] == 0xFFFF;
+        break;
+      case OutState::checked: {
+        ++r.checked;
+        if (bits[i] == 0xFFFF || !std::isfinite(got)) {
+          ++r.unwritten;
+          break;
+        }
+        const double diff = got - ref.values[i];
+        err2 += diff * diff;
+        ref2 += ref.values[i] * ref.values[i];
+        r.max_abs_error = std::max(r.max_abs_error, std::fabs(diff));
+        if (padded && ref.values[i] == 0.0 && got != 0.0f) ++r.nonzero_padding;
+        break;
+      }
+    }
+  }
+  r.rel_error = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  return r;
+}
+
+}  // namespace sigjit::testing

@@ -1,0 +1,62 @@
+// A randomly generated forward problem on the device plus its fp64 reference, shared by the GPU
+// correctness tests and the benchmark's spot checks.
+#pragma once
+
+#include "tests/common/gpu_env.hpp"
+#include "tests/common/reference.hpp"
+
+#include <sigjit/sigjit.hpp>
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace sigjit::testing {
+
+struct CaseSpec {
+  Layout layout = Layout::dense;
+  int head_dim = 64;
+  DType dtype = DType::bf16;
+  bool causal = false;
+  BiasMode bias_mode = BiasMode::log_n;
+  bool score_bias = false;
+  bool gqa = false;
+  SigmoidMode sigmoid = SigmoidMode::exact;
+  std::vector<int> lens_q;  // one per sequence (dense: all equal)
+  std::vector<int> lens_k;
+  bool strided = false;  // non-contiguous strides: K head-major, Q/O with gaps between heads
+  int row_step = 1;      // reference row sampling
+  std::string name() const;
+};
+
+struct CaseResult {
+  double rel_error = 0;      // ||out - ref|| / ||ref|| over checked elements
+  double max_abs_error = 0;
+  long unwritten = 0;        // output elements still holding the poison
+  long clobbered = 0;        // non-output elements that changed
+  long nonzero_padding = 0;  // padded rows not exactly zero
+  long checked = 0;
+};
+
+class ForwardProblem {
+ public:
+  ForwardProblem(const CaseSpec& spec, std::mt19937& rng);
+  const AttentionArgs& args() const { return args_; }
+  void poison_output();
+  CaseResult check(bool compute_reference = true) const;
+
+ private:
+  std::vector<float> random_tensor(std::size_t n, std::mt19937& rng);
+  void upload_u16(DeviceBuffer& dst, const std::vector<float>& values);
+
+  CaseSpec spec_;
+  AttentionArgs args_;
+  std::vector<float> q_, k_, v_, score_bias_;
+  std::vector<int> seq_q_, seq_k_, cu_q_, cu_k_;
+  std::size_t o_elems_ = 0;
+  DeviceBuffer dq_, dk_, dv_, do_, dsb_, dlq_, dlk_;
+};
+
+double error_bound(const CaseSpec& spec);
+
+}  // namespace sigjit::testing

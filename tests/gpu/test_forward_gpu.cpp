@@ -1,0 +1,231 @@
+// Forward correctness on the GPU against the fp64 reference: every layout x head dim x dtype x
+// causal x bias mode x score bias x GQA (exact sigmoid), the fast sigmoid per layout/head dim/
+// dtype/causal, ragged lengths including 1, 17, 200, 1000 and 16384, poisoned outputs.
+#include "compiler/kernel_spec.hpp"
+#include "runtime/attention.hpp"
+#include "runtime/device.hpp"
+#include "runtime/driver_api.hpp"
+#include "runtime/kernel_cache.hpp"
+#include "tests/gpu/forward_problem.hpp"
+
+#include <sigjit/sigjit.h>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+namespace sigjit::testing {
+namespace {
+
+std::vector<CaseSpec> matrix_cases() {
+  std::vector<CaseSpec> cases;
+  for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
+    for (int hd : {32, 64, 96, 128, 256})
+      for (DType dt : {DType::bf16, DType::fp16})
+        for (bool causal : {false, true})
+          for (BiasMode bias : {BiasMode::log_n, BiasMode::scalar})
+            for (bool sb : {false, true})
+              for (bool gqa : {false, true}) {
+                CaseSpec c{layout, hd, dt, causal, bias, sb, gqa, SigmoidMode::exact};
+                if (layout == Layout::dense) {
+                  const bool square = (hd + sb + gqa) % 2 == 0;
+                  c.lens_q = {200, 200};
+                  c.lens_k = {square ? 200 : 333, square ? 200 : 333};
+                  c.strided = gqa;
+                } else {
+                  c.lens_q = {1, 17, 200, 1000};
+                  c.lens_k = {1, 30, 200, 777};
+                  c.row_step = 5;
+                }
+                cases.push_back(c);
+              }
+  // Fast sigmoid: every layout x head dim x dtype x causal.
+  for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
+    for (int hd : {32, 64, 96, 128, 256})
+      for (DType dt : {DType::bf16, DType::fp16})
+        for (bool causal : {false, true}) {
+          CaseSpec c{layout, hd, dt, causal, BiasMode::log_n, false, false, SigmoidMode::fast};
+          c.lens_q = layout == Layout::dense ? std::vector<int>{300} : std::vector<int>{17, 1000, 1};
+          c.lens_k = c.lens_q;
+          c.row_step = 5;
+          cases.push_back(c);
+        }
+  return cases;
+}
+
+std::vector<CaseSpec> long_cases() {
+  std::vector<CaseSpec> cases;
+  for (int hd : {64, 128}) {
+    CaseSpec dense{Layout::dense, hd, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {16384}, {16384}};
+    CaseSpec padded{Layout::padded, hd, DType::bf16, true, BiasMode::log_n, true, true, SigmoidMode::exact, {16384, 5000, 1}, {16384, 4000, 1}};
+    CaseSpec varlen{Layout::varlen, hd, DType::fp16, true, BiasMode::log_n, false, true, SigmoidMode::fast, {1, 16384, 17}, {1, 16384, 17}};
+    for (CaseSpec* c : {&dense, &padded, &varlen}) {
+      c->row_step = 211;
+      cases.push_back(*c);
+    }
+  }
+  return cases;
+}
+
+// Compiles every kernel the cases need on all cores before the (serial) tests run.
+void precompile(const std::vector<CaseSpec>& cases) {
+  const detail::DeviceInfo dev = detail::current_device();
+  std::vector<std::pair<KernelSpec, TileConfig>> work;
+  std::mt19937 rng(1);
+  for (const auto& c : cases) {
+    CaseSpec tiny = c;
+    tiny.lens_q.assign(c.lens_q.size(), 1);
+    tiny.lens_k.assign(c.lens_k.size(), 1);
+    ForwardProblem p(tiny, rng);
+    detail::Resolved r = detail::resolve(p.args());
+    r.args.seqlen_q = *std::max_element(c.lens_q.begin(), c.lens_q.end());
+    r.args.seqlen_k = *std::max_element(c.lens_k.begin(), c.lens_k.end());
+    const KernelSpec spec = detail::forward_spec(r, dev.arch());
+    work.emplace_back(spec, default_config(spec));
+  }
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned t = 0; t < n; ++t) {
+    pool.emplace_back([&] {
+      cudaSetDevice(0);
+      detail::driver().cuCtxSetCurrent(dev.context);
+      for (size_t i; (i = next++) < work.size();) detail::get_kernel(dev.context, work[i].first, work[i].second);
+    });
+  }
+  for (auto& t : pool) t.join();
+  fmt::print("precompiled {} kernel requests, {} NVRTC compiles so far\n", work.size(), detail::compile_count());
+}
+
+class ForwardMatrix : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (!gpu_unavailable_reason().empty()) return;
+    auto all = matrix_cases();
+    auto more = long_cases();
+    all.insert(all.end(), more.begin(), more.end());
+    precompile(all);
+  }
+};
+
+TEST_P(ForwardMatrix, MatchesFp64Reference) {
+  SIGJIT_REQUIRE_GPU();
+  const CaseSpec& spec = GetParam();
+  std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
+  ForwardProblem problem(spec, rng);
+  cudaStream_t stream;
+  SIGJIT_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  problem.poison_output();
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  ASSERT_NO_THROW(sigjit::forward(problem.args(), stream));
+  SIGJIT_CUDA_OK(cudaGetLastError());
+  SIGJIT_CUDA_OK(cudaStreamSynchronize(stream));
+  SIGJIT_CUDA_OK(cudaStreamDestroy(stream));
+  const CaseResult r = problem.check();
+  RecordProperty("rel_error", fmt::format("{:.3g}", r.rel_error));
+  fmt::print("[case] {} rel_error={:.3e} max_abs={:.3e} checked={}\n", spec.name(), r.rel_error, r.max_abs_error, r.checked);
+  EXPECT_GT(r.checked, 0);
+  EXPECT_EQ(r.unwritten, 0) << "output elements left unwritten (still poison)";
+  EXPECT_EQ(r.clobbered, 0) << "elements outside the output were written";
+  EXPECT_EQ(r.nonzero_padding, 0) << "padded rows must be exactly zero";
+  EXPECT_LT(r.rel_error, error_bound(spec));
+}
+
+std::string case_name(const ::testing::TestParamInfo<CaseSpec>& info) {
+  std::string n = info.param.name();
+  for (auto& ch : n) if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, ForwardMatrix, ::testing::ValuesIn(matrix_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrix, ::testing::ValuesIn(long_cases()), case_name);
+
+CaseSpec small_case() {
+  CaseSpec c{Layout::padded, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {100, 7}, {100, 50}};
+  return c;
+}
+
+TEST(ForwardGpu, EachKernelCompiledOncePerProcess) {
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  ForwardProblem p(small_case(), rng);
+  sigjit::forward(p.args(), nullptr);
+  const long before = detail::compile_count();
+  for (int i = 0; i < 3; ++i) sigjit::forward(p.args(), nullptr);
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_EQ(detail::compile_count(), before);
+}
+
+TEST(ForwardGpu, HostPointerIsRejected) {
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  ForwardProblem p(small_case(), rng);
+  AttentionArgs a = p.args();
+  alignas(16) static std::uint16_t host[64];
+  a.q = host;
+  try {
+    sigjit::forward(a, nullptr);
+    FAIL() << "expected sigjit::Error";
+  } catch (const sigjit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("q:"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ForwardGpu, DeviceLengthsBeyondBufferAreRejected) {
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  ForwardProblem p(small_case(), rng);
+  AttentionArgs a = p.args();
+  a.seqlen_q = 50;  // the device seq_lens_q holds 100
+  try {
+    sigjit::forward(a, nullptr);
+    FAIL() << "expected sigjit::Error";
+  } catch (const sigjit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("seq_lens_q[0]=100"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ForwardGpu, UncheckedBadLengthsStayInBounds) {
+  SIGJIT_REQUIRE_GPU();
+  // validate_lengths off and lengths beyond the buffer: the kernel clamps, so nothing outside
+  // the output is written and no fault occurs.
+  std::mt19937 rng(std::random_device{}());
+  CaseSpec c = small_case();
+  ForwardProblem p(c, rng);
+  AttentionArgs a = p.args();
+  a.validate_lengths = false;
+  a.seqlen_q = 64;
+  a.seqlen_k = 64;
+  a.o_strides = {64 * a.heads_q * 64, a.heads_q * 64, 64};
+  a.q_strides = a.o_strides;
+  sigjit::forward(a, nullptr);
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  SIGJIT_CUDA_OK(cudaGetLastError());
+}
+
+TEST(ForwardGpu, CApiMatchesCppApi) {
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  CaseSpec c = small_case();
+  ForwardProblem p(c, rng);
+  const AttentionArgs& a = p.args();
+  sigjit_attention_args ca = sigjit_attention_args_default();
+  ca.layout = SIGJIT_PADDED;
+  ca.batch = a.batch, ca.seqlen_q = a.seqlen_q, ca.seqlen_k = a.seqlen_k, ca.heads_q = a.heads_q, ca.heads_kv = a.heads_kv, ca.head_dim = a.head_dim;
+  ca.q = a.q, ca.k = a.k, ca.v = a.v, ca.o = a.o;
+  ca.seq_lens_q = a.seq_lens_q, ca.seq_lens_k = a.seq_lens_k;
+  p.poison_output();
+  ASSERT_EQ(sigjit_forward(&ca, nullptr), SIGJIT_OK) << sigjit_last_error();
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  const CaseResult r = p.check();
+  EXPECT_EQ(r.unwritten, 0);
+  EXPECT_LT(r.rel_error, error_bound(c));
+  ca.head_dim = 80;
+  EXPECT_EQ(sigjit_forward(&ca, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(sigjit_last_error()).find("head_dim=80"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sigjit::testing

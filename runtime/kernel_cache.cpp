@@ -8,20 +8,24 @@
 #include <memory>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 namespace sigjit::detail {
 
 namespace {
 struct Entry {
   std::mutex mutex;  // held while compiling: the single flight
+  // The image must outlive the module: with lazy loading (CUDA_MODULE_LOADING=LAZY, the default
+  // since CUDA 12.2) the driver reads functions from it at their first launch, not at load.
+  std::vector<char> cubin;
   CUmodule module = nullptr;
   LoadedKernel kernel;
 };
 
 std::atomic<long> g_compiles{0};
 
-LoadedKernel load(const CompiledKernel& compiled, CUmodule& module) {
-  SIGJIT_CHECK_CU(driver().cuModuleLoadData(&module, compiled.cubin.data()));
+LoadedKernel load(const CompiledKernel& compiled, const std::vector<char>& image, CUmodule& module) {
+  SIGJIT_CHECK_CU(driver().cuModuleLoadData(&module, image.data()));
   LoadedKernel k;
   SIGJIT_CHECK_CU(driver().cuModuleGetFunction(&k.function, module, compiled.name.c_str()));
   k.smem_bytes = compiled.resources.shared_dynamic_bytes;
@@ -42,9 +46,10 @@ LoadedKernel get_kernel(CUcontext context, const KernelSpec& spec, const TileCon
   }
   std::lock_guard<std::mutex> lock(entry->mutex);
   if (entry->kernel.function == nullptr) {
-    const CompiledKernel compiled = compile_kernel(spec, config);
+    CompiledKernel compiled = compile_kernel(spec, config);
     ++g_compiles;
-    LoadedKernel k = load(compiled, entry->module);
+    entry->cubin = std::move(compiled.cubin);
+    LoadedKernel k = load(compiled, entry->cubin, entry->module);
     k.threads = config.threads();
     entry->kernel = k;
   }

@@ -17,6 +17,13 @@ struct Loaded {
   std::string error;  // empty when every entry point resolved
 };
 
+// Entry points are requested at the ABI of CUDA 12.0, the version whose signatures the
+// declarations used for DriverApi's member types match. Asking for the header's CUDA_VERSION
+// instead returns newer variants with other signatures (CUDA 13 maps cuCtxGetDevice to
+// cuCtxGetDevice_v2, which takes a context argument): calling those through the old types
+// crashed on the H100 machine.
+constexpr int kDriverAbiVersion = 12000;
+
 using GetProcAddress = CUresult (*)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*);
 
 Loaded load_driver() {
@@ -35,8 +42,8 @@ Loaded load_driver() {
   {                                                                                                            \
     void* fn = nullptr;                                                                                        \
     CUdriverProcAddressQueryResult found{};                                                                   \
-    if (get_proc(#name, &fn, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT, &found) != CUDA_SUCCESS || !fn) {      \
-      out.error = fmt::format("CUDA driver too old: it lacks {} for CUDA {}; update the NVIDIA driver", #name, CUDA_VERSION); \
+    if (get_proc(#name, &fn, kDriverAbiVersion, CU_GET_PROC_ADDRESS_DEFAULT, &found) != CUDA_SUCCESS || !fn) {      \
+      out.error = fmt::format("CUDA driver too old: it lacks {} (CUDA 12.0 ABI); update the NVIDIA driver", #name); \
       return out;                                                                                              \
     }                                                                                                          \
     out.api.name = reinterpret_cast<decltype(out.api.name)>(fn);                                               \

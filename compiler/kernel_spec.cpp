@@ -21,7 +21,8 @@ const char* layout_tag(Layout l) {
 std::string Arch::name() const { return fmt::format("sm_{}{}{}", major, minor, arch_specific ? "a" : ""); }
 
 Arch Arch::parse(const std::string& text) {
-  static const std::regex form(R"(sm_([0-9])([0-9])(a?))");
+  // One or two digits of major version: sm_80, sm_90a, but also Blackwell's sm_100 and sm_120.
+  static const std::regex form(R"(sm_([1-9][0-9]?)([0-9])(a?))");
   std::smatch m;
   if (!std::regex_match(text, m, form)) {
     throw Error(fmt::format("arch: '{}' is not a target; use sm_XY or sm_XYa, e.g. sm_80, sm_90, sm_90a", text));
@@ -73,7 +74,10 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
   if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256) return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
   const int smem = forward_smem_bytes(spec, c);
-  const int limit = spec.arch.major >= 9 ? 227 * 1024 : (spec.arch.major == 8 && spec.arch.minor == 0 ? 163 * 1024 : 99 * 1024);
+  // Opt-in shared memory per block: 227 KB on sm_90/sm_100, 163 KB on sm_80, 99 KB on the
+  // other sm_8x and on sm_12x (consumer Blackwell).
+  const int limit = spec.arch.major >= 9 && spec.arch.major != 12 ? 227 * 1024
+                    : (spec.arch.major == 8 && spec.arch.minor == 0 ? 163 * 1024 : 99 * 1024);
   if (smem > limit) return fmt::format("needs {} B of shared memory, {} allows {} B", smem, spec.arch.name(), limit);
   // Accumulators alone: O (D/2 per m16 tile) + S (block_n/2 per m16 tile) + Q (D/4 per m16 tile) fp32/b32 registers.
   const int mtiles = c.block_m / c.warps / 16;
@@ -84,9 +88,11 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
 
 TileConfig default_config(const KernelSpec& spec) {
   // Measured on H100 (see bench/RESULTS.md); 256 needs a narrow key tile to stay in registers.
-  if (spec.head_dim <= 64) return {128, 128, 8, 2};
-  if (spec.head_dim <= 128) return {128, 64, 8, 2};
-  return {64, 32, 4, 2};
+  TileConfig c = spec.head_dim <= 64 ? TileConfig{128, 128, 8, 2} : spec.head_dim <= 128 ? TileConfig{128, 64, 8, 2} : TileConfig{64, 32, 4, 2};
+  // Archs with 99 KB of shared memory per block (sm_86, sm_89, sm_120) do not fit the measured
+  // head-dim-128 tile: narrow the key tile until the config fits.
+  while (c.block_n > 16 && !check_config(spec, c).empty()) c.block_n /= 2;
+  return c;
 }
 
 std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {

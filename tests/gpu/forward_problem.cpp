@@ -19,10 +19,12 @@ std::string CaseSpec::name() const {
 
 // Bounds on ||out - ref|| / ||ref||. Exact sigmoid: output rounding dominates (bf16 has 8
 // significant bits, fp16 11). Fast sigmoid adds tanh.approx's error, which is largest exactly
-// where -log(n) puts typical scores (see SigmoidMode::fast).
+// where -log(n) puts typical scores (see SigmoidMode::fast), but averages out over many keys.
+// Measured on H100 2026-11-23 (bench/results/2026-11-23-h100-gpu-tests.log), max over the
+// matrix: bf16 exact 2.5e-3, bf16 fast 3.3e-3, fp16 exact 3.1e-4, fp16 fast 3.7e-4.
 double error_bound(const CaseSpec& spec) {
-  const double base = spec.dtype == DType::bf16 ? 8e-3 : 2e-3;
-  return spec.sigmoid == SigmoidMode::exact ? base : base + 3e-2;
+  const double base = spec.dtype == DType::bf16 ? 6e-3 : 8e-4;
+  return spec.sigmoid == SigmoidMode::exact ? base : base + 1.5e-3;
 }
 
 std::vector<float> ForwardProblem::random_tensor(std::size_t n, std::mt19937& rng) {

@@ -87,8 +87,10 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
 }
 
 TileConfig default_config(const KernelSpec& spec) {
-  // Measured on H100 (see bench/RESULTS.md); 256 needs a narrow key tile to stay in registers.
-  TileConfig c = spec.head_dim <= 64 ? TileConfig{128, 128, 8, 2} : spec.head_dim <= 128 ? TileConfig{128, 64, 8, 2} : TileConfig{64, 32, 4, 2};
+  // Best of the H100 sweep (bench/results/2026-11-23-h100-sweep.csv): 32 rows per warp, so
+  // each K/V fragment read from shared memory feeds two m16 tiles. 256 needs a narrow key tile
+  // and 16 rows per warp to stay in registers.
+  TileConfig c = spec.head_dim <= 64 ? TileConfig{128, 128, 4, 2} : spec.head_dim <= 128 ? TileConfig{128, 32, 4, 2} : TileConfig{64, 32, 4, 2};
   // Archs with 99 KB of shared memory per block (sm_86, sm_89, sm_120) do not fit the measured
   // head-dim-128 tile: narrow the key tile until the config fits.
   while (c.block_n > 16 && !check_config(spec, c).empty()) c.block_n /= 2;

@@ -29,11 +29,7 @@ struct CompileOptions {
 
 sigjit::TileConfig parse_tile(const std::string& text, const sigjit::KernelSpec& spec) {
   if (text.empty()) return sigjit::default_config(spec);
-  sigjit::TileConfig c;
-  if (std::sscanf(text.c_str(), "m%dn%dw%ds%d", &c.block_m, &c.block_n, &c.warps, &c.stages) != 4) {
-    throw sigjit::Error(fmt::format("--tile '{}': expected mBLOCK_MnBLOCK_NwWARPSsSTAGES, e.g. m128n64w8s2", text));
-  }
-  return c;
+  return sigjit::TileConfig::parse(text, "--tile");
 }
 
 int run_compile(const CompileOptions& o) {

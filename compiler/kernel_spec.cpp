@@ -55,7 +55,18 @@ std::string KernelSpec::describe() const {
                      score_bias ? "score_bias " : "", sigmoid == SigmoidMode::fast ? "fast" : "exact", gqa_ratio, to_string(bucket), arch.name());
 }
 
-std::string TileConfig::describe() const { return fmt::format("m{}n{}w{}s{}", block_m, block_n, warps, stages); }
+std::string TileConfig::describe() const {
+  return fmt::format("m{}n{}w{}s{}{}", block_m, block_n, warps, stages, q_in_regs ? "" : "qs");
+}
+
+TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
+  static const std::regex form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
+  std::smatch m;
+  if (!std::regex_match(text, m, form)) {
+    throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs], e.g. m128n64w4s2 or m128n64w4s2qs", what, text));
+  }
+  return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
+}
 
 const std::vector<int>& supported_head_dims() {
   static const std::vector<int> dims{32, 64, 96, 128, 256};
@@ -81,16 +92,17 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
   if (smem > limit) return fmt::format("needs {} B of shared memory, {} allows {} B", smem, spec.arch.name(), limit);
   // Accumulators alone: O (D/2 per m16 tile) + S (block_n/2 per m16 tile) + Q (D/4 per m16 tile) fp32/b32 registers.
   const int mtiles = c.block_m / c.warps / 16;
-  const int regs = mtiles * (spec.head_dim / 2 + c.block_n / 2 + spec.head_dim / 4);
+  const int regs = mtiles * (spec.head_dim / 2 + c.block_n / 2 + (c.q_in_regs ? spec.head_dim / 4 : 0));
   if (regs > 224) return fmt::format("about {} accumulator registers per thread: would spill", regs);
   return {};
 }
 
 TileConfig default_config(const KernelSpec& spec) {
   // Best of the H100 sweep (bench/results/2026-11-23-h100-sweep.csv): 32 rows per warp, so
-  // each K/V fragment read from shared memory feeds two m16 tiles. 256 needs a narrow key tile
+  // each K/V fragment read from shared memory feeds two m16 tiles; at hd 96/128 that only fits
+  // without spills when Q is re-read from shared memory. 256 needs a narrow key tile
   // and 16 rows per warp to stay in registers.
-  TileConfig c = spec.head_dim <= 64 ? TileConfig{128, 128, 4, 2} : spec.head_dim <= 128 ? TileConfig{128, 32, 4, 2} : TileConfig{64, 32, 4, 2};
+  TileConfig c = spec.head_dim <= 64 ? TileConfig{128, 128, 4, 2} : spec.head_dim <= 128 ? TileConfig{128, 32, 4, 2, false} : TileConfig{64, 32, 4, 2};
   // Archs with 99 KB of shared memory per block (sm_86, sm_89, sm_120) do not fit the measured
   // head-dim-128 tile: narrow the key tile until the config fits.
   while (c.block_n > 16 && !check_config(spec, c).empty()) c.block_n /= 2;

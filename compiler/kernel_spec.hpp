@@ -51,8 +51,14 @@ struct TileConfig {
   int block_n = 64;
   int warps = 8;
   int stages = 2;
+  // Q fragments held in registers for the whole key loop (true), or re-read from shared memory
+  // at every key tile (false: frees D/2 registers per m16 tile, so 32-row warps fit at hd 128).
+  bool q_in_regs = true;
 
+  // "m128n64w4s2", with a "qs" suffix when Q stays in shared memory.
   std::string describe() const;
+  // Inverse of describe(); throws Error naming `what` (a flag or variable) on bad text.
+  static TileConfig parse(const std::string& text, const std::string& what);
   int threads() const { return warps * 32; }
 };
 

@@ -79,7 +79,13 @@ ResourceUsage parse_ptxas_report(const std::string& log, const std::string& kern
   ResourceUsage r;
   // The report for an entry starts at "Compiling entry function '<name>'" (or "Function
   // properties for <name>"), and runs until the next entry.
-  const size_t start = log.find("Function properties for " + kernel_name);
+  // The name must end where the line does: "k_sm_90" is a prefix of "k_sm_90a".
+  const std::string header = "Function properties for " + kernel_name;
+  size_t start = log.find(header);
+  while (start != std::string::npos && start + header.size() < log.size() && log[start + header.size()] != '\n' &&
+         log[start + header.size()] != '\r') {
+    start = log.find(header, start + 1);
+  }
   if (start == std::string::npos) return r;
   const size_t next = log.find("Compiling entry function", start);
   const std::string section = log.substr(start, next == std::string::npos ? std::string::npos : next - start);

@@ -39,10 +39,7 @@ TileConfig choose_config(const KernelSpec& spec) {
   // is part of the kernel name, so forced and default kernels never share a cache entry.
   const char* forced = std::getenv("SIGJIT_FORCE_TILE");
   if (!forced || !*forced) return default_config(spec);
-  TileConfig c;
-  if (std::sscanf(forced, "m%dn%dw%ds%d", &c.block_m, &c.block_n, &c.warps, &c.stages) != 4) {
-    throw Error(fmt::format("SIGJIT_FORCE_TILE={}: expected mBLOCK_MnBLOCK_NwWARPSsSTAGES, e.g. m128n64w8s2", forced));
-  }
+  const TileConfig c = TileConfig::parse(forced, "SIGJIT_FORCE_TILE");
   if (const std::string why = check_config(spec, c); !why.empty()) throw Error(fmt::format("SIGJIT_FORCE_TILE={}: {}", forced, why));
   return c;
 }

@@ -54,9 +54,9 @@ case "$mode" in
   sweep)
     step "tile sweep"
     ./build-dev/bench/sigjit-bench --seq 2048,16384 --pad 0 --head-dim 64 --reps 15 --csv "$csv" \
-      --tiles "${SWEEP_TILES_64:-m128n64w4s2;m128n128w4s2;m128n64w8s2;m128n128w8s2;m64n64w4s2;m128n64w4s3;m256n64w8s2}"
+      --tiles "${SWEEP_TILES_64:-m128n128w4s2;m128n128w4s3;m128n64w4s2;m128n64w4s2qs;m128n128w8s2}"
     ./build-dev/bench/sigjit-bench --seq 2048,16384 --pad 0 --head-dim 128 --reps 15 --csv "$csv" \
-      --tiles "${SWEEP_TILES_128:-m128n32w4s2;m128n32w4s3;m128n64w8s2;m128n32w8s2;m64n64w4s2;m128n128w8s2;m64n32w2s2}"
+      --tiles "${SWEEP_TILES_128:-m128n32w4s2;m128n32w4s2qs;m128n32w4s3qs;m128n64w4s2qs;m128n128w8s2;m128n64w8s2qs;m64n64w2s2qs}"
     python3 bench/triton_bench.py --seq 2048,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
     ;;
 esac

@@ -21,7 +21,7 @@ enum Layout { kDense = 0, kPadded = 1, kVarlen = 2 };
 enum BiasMode { kBiasLogN = 0, kBiasScalar = 1 };
 
 template <int HEAD_DIM_, int BLOCK_M_, int BLOCK_N_, int NUM_WARPS_, int STAGES_, bool IS_BF16_,
-          int LAYOUT_, bool CAUSAL_, int BIAS_MODE_, bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_>
+          int LAYOUT_, bool CAUSAL_, int BIAS_MODE_, bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool Q_IN_REGS_ = true>
 struct FwdConfig {
   static constexpr int kHeadDim = HEAD_DIM_;
   static constexpr int kBlockM = BLOCK_M_;
@@ -34,6 +34,9 @@ struct FwdConfig {
   static constexpr int kBiasMode = BIAS_MODE_;
   static constexpr bool kScoreBias = HAS_SCORE_BIAS_;
   static constexpr bool kExact = EXACT_SIGMOID_;
+  static constexpr bool kQInRegs = Q_IN_REGS_;
+  // Q fragments kept live across the key loop: all of them, or one k16 slice at a time.
+  static constexpr int kQSlices = kQInRegs ? kHeadDim / 16 : 1;
 
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kRowsPerWarp = kBlockM / kWarps;
@@ -53,6 +56,8 @@ struct FwdConfig {
   static_assert(kWarps >= 1 && kWarps <= 16, "warps: 1..16");
   static_assert(kBlockM % (16 * kWarps) == 0, "BLOCK_M must give each warp a whole number of m16 tiles");
   static_assert(kMTiles <= 2, "more than two m16 tiles per warp does not fit the register file");
+  static_assert(kMTiles * (kHeadDim / 2 + kBlockN / 2 + (kQInRegs ? kHeadDim / 4 : 0)) <= 224,
+                "O, S and Q fragments alone exceed 224 registers per thread: the kernel would spill");
   static_assert(kBlockN % 16 == 0 && kBlockN >= 16 && kBlockN <= 256, "BLOCK_N: a multiple of 16 in [16, 256]");
   static_assert(kStages >= 2 && kStages <= 4, "pipeline stages: 2..4");
   static_assert(kSmemBytes <= 227 * 1024, "tile config exceeds the 227 KB shared memory of sm_90");
@@ -131,22 +136,24 @@ __device__ __forceinline__ void store_zero_rows(u16* o, i64 row_stride, int row_
 }
 
 template <class C>
-__device__ __forceinline__ void load_q_fragments(u32 (&q_frag)[C::kMTiles][C::kHeadDim / 16][4], const u16* q_smem, int warp, int lane) {
-#pragma unroll
-  for (int mt = 0; mt < C::kMTiles; ++mt) {
-    const int row = warp * C::kRowsPerWarp + mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
-#pragma unroll
-    for (int ks = 0; ks < C::kHeadDim / 16; ++ks) {
-      const int col = ks * 16 + (lane / 16) * 8;
-      ldmatrix_x4(q_frag[mt][ks], shared_address(q_smem + row * C::kRowStride + col));
-    }
-  }
+__device__ __forceinline__ void load_q_slice(u32 (&q)[4], const u16* q_smem, int warp, int mt, int ks, int lane) {
+  const int row = warp * C::kRowsPerWarp + mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
+  ldmatrix_x4(q, shared_address(q_smem + row * C::kRowStride + ks * 16 + (lane / 16) * 8));
 }
 
-// S = Q K^T for one key tile.
 template <class C>
-__device__ __forceinline__ void score_tile(float (&s)[C::kMTiles][C::kNTiles][4], const u32 (&q_frag)[C::kMTiles][C::kHeadDim / 16][4],
-                                           const u16* k_smem, int lane) {
+__device__ __forceinline__ void load_q_fragments(u32 (&q_frag)[C::kMTiles][C::kQSlices][4], const u16* q_smem, int warp, int lane) {
+#pragma unroll
+  for (int mt = 0; mt < C::kMTiles; ++mt)
+#pragma unroll
+    for (int ks = 0; ks < C::kQSlices; ++ks) load_q_slice<C>(q_frag[mt][ks], q_smem, warp, mt, ks, lane);
+}
+
+// S = Q K^T for one key tile. Q comes from registers, or (kQInRegs false) from shared memory
+// one k16 slice at a time.
+template <class C>
+__device__ __forceinline__ void score_tile(float (&s)[C::kMTiles][C::kNTiles][4], const u32 (&q_frag)[C::kMTiles][C::kQSlices][4],
+                                           const u16* q_smem, const u16* k_smem, int warp, int lane) {
 #pragma unroll
   for (int mt = 0; mt < C::kMTiles; ++mt)
 #pragma unroll
@@ -155,6 +162,16 @@ __device__ __forceinline__ void score_tile(float (&s)[C::kMTiles][C::kNTiles][4]
       for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.0f;
 #pragma unroll
   for (int ks = 0; ks < C::kHeadDim / 16; ++ks) {
+    u32 q_slice[C::kMTiles][4];
+#pragma unroll
+    for (int mt = 0; mt < C::kMTiles; ++mt) {
+      if (C::kQInRegs) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) q_slice[mt][r] = q_frag[mt][C::kQInRegs ? ks : 0][r];
+      } else {
+        load_q_slice<C>(q_slice[mt], q_smem, warp, mt, ks, lane);
+      }
+    }
 #pragma unroll
     for (int np = 0; np < C::kNTiles / 2; ++np) {
       const int key = np * 16 + (lane % 8) + (lane / 16) * 8;
@@ -163,8 +180,8 @@ __device__ __forceinline__ void score_tile(float (&s)[C::kMTiles][C::kNTiles][4]
       ldmatrix_x4(b, shared_address(k_smem + key * C::kRowStride + col));
 #pragma unroll
       for (int mt = 0; mt < C::kMTiles; ++mt) {
-        mma_16816<C::kBf16>(s[mt][2 * np], q_frag[mt][ks], b[0], b[1]);
-        mma_16816<C::kBf16>(s[mt][2 * np + 1], q_frag[mt][ks], b[2], b[3]);
+        mma_16816<C::kBf16>(s[mt][2 * np], q_slice[mt], b[0], b[1]);
+        mma_16816<C::kBf16>(s[mt][2 * np + 1], q_slice[mt], b[2], b[3]);
       }
     }
   }
@@ -322,8 +339,8 @@ __device__ __forceinline__ void fwd_kernel(const SigjitFwdParams& p) {
 
   cp_async_wait<C::kStages - 1>();  // the Q group
   __syncthreads();
-  u32 q_frag[C::kMTiles][C::kHeadDim / 16][4];
-  load_q_fragments<C>(q_frag, q_smem, warp, lane);
+  u32 q_frag[C::kMTiles][C::kQSlices][4];
+  if (C::kQInRegs) load_q_fragments<C>(q_frag, q_smem, warp, lane);
 
   const int row_base = m_start + warp * C::kRowsPerWarp;
   for (int n_block = 0; n_block < n_blocks; ++n_block) {
@@ -339,7 +356,7 @@ __device__ __forceinline__ void fwd_kernel(const SigjitFwdParams& p) {
     float addend[C::kNTiles][2];
     load_key_addends<C>(addend, seq, bias, key_base, lane);
     float s[C::kMTiles][C::kNTiles][4];
-    score_tile<C>(s, q_frag, k_tile, lane);
+    score_tile<C>(s, q_frag, q_smem, k_tile, warp, lane);
     u32 p_frag[C::kMTiles][C::kBlockN / 16][4];
     if (C::kCausal && key_base + C::kBlockN - 1 > row_base + causal_offset) {
       sigmoid_tile<C, true>(p_frag, s, sig, addend, key_base, row_base, causal_offset, lane);

@@ -114,11 +114,18 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
   for (int bm : {64, 128, 256})
     for (int bn : {32, 64, 128})
       for (int w : {4, 8})
-        for (int st : {2, 3}) {
-          TileConfig c{bm, bn, w, st};
-          if (check_config(spec, c).empty()) out.push_back(c);
-        }
+        for (int st : {2, 3})
+          for (bool q_in_regs : {true, false}) {  // both, so that the default (Q in smem at hd 96/128) is a candidate
+            TileConfig c{bm, bn, w, st, q_in_regs};
+            if (check_config(spec, c).empty()) out.push_back(c);
+          }
   return out;
+}
+
+std::string problem_key(const KernelSpec& s) {
+  return fmt::format("{}_{}_d{}_{}_{}_{}_{}_{}_{}_{}", s.direction == Direction::forward ? "fwd" : "bwd", dtype_tag(s.dtype), s.head_dim,
+                     layout_tag(s.layout), s.causal ? "causal" : "full", s.bias_mode == BiasMode::log_n ? "logn" : "scalar",
+                     s.score_bias ? "sb" : "nosb", s.sigmoid == SigmoidMode::fast ? "fast" : "exact", to_string(s.bucket), s.arch.name());
 }
 
 std::string kernel_name(const KernelSpec& s, const TileConfig& c) {

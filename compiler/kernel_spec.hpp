@@ -77,6 +77,10 @@ TileConfig default_config(const KernelSpec& spec);
 // Configs worth trying for a spec (all pass check_config).
 std::vector<TileConfig> candidate_configs(const KernelSpec& spec);
 
+// Identifies a tuning problem: everything of the spec that selects code or a tuned config
+// (the bucket included), nothing of the tile config. One cache entry per problem key.
+std::string problem_key(const KernelSpec& spec);
+
 // Deterministic entry-point name; distinct for every distinct binary.
 std::string kernel_name(const KernelSpec& spec, const TileConfig& config);
 

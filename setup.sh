@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Installs what a Debian 12 machine lacks, then configures and builds sigjit into build/.
+#
+#   ./setup.sh          install missing packages, configure (Release, Ninja), build
+#   ./setup.sh --test   the same, then the CPU tests, the GPU tests (they skip without a GPU)
+#                       and a find_package(sigjit) consumer built against an install tree
+#
+# Assumes the CUDA toolkit under /usr/local/cuda (or CUDAToolkit_ROOT) and cmake + g++ present.
+# Safe to run again: installs nothing that is there, reconfigures and rebuilds incrementally.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+ROOT=$PWD
+BUILD=$ROOT/build
+
+run_tests=0
+for arg in "$@"; do
+  case $arg in
+    --test) run_tests=1 ;;
+    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (use --test or --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '==> %s\n' "$*"; }
+jobs=$(nproc 2>/dev/null || echo 4)
+
+# ---- packages -------------------------------------------------------------------------------
+packages=(ninja-build nlohmann-json3-dev libfmt-dev libcli11-dev libgtest-dev googletest libgmock-dev llvm-14-tools)
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi
+done
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  sudo=()
+  if [[ $(id -u) != 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup.sh: not root and no sudo; install as root: apt-get install ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  say "packages: all present"
+fi
+
+# ---- CUDA toolkit ---------------------------------------------------------------------------
+cmake_cuda=()
+if [[ -n ${CUDAToolkit_ROOT:-} ]]; then
+  cmake_cuda=(-DCUDAToolkit_ROOT="$CUDAToolkit_ROOT")
+elif ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  cmake_cuda=(-DCUDAToolkit_ROOT=/usr/local/cuda)
+fi
+
+# ---- configure + build ----------------------------------------------------------------------
+if [[ -f $BUILD/CMakeCache.txt ]] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$BUILD/CMakeCache.txt"; then
+  echo "setup.sh: $BUILD was configured with another generator; remove it (rm -rf build) and run again" >&2
+  exit 1
+fi
+say "configuring build/ (Release, Ninja)"
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_EXPORT_COMPILE_COMMANDS=ON "${cmake_cuda[@]}" >/dev/null
+say "building"
+cmake --build "$BUILD" -j "$jobs"
+say "built $BUILD/sigjit"
+
+((run_tests)) || exit 0
+
+# ---- tests ----------------------------------------------------------------------------------
+# Every step runs even when an earlier one fails; the exit status says whether all passed.
+failed=()
+check() {
+  local name=$1
+  shift
+  "$@" || failed+=("$name")
+}
+consumer() {
+  cmake --install "$BUILD" --prefix "$BUILD/install" >/dev/null &&
+    cmake -S "$ROOT/tests/consumer" -B "$BUILD/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$BUILD/install" \
+      "${cmake_cuda[@]}" >/dev/null &&
+    cmake --build "$BUILD/consumer" -j "$jobs" &&
+    "$BUILD/consumer/sigjit_consumer"
+}
+
+say "CPU tests"
+check "CPU tests" ctest --test-dir "$BUILD" -L cpu --output-on-failure --no-tests=error -j "$jobs"
+say "GPU tests (skip without a GPU)"
+check "GPU tests" ctest --test-dir "$BUILD" -L gpu --output-on-failure --no-tests=error -j "$jobs"
+say "consumer: install into build/install, build tests/consumer with find_package(sigjit), run it"
+check "find_package consumer" consumer
+
+if ((${#failed[@]})); then
+  printf -v list '%s, ' "${failed[@]}"
+  say "FAILED: ${list%, }"
+  exit 1
+fi
+say "all tests passed"

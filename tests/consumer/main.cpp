@@ -1,0 +1,43 @@
+// Uses only the public headers of an installed sigjit: validates a call with an unsupported
+// head_dim and checks that sigjit::Error reports it as an invalid argument naming head_dim.
+#include <sigjit/sigjit.h>
+#include <sigjit/sigjit.hpp>
+
+#include <cstdio>
+#include <string>
+
+int main() {
+  alignas(16) static unsigned char buffer[16];
+  sigjit::AttentionArgs args;
+  args.batch = 1;
+  args.seqlen_q = args.seqlen_k = 1;
+  args.heads_q = 1;
+  args.head_dim = 100;  // not one of 32, 64, 96, 128, 256
+  args.q = args.k = args.v = buffer;
+  args.o = buffer;
+  try {
+    sigjit::validate(args);
+    std::fprintf(stderr, "consumer: FAIL: validate accepted head_dim=100\n");
+    return 1;
+  } catch (const sigjit::Error& e) {
+    const std::string what = e.what();
+    if (e.kind() != sigjit::ErrorKind::invalid_argument || what.find("head_dim") == std::string::npos) {
+      std::fprintf(stderr, "consumer: FAIL: unexpected error (kind %d): %s\n", static_cast<int>(e.kind()), e.what());
+      return 1;
+    }
+    std::printf("consumer: ok: sigjit::validate rejected the call: %s\n", e.what());
+  }
+
+  // The C API reports the same failure as a status code.
+  sigjit_attention_args c = sigjit_attention_args_default();
+  c.batch = c.seqlen_q = c.seqlen_k = c.heads_q = 1;
+  c.head_dim = 100;
+  c.q = c.k = c.v = buffer;
+  c.o = buffer;
+  if (sigjit_validate(&c) != SIGJIT_ERROR_INVALID_ARGUMENT || std::string(sigjit_last_error()).find("head_dim") == std::string::npos) {
+    std::fprintf(stderr, "consumer: FAIL: sigjit_validate: %s\n", sigjit_last_error());
+    return 1;
+  }
+  std::printf("consumer: ok: sigjit_validate returned SIGJIT_ERROR_INVALID_ARGUMENT\n");
+  return 0;
+}

@@ -26,7 +26,7 @@ say() { printf '==> %s\n' "$*"; }
 jobs=$(nproc 2>/dev/null || echo 4)
 
 # ---- packages -------------------------------------------------------------------------------
-packages=(ninja-build nlohmann-json3-dev libfmt-dev libcli11-dev libgtest-dev googletest libgmock-dev llvm-14-tools)
+packages=(ninja-build nlohmann-json3-dev libfmt-dev libcli11-dev libssl-dev libgtest-dev googletest libgmock-dev llvm-14-tools)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi

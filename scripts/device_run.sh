@@ -18,7 +18,11 @@ step "environment"
 { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv; nvcc --version | tail -2; cmake --version | head -1; } 2>&1 | tee "$OUT/env.txt"
 
 step "build"
-cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" >"$OUT/build.log" 2>&1 &&
+ssl=()
+if [ ! -f /usr/include/openssl/evp.h ]; then  # headers carried in .deps, the image's own libcrypto
+  ssl=(-DOPENSSL_INCLUDE_DIR="$PWD/.deps/usr/include" -DOPENSSL_CRYPTO_LIBRARY="$(ls /usr/lib/x86_64-linux-gnu/libcrypto.so* | head -1)")
+fi
+cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" >"$OUT/build.log" 2>&1 &&
   ninja -C build-dev >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 
 if [ -d .whl ]; then

@@ -1,20 +1,38 @@
-// The sigjit command-line tool. Subcommands:
-//   info     GPU, driver, NVRTC and library versions
-//   compile  generate and compile one kernel without a GPU; print the resource report
+// The sigjit command-line tool: tune kernels on this GPU, inspect and ship the cache.
+//   info       GPU, driver, NVRTC, cache location and size
+//   compile    generate and compile one kernel without a GPU; print the resource report
+//   tune       measure tile configs of a workload on this GPU, store the winners (no GPU: compile
+//              every candidate and report resources)
+//   list/show  cache entries (tables, or --json)
+//   export     one bundle file with chosen entries and their cubins; import merges one
+//   verify     re-check every digest (and, with --gpu, every local entry's output)
+//   prune/gc   remove entries by key; remove temp files, unreferenced blobs, foreign entries
+// Errors: one line on stderr, exit code 1. Usage errors: exit code 2 (CLI11's own message).
+#include "cache/store.hpp"
+#include "cli/progress.hpp"
 #include "compiler/kernel_spec.hpp"
 #include "compiler/nvrtc_compiler.hpp"
+#include "runtime/autotune.hpp"
 #include "runtime/device.hpp"
+#include "runtime/resolve.hpp"
+#include "tuner/tuner.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 namespace {
 
-struct CompileOptions {
+using sigjit::Error;
+namespace cache = sigjit::cache;
+namespace tuner = sigjit::tuner;
+
+struct SpecOptions {
   int head_dim = 128;
   std::string dtype = "bf16";
   std::string layout = "dense";
@@ -23,16 +41,56 @@ struct CompileOptions {
   bool score_bias = false;
   std::string sigmoid = "fast";
   std::string arch = "sm_90";
-  std::string tile;  // mXnYwZsS
+  std::string tile;
   std::string out_dir;
 };
 
-sigjit::TileConfig parse_tile(const std::string& text, const sigjit::KernelSpec& spec) {
-  if (text.empty()) return sigjit::default_config(spec);
-  return sigjit::TileConfig::parse(text, "--tile");
+struct TuneFlags {
+  std::string head_dims = "64,128", dtypes = "bf16", layouts = "dense", seqs = "512..16384", sigmoid = "fast", directions = "fwd";
+  bool causal = false;
+  std::string lengths_file, workload_file, preset, strategy = "auto", arch;
+  double seconds_per_candidate = 2.0;
+};
+
+std::vector<std::string> split(const std::string& s, char sep = ',') {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos <= s.size()) {
+    const std::size_t next = s.find(sep, pos);
+    out.push_back(s.substr(pos, next == std::string::npos ? std::string::npos : next - pos));
+    if (next == std::string::npos) break;
+    pos = next + 1;
+  }
+  return out;
 }
 
-int run_compile(const CompileOptions& o) {
+int to_int(const std::string& text, const char* flag) {
+  try {
+    std::size_t used = 0;
+    const int v = std::stoi(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(fmt::format("{}: '{}' is not an integer", flag, text));
+}
+
+// "64,128" or "512..16384" (powers of two from the first to the last).
+std::vector<int> int_list(const std::string& text, const char* flag) {
+  std::vector<int> out;
+  for (const std::string& item : split(text)) {
+    const std::size_t dots = item.find("..");
+    if (dots == std::string::npos) {
+      out.push_back(to_int(item, flag));
+      continue;
+    }
+    const int lo = to_int(item.substr(0, dots), flag), hi = to_int(item.substr(dots + 2), flag);
+    if (lo < 1 || hi < lo) throw Error(fmt::format("{}: range '{}' must be low..high with 1 <= low <= high", flag, item));
+    for (long v = lo; v <= hi; v *= 2) out.push_back(static_cast<int>(v));
+  }
+  return out;
+}
+
+sigjit::KernelSpec spec_from_options(const SpecOptions& o) {
   sigjit::KernelSpec spec;
   spec.head_dim = o.head_dim;
   spec.dtype = o.dtype == "fp16" ? sigjit::DType::fp16 : sigjit::DType::bf16;
@@ -42,11 +100,12 @@ int run_compile(const CompileOptions& o) {
   spec.score_bias = o.score_bias;
   spec.sigmoid = o.sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast;
   spec.arch = sigjit::Arch::parse(o.arch);
-  const auto& dims = sigjit::supported_head_dims();
-  if (std::find(dims.begin(), dims.end(), spec.head_dim) == dims.end()) {
-    throw sigjit::Error(fmt::format("--head-dim {}: unsupported; use one of {}", spec.head_dim, fmt::join(dims, ", ")));
-  }
-  const sigjit::TileConfig config = parse_tile(o.tile, spec);
+  return spec;
+}
+
+int run_compile(const SpecOptions& o) {
+  const sigjit::KernelSpec spec = spec_from_options(o);
+  const sigjit::TileConfig config = o.tile.empty() ? sigjit::default_config(spec) : sigjit::TileConfig::parse(o.tile, "--tile");
   const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
   if (!o.out_dir.empty()) {
     std::filesystem::create_directories(o.out_dir);
@@ -61,26 +120,199 @@ int run_compile(const CompileOptions& o) {
   return 0;
 }
 
+std::optional<sigjit::detail::DeviceInfo> try_device(std::string* why) {
+  try {
+    return sigjit::detail::current_device();
+  } catch (const Error& e) {
+    if (why) *why = e.what();
+    return std::nullopt;
+  }
+}
+
 int run_info() {
   fmt::print("{}\n", sigjit::version());
-  try {
-    const auto dev = sigjit::detail::current_device();
-    fmt::print("GPU       {} (compute capability {}.{}, {} SMs, {} B shared memory per block)\ndriver    CUDA {}.{}\ntarget    {}\n", dev.name,
-               dev.cc_major, dev.cc_minor, dev.sm_count, dev.max_smem_per_block_optin, dev.driver_version / 1000, dev.driver_version % 1000 / 10,
-               dev.arch().name());
-  } catch (const sigjit::Error& e) {
-    fmt::print("GPU       none: {}\n", e.what());
+  std::string why;
+  if (const auto dev = try_device(&why)) {
+    fmt::print("GPU       {} (compute capability {}.{}, {} SMs, {} B shared memory per block)\ndriver    CUDA {}.{}\ntarget    {}\n", dev->name,
+               dev->cc_major, dev->cc_minor, dev->sm_count, dev->max_smem_per_block_optin, dev->driver_version / 1000,
+               dev->driver_version % 1000 / 10, dev->arch().name());
+  } else {
+    fmt::print("GPU       none: {}\n", why);
+  }
+  const cache::Store store(cache::Store::default_root());
+  fmt::print("cache     {} ({:.1f} MB, {} entries)\n", store.root().string(), store.size_bytes() / 1e6, store.list().size());
+  return 0;
+}
+
+tuner::Workload workload_for(const TuneFlags& f, const sigjit::Arch& arch) {
+  if (!f.preset.empty()) return tuner::preset(f.preset, arch);
+  if (!f.workload_file.empty()) {
+    std::ifstream in(f.workload_file);
+    if (!in) throw Error(fmt::format("--workload {}: cannot read the file", f.workload_file));
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(fmt::format("--workload {}: not valid JSON ({})", f.workload_file, e.what()));
+    }
+    return tuner::workload_from_json(j, arch);
+  }
+  tuner::WorkloadFlags w;
+  w.head_dims = int_list(f.head_dims, "--head-dim");
+  w.dtypes = split(f.dtypes);
+  w.layouts = split(f.layouts);
+  w.seq_lens = int_list(f.seqs, "--seq");
+  w.causal = {f.causal};
+  w.sigmoid = split(f.sigmoid);
+  w.directions = split(f.directions);
+  w.lengths_file = f.lengths_file;
+  return tuner::workload_from_flags(w, arch);
+}
+
+tuner::Strategy strategy_from(const std::string& s) {
+  if (s == "exhaustive") return tuner::Strategy::exhaustive;
+  if (s == "halving") return tuner::Strategy::successive_halving;
+  return tuner::Strategy::automatic;
+}
+
+// No GPU: compile every candidate of every spec and report resources, so a build host can at
+// least check that the workload's kernels build and fit.
+int tune_without_gpu(const tuner::Workload& w, const std::string& why) {
+  fmt::print(stderr, "sigjit tune: no GPU ({}); compiling every candidate and reporting resources instead of timing\n", why);
+  int failures = 0;
+  for (const auto& spec : w.specs) {
+    const auto configs = sigjit::candidate_configs(spec);
+    sigjit::cli::ProgressBar bar(fmt::format("{}", sigjit::problem_key(spec)), static_cast<int>(configs.size()));
+    std::vector<sigjit::CompiledKernel> results;
+    const auto failed = sigjit::detail::compile_in_parallel(spec, configs, [&](int done, int, const std::string& m) { bar.update(done, m); }, &results);
+    bar.finish();
+    for (std::size_t i = 0; i < configs.size(); ++i) {
+      if (!results[i].cubin.empty()) fmt::print("  {:<16} {}\n", configs[i].describe(), results[i].resources.describe());
+    }
+    for (const auto& [config, reason] : failed) fmt::print("  {:<16} FAILED: {}\n", config.describe(), reason.substr(0, reason.find('\n')));
+    failures += static_cast<int>(failed.size());
+  }
+  return failures ? 1 : 0;
+}
+
+int run_tune(const TuneFlags& f) {
+  std::string why;
+  const auto dev = try_device(&why);
+  const sigjit::Arch arch = !f.arch.empty() ? sigjit::Arch::parse(f.arch) : dev ? dev->arch() : sigjit::Arch::parse("sm_90");
+  const tuner::Workload w = workload_for(f, arch);
+  if (w.specs.empty()) throw Error("the workload is empty: give --head-dim/--layout/--seq, --workload or --preset");
+  if (!dev) return tune_without_gpu(w, why);
+  sigjit::detail::TuneOptions options;
+  options.strategy = strategy_from(f.strategy);
+  options.budget.seconds_per_candidate = f.seconds_per_candidate;
+  if (!w.user_lengths.empty()) options.user_lengths = &w.user_lengths;
+  const auto t0 = std::chrono::steady_clock::now();
+  int failed = 0;
+  for (std::size_t i = 0; i < w.specs.size(); ++i) {
+    const auto& spec = w.specs[i];
+    sigjit::cli::ProgressBar bar(fmt::format("[{}/{}] {}", i + 1, w.specs.size(), sigjit::problem_key(spec)), 0);
+    options.progress = [&](int done, int total, const std::string& m) { bar.update(done, m, total); };
+    try {
+      const tuner::TuneResult r = sigjit::detail::tune_and_store(*dev, spec, options);
+      bar.finish();
+      const int rejected = static_cast<int>(std::count_if(r.all.begin(), r.all.end(), [](const auto& c) { return !c.verdict.ok; }));
+      fmt::print("  best {} {:.4f} ms (spread {:.1f}%), {} candidates, {} rejected\n", r.best->config.describe(), r.best->samples.median(),
+                 100 * r.best->samples.spread(), r.all.size(), rejected);
+    } catch (const Error& e) {
+      bar.finish();
+      fmt::print(stderr, "  FAILED: {}\n", e.what());
+      ++failed;
+    }
+  }
+  fmt::print("tuned {} of {} problems in {:.1f} s; cache {}\n", w.specs.size() - failed, w.specs.size(),
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), cache::Store::default_root().string());
+  return failed ? 1 : 0;
+}
+
+nlohmann::json listed_json(const cache::Store::Listed& l) {
+  return {{"fingerprint_id", l.fingerprint.id()}, {"fingerprint", l.fingerprint.to_json()}, {"entry", l.entry.to_json()}};
+}
+
+std::vector<cache::Store::Listed> matching(const cache::Store& store, const std::string& pattern) {
+  std::vector<cache::Store::Listed> out;
+  for (auto& l : store.list()) {
+    if (pattern.empty() || l.entry.problem_key.find(pattern) != std::string::npos) out.push_back(std::move(l));
+  }
+  return out;
+}
+
+int run_list(const std::string& pattern, bool json, bool detailed) {
+  const cache::Store store(cache::Store::default_root());
+  const auto entries = matching(store, pattern);
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& l : entries) arr.push_back(listed_json(l));
+    fmt::print("{}\n", arr.dump(2));
+    return 0;
+  }
+  if (entries.empty()) {
+    fmt::print("no entries{} in {}\n", pattern.empty() ? "" : " matching '" + pattern + "'", store.root().string());
+    return detailed ? 1 : 0;
+  }
+  if (detailed) {
+    for (const auto& l : entries) fmt::print("{}\n", listed_json(l).dump(2));
+    return 0;
+  }
+  fmt::print("{:<16} {:<24} {:<58} {:<16} {:>5} {:>9} {:>7} {:>7}\n", "device", "gpu", "problem", "config", "tuned", "ms", "TFLOPS", "spread");
+  for (const auto& l : entries) {
+    const auto& e = l.entry;
+    fmt::print("{:<16} {:<24} {:<58} {:<16} {:>5} {:>9.4f} {:>7.1f} {:>6.1f}%\n", l.fingerprint.id(), l.fingerprint.gpu_name.substr(0, 24), e.problem_key,
+               e.config, e.tuned ? "yes" : "no", e.median_ms, e.tflops, 100 * e.spread);
   }
   return 0;
+}
+
+const cache::DeviceFingerprint* local_fingerprint(std::optional<cache::DeviceFingerprint>& holder) {
+  std::string why;
+  const auto dev = try_device(&why);
+  if (!dev) return nullptr;
+  sigjit::KernelSpec spec;
+  spec.arch = dev->arch();
+  holder = sigjit::detail::fingerprint_for(*dev, spec);
+  return &*holder;
+}
+
+int run_verify(bool gpu) {
+  cache::Store store(cache::Store::default_root());
+  const cache::VerifyReport r = store.verify();
+  fmt::print("{} entries and {} blobs verified\n", r.entries_ok, r.blobs_ok);
+  for (const auto& p : r.problems) fmt::print("  problem: {}\n", p);
+  int bad = static_cast<int>(r.problems.size());
+  if (gpu) {
+    std::string why;
+    const auto dev = try_device(&why);
+    if (!dev) throw Error(fmt::format("verify --gpu: no GPU ({})", why));
+    for (const auto& l : store.list()) {
+      sigjit::KernelSpec spec;
+      try {
+        spec = sigjit::spec_from_json(l.entry.spec);
+      } catch (const Error& e) {
+        fmt::print("  {}: unreadable spec: {}\n", l.entry.problem_key, e.what());
+        ++bad;
+        continue;
+      }
+      if (sigjit::detail::fingerprint_for(*dev, spec) != l.fingerprint) continue;  // another device's entry
+      const auto verdict = sigjit::detail::check_on_gpu(*dev, spec, sigjit::TileConfig::parse(l.entry.config, "entry config"));
+      fmt::print("  {} {}: {}\n", l.entry.problem_key, l.entry.config, verdict.ok ? "output OK" : verdict.reason);
+      bad += !verdict.ok;
+    }
+  }
+  return bad ? 1 : 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"sigjit: JIT compiler and autotuner for sigmoid attention"};
+  CLI::App app{"sigjit: JIT compiler and autotuner for sigmoid attention.\nCache: $SIGJIT_CACHE_DIR, else $XDG_CACHE_HOME/sigjit, else ~/.cache/sigjit."};
   app.require_subcommand(1);
-  auto* info = app.add_subcommand("info", "Show the GPU, driver and NVRTC that sigjit would use");
-  CompileOptions co;
+  auto* info = app.add_subcommand("info", "Show the GPU, driver and NVRTC that sigjit would use, and the cache");
+
+  SpecOptions co;
   auto* compile = app.add_subcommand("compile", "Generate and compile one kernel (no GPU needed); print registers, shared memory, spills");
   compile->add_option("--head-dim", co.head_dim, "Head dimension")->check(CLI::IsMember(std::vector<int>{32, 64, 96, 128, 256}));
   compile->add_option("--dtype", co.dtype, "bf16 or fp16")->check(CLI::IsMember({"bf16", "fp16"}));
@@ -90,8 +322,58 @@ int main(int argc, char** argv) {
   compile->add_flag("--score-bias", co.score_bias, "Per-key score bias");
   compile->add_option("--sigmoid", co.sigmoid, "fast or exact")->check(CLI::IsMember({"fast", "exact"}));
   compile->add_option("--arch", co.arch, "Target, e.g. sm_80, sm_90, sm_90a");
-  compile->add_option("--tile", co.tile, "Tile config mBMnBNwWARPSsSTAGES (default: the heuristic)");
+  compile->add_option("--tile", co.tile, "Tile config m<BM>n<BN>w<WARPS>s<STAGES>[qs] (default: the heuristic)");
   compile->add_option("--out", co.out_dir, "Directory for the .cu, .ptx and .cubin");
+
+  TuneFlags tf;
+  auto* tune = app.add_subcommand("tune",
+                                  "Measure every tile config of a workload on this GPU and store the winners as cubins.\n"
+                                  "Strategy: exhaustive for up to 16 valid configs, successive halving above (--strategy to force).\n"
+                                  "Each candidate's output is checked against the default config before it may win.\n"
+                                  "Without a GPU: compiles every candidate and prints its resources.");
+  tune->add_option("--head-dim", tf.head_dims, "Head dims, e.g. 64,128");
+  tune->add_option("--dtype", tf.dtypes, "bf16,fp16");
+  tune->add_option("--layout", tf.layouts, "dense,padded,varlen");
+  tune->add_option("--seq", tf.seqs, "Sequence lengths or a range of powers of two, e.g. 512..16384 (each maps to its bucket)");
+  tune->add_flag("--causal", tf.causal, "Causal masking");
+  tune->add_option("--sigmoid", tf.sigmoid, "fast,exact");
+  tune->add_option("--direction", tf.directions, "fwd (bwd once it exists)");
+  tune->add_option("--lengths-file", tf.lengths_file, "Your own ragged lengths (one per line or a JSON array) for padded/varlen");
+  tune->add_option("--workload", tf.workload_file, "JSON workload file instead of the flags");
+  tune->add_option("--preset", tf.preset, "Named workload: single-cell");
+  tune->add_option("--strategy", tf.strategy, "auto, exhaustive or halving")->check(CLI::IsMember({"auto", "exhaustive", "halving"}));
+  tune->add_option("--arch", tf.arch, "Target arch when there is no GPU (default sm_90)");
+  tune->add_option("--seconds-per-candidate", tf.seconds_per_candidate, "Timing budget per candidate");
+
+  std::string pattern;
+  bool json = false;
+  auto* list = app.add_subcommand("list", "Table of cache entries (all devices)");
+  list->add_option("pattern", pattern, "Only problem keys containing this");
+  list->add_flag("--json", json, "JSON instead of a table");
+  auto* show = app.add_subcommand("show", "Every field of the matching entries");
+  show->add_option("pattern", pattern, "Problem key substring")->required();
+  show->add_flag("--json", json, "JSON array instead of one object per entry");
+
+  std::string bundle;
+  bool all_devices = false, allow_foreign = false;
+  auto* exp = app.add_subcommand("export", "Write one bundle file with entries and their cubins");
+  exp->add_option("file", bundle, "Bundle to write")->required();
+  exp->add_option("--match", pattern, "Only problem keys containing this");
+  exp->add_flag("--all-devices", all_devices, "Include entries of every device fingerprint, not just this GPU's");
+  auto* imp = app.add_subcommand("import", "Merge a bundle: verify digests, keep the faster entry per key");
+  imp->add_option("file", bundle, "Bundle to read")->required()->check(CLI::ExistingFile);
+  imp->add_flag("--allow-foreign", allow_foreign, "Also import entries for other device fingerprints");
+
+  bool gpu_check = false;
+  auto* verify = app.add_subcommand("verify", "Re-check every index checksum and cubin digest");
+  verify->add_flag("--gpu", gpu_check, "Also re-run each local entry on the GPU and compare with the default config");
+  std::vector<std::string> prune_keys;
+  auto* prune = app.add_subcommand("prune", "Remove entries whose problem key contains any of the patterns");
+  prune->add_option("patterns", prune_keys, "Problem key substrings")->required();
+  bool foreign = false;
+  auto* gc = app.add_subcommand("gc", "Remove stale temp files and unreferenced blobs");
+  gc->add_flag("--foreign", foreign, "Also remove entries of other device fingerprints");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -100,8 +382,46 @@ int main(int argc, char** argv) {
   try {
     if (*info) return run_info();
     if (*compile) return run_compile(co);
-  } catch (const sigjit::Error& e) {
+    if (*tune) return run_tune(tf);
+    if (*list) return run_list(pattern, json, false);
+    if (*show) return run_list(pattern, json, !json);
+    if (*verify) return run_verify(gpu_check);
+    cache::Store store(cache::Store::default_root());
+    std::optional<cache::DeviceFingerprint> holder;
+    if (*exp) {
+      auto entries = matching(store, pattern);
+      if (!all_devices) {
+        const auto* local = local_fingerprint(holder);
+        if (!local) throw Error("export: no GPU to tell this device's entries apart; pass --all-devices");
+        std::erase_if(entries, [&](const auto& l) { return l.fingerprint.id() != local->id() && l.fingerprint.gpu_name != local->gpu_name; });
+      }
+      fmt::print("exported {} entries to {}\n", store.export_bundle(bundle, entries), bundle);
+      return 0;
+    }
+    if (*imp) {
+      const auto r = store.import_bundle(bundle, local_fingerprint(holder), allow_foreign);
+      fmt::print("added {}, replaced {} (faster), kept {} (ours faster), refused {} foreign\n", r.added, r.replaced, r.kept, r.refused_foreign);
+      for (const auto& p : r.problems) fmt::print(stderr, "  problem: {}\n", p);
+      if (r.refused_foreign && !allow_foreign) fmt::print(stderr, "  entries for other GPUs/drivers were refused; --allow-foreign imports them\n");
+      return r.problems.empty() ? 0 : 1;
+    }
+    if (*prune) {
+      fmt::print("removed {} entries\n", store.prune(prune_keys, nullptr));
+      return 0;
+    }
+    if (*gc) {
+      const auto* local = local_fingerprint(holder);
+      if (foreign && !local) throw Error("gc --foreign: no GPU to tell which entries are foreign");
+      const auto r = store.gc(foreign, local);
+      fmt::print("removed {} temp files, {} unreferenced blobs, {} entries; freed {:.1f} MB\n", r.temp_files_removed, r.blobs_removed,
+                 r.entries_removed, r.bytes_freed / 1e6);
+      return 0;
+    }
+  } catch (const Error& e) {
     std::fprintf(stderr, "sigjit: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sigjit: internal error: %s\n", e.what());
     return 1;
   }
   return 0;

@@ -11,6 +11,10 @@
 
 namespace sigjit {
 
+// Bumped whenever the emitted translation units change meaning; part of every cache
+// fingerprint (template edits are covered separately by a digest of their text).
+inline constexpr int kCodegenVersion = 1;
+
 std::string emit_source(const KernelSpec& spec, const TileConfig& config);
 
 }  // namespace sigjit

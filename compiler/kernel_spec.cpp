@@ -1,6 +1,7 @@
 #include "compiler/kernel_spec.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <regex>
 
@@ -120,6 +121,48 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
             if (check_config(spec, c).empty()) out.push_back(c);
           }
   return out;
+}
+
+nlohmann::json spec_to_json(const KernelSpec& s) {
+  return {{"direction", s.direction == Direction::forward ? "fwd" : "bwd"},
+          {"dtype", dtype_tag(s.dtype)},
+          {"head_dim", s.head_dim},
+          {"layout", layout_tag(s.layout)},
+          {"causal", s.causal},
+          {"bias", s.bias_mode == BiasMode::log_n ? "log_n" : "scalar"},
+          {"score_bias", s.score_bias},
+          {"sigmoid", s.sigmoid == SigmoidMode::fast ? "fast" : "exact"},
+          {"gqa_ratio", s.gqa_ratio},
+          {"bucket", to_string(s.bucket)},
+          {"arch", s.arch.name()}};
+}
+
+KernelSpec spec_from_json(const nlohmann::json& j) {
+  auto field = [&](const char* name) -> const nlohmann::json& {
+    if (!j.contains(name)) throw Error(fmt::format("spec JSON: missing field '{}'", name));
+    return j.at(name);
+  };
+  auto one_of = [&](const char* name, std::initializer_list<const char*> allowed) {
+    const std::string v = field(name).get<std::string>();
+    for (const char* a : allowed)
+      if (v == a) return v;
+    throw Error(fmt::format("spec JSON: {}='{}' is not one of {}", name, v, fmt::join(allowed, ", ")));
+  };
+  KernelSpec s;
+  s.direction = one_of("direction", {"fwd", "bwd"}) == "fwd" ? Direction::forward : Direction::backward;
+  s.dtype = one_of("dtype", {"bf16", "fp16"}) == "bf16" ? DType::bf16 : DType::fp16;
+  s.head_dim = field("head_dim").get<int>();
+  const std::string layout = one_of("layout", {"dense", "padded", "varlen"});
+  s.layout = layout == "dense" ? Layout::dense : layout == "padded" ? Layout::padded : Layout::varlen;
+  s.causal = field("causal").get<bool>();
+  s.bias_mode = one_of("bias", {"log_n", "scalar"}) == "log_n" ? BiasMode::log_n : BiasMode::scalar;
+  s.score_bias = field("score_bias").get<bool>();
+  s.sigmoid = one_of("sigmoid", {"fast", "exact"}) == "fast" ? SigmoidMode::fast : SigmoidMode::exact;
+  s.gqa_ratio = field("gqa_ratio").get<int>();
+  const std::string bucket = one_of("bucket", {"le512", "le2k", "le8k", "gt8k"});
+  s.bucket = bucket == "le512" ? SeqBucket::up_to_512 : bucket == "le2k" ? SeqBucket::up_to_2k : bucket == "le8k" ? SeqBucket::up_to_8k : SeqBucket::over_8k;
+  s.arch = Arch::parse(field("arch").get<std::string>());
+  return s;
 }
 
 std::string problem_key(const KernelSpec& s) {

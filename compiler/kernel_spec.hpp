@@ -8,6 +8,8 @@
 
 #include <sigjit/sigjit.hpp>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <string>
 #include <vector>
 
@@ -76,6 +78,10 @@ TileConfig default_config(const KernelSpec& spec);
 
 // Configs worth trying for a spec (all pass check_config).
 std::vector<TileConfig> candidate_configs(const KernelSpec& spec);
+
+// Lossless JSON form of a spec (stored in cache entries, read back by `sigjit verify --gpu`).
+nlohmann::json spec_to_json(const KernelSpec& spec);
+KernelSpec spec_from_json(const nlohmann::json& j);  // throws Error naming the bad field
 
 // Identifies a tuning problem: everything of the spec that selects code or a tuned config
 // (the bucket included), nothing of the tile config. One cache entry per problem key.

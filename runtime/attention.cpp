@@ -3,10 +3,12 @@
 // access unless lengths must be copied), one in-process table lookup, one cuLaunchKernel.
 #include "runtime/attention.hpp"
 
+#include "compiler/codegen.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "runtime/cuda_check.hpp"
 #include "runtime/device.hpp"
 #include "runtime/kernel_cache.hpp"
+#include "runtime/resolve.hpp"
 #include "sigjit/fwd_params.h"
 
 #include <cstdio>
@@ -54,13 +56,17 @@ void check_device_pointer(const char* name, const void* ptr) {
   }
 }
 
-// Copies device length arrays to the host, ordered after the work already on the stream.
-std::vector<std::int32_t> fetch_lengths(const std::int32_t* device_array, int count, CUstream stream) {
-  std::vector<std::int32_t> host(count);
-  check_device_pointer("length array", device_array);
-  SIGJIT_CHECK_CU(driver().cuMemcpyDtoHAsync(host.data(), reinterpret_cast<CUdeviceptr>(device_array), count * sizeof(std::int32_t), stream));
+// Copies the two device length arrays to the host, ordered after the work already on the
+// stream: two async copies, one synchronisation.
+void fetch_lengths(const std::int32_t* q, const std::int32_t* k, int count, CUstream stream, std::vector<std::int32_t>& host_q,
+                   std::vector<std::int32_t>& host_k) {
+  check_device_pointer("seq_lens_q / cu_seqlens_q", q);
+  check_device_pointer("seq_lens_k / cu_seqlens_k", k);
+  host_q.resize(count);
+  host_k.resize(count);
+  SIGJIT_CHECK_CU(driver().cuMemcpyDtoHAsync(host_q.data(), reinterpret_cast<CUdeviceptr>(q), count * sizeof(std::int32_t), stream));
+  SIGJIT_CHECK_CU(driver().cuMemcpyDtoHAsync(host_k.data(), reinterpret_cast<CUdeviceptr>(k), count * sizeof(std::int32_t), stream));
   SIGJIT_CHECK_CU(driver().cuStreamSynchronize(stream));
-  return host;
 }
 
 void validate_lengths(const Resolved& r, CUstream stream) {
@@ -71,9 +77,8 @@ void validate_lengths(const Resolved& r, CUstream stream) {
   const std::int32_t* host_k = varlen ? a.host_cu_seqlens_k : a.host_seq_lens_k;
   if (host_q && host_k) return check_lengths(r, host_q, host_k);
   if (!a.validate_lengths) return;
-  const int count = varlen ? a.batch + 1 : a.batch;
-  const auto q = fetch_lengths(varlen ? a.cu_seqlens_q : a.seq_lens_q, count, stream);
-  const auto k = fetch_lengths(varlen ? a.cu_seqlens_k : a.seq_lens_k, count, stream);
+  std::vector<std::int32_t> q, k;
+  fetch_lengths(varlen ? a.cu_seqlens_q : a.seq_lens_q, varlen ? a.cu_seqlens_k : a.seq_lens_k, varlen ? a.batch + 1 : a.batch, stream, q, k);
   check_lengths(r, q.data(), k.data());
 }
 
@@ -107,6 +112,15 @@ SigjitFwdParams make_params(const Resolved& r) {
 }
 
 }  // namespace
+
+void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, CUstream stream) {
+  const AttentionArgs& a = r.args;
+  SigjitFwdParams params = make_params(r);
+  void* kernel_args[] = {&params};
+  const unsigned grid_m = static_cast<unsigned>((a.seqlen_q + config.block_m - 1) / config.block_m);
+  SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid_m, a.heads_q, a.batch, kernel.threads, 1, 1, kernel.smem_bytes, stream, kernel_args, nullptr));
+}
+
 }  // namespace detail
 
 void validate(const AttentionArgs& args) {
@@ -129,16 +143,12 @@ void forward(const AttentionArgs& args, Stream stream) {
   if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
 
   const KernelSpec spec = detail::forward_spec(r, dev.arch());
-  const TileConfig config = detail::choose_config(spec);
-  const detail::LoadedKernel kernel = detail::get_kernel(dev.context, spec, config);
-  SigjitFwdParams params = detail::make_params(r);
-  void* kernel_args[] = {&params};
-  const unsigned grid_m = static_cast<unsigned>((a.seqlen_q + config.block_m - 1) / config.block_m);
-  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(kernel.function, grid_m, a.heads_q, a.batch, kernel.threads, 1, 1, kernel.smem_bytes, cu_stream, kernel_args, nullptr));
+  const detail::ResolvedKernel k = detail::resolve_kernel(dev, spec);
+  detail::launch_forward(r, k.kernel, k.config, cu_stream);
 }
 
 std::string version() {
-  return fmt::format("sigjit {} (NVRTC {}, codegen {})", SIGJIT_VERSION, nvrtc_version(), 1);
+  return fmt::format("sigjit {} (NVRTC {}, codegen {})", SIGJIT_VERSION, nvrtc_version(), kCodegenVersion);
 }
 
 }  // namespace sigjit

@@ -1,20 +1,19 @@
 #include "runtime/kernel_cache.hpp"
 
-#include "compiler/nvrtc_compiler.hpp"
 #include "runtime/cuda_check.hpp"
 
 #include <atomic>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <utility>
-#include <vector>
 
 namespace sigjit::detail {
 
 namespace {
 struct Entry {
-  std::mutex mutex;  // held while compiling: the single flight
+  std::mutex mutex;  // held while compiling or loading: the single flight
   // The image must outlive the module: with lazy loading (CUDA_MODULE_LOADING=LAZY, the default
   // since CUDA 12.2) the driver reads functions from it at their first launch, not at load.
   std::vector<char> cubin;
@@ -24,36 +23,61 @@ struct Entry {
 
 std::atomic<long> g_compiles{0};
 
-LoadedKernel load(const CompiledKernel& compiled, const std::vector<char>& image, CUmodule& module) {
-  SIGJIT_CHECK_CU(driver().cuModuleLoadData(&module, image.data()));
+std::shared_ptr<Entry> entry_for(CUcontext context, const std::string& name) {
+  static std::mutex table_mutex;
+  static std::map<std::pair<CUcontext, std::string>, std::shared_ptr<Entry>> table;
+  std::lock_guard<std::mutex> lock(table_mutex);
+  auto& slot = table[{context, name}];
+  if (!slot) slot = std::make_shared<Entry>();
+  return slot;
+}
+
+// Loads entry->cubin; returns the driver's status instead of throwing so a bad cached image
+// can fall back to a compile.
+CUresult try_load(Entry& e, const std::string& name, const KernelSpec& spec, const TileConfig& config) {
+  CUresult st = driver().cuModuleLoadData(&e.module, e.cubin.data());
+  if (st != CUDA_SUCCESS) return st;
   LoadedKernel k;
-  SIGJIT_CHECK_CU(driver().cuModuleGetFunction(&k.function, module, compiled.name.c_str()));
-  k.smem_bytes = compiled.resources.shared_dynamic_bytes;
-  SIGJIT_CHECK_CU(driver().cuFuncSetAttribute(k.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, k.smem_bytes));
-  return k;
+  st = driver().cuModuleGetFunction(&k.function, e.module, name.c_str());
+  if (st == CUDA_SUCCESS) {
+    k.smem_bytes = forward_smem_bytes(spec, config);
+    k.threads = config.threads();
+    st = driver().cuFuncSetAttribute(k.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, k.smem_bytes);
+  }
+  if (st != CUDA_SUCCESS) {
+    driver().cuModuleUnload(e.module);
+    e.module = nullptr;
+    return st;
+  }
+  e.kernel = k;
+  return CUDA_SUCCESS;
 }
 }  // namespace
 
-LoadedKernel get_kernel(CUcontext context, const KernelSpec& spec, const TileConfig& config) {
-  static std::mutex table_mutex;
-  static std::map<std::pair<CUcontext, std::string>, std::shared_ptr<Entry>> table;
-  std::shared_ptr<Entry> entry;
-  {
-    std::lock_guard<std::mutex> lock(table_mutex);
-    auto& slot = table[{context, kernel_name(spec, config)}];
-    if (!slot) slot = std::make_shared<Entry>();
-    entry = slot;
-  }
+LoadedKernel get_kernel(CUcontext context, const KernelSpec& spec, const TileConfig& config, const std::vector<char>* image,
+                        const std::function<void(const CompiledKernel&)>& on_compiled) {
+  const std::string name = kernel_name(spec, config);
+  const std::shared_ptr<Entry> entry = entry_for(context, name);
   std::lock_guard<std::mutex> lock(entry->mutex);
-  if (entry->kernel.function == nullptr) {
-    CompiledKernel compiled = compile_kernel(spec, config);
-    ++g_compiles;
-    entry->cubin = std::move(compiled.cubin);
-    LoadedKernel k = load(compiled, entry->cubin, entry->module);
-    k.threads = config.threads();
-    entry->kernel = k;
+  if (entry->kernel.function != nullptr) return entry->kernel;
+  if (image && !image->empty()) {
+    entry->cubin = *image;
+    const CUresult st = try_load(*entry, name, spec, config);
+    if (st == CUDA_SUCCESS) return entry->kernel;
+    std::fprintf(stderr, "sigjit: cached cubin for %s did not load (%s); recompiling\n", name.c_str(), cu_error_text(st).c_str());
   }
+  CompiledKernel compiled = compile_kernel(spec, config);
+  ++g_compiles;
+  entry->cubin = compiled.cubin;
+  SIGJIT_CHECK_CU(try_load(*entry, name, spec, config));
+  if (on_compiled) on_compiled(compiled);
   return entry->kernel;
+}
+
+std::vector<char> kernel_image(CUcontext context, const KernelSpec& spec, const TileConfig& config) {
+  const std::shared_ptr<Entry> entry = entry_for(context, kernel_name(spec, config));
+  std::lock_guard<std::mutex> lock(entry->mutex);
+  return entry->cubin;
 }
 
 long compile_count() { return g_compiles.load(); }

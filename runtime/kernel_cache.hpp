@@ -1,12 +1,17 @@
-// In-process kernel table: each (context, kernel) is compiled and loaded once per process.
-// Lookups of a ready kernel take one mutex and a hash probe. Compilation is single-flight: the
-// first caller compiles while later callers for the same kernel wait on that entry only;
-// callers of other kernels proceed. A failed compile is not cached, so the next call retries.
+// In-process kernel table: each (context, kernel) is compiled or loaded once per process.
+// Lookups of a ready kernel take one mutex and a map probe. Loading is single-flight: the
+// first caller compiles (or loads a given cubin) while later callers for the same kernel wait
+// on that entry only; callers of other kernels proceed. A failure is not cached, so the next
+// call retries.
 #pragma once
 
 #include "compiler/kernel_spec.hpp"
+#include "compiler/nvrtc_compiler.hpp"
 
 #include <cuda.h>
+
+#include <functional>
+#include <vector>
 
 namespace sigjit::detail {
 
@@ -16,7 +21,13 @@ struct LoadedKernel {
   int threads = 0;
 };
 
-LoadedKernel get_kernel(CUcontext context, const KernelSpec& spec, const TileConfig& config);
+// `image`: a cubin already at hand (from the disk cache); when null or when it fails to load
+// (wrong arch, corrupt), NVRTC compiles the kernel and `on_compiled` sees the result.
+LoadedKernel get_kernel(CUcontext context, const KernelSpec& spec, const TileConfig& config, const std::vector<char>* image = nullptr,
+                        const std::function<void(const CompiledKernel&)>& on_compiled = {});
+
+// The cubin of a kernel get_kernel has loaded (empty if none).
+std::vector<char> kernel_image(CUcontext context, const KernelSpec& spec, const TileConfig& config);
 
 // Number of NVRTC compilations this process has run (for tests and diagnostics).
 long compile_count();

@@ -26,7 +26,9 @@ Strides check_strides(const char* name, Strides s, bool varlen, int tokens, int 
   if (s.head == 0) s.head = head_dim;
   if (s.token == 0) s.token = static_cast<std::int64_t>(heads) * s.head;
   if (s.batch == 0) s.batch = static_cast<std::int64_t>(tokens) * s.token;
-  const std::pair<const char*, std::int64_t> all[] = {{"batch", s.batch}, {"token", s.token}, {"head", s.head}};
+  // Innermost first: a bad token stride must be reported as such, not as the batch stride
+  // derived from it.
+  const std::pair<const char*, std::int64_t> all[] = {{"head", s.head}, {"token", s.token}, {"batch", s.batch}};
   for (const auto& [dim, stride] : all) {
     if (varlen && std::string(dim) == "batch") continue;
     if (stride < 0) fail(fmt::format("{}_strides.{}={}: strides must be positive", name, dim, stride));
@@ -38,11 +40,27 @@ Strides check_strides(const char* name, Strides s, bool varlen, int tokens, int 
     const bool heads_inner = s.head <= s.token;
     const std::int64_t inner = heads_inner ? s.head : s.token, outer = heads_inner ? s.token : s.head;
     const int inner_count = heads_inner ? heads : tokens;
-    if (outer < inner * inner_count) {
+    // The outer stride must step past the inner dimension's whole extent: (count - 1) strides
+    // plus one head_dim run.
+    if (outer < inner * (inner_count - 1) + head_dim) {
       fail(fmt::format("{}_strides: token stride {} and head stride {} make different (token, head) positions overlap", name, s.token, s.head));
     }
   }
   return s;
+}
+
+// True when no two positions of a grid of (stride, count) dimensions, each position a run of
+// `run` contiguous elements, share memory: sorted by stride, every dimension that steps must
+// step past the whole extent of the dimensions inside it.
+bool disjoint(std::vector<std::pair<std::int64_t, std::int64_t>> dims, std::int64_t run) {
+  std::sort(dims.begin(), dims.end());
+  std::int64_t extent = run;
+  for (const auto& [stride, count] : dims) {
+    if (count <= 1) continue;
+    if (stride < extent) return false;
+    extent += (count - 1) * stride;
+  }
+  return true;
 }
 
 void check_positive(const char* name, int value, int limit = 1 << 30) {
@@ -90,11 +108,12 @@ Resolved resolve(const AttentionArgs& in) {
   a.o_strides = check_strides("o", a.o_strides, varlen, rows_q, a.heads_q, a.head_dim);
   a.k_strides = check_strides("k", a.k_strides, varlen, rows_k, a.heads_kv, a.head_dim);
   a.v_strides = check_strides("v", a.v_strides, varlen, rows_k, a.heads_kv, a.head_dim);
-  if (!varlen && a.batch > 1) {
+  if (!varlen && a.batch > 1 && a.seqlen_q > 0 && !disjoint({{a.o_strides.batch, a.batch}, {a.o_strides.token, a.seqlen_q}, {a.o_strides.head, a.heads_q}}, a.head_dim)) {
+    // The batch need not be the outermost dimension (e.g. O as [L, B, H, D]); (token, head) were
+    // checked above, so the batch stride is what makes positions collide.
     const std::int64_t footprint = (a.seqlen_q - 1) * a.o_strides.token + (a.heads_q - 1) * a.o_strides.head + a.head_dim;
-    if (a.seqlen_q > 0 && a.o_strides.batch < footprint) {
-      fail(fmt::format("o_strides.batch={}: smaller than one batch entry's extent {}: output batches would overlap", a.o_strides.batch, footprint));
-    }
+    fail(fmt::format("o_strides.batch={}: output batches would overlap (token stride {}, head stride {}; as the outermost dimension it must be at least one batch entry's extent {})",
+                     a.o_strides.batch, a.o_strides.token, a.o_strides.head, footprint));
   }
   if (a.score_bias) {
     if (reinterpret_cast<std::uintptr_t>(a.score_bias) % 4 != 0) fail("score_bias: pointer is not 4-byte aligned (fp32 array expected)");
@@ -121,13 +140,14 @@ void check_lengths(const Resolved& r, const std::int32_t* q, const std::int32_t*
     return;
   }
   if (a.layout != Layout::varlen) return;
-  const std::pair<const char*, const std::int32_t*> arrays[] = {{"cu_seqlens_q", q}, {"cu_seqlens_k", k}};
-  for (const auto& [name, cu] : arrays) {
-    const bool is_q = cu == q;
+  // By side, not by pointer: self-attention often passes one array as both q and k.
+  for (const bool is_q : {true, false}) {
+    const char* name = is_q ? "cu_seqlens_q" : "cu_seqlens_k";
+    const std::int32_t* cu = is_q ? q : k;
     const int total = is_q ? a.total_q : a.total_k, max_len = is_q ? a.seqlen_q : a.seqlen_k;
     if (cu[0] != 0) fail(fmt::format("{}[0]={}: must be 0", name, cu[0]));
     for (int b = 0; b < a.batch; ++b) {
-      const int len = cu[b + 1] - cu[b];
+      const std::int64_t len = static_cast<std::int64_t>(cu[b + 1]) - cu[b];  // no int overflow on garbage
       if (len < 0) fail(fmt::format("{}: not monotonic, [{}]={} > [{}]={}", name, b, cu[b], b + 1, cu[b + 1]));
       if (len > max_len) fail(fmt::format("{}: sequence {} has {} tokens, more than max_seqlen_{}={}", name, b, len, is_q ? "q" : "k", max_len));
     }

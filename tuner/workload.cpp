@@ -30,6 +30,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -40,13 +41,16 @@ namespace {
 
 using nlohmann::json;
 
-// Names a field in error messages: "--head-dims" for the CLI, "workload JSON: head_dims" for JSON.
+// Names a field in error messages: "--head-dim" for the CLI, "workload JSON: head_dims" for JSON.
 using Namer = std::function<std::string(const std::string& field)>;
 
+// The `sigjit tune` flag that fills each WorkloadFlags field.
 std::string cli_name(const std::string& field) {
-  std::string flag = "--" + field;
-  std::replace(flag.begin(), flag.end(), '_', '-');
-  return flag;
+  static const std::map<std::string, std::string> flags{{"head_dims", "--head-dim"}, {"dtypes", "--dtype"},   {"layouts", "--layout"},
+                                                        {"seq_lens", "--seq"},        {"causal", "--causal"}, {"sigmoid", "--sigmoid"},
+                                                        {"directions", "--direction"}, {"lengths_file", "--lengths-file"}};
+  const auto it = flags.find(field);
+  return it != flags.end() ? it->second : "--" + field;
 }
 
 std::string json_name(const std::string& field) { return "workload JSON: " + field; }

@@ -82,7 +82,7 @@ struct AttentionArgs {
   const std::int32_t* cu_seqlens_q = nullptr; // varlen: device [B + 1]
   const std::int32_t* cu_seqlens_k = nullptr; // varlen: device [B + 1]
   // Optional host copies of the four arrays above. When given they are validated without
-  // touching the device; otherwise validate_lengths copies the device arrays (one stream sync).
+  // touching the device; otherwise validate_lengths copies the device arrays (one stream synchronisation per call).
   const std::int32_t* host_seq_lens_q = nullptr;
   const std::int32_t* host_seq_lens_k = nullptr;
   const std::int32_t* host_cu_seqlens_q = nullptr;

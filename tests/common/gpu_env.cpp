@@ -1,6 +1,8 @@
 #include "tests/common/gpu_env.hpp"
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <cstring>
 #include <stdexcept>
 
@@ -65,4 +67,29 @@ float fp16_to_float(std::uint16_t bits) {
   return static_cast<float>(h);
 }
 
+}  // namespace sigjit::testing
+
+namespace sigjit::testing {
+namespace {
+// Tests must never read or write the user's real kernel cache: unless the caller chose one,
+// point SIGJIT_CACHE_DIR at a fresh directory for this test process.
+class IsolatedCache : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (std::getenv("SIGJIT_CACHE_DIR")) return;
+    char tmpl[] = "/tmp/sigjit-test-cache-XXXXXX";
+    if (mkdtemp(tmpl)) {
+      dir_ = tmpl;
+      setenv("SIGJIT_CACHE_DIR", tmpl, 1);
+    }
+  }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+ private:
+  std::string dir_;
+};
+const ::testing::Environment* const kIsolatedCache = ::testing::AddGlobalTestEnvironment(new IsolatedCache);
+}  // namespace
 }  // namespace sigjit::testing

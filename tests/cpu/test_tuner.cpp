@@ -681,21 +681,21 @@ TEST(TunerWorkload, FlagErrorsNameTheFlagAndTheAllowedValues) {
     edit(f);
     return [f] { tuner::workload_from_flags(f, kSm90); };
   };
-  expect_error(with([](auto& f) { f.head_dims = {64, 80}; }), {"--head-dims", "80", "32, 64, 96, 128, 256"});
-  expect_error(with([](auto& f) { f.dtypes = {"fp32"}; }), {"--dtypes", "'fp32'", "bf16, fp16"});
-  expect_error(with([](auto& f) { f.layouts = {"ragged"}; }), {"--layouts", "'ragged'", "dense, padded, varlen"});
-  expect_error(with([](auto& f) { f.seq_lens = {512, 0}; }), {"--seq-lens", "0", "positive"});
-  expect_error(with([](auto& f) { f.seq_lens = {-5}; }), {"--seq-lens", "-5"});
+  expect_error(with([](auto& f) { f.head_dims = {64, 80}; }), {"--head-dim", "80", "32, 64, 96, 128, 256"});
+  expect_error(with([](auto& f) { f.dtypes = {"fp32"}; }), {"--dtype", "'fp32'", "bf16, fp16"});
+  expect_error(with([](auto& f) { f.layouts = {"ragged"}; }), {"--layout", "'ragged'", "dense, padded, varlen"});
+  expect_error(with([](auto& f) { f.seq_lens = {512, 0}; }), {"--seq", "0", "positive"});
+  expect_error(with([](auto& f) { f.seq_lens = {-5}; }), {"--seq", "-5"});
   expect_error(with([](auto& f) { f.sigmoid = {"slow"}; }), {"--sigmoid", "'slow'", "fast, exact"});
-  expect_error(with([](auto& f) { f.directions = {"bwd"}; }), {"--directions", "not implemented", "fwd"});
-  expect_error(with([](auto& f) { f.directions = {"up"}; }), {"--directions", "'up'", "fwd"});
-  expect_error(with([](auto& f) { f.head_dims.clear(); }), {"--head-dims", "empty"});
-  expect_error(with([](auto& f) { f.dtypes.clear(); }), {"--dtypes", "empty"});
-  expect_error(with([](auto& f) { f.layouts.clear(); }), {"--layouts", "empty"});
-  expect_error(with([](auto& f) { f.seq_lens.clear(); }), {"--seq-lens", "empty"});
+  expect_error(with([](auto& f) { f.directions = {"bwd"}; }), {"--direction", "not implemented", "fwd"});
+  expect_error(with([](auto& f) { f.directions = {"up"}; }), {"--direction", "'up'", "fwd"});
+  expect_error(with([](auto& f) { f.head_dims.clear(); }), {"--head-dim", "empty"});
+  expect_error(with([](auto& f) { f.dtypes.clear(); }), {"--dtype", "empty"});
+  expect_error(with([](auto& f) { f.layouts.clear(); }), {"--layout", "empty"});
+  expect_error(with([](auto& f) { f.seq_lens.clear(); }), {"--seq", "empty"});
   expect_error(with([](auto& f) { f.causal.clear(); }), {"--causal", "empty"});
   expect_error(with([](auto& f) { f.sigmoid.clear(); }), {"--sigmoid", "empty"});
-  expect_error(with([](auto& f) { f.directions.clear(); }), {"--directions", "empty"});
+  expect_error(with([](auto& f) { f.directions.clear(); }), {"--direction", "empty"});
 }
 
 TEST(TunerWorkload, LengthsFileAsLinesOrJsonArray) {

@@ -1,0 +1,316 @@
+#include "runtime/autotune.hpp"
+
+#include "runtime/attention.hpp"
+#include "runtime/cuda_check.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <thread>
+
+namespace sigjit::detail {
+
+namespace {
+
+class DeviceAlloc {
+ public:
+  explicit DeviceAlloc(std::size_t bytes) { SIGJIT_CHECK_CU(driver().cuMemAlloc(&ptr_, bytes ? bytes : 16)); }
+  ~DeviceAlloc() { driver().cuMemFree(ptr_); }
+  DeviceAlloc(const DeviceAlloc&) = delete;
+  DeviceAlloc& operator=(const DeviceAlloc&) = delete;
+  void* get() const { return reinterpret_cast<void*>(ptr_); }
+  CUdeviceptr ptr() const { return ptr_; }
+
+ private:
+  CUdeviceptr ptr_ = 0;
+};
+
+// Random 16-bit floats in about [-2, 2): exponent/mantissa bits drawn directly, which is fast
+// enough for the 64 MB tensors of a 16K-token problem.
+std::vector<std::uint16_t> random_halves(std::size_t n, bool bf16, std::uint64_t seed) {
+  std::vector<std::uint16_t> out(n);
+  std::mt19937_64 rng(seed);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float f = static_cast<float>(static_cast<std::int64_t>(rng() >> 40) - (1LL << 23)) / static_cast<float>(1 << 22);
+    std::uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if (bf16) {
+      out[i] = static_cast<std::uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    } else {
+      const _Float16 h = static_cast<_Float16>(f);
+      std::memcpy(&out[i], &h, 2);
+    }
+  }
+  return out;
+}
+
+float half_to_float(std::uint16_t h, bool bf16) {
+  if (bf16) {
+    const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  _Float16 x;
+  std::memcpy(&x, &h, 2);
+  return static_cast<float>(x);
+}
+
+class GpuMeasurer final : public tuner::Measurer {
+ public:
+  GpuMeasurer(const DeviceInfo& dev, const KernelSpec& spec, const tuner::Shape& shape) : dev_(dev), spec_(spec) { build(shape); }
+
+  tuner::Verdict check(const KernelSpec& spec, const TileConfig& config) override {
+    try {
+      if (baseline_.empty()) baseline_ = run_once(default_config(spec));
+      const std::vector<std::uint16_t> out = run_once(config);
+      return compare(out);
+    } catch (const Error& e) {
+      return {false, fmt::format("{}: {}", e.kind() == ErrorKind::compile ? "compile" : "launch", e.what())};
+    }
+  }
+
+  void time(const KernelSpec& spec, const TileConfig& config, int reps, tuner::Samples& out) override {
+    const LoadedKernel k = get_kernel(dev_.context, spec, config);
+    CUevent start, stop;
+    SIGJIT_CHECK_CU(driver().cuEventCreate(&start, CU_EVENT_DEFAULT));
+    SIGJIT_CHECK_CU(driver().cuEventCreate(&stop, CU_EVENT_DEFAULT));
+    for (int i = 0; i < reps; ++i) {
+      SIGJIT_CHECK_CU(driver().cuMemsetD8Async(flush_ptr_->ptr(), static_cast<unsigned char>(i), kFlushBytes, nullptr));
+      SIGJIT_CHECK_CU(driver().cuEventRecord(start, nullptr));
+      launch_forward(problem_, k, config, nullptr);
+      SIGJIT_CHECK_CU(driver().cuEventRecord(stop, nullptr));
+      SIGJIT_CHECK_CU(driver().cuEventSynchronize(stop));
+      float ms = 0;
+      SIGJIT_CHECK_CU(driver().cuEventElapsedTime(&ms, start, stop));
+      out.ms.push_back(ms);
+    }
+    driver().cuEventDestroy(start);
+    driver().cuEventDestroy(stop);
+  }
+
+  double flops() const { return flops_; }
+
+ private:
+  static constexpr std::size_t kFlushBytes = 256u << 20;  // > L2 of every current GPU
+
+  void build(const tuner::Shape& shape) {
+    AttentionArgs& a = args_;
+    const bool bf16 = spec_.dtype == DType::bf16;
+    a.dtype = spec_.dtype;
+    a.layout = spec_.layout;
+    a.head_dim = spec_.head_dim;
+    a.batch = shape.batch;
+    a.heads_q = shape.heads;
+    a.heads_kv = std::max(1, shape.heads / std::max(1, spec_.gqa_ratio));
+    a.causal = spec_.causal;
+    a.bias_mode = spec_.bias_mode;
+    a.bias = -3.0f;
+    a.sigmoid = spec_.sigmoid;
+    lens_ = shape.seq_lens;
+    const int max_len = *std::max_element(lens_.begin(), lens_.end());
+    std::vector<int> cu{0};
+    for (int l : lens_) cu.push_back(cu.back() + l);
+    const bool varlen = a.layout == Layout::varlen;
+    a.seqlen_q = a.seqlen_k = max_len;
+    const std::size_t rows = varlen ? static_cast<std::size_t>(cu.back()) : static_cast<std::size_t>(a.batch) * max_len;
+    const std::size_t q_elems = rows * a.heads_q * a.head_dim, kv_elems = rows * a.heads_kv * a.head_dim;
+    q_ = std::make_unique<DeviceAlloc>(q_elems * 2);
+    k_ = std::make_unique<DeviceAlloc>(kv_elems * 2);
+    v_ = std::make_unique<DeviceAlloc>(kv_elems * 2);
+    o_ = std::make_unique<DeviceAlloc>(q_elems * 2);
+    o_elems_ = q_elems;
+    upload(*q_, random_halves(q_elems, bf16, 1));
+    upload(*k_, random_halves(kv_elems, bf16, 2));
+    upload(*v_, random_halves(kv_elems, bf16, 3));
+    a.q = q_->get(), a.k = k_->get(), a.v = v_->get(), a.o = o_->get();
+    if (a.layout == Layout::padded) {
+      lens_dev_ = std::make_unique<DeviceAlloc>(lens_.size() * 4);
+      SIGJIT_CHECK_CU(driver().cuMemcpyHtoD(lens_dev_->ptr(), lens_.data(), lens_.size() * 4));
+      a.seq_lens_q = a.seq_lens_k = static_cast<const std::int32_t*>(lens_dev_->get());
+      a.host_seq_lens_q = a.host_seq_lens_k = lens_.data();
+    } else if (varlen) {
+      cu_ = cu;
+      lens_dev_ = std::make_unique<DeviceAlloc>(cu_.size() * 4);
+      SIGJIT_CHECK_CU(driver().cuMemcpyHtoD(lens_dev_->ptr(), cu_.data(), cu_.size() * 4));
+      a.cu_seqlens_q = a.cu_seqlens_k = static_cast<const std::int32_t*>(lens_dev_->get());
+      a.host_cu_seqlens_q = a.host_cu_seqlens_k = cu_.data();
+      a.total_q = a.total_k = cu.back();
+    }
+    if (spec_.score_bias) {
+      const std::size_t n = varlen ? static_cast<std::size_t>(cu.back()) : static_cast<std::size_t>(a.batch) * max_len;
+      std::vector<float> sb(n);
+      std::mt19937 rng(4);
+      std::uniform_real_distribution<float> u(-1.f, 1.f);
+      for (auto& x : sb) x = u(rng);
+      score_bias_ = std::make_unique<DeviceAlloc>(n * 4);
+      SIGJIT_CHECK_CU(driver().cuMemcpyHtoD(score_bias_->ptr(), sb.data(), n * 4));
+      a.score_bias = static_cast<const float*>(score_bias_->get());
+    }
+    problem_ = resolve(a);
+    flush_ptr_ = std::make_unique<DeviceAlloc>(kFlushBytes);
+    flops_ = 0;
+    for (int l : lens_) flops_ += 4.0 * a.heads_q * a.head_dim * static_cast<double>(l) * l;
+    if (a.causal) flops_ /= 2;
+  }
+
+  void upload(DeviceAlloc& dst, const std::vector<std::uint16_t>& host) {
+    SIGJIT_CHECK_CU(driver().cuMemcpyHtoD(dst.ptr(), host.data(), host.size() * 2));
+  }
+
+  std::vector<std::uint16_t> run_once(const TileConfig& config) {
+    const LoadedKernel k = get_kernel(dev_.context, spec_, config);
+    SIGJIT_CHECK_CU(driver().cuMemsetD8(o_->ptr(), 0xFF, o_elems_ * 2));  // poison: NaN in bf16 and fp16
+    launch_forward(problem_, k, config, nullptr);
+    SIGJIT_CHECK_CU(driver().cuCtxSynchronize());
+    std::vector<std::uint16_t> out(o_elems_);
+    SIGJIT_CHECK_CU(driver().cuMemcpyDtoH(out.data(), o_->ptr(), out.size() * 2));
+    return out;
+  }
+
+  tuner::Verdict compare(const std::vector<std::uint16_t>& out) const {
+    const bool bf16 = spec_.dtype == DType::bf16;
+    double err2 = 0, ref2 = 0;
+    long unwritten = 0;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      const bool ref_poison = baseline_[i] == 0xFFFF, got_poison = out[i] == 0xFFFF;
+      if (ref_poison != got_poison) ++unwritten;
+      if (ref_poison || got_poison) continue;
+      const double r = half_to_float(baseline_[i], bf16), g = half_to_float(out[i], bf16);
+      err2 += (g - r) * (g - r);
+      ref2 += r * r;
+    }
+    const double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+    const double tol = bf16 ? 1e-2 : 2e-3;
+    if (unwritten) return {false, fmt::format("wrong output: {} elements written differently from the baseline", unwritten)};
+    if (!(rel <= tol)) return {false, fmt::format("wrong output: rel error {:.3g} > {:.3g} vs the default config", rel, tol)};
+    return {};
+  }
+
+  const DeviceInfo dev_;
+  const KernelSpec spec_;
+  AttentionArgs args_;
+  Resolved problem_;
+  std::vector<int> lens_, cu_;
+  std::unique_ptr<DeviceAlloc> q_, k_, v_, o_, lens_dev_, score_bias_, flush_ptr_;
+  std::size_t o_elems_ = 0;
+  std::vector<std::uint16_t> baseline_;
+  double flops_ = 0;
+};
+
+}  // namespace
+
+std::vector<std::pair<TileConfig, std::string>> compile_in_parallel(const KernelSpec& spec, const std::vector<TileConfig>& configs,
+                                                                    const tuner::Progress& progress, std::vector<CompiledKernel>* results) {
+  std::vector<std::pair<TileConfig, std::string>> failures;
+  if (results) results->assign(configs.size(), CompiledKernel{});
+  std::mutex mutex;
+  std::atomic<std::size_t> next{0};
+  int done = 0;
+  auto worker = [&] {
+    for (std::size_t i; (i = next++) < configs.size();) {
+      std::string failure;
+      try {
+        CompiledKernel k = compile_kernel(spec, configs[i]);
+        if (results) (*results)[i] = std::move(k);
+      } catch (const Error& e) {
+        failure = e.what();
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!failure.empty()) failures.emplace_back(configs[i], failure);
+      ++done;
+      if (progress) progress(done, static_cast<int>(configs.size()), fmt::format("compiled {}", configs[i].describe()));
+    }
+  };
+  const unsigned n = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(configs.size())));
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < n; ++t) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  return failures;
+}
+
+tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, const TuneOptions& options) {
+  const tuner::Shape shape = tuner::representative_shape(spec, options.user_lengths);
+  std::vector<TileConfig> candidates = candidate_configs(spec);
+  const TileConfig fallback = default_config(spec);
+  if (std::none_of(candidates.begin(), candidates.end(), [&](const TileConfig& c) { return c.describe() == fallback.describe(); })) {
+    candidates.insert(candidates.begin(), fallback);
+  }
+  // Compile and load every candidate on all cores first; the measurer then finds them loaded.
+  std::atomic<std::size_t> next{0};
+  std::mutex mutex;
+  int done = 0;
+  auto worker = [&] {
+    driver().cuCtxSetCurrent(dev.context);
+    for (std::size_t i; (i = next++) < candidates.size();) {
+      try {
+        get_kernel(dev.context, spec, candidates[i]);
+      } catch (const Error&) {
+        // recorded by the measurer's check()
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      ++done;
+      if (options.progress) options.progress(done, static_cast<int>(candidates.size()), "compiled " + candidates[i].describe());
+    }
+  };
+  std::vector<std::thread> pool;
+  const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(candidates.size())));
+  for (unsigned t = 0; t < threads; ++t) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+
+  GpuMeasurer measurer(dev, spec, shape);
+  tuner::TuneResult result = tuner::tune(spec, candidates, measurer, options.strategy, options.budget, options.progress);
+  if (!result.best) {
+    throw Error(fmt::format("tuning {}: every candidate was rejected (first: {})", spec.describe(),
+                            result.all.empty() ? std::string("none") : result.all.front().verdict.reason));
+  }
+  cache::Entry entry;
+  entry.tuned = true;
+  entry.median_ms = result.best->samples.median();
+  entry.spread = result.best->samples.spread();
+  entry.tflops = measurer.flops() / (entry.median_ms * 1e-3) / 1e12;
+  entry.tuned_shape = shape.describe();
+  for (const auto& c : result.all) {
+    if (!c.verdict.ok) entry.rejected.push_back({c.config.describe(), c.verdict.reason});
+  }
+  store_kernel(dev, spec, result.best->config, kernel_image(dev.context, spec, result.best->config), entry);
+  return result;
+}
+
+tuner::Verdict check_on_gpu(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config) {
+  try {
+    GpuMeasurer measurer(dev, spec, tuner::representative_shape(spec));
+    return measurer.check(spec, config);
+  } catch (const Error& e) {
+    return {false, e.what()};
+  }
+}
+
+tuner::Samples measure_config(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, int reps) {
+  GpuMeasurer measurer(dev, spec, tuner::representative_shape(spec));
+  tuner::Samples warmup, samples;
+  measurer.time(spec, config, 3, warmup);
+  measurer.time(spec, config, reps, samples);
+  return samples;
+}
+
+std::optional<ResolvedKernel> autotune_and_store(const DeviceInfo& dev, const KernelSpec& spec) {
+  try {
+    std::fprintf(stderr, "sigjit: SIGJIT_AUTOTUNE=1: tuning %s\n", spec.describe().c_str());
+    TuneOptions options;
+    const tuner::TuneResult r = tune_and_store(dev, spec, options);
+    const TileConfig c = r.best->config;
+    return ResolvedKernel{get_kernel(dev.context, spec, c), c, "tuned"};
+  } catch (const Error& e) {
+    std::fprintf(stderr, "sigjit: autotune failed (%s); using the default config\n", e.what());
+    return std::nullopt;
+  }
+}
+
+}  // namespace sigjit::detail

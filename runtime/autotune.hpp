@@ -1,0 +1,37 @@
+// Tuning on the GPU: a Measurer that runs candidates on a representative problem of the
+// spec's bucket, checks each against the default config's output, and times it with CUDA
+// events after an L2 flush; plus tune_and_store(), shared by `sigjit tune` and SIGJIT_AUTOTUNE.
+#pragma once
+
+#include "runtime/resolve.hpp"
+#include "tuner/tuner.hpp"
+
+namespace sigjit::detail {
+
+struct TuneOptions {
+  tuner::Strategy strategy = tuner::Strategy::automatic;
+  tuner::Budget budget;
+  const std::vector<int>* user_lengths = nullptr;
+  tuner::Progress progress;  // may be empty
+};
+
+// Tunes one spec on the current device and writes the winner (config, timings, cubin, rejected
+// candidates, provenance) to the default store. Throws Error when nothing could be measured.
+tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, const TuneOptions& options);
+
+// Compiles configs on all cores (NVRTC only, no GPU), reporting progress. Failures are returned
+// as (config, reason) pairs, not thrown.
+std::vector<std::pair<TileConfig, std::string>> compile_in_parallel(const KernelSpec& spec, const std::vector<TileConfig>& configs,
+                                                                    const tuner::Progress& progress,
+                                                                    std::vector<CompiledKernel>* results = nullptr);
+
+// Runs one config on a representative problem and compares it with the default config.
+tuner::Verdict check_on_gpu(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config);
+
+// Times one config on the spec's representative problem (same method as the tuner).
+tuner::Samples measure_config(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, int reps);
+
+// SIGJIT_AUTOTUNE=1 path of resolve_kernel.
+std::optional<ResolvedKernel> autotune_and_store(const DeviceInfo& dev, const KernelSpec& spec);
+
+}  // namespace sigjit::detail

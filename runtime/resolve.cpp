@@ -1,0 +1,140 @@
+#include "runtime/resolve.hpp"
+
+#include "compiler/codegen.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+#include "compiler/templates.hpp"
+#include "runtime/attention.hpp"
+#include "runtime/autotune.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <mutex>
+
+namespace sigjit::detail {
+
+namespace {
+
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
+
+std::string now_utc() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec& spec) {
+  cache::Store* store = default_store();
+  if (!store) return std::nullopt;
+  try {
+    const auto entry = store->lookup(fingerprint_for(dev, spec), problem_key(spec));
+    if (!entry) return std::nullopt;
+    const TileConfig config = TileConfig::parse(entry->config, "cache entry config");
+    if (!check_config(spec, config).empty() || kernel_name(spec, config) != entry->kernel_name) return std::nullopt;
+    const auto blob = store->load_blob(entry->cubin_sha256);
+    if (!blob) return std::nullopt;  // logged by the store; the compile below heals it
+    const long before = compile_count();
+    ResolvedKernel r{get_kernel(dev.context, spec, config, &*blob), config, "store"};
+    if (compile_count() != before) store_kernel(dev, spec, config, kernel_image(dev.context, spec, config), *entry);  // healed
+    return r;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "sigjit: cache: %s; compiling instead\n", e.what());
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+const std::string& templates_digest() {
+  static const std::string digest = [] {
+    std::string all;
+    for (const auto& f : template_files()) all += f.include_name + '\n' + f.text + '\n';
+    return cache::sha256_hex(all.data(), all.size()).substr(0, 16);
+  }();
+  return digest;
+}
+
+cache::DeviceFingerprint fingerprint_for(const DeviceInfo& dev, const KernelSpec& spec) {
+  cache::DeviceFingerprint fp;
+  fp.gpu_name = dev.name;
+  fp.cc_major = dev.cc_major;
+  fp.cc_minor = dev.cc_minor;
+  fp.sm_count = dev.sm_count;
+  fp.driver_version = dev.driver_version;
+  fp.nvrtc_version = nvrtc_version();
+  fp.codegen_version = kCodegenVersion;
+  fp.compile_options = fmt::format("{} templates={}", fmt::join(compile_options(spec), " "), templates_digest());
+  return fp;
+}
+
+cache::Store* default_store() {
+  static std::once_flag once;
+  static std::unique_ptr<cache::Store> store;
+  std::call_once(once, [] {
+    if (env_on("SIGJIT_DISABLE_CACHE")) return;
+    try {
+      store = std::make_unique<cache::Store>(cache::Store::default_root());
+    } catch (const Error& e) {
+      std::fprintf(stderr, "sigjit: cache disabled for this process: %s\n", e.what());
+    }
+  });
+  return store.get();
+}
+
+void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, const std::vector<char>& cubin, cache::Entry entry) {
+  cache::Store* store = default_store();
+  if (!store || cubin.empty()) return;
+  try {
+    entry.problem_key = problem_key(spec);
+    entry.config = config.describe();
+    entry.kernel_name = kernel_name(spec, config);
+    if (entry.spec.is_null()) entry.spec = spec_to_json(spec);
+    entry.cubin_sha256 = store->put_blob(cubin);
+    entry.provenance.push_back({host_name(), now_utc(), SIGJIT_VERSION});
+    store->put_entry(fingerprint_for(dev, spec), entry);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "sigjit: cache: could not store %s: %s\n", kernel_name(spec, config).c_str(), e.what());
+  }
+}
+
+ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
+  if (const char* forced = std::getenv("SIGJIT_FORCE_TILE"); forced && *forced) {
+    const TileConfig c = choose_config(spec);
+    return {get_kernel(dev.context, spec, c), c, "forced"};
+  }
+  static std::mutex mutex;
+  static std::map<std::pair<CUcontext, std::string>, ResolvedKernel> resolved;
+  const auto key = std::make_pair(dev.context, problem_key(spec));
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = resolved.find(key); it != resolved.end()) return it->second;
+  }
+  std::optional<ResolvedKernel> r = from_store(dev, spec);
+  if (!r && env_on("SIGJIT_AUTOTUNE")) r = autotune_and_store(dev, spec);
+  if (!r) {
+    const TileConfig c = default_config(spec);
+    r = ResolvedKernel{get_kernel(dev.context, spec, c, nullptr,
+                                  [&](const CompiledKernel& k) { store_kernel(dev, spec, c, k.cubin, cache::Entry{}); }),
+                       c, "compiled"};
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  return resolved.emplace(key, *r).first->second;
+}
+
+}  // namespace sigjit::detail

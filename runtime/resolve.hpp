@@ -1,0 +1,38 @@
+// Which kernel serves a spec, in order: the in-process table (by problem key), the on-disk
+// store (tuned or default config + verified cubin, no NVRTC), a tuning run when
+// SIGJIT_AUTOTUNE=1, else the heuristic default config compiled on the spot and written to the
+// store for the next process. SIGJIT_FORCE_TILE bypasses all of it (benchmarks, debugging);
+// SIGJIT_DISABLE_CACHE=1 skips the store. Store problems are logged and never fail a call.
+#pragma once
+
+#include "cache/store.hpp"
+#include "compiler/kernel_spec.hpp"
+#include "runtime/device.hpp"
+#include "runtime/kernel_cache.hpp"
+
+#include <optional>
+#include <string>
+
+namespace sigjit::detail {
+
+struct ResolvedKernel {
+  LoadedKernel kernel;
+  TileConfig config;
+  std::string origin;  // "forced", "process", "store", "tuned", "compiled"
+};
+
+ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec);
+
+cache::DeviceFingerprint fingerprint_for(const DeviceInfo& dev, const KernelSpec& spec);
+
+// The store at Store::default_root(), or nullopt when disabled or unusable (logged once).
+cache::Store* default_store();
+
+// Digest of the embedded (or overridden) template sources: part of every fingerprint, so an
+// edited kernel never reuses binaries of the old one.
+const std::string& templates_digest();
+
+// Writes a compiled kernel to the store as the entry of its problem (best effort, logged).
+void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, const std::vector<char>& cubin, cache::Entry entry);
+
+}  // namespace sigjit::detail

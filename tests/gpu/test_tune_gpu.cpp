@@ -1,0 +1,99 @@
+// The tuned cache end to end on the GPU: `sigjit tune` in one process, then a fresh process
+// that must serve the tuned kernel from the store with zero NVRTC compiles, quickly, correctly,
+// and no slower than the heuristic default at the tuned shape.
+#include "cache/store.hpp"
+#include "runtime/autotune.hpp"
+#include "runtime/device.hpp"
+#include "runtime/kernel_cache.hpp"
+#include "tests/gpu/forward_problem.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace sigjit::testing {
+namespace {
+
+std::string self_path() { return std::filesystem::read_symlink("/proc/self/exe").string(); }
+
+int run_command(const std::string& cmd) {
+  fmt::print("$ {}\n", cmd);
+  std::fflush(stdout);
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool is_child() {
+  const char* v = std::getenv("SIGJIT_TUNED_CHILD");
+  return v && *v == '1';
+}
+
+// hd 64, dense, bf16, L 2048: bucket le2k. The child uses the same spec on a small batch.
+CaseSpec tuned_case() {
+  CaseSpec c{Layout::dense, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {2048}, {2048}};
+  c.row_step = 97;
+  return c;
+}
+
+TEST(TunedCache, TuneThenFreshProcessCompilesNothing) {
+  SIGJIT_REQUIRE_GPU();
+  if (is_child()) GTEST_SKIP() << "parent test only";
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / fmt::format("sigjit-tune-test-{}", getpid());
+  std::filesystem::remove_all(dir);
+  const std::string env = fmt::format("SIGJIT_CACHE_DIR={} ", dir.string());
+  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " tune --head-dim 64 --layout dense --seq 2048 --dtype bf16 --seconds-per-candidate 0.3"), 0);
+  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " list"), 0);
+  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " verify"), 0);
+  cache::Store store(dir);
+  const auto entries = store.list();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_TRUE(entries[0].entry.tuned);
+  EXPECT_GT(entries[0].entry.tflops, 0);
+  EXPECT_EQ(run_command(env + "SIGJIT_TUNED_CHILD=1 " + self_path() + " --gtest_filter='TunedCacheChild.*'"), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(TunedCacheChild, FirstCallServedFromStoreWithoutCompiling) {
+  if (!is_child()) GTEST_SKIP() << "runs in the child process of TunedCache.TuneThenFreshProcessCompilesNothing";
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  ForwardProblem p(tuned_case(), rng);
+  SIGJIT_CUDA_OK(cudaFree(nullptr));  // context creation is the host application's cost, not sigjit's
+  p.poison_output();
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  const auto t0 = std::chrono::steady_clock::now();
+  sigjit::forward(p.args(), nullptr);
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("first call with a warm cache: {:.1f} ms (NVRTC compiles: {})\n", ms, detail::compile_count());
+  RecordProperty("first_call_ms", fmt::format("{:.1f}", ms));
+  EXPECT_EQ(detail::compile_count(), 0) << "the tuned kernel must come from the store";
+  EXPECT_LT(ms, 50.0);
+  const CaseResult r = p.check();
+  EXPECT_EQ(r.unwritten, 0);
+  EXPECT_LT(r.rel_error, error_bound(tuned_case()));
+}
+
+TEST(TunedCacheChild, TunedConfigNotSlowerThanDefault) {
+  if (!is_child()) GTEST_SKIP() << "runs in the child process of TunedCache.TuneThenFreshProcessCompilesNothing";
+  SIGJIT_REQUIRE_GPU();
+  const detail::DeviceInfo dev = detail::current_device();
+  cache::Store store(cache::Store::default_root());
+  const auto entries = store.list();
+  ASSERT_EQ(entries.size(), 1u);
+  const KernelSpec spec = spec_from_json(entries[0].entry.spec);
+  const TileConfig tuned = TileConfig::parse(entries[0].entry.config, "entry");
+  const TileConfig fallback = default_config(spec);
+  const tuner::Samples t = detail::measure_config(dev, spec, tuned, 30);
+  const tuner::Samples d = detail::measure_config(dev, spec, fallback, 30);
+  fmt::print("tuned {} {:.4f} ms (spread {:.3f}) vs default {} {:.4f} ms (spread {:.3f})\n", tuned.describe(), t.median(), t.spread(),
+             fallback.describe(), d.median(), d.spread());
+  EXPECT_LE(t.median(), d.median() * (1.0 + t.spread() + d.spread()));
+}
+
+}  // namespace
+}  // namespace sigjit::testing

@@ -1,0 +1,972 @@
+// The on-disk kernel store (design: cache/store.hpp).
+//
+// Files, all written to tmp/, fsynced, renamed into place and the directory fsynced:
+//   index/<fp id>/<key>.json  {"magic":"sigjit-index","format_version":1,"fingerprint":{..},"problem_key":..,
+//                              "entry":{..},"checksum":sha256(canonical dump of the object without "checksum")}
+//                             written as dump(2) with the top-level keys in that order, nested keys sorted.
+//   blobs/<ab>/<sha>.cubin    raw cubin bytes, named by their SHA-256.
+//   locks/<fp id>.<key>.lock  empty; flock(LOCK_EX | LOCK_NB) polled until a timeout. Never deleted
+//                             (deleting a flock file lets two processes hold "the" lock).
+// "Canonical dump" = nlohmann::json::dump() with no indentation, keys sorted (std::map), invalid
+// UTF-8 replaced: the reader parses the file, erases "checksum" and re-dumps, so the checksum does
+// not depend on whitespace or key order in the file.
+//
+// Environment:
+//   SIGJIT_CACHE_DIR, XDG_CACHE_HOME, HOME   the root (default_root()).
+//   SIGJIT_VERBOSE_CACHE=1                   also log plain misses (absent files).
+//   SIGJIT_CACHE_LOCK_TIMEOUT=<seconds>      lock wait before put_entry throws (default 30).
+//   SIGJIT_CACHE_NO_FSYNC=1                  skip fsync (still atomic against process crashes, not
+//                                            against power loss): scratch caches and tests.
+//   SIGJIT_CACHE_FAULT=exit_before_rename    fault injection for tests: _exit(86) after a temp file
+//                                            is written and fsynced, before its rename.
+#include "cache/store.hpp"
+
+#include <sigjit/sigjit.hpp>
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <limits>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+namespace sigjit::cache {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr const char* kIndexMagic = "sigjit-index";
+constexpr const char* kBundleMagic = "sigjit-bundle";
+constexpr std::size_t kMaxKeyLength = 180;         // keeps every derived file name under 255 bytes
+constexpr std::size_t kMaxIndexBytes = 64u << 20;  // an index file is a few KB; larger is garbage
+constexpr int kFaultExitCode = 86;
+
+[[noreturn]] void fail(const std::string& message) { throw Error(message); }
+
+std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' && std::string_view(v) != "0";
+}
+
+bool fsync_enabled() { return !env_flag("SIGJIT_CACHE_NO_FSYNC"); }
+
+double lock_timeout_seconds() {
+  if (const char* v = std::getenv("SIGJIT_CACHE_LOCK_TIMEOUT"); v != nullptr && *v != '\0') {
+    char* end = nullptr;
+    const double t = std::strtod(v, &end);
+    if (end != v && *end == '\0' && std::isfinite(t) && t >= 0) return t;
+    fail(fmt::format("SIGJIT_CACHE_LOCK_TIMEOUT='{}': expected a number of seconds, e.g. 30", v));
+  }
+  return 30.0;
+}
+
+// ---- logging -------------------------------------------------------------------------------
+
+// Every miss other than plain absence is logged once per (path, reason) and process.
+void log_miss(const fs::path& path, const std::string& reason) {
+  static std::mutex mutex;
+  static std::set<std::string> seen;
+  {
+    std::lock_guard lock(mutex);
+    if (!seen.insert(path.string() + '\n' + reason).second) return;
+  }
+  std::fputs(fmt::format("sigjit: cache: {}: {}; treating as a miss, it will be rebuilt\n", path.string(), reason).c_str(), stderr);
+}
+
+void log_absent(const fs::path& path) {
+  if (env_flag("SIGJIT_VERBOSE_CACHE")) std::fputs(fmt::format("sigjit: cache: {}: not cached (miss)\n", path.string()).c_str(), stderr);
+}
+
+// ---- names -----------------------------------------------------------------------------------
+
+bool is_sha256_hex(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool is_valid_key(std::string_view k) {
+  return !k.empty() && k.size() <= kMaxKeyLength && std::all_of(k.begin(), k.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+void check_key(const std::string& key) {
+  if (!is_valid_key(key))
+    fail(
+        fmt::format("cache: invalid problem key '{}': it names a file, so it must be 1 to {} characters from [A-Za-z0-9_] "
+                    "(use sigjit::problem_key())",
+                    key, kMaxKeyLength));
+}
+
+void check_sha(const std::string& sha, const char* what) {
+  if (!is_sha256_hex(sha)) fail(fmt::format("cache: {} '{}' is not a SHA-256 digest (64 lower-case hex digits)", what, sha));
+}
+
+fs::path index_path(const fs::path& root, const std::string& fp_id, const std::string& key) {
+  return root / "index" / fp_id / (key + ".json");
+}
+fs::path lock_path(const fs::path& root, const std::string& fp_id, const std::string& key) {
+  return root / "locks" / (fp_id + "." + key + ".lock");
+}
+fs::path blob_path(const fs::path& root, const std::string& sha) { return root / "blobs" / sha.substr(0, 2) / (sha + ".cubin"); }
+
+// ---- JSON field access -------------------------------------------------------------------------
+
+std::string canonical(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+const json& field(const json& j, const char* name, const char* what) {
+  if (!j.is_object()) fail(fmt::format("{}: expected a JSON object, got {}", what, j.type_name()));
+  const auto it = j.find(name);
+  if (it == j.end()) fail(fmt::format("{}: missing field '{}'", what, name));
+  return *it;
+}
+
+std::string get_string(const json& j, const char* name, const char* what) {
+  const json& v = field(j, name, what);
+  if (!v.is_string()) fail(fmt::format("{}: field '{}' must be a string, got {}", what, name, v.type_name()));
+  return v.get<std::string>();
+}
+
+int get_int(const json& j, const char* name, const char* what) {
+  const json& v = field(j, name, what);
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<std::uint64_t>();
+    if (u <= static_cast<std::uint64_t>(std::numeric_limits<int>::max())) return static_cast<int>(u);
+  } else if (v.is_number_integer()) {
+    const auto i = v.get<std::int64_t>();
+    if (i >= std::numeric_limits<int>::min() && i <= std::numeric_limits<int>::max()) return static_cast<int>(i);
+  } else {
+    fail(fmt::format("{}: field '{}' must be an integer, got {}", what, name, v.type_name()));
+  }
+  fail(fmt::format("{}: field '{}' is out of range for an int", what, name));
+}
+
+double get_double(const json& j, const char* name, const char* what) {
+  const json& v = field(j, name, what);
+  if (!v.is_number()) fail(fmt::format("{}: field '{}' must be a number, got {}", what, name, v.type_name()));
+  return v.get<double>();
+}
+
+bool get_bool(const json& j, const char* name, const char* what) {
+  const json& v = field(j, name, what);
+  if (!v.is_boolean()) fail(fmt::format("{}: field '{}' must be true or false, got {}", what, name, v.type_name()));
+  return v.get<bool>();
+}
+
+const json& get_array(const json& j, const char* name, const char* what) {
+  const json& v = field(j, name, what);
+  if (!v.is_array()) fail(fmt::format("{}: field '{}' must be an array, got {}", what, name, v.type_name()));
+  return v;
+}
+
+// ---- files -------------------------------------------------------------------------------------
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// Reads a whole file into `out`; returns 0 or an errno value. `st` receives the file's stat.
+template <class Buffer>
+int read_all(const fs::path& path, Buffer& out, struct stat* st = nullptr, std::size_t limit = std::numeric_limits<std::size_t>::max()) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return errno;
+  struct stat s {};
+  if (::fstat(fd.get(), &s) != 0) return errno;
+  if (!S_ISREG(s.st_mode)) return EISDIR;
+  if (static_cast<std::uint64_t>(s.st_size) > limit) return EFBIG;
+  if (st != nullptr) *st = s;
+  out.clear();
+  out.resize(static_cast<std::size_t>(s.st_size));
+  std::size_t done = 0;
+  for (;;) {
+    if (done == out.size()) out.resize(out.size() + 4096);  // the file may have grown; read to EOF
+    const ssize_t n = ::read(fd.get(), out.data() + done, out.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+    if (done > limit) return EFBIG;
+  }
+  out.resize(done);
+  return 0;
+}
+
+bool write_all(int fd, const void* data, std::size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+void fsync_dir(const fs::path& dir) {
+  if (!fsync_enabled()) return;
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() >= 0) ::fsync(fd.get());  // best effort: some file systems refuse fsync on directories
+}
+
+void ensure_dir(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) return;
+  if (fs::create_directories(dir, ec)) fsync_dir(dir.parent_path());
+  if (!fs::is_directory(dir))
+    fail(fmt::format(
+        "cache: cannot create directory {}: {}; check the permissions of the cache or set SIGJIT_CACHE_DIR to a writable directory",
+        dir.string(), ec ? ec.message() : std::string("not a directory")));
+}
+
+std::uint64_t random64() {
+  static std::atomic<std::uint64_t> counter{0};
+  thread_local std::mt19937_64 rng([] {
+    std::random_device rd;
+    return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }());
+  return rng() ^ (counter.fetch_add(1) * 0x9e3779b97f4a7c15ull);
+}
+
+// Writes `data` to a unique temp file in `tmp_dir`, fsyncs it, renames it to `target` and fsyncs
+// target's directory. Readers see the old file or the new one, never a partial one.
+void atomic_write(const fs::path& tmp_dir, const fs::path& target, const void* data, std::size_t size) {
+  fs::path tmp;
+  Fd fd;
+  for (int attempt = 0;; ++attempt) {
+    tmp = tmp_dir / fmt::format("{}.{}.{:016x}.tmp", target.filename().string(), ::getpid(), random64());
+    fd.reset(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
+    if (fd.get() >= 0) break;
+    const int e = errno;
+    if (e == EEXIST && attempt < 16) continue;
+    if (e == ENOENT && attempt < 16) {  // tmp/ removed under us (e.g. by hand): recreate it
+      ensure_dir(tmp_dir);
+      continue;
+    }
+    fail(fmt::format("cache: cannot create temp file {}: {}; check free space and permissions of the cache or set SIGJIT_CACHE_DIR",
+                     tmp.string(), errno_text(e)));
+  }
+  auto give_up = [&](const char* step) {
+    const int e = errno;
+    fd.reset();
+    ::unlink(tmp.c_str());
+    fail(fmt::format("cache: cannot {} {}: {}; check free space and permissions of the cache or set SIGJIT_CACHE_DIR", step,
+                     step[0] == 'r' ? target.string() : tmp.string(), errno_text(e)));
+  };
+  if (!write_all(fd.get(), data, size)) give_up("write");
+  if (fsync_enabled() && ::fsync(fd.get()) != 0) give_up("fsync");
+  if (::close(fd.release()) != 0) give_up("close");
+  if (const char* f = std::getenv("SIGJIT_CACHE_FAULT"); f != nullptr && std::string_view(f) == "exit_before_rename")
+    ::_exit(kFaultExitCode);
+  if (::rename(tmp.c_str(), target.c_str()) != 0) give_up("rename a temp file onto");
+  fsync_dir(target.parent_path());
+}
+
+void atomic_write(const fs::path& tmp_dir, const fs::path& target, const std::string& data) {
+  atomic_write(tmp_dir, target, data.data(), data.size());
+}
+
+// Seconds since the last modification; 0 if the file cannot be stat'ed.
+double age_seconds(const struct stat& st) {
+  struct timespec now {};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<double>(now.tv_sec - st.st_mtim.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec - st.st_mtim.tv_nsec);
+}
+
+// Regular files directly in `dir` (none if it does not exist).
+std::vector<fs::path> files_in(const fs::path& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec)) out.push_back(it->path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<fs::path> dirs_in(const fs::path& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_directory(ec)) out.push_back(it->path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// ---- per-key lock --------------------------------------------------------------------------------
+
+class KeyLock {
+ public:
+  explicit KeyLock(const fs::path& path) {
+    fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666));
+    if (fd_.get() < 0) {
+      const int e = errno;
+      fail(fmt::format("cache: cannot open lock file {}: {}; check the permissions of the cache or set SIGJIT_CACHE_DIR", path.string(),
+                       errno_text(e)));
+    }
+    const double timeout = lock_timeout_seconds();
+    const auto start = std::chrono::steady_clock::now();
+    const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout));
+    std::uniform_int_distribution<int> jitter(0, 999);
+    std::mt19937 rng(static_cast<unsigned>(random64()));
+    auto wait = std::chrono::microseconds(500);
+    while (::flock(fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+      const int e = errno;
+      if (e == EINTR) continue;
+      if (e != EWOULDBLOCK)
+        fail(fmt::format(
+            "cache: cannot lock {}: flock failed ({}); the file system may not support flock: set SIGJIT_CACHE_DIR to a local directory",
+            path.string(), errno_text(e)));
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline)
+        fail(
+            fmt::format("cache: timed out after {:g} s waiting for the lock {}: another process holds it. Find it with `fuser -v {}` "
+                        "(or `lsof {}`) and end it if it hangs; if no process holds it (a stale NFS lock), delete the lock file. "
+                        "SIGJIT_CACHE_LOCK_TIMEOUT sets the wait in seconds",
+                        timeout, path.string(), path.string(), path.string()));
+      const auto nap = std::min<std::chrono::steady_clock::duration>(wait + std::chrono::microseconds(jitter(rng)), deadline - now);
+      std::this_thread::sleep_for(nap);
+      wait = std::min<std::chrono::microseconds>(wait * 2, std::chrono::milliseconds(10));
+    }
+  }
+  KeyLock(const KeyLock&) = delete;
+  KeyLock& operator=(const KeyLock&) = delete;
+  ~KeyLock() {
+    if (fd_.get() >= 0) ::flock(fd_.get(), LOCK_UN);
+  }
+
+ private:
+  Fd fd_;
+};
+
+// ---- index files -------------------------------------------------------------------------------
+
+struct IndexRead {
+  enum Status { ok, absent, bad, newer } status = absent;
+  std::string reason;  // bad / newer: what is wrong, for logs and verify()
+  DeviceFingerprint fingerprint;
+  Entry entry;
+  std::string newer_cubin;  // newer: entry.cubin_sha256 if it has one (kept referenced by gc)
+};
+
+// Reads and checks one index file. `key` comes from the file name, `fp_id` from the directory.
+IndexRead read_index(const fs::path& path, const std::string& key, const std::string& fp_id) {
+  IndexRead r;
+  std::string text;
+  if (const int e = read_all(path, text, nullptr, kMaxIndexBytes); e != 0) {
+    r.status = e == ENOENT ? IndexRead::absent : IndexRead::bad;
+    r.reason = e == EFBIG ? "larger than any index file (corrupted)" : "cannot read (" + errno_text(e) + ")";
+    return r;
+  }
+  r.status = IndexRead::bad;
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& ex) {
+    r.reason = fmt::format("not valid JSON, truncated or corrupted ({})", ex.what());
+    return r;
+  }
+  if (!j.is_object() || !j.contains("magic") || j["magic"] != kIndexMagic) {
+    r.reason = "not a sigjit index file (wrong magic)";
+    return r;
+  }
+  const auto version = j.find("format_version");
+  if (version == j.end() || !version->is_number_integer()) {
+    r.reason = "no integer format_version";
+    return r;
+  }
+  if (*version != kFormatVersion) {
+    const auto v = version->get<std::int64_t>();
+    r.reason = fmt::format("format version {} ({} sigjit), this sigjit reads {}", v, v > kFormatVersion ? "written by a newer" : "an older",
+                           kFormatVersion);
+    if (v > kFormatVersion) {
+      r.status = IndexRead::newer;
+      if (const json* e = j.contains("entry") ? &j["entry"] : nullptr;
+          e != nullptr && e->is_object() && e->contains("cubin_sha256") && (*e)["cubin_sha256"].is_string())
+        r.newer_cubin = (*e)["cubin_sha256"].get<std::string>();
+    }
+    return r;
+  }
+  const auto sum = j.find("checksum");
+  if (sum == j.end() || !sum->is_string()) {
+    r.reason = "no checksum";
+    return r;
+  }
+  const std::string stored = sum->get<std::string>();
+  j.erase("checksum");
+  const std::string body = canonical(j);
+  if (sha256_hex(body.data(), body.size()) != stored) {
+    r.reason = "checksum mismatch (the file is corrupted or was edited)";
+    return r;
+  }
+  try {
+    r.fingerprint = DeviceFingerprint::from_json(field(j, "fingerprint", "index file"));
+    r.entry = Entry::from_json(field(j, "entry", "index file"));
+    const std::string file_key = get_string(j, "problem_key", "index file");
+    if (file_key != key || r.entry.problem_key != key) {
+      r.reason = fmt::format("holds problem key '{}' (entry: '{}'), not '{}' as its name says", file_key, r.entry.problem_key, key);
+      return r;
+    }
+  } catch (const Error& ex) {
+    r.reason = ex.what();
+    return r;
+  }
+  if (r.fingerprint.id() != fp_id) {
+    r.reason = fmt::format("its fingerprint has id {}, not {} as its directory says", r.fingerprint.id(), fp_id);
+    return r;
+  }
+  if (!is_sha256_hex(r.entry.cubin_sha256)) {
+    r.reason = fmt::format("entry.cubin_sha256 '{}' is not a SHA-256 digest", r.entry.cubin_sha256);
+    return r;
+  }
+  r.status = IndexRead::ok;
+  return r;
+}
+
+std::string index_text(const DeviceFingerprint& fp, const Entry& entry) {
+  const json fpj = fp.to_json();
+  const json ej = entry.to_json();
+  const json body = {
+      {"magic", kIndexMagic}, {"format_version", kFormatVersion}, {"fingerprint", fpj}, {"problem_key", entry.problem_key}, {"entry", ej}};
+  const std::string c = canonical(body);
+  // Same content, human-friendly order: magic first, checksum last, nested keys sorted.
+  nlohmann::ordered_json out;
+  out["magic"] = kIndexMagic;
+  out["format_version"] = kFormatVersion;
+  out["fingerprint"] = nlohmann::ordered_json::parse(canonical(fpj));
+  out["problem_key"] = entry.problem_key;
+  out["entry"] = nlohmann::ordered_json::parse(canonical(ej));
+  out["checksum"] = sha256_hex(c.data(), c.size());
+  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+bool measured(const Entry& e) { return std::isfinite(e.median_ms) && e.median_ms > 0; }
+
+// keep_faster: does `a` beat `b`? Tuned beats untuned, a measured time beats none, then the lower
+// median; a tie keeps `b` (the existing entry).
+bool beats(const Entry& a, const Entry& b) {
+  if (a.tuned != b.tuned) return a.tuned;
+  if (measured(a) != measured(b)) return measured(a);
+  return measured(a) && a.median_ms < b.median_ms;
+}
+
+void merge_lists(Entry& winner, const Entry& loser) {
+  for (const Provenance& p : loser.provenance)
+    if (std::none_of(winner.provenance.begin(), winner.provenance.end(), [&](const Provenance& q) {
+          return q.host == p.host && q.time_utc == p.time_utc && q.sigjit_version == p.sigjit_version;
+        }))
+      winner.provenance.push_back(p);
+  for (const Rejected& r : loser.rejected)
+    if (std::none_of(winner.rejected.begin(), winner.rejected.end(),
+                     [&](const Rejected& q) { return q.config == r.config && q.reason == r.reason; }))
+      winner.rejected.push_back(r);
+}
+
+enum class Outcome { added, replaced, kept };
+
+Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, const Entry& entry, MergePolicy policy) {
+  check_key(entry.problem_key);
+  check_sha(entry.cubin_sha256, "entry.cubin_sha256");
+  for (const auto& [name, v] :
+       {std::pair{"median_ms", entry.median_ms}, std::pair{"spread", entry.spread}, std::pair{"tflops", entry.tflops}})
+    if (!std::isfinite(v))
+      fail(fmt::format("cache: entry {}: {} is {}; store a finite number (0 when not measured)", entry.problem_key, name, v));
+  const std::string id = fp.id();
+  const fs::path path = index_path(root, id, entry.problem_key);
+  ensure_dir(path.parent_path());
+  ensure_dir(root / "locks");
+  KeyLock lock(lock_path(root, id, entry.problem_key));
+  IndexRead cur = read_index(path, entry.problem_key, id);
+  if (cur.status == IndexRead::ok && cur.fingerprint != fp) {
+    cur.status = IndexRead::bad;
+    cur.reason = "written for a different device fingerprint with the same id";
+  }
+  if (cur.status == IndexRead::bad || cur.status == IndexRead::newer) log_miss(path, cur.reason);
+  Outcome outcome;
+  Entry result;
+  if (cur.status != IndexRead::ok) {
+    outcome = Outcome::added;
+    result = entry;
+  } else if (policy == MergePolicy::replace) {
+    outcome = Outcome::replaced;
+    result = entry;
+  } else if (std::error_code ec; !fs::exists(blob_path(root, cur.entry.cubin_sha256), ec)) {
+    // The existing entry's cubin is gone (deleted as corrupt, or by hand): however fast it was,
+    // it can only miss, so the new entry replaces it, or an untuned re-put could never heal it.
+    outcome = Outcome::replaced;
+    result = entry;
+    merge_lists(result, cur.entry);
+  } else if (beats(entry, cur.entry)) {
+    outcome = Outcome::replaced;
+    result = entry;
+    merge_lists(result, cur.entry);
+  } else {
+    outcome = Outcome::kept;
+    result = cur.entry;
+    merge_lists(result, entry);
+    if (result.to_json() == cur.entry.to_json()) return outcome;  // nothing new: no write
+  }
+  atomic_write(root / "tmp", path, index_text(fp, result));
+  return outcome;
+}
+
+// Removes an index file under its key's lock if `still_remove` (given a fresh read) agrees.
+template <class Pred>
+bool remove_index_locked(const fs::path& root, const fs::path& path, Pred still_remove, std::uint64_t* bytes) {
+  const std::string key = path.stem().string();
+  const std::string id = path.parent_path().filename().string();
+  std::optional<KeyLock> lock;
+  if (is_valid_key(key)) lock.emplace(lock_path(root, id, key));
+  if (!still_remove(read_index(path, key, id))) return false;
+  struct stat st {};
+  const bool have_size = ::stat(path.c_str(), &st) == 0;
+  if (::unlink(path.c_str()) != 0) return false;
+  if (bytes != nullptr && have_size) *bytes += static_cast<std::uint64_t>(st.st_size);
+  return true;
+}
+
+}  // namespace
+
+// ---- public: hashing, JSON ----------------------------------------------------------------------
+
+std::string sha256_hex(const void* data, std::size_t size) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data, size, md, &len, EVP_sha256(), nullptr) != 1 || len != 32)
+    fail("cache: OpenSSL's EVP_Digest(SHA-256) failed; check the OpenSSL installation (libcrypto)");
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out(64, '0');
+  for (unsigned i = 0; i < 32; ++i) {
+    out[2 * i] = hex[md[i] >> 4];
+    out[2 * i + 1] = hex[md[i] & 15];
+  }
+  return out;
+}
+
+std::string DeviceFingerprint::id() const {
+  const std::string c = canonical(to_json());
+  return sha256_hex(c.data(), c.size()).substr(0, 16);
+}
+
+nlohmann::json DeviceFingerprint::to_json() const {
+  return {{"gpu_name", gpu_name},
+          {"cc_major", cc_major},
+          {"cc_minor", cc_minor},
+          {"sm_count", sm_count},
+          {"driver_version", driver_version},
+          {"nvrtc_version", nvrtc_version},
+          {"codegen_version", codegen_version},
+          {"compile_options", compile_options}};
+}
+
+DeviceFingerprint DeviceFingerprint::from_json(const nlohmann::json& j) {
+  constexpr const char* what = "device fingerprint";
+  DeviceFingerprint f;
+  f.gpu_name = get_string(j, "gpu_name", what);
+  f.cc_major = get_int(j, "cc_major", what);
+  f.cc_minor = get_int(j, "cc_minor", what);
+  f.sm_count = get_int(j, "sm_count", what);
+  f.driver_version = get_int(j, "driver_version", what);
+  f.nvrtc_version = get_string(j, "nvrtc_version", what);
+  f.codegen_version = get_int(j, "codegen_version", what);
+  f.compile_options = get_string(j, "compile_options", what);
+  return f;
+}
+
+nlohmann::json Entry::to_json() const {
+  json prov = json::array();
+  for (const Provenance& p : provenance) prov.push_back({{"host", p.host}, {"time_utc", p.time_utc}, {"sigjit_version", p.sigjit_version}});
+  json rej = json::array();
+  for (const Rejected& r : rejected) rej.push_back({{"config", r.config}, {"reason", r.reason}});
+  json j = json::object();
+  j["problem_key"] = problem_key;
+  j["spec"] = spec;
+  j["config"] = config;
+  j["kernel_name"] = kernel_name;
+  j["tuned"] = tuned;
+  j["median_ms"] = median_ms;
+  j["spread"] = spread;
+  j["tflops"] = tflops;
+  j["tuned_shape"] = tuned_shape;
+  j["cubin_sha256"] = cubin_sha256;
+  j["provenance"] = std::move(prov);
+  j["rejected"] = std::move(rej);
+  return j;
+}
+
+Entry Entry::from_json(const nlohmann::json& j) {
+  constexpr const char* what = "cache entry";
+  Entry e;
+  e.problem_key = get_string(j, "problem_key", what);
+  e.spec = field(j, "spec", what);
+  e.config = get_string(j, "config", what);
+  e.kernel_name = get_string(j, "kernel_name", what);
+  e.tuned = get_bool(j, "tuned", what);
+  e.median_ms = get_double(j, "median_ms", what);
+  e.spread = get_double(j, "spread", what);
+  e.tflops = get_double(j, "tflops", what);
+  e.tuned_shape = get_string(j, "tuned_shape", what);
+  e.cubin_sha256 = get_string(j, "cubin_sha256", what);
+  for (const json& p : get_array(j, "provenance", what))
+    e.provenance.push_back({get_string(p, "host", "cache entry provenance"), get_string(p, "time_utc", "cache entry provenance"),
+                            get_string(p, "sigjit_version", "cache entry provenance")});
+  for (const json& r : get_array(j, "rejected", what))
+    e.rejected.push_back({get_string(r, "config", "cache entry rejected config"), get_string(r, "reason", "cache entry rejected config")});
+  return e;
+}
+
+// ---- public: Store --------------------------------------------------------------------------------
+
+Store::Store(std::filesystem::path root) : root_(std::move(root)) {
+  if (root_.empty()) fail("cache: the cache root is an empty path; set SIGJIT_CACHE_DIR to a writable directory");
+  for (const char* sub : {"index", "blobs", "locks", "tmp"}) ensure_dir(root_ / sub);
+}
+
+std::filesystem::path Store::default_root() {
+  if (const char* d = std::getenv("SIGJIT_CACHE_DIR"); d != nullptr && *d != '\0') return fs::path(d);
+  // The XDG spec says to ignore a relative XDG_CACHE_HOME.
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0' && fs::path(x).is_absolute()) return fs::path(x) / "sigjit";
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') return fs::path(h) / ".cache" / "sigjit";
+  fail(
+      "cache: cannot locate the kernel cache: none of SIGJIT_CACHE_DIR, XDG_CACHE_HOME and HOME is set; set SIGJIT_CACHE_DIR to a writable "
+      "directory");
+}
+
+std::optional<Entry> Store::lookup(const DeviceFingerprint& fp, const std::string& problem_key) const {
+  check_key(problem_key);
+  const std::string id = fp.id();
+  const fs::path path = index_path(root_, id, problem_key);
+  IndexRead r = read_index(path, problem_key, id);
+  if (r.status == IndexRead::absent) {
+    log_absent(path);
+    return std::nullopt;
+  }
+  if (r.status == IndexRead::ok && r.fingerprint != fp) {
+    r.status = IndexRead::bad;
+    r.reason = "written for a different device fingerprint with the same id";
+  }
+  if (r.status != IndexRead::ok) {
+    log_miss(path, r.reason);
+    return std::nullopt;
+  }
+  return std::move(r.entry);
+}
+
+std::optional<std::vector<char>> Store::load_blob(const std::string& sha256) const {
+  check_sha(sha256, "blob digest");
+  const fs::path path = blob_path(root_, sha256);
+  std::vector<char> data;
+  struct stat st {};
+  if (const int e = read_all(path, data, &st); e != 0) {
+    if (e == ENOENT)
+      log_absent(path);
+    else
+      log_miss(path, "cannot read (" + errno_text(e) + ")");
+    return std::nullopt;
+  }
+  const std::string got = sha256_hex(data.data(), data.size());
+  if (got == sha256) return data;
+  // Delete it unless a writer has already replaced it with a good copy (another inode).
+  struct stat now {};
+  bool deleted = false;
+  if (::stat(path.c_str(), &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev) deleted = ::unlink(path.c_str()) == 0;
+  log_miss(path,
+           fmt::format("content digest {} does not match its name (corrupted); {}", got, deleted ? "deleted it" : "could not delete it"));
+  return std::nullopt;
+}
+
+std::string Store::put_blob(const std::vector<char>& data) {
+  const std::string sha = sha256_hex(data.data(), data.size());
+  const fs::path path = blob_path(root_, sha);
+  std::vector<char> existing;
+  if (read_all(path, existing) == 0 && sha256_hex(existing.data(), existing.size()) == sha) {
+    ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // fresh mtime: gc's grace period protects it until put_entry lands
+    return sha;
+  }
+  ensure_dir(path.parent_path());
+  atomic_write(root_ / "tmp", path, data.data(), data.size());
+  return sha;
+}
+
+void Store::put_entry(const DeviceFingerprint& fp, const Entry& entry, MergePolicy policy) { put_entry_locked(root_, fp, entry, policy); }
+
+std::vector<Store::Listed> Store::list() const {
+  std::vector<Listed> out;
+  for (const fs::path& dir : dirs_in(root_ / "index")) {
+    const std::string id = dir.filename().string();
+    for (const fs::path& file : files_in(dir)) {
+      if (file.extension() != ".json") continue;
+      IndexRead r = read_index(file, file.stem().string(), id);
+      if (r.status == IndexRead::ok)
+        out.push_back({std::move(r.fingerprint), std::move(r.entry)});
+      else if (r.status != IndexRead::absent)
+        log_miss(file, r.reason);
+    }
+  }
+  return out;  // directories and files were visited sorted: by fingerprint id, then key
+}
+
+std::uint64_t Store::size_bytes() const {
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2)) {
+      const auto s = it->file_size(e2);
+      if (!e2) total += s;
+    }
+  }
+  return total;
+}
+
+VerifyReport Store::verify() const {
+  VerifyReport rep;
+  std::set<std::string> good_blobs;
+  for (const fs::path& sub : dirs_in(root_ / "blobs")) {
+    for (const fs::path& file : files_in(sub)) {
+      const std::string name = file.filename().string();
+      const std::string sha = file.stem().string();
+      if (file.extension() != ".cubin" || !is_sha256_hex(sha) || sub.filename() != sha.substr(0, 2)) {
+        rep.problems.push_back(fmt::format("{}: unexpected file in the blob store (not blobs/<sha[0:2]>/<sha256>.cubin)", file.string()));
+        continue;
+      }
+      std::vector<char> data;
+      if (const int e = read_all(file, data); e != 0) {
+        if (e != ENOENT) rep.problems.push_back(fmt::format("{}: cannot read ({})", file.string(), errno_text(e)));
+        continue;
+      }
+      const std::string got = sha256_hex(data.data(), data.size());
+      if (got != sha) {
+        rep.problems.push_back(fmt::format(
+            "{}: content digest {} does not match its name (corrupted); delete it, it is rebuilt on next use", file.string(), got));
+        continue;
+      }
+      ++rep.blobs_ok;
+      good_blobs.insert(sha);
+    }
+  }
+  for (const fs::path& dir : dirs_in(root_ / "index")) {
+    const std::string id = dir.filename().string();
+    for (const fs::path& file : files_in(dir)) {
+      if (file.extension() != ".json" || !is_valid_key(file.stem().string())) {
+        rep.problems.push_back(fmt::format("{}: unexpected file in the index (not <problem key>.json)", file.string()));
+        continue;
+      }
+      const IndexRead r = read_index(file, file.stem().string(), id);
+      if (r.status == IndexRead::absent) continue;  // removed meanwhile
+      if (r.status != IndexRead::ok) {
+        rep.problems.push_back(fmt::format("{}: {}; `sigjit cache gc` removes it, or it is rebuilt on next use", file.string(), r.reason));
+        continue;
+      }
+      if (good_blobs.count(r.entry.cubin_sha256) == 0) {
+        rep.problems.push_back(fmt::format("{}: its cubin {} is missing or corrupted; it is rebuilt on next use", file.string(),
+                                           blob_path(root_, r.entry.cubin_sha256).string()));
+        continue;
+      }
+      ++rep.entries_ok;
+    }
+  }
+  return rep;
+}
+
+GcReport Store::gc(bool remove_foreign, const DeviceFingerprint* local, double temp_age_seconds) {
+  if (remove_foreign && local == nullptr) fail("cache gc: remove_foreign needs the local device fingerprint (local is null)");
+  GcReport rep;
+  auto remove_if_old = [&](const fs::path& file, int& counter) {
+    struct stat st {};
+    if (::lstat(file.c_str(), &st) != 0 || age_seconds(st) < temp_age_seconds) return;
+    if (::unlink(file.c_str()) == 0) {
+      ++counter;
+      rep.bytes_freed += static_cast<std::uint64_t>(st.st_size);
+    }
+  };
+  // 1. Temp files of writers that died before their rename.
+  for (const fs::path& file : files_in(root_ / "tmp")) remove_if_old(file, rep.temp_files_removed);
+
+  // 2. Index files: corrupt ones, and foreign ones when asked. Files of a newer format are kept.
+  std::set<std::string> referenced;
+  for (const fs::path& dir : dirs_in(root_ / "index")) {
+    const std::string id = dir.filename().string();
+    for (const fs::path& file : files_in(dir)) {
+      if (file.extension() != ".json") continue;
+      const IndexRead r = read_index(file, file.stem().string(), id);
+      bool remove = false;
+      if (r.status == IndexRead::bad) {
+        remove = remove_index_locked(
+            root_, file, [](const IndexRead& again) { return again.status == IndexRead::bad; }, &rep.bytes_freed);
+      } else if (r.status == IndexRead::ok && remove_foreign && r.fingerprint != *local) {
+        remove = remove_index_locked(
+            root_, file, [&](const IndexRead& again) { return again.status == IndexRead::ok && again.fingerprint != *local; },
+            &rep.bytes_freed);
+      }
+      if (remove) {
+        ++rep.entries_removed;
+        continue;
+      }
+      if (r.status == IndexRead::ok) referenced.insert(r.entry.cubin_sha256);
+      if (r.status == IndexRead::newer && !r.newer_cubin.empty()) referenced.insert(r.newer_cubin);
+      if (r.status == IndexRead::bad) {  // rewritten meanwhile: keep what it references now
+        const IndexRead again = read_index(file, file.stem().string(), id);
+        if (again.status == IndexRead::ok) referenced.insert(again.entry.cubin_sha256);
+      }
+    }
+  }
+  // 3. Blobs no entry references, once older than the grace period (a put_blob whose put_entry has
+  //    not landed yet is younger: put_blob refreshes the mtime of an existing blob).
+  for (const fs::path& sub : dirs_in(root_ / "blobs"))
+    for (const fs::path& file : files_in(sub)) {
+      const std::string sha = file.stem().string();
+      if (file.extension() == ".cubin" && is_sha256_hex(sha) && referenced.count(sha) == 0) remove_if_old(file, rep.blobs_removed);
+    }
+  return rep;
+}
+
+int Store::prune(const std::vector<std::string>& problem_key_substrings, const DeviceFingerprint* only_fp) {
+  int removed = 0;
+  const std::string only_id = only_fp != nullptr ? only_fp->id() : std::string();
+  for (const fs::path& dir : dirs_in(root_ / "index")) {
+    const std::string id = dir.filename().string();
+    if (only_fp != nullptr && id != only_id) continue;
+    for (const fs::path& file : files_in(dir)) {
+      const std::string key = file.stem().string();
+      if (file.extension() != ".json" || !is_valid_key(key)) continue;
+      // An entry matches when its key contains any of the substrings (none given: every key),
+      // as `sigjit cache prune <patterns>` documents.
+      if (!problem_key_substrings.empty() && std::none_of(problem_key_substrings.begin(), problem_key_substrings.end(),
+                                                          [&](const std::string& s) { return key.find(s) != std::string::npos; }))
+        continue;
+      const bool gone = remove_index_locked(
+          root_, file, [&](const IndexRead& r) { return only_fp == nullptr || r.status != IndexRead::ok || r.fingerprint == *only_fp; },
+          nullptr);
+      if (gone) ++removed;
+    }
+  }
+  return removed;
+}
+
+int Store::export_bundle(const std::filesystem::path& file, const std::vector<Listed>& entries) const {
+  json list = json::array();
+  for (const Listed& l : entries) {
+    check_key(l.entry.problem_key);
+    const std::optional<std::vector<char>> cubin = load_blob(l.entry.cubin_sha256);
+    if (!cubin) {
+      std::fputs(fmt::format("sigjit: cache: export: skipping {} ({}): its cubin {} is missing or corrupted\n", l.entry.problem_key,
+                             l.fingerprint.id(), l.entry.cubin_sha256)
+                     .c_str(),
+                 stderr);
+      continue;
+    }
+    list.push_back({{"fingerprint", l.fingerprint.to_json()},
+                    {"entry", l.entry.to_json()},
+                    {"cubin", json::binary(std::vector<std::uint8_t>(cubin->begin(), cubin->end()))}});
+  }
+  const int count = static_cast<int>(list.size());
+  json bundle = {{"magic", kBundleMagic}, {"format_version", kFormatVersion}, {"entries", std::move(list)}};
+  const std::vector<std::uint8_t> body = json::to_cbor(bundle);
+  bundle["checksum"] = sha256_hex(body.data(), body.size());
+  const std::vector<std::uint8_t> bytes = json::to_cbor(bundle);
+  fs::path dir = file.parent_path();
+  if (dir.empty()) dir = ".";
+  atomic_write(dir, file, bytes.data(), bytes.size());
+  return count;
+}
+
+ImportReport Store::import_bundle(const std::filesystem::path& file, const DeviceFingerprint* local, bool allow_foreign) {
+  std::vector<std::uint8_t> data;
+  if (const int e = read_all(file, data); e != 0)
+    fail(fmt::format("cache import: cannot read bundle {}: {}", file.string(), errno_text(e)));
+  json b;
+  try {
+    b = json::from_cbor(data);
+  } catch (const json::exception& ex) {
+    fail(fmt::format("cache import: {} is not a sigjit bundle or is truncated (CBOR: {}); export it again", file.string(), ex.what()));
+  }
+  if (!b.is_object() || !b.contains("magic") || b["magic"] != kBundleMagic)
+    fail(fmt::format(
+        "cache import: {} is not a sigjit bundle (wrong magic); bundles are written by Store::export_bundle / `sigjit cache export`",
+        file.string()));
+  if (!b.contains("format_version") || !b["format_version"].is_number_integer() || b["format_version"] != kFormatVersion)
+    fail(fmt::format("cache import: {}: bundle format version {}, this sigjit reads {}; export it with a matching sigjit version",
+                     file.string(), b.contains("format_version") ? b["format_version"].dump() : "missing", kFormatVersion));
+  if (!b.contains("checksum") || !b["checksum"].is_string())
+    fail(fmt::format("cache import: {}: the bundle has no checksum (corrupted); export it again", file.string()));
+  const std::string stored = b["checksum"].get<std::string>();
+  b.erase("checksum");
+  const std::vector<std::uint8_t> body = json::to_cbor(b);
+  if (sha256_hex(body.data(), body.size()) != stored)
+    fail(fmt::format("cache import: {}: bundle checksum mismatch: the file is corrupted or truncated; export it again", file.string()));
+  if (!b.contains("entries") || !b["entries"].is_array())
+    fail(fmt::format("cache import: {}: the bundle has no entries array (corrupted); export it again", file.string()));
+
+  ImportReport rep;
+  std::size_t i = 0;
+  for (const json& item : b["entries"]) {
+    const std::size_t n = i++;
+    std::string key = "?";
+    try {
+      const DeviceFingerprint fp = DeviceFingerprint::from_json(field(item, "fingerprint", "bundle entry"));
+      const Entry entry = Entry::from_json(field(item, "entry", "bundle entry"));
+      key = entry.problem_key;
+      check_key(entry.problem_key);
+      check_sha(entry.cubin_sha256, "entry.cubin_sha256");
+      if (local != nullptr && fp != *local && !allow_foreign) {
+        ++rep.refused_foreign;
+        continue;
+      }
+      const json& cubin = field(item, "cubin", "bundle entry");
+      if (!cubin.is_binary()) fail("bundle entry: field 'cubin' must be a CBOR byte string");
+      const auto& bytes = cubin.get_binary();
+      const std::string got = sha256_hex(bytes.data(), bytes.size());
+      if (got != entry.cubin_sha256)
+        fail(fmt::format("cubin digest {} does not match entry.cubin_sha256 {}; skipped", got, entry.cubin_sha256));
+      put_blob(std::vector<char>(bytes.begin(), bytes.end()));
+      switch (put_entry_locked(root_, fp, entry, MergePolicy::keep_faster)) {
+        case Outcome::added: ++rep.added; break;
+        case Outcome::replaced: ++rep.replaced; break;
+        case Outcome::kept: ++rep.kept; break;
+      }
+    } catch (const Error& ex) {
+      rep.problems.push_back(fmt::format("{}: entry {} ({}): {}", file.string(), n, key, ex.what()));
+    }
+  }
+  return rep;
+}
+
+}  // namespace sigjit::cache

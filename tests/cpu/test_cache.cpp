@@ -1,0 +1,952 @@
+// The on-disk kernel store (cache/store.hpp): index format (golden file), corruption handling,
+// crash safety, multi-process concurrency, bundles, merge policy, verify/gc/prune, default_root.
+// CPU only; every test uses a fresh temp directory and takes well under a second or two.
+#include "cache/store.hpp"
+
+#include <sigjit/sigjit.hpp>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef SIGJIT_GOLDEN_DIR
+#define SIGJIT_GOLDEN_DIR "tests/golden"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using sigjit::cache::DeviceFingerprint;
+using sigjit::cache::Entry;
+using sigjit::cache::MergePolicy;
+using sigjit::cache::Store;
+using ::testing::HasSubstr;
+
+// ---- helpers -----------------------------------------------------------------------------------
+
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value != nullptr)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_.c_str(), old_->c_str(), 1);
+    else
+      ::unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+DeviceFingerprint test_fp(const std::string& gpu = "NVIDIA H100 80GB HBM3") {
+  DeviceFingerprint f;
+  f.gpu_name = gpu;
+  f.cc_major = 9;
+  f.cc_minor = 0;
+  f.sm_count = 132;
+  f.driver_version = 12040;
+  f.nvrtc_version = "12.4.131";
+  f.codegen_version = 3;
+  f.compile_options = "--gpu-architecture=sm_90a -std=c++17 -default-device";
+  return f;
+}
+
+std::vector<char> fake_cubin(const std::string& tag, std::size_t size = 2048) {
+  std::vector<char> v(size);
+  std::string head =
+      "\x7f"
+      "ELF fake cubin " +
+      tag;
+  for (std::size_t i = 0; i < size; ++i) v[i] = i < head.size() ? head[i] : static_cast<char>((i * 131 + tag.size() * 7) & 0xff);
+  return v;
+}
+
+Entry make_entry(Store& s, const std::string& key, double median_ms, const std::string& host, bool tuned = true,
+                 const std::string& config = "m128n64w4s2") {
+  Entry e;
+  e.problem_key = key;
+  e.spec = {{"head_dim", 128}, {"dtype", "bf16"}, {"causal", true}};
+  e.config = config;
+  e.kernel_name = "sigjit_" + key + "_" + config;
+  e.tuned = tuned;
+  e.median_ms = median_ms;
+  e.spread = 0.02;
+  e.tflops = 400.5;
+  e.tuned_shape = "B=4 L=4096 H=16";
+  e.cubin_sha256 = s.put_blob(fake_cubin(key + config + host));
+  e.provenance.push_back({host, "2026-11-23T12:00:00Z", "0.1.0"});
+  e.rejected.push_back({"m256n128w8s3", "compile: too much shared memory"});
+  return e;
+}
+
+fs::path index_file(const Store& s, const DeviceFingerprint& fp, const std::string& key) {
+  return s.root() / "index" / fp.id() / (key + ".json");
+}
+fs::path blob_file(const Store& s, const std::string& sha) { return s.root() / "blobs" / sha.substr(0, 2) / (sha + ".cubin"); }
+
+std::string checksum_of(json j) {
+  j.erase("checksum");
+  const std::string c = j.dump();
+  return sigjit::cache::sha256_hex(c.data(), c.size());
+}
+
+std::size_t count_files(const fs::path& dir) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) n += it->is_regular_file() ? 1 : 0;
+  return n;
+}
+
+void set_mtime_ago(const fs::path& p, int seconds) {
+  struct timespec times[2];
+  ::clock_gettime(CLOCK_REALTIME, &times[0]);
+  times[0].tv_sec -= seconds;
+  times[1] = times[0];
+  ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0);
+}
+
+class CacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "sigjit_cache_test_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    root_ = dir_ / "store";
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  fs::path dir_;   // scratch space of this test
+  fs::path root_;  // the store's root inside it
+};
+
+// Suite names all contain "Cache": `ctest -R Cache` runs them.
+class CacheIndex : public CacheTest {};
+class CacheBlob : public CacheTest {};
+class CacheCrash : public CacheTest {};
+class CacheConcurrency : public CacheTest {};
+class CacheBundle : public CacheTest {};
+class CacheMerge : public CacheTest {};
+class CacheMaintenance : public CacheTest {};
+class CacheRoot : public CacheTest {};
+
+// ---- JSON round trips ------------------------------------------------------------------------------
+
+TEST_F(CacheIndex, EntryAndFingerprintJsonRoundTrip) {
+  Store s(root_);
+  const Entry e = make_entry(s, "fwd_bf16_d128", 1.25, "hostA");
+  const Entry back = Entry::from_json(e.to_json());
+  EXPECT_EQ(back.to_json(), e.to_json());
+  EXPECT_EQ(back.provenance.size(), 1u);
+  EXPECT_EQ(back.rejected.at(0).reason, "compile: too much shared memory");
+  const DeviceFingerprint fp = test_fp();
+  EXPECT_EQ(DeviceFingerprint::from_json(fp.to_json()), fp);
+  EXPECT_EQ(fp.id().size(), 16u);
+  EXPECT_NE(fp.id(), test_fp("NVIDIA A100-SXM4-80GB").id());
+}
+
+TEST_F(CacheIndex, FromJsonNamesTheMissingField) {
+  Store s(root_);
+  json e = make_entry(s, "k", 1.0, "h").to_json();
+  e.erase("median_ms");
+  try {
+    Entry::from_json(e);
+    FAIL() << "expected sigjit::Error";
+  } catch (const sigjit::Error& ex) {
+    EXPECT_THAT(ex.what(), HasSubstr("'median_ms'"));
+  }
+  json f = test_fp().to_json();
+  f.erase("sm_count");
+  try {
+    DeviceFingerprint::from_json(f);
+    FAIL() << "expected sigjit::Error";
+  } catch (const sigjit::Error& ex) {
+    EXPECT_THAT(ex.what(), HasSubstr("'sm_count'"));
+  }
+  json p = make_entry(s, "k", 1.0, "h").to_json();
+  p["provenance"][0].erase("host");
+  EXPECT_THROW(Entry::from_json(p), sigjit::Error);
+  json t = test_fp().to_json();
+  t["cc_major"] = "nine";
+  EXPECT_THROW(DeviceFingerprint::from_json(t), sigjit::Error);
+}
+
+TEST_F(CacheIndex, PutLookupRoundTrip) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  EXPECT_FALSE(s.lookup(fp, "fwd_bf16_d128").has_value());
+  const Entry e = make_entry(s, "fwd_bf16_d128", 1.25, "hostA");
+  s.put_entry(fp, e);
+  const auto got = s.lookup(fp, "fwd_bf16_d128");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->to_json(), e.to_json());
+  EXPECT_FALSE(s.lookup(test_fp("NVIDIA A100"), "fwd_bf16_d128").has_value());  // other device: other directory
+  const auto blob = s.load_blob(got->cubin_sha256);
+  ASSERT_TRUE(blob.has_value());
+  EXPECT_EQ(*blob, fake_cubin("fwd_bf16_d128m128n64w4s2hostA"));
+  EXPECT_TRUE(fs::is_regular_file(index_file(s, fp, "fwd_bf16_d128")));
+  EXPECT_EQ(count_files(root_ / "tmp"), 0u);
+  // A second Store on the same root (another process) sees it.
+  EXPECT_TRUE(Store(root_).lookup(fp, "fwd_bf16_d128").has_value());
+}
+
+TEST_F(CacheIndex, ProblemKeysMustBeFileNameSafe) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  for (const std::string& bad : std::vector<std::string>{"", "../etc", "a/b", "a.b", "a b", "key-with-dash", std::string(200, 'x')}) {
+    SCOPED_TRACE(bad);
+    EXPECT_THROW(s.lookup(fp, bad), sigjit::Error);
+    Entry e = make_entry(s, "ok_key", 1.0, "h");
+    e.problem_key = bad;
+    EXPECT_THROW(s.put_entry(fp, e), sigjit::Error);
+  }
+  Entry e = make_entry(s, "ok_key", 1.0, "h");
+  e.cubin_sha256 = "../../x";
+  EXPECT_THROW(s.put_entry(fp, e), sigjit::Error);
+  EXPECT_THROW(s.load_blob("not-a-digest"), sigjit::Error);
+}
+
+// ---- golden on-disk format -----------------------------------------------------------------------
+
+DeviceFingerprint golden_fp() { return test_fp(); }
+
+std::vector<char> golden_cubin() { return fake_cubin("golden"); }
+
+Entry golden_entry() {
+  Entry e;
+  e.problem_key = "fwd_bf16_d128_dense_causal_logn_nosb_fast_long_sm_90a";
+  e.spec = {{"direction", "forward"}, {"dtype", "bf16"},      {"head_dim", 128},     {"layout", "dense"},
+            {"causal", true},         {"bias_mode", "log_n"}, {"score_bias", false}, {"sigmoid", "fast"},
+            {"gqa_ratio", 1},         {"bucket", "long"},     {"arch", "sm_90a"}};
+  e.config = "m128n32w4s2qs";
+  e.kernel_name = "sigjit_fwd_bf16_d128_dense_causal_logn_nosb_fast_m128n32w4s2qs_sm_90a";
+  e.tuned = true;
+  e.median_ms = 1.875;
+  e.spread = 0.0125;
+  e.tflops = 512.25;
+  e.tuned_shape = "B=4 L=4096 H=16";
+  const auto cubin = golden_cubin();
+  e.cubin_sha256 = sigjit::cache::sha256_hex(cubin.data(), cubin.size());
+  e.provenance = {{"node-a01", "2026-11-23T12:00:00Z", "0.1.0"}, {"node-b07", "2026-11-24T08:30:00Z", "0.1.0"}};
+  e.rejected = {{"m256n128w8s3", "compile: needs 294912 B of shared memory, sm_90a allows 232448 B"},
+                {"m64n32w4s2", "wrong output: rel error 0.3 > 0.02"}};
+  return e;
+}
+
+TEST_F(CacheIndex, GoldenFileIsWrittenByteForByteAndAccepted) {
+  const fs::path golden = fs::path(SIGJIT_GOLDEN_DIR) / "index_v1.json";
+  const DeviceFingerprint fp = golden_fp();
+  const Entry e = golden_entry();
+  // The fingerprint id names directories in every existing cache: changing it orphans them.
+  EXPECT_EQ(fp.id(), "6142a92eb0ac3cd7") << "DeviceFingerprint::id() changed: existing caches would be orphaned";
+
+  Store s(root_);
+  ASSERT_EQ(s.put_blob(golden_cubin()), e.cubin_sha256);
+  s.put_entry(fp, e);
+  const std::string written = read_text(index_file(s, fp, e.problem_key));
+  if (const char* u = std::getenv("SIGJIT_UPDATE_GOLDEN"); u != nullptr && std::string(u) == "1") write_text(golden, written);
+  ASSERT_TRUE(fs::is_regular_file(golden)) << golden;
+  const std::string expected = read_text(golden);
+  EXPECT_EQ(written, expected) << "the on-disk index format changed. If that is deliberate, bump sigjit::cache::kFormatVersion, add "
+                                  "tests/golden/index_v<N>.json (run this test with SIGJIT_UPDATE_GOLDEN=1) and keep reading old versions "
+                                  "as misses";
+
+  // The golden file is self-consistent: its checksum is the SHA-256 of the canonical dump without it.
+  const json g = json::parse(expected);
+  EXPECT_EQ(g.at("magic"), "sigjit-index");
+  EXPECT_EQ(g.at("format_version"), 1);
+  EXPECT_EQ(g.at("checksum"), checksum_of(g));
+  EXPECT_EQ(expected.rfind("{\n  \"magic\": \"sigjit-index\",", 0), 0u) << "magic first, for humans and file(1)";
+
+  // A reader accepts the golden file as found on disk.
+  Store r(dir_ / "reader");
+  fs::create_directories(r.root() / "index" / fp.id());
+  fs::copy_file(golden, index_file(r, fp, e.problem_key));
+  const auto got = r.lookup(fp, e.problem_key);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->to_json(), e.to_json());
+}
+
+// ---- corruption ----------------------------------------------------------------------------------
+
+struct Corruption {
+  const char* name;
+  std::string (*apply)(const std::string& text);
+};
+
+void PrintTo(const Corruption& c, std::ostream* os) { *os << c.name; }  // stable ctest names
+
+std::string rechecksummed(json j) {
+  j["checksum"] = checksum_of(j);
+  return j.dump(2);
+}
+
+const Corruption kCorruptions[] = {
+    {"truncated", [](const std::string& t) { return t.substr(0, t.size() / 2); }},
+    {"empty", [](const std::string&) { return std::string(); }},
+    {"bad_json", [](const std::string&) { return std::string("{\"magic\": \"sigjit-index\", oops"); }},
+    {"wrong_magic",
+     [](const std::string& t) {
+       json j = json::parse(t);
+       j["magic"] = "sigjit-indeks";
+       return rechecksummed(j);
+     }},
+    {"older_version",
+     [](const std::string& t) {
+       json j = json::parse(t);
+       j["format_version"] = 0;
+       return rechecksummed(j);
+     }},
+    {"newer_version",
+     [](const std::string& t) {
+       json j = json::parse(t);
+       j["format_version"] = 2;
+       return rechecksummed(j);
+     }},
+    {"bad_checksum",
+     [](const std::string& t) {
+       json j = json::parse(t);
+       j["entry"]["median_ms"] = 0.001;
+       return j.dump(2);
+     }},
+    {"foreign_fingerprint",
+     [](const std::string& t) {
+       json j = json::parse(t);
+       j["fingerprint"]["driver_version"] = 11080;
+       return rechecksummed(j);
+     }},
+    {"wrong_problem_key",
+     [](const std::string& t) {
+       json j = json::parse(t);
+       j["problem_key"] = "other";
+       j["entry"]["problem_key"] = "other";
+       return rechecksummed(j);
+     }},
+    {"missing_field",
+     [](const std::string& t) {
+       json j = json::parse(t);
+       j["entry"].erase("cubin_sha256");
+       return rechecksummed(j);
+     }},
+    {"flipped_byte",
+     [](const std::string& t) {
+       std::string s = t;
+       s[s.find("m128n64")] = 'M';
+       return s;
+     }},
+};
+
+class CacheCorruptIndex : public CacheTest, public ::testing::WithParamInterface<Corruption> {};
+
+TEST_P(CacheCorruptIndex, IsALoggedMissAndRePutHeals) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const Entry e = make_entry(s, "fwd_bf16_d128", 1.25, "hostA");
+  s.put_entry(fp, e);
+  const fs::path path = index_file(s, fp, e.problem_key);
+  write_text(path, GetParam().apply(read_text(path)));
+
+  ::testing::internal::CaptureStderr();
+  const auto got = s.lookup(fp, e.problem_key);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(got.has_value());
+  EXPECT_THAT(log, HasSubstr("sigjit: cache: " + path.string() + ": "));
+  EXPECT_THAT(log, HasSubstr("; treating as a miss, it will be rebuilt"));
+  EXPECT_FALSE(s.verify().problems.empty());
+
+  s.put_entry(fp, e);  // what the caller does after recompiling
+  const auto healed = s.lookup(fp, e.problem_key);
+  ASSERT_TRUE(healed.has_value());
+  EXPECT_EQ(healed->to_json(), e.to_json());
+  EXPECT_TRUE(s.verify().problems.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, CacheCorruptIndex, ::testing::ValuesIn(kCorruptions),
+                         [](const ::testing::TestParamInfo<Corruption>& info) { return std::string(info.param.name); });
+
+TEST_F(CacheIndex, AbsenceIsSilentUnlessVerbose) {
+  Store s(root_);
+  {
+    ScopedEnv quiet("SIGJIT_VERBOSE_CACHE", nullptr);
+    ::testing::internal::CaptureStderr();
+    EXPECT_FALSE(s.lookup(test_fp(), "absent_key").has_value());
+    EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  }
+  ScopedEnv verbose("SIGJIT_VERBOSE_CACHE", "1");
+  ::testing::internal::CaptureStderr();
+  EXPECT_FALSE(s.lookup(test_fp(), "absent_key").has_value());
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(), HasSubstr("absent_key.json"));
+}
+
+// ---- blobs -----------------------------------------------------------------------------------------
+
+TEST_F(CacheBlob, FlippedByteIsAMissAndTheBlobIsDeleted) {
+  Store s(root_);
+  const auto data = fake_cubin("blob");
+  const std::string sha = s.put_blob(data);
+  EXPECT_EQ(sha, sigjit::cache::sha256_hex(data.data(), data.size()));
+  EXPECT_EQ(s.put_blob(data), sha);  // present: no-op
+  const fs::path path = blob_file(s, sha);
+  ASSERT_TRUE(fs::is_regular_file(path));
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put(static_cast<char>(data[100] ^ 0x01));
+  }
+  ::testing::internal::CaptureStderr();
+  EXPECT_FALSE(s.load_blob(sha).has_value());
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(), HasSubstr(path.string()));
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_FALSE(s.load_blob(sha).has_value());  // now simply absent
+  EXPECT_EQ(s.put_blob(data), sha);            // heals
+  const auto back = s.load_blob(sha);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, data);
+}
+
+TEST_F(CacheBlob, PutBlobRepairsACorruptCopy) {
+  Store s(root_);
+  const auto data = fake_cubin("repair");
+  const std::string sha = s.put_blob(data);
+  write_text(blob_file(s, sha), "garbage");
+  EXPECT_EQ(s.put_blob(data), sha);
+  EXPECT_EQ(s.load_blob(sha), std::optional<std::vector<char>>(data));
+}
+
+// ---- crash safety ----------------------------------------------------------------------------------
+
+TEST_F(CacheCrash, WriterKilledBeforeRenameLeavesTheIndexIntact) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const Entry old_entry = make_entry(s, "fwd_bf16_d128", 2.0, "old");
+  s.put_entry(fp, old_entry);
+  const Entry faster = make_entry(s, "fwd_bf16_d128", 1.0, "new");
+  const std::string before = read_text(index_file(s, fp, old_entry.problem_key));
+
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The library _exit()s after writing and fsyncing the temp file, before the rename: the
+    // same state as a writer killed at that point (it also still holds the key's lock).
+    ::setenv("SIGJIT_CACHE_FAULT", "exit_before_rename", 1);
+    try {
+      Store(root_).put_entry(fp, faster);
+    } catch (...) {
+    }
+    ::_exit(1);  // not reached when the fault fires
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 86) << "the fault injection did not fire";
+
+  EXPECT_EQ(read_text(index_file(s, fp, old_entry.problem_key)), before);
+  const auto got = s.lookup(fp, old_entry.problem_key);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->to_json(), old_entry.to_json());
+  ASSERT_EQ(count_files(root_ / "tmp"), 1u);
+  EXPECT_TRUE(s.verify().problems.empty());
+
+  EXPECT_EQ(s.gc(false, nullptr).temp_files_removed, 0);  // a fresh temp file may belong to a live writer
+  for (const auto& f : fs::directory_iterator(root_ / "tmp")) set_mtime_ago(f.path(), 7200);
+  const auto rep = s.gc(false, nullptr, 3600);
+  EXPECT_EQ(rep.temp_files_removed, 1);
+  EXPECT_GT(rep.bytes_freed, 0u);
+  EXPECT_EQ(count_files(root_ / "tmp"), 0u);
+
+  // The dead writer's lock went with it: the next put does not wait.
+  const auto t0 = std::chrono::steady_clock::now();
+  s.put_entry(fp, faster);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  EXPECT_EQ(s.lookup(fp, old_entry.problem_key)->median_ms, 1.0);
+}
+
+TEST_F(CacheCrash, LockTimeoutThrowsNamingTheLockFile) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const Entry e = make_entry(s, "fwd_bf16_d128", 1.0, "h");
+  const fs::path lock = root_ / "locks" / (fp.id() + ".fwd_bf16_d128.lock");
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT, 0666);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);  // another open file description: conflicts even in this process
+  ScopedEnv timeout("SIGJIT_CACHE_LOCK_TIMEOUT", "0.3");
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    s.put_entry(fp, e);
+    ADD_FAILURE() << "expected a lock timeout";
+  } catch (const sigjit::Error& ex) {
+    EXPECT_THAT(ex.what(), HasSubstr(lock.string()));
+    EXPECT_THAT(ex.what(), HasSubstr("timed out"));
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(waited, 0.25);
+  EXPECT_LT(waited, 3.0);
+  ::close(fd);
+  s.put_entry(fp, e);
+  EXPECT_TRUE(s.lookup(fp, "fwd_bf16_d128").has_value());
+}
+
+// ---- concurrency -----------------------------------------------------------------------------------
+
+TEST_F(CacheConcurrency, EightProcessesLoseNothing) {
+  constexpr int kProcs = 8;
+  constexpr int kCycles = 50;
+  const std::vector<std::string> keys = {"fwd_bf16_d64", "fwd_bf16_d128", "fwd_fp16_d128", "fwd_bf16_d256"};
+  const DeviceFingerprint fp = test_fp();
+  // A distinct median for every (process, cycle): 1.00 .. 4.99 ms in a scrambled order.
+  auto median = [](int p, int i) { return 1.0 + ((p * kCycles + i) * 7919 % (kProcs * kCycles)) / 100.0; };
+  auto key_of = [&](int p, int i) { return keys[static_cast<std::size_t>(p + i) % keys.size()]; };
+  { const Store init(root_); }  // create the layout once, like a first process would
+  // fsync makes no difference to atomicity or locking (rename does both), only to power-loss
+  // durability; skipping it keeps 1600 fsyncs (~4 ms each here) out of the test's time.
+  ScopedEnv no_fsync("SIGJIT_CACHE_NO_FSYNC", "1");
+
+  std::vector<pid_t> children;
+  for (int p = 0; p < kProcs; ++p) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int rc = 0;
+      try {
+        Store s(root_);
+        for (int i = 0; i < kCycles && rc == 0; ++i) {
+          const std::string key = key_of(p, i);
+          Entry e;
+          e.problem_key = key;
+          e.spec = {{"p", p}, {"i", i}};
+          e.config = "p" + std::to_string(p) + "i" + std::to_string(i);
+          e.kernel_name = "k";
+          e.tuned = true;
+          e.median_ms = median(p, i);
+          e.cubin_sha256 = s.put_blob(fake_cubin(e.config, 512));
+          e.provenance.push_back({"proc" + std::to_string(p), "cycle" + std::to_string(i), "0.1.0"});
+          s.put_entry(fp, e);
+          const auto got = s.lookup(fp, key);
+          if (!got)
+            rc = 2;  // lost or unreadable
+          else if (got->median_ms > e.median_ms)
+            rc = 3;  // a slower entry won
+          else if (!s.load_blob(got->cubin_sha256))
+            rc = 4;  // its blob is missing
+        }
+      } catch (const std::exception& ex) {
+        std::fprintf(stderr, "child %d: %s\n", p, ex.what());
+        rc = 5;
+      }
+      ::_exit(rc);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "a child failed (2: miss, 3: slower entry won, 4: blob missing, 5: exception)";
+  }
+
+  Store s(root_);
+  for (const std::string& key : keys) {
+    SCOPED_TRACE(key);
+    double best = 1e9;
+    std::size_t puts = 0;
+    for (int p = 0; p < kProcs; ++p)
+      for (int i = 0; i < kCycles; ++i)
+        if (key_of(p, i) == key) {
+          best = std::min(best, median(p, i));
+          ++puts;
+        }
+    const auto got = s.lookup(fp, key);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->median_ms, best);          // the fastest of all puts won
+    EXPECT_EQ(got->provenance.size(), puts);  // and no put's provenance was lost
+    EXPECT_TRUE(s.load_blob(got->cubin_sha256).has_value());
+  }
+  const auto rep = s.verify();
+  EXPECT_EQ(rep.entries_ok, static_cast<int>(keys.size()));
+  EXPECT_EQ(rep.blobs_ok, kProcs * kCycles);
+  EXPECT_THAT(rep.problems, ::testing::IsEmpty());
+  EXPECT_EQ(count_files(root_ / "tmp"), 0u);
+}
+
+// ---- bundles -----------------------------------------------------------------------------------------
+
+TEST_F(CacheBundle, ExportImportRoundTrip) {
+  Store a(root_);
+  const DeviceFingerprint fp = test_fp();
+  const DeviceFingerprint other = test_fp("NVIDIA A100-SXM4-80GB");
+  a.put_entry(fp, make_entry(a, "fwd_bf16_d64", 0.5, "a"));
+  a.put_entry(fp, make_entry(a, "fwd_bf16_d128", 1.5, "a"));
+  a.put_entry(other, make_entry(a, "fwd_bf16_d128", 2.5, "a"));
+  const auto listed = a.list();
+  ASSERT_EQ(listed.size(), 3u);
+  const fs::path bundle = dir_ / "out" / "kernels.sjb";
+  fs::create_directories(bundle.parent_path());
+  EXPECT_EQ(a.export_bundle(bundle, listed), 3);
+  EXPECT_EQ(count_files(bundle.parent_path()), 1u);  // no temp file left beside it
+
+  Store b(dir_ / "second");
+  const auto rep = b.import_bundle(bundle, &fp, /*allow_foreign=*/true);
+  EXPECT_EQ(rep.added, 3);
+  EXPECT_EQ(rep.replaced + rep.kept + rep.refused_foreign, 0);
+  EXPECT_THAT(rep.problems, ::testing::IsEmpty());
+  const auto back = b.list();
+  ASSERT_EQ(back.size(), listed.size());
+  for (std::size_t i = 0; i < back.size(); ++i) {
+    EXPECT_EQ(back[i].fingerprint, listed[i].fingerprint);
+    EXPECT_EQ(back[i].entry.to_json(), listed[i].entry.to_json());
+    EXPECT_EQ(b.load_blob(back[i].entry.cubin_sha256), a.load_blob(listed[i].entry.cubin_sha256));
+  }
+  EXPECT_EQ(b.verify().entries_ok, 3);
+
+  // Importing the same bundle again changes nothing.
+  const auto again = b.import_bundle(bundle, &fp, true);
+  EXPECT_EQ(again.kept, 3);
+  EXPECT_EQ(again.added + again.replaced, 0);
+}
+
+TEST_F(CacheBundle, ForeignFingerprintsAreRefusedUnlessAllowed) {
+  Store a(root_);
+  const DeviceFingerprint fp = test_fp();
+  const DeviceFingerprint other = test_fp("NVIDIA A100-SXM4-80GB");
+  a.put_entry(fp, make_entry(a, "fwd_bf16_d64", 0.5, "a"));
+  a.put_entry(other, make_entry(a, "fwd_bf16_d128", 2.5, "a"));
+  a.put_entry(other, make_entry(a, "fwd_fp16_d128", 2.5, "a"));
+  const fs::path bundle = dir_ / "k.sjb";
+  ASSERT_EQ(a.export_bundle(bundle, a.list()), 3);
+
+  Store b(dir_ / "second");
+  const auto refused = b.import_bundle(bundle, &fp, false);
+  EXPECT_EQ(refused.added, 1);
+  EXPECT_EQ(refused.refused_foreign, 2);
+  EXPECT_FALSE(b.lookup(other, "fwd_bf16_d128").has_value());
+  const auto allowed = b.import_bundle(bundle, &fp, true);
+  EXPECT_EQ(allowed.added, 2);
+  EXPECT_EQ(allowed.kept, 1);
+  EXPECT_EQ(allowed.refused_foreign, 0);
+  EXPECT_TRUE(b.lookup(other, "fwd_bf16_d128").has_value());
+}
+
+TEST_F(CacheBundle, ImportMergesKeepingTheFaster) {
+  Store a(root_);
+  Store b(dir_ / "second");
+  const DeviceFingerprint fp = test_fp();
+  a.put_entry(fp, make_entry(a, "fast_there", 1.0, "a"));
+  a.put_entry(fp, make_entry(a, "fast_here", 3.0, "a"));
+  b.put_entry(fp, make_entry(b, "fast_there", 2.0, "b"));
+  b.put_entry(fp, make_entry(b, "fast_here", 1.0, "b"));
+  const fs::path bundle = dir_ / "k.sjb";
+  ASSERT_EQ(a.export_bundle(bundle, a.list()), 2);
+  const auto rep = b.import_bundle(bundle, &fp, false);
+  EXPECT_EQ(rep.replaced, 1);
+  EXPECT_EQ(rep.kept, 1);
+  const auto there = b.lookup(fp, "fast_there");
+  const auto here = b.lookup(fp, "fast_here");
+  ASSERT_TRUE(there && here);
+  EXPECT_EQ(there->median_ms, 1.0);
+  EXPECT_EQ(here->median_ms, 1.0);
+  EXPECT_EQ(there->provenance.size(), 2u);
+  EXPECT_EQ(here->provenance.size(), 2u);
+  EXPECT_TRUE(b.load_blob(there->cubin_sha256).has_value());  // the imported cubin came along
+}
+
+TEST_F(CacheBundle, CorruptBundlesAreRejected) {
+  Store a(root_);
+  const DeviceFingerprint fp = test_fp();
+  a.put_entry(fp, make_entry(a, "fwd_bf16_d64", 0.5, "a"));
+  const fs::path bundle = dir_ / "k.sjb";
+  ASSERT_EQ(a.export_bundle(bundle, a.list()), 1);
+  const std::string good = read_text(bundle);
+  Store b(dir_ / "second");
+
+  std::string flipped = good;
+  flipped[flipped.size() - 200] ^= 0x20;  // in the last entry's JSON
+  write_text(bundle, flipped);
+  try {
+    b.import_bundle(bundle, &fp, false);
+    ADD_FAILURE() << "expected sigjit::Error";
+  } catch (const sigjit::Error& ex) {
+    EXPECT_THAT(ex.what(), HasSubstr(bundle.string()));
+  }
+  write_text(bundle, good.substr(0, good.size() / 2));
+  EXPECT_THROW(b.import_bundle(bundle, &fp, false), sigjit::Error);
+  write_text(bundle, "not cbor at all");
+  EXPECT_THROW(b.import_bundle(bundle, &fp, false), sigjit::Error);
+  EXPECT_THROW(b.import_bundle(dir_ / "missing.sjb", &fp, false), sigjit::Error);
+
+  // Wrong magic / version with a valid checksum.
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{{"magic", "sigjit-bundel"}, {"format_version", 2}}) {
+    json j = json::from_cbor(good);
+    j[field] = value;
+    j.erase("checksum");
+    const auto body = json::to_cbor(j);
+    j["checksum"] = sigjit::cache::sha256_hex(body.data(), body.size());
+    const auto bytes = json::to_cbor(j);
+    write_text(bundle, std::string(bytes.begin(), bytes.end()));
+    EXPECT_THROW(b.import_bundle(bundle, &fp, false), sigjit::Error) << field;
+  }
+
+  // A cubin that does not match its entry's digest (checksum recomputed): that entry is skipped.
+  json j = json::from_cbor(good);
+  j["entries"][0]["cubin"] = json::binary(std::vector<std::uint8_t>{1, 2, 3});
+  j.erase("checksum");
+  const auto body = json::to_cbor(j);
+  j["checksum"] = sigjit::cache::sha256_hex(body.data(), body.size());
+  const auto bytes = json::to_cbor(j);
+  write_text(bundle, std::string(bytes.begin(), bytes.end()));
+  const auto rep = b.import_bundle(bundle, &fp, false);
+  EXPECT_EQ(rep.added, 0);
+  ASSERT_EQ(rep.problems.size(), 1u);
+  EXPECT_THAT(rep.problems[0], HasSubstr("digest"));
+  EXPECT_TRUE(b.list().empty());
+}
+
+// ---- merge policy ------------------------------------------------------------------------------------
+
+TEST_F(CacheMerge, KeepsTheFasterEntryWithBothProvenances) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const std::string key = "fwd_bf16_d128";
+  Entry slow = make_entry(s, key, 2.0, "hostA", true, "m64n64w4s2");
+  slow.rejected = {{"m256n128w8s3", "compile: too much shared memory"}};
+  Entry fast = make_entry(s, key, 1.5, "hostB", true, "m128n64w4s2");
+  fast.rejected = {{"m256n128w8s3", "compile: too much shared memory"}, {"m64n32w4s2", "wrong output"}};
+  s.put_entry(fp, slow);
+  s.put_entry(fp, fast);
+  auto got = s.lookup(fp, key);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->config, "m128n64w4s2");
+  EXPECT_EQ(got->cubin_sha256, fast.cubin_sha256);
+  ASSERT_EQ(got->provenance.size(), 2u);
+  EXPECT_EQ(got->provenance[0].host, "hostB");
+  EXPECT_EQ(got->provenance[1].host, "hostA");
+  EXPECT_EQ(got->rejected.size(), 2u);  // merged without duplicates
+
+  s.put_entry(fp, slow);  // slower again: kept, provenance already there
+  got = s.lookup(fp, key);
+  EXPECT_EQ(got->config, "m128n64w4s2");
+  EXPECT_EQ(got->provenance.size(), 2u);
+
+  Entry untuned = make_entry(s, key, 0.5, "hostC", /*tuned=*/false, "m128n128w4s2");
+  s.put_entry(fp, untuned);  // tuned beats untuned, whatever the times
+  got = s.lookup(fp, key);
+  EXPECT_EQ(got->config, "m128n64w4s2");
+  EXPECT_EQ(got->provenance.size(), 3u);
+
+  s.put_entry(fp, untuned, MergePolicy::replace);
+  got = s.lookup(fp, key);
+  EXPECT_EQ(got->to_json(), untuned.to_json());
+}
+
+TEST_F(CacheMerge, AnEntryWhoseCubinIsGoneLosesToAnyNewEntry) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const Entry tuned = make_entry(s, "k", 1.0, "h1", true, "m64n64w4s2");
+  s.put_entry(fp, tuned);
+  fs::remove(blob_file(s, tuned.cubin_sha256));  // e.g. deleted by load_blob as corrupt
+  const Entry fallback = make_entry(s, "k", 0.0, "h2", false, "m128n128w4s2");
+  s.put_entry(fp, fallback);  // the caller's recompiled heuristic default
+  const auto got = s.lookup(fp, "k");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->config, "m128n128w4s2");
+  EXPECT_TRUE(s.load_blob(got->cubin_sha256).has_value());
+  EXPECT_EQ(got->provenance.size(), 2u);
+}
+
+TEST_F(CacheMerge, NonFiniteTimesAreRefused) {
+  Store s(root_);
+  Entry e = make_entry(s, "k", 1.0, "h");
+  e.median_ms = std::nan("");
+  EXPECT_THROW(s.put_entry(test_fp(), e), sigjit::Error);
+}
+
+TEST_F(CacheMerge, TunedReplacesUntuned) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  s.put_entry(fp, make_entry(s, "k", 0.0, "h1", false, "m128n128w4s2"));  // heuristic default, not timed
+  s.put_entry(fp, make_entry(s, "k", 3.0, "h2", true, "m64n64w4s2"));
+  const auto got = s.lookup(fp, "k");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->tuned);
+  EXPECT_EQ(got->config, "m64n64w4s2");
+}
+
+// ---- list, size, verify, gc, prune ----------------------------------------------------------------------
+
+TEST_F(CacheMaintenance, ListIsSortedAndSizeCounts) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const DeviceFingerprint other = test_fp("NVIDIA A100-SXM4-80GB");
+  EXPECT_TRUE(s.list().empty());
+  for (const char* k : {"zeta", "alpha", "mid"}) {
+    s.put_entry(fp, make_entry(s, k, 1.0, "h"));
+    s.put_entry(other, make_entry(s, k, 1.0, "h"));
+  }
+  const auto l = s.list();
+  ASSERT_EQ(l.size(), 6u);
+  for (std::size_t i = 1; i < l.size(); ++i) {
+    const auto a = std::make_pair(l[i - 1].fingerprint.id(), l[i - 1].entry.problem_key);
+    const auto b = std::make_pair(l[i].fingerprint.id(), l[i].entry.problem_key);
+    EXPECT_LT(a, b);
+  }
+  EXPECT_GT(s.size_bytes(), 3u * 2048u);
+}
+
+TEST_F(CacheMaintenance, VerifyReportsACorruptedBlob) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const Entry a = make_entry(s, "a_key", 1.0, "h");
+  const Entry b = make_entry(s, "b_key", 1.0, "h");
+  s.put_entry(fp, a);
+  s.put_entry(fp, b);
+  auto rep = s.verify();
+  EXPECT_EQ(rep.entries_ok, 2);
+  EXPECT_EQ(rep.blobs_ok, 2);
+  EXPECT_THAT(rep.problems, ::testing::IsEmpty());
+
+  const fs::path blob = blob_file(s, b.cubin_sha256);
+  std::string bytes = read_text(blob);
+  bytes[10] ^= 0x40;
+  write_text(blob, bytes);
+  rep = s.verify();
+  EXPECT_EQ(rep.blobs_ok, 1);
+  EXPECT_EQ(rep.entries_ok, 1);
+  ASSERT_FALSE(rep.problems.empty());
+  EXPECT_THAT(rep.problems[0], HasSubstr(blob.string()));
+  EXPECT_TRUE(fs::exists(blob));  // verify reports, never deletes
+}
+
+TEST_F(CacheMaintenance, PruneRemovesMatchingEntries) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const DeviceFingerprint other = test_fp("NVIDIA A100-SXM4-80GB");
+  for (const char* k : {"fwd_bf16_d64", "fwd_fp16_d64", "fwd_bf16_d128"}) s.put_entry(fp, make_entry(s, k, 1.0, "h"));
+  s.put_entry(other, make_entry(s, "fwd_bf16_d64", 1.0, "h"));
+
+  EXPECT_EQ(s.prune({"bf16"}, &fp), 2);
+  EXPECT_FALSE(s.lookup(fp, "fwd_bf16_d64").has_value());
+  EXPECT_FALSE(s.lookup(fp, "fwd_bf16_d128").has_value());
+  EXPECT_TRUE(s.lookup(fp, "fwd_fp16_d64").has_value());
+  EXPECT_TRUE(s.lookup(other, "fwd_bf16_d64").has_value());
+
+  EXPECT_EQ(s.prune({"bwd", "d128"}, nullptr), 0);
+  EXPECT_EQ(s.prune({"fp16", "no_such"}, nullptr), 1);  // a key containing any of them matches
+  EXPECT_TRUE(s.lookup(other, "fwd_bf16_d64").has_value());
+  EXPECT_EQ(s.prune({}, &other), 1);  // no substrings: every entry (of that fingerprint)
+  EXPECT_TRUE(s.list().empty());
+
+  // The cubins are now unreferenced: gc removes them (grace period 0 here). Both fingerprints'
+  // fwd_bf16_d64 entries share one cubin (same fake bytes): 3 blobs.
+  const auto rep = s.gc(false, nullptr, 0);
+  EXPECT_EQ(rep.blobs_removed, 3);
+  EXPECT_EQ(s.verify().blobs_ok, 0);
+}
+
+TEST_F(CacheMaintenance, GcRemovesForeignCorruptAndUnreferenced) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const DeviceFingerprint other = test_fp("NVIDIA A100-SXM4-80GB");
+  const Entry mine = make_entry(s, "mine", 1.0, "h");
+  s.put_entry(fp, mine);
+  s.put_entry(other, make_entry(s, "theirs", 1.0, "h"));
+  const Entry broken = make_entry(s, "broken", 1.0, "h");
+  s.put_entry(fp, broken);
+  write_text(index_file(s, fp, "broken"), "{ truncated");
+  s.put_blob(fake_cubin("orphan"));
+
+  // Young unreferenced blobs survive the grace period.
+  ::testing::internal::CaptureStderr();
+  auto rep = s.gc(false, nullptr);
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rep.entries_removed, 1);  // the corrupt index
+  EXPECT_EQ(rep.blobs_removed, 0);
+  EXPECT_THROW(s.gc(true, nullptr), sigjit::Error);  // foreign needs the local fingerprint
+
+  rep = s.gc(true, &fp, 0);
+  EXPECT_EQ(rep.entries_removed, 1);  // theirs
+  EXPECT_EQ(rep.blobs_removed, 3);    // broken's, theirs', the orphan
+  EXPECT_GT(rep.bytes_freed, 0u);
+  EXPECT_TRUE(s.lookup(fp, "mine").has_value());
+  EXPECT_TRUE(s.load_blob(mine.cubin_sha256).has_value());
+  const auto v = s.verify();
+  EXPECT_EQ(v.entries_ok, 1);
+  EXPECT_EQ(v.blobs_ok, 1);
+  EXPECT_THAT(v.problems, ::testing::IsEmpty());
+}
+
+// ---- root -----------------------------------------------------------------------------------------------
+
+TEST_F(CacheRoot, DefaultRootHonoursTheEnvironment) {
+  ScopedEnv dir("SIGJIT_CACHE_DIR", "/scratch/shared/sigjit");
+  ScopedEnv xdg("XDG_CACHE_HOME", "/xdg/cache");
+  ScopedEnv home("HOME", "/home/someone");
+  EXPECT_EQ(Store::default_root(), fs::path("/scratch/shared/sigjit"));
+  {
+    ScopedEnv unset("SIGJIT_CACHE_DIR", nullptr);
+    EXPECT_EQ(Store::default_root(), fs::path("/xdg/cache/sigjit"));
+    ScopedEnv empty_xdg("XDG_CACHE_HOME", "");
+    EXPECT_EQ(Store::default_root(), fs::path("/home/someone/.cache/sigjit"));
+    ScopedEnv relative_xdg("XDG_CACHE_HOME", "relative/cache");  // the XDG spec says to ignore it
+    EXPECT_EQ(Store::default_root(), fs::path("/home/someone/.cache/sigjit"));
+    ScopedEnv no_xdg("XDG_CACHE_HOME", nullptr);
+    ScopedEnv no_home("HOME", nullptr);
+    EXPECT_THROW(Store::default_root(), sigjit::Error);
+  }
+}
+
+TEST_F(CacheRoot, UnwritableRootThrowsNamingThePath) {
+  if (::geteuid() == 0) {
+    // root ignores permissions: use a path under a regular file instead.
+    write_text(dir_ / "file", "x");
+    try {
+      Store s(dir_ / "file" / "cache");
+      ADD_FAILURE() << "expected sigjit::Error";
+    } catch (const sigjit::Error& ex) {
+      EXPECT_THAT(ex.what(), HasSubstr((dir_ / "file").string()));
+      EXPECT_THAT(ex.what(), HasSubstr("SIGJIT_CACHE_DIR"));
+    }
+    return;
+  }
+  fs::create_directories(dir_ / "ro");
+  fs::permissions(dir_ / "ro", fs::perms::owner_read | fs::perms::owner_exec);
+  EXPECT_THROW(Store(dir_ / "ro" / "cache"), sigjit::Error);
+  fs::permissions(dir_ / "ro", fs::perms::owner_all);
+}
+
+}  // namespace

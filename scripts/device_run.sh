@@ -5,6 +5,8 @@
 #     quick: GPU tests + benchmark at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
+#     final: GPU tests + sigjit's full forward grid (+ causal, varlen) + TritonSigmoid at the
+#            anchor points of shared/anchors-h100.md (fits one ~7-minute call)
 # Needs, carried from the dev machine: .deps (headers the image lacks: scripts/fetch_device_deps.sh)
 # and .whl (the triton-sigmoid wheel).
 set -uo pipefail
@@ -35,6 +37,7 @@ if [ "$mode" != sweep ]; then
   step "GPU tests"
   ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 >"$OUT/gpu_tests.log" 2>&1
   echo "gpu tests exit code $?"
+  grep -E "first call with a warm cache|^tuned .* vs default" "$OUT/gpu_tests.log"
   grep -E "^\[case\]" "$OUT/gpu_tests.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
   grep -E "FAILED|PASSED|SKIPPED|Failure|precompiled" "$OUT/gpu_tests.log" | head -40
 fi
@@ -55,6 +58,14 @@ case "$mode" in
     python3 bench/triton_bench.py --csv "$csv" --sdpa 2>&1 | grep -v Warning
     python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning
     ;;
+  final)
+    step "benchmark (sigjit grid, TritonSigmoid anchors)"
+    ./build-dev/bench/sigjit-bench --reps 20 --csv "$csv"
+    ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 0 --causal --reps 20 --csv "$csv" | tail -n +3
+    ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 25 --layout varlen --reps 20 --csv "$csv" | tail -n +3
+    python3 bench/triton_bench.py --seq 1024,4096,16384 --pad 0 --rep-ms 100 --csv "$csv" 2>&1 | grep -v Warning
+    python3 bench/triton_bench.py --seq 4096,16384 --pad 25 --rep-ms 100 --csv "$csv" 2>&1 | grep -v Warning
+    ;;
   sweep)
     step "tile sweep"
     ./build-dev/bench/sigjit-bench --seq 2048,16384 --pad 0 --head-dim 64 --reps 15 --csv "$csv" \
@@ -65,4 +76,4 @@ case "$mode" in
     ;;
 esac
 step "summary"
-python3 bench/summarize.py "$csv" | tee "$OUT/summary.md"
+python3 bench/summarize.py "$csv" --results "$OUT/RESULTS.md" --env "$OUT/env.txt" --command "bash scripts/device_run.sh $mode"; python3 bench/summarize.py "$csv" | tee "$OUT/summary.md"

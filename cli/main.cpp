@@ -399,7 +399,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*imp) {
-      const auto r = store.import_bundle(bundle, local_fingerprint(holder), allow_foreign);
+      const auto* local = local_fingerprint(holder);
+      if (!local && !allow_foreign) {
+        throw Error("import: no GPU here to check the bundle's device fingerprints against; pass --allow-foreign to import them anyway");
+      }
+      const auto r = store.import_bundle(bundle, local, allow_foreign);
       fmt::print("added {}, replaced {} (faster), kept {} (ours faster), refused {} foreign\n", r.added, r.replaced, r.kept, r.refused_foreign);
       for (const auto& p : r.problems) fmt::print(stderr, "  problem: {}\n", p);
       if (r.refused_foreign && !allow_foreign) fmt::print(stderr, "  entries for other GPUs/drivers were refused; --allow-foreign imports them\n");

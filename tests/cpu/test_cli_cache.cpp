@@ -1,0 +1,208 @@
+// `sigjit` cache commands end to end on a machine without a GPU: list, show, export, import,
+// verify, prune, gc and their error paths, against a store populated through the library.
+#include "cache/store.hpp"
+#include "compiler/kernel_spec.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+using sigjit::cache::DeviceFingerprint;
+using sigjit::cache::Entry;
+using sigjit::cache::Store;
+using ::testing::HasSubstr;
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Result sigjit_cli(const fs::path& cache, const std::string& args) {
+  const std::string cmd = "SIGJIT_CACHE_DIR='" + cache.string() + "' " + SIGJIT_CLI_PATH + " " + args + " 2>&1";
+  Result r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof(buf), pipe)) > 0;) r.out.append(buf, n);
+  const int status = pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+DeviceFingerprint fingerprint(const std::string& gpu) {
+  DeviceFingerprint fp;
+  fp.gpu_name = gpu;
+  fp.cc_major = 9;
+  fp.sm_count = 132;
+  fp.driver_version = 13000;
+  fp.nvrtc_version = "13.0";
+  fp.codegen_version = 1;
+  fp.compile_options = "--gpu-architecture=sm_90";
+  return fp;
+}
+
+class CliCache : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("sigjit-cli-cache-" + std::to_string(std::random_device{}()));
+    other_ = root_.string() + "-other";
+    Store store(root_);
+    for (int hd : {64, 128}) {
+      sigjit::KernelSpec spec;
+      spec.head_dim = hd;
+      spec.arch = sigjit::Arch::parse("sm_90");
+      Entry e;
+      e.problem_key = sigjit::problem_key(spec);
+      e.spec = sigjit::spec_to_json(spec);
+      e.config = "m128n64w4s2";
+      e.kernel_name = sigjit::kernel_name(spec, sigjit::TileConfig{128, 64, 4, 2});
+      e.tuned = true;
+      e.median_ms = hd / 10.0;
+      e.tflops = 300;
+      const std::vector<char> cubin(1000 + hd, static_cast<char>(hd));
+      e.cubin_sha256 = store.put_blob(cubin);
+      e.provenance.push_back({"host-a", "2026-11-23T00:00:00Z", "0.1.0"});
+      store.put_entry(fingerprint("NVIDIA H100 80GB HBM3"), e);
+      keys_.push_back(e.problem_key);
+    }
+  }
+  void TearDown() override {
+    fs::remove_all(root_);
+    fs::remove_all(other_);
+  }
+  fs::path root_, other_;
+  std::vector<std::string> keys_;
+};
+
+TEST_F(CliCache, ListShowsEveryEntryAsTableAndJson) {
+  Result r = sigjit_cli(root_, "list");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const auto& k : keys_) EXPECT_THAT(r.out, HasSubstr(k));
+  r = sigjit_cli(root_, "list --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["entry"]["config"], "m128n64w4s2");
+  r = sigjit_cli(root_, "list d128");
+  EXPECT_THAT(r.out, HasSubstr(keys_[1]));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr(keys_[0])));
+}
+
+TEST_F(CliCache, ShowPrintsAllFieldsAndFailsOnNoMatch) {
+  Result r = sigjit_cli(root_, "show d64");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("host-a"));
+  EXPECT_THAT(r.out, HasSubstr("cubin_sha256"));
+  r = sigjit_cli(root_, "show no_such_problem");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("no entries matching 'no_such_problem'"));
+}
+
+TEST_F(CliCache, ExportImportRoundTripAndForeignGuard) {
+  const fs::path bundle = root_ / "bundle.sjb";
+  Result r = sigjit_cli(root_, "export " + bundle.string());
+  EXPECT_EQ(r.code, 1) << "without a GPU the local entries cannot be told apart";
+  EXPECT_THAT(r.out, HasSubstr("--all-devices"));
+  r = sigjit_cli(root_, "export " + bundle.string() + " --all-devices");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("exported 2 entries"));
+  r = sigjit_cli(other_, "import " + bundle.string());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--allow-foreign"));
+  r = sigjit_cli(other_, "import " + bundle.string() + " --allow-foreign");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("added 2"));
+  r = sigjit_cli(other_, "import " + bundle.string() + " --allow-foreign");
+  EXPECT_THAT(r.out, HasSubstr("added 0"));
+  EXPECT_EQ(Store(other_).list().size(), 2u);
+  EXPECT_EQ(sigjit_cli(other_, "verify").code, 0);
+}
+
+TEST_F(CliCache, ImportRejectsACorruptBundle) {
+  const fs::path bundle = root_ / "bundle.sjb";
+  ASSERT_EQ(sigjit_cli(root_, "export " + bundle.string() + " --all-devices").code, 0);
+  {
+    std::fstream f(bundle, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(bundle) / 2));
+    f.put('\x5a');
+  }
+  const Result r = sigjit_cli(other_, "import " + bundle.string() + " --allow-foreign");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("sigjit: error:"));
+  EXPECT_TRUE(Store(other_).list().empty());
+  const Result missing = sigjit_cli(other_, "import /nonexistent/bundle.sjb");
+  EXPECT_NE(missing.code, 0);
+  EXPECT_THAT(missing.out, HasSubstr("/nonexistent/bundle.sjb"));
+}
+
+TEST_F(CliCache, VerifyReportsAFlippedBlobByte) {
+  EXPECT_EQ(sigjit_cli(root_, "verify").code, 0);
+  for (const auto& f : fs::recursive_directory_iterator(root_ / "blobs")) {
+    if (!f.is_regular_file()) continue;
+    std::fstream s(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+    s.seekp(10);
+    s.put('\x01');
+    break;
+  }
+  const Result r = sigjit_cli(root_, "verify");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("problem:"));
+}
+
+TEST_F(CliCache, PruneAndGc) {
+  Result r = sigjit_cli(root_, "prune d64");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("removed 1 entries"));
+  EXPECT_EQ(Store(root_).list().size(), 1u);
+  std::ofstream(root_ / "tmp" / "stale.tmp") << "partial";
+  fs::last_write_time(root_ / "tmp" / "stale.tmp", fs::file_time_type::clock::now() - std::chrono::hours(2));
+  r = sigjit_cli(root_, "gc");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("removed 1 temp files"));
+  EXPECT_FALSE(fs::exists(root_ / "tmp" / "stale.tmp"));
+  r = sigjit_cli(root_, "gc --foreign");
+  EXPECT_EQ(r.code, 1) << "no GPU: foreign entries cannot be identified";
+}
+
+TEST_F(CliCache, TuneWithoutGpuCompilesAndReportsInsteadOfCrashing) {
+  const Result r = sigjit_cli(root_, "tune --head-dim 32 --seq 512 --layout dense");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("no GPU"));
+  EXPECT_THAT(r.out, HasSubstr("registers"));
+}
+
+TEST_F(CliCache, TuneFlagErrorsNameTheFlag) {
+  Result r = sigjit_cli(root_, "tune --head-dim 100 --seq 512");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--head-dim"));
+  r = sigjit_cli(root_, "tune --layout ragged");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--layout"));
+  r = sigjit_cli(root_, "tune --seq 4096..512");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--seq"));
+  r = sigjit_cli(root_, "tune --preset nosuch");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("single-cell"));
+  r = sigjit_cli(root_, "tune --workload /nonexistent.json");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("/nonexistent.json"));
+}
+
+TEST_F(CliCache, InfoShowsTheCacheLocationAndSize) {
+  const Result r = sigjit_cli(root_, "info");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr(root_.string()));
+  EXPECT_THAT(r.out, HasSubstr("2 entries"));
+}
+
+}  // namespace

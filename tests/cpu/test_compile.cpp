@@ -1,0 +1,660 @@
+// Kernel generation and NVRTC compilation without a GPU: every supported forward spec compiles
+// for sm_80 and sm_90a, tile configs are checked before compiling, kernel names are unique, the
+// ptxas report is parsed, and the debugging environment switches work.
+#include "compiler/codegen.hpp"
+#include "compiler/kernel_spec.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+#include "compiler/templates.hpp"
+#include "sigjit/fwd_params.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using sigjit::Arch;
+using sigjit::KernelSpec;
+using sigjit::TileConfig;
+
+namespace fs = std::filesystem;
+
+// Sets (or unsets, with nullopt) an environment variable for the scope, restoring the old value.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value) setenv(name, value->c_str(), 1);
+    else unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_) setenv(name_, old_->c_str(), 1);
+    else unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// A fresh directory under the system temp dir, removed at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = fs::temp_directory_path() / ("sigjit_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Arch arch(const char* name) { return Arch::parse(name); }
+
+KernelSpec spec_for(int head_dim, const char* arch_name = "sm_90a") {
+  KernelSpec s;
+  s.head_dim = head_dim;
+  s.arch = arch(arch_name);
+  return s;
+}
+
+// Every supported forward spec (the dimensions that change the generated code), for one arch.
+std::vector<KernelSpec> all_forward_specs(const Arch& target) {
+  std::vector<KernelSpec> out;
+  for (int d : sigjit::supported_head_dims())
+    for (auto dtype : {sigjit::DType::bf16, sigjit::DType::fp16})
+      for (auto layout : {sigjit::Layout::dense, sigjit::Layout::padded, sigjit::Layout::varlen})
+        for (bool causal : {false, true})
+          for (auto bias : {sigjit::BiasMode::log_n, sigjit::BiasMode::scalar})
+            for (bool score_bias : {false, true})
+              for (auto sig : {sigjit::SigmoidMode::fast, sigjit::SigmoidMode::exact}) {
+                KernelSpec s;
+                s.direction = sigjit::Direction::forward;
+                s.dtype = dtype;
+                s.head_dim = d;
+                s.layout = layout;
+                s.causal = causal;
+                s.bias_mode = bias;
+                s.score_bias = score_bias;
+                s.sigmoid = sig;
+                s.arch = target;
+                out.push_back(s);
+              }
+  return out;
+}
+
+std::vector<KernelSpec> all_forward_specs_both_arches() {
+  std::vector<KernelSpec> out = all_forward_specs(arch("sm_80"));
+  const std::vector<KernelSpec> sm90a = all_forward_specs(arch("sm_90a"));
+  out.insert(out.end(), sm90a.begin(), sm90a.end());
+  return out;
+}
+
+// ---- compile every supported forward spec ------------------------------------------------------
+
+struct CompileOutcome {
+  std::string name;
+  std::string failure;  // empty: every check passed
+  sigjit::ResourceUsage resources;
+  double seconds = 0;
+};
+
+CompileOutcome compile_and_check(const KernelSpec& spec) {
+  CompileOutcome r;
+  const TileConfig config = sigjit::default_config(spec);
+  r.name = sigjit::kernel_name(spec, config);
+  try {
+    const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
+    r.resources = k.resources;
+    r.seconds = k.compile_seconds;
+    std::vector<std::string> problems;
+    if (k.name != r.name) problems.push_back("compiled name " + k.name + " differs from kernel_name()");
+    if (k.cubin.empty()) problems.push_back("empty cubin");
+    if (k.ptx.find(".entry " + r.name + "(") == std::string::npos) problems.push_back("PTX lacks '.entry " + r.name + "('");
+    if (k.resources.registers <= 0) problems.push_back("ptxas report not parsed (registers=" + std::to_string(k.resources.registers) + "); log:\n" + k.log);
+    if (k.resources.shared_dynamic_bytes != sigjit::forward_smem_bytes(spec, config)) problems.push_back("dynamic shared memory differs from forward_smem_bytes");
+    // The by-value parameter block must have the host's layout size, and the launch bounds the
+    // config's thread count.
+    const std::string param = "_param_0[" + std::to_string(sizeof(SigjitFwdParams)) + "]";
+    if (k.ptx.find(r.name + param) == std::string::npos) problems.push_back("PTX parameter is not " + r.name + param);
+    const std::string bounds = ".maxntid " + std::to_string(config.threads()) + ", 1, 1";
+    if (k.ptx.find(bounds) == std::string::npos) problems.push_back("PTX lacks '" + bounds + "'");
+    if ((spec.head_dim == 64 || spec.head_dim == 128) && k.resources.has_spills()) problems.push_back("register spills: " + k.resources.describe());
+    for (const auto& p : problems) r.failure += (r.failure.empty() ? "" : "; ") + p;
+  } catch (const std::exception& e) {
+    r.failure = std::string("compile threw: ") + e.what();
+  }
+  return r;
+}
+
+TEST(CompileAll, EverySupportedForwardSpecCompilesForSm80AndSm90a) {
+  const std::vector<KernelSpec> specs = all_forward_specs_both_arches();
+  ASSERT_EQ(specs.size(), 5u * 2 * 3 * 2 * 2 * 2 * 2 * 2);
+  const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
+  std::printf("compiling %zu kernels on %u threads\n", specs.size(), workers);
+  std::fflush(stdout);
+
+  std::vector<CompileOutcome> outcomes(specs.size());
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> done{0};
+  std::mutex print_mutex;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto work = [&] {
+    for (std::size_t i = next++; i < specs.size(); i = next++) {
+      outcomes[i] = compile_and_check(specs[i]);
+      const std::size_t n = ++done;
+      if (n % 40 == 0 || n == specs.size() || !outcomes[i].failure.empty()) {
+        std::lock_guard<std::mutex> lock(print_mutex);
+        std::printf("compiled %zu/%zu (%.0f s)%s%s\n", n, specs.size(), elapsed(), outcomes[i].failure.empty() ? "" : " FAILED: ",
+                    outcomes[i].failure.empty() ? "" : outcomes[i].name.c_str());
+        std::fflush(stdout);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < workers; ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+  const double total = elapsed();
+
+  double compile_sum = 0, slowest = 0;
+  std::string slowest_name;
+  std::map<std::string, std::vector<std::string>> spills_by_arch_dim;
+  std::size_t failures = 0;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const CompileOutcome& o = outcomes[i];
+    compile_sum += o.seconds;
+    if (o.seconds > slowest) slowest = o.seconds, slowest_name = o.name;
+    if (!o.failure.empty()) {
+      ++failures;
+      ADD_FAILURE() << o.name << " (" << specs[i].describe() << "): " << o.failure;
+    } else if (o.resources.has_spills()) {
+      spills_by_arch_dim[specs[i].arch.name() + " hd" + std::to_string(specs[i].head_dim)].push_back(o.name + ": " + o.resources.describe());
+    }
+  }
+  std::printf("compiled %zu kernels in %.1f s wall (%.1f s of compiles, %.2f s mean, slowest %.2f s: %s), %zu failed\n", specs.size(), total,
+              compile_sum, compile_sum / specs.size(), slowest, slowest_name.c_str(), failures);
+  for (const auto& [key, list] : spills_by_arch_dim) {
+    std::printf("info: %zu kernels spill registers at %s, e.g. %s\n", list.size(), key.c_str(), list.front().c_str());
+  }
+  RecordProperty("total_seconds", std::to_string(total));
+  EXPECT_EQ(failures, 0u);
+}
+
+// ---- kernel names ------------------------------------------------------------------------------
+
+TEST(KernelName, UniqueAcrossEverySpecAndCandidateConfig) {
+  std::map<std::string, std::string> seen;
+  for (const KernelSpec& s : all_forward_specs_both_arches()) {
+    for (const TileConfig& c : sigjit::candidate_configs(s)) {
+      const std::string name = sigjit::kernel_name(s, c);
+      const std::string what = s.describe() + " " + c.describe();
+      const auto [it, inserted] = seen.emplace(name, what);
+      EXPECT_TRUE(inserted) << name << " names both " << it->second << " and " << what;
+    }
+  }
+  EXPECT_GT(seen.size(), 960u);
+}
+
+TEST(KernelName, IsAValidIdentifierNamingSpecAndConfig) {
+  KernelSpec s = spec_for(96, "sm_80");
+  s.dtype = sigjit::DType::fp16;
+  s.layout = sigjit::Layout::varlen;
+  s.causal = true;
+  const std::string name = sigjit::kernel_name(s, TileConfig{64, 32, 4, 3});
+  EXPECT_THAT(name, AllOf(StartsWith("sigjit_fwd_"), HasSubstr("fp16"), HasSubstr("d96"), HasSubstr("varlen"), HasSubstr("causal"),
+                          HasSubstr("m64n32w4s3"), HasSubstr("sm_80")));
+  for (char ch : name) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_') << name;
+}
+
+TEST(KernelName, TuningHintsChangeNeitherNameNorCode) {
+  // gqa_ratio and the sequence bucket select configs; they must not fork the binary.
+  KernelSpec a = spec_for(128);
+  KernelSpec b = a;
+  b.gqa_ratio = 8;
+  b.bucket = sigjit::SeqBucket::up_to_512;
+  const TileConfig c = sigjit::default_config(a);
+  EXPECT_EQ(sigjit::kernel_name(a, c), sigjit::kernel_name(b, c));
+  auto code = [](const std::string& src) { return src.substr(src.find('\n') + 1); };  // minus the descriptive comment
+  EXPECT_EQ(code(sigjit::emit_source(a, c)), code(sigjit::emit_source(b, c)));
+}
+
+TEST(Codegen, EmitsConstantsAndTheEntryPoint) {
+  KernelSpec s = spec_for(64);
+  s.causal = true;
+  s.sigmoid = sigjit::SigmoidMode::exact;
+  const TileConfig c{128, 128, 8, 2};
+  const std::string src = sigjit::emit_source(s, c);
+  EXPECT_THAT(src, AllOf(HasSubstr("#include \"sigjit/fwd_sm80.cuh\""), HasSubstr("extern \"C\" __global__"), HasSubstr(sigjit::kernel_name(s, c)),
+                         HasSubstr("/*head_dim*/ 64"), HasSubstr("/*block_m*/ 128"), HasSubstr("/*causal*/ true"), HasSubstr("/*exact*/ true")));
+}
+
+TEST(Codegen, BackwardIsRejected) {
+  KernelSpec s = spec_for(64);
+  s.direction = sigjit::Direction::backward;
+  try {
+    sigjit::compile_kernel(s, sigjit::default_config(s));
+    FAIL() << "backward compiled";
+  } catch (const sigjit::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("direction"));
+  }
+}
+
+// ---- tile configs ------------------------------------------------------------------------------
+
+TEST(TileConfig, DefaultAndCandidateConfigsPassCheckConfig) {
+  // Every arch family, including those with only 99 KB of shared memory per block.
+  std::vector<KernelSpec> specs;
+  for (const char* target : {"sm_80", "sm_86", "sm_89", "sm_90", "sm_90a", "sm_100", "sm_120"}) {
+    const auto more = all_forward_specs(arch(target));
+    specs.insert(specs.end(), more.begin(), more.end());
+  }
+  for (const KernelSpec& s : specs) {
+    EXPECT_EQ(sigjit::check_config(s, sigjit::default_config(s)), "") << s.describe();
+    const auto candidates = sigjit::candidate_configs(s);
+    EXPECT_FALSE(candidates.empty()) << s.describe();
+    for (const TileConfig& c : candidates) EXPECT_EQ(sigjit::check_config(s, c), "") << s.describe() << " " << c.describe();
+  }
+}
+
+TEST(TileConfig, SharedMemoryMatchesTheTemplateFormula) {
+  // 2 bytes * (BLOCK_M + 2 * STAGES * BLOCK_N) rows of (D + 8) elements.
+  EXPECT_EQ(sigjit::forward_smem_bytes(spec_for(128), TileConfig{128, 64, 8, 2}), 2 * (128 + 2 * 2 * 64) * 136);
+  EXPECT_EQ(sigjit::forward_smem_bytes(spec_for(32), TileConfig{64, 32, 4, 3}), 2 * (64 + 2 * 3 * 32) * 40);
+}
+
+struct BadConfig {
+  int head_dim;
+  const char* arch;
+  TileConfig config;
+  const char* reason;  // substring of check_config's answer
+};
+
+const BadConfig kBadConfigs[] = {
+    {128, "sm_90a", {100, 64, 8, 2}, "block_m=100 is not a multiple of 16*warps=128"},
+    {128, "sm_90a", {64, 64, 8, 2}, "not a multiple of 16*warps"},
+    {128, "sm_90a", {128, 64, 0, 2}, "warps=0"},
+    {128, "sm_90a", {512, 64, 32, 2}, "warps=32"},
+    {64, "sm_90a", {256, 64, 4, 2}, "rows per warp"},
+    {64, "sm_90a", {128, 24, 8, 2}, "block_n=24"},
+    {64, "sm_90a", {128, 512, 8, 2}, "block_n=512"},
+    {128, "sm_90a", {128, 64, 8, 1}, "stages=1 outside 2..4"},
+    {128, "sm_90a", {128, 64, 8, 5}, "stages=5 outside 2..4"},
+    {256, "sm_90a", {64, 256, 4, 4}, "shared memory"},
+    {128, "sm_80", {128, 64, 8, 4}, "sm_80 allows"},   // 174080 B: fits sm_90 (227 KB), not sm_80 (163 KB)
+    {128, "sm_86", {128, 64, 8, 3}, "sm_86 allows"},   // 139264 B > 99 KB
+    {256, "sm_90a", {128, 64, 4, 2}, "would spill"},   // two m16 tiles of a 256-wide O
+};
+
+TEST(TileConfig, CheckConfigRejectsBadConfigsWithAReason) {
+  for (const BadConfig& b : kBadConfigs) {
+    const KernelSpec s = spec_for(b.head_dim, b.arch);
+    EXPECT_THAT(sigjit::check_config(s, b.config), HasSubstr(b.reason)) << s.describe() << " " << b.config.describe();
+  }
+  // The sm_80-only rejection above is about the arch, not the config.
+  EXPECT_EQ(sigjit::check_config(spec_for(128, "sm_90a"), TileConfig{128, 64, 8, 4}), "");
+}
+
+TEST(TileConfig, CompileKernelRejectsBadConfigsBeforeCompiling) {
+  for (const BadConfig& b : kBadConfigs) {
+    const KernelSpec s = spec_for(b.head_dim, b.arch);
+    try {
+      sigjit::compile_kernel(s, b.config);
+      ADD_FAILURE() << "compiled " << b.config.describe();
+    } catch (const sigjit::Error& e) {
+      EXPECT_EQ(e.kind(), sigjit::ErrorKind::invalid_argument) << e.what();
+      EXPECT_THAT(e.what(), AllOf(HasSubstr(b.config.describe()), HasSubstr(b.reason)));
+    }
+  }
+}
+
+TEST(TileConfig, CandidateConfigsAreDistinctAndIncludeTheDefault) {
+  for (int d : sigjit::supported_head_dims()) {
+    const KernelSpec s = spec_for(d);
+    const auto candidates = sigjit::candidate_configs(s);
+    std::set<std::string> names;
+    for (const auto& c : candidates) EXPECT_TRUE(names.insert(c.describe()).second) << c.describe();
+    EXPECT_TRUE(names.count(sigjit::default_config(s).describe())) << "hd" << d << " default " << sigjit::default_config(s).describe();
+  }
+}
+
+TEST(TileConfig, ParseInvertsDescribe) {
+  for (int d : sigjit::supported_head_dims()) {
+    const KernelSpec s = spec_for(d);
+    std::vector<TileConfig> configs = sigjit::candidate_configs(s);
+    configs.push_back(sigjit::default_config(s));
+    for (const TileConfig& c : configs) {
+      const TileConfig p = TileConfig::parse(c.describe(), "test");
+      EXPECT_EQ(p.block_m, c.block_m) << c.describe();
+      EXPECT_EQ(p.block_n, c.block_n) << c.describe();
+      EXPECT_EQ(p.warps, c.warps) << c.describe();
+      EXPECT_EQ(p.stages, c.stages) << c.describe();
+      EXPECT_EQ(p.q_in_regs, c.q_in_regs) << c.describe();
+      EXPECT_EQ(p.describe(), c.describe());
+    }
+  }
+  const TileConfig qs = TileConfig::parse("m128n32w4s2qs", "test");
+  EXPECT_FALSE(qs.q_in_regs);
+  EXPECT_TRUE(TileConfig::parse("m64n64w4s3", "test").q_in_regs);
+}
+
+TEST(TileConfig, ParseRejectsMalformedTextNamingTheSource) {
+  for (const char* bad : {"", "m128n64w8", "m128n64w8s2junk", "m128xn64w8s2", "M128N64W8S2", "m-1n64w8s2", "m128n64w8s2q", " m128n64w8s2"}) {
+    try {
+      TileConfig::parse(bad, "SIGJIT_FORCE_TILE");
+      ADD_FAILURE() << "parsed '" << bad << "'";
+    } catch (const sigjit::Error& e) {
+      EXPECT_THAT(e.what(), AllOf(StartsWith("SIGJIT_FORCE_TILE '" + std::string(bad) + "'"), HasSubstr("m128n64w4s2"))) << bad;
+    }
+  }
+}
+
+TEST(TileConfig, QInSharedMemoryIsPartOfNameAndCode) {
+  const KernelSpec s = spec_for(128);
+  TileConfig regs{128, 32, 4, 2, true}, smem{128, 32, 4, 2, false};
+  EXPECT_NE(sigjit::kernel_name(s, regs), sigjit::kernel_name(s, smem));
+  EXPECT_THAT(sigjit::kernel_name(s, smem), HasSubstr("m128n32w4s2qs_"));
+  EXPECT_THAT(sigjit::emit_source(s, smem), HasSubstr("/*q_in_regs*/ false"));
+  EXPECT_THAT(sigjit::emit_source(s, regs), HasSubstr("/*q_in_regs*/ true"));
+  // Without the Q fragments the register estimate drops by D/4 per m16 tile: two m16 tiles of
+  // hd 128 with a 64-key tile fit only with Q in shared memory.
+  EXPECT_THAT(sigjit::check_config(s, TileConfig{128, 64, 4, 2, true}), HasSubstr("would spill"));
+  EXPECT_EQ(sigjit::check_config(s, TileConfig{128, 64, 4, 2, false}), "");
+}
+
+// ---- ptxas report parsing ----------------------------------------------------------------------
+
+const char* const kPtxasLog =
+    "ptxas info    : 76 bytes gmem\n"
+    "ptxas info    : Compiling entry function 'sigjit_k_sm_90a' for 'sm_90a'\n"
+    "ptxas info    : Function properties for sigjit_k_sm_90a\n"
+    "ptxas         .     24 bytes stack frame, 24 bytes spill stores, 48 bytes spill loads\n"
+    "ptxas info    : Used 255 registers, used 1 barriers, 24 bytes cumulative stack size, 1024 bytes smem\n"
+    "ptxas info    : Compile time = 237.380 ms\n"
+    "ptxas info    : Compiling entry function 'sigjit_k_sm_90' for 'sm_90'\n"
+    "ptxas info    : Function properties for sigjit_k_sm_90\n"
+    "ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
+    "ptxas info    : Used 168 registers, used 1 barriers\n"
+    "ptxas info    : Compile time = 200.000 ms\n";
+
+TEST(PtxasReport, ParsesTheEntryAsked) {
+  const sigjit::ResourceUsage a = sigjit::parse_ptxas_report(kPtxasLog, "sigjit_k_sm_90a");
+  EXPECT_EQ(a.registers, 255);
+  EXPECT_EQ(a.stack_bytes, 24);
+  EXPECT_EQ(a.spill_store_bytes, 24);
+  EXPECT_EQ(a.spill_load_bytes, 48);
+  EXPECT_EQ(a.shared_static_bytes, 1024);
+  EXPECT_TRUE(a.has_spills());
+}
+
+TEST(PtxasReport, DoesNotConfuseAnEntryWithOneItsNamePrefixes) {
+  // "sigjit_k_sm_90" is a prefix of "sigjit_k_sm_90a", whose report comes first.
+  const sigjit::ResourceUsage b = sigjit::parse_ptxas_report(kPtxasLog, "sigjit_k_sm_90");
+  EXPECT_EQ(b.registers, 168);
+  EXPECT_EQ(b.stack_bytes, 0);
+  EXPECT_FALSE(b.has_spills());
+  EXPECT_EQ(b.shared_static_bytes, 0);
+}
+
+TEST(PtxasReport, UnknownEntryGivesNoRegisters) {
+  const sigjit::ResourceUsage r = sigjit::parse_ptxas_report(kPtxasLog, "other_kernel");
+  EXPECT_EQ(r.registers, -1);
+  EXPECT_FALSE(r.has_spills());
+  EXPECT_EQ(sigjit::parse_ptxas_report("", "sigjit_k_sm_90").registers, -1);
+}
+
+TEST(PtxasReport, DescribeListsEveryField) {
+  sigjit::ResourceUsage r;
+  r.registers = 128;
+  r.spill_store_bytes = 4;
+  r.shared_dynamic_bytes = 98304;
+  EXPECT_THAT(r.describe(), AllOf(HasSubstr("128 registers"), HasSubstr("4 B spill stores"), HasSubstr("98304 B dynamic")));
+}
+
+// ---- arch names --------------------------------------------------------------------------------
+
+TEST(Arch, ParsesSupportedTargets) {
+  const Arch a = Arch::parse("sm_80");
+  EXPECT_EQ(a.major, 8);
+  EXPECT_EQ(a.minor, 0);
+  EXPECT_FALSE(a.arch_specific);
+  EXPECT_EQ(a.name(), "sm_80");
+  const Arch h = Arch::parse("sm_90a");
+  EXPECT_EQ(h.major, 9);
+  EXPECT_EQ(h.minor, 0);
+  EXPECT_TRUE(h.arch_specific);
+  EXPECT_EQ(h.name(), "sm_90a");
+  EXPECT_EQ(Arch::parse("sm_86").name(), "sm_86");
+  EXPECT_EQ(Arch::parse("sm_90").name(), "sm_90");
+}
+
+TEST(Arch, ParsesThreeDigitTargets) {
+  // Blackwell: the runtime derives sm_100 / sm_120 from the device, so the parser must accept them.
+  const Arch b = Arch::parse("sm_100a");
+  EXPECT_EQ(b.major, 10);
+  EXPECT_EQ(b.minor, 0);
+  EXPECT_TRUE(b.arch_specific);
+  EXPECT_EQ(b.name(), "sm_100a");
+  EXPECT_EQ(Arch::parse("sm_120").name(), "sm_120");
+  EXPECT_EQ((Arch{12, 0, false}).name(), "sm_120");
+}
+
+TEST(Arch, RejectsMalformedAndOldTargets) {
+  auto message = [](const std::string& text) -> std::string {
+    try {
+      Arch::parse(text);
+    } catch (const sigjit::Error& e) {
+      EXPECT_EQ(e.kind(), sigjit::ErrorKind::invalid_argument);
+      return e.what();
+    }
+    ADD_FAILURE() << "accepted " << text;
+    return {};
+  };
+  for (const char* bad : {"sm90", "sm_9", "90", "compute_90", "sm_90b", "SM_90", "sm_90a ", ""}) {
+    EXPECT_THAT(message(bad), AllOf(StartsWith("arch"), HasSubstr("'" + std::string(bad) + "'"), HasSubstr("sm_80, sm_90, sm_90a"))) << bad;
+  }
+  EXPECT_THAT(message("sm_75"), AllOf(StartsWith("arch"), HasSubstr("sm_75 is not supported"), HasSubstr("sm_80 or newer")));
+  EXPECT_THAT(message("sm_70"), HasSubstr("sm_80 or newer"));
+}
+
+TEST(Arch, SharedMemoryLimitFollowsTheArch) {
+  // 139264 B: more than the 99 KB of sm_86/sm_89/sm_120, less than sm_80's 163 KB and sm_90's 227 KB.
+  const TileConfig c{128, 64, 8, 3};
+  EXPECT_EQ(sigjit::forward_smem_bytes(spec_for(128), c), 139264);
+  for (const char* ok : {"sm_80", "sm_90", "sm_90a", "sm_100"}) EXPECT_EQ(sigjit::check_config(spec_for(128, ok), c), "") << ok;
+  for (const char* small : {"sm_86", "sm_89", "sm_120"}) EXPECT_THAT(sigjit::check_config(spec_for(128, small), c), HasSubstr("shared memory")) << small;
+}
+
+TEST(Arch, CompilesForBlackwell) {
+  for (const char* target : {"sm_100", "sm_120"}) {
+    const KernelSpec s = spec_for(128, target);
+    const sigjit::CompiledKernel k = sigjit::compile_kernel(s, sigjit::default_config(s));
+    EXPECT_FALSE(k.cubin.empty()) << target;
+    EXPECT_GT(k.resources.registers, 0) << target;
+  }
+}
+
+// ---- compile options and environment switches --------------------------------------------------
+
+TEST(CompileOptions, TargetAndLineinfo) {
+  const KernelSpec s = spec_for(64, "sm_80");
+  {
+    ScopedEnv env("SIGJIT_LINEINFO", std::nullopt);
+    const auto opts = sigjit::compile_options(s);
+    EXPECT_THAT(opts, ::testing::Contains("--gpu-architecture=sm_80"));
+    EXPECT_THAT(opts, ::testing::Not(::testing::Contains("-lineinfo")));
+  }
+  ScopedEnv env("SIGJIT_LINEINFO", "1");
+  EXPECT_THAT(sigjit::compile_options(s), ::testing::Contains("-lineinfo"));
+}
+
+TEST(CompileOptions, NvrtcVersionIsReported) { EXPECT_THAT(sigjit::nvrtc_version(), ::testing::MatchesRegex("[0-9]+\\.[0-9]+")); }
+
+TEST(Environment, DumpDirWritesSourcePtxAndLog) {
+  TempDir dir;
+  const fs::path dump = dir.path() / "nested" / "dump";  // created on demand
+  const KernelSpec s = spec_for(64);
+  const TileConfig c = sigjit::default_config(s);
+  sigjit::CompiledKernel k;
+  {
+    ScopedEnv env("SIGJIT_DUMP_DIR", dump.string());
+    k = sigjit::compile_kernel(s, c);
+  }
+  const fs::path base = dump / k.name;
+  ASSERT_TRUE(fs::exists(base.string() + ".cu")) << base;
+  ASSERT_TRUE(fs::exists(base.string() + ".ptx")) << base;
+  ASSERT_TRUE(fs::exists(base.string() + ".log")) << base;
+  EXPECT_EQ(read_text(base.string() + ".cu"), k.source);
+  EXPECT_EQ(read_text(base.string() + ".ptx"), k.ptx);
+  EXPECT_THAT(read_text(base.string() + ".log"), AllOf(HasSubstr("--gpu-architecture=sm_90a"), HasSubstr("Used "), HasSubstr("registers")));
+
+  // Unset: nothing more is written.
+  fs::remove_all(dump);
+  sigjit::compile_kernel(s, c);
+  EXPECT_FALSE(fs::exists(dump));
+}
+
+TEST(Environment, DumpDirKeepsTheSourceOfAFailedCompile) {
+  TempDir dir, templates;
+  for (const auto& f : sigjit::template_files()) {
+    fs::create_directories((templates.path() / f.include_name).parent_path());
+    std::ofstream(templates.path() / f.include_name) << f.text << (f.include_name == "sigjit/fwd_sm80.cuh" ? "\n#error sigjit test: broken template\n" : "");
+  }
+  ScopedEnv tdir("SIGJIT_TEMPLATE_DIR", templates.path().string());
+  ScopedEnv ddir("SIGJIT_DUMP_DIR", dir.path().string());
+  const KernelSpec s = spec_for(64);
+  const TileConfig c = sigjit::default_config(s);
+  try {
+    sigjit::compile_kernel(s, c);
+    FAIL() << "a template with #error compiled";
+  } catch (const sigjit::Error& e) {
+    EXPECT_EQ(e.kind(), sigjit::ErrorKind::compile);
+    EXPECT_THAT(e.what(), AllOf(HasSubstr("NVRTC failed to compile"), HasSubstr("sigjit test: broken template"), HasSubstr("SIGJIT_DUMP_DIR")));
+  }
+  EXPECT_TRUE(fs::exists(dir.path() / (sigjit::kernel_name(s, c) + ".cu")));
+}
+
+TEST(Environment, TemplateDirOverridesTheEmbeddedTemplates) {
+  const auto embedded = sigjit::template_files();
+  ASSERT_FALSE(embedded.empty());
+  std::set<std::string> names;
+  for (const auto& f : embedded) names.insert(f.include_name);
+  EXPECT_TRUE(names.count("sigjit/fwd_sm80.cuh"));
+  EXPECT_TRUE(names.count("sigjit/fwd_params.h"));
+  EXPECT_TRUE(names.count("sigjit/tile_primitives.cuh"));
+
+  TempDir templates;
+  for (const auto& f : embedded) {
+    fs::create_directories((templates.path() / f.include_name).parent_path());
+    std::ofstream(templates.path() / f.include_name) << "// overridden\n" << f.text;
+  }
+  ScopedEnv env("SIGJIT_TEMPLATE_DIR", templates.path().string());
+  const auto overridden = sigjit::template_files();
+  ASSERT_EQ(overridden.size(), embedded.size());
+  for (const auto& f : overridden) EXPECT_THAT(f.text, StartsWith("// overridden\n")) << f.include_name;
+  const KernelSpec s = spec_for(32, "sm_80");
+  EXPECT_FALSE(sigjit::compile_kernel(s, sigjit::default_config(s)).cubin.empty());
+}
+
+TEST(Environment, MissingTemplateDirNamesTheVariable) {
+  const std::string missing = (fs::temp_directory_path() / "sigjit_no_such_template_dir_4711").string();
+  ASSERT_FALSE(fs::exists(missing));
+  ScopedEnv env("SIGJIT_TEMPLATE_DIR", missing);
+  const KernelSpec s = spec_for(64);
+  try {
+    sigjit::compile_kernel(s, sigjit::default_config(s));
+    FAIL() << "compiled with SIGJIT_TEMPLATE_DIR=" << missing;
+  } catch (const sigjit::Error& e) {
+    EXPECT_THAT(e.what(), AllOf(StartsWith("SIGJIT_TEMPLATE_DIR=" + missing), HasSubstr("cannot read"), HasSubstr("templates/")));
+  }
+}
+
+TEST(Environment, IncompleteTemplateDirNamesTheMissingFile) {
+  TempDir templates;
+  fs::create_directories(templates.path() / "sigjit");
+  std::ofstream(templates.path() / "sigjit" / "fwd_params.h") << "// only one file\n";
+  ScopedEnv env("SIGJIT_TEMPLATE_DIR", templates.path().string());
+  try {
+    sigjit::template_files();
+    FAIL() << "an incomplete template dir was accepted";
+  } catch (const sigjit::Error& e) {
+    EXPECT_THAT(e.what(), AllOf(StartsWith("SIGJIT_TEMPLATE_DIR="), HasSubstr("sigjit/fwd_sm80.cuh")));
+  }
+}
+
+TEST(Environment, FailOnSpillsRejectsASpillingKernel) {
+  // Find a config that check_config accepts but ptxas spills on (head dim 256 is the tightest).
+  std::optional<std::pair<KernelSpec, TileConfig>> spilling;
+  {
+    ScopedEnv off("SIGJIT_FAIL_ON_SPILLS", std::nullopt);
+    for (const char* target : {"sm_90a", "sm_80"}) {
+      const KernelSpec s = spec_for(256, target);
+      std::vector<TileConfig> configs{sigjit::default_config(s), TileConfig{128, 128, 4, 2}, TileConfig{128, 64, 8, 2}};
+      for (const auto& c : sigjit::candidate_configs(s)) configs.push_back(c);
+      for (const TileConfig& c : configs) {
+        if (!sigjit::check_config(s, c).empty()) continue;
+        if (sigjit::compile_kernel(s, c).resources.has_spills()) {
+          spilling.emplace(s, c);
+          break;
+        }
+      }
+      if (spilling) break;
+    }
+  }
+  if (!spilling) GTEST_SKIP() << "no head-dim-256 config that check_config accepts spills registers with this NVRTC";
+  const auto& [s, c] = *spilling;
+  std::printf("spilling config: %s %s\n", s.describe().c_str(), c.describe().c_str());
+  {
+    ScopedEnv zero("SIGJIT_FAIL_ON_SPILLS", "0");  // "0" means off
+    EXPECT_NO_THROW(sigjit::compile_kernel(s, c));
+  }
+  ScopedEnv on("SIGJIT_FAIL_ON_SPILLS", "1");
+  try {
+    sigjit::compile_kernel(s, c);
+    FAIL() << "SIGJIT_FAIL_ON_SPILLS=1 accepted " << sigjit::kernel_name(s, c);
+  } catch (const sigjit::Error& e) {
+    EXPECT_EQ(e.kind(), sigjit::ErrorKind::compile);
+    EXPECT_THAT(e.what(), AllOf(HasSubstr(sigjit::kernel_name(s, c)), HasSubstr("spill"), HasSubstr("SIGJIT_FAIL_ON_SPILLS")));
+  }
+  // A kernel without spills still compiles under the switch.
+  const KernelSpec small = spec_for(64);
+  EXPECT_NO_THROW(sigjit::compile_kernel(small, sigjit::default_config(small)));
+}
+
+}  // namespace

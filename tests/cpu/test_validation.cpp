@@ -1,0 +1,696 @@
+// sigjit::validate() and sigjit_validate(): every host-side argument check, with fake (never
+// dereferenced) 16-byte-aligned device pointers. Each failing case asserts that sigjit::Error of
+// kind invalid_argument is thrown and that its message names the offending argument.
+#include <sigjit/sigjit.h>
+#include <sigjit/sigjit.hpp>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+void* fake_ptr(std::uintptr_t address) { return reinterpret_cast<void*>(address); }
+const std::int32_t* fake_lens(std::uintptr_t address) { return reinterpret_cast<const std::int32_t*>(address); }
+
+// A valid dense problem: B=2, L=16, H=4, D=64.
+sigjit::AttentionArgs dense_args() {
+  sigjit::AttentionArgs a;
+  a.batch = 2;
+  a.seqlen_q = 16;
+  a.seqlen_k = 16;
+  a.heads_q = 4;
+  a.head_dim = 64;
+  a.q = fake_ptr(0x10000);
+  a.k = fake_ptr(0x20000);
+  a.v = fake_ptr(0x30000);
+  a.o = fake_ptr(0x40000);
+  return a;
+}
+
+const std::int32_t kPaddedLensQ[2] = {16, 5};
+const std::int32_t kPaddedLensK[2] = {3, 16};
+
+sigjit::AttentionArgs padded_args() {
+  sigjit::AttentionArgs a = dense_args();
+  a.layout = sigjit::Layout::padded;
+  a.seq_lens_q = fake_lens(0x50000);
+  a.seq_lens_k = fake_lens(0x60000);
+  a.host_seq_lens_q = kPaddedLensQ;
+  a.host_seq_lens_k = kPaddedLensK;
+  return a;
+}
+
+const std::int32_t kCuQ[3] = {0, 7, 20};   // lengths 7, 13
+const std::int32_t kCuK[3] = {0, 30, 31};  // lengths 30, 1
+
+sigjit::AttentionArgs varlen_args() {
+  sigjit::AttentionArgs a = dense_args();
+  a.layout = sigjit::Layout::varlen;
+  a.seqlen_q = 13;  // max over the batch
+  a.seqlen_k = 30;
+  a.total_q = 20;
+  a.total_k = 32;
+  a.cu_seqlens_q = fake_lens(0x50000);
+  a.cu_seqlens_k = fake_lens(0x60000);
+  a.host_cu_seqlens_q = kCuQ;
+  a.host_cu_seqlens_k = kCuK;
+  return a;
+}
+
+// Runs validate() and returns the message of the sigjit::Error it must throw (fails otherwise).
+std::string validation_error(const sigjit::AttentionArgs& a) {
+  try {
+    sigjit::validate(a);
+  } catch (const sigjit::Error& e) {
+    EXPECT_EQ(e.kind(), sigjit::ErrorKind::invalid_argument) << e.what();
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "validate threw a std::exception that is not sigjit::Error: " << e.what();
+    return {};
+  }
+  ADD_FAILURE() << "validate accepted invalid arguments";
+  return {};
+}
+
+#define EXPECT_VALID(args) EXPECT_NO_THROW(sigjit::validate(args))
+
+// ---- valid arguments ---------------------------------------------------------------------------
+
+TEST(Validation, DenseDefaultsPass) { EXPECT_VALID(dense_args()); }
+
+TEST(Validation, EverySupportedHeadDimPasses) {
+  for (int d : {32, 64, 96, 128, 256}) {
+    auto a = dense_args();
+    a.head_dim = d;
+    EXPECT_VALID(a) << "head_dim " << d;
+  }
+}
+
+TEST(Validation, BothDtypesAndSigmoidModesPass) {
+  for (auto dtype : {sigjit::DType::bf16, sigjit::DType::fp16})
+    for (auto sig : {sigjit::SigmoidMode::fast, sigjit::SigmoidMode::exact}) {
+      auto a = dense_args();
+      a.dtype = dtype;
+      a.sigmoid = sig;
+      EXPECT_VALID(a);
+    }
+}
+
+TEST(Validation, PaddedWithHostLengthsPasses) { EXPECT_VALID(padded_args()); }
+
+TEST(Validation, PaddedWithoutHostLengthsPasses) {
+  auto a = padded_args();  // device arrays only: nothing to check on the host
+  a.host_seq_lens_q = nullptr;
+  a.host_seq_lens_k = nullptr;
+  EXPECT_VALID(a);
+}
+
+TEST(Validation, VarlenWithHostOffsetsPasses) { EXPECT_VALID(varlen_args()); }
+
+TEST(Validation, VarlenSelfAttentionSharingOneOffsetArrayPasses) {
+  auto a = varlen_args();
+  a.seqlen_k = a.seqlen_q;
+  a.total_k = a.total_q;
+  a.cu_seqlens_k = a.cu_seqlens_q;
+  a.host_cu_seqlens_k = a.host_cu_seqlens_q;
+  EXPECT_VALID(a);
+}
+
+TEST(Validation, GqaAndMqaPass) {
+  for (int kv : {1, 2, 4}) {
+    auto a = dense_args();
+    a.heads_q = 8;
+    a.heads_kv = kv;
+    EXPECT_VALID(a) << "heads_kv " << kv;
+  }
+}
+
+TEST(Validation, EmptyProblemsPass) {
+  auto a = dense_args();
+  a.batch = 0;
+  EXPECT_VALID(a);
+  a = dense_args();
+  a.seqlen_q = 0;
+  EXPECT_VALID(a);
+  a = dense_args();
+  a.seqlen_k = 0;
+  EXPECT_VALID(a);
+}
+
+TEST(Validation, CustomStridesPass) {
+  // [B, H, L, D] (heads outer), sliced from a larger padded buffer.
+  auto a = dense_args();
+  a.q_strides = {/*batch*/ 4 * 16 * 72, /*token*/ 72, /*head*/ 16 * 72};
+  a.k_strides = a.q_strides;
+  a.v_strides = a.q_strides;
+  a.o_strides = a.q_strides;
+  EXPECT_VALID(a);
+  // Q, K and V as slices of one packed [B, L, 3, H, D] buffer.
+  a = dense_args();
+  const std::int64_t token = 3 * 4 * 64;
+  a.q_strides = a.k_strides = a.v_strides = {16 * token, token, 64};
+  EXPECT_VALID(a);
+}
+
+TEST(Validation, OutputInSequenceMajorLayoutPasses) {
+  // O as [L, B, H, D] (Megatron's "sbhd"): the batch stride is smaller than the token stride,
+  // yet no two output elements share memory.
+  auto a = dense_args();
+  a.o_strides = {/*batch*/ 4 * 64, /*token*/ 2 * 4 * 64, /*head*/ 64};
+  EXPECT_VALID(a);
+}
+
+TEST(Validation, TightlyPaddedHeadStridePasses) {
+  // Head stride 72 > head_dim 64; tokens start right after the last head's 64 elements.
+  auto a = dense_args();
+  a.q_strides = {16 * 280, 3 * 72 + 64, 72};  // 280: the extent of 4 heads
+  EXPECT_VALID(a);
+}
+
+TEST(Validation, ScoreBiasWithWideStridePasses) {
+  auto a = dense_args();
+  a.score_bias = reinterpret_cast<const float*>(fake_ptr(0x70000));
+  EXPECT_VALID(a);  // stride 0: seqlen_k
+  a.score_bias_stride = 64;
+  EXPECT_VALID(a);
+}
+
+TEST(Validation, ExplicitScaleAndScalarBiasPass) {
+  auto a = dense_args();
+  a.scale = 0.5f;
+  a.bias_mode = sigjit::BiasMode::scalar;
+  a.bias = -3.0f;
+  EXPECT_VALID(a);
+}
+
+// ---- pointers ----------------------------------------------------------------------------------
+
+TEST(Validation, NullTensorPointers) {
+  for (const char* name : {"q", "k", "v", "o"}) {
+    auto a = dense_args();
+    if (name == std::string("q")) a.q = nullptr;
+    if (name == std::string("k")) a.k = nullptr;
+    if (name == std::string("v")) a.v = nullptr;
+    if (name == std::string("o")) a.o = nullptr;
+    EXPECT_THAT(validation_error(a), AllOf(StartsWith(std::string(name) + ":"), HasSubstr("null pointer"))) << name;
+  }
+}
+
+TEST(Validation, MisalignedTensorPointers) {
+  for (const char* name : {"q", "k", "v", "o"}) {
+    auto a = dense_args();
+    if (name == std::string("q")) a.q = fake_ptr(0x10008);
+    if (name == std::string("k")) a.k = fake_ptr(0x20002);
+    if (name == std::string("v")) a.v = fake_ptr(0x30004);
+    if (name == std::string("o")) a.o = fake_ptr(0x40001);
+    EXPECT_THAT(validation_error(a), AllOf(StartsWith(std::string(name) + ":"), HasSubstr("16-byte aligned"))) << name;
+  }
+}
+
+TEST(Validation, MisalignedScoreBias) {
+  auto a = dense_args();
+  a.score_bias = reinterpret_cast<const float*>(fake_ptr(0x70002));
+  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("score_bias"), HasSubstr("4-byte aligned")));
+}
+
+// ---- shapes and enums --------------------------------------------------------------------------
+
+TEST(Validation, UnsupportedHeadDimListsSupportedDims) {
+  for (int d : {0, 16, 48, 100, 160, 512, -64}) {
+    auto a = dense_args();
+    a.head_dim = d;
+    EXPECT_THAT(validation_error(a), AllOf(HasSubstr("head_dim=" + std::to_string(d)), HasSubstr("32, 64, 96, 128, 256"))) << d;
+  }
+}
+
+TEST(Validation, BadDtypeEnum) {
+  auto a = dense_args();
+  a.dtype = static_cast<sigjit::DType>(7);
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("dtype"), HasSubstr("bf16 or fp16")));
+}
+
+TEST(Validation, BadLayoutEnum) {
+  auto a = dense_args();
+  a.layout = static_cast<sigjit::Layout>(-1);
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("layout"), HasSubstr("dense, padded or varlen")));
+}
+
+TEST(Validation, BadBiasModeAndSigmoidEnums) {
+  auto a = dense_args();
+  a.bias_mode = static_cast<sigjit::BiasMode>(2);
+  EXPECT_THAT(validation_error(a), StartsWith("bias_mode"));
+  a = dense_args();
+  a.sigmoid = static_cast<sigjit::SigmoidMode>(5);
+  EXPECT_THAT(validation_error(a), StartsWith("sigmoid"));
+}
+
+TEST(Validation, NegativeBatchAndSequenceLengths) {
+  auto a = dense_args();
+  a.batch = -1;
+  EXPECT_THAT(validation_error(a), StartsWith("batch=-1"));
+  a = dense_args();
+  a.seqlen_q = -5;
+  EXPECT_THAT(validation_error(a), StartsWith("seqlen_q=-5"));
+  a = dense_args();
+  a.seqlen_k = -1;
+  EXPECT_THAT(validation_error(a), StartsWith("seqlen_k=-1"));
+}
+
+TEST(Validation, BatchBeyondGridLimit) {
+  auto a = dense_args();
+  a.batch = 65536;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("batch=65536"), HasSubstr("65535")));
+}
+
+TEST(Validation, HeadsOutOfRange) {
+  auto a = dense_args();
+  a.heads_q = 0;
+  EXPECT_THAT(validation_error(a), StartsWith("heads_q=0"));
+  a = dense_args();
+  a.heads_kv = -2;
+  EXPECT_THAT(validation_error(a), StartsWith("heads_kv=-2"));
+}
+
+TEST(Validation, HeadsQNotAMultipleOfHeadsKv) {
+  auto a = dense_args();
+  a.heads_q = 6;
+  a.heads_kv = 4;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("heads_kv=4"), HasSubstr("heads_q=6"), HasSubstr("multiple")));
+  a = dense_args();
+  a.heads_q = 2;
+  a.heads_kv = 4;  // more kv heads than query heads
+  EXPECT_THAT(validation_error(a), StartsWith("heads_kv=4"));
+}
+
+TEST(Validation, VarlenNegativeTotals) {
+  auto a = varlen_args();
+  a.total_q = -1;
+  EXPECT_THAT(validation_error(a), StartsWith("total_q=-1"));
+  a = varlen_args();
+  a.total_k = -3;
+  EXPECT_THAT(validation_error(a), StartsWith("total_k=-3"));
+}
+
+// ---- strides -----------------------------------------------------------------------------------
+
+TEST(Validation, StridesNotMultipleOf8) {
+  struct Case {
+    const char* expected;
+    sigjit::Strides sigjit::AttentionArgs::*member;
+    sigjit::Strides strides;
+  };
+  const Case cases[] = {
+      {"q_strides.head=68", &sigjit::AttentionArgs::q_strides, {0, 0, 68}},
+      {"k_strides.token=260", &sigjit::AttentionArgs::k_strides, {0, 260, 0}},
+      {"v_strides.batch=4100", &sigjit::AttentionArgs::v_strides, {4100, 0, 0}},
+      {"o_strides.token=257", &sigjit::AttentionArgs::o_strides, {0, 257, 0}},
+  };
+  for (const Case& c : cases) {
+    auto a = dense_args();
+    a.*c.member = c.strides;
+    EXPECT_THAT(validation_error(a), AllOf(StartsWith(c.expected), HasSubstr("multiples of 8"))) << c.expected;
+  }
+}
+
+TEST(Validation, NegativeStrides) {
+  auto a = dense_args();
+  a.k_strides.token = -256;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("k_strides.token=-256"), HasSubstr("positive")));
+}
+
+TEST(Validation, HeadStrideSmallerThanHeadDim) {
+  auto a = dense_args();
+  a.q_strides = {0, 0, 32};  // 32 < head_dim 64
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("q_strides.head=32"), HasSubstr("heads would overlap")));
+}
+
+TEST(Validation, TokenStrideSmallerThanHeadDim) {
+  auto a = dense_args();
+  a.heads_q = 1;
+  a.v_strides = {0, 16, 0};
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("v_strides.token=16"), HasSubstr("tokens would overlap")));
+}
+
+TEST(Validation, OverlappingHeadAndTokenStrides) {
+  // 4 heads of stride 64 need 256 elements per token; a token stride of 128 overlaps them.
+  auto a = dense_args();
+  a.k_strides = {0, 128, 64};
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("k_strides"), HasSubstr("overlap")));
+  // Heads outer: 16 tokens of stride 64 need 1024 elements per head; head stride 512 overlaps.
+  a = dense_args();
+  a.o_strides = {0, 64, 512};
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("o_strides"), HasSubstr("overlap")));
+}
+
+TEST(Validation, OverlappingOutputBatches) {
+  // One batch entry of O spans 16 * 256 = 4096 elements; a batch stride of 2048 overlaps.
+  auto a = dense_args();
+  a.o_strides = {2048, 0, 0};
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("o_strides.batch=2048"), HasSubstr("overlap")));
+  // Batch between heads and tokens ([L, B, H, D]-like), but one batch entry's 4 heads span 256
+  // elements and the batch stride is 128.
+  a = dense_args();
+  a.o_strides = {128, 2 * 4 * 64, 64};
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("o_strides.batch=128"), HasSubstr("overlap")));
+  // Batch innermost-but-one with a stride equal to the head stride: batch 1 head 0 == batch 0 head 1.
+  a = dense_args();
+  a.o_strides = {64, 0, 0};
+  EXPECT_THAT(validation_error(a), StartsWith("o_strides.batch=64"));
+}
+
+TEST(Validation, OverlappingInputBatchesAreAllowed) {
+  // Inputs are only read, so batches may alias (e.g. one K/V broadcast over a batch of queries).
+  auto a = dense_args();
+  a.k_strides = {8, 0, 0};
+  a.v_strides = {8, 0, 0};
+  EXPECT_VALID(a);
+}
+
+TEST(Validation, VarlenIgnoresBatchStride) {
+  auto a = varlen_args();
+  a.q_strides.batch = 3;  // meaningless for a packed buffer
+  EXPECT_VALID(a);
+}
+
+// ---- layouts and their length arrays -----------------------------------------------------------
+
+TEST(Validation, PaddedWithoutSeqLens) {
+  auto a = padded_args();
+  a.seq_lens_q = nullptr;
+  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("seq_lens_q"), HasSubstr("padded layout needs")));
+  a = padded_args();
+  a.seq_lens_k = nullptr;
+  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("seq_lens_k"), HasSubstr("padded layout needs")));
+}
+
+TEST(Validation, SeqLensWithDenseLayout) {
+  auto a = dense_args();
+  a.seq_lens_k = fake_lens(0x60000);
+  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("seq_lens_k"), HasSubstr("only used by layout padded")));
+}
+
+TEST(Validation, SeqLensWithVarlenLayout) {
+  auto a = varlen_args();
+  a.seq_lens_q = fake_lens(0x60000);
+  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("seq_lens_q"), HasSubstr("only used by layout padded")));
+}
+
+TEST(Validation, VarlenWithoutCuSeqlens) {
+  auto a = varlen_args();
+  a.cu_seqlens_q = nullptr;
+  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("cu_seqlens_q"), HasSubstr("varlen layout needs")));
+  a = varlen_args();
+  a.cu_seqlens_k = nullptr;
+  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("cu_seqlens_k"), HasSubstr("varlen layout needs")));
+}
+
+TEST(Validation, CuSeqlensWithDenseLayout) {
+  auto a = dense_args();
+  a.cu_seqlens_q = fake_lens(0x50000);
+  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("cu_seqlens_q"), HasSubstr("only used by layout varlen")));
+}
+
+TEST(Validation, HostSeqLensBeyondBuffer) {
+  const std::int32_t too_long_q[2] = {16, 17};
+  auto a = padded_args();
+  a.host_seq_lens_q = too_long_q;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("seq_lens_q[1]=17"), HasSubstr("seqlen_q=16")));
+  const std::int32_t too_long_k[2] = {99, 1};
+  a = padded_args();
+  a.host_seq_lens_k = too_long_k;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("seq_lens_k[0]=99"), HasSubstr("seqlen_k=16")));
+  const std::int32_t negative[2] = {1, -1};
+  a = padded_args();
+  a.host_seq_lens_q = negative;
+  EXPECT_THAT(validation_error(a), StartsWith("seq_lens_q[1]=-1"));
+}
+
+TEST(Validation, HostCuSeqlensNotStartingAtZero) {
+  const std::int32_t cu[3] = {1, 7, 20};
+  auto a = varlen_args();
+  a.host_cu_seqlens_q = cu;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("cu_seqlens_q[0]=1"), HasSubstr("must be 0")));
+}
+
+TEST(Validation, HostCuSeqlensNotMonotonic) {
+  const std::int32_t cu[3] = {0, 20, 19};
+  auto a = varlen_args();
+  a.host_cu_seqlens_k = cu;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("cu_seqlens_k"), HasSubstr("not monotonic")));
+}
+
+TEST(Validation, HostCuSeqlensBeyondTotal) {
+  const std::int32_t cu[3] = {0, 8, 21};  // total_q = 20; lengths 8 and 13 fit max_seqlen_q
+  auto a = varlen_args();
+  a.host_cu_seqlens_q = cu;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("cu_seqlens_q[2]=21"), HasSubstr("total_q=20")));
+  const std::int32_t cu_k[3] = {0, 30, 33};  // total_k = 32
+  a = varlen_args();
+  a.host_cu_seqlens_k = cu_k;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("cu_seqlens_k[2]=33"), HasSubstr("total_k=32")));
+}
+
+TEST(Validation, HostCuSeqlensLongerThanMaxSeqlen) {
+  auto a = varlen_args();
+  a.seqlen_q = 12;  // the second sequence has 13 tokens
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("cu_seqlens_q"), HasSubstr("sequence 1 has 13 tokens"), HasSubstr("max_seqlen_q=12")));
+  a = varlen_args();
+  a.seqlen_k = 29;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("cu_seqlens_k"), HasSubstr("sequence 0 has 30 tokens"), HasSubstr("max_seqlen_k=29")));
+}
+
+TEST(Validation, SharedHostCuSeqlensCheckedAgainstKeyLimits) {
+  // Self-attention often passes one offsets array for both; the key side must still be checked
+  // against total_k and max_seqlen_k.
+  auto a = varlen_args();
+  a.cu_seqlens_k = a.cu_seqlens_q;
+  a.host_cu_seqlens_k = a.host_cu_seqlens_q;  // {0, 7, 20}
+  a.seqlen_k = 13;
+  a.total_k = 19;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("cu_seqlens_k[2]=20"), HasSubstr("total_k=19")));
+  a.total_k = 20;
+  a.seqlen_k = 12;
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("cu_seqlens_k"), HasSubstr("max_seqlen_k=12")));
+}
+
+TEST(Validation, HostLengthsOfTheOtherLayoutAreIgnored) {
+  // Host cu_seqlens are irrelevant to a padded problem (and vice versa).
+  const std::int32_t garbage[3] = {5, -1, 1000};
+  auto a = padded_args();
+  a.host_cu_seqlens_q = garbage;
+  a.host_cu_seqlens_k = garbage;
+  EXPECT_VALID(a);
+  a = varlen_args();
+  a.host_seq_lens_q = garbage;
+  a.host_seq_lens_k = garbage;
+  EXPECT_VALID(a);
+}
+
+// ---- score bias, scale, bias -------------------------------------------------------------------
+
+TEST(Validation, ScoreBiasStrideTooSmall) {
+  auto a = dense_args();
+  a.score_bias = reinterpret_cast<const float*>(fake_ptr(0x70000));
+  a.score_bias_stride = 8;  // < seqlen_k 16
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("score_bias_stride=8"), HasSubstr("seqlen_k=16")));
+}
+
+TEST(Validation, NonFiniteScale) {
+  for (float s : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+    auto a = dense_args();
+    a.scale = s;
+    EXPECT_THAT(validation_error(a), AllOf(StartsWith("scale="), HasSubstr("finite"))) << s;
+  }
+}
+
+TEST(Validation, NonFiniteScalarBias) {
+  auto a = dense_args();
+  a.bias_mode = sigjit::BiasMode::scalar;
+  a.bias = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("bias="), HasSubstr("finite")));
+  a.bias = -std::numeric_limits<float>::infinity();
+  EXPECT_THAT(validation_error(a), AllOf(StartsWith("bias="), HasSubstr("finite")));
+  // Under log_n the scalar bias is unused and not checked.
+  a.bias_mode = sigjit::BiasMode::log_n;
+  EXPECT_VALID(a);
+}
+
+// ---- C API -------------------------------------------------------------------------------------
+
+sigjit_attention_args c_dense_args() {
+  sigjit_attention_args a = sigjit_attention_args_default();
+  a.batch = 2;
+  a.seqlen_q = 16;
+  a.seqlen_k = 16;
+  a.heads_q = 4;
+  a.head_dim = 64;
+  a.q = fake_ptr(0x10000);
+  a.k = fake_ptr(0x20000);
+  a.v = fake_ptr(0x30000);
+  a.o = fake_ptr(0x40000);
+  return a;
+}
+
+TEST(CApi, DefaultsMatchTheCppDefaults) {
+  const sigjit_attention_args a = sigjit_attention_args_default();
+  EXPECT_EQ(a.struct_size, static_cast<int32_t>(sizeof(sigjit_attention_args)));
+  EXPECT_EQ(a.dtype, SIGJIT_BF16);
+  EXPECT_EQ(a.layout, SIGJIT_DENSE);
+  EXPECT_EQ(a.validate_lengths, 1);
+  EXPECT_EQ(a.has_scale, 0);
+  EXPECT_EQ(a.bias_mode, SIGJIT_BIAS_LOG_N);
+  EXPECT_EQ(a.sigmoid, SIGJIT_SIGMOID_FAST);
+  EXPECT_EQ(a.q, nullptr);
+}
+
+TEST(CApi, ValidArgumentsReturnOk) {
+  sigjit_attention_args a = c_dense_args();
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_OK) << sigjit_last_error();
+  a.heads_q = 8;
+  a.heads_kv = 2;
+  a.dtype = SIGJIT_FP16;
+  a.causal = 1;
+  a.has_scale = 1;
+  a.scale = 0.25f;
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_OK) << sigjit_last_error();
+}
+
+TEST(CApi, ValidPaddedAndVarlenReturnOk) {
+  sigjit_attention_args a = c_dense_args();
+  a.layout = SIGJIT_PADDED;
+  a.seq_lens_q = fake_lens(0x50000);
+  a.seq_lens_k = fake_lens(0x60000);
+  a.host_seq_lens_q = kPaddedLensQ;
+  a.host_seq_lens_k = kPaddedLensK;
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_OK) << sigjit_last_error();
+
+  a = c_dense_args();
+  a.layout = SIGJIT_VARLEN;
+  a.seqlen_q = 13;
+  a.seqlen_k = 30;
+  a.total_q = 20;
+  a.total_k = 32;
+  a.cu_seqlens_q = fake_lens(0x50000);
+  a.cu_seqlens_k = fake_lens(0x60000);
+  a.host_cu_seqlens_q = kCuQ;
+  a.host_cu_seqlens_k = kCuK;
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_OK) << sigjit_last_error();
+}
+
+TEST(CApi, InvalidArgumentNamesTheArgument) {
+  sigjit_attention_args a = c_dense_args();
+  a.head_dim = 80;
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), AllOf(HasSubstr("head_dim=80"), HasSubstr("32, 64, 96, 128, 256")));
+
+  a = c_dense_args();
+  a.v = nullptr;
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), StartsWith("v: null pointer"));
+
+  a = c_dense_args();
+  a.has_scale = 1;
+  a.scale = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), StartsWith("scale=inf"));
+
+  a = c_dense_args();
+  a.layout = static_cast<sigjit_layout>(9);
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), StartsWith("layout"));
+
+  const std::int32_t cu_bad[3] = {0, 9, 8};
+  a = c_dense_args();
+  a.layout = SIGJIT_VARLEN;
+  a.total_q = a.total_k = 20;
+  a.cu_seqlens_q = a.cu_seqlens_k = fake_lens(0x50000);
+  a.host_cu_seqlens_q = a.host_cu_seqlens_k = cu_bad;
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), AllOf(StartsWith("cu_seqlens_q"), HasSubstr("not monotonic")));
+}
+
+TEST(CApi, ScaleIsOnlyUsedWithHasScale) {
+  sigjit_attention_args a = c_dense_args();
+  a.scale = std::numeric_limits<float>::quiet_NaN();  // ignored: has_scale = 0
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_OK) << sigjit_last_error();
+}
+
+TEST(CApi, NullArgs) {
+  EXPECT_EQ(sigjit_validate(nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), AllOf(StartsWith("args"), HasSubstr("null pointer")));
+  EXPECT_EQ(sigjit_forward(nullptr, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), AllOf(StartsWith("args"), HasSubstr("null pointer")));
+}
+
+TEST(CApi, WrongStructSize) {
+  sigjit_attention_args a = c_dense_args();
+  for (int32_t size : {0, static_cast<int32_t>(sizeof(a)) - 8, static_cast<int32_t>(sizeof(a)) + 8}) {
+    a.struct_size = size;
+    EXPECT_EQ(sigjit_validate(&a), SIGJIT_ERROR_INVALID_ARGUMENT) << size;
+    EXPECT_THAT(sigjit_last_error(), StartsWith("args.struct_size")) << size;
+    EXPECT_EQ(sigjit_forward(&a, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT) << size;
+    EXPECT_THAT(sigjit_last_error(), StartsWith("args.struct_size")) << size;
+  }
+}
+
+TEST(CApi, LastErrorIsPerThreadAndKeptUntilTheNextFailure) {
+  sigjit_attention_args bad = c_dense_args();
+  bad.head_dim = 7;
+  ASSERT_EQ(sigjit_validate(&bad), SIGJIT_ERROR_INVALID_ARGUMENT);
+  std::string other_thread;
+  std::thread([&] {
+    sigjit_attention_args b = c_dense_args();
+    b.o = nullptr;
+    EXPECT_EQ(sigjit_validate(&b), SIGJIT_ERROR_INVALID_ARGUMENT);
+    other_thread = sigjit_last_error();
+  }).join();
+  EXPECT_THAT(other_thread, StartsWith("o: null pointer"));
+  EXPECT_THAT(sigjit_last_error(), StartsWith("head_dim=7"));  // untouched by the other thread
+}
+
+TEST(CApi, ForwardValidatesBeforeTouchingTheDriver) {
+  // An invalid argument is reported as such even where no driver exists.
+  sigjit_attention_args a = c_dense_args();
+  a.heads_kv = 3;
+  EXPECT_EQ(sigjit_forward(&a, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), StartsWith("heads_kv=3"));
+}
+
+TEST(CApi, ForwardWithoutDriverReportsCudaError) {
+  if (void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL)) {
+    dlclose(lib);
+    GTEST_SKIP() << "libcuda.so.1 loads on this machine, so the no-driver path cannot be exercised here";
+  }
+  sigjit_attention_args a = c_dense_args();
+  EXPECT_EQ(sigjit_forward(&a, nullptr), SIGJIT_ERROR_CUDA);
+  EXPECT_THAT(sigjit_last_error(), AllOf(HasSubstr("no CUDA driver"), HasSubstr("libcuda.so.1")));
+
+  sigjit::AttentionArgs cpp = dense_args();
+  try {
+    sigjit::forward(cpp, nullptr);
+    FAIL() << "forward succeeded without a CUDA driver";
+  } catch (const sigjit::Error& e) {
+    EXPECT_EQ(e.kind(), sigjit::ErrorKind::cuda);
+    EXPECT_THAT(e.what(), HasSubstr("no CUDA driver"));
+  }
+}
+
+TEST(CApi, VersionNamesLibraryAndNvrtc) {
+  EXPECT_THAT(sigjit_version(), AllOf(StartsWith("sigjit "), HasSubstr("NVRTC")));
+  EXPECT_THAT(sigjit::version(), AllOf(StartsWith("sigjit "), HasSubstr("NVRTC")));
+}
+
+}  // namespace

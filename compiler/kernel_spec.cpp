@@ -99,16 +99,18 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
 }
 
 TileConfig default_config(const KernelSpec& spec) {
-  // Best of the H100 sweep (bench/results/2026-11-23-h100-sweep.csv): 32 rows per warp, so
-  // each K/V fragment read from shared memory feeds two m16 tiles; at hd 96/128 that only fits
-  // without spills when Q is re-read from shared memory. 256 needs a narrow key tile
-  // and 16 rows per warp to stay in registers.
-  // At hd <= 64 the 128-key tile needs 254 registers; score bias, causal masking and the exact sigmoid push it
-  // into spills, so those variants take the 64-key tile with Q in shared memory (289 vs 309
-  // TFLOPS on the dense fast point).
+  // From the H100 sweeps (bench/results/2026-11-23-h100-sweep.csv, bench/NOTES.md): 32 rows per
+  // warp, so each K/V fragment read from shared memory feeds two m16 tiles.
+  //  - hd <= 64: 128-key tile (309 TFLOPS dense); it needs 254 registers, and causal masking,
+  //    score bias or the exact sigmoid push it into spills, so those take the 64-key tile with Q
+  //    re-read from shared memory (289).
+  //  - hd 96/128: 32-key tile with Q in shared memory (299); score bias plus the exact sigmoid
+  //    spill 8 B there on sm_90a, so that pair takes 16-row warps (243).
+  //  - hd 256: a narrow key tile and 16-row warps (correctness only; it still spills).
   const bool heavy = spec.score_bias || spec.causal || spec.sigmoid == SigmoidMode::exact;
   TileConfig c = spec.head_dim <= 64    ? (heavy ? TileConfig{128, 64, 4, 2, false} : TileConfig{128, 128, 4, 2})
-                 : spec.head_dim <= 128 ? TileConfig{128, 32, 4, 2, false}
+                 : spec.head_dim <= 128 ? (spec.score_bias && spec.sigmoid == SigmoidMode::exact ? TileConfig{128, 64, 8, 2, false}
+                                                                                          : TileConfig{128, 32, 4, 2, false})
                                         : TileConfig{64, 32, 4, 2};
   // Archs with 99 KB of shared memory per block (sm_86, sm_89, sm_120) do not fit the measured
   // head-dim-128 tile: narrow the key tile until the config fits.

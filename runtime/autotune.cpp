@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -204,6 +205,21 @@ class GpuMeasurer final : public tuner::Measurer {
   double flops_ = 0;
 };
 
+// Runs body(i) for i in [0, n) on all cores; `per_thread` runs first on each worker (e.g. to make
+// the CUDA context current there).
+void parallel_for(std::size_t n, const std::function<void(std::size_t)>& body, const std::function<void()>& per_thread = {}) {
+  std::atomic<std::size_t> next{0};
+  const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(n)));
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      if (per_thread) per_thread();
+      for (std::size_t i; (i = next++) < n;) body(i);
+    });
+  }
+  for (auto& t : pool) t.join();
+}
+
 }  // namespace
 
 std::vector<std::pair<TileConfig, std::string>> compile_in_parallel(const KernelSpec& spec, const std::vector<TileConfig>& configs,
@@ -211,27 +227,20 @@ std::vector<std::pair<TileConfig, std::string>> compile_in_parallel(const Kernel
   std::vector<std::pair<TileConfig, std::string>> failures;
   if (results) results->assign(configs.size(), CompiledKernel{});
   std::mutex mutex;
-  std::atomic<std::size_t> next{0};
   int done = 0;
-  auto worker = [&] {
-    for (std::size_t i; (i = next++) < configs.size();) {
-      std::string failure;
-      try {
-        CompiledKernel k = compile_kernel(spec, configs[i]);
-        if (results) (*results)[i] = std::move(k);
-      } catch (const Error& e) {
-        failure = e.what();
-      }
-      std::lock_guard<std::mutex> lock(mutex);
-      if (!failure.empty()) failures.emplace_back(configs[i], failure);
-      ++done;
-      if (progress) progress(done, static_cast<int>(configs.size()), fmt::format("compiled {}", configs[i].describe()));
+  parallel_for(configs.size(), [&](std::size_t i) {
+    std::string failure;
+    try {
+      CompiledKernel k = compile_kernel(spec, configs[i]);
+      if (results) (*results)[i] = std::move(k);
+    } catch (const Error& e) {
+      failure = e.what();
     }
-  };
-  const unsigned n = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(configs.size())));
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < n; ++t) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!failure.empty()) failures.emplace_back(configs[i], failure);
+    ++done;
+    if (progress) progress(done, static_cast<int>(configs.size()), fmt::format("compiled {}", configs[i].describe()));
+  });
   return failures;
 }
 
@@ -243,26 +252,21 @@ tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, 
     candidates.insert(candidates.begin(), fallback);
   }
   // Compile and load every candidate on all cores first; the measurer then finds them loaded.
-  std::atomic<std::size_t> next{0};
   std::mutex mutex;
   int done = 0;
-  auto worker = [&] {
-    driver().cuCtxSetCurrent(dev.context);
-    for (std::size_t i; (i = next++) < candidates.size();) {
-      try {
-        get_kernel(dev.context, spec, candidates[i]);
-      } catch (const Error&) {
-        // recorded by the measurer's check()
-      }
-      std::lock_guard<std::mutex> lock(mutex);
-      ++done;
-      if (options.progress) options.progress(done, static_cast<int>(candidates.size()), "compiled " + candidates[i].describe());
-    }
-  };
-  std::vector<std::thread> pool;
-  const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(candidates.size())));
-  for (unsigned t = 0; t < threads; ++t) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
+  parallel_for(
+      candidates.size(),
+      [&](std::size_t i) {
+        try {
+          get_kernel(dev.context, spec, candidates[i]);
+        } catch (const Error&) {
+          // recorded as a rejection by the measurer's check()
+        }
+        std::lock_guard<std::mutex> lock(mutex);
+        ++done;
+        if (options.progress) options.progress(done, static_cast<int>(candidates.size()), "compiled " + candidates[i].describe());
+      },
+      [&] { driver().cuCtxSetCurrent(dev.context); });
 
   GpuMeasurer measurer(dev, spec, shape);
   tuner::TuneResult result = tuner::tune(spec, candidates, measurer, options.strategy, options.budget, options.progress);

@@ -41,6 +41,7 @@ struct SpecOptions {
   bool score_bias = false;
   std::string sigmoid = "fast";
   std::string arch = "sm_90";
+  std::string direction = "fwd";
   std::string tile;
   std::string out_dir;
 };
@@ -100,6 +101,9 @@ sigjit::KernelSpec spec_from_options(const SpecOptions& o) {
   spec.score_bias = o.score_bias;
   spec.sigmoid = o.sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast;
   spec.arch = sigjit::Arch::parse(o.arch);
+  spec.direction = o.direction == "bwd_dkdv" ? sigjit::Direction::backward_dkdv
+                   : o.direction == "bwd_dq" ? sigjit::Direction::backward_dq
+                                             : sigjit::Direction::forward;
   return spec;
 }
 
@@ -322,6 +326,8 @@ int main(int argc, char** argv) {
   compile->add_flag("--score-bias", co.score_bias, "Per-key score bias");
   compile->add_option("--sigmoid", co.sigmoid, "fast or exact")->check(CLI::IsMember({"fast", "exact"}));
   compile->add_option("--arch", co.arch, "Target, e.g. sm_80, sm_90, sm_90a");
+  compile->add_option("--direction", co.direction, "fwd, bwd_dkdv or bwd_dq (the two backward kernels)")
+      ->check(CLI::IsMember({"fwd", "bwd_dkdv", "bwd_dq"}));
   compile->add_option("--tile", co.tile, "Tile config m<BM>n<BN>w<WARPS>s<STAGES>[qs] (default: the heuristic)");
   compile->add_option("--out", co.out_dir, "Directory for the .cu, .ptx and .cubin");
 

@@ -19,6 +19,15 @@ const char* layout_tag(Layout l) {
 }
 }  // namespace
 
+const char* direction_tag(Direction d) {
+  switch (d) {
+    case Direction::forward: return "fwd";
+    case Direction::backward_dkdv: return "bwd_dkdv";
+    case Direction::backward_dq: return "bwd_dq";
+  }
+  return "?";
+}
+
 std::string Arch::name() const { return fmt::format("sm_{}{}{}", major, minor, arch_specific ? "a" : ""); }
 
 Arch Arch::parse(const std::string& text) {
@@ -51,7 +60,7 @@ const char* to_string(SeqBucket bucket) {
 }
 
 std::string KernelSpec::describe() const {
-  return fmt::format("{} {} hd{} {}{} bias={} {}sigmoid={} gqa={} bucket={} arch={}", direction == Direction::forward ? "fwd" : "bwd",
+  return fmt::format("{} {} hd{} {}{} bias={} {}sigmoid={} gqa={} bucket={} arch={}", direction_tag(direction),
                      dtype_tag(dtype), head_dim, layout_tag(layout), causal ? " causal" : "", bias_mode == BiasMode::log_n ? "-log(n)" : "scalar",
                      score_bias ? "score_bias " : "", sigmoid == SigmoidMode::fast ? "fast" : "exact", gqa_ratio, to_string(bucket), arch.name());
 }
@@ -79,13 +88,21 @@ int forward_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
   return 2 * (c.block_m * row + 2 * c.stages * c.block_n * row);
 }
 
+int smem_bytes(const KernelSpec& spec, const TileConfig& c) {
+  // The backward kernels keep two fixed BLOCK_M tiles (K and V, or Q and dO) where the forward
+  // keeps one (Q).
+  const int extra = spec.direction == Direction::forward ? 0 : 2 * c.block_m * (spec.head_dim + 8);
+  return forward_smem_bytes(spec, c) + extra;
+}
+
 std::string check_config(const KernelSpec& spec, const TileConfig& c) {
   if (c.warps < 1 || c.warps > 16) return fmt::format("warps={} outside 1..16", c.warps);
   if (c.block_m % (16 * c.warps) != 0) return fmt::format("block_m={} is not a multiple of 16*warps={}", c.block_m, 16 * c.warps);
   if (c.block_m / c.warps / 16 > 2) return fmt::format("block_m/warps={} rows per warp: at most 32 fit the register file", c.block_m / c.warps);
   if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256) return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
-  const int smem = forward_smem_bytes(spec, c);
+  if (spec.direction != Direction::forward && c.q_in_regs) return "backward kernels read their fixed tiles from shared memory: use a qs config";
+  const int smem = smem_bytes(spec, c);
   // Opt-in shared memory per block: 227 KB on sm_90/sm_100, 163 KB on sm_80, 99 KB on the
   // other sm_8x and on sm_12x (consumer Blackwell).
   const int limit = spec.arch.major >= 9 && spec.arch.major != 12 ? 227 * 1024
@@ -93,12 +110,22 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
   if (smem > limit) return fmt::format("needs {} B of shared memory, {} allows {} B", smem, spec.arch.name(), limit);
   // Accumulators alone: O (D/2 per m16 tile) + S (block_n/2 per m16 tile) + Q (D/4 per m16 tile) fp32/b32 registers.
   const int mtiles = c.block_m / c.warps / 16;
-  const int regs = mtiles * (spec.head_dim / 2 + c.block_n / 2 + (c.q_in_regs ? spec.head_dim / 4 : 0));
+  // Backward: two accumulators of D/2 (dK and dV) and two score tiles (S and dP) per m16 tile.
+  const int regs = spec.direction == Direction::forward ? mtiles * (spec.head_dim / 2 + c.block_n / 2 + (c.q_in_regs ? spec.head_dim / 4 : 0))
+                                                        : mtiles * (spec.head_dim + c.block_n);
+  if (spec.direction != Direction::forward && spec.head_dim > 128) return {};  // hd 256 backward: correctness only, spills accepted
   if (regs > 224) return fmt::format("about {} accumulator registers per thread: would spill", regs);
   return {};
 }
 
 TileConfig default_config(const KernelSpec& spec) {
+  // Backward (not yet measured on a GPU): 16-row warps over a 64-row fixed tile, the streamed
+  // tile narrowed as the head dim grows so S, dP, dK and dV fit in registers.
+  if (spec.direction != Direction::forward) {
+    TileConfig c = spec.head_dim <= 64 ? TileConfig{64, 64, 4, 2, false} : spec.head_dim <= 128 ? TileConfig{64, 32, 4, 2, false} : TileConfig{32, 32, 2, 2, false};
+    while (c.block_n > 16 && !check_config(spec, c).empty()) c.block_n /= 2;
+    return c;
+  }
   // From the H100 sweeps (bench/results/2026-11-23-h100-sweep.csv, bench/NOTES.md): 32 rows per
   // warp, so each K/V fragment read from shared memory feeds two m16 tiles.
   //  - hd <= 64: 128-key tile (309 TFLOPS dense); it needs 254 registers, and causal masking,
@@ -132,7 +159,7 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
 }
 
 nlohmann::json spec_to_json(const KernelSpec& s) {
-  return {{"direction", s.direction == Direction::forward ? "fwd" : "bwd"},
+  return {{"direction", direction_tag(s.direction)},
           {"dtype", dtype_tag(s.dtype)},
           {"head_dim", s.head_dim},
           {"layout", layout_tag(s.layout)},
@@ -157,7 +184,8 @@ KernelSpec spec_from_json(const nlohmann::json& j) {
     throw Error(fmt::format("spec JSON: {}='{}' is not one of {}", name, v, fmt::join(allowed, ", ")));
   };
   KernelSpec s;
-  s.direction = one_of("direction", {"fwd", "bwd"}) == "fwd" ? Direction::forward : Direction::backward;
+  const std::string direction = one_of("direction", {"fwd", "bwd_dkdv", "bwd_dq"});
+  s.direction = direction == "fwd" ? Direction::forward : direction == "bwd_dkdv" ? Direction::backward_dkdv : Direction::backward_dq;
   s.dtype = one_of("dtype", {"bf16", "fp16"}) == "bf16" ? DType::bf16 : DType::fp16;
   s.head_dim = field("head_dim").get<int>();
   const std::string layout = one_of("layout", {"dense", "padded", "varlen"});
@@ -174,13 +202,13 @@ KernelSpec spec_from_json(const nlohmann::json& j) {
 }
 
 std::string problem_key(const KernelSpec& s) {
-  return fmt::format("{}_{}_d{}_{}_{}_{}_{}_{}_{}_{}", s.direction == Direction::forward ? "fwd" : "bwd", dtype_tag(s.dtype), s.head_dim,
+  return fmt::format("{}_{}_d{}_{}_{}_{}_{}_{}_{}_{}", direction_tag(s.direction), dtype_tag(s.dtype), s.head_dim,
                      layout_tag(s.layout), s.causal ? "causal" : "full", s.bias_mode == BiasMode::log_n ? "logn" : "scalar",
                      s.score_bias ? "sb" : "nosb", s.sigmoid == SigmoidMode::fast ? "fast" : "exact", to_string(s.bucket), s.arch.name());
 }
 
 std::string kernel_name(const KernelSpec& s, const TileConfig& c) {
-  return fmt::format("sigjit_{}_{}_d{}_{}_{}_{}_{}_{}_{}_{}", s.direction == Direction::forward ? "fwd" : "bwd", dtype_tag(s.dtype), s.head_dim,
+  return fmt::format("sigjit_{}_{}_d{}_{}_{}_{}_{}_{}_{}_{}", direction_tag(s.direction), dtype_tag(s.dtype), s.head_dim,
                      layout_tag(s.layout), s.causal ? "causal" : "full", s.bias_mode == BiasMode::log_n ? "logn" : "scalar",
                      s.score_bias ? "sb" : "nosb", s.sigmoid == SigmoidMode::fast ? "fast" : "exact", c.describe(), s.arch.name());
 }

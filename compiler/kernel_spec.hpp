@@ -15,7 +15,9 @@
 
 namespace sigjit {
 
-enum class Direction { forward, backward };
+// The backward pass is two kernels (see templates/sigjit/bwd_sm80.cuh), each its own spec.
+enum class Direction { forward, backward_dkdv, backward_dq };
+const char* direction_tag(Direction d);  // "fwd", "bwd_dkdv", "bwd_dq"
 
 // Target architecture as NVRTC names it, e.g. "sm_80", "sm_90", "sm_90a".
 struct Arch {
@@ -68,6 +70,8 @@ const std::vector<int>& supported_head_dims();
 
 // Bytes of dynamic shared memory the forward template needs (mirrors FwdConfig::kSmemBytes).
 int forward_smem_bytes(const KernelSpec& spec, const TileConfig& config);
+// Dynamic shared memory of the spec's kernel, whatever its direction.
+int smem_bytes(const KernelSpec& spec, const TileConfig& config);
 
 // Empty when the config satisfies the template's static constraints and fits the arch;
 // otherwise the reason. Lets the tuner drop a config before paying for a compile.

@@ -142,7 +142,7 @@ CompiledKernel compile_kernel(const KernelSpec& spec, const TileConfig& config) 
   if (!k.ptx.empty() && k.ptx.back() == '\0') k.ptx.pop_back();
 
   k.resources = parse_ptxas_report(k.log, k.name);
-  k.resources.shared_dynamic_bytes = forward_smem_bytes(spec, config);
+  k.resources.shared_dynamic_bytes = smem_bytes(spec, config);
   k.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   dump(k);
   if (env_flag("SIGJIT_VERBOSE_COMPILE")) {

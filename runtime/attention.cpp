@@ -147,6 +147,62 @@ void forward(const AttentionArgs& args, Stream stream) {
   detail::launch_forward(r, k.kernel, k.config, cu_stream);
 }
 
+namespace {
+
+SigjitBwdParams make_bwd_params(const detail::Resolved& r, const Gradients& g) {
+  SigjitBwdParams bp{};
+  bp.fwd = detail::make_params(r);
+  bp.dout = g.dout;
+  bp.dq = g.dq;
+  bp.dk = g.dk;
+  bp.dv = g.dv;
+  bp.do_stride_b = g.dout_strides.batch, bp.do_stride_l = g.dout_strides.token, bp.do_stride_h = g.dout_strides.head;
+  bp.dq_stride_b = g.dq_strides.batch, bp.dq_stride_l = g.dq_strides.token, bp.dq_stride_h = g.dq_strides.head;
+  bp.dk_stride_b = g.dk_strides.batch, bp.dk_stride_l = g.dk_strides.token, bp.dk_stride_h = g.dk_strides.head;
+  bp.dv_stride_b = g.dv_strides.batch, bp.dv_stride_l = g.dv_strides.token, bp.dv_stride_h = g.dv_strides.head;
+  return bp;
+}
+
+bool experimental_backward_enabled() {
+  const char* v = std::getenv("SIGJIT_EXPERIMENTAL_BACKWARD");
+  return v && *v && std::string(v) != "0";
+}
+
+}  // namespace
+
+void backward(const AttentionArgs& args, const Gradients& grads, Stream stream) {
+  AttentionArgs with_output = args;
+  if (with_output.o == nullptr) with_output.o = grads.dq;  // O is not read by the backward
+  const detail::Resolved r = detail::resolve(with_output);
+  const Gradients g = detail::resolve_gradients(r, grads);
+  if (!experimental_backward_enabled()) {
+    throw Error("backward: the backward kernels are not yet verified on a GPU; set SIGJIT_EXPERIMENTAL_BACKWARD=1 to use them anyway");
+  }
+  const detail::DeviceInfo dev = detail::current_device();
+  const AttentionArgs& a = r.args;
+  for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"dout", g.dout}, {"dq", g.dq},
+                                  {"dk", g.dk}, {"dv", g.dv}}) {
+    detail::check_device_pointer(name, ptr);
+  }
+  CUstream cu_stream = reinterpret_cast<CUstream>(stream);
+  detail::validate_lengths(r, cu_stream);
+  if (a.batch == 0 || (a.seqlen_q == 0 && a.seqlen_k == 0)) return;
+
+  SigjitBwdParams params = make_bwd_params(r, g);
+  void* kernel_args[] = {&params};
+  KernelSpec spec = detail::forward_spec(r, dev.arch());
+  for (Direction part : {Direction::backward_dkdv, Direction::backward_dq}) {
+    spec.direction = part;
+    const detail::ResolvedKernel k = detail::resolve_kernel(dev, spec);
+    const bool dkdv = part == Direction::backward_dkdv;
+    const int rows = dkdv ? a.seqlen_k : a.seqlen_q;
+    if (rows == 0) continue;
+    const unsigned grid_x = static_cast<unsigned>((rows + k.config.block_m - 1) / k.config.block_m);
+    SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(k.kernel.function, grid_x, dkdv ? a.heads_kv : a.heads_q, a.batch, k.kernel.threads, 1, 1,
+                                                    k.kernel.smem_bytes, cu_stream, kernel_args, nullptr));
+  }
+}
+
 std::string version() {
   return fmt::format("sigjit {} (NVRTC {}, codegen {})", SIGJIT_VERSION, nvrtc_version(), kCodegenVersion);
 }

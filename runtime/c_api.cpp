@@ -86,6 +86,20 @@ sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_
   return guarded(args, [stream](const sigjit::AttentionArgs& a) { sigjit::forward(a, stream); });
 }
 
+sigjit_status sigjit_backward(const sigjit_attention_args* args, const sigjit_gradients* grads, struct CUstream_st* stream) {
+  if (grads == nullptr) {
+    g_last_error = "grads: null pointer; pass a sigjit_gradients with dout, dq, dk and dv";
+    return SIGJIT_ERROR_INVALID_ARGUMENT;
+  }
+  return guarded(args, [grads, stream](const sigjit::AttentionArgs& a) {
+    sigjit::Gradients g;
+    g.dout = grads->dout, g.dq = grads->dq, g.dk = grads->dk, g.dv = grads->dv;
+    g.dout_strides = to_cpp(grads->dout_strides), g.dq_strides = to_cpp(grads->dq_strides);
+    g.dk_strides = to_cpp(grads->dk_strides), g.dv_strides = to_cpp(grads->dv_strides);
+    sigjit::backward(a, g, stream);
+  });
+}
+
 const char* sigjit_last_error(void) { return g_last_error.c_str(); }
 
 const char* sigjit_version(void) {

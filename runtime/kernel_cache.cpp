@@ -40,7 +40,7 @@ CUresult try_load(Entry& e, const std::string& name, const KernelSpec& spec, con
   LoadedKernel k;
   st = driver().cuModuleGetFunction(&k.function, e.module, name.c_str());
   if (st == CUDA_SUCCESS) {
-    k.smem_bytes = forward_smem_bytes(spec, config);
+    k.smem_bytes = smem_bytes(spec, config);
     k.threads = config.threads();
     st = driver().cuFuncSetAttribute(k.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, k.smem_bytes);
   }

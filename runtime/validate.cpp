@@ -130,6 +130,22 @@ Resolved resolve(const AttentionArgs& in) {
   return r;
 }
 
+Gradients resolve_gradients(const Resolved& r, const Gradients& in) {
+  const AttentionArgs& a = r.args;
+  Gradients g = in;
+  const bool varlen = a.layout == Layout::varlen;
+  const int rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
+  check_tensor_pointer("dout", g.dout);
+  check_tensor_pointer("dq", g.dq);
+  check_tensor_pointer("dk", g.dk);
+  check_tensor_pointer("dv", g.dv);
+  g.dout_strides = check_strides("dout", g.dout_strides, varlen, rows_q, a.heads_q, a.head_dim);
+  g.dq_strides = check_strides("dq", g.dq_strides, varlen, rows_q, a.heads_q, a.head_dim);
+  g.dk_strides = check_strides("dk", g.dk_strides, varlen, rows_k, a.heads_kv, a.head_dim);
+  g.dv_strides = check_strides("dv", g.dv_strides, varlen, rows_k, a.heads_kv, a.head_dim);
+  return g;
+}
+
 void check_lengths(const Resolved& r, const std::int32_t* q, const std::int32_t* k) {
   const AttentionArgs& a = r.args;
   if (a.layout == Layout::padded) {

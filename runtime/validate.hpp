@@ -18,6 +18,10 @@ struct Resolved {
 
 Resolved resolve(const AttentionArgs& args);
 
+// The gradient tensors of a backward call: pointers and strides checked like Q/O (dO, dQ) and
+// K/V (dK, dV); returns them with contiguous strides filled in.
+Gradients resolve_gradients(const Resolved& r, const Gradients& g);
+
 // Checks per-sequence lengths (seq_lens for padded, cu_seqlens for varlen) given as host
 // arrays of batch (padded) or batch + 1 (varlen) entries.
 void check_lengths(const Resolved& r, const std::int32_t* lens_or_cu_q, const std::int32_t* lens_or_cu_k);

@@ -108,6 +108,23 @@ void validate(const AttentionArgs& args);
 // compiles it (about a second) and validate_lengths without host copies syncs the stream.
 void forward(const AttentionArgs& args, Stream stream);
 
+// Gradients of the forward described by AttentionArgs (whose `o` is not read and may be null).
+// dO is laid out like O, dQ like Q, dK and dV like K and V, each with its own strides (zero:
+// contiguous). The score bias is not trainable: it gets no gradient.
+struct Gradients {
+  const void* dout = nullptr;
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+  Strides dout_strides, dq_strides, dk_strides, dv_strides;
+};
+
+// Computes dQ, dK and dV (dK/dV summed over the query heads of each GQA group; padded rows and
+// keys get exactly zero). Deterministic: two kernels without atomics, so gradients are bitwise
+// identical run to run. EXPERIMENTAL: the kernels compile for every spec but have not yet been
+// verified on a GPU; until they are, backward() throws unless SIGJIT_EXPERIMENTAL_BACKWARD=1.
+void backward(const AttentionArgs& args, const Gradients& grads, Stream stream);
+
 // Library and toolchain identification, e.g. for logs and cache keys.
 std::string version();
 

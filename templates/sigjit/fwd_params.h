@@ -36,3 +36,17 @@ struct SigjitFwdParams {
   float bias; // used when the bias mode is scalar
   int pad_;
 };
+
+// Backward: the forward's parameters plus the gradients. dO and dQ share Q's layout
+// rules (their own strides); dK and dV share K's.
+struct SigjitBwdParams {
+  SigjitFwdParams fwd;
+  const void* dout;
+  void* dq;
+  void* dk;
+  void* dv;
+  sigjit_i64 do_stride_b, do_stride_l, do_stride_h;
+  sigjit_i64 dq_stride_b, dq_stride_l, dq_stride_h;
+  sigjit_i64 dk_stride_b, dk_stride_l, dk_stride_h;
+  sigjit_i64 dv_stride_b, dv_stride_l, dv_stride_h;
+};

@@ -97,4 +97,60 @@ RefOutput reference_forward_sampled(const RefInputs& in, std::size_t o_elements,
   return out;
 }
 
+RefGrads reference_backward(const RefInputs& in, const float* dout, std::size_t q_elements, std::size_t k_elements) {
+  const AttentionArgs& a = in.args;
+  const int heads_kv = a.heads_kv ? a.heads_kv : a.heads_q;
+  const int group = a.heads_q / heads_kv;
+  const bool varlen = a.layout == Layout::varlen;
+  const int rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
+  const Strides qs = effective_strides(a.q_strides, rows_q, a.heads_q, a.head_dim);
+  const Strides os = effective_strides(a.o_strides, rows_q, a.heads_q, a.head_dim);
+  const Strides ks = effective_strides(a.k_strides, rows_k, heads_kv, a.head_dim);
+  const Strides vs = effective_strides(a.v_strides, rows_k, heads_kv, a.head_dim);
+  const double scale = a.scale ? static_cast<double>(*a.scale) : 1.0 / std::sqrt(static_cast<double>(a.head_dim));
+  const std::int64_t sb_stride = a.score_bias_stride ? a.score_bias_stride : a.seqlen_k;
+  RefGrads g{std::vector<double>(q_elements, 0.0), std::vector<double>(k_elements, 0.0), std::vector<double>(k_elements, 0.0)};
+  // One worker per (sequence, kv head): the query heads of a group add into the same dK/dV rows.
+  auto work = [&](int b, int hk) {
+    const Geometry geo = sequence_geometry(in, b);
+    const std::int64_t qb = varlen ? 0 : b * qs.batch, ob = varlen ? 0 : b * os.batch;
+    const std::int64_t kb = varlen ? 0 : b * ks.batch, vb = varlen ? 0 : b * vs.batch;
+    const double bias = a.bias_mode == BiasMode::log_n ? -std::log(static_cast<double>(geo.len_k > 1 ? geo.len_k : 1)) : a.bias;
+    for (int h = hk * group; h < (hk + 1) * group; ++h) {
+      for (int i = 0; i < geo.len_q; ++i) {
+        const std::int64_t qoff = qb + (geo.q_row0 + i) * qs.token + h * qs.head;
+        const std::int64_t ooff = ob + (geo.q_row0 + i) * os.token + h * os.head;
+        for (int j = 0; j < geo.len_k; ++j) {
+          if (a.causal && j > i + (geo.len_k - geo.len_q)) break;
+          const std::int64_t koff = kb + (geo.k_row0 + j) * ks.token + hk * ks.head;
+          const std::int64_t voff = vb + (geo.k_row0 + j) * vs.token + hk * vs.head;
+          double dot = 0, dp = 0;
+          for (int d = 0; d < a.head_dim; ++d) {
+            dot += static_cast<double>(in.q[qoff + d]) * in.k[koff + d];
+            dp += static_cast<double>(dout[ooff + d]) * in.v[voff + d];
+          }
+          double x = scale * dot + bias;
+          if (in.score_bias) x += in.score_bias[varlen ? geo.k_row0 + j : b * sb_stride + j];
+          const double p = sigmoid(x), ds = dp * p * (1.0 - p);
+          for (int d = 0; d < a.head_dim; ++d) {
+            g.dv[voff + d] += p * dout[ooff + d];
+            g.dq[qoff + d] += scale * ds * in.k[koff + d];
+            g.dk[koff + d] += scale * ds * in.q[qoff + d];
+          }
+        }
+      }
+    }
+  };
+  const int pairs = a.batch * heads_kv;
+  const int workers = std::max(1, std::min<int>(pairs, static_cast<int>(std::thread::hardware_concurrency())));
+  std::vector<std::thread> pool;
+  for (int w = 0; w < workers; ++w) {
+    pool.emplace_back([&, w] {
+      for (int pair = w; pair < pairs; pair += workers) work(pair / heads_kv, pair % heads_kv);
+    });
+  }
+  for (auto& t : pool) t.join();
+  return g;
+}
+
 }  // namespace sigjit::testing

@@ -47,6 +47,14 @@ struct RefOutput {
 // on all hardware threads.
 RefOutput reference_forward_sampled(const RefInputs& in, std::size_t o_elements, int row_step);
 
+// fp64 gradients of the forward for upstream gradient dout (laid out like O, by o_strides).
+// dq follows q_strides, dk/dv follow k_strides/v_strides; every element of the three buffers
+// starts at 0, so padded rows and keys read exactly 0. dK/dV sum over each GQA group's heads.
+struct RefGrads {
+  std::vector<double> dq, dk, dv;
+};
+RefGrads reference_backward(const RefInputs& in, const float* dout, std::size_t q_elements, std::size_t k_elements);
+
 // Effective (contiguous-filled) strides, matching the library's rules.
 Strides effective_strides(Strides s, int tokens, int heads, int head_dim);
 

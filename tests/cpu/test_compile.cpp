@@ -163,9 +163,9 @@ CompileOutcome compile_and_check(const KernelSpec& spec) {
   return r;
 }
 
-TEST(CompileAll, EverySupportedForwardSpecCompilesForSm80AndSm90a) {
-  const std::vector<KernelSpec> specs = all_forward_specs_both_arches();
-  ASSERT_EQ(specs.size(), 5u * 2 * 3 * 2 * 2 * 2 * 2 * 2);
+// Compiles every spec on all cores with progress lines; fails on any compile failure (and, via
+// compile_and_check, on spills at the fast head dims).
+void compile_all(const std::vector<KernelSpec>& specs) {
   const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
   std::printf("compiling %zu kernels on %u threads\n", specs.size(), workers);
   std::fflush(stdout);
@@ -213,8 +213,27 @@ TEST(CompileAll, EverySupportedForwardSpecCompilesForSm80AndSm90a) {
   for (const auto& [key, list] : spills_by_arch_dim) {
     std::printf("info: %zu kernels spill registers at %s, e.g. %s\n", list.size(), key.c_str(), list.front().c_str());
   }
-  RecordProperty("total_seconds", std::to_string(total));
+  ::testing::Test::RecordProperty("total_seconds", std::to_string(total));
   EXPECT_EQ(failures, 0u);
+}
+
+TEST(CompileAll, EverySupportedForwardSpecCompilesForSm80AndSm90a) {
+  const std::vector<KernelSpec> specs = all_forward_specs_both_arches();
+  ASSERT_EQ(specs.size(), 5u * 2 * 3 * 2 * 2 * 2 * 2 * 2);
+  compile_all(specs);
+}
+
+// Both backward kernels (dK/dV and dQ) of every forward spec.
+TEST(CompileAll, EveryBackwardSpecCompilesForSm80AndSm90a) {
+  std::vector<KernelSpec> specs;
+  for (KernelSpec s : all_forward_specs_both_arches()) {
+    for (sigjit::Direction d : {sigjit::Direction::backward_dkdv, sigjit::Direction::backward_dq}) {
+      s.direction = d;
+      specs.push_back(s);
+    }
+  }
+  ASSERT_EQ(specs.size(), 2u * 5 * 2 * 3 * 2 * 2 * 2 * 2 * 2);
+  compile_all(specs);
 }
 
 // ---- kernel names ------------------------------------------------------------------------------
@@ -265,15 +284,25 @@ TEST(Codegen, EmitsConstantsAndTheEntryPoint) {
                          HasSubstr("/*head_dim*/ 64"), HasSubstr("/*block_m*/ 128"), HasSubstr("/*causal*/ true"), HasSubstr("/*exact*/ true")));
 }
 
-TEST(Codegen, BackwardIsRejected) {
+TEST(Codegen, BackwardEmitsBothKernelsFromTheBackwardTemplate) {
   KernelSpec s = spec_for(64);
-  s.direction = sigjit::Direction::backward;
-  try {
-    sigjit::compile_kernel(s, sigjit::default_config(s));
-    FAIL() << "backward compiled";
-  } catch (const sigjit::Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("direction"));
-  }
+  const TileConfig c{64, 64, 4, 2, false};
+  s.direction = sigjit::Direction::backward_dkdv;
+  EXPECT_THAT(sigjit::emit_source(s, c), AllOf(HasSubstr("#include \"sigjit/bwd_sm80.cuh\""), HasSubstr("dkdv_kernel<Cfg>"),
+                                               HasSubstr("SigjitBwdParams"), HasSubstr("/*q_in_regs*/ false")));
+  const std::string dkdv_name = sigjit::kernel_name(s, c);
+  s.direction = sigjit::Direction::backward_dq;
+  EXPECT_THAT(sigjit::emit_source(s, c), HasSubstr("dq_kernel<Cfg>"));
+  EXPECT_NE(sigjit::kernel_name(s, c), dkdv_name);
+  EXPECT_NE(sigjit::problem_key(s), sigjit::problem_key(spec_for(64)));
+}
+
+TEST(Codegen, BackwardRejectsConfigsHoldingTheFixedTileInRegisters) {
+  KernelSpec s = spec_for(64);
+  s.direction = sigjit::Direction::backward_dkdv;
+  EXPECT_THAT(sigjit::check_config(s, TileConfig{64, 64, 4, 2, true}), HasSubstr("qs"));
+  EXPECT_EQ(sigjit::check_config(s, sigjit::default_config(s)), "");
+  EXPECT_GT(sigjit::smem_bytes(s, TileConfig{64, 64, 4, 2, false}), sigjit::forward_smem_bytes(s, TileConfig{64, 64, 4, 2, false}));
 }
 
 // ---- tile configs ------------------------------------------------------------------------------

@@ -1,0 +1,326 @@
+// Sigmoid-attention backward for sm_80+, as two deterministic kernels (no atomics, no
+// workspace, bitwise reproducible run to run).
+//
+// With P = sigmoid(S): dV = P^T dO, dP = dO V^T, dS = dP * P * (1 - P), dQ = scale dS K,
+// dK = scale dS^T Q. Unlike softmax there is no row statistic, so the forward stores nothing
+// and each kernel recomputes P from Q and K.
+//  - dkdv_kernel: one CTA per (key tile, kv head, sequence). K and V stay in shared memory;
+//    Q and dO tiles stream through a cp.async ring; warps own key rows, so S^T = K Q^T and
+//    dP^T = V dO^T come out with keys as rows, and dV += P^T dO, dK += dS^T Q accumulate in
+//    registers. The query heads of a GQA group are summed in the same registers.
+//  - dq_kernel: one CTA per (query tile, head, sequence), the forward's shape: S = Q K^T,
+//    dP = dO V^T, dQ += dS K, with Q and dO read from shared memory.
+// Cost: 7 GEMMs per score instead of the 5 of a single kernel with dQ atomics (S and dP are
+// computed in both kernels); in exchange no fp32 dQ workspace and no atomics.
+// Padding: Q/dO rows and K/V rows past a sequence's length are zero-filled, which makes their
+// contributions exactly zero; padded gradient rows are written as zeros.
+#pragma once
+
+#include "sigjit/fwd_sm80.cuh"
+
+namespace sigjit {
+namespace kern {
+
+__device__ __forceinline__ const u16* tensor_row(const void* base, i64 sb, i64 sl, i64 sh, i64 batch, i64 row, int head) {
+  return (const u16*)base + batch * sb + row * sl + (i64)head * sh;
+}
+
+// Where one sequence's rows start (the varlen row offset, or the batch index for the others).
+struct SeqRows {
+  i64 batch;  // 0 for varlen
+  i64 q_row0, k_row0;
+};
+
+template <class C>
+__device__ __forceinline__ SeqRows seq_rows(const SigjitFwdParams& p, int b) {
+  SeqRows r{(i64)b, 0, 0};
+  if (C::kLayout == kVarlen) {
+    r.batch = 0;
+    r.q_row0 = clamp_len(p.cu_seqlens_q[b], p.total_q);
+    r.k_row0 = clamp_len(p.cu_seqlens_k[b], p.total_k);
+  }
+  return r;
+}
+
+// P^T = sigmoid(scale * S^T + bias + s_k) for a tile whose rows are keys and columns queries;
+// dS^T = dP^T * P^T * (1 - P^T). Both packed into A-operand fragments.
+template <class C, bool MASKED>
+__device__ __forceinline__ void sigmoid_grad_tile_t(u32 (&p_frag)[C::kMTiles][C::kBlockN / 16][4], u32 (&ds_frag)[C::kMTiles][C::kBlockN / 16][4],
+                                                    float (&s)[C::kMTiles][C::kNTiles][4], float (&dp)[C::kMTiles][C::kNTiles][4],
+                                                    const SigmoidFold<C::kExact>& sig, const float (&row_addend)[C::kMTiles][2], int key_base,
+                                                    int query_base, int causal_offset, int lane) {
+#pragma unroll
+  for (int mt = 0; mt < C::kMTiles; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < C::kNTiles; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float p = sig(s[mt][nt][e], row_addend[mt][e / 2]);
+        if (MASKED) {
+          const int key = key_base + mt * 16 + lane / 4 + (e / 2) * 8;
+          const int query = query_base + nt * 8 + (lane % 4) * 2 + (e % 2);
+          p = key > query + causal_offset ? 0.0f : p;
+        }
+        s[mt][nt][e] = p;
+        dp[mt][nt][e] = dp[mt][nt][e] * p * (1.0f - p);
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
+      p_frag[mt][kk][0] = pack_half2<C::kBf16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+      p_frag[mt][kk][1] = pack_half2<C::kBf16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+      p_frag[mt][kk][2] = pack_half2<C::kBf16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+      p_frag[mt][kk][3] = pack_half2<C::kBf16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      ds_frag[mt][kk][0] = pack_half2<C::kBf16>(dp[mt][2 * kk][0], dp[mt][2 * kk][1]);
+      ds_frag[mt][kk][1] = pack_half2<C::kBf16>(dp[mt][2 * kk][2], dp[mt][2 * kk][3]);
+      ds_frag[mt][kk][2] = pack_half2<C::kBf16>(dp[mt][2 * kk + 1][0], dp[mt][2 * kk + 1][1]);
+      ds_frag[mt][kk][3] = pack_half2<C::kBf16>(dp[mt][2 * kk + 1][2], dp[mt][2 * kk + 1][3]);
+    }
+  }
+}
+
+template <class C>
+__device__ __forceinline__ void zero_acc(float (&a)[C::kMTiles][C::kDTiles][4]) {
+#pragma unroll
+  for (int mt = 0; mt < C::kMTiles; ++mt)
+#pragma unroll
+    for (int dt = 0; dt < C::kDTiles; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) a[mt][dt][e] = 0.0f;
+}
+
+template <class C>
+__device__ __forceinline__ void scale_acc(float (&a)[C::kMTiles][C::kDTiles][4], float scale) {
+#pragma unroll
+  for (int mt = 0; mt < C::kMTiles; ++mt)
+#pragma unroll
+    for (int dt = 0; dt < C::kDTiles; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) a[mt][dt][e] *= scale;
+}
+
+// C: a FwdConfig whose "M" side is the key tile and "N" side the query tile, Q_IN_REGS false.
+template <class C>
+struct DkdvLayout {
+  static constexpr int kFixedElems = C::kQElems;  // K or V: kBlockM rows
+  static constexpr int kStreamElems = C::kKVElems;  // Q or dO: kBlockN rows
+  static constexpr int kSmemBytes = 2 * (2 * kFixedElems + 2 * C::kStages * kStreamElems);
+  static_assert(!C::kQInRegs, "the dK/dV kernel reads K and V fragments from shared memory");
+  static_assert(kSmemBytes <= 227 * 1024, "dK/dV tile config exceeds the 227 KB shared memory of sm_90");
+};
+
+template <class C>
+__device__ __forceinline__ void dkdv_kernel(const SigjitBwdParams& bp) {
+  using L = DkdvLayout<C>;
+  const SigjitFwdParams& p = bp.fwd;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  u16* k_smem = (u16*)smem_raw;
+  u16* v_smem = k_smem + L::kFixedElems;
+  u16* ring = v_smem + L::kFixedElems;  // [stage][Q then dO][query tile rows][row stride]
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int b = blockIdx.z, h_kv = blockIdx.y;
+  const int n_start = blockIdx.x * C::kBlockM;  // key rows of this CTA
+  const SeqSlice seq = locate_sequence<C>(p, b, h_kv * p.kv_group);
+  const SeqRows rows = seq_rows<C>(p, b);
+  const int key_buffer_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
+
+  SeqSlice dk_out = seq, dv_out = seq;
+  dk_out.o = (u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, rows.batch, rows.k_row0, h_kv);
+  dv_out.o = (u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, rows.batch, rows.k_row0, h_kv);
+  dk_out.len_q = dv_out.len_q = seq.len_k;  // store_output's "rows" are keys here
+  dk_out.rows_to_clear = dv_out.rows_to_clear = key_buffer_rows;
+
+  if (n_start >= seq.len_k) {
+    if (n_start < key_buffer_rows) {
+      const int end = n_start + C::kBlockM < key_buffer_rows ? n_start + C::kBlockM : key_buffer_rows;
+      store_zero_rows<C>(dk_out.o, bp.dk_stride_l, n_start, end);
+      store_zero_rows<C>(dv_out.o, bp.dv_stride_l, n_start, end);
+    }
+    return;
+  }
+
+  const int causal_offset = seq.len_k - seq.len_q;
+  // Causal: query i sees key j when j <= i + offset, so this tile's first useful query row is
+  // n_start - offset.
+  int m_first = 0;
+  if (C::kCausal) {
+    const int first_query = n_start - causal_offset;
+    m_first = first_query > 0 ? first_query / C::kBlockN : 0;
+  }
+  const int m_blocks = (seq.len_q + C::kBlockN - 1) / C::kBlockN;
+  const int steps_per_head = m_blocks > m_first ? m_blocks - m_first : 0;
+  const int total_steps = steps_per_head * p.kv_group;
+
+  load_tile_async<C, C::kBlockM>(k_smem, seq.k + (i64)n_start * p.k_stride_l, p.k_stride_l, seq.len_k - n_start);
+  load_tile_async<C, C::kBlockM>(v_smem, seq.v + (i64)n_start * p.v_stride_l, p.v_stride_l, seq.len_k - n_start);
+  cp_async_commit();
+
+  auto load_step = [&](int step) {
+    const int h = h_kv * p.kv_group + step / steps_per_head;
+    const int m_start = (m_first + step % steps_per_head) * C::kBlockN;
+    u16* stage = ring + (step % C::kStages) * 2 * L::kStreamElems;
+    const u16* q = tensor_row(p.q, p.q_stride_b, p.q_stride_l, p.q_stride_h, rows.batch, rows.q_row0 + m_start, h);
+    const u16* dout = tensor_row(bp.dout, bp.do_stride_b, bp.do_stride_l, bp.do_stride_h, rows.batch, rows.q_row0 + m_start, h);
+    load_tile_async<C, C::kBlockN>(stage, q, p.q_stride_l, seq.len_q - m_start);
+    load_tile_async<C, C::kBlockN>(stage + L::kStreamElems, dout, bp.do_stride_l, seq.len_q - m_start);
+  };
+#pragma unroll
+  for (int s = 0; s < C::kStages - 1; ++s) {
+    if (s < total_steps) load_step(s);
+    cp_async_commit();
+  }
+
+  const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+  const SigmoidFold<C::kExact> sig(p.scale);
+  const int key_row_base = n_start + warp * C::kRowsPerWarp;
+  float row_addend[C::kMTiles][2];
+#pragma unroll
+  for (int mt = 0; mt < C::kMTiles; ++mt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int key = key_row_base + mt * 16 + lane / 4 + e * 8;
+      float c = bias;
+      if (C::kScoreBias) c += key < seq.len_k ? __ldg(seq.score_bias + key) : 0.0f;
+      row_addend[mt][e] = SigmoidFold<C::kExact>::addend(c);
+    }
+
+  float dk[C::kMTiles][C::kDTiles][4], dv[C::kMTiles][C::kDTiles][4];
+  zero_acc<C>(dk);
+  zero_acc<C>(dv);
+  const u32 unused_frag[C::kMTiles][C::kQSlices][4] = {};
+
+  for (int step = 0; step < total_steps; ++step) {
+    cp_async_wait<C::kStages - 2>();
+    __syncthreads();
+    if (step + C::kStages - 1 < total_steps) load_step(step + C::kStages - 1);
+    cp_async_commit();
+
+    const u16* q_tile = ring + (step % C::kStages) * 2 * L::kStreamElems;
+    const u16* do_tile = q_tile + L::kStreamElems;
+    const int query_base = (m_first + step % steps_per_head) * C::kBlockN;
+
+    float s[C::kMTiles][C::kNTiles][4], dp[C::kMTiles][C::kNTiles][4];
+    score_tile<C>(s, unused_frag, k_smem, q_tile, warp, lane);    // S^T = K Q^T
+    score_tile<C>(dp, unused_frag, v_smem, do_tile, warp, lane);  // dP^T = V dO^T
+    u32 p_frag[C::kMTiles][C::kBlockN / 16][4], ds_frag[C::kMTiles][C::kBlockN / 16][4];
+    if (C::kCausal && key_row_base + C::kRowsPerWarp - 1 > query_base + causal_offset) {
+      sigmoid_grad_tile_t<C, true>(p_frag, ds_frag, s, dp, sig, row_addend, key_row_base, query_base, causal_offset, lane);
+    } else {
+      sigmoid_grad_tile_t<C, false>(p_frag, ds_frag, s, dp, sig, row_addend, key_row_base, query_base, causal_offset, lane);
+    }
+    accumulate_pv<C>(dv, p_frag, do_tile, lane);  // dV += P^T dO
+    accumulate_pv<C>(dk, ds_frag, q_tile, lane);  // dK += dS^T Q
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // K/V smem is reused to stage the outputs
+  scale_acc<C>(dk, p.scale);
+  store_output<C>(dk_out, bp.dk_stride_l, dk, k_smem, n_start, warp, lane);
+  __syncthreads();
+  store_output<C>(dv_out, bp.dv_stride_l, dv, v_smem, n_start, warp, lane);
+}
+
+// C: a FwdConfig with Q_IN_REGS false; the ring holds K and V tiles as in the forward, and a
+// second fixed tile holds dO.
+template <class C>
+__device__ __forceinline__ void dq_kernel(const SigjitBwdParams& bp) {
+  static_assert(!C::kQInRegs, "the dQ kernel reads Q and dO fragments from shared memory");
+  static_assert(2 * (2 * C::kQElems + 2 * C::kStages * C::kKVElems) <= 227 * 1024, "dQ tile config exceeds 227 KB of shared memory");
+  const SigjitFwdParams& p = bp.fwd;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  u16* q_smem = (u16*)smem_raw;
+  u16* do_smem = q_smem + C::kQElems;
+  u16* kv_smem = do_smem + C::kQElems;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int m_block = C::kCausal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+  const int m_start = m_block * C::kBlockM;
+  const SeqSlice seq = locate_sequence<C>(p, b, h);
+  const SeqRows rows = seq_rows<C>(p, b);
+  SeqSlice dq_out = seq;
+  dq_out.o = (u16*)tensor_row(bp.dq, bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, rows.batch, rows.q_row0, h);
+
+  if (m_start >= seq.len_q) {
+    if (m_start < seq.rows_to_clear) {
+      const int end = m_start + C::kBlockM < seq.rows_to_clear ? m_start + C::kBlockM : seq.rows_to_clear;
+      store_zero_rows<C>(dq_out.o, bp.dq_stride_l, m_start, end);
+    }
+    return;
+  }
+  const int causal_offset = seq.len_k - seq.len_q;
+  int key_end = seq.len_k;
+  if (C::kCausal) {
+    const int last = m_start + C::kBlockM + causal_offset;
+    key_end = last < key_end ? last : key_end;
+  }
+  const int n_blocks = key_end > 0 ? (key_end + C::kBlockN - 1) / C::kBlockN : 0;
+
+  auto load_kv = [&](int n_block) {
+    u16* stage = kv_smem + (n_block % C::kStages) * 2 * C::kKVElems;
+    const int key0 = n_block * C::kBlockN;
+    load_tile_async<C, C::kBlockN>(stage, seq.k + (i64)key0 * p.k_stride_l, p.k_stride_l, seq.len_k - key0);
+    load_tile_async<C, C::kBlockN>(stage + C::kKVElems, seq.v + (i64)key0 * p.v_stride_l, p.v_stride_l, seq.len_k - key0);
+  };
+  const u16* dout = tensor_row(bp.dout, bp.do_stride_b, bp.do_stride_l, bp.do_stride_h, rows.batch, rows.q_row0 + m_start, h);
+  load_tile_async<C, C::kBlockM>(q_smem, seq.q + (i64)m_start * p.q_stride_l, p.q_stride_l, seq.len_q - m_start);
+  load_tile_async<C, C::kBlockM>(do_smem, dout, bp.do_stride_l, seq.len_q - m_start);
+  cp_async_commit();
+#pragma unroll
+  for (int s = 0; s < C::kStages - 1; ++s) {
+    if (s < n_blocks) load_kv(s);
+    cp_async_commit();
+  }
+
+  const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+  const SigmoidFold<C::kExact> sig(p.scale);
+  float dq[C::kMTiles][C::kDTiles][4];
+  zero_acc<C>(dq);
+  const u32 unused_frag[C::kMTiles][C::kQSlices][4] = {};
+  const int row_base = m_start + warp * C::kRowsPerWarp;
+
+  for (int n_block = 0; n_block < n_blocks; ++n_block) {
+    cp_async_wait<C::kStages - 2>();
+    __syncthreads();
+    if (n_block + C::kStages - 1 < n_blocks) load_kv(n_block + C::kStages - 1);
+    cp_async_commit();
+
+    const u16* k_tile = kv_smem + (n_block % C::kStages) * 2 * C::kKVElems;
+    const u16* v_tile = k_tile + C::kKVElems;
+    const int key_base = n_block * C::kBlockN;
+    float addend[C::kNTiles][2];
+    load_key_addends<C>(addend, seq, bias, key_base, lane);
+    float s[C::kMTiles][C::kNTiles][4], dp[C::kMTiles][C::kNTiles][4];
+    score_tile<C>(s, unused_frag, q_smem, k_tile, warp, lane);    // S = Q K^T
+    score_tile<C>(dp, unused_frag, do_smem, v_tile, warp, lane);  // dP = dO V^T
+    u32 p_frag[C::kMTiles][C::kBlockN / 16][4];
+    if (C::kCausal && key_base + C::kBlockN - 1 > row_base + causal_offset) {
+      sigmoid_tile<C, true>(p_frag, s, sig, addend, key_base, row_base, causal_offset, lane);
+    } else {
+      sigmoid_tile<C, false>(p_frag, s, sig, addend, key_base, row_base, causal_offset, lane);
+    }
+    u32 ds_frag[C::kMTiles][C::kBlockN / 16][4];
+#pragma unroll
+    for (int mt = 0; mt < C::kMTiles; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < C::kNTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dp[mt][nt][e] *= s[mt][nt][e] * (1.0f - s[mt][nt][e]);
+#pragma unroll
+      for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
+        ds_frag[mt][kk][0] = pack_half2<C::kBf16>(dp[mt][2 * kk][0], dp[mt][2 * kk][1]);
+        ds_frag[mt][kk][1] = pack_half2<C::kBf16>(dp[mt][2 * kk][2], dp[mt][2 * kk][3]);
+        ds_frag[mt][kk][2] = pack_half2<C::kBf16>(dp[mt][2 * kk + 1][0], dp[mt][2 * kk + 1][1]);
+        ds_frag[mt][kk][3] = pack_half2<C::kBf16>(dp[mt][2 * kk + 1][2], dp[mt][2 * kk + 1][3]);
+      }
+    }
+    accumulate_pv<C>(dq, ds_frag, k_tile, lane);  // dQ += dS K
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+  scale_acc<C>(dq, p.scale);
+  store_output<C>(dq_out, bp.dq_stride_l, dq, q_smem, m_start, warp, lane);
+}
+
+}  // namespace kern
+}  // namespace sigjit

@@ -172,7 +172,9 @@ bool experimental_backward_enabled() {
 
 void backward(const AttentionArgs& args, const Gradients& grads, Stream stream) {
   AttentionArgs with_output = args;
-  if (with_output.o == nullptr) with_output.o = grads.dq;  // O is not read by the backward
+  // O is not read by the backward; stand q in for it so that a bad gradient pointer is reported
+  // under its own name by resolve_gradients, never as "o".
+  if (with_output.o == nullptr) with_output.o = const_cast<void*>(args.q);
   const detail::Resolved r = detail::resolve(with_output);
   const Gradients g = detail::resolve_gradients(r, grads);
   if (!experimental_backward_enabled()) {

@@ -84,6 +84,7 @@ ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(
   const auto span = [&](const Strides& s, int rows, int heads) {
     return static_cast<std::size_t>((batches - 1) * s.batch + (rows - 1) * s.token + (heads - 1) * s.head + D);
   };
+  k_elems_ = span(ks, rows_k, a.heads_kv);
   q_ = random_tensor(span(qs, rows_q, a.heads_q), rng);
   k_ = random_tensor(span(ks, rows_k, a.heads_kv), rng);
   v_ = random_tensor(span(vs, rows_k, a.heads_kv), rng);
@@ -159,6 +160,76 @@ CaseResult ForwardProblem::check(bool compute_reference) const {
     }
   }
   r.rel_error = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  return r;
+}
+
+// Not yet measured on a GPU (the backward has not run on one): gradients go through two more
+// bf16/fp16 roundings (P and dS) than the forward's output, so the bounds are 3x the forward's.
+double backward_error_bound(const CaseSpec& spec) { return 3 * error_bound(spec); }
+
+void ForwardProblem::enable_backward(std::mt19937& rng) {
+  // dO shares O's layout; dK/dV share K's (so V and K must be laid out alike in these cases).
+  dout_ = random_tensor(o_elems_, rng);
+  upload_u16(g_dout_, dout_);
+  g_dq_ = DeviceBuffer(q_.size() * 2);
+  g_dk_ = DeviceBuffer(k_elems_ * 2);
+  g_dv_ = DeviceBuffer(k_elems_ * 2);
+  grads_.dout = g_dout_.get();
+  grads_.dq = g_dq_.get();
+  grads_.dk = g_dk_.get();
+  grads_.dv = g_dv_.get();
+  grads_.dout_strides = args_.o_strides;
+  grads_.dq_strides = args_.q_strides;
+  grads_.dk_strides = args_.k_strides;
+  grads_.dv_strides = args_.k_strides;
+}
+
+void ForwardProblem::poison_gradients() {
+  g_dq_.fill_byte(0xFF);
+  g_dk_.fill_byte(0xFF);
+  g_dv_.fill_byte(0xFF);
+}
+
+std::vector<std::uint16_t> ForwardProblem::gradient_bits() const {
+  std::vector<std::uint16_t> out(q_.size() + 2 * k_elems_);
+  g_dq_.download(out.data(), q_.size() * 2);
+  g_dk_.download(out.data() + q_.size(), k_elems_ * 2);
+  g_dv_.download(out.data() + q_.size() + k_elems_, k_elems_ * 2);
+  return out;
+}
+
+CaseResult ForwardProblem::check_backward() const {
+  RefInputs in;
+  in.args = args_;
+  in.args.v_strides = args_.k_strides;
+  in.q = q_.data(), in.k = k_.data(), in.v = v_.data();
+  in.score_bias = score_bias_.empty() ? nullptr : score_bias_.data();
+  in.seq_lens_q = seq_q_.data(), in.seq_lens_k = seq_k_.data();
+  in.cu_seqlens_q = cu_q_.data(), in.cu_seqlens_k = cu_k_.data();
+  const RefGrads ref = reference_backward(in, dout_.data(), q_.size(), k_elems_);
+  const std::vector<std::uint16_t> bits = gradient_bits();
+  CaseResult r;
+  const std::vector<double>* parts[] = {&ref.dq, &ref.dk, &ref.dv};
+  std::size_t offset = 0;
+  for (const std::vector<double>* part : parts) {
+    double err2 = 0, ref2 = 0;
+    for (std::size_t i = 0; i < part->size(); ++i) {
+      const std::uint16_t b = bits[offset + i];
+      const float got = spec_.dtype == DType::bf16 ? bf16_to_float(b) : fp16_to_float(b);
+      ++r.checked;
+      if (b == 0xFFFF || !std::isfinite(got)) {
+        ++r.unwritten;
+        continue;
+      }
+      const double diff = got - (*part)[i];
+      err2 += diff * diff;
+      ref2 += (*part)[i] * (*part)[i];
+      r.max_abs_error = std::max(r.max_abs_error, std::fabs(diff));
+      if ((*part)[i] == 0.0 && got != 0.0f && spec_.layout == Layout::padded) ++r.nonzero_padding;
+    }
+    r.rel_error = std::max(r.rel_error, ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2));
+    offset += part->size();
+  }
   return r;
 }
 

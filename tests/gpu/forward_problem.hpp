@@ -45,6 +45,15 @@ class ForwardProblem {
   void poison_output();
   CaseResult check(bool compute_reference = true) const;
 
+  // Backward: random dO plus poisoned dQ/dK/dV buffers laid out like Q/K/V.
+  void enable_backward(std::mt19937& rng);
+  const Gradients& grads() const { return grads_; }
+  void poison_gradients();
+  // rel_error is the worst of dQ, dK, dV; unwritten counts gradient elements left poisoned.
+  CaseResult check_backward() const;
+  // The three gradient buffers' raw bits, to compare two runs bit for bit.
+  std::vector<std::uint16_t> gradient_bits() const;
+
  private:
   std::vector<float> random_tensor(std::size_t n, std::mt19937& rng);
   void upload_u16(DeviceBuffer& dst, const std::vector<float>& values);
@@ -55,8 +64,13 @@ class ForwardProblem {
   std::vector<int> seq_q_, seq_k_, cu_q_, cu_k_;
   std::size_t o_elems_ = 0;
   DeviceBuffer dq_, dk_, dv_, do_, dsb_, dlq_, dlk_;
+  std::vector<float> dout_;
+  std::size_t k_elems_ = 0;
+  Gradients grads_;
+  DeviceBuffer g_dout_, g_dq_, g_dk_, g_dv_;
 };
 
 double error_bound(const CaseSpec& spec);
+double backward_error_bound(const CaseSpec& spec);
 
 }  // namespace sigjit::testing

@@ -148,10 +148,11 @@ CompileOutcome compile_and_check(const KernelSpec& spec) {
     if (k.cubin.empty()) problems.push_back("empty cubin");
     if (k.ptx.find(".entry " + r.name + "(") == std::string::npos) problems.push_back("PTX lacks '.entry " + r.name + "('");
     if (k.resources.registers <= 0) problems.push_back("ptxas report not parsed (registers=" + std::to_string(k.resources.registers) + "); log:\n" + k.log);
-    if (k.resources.shared_dynamic_bytes != sigjit::forward_smem_bytes(spec, config)) problems.push_back("dynamic shared memory differs from forward_smem_bytes");
+    if (k.resources.shared_dynamic_bytes != sigjit::smem_bytes(spec, config)) problems.push_back("dynamic shared memory differs from smem_bytes");
     // The by-value parameter block must have the host's layout size, and the launch bounds the
     // config's thread count.
-    const std::string param = "_param_0[" + std::to_string(sizeof(SigjitFwdParams)) + "]";
+    const std::size_t param_bytes = spec.direction == sigjit::Direction::forward ? sizeof(SigjitFwdParams) : sizeof(SigjitBwdParams);
+    const std::string param = "_param_0[" + std::to_string(param_bytes) + "]";
     if (k.ptx.find(r.name + param) == std::string::npos) problems.push_back("PTX parameter is not " + r.name + param);
     const std::string bounds = ".maxntid " + std::to_string(config.threads()) + ", 1, 1";
     if (k.ptx.find(bounds) == std::string::npos) problems.push_back("PTX lacks '" + bounds + "'");

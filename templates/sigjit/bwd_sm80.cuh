@@ -42,6 +42,21 @@ __device__ __forceinline__ SeqRows seq_rows(const SigjitFwdParams& p, int b) {
   return r;
 }
 
+// Packs an m16 x BLOCK_N fp32 accumulator tile into A-operand fragments of the next mma (the
+// accumulator layout of two n8 tiles is the A layout of one k16 step).
+template <class C>
+__device__ __forceinline__ void pack_a_fragments(u32 (&frag)[C::kMTiles][C::kBlockN / 16][4], const float (&acc)[C::kMTiles][C::kNTiles][4]) {
+#pragma unroll
+  for (int mt = 0; mt < C::kMTiles; ++mt)
+#pragma unroll
+    for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
+      frag[mt][kk][0] = pack_half2<C::kBf16>(acc[mt][2 * kk][0], acc[mt][2 * kk][1]);
+      frag[mt][kk][1] = pack_half2<C::kBf16>(acc[mt][2 * kk][2], acc[mt][2 * kk][3]);
+      frag[mt][kk][2] = pack_half2<C::kBf16>(acc[mt][2 * kk + 1][0], acc[mt][2 * kk + 1][1]);
+      frag[mt][kk][3] = pack_half2<C::kBf16>(acc[mt][2 * kk + 1][2], acc[mt][2 * kk + 1][3]);
+    }
+}
+
 // P^T = sigmoid(scale * S^T + bias + s_k) for a tile whose rows are keys and columns queries;
 // dS^T = dP^T * P^T * (1 - P^T). Both packed into A-operand fragments.
 template <class C, bool MASKED>
@@ -65,18 +80,9 @@ __device__ __forceinline__ void sigmoid_grad_tile_t(u32 (&p_frag)[C::kMTiles][C:
         dp[mt][nt][e] = dp[mt][nt][e] * p * (1.0f - p);
       }
     }
-#pragma unroll
-    for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
-      p_frag[mt][kk][0] = pack_half2<C::kBf16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-      p_frag[mt][kk][1] = pack_half2<C::kBf16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-      p_frag[mt][kk][2] = pack_half2<C::kBf16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-      p_frag[mt][kk][3] = pack_half2<C::kBf16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      ds_frag[mt][kk][0] = pack_half2<C::kBf16>(dp[mt][2 * kk][0], dp[mt][2 * kk][1]);
-      ds_frag[mt][kk][1] = pack_half2<C::kBf16>(dp[mt][2 * kk][2], dp[mt][2 * kk][3]);
-      ds_frag[mt][kk][2] = pack_half2<C::kBf16>(dp[mt][2 * kk + 1][0], dp[mt][2 * kk + 1][1]);
-      ds_frag[mt][kk][3] = pack_half2<C::kBf16>(dp[mt][2 * kk + 1][2], dp[mt][2 * kk + 1][3]);
-    }
   }
+  pack_a_fragments<C>(p_frag, s);
+  pack_a_fragments<C>(ds_frag, dp);
 }
 
 template <class C>
@@ -299,21 +305,14 @@ __device__ __forceinline__ void dq_kernel(const SigjitBwdParams& bp) {
     } else {
       sigmoid_tile<C, false>(p_frag, s, sig, addend, key_base, row_base, causal_offset, lane);
     }
-    u32 ds_frag[C::kMTiles][C::kBlockN / 16][4];
 #pragma unroll
-    for (int mt = 0; mt < C::kMTiles; ++mt) {
+    for (int mt = 0; mt < C::kMTiles; ++mt)
 #pragma unroll
       for (int nt = 0; nt < C::kNTiles; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) dp[mt][nt][e] *= s[mt][nt][e] * (1.0f - s[mt][nt][e]);
-#pragma unroll
-      for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
-        ds_frag[mt][kk][0] = pack_half2<C::kBf16>(dp[mt][2 * kk][0], dp[mt][2 * kk][1]);
-        ds_frag[mt][kk][1] = pack_half2<C::kBf16>(dp[mt][2 * kk][2], dp[mt][2 * kk][3]);
-        ds_frag[mt][kk][2] = pack_half2<C::kBf16>(dp[mt][2 * kk + 1][0], dp[mt][2 * kk + 1][1]);
-        ds_frag[mt][kk][3] = pack_half2<C::kBf16>(dp[mt][2 * kk + 1][2], dp[mt][2 * kk + 1][3]);
-      }
-    }
+    u32 ds_frag[C::kMTiles][C::kBlockN / 16][4];
+    pack_a_fragments<C>(ds_frag, dp);
     accumulate_pv<C>(dq, ds_frag, k_tile, lane);  // dQ += dS K
   }
   cp_async_wait<0>();

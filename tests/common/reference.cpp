@@ -36,20 +36,35 @@ Geometry sequence_geometry(const RefInputs& in, int b) {
   return {a.seqlen_q, a.seqlen_k, 0, 0};
 }
 
+// Shapes and effective strides of a call, shared by the forward and backward references.
+struct Problem {
+  explicit Problem(const AttentionArgs& a)
+      : heads_kv(a.heads_kv ? a.heads_kv : a.heads_q),
+        group(a.heads_q / heads_kv),
+        varlen(a.layout == Layout::varlen),
+        qs(effective_strides(a.q_strides, varlen ? a.total_q : a.seqlen_q, a.heads_q, a.head_dim)),
+        os(effective_strides(a.o_strides, varlen ? a.total_q : a.seqlen_q, a.heads_q, a.head_dim)),
+        ks(effective_strides(a.k_strides, varlen ? a.total_k : a.seqlen_k, heads_kv, a.head_dim)),
+        vs(effective_strides(a.v_strides, varlen ? a.total_k : a.seqlen_k, heads_kv, a.head_dim)),
+        scale(a.scale ? static_cast<double>(*a.scale) : 1.0 / std::sqrt(static_cast<double>(a.head_dim))),
+        score_bias_stride(a.score_bias_stride ? a.score_bias_stride : a.seqlen_k) {}
+  int heads_kv, group;
+  bool varlen;
+  Strides qs, os, ks, vs;
+  double scale;
+  std::int64_t score_bias_stride;
+};
+
 }  // namespace
 
 RefOutput reference_forward_sampled(const RefInputs& in, std::size_t o_elements, int row_step) {
   const AttentionArgs& a = in.args;
-  const int heads_kv = a.heads_kv ? a.heads_kv : a.heads_q;
-  const int group = a.heads_q / heads_kv;
-  const bool varlen = a.layout == Layout::varlen;
-  const int rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
-  const Strides qs = effective_strides(a.q_strides, rows_q, a.heads_q, a.head_dim);
-  const Strides os = effective_strides(a.o_strides, rows_q, a.heads_q, a.head_dim);
-  const Strides ks = effective_strides(a.k_strides, rows_k, heads_kv, a.head_dim);
-  const Strides vs = effective_strides(a.v_strides, rows_k, heads_kv, a.head_dim);
-  const double scale = a.scale ? static_cast<double>(*a.scale) : 1.0 / std::sqrt(static_cast<double>(a.head_dim));
-  const std::int64_t sb_stride = a.score_bias_stride ? a.score_bias_stride : a.seqlen_k;
+  const Problem pr(a);
+  const int heads_kv = pr.heads_kv, group = pr.group;
+  const bool varlen = pr.varlen;
+  const Strides &qs = pr.qs, &os = pr.os, &ks = pr.ks, &vs = pr.vs;
+  const double scale = pr.scale;
+  const std::int64_t sb_stride = pr.score_bias_stride;
 
   RefOutput out{std::vector<double>(o_elements, std::numeric_limits<double>::quiet_NaN()), std::vector<OutState>(o_elements, OutState::untouched)};
   auto work = [&](int b, int h) {
@@ -99,16 +114,12 @@ RefOutput reference_forward_sampled(const RefInputs& in, std::size_t o_elements,
 
 RefGrads reference_backward(const RefInputs& in, const float* dout, std::size_t q_elements, std::size_t k_elements) {
   const AttentionArgs& a = in.args;
-  const int heads_kv = a.heads_kv ? a.heads_kv : a.heads_q;
-  const int group = a.heads_q / heads_kv;
-  const bool varlen = a.layout == Layout::varlen;
-  const int rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
-  const Strides qs = effective_strides(a.q_strides, rows_q, a.heads_q, a.head_dim);
-  const Strides os = effective_strides(a.o_strides, rows_q, a.heads_q, a.head_dim);
-  const Strides ks = effective_strides(a.k_strides, rows_k, heads_kv, a.head_dim);
-  const Strides vs = effective_strides(a.v_strides, rows_k, heads_kv, a.head_dim);
-  const double scale = a.scale ? static_cast<double>(*a.scale) : 1.0 / std::sqrt(static_cast<double>(a.head_dim));
-  const std::int64_t sb_stride = a.score_bias_stride ? a.score_bias_stride : a.seqlen_k;
+  const Problem pr(a);
+  const int heads_kv = pr.heads_kv, group = pr.group;
+  const bool varlen = pr.varlen;
+  const Strides &qs = pr.qs, &os = pr.os, &ks = pr.ks, &vs = pr.vs;
+  const double scale = pr.scale;
+  const std::int64_t sb_stride = pr.score_bias_stride;
   RefGrads g{std::vector<double>(q_elements, 0.0), std::vector<double>(k_elements, 0.0), std::vector<double>(k_elements, 0.0)};
   // One worker per (sequence, kv head): the query heads of a group add into the same dK/dV rows.
   auto work = [&](int b, int hk) {

@@ -7,6 +7,7 @@
 
 #include <sigjit/sigjit.hpp>
 
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -28,6 +29,9 @@ struct CaseSpec {
   int row_step = 1;      // reference row sampling
   std::string name() const;
 };
+
+// gtest prints parameters in test listings and ctest names: the readable name, not raw bytes.
+inline void PrintTo(const CaseSpec& spec, std::ostream* os) { *os << spec.name(); }
 
 struct CaseResult {
   double rel_error = 0;      // ||out - ref|| / ||ref|| over checked elements

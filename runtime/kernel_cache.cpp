@@ -14,8 +14,8 @@ namespace sigjit::detail {
 namespace {
 struct Entry {
   std::mutex mutex;  // held while compiling or loading: the single flight
-  // The image must outlive the module: with lazy loading (CUDA_MODULE_LOADING=LAZY, the default
-  // since CUDA 12.2) the driver reads functions from it at their first launch, not at load.
+  // Kept for the module's lifetime: kernel_image() hands it to the disk cache after tuning or a
+  // heal, so it is never recompiled just to be stored.
   std::vector<char> cubin;
   CUmodule module = nullptr;
   LoadedKernel kernel;

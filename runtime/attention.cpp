@@ -82,6 +82,12 @@ void validate_lengths(const Resolved& r, CUstream stream) {
   check_lengths(r, q.data(), k.data());
 }
 
+void set_strides(sigjit_i64& batch, sigjit_i64& token, sigjit_i64& head, const Strides& s) {
+  batch = s.batch;
+  token = s.token;
+  head = s.head;
+}
+
 SigjitFwdParams make_params(const Resolved& r) {
   const AttentionArgs& a = r.args;
   SigjitFwdParams p{};
@@ -94,10 +100,10 @@ SigjitFwdParams make_params(const Resolved& r) {
   p.cu_seqlens_q = a.cu_seqlens_q;
   p.cu_seqlens_k = a.cu_seqlens_k;
   p.score_bias = a.score_bias;
-  p.q_stride_b = a.q_strides.batch, p.q_stride_l = a.q_strides.token, p.q_stride_h = a.q_strides.head;
-  p.k_stride_b = a.k_strides.batch, p.k_stride_l = a.k_strides.token, p.k_stride_h = a.k_strides.head;
-  p.v_stride_b = a.v_strides.batch, p.v_stride_l = a.v_strides.token, p.v_stride_h = a.v_strides.head;
-  p.o_stride_b = a.o_strides.batch, p.o_stride_l = a.o_strides.token, p.o_stride_h = a.o_strides.head;
+  set_strides(p.q_stride_b, p.q_stride_l, p.q_stride_h, a.q_strides);
+  set_strides(p.k_stride_b, p.k_stride_l, p.k_stride_h, a.k_strides);
+  set_strides(p.v_stride_b, p.v_stride_l, p.v_stride_h, a.v_strides);
+  set_strides(p.o_stride_b, p.o_stride_l, p.o_stride_h, a.o_strides);
   p.score_bias_stride_b = a.score_bias_stride;
   p.batch = a.batch;
   p.heads_q = a.heads_q;
@@ -156,10 +162,10 @@ SigjitBwdParams make_bwd_params(const detail::Resolved& r, const Gradients& g) {
   bp.dq = g.dq;
   bp.dk = g.dk;
   bp.dv = g.dv;
-  bp.do_stride_b = g.dout_strides.batch, bp.do_stride_l = g.dout_strides.token, bp.do_stride_h = g.dout_strides.head;
-  bp.dq_stride_b = g.dq_strides.batch, bp.dq_stride_l = g.dq_strides.token, bp.dq_stride_h = g.dq_strides.head;
-  bp.dk_stride_b = g.dk_strides.batch, bp.dk_stride_l = g.dk_strides.token, bp.dk_stride_h = g.dk_strides.head;
-  bp.dv_stride_b = g.dv_strides.batch, bp.dv_stride_l = g.dv_strides.token, bp.dv_stride_h = g.dv_strides.head;
+  detail::set_strides(bp.do_stride_b, bp.do_stride_l, bp.do_stride_h, g.dout_strides);
+  detail::set_strides(bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, g.dq_strides);
+  detail::set_strides(bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, g.dk_strides);
+  detail::set_strides(bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, g.dv_strides);
   return bp;
 }
 

@@ -7,6 +7,7 @@
 
 #include <sigjit/sigjit.hpp>
 
+#include <cctype>
 #include <ostream>
 #include <random>
 #include <string>
@@ -32,6 +33,14 @@ struct CaseSpec {
 
 // gtest prints parameters in test listings and ctest names: the readable name, not raw bytes.
 inline void PrintTo(const CaseSpec& spec, std::ostream* os) { *os << spec.name(); }
+
+// A gtest-safe test name for a case (letters, digits, underscores).
+inline std::string case_name(const ::testing::TestParamInfo<CaseSpec>& info) {
+  std::string n = info.param.name();
+  for (auto& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+}
 
 struct CaseResult {
   double rel_error = 0;      // ||out - ref|| / ||ref|| over checked elements

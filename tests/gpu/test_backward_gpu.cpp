@@ -65,12 +65,6 @@ TEST_P(BackwardMatrix, MatchesFp64ReferenceAndIsDeterministic) {
   EXPECT_TRUE(problem.gradient_bits() == first) << "two runs gave different gradient bits";
 }
 
-std::string case_name(const ::testing::TestParamInfo<CaseSpec>& info) {
-  std::string n = info.param.name();
-  for (auto& ch : n)
-    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  return n;
-}
 
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrix, ::testing::ValuesIn(backward_cases()), case_name);
 

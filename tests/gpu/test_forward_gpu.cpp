@@ -133,11 +133,6 @@ TEST_P(ForwardMatrix, MatchesFp64Reference) {
   EXPECT_LT(r.rel_error, error_bound(spec));
 }
 
-std::string case_name(const ::testing::TestParamInfo<CaseSpec>& info) {
-  std::string n = info.param.name();
-  for (auto& ch : n) if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  return n;
-}
 
 INSTANTIATE_TEST_SUITE_P(Matrix, ForwardMatrix, ::testing::ValuesIn(matrix_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrix, ::testing::ValuesIn(long_cases()), case_name);

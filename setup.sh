@@ -81,10 +81,8 @@ consumer() {
     "$BUILD/consumer/sigjit_consumer"
 }
 
-say "CPU tests"
-check "CPU tests" ctest --test-dir "$BUILD" -L cpu --output-on-failure --no-tests=error -j "$jobs"
-say "GPU tests (skip without a GPU)"
-check "GPU tests" ctest --test-dir "$BUILD" -L gpu --output-on-failure --no-tests=error -j "$jobs"
+say "tests: CPU (label cpu) and GPU (label gpu: one entry, Skipped with the reason when there is no GPU)"
+check "CTest" ctest --test-dir "$BUILD" --output-on-failure --no-tests=error -j "$jobs"
 say "consumer: install into build/install, build tests/consumer with find_package(sigjit), run it"
 check "find_package consumer" consumer
 

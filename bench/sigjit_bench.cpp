@@ -1,7 +1,8 @@
-// sigjit-bench: forward throughput on TritonSigmoid's grid (16384 tokens per batch, hidden 2048,
-// heads = 2048 / head_dim), bf16. TFLOPS counted as TritonSigmoid counts them: 4*H*D*sum(Lq*Lk)
-// over valid tokens only, halved when causal. Each timed launch is bracketed by CUDA events and
-// preceded by a 256 MB L2 flush; the median of --reps launches after --warmup is reported.
+// sigjit-bench: forward and backward throughput on TritonSigmoid's grid (16384 tokens per batch,
+// hidden 2048, heads = 2048 / head_dim), bf16. TFLOPS counted as TritonSigmoid counts them:
+// forward 4*H*D*sum(Lq*Lk) over valid tokens only, halved when causal; backward (timed alone)
+// 2.5x that. Each timed call is bracketed by CUDA events and preceded by a 256 MB L2 flush; the
+// median of --reps calls after --warmup is reported.
 #include <sigjit/sigjit.hpp>
 
 #include <CLI/CLI.hpp>
@@ -64,7 +65,7 @@ struct Result {
   double median_ms, min_ms, max_ms, tflops;
 };
 
-Result run_point(const Point& pt, int warmup, int reps, sigjit::SigmoidMode mode, DeviceMem& flush) {
+Result run_point(const Point& pt, bool backward, int warmup, int reps, sigjit::SigmoidMode mode, DeviceMem& flush) {
   const int batch = std::max(1, 16384 / pt.seq_len), heads = 2048 / pt.head_dim, D = pt.head_dim;
   const std::vector<int> lens = seq_lengths(pt.seq_len, batch, pt.pad_percent);
   std::mt19937 rng(1234);
@@ -80,10 +81,17 @@ Result run_point(const Point& pt, int warmup, int reps, sigjit::SigmoidMode mode
   const bool varlen = pt.layout == sigjit::Layout::varlen;
   const size_t rows = varlen ? cu.back() : static_cast<size_t>(batch) * pt.seq_len;
   const size_t elems = rows * heads * D;
-  DeviceMem q(elems * 2), k(elems * 2), v(elems * 2), o(elems * 2), lq(cu.size() * 4), lk(cu.size() * 4);
+  DeviceMem q(elems * 2), k(elems * 2), v(elems * 2), o(elems * 2), lq(cu.size() * 4);
   fill_random(q.p, elems, rng);
   fill_random(k.p, elems, rng);
   fill_random(v.p, elems, rng);
+  // Gradient buffers only when timing the backward (dO random, dQ/dK/dV written by the call).
+  const size_t grad_bytes = backward ? elems * 2 : 16;
+  DeviceMem dout(grad_bytes), dq(grad_bytes), dk(grad_bytes), dv(grad_bytes);
+  if (backward) fill_random(dout.p, elems, rng);
+  sigjit::Gradients g;
+  g.dout = dout.p, g.dq = dq.p, g.dk = dk.p, g.dv = dv.p;
+  const auto call = [&] { backward ? sigjit::backward(a, g, nullptr) : sigjit::forward(a, nullptr); };
   a.q = q.p, a.k = k.p, a.v = v.p, a.o = o.p;
   a.seqlen_q = a.seqlen_k = pt.seq_len;
   if (pt.layout == sigjit::Layout::padded) {
@@ -100,17 +108,18 @@ Result run_point(const Point& pt, int warmup, int reps, sigjit::SigmoidMode mode
   double flop = 0;
   for (int l : lens) flop += 4.0 * heads * D * static_cast<double>(l) * l;
   if (pt.causal) flop /= 2;
+  if (backward) flop *= 2.5;
 
   cudaEvent_t start, stop;
   BENCH_CUDA(cudaEventCreate(&start));
   BENCH_CUDA(cudaEventCreate(&stop));
-  for (int i = 0; i < warmup; ++i) sigjit::forward(a, nullptr);
+  for (int i = 0; i < warmup; ++i) call();
   BENCH_CUDA(cudaDeviceSynchronize());
   std::vector<double> ms;
   for (int i = 0; i < reps; ++i) {
     BENCH_CUDA(cudaMemsetAsync(flush.p, i & 0xff, 256 << 20));
     BENCH_CUDA(cudaEventRecord(start));
-    sigjit::forward(a, nullptr);
+    call();
     BENCH_CUDA(cudaEventRecord(stop));
     BENCH_CUDA(cudaEventSynchronize(stop));
     float t = 0;
@@ -140,10 +149,11 @@ std::vector<int> parse_list(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"sigjit-bench: sigmoid-attention forward throughput on TritonSigmoid's grid"};
-  std::string head_dims = "64,128", seqs = "512,1024,2048,4096,8192,16384", pads = "0,25,50", csv, layout_name = "auto", sigmoid = "fast", tiles;
+  CLI::App app{"sigjit-bench: sigmoid-attention throughput on TritonSigmoid's grid"};
+  std::string directions = "fwd", head_dims = "64,128", seqs = "512,1024,2048,4096,8192,16384", pads = "0,25,50", csv, layout_name = "auto", sigmoid = "fast", tiles;
   int warmup = 5, reps = 30;
   bool causal = false;
+  app.add_option("--direction", directions, "fwd, bwd or fwd,bwd (bwd is timed alone, FLOPs 2.5x forward)");
   app.add_option("--head-dim", head_dims, "Comma-separated head dims");
   app.add_option("--seq", seqs, "Comma-separated sequence lengths (buffer length L)");
   app.add_option("--pad", pads, "Comma-separated padding percentages");
@@ -160,7 +170,11 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop{};
     BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
     std::FILE* out = csv.empty() ? nullptr : std::fopen(csv.c_str(), "a");
-    fmt::print("device: {}\n{:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10} {:>10}\n", prop.name, "hd", "L", "pad", "layout", "causal", "tile", "ms", "TFLOPS");
+    fmt::print("device: {}\n{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10} {:>10}\n", prop.name, "dir", "hd", "L", "pad", "layout", "causal", "tile", "ms", "TFLOPS");
+    std::vector<std::string> dir_list;
+    for (const char* d : {"fwd", "bwd"})
+      if (directions.find(d) != std::string::npos) dir_list.emplace_back(d);
+    if (dir_list.empty()) throw std::runtime_error("--direction: expected fwd, bwd or fwd,bwd, got '" + directions + "'");
     std::vector<std::string> tile_list{""};
     if (!tiles.empty()) {
       tile_list.clear();
@@ -172,6 +186,7 @@ int main(int argc, char** argv) {
         pos = semi + 1;
       }
     }
+    for (const std::string& dir : dir_list)
     for (int hd : parse_list(head_dims))
       for (int L : parse_list(seqs))
         for (int pad : parse_list(pads))
@@ -185,11 +200,11 @@ int main(int argc, char** argv) {
             else setenv("SIGJIT_FORCE_TILE", tile.c_str(), 1);
             const char* lname = layout == sigjit::Layout::dense ? "dense" : layout == sigjit::Layout::padded ? "padded" : "varlen";
             try {
-              const Result r = run_point({hd, L, pad, causal, layout}, warmup, reps, sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast, flush);
-              fmt::print("{:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10.4f} {:>10.1f}\n", hd, L, pad, lname, causal, tile.empty() ? "default" : tile, r.median_ms, r.tflops);
-              if (out) fmt::print(out, "sigjit,{},{},{},{},{},{},{},fwd,{:.5f},{:.5f},{:.5f},{:.2f}\n", prop.name, hd, L, pad, lname, causal ? 1 : 0, tile.empty() ? "default" : tile, r.median_ms, r.min_ms, r.max_ms, r.tflops);
+              const Result r = run_point({hd, L, pad, causal, layout}, dir == "bwd", warmup, reps, sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast, flush);
+              fmt::print("{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10.4f} {:>10.1f}\n", dir, hd, L, pad, lname, causal, tile.empty() ? "default" : tile, r.median_ms, r.tflops);
+              if (out) fmt::print(out, "sigjit,{},{},{},{},{},{},{},{},{:.5f},{:.5f},{:.5f},{:.2f}\n", prop.name, hd, L, pad, lname, causal ? 1 : 0, tile.empty() ? "default" : tile, dir, r.median_ms, r.min_ms, r.max_ms, r.tflops);
             } catch (const sigjit::Error& e) {
-              fmt::print("{:>4} {:>6} {:>4} {:>7} {:>7} {:>16} error: {}\n", hd, L, pad, lname, causal, tile, e.what());
+              fmt::print("{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} error: {}\n", dir, hd, L, pad, lname, causal, tile, e.what());
             }
           }
     if (out) std::fclose(out);

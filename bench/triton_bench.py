@@ -19,12 +19,23 @@ def bench(fn, reps):
     return triton.testing.do_bench(fn, warmup=25, rep=reps, return_mode="median")
 
 
+def backward_of(fn, inputs):
+    """The backward alone, as TritonSigmoid's benchmark times it: one forward builds the graph,
+    then each timed call is o.backward(do, retain_graph=True)."""
+    for t in inputs:
+        t.requires_grad_(True)
+    o = fn()
+    do = torch.randn_like(o)
+    return lambda: o.backward(do, retain_graph=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--head-dim", default="64,128")
     p.add_argument("--seq", default="512,1024,2048,4096,8192,16384")
     p.add_argument("--pad", default="0,25,50")
     p.add_argument("--causal", action="store_true")
+    p.add_argument("--direction", default="fwd", help="fwd, bwd or fwd,bwd (bwd timed alone, FLOPs 2.5x forward)")
     p.add_argument("--sdpa", action="store_true", help="also time SDPA flash and cuDNN (softmax)")
     p.add_argument("--rep-ms", type=int, default=200)
     p.add_argument("--csv", required=True)
@@ -40,7 +51,7 @@ def main():
                     lens = seq_lengths(L, B, pad)
                     gen = torch.Generator(device="cuda").manual_seed(1234)
                     q, k, v = (torch.randn(B, L, H, hd, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(3))
-                    fl = flops(lens, lens, H, hd, a.causal)
+                    base_flops = flops(lens, lens, H, hd, a.causal)
                     if pad == 0:
                         fn = lambda: sigmoid_attention(q, k, v, is_causal=a.causal)
                         layout = "dense"
@@ -51,23 +62,30 @@ def main():
                     rows = [("triton-sigmoid", fn)]
                     if a.sdpa and pad == 0:
                         from torch.nn.attention import SDPBackend, sdpa_kernel
-                        qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
 
                         def sdpa(backend):
                             def run():
                                 with sdpa_kernel(backend):
+                                    qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))  # inside: autograd sees q, k, v
                                     return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=a.causal)
                             return run
                         rows += [("sdpa-flash", sdpa(SDPBackend.FLASH_ATTENTION)), ("sdpa-cudnn", sdpa(SDPBackend.CUDNN_ATTENTION))]
-                    for name, f in rows:
-                        try:
-                            f()
-                            ms = bench(f, a.rep_ms)
-                            tf = fl / (ms * 1e-3) / 1e12
-                            print(f"{name:>15} hd={hd:4d} L={L:6d} pad={pad:3d} {ms:9.4f} ms {tf:7.1f} TFLOPS", flush=True)
-                            out.write(f"{name},{dev},{hd},{L},{pad},{layout},{int(a.causal)},-,fwd,{ms:.5f},,,{tf:.2f}\n")
-                        except Exception as e:  # report and continue: one failing backend must not hide the rest
-                            print(f"{name:>15} hd={hd:4d} L={L:6d} pad={pad:3d} failed: {e}", flush=True)
+                    for direction in a.direction.split(","):
+                        for name, f in rows:
+                            try:
+                                timed = f if direction == "fwd" else backward_of(f, (q, k, v))
+                                timed()
+                                ms = bench(timed, a.rep_ms)
+                                fl = base_flops * (2.5 if direction == "bwd" else 1.0)
+                                tf = fl / (ms * 1e-3) / 1e12
+                                print(f"{name:>15} {direction} hd={hd:4d} L={L:6d} pad={pad:3d} {ms:9.4f} ms {tf:7.1f} TFLOPS", flush=True)
+                                out.write(f"{name},{dev},{hd},{L},{pad},{layout},{int(a.causal)},-,{direction},{ms:.5f},,,{tf:.2f}\n")
+                            except Exception as e:  # report and continue: one failing backend must not hide the rest
+                                print(f"{name:>15} {direction} hd={hd:4d} L={L:6d} pad={pad:3d} failed: {e}", flush=True)
+                            finally:
+                                for t in (q, k, v):
+                                    t.requires_grad_(False)
+                                    t.grad = None
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep]   (default quick)
-#     quick: GPU tests + benchmark at L 4096/16384, hd 64/128, dense
+#   scripts/device_run.sh [quick|grid|sweep|final|tune]   (default quick)
+#     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
 #     final: GPU tests + sigjit's full forward grid (+ causal, varlen) + TritonSigmoid at the
 #            anchor points of shared/anchors-h100.md (fits one ~7-minute call)
+#     tune:  `sigjit tune --preset single-cell` into an empty cache, timed, then `sigjit verify --gpu`
+# GTEST_FILTER in the environment narrows the GPU tests (gtest reads it).
 # Needs, carried from the dev machine: .deps (headers the image lacks: scripts/fetch_device_deps.sh)
 # and .whl (the triton-sigmoid wheel).
 set -uo pipefail
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 step() { echo "=== $(date +%T) $*"; }
 
 step "environment"
-{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv; nvcc --version | tail -2; cmake --version | head -1; } 2>&1 | tee "$OUT/env.txt"
+{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv; nvcc --version | tail -2; cmake --version | head -1; python3 -c "import torch, triton; print(\"torch\", torch.__version__, \"triton\", triton.__version__)"; python3 -c "import matplotlib; print(\"matplotlib\", matplotlib.__version__)" || echo "matplotlib: not installed"; } 2>&1 | tee "$OUT/env.txt"
 
 step "build"
 ssl=()
@@ -31,6 +33,20 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl >/dev/null 2>&1 && export PYTHONPATH=/tmp/site
 fi
 
+if [ "$mode" = tune ]; then
+  step "tune the single-cell preset into an empty cache"
+  export SIGJIT_CACHE_DIR=/tmp/sigjit-preset-cache
+  rm -rf "$SIGJIT_CACHE_DIR"
+  start=$(date +%s)
+  timeout "${TUNE_TIMEOUT_S:-480}" ./build-dev/sigjit tune --preset single-cell >"$OUT/tune_preset.log" 2>&1
+  echo "tune exit code $? after $(($(date +%s) - start)) s" | tee -a "$OUT/tune_preset.log"
+  tail -30 "$OUT/tune_preset.log"
+  ./build-dev/sigjit list >"$OUT/tune_list.txt" 2>&1; echo "entries: $(($(wc -l <"$OUT/tune_list.txt") - 1))"
+  step "verify --gpu"
+  ./build-dev/sigjit verify --gpu 2>&1 | tee "$OUT/tune_verify.log" | tail -8
+  exit 0
+fi
+
 if [ "$mode" != sweep ]; then
   step "cold compile time"
   ./build-dev/sigjit compile --head-dim 128 --arch sm_90 --layout padded | tee "$OUT/compile.txt"
@@ -38,6 +54,7 @@ if [ "$mode" != sweep ]; then
   ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 >"$OUT/gpu_tests.log" 2>&1
   echo "gpu tests exit code $?"
   grep -E "first call with a warm cache|^tuned .* vs default" "$OUT/gpu_tests.log"
+  grep -E "^\[bwd\]" "$OUT/gpu_tests.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst backward rel_error: /'
   grep -E "^\[case\]" "$OUT/gpu_tests.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
   grep -E "FAILED|PASSED|SKIPPED|Failure|precompiled" "$OUT/gpu_tests.log" | head -40
 fi
@@ -47,8 +64,8 @@ echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$cs
 case "$mode" in
   quick)
     step "benchmark (quick)"
-    ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 0 --csv "$csv"
-    python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
+    ./build-dev/bench/sigjit-bench --direction fwd,bwd --seq 4096,16384 --pad 0 --csv "$csv"
+    python3 bench/triton_bench.py --direction fwd,bwd --seq 4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
     ;;
   grid)
     step "benchmark (TritonSigmoid grid)"

@@ -1,6 +1,7 @@
-// The tuned cache end to end on the GPU: `sigjit tune` in one process, then a fresh process
-// that must serve the tuned kernel from the store with zero NVRTC compiles, quickly, correctly,
-// and no slower than the heuristic default at the tuned shape.
+// The tuned cache end to end on the GPU: `sigjit tune` (or SIGJIT_AUTOTUNE=1 on first use) in
+// one process, then a fresh process that must serve the tuned kernel from the store with zero
+// NVRTC compiles, quickly, correctly, and no slower than the heuristic default at the tuned
+// shape; `sigjit verify --gpu` reruns the stored cubins against the default config.
 #include "cache/store.hpp"
 #include "runtime/autotune.hpp"
 #include "runtime/device.hpp"
@@ -27,10 +28,23 @@ int run_command(const std::string& cmd) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-bool is_child() {
+bool is_child(const char* role = "1") {
   const char* v = std::getenv("SIGJIT_TUNED_CHILD");
-  return v && *v == '1';
+  return v && std::string(v) == role;
 }
+
+bool is_any_child() { return std::getenv("SIGJIT_TUNED_CHILD") != nullptr; }
+
+struct ScratchCache {
+  std::filesystem::path dir;
+  std::string env;
+  explicit ScratchCache(const char* tag)
+      : dir(std::filesystem::temp_directory_path() / fmt::format("sigjit-{}-{}", tag, getpid())),
+        env(fmt::format("SIGJIT_CACHE_DIR={} ", dir.string())) {
+    std::filesystem::remove_all(dir);
+  }
+  ~ScratchCache() { std::filesystem::remove_all(dir); }
+};
 
 // hd 64, dense, bf16, L 2048: bucket le2k. The child uses the same spec on a small batch.
 CaseSpec tuned_case() {
@@ -41,20 +55,49 @@ CaseSpec tuned_case() {
 
 TEST(TunedCache, TuneThenFreshProcessCompilesNothing) {
   SIGJIT_REQUIRE_GPU();
-  if (is_child()) GTEST_SKIP() << "parent test only";
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / fmt::format("sigjit-tune-test-{}", getpid());
-  std::filesystem::remove_all(dir);
-  const std::string env = fmt::format("SIGJIT_CACHE_DIR={} ", dir.string());
+  if (is_any_child()) GTEST_SKIP() << "parent test only";
+  const ScratchCache cache("tune-test");
+  const std::string& env = cache.env;
   ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " tune --head-dim 64 --layout dense --seq 2048 --dtype bf16 --seconds-per-candidate 0.3"), 0);
   ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " list"), 0);
   ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " verify"), 0);
-  cache::Store store(dir);
+  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " verify --gpu"), 0);
+  cache::Store store(cache.dir);
   const auto entries = store.list();
   ASSERT_EQ(entries.size(), 1u);
   EXPECT_TRUE(entries[0].entry.tuned);
   EXPECT_GT(entries[0].entry.tflops, 0);
   EXPECT_EQ(run_command(env + "SIGJIT_TUNED_CHILD=1 " + self_path() + " --gtest_filter='TunedCacheChild.*'"), 0);
-  std::filesystem::remove_all(dir);
+}
+
+// SIGJIT_AUTOTUNE=1: the first forward of an untuned spec tunes it, answers correctly and
+// stores a tuned entry; a fresh process without the variable then compiles nothing.
+TEST(Autotune, FirstUseTunesStoresAndIsReused) {
+  SIGJIT_REQUIRE_GPU();
+  if (is_any_child()) GTEST_SKIP() << "parent test only";
+  const ScratchCache cache("autotune-test");
+  ASSERT_EQ(run_command(cache.env + "SIGJIT_AUTOTUNE=1 SIGJIT_TUNED_CHILD=autotune " + self_path() + " --gtest_filter='AutotuneChild.*'"), 0);
+  cache::Store store(cache.dir);
+  const auto entries = store.list();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_TRUE(entries[0].entry.tuned) << "SIGJIT_AUTOTUNE=1 must store a tuned entry, not the default";
+  EXPECT_EQ(run_command(cache.env + "SIGJIT_TUNED_CHILD=1 " + self_path() + " --gtest_filter='TunedCacheChild.FirstCall*'"), 0);
+}
+
+TEST(AutotuneChild, TunesOnFirstUseAndAnswersCorrectly) {
+  if (!is_child("autotune")) GTEST_SKIP() << "runs in the child process of Autotune.FirstUseTunesStoresAndIsReused";
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  ForwardProblem p(tuned_case(), rng);
+  p.poison_output();
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  sigjit::forward(p.args(), nullptr);
+  SIGJIT_CUDA_OK(cudaGetLastError());
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_GT(detail::compile_count(), 1) << "tuning compiles several candidates";
+  const CaseResult r = p.check();
+  EXPECT_EQ(r.unwritten, 0);
+  EXPECT_LT(r.rel_error, error_bound(tuned_case()));
 }
 
 TEST(TunedCacheChild, FirstCallServedFromStoreWithoutCompiling) {

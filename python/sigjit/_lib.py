@@ -1,0 +1,296 @@
+"""ctypes layer over libsigjit.so (the C API of include/sigjit/sigjit.h); no torch, no numpy.
+
+What: loads the library, mirrors sigjit_attention_args / sigjit_gradients field for field,
+turns status codes into Python exceptions carrying sigjit_last_error(), and builds argument
+structs from (pointer, shape, strides) descriptions so that sigjit.torch and the CPU tests
+share one mapping from tensors to the C struct.
+Why ctypes: no build step beyond the C++ build, and the C ABI is the stable surface (the
+struct_size field catches a header/library mismatch at the first call).
+Cost: one ctypes call per entry point (a few microseconds of Python overhead per call).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import NamedTuple, Optional, Sequence
+
+# ---- enums and status codes (sigjit.h) ------------------------------------------------------
+OK, ERROR_INVALID_ARGUMENT, ERROR_CUDA, ERROR_COMPILE, ERROR_INTERNAL = 0, 1, 2, 3, 4
+BF16, FP16 = 0, 1
+DENSE, PADDED, VARLEN = 0, 1, 2
+BIAS_LOG_N, BIAS_SCALAR = 0, 1
+SIGMOID_FAST, SIGMOID_EXACT = 0, 1
+
+DTYPES = {"bf16": BF16, "fp16": FP16}
+LAYOUTS = {"dense": DENSE, "padded": PADDED, "varlen": VARLEN}
+
+
+class SigjitError(RuntimeError):
+    """A failed sigjit call; `status` is the C status code, the message is sigjit_last_error()."""
+
+    def __init__(self, message: str, status: int = ERROR_INTERNAL):
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidArgumentError(SigjitError, ValueError):
+    """The arguments were rejected; the message names the argument and what is allowed."""
+
+
+class CudaError(SigjitError):
+    """The CUDA driver failed: no device, a device older than sm_80, a failed launch or copy."""
+
+
+class CompileError(SigjitError):
+    """NVRTC rejected a generated kernel; the message holds its log."""
+
+
+_ERRORS = {ERROR_INVALID_ARGUMENT: InvalidArgumentError, ERROR_CUDA: CudaError, ERROR_COMPILE: CompileError}
+
+
+# ---- struct mirrors (field order and types exactly as in sigjit.h) --------------------------
+class Strides(ctypes.Structure):
+    _fields_ = [("batch", ctypes.c_int64), ("token", ctypes.c_int64), ("head", ctypes.c_int64)]
+
+
+_c_enum = ctypes.c_int  # C enums are int-sized on every ABI sigjit supports (x86-64, aarch64)
+_i32p = ctypes.POINTER(ctypes.c_int32)
+
+
+class AttentionArgs(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_int32),
+        ("dtype", _c_enum),
+        ("layout", _c_enum),
+        ("batch", ctypes.c_int32),
+        ("seqlen_q", ctypes.c_int32),
+        ("seqlen_k", ctypes.c_int32),
+        ("total_q", ctypes.c_int32),
+        ("total_k", ctypes.c_int32),
+        ("heads_q", ctypes.c_int32),
+        ("heads_kv", ctypes.c_int32),
+        ("head_dim", ctypes.c_int32),
+        ("q", ctypes.c_void_p),
+        ("k", ctypes.c_void_p),
+        ("v", ctypes.c_void_p),
+        ("o", ctypes.c_void_p),
+        ("q_strides", Strides),
+        ("k_strides", Strides),
+        ("v_strides", Strides),
+        ("o_strides", Strides),
+        ("seq_lens_q", _i32p),
+        ("seq_lens_k", _i32p),
+        ("cu_seqlens_q", _i32p),
+        ("cu_seqlens_k", _i32p),
+        ("host_seq_lens_q", _i32p),
+        ("host_seq_lens_k", _i32p),
+        ("host_cu_seqlens_q", _i32p),
+        ("host_cu_seqlens_k", _i32p),
+        ("validate_lengths", ctypes.c_int32),
+        ("causal", ctypes.c_int32),
+        ("has_scale", ctypes.c_int32),
+        ("scale", ctypes.c_float),
+        ("bias_mode", _c_enum),
+        ("bias", ctypes.c_float),
+        ("score_bias", ctypes.POINTER(ctypes.c_float)),
+        ("score_bias_stride", ctypes.c_int64),
+        ("sigmoid", _c_enum),
+    ]
+
+
+class Gradients(ctypes.Structure):
+    _fields_ = [
+        ("dout", ctypes.c_void_p),
+        ("dq", ctypes.c_void_p),
+        ("dk", ctypes.c_void_p),
+        ("dv", ctypes.c_void_p),
+        ("dout_strides", Strides),
+        ("dq_strides", Strides),
+        ("dk_strides", Strides),
+        ("dv_strides", Strides),
+    ]
+
+
+# ---- loading ----------------------------------------------------------------------------------
+_LIB_NAME = "libsigjit.so"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REPO_DIR = _PACKAGE_DIR.parent.parent  # python/sigjit -> repository root
+_lib: Optional[ctypes.CDLL] = None
+_lib_path: Optional[str] = None
+
+
+def candidate_paths() -> list[Path]:
+    """Where load() looks, in order: $SIGJIT_LIBRARY, next to the package, the repo's build dirs."""
+    out = []
+    env = os.environ.get("SIGJIT_LIBRARY")
+    if env:
+        out.append(Path(env))
+    out += [_PACKAGE_DIR / _LIB_NAME, _PACKAGE_DIR.parent / _LIB_NAME]
+    out += [_REPO_DIR / d / _LIB_NAME for d in ("build", "build-dev")]  # setup.sh, scripts/device_run.sh
+    return out
+
+
+def load() -> ctypes.CDLL:
+    """The loaded library (loaded once per process)."""
+    global _lib, _lib_path
+    if _lib is not None:
+        return _lib
+    env = os.environ.get("SIGJIT_LIBRARY")
+    if env and not Path(env).is_file():
+        # An explicit setting that is wrong must not silently fall back to another build.
+        raise ImportError(f"SIGJIT_LIBRARY={env}: no such file; point it at libsigjit.so (built by `cmake --build build`)")
+    tried = []
+    for path in candidate_paths():
+        if not path.is_file():
+            tried.append(str(path))
+            continue
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            raise ImportError(f"{path}: cannot load sigjit's shared library: {e}") from e
+        _declare(lib)
+        _lib, _lib_path = lib, str(path)
+        _check_struct_size(lib)
+        return lib
+    raise ImportError("libsigjit.so not found; build it (`cmake --build build`, target sigjit_shared) and set "
+                      "SIGJIT_LIBRARY=/path/to/libsigjit.so. Looked in: " + ", ".join(tried))
+
+
+def library_path() -> str:
+    load()
+    return _lib_path or ""
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    args_p, grads_p = ctypes.POINTER(AttentionArgs), ctypes.POINTER(Gradients)
+    lib.sigjit_attention_args_default.restype = AttentionArgs
+    lib.sigjit_attention_args_default.argtypes = []
+    lib.sigjit_validate.restype = ctypes.c_int
+    lib.sigjit_validate.argtypes = [args_p]
+    lib.sigjit_forward.restype = ctypes.c_int
+    lib.sigjit_forward.argtypes = [args_p, ctypes.c_void_p]
+    lib.sigjit_backward.restype = ctypes.c_int
+    lib.sigjit_backward.argtypes = [args_p, grads_p, ctypes.c_void_p]
+    lib.sigjit_last_error.restype = ctypes.c_char_p
+    lib.sigjit_last_error.argtypes = []
+    lib.sigjit_version.restype = ctypes.c_char_p
+    lib.sigjit_version.argtypes = []
+
+
+def _check_struct_size(lib: ctypes.CDLL) -> None:
+    size = lib.sigjit_attention_args_default().struct_size
+    if size != ctypes.sizeof(AttentionArgs):
+        raise ImportError(f"{_lib_path}: sigjit_attention_args is {size} bytes in the library but {ctypes.sizeof(AttentionArgs)} in "
+                          "sigjit/_lib.py; the Python package and libsigjit.so come from different sigjit versions")
+
+
+def _check(status: int, what: str) -> None:
+    if status == OK:
+        return
+    message = load().sigjit_last_error().decode("utf-8", "replace")
+    raise _ERRORS.get(status, SigjitError)(f"{what}: {message}" if what else message, status)
+
+
+# ---- entry points -------------------------------------------------------------------------------
+def default_args() -> AttentionArgs:
+    """sigjit_attention_args_default(): struct_size and the library's defaults filled in."""
+    return load().sigjit_attention_args_default()
+
+
+def validate(args: AttentionArgs) -> None:
+    """Host-side checks only (no GPU needed); raises InvalidArgumentError naming the argument."""
+    _check(load().sigjit_validate(ctypes.byref(args)), "")
+
+
+def forward(args: AttentionArgs, stream: int = 0) -> None:
+    """Launches the forward on `stream` (a cudaStream_t as an int; 0 = legacy default stream)."""
+    _check(load().sigjit_forward(ctypes.byref(args), ctypes.c_void_p(stream or None)), "")
+
+
+def backward(args: AttentionArgs, grads: Gradients, stream: int = 0) -> None:
+    """Launches the two backward kernels (dK/dV, then dQ) on `stream`."""
+    _check(load().sigjit_backward(ctypes.byref(args), ctypes.byref(grads), ctypes.c_void_p(stream or None)), "")
+
+
+def version() -> str:
+    return load().sigjit_version().decode()
+
+
+# ---- building argument structs ----------------------------------------------------------------
+class TensorRef(NamedTuple):
+    """A [B, L, H, D] (varlen: [total, H, D]) tensor as the C API sees it: its first element's
+    address and its (batch, token, head) element strides, already mapped by c_strides()."""
+
+    ptr: int
+    strides: tuple[int, int, int]
+
+
+def c_strides(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, int, int]:
+    """The C API's (batch, token, head) strides of a [B, L, H, D] or [T, H, D] tensor.
+
+    Zero means "contiguous" to the C API, so a real zero stride (an expanded tensor) must not
+    reach it: callers copy such tensors first (needs_copy). A dimension of size 1 never steps,
+    and PyTorch reports arbitrary strides for it, so it is passed as 0 (the contiguous value).
+    """
+    if len(shape) not in (3, 4) or len(strides) != len(shape):
+        raise ValueError(f"expected a [B, L, H, D] or [T, H, D] shape with matching strides, got shape {tuple(shape)} strides {tuple(strides)}")
+    dims = list(zip(shape[:-1], strides[:-1]))
+    if len(dims) == 2:
+        dims.insert(0, (1, 0))  # varlen: no batch dimension
+    return tuple(0 if n == 1 else int(s) for n, s in dims)  # type: ignore[return-value]
+
+
+def needs_copy(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """True when the C API cannot take the layout as it is: last dim not unit-stride, a
+    broadcast (stride 0) dimension of size > 1, or a stride that is not a multiple of 8
+    elements (sigjit moves 16-byte vectors)."""
+    if shape[-1] > 1 and strides[-1] != 1:
+        return True
+    return any(n > 1 and (s == 0 or s % 8 != 0) for n, s in zip(shape[:-1], strides[:-1]))
+
+
+def make_args(*, dtype: str, layout: str, batch: int, seqlen_q: int, seqlen_k: int, heads_q: int, heads_kv: int, head_dim: int,
+              q: TensorRef, k: TensorRef, v: TensorRef, o: Optional[TensorRef], total_q: int = 0, total_k: int = 0,
+              lens_q: int = 0, lens_k: int = 0, causal: bool = False, scale: Optional[float] = None,
+              sigmoid_bias: Optional[float] = None, score_bias: int = 0, score_bias_stride: int = 0,
+              exact_sigmoid: bool = False, validate_lengths: bool = False) -> AttentionArgs:
+    """One sigjit_attention_args from plain values. lens_q/lens_k are device pointers to
+    seq_lens (padded) or cu_seqlens (varlen); sigmoid_bias None = the library's -log(n) default."""
+    if dtype not in DTYPES:
+        raise InvalidArgumentError(f"dtype={dtype!r}: must be one of {', '.join(DTYPES)}", ERROR_INVALID_ARGUMENT)
+    if layout not in LAYOUTS:
+        raise InvalidArgumentError(f"layout={layout!r}: must be one of {', '.join(LAYOUTS)}", ERROR_INVALID_ARGUMENT)
+    a = default_args()
+    a.dtype, a.layout = DTYPES[dtype], LAYOUTS[layout]
+    a.batch, a.seqlen_q, a.seqlen_k, a.total_q, a.total_k = batch, seqlen_q, seqlen_k, total_q, total_k
+    a.heads_q, a.heads_kv, a.head_dim = heads_q, heads_kv, head_dim
+    a.q, a.k, a.v = q.ptr or None, k.ptr or None, v.ptr or None
+    a.o = (o.ptr or None) if o is not None else None
+    a.q_strides, a.k_strides, a.v_strides = Strides(*q.strides), Strides(*k.strides), Strides(*v.strides)
+    if o is not None:
+        a.o_strides = Strides(*o.strides)
+    lq, lk = (ctypes.cast(ctypes.c_void_p(p), _i32p) if p else None for p in (lens_q, lens_k))
+    if layout == "padded":
+        a.seq_lens_q, a.seq_lens_k = lq, lk
+    elif layout == "varlen":
+        a.cu_seqlens_q, a.cu_seqlens_k = lq, lk
+    a.validate_lengths = int(validate_lengths)
+    a.causal = int(causal)
+    if scale is not None:
+        a.has_scale, a.scale = 1, float(scale)
+    if sigmoid_bias is not None:
+        a.bias_mode, a.bias = BIAS_SCALAR, float(sigmoid_bias)
+    if score_bias:
+        a.score_bias = ctypes.cast(ctypes.c_void_p(score_bias), ctypes.POINTER(ctypes.c_float))
+        a.score_bias_stride = score_bias_stride
+    a.sigmoid = SIGMOID_EXACT if exact_sigmoid else SIGMOID_FAST
+    return a
+
+
+def make_gradients(dout: TensorRef, dq: TensorRef, dk: TensorRef, dv: TensorRef) -> Gradients:
+    g = Gradients()
+    g.dout, g.dq, g.dk, g.dv = dout.ptr or None, dq.ptr or None, dk.ptr or None, dv.ptr or None
+    g.dout_strides, g.dq_strides = Strides(*dout.strides), Strides(*dq.strides)
+    g.dk_strides, g.dv_strides = Strides(*dk.strides), Strides(*dv.strides)
+    return g

@@ -1,0 +1,220 @@
+"""CPU tests of the Python package (no GPU, no torch needed): CTest label cpu.
+
+What: the ctypes struct mirrors against the C header (offsets printed by the C compiler through
+tests/python/abi_dump.cpp, $SIGJIT_ABI_DUMP), the library's defaults round trip, argument
+validation through sigjit_validate with fake aligned non-null pointers (validation never touches
+the device), the loader's error when SIGJIT_LIBRARY is wrong, and sigjit.torch's ImportError
+without torch. Why: the binding passes raw pointers through a hand-written struct mirror; a
+wrong offset would be silent memory corruption on the GPU, so it is checked field by field.
+Cost: well under a second.
+
+    PYTHONPATH=python SIGJIT_LIBRARY=build/libsigjit.so SIGJIT_ABI_DUMP=build/tests/sigjit_abi_dump \
+        python3 -m unittest tests/python/test_binding_cpu.py -v
+"""
+import ctypes
+import importlib.util
+import os
+import subprocess
+import sys
+import unittest
+
+import sigjit
+from sigjit import _lib
+
+FAKE = 1 << 20  # 16-byte aligned, non-null; never dereferenced by validation
+
+
+def ref(ptr=FAKE, strides=(0, 0, 0)):
+    return _lib.TensorRef(ptr, strides)
+
+
+def dense_args(**over):
+    kw = dict(dtype="bf16", layout="dense", batch=2, seqlen_q=128, seqlen_k=128, heads_q=8, heads_kv=8, head_dim=64, q=ref(), k=ref(),
+              v=ref(), o=ref())
+    kw.update(over)
+    return _lib.make_args(**kw)
+
+
+class StructLayout(unittest.TestCase):
+    """ctypes mirrors == the C header, field by field."""
+
+    @classmethod
+    def setUpClass(cls):
+        path = os.environ.get("SIGJIT_ABI_DUMP")
+        if not path or not os.path.isfile(path):
+            raise unittest.SkipTest("SIGJIT_ABI_DUMP is not set to the built sigjit_abi_dump (CTest sets it)")
+        out = subprocess.run([path], check=True, capture_output=True, text=True).stdout
+        cls.c = {name: int(value) for name, value in (line.split() for line in out.splitlines())}
+
+    def check_struct(self, c_name, py_type):
+        self.assertEqual(ctypes.sizeof(py_type), self.c[f"{c_name}.sizeof"], f"sizeof({c_name})")
+        c_fields = {k.split(".", 1)[1] for k in self.c if k.startswith(c_name + ".") and not k.endswith(".sizeof")}
+        py_fields = [name for name, _ in py_type._fields_]
+        self.assertEqual(set(py_fields), c_fields, f"{c_name}: field names")
+        for name in py_fields:
+            self.assertEqual(getattr(py_type, name).offset, self.c[f"{c_name}.{name}"], f"offsetof({c_name}, {name})")
+
+    def test_strides(self):
+        self.check_struct("sigjit_strides", _lib.Strides)
+
+    def test_attention_args(self):
+        self.check_struct("sigjit_attention_args", _lib.AttentionArgs)
+
+    def test_gradients(self):
+        self.check_struct("sigjit_gradients", _lib.Gradients)
+
+    def test_enum_size(self):
+        self.assertEqual(ctypes.sizeof(ctypes.c_int), self.c["enum.sizeof"])
+
+
+class Library(unittest.TestCase):
+    def test_version(self):
+        self.assertIn("sigjit", sigjit.version())
+        self.assertTrue(sigjit.library_path().endswith(".so") or ".so." in sigjit.library_path())
+
+    def test_defaults_round_trip(self):
+        a = _lib.default_args()
+        self.assertEqual(a.struct_size, ctypes.sizeof(_lib.AttentionArgs))
+        self.assertEqual((a.dtype, a.layout, a.bias_mode, a.sigmoid), (_lib.BF16, _lib.DENSE, _lib.BIAS_LOG_N, _lib.SIGMOID_FAST))
+        self.assertEqual((a.validate_lengths, a.causal, a.has_scale, a.heads_kv), (1, 0, 0, 0))
+        self.assertFalse(a.q or a.k or a.v or a.o or a.seq_lens_q or a.cu_seqlens_k or a.score_bias)
+
+    def test_make_args_maps_options(self):
+        a = dense_args(causal=True, scale=0.5, sigmoid_bias=-3.0, exact_sigmoid=True, dtype="fp16", validate_lengths=True)
+        self.assertEqual((a.causal, a.has_scale, a.scale, a.bias_mode, a.bias), (1, 1, 0.5, _lib.BIAS_SCALAR, -3.0))
+        self.assertEqual((a.sigmoid, a.dtype, a.validate_lengths), (_lib.SIGMOID_EXACT, _lib.FP16, 1))
+        a = dense_args(layout="padded", lens_q=FAKE, lens_k=FAKE + 64)
+        self.assertEqual(ctypes.cast(a.seq_lens_k, ctypes.c_void_p).value, FAKE + 64)
+        self.assertFalse(a.cu_seqlens_q)
+
+    def test_valid_args_pass(self):
+        _lib.validate(dense_args())
+        _lib.validate(dense_args(heads_kv=2, causal=True, score_bias=FAKE, score_bias_stride=128))
+        _lib.validate(dense_args(layout="padded", lens_q=FAKE, lens_k=FAKE))
+        _lib.validate(dense_args(layout="varlen", total_q=300, total_k=300, lens_q=FAKE, lens_k=FAKE))
+
+    def test_struct_size_mismatch(self):
+        a = dense_args()
+        a.struct_size -= 8
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, "struct_size"):
+            _lib.validate(a)
+
+
+class Validation(unittest.TestCase):
+    """Each bad argument raises InvalidArgumentError (a ValueError) naming the argument."""
+
+    def assert_rejects(self, pattern, args):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, pattern) as cm:
+            _lib.validate(args)
+        self.assertIsInstance(cm.exception, ValueError)
+        self.assertEqual(cm.exception.status, _lib.ERROR_INVALID_ARGUMENT)
+
+    def test_bad_head_dim(self):
+        self.assert_rejects(r"head_dim=80: unsupported; supported head dims are 32, 64, 96, 128, 256", dense_args(head_dim=80))
+
+    def test_misaligned_pointer(self):
+        self.assert_rejects(r"^k: pointer .* is not 16-byte aligned", dense_args(k=ref(FAKE + 2)))
+
+    def test_null_pointer(self):
+        self.assert_rejects(r"^o: null pointer", dense_args(o=ref(0)))
+
+    def test_gqa_mismatch(self):
+        self.assert_rejects(r"heads_kv=3: heads_q=8 must be a positive multiple of heads_kv", dense_args(heads_kv=3))
+
+    def test_bad_stride(self):
+        self.assert_rejects(r"v_strides.token=100: strides must be multiples of 8", dense_args(v=ref(strides=(0, 100, 0))))
+
+    def test_bad_scale(self):
+        self.assert_rejects(r"scale=inf: must be finite", dense_args(scale=float("inf")))
+
+    def test_padded_needs_lengths(self):
+        self.assert_rejects(r"seq_lens_q/seq_lens_k: the padded layout needs both", dense_args(layout="padded", lens_q=FAKE))
+
+    def test_varlen_needs_cu_seqlens(self):
+        self.assert_rejects(r"cu_seqlens_q/cu_seqlens_k: the varlen layout needs both", dense_args(layout="varlen", total_q=10, total_k=10))
+
+    def test_host_lengths_checked(self):
+        a = dense_args(layout="padded", lens_q=FAKE, lens_k=FAKE)
+        lens = (ctypes.c_int32 * 2)(128, 129)
+        a.host_seq_lens_q = a.host_seq_lens_k = ctypes.cast(lens, ctypes.POINTER(ctypes.c_int32))
+        self.assert_rejects(r"seq_lens_q\[1\]=129: must be in \[0, seqlen_q=128\]", a)
+
+    def test_python_side_names(self):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, "dtype='fp32': must be one of bf16, fp16"):
+            dense_args(dtype="fp32")
+
+    def test_backward_validates_gradients(self):
+        # Rejected before anything touches a device, so this needs no GPU.
+        grads = _lib.make_gradients(ref(), ref(), ref(FAKE + 4), ref())
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"^dk: pointer .* is not 16-byte aligned"):
+            _lib.backward(dense_args(o=None), grads)
+
+    def test_forward_fails_cleanly(self):
+        # No GPU: a CudaError (no driver/device); on a GPU machine the fake pointers are rejected
+        # as not device memory. Either way an exception with a message, never a crash.
+        with self.assertRaises(sigjit.SigjitError) as cm:
+            _lib.forward(dense_args())
+        self.assertTrue(str(cm.exception))
+
+
+class Strides(unittest.TestCase):
+    def test_contiguous(self):
+        self.assertEqual(_lib.c_strides((2, 16, 4, 64), (4096, 256, 64, 1)), (4096, 256, 64))
+        self.assertEqual(_lib.c_strides((100, 4, 64), (256, 64, 1)), (0, 256, 64))  # varlen: no batch
+
+    def test_size_one_dims_are_contiguous(self):
+        # PyTorch reports arbitrary strides for size-1 dims; the C API must not see them.
+        self.assertEqual(_lib.c_strides((1, 16, 1, 64), (7, 64, 3, 1)), (0, 64, 0))
+
+    def test_needs_copy(self):
+        self.assertFalse(_lib.needs_copy((2, 16, 4, 64), (4096, 256, 64, 1)))
+        self.assertFalse(_lib.needs_copy((2, 16, 4, 64), (3 * 4096, 3 * 256, 64, 1)))  # a slice of packed QKV
+        self.assertTrue(_lib.needs_copy((2, 16, 4, 64), (0, 0, 0, 0)))  # expanded, e.g. the grad of out.sum()
+        self.assertTrue(_lib.needs_copy((2, 16, 4, 64), (4096, 1, 16, 256)))  # last dim not contiguous
+        self.assertTrue(_lib.needs_copy((2, 16, 4, 64), (4096, 256, 0, 1)))  # heads broadcast
+        self.assertFalse(_lib.needs_copy((2, 16, 1, 64), (1024, 64, 0, 1)))  # size-1 broadcast dim is fine
+        self.assertTrue(_lib.needs_copy((2, 16, 4, 64), (4096, 260, 65, 1)))  # strides not multiples of 8
+
+
+def run_python(code, **env):
+    full = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full)
+
+
+class Loader(unittest.TestCase):
+    def test_wrong_sigjit_library(self):
+        r = run_python("import sigjit; sigjit.version()", SIGJIT_LIBRARY="/nonexistent/libsigjit.so")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("SIGJIT_LIBRARY=/nonexistent/libsigjit.so: no such file", r.stderr)
+
+    def test_import_is_lazy(self):
+        # Importing the package must not load the library (so it never fails at import time).
+        r = run_python("import sigjit, sigjit._lib as l; assert l._lib is None", SIGJIT_LIBRARY="/nonexistent/libsigjit.so")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+class TorchImport(unittest.TestCase):
+    def test_import_without_torch(self):
+        if importlib.util.find_spec("torch") is not None:
+            self.skipTest("torch is installed here; the missing-torch error is tested only where torch is absent (CI)")
+        with self.assertRaisesRegex(ImportError, r"sigjit.torch needs PyTorch"):
+            import sigjit.torch  # noqa: F401
+
+    def test_argument_errors_with_torch(self):
+        if importlib.util.find_spec("torch") is None:
+            self.skipTest("torch is not installed (CI): the binding's tensor checks run on the device (tests/python/test_torch_gpu.py)")
+        import torch
+        from sigjit.torch import sigmoid_attention, sigmoid_attention_varlen
+        q = torch.zeros(1, 16, 2, 64, dtype=torch.bfloat16)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q.device=cpu: sigjit runs on CUDA devices"):
+            sigmoid_attention(q, q, q)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q.dtype=torch.float32"):
+            sigmoid_attention(q.float(), q, q)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q: expected 4 dimensions"):
+            sigmoid_attention(q[0], q, q)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q: expected 3 dimensions"):
+            sigmoid_attention_varlen(q, q, q, None, None, 16, 16)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

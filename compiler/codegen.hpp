@@ -13,7 +13,7 @@ namespace sigjit {
 
 // Bumped whenever the emitted translation units change meaning; part of every cache
 // fingerprint (template edits are covered separately by a digest of their text).
-inline constexpr int kCodegenVersion = 1;
+inline constexpr int kCodegenVersion = 2;  // 2: the sm90 family
 
 std::string emit_source(const KernelSpec& spec, const TileConfig& config);
 

@@ -65,17 +65,36 @@ std::string KernelSpec::describe() const {
                      score_bias ? "score_bias " : "", sigmoid == SigmoidMode::fast ? "fast" : "exact", gqa_ratio, to_string(bucket), arch.name());
 }
 
+TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap) {
+  TileConfig c{64 * consumers, block_n, 4 * (consumers + 1), stages, false};
+  c.family = KernelFamily::sm90;
+  c.consumers = consumers;
+  c.overlap = overlap;
+  return c;
+}
+
 std::string TileConfig::describe() const {
+  if (family == KernelFamily::sm90) return fmt::format("h{}x{}c{}s{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "");
   return fmt::format("m{}n{}w{}s{}{}", block_m, block_n, warps, stages, q_in_regs ? "" : "qs");
 }
 
 TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
-  static const std::regex form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
+  static const std::regex sm80_form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
+  static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?)");
   std::smatch m;
-  if (!std::regex_match(text, m, form)) {
-    throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs], e.g. m128n64w4s2 or m128n64w4s2qs", what, text));
+  if (std::regex_match(text, m, sm80_form)) {
+    return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
   }
-  return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
+  if (std::regex_match(text, m, sm90_form)) {
+    const int consumers = std::stoi(m[3]);
+    if (std::stoi(m[1]) != 64 * consumers) {
+      throw Error(fmt::format("{} '{}': an sm90 config's BLOCK_M is 64 per consumer warpgroup, so h{}x...c{} needs BLOCK_M {}", what, text,
+                              m[1].str(), consumers, 64 * consumers));
+    }
+    return TileConfig::sm90(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched);
+  }
+  throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs) "
+                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o] (sm90 family, e.g. h128x128c2s2o)", what, text));
 }
 
 const std::vector<int>& supported_head_dims() {
@@ -83,7 +102,40 @@ const std::vector<int>& supported_head_dims() {
   return dims;
 }
 
+namespace {
+
+bool is_sm90a(const Arch& a) { return a.major == 9 && a.minor == 0 && a.arch_specific; }
+
+// Mirrors FwdSm90Config::kSmemBytes: Q + STAGES x (K + V) tiles, 1 + 3 x STAGES mbarriers, and
+// 1024 bytes to align the base to the 128B-swizzle atom.
+int sm90_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
+  return 2 * spec.head_dim * (c.block_m + 2 * c.stages * c.block_n) + 8 * (1 + 3 * c.stages) + 1024;
+}
+
+// Mirrors FwdSm90Config's static_asserts, in the same order, with the same limits.
+std::string check_sm90_config(const KernelSpec& spec, const TileConfig& c) {
+  if (spec.direction != Direction::forward) return "the sm90 family is forward only";
+  if (!is_sm90a(spec.arch)) return fmt::format("the sm90 family (wgmma, setmaxnreg) needs arch sm_90a, not {}", spec.arch.name());
+  if (spec.head_dim != 64 && spec.head_dim != 128 && spec.head_dim != 256) {
+    return fmt::format("head_dim={}: the sm90 family supports 64, 128 and 256 (whole 128-byte swizzle rows)", spec.head_dim);
+  }
+  if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256) return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
+  if (c.consumers != 1 && c.consumers != 2) return fmt::format("consumers={}: the sm90 family takes 1 or 2 consumer warpgroups", c.consumers);
+  if (c.block_m != 64 * c.consumers || c.warps != 4 * (c.consumers + 1)) {
+    return fmt::format("block_m={} / warps={} do not match {} consumer warpgroups", c.block_m, c.warps, c.consumers);
+  }
+  if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
+  const int smem = sm90_smem_bytes(spec, c);
+  if (smem > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", smem, 227 * 1024);
+  const int regs = spec.head_dim / 2 + c.block_n / 2 + c.block_n / 4;
+  if (regs > 192) return fmt::format("about {} O, S and P registers per consumer thread: would spill", regs);
+  return {};
+}
+
+}  // namespace
+
 int forward_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
+  if (c.family == KernelFamily::sm90) return sm90_smem_bytes(spec, c);
   const int row = spec.head_dim + 8;
   return 2 * (c.block_m * row + 2 * c.stages * c.block_n * row);
 }
@@ -96,6 +148,7 @@ int smem_bytes(const KernelSpec& spec, const TileConfig& c) {
 }
 
 std::string check_config(const KernelSpec& spec, const TileConfig& c) {
+  if (c.family == KernelFamily::sm90) return check_sm90_config(spec, c);
   if (c.warps < 1 || c.warps > 16) return fmt::format("warps={} outside 1..16", c.warps);
   if (c.block_m % (16 * c.warps) != 0) return fmt::format("block_m={} is not a multiple of 16*warps={}", c.block_m, 16 * c.warps);
   if (c.block_m / c.warps / 16 > 2) return fmt::format("block_m/warps={} rows per warp: at most 32 fit the register file", c.block_m / c.warps);
@@ -118,7 +171,25 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
   return {};
 }
 
+bool sm90_family_supports(const KernelSpec& spec) {
+  return spec.direction == Direction::forward && is_sm90a(spec.arch) && (spec.head_dim == 64 || spec.head_dim == 128 || spec.head_dim == 256);
+}
+
+TileConfig default_sm90_config(const KernelSpec& spec) {
+  // Not yet measured: FlashAttention-3's shapes within this kernel's limits (BLOCK_M = 64 per
+  // consumer warpgroup, at most two), overlapped. hd 64: a 128-key tile and a third stage (the
+  // tiles are small); hd 128: 128 x 128, two stages (160 KB); hd 256: 64-key tiles (193 KB).
+  if (spec.head_dim <= 64) return TileConfig::sm90(128, 2, 3, true);
+  if (spec.head_dim <= 128) return TileConfig::sm90(128, 2, 2, true);
+  return TileConfig::sm90(64, 2, 2, true);
+}
+
 TileConfig default_config(const KernelSpec& spec) {
+  if (kSm90DefaultOnHopper && sm90_family_supports(spec)) return default_sm90_config(spec);
+  return default_sm80_config(spec);
+}
+
+TileConfig default_sm80_config(const KernelSpec& spec) {
   // Backward (not yet measured on a GPU): 16-row warps over a 64-row fixed tile, the streamed
   // tile narrowed as the head dim grows so S, dP, dK and dV fit in registers.
   if (spec.direction != Direction::forward) {
@@ -155,6 +226,14 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
             TileConfig c{bm, bn, w, st, q_in_regs};
             if (check_config(spec, c).empty()) out.push_back(c);
           }
+  if (!sm90_family_supports(spec)) return out;
+  for (int consumers : {1, 2})
+    for (int bn : {64, 96, 128, 192})
+      for (int st : {2, 3})
+        for (bool overlap : {true, false}) {
+          const TileConfig c = TileConfig::sm90(bn, consumers, st, overlap);
+          if (check_config(spec, c).empty()) out.push_back(c);
+        }
   return out;
 }
 

@@ -50,6 +50,10 @@ struct KernelSpec {
   std::string describe() const;  // human readable, one line
 };
 
+// Kernel families, a tuning dimension: the portable mma.sync kernel (fwd_sm80.cuh, any sm_80+)
+// and the Hopper kernel (fwd_sm90.cuh: TMA, wgmma, warp specialization; sm_90a only).
+enum class KernelFamily { sm80, sm90 };
+
 struct TileConfig {
   int block_m = 128;
   int block_n = 64;
@@ -58,10 +62,20 @@ struct TileConfig {
   // Q fragments held in registers for the whole key loop (true), or re-read from shared memory
   // at every key tile (false: frees D/2 registers per m16 tile, so 32-row warps fit at hd 128).
   bool q_in_regs = true;
+  KernelFamily family = KernelFamily::sm80;
+  // sm90 family only: consumer warpgroups (block_m = 64 * consumers; warps counts the producer
+  // warpgroup too) and intra-warpgroup overlap of the sigmoid with the next tile's GEMMs.
+  int consumers = 0;
+  bool overlap = false;
 
-  // "m128n64w4s2", with a "qs" suffix when Q stays in shared memory.
+  // A well-formed sm90 config (check_config still decides whether it fits a spec).
+  static TileConfig sm90(int block_n, int consumers, int stages, bool overlap);
+
+  // sm80: "m128n64w4s2", with a "qs" suffix when Q stays in shared memory.
+  // sm90: "h128x128c2s2o": h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>, "o" when overlapped.
   std::string describe() const;
-  // Inverse of describe(); throws Error naming `what` (a flag or variable) on bad text.
+  // Inverse of describe() for both families; throws Error naming `what` (a flag or variable)
+  // on bad text.
   static TileConfig parse(const std::string& text, const std::string& what);
   int threads() const { return warps * 32; }
 };
@@ -77,8 +91,23 @@ int smem_bytes(const KernelSpec& spec, const TileConfig& config);
 // otherwise the reason. Lets the tuner drop a config before paying for a compile.
 std::string check_config(const KernelSpec& spec, const TileConfig& config);
 
+// The one switch that makes the sm90 family the default on sm_90a (flip after GPU verification;
+// SIGJIT_FORCE_TILE=<sm90 config> selects it meanwhile).
+inline constexpr bool kSm90DefaultOnHopper = false;
+
+// True when the sm90 family can serve the spec at all (forward, sm_90a, head dim 64/128/256).
+bool sm90_family_supports(const KernelSpec& spec);
+
+// The sm90 config used for a spec when the family is chosen without tuning (also what the GPU
+// tests force). Only meaningful where sm90_family_supports(spec).
+TileConfig default_sm90_config(const KernelSpec& spec);
+
 // The config used when nothing better is known (no tuning result).
 TileConfig default_config(const KernelSpec& spec);
+
+// The sm80-family default, whatever kSm90DefaultOnHopper says (the fallback when a call's
+// tensors cannot be described by TMA tensor maps).
+TileConfig default_sm80_config(const KernelSpec& spec);
 
 // Configs worth trying for a spec (all pass check_config).
 std::vector<TileConfig> candidate_configs(const KernelSpec& spec);

@@ -1,0 +1,366 @@
+// Sigmoid-attention forward for sm_90a (Hopper): TMA + mbarrier ring + wgmma, warp-specialized.
+//
+// What: one CTA computes a BLOCK_M x D tile of O for one (sequence, head), BLOCK_M = 64 * C for
+// C consumer warpgroups. Warpgroup 0 is the producer: one elected thread loads the Q tile once
+// and streams K and V tiles through a STAGES-deep shared-memory ring with cp.async.bulk.tensor,
+// each load completing on a "full" mbarrier; consumers free a stage by arriving on its "empty"
+// mbarrier. Consumer warpgroup w owns query rows [64w, 64w + 64) of the tile: per key tile it
+// computes S = Q K^T with wgmma (A and B from 128B-swizzled shared memory, both K-major), the
+// sigmoid in registers (same fold, masks and fast/exact modes as fwd_sm80.cuh), packs P to
+// 16-bit A fragments in registers (the accumulator layout is the A-fragment layout, see
+// hopper_primitives.cuh) and accumulates O += P V with register-A wgmma, V read as an N-major B
+// operand straight from its row-major tile. O is written from registers with masked stores.
+// Why this shape: the tensor cores do the two GEMMs asynchronously, so the MUFU-bound sigmoid
+// can overlap them. With OVERLAP, iteration j issues S_j = Q K_j^T and O += P_{j-1} V_{j-1}
+// back to back, waits only for S_j, and runs the sigmoid of S_j while PV_{j-1} is still on the
+// tensor cores (FlashAttention-3's intra-warpgroup pipelining, minus the softmax rescale that
+// sigmoid does not need). With two consumer warpgroups the SM also interleaves one warpgroup's
+// sigmoid with the other's GEMMs. setmaxnreg moves registers from the producer (24) to the
+// consumers (240) when C = 2 (with C = 1 every thread already has up to 255).
+// Cost: per score 4*D FLOP of wgmma + one MUFU op (fast) or two (exact); shared memory
+// 2 * D * (BLOCK_M + 2 * STAGES * BLOCK_N) bytes; registers per consumer thread about
+// D/2 (O) + BLOCK_N/2 (S) + BLOCK_N/4 (P).
+// Semantics (must match fwd_sm80.cuh): bottom-right causal alignment; -log(n_k) or scalar bias;
+// optional per-key score bias; keys at or past the sequence end inside a tile get P = 0 (TMA
+// reads them: the next varlen sequence's rows, the padded layout's padding, or zeros past the
+// buffer); rows past len_q are never written except that the padded layout writes zeros up to
+// seqlen_q; wholly padded tiles load nothing. Not yet verified on a GPU (see the tests).
+// Known difference: a non-finite value stored in the padding of V inside the last key tile
+// reaches O as 0 * inf = NaN (sm80 never reads it); finite padding is harmless.
+#pragma once
+
+#include "sigjit/fwd_sm80.cuh"
+#include "sigjit/fwd_sm90_params.h"
+#include "sigjit/hopper_primitives.cuh"
+
+namespace sigjit {
+namespace kern {
+
+template <int HEAD_DIM_, int BLOCK_N_, int CONSUMERS_, int STAGES_, bool OVERLAP_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_,
+          int BIAS_MODE_, bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_>
+struct FwdSm90Config {
+  static constexpr int kHeadDim = HEAD_DIM_;
+  static constexpr int kBlockN = BLOCK_N_;
+  static constexpr int kConsumers = CONSUMERS_;
+  static constexpr int kBlockM = 64 * kConsumers;
+  static constexpr int kStages = STAGES_;
+  static constexpr bool kOverlap = OVERLAP_;
+  static constexpr bool kBf16 = IS_BF16_;
+  static constexpr int kLayout = LAYOUT_;
+  static constexpr bool kCausal = CAUSAL_;
+  static constexpr int kBiasMode = BIAS_MODE_;
+  static constexpr bool kScoreBias = HAS_SCORE_BIAS_;
+  static constexpr bool kExact = EXACT_SIGMOID_;
+
+  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kChunksPerRow = kHeadDim / 8;  // 16-byte chunks per row (zero-row stores)
+  static constexpr int kColBlocks = kHeadDim / 64;    // 64-column (128-byte) blocks per row
+  static constexpr int kSAcc = kBlockN / 2;           // S accumulators per consumer thread
+  static constexpr int kOAcc = kHeadDim / 2;          // O accumulators per consumer thread
+  static constexpr int kPSteps = kBlockN / 16;        // k16 steps of O += P V
+  static constexpr int kQBlockBytes = kBlockM * 128;
+  static constexpr int kKVBlockBytes = kBlockN * 128;
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
+  static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // one K or one V tile
+  // Shared memory, from a 1024-byte aligned base (the 128B swizzle atom): Q, K ring, V ring,
+  // then the mbarriers: q_full, k_full[S], v_full[S], empty[S].
+  static constexpr int kKOffset = kQBytes;
+  static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
+  static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
+  static constexpr int kBarriers = 1 + 3 * kStages;
+  // + 1024: the dynamic shared memory base is only guaranteed 16-byte aligned.
+  static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;
+  // setmaxnreg budget with two consumers: 128 * 24 + 256 * 240 = 64512 <= 65536 registers.
+  static constexpr bool kRebalanceRegs = kConsumers == 2;
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "sm90 family: head dim 64, 128 or 256 (whole 128-byte swizzle rows)");
+  static_assert(kBlockN % 16 == 0 && kBlockN >= 16 && kBlockN <= 256, "sm90 BLOCK_N: a multiple of 16 in [16, 256] (wgmma N and the TMA box limit)");
+  static_assert(kConsumers == 1 || kConsumers == 2, "sm90 family: 1 or 2 consumer warpgroups");
+  static_assert(kStages >= 2 && kStages <= 4, "sm90 pipeline stages: 2..4");
+  static_assert(kSmemBytes <= 227 * 1024, "sm90 tile config exceeds the 227 KB of shared memory per block");
+  static_assert(kOAcc + kSAcc + kBlockN / 4 <= 192, "sm90: O + S + P fragments exceed 192 registers per consumer thread: the kernel would spill");
+  static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
+};
+
+// Buffer rows where this (sequence, head) starts: varlen rows of the packed buffers (clamped
+// like locate_sequence), else 0 with the batch index as the tensor maps' outer coordinate.
+template <class C>
+__device__ __forceinline__ void sequence_origin(const SigjitFwdParams& p, int b, int& q_row0, int& k_row0, int& batch_coord) {
+  if (C::kLayout == kVarlen) {
+    q_row0 = clamp_len(p.cu_seqlens_q[b], p.total_q);
+    k_row0 = clamp_len(p.cu_seqlens_k[b], p.total_k);
+    batch_coord = 0;
+  } else {
+    q_row0 = 0;
+    k_row0 = 0;
+    batch_coord = b;
+  }
+}
+
+// Shared-memory addresses of one CTA's buffers.
+template <class C>
+struct Sm90Smem {
+  u32 base;
+  __device__ __forceinline__ u32 q() const { return base; }
+  __device__ __forceinline__ u32 k(int stage) const { return base + C::kKOffset + stage * C::kKVBytes; }
+  __device__ __forceinline__ u32 v(int stage) const { return base + C::kVOffset + stage * C::kKVBytes; }
+  __device__ __forceinline__ u32 q_full() const { return base + C::kBarOffset; }
+  __device__ __forceinline__ u32 k_full(int stage) const { return base + C::kBarOffset + 8 * (1 + stage); }
+  __device__ __forceinline__ u32 v_full(int stage) const { return base + C::kBarOffset + 8 * (1 + C::kStages + stage); }
+  __device__ __forceinline__ u32 empty(int stage) const { return base + C::kBarOffset + 8 * (1 + 2 * C::kStages + stage); }
+};
+
+template <class C>
+__device__ __forceinline__ void init_barriers(const Sm90Smem<C>& sm) {
+  mbarrier_init(sm.q_full(), 1);
+  for (int s = 0; s < C::kStages; ++s) {
+    mbarrier_init(sm.k_full(s), 1);  // the producer's arrive.expect_tx; TMA adds the bytes
+    mbarrier_init(sm.v_full(s), 1);
+    mbarrier_init(sm.empty(s), C::kConsumers * 128);  // every consumer thread releases
+  }
+  fence_barrier_init();
+}
+
+// All column blocks of one [rows x D] tile: one TMA box {64, rows} per 64-column block.
+template <class C, int BLOCK_BYTES>
+__device__ __forceinline__ void tma_load_tile(u32 dst, const SigjitTensorMap& map, u32 bar, int row, int head, int batch) {
+#pragma unroll
+  for (int c = 0; c < C::kColBlocks; ++c) tma_load_4d(dst + c * BLOCK_BYTES, map, bar, c * 64, row, head, batch);
+}
+
+// The producer: one thread issues every load of the CTA, in consumption order.
+template <class C>
+__device__ __forceinline__ void produce(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, int m_start, int n_blocks, int h) {
+  const SigjitFwdParams& p = params.p;
+  int q_row0, k_row0, batch;
+  sequence_origin<C>(p, blockIdx.z, q_row0, k_row0, batch);
+  const int h_kv = h / p.kv_group;
+  mbarrier_arrive_expect_tx(sm.q_full(), C::kQBytes);
+  tma_load_tile<C, C::kQBlockBytes>(sm.q(), params.q_map, sm.q_full(), q_row0 + m_start, h, batch);
+  for (int j = 0; j < n_blocks; ++j) {
+    const int stage = j % C::kStages;
+    // Use j of a stage needs use j - STAGES released: that is the (j / STAGES - 1)-th completed
+    // phase of its empty barrier.
+    if (j >= C::kStages) mbarrier_wait(sm.empty(stage), (j / C::kStages - 1) & 1);
+    const int row = k_row0 + j * C::kBlockN;
+    mbarrier_arrive_expect_tx(sm.k_full(stage), C::kKVBytes);
+    tma_load_tile<C, C::kKVBlockBytes>(sm.k(stage), params.k_map, sm.k_full(stage), row, h_kv, batch);
+    mbarrier_arrive_expect_tx(sm.v_full(stage), C::kKVBytes);
+    tma_load_tile<C, C::kKVBlockBytes>(sm.v(stage), params.v_map, sm.v_full(stage), row, h_kv, batch);
+  }
+}
+
+// Per-warpgroup state of a consumer.
+struct Sm90Rows {
+  int wg_row0;        // first query row (in the sequence) of this warpgroup
+  int causal_offset;  // len_k - len_q
+  int len_k;
+};
+
+// S = Q K_j^T for this warpgroup's 64 rows: D/16 wgmma k-steps, one commit group.
+template <class C>
+__device__ __forceinline__ void issue_scores(float (&s)[C::kSAcc], const Sm90Smem<C>& sm, int wg, int stage) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < C::kHeadDim / 16; ++kk) {
+    const int block = kk / 4, k_elems = (kk % 4) * 16;
+    const u64 a = kmajor_descriptor(sm.q() + block * C::kQBlockBytes, wg * 64, k_elems);
+    const u64 b = kmajor_descriptor(sm.k(stage) + block * C::kKVBlockBytes, 0, k_elems);
+    Wgmma<C::kBlockN>::template ss<C::kBf16, 0>(s, a, b, kk > 0 ? 1 : 0);
+  }
+  wgmma_commit();
+}
+
+// O += P V_j: BLOCK_N/16 register-A wgmma k-steps over the N-major V tile, one commit group.
+template <class C>
+__device__ __forceinline__ void issue_pv(float (&o)[C::kOAcc], const u32 (&pf)[C::kPSteps][4], const Sm90Smem<C>& sm, int stage) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < C::kPSteps; ++kk) {
+    const u64 b = mnmajor_descriptor(sm.v(stage), kk * 16, C::kKVBlockBytes);
+    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(o, pf[kk], b, 1);
+  }
+  wgmma_commit();
+}
+
+// P = sigmoid(scale * S + bias + s_k) in place; MASKED zeroes keys past the sequence end and,
+// when causal, keys right of the (bottom-right aligned) diagonal.
+template <class C, bool MASKED>
+__device__ __forceinline__ void sigmoid_scores(float (&s)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const SeqSlice& seq, float bias,
+                                               const Sm90Rows& rows, int key_base, int lane, int warp) {
+  const int row0 = rows.wg_row0 + warp * 16 + lane / 4;
+#pragma unroll
+  for (int nt = 0; nt < C::kBlockN / 8; ++nt) {
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      const int key = key_base + nt * 8 + (lane % 4) * 2 + e2;
+      float c = bias;
+      if (C::kScoreBias) c += key < seq.len_k ? __ldg(seq.score_bias + key) : 0.0f;
+      const float addend = SigmoidFold<C::kExact>::addend(c);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int e = half * 2 + e2;
+        float p = sig(s[4 * nt + e], addend);
+        if (MASKED) {
+          const int row = row0 + half * 8;
+          int limit = rows.len_k;
+          if (C::kCausal) limit = row + rows.causal_offset + 1 < limit ? row + rows.causal_offset + 1 : limit;
+          p = key < limit ? p : 0.0f;
+        }
+        s[4 * nt + e] = p;
+      }
+    }
+  }
+}
+
+template <class C>
+__device__ __forceinline__ void sigmoid_tile_sm90(float (&s)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const SeqSlice& seq, float bias,
+                                                  const Sm90Rows& rows, int j, int lane, int warp) {
+  const int key_base = j * C::kBlockN;
+  const bool ragged = key_base + C::kBlockN > rows.len_k;
+  const bool diagonal = C::kCausal && key_base + C::kBlockN - 1 > rows.wg_row0 + rows.causal_offset;
+  if (ragged || diagonal) sigmoid_scores<C, true>(s, sig, seq, bias, rows, key_base, lane, warp);
+  else sigmoid_scores<C, false>(s, sig, seq, bias, rows, key_base, lane, warp);
+}
+
+template <class C>
+__device__ __forceinline__ void pack_p(u32 (&pf)[C::kPSteps][4], const float (&s)[C::kSAcc]) {
+#pragma unroll
+  for (int kk = 0; kk < C::kPSteps; ++kk) accumulator_to_a_fragment<C::kBf16>(pf[kk], s, kk);
+}
+
+template <class C>
+__device__ __forceinline__ void release_stage(const Sm90Smem<C>& sm, int j) { mbarrier_arrive(sm.empty(j % C::kStages)); }
+
+template <class C>
+__device__ __forceinline__ void wait_k(const Sm90Smem<C>& sm, int j) { mbarrier_wait(sm.k_full(j % C::kStages), (j / C::kStages) & 1); }
+
+template <class C>
+__device__ __forceinline__ void wait_v(const Sm90Smem<C>& sm, int j) { mbarrier_wait(sm.v_full(j % C::kStages), (j / C::kStages) & 1); }
+
+// Writes this thread's O rows (masked to len_q; the padded layout's rows up to rows_to_clear
+// as zeros). With zero_only every written row is zero (no key was visible).
+template <class C>
+__device__ __forceinline__ void store_rows_sm90(const SeqSlice& seq, long long o_row_stride, const float (&o)[C::kOAcc], int row0, int lane,
+                                                bool zero_only) {
+  const int col0 = (lane % 4) * 2;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = row0 + half * 8;
+    const bool valid = row < seq.len_q;
+    if (!valid && row >= seq.rows_to_clear) continue;
+    u16* out = seq.o + (i64)row * o_row_stride + col0;
+#pragma unroll
+    for (int dt = 0; dt < C::kHeadDim / 8; ++dt) {
+      const u32 v = valid && !zero_only ? pack_half2<C::kBf16>(o[4 * dt + 2 * half], o[4 * dt + 2 * half + 1]) : 0u;
+      *(u32*)(out + dt * 8) = v;
+    }
+  }
+}
+
+template <class C>
+__device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int m_start, int n_blocks) {
+  const SigjitFwdParams& p = params.p;
+  const int wg = threadIdx.x / 128 - 1;
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const Sm90Rows rows{m_start + wg * 64, seq.len_k - seq.len_q, seq.len_k};
+  const int my_row0 = rows.wg_row0 + warp * 16 + lane / 4;
+  float o[C::kOAcc];
+#pragma unroll
+  for (int i = 0; i < C::kOAcc; ++i) o[i] = 0.0f;
+  if (n_blocks == 0) {
+    store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, true);
+    return;
+  }
+  const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+  const SigmoidFold<C::kExact> sig(p.scale);
+  float s[C::kSAcc];
+  u32 pf[C::kPSteps][4];
+
+  mbarrier_wait(sm.q_full(), 0);
+  wait_k(sm, 0);
+  issue_scores<C>(s, sm, wg, 0);
+  wgmma_wait<0>();
+  pin_registers(s);
+  sigmoid_tile_sm90<C>(s, sig, seq, bias, rows, 0, lane, warp);
+  pack_p<C>(pf, s);
+  for (int j = 1; j < n_blocks; ++j) {
+    if (C::kOverlap) {
+      // S_j and PV_{j-1} go to the tensor cores back to back; the sigmoid of S_j runs while
+      // PV_{j-1} is still in flight, so it must work in place on S (P_{j-1} is being read).
+      wait_k(sm, j);
+      issue_scores<C>(s, sm, wg, j % C::kStages);
+      wait_v(sm, j - 1);
+      issue_pv<C>(o, pf, sm, (j - 1) % C::kStages);
+      wgmma_wait<1>();
+      pin_registers(s);
+      sigmoid_tile_sm90<C>(s, sig, seq, bias, rows, j, lane, warp);
+      wgmma_wait<0>();
+      pin_registers(o);
+      for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
+      release_stage(sm, j - 1);
+      pack_p<C>(pf, s);
+    } else {
+      wait_v(sm, j - 1);
+      issue_pv<C>(o, pf, sm, (j - 1) % C::kStages);
+      wgmma_wait<0>();
+      pin_registers(o);
+      for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
+      release_stage(sm, j - 1);
+      wait_k(sm, j);
+      issue_scores<C>(s, sm, wg, j % C::kStages);
+      wgmma_wait<0>();
+      pin_registers(s);
+      sigmoid_tile_sm90<C>(s, sig, seq, bias, rows, j, lane, warp);
+      pack_p<C>(pf, s);
+    }
+  }
+  wait_v(sm, n_blocks - 1);
+  issue_pv<C>(o, pf, sm, (n_blocks - 1) % C::kStages);
+  wgmma_wait<0>();
+  pin_registers(o);
+  release_stage(sm, n_blocks - 1);
+  store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, false);
+}
+
+template <class C>
+__device__ __forceinline__ void fwd_sm90_kernel(const SigjitFwdSm90Params& params) {
+  extern __shared__ __align__(1024) unsigned char sm90_smem[];
+  const SigjitFwdParams& p = params.p;
+  const int b = blockIdx.z, h = blockIdx.y;
+  // Causal: the longest rows first, so the tail of the grid is short tiles.
+  const int m_block = C::kCausal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+  const int m_start = m_block * C::kBlockM;
+  const SeqSlice seq = locate_sequence<C>(p, b, h);
+  if (m_start >= seq.len_q) {  // wholly padding: no loads, only the zeros the layout promises
+    if (m_start < seq.rows_to_clear) {
+      const int end = m_start + C::kBlockM < seq.rows_to_clear ? m_start + C::kBlockM : seq.rows_to_clear;
+      store_zero_rows<C>(seq.o, p.o_stride_l, m_start, end);
+    }
+    return;
+  }
+  int key_end = seq.len_k;
+  if (C::kCausal) {
+    const int last = m_start + C::kBlockM + (seq.len_k - seq.len_q);  // last row's visible keys
+    key_end = last < key_end ? last : key_end;
+  }
+  const int n_blocks = key_end > 0 ? (key_end + C::kBlockN - 1) / C::kBlockN : 0;
+
+  const Sm90Smem<C> sm{(shared_address(sm90_smem) + 1023u) & ~1023u};
+  if (threadIdx.x == 0) init_barriers<C>(sm);
+  __syncthreads();
+
+  // Role split: one branch per warpgroup role, as setmaxnreg requires.
+  if (threadIdx.x < 128) {
+    if (C::kRebalanceRegs) setmaxnreg_dec<C::kProducerRegs>();
+    if (threadIdx.x == 0 && n_blocks > 0) produce<C>(params, sm, m_start, n_blocks, h);
+  } else {
+    if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
+    consume<C>(params, sm, seq, m_start, n_blocks);
+  }
+}
+
+}  // namespace kern
+}  // namespace sigjit

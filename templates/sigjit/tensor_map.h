@@ -1,0 +1,9 @@
+// An opaque TMA tensor map, byte-compatible with the driver's CUtensorMap (cuda.h:
+// `typedef struct CUtensorMap_st { alignas(64) cuuint64_t opaque[16]; } CUtensorMap;`), so that
+// NVRTC-compiled kernels need no CUDA header. The host encodes it with cuTensorMapEncodeTiled
+// and copies the 128 bytes in; runtime/attention.cpp static_asserts the size and alignment match.
+#pragma once
+
+struct alignas(64) SigjitTensorMap {
+  unsigned long long opaque[16];
+};

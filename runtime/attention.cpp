@@ -10,9 +10,12 @@
 #include "runtime/kernel_cache.hpp"
 #include "runtime/resolve.hpp"
 #include "sigjit/fwd_params.h"
+#include "sigjit/fwd_sm90_params.h"
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace sigjit {
@@ -117,9 +120,100 @@ SigjitFwdParams make_params(const Resolved& r) {
   return p;
 }
 
+// ---- sm90 family: TMA tensor maps ---------------------------------------------------------------
+
+// The bytes are copied, so only the size must match; TMA needs the map 64-byte aligned (cuda.h
+// of CUDA 13 declares 128, CUDA 12 declared 64).
+static_assert(sizeof(SigjitTensorMap) == sizeof(CUtensorMap) && alignof(SigjitTensorMap) >= 64,
+              "templates/sigjit/tensor_map.h must mirror cuda.h's CUtensorMap");
+
+// One Q, K or V tensor as TMA sees it: [batch, rows, heads, head_dim] with element strides.
+struct TmaTensor {
+  const char* name;
+  const void* base;
+  Strides strides;
+  std::int64_t rows;
+  std::int64_t heads;
+  std::int64_t batch;
+};
+
+std::vector<TmaTensor> tma_tensors(const Resolved& r) {
+  const AttentionArgs& a = r.args;
+  const bool varlen = a.layout == Layout::varlen;
+  const std::int64_t rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
+  const std::int64_t batch = varlen ? 1 : a.batch;
+  return {{"q", a.q, a.q_strides, rows_q, a.heads_q, batch},
+          {"k", a.k, a.k_strides, rows_k, a.heads_kv, batch},
+          {"v", a.v, a.v_strides, rows_k, a.heads_kv, batch}};
+}
+
+// cuTensorMapEncodeTiled's requirements (cuda.h): byte strides multiples of 16 and below 2^40.
+bool tma_stride_ok(std::int64_t elems) {
+  const std::int64_t bytes = elems * 2;
+  return bytes > 0 && bytes % 16 == 0 && bytes < (std::int64_t{1} << 40);
+}
+
+// Byte strides for the map's three outer dimensions. A dimension of extent 1 is never stepped,
+// so its stride is replaced by the packed one (its own may be anything the validation allowed).
+std::array<cuuint64_t, 3> tma_byte_strides(const TmaTensor& t, int head_dim) {
+  const std::int64_t token = t.rows > 1 ? t.strides.token * 2 : std::int64_t{head_dim} * 2;
+  const std::int64_t head = t.heads > 1 ? t.strides.head * 2 : token * t.rows;
+  const std::int64_t batch = t.batch > 1 ? t.strides.batch * 2 : head * t.heads;
+  return {static_cast<cuuint64_t>(token), static_cast<cuuint64_t>(head), static_cast<cuuint64_t>(batch)};
+}
+
+CUtensorMap encode_tma_map(const TmaTensor& t, const AttentionArgs& a, int box_rows) {
+  CUtensorMap map{};
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(a.head_dim), static_cast<cuuint64_t>(t.rows), static_cast<cuuint64_t>(t.heads),
+                              static_cast<cuuint64_t>(t.batch)};
+  const std::array<cuuint64_t, 3> strides = tma_byte_strides(t, a.head_dim);
+  // One box is one 64-column (128-byte) block of box_rows rows: the 128B swizzle's span.
+  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows), 1, 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  const CUresult st = driver().cuTensorMapEncodeTiled(
+      &map, a.dtype == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(t.base), dims,
+      strides.data(), box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (st != CUDA_SUCCESS) {
+    throw Error(fmt::format("{}: cuTensorMapEncodeTiled failed ({}) for dims [{}, {}, {}, {}], byte strides [{}, {}, {}]", t.name, cu_error_text(st),
+                            dims[0], dims[1], dims[2], dims[3], strides[0], strides[1], strides[2]), ErrorKind::cuda);
+  }
+  return map;
+}
+
+void copy_map(SigjitTensorMap& dst, const CUtensorMap& src) { std::memcpy(&dst, &src, sizeof(dst)); }
+
+void launch_forward_sm90(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, CUstream stream) {
+  const AttentionArgs& a = r.args;
+  if (const std::string why = tma_unsuitable(r); !why.empty()) throw Error(fmt::format("sm90 kernel {}: {}", config.describe(), why));
+  SigjitFwdSm90Params params{};
+  const std::vector<TmaTensor> t = tma_tensors(r);
+  copy_map(params.q_map, encode_tma_map(t[0], a, config.block_m));
+  copy_map(params.k_map, encode_tma_map(t[1], a, config.block_n));
+  copy_map(params.v_map, encode_tma_map(t[2], a, config.block_n));
+  params.p = make_params(r);
+  void* kernel_args[] = {&params};
+  const unsigned grid_m = static_cast<unsigned>((a.seqlen_q + config.block_m - 1) / config.block_m);
+  SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid_m, a.heads_q, a.batch, kernel.threads, 1, 1, kernel.smem_bytes, stream, kernel_args, nullptr));
+}
+
 }  // namespace
 
+std::string tma_unsuitable(const Resolved& r) {
+  const AttentionArgs& a = r.args;
+  if (a.head_dim % 64 != 0) return fmt::format("head_dim={} is not a whole number of 128-byte rows", a.head_dim);
+  for (const TmaTensor& t : tma_tensors(r)) {
+    if (reinterpret_cast<std::uintptr_t>(t.base) % 16 != 0) return fmt::format("{} is not 16-byte aligned", t.name);
+    if (t.rows > 1 && !tma_stride_ok(t.strides.token)) return fmt::format("{}_strides.token={} is not a TMA stride", t.name, t.strides.token);
+    if (t.heads > 1 && !tma_stride_ok(t.strides.head)) return fmt::format("{}_strides.head={} is not a TMA stride", t.name, t.strides.head);
+    if (t.batch > 1 && !tma_stride_ok(t.strides.batch)) return fmt::format("{}_strides.batch={} is not a TMA stride", t.name, t.strides.batch);
+    if (t.rows > (std::int64_t{1} << 31) - 1) return fmt::format("{} has more rows than TMA's 32-bit coordinates address", t.name);
+  }
+  return {};
+}
+
 void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, CUstream stream) {
+  if (config.family == KernelFamily::sm90) return launch_forward_sm90(r, kernel, config, stream);
   const AttentionArgs& a = r.args;
   SigjitFwdParams params = make_params(r);
   void* kernel_args[] = {&params};
@@ -149,7 +243,12 @@ void forward(const AttentionArgs& args, Stream stream) {
   if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
 
   const KernelSpec spec = detail::forward_spec(r, dev.arch());
-  const detail::ResolvedKernel k = detail::resolve_kernel(dev, spec);
+  detail::ResolvedKernel k = detail::resolve_kernel(dev, spec);
+  if (k.config.family == KernelFamily::sm90 && !detail::tma_unsuitable(r).empty()) {
+    // Tensors TMA cannot describe (strides, alignment): the portable family serves the call.
+    const TileConfig c = default_sm80_config(spec);
+    k = detail::ResolvedKernel{detail::get_kernel(dev.context, spec, c), c, "sm80 fallback"};
+  }
   detail::launch_forward(r, k.kernel, k.config, cu_stream);
 }
 

@@ -6,7 +6,10 @@
 
 namespace sigjit::detail {
 
-Arch DeviceInfo::arch() const { return Arch{cc_major, cc_minor, false}; }
+// Compute capability 9.0 compiles for sm_90a: the sm90 family needs wgmma and setmaxnreg, and
+// an sm_90a cubin runs only on 9.0 devices, which is exactly where this arch is chosen. The
+// sm80 family's code is the same for sm_90 and sm_90a (both compiled in CI).
+Arch DeviceInfo::arch() const { return Arch{cc_major, cc_minor, cc_major == 9 && cc_minor == 0}; }
 
 namespace {
 void init_driver() {

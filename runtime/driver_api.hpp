@@ -14,7 +14,8 @@ namespace sigjit::detail {
   X(cuCtxGetDevice) X(cuModuleLoadData) X(cuModuleUnload) X(cuModuleGetFunction) X(cuFuncSetAttribute)                  \
   X(cuFuncGetAttribute) X(cuLaunchKernel) X(cuPointerGetAttribute) X(cuMemcpyDtoHAsync) X(cuStreamSynchronize)         \
   X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD) X(cuMemcpyDtoH) X(cuMemsetD8) X(cuMemsetD8Async) X(cuCtxSynchronize)    \
-  X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime)
+  X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime)               \
+  X(cuTensorMapEncodeTiled)
 
 struct DriverApi {
 #define SIGJIT_DECLARE(name) decltype(&::name) name = nullptr;

@@ -1,0 +1,326 @@
+// The sm90 (Hopper wgmma) forward family without a GPU: every feature combination compiles for
+// sm_90a with its default config, without spills at head dims 64/128 and without ptxas
+// ignoring setmaxnreg or serializing wgmma; every candidate config of representative specs
+// compiles; bad configs are refused by check_config before compiling and by the template's
+// static_asserts when forced past it; config strings round-trip; the default stays sm80 until
+// the switch is flipped.
+#include "compiler/codegen.hpp"
+#include "compiler/kernel_spec.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+#include "compiler/templates.hpp"
+#include "sigjit/fwd_sm90_params.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nvrtc.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using ::testing::HasSubstr;
+using sigjit::Arch;
+using sigjit::KernelFamily;
+using sigjit::KernelSpec;
+using sigjit::TileConfig;
+
+KernelSpec spec_for(int head_dim, const char* arch = "sm_90a") {
+  KernelSpec s;
+  s.head_dim = head_dim;
+  s.arch = Arch::parse(arch);
+  return s;
+}
+
+// Every code-changing forward feature at the head dims the family supports, for sm_90a.
+std::vector<KernelSpec> all_sm90_specs() {
+  std::vector<KernelSpec> out;
+  for (int d : {64, 128, 256})
+    for (auto dtype : {sigjit::DType::bf16, sigjit::DType::fp16})
+      for (auto layout : {sigjit::Layout::dense, sigjit::Layout::padded, sigjit::Layout::varlen})
+        for (bool causal : {false, true})
+          for (auto bias : {sigjit::BiasMode::log_n, sigjit::BiasMode::scalar})
+            for (bool score_bias : {false, true})
+              for (auto sig : {sigjit::SigmoidMode::fast, sigjit::SigmoidMode::exact}) {
+                KernelSpec s = spec_for(d);
+                s.dtype = dtype;
+                s.layout = layout;
+                s.causal = causal;
+                s.bias_mode = bias;
+                s.score_bias = score_bias;
+                s.sigmoid = sig;
+                out.push_back(s);
+              }
+  return out;
+}
+
+// Compiles one (spec, config) and lists what is wrong with the result (empty: all good).
+std::string compile_problems(const KernelSpec& spec, const TileConfig& config, bool forbid_spills, sigjit::ResourceUsage* usage = nullptr) {
+  std::vector<std::string> problems;
+  try {
+    const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
+    if (usage) *usage = k.resources;
+    const std::string name = sigjit::kernel_name(spec, config);
+    if (k.cubin.empty()) problems.push_back("empty cubin");
+    if (k.ptx.find(".entry " + name + "(") == std::string::npos) problems.push_back("PTX lacks the entry " + name);
+    const std::string param = name + "_param_0[" + std::to_string(sizeof(SigjitFwdSm90Params)) + "]";
+    if (k.ptx.find(param) == std::string::npos) problems.push_back("PTX parameter is not " + param + " (host/kernel parameter block mismatch)");
+    const std::string bounds = ".maxntid " + std::to_string(config.threads()) + ", 1, 1";
+    if (k.ptx.find(bounds) == std::string::npos) problems.push_back("PTX lacks '" + bounds + "'");
+    if (k.resources.registers <= 0) problems.push_back("ptxas report not parsed");
+    // ptxas says so when it ignores setmaxnreg (C7508) or serializes wgmma (performance loss).
+    if (k.log.find("setmaxnreg") != std::string::npos || k.log.find("C7508") != std::string::npos) problems.push_back("ptxas: " + k.log);
+    if (k.log.find("serialized") != std::string::npos) problems.push_back("ptxas serialized wgmma: " + k.log);
+    if (forbid_spills && k.resources.has_spills()) problems.push_back("register spills: " + k.resources.describe());
+  } catch (const std::exception& e) {
+    problems.push_back(std::string("compile threw: ") + e.what());
+  }
+  std::string out;
+  for (const auto& p : problems) out += (out.empty() ? "" : "; ") + p;
+  return out;
+}
+
+struct Job {
+  KernelSpec spec;
+  TileConfig config;
+  bool forbid_spills;
+};
+
+// Compiles every job on all cores; returns one line per failure.
+std::vector<std::string> compile_jobs(const std::vector<Job>& jobs) {
+  const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
+  std::printf("compiling %zu sm90 kernels on %u threads\n", jobs.size(), workers);
+  std::vector<std::string> failures;
+  std::mutex mutex;
+  std::atomic<std::size_t> next{0}, done{0};
+  const auto t0 = std::chrono::steady_clock::now();
+  auto work = [&] {
+    for (std::size_t i = next++; i < jobs.size(); i = next++) {
+      const std::string why = compile_problems(jobs[i].spec, jobs[i].config, jobs[i].forbid_spills);
+      const std::size_t n = ++done;
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!why.empty()) failures.push_back(sigjit::kernel_name(jobs[i].spec, jobs[i].config) + ": " + why);
+      if (n % 40 == 0 || n == jobs.size()) {
+        std::printf("compiled %zu/%zu (%.0f s)\n", n, jobs.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        std::fflush(stdout);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < workers; ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+  return failures;
+}
+
+TEST(Sm90CompileAll, EveryFeatureCompilesForSm90aWithTheDefaultSm90Config) {
+  std::vector<Job> jobs;
+  for (const KernelSpec& s : all_sm90_specs()) jobs.push_back({s, sigjit::default_sm90_config(s), s.head_dim <= 128});
+  const std::vector<std::string> failures = compile_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+TEST(Sm90CompileAll, EveryCandidateConfigCompilesForRepresentativeSpecs) {
+  // The heaviest variant (most registers) at each fast head dim.
+  std::vector<Job> jobs;
+  for (int d : {64, 128}) {
+    KernelSpec s = spec_for(d);
+    s.layout = sigjit::Layout::padded;
+    s.causal = true;
+    s.score_bias = true;
+    s.sigmoid = sigjit::SigmoidMode::exact;
+    for (const TileConfig& c : sigjit::candidate_configs(s))
+      if (c.family == KernelFamily::sm90) jobs.push_back({s, c, false});
+  }
+  ASSERT_GE(jobs.size(), 16u);
+  const std::vector<std::string> failures = compile_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+TEST(Sm90Compile, DefaultConfigsReportRegistersAndSharedMemory) {
+  // The numbers the lead compares against the GPU run (printed; only spills fail).
+  for (int d : {64, 128, 256}) {
+    const KernelSpec s = spec_for(d);
+    const TileConfig c = sigjit::default_sm90_config(s);
+    sigjit::ResourceUsage u;
+    const std::string why = compile_problems(s, c, d <= 128, &u);
+    EXPECT_EQ(why, "") << c.describe();
+    std::printf("hd%d %s: %s\n", d, c.describe().c_str(), u.describe().c_str());
+  }
+}
+
+TEST(Sm90Compile, PtxUsesTheHopperInstructions) {
+  const KernelSpec s = spec_for(128);
+  const sigjit::CompiledKernel k = sigjit::compile_kernel(s, sigjit::default_sm90_config(s));
+  for (const char* insn : {"wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", "cp.async.bulk.tensor.4d", "mbarrier.try_wait.parity",
+                           "setmaxnreg.inc.sync.aligned.u32 240", "setmaxnreg.dec.sync.aligned.u32 24", "wgmma.wait_group.sync.aligned 1",
+                           "fence.mbarrier_init"}) {
+    EXPECT_THAT(k.ptx, HasSubstr(insn));
+  }
+}
+
+// ---- configs ------------------------------------------------------------------------------------
+
+TEST(Sm90Config, DescribeAndParseRoundTrip) {
+  for (const TileConfig& c : {TileConfig::sm90(128, 2, 2, true), TileConfig::sm90(64, 1, 3, false), TileConfig::sm90(256, 2, 4, true)}) {
+    const TileConfig back = TileConfig::parse(c.describe(), "test");
+    EXPECT_EQ(back.describe(), c.describe());
+    EXPECT_EQ(back.family, KernelFamily::sm90);
+    EXPECT_EQ(back.block_m, c.block_m);
+    EXPECT_EQ(back.block_n, c.block_n);
+    EXPECT_EQ(back.consumers, c.consumers);
+    EXPECT_EQ(back.stages, c.stages);
+    EXPECT_EQ(back.overlap, c.overlap);
+    EXPECT_EQ(back.threads(), 128 * (c.consumers + 1));
+  }
+  EXPECT_EQ(TileConfig::sm90(128, 2, 2, true).describe(), "h128x128c2s2o");
+  EXPECT_EQ(TileConfig::sm90(96, 1, 3, false).describe(), "h64x96c1s3");
+  // Strings of the sm80 era still mean the sm80 family (cache entries written before sm90).
+  const TileConfig old = TileConfig::parse("m128n64w4s2qs", "cache entry config");
+  EXPECT_EQ(old.family, KernelFamily::sm80);
+  EXPECT_EQ(old.describe(), "m128n64w4s2qs");
+}
+
+TEST(Sm90Config, ParseRejectsMalformedAndInconsistentStrings) {
+  auto message = [](const char* text) {
+    try {
+      TileConfig::parse(text, "SIGJIT_FORCE_TILE");
+    } catch (const sigjit::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_THAT(message("h128x128c2"), HasSubstr("h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o]"));
+  EXPECT_THAT(message("h128x128c2s2oo"), HasSubstr("SIGJIT_FORCE_TILE 'h128x128c2s2oo'"));
+  EXPECT_THAT(message("h96x128c2s2o"), HasSubstr("64 per consumer warpgroup"));
+}
+
+TEST(Sm90Config, CheckConfigRejectsWithAReason) {
+  struct Bad {
+    const char* arch;
+    int head_dim;
+    TileConfig config;
+    const char* reason;
+  };
+  const Bad bad[] = {
+      {"sm_90", 128, TileConfig::sm90(128, 2, 2, true), "needs arch sm_90a"},
+      {"sm_80", 128, TileConfig::sm90(128, 2, 2, true), "needs arch sm_90a"},
+      {"sm_100a", 128, TileConfig::sm90(128, 2, 2, true), "needs arch sm_90a"},
+      {"sm_90a", 32, TileConfig::sm90(128, 2, 2, true), "head_dim=32"},
+      {"sm_90a", 96, TileConfig::sm90(128, 2, 2, true), "head_dim=96"},
+      {"sm_90a", 128, TileConfig::sm90(72, 2, 2, true), "block_n=72"},
+      {"sm_90a", 128, TileConfig::sm90(272, 2, 2, true), "block_n=272"},
+      {"sm_90a", 128, TileConfig::sm90(128, 3, 2, true), "consumers=3"},
+      {"sm_90a", 128, TileConfig::sm90(128, 2, 5, true), "stages=5"},
+      {"sm_90a", 128, TileConfig::sm90(128, 2, 4, true), "shared memory"},
+      {"sm_90a", 256, TileConfig::sm90(128, 2, 2, true), "shared memory"},
+      {"sm_90a", 64, TileConfig::sm90(256, 2, 2, true), "registers"},
+  };
+  for (const Bad& b : bad) {
+    EXPECT_THAT(sigjit::check_config(spec_for(b.head_dim, b.arch), b.config), HasSubstr(b.reason)) << b.config.describe() << " " << b.arch;
+    // compile_kernel refuses before NVRTC runs.
+    try {
+      sigjit::compile_kernel(spec_for(b.head_dim, b.arch), b.config);
+      ADD_FAILURE() << "compiled " << b.config.describe();
+    } catch (const sigjit::Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("is invalid")) << b.config.describe();
+    }
+  }
+  KernelSpec backward = spec_for(128);
+  backward.direction = sigjit::Direction::backward_dq;
+  EXPECT_THAT(sigjit::check_config(backward, TileConfig::sm90(128, 2, 2, true)), HasSubstr("forward only"));
+}
+
+// Compiles generated source directly with NVRTC (bypassing check_config) and returns the log.
+std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, bool& ok) {
+  const std::string source = sigjit::emit_source(spec, config);
+  const std::vector<sigjit::TemplateFile> files = sigjit::template_files();
+  std::vector<const char*> texts, names;
+  for (const auto& f : files) {
+    texts.push_back(f.text.c_str());
+    names.push_back(f.include_name.c_str());
+  }
+  nvrtcProgram prog;
+  EXPECT_EQ(nvrtcCreateProgram(&prog, source.c_str(), "forced.cu", static_cast<int>(files.size()), texts.data(), names.data()), NVRTC_SUCCESS);
+  const char* opts[] = {"--gpu-architecture=sm_90a", "--std=c++17"};
+  ok = nvrtcCompileProgram(prog, 2, opts) == NVRTC_SUCCESS;
+  size_t size = 0;
+  nvrtcGetProgramLogSize(prog, &size);
+  std::string log(size, '\0');
+  nvrtcGetProgramLog(prog, log.data());
+  nvrtcDestroyProgram(&prog);
+  return log;
+}
+
+TEST(Sm90Config, TemplateStaticAssertsRejectForcedBadConfigs) {
+  struct Forced {
+    int head_dim;
+    TileConfig config;
+    const char* message;
+  };
+  const Forced forced[] = {
+      {128, TileConfig::sm90(128, 3, 2, true), "sm90 family: 1 or 2 consumer warpgroups"},
+      {96, TileConfig::sm90(128, 2, 2, true), "sm90 family: head dim 64, 128 or 256"},
+      {128, TileConfig::sm90(72, 2, 2, true), "sm90 BLOCK_N: a multiple of 16"},
+      {128, TileConfig::sm90(128, 2, 4, true), "exceeds the 227 KB of shared memory"},
+  };
+  for (const Forced& f : forced) {
+    bool ok = true;
+    const std::string log = force_compile_log(spec_for(f.head_dim), f.config, ok);
+    EXPECT_FALSE(ok) << f.config.describe();
+    EXPECT_THAT(log, HasSubstr(f.message)) << f.config.describe();
+  }
+}
+
+TEST(Sm90Config, DefaultStaysSm80UntilTheSwitchIsFlipped) {
+  for (int d : {64, 128, 256}) {
+    const KernelSpec s = spec_for(d);
+    EXPECT_EQ(sigjit::default_config(s).family, sigjit::kSm90DefaultOnHopper ? KernelFamily::sm90 : KernelFamily::sm80) << d;
+    EXPECT_EQ(sigjit::default_sm80_config(s).family, KernelFamily::sm80);
+    EXPECT_EQ(sigjit::check_config(s, sigjit::default_sm90_config(s)), "") << d;
+  }
+}
+
+TEST(Sm90Config, CandidatesOnlyOnSm90aAndAllValidAndDistinct) {
+  for (const char* arch : {"sm_80", "sm_90", "sm_100a"})
+    for (const TileConfig& c : sigjit::candidate_configs(spec_for(128, arch))) EXPECT_EQ(c.family, KernelFamily::sm80) << arch;
+  for (int d : {64, 128, 256}) {
+    const KernelSpec s = spec_for(d);
+    std::set<std::string> names;
+    int sm90 = 0;
+    for (const TileConfig& c : sigjit::candidate_configs(s)) {
+      EXPECT_EQ(sigjit::check_config(s, c), "") << c.describe();
+      EXPECT_TRUE(names.insert(sigjit::kernel_name(s, c)).second) << c.describe();
+      sm90 += c.family == KernelFamily::sm90;
+    }
+    EXPECT_GT(sm90, 0) << d;
+    EXPECT_TRUE(names.count(sigjit::kernel_name(s, sigjit::default_sm90_config(s)))) << "default sm90 config is a candidate at hd " << d;
+  }
+  // hd 32/96 have no sm90 candidates.
+  for (const TileConfig& c : sigjit::candidate_configs(spec_for(96))) EXPECT_EQ(c.family, KernelFamily::sm80);
+}
+
+TEST(Sm90Config, KernelNameNamesTheFamily) {
+  const KernelSpec s = spec_for(128);
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true)), HasSubstr("_h128x128c2s2o_sm_90a"));
+  EXPECT_NE(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true)), sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, false)));
+}
+
+TEST(Sm90Codegen, EmitsTheSm90TemplateAndChecksSharedMemory) {
+  const KernelSpec s = spec_for(128);
+  const TileConfig c = TileConfig::sm90(128, 2, 2, true);
+  const std::string src = sigjit::emit_source(s, c);
+  EXPECT_THAT(src, HasSubstr("#include \"sigjit/fwd_sm90.cuh\""));
+  EXPECT_THAT(src, HasSubstr("__launch_bounds__(Cfg::kThreads, 1)"));
+  EXPECT_THAT(src, HasSubstr("__grid_constant__ SigjitFwdSm90Params"));
+  EXPECT_THAT(src, HasSubstr("static_assert(Cfg::kSmemBytes == " + std::to_string(sigjit::smem_bytes(s, c))));
+}
+
+}  // namespace

@@ -69,21 +69,30 @@ std::vector<CaseSpec> long_cases() {
   return cases;
 }
 
-// Compiles every kernel the cases need on all cores before the (serial) tests run.
-void precompile(const std::vector<CaseSpec>& cases) {
+// The kernel spec a case resolves to on this device.
+KernelSpec case_kernel_spec(const CaseSpec& c, const detail::DeviceInfo& dev, std::mt19937& rng) {
+  CaseSpec tiny = c;
+  tiny.lens_q.assign(c.lens_q.size(), 1);
+  tiny.lens_k.assign(c.lens_k.size(), 1);
+  ForwardProblem p(tiny, rng);
+  detail::Resolved r = detail::resolve(p.args());
+  r.args.seqlen_q = *std::max_element(c.lens_q.begin(), c.lens_q.end());
+  r.args.seqlen_k = *std::max_element(c.lens_k.begin(), c.lens_k.end());
+  return detail::forward_spec(r, dev.arch());
+}
+
+bool sm90_head_dim(int hd) { return hd == 64 || hd == 128 || hd == 256; }
+
+// Compiles every kernel the cases need on all cores before the (serial) tests run; with sm90,
+// the sm90 family's default configs of the cases it supports.
+void precompile(const std::vector<CaseSpec>& cases, bool sm90 = false) {
   const detail::DeviceInfo dev = detail::current_device();
   std::vector<std::pair<KernelSpec, TileConfig>> work;
   std::mt19937 rng(1);
   for (const auto& c : cases) {
-    CaseSpec tiny = c;
-    tiny.lens_q.assign(c.lens_q.size(), 1);
-    tiny.lens_k.assign(c.lens_k.size(), 1);
-    ForwardProblem p(tiny, rng);
-    detail::Resolved r = detail::resolve(p.args());
-    r.args.seqlen_q = *std::max_element(c.lens_q.begin(), c.lens_q.end());
-    r.args.seqlen_k = *std::max_element(c.lens_k.begin(), c.lens_k.end());
-    const KernelSpec spec = detail::forward_spec(r, dev.arch());
-    work.emplace_back(spec, default_config(spec));
+    if (sm90 && !sm90_head_dim(c.head_dim)) continue;
+    const KernelSpec spec = case_kernel_spec(c, dev, rng);
+    work.emplace_back(spec, sm90 ? default_sm90_config(spec) : default_config(spec));
   }
   std::atomic<size_t> next{0};
   std::vector<std::thread> pool;
@@ -110,9 +119,14 @@ class ForwardMatrix : public ::testing::TestWithParam<CaseSpec> {
   }
 };
 
+void run_matrix_case(const CaseSpec& spec);
+
 TEST_P(ForwardMatrix, MatchesFp64Reference) {
   SIGJIT_REQUIRE_GPU();
-  const CaseSpec& spec = GetParam();
+  run_matrix_case(GetParam());
+}
+
+void run_matrix_case(const CaseSpec& spec) {
   std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
   ForwardProblem problem(spec, rng);
   cudaStream_t stream;
@@ -124,7 +138,7 @@ TEST_P(ForwardMatrix, MatchesFp64Reference) {
   SIGJIT_CUDA_OK(cudaStreamSynchronize(stream));
   SIGJIT_CUDA_OK(cudaStreamDestroy(stream));
   const CaseResult r = problem.check();
-  RecordProperty("rel_error", fmt::format("{:.3g}", r.rel_error));
+  ::testing::Test::RecordProperty("rel_error", fmt::format("{:.3g}", r.rel_error));
   fmt::print("[case] {} rel_error={:.3e} max_abs={:.3e} checked={}\n", spec.name(), r.rel_error, r.max_abs_error, r.checked);
   EXPECT_GT(r.checked, 0);
   EXPECT_EQ(r.unwritten, 0) << "output elements left unwritten (still poison)";
@@ -136,6 +150,55 @@ TEST_P(ForwardMatrix, MatchesFp64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Matrix, ForwardMatrix, ::testing::ValuesIn(matrix_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrix, ::testing::ValuesIn(long_cases()), case_name);
+
+// ---- the same matrix on the sm90 (wgmma) family, forced through SIGJIT_FORCE_TILE -------------
+// Runs on compute capability 9.0 only. Cases at head dims the family does not support (32, 96)
+// are skipped with a message; every other case must really take the sm90 path (its tensors
+// must be TMA-describable, else forward() would silently fall back to sm80).
+
+std::string sm90_unavailable_reason() {
+  if (std::string why = gpu_unavailable_reason(); !why.empty()) return why;
+  const detail::DeviceInfo dev = detail::current_device();
+  if (dev.cc_major != 9 || dev.cc_minor != 0) return fmt::format("the sm90 family needs compute capability 9.0, this GPU is {}.{}", dev.cc_major, dev.cc_minor);
+  return {};
+}
+
+class ScopedForceTile {
+ public:
+  explicit ScopedForceTile(const std::string& tile) { setenv("SIGJIT_FORCE_TILE", tile.c_str(), 1); }
+  ~ScopedForceTile() { unsetenv("SIGJIT_FORCE_TILE"); }
+};
+
+class ForwardMatrixSm90 : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (!sm90_unavailable_reason().empty()) return;
+    auto all = matrix_cases();
+    auto more = long_cases();
+    all.insert(all.end(), more.begin(), more.end());
+    precompile(all, true);
+  }
+};
+
+TEST_P(ForwardMatrixSm90, MatchesFp64Reference) {
+  if (const std::string why = sm90_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 family test skipped: " << why;
+  const CaseSpec& spec = GetParam();
+  if (!sm90_head_dim(spec.head_dim)) GTEST_SKIP() << "the sm90 family does not support head dim " << spec.head_dim << " (the sm80 family serves it)";
+  std::mt19937 rng(7);
+  const detail::DeviceInfo dev = detail::current_device();
+  const KernelSpec ks = case_kernel_spec(spec, dev, rng);
+  const TileConfig config = default_sm90_config(ks);
+  {
+    ForwardProblem p(spec, rng);
+    ASSERT_EQ(detail::tma_unsuitable(detail::resolve(p.args())), "") << "this case would fall back to the sm80 family";
+  }
+  fmt::print("[sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
+  const ScopedForceTile force(config.describe());
+  run_matrix_case(spec);
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, ForwardMatrixSm90, ::testing::ValuesIn(matrix_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrixSm90, ::testing::ValuesIn(long_cases()), case_name);
 
 CaseSpec small_case() {
   CaseSpec c{Layout::padded, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {100, 7}, {100, 50}};

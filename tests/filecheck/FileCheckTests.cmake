@@ -30,6 +30,7 @@ sigjit_filecheck_test(causal causal.check PREFIXES CHECK ARGS --head-dim 128 --a
 sigjit_filecheck_test(score_bias score_bias.check PREFIXES CHECK ARGS --head-dim 128 --arch sm_90 --score-bias --layout varlen)
 sigjit_filecheck_test(no_score_bias score_bias.check PREFIXES NOSB ARGS --head-dim 128 --arch sm_90)
 sigjit_filecheck_test(sm80_hd64 sm80_hd64.check PREFIXES CHECK ARGS --head-dim 64 --arch sm_80 --tile m64n32w4s3)
+sigjit_filecheck_test(sm90 sm90.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90a --tile h128x128c2s2o)
 
 # ---- CLI error paths ---------------------------------------------------------------------------
 # sigjit_cli_test(NAME EXPECT_EXIT zero|nonzero [STDERR_LINES n] [MATCH regex...] ARGS ...)

@@ -5,10 +5,20 @@
 
 With --results it writes the whole results file (header with date, GPU, driver and the exact
 command, then the table), so bench/RESULTS.md is regenerated, never hand-edited.
+
+bench/compare.py's CSV (sigjit through the PyTorch binding, TritonSigmoid, SDPA flash/cuDNN in one
+process) and bench/first_call.py's JSON (first-call latency, peak memory, ragged batch) add
+sections; either can stand alone (the positional CSV is then optional):
+
+    python3 bench/summarize.py RUN.csv --results bench/RESULTS.md --env ENV.txt \
+        --compare compare.csv --figure bench/results/compare.png --first-call first_call.json
 """
 import argparse
 import csv
 import datetime
+import json
+import math
+import os
 from collections import defaultdict
 
 FIELDS = ["impl", "device", "hd", "L", "pad", "layout", "causal", "tile", "dir", "ms", "min_ms", "max_ms", "tflops"]
@@ -48,26 +58,129 @@ def table(best):
     return "\n".join(out)
 
 
+COMPARE_IMPLS = [("sigjit", "sigjit"), ("triton-sigmoid", "TritonSigmoid"), ("sdpa-flash", "SDPA flash (softmax)"),
+                 ("sdpa-cudnn", "SDPA cuDNN (softmax)")]
+
+
+def compare_section(path, figure=None, results_dir="."):
+    """Markdown for bench/compare.py's CSV: TFLOPS per implementation and the ratio per point."""
+    points, device = {}, ""
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            device = device or r["device"]
+            key = (int(r["hd"]), r["dir"], int(r["pad"]), int(r["L"]), r["causal"])
+            points.setdefault(key, {})[r["impl"]] = float(r["tflops"])
+    impls = [(i, label) for i, label in COMPARE_IMPLS if any(i in d for d in points.values())]
+    out = [f"## sigjit, TritonSigmoid and SDPA in one process (`bench/compare.py`)\n",
+           f"Device: {device}. Source: `{path}`. bf16, TritonSigmoid's grid (16384 tokens per batch, hidden 2048); "
+           "TFLOPS over valid tokens (forward 4·H·D·Σ L², halved when causal; backward timed alone, 2.5x the forward's FLOPs). "
+           "sigjit through its PyTorch binding (`sigjit.torch`), TritonSigmoid 0.1.2, SDPA (softmax attention: a reference "
+           "point, not the same computation; dense points only). CUDA-event medians of GPU time with L2 flushed before each call. "
+           "Ratio > 1: sigjit faster.\n",
+           "| hd | dir | pad % | L | causal | " + " | ".join(label for _, label in impls) + " | sigjit / TritonSigmoid |",
+           "|---|---|---|---|---|" + "---|" * len(impls) + "---|"]
+    ratios = {}
+    for key in sorted(points, key=lambda k: (k[0], k[1] != "fwd", k[2], k[3], k[4])):
+        d = points[key]
+        s, t = d.get("sigjit"), d.get("triton-sigmoid")
+        ratio = ""
+        if s and t:
+            ratios.setdefault((key[0], key[1]), []).append(s / t)
+            ratio = f"{s / t:.2f}"
+        cells = " | ".join(f"{d[i]:.1f}" if i in d else "" for i, _ in impls)
+        out.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {'yes' if key[4] == '1' else 'no'} | {cells} | {ratio} |")
+    if ratios:
+        out.append("")
+        for (hd, d), rs in sorted(ratios.items(), key=lambda kv: (kv[0][0], kv[0][1] != "fwd")):
+            gm = math.exp(sum(map(math.log, rs)) / len(rs))
+            out.append(f"- hd {hd} {d}: sigjit / TritonSigmoid geometric mean {gm:.2f} over {len(rs)} points "
+                       f"(min {min(rs):.2f}, max {max(rs):.2f})")
+    if figure:
+        out.append(f"\n![sigjit, TritonSigmoid and SDPA TFLOPS]({os.path.relpath(figure, results_dir)})")
+    return "\n".join(out) + "\n"
+
+
+def first_call_section(path):
+    """Markdown for bench/first_call.py's JSON."""
+    with open(path) as f:
+        r = json.load(f)
+    out = [f"## First call, memory, ragged batch (`bench/first_call.py`)\n", f"Device: {r.get('device', '')}. Source: `{path}`.\n"]
+    if r.get("first_call"):
+        s = r.get("first_call_shape", {})
+        out += [f"First call in a fresh process (dense bf16, B {s.get('B')}, L {s.get('L')}, H {s.get('H')}, hd {s.get('D')}; after torch "
+                "and the CUDA context are up). Cold: empty SIGJIT_CACHE_DIR / TRITON_CACHE_DIR; warm: the directory a previous "
+                "process filled. Module memory: device memory the first call took outside PyTorch's allocator.\n",
+                "| implementation | cache | first fwd ms | second fwd ms | first bwd ms | second bwd ms | module memory MB |",
+                "|---|---|---|---|---|---|---|"]
+        for x in r["first_call"]:
+            if "error" in x:
+                out.append(f"| {x['impl']} | {x['cache']} | failed: {x['error']} | | | | |")
+                continue
+            out.append(f"| {x['impl']} | {x['cache']} | {x['first_fwd_ms']:.1f} | {x['second_fwd_ms']:.2f} | {x['first_bwd_ms']:.1f} | "
+                       f"{x['second_bwd_ms']:.2f} | {x['first_call_nontorch_mb']:.1f} |")
+        out.append("")
+    if r.get("memory"):
+        out += ["Peak extra device memory per call (warm): `torch.cuda.max_memory_allocated()` minus the memory allocated before "
+                "the call, outputs included; 'beyond outputs' subtracts O (forward) or O, dO, dQ, dK, dV (forward+backward); "
+                "cudaMemGetInfo: free memory before minus after.\n",
+                "| implementation | case | dir | peak extra MB | beyond outputs MB | cudaMemGetInfo MB |", "|---|---|---|---|---|---|"]
+        for x in r["memory"]:
+            if "error" in x:
+                out.append(f"| {x['impl']} | failed: {x['error']} | | | | |")
+                continue
+            out.append(f"| {x['impl']} | {x['case']} | {x['dir']} | {x['peak_extra_mb']:.1f} | {x['beyond_outputs_mb']:.1f} | "
+                       f"{x['memgetinfo_delta_mb']:.1f} |")
+        out.append("")
+    g = r.get("ragged")
+    if g:
+        out += [f"Forward+backward wall time (host clock, synchronised; median of 10) of a padded batch with ragged lengths: "
+                f"B {g['B']}, buffer L {g['L']}, H {g['H']}, hd {g['D']}, {g['padding_pct']:.0f}% padding, lengths "
+                f"{', '.join(map(str, g['lens']))} (lognormal, 200..16000). TFLOPS over valid tokens, 3.5x the forward's FLOPs.\n",
+                "| implementation | ms | TFLOPS |", "|---|---|---|"]
+        for x in g["rows"]:
+            out.append(f"| {x['impl']} | failed: {x['error']} | |" if "error" in x else f"| {x['impl']} | {x['ms']:.2f} | {x['tflops']:.1f} |")
+    return "\n".join(out) + "\n"
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("csv")
+    p.add_argument("csv", nargs="?", help="sigjit-bench / triton_bench CSV of the run")
+    p.add_argument("--compare", help="bench/compare.py's CSV: adds its section")
+    p.add_argument("--figure", help="bench/compare.py's PNG (linked relative to --results)")
+    p.add_argument("--first-call", help="bench/first_call.py's JSON: adds its section")
     p.add_argument("--results", help="write the full results file here")
     p.add_argument("--env", help="the run's env.txt (nvidia-smi and nvcc lines)")
     p.add_argument("--command", default="bash scripts/device_run.sh final")
     p.add_argument("--date", default=datetime.date.today().isoformat())
     a = p.parse_args()
-    best, device = load(a.csv)
-    body = table(best)
+    if not (a.csv or a.compare or a.first_call):
+        p.error("give the run's CSV, --compare or --first-call")
+    best, device = load(a.csv) if a.csv else ({}, "")
+    body = table(best) if a.csv else ""
+    extra = []
+    if a.compare:
+        extra.append(compare_section(a.compare, a.figure, os.path.dirname(os.path.abspath(a.results)) if a.results else "."))
+    if a.first_call:
+        extra.append(first_call_section(a.first_call))
     if not a.results:
-        print(body)
+        print("\n".join([body] + extra))
         return
     env = open(a.env).read().strip() if a.env else ""
+    if not device and a.compare:
+        with open(a.compare) as f:
+            device = next(csv.DictReader(f), {}).get("device", "")
     with open(a.results, "w") as out:
         out.write("# sigjit benchmark results\n\n")
         out.write("Generated by `bench/summarize.py` from one device run; do not edit by hand.\n\n")
-        out.write(f"- date: {a.date}\n- device: {device}\n- command: `{a.command}`\n- source: `{a.csv}`\n")
+        sources = ", ".join(f"`{x}`" for x in (a.csv, a.compare, a.first_call) if x)
+        out.write(f"- date: {a.date}\n- device: {device}\n- command: `{a.command}`\n- source: {sources}\n")
         if env:
             out.write("- environment:\n\n```\n" + env + "\n```\n")
+        for section in extra:
+            out.write("\n" + section)
+        if not a.csv:
+            return
+        out.write("\n## sigjit-bench and triton_bench\n" if extra else "")
         out.write("\nForward, bf16, TritonSigmoid's grid: 16384 tokens per batch (batch = 16384 / L), hidden 2048 "
                   "(heads = 2048 / hd). TFLOPS as TritonSigmoid counts them: 4·H·D·Σ Lq·Lk over valid tokens, halved "
                   "when causal. sigjit: CUDA-event median after warm-up with a 256 MB L2 flush before each run "

@@ -328,7 +328,7 @@ int main(int argc, char** argv) {
   compile->add_option("--arch", co.arch, "Target, e.g. sm_80, sm_90, sm_90a");
   compile->add_option("--direction", co.direction, "fwd, bwd_dkdv or bwd_dq (the two backward kernels)")
       ->check(CLI::IsMember({"fwd", "bwd_dkdv", "bwd_dq"}));
-  compile->add_option("--tile", co.tile, "Tile config m<BM>n<BN>w<WARPS>s<STAGES>[qs] (default: the heuristic)");
+  compile->add_option("--tile", co.tile, "Tile config m<BM>n<BN>w<WARPS>s<STAGES>[qs] (sm80 family) or h<BM>x<BN>c<CONSUMERS>s<STAGES>[o] (sm90 family, --arch sm_90a) (default: the heuristic)");
   compile->add_option("--out", co.out_dir, "Directory for the .cu, .ptx and .cubin");
 
   TuneFlags tf;

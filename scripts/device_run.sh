@@ -8,6 +8,8 @@
 #     final: GPU tests + sigjit's full forward grid (+ causal, varlen) + TritonSigmoid at the
 #            anchor points of shared/anchors-h100.md (fits one ~7-minute call)
 #     tune:  `sigjit tune --preset single-cell` into an empty cache, timed, then `sigjit verify --gpu`
+#     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
+#            and bench/first_call.py (no C++ GPU tests)
 # GTEST_FILTER in the environment narrows the GPU tests (gtest reads it).
 # Needs, carried from the dev machine: .deps (headers the image lacks: scripts/fetch_device_deps.sh)
 # and .whl (the triton-sigmoid wheel).
@@ -44,6 +46,19 @@ if [ "$mode" = tune ]; then
   ./build-dev/sigjit list >"$OUT/tune_list.txt" 2>&1; echo "entries: $(($(wc -l <"$OUT/tune_list.txt") - 1))"
   step "verify --gpu"
   ./build-dev/sigjit verify --gpu 2>&1 | tee "$OUT/tune_verify.log" | tail -8
+  exit 0
+fi
+
+if [ "$mode" = python ]; then
+  step "python binding tests"
+  bash python/run_device_tests.sh build-dev "$OUT" 2>&1 | tail -25
+  step "compare: sigjit binding, TritonSigmoid, SDPA"
+  export SIGJIT_LIBRARY=$PWD/build-dev/libsigjit.so PYTHONPATH=$PWD/python:${PYTHONPATH:-}
+  quick=--quick
+  [ "${COMPARE_FULL:-0}" = 1 ] && quick=
+  python3 bench/compare.py --out "$OUT" $quick 2>&1 | grep -v Warning | tail -40
+  step "first call, memory, ragged batch"
+  python3 bench/first_call.py --out "$OUT" 2>&1 | tail -20
   exit 0
 fi
 

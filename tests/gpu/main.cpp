@@ -9,6 +9,7 @@
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  if (GTEST_FLAG_GET(list_tests)) return RUN_ALL_TESTS();
   if (const std::string why = sigjit::testing::gpu_unavailable_reason(); !why.empty()) {
     std::printf("SKIPPED: all %d GPU tests: %s. Run them on a machine with an NVIDIA GPU "
                 "(scripts/device_run.sh).\n",

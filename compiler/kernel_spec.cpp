@@ -178,9 +178,11 @@ bool sm90_family_supports(const KernelSpec& spec) {
 TileConfig default_sm90_config(const KernelSpec& spec) {
   // Not yet measured: FlashAttention-3's shapes within this kernel's limits (BLOCK_M = 64 per
   // consumer warpgroup, at most two), overlapped. hd 64: a 128-key tile and a third stage (the
-  // tiles are small); hd 128: 128 x 128, two stages (160 KB); hd 256: 64-key tiles (193 KB).
+  // tiles are small); hd 128: 128 x 128, two stages (160 KB), but with the score bias that
+  // spills 40-64 B (ptxas on CUDA 13.0), so a 96-key tile and a third stage (177 KB);
+  // hd 256: 64-key tiles (193 KB).
   if (spec.head_dim <= 64) return TileConfig::sm90(128, 2, 3, true);
-  if (spec.head_dim <= 128) return TileConfig::sm90(128, 2, 2, true);
+  if (spec.head_dim <= 128) return spec.score_bias ? TileConfig::sm90(96, 2, 3, true) : TileConfig::sm90(128, 2, 2, true);
   return TileConfig::sm90(64, 2, 2, true);
 }
 

@@ -79,8 +79,8 @@ echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$cs
 case "$mode" in
   quick)
     step "benchmark (quick)"
-    ./build-dev/bench/sigjit-bench --direction fwd,bwd --seq 4096,16384 --pad 0 --csv "$csv"
-    python3 bench/triton_bench.py --direction fwd,bwd --seq 4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
+    ./build-dev/bench/sigjit-bench --direction fwd,bwd --seq "${BENCH_SEQ:-4096,16384}" --pad 0 --csv "$csv"
+    python3 bench/triton_bench.py --direction fwd,bwd --seq "${BENCH_SEQ:-4096,16384}" --pad 0 --csv "$csv" 2>&1 | grep -v Warning
     ;;
   grid)
     step "benchmark (TritonSigmoid grid)"

@@ -65,6 +65,12 @@ fi
 if [ "$mode" != sweep ]; then
   step "cold compile time"
   ./build-dev/sigjit compile --head-dim 128 --arch sm_90 --layout padded | tee "$OUT/compile.txt"
+  if [ -n "${FIRST_FILTER:-}" ]; then  # e.g. a new kernel family: its own process, under a timeout, so a hang cannot eat the call
+    step "GPU tests first: $FIRST_FILTER"
+    timeout "${FIRST_TIMEOUT_S:-150}" ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$FIRST_FILTER" >"$OUT/gpu_tests_first.log" 2>&1
+    echo "exit code $?"
+    grep -E "FAILED|Failure|rror" "$OUT/gpu_tests_first.log" | head -15
+  fi
   step "GPU tests"
   ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 >"$OUT/gpu_tests.log" 2>&1
   echo "gpu tests exit code $?"

@@ -1,0 +1,165 @@
+#include "tests/common/hopper_test_source.hpp"
+
+#include "compiler/templates.hpp"
+
+#include <fmt/format.h>
+#include <nvrtc.h>
+
+namespace sigjit::testing {
+namespace {
+
+// Three entry points sharing one shape: M = 64 rows (one warpgroup), K-major A [64 x KD] and
+// B [N x KD] (SS), P [64 x KEYS] in registers times V [KEYS x DV] (RS, V row-major = N-major B).
+const char* const kSource = R"(
+#include "sigjit/hopper_primitives.cuh"
+using namespace sigjit::kern;
+
+struct Maps { SigjitTensorMap a; SigjitTensorMap b; SigjitTensorMap c; };
+
+extern __shared__ __align__(1024) unsigned char raw[];
+
+__device__ __forceinline__ u32 aligned_base() {
+  return (shared_address(raw) + 1023u) & ~1023u;
+}
+
+// Rows x (64 * blocks) tile, one TMA box {64, rows} per 64-column block.
+__device__ __forceinline__ void load_tile(u32 dst, const SigjitTensorMap& map, u32 bar, int rows, int blocks) {
+  for (int c = 0; c < blocks; ++c) tma_load_4d(dst + c * rows * 128, map, bar, c * 64, 0, 0, 0);
+}
+
+template <int N>
+__device__ __forceinline__ void store_acc(float* out, const float (&d)[N / 2]) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = warp * 16 + lane / 4;
+  for (int j = 0; j < N / 8; ++j) {
+    const int col = j * 8 + (lane % 4) * 2;
+    out[row * N + col] = d[4 * j];
+    out[row * N + col + 1] = d[4 * j + 1];
+    out[(row + 8) * N + col] = d[4 * j + 2];
+    out[(row + 8) * N + col + 1] = d[4 * j + 3];
+  }
+}
+
+// S = A B^T, A [64 x KD], B [kN x KD].
+template <int kN>
+__device__ __forceinline__ void ss_chain(float (&d)[kN / 2], u32 a_s, u32 b_s) {
+  for (int i = 0; i < kN / 2; ++i) d[i] = 0.0f;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < KD / 16; ++kk) {
+    const int block = kk / 4, k = (kk % 4) * 16;
+    Wgmma<kN>::template ss<true, 0>(d, kmajor_descriptor(a_s + block * 64 * 128, 0, k), kmajor_descriptor(b_s + block * kN * 128, 0, k), 1);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  pin_registers(d);
+}
+
+template <int kKeys>
+__device__ __forceinline__ void rs_chain(float (&o)[DV / 2], const u32 (&a)[kKeys / 16][4], u32 v_s) {
+  for (int i = 0; i < DV / 2; ++i) o[i] = 0.0f;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) Wgmma<DV>::rs<true, 1>(o, a[kk], mnmajor_descriptor(v_s + 0, kk * 16, kKeys * 128), 1);
+  wgmma_commit();
+  wgmma_wait<0>();
+  pin_registers(o);
+}
+
+extern "C" __global__ void __launch_bounds__(128, 1) ss_test(const __grid_constant__ Maps maps, float* out) {
+  const u32 a_s = aligned_base(), b_s = a_s + 64 * KD * 2, bar = b_s + NS * KD * 2;
+  if (threadIdx.x == 0) { mbarrier_init(bar, 1); fence_barrier_init(); }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    mbarrier_arrive_expect_tx(bar, (64 + NS) * KD * 2);
+    load_tile(a_s, maps.a, bar, 64, KD / 64);
+    load_tile(b_s, maps.b, bar, NS, KD / 64);
+  }
+  mbarrier_wait(bar, 0);
+  float d[NS / 2];
+  ss_chain<NS>(d, a_s, b_s);
+  store_acc<NS>(out, d);
+}
+
+// P [64 x KEYS] bf16 row-major from global memory into A fragments (the m64k16 layout).
+extern "C" __global__ void __launch_bounds__(128, 1) rs_test(const __grid_constant__ Maps maps, const unsigned short* p, float* out) {
+  const u32 v_s = aligned_base(), bar = v_s + KEYS * DV * 2;
+  if (threadIdx.x == 0) { mbarrier_init(bar, 1); fence_barrier_init(); }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    mbarrier_arrive_expect_tx(bar, KEYS * DV * 2);
+    load_tile(v_s, maps.c, bar, KEYS, DV / 64);
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = warp * 16 + lane / 4;
+  u32 a[KEYS / 16][4];
+  for (int kk = 0; kk < KEYS / 16; ++kk) {
+    const int k = kk * 16 + (lane % 4) * 2;
+    a[kk][0] = *(const u32*)(p + row * KEYS + k);
+    a[kk][1] = *(const u32*)(p + (row + 8) * KEYS + k);
+    a[kk][2] = *(const u32*)(p + row * KEYS + k + 8);
+    a[kk][3] = *(const u32*)(p + (row + 8) * KEYS + k + 8);
+  }
+  mbarrier_wait(bar, 0);
+  float o[DV / 2];
+  rs_chain<KEYS>(o, a, v_s);
+  store_acc<DV>(out, o);
+}
+
+// O = bf16(A B^T) V: the kernel's S -> P -> PV path (NS = KEYS).
+extern "C" __global__ void __launch_bounds__(128, 1) chain_test(const __grid_constant__ Maps maps, float* out) {
+  const u32 a_s = aligned_base(), b_s = a_s + 64 * KD * 2, v_s = b_s + NS * KD * 2, bar = v_s + NS * DV * 2;
+  if (threadIdx.x == 0) { mbarrier_init(bar, 1); fence_barrier_init(); }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    mbarrier_arrive_expect_tx(bar, (64 + NS) * KD * 2 + NS * DV * 2);
+    load_tile(a_s, maps.a, bar, 64, KD / 64);
+    load_tile(b_s, maps.b, bar, NS, KD / 64);
+    load_tile(v_s, maps.c, bar, NS, DV / 64);
+  }
+  mbarrier_wait(bar, 0);
+  float s[NS / 2];
+  ss_chain<NS>(s, a_s, b_s);
+  u32 pf[NS / 16][4];
+  for (int kk = 0; kk < NS / 16; ++kk) accumulator_to_a_fragment<true>(pf[kk], s, kk);
+  float o[DV / 2];
+  rs_chain<NS>(o, pf, v_s);
+  store_acc<DV>(out, o);
+}
+)";
+
+}  // namespace
+
+std::vector<HopperShape> hopper_test_shapes() { return {{64, 64, 64}, {128, 128, 128}, {128, 64, 256}, {256, 64, 128}, {64, 128, 64}}; }
+
+HopperTestBuild compile_hopper_test_kernels(const HopperShape& s) {
+  HopperTestBuild build;
+  const std::vector<TemplateFile> files = template_files();
+  std::vector<const char*> texts, names;
+  for (const auto& f : files) {
+    texts.push_back(f.text.c_str());
+    names.push_back(f.include_name.c_str());
+  }
+  nvrtcProgram prog;
+  if (nvrtcCreateProgram(&prog, kSource, "hopper_primitives_test.cu", static_cast<int>(files.size()), texts.data(), names.data()) != NVRTC_SUCCESS) {
+    build.log = "nvrtcCreateProgram failed";
+    return build;
+  }
+  const std::string kd = fmt::format("-DKD={}", s.kd), ns = fmt::format("-DNS={}", s.ns), dv = fmt::format("-DDV={}", s.dv),
+                    keys = fmt::format("-DKEYS={}", s.ns);
+  const char* opts[] = {"--gpu-architecture=sm_90a", "--std=c++17", kd.c_str(), ns.c_str(), dv.c_str(), keys.c_str()};
+  build.ok = nvrtcCompileProgram(prog, 6, opts) == NVRTC_SUCCESS;
+  size_t size = 0;
+  nvrtcGetProgramLogSize(prog, &size);
+  build.log.assign(size, '\0');
+  nvrtcGetProgramLog(prog, build.log.data());
+  if (build.ok) {
+    nvrtcGetCUBINSize(prog, &size);
+    build.cubin.resize(size);
+    nvrtcGetCUBIN(prog, build.cubin.data());
+  }
+  nvrtcDestroyProgram(&prog);
+  return build;
+}
+
+}  // namespace sigjit::testing

@@ -279,7 +279,7 @@ TEST(Sm90Config, TemplateStaticAssertsRejectForcedBadConfigs) {
   }
 }
 
-TEST(Sm90Config, DefaultStaysSm80UntilTheSwitchIsFlipped) {
+TEST(Sm90Config, DefaultFollowsTheSwitchAndSm80StaysAvailable) {
   for (int d : {64, 128, 256}) {
     const KernelSpec s = spec_for(d);
     EXPECT_EQ(sigjit::default_config(s).family, sigjit::kSm90DefaultOnHopper ? KernelFamily::sm90 : KernelFamily::sm80) << d;

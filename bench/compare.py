@@ -28,7 +28,6 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("SIGJIT_EXPERIMENTAL_BACKWARD", "1")  # until the lead lifts the guard
 
 import torch  # noqa: E402
 

@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("SIGJIT_EXPERIMENTAL_BACKWARD", "1")  # until the lead lifts the guard
 
 IMPLS = ("sigjit", "triton-sigmoid")
 FIRST_SHAPE = dict(B=4, L=4096, H=16, D=128)

@@ -20,7 +20,6 @@ export SIGJIT_ABI_DUMP=$build/tests/sigjit_abi_dump
 export PYTHONPATH=$root/python${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONDONTWRITEBYTECODE=1
 # The backward is refused without this until it is verified on a GPU: these tests verify it.
-export SIGJIT_EXPERIMENTAL_BACKWARD=${SIGJIT_EXPERIMENTAL_BACKWARD:-1}
 if [ ! -f "$SIGJIT_LIBRARY" ]; then
   echo "run_device_tests: $SIGJIT_LIBRARY missing; build the sigjit_shared target (cmake --build $build)" >&2
   exit 1

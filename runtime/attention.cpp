@@ -268,11 +268,6 @@ SigjitBwdParams make_bwd_params(const detail::Resolved& r, const Gradients& g) {
   return bp;
 }
 
-bool experimental_backward_enabled() {
-  const char* v = std::getenv("SIGJIT_EXPERIMENTAL_BACKWARD");
-  return v && *v && std::string(v) != "0";
-}
-
 }  // namespace
 
 void backward(const AttentionArgs& args, const Gradients& grads, Stream stream) {
@@ -282,9 +277,6 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream) 
   if (with_output.o == nullptr) with_output.o = const_cast<void*>(args.q);
   const detail::Resolved r = detail::resolve(with_output);
   const Gradients g = detail::resolve_gradients(r, grads);
-  if (!experimental_backward_enabled()) {
-    throw Error("backward: the backward kernels are not yet verified on a GPU; set SIGJIT_EXPERIMENTAL_BACKWARD=1 to use them anyway");
-  }
   const detail::DeviceInfo dev = detail::current_device();
   const AttentionArgs& a = r.args;
   for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"dout", g.dout}, {"dq", g.dq},

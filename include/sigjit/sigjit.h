@@ -64,7 +64,6 @@ typedef struct {
 sigjit_attention_args sigjit_attention_args_default(void);
 sigjit_status sigjit_validate(const sigjit_attention_args* args);
 sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream);
-/* Experimental until verified on a GPU: fails unless SIGJIT_EXPERIMENTAL_BACKWARD=1. */
 sigjit_status sigjit_backward(const sigjit_attention_args* args, const sigjit_gradients* grads, struct CUstream_st* stream);
 const char* sigjit_last_error(void);
 const char* sigjit_version(void);

@@ -121,8 +121,7 @@ struct Gradients {
 
 // Computes dQ, dK and dV (dK/dV summed over the query heads of each GQA group; padded rows and
 // keys get exactly zero). Deterministic: two kernels without atomics, so gradients are bitwise
-// identical run to run. EXPERIMENTAL: the kernels compile for every spec but have not yet been
-// verified on a GPU; until they are, backward() throws unless SIGJIT_EXPERIMENTAL_BACKWARD=1.
+// identical run to run.
 void backward(const AttentionArgs& args, const Gradients& grads, Stream stream);
 
 // Library and toolchain identification, e.g. for logs and cache keys.

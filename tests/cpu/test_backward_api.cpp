@@ -36,10 +36,7 @@ std::string backward_error(const sigjit::AttentionArgs& a, const sigjit::Gradien
   return "no error";
 }
 
-class BackwardApi : public ::testing::Test {
- protected:
-  void TearDown() override { unsetenv("SIGJIT_EXPERIMENTAL_BACKWARD"); }
-};
+class BackwardApi : public ::testing::Test {};
 
 TEST_F(BackwardApi, EachGradientPointerIsCheckedByName) {
   for (const char* name : {"dout", "dq", "dk", "dv"}) {
@@ -71,16 +68,11 @@ TEST_F(BackwardApi, ForwardArgumentsAreValidatedToo) {
   EXPECT_THAT(backward_error(a, valid_grads()), HasSubstr("head_dim=80"));
 }
 
-TEST_F(BackwardApi, RefusedUntilOptedIn) {
-  EXPECT_THAT(backward_error(valid_args(), valid_grads()), HasSubstr("SIGJIT_EXPERIMENTAL_BACKWARD=1"));
-}
-
-TEST_F(BackwardApi, OptedInWithoutADriverSaysSo) {
+TEST_F(BackwardApi, WithoutADriverSaysSo) {
   if (void* h = dlopen("libcuda.so.1", RTLD_NOW)) {
     dlclose(h);
     GTEST_SKIP() << "a CUDA driver is present; this checks the no-driver path";
   }
-  setenv("SIGJIT_EXPERIMENTAL_BACKWARD", "1", 1);
   EXPECT_THAT(backward_error(valid_args(), valid_grads()), HasSubstr("no CUDA driver"));
 }
 

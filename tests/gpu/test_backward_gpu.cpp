@@ -2,7 +2,6 @@
 // x dtype x causal x bias mode x score bias x GQA (exact sigmoid), fast sigmoid per layout/head
 // dim, ragged lengths including 1, 17, 200 and 1000 (and 4096; 16384 is left to the benchmark:
 // the fp64 reference backward has no row sampling), poisoned gradients, bitwise determinism.
-// Not yet run on a GPU: written ahead of the next device session.
 #include "tests/gpu/forward_problem.hpp"
 
 #include <fmt/format.h>
@@ -37,10 +36,7 @@ std::vector<CaseSpec> backward_cases() {
   return cases;
 }
 
-class BackwardMatrix : public ::testing::TestWithParam<CaseSpec> {
- public:
-  static void SetUpTestSuite() { setenv("SIGJIT_EXPERIMENTAL_BACKWARD", "1", 1); }
-};
+class BackwardMatrix : public ::testing::TestWithParam<CaseSpec> {};
 
 TEST_P(BackwardMatrix, MatchesFp64ReferenceAndIsDeterministic) {
   SIGJIT_REQUIRE_GPU();
@@ -67,19 +63,6 @@ TEST_P(BackwardMatrix, MatchesFp64ReferenceAndIsDeterministic) {
 
 
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrix, ::testing::ValuesIn(backward_cases()), case_name);
-
-TEST(BackwardGpu, RefusedUntilVerifiedUnlessOptedIn) {
-  SIGJIT_REQUIRE_GPU();
-  std::mt19937 rng(1);
-  CaseSpec c{Layout::dense, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {64}, {64}};
-  ForwardProblem p(c, rng);
-  p.enable_backward(rng);
-  const char* saved = std::getenv("SIGJIT_EXPERIMENTAL_BACKWARD");
-  const std::string restore = saved ? saved : "";
-  unsetenv("SIGJIT_EXPERIMENTAL_BACKWARD");
-  EXPECT_THROW(sigjit::backward(p.args(), p.grads(), nullptr), sigjit::Error);
-  if (saved) setenv("SIGJIT_EXPERIMENTAL_BACKWARD", restore.c_str(), 1);
-}
 
 }  // namespace
 }  // namespace sigjit::testing

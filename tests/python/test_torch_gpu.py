@@ -18,7 +18,6 @@ import os
 import unittest
 
 # The backward is guarded until the lead has verified it on a GPU; these tests are that check.
-os.environ.setdefault("SIGJIT_EXPERIMENTAL_BACKWARD", "1")
 
 try:
     import torch

@@ -181,9 +181,10 @@ def main():
         if not a.csv:
             return
         out.write("\n## sigjit-bench and triton_bench\n" if extra else "")
-        out.write("\nForward, bf16, TritonSigmoid's grid: 16384 tokens per batch (batch = 16384 / L), hidden 2048 "
-                  "(heads = 2048 / hd). TFLOPS as TritonSigmoid counts them: 4·H·D·Σ Lq·Lk over valid tokens, halved "
-                  "when causal. sigjit: CUDA-event median after warm-up with a 256 MB L2 flush before each run "
+        out.write("\nbf16, TritonSigmoid's grid: 16384 tokens per batch (batch = 16384 / L), hidden 2048 "
+                  "(heads = 2048 / hd). TFLOPS as TritonSigmoid counts them: forward 4·H·D·Σ Lq·Lk over valid tokens, "
+                  "halved when causal; backward (timed alone) 2.5x that. sigjit: the default kernel for the spec (on an "
+                  "H100 the sm90 wgmma family for the forward), CUDA-event median after warm-up with a 256 MB L2 flush before each run "
                   "(`sigjit-bench`); TritonSigmoid 0.1.2: `triton.testing.do_bench` median, same process tree, same "
                   "lengths (`bench/grid.py`). Padded points: lengths spread evenly so the mean padding is the given "
                   "percentage. Empty cells were not measured in this run.\n\n")

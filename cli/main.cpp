@@ -101,9 +101,10 @@ sigjit::KernelSpec spec_from_options(const SpecOptions& o) {
   spec.score_bias = o.score_bias;
   spec.sigmoid = o.sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast;
   spec.arch = sigjit::Arch::parse(o.arch);
-  spec.direction = o.direction == "bwd_dkdv" ? sigjit::Direction::backward_dkdv
-                   : o.direction == "bwd_dq" ? sigjit::Direction::backward_dq
-                                             : sigjit::Direction::forward;
+  for (sigjit::Direction d : {sigjit::Direction::forward, sigjit::Direction::backward_dkdv, sigjit::Direction::backward_dq,
+                              sigjit::Direction::backward_fused, sigjit::Direction::backward_dq_convert}) {
+    if (o.direction == sigjit::direction_tag(d)) spec.direction = d;
+  }
   return spec;
 }
 
@@ -326,8 +327,10 @@ int main(int argc, char** argv) {
   compile->add_flag("--score-bias", co.score_bias, "Per-key score bias");
   compile->add_option("--sigmoid", co.sigmoid, "fast or exact")->check(CLI::IsMember({"fast", "exact"}));
   compile->add_option("--arch", co.arch, "Target, e.g. sm_80, sm_90, sm_90a");
-  compile->add_option("--direction", co.direction, "fwd, bwd_dkdv or bwd_dq (the two backward kernels)")
-      ->check(CLI::IsMember({"fwd", "bwd_dkdv", "bwd_dq"}));
+  compile->add_option("--direction", co.direction,
+                      "fwd, or a backward kernel: bwd_fused (default backward: dK, dV, dQ atomics), bwd_dq_convert (its dQ "
+                      "workspace -> dQ), bwd_dkdv and bwd_dq (the deterministic pair)")
+      ->check(CLI::IsMember({"fwd", "bwd_fused", "bwd_dq_convert", "bwd_dkdv", "bwd_dq"}));
   compile->add_option("--tile", co.tile, "Tile config m<BM>n<BN>w<WARPS>s<STAGES>[qs] (sm80 family) or h<BM>x<BN>c<CONSUMERS>s<STAGES>[o] (sm90 family, --arch sm_90a) (default: the heuristic)");
   compile->add_option("--out", co.out_dir, "Directory for the .cu, .ptx and .cubin");
 

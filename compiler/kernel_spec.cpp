@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <regex>
 
 namespace sigjit {
@@ -24,9 +25,25 @@ const char* direction_tag(Direction d) {
     case Direction::forward: return "fwd";
     case Direction::backward_dkdv: return "bwd_dkdv";
     case Direction::backward_dq: return "bwd_dq";
+    case Direction::backward_fused: return "bwd_fused";
+    case Direction::backward_dq_convert: return "bwd_dq_convert";
   }
   return "?";
 }
+
+bool is_backward(Direction d) { return d != Direction::forward; }
+
+KernelSpec dq_convert_spec(const KernelSpec& s) {
+  KernelSpec c;
+  c.direction = Direction::backward_dq_convert;
+  c.dtype = s.dtype;
+  c.head_dim = s.head_dim;
+  c.layout = s.layout;
+  c.arch = s.arch;
+  return c;
+}
+
+TileConfig dq_convert_config() { return TileConfig{64, 64, 4, 2, false}; }
 
 std::string Arch::name() const { return fmt::format("sm_{}{}{}", major, minor, arch_specific ? "a" : ""); }
 
@@ -65,22 +82,30 @@ std::string KernelSpec::describe() const {
                      score_bias ? "score_bias " : "", sigmoid == SigmoidMode::fast ? "fast" : "exact", gqa_ratio, to_string(bucket), arch.name());
 }
 
-TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap) {
+TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong, int fma_quarters) {
   TileConfig c{64 * consumers, block_n, 4 * (consumers + 1), stages, false};
   c.family = KernelFamily::sm90;
   c.consumers = consumers;
   c.overlap = overlap;
+  c.pingpong = pingpong;
+  c.fma_quarters = fma_quarters;
   return c;
 }
 
 std::string TileConfig::describe() const {
-  if (family == KernelFamily::sm90) return fmt::format("h{}x{}c{}s{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "");
-  return fmt::format("m{}n{}w{}s{}{}", block_m, block_n, warps, stages, q_in_regs ? "" : "qs");
+  if (family == KernelFamily::sm90) {
+    return fmt::format("h{}x{}c{}s{}{}{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "", pingpong ? "_pp" : "",
+                       fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "");
+  }
+  // sm80 configs never carry the sm90 tunables (check_config rejects them), so the name needs no
+  // suffix for them; show them anyway so that an invalid config never looks like a valid one.
+  return fmt::format("m{}n{}w{}s{}{}{}{}", block_m, block_n, warps, stages, q_in_regs ? "" : "qs", pingpong ? "_pp" : "",
+                     fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "");
 }
 
 TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   static const std::regex sm80_form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
-  static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?)");
+  static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_pp)?(?:_f(\d))?)");
   std::smatch m;
   if (std::regex_match(text, m, sm80_form)) {
     return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
@@ -91,10 +116,11 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
       throw Error(fmt::format("{} '{}': an sm90 config's BLOCK_M is 64 per consumer warpgroup, so h{}x...c{} needs BLOCK_M {}", what, text,
                               m[1].str(), consumers, 64 * consumers));
     }
-    return TileConfig::sm90(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched);
+    return TileConfig::sm90(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched, m[6].matched, m[7].matched ? std::stoi(m[7]) : 0);
   }
   throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs) "
-                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o] (sm90 family, e.g. h128x128c2s2o)", what, text));
+                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>] (sm90 family, e.g. h128x128c2s2o or h128x128c2s2o_pp_f1)",
+                          what, text));
 }
 
 const std::vector<int>& supported_head_dims() {
@@ -125,6 +151,8 @@ std::string check_sm90_config(const KernelSpec& spec, const TileConfig& c) {
     return fmt::format("block_m={} / warps={} do not match {} consumer warpgroups", c.block_m, c.warps, c.consumers);
   }
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
+  if (c.pingpong && c.consumers != 2) return fmt::format("ping-pong (_pp) needs 2 consumer warpgroups to alternate, not consumers={}", c.consumers);
+  if (c.fma_quarters < 0 || c.fma_quarters > 4) return fmt::format("fma_quarters={} (_f) outside 0..4", c.fma_quarters);
   const int smem = sm90_smem_bytes(spec, c);
   if (smem > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", smem, 227 * 1024);
   const int regs = spec.head_dim / 2 + c.block_n / 2 + c.block_n / 4;
@@ -141,20 +169,51 @@ int forward_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
 }
 
 int smem_bytes(const KernelSpec& spec, const TileConfig& c) {
+  if (spec.direction == Direction::forward) return forward_smem_bytes(spec, c);
+  if (spec.direction == Direction::backward_dq_convert) return 0;  // registers only
   // The backward kernels keep two fixed BLOCK_M tiles (K and V, or Q and dO) where the forward
-  // keeps one (Q).
-  const int extra = spec.direction == Direction::forward ? 0 : 2 * c.block_m * (spec.head_dim + 8);
-  return forward_smem_bytes(spec, c) + extra;
+  // keeps one (Q); the fused kernel also stages dS^T, BLOCK_M x (BLOCK_N + 8) 16-bit values
+  // (mirrors BwdSmem in bwd_sm80.cuh).
+  const int fixed = 2 * c.block_m * (spec.head_dim + 8);
+  const int ds = spec.direction == Direction::backward_fused ? 2 * c.block_m * (c.block_n + 8) : 0;
+  return forward_smem_bytes(spec, c) + fixed + ds;
 }
 
+namespace {
+
+// Mirrors DqSplit's static_asserts (bwd_sm80.cuh): how the fused kernel's dQ tile is split.
+std::string check_dq_split(const KernelSpec& spec, const TileConfig& c) {
+  const int query_tiles = c.block_n / 16;
+  const int warps_m = std::min(query_tiles, c.warps);
+  if (c.warps % warps_m != 0 || query_tiles % warps_m != 0) {
+    return fmt::format("block_n={} / warps={}: the fused kernel splits BLOCK_N/16={} query tiles over the warps, which must divide", c.block_n,
+                       c.warps, query_tiles);
+  }
+  const int warps_d = c.warps / warps_m;
+  if (spec.head_dim % (16 * warps_d) != 0) {
+    return fmt::format("warps={} over block_n={}: {} warps per query tile would split head_dim={} below 16 columns each", c.warps, c.block_n,
+                       warps_d, spec.head_dim);
+  }
+  return {};
+}
+
+}  // namespace
+
 std::string check_config(const KernelSpec& spec, const TileConfig& c) {
+  if (spec.direction == Direction::backward_dq_convert) {
+    return c.describe() == dq_convert_config().describe() ? "" : fmt::format("the dQ convert kernel has one config, {}", dq_convert_config().describe());
+  }
   if (c.family == KernelFamily::sm90) return check_sm90_config(spec, c);
+  if (c.pingpong || c.fma_quarters != 0) return "ping-pong (_pp) and the FMA-sigmoid fraction (_f) are sm90-family tunables";
   if (c.warps < 1 || c.warps > 16) return fmt::format("warps={} outside 1..16", c.warps);
   if (c.block_m % (16 * c.warps) != 0) return fmt::format("block_m={} is not a multiple of 16*warps={}", c.block_m, 16 * c.warps);
   if (c.block_m / c.warps / 16 > 2) return fmt::format("block_m/warps={} rows per warp: at most 32 fit the register file", c.block_m / c.warps);
   if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256) return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
   if (spec.direction != Direction::forward && c.q_in_regs) return "backward kernels read their fixed tiles from shared memory: use a qs config";
+  if (spec.direction == Direction::backward_fused) {
+    if (std::string why = check_dq_split(spec, c); !why.empty()) return why;
+  }
   const int smem = smem_bytes(spec, c);
   // Opt-in shared memory per block: 227 KB on sm_90/sm_100, 163 KB on sm_80, 99 KB on the
   // other sm_8x and on sm_12x (consumer Blackwell).
@@ -192,8 +251,21 @@ TileConfig default_config(const KernelSpec& spec) {
 }
 
 TileConfig default_sm80_config(const KernelSpec& spec) {
+  if (spec.direction == Direction::backward_dq_convert) return dq_convert_config();
   // Backward (not yet measured on a GPU): 16-row warps over a 64-row fixed tile, the streamed
   // tile narrowed as the head dim grows so S, dP, dK and dV fit in registers.
+  if (spec.direction == Direction::backward_fused) {
+    // Not yet measured. A 128-key tile over 8 warps: half the dQ atomics of a 64-key tile, and
+    // no spills at hd 64/128 with every feature (ptxas, CUDA 13.0: 222-239 registers). hd 96
+    // takes the 64-key tile (the 128 x 64 one does not fit 99 KB archs, and the dQ split needs
+    // whole 16-column pairs per warp); hd 256 spills regardless (correctness only).
+    TileConfig c = spec.head_dim <= 64    ? TileConfig{128, 64, 8, 2, false}
+                   : spec.head_dim == 96  ? TileConfig{64, 32, 4, 2, false}
+                   : spec.head_dim <= 128 ? TileConfig{128, 32, 8, 2, false}
+                                          : TileConfig{32, 32, 2, 2, false};
+    while (c.block_n > 16 && !check_config(spec, c).empty()) c.block_n /= 2;
+    return c;
+  }
   if (spec.direction != Direction::forward) {
     TileConfig c = spec.head_dim <= 64 ? TileConfig{64, 64, 4, 2, false} : spec.head_dim <= 128 ? TileConfig{64, 32, 4, 2, false} : TileConfig{32, 32, 2, 2, false};
     while (c.block_n > 16 && !check_config(spec, c).empty()) c.block_n /= 2;
@@ -219,6 +291,7 @@ TileConfig default_sm80_config(const KernelSpec& spec) {
 }
 
 std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
+  if (spec.direction == Direction::backward_dq_convert) return {dq_convert_config()};
   std::vector<TileConfig> out;
   for (int bm : {64, 128, 256})
     for (int bn : {32, 64, 128})
@@ -236,6 +309,24 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
           const TileConfig c = TileConfig::sm90(bn, consumers, st, overlap);
           if (check_config(spec, c).empty()) out.push_back(c);
         }
+  // Issue 6's tunables, not yet measured: ping-pong with two consumers (either overlap), and a
+  // quarter or half of the sigmoids on the FMA pipes for overlapped configs (with and without
+  // ping-pong). Kept to these so the candidate count stays near 70.
+  for (int bn : {64, 96, 128})
+    for (int st : {2, 3})
+      for (bool overlap : {true, false}) {
+        const TileConfig c = TileConfig::sm90(bn, 2, st, overlap, true);
+        if (check_config(spec, c).empty()) out.push_back(c);
+      }
+  for (int fq : {1, 2})
+    for (int consumers : {1, 2})
+      for (bool pingpong : {false, true})
+        for (int bn : {64, 96, 128})
+          for (int st : {2, 3}) {
+            if (pingpong && consumers != 2) continue;
+            const TileConfig c = TileConfig::sm90(bn, consumers, st, true, pingpong, fq);
+            if (check_config(spec, c).empty()) out.push_back(c);
+          }
   return out;
 }
 
@@ -265,8 +356,10 @@ KernelSpec spec_from_json(const nlohmann::json& j) {
     throw Error(fmt::format("spec JSON: {}='{}' is not one of {}", name, v, fmt::join(allowed, ", ")));
   };
   KernelSpec s;
-  const std::string direction = one_of("direction", {"fwd", "bwd_dkdv", "bwd_dq"});
-  s.direction = direction == "fwd" ? Direction::forward : direction == "bwd_dkdv" ? Direction::backward_dkdv : Direction::backward_dq;
+  const std::string direction = one_of("direction", {"fwd", "bwd_dkdv", "bwd_dq", "bwd_fused", "bwd_dq_convert"});
+  for (Direction d : {Direction::forward, Direction::backward_dkdv, Direction::backward_dq, Direction::backward_fused, Direction::backward_dq_convert}) {
+    if (direction == direction_tag(d)) s.direction = d;
+  }
   s.dtype = one_of("dtype", {"bf16", "fp16"}) == "bf16" ? DType::bf16 : DType::fp16;
   s.head_dim = field("head_dim").get<int>();
   const std::string layout = one_of("layout", {"dense", "padded", "varlen"});

@@ -15,9 +15,15 @@
 
 namespace sigjit {
 
-// The backward pass is two kernels (see templates/sigjit/bwd_sm80.cuh), each its own spec.
-enum class Direction { forward, backward_dkdv, backward_dq };
-const char* direction_tag(Direction d);  // "fwd", "bwd_dkdv", "bwd_dq"
+// Each kernel of the backward (templates/sigjit/bwd_sm80.cuh) is its own spec: the default
+// path is backward_fused (dK, dV and dQ atomics into an fp32 workspace) then
+// backward_dq_convert (workspace -> dQ); the deterministic path is backward_dkdv then
+// backward_dq.
+enum class Direction { forward, backward_dkdv, backward_dq, backward_fused, backward_dq_convert };
+// "fwd", "bwd_dkdv", "bwd_dq", "bwd_fused", "bwd_dq_convert"
+const char* direction_tag(Direction d);
+bool is_backward(Direction d);
+
 
 // Target architecture as NVRTC names it, e.g. "sm_80", "sm_90", "sm_90a".
 struct Arch {
@@ -67,12 +73,22 @@ struct TileConfig {
   // warpgroup too) and intra-warpgroup overlap of the sigmoid with the next tile's GEMMs.
   int consumers = 0;
   bool overlap = false;
+  // sm90 family only (both off by default; an sm80 config with either set is invalid):
+  // pingpong: the two consumer warpgroups take turns issuing their GEMMs (named barriers), so
+  //   one warpgroup's GEMMs run on the tensor cores while the other computes its sigmoid
+  //   (FlashAttention-3's inter-warpgroup ping-pong); needs consumers == 2.
+  // fma_quarters: quarters (0..4) of each thread's scores whose sigmoid is computed with the
+  //   FMA-only polynomial of sigmoid_poly.h instead of MUFU ops (relieves the MUFU pipe).
+  bool pingpong = false;
+  int fma_quarters = 0;
 
   // A well-formed sm90 config (check_config still decides whether it fits a spec).
-  static TileConfig sm90(int block_n, int consumers, int stages, bool overlap);
+  static TileConfig sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong = false, int fma_quarters = 0);
 
   // sm80: "m128n64w4s2", with a "qs" suffix when Q stays in shared memory.
-  // sm90: "h128x128c2s2o": h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>, "o" when overlapped.
+  // sm90: "h128x128c2s2o_pp_f1": h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>, "o" when
+  //   overlapped, "_pp" with ping-pong, "_f<Q>" with Q quarters of the sigmoids on the FMA pipes
+  //   (suffixes only when on, so the strings of configs without them are unchanged).
   std::string describe() const;
   // Inverse of describe() for both families; throws Error naming `what` (a flag or variable)
   // on bad text.
@@ -81,6 +97,11 @@ struct TileConfig {
 };
 
 const std::vector<int>& supported_head_dims();
+
+// The dQ convert kernel depends only on dtype, head dim and layout, and has one config:
+// callers resolve it under this normalised spec so that every backward spec shares one binary.
+KernelSpec dq_convert_spec(const KernelSpec& backward_spec);
+TileConfig dq_convert_config();
 
 // Bytes of dynamic shared memory the forward template needs (mirrors FwdConfig::kSmemBytes).
 int forward_smem_bytes(const KernelSpec& spec, const TileConfig& config);

@@ -9,6 +9,7 @@
 #include "runtime/device.hpp"
 #include "runtime/kernel_cache.hpp"
 #include "runtime/resolve.hpp"
+#include "runtime/workspace.hpp"
 #include "sigjit/fwd_params.h"
 #include "sigjit/fwd_sm90_params.h"
 
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace sigjit {
@@ -252,54 +254,131 @@ void forward(const AttentionArgs& args, Stream stream) {
   detail::launch_forward(r, k.kernel, k.config, cu_stream);
 }
 
-namespace {
+namespace detail {
 
-SigjitBwdParams make_bwd_params(const detail::Resolved& r, const Gradients& g) {
+std::size_t dq_workspace_bytes(const Resolved& r) {
+  const AttentionArgs& a = r.args;
+  const std::size_t rows = a.layout == Layout::varlen ? static_cast<std::size_t>(a.total_q) : static_cast<std::size_t>(a.batch) * a.seqlen_q;
+  return rows * a.heads_q * a.head_dim * sizeof(float);
+}
+
+SigjitBwdParams make_bwd_params(const Resolved& r, const Gradients& g, void* dq_accum) {
+  const AttentionArgs& a = r.args;
   SigjitBwdParams bp{};
-  bp.fwd = detail::make_params(r);
+  bp.fwd = make_params(r);
   bp.dout = g.dout;
   bp.dq = g.dq;
   bp.dk = g.dk;
   bp.dv = g.dv;
-  detail::set_strides(bp.do_stride_b, bp.do_stride_l, bp.do_stride_h, g.dout_strides);
-  detail::set_strides(bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, g.dq_strides);
-  detail::set_strides(bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, g.dk_strides);
-  detail::set_strides(bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, g.dv_strides);
+  bp.dq_accum = static_cast<float*>(dq_accum);
+  set_strides(bp.do_stride_b, bp.do_stride_l, bp.do_stride_h, g.dout_strides);
+  set_strides(bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, g.dq_strides);
+  set_strides(bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, g.dk_strides);
+  set_strides(bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, g.dv_strides);
+  bp.dqa_stride_h = a.head_dim;
+  bp.dqa_stride_l = static_cast<sigjit_i64>(a.heads_q) * a.head_dim;
+  bp.dqa_stride_b = a.layout == Layout::varlen ? 0 : bp.dqa_stride_l * a.seqlen_q;
   return bp;
 }
 
-}  // namespace
+void launch_backward_part(const Resolved& r, const SigjitBwdParams& params, Direction part, const LoadedKernel& kernel, const TileConfig& config,
+                          CUstream stream) {
+  const AttentionArgs& a = r.args;
+  const bool over_keys = part == Direction::backward_dkdv || part == Direction::backward_fused;
+  const int rows = over_keys ? a.seqlen_k : a.seqlen_q;
+  if (rows == 0 || a.batch == 0) return;
+  const unsigned grid_x = static_cast<unsigned>((rows + config.block_m - 1) / config.block_m);
+  void* kernel_args[] = {const_cast<SigjitBwdParams*>(&params)};
+  SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid_x, over_keys ? a.heads_kv : a.heads_q, a.batch, kernel.threads, 1, 1,
+                                          kernel.smem_bytes, stream, kernel_args, nullptr));
+}
 
-void backward(const AttentionArgs& args, const Gradients& grads, Stream stream) {
+void enqueue_fused_backward(const Resolved& r, const SigjitBwdParams& params, const LoadedKernel& fused, const TileConfig& fused_config,
+                            const LoadedKernel& convert, CUstream stream) {
+  const std::size_t bytes = dq_workspace_bytes(r);
+  if (bytes > 0) SIGJIT_CHECK_CU(driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
+  launch_backward_part(r, params, Direction::backward_fused, fused, fused_config, stream);
+  if (bytes > 0) launch_backward_part(r, params, Direction::backward_dq_convert, convert, dq_convert_config(), stream);
+}
+
+namespace {
+
+// A caller's workspace, checked before any device access. Needs `need` bytes.
+void check_workspace(const BackwardOptions& o, std::size_t need) {
+  if (o.deterministic || (o.workspace == nullptr && o.workspace_bytes == 0)) return;
+  if (o.workspace == nullptr) {
+    throw Error(fmt::format("workspace: null pointer with workspace_bytes={}; pass a device buffer of at least {} B "
+                            "(backward_workspace_size), or neither to let sigjit manage one", o.workspace_bytes, need));
+  }
+  if (reinterpret_cast<std::uintptr_t>(o.workspace) % 16 != 0) {
+    throw Error(fmt::format("workspace: pointer {} is not 16-byte aligned; pass a 16-byte aligned buffer of at least {} B", o.workspace, need));
+  }
+  if (o.workspace_bytes < need) {
+    throw Error(fmt::format("workspace: workspace_bytes={} is too small; this call needs {} B (backward_workspace_size)", o.workspace_bytes, need));
+  }
+}
+
+Resolved resolve_backward(const AttentionArgs& args) {
   AttentionArgs with_output = args;
   // O is not read by the backward; stand q in for it so that a bad gradient pointer is reported
   // under its own name by resolve_gradients, never as "o".
   if (with_output.o == nullptr) with_output.o = const_cast<void*>(args.q);
-  const detail::Resolved r = detail::resolve(with_output);
+  return resolve(with_output);
+}
+
+void run_deterministic(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, const SigjitBwdParams& params, CUstream stream) {
+  for (Direction part : {Direction::backward_dkdv, Direction::backward_dq}) {
+    spec.direction = part;
+    const ResolvedKernel k = resolve_kernel(dev, spec);
+    launch_backward_part(r, params, part, k.kernel, k.config, stream);
+  }
+}
+
+void run_fused(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, SigjitBwdParams params, void* caller_workspace, CUstream stream) {
+  spec.direction = Direction::backward_fused;
+  const ResolvedKernel fused = resolve_kernel(dev, spec);
+  const ResolvedKernel convert = resolve_kernel(dev, dq_convert_spec(spec));
+  const std::size_t bytes = dq_workspace_bytes(r);
+  std::optional<WorkspaceLease> lease;
+  if (caller_workspace == nullptr && bytes > 0) lease.emplace(acquire_workspace(dev.context, stream, bytes));
+  params.dq_accum = static_cast<float*>(caller_workspace ? caller_workspace : lease ? reinterpret_cast<void*>(lease->ptr()) : nullptr);
+  enqueue_fused_backward(r, params, fused.kernel, fused.config, convert.kernel, stream);
+}
+
+}  // namespace
+
+}  // namespace detail
+
+std::size_t backward_workspace_size(const AttentionArgs& args, bool deterministic) {
+  const detail::Resolved r = detail::resolve_backward(args);
+  return deterministic ? 0 : detail::dq_workspace_bytes(r);
+}
+
+void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, const BackwardOptions& options) {
+  const detail::Resolved r = detail::resolve_backward(args);
   const Gradients g = detail::resolve_gradients(r, grads);
+  const std::size_t need = options.deterministic ? 0 : detail::dq_workspace_bytes(r);
+  detail::check_workspace(options, need);
+  const bool caller_workspace = !options.deterministic && options.workspace != nullptr && need > 0;
   const detail::DeviceInfo dev = detail::current_device();
   const AttentionArgs& a = r.args;
   for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"dout", g.dout}, {"dq", g.dq},
-                                  {"dk", g.dk}, {"dv", g.dv}}) {
+                                  {"dk", g.dk}, {"dv", g.dv}, {"workspace", caller_workspace ? options.workspace : a.q}}) {
     detail::check_device_pointer(name, ptr);
   }
   CUstream cu_stream = reinterpret_cast<CUstream>(stream);
   detail::validate_lengths(r, cu_stream);
   if (a.batch == 0 || (a.seqlen_q == 0 && a.seqlen_k == 0)) return;
 
-  SigjitBwdParams params = make_bwd_params(r, g);
-  void* kernel_args[] = {&params};
-  KernelSpec spec = detail::forward_spec(r, dev.arch());
-  for (Direction part : {Direction::backward_dkdv, Direction::backward_dq}) {
-    spec.direction = part;
-    const detail::ResolvedKernel k = detail::resolve_kernel(dev, spec);
-    const bool dkdv = part == Direction::backward_dkdv;
-    const int rows = dkdv ? a.seqlen_k : a.seqlen_q;
-    if (rows == 0) continue;
-    const unsigned grid_x = static_cast<unsigned>((rows + k.config.block_m - 1) / k.config.block_m);
-    SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(k.kernel.function, grid_x, dkdv ? a.heads_kv : a.heads_q, a.batch, k.kernel.threads, 1, 1,
-                                                    k.kernel.smem_bytes, cu_stream, kernel_args, nullptr));
-  }
+  const SigjitBwdParams params = detail::make_bwd_params(r, g, nullptr);
+  const KernelSpec spec = detail::forward_spec(r, dev.arch());
+  if (options.deterministic) return detail::run_deterministic(dev, r, spec, params, cu_stream);
+  detail::run_fused(dev, r, spec, params, caller_workspace ? options.workspace : nullptr, cu_stream);
+}
+
+void release_backward_workspaces() {
+  const detail::DeviceInfo dev = detail::current_device();
+  detail::release_workspaces(dev.context);
 }
 
 std::string version() {

@@ -3,8 +3,11 @@
 #include "compiler/kernel_spec.hpp"
 #include "runtime/kernel_cache.hpp"
 #include "runtime/validate.hpp"
+#include "sigjit/fwd_params.h"
 
 #include <cuda.h>
+
+#include <cstddef>
 
 namespace sigjit::detail {
 
@@ -21,5 +24,23 @@ void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileCon
 
 // The tile config a call uses: SIGJIT_FORCE_TILE if set, else the heuristic default.
 TileConfig choose_config(const KernelSpec& spec);
+
+// ---- backward ----------------------------------------------------------------------------------
+
+// Bytes of the fused path's fp32 dQ workspace, contiguous [batch * seqlen_q (varlen: total_q),
+// heads_q, head_dim].
+std::size_t dq_workspace_bytes(const Resolved& r);
+
+// The kernels' parameter block; dq_accum may be null (deterministic path).
+SigjitBwdParams make_bwd_params(const Resolved& r, const Gradients& g, void* dq_accum);
+
+// Launches one backward kernel (any direction but forward) for a validated call; nothing when
+// its grid is empty.
+void launch_backward_part(const Resolved& r, const SigjitBwdParams& params, Direction part, const LoadedKernel& kernel, const TileConfig& config,
+                          CUstream stream);
+
+// The fast path on the stream: zero params.dq_accum, fused kernel, convert kernel.
+void enqueue_fused_backward(const Resolved& r, const SigjitBwdParams& params, const LoadedKernel& fused, const TileConfig& fused_config,
+                            const LoadedKernel& convert, CUstream stream);
 
 }  // namespace sigjit::detail

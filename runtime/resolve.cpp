@@ -114,7 +114,9 @@ void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfi
 }
 
 ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
-  if (const char* forced = std::getenv("SIGJIT_FORCE_TILE"); forced && *forced) {
+  // The dQ convert kernel has one config: a forced tile is meant for the tunable kernels.
+  const char* forced = spec.direction == Direction::backward_dq_convert ? nullptr : std::getenv("SIGJIT_FORCE_TILE");
+  if (forced && *forced) {
     const TileConfig c = choose_config(spec);
     return {get_kernel(dev.context, spec, c), c, "forced"};
   }

@@ -10,6 +10,7 @@
 // offending argument; nothing is launched after a validation failure.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -119,10 +120,36 @@ struct Gradients {
   Strides dout_strides, dq_strides, dk_strides, dv_strides;
 };
 
+// How backward() runs. The default is the fast path: one kernel over key tiles computes dK and
+// dV and adds dQ into an fp32 workspace with atomics, then a small kernel converts the
+// workspace to dQ. dQ then differs from run to run in its last bits (the order of the adds
+// varies); dK and dV do not.
+struct BackwardOptions {
+  // Two kernels without atomics or workspace (one over key tiles for dK/dV, one over query
+  // tiles for dQ): bitwise identical gradients run to run, at the cost of computing S and dP
+  // twice (7 GEMMs per score instead of 5).
+  bool deterministic = false;
+  // The fast path's fp32 dQ workspace: at least backward_workspace_size(args) bytes, 16-byte
+  // aligned, device memory of the current context, not used by anything else until the call's
+  // work on its stream has finished. It is zeroed on the stream by every call. Null: sigjit
+  // keeps one per (context, stream) itself, grown when too small and reused, never freed per call
+  // (the driver frees it with the context). Ignored when deterministic.
+  void* workspace = nullptr;
+  std::size_t workspace_bytes = 0;
+};
+
+// Bytes of dQ workspace the fast path needs for these arguments: 4 * head_dim * heads_q *
+// (batch * seqlen_q, or total_q for varlen); 0 when deterministic. Validates the arguments.
+std::size_t backward_workspace_size(const AttentionArgs& args, bool deterministic = false);
+
 // Computes dQ, dK and dV (dK/dV summed over the query heads of each GQA group; padded rows and
-// keys get exactly zero). Deterministic: two kernels without atomics, so gradients are bitwise
-// identical run to run.
-void backward(const AttentionArgs& args, const Gradients& grads, Stream stream);
+// keys get exactly zero; varlen rows outside the sequences are not written).
+void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, const BackwardOptions& options = {});
+
+// Frees the workspaces backward() allocated for the current context (after synchronising the
+// context); the next fast-path call allocates again. For memory pressure; never needed for
+// correctness.
+void release_backward_workspaces();
 
 // Library and toolchain identification, e.g. for logs and cache keys.
 std::string version();

@@ -1,5 +1,5 @@
-// Sigmoid-attention backward for sm_80+, as two deterministic kernels (no atomics, no
-// workspace, bitwise reproducible run to run).
+// Sigmoid-attention backward for sm_80+: a fused kernel with dQ atomics (the default) and two
+// deterministic kernels (bitwise reproducible run to run).
 //
 // With P = sigmoid(S): dV = P^T dO, dP = dO V^T, dS = dP * P * (1 - P), dQ = scale dS K,
 // dK = scale dS^T Q. Unlike softmax there is no row statistic, so the forward stores nothing
@@ -8,10 +8,16 @@
 //    Q and dO tiles stream through a cp.async ring; warps own key rows, so S^T = K Q^T and
 //    dP^T = V dO^T come out with keys as rows, and dV += P^T dO, dK += dS^T Q accumulate in
 //    registers. The query heads of a GQA group are summed in the same registers.
-//  - dq_kernel: one CTA per (query tile, head, sequence), the forward's shape: S = Q K^T,
-//    dP = dO V^T, dQ += dS K, with Q and dO read from shared memory.
-// Cost: 7 GEMMs per score instead of the 5 of a single kernel with dQ atomics (S and dP are
-// computed in both kernels); in exchange no fp32 dQ workspace and no atomics.
+//  - dkdv_dq_fused_kernel (default, FlashAttention-2's shape): dkdv_kernel plus, per query
+//    tile, dS^T staged in shared memory and dQ_tile = dS K (all warps, rows split by query)
+//    added to an fp32 workspace with red.global.add (v2 on sm_90). 5 GEMMs per score; the
+//    cost is the workspace (4 bytes per dQ element, zeroed per call), the atomics' traffic and
+//    run-to-run differences in the last bits of dQ (the order of the adds varies).
+//  - dq_convert_kernel: scales the workspace, rounds it to the tensor dtype and writes dQ with
+//    its strides (padded rows as zeros); a bandwidth-bound pass over dQ.
+//  - dq_kernel (deterministic): one CTA per (query tile, head, sequence), the forward's shape:
+//    S = Q K^T, dP = dO V^T, dQ += dS K, with Q and dO read from shared memory. With
+//    dkdv_kernel: 7 GEMMs per score (S and dP computed twice), no workspace, no atomics.
 // Padding: Q/dO rows and K/V rows past a sequence's length are zero-filled, which makes their
 // contributions exactly zero; padded gradient rows are written as zeros.
 #pragma once
@@ -105,24 +111,118 @@ __device__ __forceinline__ void scale_acc(float (&a)[C::kMTiles][C::kDTiles][4],
       for (int e = 0; e < 4; ++e) a[mt][dt][e] *= scale;
 }
 
-// C: a FwdConfig whose "M" side is the key tile and "N" side the query tile, Q_IN_REGS false.
+// How the fused kernel's dQ tile (BLOCK_N queries x D) is split over the warps: by m16 query
+// tiles first, then by head-dim columns; each warp computes its part in column chunks of at
+// most 64 (32 fp32 accumulators per m16 tile) so the transient dQ registers stay small next
+// to the live dK and dV accumulators. Mirrored by check_config (kernel_spec.cpp).
 template <class C>
+struct DqSplit {
+  static constexpr int kQueryTiles = C::kBlockN / 16;
+  static constexpr int kWarpsM = kQueryTiles >= C::kWarps ? C::kWarps : kQueryTiles;
+  static constexpr int kWarpsD = C::kWarps / kWarpsM;
+  static constexpr int kMTiles = kQueryTiles / kWarpsM;  // m16 query tiles per warp
+  static constexpr int kCols = C::kHeadDim / kWarpsD;   // head-dim columns per warp
+  static constexpr int kChunk = kCols <= 64 ? kCols : (kCols % 64 == 0 ? 64 : 32);
+  static constexpr int kDsStride = C::kBlockN + 8;  // dS^T staging: [BLOCK_M keys][BLOCK_N queries + pad]
+  static constexpr int kDsElems = C::kBlockM * kDsStride;
+  static_assert(C::kWarps % kWarpsM == 0 && kQueryTiles % kWarpsM == 0, "dQ split: warps and query m16 tiles must divide");
+  static_assert(C::kHeadDim % (16 * kWarpsD) == 0 && kCols % kChunk == 0 && kChunk % 16 == 0,
+                "dQ split: each warp needs a whole number of 16-column pairs of the head dim");
+};
+
+// C: a FwdConfig whose "M" side is the key tile and "N" side the query tile, Q_IN_REGS false.
+template <class C, bool FUSED>
 struct DkdvLayout {
   static constexpr int kFixedElems = C::kQElems;  // K or V: kBlockM rows
   static constexpr int kStreamElems = C::kKVElems;  // Q or dO: kBlockN rows
-  static constexpr int kSmemBytes = 2 * (2 * kFixedElems + 2 * C::kStages * kStreamElems);
+  static constexpr int kSmemBytes = 2 * (2 * kFixedElems + 2 * C::kStages * kStreamElems + (FUSED ? DqSplit<C>::kDsElems : 0));
   static_assert(!C::kQInRegs, "the dK/dV kernel reads K and V fragments from shared memory");
   static_assert(kSmemBytes <= 227 * 1024, "dK/dV tile config exceeds the 227 KB shared memory of sm_90");
 };
 
+// Adds two consecutive fp32 values to global memory without reading them back (a reduction:
+// fire and forget). sm_90 has a vector form, one instruction for both.
+__device__ __forceinline__ void red_add_f32x2(float* addr, float a, float b) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");
+#else
+  asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(addr), "f"(a) : "memory");
+  asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(addr + 1), "f"(b) : "memory");
+#endif
+}
+
+// Stages this warp's dS^T fragments (keys as rows) in shared memory for the dQ product.
 template <class C>
-__device__ __forceinline__ void dkdv_kernel(const SigjitBwdParams& bp) {
-  using L = DkdvLayout<C>;
+__device__ __forceinline__ void stage_ds(u16* ds_smem, const u32 (&ds_frag)[C::kMTiles][C::kBlockN / 16][4], int warp, int lane) {
+  constexpr int kStride = DqSplit<C>::kDsStride;
+#pragma unroll
+  for (int mt = 0; mt < C::kMTiles; ++mt) {
+    const int row = warp * C::kRowsPerWarp + mt * 16 + lane / 4;
+#pragma unroll
+    for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
+      const int col = kk * 16 + (lane % 4) * 2;
+      *(u32*)(ds_smem + row * kStride + col) = ds_frag[mt][kk][0];
+      *(u32*)(ds_smem + (row + 8) * kStride + col) = ds_frag[mt][kk][1];
+      *(u32*)(ds_smem + row * kStride + col + 8) = ds_frag[mt][kk][2];
+      *(u32*)(ds_smem + (row + 8) * kStride + col + 8) = ds_frag[mt][kk][3];
+    }
+  }
+}
+
+// dQ[query_base .., :] += dS K over this CTA's BLOCK_M keys, into the fp32 workspace (rows of
+// the sequence, row stride dqa_row_stride; rows at or past len_q are skipped). dS comes from
+// its transposed staging (ldmatrix.trans gives the A fragments), K from its fixed tile.
+template <class C>
+__device__ __forceinline__ void add_dq_tile(float* dqa, i64 dqa_row_stride, const u16* ds_smem, const u16* k_smem, int query_base,
+                                            int len_q, int warp, int lane) {
+  using S = DqSplit<C>;
+  const int wm = warp % S::kWarpsM, wd = warp / S::kWarpsM;
+#pragma unroll
+  for (int mt = 0; mt < S::kMTiles; ++mt) {
+    const int m0 = (wm * S::kMTiles + mt) * 16;
+#pragma unroll
+    for (int chunk = 0; chunk < S::kCols / S::kChunk; ++chunk) {
+      const int d0 = wd * S::kCols + chunk * S::kChunk;
+      float acc[S::kChunk / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < S::kChunk / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < C::kBlockM / 16; ++kk) {
+        u32 a[4];
+        const int a_key = kk * 16 + (lane % 8) + (lane / 16) * 8;
+        ldmatrix_x4_trans(a, shared_address(ds_smem + a_key * S::kDsStride + m0 + ((lane / 8) % 2) * 8));
+#pragma unroll
+        for (int dp = 0; dp < S::kChunk / 16; ++dp) {
+          const int b_key = kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
+          u32 b[4];
+          ldmatrix_x4_trans(b, shared_address(k_smem + b_key * C::kRowStride + d0 + dp * 16 + (lane / 16) * 8));
+          mma_16816<C::kBf16>(acc[2 * dp], a, b[0], b[1]);
+          mma_16816<C::kBf16>(acc[2 * dp + 1], a, b[2], b[3]);
+        }
+      }
+      const int row = query_base + m0 + lane / 4;
+#pragma unroll
+      for (int nt = 0; nt < S::kChunk / 8; ++nt) {
+        const int col = d0 + nt * 8 + (lane % 4) * 2;
+        if (row < len_q) red_add_f32x2(dqa + (i64)row * dqa_row_stride + col, acc[nt][0], acc[nt][1]);
+        if (row + 8 < len_q) red_add_f32x2(dqa + (i64)(row + 8) * dqa_row_stride + col, acc[nt][2], acc[nt][3]);
+      }
+    }
+  }
+}
+
+// FUSED: also adds every query tile's dQ contribution to bp.dq_accum (see add_dq_tile).
+template <class C, bool FUSED>
+__device__ __forceinline__ void dkdv_kernel_impl(const SigjitBwdParams& bp) {
+  using L = DkdvLayout<C, FUSED>;
   const SigjitFwdParams& p = bp.fwd;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   u16* k_smem = (u16*)smem_raw;
   u16* v_smem = k_smem + L::kFixedElems;
   u16* ring = v_smem + L::kFixedElems;  // [stage][Q then dO][query tile rows][row stride]
+  u16* ds_smem = ring + 2 * C::kStages * L::kStreamElems;  // FUSED only
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int b = blockIdx.z, h_kv = blockIdx.y;
@@ -215,8 +315,15 @@ __device__ __forceinline__ void dkdv_kernel(const SigjitBwdParams& bp) {
     } else {
       sigmoid_grad_tile_t<C, false>(p_frag, ds_frag, s, dp, sig, row_addend, key_row_base, query_base, causal_offset, lane);
     }
+    if (FUSED) stage_ds<C>(ds_smem, ds_frag, warp, lane);
     accumulate_pv<C>(dv, p_frag, do_tile, lane);  // dV += P^T dO
     accumulate_pv<C>(dk, ds_frag, q_tile, lane);  // dK += dS^T Q
+    if (FUSED) {
+      __syncthreads();  // dS^T staged by every warp; the next step's first barrier protects it again
+      const int h = h_kv * p.kv_group + step / steps_per_head;
+      float* dqa = bp.dq_accum + rows.batch * bp.dqa_stride_b + rows.q_row0 * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;
+      add_dq_tile<C>(dqa, bp.dqa_stride_l, ds_smem, k_smem, query_base, seq.len_q, warp, lane);
+    }
   }
   cp_async_wait<0>();
   __syncthreads();  // K/V smem is reused to stage the outputs
@@ -225,6 +332,56 @@ __device__ __forceinline__ void dkdv_kernel(const SigjitBwdParams& bp) {
   __syncthreads();
   store_output<C>(dv_out, bp.dv_stride_l, dv, v_smem, n_start, warp, lane);
 }
+
+template <class C>
+__device__ __forceinline__ void dkdv_kernel(const SigjitBwdParams& bp) {
+  dkdv_kernel_impl<C, false>(bp);
+}
+
+template <class C>
+__device__ __forceinline__ void dkdv_dq_fused_kernel(const SigjitBwdParams& bp) {
+  dkdv_kernel_impl<C, true>(bp);
+}
+
+// dQ = scale * workspace, rounded to the tensor dtype: one CTA per (BLOCK_M query rows, head,
+// sequence), 8 elements (two float4 loads, one 16-byte store) per thread and step. Padded rows
+// are written as zeros; varlen rows outside the sequences are not touched.
+template <class C>
+__device__ __forceinline__ void dq_convert_kernel(const SigjitBwdParams& bp) {
+  const SigjitFwdParams& p = bp.fwd;
+  const int b = blockIdx.z, h = blockIdx.y, m_start = blockIdx.x * C::kBlockM;
+  const SeqSlice seq = locate_sequence<C>(p, b, h);
+  const SeqRows rows = seq_rows<C>(p, b);
+  u16* dq = (u16*)tensor_row(bp.dq, bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, rows.batch, rows.q_row0, h);
+  const float* acc = bp.dq_accum + rows.batch * bp.dqa_stride_b + rows.q_row0 * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;
+  const int valid_rows = seq.len_q - m_start;
+  int write_rows = seq.rows_to_clear - m_start > valid_rows ? seq.rows_to_clear - m_start : valid_rows;
+  write_rows = write_rows > C::kBlockM ? C::kBlockM : write_rows;
+  for (int c = threadIdx.x; c < write_rows * C::kChunksPerRow; c += C::kThreads) {
+    const int row = c / C::kChunksPerRow;
+    const int col = (c % C::kChunksPerRow) * 8;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (row < valid_rows) {
+      const float* src = acc + (i64)(m_start + row) * bp.dqa_stride_l + col;
+      const float4 lo = *(const float4*)src, hi = *(const float4*)(src + 4);
+      val.x = pack_half2<C::kBf16>(lo.x * p.scale, lo.y * p.scale);
+      val.y = pack_half2<C::kBf16>(lo.z * p.scale, lo.w * p.scale);
+      val.z = pack_half2<C::kBf16>(hi.x * p.scale, hi.y * p.scale);
+      val.w = pack_half2<C::kBf16>(hi.z * p.scale, hi.w * p.scale);
+    }
+    *(uint4*)(dq + (i64)(m_start + row) * bp.dq_stride_l + col) = val;
+  }
+}
+
+// Dynamic shared memory of each backward kernel (the generated TU checks the host's formula
+// against it). PART: 0 dK/dV, 1 dQ, 2 fused, 3 dQ convert.
+template <class C, int PART>
+struct BwdSmem {
+  static constexpr int kBytes = PART == 0   ? DkdvLayout<C, false>::kSmemBytes
+                                : PART == 2 ? DkdvLayout<C, true>::kSmemBytes
+                                : PART == 1 ? 2 * (2 * C::kQElems + 2 * C::kStages * C::kKVElems)
+                                            : 0;
+};
 
 // C: a FwdConfig with Q_IN_REGS false; the ring holds K and V tiles as in the forward, and a
 // second fixed tile holds dO.

@@ -38,15 +38,19 @@ struct SigjitFwdParams {
 };
 
 // Backward: the forward's parameters plus the gradients. dO and dQ share Q's layout
-// rules (their own strides); dK and dV share K's.
+// rules (their own strides); dK and dV share K's. dq_accum is the fused kernel's fp32 dQ
+// workspace, contiguous [batch, seqlen_q, heads_q, head_dim] (varlen: [total_q, heads_q,
+// head_dim]), zeroed before every call; null for the deterministic kernels.
 struct SigjitBwdParams {
   SigjitFwdParams fwd;
   const void* dout;
   void* dq;
   void* dk;
   void* dv;
+  float* dq_accum;
   sigjit_i64 do_stride_b, do_stride_l, do_stride_h;
   sigjit_i64 dq_stride_b, dq_stride_l, dq_stride_h;
   sigjit_i64 dk_stride_b, dk_stride_l, dk_stride_h;
   sigjit_i64 dv_stride_b, dv_stride_l, dv_stride_h;
+  sigjit_i64 dqa_stride_b, dqa_stride_l, dqa_stride_h;
 };

@@ -86,18 +86,54 @@ sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_
   return guarded(args, [stream](const sigjit::AttentionArgs& a) { sigjit::forward(a, stream); });
 }
 
-sigjit_status sigjit_backward(const sigjit_attention_args* args, const sigjit_gradients* grads, struct CUstream_st* stream) {
+sigjit_backward_options sigjit_backward_options_default(void) {
+  sigjit_backward_options o{};
+  o.struct_size = sizeof(sigjit_backward_options);
+  return o;
+}
+
+sigjit_status sigjit_backward_ex(const sigjit_attention_args* args, const sigjit_gradients* grads, const sigjit_backward_options* options,
+                                 struct CUstream_st* stream) {
   if (grads == nullptr) {
     g_last_error = "grads: null pointer; pass a sigjit_gradients with dout, dq, dk and dv";
     return SIGJIT_ERROR_INVALID_ARGUMENT;
   }
-  return guarded(args, [grads, stream](const sigjit::AttentionArgs& a) {
+  if (options != nullptr && options->struct_size != static_cast<int32_t>(sizeof(sigjit_backward_options))) {
+    g_last_error = "options.struct_size: does not match this library's sigjit_backward_options; initialise it with "
+                   "sigjit_backward_options_default() and rebuild against the installed sigjit.h";
+    return SIGJIT_ERROR_INVALID_ARGUMENT;
+  }
+  return guarded(args, [grads, options, stream](const sigjit::AttentionArgs& a) {
     sigjit::Gradients g;
     g.dout = grads->dout, g.dq = grads->dq, g.dk = grads->dk, g.dv = grads->dv;
     g.dout_strides = to_cpp(grads->dout_strides), g.dq_strides = to_cpp(grads->dq_strides);
     g.dk_strides = to_cpp(grads->dk_strides), g.dv_strides = to_cpp(grads->dv_strides);
-    sigjit::backward(a, g, stream);
+    sigjit::BackwardOptions o;
+    if (options != nullptr) {
+      o.deterministic = options->deterministic != 0;
+      o.workspace = options->workspace;
+      o.workspace_bytes = options->workspace_bytes;
+    }
+    sigjit::backward(a, g, stream, o);
   });
+}
+
+sigjit_status sigjit_backward(const sigjit_attention_args* args, const sigjit_gradients* grads, struct CUstream_st* stream) {
+  return sigjit_backward_ex(args, grads, nullptr, stream);
+}
+
+sigjit_status sigjit_backward_workspace_size(const sigjit_attention_args* args, int32_t deterministic, size_t* bytes) {
+  if (bytes == nullptr) {
+    g_last_error = "bytes: null pointer; pass the address of a size_t to receive the workspace size";
+    return SIGJIT_ERROR_INVALID_ARGUMENT;
+  }
+  *bytes = 0;
+  return guarded(args, [deterministic, bytes](const sigjit::AttentionArgs& a) { *bytes = sigjit::backward_workspace_size(a, deterministic != 0); });
+}
+
+sigjit_status sigjit_release_backward_workspaces(void) {
+  const sigjit_attention_args unused = sigjit_attention_args_default();
+  return guarded(&unused, [](const sigjit::AttentionArgs&) { sigjit::release_backward_workspaces(); });
 }
 
 const char* sigjit_last_error(void) { return g_last_error.c_str(); }

@@ -4,6 +4,7 @@
 #ifndef SIGJIT_SIGJIT_H
 #define SIGJIT_SIGJIT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -61,10 +62,30 @@ typedef struct {
   sigjit_strides dout_strides, dq_strides, dk_strides, dv_strides;
 } sigjit_gradients;
 
+/* Options of sigjit_backward_ex (field meanings as in sigjit::BackwardOptions). Initialise with
+ * sigjit_backward_options_default(); fields may be added at the end in later versions, and
+ * struct_size tells the library which version the caller was built against. */
+typedef struct {
+  int32_t struct_size;   /* sizeof(sigjit_backward_options), for ABI checks */
+  int32_t deterministic; /* nonzero: two kernels, no atomics, no workspace, bitwise identical gradients run to run */
+  void* workspace;       /* fast path's fp32 dQ workspace: NULL = managed by sigjit (one per context and stream),
+                            else 16-byte aligned device memory of sigjit_backward_workspace_size() bytes or more */
+  size_t workspace_bytes;
+} sigjit_backward_options;
+
 sigjit_attention_args sigjit_attention_args_default(void);
+sigjit_backward_options sigjit_backward_options_default(void); /* fast path, sigjit-managed workspace */
 sigjit_status sigjit_validate(const sigjit_attention_args* args);
 sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream);
+/* sigjit_backward_ex with the default options (the fast path, sigjit-managed workspace). */
 sigjit_status sigjit_backward(const sigjit_attention_args* args, const sigjit_gradients* grads, struct CUstream_st* stream);
+/* options: NULL means sigjit_backward_options_default(). */
+sigjit_status sigjit_backward_ex(const sigjit_attention_args* args, const sigjit_gradients* grads, const sigjit_backward_options* options,
+                                 struct CUstream_st* stream);
+/* *bytes = the fast path's workspace size for args (0 when deterministic is nonzero); validates args. */
+sigjit_status sigjit_backward_workspace_size(const sigjit_attention_args* args, int32_t deterministic, size_t* bytes);
+/* Frees the workspaces sigjit manages for the current context (synchronises it first). */
+sigjit_status sigjit_release_backward_workspaces(void);
 const char* sigjit_last_error(void);
 const char* sigjit_version(void);
 

@@ -1,6 +1,7 @@
 """ctypes layer over libsigjit.so (the C API of include/sigjit/sigjit.h); no torch, no numpy.
 
-What: loads the library, mirrors sigjit_attention_args / sigjit_gradients field for field,
+What: loads the library, mirrors sigjit_attention_args / sigjit_gradients /
+sigjit_backward_options field for field,
 turns status codes into Python exceptions carrying sigjit_last_error(), and builds argument
 structs from (pointer, shape, strides) descriptions so that sigjit.torch and the CPU tests
 share one mapping from tensors to the C struct.
@@ -112,6 +113,15 @@ class Gradients(ctypes.Structure):
     ]
 
 
+class BackwardOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_int32),
+        ("deterministic", ctypes.c_int32),
+        ("workspace", ctypes.c_void_p),
+        ("workspace_bytes", ctypes.c_size_t),
+    ]
+
+
 # ---- loading ----------------------------------------------------------------------------------
 _LIB_NAME = "libsigjit.so"
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -172,6 +182,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sigjit_forward.argtypes = [args_p, ctypes.c_void_p]
     lib.sigjit_backward.restype = ctypes.c_int
     lib.sigjit_backward.argtypes = [args_p, grads_p, ctypes.c_void_p]
+    lib.sigjit_backward_options_default.restype = BackwardOptions
+    lib.sigjit_backward_options_default.argtypes = []
+    lib.sigjit_backward_ex.restype = ctypes.c_int
+    lib.sigjit_backward_ex.argtypes = [args_p, grads_p, ctypes.POINTER(BackwardOptions), ctypes.c_void_p]
+    lib.sigjit_backward_workspace_size.restype = ctypes.c_int
+    lib.sigjit_backward_workspace_size.argtypes = [args_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_size_t)]
     lib.sigjit_last_error.restype = ctypes.c_char_p
     lib.sigjit_last_error.argtypes = []
     lib.sigjit_version.restype = ctypes.c_char_p
@@ -179,10 +195,11 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 
 def _check_struct_size(lib: ctypes.CDLL) -> None:
-    size = lib.sigjit_attention_args_default().struct_size
-    if size != ctypes.sizeof(AttentionArgs):
-        raise ImportError(f"{_lib_path}: sigjit_attention_args is {size} bytes in the library but {ctypes.sizeof(AttentionArgs)} in "
-                          "sigjit/_lib.py; the Python package and libsigjit.so come from different sigjit versions")
+    for name, size, mirror in (("sigjit_attention_args", lib.sigjit_attention_args_default().struct_size, AttentionArgs),
+                               ("sigjit_backward_options", lib.sigjit_backward_options_default().struct_size, BackwardOptions)):
+        if size != ctypes.sizeof(mirror):
+            raise ImportError(f"{_lib_path}: {name} is {size} bytes in the library but {ctypes.sizeof(mirror)} in "
+                              "sigjit/_lib.py; the Python package and libsigjit.so come from different sigjit versions")
 
 
 def _check(status: int, what: str) -> None:
@@ -208,9 +225,22 @@ def forward(args: AttentionArgs, stream: int = 0) -> None:
     _check(load().sigjit_forward(ctypes.byref(args), ctypes.c_void_p(stream or None)), "")
 
 
-def backward(args: AttentionArgs, grads: Gradients, stream: int = 0) -> None:
-    """Launches the two backward kernels (dK/dV, then dQ) on `stream`."""
-    _check(load().sigjit_backward(ctypes.byref(args), ctypes.byref(grads), ctypes.c_void_p(stream or None)), "")
+def backward(args: AttentionArgs, grads: Gradients, stream: int = 0, *, deterministic: bool = False, workspace: int = 0,
+             workspace_bytes: int = 0) -> None:
+    """Launches the backward on `stream`: by default the fused kernel (dQ atomics into an fp32
+    workspace) and the dQ convert kernel; deterministic=True: the two kernels without atomics
+    (bitwise reproducible). workspace: a device pointer of at least workspace_size() bytes
+    (16-byte aligned), 0 = sigjit manages one per context and stream."""
+    o = load().sigjit_backward_options_default()
+    o.deterministic, o.workspace, o.workspace_bytes = int(deterministic), workspace or None, workspace_bytes
+    _check(load().sigjit_backward_ex(ctypes.byref(args), ctypes.byref(grads), ctypes.byref(o), ctypes.c_void_p(stream or None)), "")
+
+
+def workspace_size(args: AttentionArgs, deterministic: bool = False) -> int:
+    """Bytes of dQ workspace backward() needs for args (0 when deterministic); validates args."""
+    n = ctypes.c_size_t(0)
+    _check(load().sigjit_backward_workspace_size(ctypes.byref(args), int(deterministic), ctypes.byref(n)), "")
+    return n.value
 
 
 def version() -> str:

@@ -62,6 +62,12 @@ int main() {
   FIELD(sigjit_gradients, dk_strides);
   FIELD(sigjit_gradients, dv_strides);
 
+  std::printf("sigjit_backward_options.sizeof %zu\n", sizeof(sigjit_backward_options));
+  FIELD(sigjit_backward_options, struct_size);
+  FIELD(sigjit_backward_options, deterministic);
+  FIELD(sigjit_backward_options, workspace);
+  FIELD(sigjit_backward_options, workspace_bytes);
+
   // Enum sizes: ctypes mirrors them as c_int.
   std::printf("enum.sizeof %zu\n", sizeof(sigjit_layout));
   return 0;

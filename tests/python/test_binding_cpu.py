@@ -63,6 +63,9 @@ class StructLayout(unittest.TestCase):
     def test_gradients(self):
         self.check_struct("sigjit_gradients", _lib.Gradients)
 
+    def test_backward_options(self):
+        self.check_struct("sigjit_backward_options", _lib.BackwardOptions)
+
     def test_enum_size(self):
         self.assertEqual(ctypes.sizeof(ctypes.c_int), self.c["enum.sizeof"])
 
@@ -148,6 +151,16 @@ class Validation(unittest.TestCase):
         grads = _lib.make_gradients(ref(), ref(), ref(FAKE + 4), ref())
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"^dk: pointer .* is not 16-byte aligned"):
             _lib.backward(dense_args(o=None), grads)
+
+    def test_backward_workspace(self):
+        # 2 sequences x 128 rows x 8 heads x 64 dims x 4 bytes; none in deterministic mode.
+        self.assertEqual(_lib.workspace_size(dense_args(o=None)), 2 * 128 * 8 * 64 * 4)
+        self.assertEqual(_lib.workspace_size(dense_args(o=None), deterministic=True), 0)
+        grads = _lib.make_gradients(ref(), ref(), ref(), ref())
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"^workspace: workspace_bytes=64 is too small; this call needs 524288 B"):
+            _lib.backward(dense_args(o=None), grads, workspace=FAKE, workspace_bytes=64)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"^workspace: pointer .* is not 16-byte aligned"):
+            _lib.backward(dense_args(o=None), grads, workspace=FAKE + 4, workspace_bytes=1 << 20)
 
     def test_forward_fails_cleanly(self):
         # No GPU: a CudaError (no driver/device); on a GPU machine the fake pointers are rejected

@@ -32,12 +32,13 @@
 #include "sigjit/fwd_sm80.cuh"
 #include "sigjit/fwd_sm90_params.h"
 #include "sigjit/hopper_primitives.cuh"
+#include "sigjit/sigmoid_poly.h"
 
 namespace sigjit {
 namespace kern {
 
 template <int HEAD_DIM_, int BLOCK_N_, int CONSUMERS_, int STAGES_, bool OVERLAP_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_,
-          int BIAS_MODE_, bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_>
+          int BIAS_MODE_, bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool PINGPONG_ = false, int FMA_QUARTERS_ = 0>
 struct FwdSm90Config {
   static constexpr int kHeadDim = HEAD_DIM_;
   static constexpr int kBlockN = BLOCK_N_;
@@ -51,6 +52,15 @@ struct FwdSm90Config {
   static constexpr int kBiasMode = BIAS_MODE_;
   static constexpr bool kScoreBias = HAS_SCORE_BIAS_;
   static constexpr bool kExact = EXACT_SIGMOID_;
+  // Ping-pong: the consumer warpgroups take turns issuing their GEMMs (see consume_pingpong).
+  static constexpr bool kPingpong = PINGPONG_;
+  // Of each thread's 4 scores per n8 column block, elements e < kFmaQuarters take the FMA-only
+  // sigmoid (sigmoid_poly.h), the rest MUFU: a fraction kFmaQuarters / 4 of all scores.
+  static constexpr int kFmaQuarters = FMA_QUARTERS_;
+  // Named barriers of the ping-pong turns: kTurnBarrier + w is warpgroup w's turn (0 is
+  // __syncthreads'); 256 = both consumer warpgroups' threads take part in each.
+  static constexpr int kTurnBarrier = 1;
+  static constexpr int kTurnThreads = 256;
 
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kChunksPerRow = kHeadDim / 8;  // 16-byte chunks per row (zero-row stores)
@@ -82,6 +92,8 @@ struct FwdSm90Config {
   static_assert(kSmemBytes <= 227 * 1024, "sm90 tile config exceeds the 227 KB of shared memory per block");
   static_assert(kOAcc + kSAcc + kBlockN / 4 <= 192, "sm90: O + S + P fragments exceed 192 registers per consumer thread: the kernel would spill");
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
+  static_assert(!kPingpong || kConsumers == 2, "sm90 ping-pong needs 2 consumer warpgroups");
+  static_assert(kFmaQuarters >= 0 && kFmaQuarters <= 4, "sm90 FMA-sigmoid quarters: 0..4");
 };
 
 // Buffer rows where this (sequence, head) starts: varlen rows of the packed buffers (clamped
@@ -187,9 +199,11 @@ __device__ __forceinline__ void issue_pv(float (&o)[C::kOAcc], const u32 (&pf)[C
 
 // P = sigmoid(scale * S + bias + s_k) in place; MASKED zeroes keys past the sequence end and,
 // when causal, keys right of the (bottom-right aligned) diagonal.
+// Elements e < kFmaQuarters of each n8 block (e = 2 * half + e2) take the FMA-only sigmoid on
+// the exact mode's fold (t = -x log2 e), in its fast or precise form as the mode asks.
 template <class C, bool MASKED>
-__device__ __forceinline__ void sigmoid_scores(float (&s)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const SeqSlice& seq, float bias,
-                                               const Sm90Rows& rows, int key_base, int lane, int warp) {
+__device__ __forceinline__ void sigmoid_scores(float (&s)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const SigmoidFold<true>& poly_fold,
+                                               const SeqSlice& seq, float bias, const Sm90Rows& rows, int key_base, int lane, int warp) {
   const int row0 = rows.wg_row0 + warp * 16 + lane / 4;
 #pragma unroll
   for (int nt = 0; nt < C::kBlockN / 8; ++nt) {
@@ -199,10 +213,13 @@ __device__ __forceinline__ void sigmoid_scores(float (&s)[C::kSAcc], const Sigmo
       float c = bias;
       if (C::kScoreBias) c += key < seq.len_k ? __ldg(seq.score_bias + key) : 0.0f;
       const float addend = SigmoidFold<C::kExact>::addend(c);
+      const float poly_addend = SigmoidFold<true>::addend(c);  // dead unless kFmaQuarters > 0
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int e = half * 2 + e2;
-        float p = sig(s[4 * nt + e], addend);
+        float p;
+        if (e < C::kFmaQuarters) p = poly::sigmoid_poly<C::kExact>(__fmaf_rn(s[4 * nt + e], poly_fold.mul, poly_addend));
+        else p = sig(s[4 * nt + e], addend);
         if (MASKED) {
           const int row = row0 + half * 8;
           int limit = rows.len_k;
@@ -216,13 +233,13 @@ __device__ __forceinline__ void sigmoid_scores(float (&s)[C::kSAcc], const Sigmo
 }
 
 template <class C>
-__device__ __forceinline__ void sigmoid_tile_sm90(float (&s)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const SeqSlice& seq, float bias,
-                                                  const Sm90Rows& rows, int j, int lane, int warp) {
+__device__ __forceinline__ void sigmoid_tile_sm90(float (&s)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const SigmoidFold<true>& poly_fold,
+                                                  const SeqSlice& seq, float bias, const Sm90Rows& rows, int j, int lane, int warp) {
   const int key_base = j * C::kBlockN;
   const bool ragged = key_base + C::kBlockN > rows.len_k;
   const bool diagonal = C::kCausal && key_base + C::kBlockN - 1 > rows.wg_row0 + rows.causal_offset;
-  if (ragged || diagonal) sigmoid_scores<C, true>(s, sig, seq, bias, rows, key_base, lane, warp);
-  else sigmoid_scores<C, false>(s, sig, seq, bias, rows, key_base, lane, warp);
+  if (ragged || diagonal) sigmoid_scores<C, true>(s, sig, poly_fold, seq, bias, rows, key_base, lane, warp);
+  else sigmoid_scores<C, false>(s, sig, poly_fold, seq, bias, rows, key_base, lane, warp);
 }
 
 template <class C>
@@ -276,6 +293,7 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
   }
   const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
   const SigmoidFold<C::kExact> sig(p.scale);
+  const SigmoidFold<true> poly_fold(p.scale);
   float s[C::kSAcc];
   u32 pf[C::kPSteps][4];
 
@@ -284,7 +302,7 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
   issue_scores<C>(s, sm, wg, 0);
   wgmma_wait<0>();
   pin_registers(s);
-  sigmoid_tile_sm90<C>(s, sig, seq, bias, rows, 0, lane, warp);
+  sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp);
   pack_p<C>(pf, s);
   for (int j = 1; j < n_blocks; ++j) {
     if (C::kOverlap) {
@@ -296,7 +314,7 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
       issue_pv<C>(o, pf, sm, (j - 1) % C::kStages);
       wgmma_wait<1>();
       pin_registers(s);
-      sigmoid_tile_sm90<C>(s, sig, seq, bias, rows, j, lane, warp);
+      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       wgmma_wait<0>();
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
@@ -313,12 +331,105 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
       issue_scores<C>(s, sm, wg, j % C::kStages);
       wgmma_wait<0>();
       pin_registers(s);
-      sigmoid_tile_sm90<C>(s, sig, seq, bias, rows, j, lane, warp);
+      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       pack_p<C>(pf, s);
     }
   }
   wait_v(sm, n_blocks - 1);
   issue_pv<C>(o, pf, sm, (n_blocks - 1) % C::kStages);
+  wgmma_wait<0>();
+  pin_registers(o);
+  release_stage(sm, n_blocks - 1);
+  store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, false);
+}
+
+// Ping-pong (FlashAttention-3's inter-warpgroup schedule, written for this kernel): the two
+// consumer warpgroups take turns issuing their wgmma groups, so that while one warpgroup's
+// GEMMs run on the tensor cores the other computes its sigmoid on MUFU/FMA, instead of both
+// reaching the MUFU-bound phase at once and leaving the tensor cores idle.
+// Turns: named barrier kTurnBarrier + w is warpgroup w's. Warpgroup w begins an issue phase
+// with bar.sync on its own barrier and ends it with bar.arrive on the other's (each barrier
+// completes with 128 syncs + 128 arrivals = kTurnThreads). Warpgroup 1 arrives once on
+// warpgroup 0's barrier up front so that warpgroup 0 goes first.
+// Every warpgroup runs exactly n_blocks + 1 issue phases (S_0; S_j with PV_{j-1} for j in
+// 1..n_blocks-1; PV_{n_blocks-1}), n_blocks being the same for both (per CTA), so:
+//   barrier 0: syncs by wg 0 = n + 1; arrivals by wg 1 = 1 (up front) + n (after its phases
+//              0..n-1; it skips the arrival after its last phase) = n + 1;
+//   barrier 1: syncs by wg 1 = n + 1; arrivals by wg 0 = n + 1 (after every phase).
+// So no bar.sync can wait for an arrival that never comes, and no arrival is left over at exit.
+// Turns alternate strictly, so a barrier never has two generations pending at once.
+// Deadlock freedom with the mbarrier ring: a warpgroup waits for its K/V data before taking
+// its turn, and releases (empty mbarrier arrivals) never wait for a turn except through the
+// phase of the same iteration; the data of phase j needs stage uses up to j - STAGES released,
+// which both warpgroups did in iterations <= j - 1 (STAGES >= 2), before the turn of phase j.
+template <class C>
+__device__ __forceinline__ void turn_begin(int wg) { named_barrier_sync(C::kTurnBarrier + wg, C::kTurnThreads); }
+
+template <class C>
+__device__ __forceinline__ void turn_end(int wg, bool last_phase) {
+  if (wg == 0 || !last_phase) named_barrier_arrive(C::kTurnBarrier + (1 - wg), C::kTurnThreads);
+}
+
+template <class C>
+__device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int m_start,
+                                                 int n_blocks) {
+  const SigjitFwdParams& p = params.p;
+  const int wg = threadIdx.x / 128 - 1;
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const Sm90Rows rows{m_start + wg * 64, seq.len_k - seq.len_q, seq.len_k};
+  const int my_row0 = rows.wg_row0 + warp * 16 + lane / 4;
+  float o[C::kOAcc];
+#pragma unroll
+  for (int i = 0; i < C::kOAcc; ++i) o[i] = 0.0f;
+  if (n_blocks == 0) {  // both warpgroups leave here (n_blocks is per CTA): no turns taken
+    store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, true);
+    return;
+  }
+  const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+  const SigmoidFold<C::kExact> sig(p.scale);
+  const SigmoidFold<true> poly_fold(p.scale);
+  float s[C::kSAcc];
+  u32 pf[C::kPSteps][4];
+
+  if (wg == 1) named_barrier_arrive(C::kTurnBarrier + 0, C::kTurnThreads);  // warpgroup 0 goes first
+  mbarrier_wait(sm.q_full(), 0);
+  wait_k(sm, 0);
+  turn_begin<C>(wg);
+  issue_scores<C>(s, sm, wg, 0);
+  turn_end<C>(wg, false);
+  wgmma_wait<0>();
+  pin_registers(s);
+  sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp);
+  pack_p<C>(pf, s);
+  for (int j = 1; j < n_blocks; ++j) {
+    // One phase: S_j and PV_{j-1} back to back (PV reads P_{j-1} from pf, S_j writes s).
+    wait_k(sm, j);
+    wait_v(sm, j - 1);
+    turn_begin<C>(wg);
+    issue_scores<C>(s, sm, wg, j % C::kStages);
+    issue_pv<C>(o, pf, sm, (j - 1) % C::kStages);
+    turn_end<C>(wg, false);
+    if (C::kOverlap) {  // the sigmoid of S_j also overlaps this warpgroup's own PV_{j-1}
+      wgmma_wait<1>();
+      pin_registers(s);
+      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
+      wgmma_wait<0>();
+      pin_registers(o);
+      for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
+    } else {
+      wgmma_wait<0>();
+      pin_registers(s);
+      pin_registers(o);
+      for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
+      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
+    }
+    release_stage(sm, j - 1);
+    pack_p<C>(pf, s);
+  }
+  wait_v(sm, n_blocks - 1);
+  turn_begin<C>(wg);
+  issue_pv<C>(o, pf, sm, (n_blocks - 1) % C::kStages);
+  turn_end<C>(wg, true);
   wgmma_wait<0>();
   pin_registers(o);
   release_stage(sm, n_blocks - 1);
@@ -358,7 +469,8 @@ __device__ __forceinline__ void fwd_sm90_kernel(const SigjitFwdSm90Params& param
     if (threadIdx.x == 0 && n_blocks > 0) produce<C>(params, sm, m_start, n_blocks, h);
   } else {
     if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
-    consume<C>(params, sm, seq, m_start, n_blocks);
+    if (C::kPingpong) consume_pingpong<C>(params, sm, seq, m_start, n_blocks);
+    else consume<C>(params, sm, seq, m_start, n_blocks);
   }
 }
 

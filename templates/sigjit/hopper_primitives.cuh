@@ -84,9 +84,19 @@ __device__ __forceinline__ void tma_prefetch_map(const SigjitTensorMap& map) {
 __device__ __forceinline__ void fence_proxy_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 // ---- named barriers among a subset of warps (PTX ISA 9.7.13.1 bar.sync) --------------------------
+// A CTA has 16 barriers (0..15; __syncthreads uses 0). `threads` (a multiple of 32) counts every
+// thread taking part, whether it syncs or arrives; the barrier completes when that many have
+// arrived. bar.sync waits for completion; bar.arrive only marks arrival and never waits (its
+// thread count is mandatory), which makes producer/consumer hand-offs between warp groups:
+// one side arrives, the other syncs (PTX ISA "barrier{.cta}", bar.arrive). Both are .aligned:
+// every thread of a warp executes the same one.
 
 __device__ __forceinline__ void named_barrier_sync(u32 id, u32 threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+__device__ __forceinline__ void named_barrier_arrive(u32 id, u32 threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 // ---- register reallocation (PTX ISA 9.7.17.1 setmaxnreg, sm_90a) --------------------------------

@@ -144,6 +144,102 @@ TEST(Sm90CompileAll, EveryCandidateConfigCompilesForRepresentativeSpecs) {
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
 }
 
+// Issue 6's tunables (ping-pong, FMA-sigmoid fraction) on top of each spec's default tile: every
+// feature at hd 64/128 with ping-pong plus a quarter of the sigmoids on the FMA pipes (both new
+// code paths at once), no spills; and each variant alone on representative specs.
+TileConfig with_tunables(TileConfig c, bool overlap, bool pingpong, int fma_quarters) {
+  c.overlap = overlap;
+  c.pingpong = pingpong;
+  c.fma_quarters = fma_quarters;
+  return c;
+}
+
+TEST(Sm90CompileAll, EveryFeatureCompilesWithPingPongAndFmaSigmoid) {
+  std::vector<Job> jobs;
+  for (const KernelSpec& s : all_sm90_specs())
+    if (s.head_dim <= 128) jobs.push_back({s, with_tunables(sigjit::default_sm90_config(s), true, true, 1), true});
+  const std::vector<std::string> failures = compile_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+TEST(Sm90CompileAll, EachNewVariantCompilesWithoutSpillsOnRepresentativeSpecs) {
+  std::vector<Job> jobs;
+  for (int d : {64, 128})
+    for (int variant = 0; variant < 4; ++variant) {
+      KernelSpec s = spec_for(d);
+      if (variant == 1) s.sigmoid = sigjit::SigmoidMode::exact;
+      if (variant == 2) {
+        s.layout = sigjit::Layout::padded;
+        s.causal = true;
+        s.score_bias = true;
+        s.sigmoid = sigjit::SigmoidMode::exact;
+      }
+      if (variant == 3) {
+        s.layout = sigjit::Layout::varlen;
+        s.dtype = sigjit::DType::fp16;
+        s.causal = true;
+      }
+      const TileConfig base = sigjit::default_sm90_config(s);
+      for (const TileConfig& c : {with_tunables(base, true, true, 0), with_tunables(base, false, true, 0), with_tunables(base, true, false, 1),
+                                  with_tunables(base, true, false, 2), with_tunables(base, true, true, 2), with_tunables(base, false, true, 2),
+                                  with_tunables(base, true, false, 4), TileConfig::sm90(96, 1, 2, true, false, 2)}) {
+        ASSERT_EQ(sigjit::check_config(s, c), "") << c.describe();
+        jobs.push_back({s, c, true});
+      }
+    }
+  const std::vector<std::string> failures = compile_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+TEST(Sm90Compile, NewVariantsReportRegistersAndSharedMemory) {
+  for (int d : {64, 128})
+    for (const char* tile : {"h128x128c2s2o_pp", "h128x128c2s2_pp", "h128x128c2s2o_f1", "h128x128c2s2o_f2", "h128x128c2s2o_pp_f1", "h64x96c1s2o_f1"}) {
+      const KernelSpec s = spec_for(d);
+      const TileConfig c = TileConfig::parse(tile, "test");
+      sigjit::ResourceUsage u;
+      EXPECT_EQ(compile_problems(s, c, true, &u), "") << tile;
+      std::printf("hd%d %s: %s\n", d, c.describe().c_str(), u.describe().c_str());
+    }
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(Sm90Compile, FmaSigmoidFractionRemovesThatShareOfMufuOps) {
+  // The PTX holds each sigmoid site unrolled, so MUFU op counts scale with the MUFU share:
+  // quarters q leave (4 - q) / 4 of them; q = 4 leaves none. The FMA-only path adds no MUFU op.
+  for (auto mode : {sigjit::SigmoidMode::fast, sigjit::SigmoidMode::exact}) {
+    KernelSpec s = spec_for(128);
+    s.sigmoid = mode;
+    const char* op = mode == sigjit::SigmoidMode::fast ? "tanh.approx.f32" : "ex2.approx";
+    std::size_t counts[5];
+    for (int q = 0; q <= 4; ++q) {
+      const sigjit::CompiledKernel k = sigjit::compile_kernel(s, TileConfig::sm90(128, 2, 2, true, false, q));
+      counts[q] = count_of(k.ptx, op);
+      if (mode == sigjit::SigmoidMode::exact) EXPECT_EQ(count_of(k.ptx, "rcp.approx"), counts[q]) << q;
+    }
+    ASSERT_GT(counts[0], 0u);
+    for (int q = 1; q <= 4; ++q) EXPECT_EQ(counts[q] * 4, counts[0] * (4 - q)) << op << " q=" << q;
+  }
+}
+
+TEST(Sm90Compile, PingPongPtxTakesTurnsOnNamedBarriers) {
+  const KernelSpec s = spec_for(128);
+  const sigjit::CompiledKernel pp = sigjit::compile_kernel(s, TileConfig::parse("h128x128c2s2o_pp", "test"));
+  const sigjit::CompiledKernel plain = sigjit::compile_kernel(s, TileConfig::parse("h128x128c2s2o", "test"));
+  // Up-front arrival + one per phase site (first, loop, last) and one sync per phase site.
+  EXPECT_EQ(count_of(pp.ptx, "bar.arrive"), 4u);
+  EXPECT_EQ(count_of(pp.ptx, "bar.sync"), 4u);  // __syncthreads + 3 turn sites
+  EXPECT_EQ(count_of(plain.ptx, "bar.arrive"), 0u);
+  EXPECT_EQ(count_of(plain.ptx, "bar.sync"), 1u);
+  EXPECT_THAT(pp.ptx, HasSubstr("wgmma.wait_group.sync.aligned 1"));
+}
+
 TEST(Sm90Compile, DefaultConfigsReportRegistersAndSharedMemory) {
   // The numbers the lead compares against the GPU run (printed; only spills fail).
   for (int d : {64, 128, 256}) {
@@ -182,6 +278,23 @@ TEST(Sm90Config, DescribeAndParseRoundTrip) {
   }
   EXPECT_EQ(TileConfig::sm90(128, 2, 2, true).describe(), "h128x128c2s2o");
   EXPECT_EQ(TileConfig::sm90(96, 1, 3, false).describe(), "h64x96c1s3");
+  // Issue 6's tunables: suffixes only when on.
+  for (const TileConfig& c : {TileConfig::sm90(128, 2, 2, true, true, 0), TileConfig::sm90(128, 2, 3, false, true, 2),
+                              TileConfig::sm90(96, 1, 2, true, false, 1), TileConfig::sm90(64, 2, 2, true, true, 4)}) {
+    const TileConfig back = TileConfig::parse(c.describe(), "cache entry config");
+    EXPECT_EQ(back.describe(), c.describe());
+    EXPECT_EQ(back.pingpong, c.pingpong) << c.describe();
+    EXPECT_EQ(back.fma_quarters, c.fma_quarters) << c.describe();
+    EXPECT_EQ(back.overlap, c.overlap) << c.describe();
+    EXPECT_EQ(back.consumers, c.consumers) << c.describe();
+  }
+  EXPECT_EQ(TileConfig::sm90(128, 2, 2, true, true, 0).describe(), "h128x128c2s2o_pp");
+  EXPECT_EQ(TileConfig::sm90(128, 2, 3, false, true, 2).describe(), "h128x128c2s3_pp_f2");
+  EXPECT_EQ(TileConfig::sm90(96, 1, 2, true, false, 1).describe(), "h64x96c1s2o_f1");
+  // Strings written before these tunables existed parse to configs with both off.
+  const TileConfig before = TileConfig::parse("h128x128c2s2o", "cache entry config");
+  EXPECT_FALSE(before.pingpong);
+  EXPECT_EQ(before.fma_quarters, 0);
   // Strings of the sm80 era still mean the sm80 family (cache entries written before sm90).
   const TileConfig old = TileConfig::parse("m128n64w4s2qs", "cache entry config");
   EXPECT_EQ(old.family, KernelFamily::sm80);
@@ -200,6 +313,11 @@ TEST(Sm90Config, ParseRejectsMalformedAndInconsistentStrings) {
   EXPECT_THAT(message("h128x128c2"), HasSubstr("h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o]"));
   EXPECT_THAT(message("h128x128c2s2oo"), HasSubstr("SIGJIT_FORCE_TILE 'h128x128c2s2oo'"));
   EXPECT_THAT(message("h96x128c2s2o"), HasSubstr("64 per consumer warpgroup"));
+  EXPECT_THAT(message("h128x128c2s2_ppo"), HasSubstr("[o][_pp][_f<QUARTERS>]"));  // suffixes in a fixed order
+  EXPECT_THAT(message("h128x128c2s2o_f"), HasSubstr("expected"));
+  EXPECT_THAT(message("h128x128c2s2o_f12"), HasSubstr("expected"));
+  EXPECT_THAT(message("h128x128c2s2o_pp_pp"), HasSubstr("expected"));
+  EXPECT_THAT(message("h128x128c2s2opp"), HasSubstr("expected"));
 }
 
 TEST(Sm90Config, CheckConfigRejectsWithAReason) {
@@ -222,6 +340,11 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
       {"sm_90a", 128, TileConfig::sm90(128, 2, 4, true), "shared memory"},
       {"sm_90a", 256, TileConfig::sm90(128, 2, 2, true), "shared memory"},
       {"sm_90a", 64, TileConfig::sm90(256, 2, 2, true), "registers"},
+      {"sm_90a", 128, TileConfig::sm90(128, 1, 2, true, true, 0), "ping-pong (_pp) needs 2 consumer warpgroups"},
+      {"sm_90a", 64, TileConfig::sm90(96, 1, 3, false, true, 1), "ping-pong (_pp) needs 2 consumer warpgroups"},
+      {"sm_90a", 128, TileConfig::sm90(128, 2, 2, true, false, 5), "fma_quarters=5"},
+      {"sm_90a", 128, TileConfig::sm90(128, 2, 2, true, true, -1), "fma_quarters=-1"},
+      {"sm_90", 128, TileConfig::sm90(128, 2, 2, true, true, 1), "needs arch sm_90a"},
   };
   for (const Bad& b : bad) {
     EXPECT_THAT(sigjit::check_config(spec_for(b.head_dim, b.arch), b.config), HasSubstr(b.reason)) << b.config.describe() << " " << b.arch;
@@ -236,6 +359,15 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
   KernelSpec backward = spec_for(128);
   backward.direction = sigjit::Direction::backward_dq;
   EXPECT_THAT(sigjit::check_config(backward, TileConfig::sm90(128, 2, 2, true)), HasSubstr("forward only"));
+  // The sm80 family has neither tunable.
+  for (const KernelSpec& s : {spec_for(128, "sm_80"), spec_for(128)}) {
+    TileConfig c{128, 64, 4, 2, true};
+    c.pingpong = true;
+    EXPECT_THAT(sigjit::check_config(s, c), HasSubstr("sm90-family tunables"));
+    c.pingpong = false;
+    c.fma_quarters = 2;
+    EXPECT_THAT(sigjit::check_config(s, c), HasSubstr("sm90-family tunables"));
+  }
 }
 
 // Compiles generated source directly with NVRTC (bypassing check_config) and returns the log.
@@ -270,6 +402,8 @@ TEST(Sm90Config, TemplateStaticAssertsRejectForcedBadConfigs) {
       {96, TileConfig::sm90(128, 2, 2, true), "sm90 family: head dim 64, 128 or 256"},
       {128, TileConfig::sm90(72, 2, 2, true), "sm90 BLOCK_N: a multiple of 16"},
       {128, TileConfig::sm90(128, 2, 4, true), "exceeds the 227 KB of shared memory"},
+      {128, TileConfig::sm90(128, 1, 2, true, true, 0), "sm90 ping-pong needs 2 consumer warpgroups"},
+      {128, TileConfig::sm90(128, 2, 2, true, false, 5), "sm90 FMA-sigmoid quarters: 0..4"},
   };
   for (const Forced& f : forced) {
     bool ok = true;
@@ -302,6 +436,22 @@ TEST(Sm90Config, CandidatesOnlyOnSm90aAndAllValidAndDistinct) {
     }
     EXPECT_GT(sm90, 0) << d;
     EXPECT_TRUE(names.count(sigjit::kernel_name(s, sigjit::default_sm90_config(s)))) << "default sm90 config is a candidate at hd " << d;
+    // Issue 6's tunables are candidates (ping-pong, FMA quarters 1 and 2), but not the default
+    // until measured.
+    int pingpong = 0, fma1 = 0, fma2 = 0;
+    for (const TileConfig& c : sigjit::candidate_configs(s)) {
+      pingpong += c.pingpong;
+      fma1 += c.fma_quarters == 1;
+      fma2 += c.fma_quarters == 2;
+      EXPECT_TRUE(!c.pingpong || c.consumers == 2) << c.describe();
+    }
+    if (d <= 128) {
+      EXPECT_GT(pingpong, 0) << d;
+      EXPECT_GT(fma1, 0) << d;
+      EXPECT_GT(fma2, 0) << d;
+    }
+    EXPECT_FALSE(sigjit::default_sm90_config(s).pingpong) << d;
+    EXPECT_EQ(sigjit::default_sm90_config(s).fma_quarters, 0) << d;
   }
   // hd 32/96 have no sm90 candidates.
   for (const TileConfig& c : sigjit::candidate_configs(spec_for(96))) EXPECT_EQ(c.family, KernelFamily::sm80);
@@ -311,6 +461,10 @@ TEST(Sm90Config, KernelNameNamesTheFamily) {
   const KernelSpec s = spec_for(128);
   EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true)), HasSubstr("_h128x128c2s2o_sm_90a"));
   EXPECT_NE(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true)), sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, false)));
+  std::set<std::string> names;
+  for (bool pp : {false, true})
+    for (int q = 0; q <= 4; ++q) EXPECT_TRUE(names.insert(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, pp, q))).second) << pp << q;
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, true, 1)), HasSubstr("_h128x128c2s2o_pp_f1_sm_90a"));
 }
 
 TEST(Sm90Codegen, EmitsTheSm90TemplateAndChecksSharedMemory) {
@@ -321,6 +475,8 @@ TEST(Sm90Codegen, EmitsTheSm90TemplateAndChecksSharedMemory) {
   EXPECT_THAT(src, HasSubstr("__launch_bounds__(Cfg::kThreads, 1)"));
   EXPECT_THAT(src, HasSubstr("__grid_constant__ SigjitFwdSm90Params"));
   EXPECT_THAT(src, HasSubstr("static_assert(Cfg::kSmemBytes == " + std::to_string(sigjit::smem_bytes(s, c))));
+  EXPECT_THAT(src, HasSubstr("/*pingpong*/ false, /*fma_quarters*/ 0>"));
+  EXPECT_THAT(sigjit::emit_source(s, TileConfig::sm90(128, 2, 2, true, true, 2)), HasSubstr("/*pingpong*/ true, /*fma_quarters*/ 2>"));
 }
 
 }  // namespace

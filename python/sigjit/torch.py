@@ -12,6 +12,9 @@ Cost per call: argument checks in Python and one ctypes call (tens of microsecon
 no device synchronisation unless check_lengths=True (the library then copies the length arrays to
 the host and synchronises the stream). The output (and for varlen, gradient) buffers are
 allocated here; varlen buffers are zero-filled because rows outside the sequences are not written.
+The backward's fp32 dQ workspace (4 bytes per element of q; none with deterministic=True) is
+allocated here too, from PyTorch's caching allocator on the current stream, so it shows up in
+torch.cuda memory statistics and costs no cudaMalloc in the steady state.
 Strided tensors are read in place (e.g. q, k, v as views of one packed QKV projection); a tensor
 sigjit cannot read in place (last dimension not contiguous, a broadcast (stride 0) dimension, a
 stride that is not a multiple of 8 elements, a first element not 16-byte aligned) is copied with
@@ -87,7 +90,9 @@ def _stream(device: torch.device) -> int:
 @torch.library.custom_op("sigjit::attention_forward", mutates_args=())
 def _attention_forward(q: Tensor, k: Tensor, v: Tensor, lens_q: Optional[Tensor], lens_k: Optional[Tensor],
                        score_bias: Optional[Tensor], layout: str, max_seqlen_q: int, max_seqlen_k: int, causal: bool,
-                       scale: Optional[float], sigmoid_bias: Optional[float], exact_sigmoid: bool, check_lengths: bool) -> Tensor:
+                       scale: Optional[float], sigmoid_bias: Optional[float], exact_sigmoid: bool, check_lengths: bool,
+                       deterministic: bool) -> Tensor:
+    # deterministic is the backward's option; it is an input here so that autograd hands it on.
     q, k, v = _describable(q), _describable(k), _describable(v)
     alloc = torch.zeros if layout == "varlen" else torch.empty  # varlen: rows outside the sequences are not written
     with torch.cuda.device(q.device):
@@ -112,7 +117,7 @@ def _fake_validate(q, k, v, lens_q, lens_k, score_bias, *rest) -> None:
 
 @_attention_forward.register_fake
 def _attention_forward_fake(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, scale, sigmoid_bias,
-                            exact_sigmoid, check_lengths):
+                            exact_sigmoid, check_lengths, deterministic):
     _fake_validate(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, scale, sigmoid_bias, exact_sigmoid,
                    False)
     return q.new_empty(q.shape)
@@ -122,7 +127,7 @@ def _attention_forward_fake(q, k, v, lens_q, lens_k, score_bias, layout, max_seq
 def _attention_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, lens_q: Optional[Tensor], lens_k: Optional[Tensor],
                         score_bias: Optional[Tensor], layout: str, max_seqlen_q: int, max_seqlen_k: int, causal: bool,
                         scale: Optional[float], sigmoid_bias: Optional[float], exact_sigmoid: bool,
-                        check_lengths: bool) -> tuple[Tensor, Tensor, Tensor]:
+                        check_lengths: bool, deterministic: bool) -> tuple[Tensor, Tensor, Tensor]:
     # dout from autograd is often expanded (loss = out.sum() gives stride 0 everywhere): copy it.
     dout = _describable(dout.to(q.dtype))
     q, k, v = _describable(q), _describable(k), _describable(v)
@@ -134,13 +139,16 @@ def _attention_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, lens_q: O
         args = _make_args(q, k, v, None, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, scale, sigmoid_bias,
                           exact_sigmoid, check_lengths)
         grads = _lib.make_gradients(_ref(dout, False), _ref(dq, False), _ref(dk, False), _ref(dv, False))
-        _lib.backward(args, grads, _stream(q.device))
+        nbytes = _lib.workspace_size(args, deterministic)
+        workspace = torch.empty(nbytes, dtype=torch.uint8, device=q.device) if nbytes else None  # caching allocator: 512-byte aligned
+        _lib.backward(args, grads, _stream(q.device), deterministic=deterministic,
+                      workspace=0 if workspace is None else workspace.data_ptr(), workspace_bytes=nbytes)
     return dq, dk, dv
 
 
 @_attention_backward.register_fake
 def _attention_backward_fake(dout, q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, scale,
-                             sigmoid_bias, exact_sigmoid, check_lengths):
+                             sigmoid_bias, exact_sigmoid, check_lengths, deterministic):
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
@@ -238,29 +246,32 @@ def _options(causal, is_causal, scale, sigmoid_bias, exact_sigmoid):
 
 def sigmoid_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: Optional[bool] = None, scale: Optional[float] = None,
                       sigmoid_bias: Optional[float] = None, score_bias: Optional[Tensor] = None, exact_sigmoid: bool = False,
-                      is_causal: Optional[bool] = None, score_mod: Optional[Tensor] = None) -> Tensor:
+                      is_causal: Optional[bool] = None, score_mod: Optional[Tensor] = None, deterministic: bool = False) -> Tensor:
     """Sigmoid attention over dense [B, L, H, D] tensors: O = sigmoid(scale QK^T + bias + s_k) V.
 
     q: [B, Lq, Hq, D]; k, v: [B, Lk, Hkv, D] with Hq a multiple of Hkv (GQA/MQA); bf16 or fp16;
     D in {32, 64, 96, 128, 256}. causal: query i sees keys j <= i + Lk - Lq (bottom-right aligned).
     scale: default 1/sqrt(D). sigmoid_bias: None = -log(Lk) (the library default), a float = that
     bias. score_bias: optional per-key bias [B, Lk] (converted to float32; not trainable).
-    exact_sigmoid: 1/(1+exp(-x)) to ~2e-6 instead of the faster tanh form. Aliases as in
-    TritonSigmoid: is_causal = causal, score_mod = score_bias. Returns [B, Lq, Hq, D].
+    exact_sigmoid: 1/(1+exp(-x)) to ~2e-6 instead of the faster tanh form. deterministic: the
+    backward runs without atomics and gives bitwise identical gradients run to run (slower: S and
+    dP are computed twice); by default dQ is accumulated with fp32 atomics and its last bits vary.
+    Aliases as in TritonSigmoid: is_causal = causal, score_mod = score_bias. Returns [B, Lq, Hq, D].
     """
     _check_tensors(q, k, v, 4, "[B, L, H, D]")
     if q.shape[0] != k.shape[0]:
         _fail(f"batch: q has {q.shape[0]} sequences, k and v have {k.shape[0]}; they must match")
     causal, scale, sigmoid_bias, exact = _options(causal, is_causal, scale, sigmoid_bias, exact_sigmoid)
     sb = _score_bias(_pick("score_bias", score_bias, "score_mod", score_mod, None), (k.shape[0], k.shape[1]), q.device)
-    return _attention_forward(q, k, v, None, None, sb, "dense", q.shape[1], k.shape[1], causal, scale, sigmoid_bias, exact, False)
+    return _attention_forward(q, k, v, None, None, sb, "dense", q.shape[1], k.shape[1], causal, scale, sigmoid_bias, exact, False,
+                              bool(deterministic))
 
 
 def sigmoid_attention_padded(q: Tensor, k: Tensor, v: Tensor, seq_lens_q: Optional[Tensor] = None,
                              seq_lens_k: Optional[Tensor] = None, *, causal: Optional[bool] = None, scale: Optional[float] = None,
                              sigmoid_bias: Optional[float] = None, score_bias: Optional[Tensor] = None,
                              exact_sigmoid: bool = False, check_lengths: bool = False, is_causal: Optional[bool] = None,
-                             score_mod: Optional[Tensor] = None) -> Tensor:
+                             score_mod: Optional[Tensor] = None, deterministic: bool = False) -> Tensor:
     """Sigmoid attention over a padded batch: [B, L, H, D] buffers with trailing padding.
 
     seq_lens_q, seq_lens_k: [B] valid lengths (int32 preferred; None = the whole buffer). NOTE the
@@ -282,14 +293,14 @@ def sigmoid_attention_padded(q: Tensor, k: Tensor, v: Tensor, seq_lens_q: Option
     lq, lk = _lengths(seq_lens_q, "seq_lens_q", B, q.device), _lengths(seq_lens_k, "seq_lens_k", B, q.device)
     sb = _score_bias(_pick("score_bias", score_bias, "score_mod", score_mod, None), (B, k.shape[1]), q.device)
     return _attention_forward(q, k, v, lq, lk, sb, "padded", q.shape[1], k.shape[1], causal, scale, sigmoid_bias, exact,
-                              bool(check_lengths))
+                              bool(check_lengths), bool(deterministic))
 
 
 def sigmoid_attention_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Tensor, cu_seqlens_k: Tensor, max_seqlen_q: int,
                              max_seqlen_k: int, *, causal: Optional[bool] = None, scale: Optional[float] = None,
                              sigmoid_bias: Optional[float] = None, score_bias: Optional[Tensor] = None,
                              exact_sigmoid: bool = False, check_lengths: bool = False,
-                             softmax_scale: Optional[float] = None) -> Tensor:
+                             softmax_scale: Optional[float] = None, deterministic: bool = False) -> Tensor:
     """Sigmoid attention over packed sequences, as flash_attn_varlen_func takes them.
 
     q: [total_q, Hq, D]; k, v: [total_k, Hkv, D]; cu_seqlens_q/_k: [B + 1] prefix sums from 0
@@ -308,4 +319,4 @@ def sigmoid_attention_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Tens
     max_seqlen_q, max_seqlen_k = _max_seqlen("max_seqlen_q", max_seqlen_q), _max_seqlen("max_seqlen_k", max_seqlen_k)
     sb = _score_bias(score_bias, (k.shape[0],), q.device)
     return _attention_forward(q, k, v, cq, ck, sb, "varlen", max_seqlen_q, max_seqlen_k, causal, scale, sigmoid_bias, exact,
-                              bool(check_lengths))
+                              bool(check_lengths), bool(deterministic))

@@ -346,10 +346,13 @@ int main(int argc, char** argv) {
   tune->add_option("--seq", tf.seqs, "Sequence lengths or a range of powers of two, e.g. 512..16384 (each maps to its bucket)");
   tune->add_flag("--causal", tf.causal, "Causal masking");
   tune->add_option("--sigmoid", tf.sigmoid, "fast,exact");
-  tune->add_option("--direction", tf.directions, "fwd (bwd once it exists)");
+  tune->add_option("--direction", tf.directions,
+                   "fwd, bwd (the default backward: its fused dK/dV/dQ-atomics kernel, timed with the workspace zeroing and dQ "
+                   "convert), bwd_det (the deterministic backward's dK/dV and dQ kernels), or one kernel: bwd_fused, bwd_dkdv, "
+                   "bwd_dq; comma-separated, e.g. fwd,bwd");
   tune->add_option("--lengths-file", tf.lengths_file, "Your own ragged lengths (one per line or a JSON array) for padded/varlen");
   tune->add_option("--workload", tf.workload_file, "JSON workload file instead of the flags");
-  tune->add_option("--preset", tf.preset, "Named workload: single-cell");
+  tune->add_option("--preset", tf.preset, "Named workload: single-cell (hd 64,128, bf16, dense/padded/varlen, 512..16384, fwd and bwd)");
   tune->add_option("--strategy", tf.strategy, "auto, exhaustive or halving")->check(CLI::IsMember({"auto", "exhaustive", "halving"}));
   tune->add_option("--arch", tf.arch, "Target arch when there is no GPU (default sm_90)");
   tune->add_option("--seconds-per-candidate", tf.seconds_per_candidate, "Timing budget per candidate");

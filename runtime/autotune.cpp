@@ -79,13 +79,14 @@ class GpuMeasurer final : public tuner::Measurer {
 
   void time(const KernelSpec& spec, const TileConfig& config, int reps, tuner::Samples& out) override {
     const LoadedKernel k = get_kernel(dev_.context, spec, config);
+    if (spec.direction != Direction::forward) prepare_backward(config);
     CUevent start, stop;
     SIGJIT_CHECK_CU(driver().cuEventCreate(&start, CU_EVENT_DEFAULT));
     SIGJIT_CHECK_CU(driver().cuEventCreate(&stop, CU_EVENT_DEFAULT));
     for (int i = 0; i < reps; ++i) {
       SIGJIT_CHECK_CU(driver().cuMemsetD8Async(flush_ptr_->ptr(), static_cast<unsigned char>(i), kFlushBytes, nullptr));
       SIGJIT_CHECK_CU(driver().cuEventRecord(start, nullptr));
-      launch_forward(problem_, k, config, nullptr);
+      launch_timed(k, config);
       SIGJIT_CHECK_CU(driver().cuEventRecord(stop, nullptr));
       SIGJIT_CHECK_CU(driver().cuEventSynchronize(stop));
       float ms = 0;
@@ -99,6 +100,50 @@ class GpuMeasurer final : public tuner::Measurer {
   double flops() const { return flops_; }
 
  private:
+  // Backward: the kernels that run with the one under test, loaded once per measurer.
+  struct BackwardKernels {
+    LoadedKernel fused, convert;
+    TileConfig fused_config;
+  };
+
+  bool fused_path() const { return spec_.direction == Direction::backward_fused || spec_.direction == Direction::backward_dq_convert; }
+
+  // Loads the fused-path partner of the kernel under test (the convert kernel for a fused
+  // candidate, the default fused kernel for the convert kernel).
+  BackwardKernels fused_partners(const TileConfig& config) {
+    KernelSpec fused_spec = spec_;
+    fused_spec.direction = Direction::backward_fused;
+    const bool testing_convert = spec_.direction == Direction::backward_dq_convert;
+    const TileConfig fused_config = testing_convert ? default_config(fused_spec) : config;
+    return {get_kernel(dev_.context, fused_spec, fused_config), get_kernel(dev_.context, dq_convert_spec(spec_), dq_convert_config()), fused_config};
+  }
+
+  void prepare_backward(const TileConfig& config) {
+    if (fused_path()) partners_ = fused_partners(config);
+  }
+
+  // One timed run: the forward kernel, one deterministic backward kernel, or the whole fast
+  // path (zeroing, fused, convert: the workspace must start at zero every run).
+  void launch_timed(const LoadedKernel& k, const TileConfig& config) {
+    switch (spec_.direction) {
+      case Direction::forward: return launch_forward(problem_, k, config, nullptr);
+      case Direction::backward_dkdv:
+      case Direction::backward_dq: return launch_backward_part(problem_, bwd_params_, spec_.direction, k, config, nullptr);
+      case Direction::backward_fused:
+      case Direction::backward_dq_convert:
+        return enqueue_fused_backward(problem_, bwd_params_, partners_.fused, partners_.fused_config, partners_.convert, nullptr);
+    }
+  }
+
+  // The tensors a run writes, in one vector: O, or the gradients the kernel under test writes.
+  std::vector<std::pair<CUdeviceptr, std::size_t>> outputs() const {
+    if (spec_.direction == Direction::forward) return {{o_->ptr(), o_elems_}};
+    std::vector<std::pair<CUdeviceptr, std::size_t>> out;
+    if (spec_.direction != Direction::backward_dkdv) out.push_back({dq_->ptr(), o_elems_});
+    if (spec_.direction != Direction::backward_dq) out.push_back({dk_->ptr(), kv_elems_}), out.push_back({dv_->ptr(), kv_elems_});
+    return out;
+  }
+
   static constexpr std::size_t kFlushBytes = 256u << 20;  // > L2 of every current GPU
 
   void build(const tuner::Shape& shape) {
@@ -127,6 +172,7 @@ class GpuMeasurer final : public tuner::Measurer {
     v_ = std::make_unique<DeviceAlloc>(kv_elems * 2);
     o_ = std::make_unique<DeviceAlloc>(q_elems * 2);
     o_elems_ = q_elems;
+    kv_elems_ = kv_elems;
     upload(*q_, random_halves(q_elems, bf16, 1));
     upload(*k_, random_halves(kv_elems, bf16, 2));
     upload(*v_, random_halves(kv_elems, bf16, 3));
@@ -159,6 +205,25 @@ class GpuMeasurer final : public tuner::Measurer {
     flops_ = 0;
     for (int l : lens_) flops_ += 4.0 * a.heads_q * a.head_dim * static_cast<double>(l) * l;
     if (a.causal) flops_ /= 2;
+    if (spec_.direction != Direction::forward) build_backward(q_elems, kv_elems);
+  }
+
+  // dO random, dQ/dK/dV written by the runs, the fast path's workspace. FLOPs: the GEMMs of
+  // what is timed, in units of the forward's two: the fast path 5 (2.5x, the convention of the
+  // benchmarks), the dK/dV kernel 4, the dQ kernel 3.
+  void build_backward(std::size_t q_elems, std::size_t kv_elems) {
+    const bool bf16 = spec_.dtype == DType::bf16;
+    dout_ = std::make_unique<DeviceAlloc>(q_elems * 2);
+    dq_ = std::make_unique<DeviceAlloc>(q_elems * 2);
+    dk_ = std::make_unique<DeviceAlloc>(kv_elems * 2);
+    dv_ = std::make_unique<DeviceAlloc>(kv_elems * 2);
+    upload(*dout_, random_halves(q_elems, bf16, 5));
+    Gradients g;
+    g.dout = dout_->get(), g.dq = dq_->get(), g.dk = dk_->get(), g.dv = dv_->get();
+    const Gradients resolved = resolve_gradients(problem_, g);
+    workspace_ = std::make_unique<DeviceAlloc>(fused_path() ? dq_workspace_bytes(problem_) : 0);
+    bwd_params_ = make_bwd_params(problem_, resolved, fused_path() ? workspace_->get() : nullptr);
+    flops_ *= spec_.direction == Direction::backward_dkdv ? 2.0 : spec_.direction == Direction::backward_dq ? 1.5 : 2.5;
   }
 
   void upload(DeviceAlloc& dst, const std::vector<std::uint16_t>& host) {
@@ -167,11 +232,17 @@ class GpuMeasurer final : public tuner::Measurer {
 
   std::vector<std::uint16_t> run_once(const TileConfig& config) {
     const LoadedKernel k = get_kernel(dev_.context, spec_, config);
-    SIGJIT_CHECK_CU(driver().cuMemsetD8(o_->ptr(), 0xFF, o_elems_ * 2));  // poison: NaN in bf16 and fp16
-    launch_forward(problem_, k, config, nullptr);
+    if (spec_.direction != Direction::forward) prepare_backward(config);
+    const auto tensors = outputs();
+    for (const auto& [ptr, elems] : tensors) SIGJIT_CHECK_CU(driver().cuMemsetD8(ptr, 0xFF, elems * 2));  // poison: NaN in bf16 and fp16
+    launch_timed(k, config);
     SIGJIT_CHECK_CU(driver().cuCtxSynchronize());
-    std::vector<std::uint16_t> out(o_elems_);
-    SIGJIT_CHECK_CU(driver().cuMemcpyDtoH(out.data(), o_->ptr(), out.size() * 2));
+    std::vector<std::uint16_t> out;
+    for (const auto& [ptr, elems] : tensors) {
+      const std::size_t at = out.size();
+      out.resize(at + elems);
+      SIGJIT_CHECK_CU(driver().cuMemcpyDtoH(out.data() + at, ptr, elems * 2));
+    }
     return out;
   }
 
@@ -200,7 +271,10 @@ class GpuMeasurer final : public tuner::Measurer {
   Resolved problem_;
   std::vector<int> lens_, cu_;
   std::unique_ptr<DeviceAlloc> q_, k_, v_, o_, lens_dev_, score_bias_, flush_ptr_;
-  std::size_t o_elems_ = 0;
+  std::unique_ptr<DeviceAlloc> dout_, dq_, dk_, dv_, workspace_;  // backward only
+  SigjitBwdParams bwd_params_{};
+  BackwardKernels partners_;
+  std::size_t o_elems_ = 0, kv_elems_ = 0;
   std::vector<std::uint16_t> baseline_;
   double flops_ = 0;
 };

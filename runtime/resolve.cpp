@@ -128,7 +128,7 @@ ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
     if (auto it = resolved.find(key); it != resolved.end()) return it->second;
   }
   std::optional<ResolvedKernel> r = from_store(dev, spec);
-  if (!r && env_on("SIGJIT_AUTOTUNE")) r = autotune_and_store(dev, spec);
+  if (!r && env_on("SIGJIT_AUTOTUNE") && spec.direction != Direction::backward_dq_convert) r = autotune_and_store(dev, spec);  // one config
   if (!r) {
     const TileConfig c = default_config(spec);
     r = ResolvedKernel{get_kernel(dev.context, spec, c, nullptr,

@@ -97,7 +97,7 @@ struct WorkloadFlags {
   std::vector<int> seq_lens{512, 2048, 8192, 16384};  // each maps to its bucket
   std::vector<bool> causal{false};
   std::vector<std::string> sigmoid{"fast"};
-  std::vector<std::string> directions{"fwd"};
+  std::vector<std::string> directions{"fwd"};  // fwd, bwd (fused), bwd_det (dkdv + dq), or a kernel tag
   std::string lengths_file;  // one integer per line, or a JSON array
 };
 Workload workload_from_flags(const WorkloadFlags& flags, const Arch& arch);

@@ -18,8 +18,10 @@
 //     value may stand for a one-element list.
 // Lengths files: a JSON array of integers, or one integer per line (blank lines and lines
 // starting with '#' skipped).
-// Backward kernels are not implemented yet (codegen rejects them), so "bwd" is refused here
-// with that reason rather than after compiling and measuring the forward specs.
+// Directions: "fwd"; "bwd", the default backward (its fused dK/dV/dQ-atomics kernel, timed
+// with its workspace zeroing and dQ convert); "bwd_det", the deterministic backward's two
+// kernels (each tuned on its own); or one kernel by its tag: "bwd_fused", "bwd_dkdv",
+// "bwd_dq". The dQ convert kernel has one config and is never tuned.
 #include "tuner/tuner.hpp"
 
 #include <fmt/format.h>
@@ -40,6 +42,8 @@ namespace sigjit::tuner {
 namespace {
 
 using nlohmann::json;
+
+constexpr const char* kDirections = "fwd, bwd, bwd_det, bwd_fused, bwd_dkdv, bwd_dq";
 
 // Names a field in error messages: "--head-dim" for the CLI, "workload JSON: head_dims" for JSON.
 using Namer = std::function<std::string(const std::string& field)>;
@@ -84,10 +88,17 @@ BiasMode parse_bias(const std::string& what, const std::string& v) {
   return one_of(what, v, {"log_n", "scalar"}) == 0 ? BiasMode::log_n : BiasMode::scalar;
 }
 
-Direction parse_direction(const std::string& what, const std::string& v) {
-  if (v == "bwd") throw Error(fmt::format("{}: 'bwd': backward kernels are not implemented yet; allowed: fwd", what));
-  one_of(what, v, {"fwd"});
-  return Direction::forward;
+// The kernels a direction name stands for (see the top of this file).
+std::vector<Direction> parse_direction(const std::string& what, const std::string& v) {
+  if (v == "bwd_dq_convert") throw Error(fmt::format("{}: 'bwd_dq_convert' has one config, nothing to tune; allowed: {}", what, kDirections));
+  switch (one_of(what, v, {"fwd", "bwd", "bwd_det", "bwd_fused", "bwd_dkdv", "bwd_dq"})) {
+    case 0: return {Direction::forward};
+    case 1:
+    case 3: return {Direction::backward_fused};
+    case 2: return {Direction::backward_dkdv, Direction::backward_dq};
+    case 4: return {Direction::backward_dkdv};
+    default: return {Direction::backward_dq};
+  }
 }
 
 SeqBucket parse_bucket(const std::string& what, const std::string& v) {
@@ -187,7 +198,7 @@ Workload build_from_flags(const WorkloadFlags& f, const Arch& arch, const Namer&
   require_nonempty(name("seq_lens"), f.seq_lens, "a positive sequence length");
   require_nonempty(name("causal"), f.causal, "true, false");
   require_nonempty(name("sigmoid"), f.sigmoid, "fast, exact");
-  require_nonempty(name("directions"), f.directions, "fwd");
+  require_nonempty(name("directions"), f.directions, kDirections);
 
   // Validate every value before building the product, so the first bad value is reported
   // whatever the other lists hold.
@@ -200,7 +211,9 @@ Workload build_from_flags(const WorkloadFlags& f, const Arch& arch, const Namer&
   for (const auto& v : f.layouts) layouts.push_back(parse_layout(name("layouts"), v));
   for (int l : f.seq_lens) check_seq(name("seq_lens"), l);
   for (const auto& v : f.sigmoid) sigmoids.push_back(parse_sigmoid(name("sigmoid"), v));
-  for (const auto& v : f.directions) directions.push_back(parse_direction(name("directions"), v));
+  for (const auto& v : f.directions) {
+    for (Direction d : parse_direction(name("directions"), v)) directions.push_back(d);
+  }
 
   Workload w;
   std::set<std::string> keys;
@@ -267,7 +280,8 @@ std::vector<T> json_list(const std::string& what, const json& v, Get get) {
   return out;
 }
 
-KernelSpec spec_from_workload_json(const std::string& where, const json& j, const Arch& arch) {
+// One spec, or two for "direction": "bwd_det" (the deterministic backward's two kernels).
+std::vector<KernelSpec> specs_from_workload_json(const std::string& where, const json& j, const Arch& arch) {
   if (!j.is_object()) throw Error(fmt::format("{}: expected an object, got {}", where, j.dump()));
   reject_unknown_keys(
       where, j, {"head_dim", "dtype", "layout", "causal", "bias", "score_bias", "sigmoid", "direction", "seq", "bucket", "gqa_ratio"});
@@ -287,12 +301,18 @@ KernelSpec spec_from_workload_json(const std::string& where, const json& j, cons
   if (j.contains("bias")) s.bias_mode = parse_bias(at("bias"), json_string(at("bias"), j["bias"]));
   if (j.contains("score_bias")) s.score_bias = json_bool(at("score_bias"), j["score_bias"]);
   if (j.contains("sigmoid")) s.sigmoid = parse_sigmoid(at("sigmoid"), json_string(at("sigmoid"), j["sigmoid"]));
-  if (j.contains("direction")) s.direction = parse_direction(at("direction"), json_string(at("direction"), j["direction"]));
+  std::vector<Direction> directions{Direction::forward};
+  if (j.contains("direction")) directions = parse_direction(at("direction"), json_string(at("direction"), j["direction"]));
   if (j.contains("gqa_ratio")) {
     s.gqa_ratio = json_int(at("gqa_ratio"), j["gqa_ratio"]);
     if (s.gqa_ratio < 1) throw Error(fmt::format("{}: {} must be at least 1", at("gqa_ratio"), s.gqa_ratio));
   }
-  return s;
+  std::vector<KernelSpec> out;
+  for (Direction d : directions) {
+    s.direction = d;
+    out.push_back(s);
+  }
+  return out;
 }
 
 }  // namespace
@@ -308,8 +328,9 @@ Workload workload_from_json(const nlohmann::json& j, const Arch& arch) {
     if (specs.empty()) throw Error("workload JSON: specs: empty; give at least one spec");
     Workload w;
     std::set<std::string> keys;
-    for (std::size_t i = 0; i < specs.size(); ++i)
-      add_unique(w, keys, spec_from_workload_json(fmt::format("workload JSON: specs[{}]", i), specs[i], arch));
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      for (const KernelSpec& s : specs_from_workload_json(fmt::format("workload JSON: specs[{}]", i), specs[i], arch)) add_unique(w, keys, s);
+    }
     if (j.contains("lengths")) w.user_lengths = lengths_from_json("workload JSON: lengths", j["lengths"]);
     return w;
   }
@@ -340,8 +361,8 @@ Workload workload_from_json(const nlohmann::json& j, const Arch& arch) {
 Workload preset(const std::string& name, const Arch& arch) {
   if (name == "single-cell") {
     // Single-cell transcriptomics models: hd 64 and 128 in bf16, cells of every length up to
-    // 16K genes, dense or ragged batches, bidirectional (non-causal), the fast sigmoid.
-    // Forward only: backward kernels are not implemented yet; add "bwd" here when they are.
+    // 16K genes, dense or ragged batches, bidirectional (non-causal), the fast sigmoid; trained,
+    // so the default backward too (its fused kernel; the deterministic pair is opt-in, bwd_det).
     WorkloadFlags f;
     f.head_dims = {64, 128};
     f.dtypes = {"bf16"};
@@ -349,7 +370,7 @@ Workload preset(const std::string& name, const Arch& arch) {
     f.seq_lens = {512, 2048, 8192, 16384};
     f.causal = {false};
     f.sigmoid = {"fast"};
-    f.directions = {"fwd"};
+    f.directions = {"fwd", "bwd"};
     return build_from_flags(f, arch, [&](const std::string& field) { return fmt::format("preset '{}': {}", name, field); });
   }
   throw Error(fmt::format("preset: '{}' is unknown; available: {}", name, fmt::join(preset_names(), ", ")));

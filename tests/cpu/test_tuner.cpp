@@ -687,8 +687,8 @@ TEST(TunerWorkload, FlagErrorsNameTheFlagAndTheAllowedValues) {
   expect_error(with([](auto& f) { f.seq_lens = {512, 0}; }), {"--seq", "0", "positive"});
   expect_error(with([](auto& f) { f.seq_lens = {-5}; }), {"--seq", "-5"});
   expect_error(with([](auto& f) { f.sigmoid = {"slow"}; }), {"--sigmoid", "'slow'", "fast, exact"});
-  expect_error(with([](auto& f) { f.directions = {"bwd"}; }), {"--direction", "not implemented", "fwd"});
-  expect_error(with([](auto& f) { f.directions = {"up"}; }), {"--direction", "'up'", "fwd"});
+  expect_error(with([](auto& f) { f.directions = {"bwd_dq_convert"}; }), {"--direction", "one config", "bwd_det"});
+  expect_error(with([](auto& f) { f.directions = {"up"}; }), {"--direction", "'up'", "fwd, bwd, bwd_det, bwd_fused, bwd_dkdv, bwd_dq"});
   expect_error(with([](auto& f) { f.head_dims.clear(); }), {"--head-dim", "empty"});
   expect_error(with([](auto& f) { f.dtypes.clear(); }), {"--dtype", "empty"});
   expect_error(with([](auto& f) { f.layouts.clear(); }), {"--layout", "empty"});
@@ -799,7 +799,7 @@ TEST(TunerWorkload, JsonErrorsNameTheField) {
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "layout": "jagged"}]})"), {"specs[0].layout", "dense, padded, varlen"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "bias": "alibi"}]})"), {"specs[0].bias", "log_n, scalar"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "sigmoid": "relu"}]})"), {"specs[0].sigmoid", "fast, exact"});
-  expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "direction": "bwd"}]})"), {"specs[0].direction", "not implemented"});
+  expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "direction": "back"}]})"), {"specs[0].direction", "'back'", "bwd_det"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "bucket": "le4k"}]})"), {"specs[0].bucket", "le512, le2k, le8k, gt8k"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "gqa_ratio": 0}]})"), {"specs[0].gqa_ratio", "at least 1"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512}], "lengths": [1, -2]})"), {"lengths", "entry 1"});
@@ -810,7 +810,7 @@ TEST(TunerWorkload, JsonErrorsNameTheField) {
   expect_error(parse(R"({"head_dims": [48]})"), {"workload JSON: head_dims", "48"});
   expect_error(parse(R"({"layouts": ["dense", 3]})"), {"workload JSON: layouts[1]", "expected a string"});
   expect_error(parse(R"({"causal": ["yes"]})"), {"workload JSON: causal[0]", "true or false"});
-  expect_error(parse(R"({"directions": ["bwd"]})"), {"workload JSON: directions", "not implemented"});
+  expect_error(parse(R"({"directions": ["bwd_dq_convert"]})"), {"workload JSON: directions", "one config"});
   expect_error(parse(R"({"seq_lens": []})"), {"workload JSON: seq_lens", "empty"});
   expect_error(parse(R"({"lengths_file": 3})"), {"workload JSON: lengths_file", "expected a string"});
   expect_error(parse(R"({"lengths_file": "/nonexistent/lens"})"), {"workload JSON: lengths_file", "cannot open"});
@@ -818,16 +818,17 @@ TEST(TunerWorkload, JsonErrorsNameTheField) {
 
 TEST(TunerWorkload, SingleCellPreset) {
   const tuner::Workload w = tuner::preset("single-cell", kSm90);
-  ASSERT_EQ(w.specs.size(), 24u);  // 2 head dims x 3 layouts x 4 buckets
-  EXPECT_EQ(keys(w).size(), 24u);
+  ASSERT_EQ(w.specs.size(), 48u);  // 2 head dims x 3 layouts x 2 directions x 4 buckets
+  EXPECT_EQ(keys(w).size(), 48u);
   std::set<int> dims;
   std::set<sigjit::Layout> layouts;
   std::set<SeqBucket> buckets;
+  std::map<sigjit::Direction, int> directions;
   for (const auto& s : w.specs) {
     dims.insert(s.head_dim);
     layouts.insert(s.layout);
     buckets.insert(s.bucket);
-    EXPECT_EQ(s.direction, sigjit::Direction::forward);
+    ++directions[s.direction];
     EXPECT_EQ(s.dtype, sigjit::DType::bf16);
     EXPECT_FALSE(s.causal);
     EXPECT_EQ(s.sigmoid, sigjit::SigmoidMode::fast);
@@ -836,7 +837,33 @@ TEST(TunerWorkload, SingleCellPreset) {
   EXPECT_EQ(dims, (std::set<int>{64, 128}));
   EXPECT_EQ(layouts.size(), 3u);
   EXPECT_EQ(buckets.size(), 4u);
+  // The forward and the default backward (its fused kernel), 24 specs each.
+  EXPECT_EQ(directions, (std::map<sigjit::Direction, int>{{sigjit::Direction::forward, 24}, {sigjit::Direction::backward_fused, 24}}));
   EXPECT_TRUE(w.user_lengths.empty());
+}
+
+TEST(TunerWorkload, BackwardDirectionsMapToTheirKernels) {
+  auto directions = [](std::vector<std::string> names) {
+    tuner::WorkloadFlags f;
+    f.head_dims = {64};
+    f.seq_lens = {512};
+    f.directions = std::move(names);
+    std::vector<sigjit::Direction> out;
+    for (const auto& s : tuner::workload_from_flags(f, kSm90).specs) out.push_back(s.direction);
+    return out;
+  };
+  using D = sigjit::Direction;
+  EXPECT_EQ(directions({"bwd"}), (std::vector<D>{D::backward_fused}));
+  EXPECT_EQ(directions({"bwd_det"}), (std::vector<D>{D::backward_dkdv, D::backward_dq}));
+  EXPECT_EQ(directions({"fwd", "bwd", "bwd_fused"}), (std::vector<D>{D::forward, D::backward_fused}));  // deduplicated
+  EXPECT_EQ(directions({"bwd_dq", "bwd_dkdv"}), (std::vector<D>{D::backward_dq, D::backward_dkdv}));
+  const tuner::Workload w = tuner::workload_from_json(
+      nlohmann::json::parse(R"({"specs": [{"head_dim": 128, "seq": 2048, "direction": "bwd_det"}, {"head_dim": 128, "seq": 2048, "direction": "bwd"}]})"),
+      kSm90);
+  ASSERT_EQ(w.specs.size(), 3u);
+  EXPECT_EQ(w.specs[0].direction, D::backward_dkdv);
+  EXPECT_EQ(w.specs[1].direction, D::backward_dq);
+  EXPECT_EQ(w.specs[2].direction, D::backward_fused);
 }
 
 TEST(TunerWorkload, PresetNames) {

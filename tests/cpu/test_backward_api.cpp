@@ -1,4 +1,5 @@
-// backward() argument validation and its experimental guard, without a GPU.
+// backward() argument validation, BackwardOptions/workspace checks and workspace arithmetic, and
+// their C API mirror, without a GPU.
 #include <sigjit/sigjit.h>
 #include <sigjit/sigjit.hpp>
 
@@ -10,7 +11,9 @@
 
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 void* fake(std::uintptr_t address) { return reinterpret_cast<void*>(address); }
 
@@ -27,9 +30,9 @@ sigjit::Gradients valid_grads() {
   return g;
 }
 
-std::string backward_error(const sigjit::AttentionArgs& a, const sigjit::Gradients& g) {
+std::string backward_error(const sigjit::AttentionArgs& a, const sigjit::Gradients& g, const sigjit::BackwardOptions& o = {}) {
   try {
-    sigjit::backward(a, g, nullptr);
+    sigjit::backward(a, g, nullptr, o);
   } catch (const sigjit::Error& e) {
     return e.what();
   }
@@ -85,6 +88,96 @@ TEST_F(BackwardApi, CApiReportsNullGradients) {
   a.q = fake(0x10000), a.k = fake(0x20000), a.v = fake(0x30000);
   EXPECT_EQ(sigjit_backward(&a, &g, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
   EXPECT_THAT(sigjit_last_error(), HasSubstr("dout: null pointer"));
+}
+
+// ---- workspace ------------------------------------------------------------------------------
+
+constexpr std::size_t kDenseWorkspace = 4u * 2 * 64 * 4 * 64;  // fp32 x batch x seqlen_q x heads_q x head_dim
+
+TEST_F(BackwardApi, WorkspaceSizeIsOneFp32PerDqElement) {
+  sigjit::AttentionArgs a = valid_args();  // 2 x 64 queries, 4 query heads (GQA over 2 kv heads), hd 64
+  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace);
+  EXPECT_EQ(sigjit::backward_workspace_size(a, /*deterministic=*/true), 0u);
+  a.seqlen_k = 333;  // keys do not matter
+  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace);
+  a.layout = sigjit::Layout::padded;  // the whole buffer, padding included
+  a.seq_lens_q = a.seq_lens_k = static_cast<const std::int32_t*>(fake(0x80000));
+  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace);
+  a = valid_args();
+  a.layout = sigjit::Layout::varlen;  // packed rows: total_q
+  a.total_q = 100, a.total_k = 90;
+  a.cu_seqlens_q = a.cu_seqlens_k = static_cast<const std::int32_t*>(fake(0x80000));
+  EXPECT_EQ(sigjit::backward_workspace_size(a), 4u * 100 * 4 * 64);
+  a = valid_args();
+  a.batch = 0;
+  EXPECT_EQ(sigjit::backward_workspace_size(a), 0u);
+  a = valid_args();
+  a.head_dim = 80;  // the arguments are validated
+  EXPECT_THROW(sigjit::backward_workspace_size(a), sigjit::Error);
+}
+
+TEST_F(BackwardApi, CallerWorkspaceIsCheckedByNameWithTheSizeNeeded) {
+  const std::string need = std::to_string(kDenseWorkspace) + " B";
+  sigjit::BackwardOptions o;
+  o.workspace_bytes = kDenseWorkspace;  // no pointer
+  EXPECT_THAT(backward_error(valid_args(), valid_grads(), o), AllOf(HasSubstr("workspace: null pointer"), HasSubstr(need)));
+  o.workspace = fake(0x90004);  // misaligned
+  EXPECT_THAT(backward_error(valid_args(), valid_grads(), o), AllOf(HasSubstr("workspace: pointer"), HasSubstr("16-byte aligned"), HasSubstr(need)));
+  o.workspace = fake(0x90000);
+  o.workspace_bytes = kDenseWorkspace - 4;  // one float short
+  EXPECT_THAT(backward_error(valid_args(), valid_grads(), o),
+              AllOf(HasSubstr("workspace: workspace_bytes=" + std::to_string(kDenseWorkspace - 4)), HasSubstr("too small"), HasSubstr(need)));
+  // Gradient tensors are checked first, and a valid workspace passes on to the device checks.
+  o.workspace_bytes = kDenseWorkspace;
+  sigjit::Gradients g = valid_grads();
+  g.dk = nullptr;
+  EXPECT_THAT(backward_error(valid_args(), g, o), HasSubstr("dk: null pointer"));
+  EXPECT_THAT(backward_error(valid_args(), valid_grads(), o), Not(HasSubstr("workspace")));
+}
+
+TEST_F(BackwardApi, DeterministicModeIgnoresTheWorkspace) {
+  sigjit::BackwardOptions o;
+  o.deterministic = true;
+  o.workspace = fake(0x90004);
+  o.workspace_bytes = 1;
+  EXPECT_THAT(backward_error(valid_args(), valid_grads(), o), Not(HasSubstr("workspace")));
+}
+
+TEST_F(BackwardApi, CApiOptionsAndWorkspaceSize) {
+  const sigjit_backward_options d = sigjit_backward_options_default();
+  EXPECT_EQ(d.struct_size, static_cast<int32_t>(sizeof(sigjit_backward_options)));
+  EXPECT_EQ(d.deterministic, 0);
+  EXPECT_EQ(d.workspace, nullptr);
+  EXPECT_EQ(d.workspace_bytes, 0u);
+
+  sigjit_attention_args a = sigjit_attention_args_default();
+  a.batch = 2, a.seqlen_q = a.seqlen_k = 64, a.heads_q = 4, a.heads_kv = 2, a.head_dim = 64;
+  a.q = fake(0x10000), a.k = fake(0x20000), a.v = fake(0x30000);
+  size_t bytes = 1;
+  ASSERT_EQ(sigjit_backward_workspace_size(&a, 0, &bytes), SIGJIT_OK) << sigjit_last_error();
+  EXPECT_EQ(bytes, kDenseWorkspace);
+  ASSERT_EQ(sigjit_backward_workspace_size(&a, 1, &bytes), SIGJIT_OK);
+  EXPECT_EQ(bytes, 0u);
+  EXPECT_EQ(sigjit_backward_workspace_size(&a, 0, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("bytes: null pointer"));
+  a.head_dim = 80;
+  EXPECT_EQ(sigjit_backward_workspace_size(&a, 0, &bytes), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("head_dim=80"));
+  a.head_dim = 64;
+
+  sigjit_gradients g{};
+  g.dout = fake(0x40000), g.dq = fake(0x50000), g.dk = fake(0x60000), g.dv = fake(0x70000);
+  sigjit_backward_options o = sigjit_backward_options_default();
+  o.struct_size -= 8;  // built against another version
+  EXPECT_EQ(sigjit_backward_ex(&a, &g, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("options.struct_size"));
+  o = sigjit_backward_options_default();
+  o.workspace = fake(0x90000), o.workspace_bytes = 64;
+  EXPECT_EQ(sigjit_backward_ex(&a, &g, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), AllOf(HasSubstr("workspace: workspace_bytes=64"), HasSubstr(std::to_string(kDenseWorkspace) + " B")));
+  // NULL options are the defaults: validation reaches the device checks (no GPU here, or fake pointers).
+  EXPECT_NE(sigjit_backward_ex(&a, &g, nullptr, nullptr), SIGJIT_OK);
+  EXPECT_THAT(sigjit_last_error(), Not(HasSubstr("options")));
 }
 
 }  // namespace

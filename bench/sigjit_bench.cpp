@@ -2,7 +2,10 @@
 // hidden 2048, heads = 2048 / head_dim), bf16. TFLOPS counted as TritonSigmoid counts them:
 // forward 4*H*D*sum(Lq*Lk) over valid tokens only, halved when causal; backward (timed alone)
 // 2.5x that. Each timed call is bracketed by CUDA events and preceded by a 256 MB L2 flush; the
-// median of --reps calls after --warmup is reported.
+// median of --reps calls after --warmup is reported. The backward is the default fast path (fused
+// kernel, dQ atomics into the library's workspace, convert), or with --deterministic the
+// two-kernel path: its rows say "sigjit-det" in the CSV's implementation column and "det" in the
+// table, so both modes can share one CSV.
 #include <sigjit/sigjit.hpp>
 
 #include <CLI/CLI.hpp>
@@ -65,7 +68,7 @@ struct Result {
   double median_ms, min_ms, max_ms, tflops;
 };
 
-Result run_point(const Point& pt, bool backward, int warmup, int reps, sigjit::SigmoidMode mode, DeviceMem& flush) {
+Result run_point(const Point& pt, bool backward, bool deterministic, int warmup, int reps, sigjit::SigmoidMode mode, DeviceMem& flush) {
   const int batch = std::max(1, 16384 / pt.seq_len), heads = 2048 / pt.head_dim, D = pt.head_dim;
   const std::vector<int> lens = seq_lengths(pt.seq_len, batch, pt.pad_percent);
   std::mt19937 rng(1234);
@@ -91,7 +94,9 @@ Result run_point(const Point& pt, bool backward, int warmup, int reps, sigjit::S
   if (backward) fill_random(dout.p, elems, rng);
   sigjit::Gradients g;
   g.dout = dout.p, g.dq = dq.p, g.dk = dk.p, g.dv = dv.p;
-  const auto call = [&] { backward ? sigjit::backward(a, g, nullptr) : sigjit::forward(a, nullptr); };
+  sigjit::BackwardOptions bwd_options;
+  bwd_options.deterministic = deterministic;
+  const auto call = [&] { backward ? sigjit::backward(a, g, nullptr, bwd_options) : sigjit::forward(a, nullptr); };
   a.q = q.p, a.k = k.p, a.v = v.p, a.o = o.p;
   a.seqlen_q = a.seqlen_k = pt.seq_len;
   if (pt.layout == sigjit::Layout::padded) {
@@ -152,8 +157,11 @@ int main(int argc, char** argv) {
   CLI::App app{"sigjit-bench: sigmoid-attention throughput on TritonSigmoid's grid"};
   std::string directions = "fwd", head_dims = "64,128", seqs = "512,1024,2048,4096,8192,16384", pads = "0,25,50", csv, layout_name = "auto", sigmoid = "fast", tiles;
   int warmup = 5, reps = 30;
-  bool causal = false;
+  bool causal = false, deterministic = false;
   app.add_option("--direction", directions, "fwd, bwd or fwd,bwd (bwd is timed alone, FLOPs 2.5x forward)");
+  app.add_flag("--deterministic", deterministic,
+               "Time the deterministic backward (two kernels, no atomics) instead of the default fused one; its rows are "
+               "labelled sigjit-det (CSV) and det (table)");
   app.add_option("--head-dim", head_dims, "Comma-separated head dims");
   app.add_option("--seq", seqs, "Comma-separated sequence lengths (buffer length L)");
   app.add_option("--pad", pads, "Comma-separated padding percentages");
@@ -200,9 +208,11 @@ int main(int argc, char** argv) {
             else setenv("SIGJIT_FORCE_TILE", tile.c_str(), 1);
             const char* lname = layout == sigjit::Layout::dense ? "dense" : layout == sigjit::Layout::padded ? "padded" : "varlen";
             try {
-              const Result r = run_point({hd, L, pad, causal, layout}, dir == "bwd", warmup, reps, sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast, flush);
-              fmt::print("{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10.4f} {:>10.1f}\n", dir, hd, L, pad, lname, causal, tile.empty() ? "default" : tile, r.median_ms, r.tflops);
-              if (out) fmt::print(out, "sigjit,{},{},{},{},{},{},{},{},{:.5f},{:.5f},{:.5f},{:.2f}\n", prop.name, hd, L, pad, lname, causal ? 1 : 0, tile.empty() ? "default" : tile, dir, r.median_ms, r.min_ms, r.max_ms, r.tflops);
+              const bool det = deterministic && dir == "bwd";
+              const Result r = run_point({hd, L, pad, causal, layout}, dir == "bwd", det, warmup, reps, sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast, flush);
+              const std::string tile_label = (tile.empty() ? std::string("default") : tile) + (det ? " det" : "");
+              fmt::print("{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10.4f} {:>10.1f}\n", dir, hd, L, pad, lname, causal, tile_label, r.median_ms, r.tflops);
+              if (out) fmt::print(out, "{},{},{},{},{},{},{},{},{},{:.5f},{:.5f},{:.5f},{:.2f}\n", det ? "sigjit-det" : "sigjit", prop.name, hd, L, pad, lname, causal ? 1 : 0, tile.empty() ? "default" : tile, dir, r.median_ms, r.min_ms, r.max_ms, r.tflops);
             } catch (const sigjit::Error& e) {
               fmt::print("{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} error: {}\n", dir, hd, L, pad, lname, causal, tile, e.what());
             }

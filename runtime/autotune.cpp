@@ -318,6 +318,20 @@ std::vector<std::pair<TileConfig, std::string>> compile_in_parallel(const Kernel
   return failures;
 }
 
+namespace {
+
+// The fused kernel's partner, so that a process using the tuned backward compiles nothing. Its
+// one config is stored as an untuned entry unless the store already has it.
+void store_convert_kernel(const DeviceInfo& dev, const KernelSpec& fused_spec) {
+  const KernelSpec spec = dq_convert_spec(fused_spec);
+  cache::Store* store = default_store();
+  if (!store || store->lookup(fingerprint_for(dev, spec), problem_key(spec))) return;
+  get_kernel(dev.context, spec, dq_convert_config());  // loaded by the measurer already: no compile
+  store_kernel(dev, spec, dq_convert_config(), kernel_image(dev.context, spec, dq_convert_config()), cache::Entry{});
+}
+
+}  // namespace
+
 tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, const TuneOptions& options) {
   const tuner::Shape shape = tuner::representative_shape(spec, options.user_lengths);
   std::vector<TileConfig> candidates = candidate_configs(spec);
@@ -358,6 +372,7 @@ tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, 
     if (!c.verdict.ok) entry.rejected.push_back({c.config.describe(), c.verdict.reason});
   }
   store_kernel(dev, spec, result.best->config, kernel_image(dev.context, spec, result.best->config), entry);
+  if (spec.direction == Direction::backward_fused) store_convert_kernel(dev, spec);
   return result;
 }
 

@@ -75,7 +75,9 @@ if [ "$mode" != sweep ]; then
   ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 >"$OUT/gpu_tests.log" 2>&1
   echo "gpu tests exit code $?"
   grep -E "first call with a warm cache|^tuned .* vs default" "$OUT/gpu_tests.log"
-  grep -E "^\[bwd\]" "$OUT/gpu_tests.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst backward rel_error: /'
+  for m in atomic deterministic; do
+    grep -E "^\[bwd $m" "$OUT/gpu_tests.log" | grep -o 'rel_error=[^ ]*' | sed 's/rel_error=//' | sort -g | tail -1 | sed "s/^/worst backward ($m) rel_error: /"
+  done
   grep -E "^\[case\]" "$OUT/gpu_tests.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
   grep -E "FAILED|PASSED|SKIPPED|Failure|precompiled" "$OUT/gpu_tests.log" | head -40
 fi
@@ -86,6 +88,7 @@ case "$mode" in
   quick)
     step "benchmark (quick)"
     ./build-dev/bench/sigjit-bench --direction fwd,bwd --seq "${BENCH_SEQ:-4096,16384}" --pad 0 --csv "$csv"
+    ./build-dev/bench/sigjit-bench --direction bwd --deterministic --seq "${BENCH_SEQ:-4096,16384}" --pad 0 --csv "$csv" | tail -n +3
     python3 bench/triton_bench.py --direction fwd,bwd --seq "${BENCH_SEQ:-4096,16384}" --pad 0 --csv "$csv" 2>&1 | grep -v Warning
     ;;
   grid)

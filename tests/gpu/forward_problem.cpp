@@ -199,14 +199,17 @@ std::vector<std::uint16_t> ForwardProblem::gradient_bits() const {
 }
 
 CaseResult ForwardProblem::check_backward() const {
-  RefInputs in;
-  in.args = args_;
-  in.args.v_strides = args_.k_strides;
-  in.q = q_.data(), in.k = k_.data(), in.v = v_.data();
-  in.score_bias = score_bias_.empty() ? nullptr : score_bias_.data();
-  in.seq_lens_q = seq_q_.data(), in.seq_lens_k = seq_k_.data();
-  in.cu_seqlens_q = cu_q_.data(), in.cu_seqlens_k = cu_k_.data();
-  const RefGrads ref = reference_backward(in, dout_.data(), q_.size(), k_elems_);
+  if (!backward_ref_) {
+    RefInputs in;
+    in.args = args_;
+    in.args.v_strides = args_.k_strides;
+    in.q = q_.data(), in.k = k_.data(), in.v = v_.data();
+    in.score_bias = score_bias_.empty() ? nullptr : score_bias_.data();
+    in.seq_lens_q = seq_q_.data(), in.seq_lens_k = seq_k_.data();
+    in.cu_seqlens_q = cu_q_.data(), in.cu_seqlens_k = cu_k_.data();
+    backward_ref_ = std::make_shared<const RefGrads>(reference_backward(in, dout_.data(), q_.size(), k_elems_));
+  }
+  const RefGrads& ref = *backward_ref_;
   const std::vector<std::uint16_t> bits = gradient_bits();
   CaseResult r;
   const std::vector<double>* parts[] = {&ref.dq, &ref.dk, &ref.dv};

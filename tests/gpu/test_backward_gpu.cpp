@@ -1,16 +1,31 @@
 // Backward correctness on the GPU against the fp64 reference gradients: every layout x head dim
 // x dtype x causal x bias mode x score bias x GQA (exact sigmoid), fast sigmoid per layout/head
 // dim, ragged lengths including 1, 17, 200 and 1000 (and 4096; 16384 is left to the benchmark:
-// the fp64 reference backward has no row sampling), poisoned gradients, bitwise determinism.
+// the fp64 reference backward has no row sampling), poisoned gradients. Each case runs both
+// modes: the fast path (fused kernel + dQ atomics; run twice, so a workspace that was not
+// zeroed would double dQ) and the deterministic pair (two runs compared bit for bit). Then: a
+// caller's workspace (poisoned before the call), and the library workspace's reuse (allocation
+// counts: none in the steady state, one per new stream, growth only for a bigger problem).
 #include "tests/gpu/forward_problem.hpp"
 
+#include "runtime/workspace.hpp"
+
+#include <cuda_runtime.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <stdexcept>
 
 namespace sigjit::testing {
 namespace {
+
+// For helpers that return a value (gtest's ASSERT needs a void function): throws instead.
+#define SIGJIT_CUDA_OK_OR(call)                                                                                \
+  do {                                                                                                         \
+    const cudaError_t e_ = (call);                                                                             \
+    if (e_ != cudaSuccess) throw std::runtime_error(fmt::format("{}: {}", #call, cudaGetErrorString(e_)));     \
+  } while (0)
 
 std::vector<CaseSpec> backward_cases() {
   std::vector<CaseSpec> cases;
@@ -38,31 +53,106 @@ std::vector<CaseSpec> backward_cases() {
 
 class BackwardMatrix : public ::testing::TestWithParam<CaseSpec> {};
 
-TEST_P(BackwardMatrix, MatchesFp64ReferenceAndIsDeterministic) {
+// One backward call with the gradients poisoned first; returns the check against fp64.
+CaseResult run_and_check(ForwardProblem& problem, const BackwardOptions& options) {
+  problem.poison_gradients();
+  SIGJIT_CUDA_OK_OR(cudaDeviceSynchronize());
+  sigjit::backward(problem.args(), problem.grads(), nullptr, options);
+  SIGJIT_CUDA_OK_OR(cudaGetLastError());
+  SIGJIT_CUDA_OK_OR(cudaDeviceSynchronize());
+  return problem.check_backward();
+}
+
+void expect_good(const CaseSpec& spec, const CaseResult& r, const char* mode) {
+  fmt::print("[bwd {}] {} rel_error={:.3e} max_abs={:.3e}\n", mode, spec.name(), r.rel_error, r.max_abs_error);
+  EXPECT_EQ(r.unwritten, 0) << mode << ": gradient elements left unwritten (still poison)";
+  EXPECT_EQ(r.nonzero_padding, 0) << mode << ": padded rows and keys must get exactly zero gradient";
+  EXPECT_LT(r.rel_error, backward_error_bound(spec)) << mode;
+}
+
+TEST_P(BackwardMatrix, BothModesMatchFp64ReferenceAndDeterministicIsBitwise) {
   SIGJIT_REQUIRE_GPU();
   const CaseSpec& spec = GetParam();
   std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
   ForwardProblem problem(spec, rng);
   problem.enable_backward(rng);
-  problem.poison_gradients();
-  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
-  ASSERT_NO_THROW(sigjit::backward(problem.args(), problem.grads(), nullptr));
-  SIGJIT_CUDA_OK(cudaGetLastError());
-  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  BackwardOptions fast;
+  for (int run = 0; run < 2; ++run) {  // the second run reuses (and must re-zero) the workspace
+    CaseResult r;
+    ASSERT_NO_THROW(r = run_and_check(problem, fast));
+    expect_good(spec, r, run == 0 ? "atomic" : "atomic-2nd-run");
+  }
+  BackwardOptions det;
+  det.deterministic = true;
+  CaseResult r;
+  ASSERT_NO_THROW(r = run_and_check(problem, det));
+  expect_good(spec, r, "deterministic");
   const std::vector<std::uint16_t> first = problem.gradient_bits();
-  const CaseResult r = problem.check_backward();
-  fmt::print("[bwd] {} rel_error={:.3e} max_abs={:.3e}\n", spec.name(), r.rel_error, r.max_abs_error);
-  EXPECT_EQ(r.unwritten, 0) << "gradient elements left unwritten (still poison)";
-  EXPECT_EQ(r.nonzero_padding, 0) << "padded rows and keys must get exactly zero gradient";
-  EXPECT_LT(r.rel_error, backward_error_bound(spec));
-  problem.poison_gradients();
-  sigjit::backward(problem.args(), problem.grads(), nullptr);
-  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
-  EXPECT_TRUE(problem.gradient_bits() == first) << "two runs gave different gradient bits";
+  ASSERT_NO_THROW(run_and_check(problem, det));
+  EXPECT_TRUE(problem.gradient_bits() == first) << "deterministic mode: two runs gave different gradient bits";
 }
 
-
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrix, ::testing::ValuesIn(backward_cases()), case_name);
+
+CaseSpec workspace_case(int len) {
+  CaseSpec c{Layout::padded, 64, DType::bf16, false, BiasMode::log_n, false, true, SigmoidMode::fast};
+  c.lens_q = c.lens_k = {len, len / 2 + 1};
+  return c;
+}
+
+// A caller's workspace: used as given (poisoned with NaN first: the call must zero it), and a
+// bigger-than-needed one is fine.
+TEST(BackwardWorkspace, CallerWorkspaceIsZeroedAndUsed) {
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(7);
+  ForwardProblem problem(workspace_case(300), rng);
+  problem.enable_backward(rng);
+  const std::size_t need = sigjit::backward_workspace_size(problem.args());
+  ASSERT_GT(need, 0u);
+  void* ws = nullptr;
+  SIGJIT_CUDA_OK(cudaMalloc(&ws, need + 4096));
+  SIGJIT_CUDA_OK(cudaMemset(ws, 0xFF, need + 4096));
+  const long before = detail::workspace_allocation_count();
+  BackwardOptions o;
+  o.workspace = ws;
+  o.workspace_bytes = need + 4096;
+  CaseResult r;
+  ASSERT_NO_THROW(r = run_and_check(problem, o));
+  expect_good(workspace_case(300), r, "atomic-caller-workspace");
+  EXPECT_EQ(detail::workspace_allocation_count(), before) << "a caller's workspace must not make the library allocate";
+  SIGJIT_CUDA_OK(cudaFree(ws));
+}
+
+// The library's workspace: one allocation per (context, stream), reused by every later call that
+// fits, grown once for a bigger problem, allocated again after release_backward_workspaces().
+TEST(BackwardWorkspace, LibraryWorkspaceIsReusedPerStream) {
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(8);
+  ForwardProblem small(workspace_case(200), rng), big(workspace_case(3000), rng);
+  small.enable_backward(rng);
+  big.enable_backward(rng);
+  cudaStream_t stream = nullptr;
+  SIGJIT_CUDA_OK(cudaStreamCreate(&stream));
+  const auto call = [&](ForwardProblem& p) {
+    sigjit::backward(p.args(), p.grads(), stream);
+    SIGJIT_CUDA_OK_OR(cudaStreamSynchronize(stream));
+  };
+  ASSERT_NO_THROW(call(small));  // compiles; allocates on this new stream
+  const long first = detail::workspace_allocation_count();
+  for (int i = 0; i < 10; ++i) ASSERT_NO_THROW(call(small));
+  EXPECT_EQ(detail::workspace_allocation_count(), first) << "steady state: no allocation per call";
+  ASSERT_NO_THROW(call(big));
+  EXPECT_EQ(detail::workspace_allocation_count(), first + 1) << "a bigger problem grows the workspace once";
+  ASSERT_NO_THROW(call(small));
+  ASSERT_NO_THROW(call(big));
+  EXPECT_EQ(detail::workspace_allocation_count(), first + 1) << "a smaller problem reuses the grown workspace";
+  const CaseResult r = big.check_backward();
+  expect_good(workspace_case(3000), r, "atomic-library-workspace");
+  ASSERT_NO_THROW(sigjit::release_backward_workspaces());
+  ASSERT_NO_THROW(call(small));
+  EXPECT_EQ(detail::workspace_allocation_count(), first + 2) << "after release the next call allocates again";
+  SIGJIT_CUDA_OK(cudaStreamDestroy(stream));
+}
 
 }  // namespace
 }  // namespace sigjit::testing

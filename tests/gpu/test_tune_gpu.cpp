@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -68,6 +70,47 @@ TEST(TunedCache, TuneThenFreshProcessCompilesNothing) {
   EXPECT_TRUE(entries[0].entry.tuned);
   EXPECT_GT(entries[0].entry.tflops, 0);
   EXPECT_EQ(run_command(env + "SIGJIT_TUNED_CHILD=1 " + self_path() + " --gtest_filter='TunedCacheChild.*'"), 0);
+}
+
+// `sigjit tune --direction bwd`: the fused backward kernel is tuned (every candidate's gradients
+// checked against the default config's), stored with the dQ convert kernel, re-checked by
+// `verify --gpu`, and a fresh process's backward then compiles nothing and is correct.
+TEST(TunedCache, BackwardTuneThenFreshProcessCompilesNothing) {
+  SIGJIT_REQUIRE_GPU();
+  if (is_any_child()) GTEST_SKIP() << "parent test only";
+  const ScratchCache cache("tune-bwd-test");
+  const std::string& env = cache.env;
+  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " tune --direction bwd --head-dim 64 --layout dense --seq 2048 --seconds-per-candidate 0.3"), 0);
+  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " verify --gpu"), 0);
+  cache::Store store(cache.dir);
+  std::map<std::string, cache::Entry> by_direction;
+  for (const auto& l : store.list()) by_direction[l.entry.spec.at("direction").get<std::string>()] = l.entry;
+  ASSERT_EQ(by_direction.size(), 2u);
+  ASSERT_TRUE(by_direction.count("bwd_fused") && by_direction.count("bwd_dq_convert"));
+  EXPECT_TRUE(by_direction["bwd_fused"].tuned);
+  EXPECT_GT(by_direction["bwd_fused"].tflops, 0);
+  EXPECT_FALSE(by_direction["bwd_dq_convert"].tuned);
+  EXPECT_EQ(run_command(env + "SIGJIT_TUNED_CHILD=bwd " + self_path() + " --gtest_filter='TunedBackwardChild.*'"), 0);
+}
+
+TEST(TunedBackwardChild, BackwardServedFromStoreWithoutCompiling) {
+  if (!is_child("bwd")) GTEST_SKIP() << "runs in the child process of TunedCache.BackwardTuneThenFreshProcessCompilesNothing";
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  CaseSpec c = tuned_case();
+  c.lens_q = c.lens_k = {600};  // bucket le2k as tuned; short enough for the fp64 reference backward
+  c.row_step = 1;
+  ForwardProblem p(c, rng);
+  p.enable_backward(rng);
+  p.poison_gradients();
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  sigjit::backward(p.args(), p.grads(), nullptr);
+  SIGJIT_CUDA_OK(cudaGetLastError());
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_EQ(detail::compile_count(), 0) << "the tuned fused kernel and the convert kernel must come from the store";
+  const CaseResult r = p.check_backward();
+  EXPECT_EQ(r.unwritten, 0);
+  EXPECT_LT(r.rel_error, backward_error_bound(c));
 }
 
 // SIGJIT_AUTOTUNE=1: the first forward of an untuned spec tunes it, answers correctly and

@@ -141,9 +141,9 @@ struct DkdvLayout {
 };
 
 // Adds two consecutive fp32 values to global memory without reading them back (a reduction:
-// fire and forget). sm_90 has a vector form, one instruction for both.
+// fire and forget). sm_90 has a vector form, one instruction for both (PTX ISA 8.1: CUDA 12.1+).
 __device__ __forceinline__ void red_add_f32x2(float* addr, float a, float b) {
-#if __CUDA_ARCH__ >= 900
+#if __CUDA_ARCH__ >= 900 && (__CUDACC_VER_MAJOR__ > 12 || (__CUDACC_VER_MAJOR__ == 12 && __CUDACC_VER_MINOR__ >= 1))
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");
 #else
   asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(addr), "f"(a) : "memory");

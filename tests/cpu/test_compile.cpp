@@ -138,7 +138,9 @@ struct CompileOutcome {
 
 CompileOutcome compile_and_check(const KernelSpec& spec) {
   CompileOutcome r;
-  const TileConfig config = sigjit::default_config(spec);
+  // The portable family's kernel wherever the sm90 family is the default (sm_90a forward): the
+  // checks below are that family's; tests/cpu/test_compile_sm90.cpp covers the sm90 defaults.
+  const TileConfig config = sigjit::sm90_family_supports(spec) ? sigjit::default_sm80_config(spec) : sigjit::default_config(spec);
   r.name = sigjit::kernel_name(spec, config);
   try {
     const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);

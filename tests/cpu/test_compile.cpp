@@ -242,9 +242,9 @@ TEST(CompileAll, EveryBackwardSpecCompilesForSm80AndSm90a) {
 
 // The fused backward (the default path) over every head dim, layout, causal, score bias and
 // sigmoid mode, with dtype and bias mode paired so that each value of both meets every other
-// feature (bf16 + log_n when causal + score_bias + exact is even, fp16 + scalar when odd): 240
-// kernels instead of 960, to keep the CPU suite's run time in check; plus the dQ convert kernel
-// of every dtype, head dim and layout. Spills are failures at hd 64 and 128 (compile_and_check).
+// feature (bf16 + log_n when causal + score_bias + exact is even, fp16 + scalar when odd): 224
+// kernels instead of 960, to keep the CPU suite's run time in check (about 3 minutes on 2
+// cores); plus the dQ convert kernel of every dtype, head dim and layout. Spills are failures at hd 64 and 128 (compile_and_check).
 TEST(CompileAll, FusedBackwardAndConvertCompileForSm80AndSm90a) {
   std::vector<KernelSpec> specs;
   std::set<std::string> convert_names;
@@ -254,11 +254,13 @@ TEST(CompileAll, FusedBackwardAndConvertCompileForSm80AndSm90a) {
                             : (s.dtype == sigjit::DType::bf16 && s.bias_mode == sigjit::BiasMode::log_n);
     const KernelSpec convert = sigjit::dq_convert_spec(s);
     if (convert_names.insert(sigjit::kernel_name(convert, sigjit::dq_convert_config())).second) specs.push_back(convert);
-    if (!paired) continue;
+    // hd 256 spills anyway and compiles slowest (up to 4 s): on sm_80 its dense layout only.
+    const bool slow_and_redundant = s.head_dim == 256 && !s.arch.arch_specific && s.layout != sigjit::Layout::dense;
+    if (!paired || slow_and_redundant) continue;
     s.direction = sigjit::Direction::backward_fused;
     specs.push_back(s);
   }
-  ASSERT_EQ(specs.size(), 2u * (5 * 3 * 2 * 2 * 2 + 5 * 2 * 3));
+  ASSERT_EQ(specs.size(), 2u * (5 * 3 * 2 * 2 * 2 + 5 * 2 * 3) - 16);
   compile_all(specs);
 }
 

@@ -349,6 +349,26 @@ void run_fused(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, Sigjit
 
 }  // namespace detail
 
+namespace {
+
+// The fused (dQ-atomics) path serves non-deterministic calls once its GPU matrix has passed on a
+// device; until then they take the two-kernel path, which was verified (a deterministic answer
+// is a valid answer to a call that allows nondeterminism). SIGJIT_BACKWARD_PATH=fused or
+// two_kernel overrides the choice, for the GPU tests and the benchmark.
+constexpr bool kFusedBackwardVerified = false;
+
+bool use_fused_backward(const BackwardOptions& options) {
+  if (options.deterministic) return false;
+  const char* forced = std::getenv("SIGJIT_BACKWARD_PATH");
+  if (forced == nullptr || *forced == '\0') return kFusedBackwardVerified;
+  const std::string path = forced;
+  if (path == "fused") return true;
+  if (path == "two_kernel") return false;
+  throw Error(fmt::format("SIGJIT_BACKWARD_PATH={}: expected fused or two_kernel", path));
+}
+
+}  // namespace
+
 std::size_t backward_workspace_size(const AttentionArgs& args, bool deterministic) {
   const detail::Resolved r = detail::resolve_backward(args);
   return deterministic ? 0 : detail::dq_workspace_bytes(r);
@@ -360,6 +380,7 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
   const std::size_t need = options.deterministic ? 0 : detail::dq_workspace_bytes(r);
   detail::check_workspace(options, need);
   const bool caller_workspace = !options.deterministic && options.workspace != nullptr && need > 0;
+  const bool fused = use_fused_backward(options);
   const detail::DeviceInfo dev = detail::current_device();
   const AttentionArgs& a = r.args;
   for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"dout", g.dout}, {"dq", g.dq},
@@ -372,7 +393,7 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
 
   const SigjitBwdParams params = detail::make_bwd_params(r, g, nullptr);
   const KernelSpec spec = detail::forward_spec(r, dev.arch());
-  if (options.deterministic) return detail::run_deterministic(dev, r, spec, params, cu_stream);
+  if (!fused) return detail::run_deterministic(dev, r, spec, params, cu_stream);
   detail::run_fused(dev, r, spec, params, caller_workspace ? options.workspace : nullptr, cu_stream);
 }
 

@@ -87,7 +87,7 @@ echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$cs
 case "$mode" in
   quick)
     step "benchmark (quick)"
-    ./build-dev/bench/sigjit-bench --direction fwd,bwd --seq "${BENCH_SEQ:-4096,16384}" --pad 0 --csv "$csv"
+    SIGJIT_BACKWARD_PATH=fused ./build-dev/bench/sigjit-bench --direction fwd,bwd --seq "${BENCH_SEQ:-4096,16384}" --pad 0 --csv "$csv"
     ./build-dev/bench/sigjit-bench --direction bwd --deterministic --seq "${BENCH_SEQ:-4096,16384}" --pad 0 --csv "$csv" | tail -n +3
     python3 bench/triton_bench.py --direction fwd,bwd --seq "${BENCH_SEQ:-4096,16384}" --pad 0 --csv "$csv" 2>&1 | grep -v Warning
     ;;

@@ -79,6 +79,13 @@ TEST_F(BackwardApi, WithoutADriverSaysSo) {
   EXPECT_THAT(backward_error(valid_args(), valid_grads()), HasSubstr("no CUDA driver"));
 }
 
+TEST_F(BackwardApi, BackwardPathOverrideIsCheckedBeforeTheDevice) {
+  setenv("SIGJIT_BACKWARD_PATH", "fastest", 1);
+  const std::string error = backward_error(valid_args(), valid_grads());
+  unsetenv("SIGJIT_BACKWARD_PATH");
+  EXPECT_THAT(error, HasSubstr("SIGJIT_BACKWARD_PATH=fastest: expected fused or two_kernel"));
+}
+
 TEST_F(BackwardApi, CApiReportsNullGradients) {
   sigjit_attention_args a = sigjit_attention_args_default();
   EXPECT_EQ(sigjit_backward(&a, nullptr, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);

@@ -17,6 +17,9 @@
 // sigmoid does not need). With two consumer warpgroups the SM also interleaves one warpgroup's
 // sigmoid with the other's GEMMs. setmaxnreg moves registers from the producer (24) to the
 // consumers (240) when C = 2 (with C = 1 every thread already has up to 255).
+// Tunables of issue 6, off by default until measured: PINGPONG (the two consumer warpgroups
+// take turns issuing their GEMMs on named barriers, see consume_pingpong) and FMA_QUARTERS (that
+// share of the sigmoids computed by the FMA-only polynomial of sigmoid_poly.h, no MUFU op).
 // Cost: per score 4*D FLOP of wgmma + one MUFU op (fast) or two (exact); shared memory
 // 2 * D * (BLOCK_M + 2 * STAGES * BLOCK_N) bytes; registers per consumer thread about
 // D/2 (O) + BLOCK_N/2 (S) + BLOCK_N/4 (P).
@@ -358,16 +361,23 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
 //   barrier 1: syncs by wg 1 = n + 1; arrivals by wg 0 = n + 1 (after every phase).
 // So no bar.sync can wait for an arrival that never comes, and no arrival is left over at exit.
 // Turns alternate strictly, so a barrier never has two generations pending at once.
-// Deadlock freedom with the mbarrier ring: a warpgroup waits for its K/V data before taking
-// its turn, and releases (empty mbarrier arrivals) never wait for a turn except through the
+// Deadlock freedom with the mbarrier ring: a warpgroup waits for its K tile before taking its
+// turn (V_{j-1}, waited inside the turn, was issued by the producer before K_j, so it completes
+// on TMA alone), and releases (empty mbarrier arrivals) never wait for a turn except through the
 // phase of the same iteration; the data of phase j needs stage uses up to j - STAGES released,
 // which both warpgroups did in iterations <= j - 1 (STAGES >= 2), before the turn of phase j.
+// Barrier ids and counts as immediates (a warpgroup-uniform branch picks one): no registers held
+// for them across the loop.
 template <class C>
-__device__ __forceinline__ void turn_begin(int wg) { named_barrier_sync(C::kTurnBarrier + wg, C::kTurnThreads); }
+__device__ __forceinline__ void turn_begin(int wg) {
+  if (wg == 0) asm volatile("bar.sync %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");
+  else asm volatile("bar.sync %0, %1;\n" ::"n"(C::kTurnBarrier + 1), "n"(C::kTurnThreads) : "memory");
+}
 
 template <class C>
 __device__ __forceinline__ void turn_end(int wg, bool last_phase) {
-  if (wg == 0 || !last_phase) named_barrier_arrive(C::kTurnBarrier + (1 - wg), C::kTurnThreads);
+  if (wg == 0) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier + 1), "n"(C::kTurnThreads) : "memory");
+  else if (!last_phase) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");
 }
 
 template <class C>
@@ -391,7 +401,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   float s[C::kSAcc];
   u32 pf[C::kPSteps][4];
 
-  if (wg == 1) named_barrier_arrive(C::kTurnBarrier + 0, C::kTurnThreads);  // warpgroup 0 goes first
+  if (wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");  // wg 0 goes first
   mbarrier_wait(sm.q_full(), 0);
   wait_k(sm, 0);
   turn_begin<C>(wg);
@@ -404,9 +414,9 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   for (int j = 1; j < n_blocks; ++j) {
     // One phase: S_j and PV_{j-1} back to back (PV reads P_{j-1} from pf, S_j writes s).
     wait_k(sm, j);
-    wait_v(sm, j - 1);
     turn_begin<C>(wg);
     issue_scores<C>(s, sm, wg, j % C::kStages);
+    wait_v(sm, j - 1);  // loaded with K_{j-1}: in practice never waits, so holding the turn is fine
     issue_pv<C>(o, pf, sm, (j - 1) % C::kStages);
     turn_end<C>(wg, false);
     if (C::kOverlap) {  // the sigmoid of S_j also overlaps this warpgroup's own PV_{j-1}

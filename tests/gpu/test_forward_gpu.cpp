@@ -83,6 +83,9 @@ KernelSpec case_kernel_spec(const CaseSpec& c, const detail::DeviceInfo& dev, st
 
 bool sm90_head_dim(int hd) { return hd == 64 || hd == 128 || hd == 256; }
 
+// Compiles (spec, config) pairs on all cores.
+void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work);
+
 // Compiles every kernel the cases need on all cores before the (serial) tests run; with sm90,
 // the sm90 family's default configs of the cases it supports.
 void precompile(const std::vector<CaseSpec>& cases, bool sm90 = false) {
@@ -94,6 +97,11 @@ void precompile(const std::vector<CaseSpec>& cases, bool sm90 = false) {
     const KernelSpec spec = case_kernel_spec(c, dev, rng);
     work.emplace_back(spec, sm90 ? default_sm90_config(spec) : default_config(spec));
   }
+  precompile_work(work);
+}
+
+void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work) {
+  const detail::DeviceInfo dev = detail::current_device();
   std::atomic<size_t> next{0};
   std::vector<std::thread> pool;
   const unsigned n = std::max(1u, std::thread::hardware_concurrency());
@@ -199,6 +207,110 @@ TEST_P(ForwardMatrixSm90, MatchesFp64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Matrix, ForwardMatrixSm90, ::testing::ValuesIn(matrix_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrixSm90, ::testing::ValuesIn(long_cases()), case_name);
+
+// ---- issue 6's tunables on the sm90 family: ping-pong and the FMA-sigmoid fraction ------------
+// Each variant is the case's default sm90 config with the tunables changed, forced like above:
+//   pp: ping-pong, overlap on; ppno: ping-pong, overlap off; f2: half the sigmoids on FMA;
+//   ppf1: ping-pong + a quarter on FMA; f4: every sigmoid on FMA (the polynomial alone decides
+//   the accuracy). Every layout x hd 64/128 x causal x (score bias + GQA) x sigmoid mode in bf16,
+//   fp16 at both head dims, and long sequences (many turns of the ping-pong barriers). A
+//   ping-pong ordering bug would hang, not fail: run these under `timeout`.
+
+struct TunableCase {
+  CaseSpec spec;
+  std::string variant;
+};
+
+inline void PrintTo(const TunableCase& c, std::ostream* os) { *os << c.spec.name() << " " << c.variant; }
+
+std::string tunable_case_name(const ::testing::TestParamInfo<TunableCase>& info) {
+  std::string n = info.param.variant + "_" + info.param.spec.name();
+  for (auto& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+}
+
+TileConfig apply_variant(TileConfig c, const std::string& variant) {
+  c.overlap = variant != "ppno";
+  c.pingpong = variant == "pp" || variant == "ppno" || variant == "ppf1";
+  c.fma_quarters = variant == "f2" ? 2 : variant == "ppf1" ? 1 : variant == "f4" ? 4 : 0;
+  return c;
+}
+
+const char* const kTunableVariants[] = {"pp", "ppno", "f2", "ppf1", "f4"};
+
+std::vector<TunableCase> tunable_cases() {
+  std::vector<TunableCase> out;
+  for (const char* v : kTunableVariants) {
+    for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
+      for (int hd : {64, 128})
+        for (bool causal : {false, true})
+          for (bool extras : {false, true})  // score bias + GQA (+ strided when dense)
+            for (SigmoidMode sig : {SigmoidMode::exact, SigmoidMode::fast}) {
+              CaseSpec c{layout, hd, DType::bf16, causal, BiasMode::log_n, extras, extras, sig};
+              if (layout == Layout::dense) {
+                c.lens_q = {300, 300};
+                c.lens_k = {causal ? 300 : 333, causal ? 300 : 333};
+                c.strided = extras;
+              } else {
+                c.lens_q = {1, 17, 200, 1000};
+                c.lens_k = {1, 30, 200, 777};
+                c.row_step = 5;
+              }
+              out.push_back({c, v});
+            }
+    for (int hd : {64, 128}) {
+      CaseSpec fp16{Layout::varlen, hd, DType::fp16, true, BiasMode::scalar, true, false, SigmoidMode::exact, {17, 1000, 1}, {30, 777, 1}};
+      fp16.row_step = 5;
+      out.push_back({fp16, v});
+    }
+  }
+  // Long: thousands of turns of the ping-pong barriers per CTA row of tiles.
+  for (int hd : {64, 128}) {
+    CaseSpec dense{Layout::dense, hd, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {16384}, {16384}};
+    CaseSpec padded{Layout::padded, hd, DType::bf16, true, BiasMode::log_n, true, true, SigmoidMode::exact, {16384, 5000, 1}, {16384, 4000, 1}};
+    dense.row_step = padded.row_step = 211;
+    for (const char* v : {"pp", "ppf1"}) {
+      out.push_back({dense, v});
+      out.push_back({padded, v});
+    }
+  }
+  return out;
+}
+
+class ForwardSm90Tunables : public ::testing::TestWithParam<TunableCase> {
+ public:
+  static void SetUpTestSuite() {
+    if (!sm90_unavailable_reason().empty()) return;
+    const detail::DeviceInfo dev = detail::current_device();
+    std::vector<std::pair<KernelSpec, TileConfig>> work;
+    std::mt19937 rng(1);
+    for (const TunableCase& c : tunable_cases()) {
+      const KernelSpec spec = case_kernel_spec(c.spec, dev, rng);
+      work.emplace_back(spec, apply_variant(default_sm90_config(spec), c.variant));
+    }
+    precompile_work(work);
+  }
+};
+
+TEST_P(ForwardSm90Tunables, MatchesFp64Reference) {
+  if (const std::string why = sm90_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 family test skipped: " << why;
+  const TunableCase& c = GetParam();
+  std::mt19937 rng(7);
+  const detail::DeviceInfo dev = detail::current_device();
+  const KernelSpec ks = case_kernel_spec(c.spec, dev, rng);
+  const TileConfig config = apply_variant(default_sm90_config(ks), c.variant);
+  ASSERT_EQ(check_config(ks, config), "") << config.describe();
+  {
+    ForwardProblem p(c.spec, rng);
+    ASSERT_EQ(detail::tma_unsuitable(detail::resolve(p.args())), "") << "this case would fall back to the sm80 family";
+  }
+  fmt::print("[sm90 tunables] {} with SIGJIT_FORCE_TILE={}\n", c.spec.name(), config.describe());
+  const ScopedForceTile force(config.describe());
+  run_matrix_case(c.spec);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, ForwardSm90Tunables, ::testing::ValuesIn(tunable_cases()), tunable_case_name);
 
 CaseSpec small_case() {
   CaseSpec c{Layout::padded, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {100, 7}, {100, 50}};

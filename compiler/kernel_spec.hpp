@@ -131,6 +131,12 @@ TileConfig default_config(const KernelSpec& spec);
 // tensors cannot be described by TMA tensor maps).
 TileConfig default_sm80_config(const KernelSpec& spec);
 
+// Whether the tuner tries the sm90 ping-pong (_pp) and FMA-sigmoid (_f) variants. They compile
+// and pass the CPU tests but have not run on a GPU: a barrier-order mistake would hang a tuning
+// run rather than fail a candidate's check. Flip after Variants/ForwardSm90Tunables passes on a
+// device; SIGJIT_FORCE_TILE and `sigjit-bench --tiles` reach them meanwhile.
+inline constexpr bool kSm90TunablesVerified = false;
+
 // Configs worth trying for a spec (all pass check_config).
 std::vector<TileConfig> candidate_configs(const KernelSpec& spec);
 

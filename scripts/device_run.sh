@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|variants|python]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
 #     final: GPU tests + sigjit's full forward grid (+ causal, varlen) + TritonSigmoid at the
 #            anchor points of shared/anchors-h100.md (fits one ~7-minute call)
 #     tune:  `sigjit tune --preset single-cell` into an empty cache, timed, then `sigjit verify --gpu`
+#     variants: the sm90 ping-pong / FMA-sigmoid tunables: their GPU matrix under timeouts (a
+#            barrier bug hangs), then a tile sweep at hd 64/128 next to TritonSigmoid (no other tests)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
 #            and bench/first_call.py (no C++ GPU tests)
 # GTEST_FILTER in the environment narrows the GPU tests (gtest reads it).
@@ -46,6 +48,23 @@ if [ "$mode" = tune ]; then
   ./build-dev/sigjit list >"$OUT/tune_list.txt" 2>&1; echo "entries: $(($(wc -l <"$OUT/tune_list.txt") - 1))"
   step "verify --gpu"
   ./build-dev/sigjit verify --gpu 2>&1 | tee "$OUT/tune_verify.log" | tail -8
+  exit 0
+fi
+
+if [ "$mode" = variants ]; then
+  step "sm90 tunables: ping-pong first (hang probe), then all"
+  timeout 150 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.MatchesFp64Reference/pp*' >"$OUT/variants_pp.log" 2>&1
+  echo "ping-pong matrix exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure" "$OUT/variants_pp.log" | head -10
+  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.*:-*/pp*' >"$OUT/variants.log" 2>&1
+  echo "other variants exit code $?"; grep -E "FAILED|Failure" "$OUT/variants.log" | head -10
+  csv="$OUT/bench.csv"
+  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  step "tile sweep"
+  timeout 120 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 4096,16384 --pad 0 --csv "$csv" \
+    --tiles 'h128x128c2s3o;h128x128c2s3o_pp;h128x128c2s3_pp;h128x128c2s3o_f1;h128x128c2s3o_f2;h128x128c2s3o_pp_f1;h128x128c2s3o_pp_f2;h64x96c1s2;h64x96c1s2o_f1'
+  timeout 120 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 4096,16384 --pad 0 --csv "$csv" \
+    --tiles 'h128x128c2s2o;h128x128c2s2o_pp;h128x128c2s2_pp;h128x128c2s2o_f1;h128x128c2s2o_pp_f1;h128x128c2s2o_pp_f2;h128x96c2s3o_pp;h128x96c2s3o_pp_f1'
+  python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
   exit 0
 fi
 

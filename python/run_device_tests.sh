@@ -19,7 +19,9 @@ export SIGJIT_LIBRARY=$build/libsigjit.so
 export SIGJIT_ABI_DUMP=$build/tests/sigjit_abi_dump
 export PYTHONPATH=$root/python${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONDONTWRITEBYTECODE=1
-# The backward is refused without this until it is verified on a GPU: these tests verify it.
+# The fused (dQ-atomics) backward awaits its GPU verification before it becomes the library's
+# default for non-deterministic calls; these tests verify it.
+export SIGJIT_BACKWARD_PATH=${SIGJIT_BACKWARD_PATH:-fused}
 if [ ! -f "$SIGJIT_LIBRARY" ]; then
   echo "run_device_tests: $SIGJIT_LIBRARY missing; build the sigjit_shared target (cmake --build $build)" >&2
   exit 1

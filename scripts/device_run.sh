@@ -31,7 +31,7 @@ if [ ! -f /usr/include/openssl/evp.h ]; then  # headers carried in .deps, the im
   ssl=(-DOPENSSL_INCLUDE_DIR="$PWD/.deps/usr/include" -DOPENSSL_CRYPTO_LIBRARY="$(ls /usr/lib/x86_64-linux-gnu/libcrypto.so* | head -1)")
 fi
 cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" >"$OUT/build.log" 2>&1 &&
-  ninja -C build-dev sigjit_cli sigjit_gpu_tests sigjit_bench sigjit_shared >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }  # not the CPU tests: CI runs those
+  ninja -C build-dev sigjit_cli sigjit_gpu_tests sigjit_bench sigjit_shared sigjit_abi_dump >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }  # not the CPU tests: CI runs those
 
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl >/dev/null 2>&1 && export PYTHONPATH=/tmp/site

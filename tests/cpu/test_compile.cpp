@@ -5,6 +5,7 @@
 #include "compiler/kernel_spec.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/templates.hpp"
+#include "tests/common/spec_matrix.hpp"
 #include "sigjit/fwd_params.h"
 
 #include <gmock/gmock.h>
@@ -96,29 +97,7 @@ KernelSpec spec_for(int head_dim, const char* arch_name = "sm_90a") {
 }
 
 // Every supported forward spec (the dimensions that change the generated code), for one arch.
-std::vector<KernelSpec> all_forward_specs(const Arch& target) {
-  std::vector<KernelSpec> out;
-  for (int d : sigjit::supported_head_dims())
-    for (auto dtype : {sigjit::DType::bf16, sigjit::DType::fp16})
-      for (auto layout : {sigjit::Layout::dense, sigjit::Layout::padded, sigjit::Layout::varlen})
-        for (bool causal : {false, true})
-          for (auto bias : {sigjit::BiasMode::log_n, sigjit::BiasMode::scalar})
-            for (bool score_bias : {false, true})
-              for (auto sig : {sigjit::SigmoidMode::fast, sigjit::SigmoidMode::exact}) {
-                KernelSpec s;
-                s.direction = sigjit::Direction::forward;
-                s.dtype = dtype;
-                s.head_dim = d;
-                s.layout = layout;
-                s.causal = causal;
-                s.bias_mode = bias;
-                s.score_bias = score_bias;
-                s.sigmoid = sig;
-                s.arch = target;
-                out.push_back(s);
-              }
-  return out;
-}
+std::vector<KernelSpec> all_forward_specs(const Arch& target) { return sigjit::testing::all_forward_specs(target, sigjit::supported_head_dims()); }
 
 std::vector<KernelSpec> all_forward_specs_both_arches() {
   std::vector<KernelSpec> out = all_forward_specs(arch("sm_80"));

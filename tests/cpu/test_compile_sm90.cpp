@@ -8,6 +8,7 @@
 #include "compiler/kernel_spec.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/templates.hpp"
+#include "tests/common/spec_matrix.hpp"
 #include "sigjit/fwd_sm90_params.h"
 
 #include <gmock/gmock.h>
@@ -39,26 +40,7 @@ KernelSpec spec_for(int head_dim, const char* arch = "sm_90a") {
 }
 
 // Every code-changing forward feature at the head dims the family supports, for sm_90a.
-std::vector<KernelSpec> all_sm90_specs() {
-  std::vector<KernelSpec> out;
-  for (int d : {64, 128, 256})
-    for (auto dtype : {sigjit::DType::bf16, sigjit::DType::fp16})
-      for (auto layout : {sigjit::Layout::dense, sigjit::Layout::padded, sigjit::Layout::varlen})
-        for (bool causal : {false, true})
-          for (auto bias : {sigjit::BiasMode::log_n, sigjit::BiasMode::scalar})
-            for (bool score_bias : {false, true})
-              for (auto sig : {sigjit::SigmoidMode::fast, sigjit::SigmoidMode::exact}) {
-                KernelSpec s = spec_for(d);
-                s.dtype = dtype;
-                s.layout = layout;
-                s.causal = causal;
-                s.bias_mode = bias;
-                s.score_bias = score_bias;
-                s.sigmoid = sig;
-                out.push_back(s);
-              }
-  return out;
-}
+std::vector<KernelSpec> all_sm90_specs() { return sigjit::testing::all_forward_specs(spec_for(64).arch, {64, 128, 256}); }
 
 // Compiles one (spec, config) and lists what is wrong with the result (empty: all good).
 std::string compile_problems(const KernelSpec& spec, const TileConfig& config, bool forbid_spills, sigjit::ResourceUsage* usage = nullptr) {

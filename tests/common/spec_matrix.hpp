@@ -1,0 +1,36 @@
+// Every forward spec the code generator distinguishes (dtype x layout x causal x bias mode x score
+// bias x sigmoid mode) at the given head dims for one arch: the compile-everything tests of both
+// kernel families enumerate the same feature space.
+#pragma once
+
+#include "compiler/kernel_spec.hpp"
+
+#include <vector>
+
+namespace sigjit::testing {
+
+inline std::vector<KernelSpec> all_forward_specs(const Arch& target, const std::vector<int>& head_dims) {
+  std::vector<KernelSpec> out;
+  for (int d : head_dims)
+    for (auto dtype : {DType::bf16, DType::fp16})
+      for (auto layout : {Layout::dense, Layout::padded, Layout::varlen})
+        for (bool causal : {false, true})
+          for (auto bias : {BiasMode::log_n, BiasMode::scalar})
+            for (bool score_bias : {false, true})
+              for (auto sig : {SigmoidMode::fast, SigmoidMode::exact}) {
+                KernelSpec s;
+                s.direction = Direction::forward;
+                s.dtype = dtype;
+                s.head_dim = d;
+                s.layout = layout;
+                s.causal = causal;
+                s.bias_mode = bias;
+                s.score_bias = score_bias;
+                s.sigmoid = sig;
+                s.arch = target;
+                out.push_back(s);
+              }
+  return out;
+}
+
+}  // namespace sigjit::testing

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|variants|python]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|variants|sanitize|python]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -10,6 +10,8 @@
 #     tune:  `sigjit tune --preset single-cell` into an empty cache, timed, then `sigjit verify --gpu`
 #     variants: the sm90 ping-pong / FMA-sigmoid tunables: their GPU matrix under timeouts (a
 #            barrier bug hangs), then a tile sweep at hd 64/128 next to TritonSigmoid (no other tests)
+#     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
+#            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
 #            and bench/first_call.py (no C++ GPU tests)
 # GTEST_FILTER in the environment narrows the GPU tests (gtest reads it).
@@ -65,6 +67,23 @@ if [ "$mode" = variants ]; then
   timeout 120 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 4096,16384 --pad 0 --csv "$csv" \
     --tiles 'h128x128c2s2o;h128x128c2s2o_pp;h128x128c2s2_pp;h128x128c2s2o_f1;h128x128c2s2o_pp_f1;h128x128c2s2o_pp_f2;h128x96c2s3o_pp;h128x96c2s3o_pp_f1'
   python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
+  exit 0
+fi
+
+if [ "$mode" = sanitize ]; then
+  small='Matrix/ForwardMatrixSm90.*dense_d64_bf16_*q200*:Matrix/ForwardMatrixSm90.*varlen_d128_fp16_causal*:Matrix/ForwardMatrix.*padded_d64_bf16_causal*:Matrix/BackwardMatrix.*dense_d64_bf16_causal*'
+  for tool in memcheck racecheck synccheck; do
+    step "compute-sanitizer --tool $tool"
+    timeout 170 compute-sanitizer --tool "$tool" --error-exitcode 99 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$small" >"$OUT/sanitize_$tool.log" 2>&1
+    echo "$tool exit code $? (99: the tool found errors)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAILED" "$OUT/sanitize_$tool.log" | head -5
+  done
+  step "SASS of the sm90 defaults (cuobjdump)"
+  for hd in 64 128 256; do
+    ./build-dev/sigjit compile --head-dim $hd --arch sm_90a --out "$OUT/sass_hd$hd" >/dev/null
+    cubin=$(ls "$OUT/sass_hd$hd"/*.cubin | head -1)
+    cuobjdump --dump-sass "$cubin" >"$OUT/sass_hd$hd.txt" 2>&1
+    echo "hd $hd: HGMMA $(grep -c HGMMA "$OUT/sass_hd$hd.txt"), HMMA $(grep -c 'HMMA\.' "$OUT/sass_hd$hd.txt"), UTMALDG $(grep -c UTMALDG "$OUT/sass_hd$hd.txt")"
+  done
   exit 0
 fi
 

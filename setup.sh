@@ -52,6 +52,17 @@ elif ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
   cmake_cuda=(-DCUDAToolkit_ROOT=/usr/local/cuda)
 fi
 
+# ---- cuobjdump + nvdisasm (the SASS checks of the Hopper kernels) -----------------------------
+# Part of the CUDA toolkit, but not of every install (this machine's lacks them): then NVIDIA's
+# wheels from PyPI, unpacked into build/tools (no Python environment is touched).
+tools=$BUILD/tools/cuda-binutils
+if ! command -v cuobjdump >/dev/null && [[ ! -x /usr/local/cuda/bin/cuobjdump ]] && ! compgen -G "$tools/nvidia/*/bin/cuobjdump" >/dev/null; then
+  say "installing cuobjdump and nvdisasm from PyPI (nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm) into $tools"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$tools" "nvidia-cuda-cuobjdump==13.*" "nvidia-cuda-nvdisasm==13.*" 2>&1 |
+    grep -v "Running pip as the 'root' user" || true
+  compgen -G "$tools/nvidia/*/bin/cuobjdump" >/dev/null || say "could not install them; the SASS test will skip with a message"
+fi
+
 # ---- configure + build ----------------------------------------------------------------------
 if [[ -f $BUILD/CMakeCache.txt ]] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$BUILD/CMakeCache.txt"; then
   echo "setup.sh: $BUILD was configured with another generator; remove it (rm -rf build) and run again" >&2

@@ -352,7 +352,7 @@ int main(int argc, char** argv) {
                    "bwd_dq; comma-separated, e.g. fwd,bwd");
   tune->add_option("--lengths-file", tf.lengths_file, "Your own ragged lengths (one per line or a JSON array) for padded/varlen");
   tune->add_option("--workload", tf.workload_file, "JSON workload file instead of the flags");
-  tune->add_option("--preset", tf.preset, "Named workload: single-cell (hd 64,128, bf16, dense/padded/varlen, 512..16384, fwd and bwd)");
+  tune->add_option("--preset", tf.preset, "Named workload: single-cell (hd 64,128, bf16, dense/padded/varlen, 512..16384, fwd and the backward the library runs by default)");
   tune->add_option("--strategy", tf.strategy, "auto, exhaustive or halving")->check(CLI::IsMember({"auto", "exhaustive", "halving"}));
   tune->add_option("--arch", tf.arch, "Target arch when there is no GPU (default sm_90)");
   tune->add_option("--seconds-per-candidate", tf.seconds_per_candidate, "Timing budget per candidate");

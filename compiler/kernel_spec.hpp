@@ -131,6 +131,12 @@ TileConfig default_config(const KernelSpec& spec);
 // tensors cannot be described by TMA tensor maps).
 TileConfig default_sm80_config(const KernelSpec& spec);
 
+// The fused (dQ-atomics) backward serves non-deterministic calls once its GPU matrix has passed
+// on a device; until then they take the two-kernel path, which was verified (a deterministic
+// answer is a valid answer to a call that allows nondeterminism), and the single-cell preset
+// tunes that path.
+inline constexpr bool kFusedBackwardVerified = false;
+
 // Whether the tuner tries the sm90 ping-pong (_pp) and FMA-sigmoid (_f) variants. They compile
 // and pass the CPU tests but have not run on a GPU: a barrier-order mistake would hang a tuning
 // run rather than fail a candidate's check. Flip after Variants/ForwardSm90Tunables passes on a

@@ -351,12 +351,8 @@ void run_fused(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, Sigjit
 
 namespace {
 
-// The fused (dQ-atomics) path serves non-deterministic calls once its GPU matrix has passed on a
-// device; until then they take the two-kernel path, which was verified (a deterministic answer
-// is a valid answer to a call that allows nondeterminism). SIGJIT_BACKWARD_PATH=fused or
-// two_kernel overrides the choice, for the GPU tests and the benchmark.
-constexpr bool kFusedBackwardVerified = false;
-
+// SIGJIT_BACKWARD_PATH=fused or two_kernel overrides kFusedBackwardVerified's choice, for the GPU
+// tests and the benchmark.
 bool use_fused_backward(const BackwardOptions& options) {
   if (options.deterministic) return false;
   const char* forced = std::getenv("SIGJIT_BACKWARD_PATH");

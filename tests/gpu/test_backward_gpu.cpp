@@ -21,7 +21,7 @@ namespace sigjit::testing {
 namespace {
 
 // These tests verify the fused path, whatever the library routes non-deterministic calls to
-// while that path awaits its GPU verification (kFusedBackwardVerified in runtime/attention.cpp).
+// while that path awaits its GPU verification (kFusedBackwardVerified in compiler/kernel_spec.hpp).
 const bool kFusedPathForced = [] { return setenv("SIGJIT_BACKWARD_PATH", "fused", 0) == 0; }();
 
 // For helpers that return a value (gtest's ASSERT needs a void function): throws instead.

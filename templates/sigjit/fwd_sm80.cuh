@@ -135,6 +135,38 @@ __device__ __forceinline__ void store_zero_rows(u16* o, i64 row_stride, int row_
   }
 }
 
+// The first query row of this CTA's tile. Causal grids run the longest rows first, so the tail
+// of the grid is short tiles.
+template <class C>
+__device__ __forceinline__ int query_tile_start() {
+  const int m_block = C::kCausal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+  return m_block * C::kBlockM;
+}
+
+// A query tile wholly past its sequence does no work: it only writes the zeros the layout
+// promises for padded rows. Returns true for such a tile (the caller returns).
+template <class C>
+__device__ __forceinline__ bool zero_padding_tile(const SigjitFwdParams& p, const SeqSlice& seq, int m_start) {
+  if (m_start < seq.len_q) return false;
+  if (m_start < seq.rows_to_clear) {
+    const int end = m_start + C::kBlockM < seq.rows_to_clear ? m_start + C::kBlockM : seq.rows_to_clear;
+    store_zero_rows<C>(seq.o, p.o_stride_l, m_start, end);
+  }
+  return true;
+}
+
+// Key tiles the query tile at m_start must visit: all of the sequence's keys, or with
+// bottom-right causal alignment (row i sees keys j <= i + len_k - len_q) those its last row sees.
+template <class C>
+__device__ __forceinline__ int key_tile_count(const SeqSlice& seq, int m_start) {
+  int key_end = seq.len_k;
+  if (C::kCausal) {
+    const int last = m_start + C::kBlockM + (seq.len_k - seq.len_q);
+    key_end = last < key_end ? last : key_end;
+  }
+  return key_end > 0 ? (key_end + C::kBlockN - 1) / C::kBlockN : 0;
+}
+
 template <class C>
 __device__ __forceinline__ void load_q_slice(u32 (&q)[4], const u16* q_smem, int warp, int mt, int ks, int lane) {
   const int row = warp * C::kRowsPerWarp + mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
@@ -288,27 +320,11 @@ __device__ __forceinline__ void fwd_kernel(const SigjitFwdParams& p) {
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int b = blockIdx.z, h = blockIdx.y;
-  // Causal: the longest rows first, so the tail of the grid is short tiles.
-  const int m_block = C::kCausal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-  const int m_start = m_block * C::kBlockM;
-
+  const int m_start = query_tile_start<C>();
   const SeqSlice seq = locate_sequence<C>(p, b, h);
-  if (m_start >= seq.len_q) {  // wholly padding: no compute, only the zeros the layout promises
-    if (m_start < seq.rows_to_clear) {
-      const int end = m_start + C::kBlockM < seq.rows_to_clear ? m_start + C::kBlockM : seq.rows_to_clear;
-      store_zero_rows<C>(seq.o, p.o_stride_l, m_start, end);
-    }
-    return;
-  }
-
-  // Bottom-right causal alignment: query row i sees keys j <= i + (len_k - len_q).
-  const int causal_offset = seq.len_k - seq.len_q;
-  int key_end = seq.len_k;
-  if (C::kCausal) {
-    const int last = m_start + C::kBlockM - 1 + causal_offset + 1;
-    key_end = last < key_end ? last : key_end;
-  }
-  const int n_blocks = key_end > 0 ? (key_end + C::kBlockN - 1) / C::kBlockN : 0;
+  if (zero_padding_tile<C>(p, seq, m_start)) return;
+  const int causal_offset = seq.len_k - seq.len_q;  // bottom-right causal alignment
+  const int n_blocks = key_tile_count<C>(seq, m_start);
 
   auto load_kv = [&](int n_block) {
     u16* stage = kv_smem + (n_block % C::kStages) * 2 * C::kKVElems;

@@ -451,23 +451,10 @@ __device__ __forceinline__ void fwd_sm90_kernel(const SigjitFwdSm90Params& param
   extern __shared__ __align__(1024) unsigned char sm90_smem[];
   const SigjitFwdParams& p = params.p;
   const int b = blockIdx.z, h = blockIdx.y;
-  // Causal: the longest rows first, so the tail of the grid is short tiles.
-  const int m_block = C::kCausal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-  const int m_start = m_block * C::kBlockM;
+  const int m_start = query_tile_start<C>();
   const SeqSlice seq = locate_sequence<C>(p, b, h);
-  if (m_start >= seq.len_q) {  // wholly padding: no loads, only the zeros the layout promises
-    if (m_start < seq.rows_to_clear) {
-      const int end = m_start + C::kBlockM < seq.rows_to_clear ? m_start + C::kBlockM : seq.rows_to_clear;
-      store_zero_rows<C>(seq.o, p.o_stride_l, m_start, end);
-    }
-    return;
-  }
-  int key_end = seq.len_k;
-  if (C::kCausal) {
-    const int last = m_start + C::kBlockM + (seq.len_k - seq.len_q);  // last row's visible keys
-    key_end = last < key_end ? last : key_end;
-  }
-  const int n_blocks = key_end > 0 ? (key_end + C::kBlockN - 1) / C::kBlockN : 0;
+  if (zero_padding_tile<C>(p, seq, m_start)) return;  // no loads for a tile of padding
+  const int n_blocks = key_tile_count<C>(seq, m_start);
 
   const Sm90Smem<C> sm{(shared_address(sm90_smem) + 1023u) & ~1023u};
   if (threadIdx.x == 0) init_barriers<C>(sm);

@@ -14,7 +14,9 @@
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
 #            and bench/first_call.py (no C++ GPU tests)
-# GTEST_FILTER in the environment narrows the GPU tests (gtest reads it).
+# GTEST_FILTER in the environment narrows the GPU tests (gtest reads it); the whole GPU suite no
+# longer fits one 10-minute call, so split it with gtest's own sharding: GTEST_TOTAL_SHARDS=3
+# GTEST_SHARD_INDEX=0 (then 1, 2), one call each.
 # Needs, carried from the dev machine: .deps (headers the image lacks: scripts/fetch_device_deps.sh)
 # and .whl (the triton-sigmoid wheel).
 set -uo pipefail

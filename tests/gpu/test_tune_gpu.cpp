@@ -21,7 +21,10 @@
 namespace sigjit::testing {
 namespace {
 
-std::string self_path() { return std::filesystem::read_symlink("/proc/self/exe").string(); }
+// This test binary as a child command. The child must run its whole filter: gtest's sharding
+// variables (scripts/device_run.sh splits the suite with them) would otherwise leave it running
+// none of its tests and exiting 0.
+std::string self_path() { return "env -u GTEST_TOTAL_SHARDS -u GTEST_SHARD_INDEX " + std::filesystem::read_symlink("/proc/self/exe").string(); }
 
 int run_command(const std::string& cmd) {
   fmt::print("$ {}\n", cmd);

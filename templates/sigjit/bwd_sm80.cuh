@@ -277,7 +277,7 @@ __device__ __forceinline__ void dkdv_kernel_impl(const SigjitBwdParams& bp) {
     cp_async_commit();
   }
 
-  const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+  const float bias = sequence_bias<C>(p, seq);
   const SigmoidFold<C::kExact> sig(p.scale);
   const int key_row_base = n_start + warp * C::kRowsPerWarp;
   float row_addend[C::kMTiles][2];
@@ -435,7 +435,7 @@ __device__ __forceinline__ void dq_kernel(const SigjitBwdParams& bp) {
     cp_async_commit();
   }
 
-  const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+  const float bias = sequence_bias<C>(p, seq);
   const SigmoidFold<C::kExact> sig(p.scale);
   float dq[C::kMTiles][C::kDTiles][4];
   zero_acc<C>(dq);

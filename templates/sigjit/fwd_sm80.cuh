@@ -135,6 +135,12 @@ __device__ __forceinline__ void store_zero_rows(u16* o, i64 row_stride, int row_
   }
 }
 
+// The per-sequence bias b: -log(number of valid keys) by default, else the caller's scalar.
+template <class C>
+__device__ __forceinline__ float sequence_bias(const SigjitFwdParams& p, const SeqSlice& seq) {
+  return C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+}
+
 // The first query row of this CTA's tile. Causal grids run the longest rows first, so the tail
 // of the grid is short tiles.
 template <class C>
@@ -342,7 +348,7 @@ __device__ __forceinline__ void fwd_kernel(const SigjitFwdParams& p) {
     cp_async_commit();
   }
 
-  const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+  const float bias = sequence_bias<C>(p, seq);
   const SigmoidFold<C::kExact> sig(p.scale);
 
   float o[C::kMTiles][C::kDTiles][4];

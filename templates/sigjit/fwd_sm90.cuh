@@ -294,7 +294,7 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
     store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, true);
     return;
   }
-  const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+  const float bias = sequence_bias<C>(p, seq);
   const SigmoidFold<C::kExact> sig(p.scale);
   const SigmoidFold<true> poly_fold(p.scale);
   float s[C::kSAcc];
@@ -395,7 +395,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
     store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, true);
     return;
   }
-  const float bias = C::kBiasMode == kBiasLogN ? -logf((float)(seq.len_k > 1 ? seq.len_k : 1)) : p.bias;
+  const float bias = sequence_bias<C>(p, seq);
   const SigmoidFold<C::kExact> sig(p.scale);
   const SigmoidFold<true> poly_fold(p.scale);
   float s[C::kSAcc];

@@ -32,6 +32,19 @@ struct CaseSpec {
   std::string name() const;
 };
 
+// Every layout x head dim x dtype x causal x bias mode x score bias x GQA with the exact sigmoid,
+// lengths unset: the feature space both GPU matrices (forward, backward) walk.
+template <class Fn>
+void for_each_exact_case(Fn&& fn) {
+  for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
+    for (int hd : {32, 64, 96, 128, 256})
+      for (DType dt : {DType::bf16, DType::fp16})
+        for (bool causal : {false, true})
+          for (BiasMode bias : {BiasMode::log_n, BiasMode::scalar})
+            for (bool sb : {false, true})
+              for (bool gqa : {false, true}) fn(CaseSpec{layout, hd, dt, causal, bias, sb, gqa, SigmoidMode::exact});
+}
+
 // gtest prints parameters in test listings and ctest names: the readable name, not raw bytes.
 inline void PrintTo(const CaseSpec& spec, std::ostream* os) { *os << spec.name(); }
 

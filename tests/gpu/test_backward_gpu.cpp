@@ -33,19 +33,12 @@ const bool kFusedPathForced = [] { return setenv("SIGJIT_BACKWARD_PATH", "fused"
 
 std::vector<CaseSpec> backward_cases() {
   std::vector<CaseSpec> cases;
-  for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
-    for (int hd : {32, 64, 96, 128, 256})
-      for (DType dt : {DType::bf16, DType::fp16})
-        for (bool causal : {false, true})
-          for (BiasMode bias : {BiasMode::log_n, BiasMode::scalar})
-            for (bool sb : {false, true})
-              for (bool gqa : {false, true}) {
-                CaseSpec c{layout, hd, dt, causal, bias, sb, gqa, SigmoidMode::exact};
-                c.lens_q = layout == Layout::dense ? std::vector<int>{200, 200} : std::vector<int>{1, 17, 200, 1000};
-                c.lens_k = layout == Layout::dense ? std::vector<int>{(hd + sb) % 2 ? 333 : 200, (hd + sb) % 2 ? 333 : 200}
-                                                   : std::vector<int>{1, 30, 200, 777};
-                cases.push_back(c);
-              }
+  for_each_exact_case([&](CaseSpec c) {
+    const bool dense = c.layout == Layout::dense, square = (c.head_dim + c.score_bias) % 2 == 0;
+    c.lens_q = dense ? std::vector<int>{200, 200} : std::vector<int>{1, 17, 200, 1000};
+    c.lens_k = dense ? std::vector<int>{square ? 200 : 333, square ? 200 : 333} : std::vector<int>{1, 30, 200, 777};
+    cases.push_back(c);
+  });
   for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
     for (int hd : {64, 128}) {
       CaseSpec c{layout, hd, DType::bf16, false, BiasMode::log_n, false, true, SigmoidMode::fast};

@@ -21,26 +21,19 @@ namespace {
 
 std::vector<CaseSpec> matrix_cases() {
   std::vector<CaseSpec> cases;
-  for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
-    for (int hd : {32, 64, 96, 128, 256})
-      for (DType dt : {DType::bf16, DType::fp16})
-        for (bool causal : {false, true})
-          for (BiasMode bias : {BiasMode::log_n, BiasMode::scalar})
-            for (bool sb : {false, true})
-              for (bool gqa : {false, true}) {
-                CaseSpec c{layout, hd, dt, causal, bias, sb, gqa, SigmoidMode::exact};
-                if (layout == Layout::dense) {
-                  const bool square = (hd + sb + gqa) % 2 == 0;
-                  c.lens_q = {200, 200};
-                  c.lens_k = {square ? 200 : 333, square ? 200 : 333};
-                  c.strided = gqa;
-                } else {
-                  c.lens_q = {1, 17, 200, 1000};
-                  c.lens_k = {1, 30, 200, 777};
-                  c.row_step = 5;
-                }
-                cases.push_back(c);
-              }
+  for_each_exact_case([&](CaseSpec c) {
+    if (c.layout == Layout::dense) {
+      const bool square = (c.head_dim + c.score_bias + c.gqa) % 2 == 0;
+      c.lens_q = {200, 200};
+      c.lens_k = {square ? 200 : 333, square ? 200 : 333};
+      c.strided = c.gqa;
+    } else {
+      c.lens_q = {1, 17, 200, 1000};
+      c.lens_k = {1, 30, 200, 777};
+      c.row_step = 5;
+    }
+    cases.push_back(c);
+  });
   // Fast sigmoid: every layout x head dim x dtype x causal.
   for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
     for (int hd : {32, 64, 96, 128, 256})

@@ -14,7 +14,8 @@
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
 #            and bench/first_call.py (no C++ GPU tests)
-# GTEST_FILTER in the environment narrows the GPU tests (gtest reads it); the whole GPU suite no
+# GTEST_FILTER in the environment narrows the GPU tests (gtest reads it); GPU_TESTS_TIMEOUT_S caps
+# them so that the benchmark after them still runs; the whole GPU suite no
 # longer fits one 10-minute call, so split it with gtest's own sharding: GTEST_TOTAL_SHARDS=3
 # GTEST_SHARD_INDEX=0 (then 1, 2), one call each.
 # Needs, carried from the dev machine: .deps (headers the image lacks: scripts/fetch_device_deps.sh)
@@ -112,7 +113,7 @@ if [ "$mode" != sweep ]; then
     grep -E "FAILED|Failure|rror" "$OUT/gpu_tests_first.log" | head -15
   fi
   step "GPU tests"
-  ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 >"$OUT/gpu_tests.log" 2>&1
+  timeout "${GPU_TESTS_TIMEOUT_S:-0}" ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 >"$OUT/gpu_tests.log" 2>&1  # 0: no limit
   echo "gpu tests exit code $?"
   grep -E "first call with a warm cache|^tuned .* vs default" "$OUT/gpu_tests.log"
   for m in atomic deterministic; do

@@ -7,6 +7,7 @@
 // caller's workspace (poisoned before the call), and the library workspace's reuse (allocation
 // counts: none in the steady state, one per new stream, growth only for a bigger problem).
 #include "tests/gpu/forward_problem.hpp"
+#include "tests/gpu/precompile.hpp"
 
 #include "runtime/workspace.hpp"
 
@@ -48,7 +49,12 @@ std::vector<CaseSpec> backward_cases() {
   return cases;
 }
 
-class BackwardMatrix : public ::testing::TestWithParam<CaseSpec> {};
+class BackwardMatrix : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (gpu_unavailable_reason().empty()) precompile_backward(backward_cases());
+  }
+};
 
 // One backward call with the gradients poisoned first; returns the check against fp64.
 CaseResult run_and_check(ForwardProblem& problem, const BackwardOptions& options) {

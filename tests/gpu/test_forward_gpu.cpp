@@ -7,14 +7,13 @@
 #include "runtime/driver_api.hpp"
 #include "runtime/kernel_cache.hpp"
 #include "tests/gpu/forward_problem.hpp"
+#include "tests/gpu/precompile.hpp"
 
 #include <sigjit/sigjit.h>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <thread>
 
 namespace sigjit::testing {
 namespace {
@@ -62,22 +61,7 @@ std::vector<CaseSpec> long_cases() {
   return cases;
 }
 
-// The kernel spec a case resolves to on this device.
-KernelSpec case_kernel_spec(const CaseSpec& c, const detail::DeviceInfo& dev, std::mt19937& rng) {
-  CaseSpec tiny = c;
-  tiny.lens_q.assign(c.lens_q.size(), 1);
-  tiny.lens_k.assign(c.lens_k.size(), 1);
-  ForwardProblem p(tiny, rng);
-  detail::Resolved r = detail::resolve(p.args());
-  r.args.seqlen_q = *std::max_element(c.lens_q.begin(), c.lens_q.end());
-  r.args.seqlen_k = *std::max_element(c.lens_k.begin(), c.lens_k.end());
-  return detail::forward_spec(r, dev.arch());
-}
-
 bool sm90_head_dim(int hd) { return hd == 64 || hd == 128 || hd == 256; }
-
-// Compiles (spec, config) pairs on all cores.
-void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work);
 
 // Compiles every kernel the cases need on all cores before the (serial) tests run; with sm90,
 // the sm90 family's default configs of the cases it supports.
@@ -91,22 +75,6 @@ void precompile(const std::vector<CaseSpec>& cases, bool sm90 = false) {
     work.emplace_back(spec, sm90 ? default_sm90_config(spec) : default_config(spec));
   }
   precompile_work(work);
-}
-
-void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work) {
-  const detail::DeviceInfo dev = detail::current_device();
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> pool;
-  const unsigned n = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned t = 0; t < n; ++t) {
-    pool.emplace_back([&] {
-      cudaSetDevice(0);
-      detail::driver().cuCtxSetCurrent(dev.context);
-      for (size_t i; (i = next++) < work.size();) detail::get_kernel(dev.context, work[i].first, work[i].second);
-    });
-  }
-  for (auto& t : pool) t.join();
-  fmt::print("precompiled {} kernel requests, {} NVRTC compiles so far\n", work.size(), detail::compile_count());
 }
 
 class ForwardMatrix : public ::testing::TestWithParam<CaseSpec> {

@@ -1,0 +1,65 @@
+#include "tests/gpu/precompile.hpp"
+
+#include "runtime/attention.hpp"
+#include "runtime/driver_api.hpp"
+#include "runtime/kernel_cache.hpp"
+#include "runtime/validate.hpp"
+
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <thread>
+
+namespace sigjit::testing {
+
+KernelSpec case_kernel_spec(const CaseSpec& c, const detail::DeviceInfo& dev, std::mt19937& rng) {
+  CaseSpec tiny = c;  // only the spec matters: allocate one token per sequence
+  tiny.lens_q.assign(c.lens_q.size(), 1);
+  tiny.lens_k.assign(c.lens_k.size(), 1);
+  ForwardProblem p(tiny, rng);
+  detail::Resolved r = detail::resolve(p.args());
+  r.args.seqlen_q = *std::max_element(c.lens_q.begin(), c.lens_q.end());
+  r.args.seqlen_k = *std::max_element(c.lens_k.begin(), c.lens_k.end());
+  return detail::forward_spec(r, dev.arch());
+}
+
+void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work) {
+  const detail::DeviceInfo dev = detail::current_device();
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned t = 0; t < n; ++t) {
+    pool.emplace_back([&] {
+      cudaSetDevice(0);
+      detail::driver().cuCtxSetCurrent(dev.context);
+      for (size_t i; (i = next++) < work.size();) detail::get_kernel(dev.context, work[i].first, work[i].second);
+    });
+  }
+  for (auto& t : pool) t.join();
+  fmt::print("precompiled {} kernel requests, {} NVRTC compiles so far\n", work.size(), detail::compile_count());
+}
+
+void precompile_backward(const std::vector<CaseSpec>& cases) {
+  const detail::DeviceInfo dev = detail::current_device();
+  std::vector<std::pair<KernelSpec, TileConfig>> work;
+  std::set<std::string> seen;
+  const auto add = [&](const KernelSpec& spec, const TileConfig& config) {
+    if (seen.insert(kernel_name(spec, config)).second) work.emplace_back(spec, config);
+  };
+  std::mt19937 rng(1);
+  for (const auto& c : cases) {
+    KernelSpec spec = case_kernel_spec(c, dev, rng);
+    for (Direction part : {Direction::backward_fused, Direction::backward_dkdv, Direction::backward_dq}) {
+      spec.direction = part;
+      add(spec, default_config(spec));
+    }
+    spec.direction = Direction::backward_fused;
+    add(dq_convert_spec(spec), dq_convert_config());
+  }
+  precompile_work(work);
+}
+
+}  // namespace sigjit::testing

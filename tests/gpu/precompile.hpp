@@ -1,0 +1,26 @@
+// Compiles every kernel a GPU test suite will need on all cores before its (serial) cases run.
+// Why: each case otherwise pays its NVRTC compiles one after another (a backward case needs up to
+// four kernels), and the matrices would not fit one device call.
+#pragma once
+
+#include "compiler/kernel_spec.hpp"
+#include "runtime/device.hpp"
+#include "tests/gpu/forward_problem.hpp"
+
+#include <random>
+#include <utility>
+#include <vector>
+
+namespace sigjit::testing {
+
+// The forward kernel spec a case resolves to on this device.
+KernelSpec case_kernel_spec(const CaseSpec& c, const detail::DeviceInfo& dev, std::mt19937& rng);
+
+// Compiles (spec, config) pairs into the in-process kernel table on all cores.
+void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work);
+
+// Every backward kernel the cases resolve to by default: the fused kernel and its dQ convert
+// kernel, and the deterministic dK/dV and dQ pair.
+void precompile_backward(const std::vector<CaseSpec>& cases);
+
+}  // namespace sigjit::testing

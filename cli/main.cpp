@@ -48,7 +48,7 @@ struct SpecOptions {
 
 struct TuneFlags {
   std::string head_dims = "64,128", dtypes = "bf16", layouts = "dense", seqs = "512..16384", sigmoid = "fast", directions = "fwd";
-  bool causal = false;
+  bool causal = false, directions_given = false;
   std::string lengths_file, workload_file, preset, strategy = "auto", arch;
   double seconds_per_candidate = 2.0;
 };
@@ -150,7 +150,7 @@ int run_info() {
 }
 
 tuner::Workload workload_for(const TuneFlags& f, const sigjit::Arch& arch) {
-  if (!f.preset.empty()) return tuner::preset(f.preset, arch);
+  if (!f.preset.empty()) return tuner::preset(f.preset, arch, f.directions_given ? split(f.directions) : std::vector<std::string>{});
   if (!f.workload_file.empty()) {
     std::ifstream in(f.workload_file);
     if (!in) throw Error(fmt::format("--workload {}: cannot read the file", f.workload_file));
@@ -349,7 +349,8 @@ int main(int argc, char** argv) {
   tune->add_option("--direction", tf.directions,
                    "fwd, bwd (the default backward: its fused dK/dV/dQ-atomics kernel, timed with the workspace zeroing and dQ "
                    "convert), bwd_det (the deterministic backward's dK/dV and dQ kernels), or one kernel: bwd_fused, bwd_dkdv, "
-                   "bwd_dq; comma-separated, e.g. fwd,bwd");
+                   "bwd_dq; comma-separated, e.g. fwd,bwd. With --preset: narrows the preset's directions")
+      ->each([&tf](const std::string&) { tf.directions_given = true; });
   tune->add_option("--lengths-file", tf.lengths_file, "Your own ragged lengths (one per line or a JSON array) for padded/varlen");
   tune->add_option("--workload", tf.workload_file, "JSON workload file instead of the flags");
   tune->add_option("--preset", tf.preset, "Named workload: single-cell (hd 64,128, bf16, dense/padded/varlen, 512..16384, fwd and the backward the library runs by default)");

@@ -7,7 +7,8 @@
 #     sweep: tile-config sweep at the grid's key points (no tests)
 #     final: GPU tests + sigjit's full forward grid (+ causal, varlen) + TritonSigmoid at the
 #            anchor points of shared/anchors-h100.md (fits one ~7-minute call)
-#     tune:  `sigjit tune --preset single-cell` into an empty cache, timed, then `sigjit verify --gpu`
+#     tune:  `sigjit tune --preset single-cell --direction fwd` (TUNE_DIRECTIONS) into an empty cache,
+#            timed, then `sigjit verify --gpu`
 #     variants: the sm90 ping-pong / FMA-sigmoid tunables: their GPU matrix under timeouts (a
 #            barrier bug hangs), then a tile sweep at hd 64/128 next to TritonSigmoid (no other tests)
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
@@ -47,7 +48,7 @@ if [ "$mode" = tune ]; then
   export SIGJIT_CACHE_DIR=/tmp/sigjit-preset-cache
   rm -rf "$SIGJIT_CACHE_DIR"
   start=$(date +%s)
-  timeout "${TUNE_TIMEOUT_S:-480}" ./build-dev/sigjit tune --preset single-cell >"$OUT/tune_preset.log" 2>&1
+  timeout "${TUNE_TIMEOUT_S:-480}" ./build-dev/sigjit tune --preset single-cell --direction "${TUNE_DIRECTIONS:-fwd}" >"$OUT/tune_preset.log" 2>&1
   echo "tune exit code $? after $(($(date +%s) - start)) s" | tee -a "$OUT/tune_preset.log"
   tail -30 "$OUT/tune_preset.log"
   ./build-dev/sigjit list >"$OUT/tune_list.txt" 2>&1; echo "entries: $(($(wc -l <"$OUT/tune_list.txt") - 1))"

@@ -102,7 +102,8 @@ struct WorkloadFlags {
 };
 Workload workload_from_flags(const WorkloadFlags& flags, const Arch& arch);
 Workload workload_from_json(const nlohmann::json& j, const Arch& arch);  // throws Error naming the bad field
-Workload preset(const std::string& name, const Arch& arch);                  // "single-cell"
+// "single-cell". `directions`, when not empty, replaces the preset's (e.g. {"fwd"} to tune its forward only).
+Workload preset(const std::string& name, const Arch& arch, const std::vector<std::string>& directions = {});
 std::vector<std::string> preset_names();
 
 }  // namespace sigjit::tuner

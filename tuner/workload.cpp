@@ -358,7 +358,7 @@ Workload workload_from_json(const nlohmann::json& j, const Arch& arch) {
   return w;
 }
 
-Workload preset(const std::string& name, const Arch& arch) {
+Workload preset(const std::string& name, const Arch& arch, const std::vector<std::string>& directions) {
   if (name == "single-cell") {
     // Single-cell transcriptomics models: hd 64 and 128 in bf16, cells of every length up to
     // 16K genes, dense or ragged batches, bidirectional (non-causal), the fast sigmoid; trained,
@@ -371,6 +371,7 @@ Workload preset(const std::string& name, const Arch& arch) {
     f.causal = {false};
     f.sigmoid = {"fast"};
     f.directions = {"fwd", kFusedBackwardVerified ? "bwd" : "bwd_det"};
+    if (!directions.empty()) f.directions = directions;
     return build_from_flags(f, arch, [&](const std::string& field) { return fmt::format("preset '{}': {}", name, field); });
   }
   throw Error(fmt::format("preset: '{}' is unknown; available: {}", name, fmt::join(preset_names(), ", ")));

@@ -850,6 +850,16 @@ TEST(TunerWorkload, SingleCellPreset) {
   EXPECT_TRUE(w.user_lengths.empty());
 }
 
+TEST(TunerWorkload, PresetDirectionsCanBeNarrowed) {
+  const tuner::Workload fwd = tuner::preset("single-cell", kSm90, {"fwd"});
+  ASSERT_EQ(fwd.specs.size(), 24u);
+  for (const auto& s : fwd.specs) EXPECT_EQ(s.direction, sigjit::Direction::forward);
+  const tuner::Workload bwd = tuner::preset("single-cell", kSm90, {"bwd"});
+  ASSERT_EQ(bwd.specs.size(), 24u);
+  for (const auto& s : bwd.specs) EXPECT_EQ(s.direction, sigjit::Direction::backward_fused);
+  expect_error([] { tuner::preset("single-cell", kSm90, {"sideways"}); }, {"preset 'single-cell'", "sideways"});
+}
+
 TEST(TunerWorkload, BackwardDirectionsMapToTheirKernels) {
   auto directions = [](std::vector<std::string> names) {
     tuner::WorkloadFlags f;

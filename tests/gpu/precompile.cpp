@@ -7,6 +7,7 @@
 
 #include <cuda_runtime.h>
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,6 +25,24 @@ KernelSpec case_kernel_spec(const CaseSpec& c, const detail::DeviceInfo& dev, st
   r.args.seqlen_q = *std::max_element(c.lens_q.begin(), c.lens_q.end());
   r.args.seqlen_k = *std::max_element(c.lens_k.begin(), c.lens_k.end());
   return detail::forward_spec(r, dev.arch());
+}
+
+std::vector<CaseSpec> cases_to_run(const std::vector<CaseSpec>& cases, const std::string& suite) {
+  std::set<std::string> selected;
+  const ::testing::UnitTest& unit = *::testing::UnitTest::GetInstance();
+  for (int s = 0; s < unit.total_test_suite_count(); ++s) {
+    const ::testing::TestSuite& ts = *unit.GetTestSuite(s);
+    const std::string name = ts.name();  // "<instantiation>/<suite>"
+    if (name.size() <= suite.size() || name.compare(name.size() - suite.size() - 1, std::string::npos, "/" + suite) != 0) continue;
+    for (int t = 0; t < ts.total_test_count(); ++t) {
+      const ::testing::TestInfo& info = *ts.GetTestInfo(t);
+      if (info.should_run() && info.value_param() != nullptr) selected.insert(info.value_param());
+    }
+  }
+  std::vector<CaseSpec> out;
+  for (const CaseSpec& c : cases)
+    if (selected.count(c.name()) > 0) out.push_back(c);
+  return out;
 }
 
 void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work) {

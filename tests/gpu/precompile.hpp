@@ -8,6 +8,7 @@
 #include "tests/gpu/forward_problem.hpp"
 
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -15,6 +16,10 @@ namespace sigjit::testing {
 
 // The forward kernel spec a case resolves to on this device.
 KernelSpec case_kernel_spec(const CaseSpec& c, const detail::DeviceInfo& dev, std::mt19937& rng);
+
+// The cases of the parameterised suite `suite` (e.g. "BackwardMatrix", any instantiation) that gtest's filter
+// and sharding will run, so that a narrowed run compiles only what it needs.
+std::vector<CaseSpec> cases_to_run(const std::vector<CaseSpec>& cases, const std::string& suite);
 
 // Compiles (spec, config) pairs into the in-process kernel table on all cores.
 void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work);

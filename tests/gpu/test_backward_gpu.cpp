@@ -52,7 +52,7 @@ std::vector<CaseSpec> backward_cases() {
 class BackwardMatrix : public ::testing::TestWithParam<CaseSpec> {
  public:
   static void SetUpTestSuite() {
-    if (gpu_unavailable_reason().empty()) precompile_backward(backward_cases());
+    if (gpu_unavailable_reason().empty()) precompile_backward(cases_to_run(backward_cases(), "BackwardMatrix"));
   }
 };
 

@@ -84,7 +84,7 @@ class ForwardMatrix : public ::testing::TestWithParam<CaseSpec> {
     auto all = matrix_cases();
     auto more = long_cases();
     all.insert(all.end(), more.begin(), more.end());
-    precompile(all);
+    precompile(cases_to_run(all, "ForwardMatrix"));
   }
 };
 
@@ -145,7 +145,7 @@ class ForwardMatrixSm90 : public ::testing::TestWithParam<CaseSpec> {
     auto all = matrix_cases();
     auto more = long_cases();
     all.insert(all.end(), more.begin(), more.end());
-    precompile(all, true);
+    precompile(cases_to_run(all, "ForwardMatrixSm90"), true);
   }
 };
 

@@ -229,6 +229,12 @@ def _score_bias(t: Optional[Tensor], shape: tuple, device: torch.device) -> Opti
 def _max_seqlen(name: str, n):
     if isinstance(n, torch.SymInt):  # traced under torch.compile with dynamic shapes
         return n
+    # Dynamo traces a dynamic int as a symbolic node on which hasattr() breaks the graph, but
+    # isinstance(n, int) holds for it: take plain ints first, then anything with __index__.
+    if isinstance(n, int) and not isinstance(n, bool):
+        if n < 0:
+            _fail(f"{name}={n}: must be non-negative (the longest sequence)")
+        return n
     if isinstance(n, (torch.Tensor, bool)) or not hasattr(n, "__index__"):
         _fail(f"{name}={n!r}: expected a non-negative Python int (the longest sequence, as in flash_attn_varlen_func)")
     n = int(n)

@@ -63,15 +63,34 @@ float half_to_float(std::uint16_t h, bool bf16) {
   return static_cast<float>(x);
 }
 
+// Runs body(i) for i in [0, n) on all cores; `per_thread` runs first on each worker (e.g. to make
+// the CUDA context current there).
+void parallel_for(std::size_t n, const std::function<void(std::size_t)>& body, const std::function<void()>& per_thread = {}) {
+  std::atomic<std::size_t> next{0};
+  const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(n)));
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      if (per_thread) per_thread();
+      for (std::size_t i; (i = next++) < n;) body(i);
+    });
+  }
+  for (auto& t : pool) t.join();
+}
+
 class GpuMeasurer final : public tuner::Measurer {
  public:
   GpuMeasurer(const DeviceInfo& dev, const KernelSpec& spec, const tuner::Shape& shape) : dev_(dev), spec_(spec) { build(shape); }
 
   tuner::Verdict check(const KernelSpec& spec, const TileConfig& config) override {
     try {
-      if (baseline_.empty()) baseline_ = run_once(default_config(spec));
-      const std::vector<std::uint16_t> out = run_once(config);
-      return compare(out);
+      if (baseline_.empty()) {
+        std::vector<std::uint16_t> baseline;  // assigned only when complete, so a failed run leaves none
+        run_once(default_config(spec), baseline);
+        baseline_ = std::move(baseline);
+      }
+      run_once(config, candidate_out_);
+      return compare(candidate_out_);
     } catch (const Error& e) {
       return {false, fmt::format("{}: {}", e.kind() == ErrorKind::compile ? "compile" : "launch", e.what())};
     }
@@ -230,34 +249,48 @@ class GpuMeasurer final : public tuner::Measurer {
     SIGJIT_CHECK_CU(driver().cuMemcpyHtoD(dst.ptr(), host.data(), host.size() * 2));
   }
 
-  std::vector<std::uint16_t> run_once(const TileConfig& config) {
+  // Fills `out` (reused across candidates: the padded gt8k outputs are hundreds of MB).
+  void run_once(const TileConfig& config, std::vector<std::uint16_t>& out) {
     const LoadedKernel k = get_kernel(dev_.context, spec_, config);
     if (spec_.direction != Direction::forward) prepare_backward(config);
     const auto tensors = outputs();
     for (const auto& [ptr, elems] : tensors) SIGJIT_CHECK_CU(driver().cuMemsetD8(ptr, 0xFF, elems * 2));  // poison: NaN in bf16 and fp16
     launch_timed(k, config);
     SIGJIT_CHECK_CU(driver().cuCtxSynchronize());
-    std::vector<std::uint16_t> out;
+    std::size_t total = 0;
+    for (const auto& t : tensors) total += t.second;
+    out.resize(total);
+    std::size_t at = 0;
     for (const auto& [ptr, elems] : tensors) {
-      const std::size_t at = out.size();
-      out.resize(at + elems);
       SIGJIT_CHECK_CU(driver().cuMemcpyDtoH(out.data() + at, ptr, elems * 2));
+      at += elems;
     }
-    return out;
   }
 
   tuner::Verdict compare(const std::vector<std::uint16_t>& out) const {
     const bool bf16 = spec_.dtype == DType::bf16;
+    // On all cores in fixed chunks summed in order: a serial pass over a padded gt8k output took
+    // about a second per candidate, most of the preset's tuning time (H100, 2026-11-23).
+    constexpr std::size_t kChunk = std::size_t{1} << 20;
+    struct Partial {
+      double err2 = 0, ref2 = 0;
+      long unwritten = 0;
+    };
+    std::vector<Partial> parts((out.size() + kChunk - 1) / kChunk);
+    parallel_for(parts.size(), [&](std::size_t c) {
+      Partial& p = parts[c];
+      for (std::size_t i = c * kChunk, end = std::min(out.size(), i + kChunk); i < end; ++i) {
+        const bool ref_poison = baseline_[i] == 0xFFFF, got_poison = out[i] == 0xFFFF;
+        if (ref_poison != got_poison) ++p.unwritten;
+        if (ref_poison || got_poison) continue;
+        const double r = half_to_float(baseline_[i], bf16), g = half_to_float(out[i], bf16);
+        p.err2 += (g - r) * (g - r);
+        p.ref2 += r * r;
+      }
+    });
     double err2 = 0, ref2 = 0;
     long unwritten = 0;
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      const bool ref_poison = baseline_[i] == 0xFFFF, got_poison = out[i] == 0xFFFF;
-      if (ref_poison != got_poison) ++unwritten;
-      if (ref_poison || got_poison) continue;
-      const double r = half_to_float(baseline_[i], bf16), g = half_to_float(out[i], bf16);
-      err2 += (g - r) * (g - r);
-      ref2 += r * r;
-    }
+    for (const Partial& p : parts) err2 += p.err2, ref2 += p.ref2, unwritten += p.unwritten;
     const double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
     const double tol = bf16 ? 1e-2 : 2e-3;
     if (unwritten) return {false, fmt::format("wrong output: {} elements written differently from the baseline", unwritten)};
@@ -275,24 +308,9 @@ class GpuMeasurer final : public tuner::Measurer {
   SigjitBwdParams bwd_params_{};
   BackwardKernels partners_;
   std::size_t o_elems_ = 0, kv_elems_ = 0;
-  std::vector<std::uint16_t> baseline_;
+  std::vector<std::uint16_t> baseline_, candidate_out_;
   double flops_ = 0;
 };
-
-// Runs body(i) for i in [0, n) on all cores; `per_thread` runs first on each worker (e.g. to make
-// the CUDA context current there).
-void parallel_for(std::size_t n, const std::function<void(std::size_t)>& body, const std::function<void()>& per_thread = {}) {
-  std::atomic<std::size_t> next{0};
-  const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(n)));
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      if (per_thread) per_thread();
-      for (std::size_t i; (i = next++) < n;) body(i);
-    });
-  }
-  for (auto& t : pool) t.join();
-}
 
 }  // namespace
 

@@ -39,16 +39,26 @@ def load(path):
 
 
 def table(best):
-    out = ["| hd | L | pad % | layout | causal | dir | sigjit TFLOPS | TritonSigmoid TFLOPS | sigjit / TritonSigmoid |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    # The deterministic backward (sigjit-bench --deterministic) gets its own column and its cost
+    # against the default backward, when the run measured it.
+    det = any("sigjit-det" in d for d in best.values())
+    head = "| hd | L | pad % | layout | causal | dir | sigjit TFLOPS | TritonSigmoid TFLOPS | sigjit / TritonSigmoid |"
+    rule = "|---|---|---|---|---|---|---|---|---|"
+    if det:
+        head += " sigjit deterministic TFLOPS | deterministic time / default time |"
+        rule += "---|---|"
+    out = [head, rule]
     f = lambda x: f"{x:.1f}" if x else ""
     for key in sorted(best):
         d = best[key]
-        s, t = d.get("sigjit"), d.get("triton-sigmoid")
-        if s is None and t is None:
+        s, t, sd = d.get("sigjit"), d.get("triton-sigmoid"), d.get("sigjit-det")
+        if s is None and t is None and sd is None:
             continue
         ratio = f"{s / t:.2f}" if s and t else ""
-        out.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {'yes' if key[4] == '1' else 'no'} | {key[5]} | {f(s)} | {f(t)} | {ratio} |")
+        row = f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {'yes' if key[4] == '1' else 'no'} | {key[5]} | {f(s)} | {f(t)} | {ratio} |"
+        if det:
+            row += f" {f(sd)} | {f'{s / sd:.2f}' if s and sd else ''} |"
+        out.append(row)
     sweeps = {k: {n: v for n, v in d.items() if n.startswith("sigjit[")} for k, d in best.items()}
     sweeps = {k: v for k, v in sweeps.items() if v}
     if sweeps:

@@ -248,60 +248,52 @@ TEST(Validation, BadLayoutEnum) {
   EXPECT_THAT(validation_error(a), AllOf(StartsWith("layout"), HasSubstr("dense, padded or varlen")));
 }
 
+// One bad field per case: the error starts with the field (and its value) and says `hint`.
+struct BadField {
+  sigjit::AttentionArgs (*make)();
+  void (*mutate)(sigjit::AttentionArgs&);
+  const char* starts_with;
+  const char* hint = "";
+};
+
+void expect_each_rejected(std::initializer_list<BadField> cases) {
+  for (const BadField& c : cases) {
+    sigjit::AttentionArgs a = c.make();
+    c.mutate(a);
+    EXPECT_THAT(validation_error(a), AllOf(StartsWith(c.starts_with), HasSubstr(c.hint))) << c.starts_with;
+  }
+}
+
+using Args = sigjit::AttentionArgs;
+
 TEST(Validation, BadBiasModeAndSigmoidEnums) {
-  auto a = dense_args();
-  a.bias_mode = static_cast<sigjit::BiasMode>(2);
-  EXPECT_THAT(validation_error(a), StartsWith("bias_mode"));
-  a = dense_args();
-  a.sigmoid = static_cast<sigjit::SigmoidMode>(5);
-  EXPECT_THAT(validation_error(a), StartsWith("sigmoid"));
+  expect_each_rejected({
+      {dense_args, [](Args& a) { a.bias_mode = static_cast<sigjit::BiasMode>(2); }, "bias_mode"},
+      {dense_args, [](Args& a) { a.sigmoid = static_cast<sigjit::SigmoidMode>(5); }, "sigmoid"},
+  });
 }
 
 TEST(Validation, NegativeBatchAndSequenceLengths) {
-  auto a = dense_args();
-  a.batch = -1;
-  EXPECT_THAT(validation_error(a), StartsWith("batch=-1"));
-  a = dense_args();
-  a.seqlen_q = -5;
-  EXPECT_THAT(validation_error(a), StartsWith("seqlen_q=-5"));
-  a = dense_args();
-  a.seqlen_k = -1;
-  EXPECT_THAT(validation_error(a), StartsWith("seqlen_k=-1"));
+  expect_each_rejected({
+      {dense_args, [](Args& a) { a.batch = -1; }, "batch=-1"},
+      {dense_args, [](Args& a) { a.seqlen_q = -5; }, "seqlen_q=-5"},
+      {dense_args, [](Args& a) { a.seqlen_k = -1; }, "seqlen_k=-1"},
+      {varlen_args, [](Args& a) { a.total_q = -1; }, "total_q=-1"},
+      {varlen_args, [](Args& a) { a.total_k = -3; }, "total_k=-3"},
+  });
 }
 
 TEST(Validation, BatchBeyondGridLimit) {
-  auto a = dense_args();
-  a.batch = 65536;
-  EXPECT_THAT(validation_error(a), AllOf(StartsWith("batch=65536"), HasSubstr("65535")));
+  expect_each_rejected({{dense_args, [](Args& a) { a.batch = 65536; }, "batch=65536", "65535"}});
 }
 
-TEST(Validation, HeadsOutOfRange) {
-  auto a = dense_args();
-  a.heads_q = 0;
-  EXPECT_THAT(validation_error(a), StartsWith("heads_q=0"));
-  a = dense_args();
-  a.heads_kv = -2;
-  EXPECT_THAT(validation_error(a), StartsWith("heads_kv=-2"));
-}
-
-TEST(Validation, HeadsQNotAMultipleOfHeadsKv) {
-  auto a = dense_args();
-  a.heads_q = 6;
-  a.heads_kv = 4;
-  EXPECT_THAT(validation_error(a), AllOf(StartsWith("heads_kv=4"), HasSubstr("heads_q=6"), HasSubstr("multiple")));
-  a = dense_args();
-  a.heads_q = 2;
-  a.heads_kv = 4;  // more kv heads than query heads
-  EXPECT_THAT(validation_error(a), StartsWith("heads_kv=4"));
-}
-
-TEST(Validation, VarlenNegativeTotals) {
-  auto a = varlen_args();
-  a.total_q = -1;
-  EXPECT_THAT(validation_error(a), StartsWith("total_q=-1"));
-  a = varlen_args();
-  a.total_k = -3;
-  EXPECT_THAT(validation_error(a), StartsWith("total_k=-3"));
+TEST(Validation, HeadsOutOfRangeOrNotGrouped) {
+  expect_each_rejected({
+      {dense_args, [](Args& a) { a.heads_q = 0; }, "heads_q=0"},
+      {dense_args, [](Args& a) { a.heads_kv = -2; }, "heads_kv=-2"},
+      {dense_args, [](Args& a) { a.heads_q = 6, a.heads_kv = 4; }, "heads_kv=4", "heads_q=6 must be a positive multiple"},
+      {dense_args, [](Args& a) { a.heads_q = 2, a.heads_kv = 4; }, "heads_kv=4"},  // more kv heads than query heads
+  });
 }
 
 // ---- strides -----------------------------------------------------------------------------------
@@ -331,44 +323,23 @@ TEST(Validation, NegativeStrides) {
   EXPECT_THAT(validation_error(a), AllOf(StartsWith("k_strides.token=-256"), HasSubstr("positive")));
 }
 
-TEST(Validation, HeadStrideSmallerThanHeadDim) {
-  auto a = dense_args();
-  a.q_strides = {0, 0, 32};  // 32 < head_dim 64
-  EXPECT_THAT(validation_error(a), AllOf(StartsWith("q_strides.head=32"), HasSubstr("heads would overlap")));
-}
-
-TEST(Validation, TokenStrideSmallerThanHeadDim) {
-  auto a = dense_args();
-  a.heads_q = 1;
-  a.v_strides = {0, 16, 0};
-  EXPECT_THAT(validation_error(a), AllOf(StartsWith("v_strides.token=16"), HasSubstr("tokens would overlap")));
-}
-
-TEST(Validation, OverlappingHeadAndTokenStrides) {
-  // 4 heads of stride 64 need 256 elements per token; a token stride of 128 overlaps them.
-  auto a = dense_args();
-  a.k_strides = {0, 128, 64};
-  EXPECT_THAT(validation_error(a), AllOf(StartsWith("k_strides"), HasSubstr("overlap")));
-  // Heads outer: 16 tokens of stride 64 need 1024 elements per head; head stride 512 overlaps.
-  a = dense_args();
-  a.o_strides = {0, 64, 512};
-  EXPECT_THAT(validation_error(a), AllOf(StartsWith("o_strides"), HasSubstr("overlap")));
-}
-
-TEST(Validation, OverlappingOutputBatches) {
-  // One batch entry of O spans 16 * 256 = 4096 elements; a batch stride of 2048 overlaps.
-  auto a = dense_args();
-  a.o_strides = {2048, 0, 0};
-  EXPECT_THAT(validation_error(a), AllOf(StartsWith("o_strides.batch=2048"), HasSubstr("overlap")));
-  // Batch between heads and tokens ([L, B, H, D]-like), but one batch entry's 4 heads span 256
-  // elements and the batch stride is 128.
-  a = dense_args();
-  a.o_strides = {128, 2 * 4 * 64, 64};
-  EXPECT_THAT(validation_error(a), AllOf(StartsWith("o_strides.batch=128"), HasSubstr("overlap")));
-  // Batch innermost-but-one with a stride equal to the head stride: batch 1 head 0 == batch 0 head 1.
-  a = dense_args();
-  a.o_strides = {64, 0, 0};
-  EXPECT_THAT(validation_error(a), StartsWith("o_strides.batch=64"));
+// Strides that would make heads, tokens or (for the written O) batch entries overlap.
+TEST(Validation, OverlappingStrides) {
+  expect_each_rejected({
+      {dense_args, [](Args& a) { a.q_strides = {0, 0, 32}; }, "q_strides.head=32", "heads would overlap"},  // 32 < head_dim 64
+      {dense_args, [](Args& a) { a.heads_q = 1, a.v_strides = {0, 16, 0}; }, "v_strides.token=16", "tokens would overlap"},
+      // 4 heads of stride 64 need 256 elements per token; a token stride of 128 overlaps them.
+      {dense_args, [](Args& a) { a.k_strides = {0, 128, 64}; }, "k_strides", "overlap"},
+      // Heads outer: 16 tokens of stride 64 need 1024 elements per head; head stride 512 overlaps.
+      {dense_args, [](Args& a) { a.o_strides = {0, 64, 512}; }, "o_strides", "overlap"},
+      // One batch entry of O spans 16 * 256 = 4096 elements; a batch stride of 2048 overlaps.
+      {dense_args, [](Args& a) { a.o_strides = {2048, 0, 0}; }, "o_strides.batch=2048", "overlap"},
+      // Batch between heads and tokens ([L, B, H, D]-like), but one batch entry's 4 heads span
+      // 256 elements and the batch stride is 128.
+      {dense_args, [](Args& a) { a.o_strides = {128, 2 * 4 * 64, 64}; }, "o_strides.batch=128", "overlap"},
+      // Batch stride equal to the head stride: batch 1 head 0 == batch 0 head 1.
+      {dense_args, [](Args& a) { a.o_strides = {64, 0, 0}; }, "o_strides.batch=64"},
+  });
 }
 
 TEST(Validation, OverlappingInputBatchesAreAllowed) {
@@ -387,40 +358,17 @@ TEST(Validation, VarlenIgnoresBatchStride) {
 
 // ---- layouts and their length arrays -----------------------------------------------------------
 
-TEST(Validation, PaddedWithoutSeqLens) {
-  auto a = padded_args();
-  a.seq_lens_q = nullptr;
-  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("seq_lens_q"), HasSubstr("padded layout needs")));
-  a = padded_args();
-  a.seq_lens_k = nullptr;
-  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("seq_lens_k"), HasSubstr("padded layout needs")));
-}
-
-TEST(Validation, SeqLensWithDenseLayout) {
-  auto a = dense_args();
-  a.seq_lens_k = fake_lens(0x60000);
-  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("seq_lens_k"), HasSubstr("only used by layout padded")));
-}
-
-TEST(Validation, SeqLensWithVarlenLayout) {
-  auto a = varlen_args();
-  a.seq_lens_q = fake_lens(0x60000);
-  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("seq_lens_q"), HasSubstr("only used by layout padded")));
-}
-
-TEST(Validation, VarlenWithoutCuSeqlens) {
-  auto a = varlen_args();
-  a.cu_seqlens_q = nullptr;
-  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("cu_seqlens_q"), HasSubstr("varlen layout needs")));
-  a = varlen_args();
-  a.cu_seqlens_k = nullptr;
-  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("cu_seqlens_k"), HasSubstr("varlen layout needs")));
-}
-
-TEST(Validation, CuSeqlensWithDenseLayout) {
-  auto a = dense_args();
-  a.cu_seqlens_q = fake_lens(0x50000);
-  EXPECT_THAT(validation_error(a), AllOf(HasSubstr("cu_seqlens_q"), HasSubstr("only used by layout varlen")));
+// Each layout needs its own length arrays and rejects the other's, naming the array.
+TEST(Validation, LengthArraysMatchTheLayout) {
+  expect_each_rejected({
+      {padded_args, [](Args& a) { a.seq_lens_q = nullptr; }, "seq_lens_q/seq_lens_k: ", "padded layout needs"},
+      {padded_args, [](Args& a) { a.seq_lens_k = nullptr; }, "seq_lens_q/seq_lens_k: ", "padded layout needs"},
+      {dense_args, [](Args& a) { a.seq_lens_k = fake_lens(0x60000); }, "seq_lens_q/seq_lens_k: ", "only used by layout padded"},
+      {varlen_args, [](Args& a) { a.seq_lens_q = fake_lens(0x60000); }, "seq_lens_q/seq_lens_k: ", "only used by layout padded"},
+      {varlen_args, [](Args& a) { a.cu_seqlens_q = nullptr; }, "cu_seqlens_q/cu_seqlens_k: ", "varlen layout needs"},
+      {varlen_args, [](Args& a) { a.cu_seqlens_k = nullptr; }, "cu_seqlens_q/cu_seqlens_k: ", "varlen layout needs"},
+      {dense_args, [](Args& a) { a.cu_seqlens_q = fake_lens(0x50000); }, "cu_seqlens_q/cu_seqlens_k: ", "only used by layout varlen"},
+  });
 }
 
 TEST(Validation, HostSeqLensBeyondBuffer) {

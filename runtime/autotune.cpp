@@ -254,7 +254,7 @@ class GpuMeasurer final : public tuner::Measurer {
     const LoadedKernel k = get_kernel(dev_.context, spec_, config);
     if (spec_.direction != Direction::forward) prepare_backward(config);
     const auto tensors = outputs();
-    for (const auto& [ptr, elems] : tensors) SIGJIT_CHECK_CU(driver().cuMemsetD8(ptr, 0xFF, elems * 2));  // poison: NaN in bf16 and fp16
+    for (const auto& [ptr, elems] : tensors) SIGJIT_CHECK_CU(driver().cuMemsetD8(ptr, kPoisonBits & 0xFF, elems * 2));
     launch_timed(k, config);
     SIGJIT_CHECK_CU(driver().cuCtxSynchronize());
     std::size_t total = 0;
@@ -268,34 +268,7 @@ class GpuMeasurer final : public tuner::Measurer {
   }
 
   tuner::Verdict compare(const std::vector<std::uint16_t>& out) const {
-    const bool bf16 = spec_.dtype == DType::bf16;
-    // On all cores in fixed chunks summed in order: a serial pass over a padded gt8k output took
-    // about a second per candidate, most of the preset's tuning time (H100, 2026-11-23).
-    constexpr std::size_t kChunk = std::size_t{1} << 20;
-    struct Partial {
-      double err2 = 0, ref2 = 0;
-      long unwritten = 0;
-    };
-    std::vector<Partial> parts((out.size() + kChunk - 1) / kChunk);
-    parallel_for(parts.size(), [&](std::size_t c) {
-      Partial& p = parts[c];
-      for (std::size_t i = c * kChunk, end = std::min(out.size(), i + kChunk); i < end; ++i) {
-        const bool ref_poison = baseline_[i] == 0xFFFF, got_poison = out[i] == 0xFFFF;
-        if (ref_poison != got_poison) ++p.unwritten;
-        if (ref_poison || got_poison) continue;
-        const double r = half_to_float(baseline_[i], bf16), g = half_to_float(out[i], bf16);
-        p.err2 += (g - r) * (g - r);
-        p.ref2 += r * r;
-      }
-    });
-    double err2 = 0, ref2 = 0;
-    long unwritten = 0;
-    for (const Partial& p : parts) err2 += p.err2, ref2 += p.ref2, unwritten += p.unwritten;
-    const double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
-    const double tol = bf16 ? 1e-2 : 2e-3;
-    if (unwritten) return {false, fmt::format("wrong output: {} elements written differently from the baseline", unwritten)};
-    if (!(rel <= tol)) return {false, fmt::format("wrong output: rel error {:.3g} > {:.3g} vs the default config", rel, tol)};
-    return {};
+    return compare_with_baseline(baseline_, out, spec_.dtype == DType::bf16);
   }
 
   const DeviceInfo dev_;
@@ -313,6 +286,40 @@ class GpuMeasurer final : public tuner::Measurer {
 };
 
 }  // namespace
+
+tuner::Verdict compare_with_baseline(const std::vector<std::uint16_t>& baseline, const std::vector<std::uint16_t>& out, bool bf16) {
+  if (out.size() != baseline.size()) {
+    return {false, fmt::format("wrong output: {} elements, the baseline has {}", out.size(), baseline.size())};
+  }
+  // On all cores in fixed chunks summed in order (the same verdict on every machine): a serial
+  // pass over a padded gt8k output took about a second per candidate, most of the single-cell
+  // preset's tuning time (H100, 2026-11-23).
+  constexpr std::size_t kChunk = std::size_t{1} << 20;
+  struct Partial {
+    double err2 = 0, ref2 = 0;
+    long unwritten = 0;
+  };
+  std::vector<Partial> parts((out.size() + kChunk - 1) / kChunk);
+  parallel_for(parts.size(), [&](std::size_t c) {
+    Partial& p = parts[c];
+    for (std::size_t i = c * kChunk, end = std::min(out.size(), i + kChunk); i < end; ++i) {
+      const bool ref_poison = baseline[i] == kPoisonBits, got_poison = out[i] == kPoisonBits;
+      if (ref_poison != got_poison) ++p.unwritten;
+      if (ref_poison || got_poison) continue;
+      const double r = half_to_float(baseline[i], bf16), g = half_to_float(out[i], bf16);
+      p.err2 += (g - r) * (g - r);
+      p.ref2 += r * r;
+    }
+  });
+  double err2 = 0, ref2 = 0;
+  long unwritten = 0;
+  for (const Partial& p : parts) err2 += p.err2, ref2 += p.ref2, unwritten += p.unwritten;
+  const double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  const double tol = bf16 ? 1e-2 : 2e-3;
+  if (unwritten) return {false, fmt::format("wrong output: {} elements written differently from the baseline", unwritten)};
+  if (!(rel <= tol)) return {false, fmt::format("wrong output: rel error {:.3g} > {:.3g} vs the default config", rel, tol)};
+  return {};
+}
 
 std::vector<std::pair<TileConfig, std::string>> compile_in_parallel(const KernelSpec& spec, const std::vector<TileConfig>& configs,
                                                                     const tuner::Progress& progress, std::vector<CompiledKernel>* results) {

@@ -6,6 +6,9 @@
 #include "runtime/resolve.hpp"
 #include "tuner/tuner.hpp"
 
+#include <cstdint>
+#include <vector>
+
 namespace sigjit::detail {
 
 struct TuneOptions {
@@ -24,6 +27,15 @@ tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, 
 std::vector<std::pair<TileConfig, std::string>> compile_in_parallel(const KernelSpec& spec, const std::vector<TileConfig>& configs,
                                                                     const tuner::Progress& progress,
                                                                     std::vector<CompiledKernel>* results = nullptr);
+
+// Bits a tuning run writes into every output element before a launch: NaN in bf16 and fp16, so an
+// element the kernel left unwritten is told apart from any value it can compute.
+inline constexpr std::uint16_t kPoisonBits = 0xFFFF;
+
+// A candidate's outputs against the default config's (both 16-bit floats, poisoned before their
+// runs): rejected when an element is written by one and not the other, or when the relative
+// L2 error exceeds 1e-2 (bf16) / 2e-3 (fp16).
+tuner::Verdict compare_with_baseline(const std::vector<std::uint16_t>& baseline, const std::vector<std::uint16_t>& out, bool bf16);
 
 // Runs one config on a representative problem and compares it with the default config.
 tuner::Verdict check_on_gpu(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config);

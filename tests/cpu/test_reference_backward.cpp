@@ -200,6 +200,30 @@ TEST_P(ReferenceBackwardSampled, EqualsTheFullReferenceOnSampledRowsAndKeys) {
   EXPECT_GT(counts[sampled], 0);
   EXPECT_GT(counts[skipped], 0) << "nothing left out: the sampling went untested";
   EXPECT_GT(max_grad, 1e-3);
+  // The dQ and dK/dV passes agree on which (i, j) pairs count (causal alignment included): per
+  // sequence and kv head, sum Q.dQ over the group's rows equals sum K.dK over the keys (both are
+  // scale sum dS_ij Q_i.K_j), and sum V.dV equals sum dO.O with O from the forward reference
+  // (both are sum P_ij dO_i.V_j).
+  const std::vector<double> o = reference_forward(in, nq);
+  for (int b = 0; b < a.batch; ++b) {
+    const std::int64_t q0 = varlen ? cu_q[b] * qs.token : b * qs.batch, k0 = varlen ? cu_k[b] * ks.token : b * ks.batch;
+    for (int hk = 0; hk < hkv; ++hk) {
+      double qdq = 0, odo = 0, kdk = 0, vdv = 0;
+      for (int h = hk * (hq / hkv); h < (hk + 1) * (hq / hkv); ++h)
+        for (int i = 0; i < lq[b]; ++i)
+          for (int d = 0; d < D; ++d) {
+            const std::int64_t e = q0 + i * qs.token + h * qs.head + d;
+            qdq += q[e] * full.dq[e], odo += dout[e] * o[e];
+          }
+      for (int j = 0; j < lk[b]; ++j)
+        for (int d = 0; d < D; ++d) {
+          const std::int64_t e = k0 + j * ks.token + hk * ks.head + d;
+          kdk += k[e] * full.dk[e], vdv += v[e] * full.dv[e];
+        }
+      EXPECT_NEAR(qdq, kdk, 1e-9 * (1 + std::fabs(qdq))) << "sequence " << b << " kv head " << hk;
+      EXPECT_NEAR(vdv, odo, 1e-9 * (1 + std::fabs(odo))) << "sequence " << b << " kv head " << hk;
+    }
+  }
   // Steps of 1 sample everything.
   const RefGrads every = reference_backward_sampled(in, dout.data(), nq, nk, 1, 1);
   EXPECT_TRUE(every.dq == full.dq && every.dk == full.dk && every.dv == full.dv);

@@ -181,7 +181,7 @@ TEST_P(ReferenceBackwardSampled, EqualsTheFullReferenceOnSampledRowsAndKeys) {
   double max_grad = 0;
   const auto check = [&](const std::vector<double>& f, const std::vector<double>& s, const std::vector<char>& kind, const char* what) {
     for (std::size_t e = 0; e < f.size(); ++e) {
-      ++counts[kind[e]];
+      ++counts[static_cast<int>(kind[e])];
       ASSERT_FALSE(std::isnan(f[e])) << what << " full reference NaN at " << e;
       max_grad = std::max(max_grad, std::fabs(f[e]));
       if (kind[e] == zero) {

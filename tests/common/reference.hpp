@@ -55,6 +55,15 @@ struct RefGrads {
 };
 RefGrads reference_backward(const RefInputs& in, const float* dout, std::size_t q_elements, std::size_t k_elements);
 
+// Like reference_backward (it is this with steps 1), but computes dQ only for every row_step-th
+// query row of each sequence and dK/dV only for every key_step-th key (always also the first and
+// last 8 of each), so 16K-token sequences stay cheap: O(L D) per sampled row or key. The rows and
+// keys of a sequence that are not sampled are NaN (a checker skips them); padded rows and keys
+// and stride gaps are 0 as in the full reference. Sampled rows and keys run on all hardware
+// threads, so one long sequence uses them all.
+RefGrads reference_backward_sampled(const RefInputs& in, const float* dout, std::size_t q_elements, std::size_t k_elements, int row_step,
+                                    int key_step);
+
 // Effective (contiguous-filled) strides, matching the library's rules.
 Strides effective_strides(Strides s, int tokens, int heads, int head_dim);
 

@@ -207,7 +207,8 @@ CaseResult ForwardProblem::check_backward() const {
     in.score_bias = score_bias_.empty() ? nullptr : score_bias_.data();
     in.seq_lens_q = seq_q_.data(), in.seq_lens_k = seq_k_.data();
     in.cu_seqlens_q = cu_q_.data(), in.cu_seqlens_k = cu_k_.data();
-    backward_ref_ = std::make_shared<const RefGrads>(reference_backward(in, dout_.data(), q_.size(), k_elems_));
+    // row_step > 1 samples query rows and keys alike (NaN where not sampled).
+    backward_ref_ = std::make_shared<const RefGrads>(reference_backward_sampled(in, dout_.data(), q_.size(), k_elems_, spec_.row_step, spec_.row_step));
   }
   const RefGrads& ref = *backward_ref_;
   const std::vector<std::uint16_t> bits = gradient_bits();
@@ -217,18 +218,23 @@ CaseResult ForwardProblem::check_backward() const {
   for (const std::vector<double>* part : parts) {
     double err2 = 0, ref2 = 0;
     for (std::size_t i = 0; i < part->size(); ++i) {
+      // Every element must be written and finite, sampled or not; values are compared where the
+      // reference computed them (padded rows and keys always: exactly 0).
       const std::uint16_t b = bits[offset + i];
       const float got = spec_.dtype == DType::bf16 ? bf16_to_float(b) : fp16_to_float(b);
-      ++r.checked;
+      const double want = (*part)[i];
+      const bool sampled = !std::isnan(want);
+      r.checked += sampled;
       if (b == 0xFFFF || !std::isfinite(got)) {
         ++r.unwritten;
         continue;
       }
-      const double diff = got - (*part)[i];
+      if (!sampled) continue;
+      const double diff = got - want;
       err2 += diff * diff;
-      ref2 += (*part)[i] * (*part)[i];
+      ref2 += want * want;
       r.max_abs_error = std::max(r.max_abs_error, std::fabs(diff));
-      if ((*part)[i] == 0.0 && got != 0.0f && spec_.layout == Layout::padded) ++r.nonzero_padding;
+      if (want == 0.0 && got != 0.0f && spec_.layout == Layout::padded) ++r.nonzero_padding;
     }
     r.rel_error = std::max(r.rel_error, ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2));
     offset += part->size();

@@ -28,7 +28,7 @@ struct CaseSpec {
   std::vector<int> lens_q;  // one per sequence (dense: all equal)
   std::vector<int> lens_k;
   bool strided = false;  // non-contiguous strides: K head-major, Q/O with gaps between heads
-  int row_step = 1;      // reference row sampling
+  int row_step = 1;      // reference row sampling (the backward's: query rows and keys)
   std::string name() const;
 };
 
@@ -76,8 +76,10 @@ class ForwardProblem {
   void enable_backward(std::mt19937& rng);
   const Gradients& grads() const { return grads_; }
   void poison_gradients();
-  // rel_error is the worst of dQ, dK, dV; unwritten counts gradient elements left poisoned.
-  // The fp64 reference is computed on the first call and reused (the inputs never change).
+  // rel_error is the worst of dQ, dK, dV; unwritten counts gradient elements left poisoned or
+  // not finite (every element, sampled or not); with row_step > 1 values are compared on the
+  // sampled rows and keys only (padded ones are always compared: exactly 0). The fp64 reference
+  // is computed on the first call and reused (the inputs never change).
   CaseResult check_backward() const;
   // The three gradient buffers' raw bits, to compare two runs bit for bit.
   std::vector<std::uint16_t> gradient_bits() const;

@@ -1,7 +1,8 @@
 // Backward correctness on the GPU against the fp64 reference gradients: every layout x head dim
 // x dtype x causal x bias mode x score bias x GQA (exact sigmoid), fast sigmoid per layout/head
-// dim, ragged lengths including 1, 17, 200 and 1000 (and 4096; 16384 is left to the benchmark:
-// the fp64 reference backward has no row sampling), poisoned gradients. Each case runs both
+// dim, ragged lengths 1, 17, 200, 1000, 4096 and 16384 (16384 alone and among 1000/17/1, hd 64
+// and 128, causal and not, checked on sampled rows and keys: reference_backward_sampled),
+// poisoned gradients (every element must be written, sampled or not). Each case runs both
 // modes: the fast path (fused kernel + dQ atomics; run twice, so a workspace that was not
 // zeroed would double dQ) and the deterministic pair (two runs compared bit for bit). Then: a
 // caller's workspace (poisoned before the call), and the library workspace's reuse (allocation
@@ -46,6 +47,20 @@ std::vector<CaseSpec> backward_cases() {
       c.lens_q = c.lens_k = layout == Layout::dense ? std::vector<int>{4096} : std::vector<int>{4096, 17, 1};
       cases.push_back(c);
     }
+  // 16384 tokens, alone (dense) and among ragged lengths; the fp64 reference samples every
+  // kLongStep-th query row and key (plus each sequence's first and last 8): 0.7-5.5 CPU seconds a
+  // case (measured 2026-11-23 on a 2-core x86 host, hd 128 padded/varlen with GQA the most),
+  // spread over all cores.
+  constexpr int kLongStep = 64;
+  for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
+    for (int hd : {64, 128})
+      for (bool causal : {false, true}) {
+        const bool dense = layout == Layout::dense;
+        CaseSpec c{layout, hd, DType::bf16, causal, BiasMode::log_n, false, !dense, causal == (hd == 128) ? SigmoidMode::fast : SigmoidMode::exact};
+        c.lens_q = c.lens_k = dense ? std::vector<int>{16384} : std::vector<int>{16384, 1000, 17, 1};
+        c.row_step = kLongStep;
+        cases.push_back(c);
+      }
   return cases;
 }
 

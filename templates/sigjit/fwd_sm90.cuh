@@ -38,6 +38,7 @@
 #include "sigjit/fwd_sm90_params.h"
 #include "sigjit/hopper_primitives.cuh"
 #include "sigjit/sigmoid_poly.h"
+#include "sigjit/sm90_tile_schedule.h"
 
 namespace sigjit {
 namespace kern {
@@ -514,39 +515,15 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
 
 // ---- persistent scheduling (config suffix _p) ----------------------------------------------
 // What: gridDim.x CTAs (the host launches min(tiles, SMs x CTAs per SM)) each take work tiles
-// t = blockIdx.x + k * gridDim.x, a static strided schedule; the barriers are initialised once
-// and their phases run on across tiles (ring uses and Q loads are counted per CTA). Why: at
-// L 512-1024 and for ragged batches the per-CTA prologue (barrier init, tensor-map fetch, first
-// loads) and the wave tail cost as much as the math; a persistent CTA pays the prologue once
-// and loads the next tile's K/V (and, once Q is released, its Q) while finishing the last one.
-// Tile order ("heaviest first", so that the strided schedule ends on short tiles):
-//   dense: query-tile-major over (m_block, batch, head), heads innermost (GQA heads sharing a KV
-//     head run side by side); causal reverses m_block, so the longest rows go first.
-//   padded / varlen: only valid tiles (m_start < len_q) are enumerated, sequence-major: sequence
-//     b owns tiles_b x heads consecutive indices, tiles_b = ceil(len_q[b] / BLOCK_M); within a
-//     sequence (m_block, head), heads innermost, causal longest rows first.
-// Mapping an index to its sequence: every thread that schedules keeps a cursor (sequence b and
-// the index of its first tile); a CTA's indices only grow, so the cursor only moves forward:
-// one pass over seq_lens_q / cu_seqlens (L2-resident ints) per scheduling thread for the whole
-// kernel, O(1) amortised per tile, no table, no shared memory, no extra launch or host sync.
-// A host-side prefix table would need the lengths on the host (a sync); a shared-memory table
-// would cost 4 x batch bytes of the tile configs' shared memory.
-// Cost not removed: sequences are taken in index order (not sorted by length), so a long
-// sequence late in a ragged batch can still form a tail.
-// Padded layout: rows past len_q must read as zeros. Wholly padded tiles are not work tiles;
-// warps 1-3 of the producer warpgroup (idle otherwise) write their zeros while the other warps
-// compute, strided over all (m_block, batch, head) like the dense order.
-
-struct Sm90Tile {
-  int b, h, m_start;
-};
-
-struct Sm90TileCursor {
-  int t;      // the work-tile index
-  int b;      // padded / varlen: the sequence whose tiles may hold t
-  int first;  // index of that sequence's first tile
-  int tiles;  // its valid query tiles (per head)
-};
+// t = blockIdx.x + k * gridDim.x, a static strided schedule (order and index -> tile mapping:
+// sm90_tile_schedule.h); the barriers are initialised once and their phases run on across
+// tiles (ring uses and Q loads are counted per CTA). Why: at L 512-1024 and for ragged batches
+// the per-CTA prologue (barrier init, tensor-map fetch, first loads) and the wave tail cost as
+// much as the math; a persistent CTA pays the prologue once and loads the next tile's K/V (and,
+// once Q is released, its Q) while finishing the last one. Padded and varlen calls enumerate
+// valid tiles only. Padded layout: rows past len_q must read as zeros; wholly padded tiles are
+// not work tiles: warps 1-3 of the producer warpgroup (idle otherwise) write their zeros while
+// the other warps compute, strided over the dense tile order.
 
 // Valid query tiles (per head) of sequence b: ceil(len_q / BLOCK_M), with locate_sequence's
 // clamping (its pointer arithmetic is dead here and removed by the compiler).
@@ -557,37 +534,24 @@ __device__ __forceinline__ int valid_query_tiles(const SigjitFwdParams& p, int b
 }
 
 template <class C>
-__device__ __forceinline__ Sm90TileCursor first_tile(const SigjitFwdParams& p) {
-  Sm90TileCursor c{(int)blockIdx.x, 0, 0, 0};
-  if (C::kLayout != kDense && p.batch > 0) c.tiles = valid_query_tiles<C>(p, 0);
-  return c;
+struct Sm90QueryTiles {
+  const SigjitFwdParams& p;
+  __device__ __forceinline__ int operator()(int b) const { return valid_query_tiles<C>(p, b); }
+};
+
+template <class C>
+__device__ __forceinline__ sched::Shape schedule_shape(const SigjitFwdParams& p) {
+  return sched::Shape{p.batch, p.heads_q, p.seqlen_q};
 }
 
-// Decodes c.t into `tile`; false once c.t is past the last work tile. Moves the cursor forward.
 template <class C>
-__device__ __forceinline__ bool locate_tile(const SigjitFwdParams& p, Sm90TileCursor& c, Sm90Tile& tile) {
-  if (C::kLayout == kDense) {
-    const int m_tiles = (p.seqlen_q + C::kBlockM - 1) / C::kBlockM;
-    const int per_m = p.batch * p.heads_q;
-    if (c.t >= m_tiles * per_m) return false;
-    const int m_block = c.t / per_m, rest = c.t - m_block * per_m;
-    tile.b = rest / p.heads_q;
-    tile.h = rest - tile.b * p.heads_q;
-    tile.m_start = (C::kCausal ? m_tiles - 1 - m_block : m_block) * C::kBlockM;
-    return true;
-  }
-  while (c.b < p.batch && c.t >= c.first + c.tiles * p.heads_q) {
-    c.first += c.tiles * p.heads_q;
-    ++c.b;
-    c.tiles = c.b < p.batch ? valid_query_tiles<C>(p, c.b) : 0;
-  }
-  if (c.b >= p.batch) return false;
-  const int local = c.t - c.first;
-  const int m_block = local / p.heads_q;
-  tile.b = c.b;
-  tile.h = local - m_block * p.heads_q;
-  tile.m_start = (C::kCausal ? c.tiles - 1 - m_block : m_block) * C::kBlockM;
-  return true;
+__device__ __forceinline__ sched::TileCursor first_tile(const SigjitFwdParams& p) {
+  return sched::first_tile<C::kLayout == kDense>((int)blockIdx.x, schedule_shape<C>(p), Sm90QueryTiles<C>{p});
+}
+
+template <class C>
+__device__ __forceinline__ bool locate_tile(const SigjitFwdParams& p, sched::TileCursor& c, sched::Tile& tile) {
+  return sched::locate_tile<C::kBlockM, C::kCausal, C::kLayout == kDense>(c, schedule_shape<C>(p), Sm90QueryTiles<C>{p}, tile);
 }
 
 // The producer thread over all of the CTA's tiles. Before the Q load of every tile but the
@@ -596,8 +560,8 @@ template <class C>
 __device__ __forceinline__ void produce_tiles(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm) {
   const SigjitFwdParams& p = params.p;
   int ring = 0, q_loads = 0;
-  Sm90Tile tile;
-  for (Sm90TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); c.t += gridDim.x) {
+  sched::Tile tile;
+  for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); c.t += gridDim.x) {
     const int n_blocks = key_tile_count<C>(locate_sequence<C>(p, tile.b, tile.h), tile.m_start);
     if (n_blocks == 0) continue;  // the consumers only write zeros
     if (q_loads > 0) mbarrier_wait(sm.q_empty(), (q_loads - 1) & 1);
@@ -613,8 +577,8 @@ template <class C>
 __device__ __forceinline__ void consume_tiles(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm) {
   const SigjitFwdParams& p = params.p;
   int ring = 0, q_loads = 0;
-  Sm90Tile tile;
-  for (Sm90TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); c.t += gridDim.x) {
+  sched::Tile tile;
+  for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); c.t += gridDim.x) {
     const SeqSlice seq = locate_sequence<C>(p, tile.b, tile.h);
     const int n_blocks = key_tile_count<C>(seq, tile.m_start);
     if (C::kPingpong) consume_pingpong<C>(params, sm, seq, tile.m_start, n_blocks, ring, q_loads & 1);
@@ -629,15 +593,12 @@ __device__ __forceinline__ void consume_tiles(const SigjitFwdSm90Params& params,
 // Padded layout: zeros for the wholly padded query tiles, by `threads` threads (index `tid`).
 template <class C>
 __device__ __forceinline__ void clear_padding_tiles(const SigjitFwdParams& p, int tid, int threads) {
-  const int m_tiles = (p.seqlen_q + C::kBlockM - 1) / C::kBlockM;
-  const int per_m = p.batch * p.heads_q;
-  for (int t = blockIdx.x; t < m_tiles * per_m; t += gridDim.x) {
-    const int m_block = t / per_m, rest = t - m_block * per_m;
-    const int b = rest / p.heads_q, h = rest - b * p.heads_q;
-    const int m_start = m_block * C::kBlockM;
-    if (m_start < clamp_len(p.seq_lens_q[b], p.seqlen_q)) continue;  // a work tile
-    const int rows = (m_start + C::kBlockM < p.seqlen_q ? m_start + C::kBlockM : p.seqlen_q) - m_start;
-    u16* o = (u16*)p.o + (i64)b * p.o_stride_b + (i64)m_start * p.o_stride_l + (i64)h * p.o_stride_h;
+  const sched::Shape shape = schedule_shape<C>(p);
+  for (int t = blockIdx.x; t < sched::dense_tile_count<C::kBlockM>(shape); t += gridDim.x) {
+    const sched::Tile tile = sched::dense_tile<C::kBlockM, false>(t, shape);
+    if (tile.m_start < clamp_len(p.seq_lens_q[tile.b], p.seqlen_q)) continue;  // a work tile
+    const int rows = (tile.m_start + C::kBlockM < p.seqlen_q ? tile.m_start + C::kBlockM : p.seqlen_q) - tile.m_start;
+    u16* o = (u16*)p.o + (i64)tile.b * p.o_stride_b + (i64)tile.m_start * p.o_stride_l + (i64)tile.h * p.o_stride_h;
     for (int i = tid; i < rows * C::kChunksPerRow; i += threads) {
       *(uint4*)(o + (i64)(i / C::kChunksPerRow) * p.o_stride_l + (i % C::kChunksPerRow) * 8) = make_uint4(0, 0, 0, 0);
     }

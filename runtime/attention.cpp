@@ -191,9 +191,7 @@ void copy_map(SigjitTensorMap& dst, const CUtensorMap& src) { std::memcpy(&dst, 
 // dense count (query tiles of the buffer length x heads x batch), an upper bound for padded and
 // varlen calls, whose valid tile count only the device knows.
 unsigned persistent_grid(const LoadedKernel& kernel, std::int64_t tiles, int sm_count) {
-  int per_sm = 0;
-  SIGJIT_CHECK_CU(driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel.function, kernel.threads, kernel.smem_bytes));
-  const std::int64_t slots = std::int64_t{sm_count} * std::max(per_sm, 1);
+  const std::int64_t slots = std::int64_t{std::max(sm_count, 1)} * std::max(kernel.ctas_per_sm, 1);
   return static_cast<unsigned>(std::max<std::int64_t>(1, std::min(tiles, slots)));
 }
 

@@ -621,7 +621,7 @@ __device__ __forceinline__ void fwd_sm90_persistent(const SigjitFwdSm90Params& p
   }
 }
 
-// One (query tile, head, sequence) per CTA: grid (query tiles, heads, batch).
+// One (query tile, head, sequence) per CTA on grid (query tiles, heads, batch), unless persistent.
 template <class C>
 __device__ __forceinline__ void fwd_sm90_kernel(const SigjitFwdSm90Params& params) {
   if (Sm90Schedule<C>::persistent()) {

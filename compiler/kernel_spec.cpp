@@ -82,30 +82,31 @@ std::string KernelSpec::describe() const {
                      score_bias ? "score_bias " : "", sigmoid == SigmoidMode::fast ? "fast" : "exact", gqa_ratio, to_string(bucket), arch.name());
 }
 
-TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong, int fma_quarters) {
+TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong, int fma_quarters, bool persistent) {
   TileConfig c{64 * consumers, block_n, 4 * (consumers + 1), stages, false};
   c.family = KernelFamily::sm90;
   c.consumers = consumers;
   c.overlap = overlap;
   c.pingpong = pingpong;
   c.fma_quarters = fma_quarters;
+  c.persistent = persistent;
   return c;
 }
 
 std::string TileConfig::describe() const {
   if (family == KernelFamily::sm90) {
-    return fmt::format("h{}x{}c{}s{}{}{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "", pingpong ? "_pp" : "",
-                       fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "");
+    return fmt::format("h{}x{}c{}s{}{}{}{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "", pingpong ? "_pp" : "",
+                       fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "", persistent ? "_p" : "");
   }
   // sm80 configs never carry the sm90 tunables (check_config rejects them), so the name needs no
   // suffix for them; show them anyway so that an invalid config never looks like a valid one.
-  return fmt::format("m{}n{}w{}s{}{}{}{}", block_m, block_n, warps, stages, q_in_regs ? "" : "qs", pingpong ? "_pp" : "",
-                     fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "");
+  return fmt::format("m{}n{}w{}s{}{}{}{}{}", block_m, block_n, warps, stages, q_in_regs ? "" : "qs", pingpong ? "_pp" : "",
+                     fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "", persistent ? "_p" : "");
 }
 
 TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   static const std::regex sm80_form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
-  static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_pp)?(?:_f(\d))?)");
+  static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_pp)?(?:_f(\d))?(_p)?)");
   std::smatch m;
   if (std::regex_match(text, m, sm80_form)) {
     return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
@@ -116,10 +117,11 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
       throw Error(fmt::format("{} '{}': an sm90 config's BLOCK_M is 64 per consumer warpgroup, so h{}x...c{} needs BLOCK_M {}", what, text,
                               m[1].str(), consumers, 64 * consumers));
     }
-    return TileConfig::sm90(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched, m[6].matched, m[7].matched ? std::stoi(m[7]) : 0);
+    return TileConfig::sm90(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched, m[6].matched, m[7].matched ? std::stoi(m[7]) : 0,
+                            m[8].matched);
   }
   throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs) "
-                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>] (sm90 family, e.g. h128x128c2s2o or h128x128c2s2o_pp_f1)",
+                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>][_p] (sm90 family, e.g. h128x128c2s2o, h128x128c2s2o_pp_f1 or h128x128c2s2o_p)",
                           what, text));
 }
 
@@ -132,10 +134,10 @@ namespace {
 
 bool is_sm90a(const Arch& a) { return a.major == 9 && a.minor == 0 && a.arch_specific; }
 
-// Mirrors FwdSm90Config::kSmemBytes: Q + STAGES x (K + V) tiles, 1 + 3 x STAGES mbarriers, and
-// 1024 bytes to align the base to the 128B-swizzle atom.
+// Mirrors FwdSm90Config::kSmemBytes: Q + STAGES x (K + V) tiles, 1 + 3 x STAGES mbarriers (one
+// more, q_empty, when persistent), and 1024 bytes to align the base to the 128B-swizzle atom.
 int sm90_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
-  return 2 * spec.head_dim * (c.block_m + 2 * c.stages * c.block_n) + 8 * (1 + 3 * c.stages) + 1024;
+  return 2 * spec.head_dim * (c.block_m + 2 * c.stages * c.block_n) + 8 * (1 + 3 * c.stages + (c.persistent ? 1 : 0)) + 1024;
 }
 
 // Mirrors FwdSm90Config's static_asserts, in the same order, with the same limits.
@@ -204,7 +206,9 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
     return c.describe() == dq_convert_config().describe() ? "" : fmt::format("the dQ convert kernel has one config, {}", dq_convert_config().describe());
   }
   if (c.family == KernelFamily::sm90) return check_sm90_config(spec, c);
-  if (c.pingpong || c.fma_quarters != 0) return "ping-pong (_pp) and the FMA-sigmoid fraction (_f) are sm90-family tunables";
+  if (c.pingpong || c.fma_quarters != 0 || c.persistent) {
+    return "ping-pong (_pp), the FMA-sigmoid fraction (_f) and persistent scheduling (_p) are sm90-family tunables";
+  }
   if (c.warps < 1 || c.warps > 16) return fmt::format("warps={} outside 1..16", c.warps);
   if (c.block_m % (16 * c.warps) != 0) return fmt::format("block_m={} is not a multiple of 16*warps={}", c.block_m, 16 * c.warps);
   if (c.block_m / c.warps / 16 > 2) return fmt::format("block_m/warps={} rows per warp: at most 32 fit the register file", c.block_m / c.warps);
@@ -328,6 +332,14 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
             const TileConfig c = TileConfig::sm90(bn, consumers, st, true, pingpong, fq);
             if (check_config(spec, c).empty()) out.push_back(c);
           }
+  // Persistent scheduling of the overlapped base configs (its gain is in short and ragged
+  // problems, whatever the tile): 12 more at most.
+  for (int consumers : {1, 2})
+    for (int bn : {64, 96, 128})
+      for (int st : {2, 3}) {
+        const TileConfig c = TileConfig::sm90(bn, consumers, st, true, false, 0, true);
+        if (check_config(spec, c).empty()) out.push_back(c);
+      }
   return out;
 }
 

@@ -81,14 +81,20 @@ struct TileConfig {
   //   FMA-only polynomial of sigmoid_poly.h instead of MUFU ops (relieves the MUFU pipe).
   bool pingpong = false;
   int fma_quarters = 0;
+  // sm90 family only (off by default; invalid on sm80 configs): persistent tile scheduling, a
+  //   grid of min(work tiles, SMs x CTAs per SM) CTAs each looping over work tiles, so the
+  //   per-CTA prologue is paid once per SM and wholly padded tiles cost no CTA (fwd_sm90.cuh).
+  bool persistent = false;
 
   // A well-formed sm90 config (check_config still decides whether it fits a spec).
-  static TileConfig sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong = false, int fma_quarters = 0);
+  static TileConfig sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong = false, int fma_quarters = 0,
+                         bool persistent = false);
 
   // sm80: "m128n64w4s2", with a "qs" suffix when Q stays in shared memory.
-  // sm90: "h128x128c2s2o_pp_f1": h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>, "o" when
-  //   overlapped, "_pp" with ping-pong, "_f<Q>" with Q quarters of the sigmoids on the FMA pipes
-  //   (suffixes only when on, so the strings of configs without them are unchanged).
+  // sm90: "h128x128c2s2o_pp_f1_p": h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>, "o" when
+  //   overlapped, "_pp" with ping-pong, "_f<Q>" with Q quarters of the sigmoids on the FMA pipes,
+  //   "_p" when persistent (suffixes only when on, so the strings of configs without them are
+  //   unchanged).
   std::string describe() const;
   // Inverse of describe() for both families; throws Error naming `what` (a flag or variable)
   // on bad text.
@@ -137,7 +143,7 @@ TileConfig default_sm80_config(const KernelSpec& spec);
 // tunes that path.
 inline constexpr bool kFusedBackwardVerified = false;
 
-// Whether the tuner tries the sm90 ping-pong (_pp) and FMA-sigmoid (_f) variants. They compile
+// Whether the tuner tries the sm90 ping-pong (_pp), FMA-sigmoid (_f) and persistent (_p) variants. They compile
 // and pass the CPU tests but have not run on a GPU: a barrier-order mistake would hang a tuning
 // run rather than fail a candidate's check. Flip after Variants/ForwardSm90Tunables passes on a
 // device; SIGJIT_FORCE_TILE and `sigjit-bench --tiles` reach them meanwhile.

@@ -13,6 +13,7 @@
 #include "sigjit/fwd_params.h"
 #include "sigjit/fwd_sm90_params.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -185,7 +186,16 @@ CUtensorMap encode_tma_map(const TmaTensor& t, const AttentionArgs& a, int box_r
 
 void copy_map(SigjitTensorMap& dst, const CUtensorMap& src) { std::memcpy(&dst, &src, sizeof(dst)); }
 
-void launch_forward_sm90(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, CUstream stream) {
+// Persistent (_p) grids: one CTA per resident slot, min(work tiles, SMs x CTAs per SM), all in
+// grid x (the kernel strides its tile index by gridDim.x, whatever the count). `tiles` is the
+// dense count (query tiles of the buffer length x heads x batch), an upper bound for padded and
+// varlen calls, whose valid tile count only the device knows.
+unsigned persistent_grid(const LoadedKernel& kernel, std::int64_t tiles, int sm_count) {
+  const std::int64_t slots = std::int64_t{std::max(sm_count, 1)} * std::max(kernel.ctas_per_sm, 1);
+  return static_cast<unsigned>(std::max<std::int64_t>(1, std::min(tiles, slots)));
+}
+
+void launch_forward_sm90(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, int sm_count, CUstream stream) {
   const AttentionArgs& a = r.args;
   if (const std::string why = tma_unsuitable(r); !why.empty()) throw Error(fmt::format("sm90 kernel {}: {}", config.describe(), why));
   SigjitFwdSm90Params params{};
@@ -196,6 +206,11 @@ void launch_forward_sm90(const Resolved& r, const LoadedKernel& kernel, const Ti
   params.p = make_params(r);
   void* kernel_args[] = {&params};
   const unsigned grid_m = static_cast<unsigned>((a.seqlen_q + config.block_m - 1) / config.block_m);
+  if (config.persistent) {
+    const unsigned grid = persistent_grid(kernel, std::int64_t{grid_m} * a.heads_q * a.batch, sm_count);
+    SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid, 1, 1, kernel.threads, 1, 1, kernel.smem_bytes, stream, kernel_args, nullptr));
+    return;
+  }
   SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid_m, a.heads_q, a.batch, kernel.threads, 1, 1, kernel.smem_bytes, stream, kernel_args, nullptr));
 }
 
@@ -214,8 +229,8 @@ std::string tma_unsuitable(const Resolved& r) {
   return {};
 }
 
-void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, CUstream stream) {
-  if (config.family == KernelFamily::sm90) return launch_forward_sm90(r, kernel, config, stream);
+void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, int sm_count, CUstream stream) {
+  if (config.family == KernelFamily::sm90) return launch_forward_sm90(r, kernel, config, sm_count, stream);
   const AttentionArgs& a = r.args;
   SigjitFwdParams params = make_params(r);
   void* kernel_args[] = {&params};
@@ -251,7 +266,7 @@ void forward(const AttentionArgs& args, Stream stream) {
     const TileConfig c = default_sm80_config(spec);
     k = detail::ResolvedKernel{detail::get_kernel(dev.context, spec, c), c, "sm80 fallback"};
   }
-  detail::launch_forward(r, k.kernel, k.config, cu_stream);
+  detail::launch_forward(r, k.kernel, k.config, dev.sm_count, cu_stream);
 }
 
 namespace detail {

@@ -20,7 +20,8 @@ std::string tma_unsuitable(const Resolved& r);
 
 // Launches a loaded forward kernel (either family) for a validated call (no further checks
 // beyond the sm90 family's TMA requirements).
-void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, CUstream stream);
+// `sm_count`: the device's SMs (DeviceInfo::sm_count), which size persistent (_p) grids.
+void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, int sm_count, CUstream stream);
 
 // The tile config a call uses: SIGJIT_FORCE_TILE if set, else the heuristic default.
 TileConfig choose_config(const KernelSpec& spec);

@@ -145,7 +145,7 @@ class GpuMeasurer final : public tuner::Measurer {
   // path (zeroing, fused, convert: the workspace must start at zero every run).
   void launch_timed(const LoadedKernel& k, const TileConfig& config) {
     switch (spec_.direction) {
-      case Direction::forward: return launch_forward(problem_, k, config, nullptr);
+      case Direction::forward: return launch_forward(problem_, k, config, dev_.sm_count, nullptr);
       case Direction::backward_dkdv:
       case Direction::backward_dq: return launch_backward_part(problem_, bwd_params_, spec_.direction, k, config, nullptr);
       case Direction::backward_fused:

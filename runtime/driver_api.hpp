@@ -15,7 +15,7 @@ namespace sigjit::detail {
   X(cuFuncGetAttribute) X(cuLaunchKernel) X(cuPointerGetAttribute) X(cuMemcpyDtoHAsync) X(cuStreamSynchronize)         \
   X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD) X(cuMemcpyDtoH) X(cuMemsetD8) X(cuMemsetD8Async) X(cuCtxSynchronize)    \
   X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime)               \
-  X(cuTensorMapEncodeTiled)
+  X(cuTensorMapEncodeTiled) X(cuOccupancyMaxActiveBlocksPerMultiprocessor)
 
 struct DriverApi {
 #define SIGJIT_DECLARE(name) decltype(&::name) name = nullptr;

@@ -19,6 +19,9 @@ struct LoadedKernel {
   CUfunction function = nullptr;
   int smem_bytes = 0;
   int threads = 0;
+  // Persistent (_p) configs only: CTAs of this kernel resident per SM (the driver's occupancy
+  // at load time), which sizes their grids without a driver call per launch.
+  int ctas_per_sm = 0;
 };
 
 // `image`: a cubin already at hand (from the disk cache); when null or when it fails to load

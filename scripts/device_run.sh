@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|variants|sanitize|python]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|variants|persistent|sanitize|python]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -11,6 +11,9 @@
 #            timed, then `sigjit verify --gpu`
 #     variants: the sm90 ping-pong / FMA-sigmoid tunables: their GPU matrix under timeouts (a
 #            barrier bug hangs), then a tile sweep at hd 64/128 next to TritonSigmoid (no other tests)
+#     persistent: the sm90 persistent (_p) variants' GPU matrix under a timeout (a phase bug
+#            hangs), racecheck/synccheck on small _p cases, then _p against the same tiles
+#            without it at short, padded, varlen and long lengths (no other tests)
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
@@ -59,9 +62,9 @@ fi
 
 if [ "$mode" = variants ]; then
   step "sm90 tunables: ping-pong first (hang probe), then all"
-  timeout 150 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.MatchesFp64Reference/pp*' >"$OUT/variants_pp.log" 2>&1
+  timeout 150 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.MatchesFp64Reference/pp_*:*/ppno_*:*/ppf1_*' >"$OUT/variants_pp.log" 2>&1
   echo "ping-pong matrix exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure" "$OUT/variants_pp.log" | head -10
-  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.*:-*/pp*' >"$OUT/variants.log" 2>&1
+  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.*:-*/pp*:*/p_*:*/pno_*' >"$OUT/variants.log" 2>&1
   echo "other variants exit code $?"; grep -E "FAILED|Failure" "$OUT/variants.log" | head -10
   csv="$OUT/bench.csv"
   echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
@@ -71,6 +74,29 @@ if [ "$mode" = variants ]; then
   timeout 120 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 4096,16384 --pad 0 --csv "$csv" \
     --tiles 'h128x128c2s2o;h128x128c2s2o_pp;h128x128c2s2_pp;h128x128c2s2o_f1;h128x128c2s2o_pp_f1;h128x128c2s2o_pp_f2;h128x96c2s3o_pp;h128x96c2s3o_pp_f1'
   python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
+  exit 0
+fi
+
+if [ "$mode" = persistent ]; then
+  step "sm90 persistent (_p): plain first (hang probe), then with ping-pong and without overlap"
+  timeout 150 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.MatchesFp64Reference/p_*' >"$OUT/persistent_p.log" 2>&1
+  echo "_p matrix exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure" "$OUT/persistent_p.log" | head -10
+  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.MatchesFp64Reference/ppp_*:*/pno_*' >"$OUT/persistent_more.log" 2>&1
+  echo "_pp_p / no-overlap _p exit code $?"; grep -E "FAILED|Failure" "$OUT/persistent_more.log" | head -10
+  v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
+  small="$v/p_dense_d64_bf16_full_logn_fast_q300*:$v/p_padded_d64_bf16_causal_logn_sb_gqa_exact_q1_17*:$v/ppp_varlen_d128_bf16_causal_logn_exact_q1_17*"
+  for tool in racecheck synccheck; do
+    step "compute-sanitizer --tool $tool (small _p cases)"
+    timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 99 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$small" >"$OUT/persistent_$tool.log" 2>&1
+    echo "$tool exit code $? (99: the tool found errors)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAILED" "$OUT/persistent_$tool.log" | head -5
+  done
+  csv="$OUT/bench.csv"
+  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  step "_p against the same tiles without it"
+  timeout 90 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 512,1024,4096,16384 --pad 0,50 --csv "$csv" --tiles 'h128x128c2s3o;h128x128c2s3o_p'
+  timeout 90 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512,1024,4096,16384 --pad 0,50 --csv "$csv" --tiles 'h128x128c2s2o;h128x128c2s2o_p'
+  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512,1024,16384 --pad 25 --layout varlen --csv "$csv" --tiles 'h128x128c2s2o;h128x128c2s2o_p'
+  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 1024,16384 --pad 0 --causal --csv "$csv" --tiles 'h128x128c2s2o;h128x128c2s2o_p'
   exit 0
 fi
 

@@ -19,7 +19,9 @@
 // consumers (240) when C = 2 (with C = 1 every thread already has up to 255).
 // Tunables of issue 6, off by default until measured: PINGPONG (the two consumer warpgroups
 // take turns issuing their GEMMs on named barriers, see consume_pingpong) and FMA_QUARTERS (that
-// share of the sigmoids computed by the FMA-only polynomial of sigmoid_poly.h, no MUFU op).
+// share of the sigmoids computed by the FMA-only polynomial of sigmoid_poly.h, no MUFU op), and
+// persistent scheduling (FwdSm90PersistentConfig: a grid of about one CTA per SM loops over the
+// work tiles, see fwd_sm90_persistent); not yet run on a GPU.
 // Cost: per score 4*D FLOP of wgmma + one MUFU op (fast) or two (exact); shared memory
 // 2 * D * (BLOCK_M + 2 * STAGES * BLOCK_N) bytes; registers per consumer thread about
 // D/2 (O) + BLOCK_N/2 (S) + BLOCK_N/4 (P).
@@ -36,6 +38,7 @@
 #include "sigjit/fwd_sm90_params.h"
 #include "sigjit/hopper_primitives.cuh"
 #include "sigjit/sigmoid_poly.h"
+#include "sigjit/sm90_tile_schedule.h"
 
 namespace sigjit {
 namespace kern {
@@ -76,7 +79,8 @@ struct FwdSm90Config {
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // one K or one V tile
   // Shared memory, from a 1024-byte aligned base (the 128B swizzle atom): Q, K ring, V ring,
-  // then the mbarriers: q_full, k_full[S], v_full[S], empty[S].
+  // then the mbarriers: q_full, k_full[S], v_full[S], empty[S] (and q_empty when persistent, see
+  // FwdSm90PersistentConfig).
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
   static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
@@ -97,6 +101,29 @@ struct FwdSm90Config {
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
   static_assert(!kPingpong || kConsumers == 2, "sm90 ping-pong needs 2 consumer warpgroups");
   static_assert(kFmaQuarters >= 0 && kFmaQuarters <= 4, "sm90 FMA-sigmoid quarters: 0..4");
+};
+
+// Persistent scheduling (config suffix _p, see fwd_sm90_persistent): a config of its own built
+// on FwdSm90Config rather than one more template parameter of it, because the PTX names every
+// static member of the config with all its template arguments: a new parameter would change the
+// PTX of every existing config. One more mbarrier, q_empty, after the others (so that no other
+// offset moves): the consumers free the Q buffer for the next tile's load.
+template <class Base>
+struct FwdSm90PersistentConfig : Base {
+  static constexpr int kBarriers = Base::kBarriers + 1;
+  static constexpr int kSmemBytes = Base::kSmemBytes + 8;
+  static_assert(kSmemBytes <= 227 * 1024, "sm90 tile config exceeds the 227 KB of shared memory per block");
+};
+
+// Whether C is persistent, as a constant function (a static data member would be emitted into
+// the PTX of every config).
+template <class C>
+struct Sm90Schedule {
+  static __device__ constexpr bool persistent() { return false; }
+};
+template <class Base>
+struct Sm90Schedule<FwdSm90PersistentConfig<Base>> {
+  static __device__ constexpr bool persistent() { return true; }
 };
 
 // Buffer rows where this (sequence, head) starts: varlen rows of the packed buffers (clamped
@@ -125,6 +152,7 @@ struct Sm90Smem {
   __device__ __forceinline__ u32 k_full(int stage) const { return base + C::kBarOffset + 8 * (1 + stage); }
   __device__ __forceinline__ u32 v_full(int stage) const { return base + C::kBarOffset + 8 * (1 + C::kStages + stage); }
   __device__ __forceinline__ u32 empty(int stage) const { return base + C::kBarOffset + 8 * (1 + 2 * C::kStages + stage); }
+  __device__ __forceinline__ u32 q_empty() const { return base + C::kBarOffset + 8 * (1 + 3 * C::kStages); }  // persistent only
 };
 
 template <class C>
@@ -135,6 +163,7 @@ __device__ __forceinline__ void init_barriers(const Sm90Smem<C>& sm) {
     mbarrier_init(sm.v_full(s), 1);
     mbarrier_init(sm.empty(s), C::kConsumers * 128);  // every consumer thread releases
   }
+  if (Sm90Schedule<C>::persistent()) mbarrier_init(sm.q_empty(), C::kConsumers * 128);
   fence_barrier_init();
 }
 
@@ -145,20 +174,24 @@ __device__ __forceinline__ void tma_load_tile(u32 dst, const SigjitTensorMap& ma
   for (int c = 0; c < C::kColBlocks; ++c) tma_load_4d(dst + c * BLOCK_BYTES, map, bar, c * 64, row, head, batch);
 }
 
-// The producer: one thread issues every load of the CTA, in consumption order.
+// The producer: one thread issues every load of one work tile, in consumption order. `ring0`
+// counts the ring uses of the CTA's earlier tiles (0 unless persistent): ring use u = ring0 + j
+// goes to stage u % STAGES, so the mbarrier phases run on across tiles without a re-init.
 template <class C>
-__device__ __forceinline__ void produce(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, int m_start, int n_blocks, int h) {
+__device__ __forceinline__ void produce(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, int b, int h, int m_start, int n_blocks,
+                                        int ring0) {
   const SigjitFwdParams& p = params.p;
   int q_row0, k_row0, batch;
-  sequence_origin<C>(p, blockIdx.z, q_row0, k_row0, batch);
+  sequence_origin<C>(p, b, q_row0, k_row0, batch);
   const int h_kv = h / p.kv_group;
   mbarrier_arrive_expect_tx(sm.q_full(), C::kQBytes);
   tma_load_tile<C, C::kQBlockBytes>(sm.q(), params.q_map, sm.q_full(), q_row0 + m_start, h, batch);
   for (int j = 0; j < n_blocks; ++j) {
-    const int stage = j % C::kStages;
-    // Use j of a stage needs use j - STAGES released: that is the (j / STAGES - 1)-th completed
+    const int u = ring0 + j;
+    const int stage = u % C::kStages;
+    // Use u of a stage needs use u - STAGES released: that is the (u / STAGES - 1)-th completed
     // phase of its empty barrier.
-    if (j >= C::kStages) mbarrier_wait(sm.empty(stage), (j / C::kStages - 1) & 1);
+    if (u >= C::kStages) mbarrier_wait(sm.empty(stage), (u / C::kStages - 1) & 1);
     const int row = k_row0 + j * C::kBlockN;
     mbarrier_arrive_expect_tx(sm.k_full(stage), C::kKVBytes);
     tma_load_tile<C, C::kKVBlockBytes>(sm.k(stage), params.k_map, sm.k_full(stage), row, h_kv, batch);
@@ -280,18 +313,47 @@ __device__ __forceinline__ void store_rows_sm90(const SeqSlice& seq, long long o
   }
 }
 
+// Where this consumer thread sits in a work tile: its warpgroup, warp, lane and rows.
+struct Sm90Thread {
+  int wg, warp, lane;
+  Sm90Rows rows;
+  int my_row0;  // the first of this thread's two O rows (the other is 8 below)
+};
+
+// The per-tile prologue both consumer schedules share: this thread's place and O = 0.
 template <class C>
-__device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int m_start, int n_blocks) {
-  const SigjitFwdParams& p = params.p;
+__device__ __forceinline__ Sm90Thread consumer_thread(const SeqSlice& seq, int m_start, float (&o)[C::kOAcc]) {
   const int wg = threadIdx.x / 128 - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const Sm90Rows rows{m_start + wg * 64, seq.len_k - seq.len_q, seq.len_k};
-  const int my_row0 = rows.wg_row0 + warp * 16 + lane / 4;
-  float o[C::kOAcc];
+  const Sm90Thread t{wg, warp, lane, rows, rows.wg_row0 + warp * 16 + lane / 4};
 #pragma unroll
   for (int i = 0; i < C::kOAcc; ++i) o[i] = 0.0f;
+  return t;
+}
+
+// Persistent kernels hand the Q buffer back to the producer once every S = Q K^T wgmma of the
+// tile has completed (the callers have waited for all of them), so the next tile's Q load
+// overlaps this tile's last O += P V and its epilogue. The epilogue stores O from registers to
+// global memory: no generic-proxy shared-memory write feeds a TMA or wgmma read, so no
+// fence.proxy.async is needed, and wgmma's reads of Q are complete when wgmma.wait_group returns.
+template <class C>
+__device__ __forceinline__ void release_q(const Sm90Smem<C>& sm) {
+  if (Sm90Schedule<C>::persistent()) mbarrier_arrive(sm.q_empty());
+}
+
+// One work tile. `ring0`: ring uses of the CTA's earlier tiles; `q_parity`: phase parity of this
+// tile's Q load on q_full (both 0 unless persistent).
+template <class C>
+__device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int m_start, int n_blocks,
+                                        int ring0, int q_parity) {
+  const SigjitFwdParams& p = params.p;
+  float o[C::kOAcc];
+  const Sm90Thread t = consumer_thread<C>(seq, m_start, o);
+  const int wg = t.wg, warp = t.warp, lane = t.lane;
+  const Sm90Rows& rows = t.rows;
   if (n_blocks == 0) {
-    store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, true);
+    store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
     return;
   }
   const float bias = sequence_bias<C>(p, seq);
@@ -300,52 +362,54 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
   float s[C::kSAcc];
   u32 pf[C::kPSteps][4];
 
-  mbarrier_wait(sm.q_full(), 0);
-  wait_k(sm, 0);
-  issue_scores<C>(s, sm, wg, 0);
+  mbarrier_wait(sm.q_full(), q_parity);
+  wait_k(sm, ring0);
+  issue_scores<C>(s, sm, wg, ring0 % C::kStages);
   wgmma_wait<0>();
   pin_registers(s);
   sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp);
   pack_p<C>(pf, s);
   for (int j = 1; j < n_blocks; ++j) {
+    const int u = ring0 + j;  // ring use of key tile j
     if (C::kOverlap) {
       // S_j and PV_{j-1} go to the tensor cores back to back; the sigmoid of S_j runs while
       // PV_{j-1} is still in flight, so it must work in place on S (P_{j-1} is being read).
-      wait_k(sm, j);
-      issue_scores<C>(s, sm, wg, j % C::kStages);
-      wait_v(sm, j - 1);
-      issue_pv<C>(o, pf, sm, (j - 1) % C::kStages);
+      wait_k(sm, u);
+      issue_scores<C>(s, sm, wg, u % C::kStages);
+      wait_v(sm, u - 1);
+      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
       wgmma_wait<1>();
       pin_registers(s);
       sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       wgmma_wait<0>();
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
-      release_stage(sm, j - 1);
+      release_stage(sm, u - 1);
       pack_p<C>(pf, s);
     } else {
-      wait_v(sm, j - 1);
-      issue_pv<C>(o, pf, sm, (j - 1) % C::kStages);
+      wait_v(sm, u - 1);
+      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
       wgmma_wait<0>();
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
-      release_stage(sm, j - 1);
-      wait_k(sm, j);
-      issue_scores<C>(s, sm, wg, j % C::kStages);
+      release_stage(sm, u - 1);
+      wait_k(sm, u);
+      issue_scores<C>(s, sm, wg, u % C::kStages);
       wgmma_wait<0>();
       pin_registers(s);
       sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       pack_p<C>(pf, s);
     }
   }
-  wait_v(sm, n_blocks - 1);
-  issue_pv<C>(o, pf, sm, (n_blocks - 1) % C::kStages);
+  release_q(sm);
+  const int last = ring0 + n_blocks - 1;
+  wait_v(sm, last);
+  issue_pv<C>(o, pf, sm, last % C::kStages);
   wgmma_wait<0>();
   pin_registers(o);
-  release_stage(sm, n_blocks - 1);
-  store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, false);
+  release_stage(sm, last);
+  store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, false);
 }
-
 // Ping-pong (FlashAttention-3's inter-warpgroup schedule, written for this kernel): the two
 // consumer warpgroups take turns issuing their wgmma groups, so that while one warpgroup's
 // GEMMs run on the tensor cores the other computes its sigmoid on MUFU/FMA, instead of both
@@ -355,11 +419,14 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
 // completes with 128 syncs + 128 arrivals = kTurnThreads). Warpgroup 1 arrives once on
 // warpgroup 0's barrier up front so that warpgroup 0 goes first.
 // Every warpgroup runs exactly n_blocks + 1 issue phases (S_0; S_j with PV_{j-1} for j in
-// 1..n_blocks-1; PV_{n_blocks-1}), n_blocks being the same for both (per CTA), so:
+// 1..n_blocks-1; PV_{n_blocks-1}) per work tile, n_blocks being the same for both, so:
 //   barrier 0: syncs by wg 0 = n + 1; arrivals by wg 1 = 1 (up front) + n (after its phases
 //              0..n-1; it skips the arrival after its last phase) = n + 1;
 //   barrier 1: syncs by wg 1 = n + 1; arrivals by wg 0 = n + 1 (after every phase).
 // So no bar.sync can wait for an arrival that never comes, and no arrival is left over at exit.
+// Persistent kernels repeat this per tile: wg 1's up-front arrival for tile t + 1 comes after its
+// last bar.sync of tile t, which completes only after wg 0's last arrival of tile t, which wg 0
+// makes after its last bar.sync of tile t: the barrier-0 generation of tile t is complete first.
 // Turns alternate strictly, so a barrier never has two generations pending at once.
 // Deadlock freedom with the mbarrier ring: a warpgroup waits for its K tile before taking its
 // turn (V_{j-1}, waited inside the turn, was issued by the producer before K_j, so it completes
@@ -382,17 +449,14 @@ __device__ __forceinline__ void turn_end(int wg, bool last_phase) {
 
 template <class C>
 __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int m_start,
-                                                 int n_blocks) {
+                                                 int n_blocks, int ring0, int q_parity) {
   const SigjitFwdParams& p = params.p;
-  const int wg = threadIdx.x / 128 - 1;
-  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-  const Sm90Rows rows{m_start + wg * 64, seq.len_k - seq.len_q, seq.len_k};
-  const int my_row0 = rows.wg_row0 + warp * 16 + lane / 4;
   float o[C::kOAcc];
-#pragma unroll
-  for (int i = 0; i < C::kOAcc; ++i) o[i] = 0.0f;
-  if (n_blocks == 0) {  // both warpgroups leave here (n_blocks is per CTA): no turns taken
-    store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, true);
+  const Sm90Thread t = consumer_thread<C>(seq, m_start, o);
+  const int wg = t.wg, warp = t.warp, lane = t.lane;
+  const Sm90Rows& rows = t.rows;
+  if (n_blocks == 0) {  // both warpgroups leave here (n_blocks is per tile): no turns taken
+    store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
     return;
   }
   const float bias = sequence_bias<C>(p, seq);
@@ -402,10 +466,10 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   u32 pf[C::kPSteps][4];
 
   if (wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");  // wg 0 goes first
-  mbarrier_wait(sm.q_full(), 0);
-  wait_k(sm, 0);
+  mbarrier_wait(sm.q_full(), q_parity);
+  wait_k(sm, ring0);
   turn_begin<C>(wg);
-  issue_scores<C>(s, sm, wg, 0);
+  issue_scores<C>(s, sm, wg, ring0 % C::kStages);
   turn_end<C>(wg, false);
   wgmma_wait<0>();
   pin_registers(s);
@@ -413,11 +477,12 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   pack_p<C>(pf, s);
   for (int j = 1; j < n_blocks; ++j) {
     // One phase: S_j and PV_{j-1} back to back (PV reads P_{j-1} from pf, S_j writes s).
-    wait_k(sm, j);
+    const int u = ring0 + j;  // ring use of key tile j
+    wait_k(sm, u);
     turn_begin<C>(wg);
-    issue_scores<C>(s, sm, wg, j % C::kStages);
-    wait_v(sm, j - 1);  // loaded with K_{j-1}: in practice never waits, so holding the turn is fine
-    issue_pv<C>(o, pf, sm, (j - 1) % C::kStages);
+    issue_scores<C>(s, sm, wg, u % C::kStages);
+    wait_v(sm, u - 1);  // loaded with K_{j-1}: in practice never waits, so holding the turn is fine
+    issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
     turn_end<C>(wg, false);
     if (C::kOverlap) {  // the sigmoid of S_j also overlaps this warpgroup's own PV_{j-1}
       wgmma_wait<1>();
@@ -433,21 +498,136 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
       sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
     }
-    release_stage(sm, j - 1);
+    release_stage(sm, u - 1);
     pack_p<C>(pf, s);
   }
-  wait_v(sm, n_blocks - 1);
+  release_q(sm);
+  const int last = ring0 + n_blocks - 1;
+  wait_v(sm, last);
   turn_begin<C>(wg);
-  issue_pv<C>(o, pf, sm, (n_blocks - 1) % C::kStages);
+  issue_pv<C>(o, pf, sm, last % C::kStages);
   turn_end<C>(wg, true);
   wgmma_wait<0>();
   pin_registers(o);
-  release_stage(sm, n_blocks - 1);
-  store_rows_sm90<C>(seq, p.o_stride_l, o, my_row0, lane, false);
+  release_stage(sm, last);
+  store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, false);
+}
+
+// ---- persistent scheduling (config suffix _p) ----------------------------------------------
+// What: gridDim.x CTAs (the host launches min(tiles, SMs x CTAs per SM)) each take work tiles
+// t = blockIdx.x + k * gridDim.x, a static strided schedule (order and index -> tile mapping:
+// sm90_tile_schedule.h); the barriers are initialised once and their phases run on across
+// tiles (ring uses and Q loads are counted per CTA). Why: at L 512-1024 and for ragged batches
+// the per-CTA prologue (barrier init, tensor-map fetch, first loads) and the wave tail cost as
+// much as the math; a persistent CTA pays the prologue once and loads the next tile's K/V (and,
+// once Q is released, its Q) while finishing the last one. Padded and varlen calls enumerate
+// valid tiles only. Padded layout: rows past len_q must read as zeros; wholly padded tiles are
+// not work tiles: warps 1-3 of the producer warpgroup (idle otherwise) write their zeros while
+// the other warps compute, strided over the dense tile order.
+
+// Valid query tiles (per head) of sequence b: ceil(len_q / BLOCK_M), with locate_sequence's
+// clamping (its pointer arithmetic is dead here and removed by the compiler).
+template <class C>
+__device__ __forceinline__ int valid_query_tiles(const SigjitFwdParams& p, int b) {
+  const int len_q = locate_sequence<C>(p, b, 0).len_q;
+  return (len_q + C::kBlockM - 1) / C::kBlockM;
 }
 
 template <class C>
+struct Sm90QueryTiles {
+  const SigjitFwdParams& p;
+  __device__ __forceinline__ int operator()(int b) const { return valid_query_tiles<C>(p, b); }
+};
+
+template <class C>
+__device__ __forceinline__ sched::Shape schedule_shape(const SigjitFwdParams& p) {
+  return sched::Shape{p.batch, p.heads_q, p.seqlen_q};
+}
+
+template <class C>
+__device__ __forceinline__ sched::TileCursor first_tile(const SigjitFwdParams& p) {
+  return sched::first_tile<C::kLayout == kDense>((int)blockIdx.x, schedule_shape<C>(p), Sm90QueryTiles<C>{p});
+}
+
+template <class C>
+__device__ __forceinline__ bool locate_tile(const SigjitFwdParams& p, sched::TileCursor& c, sched::Tile& tile) {
+  return sched::locate_tile<C::kBlockM, C::kCausal, C::kLayout == kDense>(c, schedule_shape<C>(p), Sm90QueryTiles<C>{p}, tile);
+}
+
+// The producer thread over all of the CTA's tiles. Before the Q load of every tile but the
+// first it waits until the consumers released the previous Q (q_empty, phase = loads - 1).
+template <class C>
+__device__ __forceinline__ void produce_tiles(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm) {
+  const SigjitFwdParams& p = params.p;
+  int ring = 0, q_loads = 0;
+  sched::Tile tile;
+  for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); c.t += gridDim.x) {
+    const int n_blocks = key_tile_count<C>(locate_sequence<C>(p, tile.b, tile.h), tile.m_start);
+    if (n_blocks == 0) continue;  // the consumers only write zeros
+    if (q_loads > 0) mbarrier_wait(sm.q_empty(), (q_loads - 1) & 1);
+    produce<C>(params, sm, tile.b, tile.h, tile.m_start, n_blocks, ring);
+    ring += n_blocks;
+    ++q_loads;
+  }
+}
+
+// Every consumer thread walks the same tiles as the producer, counting ring uses and Q loads
+// the same way, so each waits on the phases the producer's loads complete.
+template <class C>
+__device__ __forceinline__ void consume_tiles(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm) {
+  const SigjitFwdParams& p = params.p;
+  int ring = 0, q_loads = 0;
+  sched::Tile tile;
+  for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); c.t += gridDim.x) {
+    const SeqSlice seq = locate_sequence<C>(p, tile.b, tile.h);
+    const int n_blocks = key_tile_count<C>(seq, tile.m_start);
+    if (C::kPingpong) consume_pingpong<C>(params, sm, seq, tile.m_start, n_blocks, ring, q_loads & 1);
+    else consume<C>(params, sm, seq, tile.m_start, n_blocks, ring, q_loads & 1);
+    if (n_blocks > 0) {
+      ring += n_blocks;
+      ++q_loads;
+    }
+  }
+}
+
+// Padded layout: zeros for the wholly padded query tiles, by `threads` threads (index `tid`).
+template <class C>
+__device__ __forceinline__ void clear_padding_tiles(const SigjitFwdParams& p, int tid, int threads) {
+  const sched::Shape shape = schedule_shape<C>(p);
+  for (int t = blockIdx.x; t < sched::dense_tile_count<C::kBlockM>(shape); t += gridDim.x) {
+    const sched::Tile tile = sched::dense_tile<C::kBlockM, false>(t, shape);
+    if (tile.m_start < clamp_len(p.seq_lens_q[tile.b], p.seqlen_q)) continue;  // a work tile
+    const int rows = (tile.m_start + C::kBlockM < p.seqlen_q ? tile.m_start + C::kBlockM : p.seqlen_q) - tile.m_start;
+    u16* o = (u16*)p.o + (i64)tile.b * p.o_stride_b + (i64)tile.m_start * p.o_stride_l + (i64)tile.h * p.o_stride_h;
+    for (int i = tid; i < rows * C::kChunksPerRow; i += threads) {
+      *(uint4*)(o + (i64)(i / C::kChunksPerRow) * p.o_stride_l + (i % C::kChunksPerRow) * 8) = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+template <class C>
+__device__ __forceinline__ void fwd_sm90_persistent(const SigjitFwdSm90Params& params) {
+  extern __shared__ __align__(1024) unsigned char sm90_smem[];
+  const Sm90Smem<C> sm{(shared_address(sm90_smem) + 1023u) & ~1023u};
+  if (threadIdx.x == 0) init_barriers<C>(sm);
+  __syncthreads();
+  if (threadIdx.x < 128) {
+    if (C::kRebalanceRegs) setmaxnreg_dec<C::kProducerRegs>();
+    if (threadIdx.x == 0) produce_tiles<C>(params, sm);
+    else if (C::kLayout == kPadded && threadIdx.x >= 32) clear_padding_tiles<C>(params.p, threadIdx.x - 32, 96);
+  } else {
+    if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
+    consume_tiles<C>(params, sm);
+  }
+}
+
+// One (query tile, head, sequence) per CTA on grid (query tiles, heads, batch), unless persistent.
+template <class C>
 __device__ __forceinline__ void fwd_sm90_kernel(const SigjitFwdSm90Params& params) {
+  if (Sm90Schedule<C>::persistent()) {
+    fwd_sm90_persistent<C>(params);
+    return;
+  }
   extern __shared__ __align__(1024) unsigned char sm90_smem[];
   const SigjitFwdParams& p = params.p;
   const int b = blockIdx.z, h = blockIdx.y;
@@ -463,11 +643,11 @@ __device__ __forceinline__ void fwd_sm90_kernel(const SigjitFwdSm90Params& param
   // Role split: one branch per warpgroup role, as setmaxnreg requires.
   if (threadIdx.x < 128) {
     if (C::kRebalanceRegs) setmaxnreg_dec<C::kProducerRegs>();
-    if (threadIdx.x == 0 && n_blocks > 0) produce<C>(params, sm, m_start, n_blocks, h);
+    if (threadIdx.x == 0 && n_blocks > 0) produce<C>(params, sm, b, h, m_start, n_blocks, 0);
   } else {
     if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
-    if (C::kPingpong) consume_pingpong<C>(params, sm, seq, m_start, n_blocks);
-    else consume<C>(params, sm, seq, m_start, n_blocks);
+    if (C::kPingpong) consume_pingpong<C>(params, sm, seq, m_start, n_blocks, 0, 0);
+    else consume<C>(params, sm, seq, m_start, n_blocks, 0, 0);
   }
 }
 

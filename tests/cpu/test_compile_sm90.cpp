@@ -27,6 +27,7 @@
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using sigjit::Arch;
 using sigjit::KernelFamily;
 using sigjit::KernelSpec;
@@ -177,9 +178,58 @@ TEST(Sm90CompileAll, EachNewVariantCompilesWithoutSpillsOnRepresentativeSpecs) {
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
 }
 
+// Persistent scheduling (_p): every feature combination at every sm90 head dim compiles with the
+// spec's default tile made persistent, without spills at hd 64/128 and without ptxas ignoring
+// setmaxnreg (the padded layout's zero pass runs in the producer warpgroup, at 24 registers).
+TEST(Sm90CompileAll, EveryFeatureCompilesPersistent) {
+  std::vector<Job> jobs;
+  for (const KernelSpec& s : all_sm90_specs()) {
+    TileConfig c = sigjit::default_sm90_config(s);
+    c.persistent = true;
+    jobs.push_back({s, c, s.head_dim <= 128});
+  }
+  const std::vector<std::string> failures = compile_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+// _p combined with the other schedules (ping-pong, no overlap, one consumer, FMA sigmoid) on the
+// representative specs of EachNewVariantCompilesWithoutSpillsOnRepresentativeSpecs.
+TEST(Sm90CompileAll, PersistentWithEachScheduleCompilesWithoutSpills) {
+  std::vector<Job> jobs;
+  for (int d : {64, 128})
+    for (int variant = 0; variant < 3; ++variant) {
+      KernelSpec s = spec_for(d);
+      if (variant == 1) {
+        s.layout = sigjit::Layout::padded;
+        s.causal = true;
+        s.score_bias = true;
+        s.sigmoid = sigjit::SigmoidMode::exact;
+      }
+      if (variant == 2) {
+        s.layout = sigjit::Layout::varlen;
+        s.dtype = sigjit::DType::fp16;
+        s.causal = true;
+      }
+      // On the spec's default tile, as the non-persistent variants are tested: 128-key tiles
+      // spill with score bias + exact at hd 128 whether persistent or not.
+      const TileConfig base = sigjit::default_sm90_config(s);
+      for (TileConfig c : {with_tunables(base, true, true, 0), with_tunables(base, false, true, 0), with_tunables(base, false, false, 0),
+                           with_tunables(base, true, true, 1), TileConfig::sm90(96, 1, 2, true)}) {
+        c.persistent = true;
+        ASSERT_EQ(sigjit::check_config(s, c), "") << c.describe() << " hd " << d;
+        jobs.push_back({s, c, true});
+      }
+    }
+  const std::vector<std::string> failures = compile_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
 TEST(Sm90Compile, NewVariantsReportRegistersAndSharedMemory) {
   for (int d : {64, 128})
-    for (const char* tile : {"h128x128c2s2o_pp", "h128x128c2s2_pp", "h128x128c2s2o_f1", "h128x128c2s2o_f2", "h128x128c2s2o_pp_f1", "h64x96c1s2o_f1"}) {
+    for (const char* tile : {"h128x128c2s2o_pp", "h128x128c2s2_pp", "h128x128c2s2o_f1", "h128x128c2s2o_f2", "h128x128c2s2o_pp_f1", "h64x96c1s2o_f1",
+                             "h128x128c2s2o_p", "h64x128c1s2o_p"}) {
       const KernelSpec s = spec_for(d);
       const TileConfig c = TileConfig::parse(tile, "test");
       sigjit::ResourceUsage u;
@@ -278,10 +328,30 @@ TEST(Sm90Config, DescribeAndParseRoundTrip) {
   EXPECT_EQ(TileConfig::sm90(128, 2, 2, true, true, 0).describe(), "h128x128c2s2o_pp");
   EXPECT_EQ(TileConfig::sm90(128, 2, 3, false, true, 2).describe(), "h128x128c2s3_pp_f2");
   EXPECT_EQ(TileConfig::sm90(96, 1, 2, true, false, 1).describe(), "h64x96c1s2o_f1");
-  // Strings written before these tunables existed parse to configs with both off.
+  // Persistent scheduling (_p), alone and after the other suffixes.
+  for (const TileConfig& c : {TileConfig::sm90(128, 2, 3, true, false, 0, true), TileConfig::sm90(96, 1, 2, false, false, 0, true),
+                              TileConfig::sm90(128, 2, 2, true, true, 1, true), TileConfig::sm90(64, 2, 2, false, true, 0, true)}) {
+    const TileConfig back = TileConfig::parse(c.describe(), "cache entry config");
+    EXPECT_EQ(back.describe(), c.describe());
+    EXPECT_TRUE(back.persistent) << c.describe();
+    EXPECT_EQ(back.pingpong, c.pingpong) << c.describe();
+    EXPECT_EQ(back.fma_quarters, c.fma_quarters) << c.describe();
+    EXPECT_EQ(back.overlap, c.overlap) << c.describe();
+    EXPECT_EQ(back.consumers, c.consumers) << c.describe();
+    EXPECT_EQ(back.stages, c.stages) << c.describe();
+    EXPECT_EQ(back.block_n, c.block_n) << c.describe();
+  }
+  EXPECT_EQ(TileConfig::sm90(128, 2, 3, true, false, 0, true).describe(), "h128x128c2s3o_p");
+  EXPECT_EQ(TileConfig::sm90(128, 2, 2, true, true, 1, true).describe(), "h128x128c2s2o_pp_f1_p");
+  EXPECT_EQ(TileConfig::sm90(96, 1, 2, false, false, 0, true).describe(), "h64x96c1s2_p");
+  EXPECT_TRUE(TileConfig::parse("h128x128c2s2_p", "test").persistent);
+  EXPECT_FALSE(TileConfig::parse("h128x128c2s2_p", "test").pingpong);
+  EXPECT_FALSE(TileConfig::parse("h128x128c2s2_pp", "test").persistent);
+  // Strings written before these tunables existed parse to configs with all of them off.
   const TileConfig before = TileConfig::parse("h128x128c2s2o", "cache entry config");
   EXPECT_FALSE(before.pingpong);
   EXPECT_EQ(before.fma_quarters, 0);
+  EXPECT_FALSE(before.persistent);
   // Strings of the sm80 era still mean the sm80 family (cache entries written before sm90).
   const TileConfig old = TileConfig::parse("m128n64w4s2qs", "cache entry config");
   EXPECT_EQ(old.family, KernelFamily::sm80);
@@ -305,6 +375,11 @@ TEST(Sm90Config, ParseRejectsMalformedAndInconsistentStrings) {
   EXPECT_THAT(message("h128x128c2s2o_f12"), HasSubstr("expected"));
   EXPECT_THAT(message("h128x128c2s2o_pp_pp"), HasSubstr("expected"));
   EXPECT_THAT(message("h128x128c2s2opp"), HasSubstr("expected"));
+  EXPECT_THAT(message("h128x128c2s2o_p_pp"), HasSubstr("[o][_pp][_f<QUARTERS>][_p]"));  // _p comes last
+  EXPECT_THAT(message("h128x128c2s2o_p_f1"), HasSubstr("expected"));
+  EXPECT_THAT(message("h128x128c2s2o_p_p"), HasSubstr("expected"));
+  EXPECT_THAT(message("h128x128c2s2op"), HasSubstr("expected"));
+  EXPECT_THAT(message("m128n64w4s2_p"), HasSubstr("expected"));  // not an sm80 suffix
 }
 
 TEST(Sm90Config, CheckConfigRejectsWithAReason) {
@@ -332,6 +407,10 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
       {"sm_90a", 128, TileConfig::sm90(128, 2, 2, true, false, 5), "fma_quarters=5"},
       {"sm_90a", 128, TileConfig::sm90(128, 2, 2, true, true, -1), "fma_quarters=-1"},
       {"sm_90", 128, TileConfig::sm90(128, 2, 2, true, true, 1), "needs arch sm_90a"},
+      {"sm_90", 128, TileConfig::sm90(128, 2, 2, true, false, 0, true), "needs arch sm_90a"},
+      {"sm_90a", 96, TileConfig::sm90(128, 2, 2, true, false, 0, true), "head_dim=96"},
+      {"sm_90a", 128, TileConfig::sm90(128, 2, 4, true, false, 0, true), "shared memory"},
+      {"sm_90a", 128, TileConfig::sm90(128, 1, 2, true, true, 0, true), "ping-pong (_pp) needs 2 consumer warpgroups"},
   };
   for (const Bad& b : bad) {
     EXPECT_THAT(sigjit::check_config(spec_for(b.head_dim, b.arch), b.config), HasSubstr(b.reason)) << b.config.describe() << " " << b.arch;
@@ -354,6 +433,17 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
     c.pingpong = false;
     c.fma_quarters = 2;
     EXPECT_THAT(sigjit::check_config(s, c), HasSubstr("sm90-family tunables"));
+    c.fma_quarters = 0;
+    c.persistent = true;
+    EXPECT_THAT(sigjit::check_config(s, c), HasSubstr("persistent scheduling (_p)"));
+  }
+  // Every default sm90 config may be made persistent: q_empty costs 8 bytes of shared memory.
+  for (const KernelSpec& s : all_sm90_specs()) {
+    TileConfig c = sigjit::default_sm90_config(s);
+    const int plain = sigjit::smem_bytes(s, c);
+    c.persistent = true;
+    EXPECT_EQ(sigjit::check_config(s, c), "") << c.describe() << " " << s.describe();
+    EXPECT_EQ(sigjit::smem_bytes(s, c), plain + 8) << c.describe();
   }
 }
 
@@ -391,6 +481,7 @@ TEST(Sm90Config, TemplateStaticAssertsRejectForcedBadConfigs) {
       {128, TileConfig::sm90(128, 2, 4, true), "exceeds the 227 KB of shared memory"},
       {128, TileConfig::sm90(128, 1, 2, true, true, 0), "sm90 ping-pong needs 2 consumer warpgroups"},
       {128, TileConfig::sm90(128, 2, 2, true, false, 5), "sm90 FMA-sigmoid quarters: 0..4"},
+      {128, TileConfig::sm90(128, 2, 4, true, false, 0, true), "exceeds the 227 KB of shared memory"},
   };
   for (const Forced& f : forced) {
     bool ok = true;
@@ -425,9 +516,10 @@ TEST(Sm90Config, CandidatesOnlyOnSm90aAndAllValidAndDistinct) {
     EXPECT_TRUE(names.count(sigjit::kernel_name(s, sigjit::default_sm90_config(s)))) << "default sm90 config is a candidate at hd " << d;
     // Issue 6's tunables (ping-pong, FMA quarters 1 and 2) are candidates once verified on a GPU
     // (kSm90TunablesVerified), and not the default until measured.
-    int pingpong = 0, fma1 = 0, fma2 = 0;
+    int pingpong = 0, fma1 = 0, fma2 = 0, persistent = 0;
     for (const TileConfig& c : sigjit::candidate_configs(s)) {
       pingpong += c.pingpong;
+      persistent += c.persistent;
       fma1 += c.fma_quarters == 1;
       fma2 += c.fma_quarters == 2;
       EXPECT_TRUE(!c.pingpong || c.consumers == 2) << c.describe();
@@ -436,8 +528,12 @@ TEST(Sm90Config, CandidatesOnlyOnSm90aAndAllValidAndDistinct) {
       EXPECT_GT(pingpong, 0) << d;
       EXPECT_GT(fma1, 0) << d;
       EXPECT_GT(fma2, 0) << d;
+      EXPECT_GT(persistent, 0) << d;
     }
-    if (!sigjit::kSm90TunablesVerified) EXPECT_EQ(pingpong + fma1 + fma2, 0) << "unverified tunables must not reach the tuner, hd " << d;
+    if (!sigjit::kSm90TunablesVerified) {
+      EXPECT_EQ(pingpong + fma1 + fma2 + persistent, 0) << "unverified tunables must not reach the tuner, hd " << d;
+    }
+    EXPECT_FALSE(sigjit::default_sm90_config(s).persistent) << d;
     EXPECT_FALSE(sigjit::default_sm90_config(s).pingpong) << d;
     EXPECT_EQ(sigjit::default_sm90_config(s).fma_quarters, 0) << d;
   }
@@ -453,6 +549,9 @@ TEST(Sm90Config, KernelNameNamesTheFamily) {
   for (bool pp : {false, true})
     for (int q = 0; q <= 4; ++q) EXPECT_TRUE(names.insert(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, pp, q))).second) << pp << q;
   EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, true, 1)), HasSubstr("_h128x128c2s2o_pp_f1_sm_90a"));
+  for (bool pp : {false, true})
+    for (int q = 0; q <= 4; ++q) EXPECT_TRUE(names.insert(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, pp, q, true))).second) << pp << q;
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, false, 0, true)), HasSubstr("_h128x128c2s2o_p_sm_90a"));
 }
 
 TEST(Sm90Codegen, EmitsTheSm90TemplateAndChecksSharedMemory) {
@@ -465,6 +564,13 @@ TEST(Sm90Codegen, EmitsTheSm90TemplateAndChecksSharedMemory) {
   EXPECT_THAT(src, HasSubstr("static_assert(Cfg::kSmemBytes == " + std::to_string(sigjit::smem_bytes(s, c))));
   EXPECT_THAT(src, HasSubstr("/*pingpong*/ false, /*fma_quarters*/ 0>"));
   EXPECT_THAT(sigjit::emit_source(s, TileConfig::sm90(128, 2, 2, true, true, 2)), HasSubstr("/*pingpong*/ true, /*fma_quarters*/ 2>"));
+  // Persistent configs wrap the base config; the others do not mention it.
+  EXPECT_THAT(src, Not(HasSubstr("Persistent")));
+  const TileConfig p = TileConfig::sm90(128, 2, 2, true, false, 0, true);
+  const std::string psrc = sigjit::emit_source(s, p);
+  EXPECT_THAT(psrc, HasSubstr("using Cfg = sigjit::kern::FwdSm90PersistentConfig<sigjit::kern::FwdSm90Config<"));
+  EXPECT_THAT(psrc, HasSubstr("/*fma_quarters*/ 0>>;"));
+  EXPECT_THAT(psrc, HasSubstr("static_assert(Cfg::kSmemBytes == " + std::to_string(sigjit::smem_bytes(s, c) + 8)));
 }
 
 }  // namespace

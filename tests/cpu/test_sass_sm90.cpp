@@ -78,14 +78,17 @@ TEST(Sm90Sass, DefaultKernelsRunHgmmaInTheKeyLoopAndLoadWithTma) {
     GTEST_SKIP() << "cuobjdump not found (neither in the CUDA toolkit nor in build/tools); ./setup.sh installs it from PyPI "
                     "(nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm)";
   }
+  // Each default tile as it is and made persistent (_p: the key loop nested in a tile loop).
   for (int d : {64, 128, 256}) {
-    for (bool causal : {false, true}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool causal = variant % 2 == 1, persistent = variant >= 2;
       KernelSpec spec;
       spec.head_dim = d;
       spec.causal = causal;
       spec.layout = sigjit::Layout::padded;
       spec.arch = sigjit::Arch::parse("sm_90a");
-      const sigjit::TileConfig config = sigjit::default_sm90_config(spec);
+      sigjit::TileConfig config = sigjit::default_sm90_config(spec);
+      config.persistent = persistent;
       const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
       const std::string sass = dump_sass(k.cubin, k.name);
       const SassSummary s = summarize(sass);

@@ -31,6 +31,7 @@ sigjit_filecheck_test(score_bias score_bias.check PREFIXES CHECK ARGS --head-dim
 sigjit_filecheck_test(no_score_bias score_bias.check PREFIXES NOSB ARGS --head-dim 128 --arch sm_90)
 sigjit_filecheck_test(sm80_hd64 sm80_hd64.check PREFIXES CHECK ARGS --head-dim 64 --arch sm_80 --tile m64n32w4s3)
 sigjit_filecheck_test(sm90 sm90.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90a --tile h128x128c2s2o)
+sigjit_filecheck_test(sm90_persistent sm90_persistent.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90a --tile h128x128c2s2o_p)
 sigjit_filecheck_test(sm90_pingpong sm90_pingpong.check PREFIXES CHECK ARGS --head-dim 128 --arch sm_90a --tile h128x128c2s2o_pp)
 sigjit_filecheck_test(sm90_fma_sigmoid sm90_fma_sigmoid.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90a --tile h128x128c2s2o_f4)
 sigjit_filecheck_test(sm90_fma_sigmoid_exact sm90_fma_sigmoid.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90a --sigmoid exact --tile h128x128c2s2o_f4)

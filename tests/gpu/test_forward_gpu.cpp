@@ -169,13 +169,16 @@ TEST_P(ForwardMatrixSm90, MatchesFp64Reference) {
 INSTANTIATE_TEST_SUITE_P(Matrix, ForwardMatrixSm90, ::testing::ValuesIn(matrix_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrixSm90, ::testing::ValuesIn(long_cases()), case_name);
 
-// ---- issue 6's tunables on the sm90 family: ping-pong and the FMA-sigmoid fraction ------------
+// ---- issue 6's tunables on the sm90 family: ping-pong, the FMA-sigmoid fraction, persistence ---
 // Each variant is the case's default sm90 config with the tunables changed, forced like above:
 //   pp: ping-pong, overlap on; ppno: ping-pong, overlap off; f2: half the sigmoids on FMA;
 //   ppf1: ping-pong + a quarter on FMA; f4: every sigmoid on FMA (the polynomial alone decides
-//   the accuracy). Every layout x hd 64/128 x causal x (score bias + GQA) x sigmoid mode in bf16,
-//   fp16 at both head dims, and long sequences (many turns of the ping-pong barriers). A
-//   ping-pong ordering bug would hang, not fail: run these under `timeout`.
+//   the accuracy); p: persistent (_p), overlap on; ppp: persistent + ping-pong; pno: persistent,
+//   overlap off. Every layout x hd 64/128 x causal x (score bias + GQA) x sigmoid mode in bf16,
+//   fp16 at both head dims, and long sequences (many turns of the ping-pong barriers; for _p
+//   many tiles per CTA, so the mbarrier phases run on across tiles, and ragged batches with
+//   lengths 1 and 16384 whose wholly padded tiles are skipped or zeroed). A ping-pong or
+//   persistent-phase ordering bug would hang, not fail: run these under `timeout`.
 
 struct TunableCase {
   CaseSpec spec;
@@ -192,13 +195,14 @@ std::string tunable_case_name(const ::testing::TestParamInfo<TunableCase>& info)
 }
 
 TileConfig apply_variant(TileConfig c, const std::string& variant) {
-  c.overlap = variant != "ppno";
-  c.pingpong = variant == "pp" || variant == "ppno" || variant == "ppf1";
+  c.overlap = variant != "ppno" && variant != "pno";
+  c.pingpong = variant == "pp" || variant == "ppno" || variant == "ppf1" || variant == "ppp";
   c.fma_quarters = variant == "f2" ? 2 : variant == "ppf1" ? 1 : variant == "f4" ? 4 : 0;
+  c.persistent = variant == "p" || variant == "ppp" || variant == "pno";
   return c;
 }
 
-const char* const kTunableVariants[] = {"pp", "ppno", "f2", "ppf1", "f4"};
+const char* const kTunableVariants[] = {"pp", "ppno", "f2", "ppf1", "f4", "p", "ppp", "pno"};
 
 std::vector<TunableCase> tunable_cases() {
   std::vector<TunableCase> out;
@@ -231,10 +235,16 @@ std::vector<TunableCase> tunable_cases() {
     CaseSpec dense{Layout::dense, hd, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {16384}, {16384}};
     CaseSpec padded{Layout::padded, hd, DType::bf16, true, BiasMode::log_n, true, true, SigmoidMode::exact, {16384, 5000, 1}, {16384, 4000, 1}};
     dense.row_step = padded.row_step = 211;
-    for (const char* v : {"pp", "ppf1"}) {
+    for (const char* v : {"pp", "ppf1", "p", "ppp"}) {
       out.push_back({dense, v});
       out.push_back({padded, v});
     }
+    // Persistent on ragged varlen batches: a 16384-row sequence between length-1 ones (the
+    // sequence-major tile cursor walks past empty and one-tile sequences), causal.
+    CaseSpec ragged{Layout::varlen, hd, DType::bf16, true, BiasMode::log_n, true, true, SigmoidMode::exact, {1, 16384, 1, 300, 64},
+                    {1, 16384, 7, 2000, 64}};
+    ragged.row_step = 97;
+    for (const char* v : {"p", "ppp", "pno"}) out.push_back({ragged, v});
   }
   return out;
 }

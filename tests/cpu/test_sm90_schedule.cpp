@@ -1,0 +1,154 @@
+// The persistent sm90 forward's tile schedule (templates/sigjit/sm90_tile_schedule.h, the header
+// the kernel includes), run on the host the way the kernel runs it: every CTA b of a grid of G
+// walks t = b, b + G, ... with one cursor. For any grid size every valid (sequence, head, query
+// tile) must come out exactly once and no wholly padded tile at all; the order must put the
+// longest causal rows first; each CTA must read each sequence length at most once.
+#include "sigjit/sm90_tile_schedule.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using sigjit::sched::Shape;
+using sigjit::sched::Tile;
+using sigjit::sched::TileCursor;
+
+constexpr int kBlockM = 128;
+
+struct Problem {
+  Shape shape;
+  std::vector<int> len_q;  // valid rows per sequence (dense: all seqlen_q)
+};
+
+int query_tiles_of(const Problem& p, int b) { return (std::min(p.len_q[b], p.shape.seqlen_q) + kBlockM - 1) / kBlockM; }
+
+struct Walk {
+  std::vector<std::vector<Tile>> per_cta;  // tiles in the order each CTA runs them
+  std::vector<int> length_reads;           // query_tiles calls per CTA
+};
+
+template <bool CAUSAL, bool DENSE>
+Walk walk(const Problem& p, int grid) {
+  Walk w;
+  w.per_cta.resize(grid);
+  w.length_reads.assign(grid, 0);
+  for (int cta = 0; cta < grid; ++cta) {
+    int& reads = w.length_reads[cta];
+    auto query_tiles = [&](int b) {
+      ++reads;
+      return query_tiles_of(p, b);
+    };
+    Tile tile;
+    for (TileCursor c = sigjit::sched::first_tile<DENSE>(cta, p.shape, query_tiles);
+         sigjit::sched::locate_tile<kBlockM, CAUSAL, DENSE>(c, p.shape, query_tiles, tile); c.t += grid) {
+      w.per_cta[cta].push_back(tile);
+    }
+  }
+  return w;
+}
+
+// Every valid (b, h, m_start) exactly once, nothing else.
+void expect_exact_cover(const Problem& p, const Walk& w, const std::string& what) {
+  std::map<std::tuple<int, int, int>, int> seen;
+  for (const auto& tiles : w.per_cta)
+    for (const Tile& t : tiles) {
+      ASSERT_GE(t.b, 0) << what;
+      ASSERT_LT(t.b, p.shape.batch) << what;
+      ASSERT_GE(t.h, 0) << what;
+      ASSERT_LT(t.h, p.shape.heads) << what;
+      ASSERT_EQ(t.m_start % kBlockM, 0) << what;
+      ASSERT_GE(t.m_start, 0) << what;
+      ASSERT_LT(t.m_start, std::min(p.len_q[t.b], p.shape.seqlen_q)) << what << ": a wholly padded tile is scheduled";
+      ++seen[{t.b, t.h, t.m_start}];
+    }
+  std::size_t expected = 0;
+  for (int b = 0; b < p.shape.batch; ++b) expected += static_cast<std::size_t>(query_tiles_of(p, b)) * p.shape.heads;
+  EXPECT_EQ(seen.size(), expected) << what;
+  for (const auto& [key, n] : seen) EXPECT_EQ(n, 1) << what << ": tile (" << std::get<0>(key) << ", " << std::get<1>(key) << ", " << std::get<2>(key) << ")";
+}
+
+Problem dense(int batch, int heads, int seqlen) { return Problem{Shape{batch, heads, seqlen}, std::vector<int>(batch, seqlen)}; }
+
+Problem ragged(const std::vector<int>& lens, int heads, int seqlen) { return Problem{Shape{static_cast<int>(lens.size()), heads, seqlen}, lens}; }
+
+TEST(Sm90Schedule, DenseCoversEveryTileOnceForAnyGrid) {
+  for (const Problem& p : {dense(1, 1, 1), dense(2, 3, 300), dense(4, 16, 1024), dense(1, 8, 16384), dense(3, 5, 129)})
+    for (int grid : {1, 2, 7, 132, 264, 100000}) {
+      const std::string what = "dense b" + std::to_string(p.shape.batch) + " h" + std::to_string(p.shape.heads) + " L" +
+                                std::to_string(p.shape.seqlen_q) + " grid " + std::to_string(grid);
+      expect_exact_cover(p, walk<false, true>(p, grid), what);
+      expect_exact_cover(p, walk<true, true>(p, grid), what + " causal");
+    }
+}
+
+TEST(Sm90Schedule, RaggedCoversEveryValidTileOnceAndNoPaddedTile) {
+  std::mt19937 rng(3);
+  std::vector<Problem> problems{ragged({1, 16384, 1, 300, 64}, 4, 16384), ragged({0, 0, 0}, 2, 512), ragged({16384, 5000, 1}, 3, 16384),
+                                ragged({129, 128, 127, 0, 1}, 1, 256),
+                                ragged({700, 900}, 2, 512)};  // lengths past the buffer (varlen max_seqlen) are clamped
+  for (int i = 0; i < 20; ++i) {
+    const int batch = 1 + static_cast<int>(rng() % 40), heads = 1 + static_cast<int>(rng() % 8), seqlen = 1 + static_cast<int>(rng() % 4096);
+    std::vector<int> lens(batch);
+    for (int& l : lens) l = static_cast<int>(rng() % (seqlen + 1));
+    problems.push_back(ragged(lens, heads, seqlen));
+  }
+  for (const Problem& p : problems)
+    for (int grid : {1, 3, 132, 5000}) {
+      const std::string what = "ragged b" + std::to_string(p.shape.batch) + " h" + std::to_string(p.shape.heads) + " grid " + std::to_string(grid);
+      for (bool causal : {false, true}) {
+        const Walk w = causal ? walk<true, false>(p, grid) : walk<false, false>(p, grid);
+        expect_exact_cover(p, w, what + (causal ? " causal" : ""));
+        // The cursor only moves forward: each CTA reads each length at most once (+1 at the start).
+        for (int cta = 0; cta < grid; ++cta) EXPECT_LE(w.length_reads[cta], p.shape.batch + 1) << what << " cta " << cta;
+      }
+    }
+}
+
+TEST(Sm90Schedule, CausalRunsTheLongestRowsFirst) {
+  // Dense: the global order is query-tile-major, last query tile first, so every CTA's m_start
+  // never grows and each round of the grid holds the heaviest tiles left.
+  const Problem p = dense(2, 4, 4096);
+  const Walk w = walk<true, true>(p, 7);
+  for (const auto& tiles : w.per_cta)
+    for (std::size_t i = 1; i < tiles.size(); ++i) EXPECT_LE(tiles[i].m_start, tiles[i - 1].m_start);
+  EXPECT_EQ(w.per_cta[0].front().m_start, 4096 - kBlockM);
+  EXPECT_EQ(w.per_cta[0].back().m_start, 0);
+  // Non-causal dense tiles all cost the same; the order is query-tile-major ascending.
+  EXPECT_EQ((walk<false, true>(p, 7).per_cta[0].front().m_start), 0);
+  // Ragged: within a sequence, the last query tile of every head comes first.
+  const Problem r = ragged({1000, 300}, 2, 1024);
+  const Walk one = walk<true, false>(r, 1);
+  ASSERT_EQ(one.per_cta[0].size(), 2u * (8 + 3));
+  EXPECT_EQ(one.per_cta[0][0].m_start, 896);
+  EXPECT_EQ(one.per_cta[0][1].m_start, 896);  // the second head's
+  EXPECT_EQ(one.per_cta[0][1].h, 1);
+  EXPECT_EQ(one.per_cta[0][14].b, 0);  // sequence 0's first query tile comes last of its 16
+  EXPECT_EQ(one.per_cta[0][14].m_start, 0);
+  EXPECT_EQ(one.per_cta[0][16].b, 1);  // then sequence 1's, its last tile first
+  EXPECT_EQ(one.per_cta[0][16].m_start, 256);
+}
+
+TEST(Sm90Schedule, DenseTileOrderEnumeratesThePaddingZeroPass) {
+  // The padded layout's zero pass walks the dense order without reversal: with the work tiles
+  // it covers every (b, h, m_start) of the buffer once.
+  const Shape s{3, 2, 1000};
+  std::map<std::tuple<int, int, int>, int> seen;
+  for (int t = 0; t < sigjit::sched::dense_tile_count<kBlockM>(s); ++t) {
+    const Tile tile = sigjit::sched::dense_tile<kBlockM, false>(t, s);
+    ++seen[{tile.b, tile.h, tile.m_start}];
+  }
+  EXPECT_EQ(seen.size(), 3u * 2u * 8u);
+  for (const auto& [key, n] : seen) EXPECT_EQ(n, 1);
+  // Heads innermost: consecutive indices share (m, b), so GQA heads of one KV head run together.
+  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, false>(1, s).h), 1);
+  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, false>(1, s).b), 0);
+  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, false>(2, s).b), 1);
+}
+
+}  // namespace

@@ -92,7 +92,15 @@ TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap
   return c;
 }
 
+TileConfig TileConfig::sm90_bwd(int block_q, int consumers, int stages) {
+  TileConfig c{64 * consumers, block_q, 4 * (consumers + 1), stages, false};
+  c.family = KernelFamily::sm90_bwd;
+  c.consumers = consumers;
+  return c;
+}
+
 std::string TileConfig::describe() const {
+  if (family == KernelFamily::sm90_bwd) return fmt::format("hb{}x{}c{}s{}", block_m, block_n, consumers, stages);
   if (family == KernelFamily::sm90) {
     return fmt::format("h{}x{}c{}s{}{}{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "", pingpong ? "_pp" : "",
                        fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "");
@@ -106,7 +114,16 @@ std::string TileConfig::describe() const {
 TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   static const std::regex sm80_form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
   static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_pp)?(?:_f(\d))?)");
+  static const std::regex sm90_bwd_form(R"(hb(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4}))");
   std::smatch m;
+  if (std::regex_match(text, m, sm90_bwd_form)) {
+    const int consumers = std::stoi(m[3]);
+    if (std::stoi(m[1]) != 64 * consumers) {
+      throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what, text,
+                              m[1].str(), consumers, 64 * consumers));
+    }
+    return TileConfig::sm90_bwd(std::stoi(m[2]), consumers, std::stoi(m[4]));
+  }
   if (std::regex_match(text, m, sm80_form)) {
     return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
   }
@@ -119,7 +136,8 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
     return TileConfig::sm90(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched, m[6].matched, m[7].matched ? std::stoi(m[7]) : 0);
   }
   throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs) "
-                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>] (sm90 family, e.g. h128x128c2s2o or h128x128c2s2o_pp_f1)",
+                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>] (sm90 family, e.g. h128x128c2s2o or h128x128c2s2o_pp_f1) "
+                          "or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES> (sm90 backward, e.g. hb128x64c2s2)",
                           what, text));
 }
 
@@ -160,6 +178,35 @@ std::string check_sm90_config(const KernelSpec& spec, const TileConfig& c) {
   return {};
 }
 
+// Mirrors BwdSm90Config::kSmemBytes: K and V (block_m keys), STAGES x (Q + dO) tiles of block_n
+// queries, two dS^T tiles, 1 + 3 x STAGES mbarriers, 1024 bytes of alignment slack.
+int sm90_bwd_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
+  return 2 * spec.head_dim * (2 * c.block_m + 2 * c.stages * c.block_n) + 2 * 2 * c.block_m * c.block_n + 8 * (1 + 3 * c.stages) + 1024;
+}
+
+// Mirrors BwdSm90Config's static_asserts with the same limits.
+std::string check_sm90_bwd_config(const KernelSpec& spec, const TileConfig& c) {
+  if (spec.direction != Direction::backward_fused) return "the sm90 backward family (hb...) is the fused backward kernel only";
+  if (!is_sm90a(spec.arch)) return fmt::format("the sm90 backward family (wgmma, setmaxnreg) needs arch sm_90a, not {}", spec.arch.name());
+  if (spec.head_dim != 64 && spec.head_dim != 128) return fmt::format("head_dim={}: the sm90 backward family supports 64 and 128", spec.head_dim);
+  if (c.block_n != 64 && c.block_n != 128) return fmt::format("query block={}: the sm90 backward takes 64 or 128 (whole dS^T column blocks)", c.block_n);
+  if (c.consumers != 1 && c.consumers != 2) return fmt::format("consumers={}: the sm90 backward takes 1 or 2 consumer warpgroups", c.consumers);
+  if (c.block_m != 64 * c.consumers || c.warps != 4 * (c.consumers + 1)) {
+    return fmt::format("key block={} / warps={} do not match {} consumer warpgroups", c.block_m, c.warps, c.consumers);
+  }
+  if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
+  if (spec.head_dim / c.consumers < 32) return fmt::format("head_dim={} over {} consumers: under 32 dQ columns each", spec.head_dim, c.consumers);
+  if (c.pingpong || c.fma_quarters != 0 || c.overlap) return "the sm90 backward family has no overlap/ping-pong/FMA-sigmoid variants";
+  const int smem = sm90_bwd_smem_bytes(spec, c);
+  if (smem > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", smem, 227 * 1024);
+  // BwdSm90Config::kRegEstimate: dK + dV, then the larger phase: S^T + dP^T, or dQ (block_n/64
+  // m64 tiles of head_dim/consumers columns) + the P^T and dS^T fragments.
+  const int dq_phase = (c.block_n / 64) * (spec.head_dim / c.consumers / 2) + c.block_n / 2;
+  const int regs = spec.head_dim + std::max(c.block_n, dq_phase);
+  if (regs > 192) return fmt::format("about {} dK, dV and S^T/dP^T or dQ registers per consumer thread: would spill", regs);
+  return {};
+}
+
 }  // namespace
 
 int forward_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
@@ -171,6 +218,7 @@ int forward_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
 int smem_bytes(const KernelSpec& spec, const TileConfig& c) {
   if (spec.direction == Direction::forward) return forward_smem_bytes(spec, c);
   if (spec.direction == Direction::backward_dq_convert) return 0;  // registers only
+  if (c.family == KernelFamily::sm90_bwd) return sm90_bwd_smem_bytes(spec, c);
   // The backward kernels keep two fixed BLOCK_M tiles (K and V, or Q and dO) where the forward
   // keeps one (Q); the fused kernel also stages dS^T, BLOCK_M x (BLOCK_N + 8) 16-bit values
   // (mirrors BwdSmem in bwd_sm80.cuh).
@@ -204,6 +252,7 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
     return c.describe() == dq_convert_config().describe() ? "" : fmt::format("the dQ convert kernel has one config, {}", dq_convert_config().describe());
   }
   if (c.family == KernelFamily::sm90) return check_sm90_config(spec, c);
+  if (c.family == KernelFamily::sm90_bwd) return check_sm90_bwd_config(spec, c);
   if (c.pingpong || c.fma_quarters != 0) return "ping-pong (_pp) and the FMA-sigmoid fraction (_f) are sm90-family tunables";
   if (c.warps < 1 || c.warps > 16) return fmt::format("warps={} outside 1..16", c.warps);
   if (c.block_m % (16 * c.warps) != 0) return fmt::format("block_m={} is not a multiple of 16*warps={}", c.block_m, 16 * c.warps);
@@ -245,7 +294,18 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   return TileConfig::sm90(64, 2, 2, true);
 }
 
+bool sm90_backward_supports(const KernelSpec& spec) {
+  return spec.direction == Direction::backward_fused && is_sm90a(spec.arch) && (spec.head_dim == 64 || spec.head_dim == 128);
+}
+
+TileConfig default_sm90_backward_config(const KernelSpec& spec) {
+  // Not yet measured: FlashAttention-3's hd-128 shape (128 keys over two consumer warpgroups,
+  // 64-query steps) for both head dims; hd 64 has room for a third stage.
+  return TileConfig::sm90_bwd(64, 2, spec.head_dim <= 64 ? 3 : 2);
+}
+
 TileConfig default_config(const KernelSpec& spec) {
+  if (kSm90BackwardVerified && sm90_backward_supports(spec)) return default_sm90_backward_config(spec);
   if (kSm90DefaultOnHopper && sm90_family_supports(spec)) return default_sm90_config(spec);
   return default_sm80_config(spec);
 }
@@ -301,6 +361,14 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
             TileConfig c{bm, bn, w, st, q_in_regs};
             if (check_config(spec, c).empty()) out.push_back(c);
           }
+  if (kSm90BackwardVerified && sm90_backward_supports(spec)) {
+    for (int bq : {64, 128})
+      for (int consumers : {1, 2})
+        for (int st : {2, 3}) {
+          const TileConfig c = TileConfig::sm90_bwd(bq, consumers, st);
+          if (check_config(spec, c).empty()) out.push_back(c);
+        }
+  }
   if (!sm90_family_supports(spec)) return out;
   for (int consumers : {1, 2})
     for (int bn : {64, 96, 128})  // 192 passes the register estimate at hd 64 but spills with causal + score bias + exact

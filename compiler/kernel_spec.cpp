@@ -92,15 +92,16 @@ TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap
   return c;
 }
 
-TileConfig TileConfig::sm90_bwd(int block_q, int consumers, int stages) {
+TileConfig TileConfig::sm90_bwd(int block_q, int consumers, int stages, bool overlap) {
   TileConfig c{64 * consumers, block_q, 4 * (consumers + 1), stages, false};
   c.family = KernelFamily::sm90_bwd;
   c.consumers = consumers;
+  c.overlap = overlap;
   return c;
 }
 
 std::string TileConfig::describe() const {
-  if (family == KernelFamily::sm90_bwd) return fmt::format("hb{}x{}c{}s{}", block_m, block_n, consumers, stages);
+  if (family == KernelFamily::sm90_bwd) return fmt::format("hb{}x{}c{}s{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "");
   if (family == KernelFamily::sm90) {
     return fmt::format("h{}x{}c{}s{}{}{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "", pingpong ? "_pp" : "",
                        fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "");
@@ -114,7 +115,7 @@ std::string TileConfig::describe() const {
 TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   static const std::regex sm80_form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
   static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_pp)?(?:_f(\d))?)");
-  static const std::regex sm90_bwd_form(R"(hb(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4}))");
+  static const std::regex sm90_bwd_form(R"(hb(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?)");
   std::smatch m;
   if (std::regex_match(text, m, sm90_bwd_form)) {
     const int consumers = std::stoi(m[3]);
@@ -122,7 +123,7 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
       throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what, text,
                               m[1].str(), consumers, 64 * consumers));
     }
-    return TileConfig::sm90_bwd(std::stoi(m[2]), consumers, std::stoi(m[4]));
+    return TileConfig::sm90_bwd(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched);
   }
   if (std::regex_match(text, m, sm80_form)) {
     return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
@@ -137,7 +138,7 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   }
   throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs) "
                           "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>] (sm90 family, e.g. h128x128c2s2o or h128x128c2s2o_pp_f1) "
-                          "or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES> (sm90 backward, e.g. hb128x64c2s2)",
+                          "or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o] (sm90 backward, e.g. hb128x64c2s2o)",
                           what, text));
 }
 
@@ -195,13 +196,21 @@ std::string check_sm90_bwd_config(const KernelSpec& spec, const TileConfig& c) {
     return fmt::format("key block={} / warps={} do not match {} consumer warpgroups", c.block_m, c.warps, c.consumers);
   }
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
-  if (spec.head_dim / c.consumers < 32) return fmt::format("head_dim={} over {} consumers: under 32 dQ columns each", spec.head_dim, c.consumers);
-  if (c.pingpong || c.fma_quarters != 0 || c.overlap) return "the sm90 backward family has no overlap/ping-pong/FMA-sigmoid variants";
+  // BwdSm90Config's dQ split: by m64 query tiles where they divide over the consumers, else by
+  // whole 64-column blocks of the head dim.
+  const bool dq_split_rows = (c.block_n / 64) % c.consumers == 0;
+  const int dq_mtiles = dq_split_rows ? c.block_n / 64 / c.consumers : c.block_n / 64;
+  const int dq_cols = dq_split_rows ? spec.head_dim : spec.head_dim / c.consumers;
+  if (dq_cols % 64 != 0) {
+    return fmt::format("query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
+                       c.block_n, c.consumers, spec.head_dim);
+  }
+  if (c.pingpong || c.fma_quarters != 0) return "the sm90 backward family has no ping-pong/FMA-sigmoid variants";
   const int smem = sm90_bwd_smem_bytes(spec, c);
   if (smem > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", smem, 227 * 1024);
-  // BwdSm90Config::kRegEstimate: dK + dV, then the larger phase: S^T + dP^T, or dQ (block_n/64
-  // m64 tiles of head_dim/consumers columns) + the P^T and dS^T fragments.
-  const int dq_phase = (c.block_n / 64) * (spec.head_dim / c.consumers / 2) + c.block_n / 2;
+  // BwdSm90Config::kRegEstimate: dK + dV, then the larger phase: S^T + dP^T, or this warpgroup's
+  // dQ tiles + the P^T and dS^T fragments.
+  const int dq_phase = dq_mtiles * dq_cols / 2 + c.block_n / 2;
   const int regs = spec.head_dim + std::max(c.block_n, dq_phase);
   if (regs > 192) return fmt::format("about {} dK, dV and S^T/dP^T or dQ registers per consumer thread: would spill", regs);
   return {};
@@ -299,9 +308,12 @@ bool sm90_backward_supports(const KernelSpec& spec) {
 }
 
 TileConfig default_sm90_backward_config(const KernelSpec& spec) {
-  // Not yet measured: FlashAttention-3's hd-128 shape (128 keys over two consumer warpgroups,
-  // 64-query steps) for both head dims; hd 64 has room for a third stage.
-  return TileConfig::sm90_bwd(64, 2, spec.head_dim <= 64 ? 3 : 2);
+  // Not yet measured. Two consumer warpgroups over 128 keys (half the dQ atomics of 64 keys).
+  // hd 128: FlashAttention-3's 64-query steps (192 live registers per consumer thread, 161 KB),
+  //   the sigmoid overlapping the dP^T GEMM.
+  // hd 64: 128-query steps (wider S^T wgmma, each warpgroup one m64 tile of dQ; 161 KB); no
+  //   overlap, which spills 4-8 B there with the exact sigmoid (ptxas, CUDA 13.0).
+  return spec.head_dim <= 64 ? TileConfig::sm90_bwd(128, 2, 2, false) : TileConfig::sm90_bwd(64, 2, 2, true);
 }
 
 TileConfig default_config(const KernelSpec& spec) {
@@ -364,10 +376,11 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
   if (kSm90BackwardVerified && sm90_backward_supports(spec)) {
     for (int bq : {64, 128})
       for (int consumers : {1, 2})
-        for (int st : {2, 3}) {
-          const TileConfig c = TileConfig::sm90_bwd(bq, consumers, st);
-          if (check_config(spec, c).empty()) out.push_back(c);
-        }
+        for (int st : {2, 3})
+          for (bool overlap : {true, false}) {
+            const TileConfig c = TileConfig::sm90_bwd(bq, consumers, st, overlap);
+            if (check_config(spec, c).empty()) out.push_back(c);
+          }
   }
   if (!sm90_family_supports(spec)) return out;
   for (int consumers : {1, 2})

@@ -11,9 +11,10 @@
 //   dV  += P^T dO, dK += dS^T Q          RS wgmma: the accumulator layout is the A fragment
 //   dQ   = dS K                          dS^T (bf16/fp16) stored to a swizzled shared tile, read
 //                                        back as an M-major A operand (imm-trans-a); warpgroup w
-//                                        computes head-dim columns [w D/C, (w+1) D/C) over all
-//                                        BLOCK_N keys, then red.global.add.v2.f32 into the fp32
-//                                        workspace (dq_convert_kernel scales and rounds it).
+//                                        computes its m64 query tiles (BLOCK_M 128) or its 64
+//                                        head-dim columns (BLOCK_M 64) over all BLOCK_N keys, then
+//                                        red.global.add.v2.f32 into the fp32 workspace
+//                                        (dq_convert_kernel scales and rounds it).
 // The dS^T tile is double-buffered so that one consumer-wide named barrier per step suffices:
 // a warpgroup reaches step i's barrier only after waiting for its step i-1 dQ wgmma, so after
 // the barrier nobody still reads the buffer that step i+1 overwrites.
@@ -22,7 +23,7 @@
 // Cost: 5 GEMMs (10 D FLOP) per score, one or two MUFU ops per score; dQ atomics of BLOCK_M x D
 // floats per step and CTA (the workspace is zeroed per call); shared memory
 // 2 D (2 BLOCK_N + 2 STAGES BLOCK_M) + 4 BLOCK_N BLOCK_M bytes; registers per consumer thread
-// about D (dK, dV) + BLOCK_M (S^T, dP^T) + BLOCK_M/2 (P^T, dS^T fragments) + BLOCK_M D / (128 C) (dQ).
+// about D (dK, dV) + max(BLOCK_M (S^T, dP^T), BLOCK_M/2 (P^T, dS^T fragments) + BLOCK_M D / (128 C) (dQ)).
 // Semantics (must match bwd_sm80.cuh): bottom-right causal alignment; keys past len_k and queries
 // past len_q inside a tile get P = dS = 0 (TMA reads neighbouring rows there: the next varlen
 // sequence, the padded layout's padding, or zeros past the buffer); dK/dV rows past len_k are
@@ -39,7 +40,7 @@
 namespace sigjit {
 namespace kern {
 
-template <int HEAD_DIM_, int BLOCK_M_, int CONSUMERS_, int STAGES_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_, int BIAS_MODE_,
+template <int HEAD_DIM_, int BLOCK_M_, int CONSUMERS_, int STAGES_, bool OVERLAP_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_, int BIAS_MODE_,
           bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_>
 struct BwdSm90Config {
   static constexpr int kHeadDim = HEAD_DIM_;
@@ -47,6 +48,10 @@ struct BwdSm90Config {
   static constexpr int kConsumers = CONSUMERS_;
   static constexpr int kBlockN = 64 * kConsumers;  // key rows per CTA
   static constexpr int kStages = STAGES_;
+  // The sigmoid of S^T runs while the dP^T GEMM is still on the tensor cores (wait_group 1);
+  // off, both GEMMs are awaited first, which leaves ptxas more freedom (hd 64 with 128-query
+  // steps spills with the overlap and the exact sigmoid).
+  static constexpr bool kOverlap = OVERLAP_;
   static constexpr bool kBf16 = IS_BF16_;
   static constexpr int kLayout = LAYOUT_;
   static constexpr bool kCausal = CAUSAL_;
@@ -62,8 +67,13 @@ struct BwdSm90Config {
   static constexpr int kQSteps = kBlockM / 16;      // k16 steps over queries (dV, dK)
   static constexpr int kKeySteps = kBlockN / 16;    // k16 steps over keys (dQ)
   static constexpr int kMTiles = kBlockM / 64;      // m64 query tiles of dQ
-  static constexpr int kDqCols = kHeadDim / kConsumers;  // dQ head-dim columns per warpgroup
-  static constexpr int kDqAcc = kDqCols / 2;             // per m64 tile
+  // How the consumers share the step's dQ tile: by m64 query tiles where there are enough,
+  // else by head-dim columns (whole 64-column swizzle blocks, so that no K descriptor starts
+  // inside a 128-byte swizzle atom).
+  static constexpr bool kDqSplitRows = kMTiles % kConsumers == 0;
+  static constexpr int kDqMTiles = kDqSplitRows ? kMTiles / kConsumers : kMTiles;  // per warpgroup
+  static constexpr int kDqCols = kDqSplitRows ? kHeadDim : kHeadDim / kConsumers;  // per warpgroup
+  static constexpr int kDqAcc = kDqCols / 2;  // per m64 tile
   static constexpr int kKBlockBytes = kBlockN * 128;
   static constexpr int kQBlockBytes = kBlockM * 128;
   static constexpr int kKBytes = kBlockN * kHeadDim * 2;  // K or V
@@ -89,11 +99,11 @@ struct BwdSm90Config {
   static_assert(kBlockM == 64 || kBlockM == 128, "sm90 backward BLOCK_M: 64 or 128 (whole 64-query blocks of the dS^T tile)");
   static_assert(kConsumers == 1 || kConsumers == 2, "sm90 backward: 1 or 2 consumer warpgroups");
   static_assert(kStages >= 2 && kStages <= 4, "sm90 backward pipeline stages: 2..4");
-  static_assert(kDqCols % 16 == 0 && kDqCols >= 32, "sm90 backward: dQ columns per warpgroup a multiple of 16, at least 32");
+  static_assert(kDqCols % 64 == 0, "sm90 backward: the dQ split needs whole 64-column blocks per warpgroup (BLOCK_M 128 with 2 consumers at hd 64)");
   static_assert(kSmemBytes <= 227 * 1024, "sm90 backward tile config exceeds the 227 KB of shared memory per block");
   // Live fp32/b32 registers per consumer thread: dK and dV throughout, plus either S^T and dP^T
   // (sigmoid phase) or dQ and the P^T/dS^T fragments (GEMM phase). Mirrored by check_config.
-  static constexpr int kPhaseRegs = 2 * kSAcc > kMTiles * kDqAcc + 8 * kQSteps ? 2 * kSAcc : kMTiles * kDqAcc + 8 * kQSteps;
+  static constexpr int kPhaseRegs = 2 * kSAcc > kDqMTiles * kDqAcc + 8 * kQSteps ? 2 * kSAcc : kDqMTiles * kDqAcc + 8 * kQSteps;
   static constexpr int kRegEstimate = 2 * kDAcc + kPhaseRegs;
   static_assert(kRegEstimate <= 192, "sm90 backward: dK, dV and the S^T/dP^T or dQ tiles exceed 192 registers per consumer thread: it would spill");
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
@@ -219,15 +229,16 @@ __device__ __forceinline__ void issue_dkdv(float (&dv)[C::kDAcc], float (&dk)[C:
 // dQ[m64 tile mt, this warpgroup's columns] = dS K over all BLOCK_N keys: A = dS read M-major
 // from the dS^T tile (rows = keys), B = K read N-major (rows = keys), one commit group.
 template <class C>
-__device__ __forceinline__ void issue_dq(float (&dq)[C::kMTiles][C::kDqAcc], const BwdSm90Smem<C>& sm, int buf, int wg) {
-  const int col0 = wg * C::kDqCols;
+__device__ __forceinline__ void issue_dq(float (&dq)[C::kDqMTiles][C::kDqAcc], const BwdSm90Smem<C>& sm, int buf, int wg) {
+  const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;
+  const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
   const u32 k_cols = sm.k() + (col0 / 64) * C::kKBlockBytes + (col0 % 64) * 2;
   wgmma_fence();
 #pragma unroll
-  for (int mt = 0; mt < C::kMTiles; ++mt) {
+  for (int mt = 0; mt < C::kDqMTiles; ++mt) {
 #pragma unroll
     for (int kk = 0; kk < C::kKeySteps; ++kk) {
-      const u64 a = mnmajor_descriptor(sm.ds(buf) + mt * C::kDsBlockBytes, kk * 16, C::kDsBlockBytes);
+      const u64 a = mnmajor_descriptor(sm.ds(buf) + (mt0 + mt) * C::kDsBlockBytes, kk * 16, C::kDsBlockBytes);
       const u64 b = mnmajor_descriptor(k_cols, kk * 16, C::kKBlockBytes);
       Wgmma<C::kDqCols>::template ss<C::kBf16, 1, 1>(dq[mt], a, b, kk > 0 ? 1 : 0);
     }
@@ -241,11 +252,13 @@ struct BwdSm90Rows {
   float addend[2];   // folded bias + score bias of those two keys
 };
 
-// P^T in place of S^T and dS^T in place of dP^T. MASKED zeroes keys past len_k, queries past
-// len_q and, when causal, pairs right of the bottom-right aligned diagonal.
-template <class C, bool MASKED>
-__device__ __forceinline__ void sigmoid_grad_sm90(float (&s)[C::kSAcc], float (&dp)[C::kSAcc], const SigmoidFold<C::kExact>& sig,
-                                                  const BwdSm90Rows& rows, const SeqSlice& seq, int m_start, int causal_offset, int lane) {
+// P^T in place of S^T. MASKED zeroes keys past len_k, queries past len_q and, when causal,
+// pairs right of the bottom-right aligned diagonal (dS^T = dP^T P^T (1 - P^T) is then 0 too).
+// WITH_GRAD (dP^T already waited for): also dS^T in place of dP^T, element by element (keeping
+// the two loops apart made ptxas spill at hd 64 with 128-query steps and the exact sigmoid).
+template <class C, bool MASKED, bool WITH_GRAD>
+__device__ __forceinline__ void sigmoid_sm90(float (&s)[C::kSAcc], float (&dp)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const BwdSm90Rows& rows,
+                                             const SeqSlice& seq, int m_start, int causal_offset, int lane) {
 #pragma unroll
   for (int nt = 0; nt < C::kBlockM / 8; ++nt) {
 #pragma unroll
@@ -259,9 +272,16 @@ __device__ __forceinline__ void sigmoid_grad_sm90(float (&s)[C::kSAcc], float (&
         p = visible ? p : 0.0f;
       }
       s[4 * nt + e] = p;
-      dp[4 * nt + e] = dp[4 * nt + e] * p * (1.0f - p);
+      if (WITH_GRAD) dp[4 * nt + e] = dp[4 * nt + e] * p * (1.0f - p);
     }
   }
+}
+
+// dS^T = dP^T P^T (1 - P^T) in place of dP^T.
+template <class C>
+__device__ __forceinline__ void sigmoid_grad_sm90(float (&dp)[C::kSAcc], const float (&p)[C::kSAcc]) {
+#pragma unroll
+  for (int i = 0; i < C::kSAcc; ++i) dp[i] = dp[i] * p[i] * (1.0f - p[i]);
 }
 
 template <class C>
@@ -294,14 +314,16 @@ __device__ __forceinline__ void store_ds(u32 tile, const u32 (&dsf)[C::kQSteps][
 
 // Adds this warpgroup's dQ columns of the step's query rows (below len_q) to the workspace.
 template <class C>
-__device__ __forceinline__ void add_dq_sm90(float* dqa, i64 row_stride, const float (&dq)[C::kMTiles][C::kDqAcc], int m_start, int len_q, int wg,
+__device__ __forceinline__ void add_dq_sm90(float* dqa, i64 row_stride, const float (&dq)[C::kDqMTiles][C::kDqAcc], int m_start, int len_q, int wg,
                                             int warp, int lane) {
+  const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;
+  const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
 #pragma unroll
-  for (int mt = 0; mt < C::kMTiles; ++mt) {
-    const int row = m_start + mt * 64 + warp * 16 + lane / 4;
+  for (int mt = 0; mt < C::kDqMTiles; ++mt) {
+    const int row = m_start + (mt0 + mt) * 64 + warp * 16 + lane / 4;
 #pragma unroll
     for (int nt = 0; nt < C::kDqCols / 8; ++nt) {
-      const int col = wg * C::kDqCols + nt * 8 + (lane % 4) * 2;
+      const int col = col0 + nt * 8 + (lane % 4) * 2;
       if (row < len_q) red_add_f32x2(dqa + (i64)row * row_stride + col, dq[mt][4 * nt], dq[mt][4 * nt + 1]);
       if (row + 8 < len_q) red_add_f32x2(dqa + (i64)(row + 8) * row_stride + col, dq[mt][4 * nt + 2], dq[mt][4 * nt + 3]);
     }
@@ -373,13 +395,22 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     issue_transposed_scores<C>(s, sm.k(), sm.q(stage), wg);  // S^T = K Q^T
     mbarrier_wait(sm.do_full(stage), phase);
     issue_transposed_scores<C>(dp, sm.v(), sm.dout(stage), wg);  // dP^T = V dO^T
-    wgmma_wait<0>();
-    pin_registers(s);
-    pin_registers(dp);
-    if (step_needs_mask<C>(seq, w.n_start, m_start, w.causal_offset)) {
-      sigmoid_grad_sm90<C, true>(s, dp, sig, rows, seq, m_start, w.causal_offset, lane);
+    if (C::kOverlap) {
+      wgmma_wait<1>();  // S^T is ready; its sigmoid overlaps the dP^T GEMM
     } else {
-      sigmoid_grad_sm90<C, false>(s, dp, sig, rows, seq, m_start, w.causal_offset, lane);
+      wgmma_wait<0>();
+      pin_registers(dp);
+    }
+    pin_registers(s);
+    if (step_needs_mask<C>(seq, w.n_start, m_start, w.causal_offset)) {
+      sigmoid_sm90<C, true, !C::kOverlap>(s, dp, sig, rows, seq, m_start, w.causal_offset, lane);
+    } else {
+      sigmoid_sm90<C, false, !C::kOverlap>(s, dp, sig, rows, seq, m_start, w.causal_offset, lane);
+    }
+    if (C::kOverlap) {
+      wgmma_wait<0>();
+      pin_registers(dp);
+      sigmoid_grad_sm90<C>(dp, s);
     }
     u32 pf[C::kQSteps][4], dsf[C::kQSteps][4];
 #pragma unroll
@@ -393,7 +424,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     store_ds<C>(sm.ds(buf), dsf, wg, warp, lane);
     fence_proxy_async_shared();  // the generic-proxy stores before the dQ wgmma's async reads
     named_barrier_sync(C::kDsBarrier, C::kConsumers * 128);
-    float dq[C::kMTiles][C::kDqAcc];
+    float dq[C::kDqMTiles][C::kDqAcc];
     issue_dq<C>(dq, sm, buf, wg);
     wgmma_wait<0>();
     pin_registers(dv);
@@ -404,7 +435,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
       pin_registers(dsf[kk]);
     }
 #pragma unroll
-    for (int mt = 0; mt < C::kMTiles; ++mt) pin_registers(dq[mt]);
+    for (int mt = 0; mt < C::kDqMTiles; ++mt) pin_registers(dq[mt]);
     mbarrier_arrive(sm.empty(stage));  // Q and dO of this stage are no longer read
 
     float* dqa = bp.dq_accum + seq_at.batch * bp.dqa_stride_b + seq_at.q_row0 * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;
@@ -423,23 +454,29 @@ __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& param
   extern __shared__ __align__(1024) unsigned char bwd_sm90_smem[];
   const SigjitFwdParams& p = params.p.fwd;
   const int b = blockIdx.z, h_kv = blockIdx.y;
-  const SeqSlice seq = locate_sequence<C>(p, b, h_kv * p.kv_group);
-  const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
-  const int n_start = blockIdx.x * C::kBlockN;
-  if (n_start >= seq.len_k && n_start >= clear_rows) return;  // no key row of this block is written
-  const BwdSm90Work w = bwd_sm90_work<C>(p, seq);
-
+  {
+    const SeqSlice seq = locate_sequence<C>(p, b, h_kv * p.kv_group);
+    const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
+    const int n_start = blockIdx.x * C::kBlockN;
+    if (n_start >= seq.len_k && n_start >= clear_rows) return;  // no key row of this block is written
+  }
   const BwdSm90Smem<C> sm{(shared_address(bwd_sm90_smem) + 1023u) & ~1023u};
   if (threadIdx.x == 0) bwd_init_barriers<C>(sm);
   __syncthreads();
 
-  // Role split: one branch per warpgroup role, as setmaxnreg requires.
+  // Role split: one branch per warpgroup role, as setmaxnreg requires. Each role derives the
+  // sequence and its steps itself, after setmaxnreg: values carried across the split were
+  // spilled by ptxas (the consumer's loop bound, at hd 128 with score bias and the exact sigmoid).
   if (threadIdx.x < 128) {
     if (C::kRebalanceRegs) setmaxnreg_dec<C::kProducerRegs>();
-    if (threadIdx.x == 0 && w.total_steps > 0) bwd_produce<C>(params, sm, w, h_kv);
+    if (threadIdx.x == 0) {
+      const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group));
+      if (w.total_steps > 0) bwd_produce<C>(params, sm, w, h_kv);
+    }
   } else {
     if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
-    bwd_consume<C>(params, sm, seq, w, h_kv);
+    const SeqSlice seq = locate_sequence<C>(p, b, h_kv * p.kv_group);
+    bwd_consume<C>(params, sm, seq, bwd_sm90_work<C>(p, seq), h_kv);
   }
 }
 

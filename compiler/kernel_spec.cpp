@@ -92,16 +92,17 @@ TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap
   return c;
 }
 
-TileConfig TileConfig::sm90_bwd(int block_q, int consumers, int stages, bool overlap) {
+TileConfig TileConfig::sm90_bwd(int block_q, int consumers, int stages, bool overlap, bool bulk_dq) {
   TileConfig c{64 * consumers, block_q, 4 * (consumers + 1), stages, false};
   c.family = KernelFamily::sm90_bwd;
   c.consumers = consumers;
   c.overlap = overlap;
+  c.bulk_dq = bulk_dq;
   return c;
 }
 
 std::string TileConfig::describe() const {
-  if (family == KernelFamily::sm90_bwd) return fmt::format("hb{}x{}c{}s{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "");
+  if (family == KernelFamily::sm90_bwd) return fmt::format("hb{}x{}c{}s{}{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "", bulk_dq ? "_r" : "");
   if (family == KernelFamily::sm90) {
     return fmt::format("h{}x{}c{}s{}{}{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "", pingpong ? "_pp" : "",
                        fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "");
@@ -115,7 +116,7 @@ std::string TileConfig::describe() const {
 TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   static const std::regex sm80_form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
   static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_pp)?(?:_f(\d))?)");
-  static const std::regex sm90_bwd_form(R"(hb(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?)");
+  static const std::regex sm90_bwd_form(R"(hb(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_r)?)");
   std::smatch m;
   if (std::regex_match(text, m, sm90_bwd_form)) {
     const int consumers = std::stoi(m[3]);
@@ -123,7 +124,7 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
       throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what, text,
                               m[1].str(), consumers, 64 * consumers));
     }
-    return TileConfig::sm90_bwd(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched);
+    return TileConfig::sm90_bwd(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched, m[6].matched);
   }
   if (std::regex_match(text, m, sm80_form)) {
     return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
@@ -138,7 +139,7 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   }
   throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs) "
                           "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>] (sm90 family, e.g. h128x128c2s2o or h128x128c2s2o_pp_f1) "
-                          "or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o] (sm90 backward, e.g. hb128x64c2s2o)",
+                          "or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, e.g. hb128x64c2s2o)",
                           what, text));
 }
 
@@ -182,7 +183,8 @@ std::string check_sm90_config(const KernelSpec& spec, const TileConfig& c) {
 // Mirrors BwdSm90Config::kSmemBytes: K and V (block_m keys), STAGES x (Q + dO) tiles of block_n
 // queries, two dS^T tiles, 1 + 3 x STAGES mbarriers, 1024 bytes of alignment slack.
 int sm90_bwd_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
-  return 2 * spec.head_dim * (2 * c.block_m + 2 * c.stages * c.block_n) + 2 * 2 * c.block_m * c.block_n + 8 * (1 + 3 * c.stages) + 1024;
+  const int dq_stage = c.bulk_dq ? c.block_n * (4 * spec.head_dim + 32) : 0;  // fp32 rows padded by 32 B
+  return 2 * spec.head_dim * (2 * c.block_m + 2 * c.stages * c.block_n) + 2 * 2 * c.block_m * c.block_n + dq_stage + 8 * (1 + 3 * c.stages) + 1024;
 }
 
 // Mirrors BwdSm90Config's static_asserts with the same limits.
@@ -260,8 +262,9 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
   if (spec.direction == Direction::backward_dq_convert) {
     return c.describe() == dq_convert_config().describe() ? "" : fmt::format("the dQ convert kernel has one config, {}", dq_convert_config().describe());
   }
-  if (c.family == KernelFamily::sm90) return check_sm90_config(spec, c);
   if (c.family == KernelFamily::sm90_bwd) return check_sm90_bwd_config(spec, c);
+  if (c.bulk_dq) return "bulk dQ reductions (_r) are an sm90 backward (hb...) option";
+  if (c.family == KernelFamily::sm90) return check_sm90_config(spec, c);
   if (c.pingpong || c.fma_quarters != 0) return "ping-pong (_pp) and the FMA-sigmoid fraction (_f) are sm90-family tunables";
   if (c.warps < 1 || c.warps > 16) return fmt::format("warps={} outside 1..16", c.warps);
   if (c.block_m % (16 * c.warps) != 0) return fmt::format("block_m={} is not a multiple of 16*warps={}", c.block_m, 16 * c.warps);
@@ -377,10 +380,11 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
     for (int bq : {64, 128})
       for (int consumers : {1, 2})
         for (int st : {2, 3})
-          for (bool overlap : {true, false}) {
-            const TileConfig c = TileConfig::sm90_bwd(bq, consumers, st, overlap);
-            if (check_config(spec, c).empty()) out.push_back(c);
-          }
+          for (bool overlap : {true, false})
+            for (bool bulk_dq : {false, true}) {
+              const TileConfig c = TileConfig::sm90_bwd(bq, consumers, st, overlap, bulk_dq);
+              if (check_config(spec, c).empty()) out.push_back(c);
+            }
   }
   if (!sm90_family_supports(spec)) return out;
   for (int consumers : {1, 2})

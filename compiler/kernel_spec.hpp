@@ -82,19 +82,22 @@ struct TileConfig {
   //   FMA-only polynomial of sigmoid_poly.h instead of MUFU ops (relieves the MUFU pipe).
   bool pingpong = false;
   int fma_quarters = 0;
+  // sm90_bwd only: dQ staged in shared memory and added to the workspace by one bulk reduction
+  // per query row (cp.reduce.async.bulk) instead of red.global.add.v2 from registers.
+  bool bulk_dq = false;
 
   // A well-formed sm90 config (check_config still decides whether it fits a spec).
   static TileConfig sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong = false, int fma_quarters = 0);
   // A well-formed sm90_bwd config: like the sm80 backward, block_m is the key block of a CTA
   // (64 per consumer warpgroup) and block_n the query rows of one step.
-  static TileConfig sm90_bwd(int block_q, int consumers, int stages, bool overlap);
+  static TileConfig sm90_bwd(int block_q, int consumers, int stages, bool overlap, bool bulk_dq = false);
 
   // sm80: "m128n64w4s2", with a "qs" suffix when Q stays in shared memory.
   // sm90: "h128x128c2s2o_pp_f1": h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>, "o" when
   //   overlapped, "_pp" with ping-pong, "_f<Q>" with Q quarters of the sigmoids on the FMA pipes
   //   (suffixes only when on, so the strings of configs without them are unchanged).
-  // sm90_bwd: "hb128x64c2s2o": hb<KEY BLOCK>x<QUERY BLOCK>c<CONSUMERS>s<STAGES>, "o" when the
-  //   sigmoid of S^T overlaps the dP^T GEMM.
+  // sm90_bwd: "hb128x64c2s2o_r": hb<KEY BLOCK>x<QUERY BLOCK>c<CONSUMERS>s<STAGES>, "o" when the
+  //   sigmoid of S^T overlaps the dP^T GEMM, "_r" with bulk dQ reductions.
   std::string describe() const;
   // Inverse of describe() for both families; throws Error naming `what` (a flag or variable)
   // on bad text.

@@ -21,8 +21,9 @@
 // Why: mma.sync tops out near 205 TFLOPS for this backward on an H100; wgmma issues the five
 // GEMMs asynchronously from shared memory and lets the sigmoid of S^T overlap dP^T's GEMM.
 // Cost: 5 GEMMs (10 D FLOP) per score, one or two MUFU ops per score; dQ atomics of BLOCK_M x D
-// floats per step and CTA (the workspace is zeroed per call); shared memory
-// 2 D (2 BLOCK_N + 2 STAGES BLOCK_M) + 4 BLOCK_N BLOCK_M bytes; registers per consumer thread
+// floats per step and CTA (the workspace is zeroed per call; BULK_DQ: one bulk reduction per
+// query row from an fp32 staging tile instead); shared memory
+// 2 D (2 BLOCK_N + 2 STAGES BLOCK_M) + 4 BLOCK_N BLOCK_M (+ BLOCK_M (4 D + 32)) bytes; registers per consumer thread
 // about D (dK, dV) + max(BLOCK_M (S^T, dP^T), BLOCK_M/2 (P^T, dS^T fragments) + BLOCK_M D / (128 C) (dQ)).
 // Semantics (must match bwd_sm80.cuh): bottom-right causal alignment; keys past len_k and queries
 // past len_q inside a tile get P = dS = 0 (TMA reads neighbouring rows there: the next varlen
@@ -41,7 +42,7 @@ namespace sigjit {
 namespace kern {
 
 template <int HEAD_DIM_, int BLOCK_M_, int CONSUMERS_, int STAGES_, bool OVERLAP_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_, int BIAS_MODE_,
-          bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_>
+          bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool BULK_DQ_ = false>
 struct BwdSm90Config {
   static constexpr int kHeadDim = HEAD_DIM_;
   static constexpr int kBlockM = BLOCK_M_;  // query rows per step
@@ -58,6 +59,11 @@ struct BwdSm90Config {
   static constexpr int kBiasMode = BIAS_MODE_;
   static constexpr bool kScoreBias = HAS_SCORE_BIAS_;
   static constexpr bool kExact = EXACT_SIGMOID_;
+  // dQ through shared memory: the step's dQ tile is staged in fp32 and each row added to the
+  // workspace by one cp.reduce.async.bulk (D * 4 bytes) instead of D / 2 red.global.add.v2 per
+  // row spread over the threads (fewer, larger L2 reductions; costs the staging tile and two
+  // consumer barriers per step).
+  static constexpr bool kBulkDq = BULK_DQ_;
 
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kChunksPerRow = kHeadDim / 8;
@@ -86,19 +92,25 @@ struct BwdSm90Config {
   static constexpr int kQOffset = 2 * kKBytes;
   static constexpr int kDoOffset = kQOffset + kStages * kQBytes;
   static constexpr int kDsOffset = kDoOffset + kStages * kQBytes;
-  static constexpr int kBarOffset = kDsOffset + 2 * kDsBytes;
+  // fp32 dQ staging rows padded by 32 bytes: the 8 rows of one warp store start 8 banks apart.
+  static constexpr int kDqStageStride = kHeadDim * 4 + 32;
+  static constexpr int kDqStageOffset = kDsOffset + 2 * kDsBytes;
+  static constexpr int kDqStageBytes = kBulkDq ? kBlockM * kDqStageStride : 0;
+  static constexpr int kBarOffset = kDqStageOffset + kDqStageBytes;
   static constexpr int kBarriers = 1 + 3 * kStages;
   static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;  // + alignment slack
   // setmaxnreg with two consumers: 128 * 24 + 256 * 240 = 64512 <= 65536 registers.
   static constexpr bool kRebalanceRegs = kConsumers == 2;
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
-  static constexpr int kDsBarrier = 1;  // named barrier of the consumers (0 is __syncthreads')
+  static constexpr int kDsBarrier = 1;  // named barriers of the consumers (0 is __syncthreads')
+  static constexpr int kDqBarrier = 2;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128, "sm90 backward: head dim 64 or 128");
   static_assert(kBlockM == 64 || kBlockM == 128, "sm90 backward BLOCK_M: 64 or 128 (whole 64-query blocks of the dS^T tile)");
   static_assert(kConsumers == 1 || kConsumers == 2, "sm90 backward: 1 or 2 consumer warpgroups");
   static_assert(kStages >= 2 && kStages <= 4, "sm90 backward pipeline stages: 2..4");
+  static_assert(kBlockM <= 128 * kConsumers, "sm90 backward: one consumer thread per dQ row issues its bulk reduction");
   static_assert(kDqCols % 64 == 0, "sm90 backward: the dQ split needs whole 64-column blocks per warpgroup (BLOCK_M 128 with 2 consumers at hd 64)");
   static_assert(kSmemBytes <= 227 * 1024, "sm90 backward tile config exceeds the 227 KB of shared memory per block");
   // Live fp32/b32 registers per consumer thread: dK and dV throughout, plus either S^T and dP^T
@@ -117,6 +129,7 @@ struct BwdSm90Smem {
   __device__ __forceinline__ u32 q(int stage) const { return base + C::kQOffset + stage * C::kQBytes; }
   __device__ __forceinline__ u32 dout(int stage) const { return base + C::kDoOffset + stage * C::kQBytes; }
   __device__ __forceinline__ u32 ds(int buf) const { return base + C::kDsOffset + buf * C::kDsBytes; }
+  __device__ __forceinline__ u32 dq_stage() const { return base + C::kDqStageOffset; }
   __device__ __forceinline__ u32 kv_full() const { return base + C::kBarOffset; }
   __device__ __forceinline__ u32 q_full(int s) const { return base + C::kBarOffset + 8 * (1 + s); }
   __device__ __forceinline__ u32 do_full(int s) const { return base + C::kBarOffset + 8 * (1 + C::kStages + s); }
@@ -330,6 +343,39 @@ __device__ __forceinline__ void add_dq_sm90(float* dqa, i64 row_stride, const fl
   }
 }
 
+__device__ __forceinline__ void st_shared_f32x2(u32 addr, float a, float b) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(a), "f"(b) : "memory");
+}
+
+// kBulkDq: this warpgroup's dQ accumulators into the fp32 staging tile (row-major, padded rows),
+// then one bulk reduction per query row below len_q, issued by consumer thread `row`. The
+// barriers: nobody writes the tile before the previous step's reductions have read it (each
+// issuing thread waits for its own), and nobody issues before the whole tile is written.
+template <class C>
+__device__ __forceinline__ void bulk_add_dq_sm90(float* dqa, i64 row_stride, const float (&dq)[C::kDqMTiles][C::kDqAcc], u32 stage, int m_start,
+                                                 int len_q, int tid, int wg, int warp, int lane) {
+  const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;
+  const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
+  if (tid < C::kBlockM) bulk_wait_read<0>();
+  named_barrier_sync(C::kDqBarrier, C::kConsumers * 128);
+#pragma unroll
+  for (int mt = 0; mt < C::kDqMTiles; ++mt) {
+    const int row = (mt0 + mt) * 64 + warp * 16 + lane / 4;
+#pragma unroll
+    for (int nt = 0; nt < C::kDqCols / 8; ++nt) {
+      const u32 addr = stage + (u32)row * C::kDqStageStride + (u32)(col0 + nt * 8 + (lane % 4) * 2) * 4;
+      st_shared_f32x2(addr, dq[mt][4 * nt], dq[mt][4 * nt + 1]);
+      st_shared_f32x2(addr + 8 * C::kDqStageStride, dq[mt][4 * nt + 2], dq[mt][4 * nt + 3]);
+    }
+  }
+  fence_proxy_async_shared();  // the generic stores before the bulk reductions' async reads
+  named_barrier_sync(C::kDqBarrier, C::kConsumers * 128);
+  if (tid < C::kBlockM && m_start + tid < len_q) {
+    bulk_reduce_add_f32(dqa + (i64)(m_start + tid) * row_stride, stage + (u32)tid * C::kDqStageStride, C::kHeadDim * 4);
+    bulk_commit();
+  }
+}
+
 // dK or dV rows of this thread: values below len_k, zeros up to clear_rows (padded layout).
 template <class C>
 __device__ __forceinline__ void store_grad_rows(u16* out, i64 row_stride, const float (&acc)[C::kDAcc], float scale, int key0, int len_k,
@@ -439,8 +485,11 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     mbarrier_arrive(sm.empty(stage));  // Q and dO of this stage are no longer read
 
     float* dqa = bp.dq_accum + seq_at.batch * bp.dqa_stride_b + seq_at.q_row0 * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;
-    add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, m_start, seq.len_q, wg, warp, lane);
+    if (C::kBulkDq) bulk_add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, sm.dq_stage(), m_start, seq.len_q, tid, wg, warp, lane);
+    else add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, m_start, seq.len_q, wg, warp, lane);
   }
+  // The staging tile must stay allocated until the last reductions are done.
+  if (C::kBulkDq && tid < C::kBlockM) bulk_wait<0>();
 
   const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
   u16* dk_out = (u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, seq_at.batch, seq_at.k_row0, h_kv);

@@ -73,21 +73,28 @@ std::string compile_problems(const KernelSpec& spec, const TileConfig& config, s
   return out;
 }
 
+// The default config and its bulk-dQ variant (_r) of every spec.
 TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
   const std::vector<KernelSpec> specs = all_sm90_bwd_specs();
   ASSERT_EQ(specs.size(), 2u * 96u);
+  std::vector<std::pair<KernelSpec, TileConfig>> jobs;
+  for (const KernelSpec& s : specs) {
+    ASSERT_TRUE(sigjit::sm90_backward_supports(s)) << s.describe();
+    TileConfig c = sigjit::default_sm90_backward_config(s);
+    jobs.emplace_back(s, c);
+    c.bulk_dq = true;
+    jobs.emplace_back(s, c);
+  }
   const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
-  std::printf("compiling %zu sm90 backward kernels on %u threads\n", specs.size(), workers);
+  std::printf("compiling %zu sm90 backward kernels on %u threads\n", jobs.size(), workers);
   std::vector<std::string> failures;
   std::mutex mutex;
   std::atomic<std::size_t> next{0};
   auto work = [&] {
-    for (std::size_t i = next++; i < specs.size(); i = next++) {
-      ASSERT_TRUE(sigjit::sm90_backward_supports(specs[i])) << specs[i].describe();
-      const TileConfig c = sigjit::default_sm90_backward_config(specs[i]);
-      const std::string why = compile_problems(specs[i], c);
+    for (std::size_t i = next++; i < jobs.size(); i = next++) {
+      const std::string why = compile_problems(jobs[i].first, jobs[i].second);
       std::lock_guard<std::mutex> lock(mutex);
-      if (!why.empty()) failures.push_back(sigjit::kernel_name(specs[i], c) + ": " + why);
+      if (!why.empty()) failures.push_back(sigjit::kernel_name(jobs[i].first, jobs[i].second) + ": " + why);
     }
   };
   std::vector<std::thread> pool;
@@ -101,7 +108,8 @@ TEST(Sm90BwdCompile, DefaultConfigsReportRegistersWithoutSpills) {
   // The numbers to compare with the GPU run (printed; spills and warnings fail), fast and the
   // heaviest variant (padded, causal, score bias, exact).
   for (int d : {64, 128})
-    for (bool heavy : {false, true}) {
+    for (bool heavy : {false, true})
+      for (bool bulk : {false, true}) {
       KernelSpec s = bwd_spec(d);
       if (heavy) {
         s.layout = sigjit::Layout::padded;
@@ -109,7 +117,8 @@ TEST(Sm90BwdCompile, DefaultConfigsReportRegistersWithoutSpills) {
         s.score_bias = true;
         s.sigmoid = sigjit::SigmoidMode::exact;
       }
-      const TileConfig c = sigjit::default_sm90_backward_config(s);
+      TileConfig c = sigjit::default_sm90_backward_config(s);
+      c.bulk_dq = bulk;
       sigjit::ResourceUsage u;
       EXPECT_EQ(compile_problems(s, c, &u), "") << c.describe();
       std::printf("hd%d%s %s: %s\n", d, heavy ? " heavy" : "", c.describe().c_str(), u.describe().c_str());
@@ -153,6 +162,24 @@ TEST(Sm90BwdCompile, PtxUsesTheHopperInstructionsAndNoMmaSync) {
   EXPECT_EQ(count_of(ptx, "atom.global"), 0u);
   // Four TMA loads per step at hd 128 (Q, dO: two 64-column boxes each) plus four for K and V.
   EXPECT_EQ(count_of(ptx, "cp.async.bulk.tensor.4d"), 8u);
+  EXPECT_EQ(count_of(ptx, "cp.reduce.async.bulk"), 0u);
+}
+
+TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
+  for (int d : {64, 128}) {
+    const KernelSpec s = bwd_spec(d);
+    TileConfig c = sigjit::default_sm90_backward_config(s);
+    c.bulk_dq = true;
+    std::string ptx;
+    ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
+    for (const char* insn : {"cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32", "cp.async.bulk.commit_group;",
+                             "cp.async.bulk.wait_group.read 0;", "cp.async.bulk.wait_group 0;", "st.shared.v2.f32"}) {
+      EXPECT_NE(ptx.find(insn), std::string::npos) << d << " " << insn;
+    }
+    EXPECT_EQ(count_of(ptx, "red.global.add"), 0u) << d;
+    EXPECT_EQ(count_of(ptx, "bar.sync"), 4u) << d;  // __syncthreads, the dS^T barrier, the two staging barriers
+    EXPECT_EQ(sigjit::smem_bytes(s, c) - sigjit::smem_bytes(s, sigjit::default_sm90_backward_config(s)), c.block_n * (4 * d + 32)) << d;
+  }
 }
 
 // ---- configs ------------------------------------------------------------------------------------
@@ -172,6 +199,13 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
   EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, false).describe(), "hb128x64c2s2");
   EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, true).describe(), "hb128x64c2s2o");
   EXPECT_EQ(TileConfig::sm90_bwd(128, 1, 3, false).describe(), "hb64x128c1s3");
+  EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, true, true).describe(), "hb128x64c2s2o_r");
+  EXPECT_EQ(TileConfig::sm90_bwd(128, 2, 2, false, true).describe(), "hb128x128c2s2_r");
+  for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o"}) {
+    const TileConfig back = TileConfig::parse(text, "test");
+    EXPECT_EQ(back.describe(), text);
+    EXPECT_EQ(back.bulk_dq, std::string(text).find("_r") != std::string::npos) << text;
+  }
   // The family is part of the kernel name (and so of the cache key).
   const KernelSpec s = bwd_spec(128);
   EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90_bwd(64, 2, 2, false)), HasSubstr("_hb128x64c2s2_sm_90a"));
@@ -190,6 +224,8 @@ TEST(Sm90BwdConfig, ParseRejectsMalformedAndInconsistentStrings) {
   EXPECT_THAT(message("hb96x64c2s2"), HasSubstr("64 per consumer warpgroup"));
   EXPECT_THAT(message("hb128x64c2"), HasSubstr("hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>"));
   EXPECT_THAT(message("hb128x64c2s2oo"), HasSubstr("SIGJIT_FORCE_TILE 'hb128x64c2s2oo'"));
+  EXPECT_THAT(message("hb128x64c2s2_ro"), HasSubstr("expected"));  // suffixes in a fixed order
+  EXPECT_THAT(message("hb128x64c2s2o_r_r"), HasSubstr("expected"));
 }
 
 TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
@@ -227,6 +263,15 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
     }
   }
   for (int d : {64, 128}) EXPECT_EQ(sigjit::check_config(bwd_spec(d), sigjit::default_sm90_backward_config(bwd_spec(d))), "") << d;
+  // _r belongs to the sm90 backward family only.
+  KernelSpec fwd = bwd_spec(128);
+  fwd.direction = Direction::forward;
+  TileConfig sm90_fwd = TileConfig::sm90(128, 2, 2, true);
+  sm90_fwd.bulk_dq = true;
+  EXPECT_THAT(sigjit::check_config(fwd, sm90_fwd), HasSubstr("_r"));
+  TileConfig sm80{128, 32, 8, 2, false};
+  sm80.bulk_dq = true;
+  EXPECT_THAT(sigjit::check_config(bwd_spec(128), sm80), HasSubstr("_r"));
 }
 
 // Compiles generated source directly with NVRTC (bypassing check_config) and returns the log.

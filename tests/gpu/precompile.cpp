@@ -81,7 +81,7 @@ void precompile_backward(const std::vector<CaseSpec>& cases) {
   precompile_work(work);
 }
 
-void precompile_backward_sm90(const std::vector<CaseSpec>& cases) {
+void precompile_backward_sm90(const std::vector<CaseSpec>& cases, bool bulk_dq) {
   const detail::DeviceInfo dev = detail::current_device();
   std::vector<std::pair<KernelSpec, TileConfig>> work;
   std::set<std::string> seen;
@@ -90,7 +90,9 @@ void precompile_backward_sm90(const std::vector<CaseSpec>& cases) {
     KernelSpec spec = case_kernel_spec(c, dev, rng);
     spec.direction = Direction::backward_fused;
     if (!sm90_backward_supports(spec)) continue;
-    for (const auto& [s, cfg] : {std::make_pair(spec, default_sm90_backward_config(spec)), std::make_pair(dq_convert_spec(spec), dq_convert_config())}) {
+    TileConfig config = default_sm90_backward_config(spec);
+    config.bulk_dq = bulk_dq;
+    for (const auto& [s, cfg] : {std::make_pair(spec, config), std::make_pair(dq_convert_spec(spec), dq_convert_config())}) {
       if (seen.insert(kernel_name(s, cfg)).second) work.emplace_back(s, cfg);
     }
   }

@@ -126,14 +126,22 @@ class BackwardMatrixSm90 : public ::testing::TestWithParam<CaseSpec> {
   }
 };
 
-TEST_P(BackwardMatrixSm90, FusedSm90MatchesFp64Reference) {
+// The same with the bulk dQ reductions (_r: dQ staged in shared memory, cp.reduce.async.bulk).
+class BackwardMatrixSm90BulkDq : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (sm90_backward_unavailable_reason().empty()) precompile_backward_sm90(cases_to_run(backward_cases(), "BackwardMatrixSm90BulkDq"), true);
+  }
+};
+
+void run_sm90_backward_case(const CaseSpec& spec, bool bulk_dq) {
   if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
-  const CaseSpec& spec = GetParam();
   std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
   KernelSpec ks = case_kernel_spec(spec, detail::current_device(), rng);
   ks.direction = Direction::backward_fused;
   if (!sm90_backward_supports(ks)) GTEST_SKIP() << "the sm90 backward family does not serve " << ks.describe() << " (the sm80 path does)";
-  const TileConfig config = default_sm90_backward_config(ks);
+  TileConfig config = default_sm90_backward_config(ks);
+  config.bulk_dq = bulk_dq;
   ForwardProblem problem(spec, rng);
   problem.enable_backward(rng);
   {
@@ -151,7 +159,12 @@ TEST_P(BackwardMatrixSm90, FusedSm90MatchesFp64Reference) {
   }
 }
 
+TEST_P(BackwardMatrixSm90, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), false); }
+
+TEST_P(BackwardMatrixSm90BulkDq, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), true); }
+
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90, ::testing::ValuesIn(backward_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90BulkDq, ::testing::ValuesIn(backward_cases()), case_name);
 
 CaseSpec workspace_case(int len) {
   CaseSpec c{Layout::padded, 64, DType::bf16, false, BiasMode::log_n, false, true, SigmoidMode::fast};

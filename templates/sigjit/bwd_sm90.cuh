@@ -19,7 +19,8 @@
 // a warpgroup reaches step i's barrier only after waiting for its step i-1 dQ wgmma, so after
 // the barrier nobody still reads the buffer that step i+1 overwrites.
 // Why: mma.sync tops out near 205 TFLOPS for this backward on an H100; wgmma issues the five
-// GEMMs asynchronously from shared memory and lets the sigmoid of S^T overlap dP^T's GEMM.
+// GEMMs asynchronously from shared memory and (OVERLAP) lets the sigmoid of S^T overlap dP^T's
+// GEMM.
 // Cost: 5 GEMMs (10 D FLOP) per score, one or two MUFU ops per score; dQ atomics of BLOCK_M x D
 // floats per step and CTA (the workspace is zeroed per call; BULK_DQ: one bulk reduction per
 // query row from an fp32 staging tile instead); shared memory
@@ -239,8 +240,9 @@ __device__ __forceinline__ void issue_dkdv(float (&dv)[C::kDAcc], float (&dk)[C:
   wgmma_commit();
 }
 
-// dQ[m64 tile mt, this warpgroup's columns] = dS K over all BLOCK_N keys: A = dS read M-major
-// from the dS^T tile (rows = keys), B = K read N-major (rows = keys), one commit group.
+// This warpgroup's share of dQ (its m64 query tiles, or its 64-column blocks; see kDqSplitRows)
+// = dS K over all BLOCK_N keys: A = dS read M-major from the dS^T tile (rows = keys), B = K read
+// N-major (rows = keys), one commit group.
 template <class C>
 __device__ __forceinline__ void issue_dq(float (&dq)[C::kDqMTiles][C::kDqAcc], const BwdSm90Smem<C>& sm, int buf, int wg) {
   const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;
@@ -325,7 +327,7 @@ __device__ __forceinline__ void store_ds(u32 tile, const u32 (&dsf)[C::kQSteps][
   }
 }
 
-// Adds this warpgroup's dQ columns of the step's query rows (below len_q) to the workspace.
+// Adds this warpgroup's share of dQ (rows below len_q) to the workspace with red.global.add.v2.
 template <class C>
 __device__ __forceinline__ void add_dq_sm90(float* dqa, i64 row_stride, const float (&dq)[C::kDqMTiles][C::kDqAcc], int m_start, int len_q, int wg,
                                             int warp, int lane) {

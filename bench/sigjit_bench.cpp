@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "Untimed launches per point");
   app.add_option("--reps", reps, "Timed launches per point (median reported)");
   app.add_option("--csv", csv, "Append results to this CSV file");
-  app.add_option("--tiles", tiles, "Semicolon-separated tile configs to sweep (sets SIGJIT_FORCE_TILE), either family: e.g. m128n64w8s2;h128x128c2s2o (sm90 configs need a CC 9.0 GPU)");
+  app.add_option("--tiles", tiles, "Semicolon-separated tile configs to sweep (sets SIGJIT_FORCE_TILE), either family: e.g. m128n64w8s2;h128x128c2s2o, or hb128x64c2s2 for the sm90 fused backward (--direction bwd; sm90 configs need a CC 9.0 GPU)");
   CLI11_PARSE(app, argc, argv);
   try {
     DeviceMem flush(256 << 20);

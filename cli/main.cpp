@@ -331,7 +331,7 @@ int main(int argc, char** argv) {
                       "fwd, or a backward kernel: bwd_fused (default backward: dK, dV, dQ atomics), bwd_dq_convert (its dQ "
                       "workspace -> dQ), bwd_dkdv and bwd_dq (the deterministic pair)")
       ->check(CLI::IsMember({"fwd", "bwd_fused", "bwd_dq_convert", "bwd_dkdv", "bwd_dq"}));
-  compile->add_option("--tile", co.tile, "Tile config m<BM>n<BN>w<WARPS>s<STAGES>[qs] (sm80 family) or h<BM>x<BN>c<CONSUMERS>s<STAGES>[o][_pp][_f<Q>][_p] (sm90 family, --arch sm_90a) (default: the heuristic)");
+  compile->add_option("--tile", co.tile, "Tile config m<BM>n<BN>w<WARPS>s<STAGES>[qs] (sm80 family) or h<BM>x<BN>c<CONSUMERS>s<STAGES>[o][_pp][_f<Q>][_p] (sm90 family, --arch sm_90a) or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, --direction bwd_fused --arch sm_90a) (default: the heuristic)");
   compile->add_option("--out", co.out_dir, "Directory for the .cu, .ptx and .cubin");
 
   TuneFlags tf;

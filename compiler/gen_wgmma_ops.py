@@ -23,7 +23,7 @@ def acc_operands(n):
 def emit(n):
     m = n // 2
     # SS: d, a-desc, b-desc, scale-d, imm-scale-a, imm-scale-b, imm-trans-a, imm-trans-b
-    ss = (f'  template <bool BF16, int TRANS_B>\n'
+    ss = (f'  template <bool BF16, int TRANS_B, int TRANS_A = 0>\n'
           f'  static __device__ __forceinline__ void ss(float (&d)[{m}], u64 desc_a, u64 desc_b, int accumulate) {{\n'
           f'    if (BF16) SIGJIT_WGMMA_SS_{n}("bf16") else SIGJIT_WGMMA_SS_{n}("f16")\n'
           f'  }}\n')
@@ -33,9 +33,9 @@ def emit(n):
           f'  }}\n')
     ss_macro = (f'#define SIGJIT_WGMMA_SS_{n}(TY) asm volatile( \\\n'
                 f'  "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{m + 2}, 0;\\n" \\\n'
-                f'  "wgmma.mma_async.sync.aligned.m64n{n}k16.f32." TY "." TY " {{{regs(0, m)}}}, %{m}, %{m + 1}, p, 1, 1, 0, %{m + 3};\\n}}\\n" \\\n'
+                f'  "wgmma.mma_async.sync.aligned.m64n{n}k16.f32." TY "." TY " {{{regs(0, m)}}}, %{m}, %{m + 1}, p, 1, 1, %{m + 4}, %{m + 3};\\n}}\\n" \\\n'
                 f'  : {acc_operands(n)} \\\n'
-                f'  : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TRANS_B));\n')
+                f'  : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TRANS_B), "n"(TRANS_A));\n')
     rs_macro = (f'#define SIGJIT_WGMMA_RS_{n}(TY) asm volatile( \\\n'
                 f'  "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{m + 5}, 0;\\n" \\\n'
                 f'  "wgmma.mma_async.sync.aligned.m64n{n}k16.f32." TY "." TY " {{{regs(0, m)}}}, {{{regs(m, 4)}}}, %{m + 4}, p, 1, 1, %{m + 6};\\n}}\\n" \\\n'
@@ -51,7 +51,8 @@ def main():
     print("// 9.7.15.5: 'Asynchronous Warpgroup Level Matrix Multiply-Accumulate'). ss: A and B from")
     print("// shared memory through matrix descriptors; rs: A from four .b32 registers per thread (the")
     print("// m64k16 A fragment), B from a descriptor. TRANS_B is imm-trans-b (1: B is N-major, e.g. V")
-    print("// for O += P V). accumulate = 0 gives D = A*B (scale-d false), else D += A*B. The")
+    print("// for O += P V); ss's TRANS_A is imm-trans-a (1: A is M-major, e.g. the backward's dS^T")
+    print("// tile read as dS). accumulate = 0 gives D = A*B (scale-d false), else D += A*B. The")
     print("// accumulators are '+f' operands, so the compiler keeps them in registers; callers must still")
     print("// wgmma_fence/commit/wait around them (see hopper_primitives.cuh).")
     print("#pragma once\n")

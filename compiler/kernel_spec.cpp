@@ -93,7 +93,17 @@ TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap
   return c;
 }
 
+TileConfig TileConfig::sm90_bwd(int block_q, int consumers, int stages, bool overlap, bool bulk_dq) {
+  TileConfig c{64 * consumers, block_q, 4 * (consumers + 1), stages, false};
+  c.family = KernelFamily::sm90_bwd;
+  c.consumers = consumers;
+  c.overlap = overlap;
+  c.bulk_dq = bulk_dq;
+  return c;
+}
+
 std::string TileConfig::describe() const {
+  if (family == KernelFamily::sm90_bwd) return fmt::format("hb{}x{}c{}s{}{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "", bulk_dq ? "_r" : "");
   if (family == KernelFamily::sm90) {
     return fmt::format("h{}x{}c{}s{}{}{}{}{}", block_m, block_n, consumers, stages, overlap ? "o" : "", pingpong ? "_pp" : "",
                        fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "", persistent ? "_p" : "");
@@ -107,7 +117,16 @@ std::string TileConfig::describe() const {
 TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   static const std::regex sm80_form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
   static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_pp)?(?:_f(\d))?(_p)?)");
+  static const std::regex sm90_bwd_form(R"(hb(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_r)?)");
   std::smatch m;
+  if (std::regex_match(text, m, sm90_bwd_form)) {
+    const int consumers = std::stoi(m[3]);
+    if (std::stoi(m[1]) != 64 * consumers) {
+      throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what, text,
+                              m[1].str(), consumers, 64 * consumers));
+    }
+    return TileConfig::sm90_bwd(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched, m[6].matched);
+  }
   if (std::regex_match(text, m, sm80_form)) {
     return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
   }
@@ -121,7 +140,8 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
                             m[8].matched);
   }
   throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs) "
-                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>][_p] (sm90 family, e.g. h128x128c2s2o, h128x128c2s2o_pp_f1 or h128x128c2s2o_p)",
+                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>][_p] (sm90 family, e.g. h128x128c2s2o, h128x128c2s2o_pp_f1 or h128x128c2s2o_p) "
+                          "or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, e.g. hb128x64c2s2o)",
                           what, text));
 }
 
@@ -162,6 +182,44 @@ std::string check_sm90_config(const KernelSpec& spec, const TileConfig& c) {
   return {};
 }
 
+// Mirrors BwdSm90Config::kSmemBytes: K and V (block_m keys), STAGES x (Q + dO) tiles of block_n
+// queries, two dS^T tiles, 1 + 3 x STAGES mbarriers, 1024 bytes of alignment slack.
+int sm90_bwd_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
+  const int dq_stage = c.bulk_dq ? c.block_n * (4 * spec.head_dim + 32) : 0;  // fp32 rows padded by 32 B
+  return 2 * spec.head_dim * (2 * c.block_m + 2 * c.stages * c.block_n) + 2 * 2 * c.block_m * c.block_n + dq_stage + 8 * (1 + 3 * c.stages) + 1024;
+}
+
+// Mirrors BwdSm90Config's static_asserts with the same limits.
+std::string check_sm90_bwd_config(const KernelSpec& spec, const TileConfig& c) {
+  if (spec.direction != Direction::backward_fused) return "the sm90 backward family (hb...) is the fused backward kernel only";
+  if (!is_sm90a(spec.arch)) return fmt::format("the sm90 backward family (wgmma, setmaxnreg) needs arch sm_90a, not {}", spec.arch.name());
+  if (spec.head_dim != 64 && spec.head_dim != 128) return fmt::format("head_dim={}: the sm90 backward family supports 64 and 128", spec.head_dim);
+  if (c.block_n != 64 && c.block_n != 128) return fmt::format("query block={}: the sm90 backward takes 64 or 128 (whole dS^T column blocks)", c.block_n);
+  if (c.consumers != 1 && c.consumers != 2) return fmt::format("consumers={}: the sm90 backward takes 1 or 2 consumer warpgroups", c.consumers);
+  if (c.block_m != 64 * c.consumers || c.warps != 4 * (c.consumers + 1)) {
+    return fmt::format("key block={} / warps={} do not match {} consumer warpgroups", c.block_m, c.warps, c.consumers);
+  }
+  if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
+  // BwdSm90Config's dQ split: by m64 query tiles where they divide over the consumers, else by
+  // whole 64-column blocks of the head dim.
+  const bool dq_split_rows = (c.block_n / 64) % c.consumers == 0;
+  const int dq_mtiles = dq_split_rows ? c.block_n / 64 / c.consumers : c.block_n / 64;
+  const int dq_cols = dq_split_rows ? spec.head_dim : spec.head_dim / c.consumers;
+  if (dq_cols % 64 != 0) {
+    return fmt::format("query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
+                       c.block_n, c.consumers, spec.head_dim);
+  }
+  if (c.pingpong || c.fma_quarters != 0 || c.persistent) return "the sm90 backward family has no ping-pong, FMA-sigmoid or persistent (_pp, _f, _p) variants";
+  const int smem = sm90_bwd_smem_bytes(spec, c);
+  if (smem > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", smem, 227 * 1024);
+  // BwdSm90Config::kRegEstimate: dK + dV, then the larger phase: S^T + dP^T, or this warpgroup's
+  // dQ tiles + the P^T and dS^T fragments.
+  const int dq_phase = dq_mtiles * dq_cols / 2 + c.block_n / 2;
+  const int regs = spec.head_dim + std::max(c.block_n, dq_phase);
+  if (regs > 192) return fmt::format("about {} dK, dV and S^T/dP^T or dQ registers per consumer thread: would spill", regs);
+  return {};
+}
+
 }  // namespace
 
 int forward_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
@@ -173,6 +231,7 @@ int forward_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
 int smem_bytes(const KernelSpec& spec, const TileConfig& c) {
   if (spec.direction == Direction::forward) return forward_smem_bytes(spec, c);
   if (spec.direction == Direction::backward_dq_convert) return 0;  // registers only
+  if (c.family == KernelFamily::sm90_bwd) return sm90_bwd_smem_bytes(spec, c);
   // The backward kernels keep two fixed BLOCK_M tiles (K and V, or Q and dO) where the forward
   // keeps one (Q); the fused kernel also stages dS^T, BLOCK_M x (BLOCK_N + 8) 16-bit values
   // (mirrors BwdSmem in bwd_sm80.cuh).
@@ -205,6 +264,8 @@ std::string check_config(const KernelSpec& spec, const TileConfig& c) {
   if (spec.direction == Direction::backward_dq_convert) {
     return c.describe() == dq_convert_config().describe() ? "" : fmt::format("the dQ convert kernel has one config, {}", dq_convert_config().describe());
   }
+  if (c.family == KernelFamily::sm90_bwd) return check_sm90_bwd_config(spec, c);
+  if (c.bulk_dq) return "bulk dQ reductions (_r) are an sm90 backward (hb...) option";
   if (c.family == KernelFamily::sm90) return check_sm90_config(spec, c);
   if (c.pingpong || c.fma_quarters != 0 || c.persistent) {
     return "ping-pong (_pp), the FMA-sigmoid fraction (_f) and persistent scheduling (_p) are sm90-family tunables";
@@ -249,7 +310,21 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   return TileConfig::sm90(64, 2, 2, true);
 }
 
+bool sm90_backward_supports(const KernelSpec& spec) {
+  return spec.direction == Direction::backward_fused && is_sm90a(spec.arch) && (spec.head_dim == 64 || spec.head_dim == 128);
+}
+
+TileConfig default_sm90_backward_config(const KernelSpec& spec) {
+  // Not yet measured. Two consumer warpgroups over 128 keys (half the dQ atomics of 64 keys).
+  // hd 128: FlashAttention-3's 64-query steps (192 live registers per consumer thread, 161 KB),
+  //   the sigmoid overlapping the dP^T GEMM.
+  // hd 64: 128-query steps (wider S^T wgmma, each warpgroup one m64 tile of dQ; 161 KB); no
+  //   overlap, which spills 4-8 B there with the exact sigmoid (ptxas, CUDA 13.0).
+  return spec.head_dim <= 64 ? TileConfig::sm90_bwd(128, 2, 2, false) : TileConfig::sm90_bwd(64, 2, 2, true);
+}
+
 TileConfig default_config(const KernelSpec& spec) {
+  if (kSm90BackwardVerified && sm90_backward_supports(spec)) return default_sm90_backward_config(spec);
   if (kSm90DefaultOnHopper && sm90_family_supports(spec)) return default_sm90_config(spec);
   return default_sm80_config(spec);
 }
@@ -305,6 +380,16 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
             TileConfig c{bm, bn, w, st, q_in_regs};
             if (check_config(spec, c).empty()) out.push_back(c);
           }
+  if (kSm90BackwardVerified && sm90_backward_supports(spec)) {
+    for (int bq : {64, 128})
+      for (int consumers : {1, 2})
+        for (int st : {2, 3})
+          for (bool overlap : {true, false})
+            for (bool bulk_dq : {false, true}) {
+              const TileConfig c = TileConfig::sm90_bwd(bq, consumers, st, overlap, bulk_dq);
+              if (check_config(spec, c).empty()) out.push_back(c);
+            }
+  }
   if (!sm90_family_supports(spec)) return out;
   for (int consumers : {1, 2})
     for (int bn : {64, 96, 128})  // 192 passes the register estimate at hd 64 but spills with causal + score bias + exact

@@ -58,7 +58,8 @@ struct KernelSpec {
 
 // Kernel families, a tuning dimension: the portable mma.sync kernel (fwd_sm80.cuh, any sm_80+)
 // and the Hopper kernel (fwd_sm90.cuh: TMA, wgmma, warp specialization; sm_90a only).
-enum class KernelFamily { sm80, sm90 };
+// sm90_bwd: the Hopper fused backward (bwd_sm90.cuh; Direction::backward_fused on sm_90a only).
+enum class KernelFamily { sm80, sm90, sm90_bwd };
 
 struct TileConfig {
   int block_m = 128;
@@ -85,16 +86,24 @@ struct TileConfig {
   //   grid of min(work tiles, SMs x CTAs per SM) CTAs each looping over work tiles, so the
   //   per-CTA prologue is paid once per SM and wholly padded tiles cost no CTA (fwd_sm90.cuh).
   bool persistent = false;
+  // sm90_bwd only: dQ staged in shared memory and added to the workspace by one bulk reduction
+  // per query row (cp.reduce.async.bulk) instead of red.global.add.v2 from registers.
+  bool bulk_dq = false;
 
   // A well-formed sm90 config (check_config still decides whether it fits a spec).
   static TileConfig sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong = false, int fma_quarters = 0,
                          bool persistent = false);
+  // A well-formed sm90_bwd config: like the sm80 backward, block_m is the key block of a CTA
+  // (64 per consumer warpgroup) and block_n the query rows of one step.
+  static TileConfig sm90_bwd(int block_q, int consumers, int stages, bool overlap, bool bulk_dq = false);
 
   // sm80: "m128n64w4s2", with a "qs" suffix when Q stays in shared memory.
   // sm90: "h128x128c2s2o_pp_f1_p": h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>, "o" when
   //   overlapped, "_pp" with ping-pong, "_f<Q>" with Q quarters of the sigmoids on the FMA pipes,
   //   "_p" when persistent (suffixes only when on, so the strings of configs without them are
   //   unchanged).
+  // sm90_bwd: "hb128x64c2s2o_r": hb<KEY BLOCK>x<QUERY BLOCK>c<CONSUMERS>s<STAGES>, "o" when the
+  //   sigmoid of S^T overlaps the dP^T GEMM, "_r" with bulk dQ reductions.
   std::string describe() const;
   // Inverse of describe() for both families; throws Error naming `what` (a flag or variable)
   // on bad text.
@@ -148,6 +157,19 @@ inline constexpr bool kFusedBackwardVerified = false;
 // run rather than fail a candidate's check. Flip after Variants/ForwardSm90Tunables passes on a
 // device; SIGJIT_FORCE_TILE and `sigjit-bench --tiles` reach them meanwhile.
 inline constexpr bool kSm90TunablesVerified = false;
+
+// The Hopper fused backward (bwd_sm90.cuh) has not run on a GPU yet. While false, the default
+// backward on sm_90a stays the sm80 path (fused or two-kernel, see kFusedBackwardVerified) and
+// candidate_configs never lists the sm90_bwd family; SIGJIT_FORCE_TILE=hb... (with
+// SIGJIT_BACKWARD_PATH=fused) and `sigjit-bench --direction bwd --tiles hb...` force it for
+// verification (tests/gpu: BackwardMatrixSm90). Flip after that suite passes on an H100.
+inline constexpr bool kSm90BackwardVerified = false;
+
+// True when the sm90_bwd family can serve the spec (backward_fused, sm_90a, head dim 64/128).
+bool sm90_backward_supports(const KernelSpec& spec);
+
+// The sm90_bwd config used without tuning (also what the GPU tests force).
+TileConfig default_sm90_backward_config(const KernelSpec& spec);
 
 // Configs worth trying for a spec (all pass check_config).
 std::vector<TileConfig> candidate_configs(const KernelSpec& spec);

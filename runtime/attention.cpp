@@ -11,6 +11,7 @@
 #include "runtime/resolve.hpp"
 #include "runtime/workspace.hpp"
 #include "sigjit/fwd_params.h"
+#include "sigjit/bwd_sm90_params.h"
 #include "sigjit/fwd_sm90_params.h"
 
 #include <algorithm>
@@ -216,6 +217,34 @@ void launch_forward_sm90(const Resolved& r, const LoadedKernel& kernel, const Ti
 
 }  // namespace
 
+namespace {
+
+// What tma_unsuitable checks of one tensor.
+std::string tma_tensor_unsuitable(const TmaTensor& t) {
+  if (reinterpret_cast<std::uintptr_t>(t.base) % 16 != 0) return fmt::format("{} is not 16-byte aligned", t.name);
+  if (t.rows > 1 && !tma_stride_ok(t.strides.token)) return fmt::format("{}_strides.token={} is not a TMA stride", t.name, t.strides.token);
+  if (t.heads > 1 && !tma_stride_ok(t.strides.head)) return fmt::format("{}_strides.head={} is not a TMA stride", t.name, t.strides.head);
+  if (t.batch > 1 && !tma_stride_ok(t.strides.batch)) return fmt::format("{}_strides.batch={} is not a TMA stride", t.name, t.strides.batch);
+  if (t.rows > (std::int64_t{1} << 31) - 1) return fmt::format("{} has more rows than TMA's 32-bit coordinates address", t.name);
+  return {};
+}
+
+// dO as TMA sees it: Q's shape with dO's own pointer and strides.
+TmaTensor tma_dout(const Resolved& r, const SigjitBwdParams& bp) {
+  TmaTensor t = tma_tensors(r)[0];
+  t.name = "dout";
+  t.base = bp.dout;
+  t.strides = Strides{bp.do_stride_b, bp.do_stride_l, bp.do_stride_h};
+  return t;
+}
+
+}  // namespace
+
+std::string tma_unsuitable_backward(const Resolved& r, const SigjitBwdParams& bp) {
+  if (std::string why = tma_unsuitable(r); !why.empty()) return why;
+  return tma_tensor_unsuitable(tma_dout(r, bp));
+}
+
 std::string tma_unsuitable(const Resolved& r) {
   const AttentionArgs& a = r.args;
   if (a.head_dim % 64 != 0) return fmt::format("head_dim={} is not a whole number of 128-byte rows", a.head_dim);
@@ -296,9 +325,34 @@ SigjitBwdParams make_bwd_params(const Resolved& r, const Gradients& g, void* dq_
   return bp;
 }
 
+namespace {
+
+// The sm90 fused backward: the four tensor maps, then the sm80 fused kernel's grid (key blocks,
+// kv heads, batch). Q and dO boxes are one step's query rows, K and V boxes the key block.
+void launch_backward_sm90(const Resolved& r, const SigjitBwdParams& params, const LoadedKernel& kernel, const TileConfig& config, CUstream stream) {
+  const AttentionArgs& a = r.args;
+  if (const std::string why = tma_unsuitable_backward(r, params); !why.empty()) throw Error(fmt::format("sm90 backward kernel {}: {}", config.describe(), why));
+  SigjitBwdSm90Params p{};
+  const std::vector<TmaTensor> t = tma_tensors(r);
+  copy_map(p.q_map, encode_tma_map(t[0], a, config.block_n));
+  copy_map(p.k_map, encode_tma_map(t[1], a, config.block_m));
+  copy_map(p.v_map, encode_tma_map(t[2], a, config.block_m));
+  copy_map(p.do_map, encode_tma_map(tma_dout(r, params), a, config.block_n));
+  p.p = params;
+  void* kernel_args[] = {&p};
+  const unsigned grid_x = static_cast<unsigned>((a.seqlen_k + config.block_m - 1) / config.block_m);
+  SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid_x, a.heads_kv, a.batch, kernel.threads, 1, 1, kernel.smem_bytes, stream, kernel_args, nullptr));
+}
+
+}  // namespace
+
 void launch_backward_part(const Resolved& r, const SigjitBwdParams& params, Direction part, const LoadedKernel& kernel, const TileConfig& config,
                           CUstream stream) {
   const AttentionArgs& a = r.args;
+  if (config.family == KernelFamily::sm90_bwd) {
+    if (a.seqlen_k == 0 || a.batch == 0) return;
+    return launch_backward_sm90(r, params, kernel, config, stream);
+  }
   const bool over_keys = part == Direction::backward_dkdv || part == Direction::backward_fused;
   const int rows = over_keys ? a.seqlen_k : a.seqlen_q;
   if (rows == 0 || a.batch == 0) return;
@@ -351,7 +405,12 @@ void run_deterministic(const DeviceInfo& dev, const Resolved& r, KernelSpec spec
 
 void run_fused(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, SigjitBwdParams params, void* caller_workspace, CUstream stream) {
   spec.direction = Direction::backward_fused;
-  const ResolvedKernel fused = resolve_kernel(dev, spec);
+  ResolvedKernel fused = resolve_kernel(dev, spec);
+  if (fused.config.family == KernelFamily::sm90_bwd && !tma_unsuitable_backward(r, params).empty()) {
+    // Tensors TMA cannot describe (strides, alignment): the sm80 fused kernel serves the call.
+    const TileConfig c = default_sm80_config(spec);
+    fused = ResolvedKernel{get_kernel(dev.context, spec, c), c, "sm80 fallback"};
+  }
   const ResolvedKernel convert = resolve_kernel(dev, dq_convert_spec(spec));
   const std::size_t bytes = dq_workspace_bytes(r);
   std::optional<WorkspaceLease> lease;

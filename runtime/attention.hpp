@@ -28,6 +28,10 @@ TileConfig choose_config(const KernelSpec& spec);
 
 // ---- backward ----------------------------------------------------------------------------------
 
+// tma_unsuitable plus dO (the sm90 backward family's loads); run_fused then falls back to the
+// sm80 fused kernel.
+std::string tma_unsuitable_backward(const Resolved& r, const SigjitBwdParams& bp);
+
 // Bytes of the fused path's fp32 dQ workspace, contiguous [batch * seqlen_q (varlen: total_q),
 // heads_q, head_dim].
 std::size_t dq_workspace_bytes(const Resolved& r);

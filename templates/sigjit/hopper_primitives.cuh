@@ -83,6 +83,28 @@ __device__ __forceinline__ void tma_prefetch_map(const SigjitTensorMap& map) {
 // (wgmma operand reads, TMA writes) and vice versa (PTX ISA 9.7.13.4 membar/fence, proxy fences).
 __device__ __forceinline__ void fence_proxy_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
+// ---- bulk reductions into global memory (PTX ISA 9.7.9.25.4.2 cp.reduce.async.bulk) ------------
+// Adds `bytes` (a multiple of 16; both addresses 16-byte aligned) of fp32 values from shared
+// memory to global memory element-wise, asynchronously (async proxy: the shared source must be
+// fenced with fence_proxy_async_shared after generic stores). Completion is tracked per thread in
+// bulk groups: commit after issuing, then wait_group.read before the source is overwritten and
+// wait_group before the CTA exits.
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, u32 src, u32 bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+
+template <int N>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+
+template <int N>
+__device__ __forceinline__ void bulk_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
 // ---- named barriers among a subset of warps (PTX ISA 9.7.13.1 bar.sync) --------------------------
 // A CTA has 16 barriers (0..15; __syncthreads uses 0). `threads` (a multiple of 32) counts every
 // thread taking part, whether it syncs or arrives; the barrier completes when that many have

@@ -10,8 +10,15 @@ namespace {
 
 // Three entry points sharing one shape: M = 64 rows (one warpgroup), K-major A [64 x KD] and
 // B [N x KD] (SS), P [64 x KEYS] in registers times V [KEYS x DV] (RS, V row-major = N-major B).
+// A fourth, dq_test (DV 64/128, 256 threads), is the sm90 backward's dQ path (bwd_sm90.cuh):
+// dS^T from accumulator-layout registers through store_ds into the swizzled tile, then issue_dq's
+// transposed-A SS wgmma against a TMA-loaded K (N-major B), split over two warpgroups as in the
+// default configs.
 const char* const kSource = R"(
 #include "sigjit/hopper_primitives.cuh"
+#if DV <= 128
+#include "sigjit/bwd_sm90.cuh"
+#endif
 using namespace sigjit::kern;
 
 struct Maps { SigjitTensorMap a; SigjitTensorMap b; SigjitTensorMap c; };
@@ -126,6 +133,52 @@ extern "C" __global__ void __launch_bounds__(128, 1) chain_test(const __grid_con
   rs_chain<NS>(o, pf, v_s);
   store_acc<DV>(out, o);
 }
+
+#if DV <= 128
+// The default configs' dQ paths: two consumer warpgroups over 128 keys; hd 128 with 64-query
+// steps (each warpgroup 64 head-dim columns), hd 64 with 128-query steps (each warpgroup one m64
+// query tile). dS^T is given row-major [128 keys x BQ queries] in fp32 (bf16-representable),
+// K [128 x DV] through maps.c; out is dQ [BQ x DV] = dS K.
+#define BQ (DV == 64 ? 128 : 64)
+using DqCfg = BwdSm90Config<DV, BQ, 2, 2, false, true, 0, false, 0, false, false>;
+
+extern "C" __global__ void __launch_bounds__(256, 1) dq_test(const __grid_constant__ Maps maps, const float* ds_t, float* out) {
+  const BwdSm90Smem<DqCfg> sm{aligned_base()};
+  const u32 bar = sm.kv_full();
+  if (threadIdx.x == 0) { mbarrier_init(bar, 1); fence_barrier_init(); }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    mbarrier_arrive_expect_tx(bar, 128 * DV * 2);
+    load_tile(sm.k(), maps.c, bar, 128, DV / 64);
+  }
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  float d[BQ / 2];  // the m64nBQ accumulator layout of this warpgroup's 64 keys of dS^T
+  for (int j = 0; j < BQ / 8; ++j)
+    for (int e = 0; e < 4; ++e) d[4 * j + e] = ds_t[(wg * 64 + warp * 16 + lane / 4 + (e / 2) * 8) * BQ + j * 8 + (lane % 4) * 2 + e % 2];
+  u32 dsf[BQ / 16][4];
+  for (int kk = 0; kk < BQ / 16; ++kk) accumulator_to_a_fragment<true>(dsf[kk], d, kk);
+  store_ds<DqCfg>(sm.ds(0), dsf, wg, warp, lane);
+  fence_proxy_async_shared();
+  __syncthreads();
+  mbarrier_wait(bar, 0);
+  float dq[DqCfg::kDqMTiles][DqCfg::kDqAcc];
+  issue_dq<DqCfg>(dq, sm, 0, wg);
+  wgmma_wait<0>();
+  const int col0 = DqCfg::kDqSplitRows ? 0 : wg * DqCfg::kDqCols;
+  const int mt0 = DqCfg::kDqSplitRows ? wg * DqCfg::kDqMTiles : 0;
+  for (int mt = 0; mt < DqCfg::kDqMTiles; ++mt) {
+    pin_registers(dq[mt]);
+    const int row = (mt0 + mt) * 64 + warp * 16 + lane / 4;
+    for (int j = 0; j < DqCfg::kDqCols / 8; ++j) {
+      const int col = col0 + j * 8 + (lane % 4) * 2;
+      out[row * DV + col] = dq[mt][4 * j];
+      out[row * DV + col + 1] = dq[mt][4 * j + 1];
+      out[(row + 8) * DV + col] = dq[mt][4 * j + 2];
+      out[(row + 8) * DV + col + 1] = dq[mt][4 * j + 3];
+    }
+  }
+}
+#endif
 )";
 
 }  // namespace

@@ -36,6 +36,8 @@ sigjit_filecheck_test(sm90_pingpong sm90_pingpong.check PREFIXES CHECK ARGS --he
 sigjit_filecheck_test(sm90_fma_sigmoid sm90_fma_sigmoid.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90a --tile h128x128c2s2o_f4)
 sigjit_filecheck_test(sm90_fma_sigmoid_exact sm90_fma_sigmoid.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90a --sigmoid exact --tile h128x128c2s2o_f4)
 sigjit_filecheck_test(bwd_fused_sm90a bwd_fused.check PREFIXES CHECK SM90 ARGS --direction bwd_fused --head-dim 128 --arch sm_90a)
+sigjit_filecheck_test(bwd_sm90_family bwd_sm90.check PREFIXES CHECK ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a --tile hb128x64c2s2o)
+sigjit_filecheck_test(bwd_sm90_bulk_dq bwd_sm90_bulk.check PREFIXES CHECK ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a --tile hb128x64c2s2o_r)
 sigjit_filecheck_test(bwd_fused_sm80 bwd_fused.check PREFIXES CHECK SM80 ARGS --direction bwd_fused --head-dim 128 --arch sm_80)
 
 # ---- CLI error paths ---------------------------------------------------------------------------

@@ -81,4 +81,22 @@ void precompile_backward(const std::vector<CaseSpec>& cases) {
   precompile_work(work);
 }
 
+void precompile_backward_sm90(const std::vector<CaseSpec>& cases, bool bulk_dq) {
+  const detail::DeviceInfo dev = detail::current_device();
+  std::vector<std::pair<KernelSpec, TileConfig>> work;
+  std::set<std::string> seen;
+  std::mt19937 rng(1);
+  for (const auto& c : cases) {
+    KernelSpec spec = case_kernel_spec(c, dev, rng);
+    spec.direction = Direction::backward_fused;
+    if (!sm90_backward_supports(spec)) continue;
+    TileConfig config = default_sm90_backward_config(spec);
+    config.bulk_dq = bulk_dq;
+    for (const auto& [s, cfg] : {std::make_pair(spec, config), std::make_pair(dq_convert_spec(spec), dq_convert_config())}) {
+      if (seen.insert(kernel_name(s, cfg)).second) work.emplace_back(s, cfg);
+    }
+  }
+  precompile_work(work);
+}
+
 }  // namespace sigjit::testing

@@ -28,4 +28,8 @@ void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work)
 // kernel, and the deterministic dK/dV and dQ pair.
 void precompile_backward(const std::vector<CaseSpec>& cases);
 
+// The sm90 backward family's default config (fused kernel; with bulk_dq, its bulk-dQ variant)
+// and the dQ convert kernel of every case it supports (head dim 64/128), for BackwardMatrixSm90.
+void precompile_backward_sm90(const std::vector<CaseSpec>& cases, bool bulk_dq = false);
+
 }  // namespace sigjit::testing

@@ -10,6 +10,8 @@
 #include "tests/gpu/forward_problem.hpp"
 #include "tests/gpu/precompile.hpp"
 
+#include "runtime/attention.hpp"
+#include "runtime/validate.hpp"
 #include "runtime/workspace.hpp"
 
 #include <cuda_runtime.h>
@@ -111,6 +113,73 @@ TEST_P(BackwardMatrix, BothModesMatchFp64ReferenceAndDeterministicIsBitwise) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrix, ::testing::ValuesIn(backward_cases()), case_name);
+
+// ---- the same matrix on the sm90 backward family (bwd_sm90.cuh), forced -------------------------
+// kSm90BackwardVerified (compiler/kernel_spec.hpp) keeps the family out of the defaults until
+// this suite passes on an H100. Runs on compute capability 9.0 only; cases at head dims the family
+// does not support are skipped; every other case must really take the sm90 path (TMA-describable
+// tensors, else run_fused would silently fall back to the sm80 fused kernel). The fast path only:
+// the deterministic pair does not involve the family.
+
+std::string sm90_backward_unavailable_reason() {
+  if (std::string why = gpu_unavailable_reason(); !why.empty()) return why;
+  const detail::DeviceInfo dev = detail::current_device();
+  if (dev.cc_major != 9 || dev.cc_minor != 0) return fmt::format("the sm90 backward family needs compute capability 9.0, this GPU is {}.{}", dev.cc_major, dev.cc_minor);
+  return {};
+}
+
+class ScopedForceTile {
+ public:
+  explicit ScopedForceTile(const std::string& tile) { setenv("SIGJIT_FORCE_TILE", tile.c_str(), 1); }
+  ~ScopedForceTile() { unsetenv("SIGJIT_FORCE_TILE"); }
+};
+
+class BackwardMatrixSm90 : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (sm90_backward_unavailable_reason().empty()) precompile_backward_sm90(cases_to_run(backward_cases(), "BackwardMatrixSm90"));
+  }
+};
+
+// The same with the bulk dQ reductions (_r: dQ staged in shared memory, cp.reduce.async.bulk).
+class BackwardMatrixSm90BulkDq : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (sm90_backward_unavailable_reason().empty()) precompile_backward_sm90(cases_to_run(backward_cases(), "BackwardMatrixSm90BulkDq"), true);
+  }
+};
+
+void run_sm90_backward_case(const CaseSpec& spec, bool bulk_dq) {
+  if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
+  std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
+  KernelSpec ks = case_kernel_spec(spec, detail::current_device(), rng);
+  ks.direction = Direction::backward_fused;
+  if (!sm90_backward_supports(ks)) GTEST_SKIP() << "the sm90 backward family does not serve " << ks.describe() << " (the sm80 path does)";
+  TileConfig config = default_sm90_backward_config(ks);
+  config.bulk_dq = bulk_dq;
+  ForwardProblem problem(spec, rng);
+  problem.enable_backward(rng);
+  {
+    const detail::Resolved r = detail::resolve(problem.args());
+    const SigjitBwdParams bp = detail::make_bwd_params(r, detail::resolve_gradients(r, problem.grads()), nullptr);
+    ASSERT_EQ(detail::tma_unsuitable_backward(r, bp), "") << "this case would fall back to the sm80 fused kernel";
+  }
+  fmt::print("[bwd sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
+  const ScopedForceTile force(config.describe());
+  BackwardOptions fast;
+  for (int run = 0; run < 2; ++run) {  // the second run reuses (and must re-zero) the workspace
+    CaseResult r;
+    ASSERT_NO_THROW(r = run_and_check(problem, fast));
+    expect_good(spec, r, run == 0 ? "sm90-atomic" : "sm90-atomic-2nd-run");
+  }
+}
+
+TEST_P(BackwardMatrixSm90, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), false); }
+
+TEST_P(BackwardMatrixSm90BulkDq, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), true); }
+
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90, ::testing::ValuesIn(backward_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90BulkDq, ::testing::ValuesIn(backward_cases()), case_name);
 
 CaseSpec workspace_case(int len) {
   CaseSpec c{Layout::padded, 64, DType::bf16, false, BiasMode::log_n, false, true, SigmoidMode::fast};

@@ -3,7 +3,9 @@
 // memory and run one wgmma chain, compared with a CPU GEMM. They bisect the sm90 family: if
 //   SS    fails: K-major descriptors, TMA maps/swizzle, mbarrier tx counts or the accumulator layout;
 //   RS_V  fails (SS passing): the N-major (transposed) V descriptor (LBO/SBO) or the A fragment;
-//   CHAIN fails (both passing): the accumulator -> A-fragment conversion used for P.
+//   CHAIN fails (both passing): the accumulator -> A-fragment conversion used for P;
+//   DQ    fails (RS passing): the sm90 backward's dS^T store (swizzle) or its transposed-A
+//         descriptor (bwd_sm90.cuh store_ds / issue_dq).
 #include "runtime/device.hpp"
 #include "runtime/driver_api.hpp"
 #include "tests/common/gpu_env.hpp"
@@ -114,7 +116,7 @@ std::vector<double> gemm_ab(const std::vector<float>& p, int rows, int keys, con
   return o;
 }
 
-std::vector<float> run(CUmodule module, const char* entry, const Maps& maps, const void* extra, size_t out_elems, int smem) {
+std::vector<float> run(CUmodule module, const char* entry, const Maps& maps, const void* extra, size_t out_elems, int smem, unsigned threads = 128) {
   CUfunction f = nullptr;
   EXPECT_EQ(detail::driver().cuModuleGetFunction(&f, module, entry), CUDA_SUCCESS) << entry;
   EXPECT_EQ(detail::driver().cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem), CUDA_SUCCESS);
@@ -125,7 +127,7 @@ std::vector<float> run(CUmodule module, const char* entry, const Maps& maps, con
   const void* extra_ptr = extra;
   void* args2[] = {&m, &out_ptr};
   void* args3[] = {&m, &extra_ptr, &out_ptr};
-  const CUresult st = detail::driver().cuLaunchKernel(f, 1, 1, 1, 128, 1, 1, smem, nullptr, extra ? args3 : args2, nullptr);
+  const CUresult st = detail::driver().cuLaunchKernel(f, 1, 1, 1, threads, 1, 1, smem, nullptr, extra ? args3 : args2, nullptr);
   EXPECT_EQ(st, CUDA_SUCCESS) << entry;
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << entry << ": " << cudaGetErrorString(cudaGetLastError());
   std::vector<float> host(out_elems);
@@ -181,6 +183,30 @@ TEST_P(HopperPrimitives, ScoresToRegisterPToPvMatchesCpu) {
   fmt::print("chain S(64x{}x{}) -> P -> PV(x{}): max error / max |ref| = {:.3g}\n", s.ns, s.kd, s.dv, err);
   // S rounds to bf16 on both sides, but fp32 vs fp64 sums can round a few values differently.
   EXPECT_LT(err, 1e-2) << "accumulator -> A fragment conversion";
+  detail::driver().cuModuleUnload(module);
+}
+
+TEST_P(HopperPrimitives, BackwardDqFromStagedTransposedDsMatchesCpu) {
+  SIGJIT_REQUIRE_HOPPER();
+  const Shape s = GetParam();
+  if (s.dv > 128) GTEST_SKIP() << "the sm90 backward supports head dim 64 and 128";
+  const int keys = 128, queries = s.dv == 64 ? 128 : 64;  // dq_test's BQ: the default configs' query steps
+  std::mt19937 rng(4);
+  const Matrix ds_t = random_matrix(keys, queries, rng), k = random_matrix(keys, s.dv, rng);
+  DeviceBuffer ds_f32(static_cast<size_t>(keys) * queries * 4);
+  ds_f32.upload(ds_t.host.data(), static_cast<size_t>(keys) * queries * 4);
+  CUmodule module = compile_module(s);
+  ASSERT_NE(module, nullptr);
+  const Maps maps{matrix_map(k.dev.get(), keys, s.dv), matrix_map(k.dev.get(), keys, s.dv), matrix_map(k.dev.get(), keys, s.dv)};
+  // BwdSm90Config<DV, BQ, 2, 2, ...>::kSmemBytes (K, V, 2 x (Q, dO), 2 dS^T tiles, 7 barriers, slack).
+  const int smem = 2 * s.dv * (2 * keys + 2 * 2 * queries) + 2 * 2 * keys * queries + 8 * 7 + 1024;
+  const std::vector<float> got = run(module, "dq_test", maps, ds_f32.get(), static_cast<size_t>(queries) * s.dv, smem, 256);
+  std::vector<float> ds(static_cast<size_t>(queries) * keys);  // dS [queries x keys]
+  for (int q = 0; q < queries; ++q)
+    for (int key = 0; key < keys; ++key) ds[q * keys + key] = ds_t.host[key * queries + q];
+  const double err = relative_error(got, gemm_ab(ds, queries, keys, k));
+  fmt::print("DQ {}x{}x{} (dS^T staged, transposed A, two warpgroups): max error / max |ref| = {:.3g}\n", queries, s.dv, keys, err);
+  EXPECT_LT(err, 1e-5) << "dS^T swizzled store, transposed-A descriptor or the dQ split (bwd_sm90.cuh store_ds / issue_dq)";
   detail::driver().cuModuleUnload(module);
 }
 

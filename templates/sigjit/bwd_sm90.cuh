@@ -1,0 +1,535 @@
+// Sigmoid-attention fused backward for sm_90a (Hopper): TMA + mbarrier ring + wgmma,
+// warp-specialized. The Hopper counterpart of dkdv_dq_fused_kernel (bwd_sm80.cuh).
+//
+// What: one CTA per (key block of BLOCK_N = 64 * C rows, kv head, sequence); consumer
+// warpgroup w (of C) owns keys [64w, 64w + 64) of the block. Warpgroup 0 is the producer: one
+// thread loads K and V once and streams (Q, dO) tiles of BLOCK_M query rows through a
+// STAGES-deep ring (cp.async.bulk.tensor, "full" mbarriers; consumers free a stage on its
+// "empty" mbarrier), over every query block of every query head of the GQA group. Per step:
+//   S^T  = K Q^T, dP^T = V dO^T          SS wgmma (K-major K/V and Q/dO tiles), fp32 in registers
+//   P^T  = sigmoid(scale S^T + b + s_k)  masked (ragged keys/queries, causal); dS^T = dP^T P^T (1-P^T)
+//   dV  += P^T dO, dK += dS^T Q          RS wgmma: the accumulator layout is the A fragment
+//   dQ   = dS K                          dS^T (bf16/fp16) stored to a swizzled shared tile, read
+//                                        back as an M-major A operand (imm-trans-a); warpgroup w
+//                                        computes its m64 query tiles (BLOCK_M 128) or its 64
+//                                        head-dim columns (BLOCK_M 64) over all BLOCK_N keys, then
+//                                        red.global.add.v2.f32 into the fp32 workspace
+//                                        (dq_convert_kernel scales and rounds it).
+// The dS^T tile is double-buffered so that one consumer-wide named barrier per step suffices:
+// a warpgroup reaches step i's barrier only after waiting for its step i-1 dQ wgmma, so after
+// the barrier nobody still reads the buffer that step i+1 overwrites.
+// Why: mma.sync tops out near 205 TFLOPS for this backward on an H100; wgmma issues the five
+// GEMMs asynchronously from shared memory and (OVERLAP) lets the sigmoid of S^T overlap dP^T's
+// GEMM.
+// Cost: 5 GEMMs (10 D FLOP) per score, one or two MUFU ops per score; dQ atomics of BLOCK_M x D
+// floats per step and CTA (the workspace is zeroed per call; BULK_DQ: one bulk reduction per
+// query row from an fp32 staging tile instead); shared memory
+// 2 D (2 BLOCK_N + 2 STAGES BLOCK_M) + 4 BLOCK_N BLOCK_M (+ BLOCK_M (4 D + 32)) bytes; registers per consumer thread
+// about D (dK, dV) + max(BLOCK_M (S^T, dP^T), BLOCK_M/2 (P^T, dS^T fragments) + BLOCK_M D / (128 C) (dQ)).
+// Semantics (must match bwd_sm80.cuh): bottom-right causal alignment; keys past len_k and queries
+// past len_q inside a tile get P = dS = 0 (TMA reads neighbouring rows there: the next varlen
+// sequence, the padded layout's padding, or zeros past the buffer); dK/dV rows past len_k are
+// written as zeros up to the padded buffer's length; dQ rows past len_q get no atomics.
+// Known difference: non-finite values in the padding of dO/Q/K/V inside a tile reach dK/dV/dQ as
+// 0 * inf = NaN (sm80 never reads them); finite padding is harmless.
+// Not yet verified on a GPU: kSm90BackwardVerified (compiler/kernel_spec.hpp) gates its use.
+#pragma once
+
+#include "sigjit/bwd_sm80.cuh"
+#include "sigjit/bwd_sm90_params.h"
+#include "sigjit/hopper_primitives.cuh"
+
+namespace sigjit {
+namespace kern {
+
+template <int HEAD_DIM_, int BLOCK_M_, int CONSUMERS_, int STAGES_, bool OVERLAP_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_, int BIAS_MODE_,
+          bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool BULK_DQ_ = false>
+struct BwdSm90Config {
+  static constexpr int kHeadDim = HEAD_DIM_;
+  static constexpr int kBlockM = BLOCK_M_;  // query rows per step
+  static constexpr int kConsumers = CONSUMERS_;
+  static constexpr int kBlockN = 64 * kConsumers;  // key rows per CTA
+  static constexpr int kStages = STAGES_;
+  // The sigmoid of S^T runs while the dP^T GEMM is still on the tensor cores (wait_group 1);
+  // off, both GEMMs are awaited first, which leaves ptxas more freedom (hd 64 with 128-query
+  // steps spills with the overlap and the exact sigmoid).
+  static constexpr bool kOverlap = OVERLAP_;
+  static constexpr bool kBf16 = IS_BF16_;
+  static constexpr int kLayout = LAYOUT_;
+  static constexpr bool kCausal = CAUSAL_;
+  static constexpr int kBiasMode = BIAS_MODE_;
+  static constexpr bool kScoreBias = HAS_SCORE_BIAS_;
+  static constexpr bool kExact = EXACT_SIGMOID_;
+  // dQ through shared memory: the step's dQ tile is staged in fp32 and each row added to the
+  // workspace by one cp.reduce.async.bulk (D * 4 bytes) instead of D / 2 red.global.add.v2 per
+  // row spread over the threads (fewer, larger L2 reductions; costs the staging tile and two
+  // consumer barriers per step).
+  static constexpr bool kBulkDq = BULK_DQ_;
+
+  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kChunksPerRow = kHeadDim / 8;
+  static constexpr int kColBlocks = kHeadDim / 64;  // 64-column (128-byte) blocks per row
+  static constexpr int kSAcc = kBlockM / 2;         // S^T (and dP^T) accumulators per thread
+  static constexpr int kDAcc = kHeadDim / 2;        // dK (and dV) accumulators per thread
+  static constexpr int kQSteps = kBlockM / 16;      // k16 steps over queries (dV, dK)
+  static constexpr int kKeySteps = kBlockN / 16;    // k16 steps over keys (dQ)
+  static constexpr int kMTiles = kBlockM / 64;      // m64 query tiles of dQ
+  // How the consumers share the step's dQ tile: by m64 query tiles where there are enough,
+  // else by head-dim columns (whole 64-column swizzle blocks, so that no K descriptor starts
+  // inside a 128-byte swizzle atom).
+  static constexpr bool kDqSplitRows = kMTiles % kConsumers == 0;
+  static constexpr int kDqMTiles = kDqSplitRows ? kMTiles / kConsumers : kMTiles;  // per warpgroup
+  static constexpr int kDqCols = kDqSplitRows ? kHeadDim : kHeadDim / kConsumers;  // per warpgroup
+  static constexpr int kDqAcc = kDqCols / 2;  // per m64 tile
+  static constexpr int kKBlockBytes = kBlockN * 128;
+  static constexpr int kQBlockBytes = kBlockM * 128;
+  static constexpr int kKBytes = kBlockN * kHeadDim * 2;  // K or V
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;  // Q or dO tile
+  static constexpr int kDsBlockBytes = kBlockN * 128;     // 64 queries of dS^T
+  static constexpr int kDsBytes = kBlockN * kBlockM * 2;
+  // Shared memory from a 1024-byte aligned base: K, V, Q ring, dO ring, 2 dS^T buffers, then
+  // the mbarriers kv_full, q_full[S], do_full[S], empty[S].
+  static constexpr int kVOffset = kKBytes;
+  static constexpr int kQOffset = 2 * kKBytes;
+  static constexpr int kDoOffset = kQOffset + kStages * kQBytes;
+  static constexpr int kDsOffset = kDoOffset + kStages * kQBytes;
+  // fp32 dQ staging rows padded by 32 bytes: the 8 rows of one warp store start 8 banks apart.
+  static constexpr int kDqStageStride = kHeadDim * 4 + 32;
+  static constexpr int kDqStageOffset = kDsOffset + 2 * kDsBytes;
+  static constexpr int kDqStageBytes = kBulkDq ? kBlockM * kDqStageStride : 0;
+  static constexpr int kBarOffset = kDqStageOffset + kDqStageBytes;
+  static constexpr int kBarriers = 1 + 3 * kStages;
+  static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;  // + alignment slack
+  // setmaxnreg with two consumers: 128 * 24 + 256 * 240 = 64512 <= 65536 registers.
+  static constexpr bool kRebalanceRegs = kConsumers == 2;
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;
+  static constexpr int kDsBarrier = 1;  // named barriers of the consumers (0 is __syncthreads')
+  static constexpr int kDqBarrier = 2;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "sm90 backward: head dim 64 or 128");
+  static_assert(kBlockM == 64 || kBlockM == 128, "sm90 backward BLOCK_M: 64 or 128 (whole 64-query blocks of the dS^T tile)");
+  static_assert(kConsumers == 1 || kConsumers == 2, "sm90 backward: 1 or 2 consumer warpgroups");
+  static_assert(kStages >= 2 && kStages <= 4, "sm90 backward pipeline stages: 2..4");
+  static_assert(kBlockM <= 128 * kConsumers, "sm90 backward: one consumer thread per dQ row issues its bulk reduction");
+  static_assert(kDqCols % 64 == 0, "sm90 backward: the dQ split needs whole 64-column blocks per warpgroup (BLOCK_M 128 with 2 consumers at hd 64)");
+  static_assert(kSmemBytes <= 227 * 1024, "sm90 backward tile config exceeds the 227 KB of shared memory per block");
+  // Live fp32/b32 registers per consumer thread: dK and dV throughout, plus either S^T and dP^T
+  // (sigmoid phase) or dQ and the P^T/dS^T fragments (GEMM phase). Mirrored by check_config.
+  static constexpr int kPhaseRegs = 2 * kSAcc > kDqMTiles * kDqAcc + 8 * kQSteps ? 2 * kSAcc : kDqMTiles * kDqAcc + 8 * kQSteps;
+  static constexpr int kRegEstimate = 2 * kDAcc + kPhaseRegs;
+  static_assert(kRegEstimate <= 192, "sm90 backward: dK, dV and the S^T/dP^T or dQ tiles exceed 192 registers per consumer thread: it would spill");
+  static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
+};
+
+template <class C>
+struct BwdSm90Smem {
+  u32 base;
+  __device__ __forceinline__ u32 k() const { return base; }
+  __device__ __forceinline__ u32 v() const { return base + C::kVOffset; }
+  __device__ __forceinline__ u32 q(int stage) const { return base + C::kQOffset + stage * C::kQBytes; }
+  __device__ __forceinline__ u32 dout(int stage) const { return base + C::kDoOffset + stage * C::kQBytes; }
+  __device__ __forceinline__ u32 ds(int buf) const { return base + C::kDsOffset + buf * C::kDsBytes; }
+  __device__ __forceinline__ u32 dq_stage() const { return base + C::kDqStageOffset; }
+  __device__ __forceinline__ u32 kv_full() const { return base + C::kBarOffset; }
+  __device__ __forceinline__ u32 q_full(int s) const { return base + C::kBarOffset + 8 * (1 + s); }
+  __device__ __forceinline__ u32 do_full(int s) const { return base + C::kBarOffset + 8 * (1 + C::kStages + s); }
+  __device__ __forceinline__ u32 empty(int s) const { return base + C::kBarOffset + 8 * (1 + 2 * C::kStages + s); }
+};
+
+// The work of one CTA: which query blocks of which heads it visits, in step order.
+struct BwdSm90Work {
+  int n_start;         // first key row of the block
+  int m_first;         // first query block with a visible key (causal), else 0
+  int steps_per_head;  // query blocks per query head
+  int total_steps;     // over the kv_group query heads
+  int causal_offset;   // len_k - len_q
+};
+
+template <class C>
+__device__ __forceinline__ BwdSm90Work bwd_sm90_work(const SigjitFwdParams& p, const SeqSlice& seq) {
+  BwdSm90Work w;
+  w.n_start = blockIdx.x * C::kBlockN;
+  w.causal_offset = seq.len_k - seq.len_q;
+  w.m_first = 0;
+  if (C::kCausal) {  // query i sees key j when j <= i + offset
+    const int first_query = w.n_start - w.causal_offset;
+    w.m_first = first_query > 0 ? first_query / C::kBlockM : 0;
+  }
+  const int m_blocks = (seq.len_q + C::kBlockM - 1) / C::kBlockM;
+  w.steps_per_head = m_blocks > w.m_first ? m_blocks - w.m_first : 0;
+  w.total_steps = w.n_start < seq.len_k ? w.steps_per_head * p.kv_group : 0;
+  return w;
+}
+
+template <class C>
+__device__ __forceinline__ void bwd_init_barriers(const BwdSm90Smem<C>& sm) {
+  mbarrier_init(sm.kv_full(), 1);
+  for (int s = 0; s < C::kStages; ++s) {
+    mbarrier_init(sm.q_full(s), 1);  // the producer's arrive.expect_tx; TMA adds the bytes
+    mbarrier_init(sm.do_full(s), 1);
+    mbarrier_init(sm.empty(s), C::kConsumers * 128);  // every consumer thread releases
+  }
+  fence_barrier_init();
+}
+
+// All column blocks of one [rows x D] tile: one TMA box {64, rows} per 64-column block.
+template <class C, int BLOCK_BYTES>
+__device__ __forceinline__ void bwd_tma_tile(u32 dst, const SigjitTensorMap& map, u32 bar, int row, int head, int batch) {
+#pragma unroll
+  for (int c = 0; c < C::kColBlocks; ++c) tma_load_4d(dst + c * BLOCK_BYTES, map, bar, c * 64, row, head, batch);
+}
+
+// The producer: one thread issues every load of the CTA, in consumption order.
+template <class C>
+__device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv) {
+  const SigjitFwdParams& p = params.p.fwd;
+  int q_row0, k_row0, batch;
+  if (C::kLayout == kVarlen) {
+    q_row0 = clamp_len(p.cu_seqlens_q[blockIdx.z], p.total_q);
+    k_row0 = clamp_len(p.cu_seqlens_k[blockIdx.z], p.total_k);
+    batch = 0;
+  } else {
+    q_row0 = k_row0 = 0;
+    batch = blockIdx.z;
+  }
+  mbarrier_arrive_expect_tx(sm.kv_full(), 2 * C::kKBytes);
+  bwd_tma_tile<C, C::kKBlockBytes>(sm.k(), params.k_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
+  bwd_tma_tile<C, C::kKBlockBytes>(sm.v(), params.v_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
+  for (int i = 0; i < w.total_steps; ++i) {
+    const int stage = i % C::kStages;
+    // Use i of a stage needs use i - STAGES released: the (i / STAGES - 1)-th phase of empty.
+    if (i >= C::kStages) mbarrier_wait(sm.empty(stage), (i / C::kStages - 1) & 1);
+    const int h = h_kv * p.kv_group + i / w.steps_per_head;
+    const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
+    mbarrier_arrive_expect_tx(sm.q_full(stage), C::kQBytes);
+    bwd_tma_tile<C, C::kQBlockBytes>(sm.q(stage), params.q_map, sm.q_full(stage), row, h, batch);
+    mbarrier_arrive_expect_tx(sm.do_full(stage), C::kQBytes);
+    bwd_tma_tile<C, C::kQBlockBytes>(sm.dout(stage), params.do_map, sm.do_full(stage), row, h, batch);
+  }
+}
+
+// X^T = F T^T for this warpgroup's 64 key rows of the fixed tile F (K or V) against the streamed
+// tile T (Q or dO): D/16 SS wgmma k-steps, one commit group.
+template <class C>
+__device__ __forceinline__ void issue_transposed_scores(float (&acc)[C::kSAcc], u32 fixed, u32 streamed, int wg) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < C::kHeadDim / 16; ++kk) {
+    const int block = kk / 4, k_elems = (kk % 4) * 16;
+    const u64 a = kmajor_descriptor(fixed + block * C::kKBlockBytes, wg * 64, k_elems);
+    const u64 b = kmajor_descriptor(streamed + block * C::kQBlockBytes, 0, k_elems);
+    Wgmma<C::kBlockM>::template ss<C::kBf16, 0>(acc, a, b, kk > 0 ? 1 : 0);
+  }
+  wgmma_commit();
+}
+
+// dV += P^T dO and dK += dS^T Q: register-A wgmma over the N-major streamed tiles, one group.
+template <class C>
+__device__ __forceinline__ void issue_dkdv(float (&dv)[C::kDAcc], float (&dk)[C::kDAcc], const u32 (&pf)[C::kQSteps][4],
+                                           const u32 (&dsf)[C::kQSteps][4], const BwdSm90Smem<C>& sm, int stage) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < C::kQSteps; ++kk) {
+    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(dv, pf[kk], mnmajor_descriptor(sm.dout(stage), kk * 16, C::kQBlockBytes), 1);
+  }
+#pragma unroll
+  for (int kk = 0; kk < C::kQSteps; ++kk) {
+    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(dk, dsf[kk], mnmajor_descriptor(sm.q(stage), kk * 16, C::kQBlockBytes), 1);
+  }
+  wgmma_commit();
+}
+
+// This warpgroup's share of dQ (its m64 query tiles, or its 64-column blocks; see kDqSplitRows)
+// = dS K over all BLOCK_N keys: A = dS read M-major from the dS^T tile (rows = keys), B = K read
+// N-major (rows = keys), one commit group.
+template <class C>
+__device__ __forceinline__ void issue_dq(float (&dq)[C::kDqMTiles][C::kDqAcc], const BwdSm90Smem<C>& sm, int buf, int wg) {
+  const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;
+  const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
+  const u32 k_cols = sm.k() + (col0 / 64) * C::kKBlockBytes + (col0 % 64) * 2;
+  wgmma_fence();
+#pragma unroll
+  for (int mt = 0; mt < C::kDqMTiles; ++mt) {
+#pragma unroll
+    for (int kk = 0; kk < C::kKeySteps; ++kk) {
+      const u64 a = mnmajor_descriptor(sm.ds(buf) + (mt0 + mt) * C::kDsBlockBytes, kk * 16, C::kDsBlockBytes);
+      const u64 b = mnmajor_descriptor(k_cols, kk * 16, C::kKBlockBytes);
+      Wgmma<C::kDqCols>::template ss<C::kBf16, 1, 1>(dq[mt], a, b, kk > 0 ? 1 : 0);
+    }
+  }
+  wgmma_commit();
+}
+
+// Per-thread constants of a consumer: its key rows and their sigmoid addends.
+struct BwdSm90Rows {
+  int key0;          // key (in the sequence) of accumulator rows lane/4; +8 for the second
+  float addend[2];   // folded bias + score bias of those two keys
+};
+
+// P^T in place of S^T. MASKED zeroes keys past len_k, queries past len_q and, when causal,
+// pairs right of the bottom-right aligned diagonal (dS^T = dP^T P^T (1 - P^T) is then 0 too).
+// WITH_GRAD (dP^T already waited for): also dS^T in place of dP^T, element by element (keeping
+// the two loops apart made ptxas spill at hd 64 with 128-query steps and the exact sigmoid).
+template <class C, bool MASKED, bool WITH_GRAD>
+__device__ __forceinline__ void sigmoid_sm90(float (&s)[C::kSAcc], float (&dp)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const BwdSm90Rows& rows,
+                                             const SeqSlice& seq, int m_start, int causal_offset, int lane) {
+#pragma unroll
+  for (int nt = 0; nt < C::kBlockM / 8; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float p = sig(s[4 * nt + e], rows.addend[e / 2]);
+      if (MASKED) {
+        const int key = rows.key0 + (e / 2) * 8;
+        const int query = m_start + nt * 8 + (lane % 4) * 2 + (e % 2);
+        bool visible = key < seq.len_k && query < seq.len_q;
+        if (C::kCausal) visible = visible && key <= query + causal_offset;
+        p = visible ? p : 0.0f;
+      }
+      s[4 * nt + e] = p;
+      if (WITH_GRAD) dp[4 * nt + e] = dp[4 * nt + e] * p * (1.0f - p);
+    }
+  }
+}
+
+// dS^T = dP^T P^T (1 - P^T) in place of dP^T.
+template <class C>
+__device__ __forceinline__ void sigmoid_grad_sm90(float (&dp)[C::kSAcc], const float (&p)[C::kSAcc]) {
+#pragma unroll
+  for (int i = 0; i < C::kSAcc; ++i) dp[i] = dp[i] * p[i] * (1.0f - p[i]);
+}
+
+template <class C>
+__device__ __forceinline__ bool step_needs_mask(const SeqSlice& seq, int n_start, int m_start, int causal_offset) {
+  if (n_start + C::kBlockN > seq.len_k || m_start + C::kBlockM > seq.len_q) return true;
+  return C::kCausal && n_start + C::kBlockN - 1 > m_start + causal_offset;
+}
+
+__device__ __forceinline__ void st_shared_u32(u32 addr, u32 v) { asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory"); }
+
+// Writes this thread's dS^T fragments into the 128B-swizzled dS^T tile (rows = keys, 64-query
+// column blocks): pair (row r, queries c, c+1) lands in 16-byte chunk (c % 64) / 8 ^ (r % 8) of
+// row r. This thread's rows r0 and r0 + 8 share r % 8 = lane / 4, so the second row is the first's
+// address + 1024 and only the chunk XOR varies with kk: 8 addresses, not 32 (ptxas spilled them).
+template <class C>
+__device__ __forceinline__ void store_ds(u32 tile, const u32 (&dsf)[C::kQSteps][4], int wg, int warp, int lane) {
+  const u32 swz = (u32)(lane / 4);
+  const u32 row_addr = tile + (u32)(wg * 64 + warp * 16 + lane / 4) * 128 + (u32)(lane % 4) * 4;
+#pragma unroll
+  for (int kk = 0; kk < C::kQSteps; ++kk) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {  // query columns kk * 16 + 8j + 2 (lane % 4) + {0, 1}
+      const int c8 = kk * 2 + j;   // 8-column chunk index over the whole tile
+      const u32 addr = row_addr + (u32)(c8 / 8) * C::kDsBlockBytes + (((u32)(c8 % 8) ^ swz) * 16);
+      st_shared_u32(addr, dsf[kk][2 * j]);
+      st_shared_u32(addr + 1024, dsf[kk][2 * j + 1]);
+    }
+  }
+}
+
+// Adds this warpgroup's share of dQ (rows below len_q) to the workspace with red.global.add.v2.
+template <class C>
+__device__ __forceinline__ void add_dq_sm90(float* dqa, i64 row_stride, const float (&dq)[C::kDqMTiles][C::kDqAcc], int m_start, int len_q, int wg,
+                                            int warp, int lane) {
+  const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;
+  const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
+#pragma unroll
+  for (int mt = 0; mt < C::kDqMTiles; ++mt) {
+    const int row = m_start + (mt0 + mt) * 64 + warp * 16 + lane / 4;
+#pragma unroll
+    for (int nt = 0; nt < C::kDqCols / 8; ++nt) {
+      const int col = col0 + nt * 8 + (lane % 4) * 2;
+      if (row < len_q) red_add_f32x2(dqa + (i64)row * row_stride + col, dq[mt][4 * nt], dq[mt][4 * nt + 1]);
+      if (row + 8 < len_q) red_add_f32x2(dqa + (i64)(row + 8) * row_stride + col, dq[mt][4 * nt + 2], dq[mt][4 * nt + 3]);
+    }
+  }
+}
+
+__device__ __forceinline__ void st_shared_f32x2(u32 addr, float a, float b) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(a), "f"(b) : "memory");
+}
+
+// kBulkDq: this warpgroup's dQ accumulators into the fp32 staging tile (row-major, padded rows),
+// then one bulk reduction per query row below len_q, issued by consumer thread `row`. The
+// barriers: nobody writes the tile before the previous step's reductions have read it (each
+// issuing thread waits for its own), and nobody issues before the whole tile is written.
+template <class C>
+__device__ __forceinline__ void bulk_add_dq_sm90(float* dqa, i64 row_stride, const float (&dq)[C::kDqMTiles][C::kDqAcc], u32 stage, int m_start,
+                                                 int len_q, int tid, int wg, int warp, int lane) {
+  const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;
+  const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
+  if (tid < C::kBlockM) bulk_wait_read<0>();
+  named_barrier_sync(C::kDqBarrier, C::kConsumers * 128);
+#pragma unroll
+  for (int mt = 0; mt < C::kDqMTiles; ++mt) {
+    const int row = (mt0 + mt) * 64 + warp * 16 + lane / 4;
+#pragma unroll
+    for (int nt = 0; nt < C::kDqCols / 8; ++nt) {
+      const u32 addr = stage + (u32)row * C::kDqStageStride + (u32)(col0 + nt * 8 + (lane % 4) * 2) * 4;
+      st_shared_f32x2(addr, dq[mt][4 * nt], dq[mt][4 * nt + 1]);
+      st_shared_f32x2(addr + 8 * C::kDqStageStride, dq[mt][4 * nt + 2], dq[mt][4 * nt + 3]);
+    }
+  }
+  fence_proxy_async_shared();  // the generic stores before the bulk reductions' async reads
+  named_barrier_sync(C::kDqBarrier, C::kConsumers * 128);
+  if (tid < C::kBlockM && m_start + tid < len_q) {
+    bulk_reduce_add_f32(dqa + (i64)(m_start + tid) * row_stride, stage + (u32)tid * C::kDqStageStride, C::kHeadDim * 4);
+    bulk_commit();
+  }
+}
+
+// dK or dV rows of this thread: values below len_k, zeros up to clear_rows (padded layout).
+template <class C>
+__device__ __forceinline__ void store_grad_rows(u16* out, i64 row_stride, const float (&acc)[C::kDAcc], float scale, int key0, int len_k,
+                                                int clear_rows, int lane) {
+  const int limit = len_k > clear_rows ? len_k : clear_rows;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int key = key0 + half * 8;
+    if (key >= limit) continue;
+    const bool valid = key < len_k;
+#pragma unroll
+    for (int nt = 0; nt < C::kHeadDim / 8; ++nt) {
+      const int col = nt * 8 + (lane % 4) * 2;
+      const u32 v = valid ? pack_half2<C::kBf16>(acc[4 * nt + 2 * half] * scale, acc[4 * nt + 2 * half + 1] * scale) : 0u;
+      *(u32*)(out + (i64)key * row_stride + col) = v;
+    }
+  }
+}
+
+template <class C, int N>
+__device__ __forceinline__ void zero_regs(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) r[i] = 0.0f;
+}
+
+template <class C>
+__device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm_in, const SeqSlice& seq, const BwdSm90Work& w,
+                                            int h_kv) {
+  const SigjitBwdParams& bp = params.p;
+  const SigjitFwdParams& p = bp.fwd;
+  const int tid = threadIdx.x - 128, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
+  const SeqRows seq_at = seq_rows<C>(p, blockIdx.z);
+  BwdSm90Rows rows;
+  rows.key0 = w.n_start + wg * 64 + warp * 16 + lane / 4;
+  const float bias = sequence_bias<C>(p, seq);
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int key = rows.key0 + e * 8;
+    float c = bias;
+    if (C::kScoreBias) c += key < seq.len_k ? __ldg(seq.score_bias + key) : 0.0f;
+    rows.addend[e] = SigmoidFold<C::kExact>::addend(c);
+  }
+  const SigmoidFold<C::kExact> sig(p.scale);
+
+  float dk[C::kDAcc], dv[C::kDAcc];
+  zero_regs<C>(dk);
+  zero_regs<C>(dv);
+  if (w.total_steps > 0) mbarrier_wait(sm_in.kv_full(), 0);
+  for (int i = 0; i < w.total_steps; ++i) {
+    // The shared base passes through an empty asm each step, so ptxas rebuilds the ~50 wgmma
+    // descriptors and dS^T addresses from it (a few integer adds) instead of hoisting them all
+    // out of the loop into registers, which spilled at hd 128.
+    u32 base = sm_in.base;
+    asm volatile("" : "+r"(base));
+    const BwdSm90Smem<C> sm{base};
+    const int stage = i % C::kStages;
+    const u32 phase = (i / C::kStages) & 1;
+    const int h = h_kv * p.kv_group + i / w.steps_per_head;
+    const int m_start = (w.m_first + i % w.steps_per_head) * C::kBlockM;
+
+    float s[C::kSAcc], dp[C::kSAcc];
+    mbarrier_wait(sm.q_full(stage), phase);
+    issue_transposed_scores<C>(s, sm.k(), sm.q(stage), wg);  // S^T = K Q^T
+    mbarrier_wait(sm.do_full(stage), phase);
+    issue_transposed_scores<C>(dp, sm.v(), sm.dout(stage), wg);  // dP^T = V dO^T
+    if (C::kOverlap) {
+      wgmma_wait<1>();  // S^T is ready; its sigmoid overlaps the dP^T GEMM
+    } else {
+      wgmma_wait<0>();
+      pin_registers(dp);
+    }
+    pin_registers(s);
+    if (step_needs_mask<C>(seq, w.n_start, m_start, w.causal_offset)) {
+      sigmoid_sm90<C, true, !C::kOverlap>(s, dp, sig, rows, seq, m_start, w.causal_offset, lane);
+    } else {
+      sigmoid_sm90<C, false, !C::kOverlap>(s, dp, sig, rows, seq, m_start, w.causal_offset, lane);
+    }
+    if (C::kOverlap) {
+      wgmma_wait<0>();
+      pin_registers(dp);
+      sigmoid_grad_sm90<C>(dp, s);
+    }
+    u32 pf[C::kQSteps][4], dsf[C::kQSteps][4];
+#pragma unroll
+    for (int kk = 0; kk < C::kQSteps; ++kk) {
+      accumulator_to_a_fragment<C::kBf16>(pf[kk], s, kk);
+      accumulator_to_a_fragment<C::kBf16>(dsf[kk], dp, kk);
+    }
+    issue_dkdv<C>(dv, dk, pf, dsf, sm, stage);
+
+    const int buf = i % 2;
+    store_ds<C>(sm.ds(buf), dsf, wg, warp, lane);
+    fence_proxy_async_shared();  // the generic-proxy stores before the dQ wgmma's async reads
+    named_barrier_sync(C::kDsBarrier, C::kConsumers * 128);
+    float dq[C::kDqMTiles][C::kDqAcc];
+    issue_dq<C>(dq, sm, buf, wg);
+    wgmma_wait<0>();
+    pin_registers(dv);
+    pin_registers(dk);
+#pragma unroll
+    for (int kk = 0; kk < C::kQSteps; ++kk) {
+      pin_registers(pf[kk]);
+      pin_registers(dsf[kk]);
+    }
+#pragma unroll
+    for (int mt = 0; mt < C::kDqMTiles; ++mt) pin_registers(dq[mt]);
+    mbarrier_arrive(sm.empty(stage));  // Q and dO of this stage are no longer read
+
+    float* dqa = bp.dq_accum + seq_at.batch * bp.dqa_stride_b + seq_at.q_row0 * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;
+    if (C::kBulkDq) bulk_add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, sm.dq_stage(), m_start, seq.len_q, tid, wg, warp, lane);
+    else add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, m_start, seq.len_q, wg, warp, lane);
+  }
+  // The staging tile must stay allocated until the last reductions are done.
+  if (C::kBulkDq && tid < C::kBlockM) bulk_wait<0>();
+
+  const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
+  u16* dk_out = (u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, seq_at.batch, seq_at.k_row0, h_kv);
+  u16* dv_out = (u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, seq_at.batch, seq_at.k_row0, h_kv);
+  store_grad_rows<C>(dk_out, bp.dk_stride_l, dk, p.scale, rows.key0, seq.len_k, clear_rows, lane);
+  store_grad_rows<C>(dv_out, bp.dv_stride_l, dv, 1.0f, rows.key0, seq.len_k, clear_rows, lane);
+}
+
+template <class C>
+__device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& params) {
+  extern __shared__ __align__(1024) unsigned char bwd_sm90_smem[];
+  const SigjitFwdParams& p = params.p.fwd;
+  const int b = blockIdx.z, h_kv = blockIdx.y;
+  {
+    const SeqSlice seq = locate_sequence<C>(p, b, h_kv * p.kv_group);
+    const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
+    const int n_start = blockIdx.x * C::kBlockN;
+    if (n_start >= seq.len_k && n_start >= clear_rows) return;  // no key row of this block is written
+  }
+  const BwdSm90Smem<C> sm{(shared_address(bwd_sm90_smem) + 1023u) & ~1023u};
+  if (threadIdx.x == 0) bwd_init_barriers<C>(sm);
+  __syncthreads();
+
+  // Role split: one branch per warpgroup role, as setmaxnreg requires. Each role derives the
+  // sequence and its steps itself, after setmaxnreg: values carried across the split were
+  // spilled by ptxas (the consumer's loop bound, at hd 128 with score bias and the exact sigmoid).
+  if (threadIdx.x < 128) {
+    if (C::kRebalanceRegs) setmaxnreg_dec<C::kProducerRegs>();
+    if (threadIdx.x == 0) {
+      const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group));
+      if (w.total_steps > 0) bwd_produce<C>(params, sm, w, h_kv);
+    }
+  } else {
+    if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
+    const SeqSlice seq = locate_sequence<C>(p, b, h_kv * p.kv_group);
+    bwd_consume<C>(params, sm, seq, bwd_sm90_work<C>(p, seq), h_kv);
+  }
+}
+
+}  // namespace kern
+}  // namespace sigjit

@@ -1,0 +1,21 @@
+// Parameter block of the sm90 backward family (bwd_sm90.cuh), passed by value as one
+// __grid_constant__ argument like SigjitFwdSm90Params: the four TMA tensor maps first
+// (64-byte aligned), then the sm80 backward block verbatim, so pointers, strides, lengths and
+// the fp32 dQ workspace mean exactly what they mean for the sm80 fused kernel (and its
+// dq_convert kernel finishes dQ unchanged).
+//
+// Tensor maps (built per call by runtime/attention.cpp, same encoding as the forward's): 4-D,
+// innermost first {head_dim, tokens, heads, batch} with the tensor's byte strides, box {64,
+// rows, 1, 1}, 128-byte swizzle, zero fill out of bounds. Varlen: tokens = total rows, batch = 1.
+#pragma once
+
+#include "sigjit/fwd_params.h"
+#include "sigjit/tensor_map.h"
+
+struct SigjitBwdSm90Params {
+  SigjitTensorMap q_map;   // box {64, BLOCK_M} (query rows of one step)
+  SigjitTensorMap k_map;   // box {64, BLOCK_N} (this CTA's key rows)
+  SigjitTensorMap v_map;   // box {64, BLOCK_N}
+  SigjitTensorMap do_map;  // box {64, BLOCK_M}
+  SigjitBwdParams p;
+};

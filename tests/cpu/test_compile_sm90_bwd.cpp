@@ -1,0 +1,346 @@
+// The sm90 (Hopper wgmma) fused backward family (bwd_sm90.cuh) without a GPU: every backward
+// spec it serves compiles for sm_90a with its default config, without spills at head dims 64/128
+// and without ptxas ignoring setmaxnreg or serializing wgmma; the PTX uses TMA, wgmma (with the
+// transposed-A dQ product) and vector dQ reductions; config strings round-trip and bad configs are
+// refused by check_config and, when forced past it, by the template's static_asserts; while
+// kSm90BackwardVerified is false neither the default nor the tuner's candidates use the family.
+#include "compiler/codegen.hpp"
+#include "compiler/kernel_spec.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+#include "compiler/templates.hpp"
+#include "tests/common/spec_matrix.hpp"
+#include "sigjit/bwd_sm90_params.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nvrtc.h>
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using ::testing::HasSubstr;
+using sigjit::Arch;
+using sigjit::Direction;
+using sigjit::KernelFamily;
+using sigjit::KernelSpec;
+using sigjit::TileConfig;
+
+KernelSpec bwd_spec(int head_dim, const char* arch = "sm_90a") {
+  KernelSpec s;
+  s.direction = Direction::backward_fused;
+  s.head_dim = head_dim;
+  s.arch = Arch::parse(arch);
+  return s;
+}
+
+// Every code-changing backward feature at hd 64/128 for sm_90a, as fused backward specs.
+std::vector<KernelSpec> all_sm90_bwd_specs() {
+  std::vector<KernelSpec> out = sigjit::testing::all_forward_specs(Arch::parse("sm_90a"), {64, 128});
+  for (KernelSpec& s : out) s.direction = Direction::backward_fused;
+  return out;
+}
+
+// Compiles one (spec, config) and lists what is wrong with the result (empty: all good).
+std::string compile_problems(const KernelSpec& spec, const TileConfig& config, sigjit::ResourceUsage* usage = nullptr,
+                             std::string* ptx = nullptr) {
+  std::vector<std::string> problems;
+  try {
+    const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
+    if (usage) *usage = k.resources;
+    if (ptx) *ptx = k.ptx;
+    const std::string name = sigjit::kernel_name(spec, config);
+    if (k.cubin.empty()) problems.push_back("empty cubin");
+    if (k.ptx.find(".entry " + name + "(") == std::string::npos) problems.push_back("PTX lacks the entry " + name);
+    const std::string param = name + "_param_0[" + std::to_string(sizeof(SigjitBwdSm90Params)) + "]";
+    if (k.ptx.find(param) == std::string::npos) problems.push_back("PTX parameter is not " + param + " (host/kernel parameter block mismatch)");
+    const std::string bounds = ".maxntid " + std::to_string(config.threads()) + ", 1, 1";
+    if (k.ptx.find(bounds) == std::string::npos) problems.push_back("PTX lacks '" + bounds + "'");
+    if (k.resources.registers <= 0) problems.push_back("ptxas report not parsed");
+    if (k.log.find("setmaxnreg") != std::string::npos || k.log.find("C7508") != std::string::npos) problems.push_back("ptxas: " + k.log);
+    if (k.log.find("serialized") != std::string::npos) problems.push_back("ptxas serialized wgmma: " + k.log);
+    if (k.resources.has_spills()) problems.push_back("register spills: " + k.resources.describe());
+  } catch (const std::exception& e) {
+    problems.push_back(std::string("compile threw: ") + e.what());
+  }
+  std::string out;
+  for (const auto& p : problems) out += (out.empty() ? "" : "; ") + p;
+  return out;
+}
+
+// The default config and its bulk-dQ variant (_r) of every spec.
+TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
+  const std::vector<KernelSpec> specs = all_sm90_bwd_specs();
+  ASSERT_EQ(specs.size(), 2u * 96u);
+  std::vector<std::pair<KernelSpec, TileConfig>> jobs;
+  for (const KernelSpec& s : specs) {
+    ASSERT_TRUE(sigjit::sm90_backward_supports(s)) << s.describe();
+    TileConfig c = sigjit::default_sm90_backward_config(s);
+    jobs.emplace_back(s, c);
+    c.bulk_dq = true;
+    jobs.emplace_back(s, c);
+  }
+  const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
+  std::printf("compiling %zu sm90 backward kernels on %u threads\n", jobs.size(), workers);
+  std::vector<std::string> failures;
+  std::mutex mutex;
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < jobs.size(); i = next++) {
+      const std::string why = compile_problems(jobs[i].first, jobs[i].second);
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!why.empty()) failures.push_back(sigjit::kernel_name(jobs[i].first, jobs[i].second) + ": " + why);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < workers; ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+TEST(Sm90BwdCompile, DefaultConfigsReportRegistersWithoutSpills) {
+  // The numbers to compare with the GPU run (printed; spills and warnings fail), fast and the
+  // heaviest variant (padded, causal, score bias, exact).
+  for (int d : {64, 128})
+    for (bool heavy : {false, true})
+      for (bool bulk : {false, true}) {
+      KernelSpec s = bwd_spec(d);
+      if (heavy) {
+        s.layout = sigjit::Layout::padded;
+        s.causal = true;
+        s.score_bias = true;
+        s.sigmoid = sigjit::SigmoidMode::exact;
+      }
+      TileConfig c = sigjit::default_sm90_backward_config(s);
+      c.bulk_dq = bulk;
+      sigjit::ResourceUsage u;
+      EXPECT_EQ(compile_problems(s, c, &u), "") << c.describe();
+      std::printf("hd%d%s %s: %s\n", d, heavy ? " heavy" : "", c.describe().c_str(), u.describe().c_str());
+    }
+}
+
+TEST(Sm90BwdCompile, OtherValidConfigsCompile) {
+  for (int d : {64, 128})
+    for (const char* tile : {"hb64x64c1s2", "hb128x64c2s3o", "hb64x128c1s2o", "hb128x128c2s2o", "hb128x64c2s2"}) {
+      const KernelSpec s = bwd_spec(d);
+      const TileConfig c = TileConfig::parse(tile, "test");
+      if (!sigjit::check_config(s, c).empty()) continue;  // e.g. hb128x128 at hd 128: registers
+      sigjit::ResourceUsage u;
+      EXPECT_EQ(compile_problems(s, c, &u), "") << d << " " << tile;
+      std::printf("hd%d %s: %s\n", d, tile, u.describe().c_str());
+    }
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(Sm90BwdCompile, PtxUsesTheHopperInstructionsAndNoMmaSync) {
+  const KernelSpec s = bwd_spec(128);
+  std::string ptx;
+  ASSERT_EQ(compile_problems(s, sigjit::default_sm90_backward_config(s), nullptr, &ptx), "");
+  // S^T / dP^T: m64n64 (64-query steps); dV, dK: m64n128 register-A; dQ: m64n64 per warpgroup with
+  // both operands transposed (imm-trans-a 1, imm-trans-b 1). Overlapped: wait_group 1 after the
+  // two score GEMMs.
+  for (const char* insn : {"wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16", "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16",
+                           "cp.async.bulk.tensor.4d", "mbarrier.try_wait.parity", "setmaxnreg.inc.sync.aligned.u32 240",
+                           "setmaxnreg.dec.sync.aligned.u32 24", "red.global.add.v2.f32", "fence.proxy.async.shared::cta", "p, 1, 1, 1, 1;",
+                           "p, 1, 1, 0, 0;", "wgmma.wait_group.sync.aligned 1;"}) {
+    EXPECT_NE(ptx.find(insn), std::string::npos) << insn;  // (no gmock HasSubstr: it prints all the PTX)
+  }
+  // __syncthreads after the barrier init, and the consumers' dS^T barrier (named, id 1).
+  EXPECT_EQ(count_of(ptx, "bar.sync"), 2u);
+  EXPECT_EQ(count_of(ptx, "mma.sync.aligned"), 0u);
+  EXPECT_EQ(count_of(ptx, "atom.global"), 0u);
+  // Four TMA loads per step at hd 128 (Q, dO: two 64-column boxes each) plus four for K and V.
+  EXPECT_EQ(count_of(ptx, "cp.async.bulk.tensor.4d"), 8u);
+  EXPECT_EQ(count_of(ptx, "cp.reduce.async.bulk"), 0u);
+}
+
+TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
+  for (int d : {64, 128}) {
+    const KernelSpec s = bwd_spec(d);
+    TileConfig c = sigjit::default_sm90_backward_config(s);
+    c.bulk_dq = true;
+    std::string ptx;
+    ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
+    for (const char* insn : {"cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32", "cp.async.bulk.commit_group;",
+                             "cp.async.bulk.wait_group.read 0;", "cp.async.bulk.wait_group 0;", "st.shared.v2.f32"}) {
+      EXPECT_NE(ptx.find(insn), std::string::npos) << d << " " << insn;
+    }
+    EXPECT_EQ(count_of(ptx, "red.global.add"), 0u) << d;
+    EXPECT_EQ(count_of(ptx, "bar.sync"), 4u) << d;  // __syncthreads, the dS^T barrier, the two staging barriers
+    EXPECT_EQ(sigjit::smem_bytes(s, c) - sigjit::smem_bytes(s, sigjit::default_sm90_backward_config(s)), c.block_n * (4 * d + 32)) << d;
+  }
+}
+
+// ---- configs ------------------------------------------------------------------------------------
+
+TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
+  for (const TileConfig& c : {TileConfig::sm90_bwd(64, 2, 2, true), TileConfig::sm90_bwd(128, 1, 3, false), TileConfig::sm90_bwd(64, 1, 4, true)}) {
+    const TileConfig back = TileConfig::parse(c.describe(), "test");
+    EXPECT_EQ(back.describe(), c.describe());
+    EXPECT_EQ(back.family, KernelFamily::sm90_bwd);
+    EXPECT_EQ(back.block_m, 64 * c.consumers);
+    EXPECT_EQ(back.block_n, c.block_n);
+    EXPECT_EQ(back.consumers, c.consumers);
+    EXPECT_EQ(back.stages, c.stages);
+    EXPECT_EQ(back.overlap, c.overlap);
+    EXPECT_EQ(back.threads(), 128 * (c.consumers + 1));
+  }
+  EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, false).describe(), "hb128x64c2s2");
+  EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, true).describe(), "hb128x64c2s2o");
+  EXPECT_EQ(TileConfig::sm90_bwd(128, 1, 3, false).describe(), "hb64x128c1s3");
+  EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, true, true).describe(), "hb128x64c2s2o_r");
+  EXPECT_EQ(TileConfig::sm90_bwd(128, 2, 2, false, true).describe(), "hb128x128c2s2_r");
+  for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o"}) {
+    const TileConfig back = TileConfig::parse(text, "test");
+    EXPECT_EQ(back.describe(), text);
+    EXPECT_EQ(back.bulk_dq, std::string(text).find("_r") != std::string::npos) << text;
+  }
+  // The family is part of the kernel name (and so of the cache key).
+  const KernelSpec s = bwd_spec(128);
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90_bwd(64, 2, 2, false)), HasSubstr("_hb128x64c2s2_sm_90a"));
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90_bwd(64, 2, 2, true)), HasSubstr("_hb128x64c2s2o_sm_90a"));
+}
+
+TEST(Sm90BwdConfig, ParseRejectsMalformedAndInconsistentStrings) {
+  auto message = [](const char* text) {
+    try {
+      TileConfig::parse(text, "SIGJIT_FORCE_TILE");
+    } catch (const sigjit::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_THAT(message("hb96x64c2s2"), HasSubstr("64 per consumer warpgroup"));
+  EXPECT_THAT(message("hb128x64c2"), HasSubstr("hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>"));
+  EXPECT_THAT(message("hb128x64c2s2oo"), HasSubstr("SIGJIT_FORCE_TILE 'hb128x64c2s2oo'"));
+  EXPECT_THAT(message("hb128x64c2s2_ro"), HasSubstr("expected"));  // suffixes in a fixed order
+  EXPECT_THAT(message("hb128x64c2s2o_r_r"), HasSubstr("expected"));
+}
+
+TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
+  struct Bad {
+    const char* arch;
+    int head_dim;
+    Direction direction;
+    TileConfig config;
+    const char* reason;
+  };
+  const Bad bad[] = {
+      {"sm_90", 128, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "needs arch sm_90a"},
+      {"sm_80", 64, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "needs arch sm_90a"},
+      {"sm_90a", 96, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "head_dim=96"},
+      {"sm_90a", 256, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "head_dim=256"},
+      {"sm_90a", 128, Direction::backward_dkdv, TileConfig::sm90_bwd(64, 2, 2, false), "fused backward kernel only"},
+      {"sm_90a", 128, Direction::forward, TileConfig::sm90_bwd(64, 2, 2, false), "fused backward kernel only"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(96, 2, 2, false), "query block=96"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(64, 3, 2, false), "consumers=3"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 5, false), "stages=5"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(128, 2, 4, false), "shared memory"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(128, 1, 2, false), "registers"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(64, 1, 2, false), "registers"},  // dQ of 128 columns in one warpgroup
+      {"sm_90a", 64, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "64-column swizzle block"},  // 32 dQ columns each
+  };
+  for (const Bad& b : bad) {
+    KernelSpec s = bwd_spec(b.head_dim, b.arch);
+    s.direction = b.direction;
+    EXPECT_THAT(sigjit::check_config(s, b.config), HasSubstr(b.reason)) << b.config.describe() << " " << b.arch;
+    try {
+      sigjit::compile_kernel(s, b.config);
+      ADD_FAILURE() << "compiled " << b.config.describe();
+    } catch (const sigjit::Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("is invalid")) << b.config.describe();
+    }
+  }
+  for (int d : {64, 128}) EXPECT_EQ(sigjit::check_config(bwd_spec(d), sigjit::default_sm90_backward_config(bwd_spec(d))), "") << d;
+  // _r belongs to the sm90 backward family only.
+  KernelSpec fwd = bwd_spec(128);
+  fwd.direction = Direction::forward;
+  TileConfig sm90_fwd = TileConfig::sm90(128, 2, 2, true);
+  sm90_fwd.bulk_dq = true;
+  EXPECT_THAT(sigjit::check_config(fwd, sm90_fwd), HasSubstr("_r"));
+  TileConfig sm80{128, 32, 8, 2, false};
+  sm80.bulk_dq = true;
+  EXPECT_THAT(sigjit::check_config(bwd_spec(128), sm80), HasSubstr("_r"));
+}
+
+// Compiles generated source directly with NVRTC (bypassing check_config) and returns the log.
+std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, bool& ok) {
+  const std::string source = sigjit::emit_source(spec, config);
+  const std::vector<sigjit::TemplateFile> files = sigjit::template_files();
+  std::vector<const char*> texts, names;
+  for (const auto& f : files) {
+    texts.push_back(f.text.c_str());
+    names.push_back(f.include_name.c_str());
+  }
+  nvrtcProgram prog;
+  EXPECT_EQ(nvrtcCreateProgram(&prog, source.c_str(), "forced.cu", static_cast<int>(files.size()), texts.data(), names.data()), NVRTC_SUCCESS);
+  const char* opts[] = {"--gpu-architecture=sm_90a", "--std=c++17"};
+  ok = nvrtcCompileProgram(prog, 2, opts) == NVRTC_SUCCESS;
+  size_t size = 0;
+  nvrtcGetProgramLogSize(prog, &size);
+  std::string log(size, '\0');
+  nvrtcGetProgramLog(prog, log.data());
+  nvrtcDestroyProgram(&prog);
+  return log;
+}
+
+TEST(Sm90BwdConfig, TemplateStaticAssertsRejectForcedBadConfigs) {
+  struct Forced {
+    int head_dim;
+    TileConfig config;
+    const char* message;
+  };
+  const Forced forced[] = {
+      {128, TileConfig::sm90_bwd(64, 3, 2, false), "sm90 backward: 1 or 2 consumer warpgroups"},
+      {96, TileConfig::sm90_bwd(64, 2, 2, false), "sm90 backward: head dim 64 or 128"},
+      {128, TileConfig::sm90_bwd(96, 2, 2, false), "sm90 backward BLOCK_M: 64 or 128"},
+      {128, TileConfig::sm90_bwd(128, 2, 4, false), "exceeds the 227 KB of shared memory"},
+      {128, TileConfig::sm90_bwd(128, 1, 2, false), "would spill"},
+      {64, TileConfig::sm90_bwd(64, 2, 2, false), "the dQ split needs whole 64-column blocks"},
+  };
+  for (const Forced& f : forced) {
+    bool ok = true;
+    const std::string log = force_compile_log(bwd_spec(f.head_dim), f.config, ok);
+    EXPECT_FALSE(ok) << f.config.describe();
+    EXPECT_THAT(log, HasSubstr(f.message)) << f.config.describe();
+  }
+}
+
+TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
+  for (int d : {64, 128}) {
+    const KernelSpec s = bwd_spec(d);
+    EXPECT_TRUE(sigjit::sm90_backward_supports(s)) << d;
+    int sm90_bwd = 0;
+    for (const TileConfig& c : sigjit::candidate_configs(s)) {
+      EXPECT_EQ(sigjit::check_config(s, c), "") << c.describe();
+      sm90_bwd += c.family == KernelFamily::sm90_bwd;
+    }
+    if (sigjit::kSm90BackwardVerified) {
+      EXPECT_EQ(sigjit::default_config(s).family, KernelFamily::sm90_bwd) << d;
+      EXPECT_GT(sm90_bwd, 0) << d;
+    } else {
+      EXPECT_EQ(sigjit::default_config(s).family, KernelFamily::sm80) << "unverified sm90 backward must not be the default, hd " << d;
+      EXPECT_EQ(sm90_bwd, 0) << "unverified sm90 backward must not reach the tuner, hd " << d;
+    }
+  }
+  // Never for other directions, archs or head dims.
+  KernelSpec dkdv = bwd_spec(128);
+  dkdv.direction = Direction::backward_dkdv;
+  for (const KernelSpec& s : {dkdv, bwd_spec(128, "sm_90"), bwd_spec(96), bwd_spec(256)}) {
+    EXPECT_FALSE(sigjit::sm90_backward_supports(s)) << s.describe();
+    EXPECT_NE(sigjit::default_config(s).family, KernelFamily::sm90_bwd) << s.describe();
+  }
+}
+
+}  // namespace

@@ -8,6 +8,7 @@
 #include "compiler/kernel_spec.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/templates.hpp"
+#include "tests/common/forced_compile.hpp"
 #include "tests/common/spec_matrix.hpp"
 #include "sigjit/fwd_sm90_params.h"
 
@@ -447,26 +448,7 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
   }
 }
 
-// Compiles generated source directly with NVRTC (bypassing check_config) and returns the log.
-std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, bool& ok) {
-  const std::string source = sigjit::emit_source(spec, config);
-  const std::vector<sigjit::TemplateFile> files = sigjit::template_files();
-  std::vector<const char*> texts, names;
-  for (const auto& f : files) {
-    texts.push_back(f.text.c_str());
-    names.push_back(f.include_name.c_str());
-  }
-  nvrtcProgram prog;
-  EXPECT_EQ(nvrtcCreateProgram(&prog, source.c_str(), "forced.cu", static_cast<int>(files.size()), texts.data(), names.data()), NVRTC_SUCCESS);
-  const char* opts[] = {"--gpu-architecture=sm_90a", "--std=c++17"};
-  ok = nvrtcCompileProgram(prog, 2, opts) == NVRTC_SUCCESS;
-  size_t size = 0;
-  nvrtcGetProgramLogSize(prog, &size);
-  std::string log(size, '\0');
-  nvrtcGetProgramLog(prog, log.data());
-  nvrtcDestroyProgram(&prog);
-  return log;
-}
+using sigjit::testing::force_compile_log;
 
 TEST(Sm90Config, TemplateStaticAssertsRejectForcedBadConfigs) {
   struct Forced {

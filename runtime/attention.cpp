@@ -248,13 +248,8 @@ std::string tma_unsuitable_backward(const Resolved& r, const SigjitBwdParams& bp
 std::string tma_unsuitable(const Resolved& r) {
   const AttentionArgs& a = r.args;
   if (a.head_dim % 64 != 0) return fmt::format("head_dim={} is not a whole number of 128-byte rows", a.head_dim);
-  for (const TmaTensor& t : tma_tensors(r)) {
-    if (reinterpret_cast<std::uintptr_t>(t.base) % 16 != 0) return fmt::format("{} is not 16-byte aligned", t.name);
-    if (t.rows > 1 && !tma_stride_ok(t.strides.token)) return fmt::format("{}_strides.token={} is not a TMA stride", t.name, t.strides.token);
-    if (t.heads > 1 && !tma_stride_ok(t.strides.head)) return fmt::format("{}_strides.head={} is not a TMA stride", t.name, t.strides.head);
-    if (t.batch > 1 && !tma_stride_ok(t.strides.batch)) return fmt::format("{}_strides.batch={} is not a TMA stride", t.name, t.strides.batch);
-    if (t.rows > (std::int64_t{1} << 31) - 1) return fmt::format("{} has more rows than TMA's 32-bit coordinates address", t.name);
-  }
+  for (const TmaTensor& t : tma_tensors(r))
+    if (std::string why = tma_tensor_unsuitable(t); !why.empty()) return why;
   return {};
 }
 

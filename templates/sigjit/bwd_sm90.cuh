@@ -173,13 +173,6 @@ __device__ __forceinline__ void bwd_init_barriers(const BwdSm90Smem<C>& sm) {
   fence_barrier_init();
 }
 
-// All column blocks of one [rows x D] tile: one TMA box {64, rows} per 64-column block.
-template <class C, int BLOCK_BYTES>
-__device__ __forceinline__ void bwd_tma_tile(u32 dst, const SigjitTensorMap& map, u32 bar, int row, int head, int batch) {
-#pragma unroll
-  for (int c = 0; c < C::kColBlocks; ++c) tma_load_4d(dst + c * BLOCK_BYTES, map, bar, c * 64, row, head, batch);
-}
-
 // The producer: one thread issues every load of the CTA, in consumption order.
 template <class C>
 __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv) {
@@ -194,8 +187,8 @@ __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, c
     batch = blockIdx.z;
   }
   mbarrier_arrive_expect_tx(sm.kv_full(), 2 * C::kKBytes);
-  bwd_tma_tile<C, C::kKBlockBytes>(sm.k(), params.k_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
-  bwd_tma_tile<C, C::kKBlockBytes>(sm.v(), params.v_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
+  tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.k(), params.k_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
+  tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.v(), params.v_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
   for (int i = 0; i < w.total_steps; ++i) {
     const int stage = i % C::kStages;
     // Use i of a stage needs use i - STAGES released: the (i / STAGES - 1)-th phase of empty.
@@ -203,9 +196,9 @@ __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, c
     const int h = h_kv * p.kv_group + i / w.steps_per_head;
     const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
     mbarrier_arrive_expect_tx(sm.q_full(stage), C::kQBytes);
-    bwd_tma_tile<C, C::kQBlockBytes>(sm.q(stage), params.q_map, sm.q_full(stage), row, h, batch);
+    tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.q(stage), params.q_map, sm.q_full(stage), row, h, batch);
     mbarrier_arrive_expect_tx(sm.do_full(stage), C::kQBytes);
-    bwd_tma_tile<C, C::kQBlockBytes>(sm.dout(stage), params.do_map, sm.do_full(stage), row, h, batch);
+    tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.dout(stage), params.do_map, sm.do_full(stage), row, h, batch);
   }
 }
 

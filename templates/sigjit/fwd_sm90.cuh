@@ -167,13 +167,6 @@ __device__ __forceinline__ void init_barriers(const Sm90Smem<C>& sm) {
   fence_barrier_init();
 }
 
-// All column blocks of one [rows x D] tile: one TMA box {64, rows} per 64-column block.
-template <class C, int BLOCK_BYTES>
-__device__ __forceinline__ void tma_load_tile(u32 dst, const SigjitTensorMap& map, u32 bar, int row, int head, int batch) {
-#pragma unroll
-  for (int c = 0; c < C::kColBlocks; ++c) tma_load_4d(dst + c * BLOCK_BYTES, map, bar, c * 64, row, head, batch);
-}
-
 // The producer: one thread issues every load of one work tile, in consumption order. `ring0`
 // counts the ring uses of the CTA's earlier tiles (0 unless persistent): ring use u = ring0 + j
 // goes to stage u % STAGES, so the mbarrier phases run on across tiles without a re-init.
@@ -185,7 +178,7 @@ __device__ __forceinline__ void produce(const SigjitFwdSm90Params& params, const
   sequence_origin<C>(p, b, q_row0, k_row0, batch);
   const int h_kv = h / p.kv_group;
   mbarrier_arrive_expect_tx(sm.q_full(), C::kQBytes);
-  tma_load_tile<C, C::kQBlockBytes>(sm.q(), params.q_map, sm.q_full(), q_row0 + m_start, h, batch);
+  tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.q(), params.q_map, sm.q_full(), q_row0 + m_start, h, batch);
   for (int j = 0; j < n_blocks; ++j) {
     const int u = ring0 + j;
     const int stage = u % C::kStages;
@@ -194,9 +187,9 @@ __device__ __forceinline__ void produce(const SigjitFwdSm90Params& params, const
     if (u >= C::kStages) mbarrier_wait(sm.empty(stage), (u / C::kStages - 1) & 1);
     const int row = k_row0 + j * C::kBlockN;
     mbarrier_arrive_expect_tx(sm.k_full(stage), C::kKVBytes);
-    tma_load_tile<C, C::kKVBlockBytes>(sm.k(stage), params.k_map, sm.k_full(stage), row, h_kv, batch);
+    tma_load_tile<C::kColBlocks, C::kKVBlockBytes>(sm.k(stage), params.k_map, sm.k_full(stage), row, h_kv, batch);
     mbarrier_arrive_expect_tx(sm.v_full(stage), C::kKVBytes);
-    tma_load_tile<C, C::kKVBlockBytes>(sm.v(stage), params.v_map, sm.v_full(stage), row, h_kv, batch);
+    tma_load_tile<C::kColBlocks, C::kKVBlockBytes>(sm.v(stage), params.v_map, sm.v_full(stage), row, h_kv, batch);
   }
 }
 

@@ -74,6 +74,14 @@ __device__ __forceinline__ void tma_load_4d(u32 dst, const SigjitTensorMap& map,
       : "memory");
 }
 
+// All column blocks of one [rows x D] tile of a [.., rows, heads, batch] tensor map whose box is
+// {64, rows}: COL_BLOCKS boxes, BLOCK_BYTES apart in shared memory, all counted on `bar`.
+template <int COL_BLOCKS, int BLOCK_BYTES>
+__device__ __forceinline__ void tma_load_tile(u32 dst, const SigjitTensorMap& map, u32 bar, int row, int head, int batch) {
+#pragma unroll
+  for (int c = 0; c < COL_BLOCKS; ++c) tma_load_4d(dst + c * BLOCK_BYTES, map, bar, c * 64, row, head, batch);
+}
+
 // Hint to fetch a tensor map's 128 bytes into the descriptor cache early.
 __device__ __forceinline__ void tma_prefetch_map(const SigjitTensorMap& map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(tensor_map_address(map)) : "memory");

@@ -5,12 +5,10 @@
 
 #include <nvrtc.h>
 
-#include <vector>
-
 namespace sigjit::testing {
 
-std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, bool& ok) {
-  const std::string source = emit_source(spec, config);
+TemplateBuild compile_with_templates(const std::string& source, const std::string& name, const std::vector<std::string>& options) {
+  TemplateBuild build;
   const std::vector<TemplateFile> files = template_files();
   std::vector<const char*> texts, names;
   for (const auto& f : files) {
@@ -18,17 +16,31 @@ std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, 
     names.push_back(f.include_name.c_str());
   }
   nvrtcProgram prog;
-  ok = false;
-  const nvrtcResult created = nvrtcCreateProgram(&prog, source.c_str(), "forced.cu", static_cast<int>(files.size()), texts.data(), names.data());
-  if (created != NVRTC_SUCCESS) return std::string("nvrtcCreateProgram: ") + nvrtcGetErrorString(created);
-  const char* opts[] = {"--gpu-architecture=sm_90a", "--std=c++17"};
-  ok = nvrtcCompileProgram(prog, 2, opts) == NVRTC_SUCCESS;
+  const nvrtcResult created = nvrtcCreateProgram(&prog, source.c_str(), name.c_str(), static_cast<int>(files.size()), texts.data(), names.data());
+  if (created != NVRTC_SUCCESS) {
+    build.log = std::string("nvrtcCreateProgram: ") + nvrtcGetErrorString(created);
+    return build;
+  }
+  std::vector<const char*> opts = {"--gpu-architecture=sm_90a", "--std=c++17"};
+  for (const auto& o : options) opts.push_back(o.c_str());
+  build.ok = nvrtcCompileProgram(prog, static_cast<int>(opts.size()), opts.data()) == NVRTC_SUCCESS;
   size_t size = 0;
   nvrtcGetProgramLogSize(prog, &size);
-  std::string log(size, '\0');
-  nvrtcGetProgramLog(prog, log.data());
+  build.log.assign(size, '\0');
+  nvrtcGetProgramLog(prog, build.log.data());
+  if (build.ok) {
+    nvrtcGetCUBINSize(prog, &size);
+    build.cubin.resize(size);
+    nvrtcGetCUBIN(prog, build.cubin.data());
+  }
   nvrtcDestroyProgram(&prog);
-  return log;
+  return build;
+}
+
+std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, bool& ok) {
+  TemplateBuild build = compile_with_templates(emit_source(spec, config), "forced.cu");
+  ok = build.ok;
+  return std::move(build.log);
 }
 
 }  // namespace sigjit::testing

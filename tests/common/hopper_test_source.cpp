@@ -1,9 +1,6 @@
 #include "tests/common/hopper_test_source.hpp"
 
-#include "compiler/templates.hpp"
-
 #include <fmt/format.h>
-#include <nvrtc.h>
 
 namespace sigjit::testing {
 namespace {
@@ -186,33 +183,9 @@ extern "C" __global__ void __launch_bounds__(256, 1) dq_test(const __grid_consta
 std::vector<HopperShape> hopper_test_shapes() { return {{64, 64, 64}, {128, 128, 128}, {128, 64, 256}, {256, 64, 128}, {64, 128, 64}}; }
 
 HopperTestBuild compile_hopper_test_kernels(const HopperShape& s) {
-  HopperTestBuild build;
-  const std::vector<TemplateFile> files = template_files();
-  std::vector<const char*> texts, names;
-  for (const auto& f : files) {
-    texts.push_back(f.text.c_str());
-    names.push_back(f.include_name.c_str());
-  }
-  nvrtcProgram prog;
-  if (nvrtcCreateProgram(&prog, kSource, "hopper_primitives_test.cu", static_cast<int>(files.size()), texts.data(), names.data()) != NVRTC_SUCCESS) {
-    build.log = "nvrtcCreateProgram failed";
-    return build;
-  }
-  const std::string kd = fmt::format("-DKD={}", s.kd), ns = fmt::format("-DNS={}", s.ns), dv = fmt::format("-DDV={}", s.dv),
-                    keys = fmt::format("-DKEYS={}", s.ns);
-  const char* opts[] = {"--gpu-architecture=sm_90a", "--std=c++17", kd.c_str(), ns.c_str(), dv.c_str(), keys.c_str()};
-  build.ok = nvrtcCompileProgram(prog, 6, opts) == NVRTC_SUCCESS;
-  size_t size = 0;
-  nvrtcGetProgramLogSize(prog, &size);
-  build.log.assign(size, '\0');
-  nvrtcGetProgramLog(prog, build.log.data());
-  if (build.ok) {
-    nvrtcGetCUBINSize(prog, &size);
-    build.cubin.resize(size);
-    nvrtcGetCUBIN(prog, build.cubin.data());
-  }
-  nvrtcDestroyProgram(&prog);
-  return build;
+  return compile_with_templates(kSource, "hopper_primitives_test.cu",
+                                {fmt::format("-DKD={}", s.kd), fmt::format("-DNS={}", s.ns), fmt::format("-DDV={}", s.dv),
+                                 fmt::format("-DKEYS={}", s.ns)});
 }
 
 }  // namespace sigjit::testing

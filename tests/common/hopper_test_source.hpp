@@ -2,6 +2,8 @@
 // its NVRTC compile, shared with a CPU test so that CI catches a test kernel that no longer builds.
 #pragma once
 
+#include "tests/common/forced_compile.hpp"
+
 #include <string>
 #include <vector>
 
@@ -13,11 +15,7 @@ struct HopperShape {
   int dv;    // N of the RS GEMM (head dim of V)
 };
 
-struct HopperTestBuild {
-  bool ok = false;
-  std::string log;          // NVRTC's log (errors when !ok)
-  std::vector<char> cubin;  // sm_90a
-};
+using HopperTestBuild = TemplateBuild;
 
 // Compiles the three test entry points for one shape with the embedded templates.
 HopperTestBuild compile_hopper_test_kernels(const HopperShape& shape);

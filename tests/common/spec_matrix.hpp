@@ -5,9 +5,20 @@
 
 #include "compiler/kernel_spec.hpp"
 
+#include <string>
 #include <vector>
 
 namespace sigjit::testing {
+
+// TileConfig::parse's error for `text` (as SIGJIT_FORCE_TILE), or "(no error)".
+inline std::string tile_parse_error(const char* text) {
+  try {
+    TileConfig::parse(text, "SIGJIT_FORCE_TILE");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 inline std::vector<KernelSpec> all_forward_specs(const Arch& target, const std::vector<int>& head_dims) {
   std::vector<KernelSpec> out;

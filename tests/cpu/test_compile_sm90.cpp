@@ -360,14 +360,7 @@ TEST(Sm90Config, DescribeAndParseRoundTrip) {
 }
 
 TEST(Sm90Config, ParseRejectsMalformedAndInconsistentStrings) {
-  auto message = [](const char* text) {
-    try {
-      TileConfig::parse(text, "SIGJIT_FORCE_TILE");
-    } catch (const sigjit::Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
+  const auto message = sigjit::testing::tile_parse_error;
   EXPECT_THAT(message("h128x128c2"), HasSubstr("h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o]"));
   EXPECT_THAT(message("h128x128c2s2oo"), HasSubstr("SIGJIT_FORCE_TILE 'h128x128c2s2oo'"));
   EXPECT_THAT(message("h96x128c2s2o"), HasSubstr("64 per consumer warpgroup"));

@@ -214,14 +214,7 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
 }
 
 TEST(Sm90BwdConfig, ParseRejectsMalformedAndInconsistentStrings) {
-  auto message = [](const char* text) {
-    try {
-      TileConfig::parse(text, "SIGJIT_FORCE_TILE");
-    } catch (const sigjit::Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
+  const auto message = sigjit::testing::tile_parse_error;
   EXPECT_THAT(message("hb96x64c2s2"), HasSubstr("64 per consumer warpgroup"));
   EXPECT_THAT(message("hb128x64c2"), HasSubstr("hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>"));
   EXPECT_THAT(message("hb128x64c2s2oo"), HasSubstr("SIGJIT_FORCE_TILE 'hb128x64c2s2oo'"));

@@ -3,6 +3,7 @@
 #include "compiler/codegen.hpp"
 #include "compiler/templates.hpp"
 
+#include <gtest/gtest.h>
 #include <nvrtc.h>
 
 namespace sigjit::testing {
@@ -41,6 +42,15 @@ std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, 
   TemplateBuild build = compile_with_templates(emit_source(spec, config), "forced.cu");
   ok = build.ok;
   return std::move(build.log);
+}
+
+void expect_templates_reject(const std::vector<ForcedConfig>& forced) {
+  for (const ForcedConfig& f : forced) {
+    bool ok = true;
+    const std::string log = force_compile_log(f.spec, f.config, ok);
+    EXPECT_FALSE(ok) << f.config.describe();
+    EXPECT_NE(log.find(f.message), std::string::npos) << f.config.describe() << ": expected \"" << f.message << "\" in\n" << log;
+  }
 }
 
 }  // namespace sigjit::testing

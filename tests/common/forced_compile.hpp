@@ -22,4 +22,13 @@ TemplateBuild compile_with_templates(const std::string& source, const std::strin
 // The NVRTC log of compiling `config` for `spec` on sm_90a; `ok` says whether it compiled.
 std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, bool& ok);
 
+struct ForcedConfig {
+  KernelSpec spec;
+  TileConfig config;
+  const char* message;  // expected in the static_assert's NVRTC error
+};
+
+// gtest expectations: each forced config fails to compile with its message in the log.
+void expect_templates_reject(const std::vector<ForcedConfig>& forced);
+
 }  // namespace sigjit::testing

@@ -441,29 +441,18 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
   }
 }
 
-using sigjit::testing::force_compile_log;
+using sigjit::testing::expect_templates_reject;
 
 TEST(Sm90Config, TemplateStaticAssertsRejectForcedBadConfigs) {
-  struct Forced {
-    int head_dim;
-    TileConfig config;
-    const char* message;
-  };
-  const Forced forced[] = {
-      {128, TileConfig::sm90(128, 3, 2, true), "sm90 family: 1 or 2 consumer warpgroups"},
-      {96, TileConfig::sm90(128, 2, 2, true), "sm90 family: head dim 64, 128 or 256"},
-      {128, TileConfig::sm90(72, 2, 2, true), "sm90 BLOCK_N: a multiple of 16"},
-      {128, TileConfig::sm90(128, 2, 4, true), "exceeds the 227 KB of shared memory"},
-      {128, TileConfig::sm90(128, 1, 2, true, true, 0), "sm90 ping-pong needs 2 consumer warpgroups"},
-      {128, TileConfig::sm90(128, 2, 2, true, false, 5), "sm90 FMA-sigmoid quarters: 0..4"},
-      {128, TileConfig::sm90(128, 2, 4, true, false, 0, true), "exceeds the 227 KB of shared memory"},
-  };
-  for (const Forced& f : forced) {
-    bool ok = true;
-    const std::string log = force_compile_log(spec_for(f.head_dim), f.config, ok);
-    EXPECT_FALSE(ok) << f.config.describe();
-    EXPECT_THAT(log, HasSubstr(f.message)) << f.config.describe();
-  }
+  expect_templates_reject({
+      {spec_for(128), TileConfig::sm90(128, 3, 2, true), "sm90 family: 1 or 2 consumer warpgroups"},
+      {spec_for(96), TileConfig::sm90(128, 2, 2, true), "sm90 family: head dim 64, 128 or 256"},
+      {spec_for(128), TileConfig::sm90(72, 2, 2, true), "sm90 BLOCK_N: a multiple of 16"},
+      {spec_for(128), TileConfig::sm90(128, 2, 4, true), "exceeds the 227 KB of shared memory"},
+      {spec_for(128), TileConfig::sm90(128, 1, 2, true, true, 0), "sm90 ping-pong needs 2 consumer warpgroups"},
+      {spec_for(128), TileConfig::sm90(128, 2, 2, true, false, 5), "sm90 FMA-sigmoid quarters: 0..4"},
+      {spec_for(128), TileConfig::sm90(128, 2, 4, true, false, 0, true), "exceeds the 227 KB of shared memory"},
+  });
 }
 
 TEST(Sm90Config, DefaultFollowsTheSwitchAndSm80StaysAvailable) {

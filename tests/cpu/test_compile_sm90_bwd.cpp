@@ -268,28 +268,17 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
   EXPECT_THAT(sigjit::check_config(bwd_spec(128), sm80), HasSubstr("_r"));
 }
 
-using sigjit::testing::force_compile_log;
+using sigjit::testing::expect_templates_reject;
 
 TEST(Sm90BwdConfig, TemplateStaticAssertsRejectForcedBadConfigs) {
-  struct Forced {
-    int head_dim;
-    TileConfig config;
-    const char* message;
-  };
-  const Forced forced[] = {
-      {128, TileConfig::sm90_bwd(64, 3, 2, false), "sm90 backward: 1 or 2 consumer warpgroups"},
-      {96, TileConfig::sm90_bwd(64, 2, 2, false), "sm90 backward: head dim 64 or 128"},
-      {128, TileConfig::sm90_bwd(96, 2, 2, false), "sm90 backward BLOCK_M: 64 or 128"},
-      {128, TileConfig::sm90_bwd(128, 2, 4, false), "exceeds the 227 KB of shared memory"},
-      {128, TileConfig::sm90_bwd(128, 1, 2, false), "would spill"},
-      {64, TileConfig::sm90_bwd(64, 2, 2, false), "the dQ split needs whole 64-column blocks"},
-  };
-  for (const Forced& f : forced) {
-    bool ok = true;
-    const std::string log = force_compile_log(bwd_spec(f.head_dim), f.config, ok);
-    EXPECT_FALSE(ok) << f.config.describe();
-    EXPECT_THAT(log, HasSubstr(f.message)) << f.config.describe();
-  }
+  expect_templates_reject({
+      {bwd_spec(128), TileConfig::sm90_bwd(64, 3, 2, false), "sm90 backward: 1 or 2 consumer warpgroups"},
+      {bwd_spec(96), TileConfig::sm90_bwd(64, 2, 2, false), "sm90 backward: head dim 64 or 128"},
+      {bwd_spec(128), TileConfig::sm90_bwd(96, 2, 2, false), "sm90 backward BLOCK_M: 64 or 128"},
+      {bwd_spec(128), TileConfig::sm90_bwd(128, 2, 4, false), "exceeds the 227 KB of shared memory"},
+      {bwd_spec(128), TileConfig::sm90_bwd(128, 1, 2, false), "would spill"},
+      {bwd_spec(64), TileConfig::sm90_bwd(64, 2, 2, false), "the dQ split needs whole 64-column blocks"},
+  });
 }
 
 TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {

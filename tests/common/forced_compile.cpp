@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <nvrtc.h>
 
+#include <exception>
+
 namespace sigjit::testing {
 
 TemplateBuild compile_with_templates(const std::string& source, const std::string& name, const std::vector<std::string>& options) {
@@ -42,6 +44,33 @@ std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, 
   TemplateBuild build = compile_with_templates(emit_source(spec, config), "forced.cu");
   ok = build.ok;
   return std::move(build.log);
+}
+
+std::string sm90_compile_problems(const KernelSpec& spec, const TileConfig& config, std::size_t param_bytes, bool forbid_spills,
+                                  ResourceUsage* usage, std::string* ptx) {
+  std::vector<std::string> problems;
+  try {
+    const CompiledKernel k = compile_kernel(spec, config);
+    if (usage) *usage = k.resources;
+    if (ptx) *ptx = k.ptx;
+    const std::string name = kernel_name(spec, config);
+    if (k.cubin.empty()) problems.push_back("empty cubin");
+    if (k.ptx.find(".entry " + name + "(") == std::string::npos) problems.push_back("PTX lacks the entry " + name);
+    const std::string param = name + "_param_0[" + std::to_string(param_bytes) + "]";
+    if (k.ptx.find(param) == std::string::npos) problems.push_back("PTX parameter is not " + param + " (host/kernel parameter block mismatch)");
+    const std::string bounds = ".maxntid " + std::to_string(config.threads()) + ", 1, 1";
+    if (k.ptx.find(bounds) == std::string::npos) problems.push_back("PTX lacks '" + bounds + "'");
+    if (k.resources.registers <= 0) problems.push_back("ptxas report not parsed");
+    // ptxas says so when it ignores setmaxnreg (C7508) or serializes wgmma (performance loss).
+    if (k.log.find("setmaxnreg") != std::string::npos || k.log.find("C7508") != std::string::npos) problems.push_back("ptxas: " + k.log);
+    if (k.log.find("serialized") != std::string::npos) problems.push_back("ptxas serialized wgmma: " + k.log);
+    if (forbid_spills && k.resources.has_spills()) problems.push_back("register spills: " + k.resources.describe());
+  } catch (const std::exception& e) {
+    problems.push_back(std::string("compile threw: ") + e.what());
+  }
+  std::string out;
+  for (const auto& p : problems) out += (out.empty() ? "" : "; ") + p;
+  return out;
 }
 
 void expect_templates_reject(const std::vector<ForcedConfig>& forced) {

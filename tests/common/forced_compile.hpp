@@ -4,6 +4,9 @@
 #pragma once
 
 #include "compiler/kernel_spec.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+
+#include <cstddef>
 
 #include <string>
 #include <vector>
@@ -21,6 +24,13 @@ TemplateBuild compile_with_templates(const std::string& source, const std::strin
 
 // The NVRTC log of compiling `config` for `spec` on sm_90a; `ok` says whether it compiled.
 std::string force_compile_log(const KernelSpec& spec, const TileConfig& config, bool& ok);
+
+// Compiles an sm90-family (spec, config) through the library's compiler and lists what is wrong
+// with the result, "; "-separated (empty: all good): no cubin, a missing entry point, a parameter
+// block of other than `param_bytes` (host/kernel mismatch), a missing .maxntid, an unparsed ptxas
+// report, setmaxnreg ignored or wgmma serialized by ptxas, and spills when `forbid_spills`.
+std::string sm90_compile_problems(const KernelSpec& spec, const TileConfig& config, std::size_t param_bytes, bool forbid_spills,
+                                  ResourceUsage* usage = nullptr, std::string* ptx = nullptr);
 
 struct ForcedConfig {
   KernelSpec spec;

@@ -44,30 +44,9 @@ KernelSpec spec_for(int head_dim, const char* arch = "sm_90a") {
 // Every code-changing forward feature at the head dims the family supports, for sm_90a.
 std::vector<KernelSpec> all_sm90_specs() { return sigjit::testing::all_forward_specs(spec_for(64).arch, {64, 128, 256}); }
 
-// Compiles one (spec, config) and lists what is wrong with the result (empty: all good).
+// Compiles one forward (spec, config) and lists what is wrong with the result (empty: all good).
 std::string compile_problems(const KernelSpec& spec, const TileConfig& config, bool forbid_spills, sigjit::ResourceUsage* usage = nullptr) {
-  std::vector<std::string> problems;
-  try {
-    const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
-    if (usage) *usage = k.resources;
-    const std::string name = sigjit::kernel_name(spec, config);
-    if (k.cubin.empty()) problems.push_back("empty cubin");
-    if (k.ptx.find(".entry " + name + "(") == std::string::npos) problems.push_back("PTX lacks the entry " + name);
-    const std::string param = name + "_param_0[" + std::to_string(sizeof(SigjitFwdSm90Params)) + "]";
-    if (k.ptx.find(param) == std::string::npos) problems.push_back("PTX parameter is not " + param + " (host/kernel parameter block mismatch)");
-    const std::string bounds = ".maxntid " + std::to_string(config.threads()) + ", 1, 1";
-    if (k.ptx.find(bounds) == std::string::npos) problems.push_back("PTX lacks '" + bounds + "'");
-    if (k.resources.registers <= 0) problems.push_back("ptxas report not parsed");
-    // ptxas says so when it ignores setmaxnreg (C7508) or serializes wgmma (performance loss).
-    if (k.log.find("setmaxnreg") != std::string::npos || k.log.find("C7508") != std::string::npos) problems.push_back("ptxas: " + k.log);
-    if (k.log.find("serialized") != std::string::npos) problems.push_back("ptxas serialized wgmma: " + k.log);
-    if (forbid_spills && k.resources.has_spills()) problems.push_back("register spills: " + k.resources.describe());
-  } catch (const std::exception& e) {
-    problems.push_back(std::string("compile threw: ") + e.what());
-  }
-  std::string out;
-  for (const auto& p : problems) out += (out.empty() ? "" : "; ") + p;
-  return out;
+  return sigjit::testing::sm90_compile_problems(spec, config, sizeof(SigjitFwdSm90Params), forbid_spills, usage);
 }
 
 struct Job {

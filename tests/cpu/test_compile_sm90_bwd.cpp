@@ -47,31 +47,11 @@ std::vector<KernelSpec> all_sm90_bwd_specs() {
   return out;
 }
 
-// Compiles one (spec, config) and lists what is wrong with the result (empty: all good).
+// Compiles one backward (spec, config) and lists what is wrong with the result (empty: all good;
+// spills count as wrong).
 std::string compile_problems(const KernelSpec& spec, const TileConfig& config, sigjit::ResourceUsage* usage = nullptr,
                              std::string* ptx = nullptr) {
-  std::vector<std::string> problems;
-  try {
-    const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
-    if (usage) *usage = k.resources;
-    if (ptx) *ptx = k.ptx;
-    const std::string name = sigjit::kernel_name(spec, config);
-    if (k.cubin.empty()) problems.push_back("empty cubin");
-    if (k.ptx.find(".entry " + name + "(") == std::string::npos) problems.push_back("PTX lacks the entry " + name);
-    const std::string param = name + "_param_0[" + std::to_string(sizeof(SigjitBwdSm90Params)) + "]";
-    if (k.ptx.find(param) == std::string::npos) problems.push_back("PTX parameter is not " + param + " (host/kernel parameter block mismatch)");
-    const std::string bounds = ".maxntid " + std::to_string(config.threads()) + ", 1, 1";
-    if (k.ptx.find(bounds) == std::string::npos) problems.push_back("PTX lacks '" + bounds + "'");
-    if (k.resources.registers <= 0) problems.push_back("ptxas report not parsed");
-    if (k.log.find("setmaxnreg") != std::string::npos || k.log.find("C7508") != std::string::npos) problems.push_back("ptxas: " + k.log);
-    if (k.log.find("serialized") != std::string::npos) problems.push_back("ptxas serialized wgmma: " + k.log);
-    if (k.resources.has_spills()) problems.push_back("register spills: " + k.resources.describe());
-  } catch (const std::exception& e) {
-    problems.push_back(std::string("compile threw: ") + e.what());
-  }
-  std::string out;
-  for (const auto& p : problems) out += (out.empty() ? "" : "; ") + p;
-  return out;
+  return sigjit::testing::sm90_compile_problems(spec, config, sizeof(SigjitBwdSm90Params), true, usage, ptx);
 }
 
 // The default config and its bulk-dQ variant (_r) of every spec.

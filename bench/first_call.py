@@ -46,7 +46,7 @@ def attention(impl):
 
 
 # ---- 1. first call, in a child process ---------------------------------------------------------
-def child(impl):
+def child(impl, profile=False):
     import torch
     torch.cuda.init()
     torch.randn(1, device="cuda").sum().item()  # context and allocator up before anything is timed
@@ -60,10 +60,12 @@ def child(impl):
     out = {"impl": impl, "import_ms": import_ms}
     free0, reserved0 = torch.cuda.mem_get_info()[0], torch.cuda.memory_reserved()
     for n in ("first", "second"):
+        profiler = _start_profile(profile and n == "first")
         t = time.perf_counter()
         o = dense(q, k, v)
         torch.cuda.synchronize()
         out[f"{n}_fwd_ms"] = (time.perf_counter() - t) * 1e3
+        _print_profile(profiler)
         t = time.perf_counter()
         torch.autograd.grad(o, (q, k, v), do)
         torch.cuda.synchronize()
@@ -72,6 +74,24 @@ def child(impl):
             free1, reserved1 = torch.cuda.mem_get_info()[0], torch.cuda.memory_reserved()
             out["first_call_nontorch_mb"] = ((free0 - free1) - (reserved1 - reserved0)) / 2**20
     print("RESULT " + json.dumps(out), flush=True)
+
+
+def _start_profile(enabled):
+    """--profile: where the first forward call's host time goes (cProfile, by cumulative time)."""
+    if not enabled:
+        return None
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
+def _print_profile(profiler):
+    if profiler is None:
+        return
+    import pstats
+    profiler.disable()
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(30)
 
 
 def first_calls():
@@ -206,9 +226,10 @@ def main():
     p.add_argument("--quick", action="store_true", help="smaller memory and ragged cases")
     p.add_argument("--only", default="first,memory,ragged", help="subset of first,memory,ragged")
     p.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
+    p.add_argument("--profile", action="store_true", help="with --child: print a cProfile of the first forward call")
     a = p.parse_args()
     if a.child:
-        return child(a.child)
+        return child(a.child, a.profile)
     if not a.out:
         p.error("--out is required")
     import torch

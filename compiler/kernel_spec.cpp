@@ -315,12 +315,15 @@ bool sm90_backward_supports(const KernelSpec& spec) {
 }
 
 TileConfig default_sm90_backward_config(const KernelSpec& spec) {
-  // Not yet measured. Two consumer warpgroups over 128 keys (half the dQ atomics of 64 keys).
-  // hd 128: FlashAttention-3's 64-query steps (192 live registers per consumer thread, 161 KB),
-  //   the sigmoid overlapping the dP^T GEMM.
-  // hd 64: 128-query steps (wider S^T wgmma, each warpgroup one m64 tile of dQ; 161 KB); no
-  //   overlap, which spills 4-8 B there with the exact sigmoid (ptxas, CUDA 13.0).
-  return spec.head_dim <= 64 ? TileConfig::sm90_bwd(128, 2, 2, false) : TileConfig::sm90_bwd(64, 2, 2, true);
+  // Measured on an H100 (2026-12-02, bf16 dense L 16384, bench/results/): two consumer
+  // warpgroups over 128 keys (half the dQ reductions of 64 keys), dQ added by one bulk reduction
+  // per row from shared memory (_r: 1.13-1.14x faster than per-thread atomics).
+  // hd 128: 64-query steps (192 live registers per consumer thread), the sigmoid overlapping the
+  //   dP^T GEMM: 484 TFLOPS (429 with atomics).
+  // hd 64: 128-query steps (each warpgroup one m64 tile of dQ); no overlap, which spills 4-8 B
+  //   there with the exact sigmoid (ptxas, CUDA 13.0): 439 TFLOPS (384 with atomics).
+  constexpr bool bulk_dq = true;
+  return spec.head_dim <= 64 ? TileConfig::sm90_bwd(128, 2, 2, false, bulk_dq) : TileConfig::sm90_bwd(64, 2, 2, true, bulk_dq);
 }
 
 TileConfig default_config(const KernelSpec& spec) {

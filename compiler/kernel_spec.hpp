@@ -146,11 +146,10 @@ TileConfig default_config(const KernelSpec& spec);
 // tensors cannot be described by TMA tensor maps).
 TileConfig default_sm80_config(const KernelSpec& spec);
 
-// The fused (dQ-atomics) backward serves non-deterministic calls once its GPU matrix has passed
-// on a device; until then they take the two-kernel path, which was verified (a deterministic
-// answer is a valid answer to a call that allows nondeterminism), and the single-cell preset
-// tunes that path.
-inline constexpr bool kFusedBackwardVerified = false;
+// The fused (dQ-atomics) backward serves non-deterministic calls: its GPU matrix (every layout,
+// head dim, dtype and feature, lengths up to 16384) passed on an H100 (2026-11-23 and
+// 2026-12-02, bench/results/). Set it false to send them back to the two-kernel path.
+inline constexpr bool kFusedBackwardVerified = true;
 
 // Whether the tuner tries the sm90 ping-pong (_pp), FMA-sigmoid (_f) and persistent (_p) variants. They compile
 // and pass the CPU tests but have not run on a GPU: a barrier-order mistake would hang a tuning
@@ -158,12 +157,12 @@ inline constexpr bool kFusedBackwardVerified = false;
 // device; SIGJIT_FORCE_TILE and `sigjit-bench --tiles` reach them meanwhile.
 inline constexpr bool kSm90TunablesVerified = false;
 
-// The Hopper fused backward (bwd_sm90.cuh) has not run on a GPU yet. While false, the default
-// backward on sm_90a stays the sm80 path (fused or two-kernel, see kFusedBackwardVerified) and
-// candidate_configs never lists the sm90_bwd family; SIGJIT_FORCE_TILE=hb... (with
-// SIGJIT_BACKWARD_PATH=fused) and `sigjit-bench --direction bwd --tiles hb...` force it for
-// verification (tests/gpu: BackwardMatrixSm90). Flip after that suite passes on an H100.
-inline constexpr bool kSm90BackwardVerified = false;
+// The Hopper fused backward (bwd_sm90.cuh): its GPU matrix (tests/gpu: BackwardMatrixSm90 and
+// BackwardMatrixSm90BulkDq) passed on an H100 (2026-12-02), so it is the default fused backward
+// on sm_90a at head dims 64 and 128 and the tuner's candidates include it. While false, the
+// default stays the sm80 path and SIGJIT_FORCE_TILE=hb... (with SIGJIT_BACKWARD_PATH=fused)
+// reaches it for verification.
+inline constexpr bool kSm90BackwardVerified = true;
 
 // True when the sm90_bwd family can serve the spec (backward_fused, sm_90a, head dim 64/128).
 bool sm90_backward_supports(const KernelSpec& spec);

@@ -18,6 +18,10 @@
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
 #            and bench/first_call.py (no C++ GPU tests)
+#     backward: the sm90 backward's bulk-dQ (_r) matrix under a timeout, a small backward tune
+#            (every candidate checked against the baseline), sigjit's backward grid, compare.py's
+#            backward points next to TritonSigmoid, a profile of the binding's first call, and
+#            first_call.py's ragged batch (no other tests)
 # GTEST_FILTER in the environment narrows the GPU tests (gtest reads it); GPU_TESTS_TIMEOUT_S caps
 # them so that the benchmark after them still runs; the whole GPU suite no
 # longer fits one 10-minute call, so split it with gtest's own sharding: GTEST_TOTAL_SHARDS=3
@@ -116,6 +120,32 @@ if [ "$mode" = sanitize ]; then
     cuobjdump --dump-sass "$cubin" >"$OUT/sass_hd$hd.txt" 2>&1
     echo "hd $hd: HGMMA $(grep -c HGMMA "$OUT/sass_hd$hd.txt"), HMMA $(grep -c 'HMMA\.' "$OUT/sass_hd$hd.txt"), UTMALDG $(grep -c UTMALDG "$OUT/sass_hd$hd.txt")"
   done
+  exit 0
+fi
+
+if [ "$mode" = backward ]; then
+  step "GPU tests: the sm90 backward with bulk dQ reductions (_r)"
+  timeout "${FIRST_TIMEOUT_S:-130}" ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Matrix/BackwardMatrixSm90BulkDq.*' >"$OUT/gpu_tests_bulk_dq.log" 2>&1
+  echo "exit code $?"; grep -E "FAILED|Failure|PASSED|SKIPPED" "$OUT/gpu_tests_bulk_dq.log" | head -15
+  step "backward tune (small workload, every candidate checked)"
+  SIGJIT_CACHE_DIR=/tmp/sigjit-bwd-tune timeout "${TUNE_TIMEOUT_S:-100}" ./build-dev/sigjit tune --direction bwd --head-dim 64,128 --layout padded,varlen --causal --seq 2048 --seconds-per-candidate 0.2 >"$OUT/tune_bwd.log" 2>&1
+  echo "tune exit code $?"; grep -E "best|rejected|tuned" "$OUT/tune_bwd.log" | tail -8
+  csv="$OUT/bench.csv"
+  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  step "benchmark: sigjit's backward grid"
+  ./build-dev/bench/sigjit-bench --direction bwd --csv "$csv"
+  ./build-dev/bench/sigjit-bench --direction bwd --deterministic --seq 4096,16384 --pad 0 --csv "$csv" | tail -n +3
+  export SIGJIT_LIBRARY=$PWD/build-dev/libsigjit.so PYTHONPATH=$PWD/python:${PYTHONPATH:-}
+  step "compare: backward, sigjit binding and TritonSigmoid"
+  timeout 170 python3 bench/compare.py --out "$OUT" --quick --direction bwd --impl sigjit,triton-sigmoid 2>&1 | grep -v Warning | tail -14
+  step "first call of the binding, profiled (cold, then warm)"
+  export SIGJIT_CACHE_DIR=/tmp/sigjit-first-call SIGJIT_VERBOSE_COMPILE=1 SIGJIT_VERBOSE_CACHE=1
+  for state in cold warm; do timeout 30 python3 bench/first_call.py --child sigjit --profile >"$OUT/first_call_profile_$state.txt" 2>&1; grep RESULT "$OUT/first_call_profile_$state.txt"; done
+  unset SIGJIT_CACHE_DIR SIGJIT_VERBOSE_COMPILE SIGJIT_VERBOSE_CACHE
+  step "ragged batch forward+backward"
+  timeout 60 python3 bench/first_call.py --out "$OUT" --only ragged 2>&1 | tail -5
+  step "summary"
+  python3 bench/summarize.py "$csv" | tee "$OUT/summary.md"
   exit 0
 fi
 

@@ -24,8 +24,9 @@
 namespace sigjit::testing {
 namespace {
 
-// These tests verify the fused path, whatever the library routes non-deterministic calls to
-// while that path awaits its GPU verification (kFusedBackwardVerified in compiler/kernel_spec.hpp).
+// These tests verify the fused path (on sm_90a at head dims 64/128: the Hopper family, the
+// default once kSm90BackwardVerified is set), whatever kFusedBackwardVerified routes
+// non-deterministic calls to.
 const bool kFusedPathForced = [] { return setenv("SIGJIT_BACKWARD_PATH", "fused", 0) == 0; }();
 
 // For helpers that return a value (gtest's ASSERT needs a void function): throws instead.

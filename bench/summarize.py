@@ -19,6 +19,7 @@ import datetime
 import json
 import math
 import os
+import sys
 from collections import defaultdict
 
 FIELDS = ["impl", "device", "hd", "L", "pad", "layout", "causal", "tile", "dir", "ms", "min_ms", "max_ms", "tflops"]
@@ -72,14 +73,27 @@ COMPARE_IMPLS = [("sigjit", "sigjit"), ("triton-sigmoid", "TritonSigmoid"), ("sd
                  ("sdpa-cudnn", "SDPA cuDNN (softmax)")]
 
 
-def compare_section(path, figure=None, results_dir="."):
+def compare_rows(path, directions=None):
+    """bench/compare.py's CSV rows, only the given directions (fwd, bwd) when given."""
+    with open(path) as f:
+        return [r for r in csv.DictReader(f) if not directions or r["dir"] in directions]
+
+
+def plot_compare(rows, path):
+    """Re-renders compare.py's figure from stored rows (no torch, no GPU needed)."""
+    from compare_plot import plot
+    typed = [dict(impl=r["impl"], hd=int(r["hd"]), L=int(r["L"]), pad=int(r["pad"]), dir=r["dir"], tflops=float(r["tflops"])) for r in rows]
+    impls = [i for i, _ in COMPARE_IMPLS]
+    return plot(typed, path, impls)
+
+
+def compare_section(path, figure=None, results_dir=".", directions=None):
     """Markdown for bench/compare.py's CSV: TFLOPS per implementation and the ratio per point."""
     points, device = {}, ""
-    with open(path) as f:
-        for r in csv.DictReader(f):
-            device = device or r["device"]
-            key = (int(r["hd"]), r["dir"], int(r["pad"]), int(r["L"]), r["causal"])
-            points.setdefault(key, {})[r["impl"]] = float(r["tflops"])
+    for r in compare_rows(path, directions):
+        device = device or r["device"]
+        key = (int(r["hd"]), r["dir"], int(r["pad"]), int(r["L"]), r["causal"])
+        points.setdefault(key, {})[r["impl"]] = float(r["tflops"])
     impls = [(i, label) for i, label in COMPARE_IMPLS if any(i in d for d in points.values())]
     out = [f"## sigjit, TritonSigmoid and SDPA in one process (`bench/compare.py`)\n",
            f"Device: {device}. Source: `{path}`. bf16, TritonSigmoid's grid (16384 tokens per batch, hidden 2048); "
@@ -110,10 +124,12 @@ def compare_section(path, figure=None, results_dir="."):
     return "\n".join(out) + "\n"
 
 
-def first_call_section(path):
-    """Markdown for bench/first_call.py's JSON."""
+def first_call_section(path, parts=None):
+    """Markdown for bench/first_call.py's JSON (only the given parts: first, memory, ragged)."""
     with open(path) as f:
         r = json.load(f)
+    if parts:
+        r = {k: v for k, v in r.items() if k not in ("first_call", "memory", "ragged") or {"first_call": "first"}.get(k, k) in parts}
     out = [f"## First call, memory, ragged batch (`bench/first_call.py`)\n", f"Device: {r.get('device', '')}. Source: `{path}`.\n"]
     if r.get("first_call"):
         s = r.get("first_call_shape", {})
@@ -157,7 +173,10 @@ def main():
     p.add_argument("csv", nargs="?", help="sigjit-bench / triton_bench CSV of the run")
     p.add_argument("--compare", help="bench/compare.py's CSV: adds its section")
     p.add_argument("--figure", help="bench/compare.py's PNG (linked relative to --results)")
+    p.add_argument("--compare-direction", help="only these directions of the compare CSV (fwd, bwd or fwd,bwd)")
+    p.add_argument("--plot", action="store_true", help="(re)render --figure from the compare CSV (needs matplotlib)")
     p.add_argument("--first-call", help="bench/first_call.py's JSON: adds its section")
+    p.add_argument("--first-call-parts", help="only these parts of the JSON (first,memory,ragged)")
     p.add_argument("--results", help="write the full results file here")
     p.add_argument("--env", help="the run's env.txt (nvidia-smi and nvcc lines)")
     p.add_argument("--command", default="bash scripts/device_run.sh final")
@@ -168,10 +187,16 @@ def main():
     best, device = load(a.csv) if a.csv else ({}, "")
     body = table(best) if a.csv else ""
     extra = []
+    directions = a.compare_direction.split(",") if a.compare_direction else None
+    if a.compare and a.plot:
+        if not a.figure:
+            p.error("--plot needs --figure (where to write the PNG)")
+        if not plot_compare(compare_rows(a.compare, directions), a.figure):
+            sys.exit("summarize.py: --plot: matplotlib is not importable")
     if a.compare:
-        extra.append(compare_section(a.compare, a.figure, os.path.dirname(os.path.abspath(a.results)) if a.results else "."))
+        extra.append(compare_section(a.compare, a.figure, os.path.dirname(os.path.abspath(a.results)) if a.results else ".", directions))
     if a.first_call:
-        extra.append(first_call_section(a.first_call))
+        extra.append(first_call_section(a.first_call, a.first_call_parts.split(",") if a.first_call_parts else None))
     if not a.results:
         print("\n".join([body] + extra))
         return
@@ -181,7 +206,8 @@ def main():
             device = next(csv.DictReader(f), {}).get("device", "")
     with open(a.results, "w") as out:
         out.write("# sigjit benchmark results\n\n")
-        out.write("Generated by `bench/summarize.py` from one device run; do not edit by hand.\n\n")
+        out.write("Generated by `bench/summarize.py` from the device runs named under source (each section names its "
+                  "device and file); do not edit by hand.\n\n")
         sources = ", ".join(f"`{x}`" for x in (a.csv, a.compare, a.first_call) if x)
         out.write(f"- date: {a.date}\n- device: {device}\n- command: `{a.command}`\n- source: {sources}\n")
         if env:

@@ -117,9 +117,11 @@ struct CompileOutcome {
 
 CompileOutcome compile_and_check(const KernelSpec& spec) {
   CompileOutcome r;
-  // The portable family's kernel wherever the sm90 family is the default (sm_90a forward): the
-  // checks below are that family's; tests/cpu/test_compile_sm90.cpp covers the sm90 defaults.
-  const TileConfig config = sigjit::sm90_family_supports(spec) ? sigjit::default_sm80_config(spec) : sigjit::default_config(spec);
+  // The portable family's kernel wherever an sm90 family is the default (sm_90a forward, and the
+  // fused backward at hd 64/128): the checks below are that family's; test_compile_sm90.cpp and
+  // test_compile_sm90_bwd.cpp cover the sm90 defaults.
+  const bool sm90_default = sigjit::sm90_family_supports(spec) || sigjit::sm90_backward_supports(spec);
+  const TileConfig config = sm90_default ? sigjit::default_sm80_config(spec) : sigjit::default_config(spec);
   r.name = sigjit::kernel_name(spec, config);
   try {
     const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
@@ -307,7 +309,9 @@ TEST(Codegen, BackwardEmitsBothKernelsFromTheBackwardTemplate) {
 TEST(Codegen, FusedBackwardAndConvertKernels) {
   KernelSpec s = spec_for(128);
   s.direction = sigjit::Direction::backward_fused;
-  const TileConfig c = sigjit::default_config(s);
+  // On sm_90a the Hopper family is the default; the portable kernel is its fallback.
+  EXPECT_EQ(sigjit::default_config(s).family, sigjit::KernelFamily::sm90_bwd);
+  const TileConfig c = sigjit::default_sm80_config(s);
   EXPECT_THAT(sigjit::emit_source(s, c), AllOf(HasSubstr("#include \"sigjit/bwd_sm80.cuh\""), HasSubstr("dkdv_dq_fused_kernel<Cfg>"),
                                                HasSubstr("SigjitBwdParams"), HasSubstr("BwdSmem<Cfg, 2>::kBytes == " + std::to_string(sigjit::smem_bytes(s, c)))));
   std::set<std::string> names, keys;

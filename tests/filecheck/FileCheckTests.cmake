@@ -35,9 +35,11 @@ sigjit_filecheck_test(sm90_persistent sm90_persistent.check PREFIXES CHECK ABSEN
 sigjit_filecheck_test(sm90_pingpong sm90_pingpong.check PREFIXES CHECK ARGS --head-dim 128 --arch sm_90a --tile h128x128c2s2o_pp)
 sigjit_filecheck_test(sm90_fma_sigmoid sm90_fma_sigmoid.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90a --tile h128x128c2s2o_f4)
 sigjit_filecheck_test(sm90_fma_sigmoid_exact sm90_fma_sigmoid.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90a --sigmoid exact --tile h128x128c2s2o_f4)
-sigjit_filecheck_test(bwd_fused_sm90a bwd_fused.check PREFIXES CHECK SM90 ARGS --direction bwd_fused --head-dim 128 --arch sm_90a)
+sigjit_filecheck_test(bwd_fused_sm90a bwd_fused.check PREFIXES CHECK SM90 ARGS --direction bwd_fused --head-dim 128 --arch sm_90a --tile m128n32w8s2qs)
 sigjit_filecheck_test(bwd_sm90_family bwd_sm90.check PREFIXES CHECK ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a --tile hb128x64c2s2o)
 sigjit_filecheck_test(bwd_sm90_bulk_dq bwd_sm90_bulk.check PREFIXES CHECK ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a --tile hb128x64c2s2o_r)
+# No --tile: the default fused backward on sm_90a is the Hopper family with bulk dQ reductions.
+sigjit_filecheck_test(bwd_default_sm90a bwd_sm90_bulk.check PREFIXES CHECK ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a)
 sigjit_filecheck_test(bwd_fused_sm80 bwd_fused.check PREFIXES CHECK SM80 ARGS --direction bwd_fused --head-dim 128 --arch sm_80)
 
 # ---- CLI error paths ---------------------------------------------------------------------------

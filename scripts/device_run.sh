@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|variants|persistent|sanitize|python]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|variants|persistent|sanitize|python|backward|bwdgrid]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -18,6 +18,8 @@
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
 #            and bench/first_call.py (no C++ GPU tests)
+#     bwdgrid: the default backward's matrix on this device, then sigjit's and TritonSigmoid's
+#            backward grids (+ the deterministic mode) in one call, for RESULTS-backward.md
 #     backward: the sm90 backward's bulk-dQ (_r) matrix under a timeout, a small backward tune
 #            (every candidate checked against the baseline), sigjit's backward grid, compare.py's
 #            backward points next to TritonSigmoid, a profile of the binding's first call, and
@@ -144,6 +146,21 @@ if [ "$mode" = backward ]; then
   unset SIGJIT_CACHE_DIR SIGJIT_VERBOSE_COMPILE SIGJIT_VERBOSE_CACHE
   step "ragged batch forward+backward"
   timeout 60 python3 bench/first_call.py --out "$OUT" --only ragged 2>&1 | tail -5
+  step "summary"
+  python3 bench/summarize.py "$csv" | tee "$OUT/summary.md"
+  exit 0
+fi
+
+if [ "$mode" = bwdgrid ]; then
+  step "GPU tests: the default backward (sm90, bulk dQ) on this device"
+  timeout "${FIRST_TIMEOUT_S:-150}" ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Matrix/BackwardMatrixSm90BulkDq.*' >"$OUT/gpu_tests_bulk_dq.log" 2>&1
+  echo "exit code $?"; grep -E "FAILED|Failure|PASSED|SKIPPED" "$OUT/gpu_tests_bulk_dq.log" | head -15
+  csv="$OUT/bench.csv"
+  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  step "benchmark: sigjit's backward grid, the deterministic mode, TritonSigmoid's backward grid"
+  timeout 150 ./build-dev/bench/sigjit-bench --direction bwd --csv "$csv"
+  timeout 60 ./build-dev/bench/sigjit-bench --direction bwd --deterministic --seq 1024,4096,16384 --pad 0 --csv "$csv" | tail -n +3
+  timeout "${TRITON_TIMEOUT_S:-240}" python3 bench/triton_bench.py --direction bwd --csv "$csv" 2>&1 | grep -v Warning | tail -3
   step "summary"
   python3 bench/summarize.py "$csv" | tee "$OUT/summary.md"
   exit 0

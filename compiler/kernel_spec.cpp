@@ -154,10 +154,10 @@ namespace {
 
 bool is_sm90a(const Arch& a) { return a.major == 9 && a.minor == 0 && a.arch_specific; }
 
-// Mirrors FwdSm90Config::kSmemBytes: Q + STAGES x (K + V) tiles, 1 + 3 x STAGES mbarriers (one
+// Mirrors FwdSm90Config::kSmemBytes: Q + STAGES x (K + V) tiles, 1 + 4 x STAGES mbarriers (one
 // more, q_empty, when persistent), and 1024 bytes to align the base to the 128B-swizzle atom.
 int sm90_smem_bytes(const KernelSpec& spec, const TileConfig& c) {
-  return 2 * spec.head_dim * (c.block_m + 2 * c.stages * c.block_n) + 8 * (1 + 3 * c.stages + (c.persistent ? 1 : 0)) + 1024;
+  return 2 * spec.head_dim * (c.block_m + 2 * c.stages * c.block_n) + 8 * (1 + 4 * c.stages + (c.persistent ? 1 : 0)) + 1024;
 }
 
 // Mirrors FwdSm90Config's static_asserts, in the same order, with the same limits.
@@ -300,14 +300,19 @@ bool sm90_family_supports(const KernelSpec& spec) {
 }
 
 TileConfig default_sm90_config(const KernelSpec& spec) {
-  // Not yet measured: FlashAttention-3's shapes within this kernel's limits (BLOCK_M = 64 per
-  // consumer warpgroup, at most two), overlapped. hd 64: a 128-key tile and a third stage (the
-  // tiles are small); hd 128: 128 x 128, two stages (160 KB), but with the score bias that
-  // spills 40-64 B (ptxas on CUDA 13.0), so a 96-key tile and a third stage (177 KB);
-  // hd 256: 64-key tiles (193 KB).
-  if (spec.head_dim <= 64) return TileConfig::sm90(128, 2, 3, true);
-  if (spec.head_dim <= 128) return spec.score_bias ? TileConfig::sm90(96, 2, 3, true) : TileConfig::sm90(128, 2, 2, true);
-  return TileConfig::sm90(64, 2, 2, true);
+  // Measured on an H200 (2026-12-03, bf16 dense, bench/results/2026-12-03-h200-*): the two
+  // consumer warpgroups in ping-pong (each one's sigmoid under the other's GEMMs) with
+  // intra-warpgroup overlap, and three stages, so that a key tile's TMA load is issued at least
+  // a whole iteration before its S GEMM needs it.
+  //  - hd 64: 128-key tiles (116 KB): 496 TFLOPS at L 16384 against 459 without ping-pong.
+  //  - hd 128: 96-key tiles (177 KB; 128 x 128 with three stages needs 225 KB and spills 44 B
+  //    with the score bias and the exact sigmoid): 689 TFLOPS against 480 for 128 x 128 with
+  //    two stages and no ping-pong, the earlier default.
+  //  - hd 256: 64-key tiles, two stages (193 KB; correctness first, not tuned).
+  constexpr bool overlap = true, pingpong = true;
+  if (spec.head_dim <= 64) return TileConfig::sm90(128, 2, 3, overlap, pingpong);
+  if (spec.head_dim <= 128) return TileConfig::sm90(96, 2, 3, overlap, pingpong);
+  return TileConfig::sm90(64, 2, 2, overlap);
 }
 
 bool sm90_backward_supports(const KernelSpec& spec) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|variants|persistent|sanitize|python|backward|bwdgrid]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|variants|persistent|sanitize|python|backward|bwdgrid]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -9,6 +9,8 @@
 #            anchor points of shared/anchors-h100.md (fits one ~7-minute call)
 #     tune:  `sigjit tune --preset single-cell --direction fwd` (TUNE_DIRECTIONS) into an empty cache,
 #            timed, then `sigjit verify --gpu`
+#     hopper: the sm90 default's matrix and every sm90 tunable's (under timeouts), then a sweep of
+#            stages, key tiles, ping-pong and persistent scheduling next to TritonSigmoid
 #     variants: the sm90 ping-pong / FMA-sigmoid tunables: their GPU matrix under timeouts (a
 #            barrier bug hangs), then a tile sweep at hd 64/128 next to TritonSigmoid (no other tests)
 #     persistent: the sm90 persistent (_p) variants' GPU matrix under a timeout (a phase bug
@@ -82,6 +84,25 @@ if [ "$mode" = variants ]; then
   timeout 120 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 4096,16384 --pad 0 --csv "$csv" \
     --tiles 'h128x128c2s2o;h128x128c2s2o_pp;h128x128c2s2_pp;h128x128c2s2o_f1;h128x128c2s2o_pp_f1;h128x128c2s2o_pp_f2;h128x96c2s3o_pp;h128x96c2s3o_pp_f1'
   python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
+  exit 0
+fi
+
+if [ "$mode" = hopper ]; then
+  step "GPU tests: the sm90 default's matrix (hang probe), then every sm90 tunable"
+  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='*/ForwardMatrixSm90.*:Shapes/HopperPrimitives.*' >"$OUT/sm90_matrix.log" 2>&1
+  echo "sm90 default matrix exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure|tests from.*total|PASSED" "$OUT/sm90_matrix.log" | head -10
+  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.*' >"$OUT/sm90_tunables.log" 2>&1
+  echo "sm90 tunables exit code $?"; grep -E "FAILED|Failure|tests from.*total|PASSED" "$OUT/sm90_tunables.log" | head -10
+  csv="$OUT/bench.csv"
+  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  step "tile sweep (stages, key tile, ping-pong, persistent)"
+  timeout 100 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 4096,16384 --pad 0 --csv "$csv" \
+    --tiles 'h128x128c2s2o;h128x128c2s3o;h128x128c2s2o_pp;h128x128c2s3o_pp;h128x96c2s2o_pp;h128x96c2s3o_pp;h128x64c2s3o_pp;h128x96c2s3o_pp_p;h128x96c2s3_pp'
+  timeout 80 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 4096,16384 --pad 0 --csv "$csv" \
+    --tiles 'h128x128c2s3o;h128x128c2s2o_pp;h128x128c2s3o_pp;h128x128c2s4o_pp;h128x96c2s3o_pp;h128x64c2s4o_pp;h128x128c2s3o_pp_p'
+  timeout 30 ./build-dev/bench/sigjit-bench --head-dim 64,128 --seq 512,1024 --pad 0,50 --csv "$csv"
+  timeout 50 ./build-dev/bench/sigjit-bench --head-dim 64,128 --seq 512,1024 --pad 0,50 --csv "$csv" --tiles 'h128x96c2s3o_pp_p;h128x128c2s3o_pp_p'
+  python3 bench/triton_bench.py --seq 512,1024,4096,16384 --pad 0,50 --csv "$csv" 2>&1 | grep -v Warning
   exit 0
 fi
 

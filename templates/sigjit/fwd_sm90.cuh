@@ -3,8 +3,11 @@
 // What: one CTA computes a BLOCK_M x D tile of O for one (sequence, head), BLOCK_M = 64 * C for
 // C consumer warpgroups. Warpgroup 0 is the producer: one elected thread loads the Q tile once
 // and streams K and V tiles through a STAGES-deep shared-memory ring with cp.async.bulk.tensor,
-// each load completing on a "full" mbarrier; consumers free a stage by arriving on its "empty"
-// mbarrier. Consumer warpgroup w owns query rows [64w, 64w + 64) of the tile: per key tile it
+// each load completing on a "full" mbarrier; consumers free a stage's K as soon as S = Q K^T has
+// read it and its V once O += P V has (one "empty" mbarrier each), so that the next K load does
+// not wait for the previous tile's PV GEMM: with one shared empty barrier and two stages, K_{j}
+// could only start loading when PV_{j-2} was done, at the end of iteration j-1, which exposed
+// the whole TMA latency once per key tile. Consumer warpgroup w owns query rows [64w, 64w + 64) of the tile: per key tile it
 // computes S = Q K^T with wgmma (A and B from 128B-swizzled shared memory, both K-major), the
 // sigmoid in registers (same fold, masks and fast/exact modes as fwd_sm80.cuh), packs P to
 // 16-bit A fragments in registers (the accumulator layout is the A-fragment layout, see
@@ -79,12 +82,12 @@ struct FwdSm90Config {
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // one K or one V tile
   // Shared memory, from a 1024-byte aligned base (the 128B swizzle atom): Q, K ring, V ring,
-  // then the mbarriers: q_full, k_full[S], v_full[S], empty[S] (and q_empty when persistent, see
-  // FwdSm90PersistentConfig).
+  // then the mbarriers: q_full, k_full[S], v_full[S], k_empty[S], v_empty[S] (and q_empty when
+  // persistent, see FwdSm90PersistentConfig).
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
   static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
-  static constexpr int kBarriers = 1 + 3 * kStages;
+  static constexpr int kBarriers = 1 + 4 * kStages;
   // + 1024: the dynamic shared memory base is only guaranteed 16-byte aligned.
   static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;
   // setmaxnreg budget with two consumers: 128 * 24 + 256 * 240 = 64512 <= 65536 registers.
@@ -151,8 +154,9 @@ struct Sm90Smem {
   __device__ __forceinline__ u32 q_full() const { return base + C::kBarOffset; }
   __device__ __forceinline__ u32 k_full(int stage) const { return base + C::kBarOffset + 8 * (1 + stage); }
   __device__ __forceinline__ u32 v_full(int stage) const { return base + C::kBarOffset + 8 * (1 + C::kStages + stage); }
-  __device__ __forceinline__ u32 empty(int stage) const { return base + C::kBarOffset + 8 * (1 + 2 * C::kStages + stage); }
-  __device__ __forceinline__ u32 q_empty() const { return base + C::kBarOffset + 8 * (1 + 3 * C::kStages); }  // persistent only
+  __device__ __forceinline__ u32 k_empty(int stage) const { return base + C::kBarOffset + 8 * (1 + 2 * C::kStages + stage); }
+  __device__ __forceinline__ u32 v_empty(int stage) const { return base + C::kBarOffset + 8 * (1 + 3 * C::kStages + stage); }
+  __device__ __forceinline__ u32 q_empty() const { return base + C::kBarOffset + 8 * (1 + 4 * C::kStages); }  // persistent only
 };
 
 template <class C>
@@ -161,7 +165,8 @@ __device__ __forceinline__ void init_barriers(const Sm90Smem<C>& sm) {
   for (int s = 0; s < C::kStages; ++s) {
     mbarrier_init(sm.k_full(s), 1);  // the producer's arrive.expect_tx; TMA adds the bytes
     mbarrier_init(sm.v_full(s), 1);
-    mbarrier_init(sm.empty(s), C::kConsumers * 128);  // every consumer thread releases
+    mbarrier_init(sm.k_empty(s), C::kConsumers * 128);  // every consumer thread releases
+    mbarrier_init(sm.v_empty(s), C::kConsumers * 128);
   }
   if (Sm90Schedule<C>::persistent()) mbarrier_init(sm.q_empty(), C::kConsumers * 128);
   fence_barrier_init();
@@ -183,11 +188,13 @@ __device__ __forceinline__ void produce(const SigjitFwdSm90Params& params, const
     const int u = ring0 + j;
     const int stage = u % C::kStages;
     // Use u of a stage needs use u - STAGES released: that is the (u / STAGES - 1)-th completed
-    // phase of its empty barrier.
-    if (u >= C::kStages) mbarrier_wait(sm.empty(stage), (u / C::kStages - 1) & 1);
+    // phase of its empty barrier (K and V each have their own).
+    const int released_parity = (u / C::kStages - 1) & 1;
+    if (u >= C::kStages) mbarrier_wait(sm.k_empty(stage), released_parity);
     const int row = k_row0 + j * C::kBlockN;
     mbarrier_arrive_expect_tx(sm.k_full(stage), C::kKVBytes);
     tma_load_tile<C::kColBlocks, C::kKVBlockBytes>(sm.k(stage), params.k_map, sm.k_full(stage), row, h_kv, batch);
+    if (u >= C::kStages) mbarrier_wait(sm.v_empty(stage), released_parity);
     mbarrier_arrive_expect_tx(sm.v_full(stage), C::kKVBytes);
     tma_load_tile<C::kColBlocks, C::kKVBlockBytes>(sm.v(stage), params.v_map, sm.v_full(stage), row, h_kv, batch);
   }
@@ -277,8 +284,12 @@ __device__ __forceinline__ void pack_p(u32 (&pf)[C::kPSteps][4], const float (&s
   for (int kk = 0; kk < C::kPSteps; ++kk) accumulator_to_a_fragment<C::kBf16>(pf[kk], s, kk);
 }
 
+// Ring use j's K once S_j has completed, its V once O += P_j V_j has.
 template <class C>
-__device__ __forceinline__ void release_stage(const Sm90Smem<C>& sm, int j) { mbarrier_arrive(sm.empty(j % C::kStages)); }
+__device__ __forceinline__ void release_k(const Sm90Smem<C>& sm, int j) { mbarrier_arrive(sm.k_empty(j % C::kStages)); }
+
+template <class C>
+__device__ __forceinline__ void release_v(const Sm90Smem<C>& sm, int j) { mbarrier_arrive(sm.v_empty(j % C::kStages)); }
 
 template <class C>
 __device__ __forceinline__ void wait_k(const Sm90Smem<C>& sm, int j) { mbarrier_wait(sm.k_full(j % C::kStages), (j / C::kStages) & 1); }
@@ -360,6 +371,7 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
   issue_scores<C>(s, sm, wg, ring0 % C::kStages);
   wgmma_wait<0>();
   pin_registers(s);
+  release_k(sm, ring0);
   sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp);
   pack_p<C>(pf, s);
   for (int j = 1; j < n_blocks; ++j) {
@@ -373,11 +385,12 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
       issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
       wgmma_wait<1>();
       pin_registers(s);
+      release_k(sm, u);
       sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       wgmma_wait<0>();
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
-      release_stage(sm, u - 1);
+      release_v(sm, u - 1);
       pack_p<C>(pf, s);
     } else {
       wait_v(sm, u - 1);
@@ -385,11 +398,12 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
       wgmma_wait<0>();
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
-      release_stage(sm, u - 1);
+      release_v(sm, u - 1);
       wait_k(sm, u);
       issue_scores<C>(s, sm, wg, u % C::kStages);
       wgmma_wait<0>();
       pin_registers(s);
+      release_k(sm, u);
       sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       pack_p<C>(pf, s);
     }
@@ -400,9 +414,10 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
   issue_pv<C>(o, pf, sm, last % C::kStages);
   wgmma_wait<0>();
   pin_registers(o);
-  release_stage(sm, last);
+  release_v(sm, last);
   store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, false);
 }
+
 // Ping-pong (FlashAttention-3's inter-warpgroup schedule, written for this kernel): the two
 // consumer warpgroups take turns issuing their wgmma groups, so that while one warpgroup's
 // GEMMs run on the tensor cores the other computes its sigmoid on MUFU/FMA, instead of both
@@ -466,6 +481,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   turn_end<C>(wg, false);
   wgmma_wait<0>();
   pin_registers(s);
+  release_k(sm, ring0);
   sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp);
   pack_p<C>(pf, s);
   for (int j = 1; j < n_blocks; ++j) {
@@ -480,6 +496,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
     if (C::kOverlap) {  // the sigmoid of S_j also overlaps this warpgroup's own PV_{j-1}
       wgmma_wait<1>();
       pin_registers(s);
+      release_k(sm, u);
       sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       wgmma_wait<0>();
       pin_registers(o);
@@ -489,9 +506,10 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
       pin_registers(s);
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
+      release_k(sm, u);
       sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
     }
-    release_stage(sm, u - 1);
+    release_v(sm, u - 1);
     pack_p<C>(pf, s);
   }
   release_q(sm);
@@ -502,7 +520,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   turn_end<C>(wg, true);
   wgmma_wait<0>();
   pin_registers(o);
-  release_stage(sm, last);
+  release_v(sm, last);
   store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, false);
 }
 

@@ -300,18 +300,18 @@ bool sm90_family_supports(const KernelSpec& spec) {
 }
 
 TileConfig default_sm90_config(const KernelSpec& spec) {
-  // Measured on an H200 (2026-12-03, bf16 dense, bench/results/2026-12-03-h200-*): the two
-  // consumer warpgroups in ping-pong (each one's sigmoid under the other's GEMMs) with
-  // intra-warpgroup overlap, and three stages, so that a key tile's TMA load is issued at least
-  // a whole iteration before its S GEMM needs it.
-  //  - hd 64: 128-key tiles (116 KB): 496 TFLOPS at L 16384 against 459 without ping-pong.
-  //  - hd 128: 96-key tiles (177 KB; 128 x 128 with three stages needs 225 KB and spills 44 B
-  //    with the score bias and the exact sigmoid): 689 TFLOPS against 480 for 128 x 128 with
-  //    two stages and no ping-pong, the earlier default.
-  //  - hd 256: 64-key tiles, two stages (193 KB; correctness first, not tuned).
+  // Measured on an H200 (2026-12-03, bf16 dense, TritonSigmoid in the same run, bench/results/
+  // 2026-12-03-h200-hopper-sweep.csv), with K and V released separately: at least three stages
+  // or ping-pong, so that a key tile's TMA load starts a whole iteration before its GEMM.
+  //  - hd 64: 128-key tiles, two stages, the consumer warpgroups in ping-pong: 507 TFLOPS at
+  //    L 16384 (486 at L 4096); the other 128-key configs are within 1-2 %: MUFU bound.
+  //  - hd 128: 128 x 128, three stages (225 KB), overlap without ping-pong: 781 at L 16384
+  //    (740 at L 4096). With the score bias that tile spills 52-64 B (ptxas, CUDA 13.0), so those
+  //    specs take 96-key tiles in ping-pong (177 KB, no spills): 768 / 720.
+  //  - hd 256: 64-key tiles, two stages (193 KB; correctness first, not measured).
   constexpr bool overlap = true, pingpong = true;
-  if (spec.head_dim <= 64) return TileConfig::sm90(128, 2, 3, overlap, pingpong);
-  if (spec.head_dim <= 128) return TileConfig::sm90(96, 2, 3, overlap, pingpong);
+  if (spec.head_dim <= 64) return TileConfig::sm90(128, 2, 2, overlap, pingpong);
+  if (spec.head_dim <= 128) return spec.score_bias ? TileConfig::sm90(96, 2, 3, overlap, pingpong) : TileConfig::sm90(128, 2, 3, overlap);
   return TileConfig::sm90(64, 2, 2, overlap);
 }
 

@@ -151,11 +151,12 @@ TileConfig default_sm80_config(const KernelSpec& spec);
 // 2026-12-02, bench/results/). Set it false to send them back to the two-kernel path.
 inline constexpr bool kFusedBackwardVerified = true;
 
-// Whether the tuner tries the sm90 ping-pong (_pp), FMA-sigmoid (_f) and persistent (_p) variants. They compile
-// and pass the CPU tests but have not run on a GPU: a barrier-order mistake would hang a tuning
-// run rather than fail a candidate's check. Flip after Variants/ForwardSm90Tunables passes on a
-// device; SIGJIT_FORCE_TILE and `sigjit-bench --tiles` reach them meanwhile.
-inline constexpr bool kSm90TunablesVerified = false;
+// Whether the tuner tries the sm90 ping-pong (_pp), FMA-sigmoid (_f) and persistent (_p)
+// variants. Their GPU matrix (Variants/ForwardSm90Tunables: 422 cases, every layout and
+// feature, lengths up to 16384, ragged batches) passed on an H200 on 2026-12-03
+// (bench/results/2026-12-03-h200-*). A barrier-order mistake in a variant would hang a tuning
+// run rather than fail a candidate's check: set this false to take them out of tuning again.
+inline constexpr bool kSm90TunablesVerified = true;
 
 // The Hopper fused backward (bwd_sm90.cuh): its GPU matrix (tests/gpu: BackwardMatrixSm90 and
 // BackwardMatrixSm90BulkDq) passed on an H100 (2026-12-02), so it is the default fused backward

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|variants|persistent|sanitize|python|backward|bwdgrid]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|variants|persistent|sanitize|python|backward|bwdgrid]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -11,6 +11,8 @@
 #            timed, then `sigjit verify --gpu`
 #     hopper: the sm90 default's matrix and every sm90 tunable's (under timeouts), then a sweep of
 #            stages, key tiles, ping-pong and persistent scheduling next to TritonSigmoid
+#     hopperfinal: the sm90 defaults' matrix, sigjit's and TritonSigmoid's forward grids, then
+#            compute-sanitizer (memcheck, racecheck, synccheck) on small sm90 cases
 #     variants: the sm90 ping-pong / FMA-sigmoid tunables: their GPU matrix under timeouts (a
 #            barrier bug hangs), then a tile sweep at hd 64/128 next to TritonSigmoid (no other tests)
 #     persistent: the sm90 persistent (_p) variants' GPU matrix under a timeout (a phase bug
@@ -103,6 +105,30 @@ if [ "$mode" = hopper ]; then
   timeout 30 ./build-dev/bench/sigjit-bench --head-dim 64,128 --seq 512,1024 --pad 0,50 --csv "$csv"
   timeout 50 ./build-dev/bench/sigjit-bench --head-dim 64,128 --seq 512,1024 --pad 0,50 --csv "$csv" --tiles 'h128x96c2s3o_pp_p;h128x128c2s3o_pp_p'
   python3 bench/triton_bench.py --seq 512,1024,4096,16384 --pad 0,50 --csv "$csv" 2>&1 | grep -v Warning
+  exit 0
+fi
+
+if [ "$mode" = hopperfinal ]; then
+  step "GPU tests: the sm90 defaults' matrix"
+  timeout 150 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='*/ForwardMatrixSm90.*' >"$OUT/sm90_matrix.log" 2>&1
+  echo "sm90 default matrix exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure|tests from.*total|PASSED" "$OUT/sm90_matrix.log" | head -10
+  csv="$OUT/bench.csv"
+  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  step "benchmark: sigjit's and TritonSigmoid's forward grid (+ causal, varlen)"
+  timeout 120 ./build-dev/bench/sigjit-bench --csv "$csv"
+  timeout 30 ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 0 --causal --csv "$csv" | tail -n +3
+  timeout 30 ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 25 --layout varlen --csv "$csv" | tail -n +3
+  timeout 150 python3 bench/triton_bench.py --csv "$csv" 2>&1 | grep -v Warning
+  timeout 30 python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning
+  python3 bench/summarize.py "$csv" --results "$OUT/RESULTS.md" --env "$OUT/env.txt" --command "bash scripts/device_run.sh $mode" >/dev/null
+  m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'; v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
+  small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"
+  small="$small:$m/varlen_d128_fp16_causal_logn_sb_gqa_exact_q1_17_200_1000_k1_30_200_777:$v/p_padded_d64_bf16_causal_logn_sb_gqa_exact_q1_17*:$v/ppp_varlen_d128_bf16_causal_logn_exact_q1_17*"
+  for tool in memcheck racecheck synccheck; do
+    step "compute-sanitizer --tool $tool (small sm90 cases: the defaults, persistent, persistent ping-pong)"
+    timeout 75 compute-sanitizer --tool "$tool" --error-exitcode 99 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$small" >"$OUT/sanitize_$tool.log" 2>&1
+    echo "$tool exit code $? (99: the tool found errors, 124: timed out)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAILED|PASSED" "$OUT/sanitize_$tool.log" | head -5
+  done
   exit 0
 fi
 

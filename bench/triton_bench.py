@@ -80,6 +80,7 @@ def main():
                                 tf = fl / (ms * 1e-3) / 1e12
                                 print(f"{name:>15} {direction} hd={hd:4d} L={L:6d} pad={pad:3d} {ms:9.4f} ms {tf:7.1f} TFLOPS", flush=True)
                                 out.write(f"{name},{dev},{hd},{L},{pad},{layout},{int(a.causal)},-,{direction},{ms:.5f},,,{tf:.2f}\n")
+                                out.flush()  # a run cut short by a timeout keeps the rows it measured
                             except Exception as e:  # report and continue: one failing backend must not hide the rest
                                 print(f"{name:>15} {direction} hd={hd:4d} L={L:6d} pad={pad:3d} failed: {e}", flush=True)
                             finally:

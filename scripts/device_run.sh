@@ -118,8 +118,8 @@ if [ "$mode" = hopperfinal ]; then
   timeout 120 ./build-dev/bench/sigjit-bench --csv "$csv"
   timeout 30 ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 0 --causal --csv "$csv" | tail -n +3
   timeout 30 ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 25 --layout varlen --csv "$csv" | tail -n +3
-  timeout 150 python3 bench/triton_bench.py --csv "$csv" 2>&1 | grep -v Warning
-  timeout 30 python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning
+  timeout 240 python3 bench/triton_bench.py --csv "$csv" 2>&1 | grep -v Warning
+  timeout 60 python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning
   python3 bench/summarize.py "$csv" --results "$OUT/RESULTS.md" --env "$OUT/env.txt" --command "bash scripts/device_run.sh $mode" >/dev/null
   m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'; v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
   small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"

@@ -20,11 +20,13 @@
 // sigmoid does not need). With two consumer warpgroups the SM also interleaves one warpgroup's
 // sigmoid with the other's GEMMs. setmaxnreg moves registers from the producer (24) to the
 // consumers (240) when C = 2 (with C = 1 every thread already has up to 255).
-// Tunables of issue 6, off by default until measured: PINGPONG (the two consumer warpgroups
-// take turns issuing their GEMMs on named barriers, see consume_pingpong) and FMA_QUARTERS (that
-// share of the sigmoids computed by the FMA-only polynomial of sigmoid_poly.h, no MUFU op), and
-// persistent scheduling (FwdSm90PersistentConfig: a grid of about one CTA per SM loops over the
-// work tiles, see fwd_sm90_persistent); not yet run on a GPU.
+// Tunables of issue 6: PINGPONG (the two consumer warpgroups take turns issuing their GEMMs on
+// named barriers, see consume_pingpong; the default at hd 64), FMA_QUARTERS (that share of the
+// sigmoids computed by the FMA-only polynomial of sigmoid_poly.h, no MUFU op; slower wherever
+// measured: the polynomial's 16 instructions per score cost more issue slots than MUFU saves)
+// and persistent scheduling (FwdSm90PersistentConfig: a grid of about one CTA per SM loops over
+// the work tiles, see fwd_sm90_persistent; faster at L 512 and on padded short batches, slower
+// at long lengths). All verified on an H200 (2026-12-03); the tuner picks per spec and bucket.
 // Cost: per score 4*D FLOP of wgmma + one MUFU op (fast) or two (exact); shared memory
 // 2 * D * (BLOCK_M + 2 * STAGES * BLOCK_N) bytes; registers per consumer thread about
 // D/2 (O) + BLOCK_N/2 (S) + BLOCK_N/4 (P).
@@ -32,7 +34,7 @@
 // optional per-key score bias; keys at or past the sequence end inside a tile get P = 0 (TMA
 // reads them: the next varlen sequence's rows, the padded layout's padding, or zeros past the
 // buffer); rows past len_q are never written except that the padded layout writes zeros up to
-// seqlen_q; wholly padded tiles load nothing. Not yet verified on a GPU (see the tests).
+// seqlen_q; wholly padded tiles load nothing.
 // Known difference: a non-finite value stored in the padding of V inside the last key tile
 // reaches O as 0 * inf = NaN (sm80 never reads it); finite padding is harmless.
 #pragma once

@@ -457,7 +457,7 @@ TEST(Sm90Config, CandidatesOnlyOnSm90aAndAllValidAndDistinct) {
     }
     EXPECT_GT(sm90, 0) << d;
     EXPECT_TRUE(names.count(sigjit::kernel_name(s, sigjit::default_sm90_config(s)))) << "default sm90 config is a candidate at hd " << d;
-    // Issue 6's tunables (ping-pong, FMA quarters 1 and 2, persistent) are candidates once
+    // Issue 6's tunables (ping-pong, a quarter of FMA sigmoids, persistent) are candidates once
     // verified on a GPU (kSm90TunablesVerified).
     int pingpong = 0, fma1 = 0, fma2 = 0, persistent = 0;
     for (const TileConfig& c : sigjit::candidate_configs(s)) {
@@ -470,7 +470,7 @@ TEST(Sm90Config, CandidatesOnlyOnSm90aAndAllValidAndDistinct) {
     if (d <= 128 && sigjit::kSm90TunablesVerified) {
       EXPECT_GT(pingpong, 0) << d;
       EXPECT_GT(fma1, 0) << d;
-      EXPECT_GT(fma2, 0) << d;
+      EXPECT_EQ(fma2, 0) << "half the sigmoids on FMA lost everywhere measured, hd " << d;
       EXPECT_GT(persistent, 0) << d;
     }
     if (!sigjit::kSm90TunablesVerified) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|variants|persistent|sanitize|python|backward|bwdgrid]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|sanitize|python|backward|bwdgrid]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -13,11 +13,6 @@
 #            stages, key tiles, ping-pong and persistent scheduling next to TritonSigmoid
 #     hopperfinal: the sm90 defaults' matrix, sigjit's and TritonSigmoid's forward grids, then
 #            compute-sanitizer (memcheck, racecheck, synccheck) on small sm90 cases
-#     variants: the sm90 ping-pong / FMA-sigmoid tunables: their GPU matrix under timeouts (a
-#            barrier bug hangs), then a tile sweep at hd 64/128 next to TritonSigmoid (no other tests)
-#     persistent: the sm90 persistent (_p) variants' GPU matrix under a timeout (a phase bug
-#            hangs), racecheck/synccheck on small _p cases, then _p against the same tiles
-#            without it at short, padded, varlen and long lengths (no other tests)
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
@@ -42,6 +37,24 @@ OUT=${OUT:-$PWD/.out}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 step() { echo "=== $(date +%T) $*"; }
+# GPU tests under a time limit (a barrier or phase bug hangs rather than fails): gpu_tests SECONDS
+# FILTER LOG LABEL
+gpu_tests() {
+  timeout "$1" ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$2" >"$OUT/$3" 2>&1
+  echo "$4 exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure|tests from.*total|PASSED" "$OUT/$3" | head -10
+}
+# compute-sanitizer's memcheck, racecheck and synccheck over the GPU tests FILTER: sanitize SECONDS FILTER
+sanitize() {
+  for tool in memcheck racecheck synccheck; do
+    step "compute-sanitizer --tool $tool"
+    timeout "$1" compute-sanitizer --tool "$tool" --error-exitcode 99 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$2" >"$OUT/sanitize_$tool.log" 2>&1
+    echo "$tool exit code $? (99: the tool found errors, 124: timed out)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAILED|PASSED" "$OUT/sanitize_$tool.log" | head -5
+  done
+}
+new_csv() {
+  csv="$OUT/bench.csv"
+  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+}
 
 step "environment"
 { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv; nvcc --version | tail -2; cmake --version | head -1; python3 -c "import torch, triton; print(\"torch\", torch.__version__, \"triton\", triton.__version__)"; python3 -c "import matplotlib; print(\"matplotlib\", matplotlib.__version__)" || echo "matplotlib: not installed"; } 2>&1 | tee "$OUT/env.txt"
@@ -72,31 +85,11 @@ if [ "$mode" = tune ]; then
   exit 0
 fi
 
-if [ "$mode" = variants ]; then
-  step "sm90 tunables: ping-pong first (hang probe), then all"
-  timeout 150 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.MatchesFp64Reference/pp_*:*/ppno_*:*/ppf1_*' >"$OUT/variants_pp.log" 2>&1
-  echo "ping-pong matrix exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure" "$OUT/variants_pp.log" | head -10
-  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.*:-*/pp*:*/p_*:*/pno_*' >"$OUT/variants.log" 2>&1
-  echo "other variants exit code $?"; grep -E "FAILED|Failure" "$OUT/variants.log" | head -10
-  csv="$OUT/bench.csv"
-  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
-  step "tile sweep"
-  timeout 120 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 4096,16384 --pad 0 --csv "$csv" \
-    --tiles 'h128x128c2s3o;h128x128c2s3o_pp;h128x128c2s3_pp;h128x128c2s3o_f1;h128x128c2s3o_f2;h128x128c2s3o_pp_f1;h128x128c2s3o_pp_f2;h64x96c1s2;h64x96c1s2o_f1'
-  timeout 120 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 4096,16384 --pad 0 --csv "$csv" \
-    --tiles 'h128x128c2s2o;h128x128c2s2o_pp;h128x128c2s2_pp;h128x128c2s2o_f1;h128x128c2s2o_pp_f1;h128x128c2s2o_pp_f2;h128x96c2s3o_pp;h128x96c2s3o_pp_f1'
-  python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning
-  exit 0
-fi
-
 if [ "$mode" = hopper ]; then
   step "GPU tests: the sm90 default's matrix (hang probe), then every sm90 tunable"
-  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='*/ForwardMatrixSm90.*:Shapes/HopperPrimitives.*' >"$OUT/sm90_matrix.log" 2>&1
-  echo "sm90 default matrix exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure|tests from.*total|PASSED" "$OUT/sm90_matrix.log" | head -10
-  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.*' >"$OUT/sm90_tunables.log" 2>&1
-  echo "sm90 tunables exit code $?"; grep -E "FAILED|Failure|tests from.*total|PASSED" "$OUT/sm90_tunables.log" | head -10
-  csv="$OUT/bench.csv"
-  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  gpu_tests 200 '*/ForwardMatrixSm90.*:Shapes/HopperPrimitives.*' sm90_matrix.log "sm90 default matrix"
+  gpu_tests 200 'Variants/ForwardSm90Tunables.*' sm90_tunables.log "sm90 tunables"
+  new_csv
   step "tile sweep (stages, key tile, ping-pong, persistent)"
   timeout 100 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 4096,16384 --pad 0 --csv "$csv" \
     --tiles 'h128x128c2s2o;h128x128c2s3o;h128x128c2s2o_pp;h128x128c2s3o_pp;h128x96c2s2o_pp;h128x96c2s3o_pp;h128x64c2s3o_pp;h128x96c2s3o_pp_p;h128x96c2s3_pp'
@@ -110,10 +103,8 @@ fi
 
 if [ "$mode" = hopperfinal ]; then
   step "GPU tests: the sm90 defaults' matrix"
-  timeout 150 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='*/ForwardMatrixSm90.*' >"$OUT/sm90_matrix.log" 2>&1
-  echo "sm90 default matrix exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure|tests from.*total|PASSED" "$OUT/sm90_matrix.log" | head -10
-  csv="$OUT/bench.csv"
-  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  gpu_tests 150 '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
+  new_csv
   step "benchmark: sigjit's and TritonSigmoid's forward grid (+ causal, varlen)"
   timeout 120 ./build-dev/bench/sigjit-bench --csv "$csv"
   timeout 30 ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 0 --causal --csv "$csv" | tail -n +3
@@ -124,44 +115,13 @@ if [ "$mode" = hopperfinal ]; then
   m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'; v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
   small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"
   small="$small:$m/varlen_d128_fp16_causal_logn_sb_gqa_exact_q1_17_200_1000_k1_30_200_777:$v/p_padded_d64_bf16_causal_logn_sb_gqa_exact_q1_17*:$v/ppp_varlen_d128_bf16_causal_logn_exact_q1_17*"
-  for tool in memcheck racecheck synccheck; do
-    step "compute-sanitizer --tool $tool (small sm90 cases: the defaults, persistent, persistent ping-pong)"
-    timeout 75 compute-sanitizer --tool "$tool" --error-exitcode 99 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$small" >"$OUT/sanitize_$tool.log" 2>&1
-    echo "$tool exit code $? (99: the tool found errors, 124: timed out)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAILED|PASSED" "$OUT/sanitize_$tool.log" | head -5
-  done
-  exit 0
-fi
-
-if [ "$mode" = persistent ]; then
-  step "sm90 persistent (_p): plain first (hang probe), then with ping-pong and without overlap"
-  timeout 150 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.MatchesFp64Reference/p_*' >"$OUT/persistent_p.log" 2>&1
-  echo "_p matrix exit code $? (124: timed out, a hang)"; grep -E "FAILED|Failure" "$OUT/persistent_p.log" | head -10
-  timeout 200 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Variants/ForwardSm90Tunables.MatchesFp64Reference/ppp_*:*/pno_*' >"$OUT/persistent_more.log" 2>&1
-  echo "_pp_p / no-overlap _p exit code $?"; grep -E "FAILED|Failure" "$OUT/persistent_more.log" | head -10
-  v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
-  small="$v/p_dense_d64_bf16_full_logn_fast_q300*:$v/p_padded_d64_bf16_causal_logn_sb_gqa_exact_q1_17*:$v/ppp_varlen_d128_bf16_causal_logn_exact_q1_17*"
-  for tool in racecheck synccheck; do
-    step "compute-sanitizer --tool $tool (small _p cases)"
-    timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 99 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$small" >"$OUT/persistent_$tool.log" 2>&1
-    echo "$tool exit code $? (99: the tool found errors)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAILED" "$OUT/persistent_$tool.log" | head -5
-  done
-  csv="$OUT/bench.csv"
-  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
-  step "_p against the same tiles without it"
-  timeout 90 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 512,1024,4096,16384 --pad 0,50 --csv "$csv" --tiles 'h128x128c2s3o;h128x128c2s3o_p'
-  timeout 90 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512,1024,4096,16384 --pad 0,50 --csv "$csv" --tiles 'h128x128c2s2o;h128x128c2s2o_p'
-  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512,1024,16384 --pad 25 --layout varlen --csv "$csv" --tiles 'h128x128c2s2o;h128x128c2s2o_p'
-  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 1024,16384 --pad 0 --causal --csv "$csv" --tiles 'h128x128c2s2o;h128x128c2s2o_p'
+  sanitize 75 "$small"  # small sm90 cases: the defaults, persistent, persistent ping-pong
   exit 0
 fi
 
 if [ "$mode" = sanitize ]; then
   small='Matrix/ForwardMatrixSm90.*dense_d64_bf16_*q200*:Matrix/ForwardMatrixSm90.*varlen_d128_fp16_causal*:Matrix/ForwardMatrix.*padded_d64_bf16_causal*:Matrix/BackwardMatrix.*dense_d64_bf16_causal*'
-  for tool in memcheck racecheck synccheck; do
-    step "compute-sanitizer --tool $tool"
-    timeout 170 compute-sanitizer --tool "$tool" --error-exitcode 99 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$small" >"$OUT/sanitize_$tool.log" 2>&1
-    echo "$tool exit code $? (99: the tool found errors)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAILED" "$OUT/sanitize_$tool.log" | head -5
-  done
+  sanitize 170 "$small"
   step "SASS of the sm90 defaults (cuobjdump)"
   for hd in 64 128 256; do
     ./build-dev/sigjit compile --head-dim $hd --arch sm_90a --out "$OUT/sass_hd$hd" >/dev/null
@@ -174,13 +134,11 @@ fi
 
 if [ "$mode" = backward ]; then
   step "GPU tests: the sm90 backward with bulk dQ reductions (_r)"
-  timeout "${FIRST_TIMEOUT_S:-130}" ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Matrix/BackwardMatrixSm90BulkDq.*' >"$OUT/gpu_tests_bulk_dq.log" 2>&1
-  echo "exit code $?"; grep -E "FAILED|Failure|PASSED|SKIPPED" "$OUT/gpu_tests_bulk_dq.log" | head -15
+  gpu_tests "${FIRST_TIMEOUT_S:-130}" 'Matrix/BackwardMatrixSm90BulkDq.*' gpu_tests_bulk_dq.log "sm90 backward (bulk dQ) matrix"
   step "backward tune (small workload, every candidate checked)"
   SIGJIT_CACHE_DIR=/tmp/sigjit-bwd-tune timeout "${TUNE_TIMEOUT_S:-100}" ./build-dev/sigjit tune --direction bwd --head-dim 64,128 --layout padded,varlen --causal --seq 2048 --seconds-per-candidate 0.2 >"$OUT/tune_bwd.log" 2>&1
   echo "tune exit code $?"; grep -E "best|rejected|tuned" "$OUT/tune_bwd.log" | tail -8
-  csv="$OUT/bench.csv"
-  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  new_csv
   step "benchmark: sigjit's backward grid"
   ./build-dev/bench/sigjit-bench --direction bwd --csv "$csv"
   ./build-dev/bench/sigjit-bench --direction bwd --deterministic --seq 4096,16384 --pad 0 --csv "$csv" | tail -n +3
@@ -200,10 +158,8 @@ fi
 
 if [ "$mode" = bwdgrid ]; then
   step "GPU tests: the default backward (sm90, bulk dQ) on this device"
-  timeout "${FIRST_TIMEOUT_S:-150}" ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter='Matrix/BackwardMatrixSm90BulkDq.*' >"$OUT/gpu_tests_bulk_dq.log" 2>&1
-  echo "exit code $?"; grep -E "FAILED|Failure|PASSED|SKIPPED" "$OUT/gpu_tests_bulk_dq.log" | head -15
-  csv="$OUT/bench.csv"
-  echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+  gpu_tests "${FIRST_TIMEOUT_S:-150}" 'Matrix/BackwardMatrixSm90BulkDq.*' gpu_tests_bulk_dq.log "sm90 backward (bulk dQ) matrix"
+  new_csv
   step "benchmark: sigjit's backward grid, the deterministic mode, TritonSigmoid's backward grid"
   timeout 150 ./build-dev/bench/sigjit-bench --direction bwd --csv "$csv"
   timeout 60 ./build-dev/bench/sigjit-bench --direction bwd --deterministic --seq 1024,4096,16384 --pad 0 --csv "$csv" | tail -n +3
@@ -246,8 +202,7 @@ if [ "$mode" != sweep ]; then
   grep -E "FAILED|PASSED|SKIPPED|Failure|precompiled" "$OUT/gpu_tests.log" | head -40
 fi
 
-csv="$OUT/bench.csv"
-echo "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops" >"$csv"
+new_csv
 case "$mode" in
   quick)
     step "benchmark (quick)"

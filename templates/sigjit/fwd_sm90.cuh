@@ -7,10 +7,10 @@
 // read it and its V once O += P V has (one "empty" mbarrier each), so that the next K load does
 // not wait for the previous tile's PV GEMM: with one shared empty barrier and two stages, K_{j}
 // could only start loading when PV_{j-2} was done, at the end of iteration j-1, which exposed
-// the whole TMA latency once per key tile. Consumer warpgroup w owns query rows [64w, 64w + 64) of the tile: per key tile it
-// computes S = Q K^T with wgmma (A and B from 128B-swizzled shared memory, both K-major), the
-// sigmoid in registers (same fold, masks and fast/exact modes as fwd_sm80.cuh), packs P to
-// 16-bit A fragments in registers (the accumulator layout is the A-fragment layout, see
+// the whole TMA latency once per key tile. Consumer warpgroup w owns query rows [64w, 64w + 64)
+// of the tile: per key tile it computes S = Q K^T with wgmma (A and B from 128B-swizzled shared
+// memory, both K-major), the sigmoid in registers (same fold, masks and fast/exact modes as
+// fwd_sm80.cuh), packs P to 16-bit A fragments in registers (the accumulator layout is the A-fragment layout, see
 // hopper_primitives.cuh) and accumulates O += P V with register-A wgmma, V read as an N-major B
 // operand straight from its row-major tile. O is written from registers with masked stores.
 // Why this shape: the tensor cores do the two GEMMs asynchronously, so the MUFU-bound sigmoid

@@ -10,9 +10,10 @@
 // the whole TMA latency once per key tile. Consumer warpgroup w owns query rows [64w, 64w + 64)
 // of the tile: per key tile it computes S = Q K^T with wgmma (A and B from 128B-swizzled shared
 // memory, both K-major), the sigmoid in registers (same fold, masks and fast/exact modes as
-// fwd_sm80.cuh), packs P to 16-bit A fragments in registers (the accumulator layout is the A-fragment layout, see
-// hopper_primitives.cuh) and accumulates O += P V with register-A wgmma, V read as an N-major B
-// operand straight from its row-major tile. O is written from registers with masked stores.
+// fwd_sm80.cuh), packs P to 16-bit A fragments in registers (the accumulator layout is the
+// A-fragment layout, see hopper_primitives.cuh) and accumulates O += P V with register-A wgmma,
+// V read as an N-major B operand straight from its row-major tile. O is written from registers
+// with masked stores.
 // Why this shape: the tensor cores do the two GEMMs asynchronously, so the MUFU-bound sigmoid
 // can overlap them. With OVERLAP, iteration j issues S_j = Q K_j^T and O += P_{j-1} V_{j-1}
 // back to back, waits only for S_j, and runs the sigmoid of S_j while PV_{j-1} is still on the

@@ -11,8 +11,9 @@
 #            timed, then `sigjit verify --gpu`
 #     hopper: the sm90 default's matrix and every sm90 tunable's (under timeouts), then a sweep of
 #            stages, key tiles, ping-pong and persistent scheduling next to TritonSigmoid
-#     hopperfinal: the sm90 defaults' matrix, sigjit's and TritonSigmoid's forward grids, then
-#            compute-sanitizer (memcheck, racecheck, synccheck) on small sm90 cases
+#     hopperfinal: the sm90 defaults' matrix, sigjit's and TritonSigmoid's forward grids, hd 64's
+#            192-key tiles (matrix and sweep), then compute-sanitizer (memcheck, racecheck,
+#            synccheck) on small sm90 cases
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
@@ -112,6 +113,10 @@ if [ "$mode" = hopperfinal ]; then
   timeout 240 python3 bench/triton_bench.py --csv "$csv" 2>&1 | grep -v Warning
   timeout 60 python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning
   python3 bench/summarize.py "$csv" --results "$OUT/RESULTS.md" --env "$OUT/env.txt" --command "bash scripts/device_run.sh $mode" >/dev/null
+  step "hd 64: 192-key tiles (their matrix, then next to the default)"
+  gpu_tests 60 'Variants/ForwardSm90Tunables.*/w192_*' sm90_w192.log "192-key tiles' matrix"
+  timeout 40 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 2048,16384 --pad 0 --csv "$csv" \
+    --tiles 'h128x128c2s2o_pp;h128x192c2s2o_pp;h128x192c2s3o_pp;h128x192c2s2o'
   m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'; v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
   small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"
   small="$small:$m/varlen_d128_fp16_causal_logn_sb_gqa_exact_q1_17_200_1000_k1_30_200_777:$v/p_padded_d64_bf16_causal_logn_sb_gqa_exact_q1_17*:$v/ppp_varlen_d128_bf16_causal_logn_exact_q1_17*"

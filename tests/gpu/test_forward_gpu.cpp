@@ -174,7 +174,7 @@ INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrixSm90, ::testing::ValuesIn(long_cases
 //   pp: ping-pong, overlap on; ppno: ping-pong, overlap off; f2: half the sigmoids on FMA;
 //   ppf1: ping-pong + a quarter on FMA; f4: every sigmoid on FMA (the polynomial alone decides
 //   the accuracy); p: persistent (_p), overlap on; ppp: persistent + ping-pong; pno: persistent,
-//   overlap off. Every layout x hd 64/128 x causal x (score bias + GQA) x sigmoid mode in bf16,
+//   overlap off; w192: 192-key tiles (hd 64 only). Every layout x hd 64/128 x causal x (score bias + GQA) x sigmoid mode in bf16,
 //   fp16 at both head dims, and long sequences (many turns of the ping-pong barriers; for _p
 //   many tiles per CTA, so the mbarrier phases run on across tiles, and ragged batches with
 //   lengths 1 and 16384 whose wholly padded tiles are skipped or zeroed). A ping-pong or
@@ -195,6 +195,10 @@ std::string tunable_case_name(const ::testing::TestParamInfo<TunableCase>& info)
 }
 
 TileConfig apply_variant(TileConfig c, const std::string& variant) {
+  if (variant == "w192") {  // hd 64's 192-key tiles, on the default's other choices
+    c.block_n = 192;
+    return c;
+  }
   c.overlap = variant != "ppno" && variant != "pno";
   c.pingpong = variant == "pp" || variant == "ppno" || variant == "ppf1" || variant == "ppp";
   c.fma_quarters = variant == "f2" ? 2 : variant == "ppf1" ? 1 : variant == "f4" ? 4 : 0;
@@ -202,7 +206,10 @@ TileConfig apply_variant(TileConfig c, const std::string& variant) {
   return c;
 }
 
-const char* const kTunableVariants[] = {"pp", "ppno", "f2", "ppf1", "f4", "p", "ppp", "pno"};
+const char* const kTunableVariants[] = {"pp", "ppno", "f2", "ppf1", "f4", "p", "ppp", "pno", "w192"};
+
+// 192-key tiles exist at hd 64 only (at hd 128 the O, S and P registers would not fit).
+bool variant_supports(const std::string& variant, int head_dim) { return variant != "w192" || head_dim == 64; }
 
 std::vector<TunableCase> tunable_cases() {
   std::vector<TunableCase> out;
@@ -212,6 +219,7 @@ std::vector<TunableCase> tunable_cases() {
         for (bool causal : {false, true})
           for (bool extras : {false, true})  // score bias + GQA (+ strided when dense)
             for (SigmoidMode sig : {SigmoidMode::exact, SigmoidMode::fast}) {
+              if (!variant_supports(v, hd)) continue;
               CaseSpec c{layout, hd, DType::bf16, causal, BiasMode::log_n, extras, extras, sig};
               if (layout == Layout::dense) {
                 c.lens_q = {300, 300};
@@ -225,6 +233,7 @@ std::vector<TunableCase> tunable_cases() {
               out.push_back({c, v});
             }
     for (int hd : {64, 128}) {
+      if (!variant_supports(v, hd)) continue;
       CaseSpec fp16{Layout::varlen, hd, DType::fp16, true, BiasMode::scalar, true, false, SigmoidMode::exact, {17, 1000, 1}, {30, 777, 1}};
       fp16.row_step = 5;
       out.push_back({fp16, v});
@@ -235,7 +244,8 @@ std::vector<TunableCase> tunable_cases() {
     CaseSpec dense{Layout::dense, hd, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {16384}, {16384}};
     CaseSpec padded{Layout::padded, hd, DType::bf16, true, BiasMode::log_n, true, true, SigmoidMode::exact, {16384, 5000, 1}, {16384, 4000, 1}};
     dense.row_step = padded.row_step = 211;
-    for (const char* v : {"pp", "ppf1", "p", "ppp"}) {
+    for (const char* v : {"pp", "ppf1", "p", "ppp", "w192"}) {
+      if (!variant_supports(v, hd)) continue;
       out.push_back({dense, v});
       out.push_back({padded, v});
     }

@@ -174,8 +174,8 @@ INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrixSm90, ::testing::ValuesIn(long_cases
 //   pp: ping-pong, overlap on; ppno: ping-pong, overlap off; f2: half the sigmoids on FMA;
 //   ppf1: ping-pong + a quarter on FMA; f4: every sigmoid on FMA (the polynomial alone decides
 //   the accuracy); p: persistent (_p), overlap on; ppp: persistent + ping-pong; pno: persistent,
-//   overlap off; w192: 192-key tiles (hd 64 only). Every layout x hd 64/128 x causal x (score bias + GQA) x sigmoid mode in bf16,
-//   fp16 at both head dims, and long sequences (many turns of the ping-pong barriers; for _p
+//   overlap off; w192: 192-key tiles (hd 64 only). Every layout x hd 64/128 x causal x (score
+//   bias + GQA) x sigmoid mode in bf16, fp16 at both head dims, and long sequences (many turns of the ping-pong barriers; for _p
 //   many tiles per CTA, so the mbarrier phases run on across tiles, and ragged batches with
 //   lengths 1 and 16384 whose wholly padded tiles are skipped or zeroed). A ping-pong or
 //   persistent-phase ordering bug would hang, not fail: run these under `timeout`.

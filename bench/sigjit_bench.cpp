@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "Untimed launches per point");
   app.add_option("--reps", reps, "Timed launches per point (median reported)");
   app.add_option("--csv", csv, "Append results to this CSV file");
-  app.add_option("--tiles", tiles, "Semicolon-separated tile configs to sweep (sets SIGJIT_FORCE_TILE), either family: e.g. m128n64w8s2;h128x128c2s2o, or hb128x64c2s2 for the sm90 fused backward (--direction bwd; sm90 configs need a CC 9.0 GPU)");
+  app.add_option("--tiles", tiles, "Semicolon-separated tile configs to sweep (sets SIGJIT_FORCE_TILE; default is the spec's own config), either family: e.g. m128n64w8s2;h128x128c2s2o, or hb128x64c2s2 for the sm90 fused backward (--direction bwd; sm90 configs need a CC 9.0 GPU)");
   CLI11_PARSE(app, argc, argv);
   try {
     DeviceMem flush(256 << 20);
@@ -189,7 +189,8 @@ int main(int argc, char** argv) {
       size_t pos = 0;
       while (pos <= tiles.size()) {
         const size_t semi = tiles.find(';', pos);
-        tile_list.push_back(tiles.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos));
+        const std::string tile = tiles.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
+        tile_list.push_back(tile == "default" ? std::string() : tile);  // "default": the spec's own config
         if (semi == std::string::npos) break;
         pos = semi + 1;
       }

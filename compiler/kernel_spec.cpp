@@ -168,7 +168,7 @@ std::string check_sm90_config(const KernelSpec& spec, const TileConfig& c) {
     return fmt::format("head_dim={}: the sm90 family supports 64, 128 and 256 (whole 128-byte swizzle rows)", spec.head_dim);
   }
   if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256) return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
-  if (c.consumers != 1 && c.consumers != 2) return fmt::format("consumers={}: the sm90 family takes 1 or 2 consumer warpgroups", c.consumers);
+  if (c.consumers < 1 || c.consumers > 3) return fmt::format("consumers={}: the sm90 family takes 1, 2 or 3 consumer warpgroups", c.consumers);
   if (c.block_m != 64 * c.consumers || c.warps != 4 * (c.consumers + 1)) {
     return fmt::format("block_m={} / warps={} do not match {} consumer warpgroups", c.block_m, c.warps, c.consumers);
   }
@@ -178,7 +178,11 @@ std::string check_sm90_config(const KernelSpec& spec, const TileConfig& c) {
   const int smem = sm90_smem_bytes(spec, c);
   if (smem > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", smem, 227 * 1024);
   const int regs = spec.head_dim / 2 + c.block_n / 2 + c.block_n / 4;
-  if (regs > 192) return fmt::format("about {} O, S and P registers per consumer thread: would spill", regs);
+  const int fragment_regs = c.consumers == 3 ? 128 : 192;  // FwdSm90Config::kFragmentRegs
+  if (regs > fragment_regs) {
+    return fmt::format("about {} O, S and P registers per consumer thread, {} fit with {} consumer warpgroups: would spill", regs, fragment_regs,
+                       c.consumers);
+  }
   return {};
 }
 
@@ -399,7 +403,8 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
             }
   }
   if (!sm90_family_supports(spec)) return out;
-  for (int consumers : {1, 2})
+  const std::vector<int> consumer_counts = kSm90ThreeConsumersVerified ? std::vector<int>{1, 2, 3} : std::vector<int>{1, 2};
+  for (int consumers : consumer_counts)
     for (int bn : {64, 96, 128})  // 192 passes the register estimate at hd 64 but spills with causal + score bias + exact
       for (int st : {2, 3})
         for (bool overlap : {true, false}) {
@@ -423,8 +428,8 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
       if (check_config(spec, c).empty()) out.push_back(c);
     }
   // Persistent scheduling of the overlapped base configs (its gain is in short and ragged
-  // problems, whatever the tile): 12 more at most.
-  for (int consumers : {1, 2})
+  // problems, whatever the tile): 12 more at most (18 with three consumers).
+  for (int consumers : consumer_counts)
     for (int bn : {64, 96, 128})
       for (int st : {2, 3}) {
         const TileConfig c = TileConfig::sm90(bn, consumers, st, true, false, 0, true);

@@ -158,6 +158,11 @@ inline constexpr bool kFusedBackwardVerified = true;
 // run rather than fail a candidate's check: set this false to take them out of tuning again.
 inline constexpr bool kSm90TunablesVerified = true;
 
+// Whether the tuner tries three consumer warpgroups (BLOCK_M 192, 160 registers per consumer
+// thread: hd 64 at up to 128 keys, hd 128 at 64 keys). False until their GPU matrix
+// (Variants/ForwardSm90Tunables c3 and c3p) has passed.
+inline constexpr bool kSm90ThreeConsumersVerified = false;
+
 // The Hopper fused backward (bwd_sm90.cuh): its GPU matrix (tests/gpu: BackwardMatrixSm90 and
 // BackwardMatrixSm90BulkDq) passed on an H100 (2026-12-02), so it is the default fused backward
 // on sm_90a at head dims 64 and 128 and the tuner's candidates include it. While false, the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|sanitize|python|backward|bwdgrid]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|hd64|sanitize|python|backward|bwdgrid]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -14,6 +14,9 @@
 #     hopperfinal: the sm90 defaults' matrix, sigjit's and TritonSigmoid's forward grids, hd 64's
 #            192-key tiles (matrix and sweep), then compute-sanitizer (memcheck, racecheck,
 #            synccheck) on small sm90 cases
+#     hd64: the matrix of three consumer warpgroups (c3, c3p) and of 192-key tiles (w192), an ncu
+#            profile of the hd 64 and hd 128 defaults, a sweep of those tiles at hd 64 (dense) and
+#            of persistent tiles at 25 % padding (L 512-2048) next to TritonSigmoid
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
@@ -121,6 +124,32 @@ if [ "$mode" = hopperfinal ]; then
   small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"
   small="$small:$m/varlen_d128_fp16_causal_logn_sb_gqa_exact_q1_17_200_1000_k1_30_200_777:$v/p_padded_d64_bf16_causal_logn_sb_gqa_exact_q1_17*:$v/ppp_varlen_d128_bf16_causal_logn_exact_q1_17*"
   sanitize 75 "$small"  # small sm90 cases: the defaults, persistent, persistent ping-pong
+  exit 0
+fi
+
+if [ "$mode" = hd64 ]; then
+  step "GPU tests: three consumer warpgroups (c3, c3p) and 192-key tiles (w192)"
+  gpu_tests 150 'Variants/ForwardSm90Tunables.*/c3*:Variants/ForwardSm90Tunables.*/w192_*' sm90_c3_w192.log "c3, c3p and w192 matrix"
+  step "ncu: the hd 64 and hd 128 defaults at L 16384 (one launch each)"
+  for hd in 64 128; do
+    timeout 90 ncu --clock-control none --kernel-name regex:sigjit_fwd --launch-skip 1 --launch-count 1 --set full -o "$OUT/ncu_hd$hd" \
+      ./build-dev/bench/sigjit-bench --head-dim $hd --seq 16384 --pad 0 --warmup 1 --reps 1 >"$OUT/ncu_hd${hd}_run.log" 2>&1
+    echo "ncu hd $hd exit code $?"
+    ncu --import "$OUT/ncu_hd$hd.ncu-rep" --page details --print-details all >"$OUT/ncu_hd${hd}_details.txt" 2>&1
+    ncu --import "$OUT/ncu_hd$hd.ncu-rep" --page raw >"$OUT/ncu_hd${hd}_raw.txt" 2>&1
+    grep -E "pipe_(tensor|xu|fma|alu|fp16|uniform).*pct_of_peak_sustained_active |issue_active.avg.pct|warps_active.avg.pct|inst_executed_pipe_xu.sum |inst_executed.sum " "$OUT/ncu_hd${hd}_raw.txt" | head -30
+  done
+  new_csv
+  step "sweep: hd 64 dense (c3, 192-key tiles, the default)"
+  timeout 120 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 2048,4096,16384 --pad 0 --csv "$csv" \
+    --tiles 'h128x128c2s2o_pp;h128x192c2s2o_pp;h128x192c2s3o_pp;h128x192c2s2o;h192x128c3s2o;h192x128c3s3o;h192x96c3s2o;h192x96c3s3o;h192x128c3s2;h192x64c3s3o;h192x96c3s2o_p'
+  timeout 40 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 4096,16384 --pad 0 --csv "$csv" --tiles 'h128x128c2s3o;h192x64c3s2o;h192x64c3s3o;h192x64c3s4o'
+  step "sweep: 25 % padding at L 512-2048 (persistent, one and three consumers)"
+  timeout 90 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 25 --csv "$csv" \
+    --tiles 'default;h128x128c2s2o_p;h128x96c2s3o_p;h64x128c1s2o_p;h64x64c1s3o_p;h192x96c3s2o_p;h192x64c3s3o_p'
+  timeout 30 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0 --csv "$csv" | tail -n +2
+  timeout 150 python3 bench/triton_bench.py --seq 512,1024,2048,4096,16384 --pad 0,25 --csv "$csv" 2>&1 | grep -v Warning | tail -3
+  python3 bench/summarize.py "$csv" | tee "$OUT/summary.md" | tail -40
   exit 0
 fi
 

@@ -20,7 +20,9 @@
 // tensor cores (FlashAttention-3's intra-warpgroup pipelining, minus the softmax rescale that
 // sigmoid does not need). With two consumer warpgroups the SM also interleaves one warpgroup's
 // sigmoid with the other's GEMMs. setmaxnreg moves registers from the producer (24) to the
-// consumers (240) when C = 2 (with C = 1 every thread already has up to 255).
+// consumers: 240 when C = 2, 160 when C = 3 (with C = 1 every thread already has up to 255).
+// C = 3 (BLOCK_M 192) feeds each K/V tile to three warpgroups, whose sigmoids and GEMMs the SM
+// interleaves without turns; it fits hd 64 up to 128 keys and hd 128 at 64 keys.
 // Tunables of issue 6: PINGPONG (the two consumer warpgroups take turns issuing their GEMMs on
 // named barriers, see consume_pingpong; the default at hd 64), FMA_QUARTERS (that share of the
 // sigmoids computed by the FMA-only polynomial of sigmoid_poly.h, no MUFU op; slower wherever
@@ -93,17 +95,21 @@ struct FwdSm90Config {
   static constexpr int kBarriers = 1 + 4 * kStages;
   // + 1024: the dynamic shared memory base is only guaranteed 16-byte aligned.
   static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;
-  // setmaxnreg budget with two consumers: 128 * 24 + 256 * 240 = 64512 <= 65536 registers.
-  static constexpr bool kRebalanceRegs = kConsumers == 2;
+  // setmaxnreg budgets: two consumers 128 * 24 + 256 * 240 = 64512, three (BLOCK_M 192, 512
+  // threads) 128 * 24 + 384 * 160 = 64512, of 65536 registers.
+  static constexpr bool kRebalanceRegs = kConsumers >= 2;
   static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = 240;
+  static constexpr int kConsumerRegs = kConsumers == 3 ? 160 : 240;
+  // What the O, S and P fragments may take of kConsumerRegs (the rest: addresses, loop state,
+  // the sigmoid's temporaries), from ptxas's reports (CUDA 13.0) over every feature.
+  static constexpr int kFragmentRegs = kConsumers == 3 ? 128 : 192;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "sm90 family: head dim 64, 128 or 256 (whole 128-byte swizzle rows)");
   static_assert(kBlockN % 16 == 0 && kBlockN >= 16 && kBlockN <= 256, "sm90 BLOCK_N: a multiple of 16 in [16, 256] (wgmma N and the TMA box limit)");
-  static_assert(kConsumers == 1 || kConsumers == 2, "sm90 family: 1 or 2 consumer warpgroups");
+  static_assert(kConsumers >= 1 && kConsumers <= 3, "sm90 family: 1, 2 or 3 consumer warpgroups");
   static_assert(kStages >= 2 && kStages <= 4, "sm90 pipeline stages: 2..4");
   static_assert(kSmemBytes <= 227 * 1024, "sm90 tile config exceeds the 227 KB of shared memory per block");
-  static_assert(kOAcc + kSAcc + kBlockN / 4 <= 192, "sm90: O + S + P fragments exceed 192 registers per consumer thread: the kernel would spill");
+  static_assert(kOAcc + kSAcc + kBlockN / 4 <= kFragmentRegs, "sm90: O + S + P fragments exceed the consumer threads' registers: the kernel would spill");
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
   static_assert(!kPingpong || kConsumers == 2, "sm90 ping-pong needs 2 consumer warpgroups");
   static_assert(kFmaQuarters >= 0 && kFmaQuarters <= 4, "sm90 FMA-sigmoid quarters: 0..4");

@@ -206,6 +206,27 @@ TEST(Sm90CompileAll, PersistentWithEachScheduleCompilesWithoutSpills) {
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
 }
 
+// Three consumer warpgroups (c3, BLOCK_M 192, 160 registers per consumer thread after
+// setmaxnreg): every feature compiles, persistent or not, at the largest key tile the register
+// estimate admits (hd 64: 128 keys, hd 128: 64). The light specs (no causal mask, no score bias,
+// fast sigmoid) must not spill; the others spill 4-152 B in some layouts (ptxas, CUDA 13.0),
+// which the tuner measures like any other candidate. Persistent: 96 keys at hd 64 (128 keys
+// spill 28-48 B in varlen).
+TEST(Sm90CompileAll, EveryFeatureCompilesWithThreeConsumers) {
+  std::vector<Job> jobs;
+  for (const KernelSpec& s : all_sm90_specs()) {
+    if (s.head_dim > 128) continue;
+    const bool light = !s.causal && !s.score_bias && s.sigmoid == sigjit::SigmoidMode::fast;
+    for (const TileConfig& c : {TileConfig::sm90(s.head_dim == 64 ? 128 : 64, 3, 2, true), TileConfig::sm90(s.head_dim == 64 ? 96 : 64, 3, 2, true, false, 0, true)}) {
+      EXPECT_EQ(sigjit::check_config(s, c), "") << c.describe();
+      jobs.push_back({s, c, light});
+    }
+  }
+  const std::vector<std::string> failures = compile_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
 TEST(Sm90Compile, NewVariantsReportRegistersAndSharedMemory) {
   for (int d : {64, 128})
     for (const char* tile : {"h128x128c2s2o_pp", "h128x128c2s2_pp", "h128x128c2s2o_f1", "h128x128c2s2o_f2", "h128x128c2s2o_pp_f1", "h64x96c1s2o_f1",
@@ -370,7 +391,9 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
       {"sm_90a", 96, TileConfig::sm90(128, 2, 2, true), "head_dim=96"},
       {"sm_90a", 128, TileConfig::sm90(72, 2, 2, true), "block_n=72"},
       {"sm_90a", 128, TileConfig::sm90(272, 2, 2, true), "block_n=272"},
-      {"sm_90a", 128, TileConfig::sm90(128, 3, 2, true), "consumers=3"},
+      {"sm_90a", 128, TileConfig::sm90(128, 4, 2, true), "consumers=4"},
+      {"sm_90a", 128, TileConfig::sm90(128, 3, 2, true), "3 consumer warpgroups"},
+      {"sm_90a", 128, TileConfig::sm90(64, 3, 2, true, true), "ping-pong"},
       {"sm_90a", 128, TileConfig::sm90(128, 2, 5, true), "stages=5"},
       {"sm_90a", 128, TileConfig::sm90(128, 2, 4, true), "shared memory"},
       {"sm_90a", 256, TileConfig::sm90(128, 2, 2, true), "shared memory"},
@@ -424,7 +447,8 @@ using sigjit::testing::expect_templates_reject;
 
 TEST(Sm90Config, TemplateStaticAssertsRejectForcedBadConfigs) {
   expect_templates_reject({
-      {spec_for(128), TileConfig::sm90(128, 3, 2, true), "sm90 family: 1 or 2 consumer warpgroups"},
+      {spec_for(128), TileConfig::sm90(64, 4, 2, true), "sm90 family: 1, 2 or 3 consumer warpgroups"},
+      {spec_for(128), TileConfig::sm90(128, 3, 2, true), "O + S + P fragments exceed the consumer threads' registers"},
       {spec_for(96), TileConfig::sm90(128, 2, 2, true), "sm90 family: head dim 64, 128 or 256"},
       {spec_for(128), TileConfig::sm90(72, 2, 2, true), "sm90 BLOCK_N: a multiple of 16"},
       {spec_for(128), TileConfig::sm90(128, 2, 4, true), "exceeds the 227 KB of shared memory"},

@@ -174,7 +174,7 @@ INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrixSm90, ::testing::ValuesIn(long_cases
 //   pp: ping-pong, overlap on; ppno: ping-pong, overlap off; f2: half the sigmoids on FMA;
 //   ppf1: ping-pong + a quarter on FMA; f4: every sigmoid on FMA (the polynomial alone decides
 //   the accuracy); p: persistent (_p), overlap on; ppp: persistent + ping-pong; pno: persistent,
-//   overlap off; w192: 192-key tiles (hd 64 only). Every layout x hd 64/128 x causal x (score
+//   overlap off; w192: 192-key tiles (hd 64 only); c3 / c3p: three consumer warpgroups (BLOCK_M 192), persistent or not. Every layout x hd 64/128 x causal x (score
 //   bias + GQA) x sigmoid mode in bf16, fp16 at both head dims, and long sequences (many turns of the ping-pong barriers; for _p
 //   many tiles per CTA, so the mbarrier phases run on across tiles, and ragged batches with
 //   lengths 1 and 16384 whose wholly padded tiles are skipped or zeroed). A ping-pong or
@@ -194,10 +194,14 @@ std::string tunable_case_name(const ::testing::TestParamInfo<TunableCase>& info)
   return n;
 }
 
-TileConfig apply_variant(TileConfig c, const std::string& variant) {
+TileConfig apply_variant(TileConfig c, const std::string& variant, int head_dim) {
   if (variant == "w192") {  // hd 64's 192-key tiles, on the default's other choices
     c.block_n = 192;
     return c;
+  }
+  if (variant == "c3" || variant == "c3p") {  // three consumer warpgroups (BLOCK_M 192): 160 registers per consumer thread
+    const bool persistent = variant == "c3p";  // 96 keys at hd 64: 128 spill in varlen when persistent
+    return TileConfig::sm90(head_dim == 128 ? 64 : persistent ? 96 : 128, 3, c.stages, true, false, 0, persistent);
   }
   c.overlap = variant != "ppno" && variant != "pno";
   c.pingpong = variant == "pp" || variant == "ppno" || variant == "ppf1" || variant == "ppp";
@@ -206,7 +210,7 @@ TileConfig apply_variant(TileConfig c, const std::string& variant) {
   return c;
 }
 
-const char* const kTunableVariants[] = {"pp", "ppno", "f2", "ppf1", "f4", "p", "ppp", "pno", "w192"};
+const char* const kTunableVariants[] = {"pp", "ppno", "f2", "ppf1", "f4", "p", "ppp", "pno", "w192", "c3", "c3p"};
 
 // 192-key tiles exist at hd 64 only (at hd 128 the O, S and P registers would not fit).
 bool variant_supports(const std::string& variant, int head_dim) { return variant != "w192" || head_dim == 64; }
@@ -244,7 +248,7 @@ std::vector<TunableCase> tunable_cases() {
     CaseSpec dense{Layout::dense, hd, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {16384}, {16384}};
     CaseSpec padded{Layout::padded, hd, DType::bf16, true, BiasMode::log_n, true, true, SigmoidMode::exact, {16384, 5000, 1}, {16384, 4000, 1}};
     dense.row_step = padded.row_step = 211;
-    for (const char* v : {"pp", "ppf1", "p", "ppp", "w192"}) {
+    for (const char* v : {"pp", "ppf1", "p", "ppp", "w192", "c3"}) {
       if (!variant_supports(v, hd)) continue;
       out.push_back({dense, v});
       out.push_back({padded, v});
@@ -254,7 +258,7 @@ std::vector<TunableCase> tunable_cases() {
     CaseSpec ragged{Layout::varlen, hd, DType::bf16, true, BiasMode::log_n, true, true, SigmoidMode::exact, {1, 16384, 1, 300, 64},
                     {1, 16384, 7, 2000, 64}};
     ragged.row_step = 97;
-    for (const char* v : {"p", "ppp", "pno"}) out.push_back({ragged, v});
+    for (const char* v : {"p", "ppp", "pno", "c3p"}) out.push_back({ragged, v});
   }
   return out;
 }
@@ -268,7 +272,7 @@ class ForwardSm90Tunables : public ::testing::TestWithParam<TunableCase> {
     std::mt19937 rng(1);
     for (const TunableCase& c : tunable_cases()) {
       const KernelSpec spec = case_kernel_spec(c.spec, dev, rng);
-      work.emplace_back(spec, apply_variant(default_sm90_config(spec), c.variant));
+      work.emplace_back(spec, apply_variant(default_sm90_config(spec), c.variant, spec.head_dim));
     }
     precompile_work(work);
   }
@@ -280,7 +284,7 @@ TEST_P(ForwardSm90Tunables, MatchesFp64Reference) {
   std::mt19937 rng(7);
   const detail::DeviceInfo dev = detail::current_device();
   const KernelSpec ks = case_kernel_spec(c.spec, dev, rng);
-  const TileConfig config = apply_variant(default_sm90_config(ks), c.variant);
+  const TileConfig config = apply_variant(default_sm90_config(ks), c.variant, ks.head_dim);
   ASSERT_EQ(check_config(ks, config), "") << config.describe();
   {
     ForwardProblem p(c.spec, rng);

@@ -219,12 +219,14 @@ struct Sm90Rows {
 // S = Q K_j^T for this warpgroup's 64 rows: D/16 wgmma k-steps, one commit group.
 template <class C>
 __device__ __forceinline__ void issue_scores(float (&s)[C::kSAcc], const Sm90Smem<C>& sm, int wg, int stage) {
+  const u64 a0 = kmajor_descriptor(sm.q(), wg * 64, 0);
+  const u64 b0 = kmajor_descriptor(sm.k(stage), 0, 0);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < C::kHeadDim / 16; ++kk) {
-    const int block = kk / 4, k_elems = (kk % 4) * 16;
-    const u64 a = kmajor_descriptor(sm.q() + block * C::kQBlockBytes, wg * 64, k_elems);
-    const u64 b = kmajor_descriptor(sm.k(stage) + block * C::kKVBlockBytes, 0, k_elems);
+    const int block = kk / 4, k_bytes = (kk % 4) * 32;
+    const u64 a = descriptor_advance(a0, block * C::kQBlockBytes + k_bytes);
+    const u64 b = descriptor_advance(b0, block * C::kKVBlockBytes + k_bytes);
     Wgmma<C::kBlockN>::template ss<C::kBf16, 0>(s, a, b, kk > 0 ? 1 : 0);
   }
   wgmma_commit();
@@ -233,10 +235,11 @@ __device__ __forceinline__ void issue_scores(float (&s)[C::kSAcc], const Sm90Sme
 // O += P V_j: BLOCK_N/16 register-A wgmma k-steps over the N-major V tile, one commit group.
 template <class C>
 __device__ __forceinline__ void issue_pv(float (&o)[C::kOAcc], const u32 (&pf)[C::kPSteps][4], const Sm90Smem<C>& sm, int stage) {
+  const u64 b0 = mnmajor_descriptor(sm.v(stage), 0, C::kKVBlockBytes);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < C::kPSteps; ++kk) {
-    const u64 b = mnmajor_descriptor(sm.v(stage), kk * 16, C::kKVBlockBytes);
+    const u64 b = descriptor_advance(b0, kk * 16 * 128);
     Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(o, pf[kk], b, 1);
   }
   wgmma_commit();
@@ -336,7 +339,9 @@ struct Sm90Thread {
 // The per-tile prologue both consumer schedules share: this thread's place and O = 0.
 template <class C>
 __device__ __forceinline__ Sm90Thread consumer_thread(const SeqSlice& seq, int m_start, float (&o)[C::kOAcc]) {
-  const int wg = threadIdx.x / 128 - 1;
+  // Broadcast from lane 0 so that the compiler knows the warpgroup index is warp-uniform and
+  // keeps the Q descriptors in uniform registers (no R2UR per wgmma).
+  const int wg = __shfl_sync(0xFFFFFFFFu, (int)threadIdx.x / 128 - 1, 0);
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const Sm90Rows rows{m_start + wg * 64, seq.len_k - seq.len_q, seq.len_k};
   const Sm90Thread t{wg, warp, lane, rows, rows.wg_row0 + warp * 16 + lane / 4};

@@ -210,6 +210,16 @@ __device__ __forceinline__ u64 mnmajor_descriptor(u32 tile_addr, int k_row0, u32
   return smem_descriptor(tile_addr + k_row0 * 128, block_bytes, 1024);
 }
 
+// The descriptor of the same layout `bytes` further on (bytes a multiple of 16): adds bytes >> 4
+// to the start-address field of the low word only. Shared-window addresses on sm_90 stay below
+// 256 KB, so the 14-bit field never carries into the next one. Why: a K step or a stage's
+// 64-column block then costs one 32-bit add of an immediate instead of rebuilding the whole
+// descriptor (mask, shift, or, per wgmma: about 40 issue slots per key tile at hd 64).
+__device__ __forceinline__ u64 descriptor_advance(u64 desc, u32 bytes) {
+  const u32 lo = (u32)desc + (bytes >> 4);
+  return (desc & 0xFFFFFFFF00000000ull) | lo;
+}
+
 // ---- fragment conversions -------------------------------------------------------------------
 // wgmma m64nN f32 accumulator (PTX ISA Figure "WGMMA .m64nNk16 register fragment layout for
 // accumulator matrix D"): warp w of the warpgroup owns rows 16w..16w+15; thread lane holds, for

@@ -128,6 +128,13 @@ if [ "$mode" = hopperfinal ]; then
 fi
 
 if [ "$mode" = hd64 ]; then
+  # BASELINE_TREE: an older export (scripts/device_snapshot.sh into another folder, carried) whose
+  # sigjit-bench runs the same default points right after this tree's, for an A/B in one call.
+  if [ -n "${BASELINE_TREE:-}" ] && [ -d "$BASELINE_TREE" ]; then
+    (cmake -S "$BASELINE_TREE" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" &&
+      ninja -C build-baseline sigjit_bench) >"$OUT/build_baseline.log" 2>&1 &
+    baseline_build=$!
+  fi
   step "GPU tests: three consumer warpgroups (c3, c3p) and 192-key tiles (w192)"
   gpu_tests 150 'Variants/ForwardSm90Tunables.*/c3*:Variants/ForwardSm90Tunables.*/w192_*' sm90_c3_w192.log "c3, c3p and w192 matrix"
   step "ncu: the hd 64 and hd 128 defaults at L 16384 (one launch each)"
@@ -140,6 +147,14 @@ if [ "$mode" = hd64 ]; then
     grep -E "pipe_(tensor|xu|fma|alu|fp16|uniform).*pct_of_peak_sustained_active |issue_active.avg.pct|warps_active.avg.pct|inst_executed_pipe_xu.sum |inst_executed.sum " "$OUT/ncu_hd${hd}_raw.txt" | head -30
   done
   new_csv
+  if [ -n "${baseline_build:-}" ] && wait "$baseline_build"; then
+    step "A/B: the defaults, this tree then the baseline, twice"
+    for round in 1 2; do
+      for b in build-dev build-baseline; do
+        timeout 40 ./$b/bench/sigjit-bench --seq 4096,16384 --pad 0 --csv "$OUT/ab_$b.csv" | tail -n +3 | sed "s/^/$b $round /"
+      done
+    done
+  fi
   step "sweep: hd 64 dense (c3, 192-key tiles, the default)"
   timeout 120 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 2048,4096,16384 --pad 0 --csv "$csv" \
     --tiles 'h128x128c2s2o_pp;h128x192c2s2o_pp;h128x192c2s3o_pp;h128x192c2s2o;h192x128c3s2o;h192x128c3s3o;h192x96c3s2o;h192x96c3s3o;h192x128c3s2;h192x64c3s3o;h192x96c3s2o_p'

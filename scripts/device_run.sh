@@ -14,9 +14,9 @@
 #     hopperfinal: the sm90 defaults' matrix, sigjit's and TritonSigmoid's forward grids, hd 64's
 #            192-key tiles (matrix and sweep), then compute-sanitizer (memcheck, racecheck,
 #            synccheck) on small sm90 cases
-#     hd64: the matrix of three consumer warpgroups (c3, c3p) and of 192-key tiles (w192), an ncu
-#            profile of the hd 64 and hd 128 defaults, a sweep of those tiles at hd 64 (dense) and
-#            of persistent tiles at 25 % padding (L 512-2048) next to TritonSigmoid
+#     hd64: an A/B of the defaults against BASELINE_TREE (when carried), a sweep of three
+#            consumer warpgroups (c3) and 192-key tiles (w192) next to TritonSigmoid, their matrix,
+#            an ncu profile of the hd 64 default, persistent tiles at 25 % padding (L 512-2048)
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
@@ -131,23 +131,12 @@ if [ "$mode" = hd64 ]; then
   # BASELINE_TREE: an older export (scripts/device_snapshot.sh into another folder, carried) whose
   # sigjit-bench runs the same default points right after this tree's, for an A/B in one call.
   if [ -n "${BASELINE_TREE:-}" ] && [ -d "$BASELINE_TREE" ]; then
-    (cmake -S "$BASELINE_TREE" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" &&
-      ninja -C build-baseline sigjit_bench) >"$OUT/build_baseline.log" 2>&1 &
-    baseline_build=$!
+    step "build the baseline tree"
+    { cmake -S "$BASELINE_TREE" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" &&
+      ninja -C build-baseline sigjit_bench; } >"$OUT/build_baseline.log" 2>&1 || tail -5 "$OUT/build_baseline.log"
   fi
-  step "GPU tests: three consumer warpgroups (c3, c3p) and 192-key tiles (w192)"
-  gpu_tests 150 'Variants/ForwardSm90Tunables.*/c3*:Variants/ForwardSm90Tunables.*/w192_*' sm90_c3_w192.log "c3, c3p and w192 matrix"
-  step "ncu: the hd 64 and hd 128 defaults at L 16384 (one launch each)"
-  for hd in 64 128; do
-    timeout 90 ncu --clock-control none --kernel-name regex:sigjit_fwd --launch-skip 1 --launch-count 1 --set full -o "$OUT/ncu_hd$hd" \
-      ./build-dev/bench/sigjit-bench --head-dim $hd --seq 16384 --pad 0 --warmup 1 --reps 1 >"$OUT/ncu_hd${hd}_run.log" 2>&1
-    echo "ncu hd $hd exit code $?"
-    ncu --import "$OUT/ncu_hd$hd.ncu-rep" --page details --print-details all >"$OUT/ncu_hd${hd}_details.txt" 2>&1
-    ncu --import "$OUT/ncu_hd$hd.ncu-rep" --page raw >"$OUT/ncu_hd${hd}_raw.txt" 2>&1
-    grep -E "pipe_(tensor|xu|fma|alu|fp16|uniform).*pct_of_peak_sustained_active |issue_active.avg.pct|warps_active.avg.pct|inst_executed_pipe_xu.sum |inst_executed.sum " "$OUT/ncu_hd${hd}_raw.txt" | head -30
-  done
   new_csv
-  if [ -n "${baseline_build:-}" ] && wait "$baseline_build"; then
+  if [ -x build-baseline/bench/sigjit-bench ]; then
     step "A/B: the defaults, this tree then the baseline, twice"
     for round in 1 2; do
       for b in build-dev build-baseline; do
@@ -156,15 +145,25 @@ if [ "$mode" = hd64 ]; then
     done
   fi
   step "sweep: hd 64 dense (c3, 192-key tiles, the default)"
-  timeout 120 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 2048,4096,16384 --pad 0 --csv "$csv" \
-    --tiles 'h128x128c2s2o_pp;h128x192c2s2o_pp;h128x192c2s3o_pp;h128x192c2s2o;h192x128c3s2o;h192x128c3s3o;h192x96c3s2o;h192x96c3s3o;h192x128c3s2;h192x64c3s3o;h192x96c3s2o_p'
+  timeout 100 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 4096,16384 --pad 0 --csv "$csv" \
+    --tiles 'h128x128c2s2o_pp;h128x192c2s2o_pp;h128x192c2s3o_pp;h128x192c2s2o;h192x128c3s2o;h192x128c3s3o;h192x96c3s2o;h192x96c3s3o;h192x128c3s2;h192x64c3s3o'
   timeout 40 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 4096,16384 --pad 0 --csv "$csv" --tiles 'h128x128c2s3o;h192x64c3s2o;h192x64c3s3o;h192x64c3s4o'
+  timeout 60 python3 bench/triton_bench.py --seq 2048,4096,16384 --pad 0 --csv "$csv" 2>&1 | grep -v Warning | tail -3
+  step "GPU tests: three consumer warpgroups (c3, c3p) and 192-key tiles (w192)"
+  gpu_tests 120 'Variants/ForwardSm90Tunables.*/c3*:Variants/ForwardSm90Tunables.*/w192_*' sm90_c3_w192.log "c3, c3p and w192 matrix"
+  step "ncu: the hd 64 default at L 16384 (one launch)"
+  timeout 90 ncu --clock-control none --kernel-name regex:sigjit_fwd --launch-skip 1 --launch-count 1 --set full -o "$OUT/ncu_hd64" \
+    ./build-dev/bench/sigjit-bench --head-dim 64 --seq 16384 --pad 0 --warmup 1 --reps 1 >"$OUT/ncu_hd64_run.log" 2>&1
+  echo "ncu exit code $?"
+  ncu --import "$OUT/ncu_hd64.ncu-rep" --page details --print-details all >"$OUT/ncu_hd64_details.txt" 2>&1
+  ncu --import "$OUT/ncu_hd64.ncu-rep" --page raw >"$OUT/ncu_hd64_raw.txt" 2>&1
+  grep -E "pipe_(tensor|xu|fma|alu|fp16|uniform|shared).*pct_of_peak_sustained_active |issue_active.avg.pct|inst_executed_pipe_xu.sum |smsp__inst_executed.sum " "$OUT/ncu_hd64_raw.txt" | head -30
   step "sweep: 25 % padding at L 512-2048 (persistent, one and three consumers)"
-  timeout 90 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 25 --csv "$csv" \
-    --tiles 'default;h128x128c2s2o_p;h128x96c2s3o_p;h64x128c1s2o_p;h64x64c1s3o_p;h192x96c3s2o_p;h192x64c3s3o_p'
-  timeout 30 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0 --csv "$csv" | tail -n +2
-  timeout 150 python3 bench/triton_bench.py --seq 512,1024,2048,4096,16384 --pad 0,25 --csv "$csv" 2>&1 | grep -v Warning | tail -3
-  python3 bench/summarize.py "$csv" | tee "$OUT/summary.md" | tail -40
+  timeout 60 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 25 --csv "$csv" \
+    --tiles 'default;h128x128c2s2o_p;h64x128c1s2o_p;h64x64c1s3o_p;h192x96c3s2o_p'
+  timeout 20 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0 --csv "$csv" | tail -n +3
+  timeout 80 python3 bench/triton_bench.py --seq 512,1024,2048 --pad 0,25 --csv "$csv" 2>&1 | grep -v Warning | tail -3
+  python3 bench/summarize.py "$csv" >"$OUT/summary.md"
   exit 0
 fi
 

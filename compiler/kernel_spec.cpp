@@ -307,14 +307,19 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   // Measured on an H200 (2026-12-03, bf16 dense, TritonSigmoid in the same run, bench/results/
   // 2026-12-03-h200-hopper-sweep.csv), with K and V released separately: at least three stages
   // or ping-pong, so that a key tile's TMA load starts a whole iteration before its GEMM.
-  //  - hd 64: 128-key tiles, two stages, the consumer warpgroups in ping-pong: 507 TFLOPS at
-  //    L 16384 (486 at L 4096); the other 128-key configs are within 1-2 %: MUFU bound.
+  //  - hd 64: three consumer warpgroups (BLOCK_M 192) over 128-key tiles, two stages, no
+  //    overlap: 623 TFLOPS at L 16384 (560 at L 4096), against 512 (506) for the two-warpgroup
+  //    ping-pong 128 x 128 tile, in the same call on 2026-12-03 (bench/results/
+  //    2026-12-03-h200-hd64-sweep.csv). Each K/V tile feeds 192 query rows instead of 128 and
+  //    three warpgroups keep MUFU and the tensor cores busy without turns. With the score bias
+  //    that tile spills 32-44 B (160 registers per consumer thread), so those specs take 96-key
+  //    tiles (three stages, no spills).
   //  - hd 128: 128 x 128, three stages (225 KB), overlap without ping-pong: 781 at L 16384
   //    (740 at L 4096). With the score bias that tile spills 52-64 B (ptxas, CUDA 13.0), so those
   //    specs take 96-key tiles in ping-pong (177 KB, no spills): 768 / 720.
   //  - hd 256: 64-key tiles, two stages (193 KB; correctness first, not measured).
   constexpr bool overlap = true, pingpong = true;
-  if (spec.head_dim <= 64) return TileConfig::sm90(128, 2, 2, overlap, pingpong);
+  if (spec.head_dim <= 64) return spec.score_bias ? TileConfig::sm90(96, 3, 3, !overlap) : TileConfig::sm90(128, 3, 2, !overlap);
   if (spec.head_dim <= 128) return spec.score_bias ? TileConfig::sm90(96, 2, 3, overlap, pingpong) : TileConfig::sm90(128, 2, 3, overlap);
   return TileConfig::sm90(64, 2, 2, overlap);
 }

@@ -11,9 +11,8 @@
 #            timed, then `sigjit verify --gpu`
 #     hopper: the sm90 default's matrix and every sm90 tunable's (under timeouts), then a sweep of
 #            stages, key tiles, ping-pong and persistent scheduling next to TritonSigmoid
-#     hopperfinal: the sm90 defaults' matrix, sigjit's and TritonSigmoid's forward grids, hd 64's
-#            192-key tiles (matrix and sweep), then compute-sanitizer (memcheck, racecheck,
-#            synccheck) on small sm90 cases
+#     hopperfinal: the sm90 defaults' matrix, compute-sanitizer (memcheck, racecheck, synccheck)
+#            on small sm90 cases, sigjit's and TritonSigmoid's forward grids (under a deadline)
 #     hd64: an A/B of the defaults against BASELINE_TREE (when carried), a sweep of three
 #            consumer warpgroups (c3) and 192-key tiles (w192) next to TritonSigmoid, their matrix,
 #            an ncu profile of the hd 64 default, persistent tiles at 25 % padding (L 512-2048)
@@ -106,24 +105,25 @@ if [ "$mode" = hopper ]; then
 fi
 
 if [ "$mode" = hopperfinal ]; then
+  # Fits one 10-minute call: every step has a limit, TritonSigmoid's grid gets what is left.
+  deadline=$(($(date +%s) + ${FINAL_BUDGET_S:-470}))
+  left() { local l=$((deadline - $(date +%s) - ${1:-0})); echo $((l > 10 ? l : 10)); }
   step "GPU tests: the sm90 defaults' matrix"
   gpu_tests 150 '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
+  m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'
+  small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/padded_d64_bf16_full_logn_exact_q1_17_200_1000_k1_30_200_777"
+  small="$small:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777:Variants/ForwardSm90Tunables.MatchesFp64Reference/c3p_varlen_d64_bf16_causal_logn_exact_q1_17*"
+  sanitize 40 "$small"  # small sm90 cases: hd 64's three-warpgroup defaults (with and without score bias), hd 128, persistent c3
   new_csv
   step "benchmark: sigjit's and TritonSigmoid's forward grid (+ causal, varlen)"
   timeout 120 ./build-dev/bench/sigjit-bench --csv "$csv"
   timeout 30 ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 0 --causal --csv "$csv" | tail -n +3
   timeout 30 ./build-dev/bench/sigjit-bench --seq 4096,16384 --pad 25 --layout varlen --csv "$csv" | tail -n +3
-  timeout 240 python3 bench/triton_bench.py --csv "$csv" 2>&1 | grep -v Warning
-  timeout 60 python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning
+  timeout 25 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 4096,16384 --pad 0 --csv "$csv" --tiles 'h192x96c3s3;h192x128c3s3;h128x128c2s2o_pp' | tail -n +3
+  timeout "$(left 25)" python3 bench/triton_bench.py --csv "$csv" 2>&1 | grep -v Warning | tail -4
+  timeout "$(left)" python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning | tail -2
   python3 bench/summarize.py "$csv" --results "$OUT/RESULTS.md" --env "$OUT/env.txt" --command "bash scripts/device_run.sh $mode" >/dev/null
-  step "hd 64: 192-key tiles (their matrix, then next to the default)"
-  gpu_tests 60 'Variants/ForwardSm90Tunables.*/w192_*' sm90_w192.log "192-key tiles' matrix"
-  timeout 40 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 2048,16384 --pad 0 --csv "$csv" \
-    --tiles 'h128x128c2s2o_pp;h128x192c2s2o_pp;h128x192c2s3o_pp;h128x192c2s2o'
-  m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'; v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
-  small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"
-  small="$small:$m/varlen_d128_fp16_causal_logn_sb_gqa_exact_q1_17_200_1000_k1_30_200_777:$v/p_padded_d64_bf16_causal_logn_sb_gqa_exact_q1_17*:$v/ppp_varlen_d128_bf16_causal_logn_exact_q1_17*"
-  sanitize 75 "$small"  # small sm90 cases: the defaults, persistent, persistent ping-pong
+  python3 bench/summarize.py "$csv" >"$OUT/summary.md"; grep -E "^\| (64|128) \|" "$OUT/summary.md" | head -60
   exit 0
 fi
 

@@ -110,6 +110,13 @@ TEST(Sm90CompileAll, EveryCandidateConfigCompilesForRepresentativeSpecs) {
 // Issue 6's tunables (ping-pong, FMA-sigmoid fraction) on top of each spec's default tile: every
 // feature at hd 64/128 with ping-pong plus a quarter of the sigmoids on the FMA pipes (both new
 // code paths at once), no spills; and each variant alone on representative specs.
+// The spec's default where it has two consumer warpgroups, else (hd 64's three) the 128 x 128
+// two-warpgroup tile: the ping-pong variants need two.
+TileConfig two_consumer_default(const KernelSpec& s) {
+  const TileConfig def = sigjit::default_sm90_config(s);
+  return def.consumers == 2 ? def : TileConfig::sm90(128, 2, 2, true);
+}
+
 TileConfig with_tunables(TileConfig c, bool overlap, bool pingpong, int fma_quarters) {
   c.overlap = overlap;
   c.pingpong = pingpong;
@@ -120,7 +127,7 @@ TileConfig with_tunables(TileConfig c, bool overlap, bool pingpong, int fma_quar
 TEST(Sm90CompileAll, EveryFeatureCompilesWithPingPongAndFmaSigmoid) {
   std::vector<Job> jobs;
   for (const KernelSpec& s : all_sm90_specs())
-    if (s.head_dim <= 128) jobs.push_back({s, with_tunables(sigjit::default_sm90_config(s), true, true, 1), true});
+    if (s.head_dim <= 128) jobs.push_back({s, with_tunables(two_consumer_default(s), true, true, 1), true});
   const std::vector<std::string> failures = compile_jobs(jobs);
   EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
@@ -143,7 +150,7 @@ TEST(Sm90CompileAll, EachNewVariantCompilesWithoutSpillsOnRepresentativeSpecs) {
         s.dtype = sigjit::DType::fp16;
         s.causal = true;
       }
-      const TileConfig base = sigjit::default_sm90_config(s);
+      const TileConfig base = two_consumer_default(s);
       for (const TileConfig& c : {with_tunables(base, true, true, 0), with_tunables(base, false, true, 0), with_tunables(base, true, false, 1),
                                   with_tunables(base, true, false, 2), with_tunables(base, true, true, 2), with_tunables(base, false, true, 2),
                                   with_tunables(base, true, false, 4), TileConfig::sm90(96, 1, 2, true, false, 2)}) {
@@ -164,7 +171,7 @@ TEST(Sm90CompileAll, EachNewVariantCompilesWithoutSpillsOnRepresentativeSpecs) {
 TEST(Sm90CompileAll, EveryFeatureCompilesPersistent) {
   std::vector<Job> jobs;
   for (const KernelSpec& s : all_sm90_specs()) {
-    TileConfig c = sigjit::default_sm90_config(s);
+    TileConfig c = two_consumer_default(s);  // three consumers persistent: EveryFeatureCompilesWithThreeConsumers
     c.persistent = true;
     jobs.push_back({s, c, s.head_dim <= 128});
   }
@@ -193,7 +200,7 @@ TEST(Sm90CompileAll, PersistentWithEachScheduleCompilesWithoutSpills) {
       }
       // On the spec's default tile, as the non-persistent variants are tested: 128-key tiles
       // spill with score bias + exact at hd 128 whether persistent or not.
-      const TileConfig base = sigjit::default_sm90_config(s);
+      const TileConfig base = two_consumer_default(s);
       for (TileConfig c : {with_tunables(base, true, true, 0), with_tunables(base, false, true, 0), with_tunables(base, false, false, 0),
                            with_tunables(base, true, true, 1), TileConfig::sm90(96, 1, 2, true)}) {
         c.persistent = true;

@@ -194,7 +194,10 @@ std::string tunable_case_name(const ::testing::TestParamInfo<TunableCase>& info)
   return n;
 }
 
+// Variants other than c3/c3p start from a two-warpgroup tile (hd 64's default has three, and
+// ping-pong needs two).
 TileConfig apply_variant(TileConfig c, const std::string& variant, int head_dim) {
+  if (c.consumers != 2 && variant != "c3" && variant != "c3p") c = TileConfig::sm90(128, 2, 2, true);
   if (variant == "w192") {  // hd 64's 192-key tiles, on the default's other choices
     c.block_n = 192;
     return c;

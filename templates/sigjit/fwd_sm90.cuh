@@ -360,6 +360,28 @@ __device__ __forceinline__ void release_q(const Sm90Smem<C>& sm) {
   if (Sm90Schedule<C>::persistent()) mbarrier_arrive(sm.q_empty());
 }
 
+// A consumer warpgroup whose 64 query rows all lie past the sequence end (the last query tile of
+// a short or ragged sequence) does no math: it only keeps the ring's accounting, releasing each
+// K and V use once it has landed, so that the other warpgroups get the tensor cores and MUFU to
+// themselves. Waiting for a use's "full" phase before arriving on its "empty" barrier keeps the
+// arrival in the right phase: that load was issued only after use u - STAGES was released by all.
+// The persistent kernel's Q release likewise waits for this tile's Q to land, so that it counts
+// toward this tile's q_empty phase and not the previous tile's. Not with ping-pong, whose turns
+// need both warpgroups.
+template <class C>
+__device__ __forceinline__ void skip_tile(const Sm90Smem<C>& sm, int n_blocks, int ring0, int q_parity) {
+  for (int j = 0; j < n_blocks; ++j) {
+    wait_k(sm, ring0 + j);
+    release_k(sm, ring0 + j);
+    wait_v(sm, ring0 + j);
+    release_v(sm, ring0 + j);
+  }
+  if (Sm90Schedule<C>::persistent()) {
+    mbarrier_wait(sm.q_full(), q_parity);
+    release_q(sm);
+  }
+}
+
 // One work tile. `ring0`: ring uses of the CTA's earlier tiles; `q_parity`: phase parity of this
 // tile's Q load on q_full (both 0 unless persistent).
 template <class C>
@@ -371,6 +393,11 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
   const int wg = t.wg, warp = t.warp, lane = t.lane;
   const Sm90Rows& rows = t.rows;
   if (n_blocks == 0) {
+    store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
+    return;
+  }
+  if (rows.wg_row0 >= seq.len_q) {  // the last query tile of a sequence: these 64 rows are past its end
+    skip_tile<C>(sm, n_blocks, ring0, q_parity);
     store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
     return;
   }

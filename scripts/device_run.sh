@@ -109,11 +109,11 @@ if [ "$mode" = hopperfinal ]; then
   deadline=$(($(date +%s) + ${FINAL_BUDGET_S:-470}))
   left() { local l=$((deadline - $(date +%s) - ${1:-0})); echo $((l > 10 ? l : 10)); }
   step "GPU tests: the sm90 defaults' matrix"
-  gpu_tests 150 '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
+  gpu_tests ${MATRIX_TIMEOUT_S:-150} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
   m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'
   small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/padded_d64_bf16_full_logn_exact_q1_17_200_1000_k1_30_200_777"
   small="$small:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777:Variants/ForwardSm90Tunables.MatchesFp64Reference/c3p_varlen_d64_bf16_causal_logn_exact_q1_17*"
-  sanitize 40 "$small"  # small sm90 cases: hd 64's three-warpgroup defaults (with and without score bias), hd 128, persistent c3
+  sanitize ${SANITIZE_TIMEOUT_S:-40} "$small"  # small sm90 cases: hd 64's three-warpgroup defaults (with and without score bias), hd 128, persistent c3
   new_csv
   step "benchmark: sigjit's and TritonSigmoid's forward grid (+ causal, varlen)"
   timeout 120 ./build-dev/bench/sigjit-bench --csv "$csv"

@@ -24,7 +24,7 @@
 // C = 3 (BLOCK_M 192) feeds each K/V tile to three warpgroups, whose sigmoids and GEMMs the SM
 // interleaves without turns; it fits hd 64 up to 128 keys and hd 128 at 64 keys.
 // Tunables of issue 6: PINGPONG (the two consumer warpgroups take turns issuing their GEMMs on
-// named barriers, see consume_pingpong; the default at hd 64), FMA_QUARTERS (that share of the
+// named barriers, see consume_pingpong; the default with the score bias at hd 128), FMA_QUARTERS (that share of the
 // sigmoids computed by the FMA-only polynomial of sigmoid_poly.h, no MUFU op; slower wherever
 // measured: the polynomial's 16 instructions per score cost more issue slots than MUFU saves)
 // and persistent scheduling (FwdSm90PersistentConfig: a grid of about one CTA per SM loops over

@@ -24,9 +24,10 @@
 // C = 3 (BLOCK_M 192) feeds each K/V tile to three warpgroups, whose sigmoids and GEMMs the SM
 // interleaves without turns; it fits hd 64 up to 128 keys and hd 128 at 64 keys.
 // Tunables of issue 6: PINGPONG (the two consumer warpgroups take turns issuing their GEMMs on
-// named barriers, see consume_pingpong; the default with the score bias at hd 128), FMA_QUARTERS (that share of the
-// sigmoids computed by the FMA-only polynomial of sigmoid_poly.h, no MUFU op; slower wherever
-// measured: the polynomial's 16 instructions per score cost more issue slots than MUFU saves)
+// named barriers, see consume_pingpong; the default with the score bias at hd 128),
+// FMA_QUARTERS (that share of the sigmoids computed by the FMA-only polynomial of
+// sigmoid_poly.h, no MUFU op; slower wherever measured: the polynomial's 16 instructions per
+// score cost more issue slots than MUFU saves)
 // and persistent scheduling (FwdSm90PersistentConfig: a grid of about one CTA per SM loops over
 // the work tiles, see fwd_sm90_persistent; faster at L 512 and on padded short batches, slower
 // at long lengths). All verified on an H200 (2026-12-03); the tuner picks per spec and bucket.
@@ -109,7 +110,8 @@ struct FwdSm90Config {
   static_assert(kConsumers >= 1 && kConsumers <= 3, "sm90 family: 1, 2 or 3 consumer warpgroups");
   static_assert(kStages >= 2 && kStages <= 4, "sm90 pipeline stages: 2..4");
   static_assert(kSmemBytes <= 227 * 1024, "sm90 tile config exceeds the 227 KB of shared memory per block");
-  static_assert(kOAcc + kSAcc + kBlockN / 4 <= kFragmentRegs, "sm90: O + S + P fragments exceed the consumer threads' registers: the kernel would spill");
+  static_assert(kOAcc + kSAcc + kBlockN / 4 <= kFragmentRegs,
+                "sm90: O + S + P fragments exceed the consumer threads' registers: the kernel would spill");
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
   static_assert(!kPingpong || kConsumers == 2, "sm90 ping-pong needs 2 consumer warpgroups");
   static_assert(kFmaQuarters >= 0 && kFmaQuarters <= 4, "sm90 FMA-sigmoid quarters: 0..4");
@@ -396,7 +398,7 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
     store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
     return;
   }
-  if (rows.wg_row0 >= seq.len_q) {  // the last query tile of a sequence: these 64 rows are past its end
+  if (rows.wg_row0 >= seq.len_q) {  // a last query tile: these 64 rows are past the sequence end
     skip_tile<C>(sm, n_blocks, ring0, q_parity);
     store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
     return;

@@ -107,9 +107,6 @@ TEST(Sm90CompileAll, EveryCandidateConfigCompilesForRepresentativeSpecs) {
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
 }
 
-// Issue 6's tunables (ping-pong, FMA-sigmoid fraction) on top of each spec's default tile: every
-// feature at hd 64/128 with ping-pong plus a quarter of the sigmoids on the FMA pipes (both new
-// code paths at once), no spills; and each variant alone on representative specs.
 // The spec's default where it has two consumer warpgroups, else (hd 64's three) the 128 x 128
 // two-warpgroup tile: the ping-pong variants need two.
 TileConfig two_consumer_default(const KernelSpec& s) {
@@ -117,6 +114,9 @@ TileConfig two_consumer_default(const KernelSpec& s) {
   return def.consumers == 2 ? def : TileConfig::sm90(128, 2, 2, true);
 }
 
+// Issue 6's tunables (ping-pong, FMA-sigmoid fraction) on top of each spec's default tile: every
+// feature at hd 64/128 with ping-pong plus a quarter of the sigmoids on the FMA pipes (both new
+// code paths at once), no spills; and each variant alone on representative specs.
 TileConfig with_tunables(TileConfig c, bool overlap, bool pingpong, int fma_quarters) {
   c.overlap = overlap;
   c.pingpong = pingpong;
@@ -224,7 +224,9 @@ TEST(Sm90CompileAll, EveryFeatureCompilesWithThreeConsumers) {
   for (const KernelSpec& s : all_sm90_specs()) {
     if (s.head_dim > 128) continue;
     const bool light = !s.causal && !s.score_bias && s.sigmoid == sigjit::SigmoidMode::fast;
-    for (const TileConfig& c : {TileConfig::sm90(s.head_dim == 64 ? 128 : 64, 3, 2, true), TileConfig::sm90(s.head_dim == 64 ? 96 : 64, 3, 2, true, false, 0, true)}) {
+    const TileConfig plain = TileConfig::sm90(s.head_dim == 64 ? 128 : 64, 3, 2, true);
+    const TileConfig persistent = TileConfig::sm90(s.head_dim == 64 ? 96 : 64, 3, 2, true, false, 0, true);
+    for (const TileConfig& c : {plain, persistent}) {
       EXPECT_EQ(sigjit::check_config(s, c), "") << c.describe();
       jobs.push_back({s, c, light});
     }

@@ -174,9 +174,10 @@ INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrixSm90, ::testing::ValuesIn(long_cases
 //   pp: ping-pong, overlap on; ppno: ping-pong, overlap off; f2: half the sigmoids on FMA;
 //   ppf1: ping-pong + a quarter on FMA; f4: every sigmoid on FMA (the polynomial alone decides
 //   the accuracy); p: persistent (_p), overlap on; ppp: persistent + ping-pong; pno: persistent,
-//   overlap off; w192: 192-key tiles (hd 64 only); c3 / c3p: three consumer warpgroups (BLOCK_M 192), persistent or not. Every layout x hd 64/128 x causal x (score
-//   bias + GQA) x sigmoid mode in bf16, fp16 at both head dims, and long sequences (many turns of the ping-pong barriers; for _p
-//   many tiles per CTA, so the mbarrier phases run on across tiles, and ragged batches with
+//   overlap off; w192: 192-key tiles (hd 64 only); c3 / c3p: three consumer warpgroups
+//   (BLOCK_M 192), persistent or not. Every layout x hd 64/128 x causal x (score bias + GQA) x
+//   sigmoid mode in bf16, fp16 at both head dims, and long sequences (many turns of the
+//   ping-pong barriers; for _p many tiles per CTA, so the mbarrier phases run on across tiles, and ragged batches with
 //   lengths 1 and 16384 whose wholly padded tiles are skipped or zeroed). A ping-pong or
 //   persistent-phase ordering bug would hang, not fail: run these under `timeout`.
 
@@ -198,12 +199,12 @@ std::string tunable_case_name(const ::testing::TestParamInfo<TunableCase>& info)
 // ping-pong needs two).
 TileConfig apply_variant(TileConfig c, const std::string& variant, int head_dim) {
   if (c.consumers != 2 && variant != "c3" && variant != "c3p") c = TileConfig::sm90(128, 2, 2, true);
-  if (variant == "w192") {  // hd 64's 192-key tiles, on the default's other choices
+  if (variant == "w192") {  // hd 64's 192-key tiles on the two-warpgroup tile
     c.block_n = 192;
     return c;
   }
-  if (variant == "c3" || variant == "c3p") {  // three consumer warpgroups (BLOCK_M 192): 160 registers per consumer thread
-    const bool persistent = variant == "c3p";  // 96 keys at hd 64: 128 spill in varlen when persistent
+  if (variant == "c3" || variant == "c3p") {  // BLOCK_M 192: 160 registers per consumer thread
+    const bool persistent = variant == "c3p";   // 96 keys at hd 64: 128 spill in varlen when persistent
     return TileConfig::sm90(head_dim == 128 ? 64 : persistent ? 96 : 128, 3, c.stages, true, false, 0, persistent);
   }
   c.overlap = variant != "ppno" && variant != "pno";

@@ -22,10 +22,13 @@ import os
 import sys
 from collections import defaultdict
 
+CEILING = "matmul-ceiling"
 FIELDS = ["impl", "device", "hd", "L", "pad", "layout", "causal", "tile", "dir", "ms", "min_ms", "max_ms", "tflops"]
 
 
 def load(path):
+    """Best TFLOPS per grid point and implementation; the run's GEMM ceiling (bench/matmul_ceiling.py)
+    goes under the key CEILING."""
     best, device = defaultdict(dict), ""
     with open(path) as f:
         for row in csv.reader(f):
@@ -33,6 +36,9 @@ def load(path):
                 continue
             r = dict(zip(FIELDS, row))
             device = device or r["device"]
+            if r["impl"] == "matmul-ceiling":
+                best[CEILING][f"bf16 {r['L']}^3"] = max(float(r["tflops"]), best[CEILING].get(f"bf16 {r['L']}^3", 0.0))
+                continue
             key = (int(r["hd"]), int(r["L"]), int(r["pad"]), r["layout"], r["causal"], r["dir"])
             name = r["impl"] if r["impl"] != "sigjit" or r["tile"] == "default" else f"sigjit[{r['tile']}]"
             best[key][name] = float(r["tflops"])
@@ -41,14 +47,25 @@ def load(path):
 
 def table(best):
     # The deterministic backward (sigjit-bench --deterministic) gets its own column and its cost
-    # against the default backward, when the run measured it.
+    # against the default backward, when the run measured it; the GEMM ceiling, when measured,
+    # a column of sigjit's fraction of it.
+    ceilings = best.get(CEILING, {})
+    ceiling = max(ceilings.values()) if ceilings else None
+    best = {k: v for k, v in best.items() if k != CEILING}
     det = any("sigjit-det" in d for d in best.values())
     head = "| hd | L | pad % | layout | causal | dir | sigjit TFLOPS | TritonSigmoid TFLOPS | sigjit / TritonSigmoid |"
     rule = "|---|---|---|---|---|---|---|---|---|"
+    if ceiling:
+        head += " sigjit / matmul ceiling |"
+        rule += "---|"
     if det:
         head += " sigjit deterministic TFLOPS | deterministic time / default time |"
         rule += "---|---|"
-    out = [head, rule]
+    out = []
+    if ceiling:
+        out += [f"Matmul ceiling measured in the same run (cuBLAS via torch.matmul, {', '.join(f'{n} {v:.1f} TFLOPS' for n, v in ceilings.items())}, "
+                "`bench/matmul_ceiling.py`).", ""]
+    out += [head, rule]
     f = lambda x: f"{x:.1f}" if x else ""
     for key in sorted(best):
         d = best[key]
@@ -57,6 +74,8 @@ def table(best):
             continue
         ratio = f"{s / t:.2f}" if s and t else ""
         row = f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {'yes' if key[4] == '1' else 'no'} | {key[5]} | {f(s)} | {f(t)} | {ratio} |"
+        if ceiling:
+            row += f" {f'{s / ceiling:.2f}' if s else ''} |"
         if det:
             row += f" {f(sd)} | {f'{s / sd:.2f}' if s and sd else ''} |"
         out.append(row)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|hd64|sanitize|python|backward|bwdgrid]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|edge|hd64|sanitize|python|backward|bwdgrid]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -13,6 +13,8 @@
 #            stages, key tiles, ping-pong and persistent scheduling next to TritonSigmoid
 #     hopperfinal: the sm90 defaults' matrix, compute-sanitizer (memcheck, racecheck, synccheck)
 #            on small sm90 cases, sigjit's and TritonSigmoid's forward grids (under a deadline)
+#     edge: the narrow edge tile's matrix, an A/B against BASELINE_TREE at L 512-2048, persistent
+#            tiles there, the GEMM ceiling and TritonSigmoid, compute-sanitizer (under a deadline)
 #     hd64: an A/B of the defaults against BASELINE_TREE (when carried), a sweep of three
 #            consumer warpgroups (c3) and 192-key tiles (w192) next to TritonSigmoid, their matrix,
 #            an ncu profile of the hd 64 default, persistent tiles at 25 % padding (L 512-2048)
@@ -126,6 +128,45 @@ if [ "$mode" = hopperfinal ]; then
   timeout "$(left)" python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning | tail -2
   python3 bench/summarize.py "$csv" --results "$OUT/RESULTS.md" --env "$OUT/env.txt" --command "bash scripts/device_run.sh $mode" >/dev/null
   python3 bench/summarize.py "$csv" >"$OUT/summary.md"; grep -E "^\| (64|128) \|" "$OUT/summary.md" | head -60
+  exit 0
+fi
+
+if [ "$mode" = edge ]; then
+  # The narrow edge tile (fwd_sm90.cuh, narrow_last_tile) in one call, under a deadline: its
+  # matrix (the defaults' with the Edges lengths, ping-pong and persistent variants), an A/B
+  # against BASELINE_TREE (when carried) at the short padded points, persistent tiles there,
+  # TritonSigmoid and the GEMM ceiling in the same call, and compute-sanitizer on small cases.
+  deadline=$(($(date +%s) + ${EDGE_BUDGET_S:-480}))
+  left() { local l=$((deadline - $(date +%s) - ${1:-0})); echo $((l > 10 ? l : 10)); }
+  if [ -n "${BASELINE_TREE:-}" ] && [ -d "$BASELINE_TREE" ]; then
+    step "build the baseline tree"
+    { cmake -S "$BASELINE_TREE" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" &&
+      ninja -C build-baseline sigjit_bench; } >"$OUT/build_baseline.log" 2>&1 || tail -5 "$OUT/build_baseline.log"
+  fi
+  step "GPU tests: the sm90 defaults' matrix (with the Edges lengths), then ping-pong and persistent c3 variants"
+  gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
+  gpu_tests ${VARIANTS_TIMEOUT_S:-70} 'Variants/ForwardSm90Tunables.*/pp_*:Variants/ForwardSm90Tunables.*/c3p_*' sm90_variants.log "pp and c3p variants"
+  new_csv
+  if [ -x build-baseline/bench/sigjit-bench ]; then
+    step "A/B: the defaults at L 512-2048 (0 and 25 % padding) and L 16384 dense, this tree then the baseline, twice"
+    for round in 1 2; do
+      for b in build-dev build-baseline; do
+        timeout 40 ./$b/bench/sigjit-bench --seq 512,1024,2048 --pad 0,25 --csv "$OUT/ab_$b.csv" | tail -n +3 | sed "s/^/$b $round /"
+        timeout 20 ./$b/bench/sigjit-bench --seq 16384 --pad 0 --csv "$OUT/ab_$b.csv" | tail -n +3 | sed "s/^/$b $round /"
+      done
+    done
+  fi
+  step "benchmark: the defaults and persistent tiles at L 512-2048, the GEMM ceiling, TritonSigmoid"
+  timeout 30 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0,25,50 --csv "$csv"
+  timeout 40 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 512,1024,2048 --pad 0,25 --csv "$csv" --tiles 'h192x128c3s2_p;h192x96c3s2_p;h128x128c2s2o_p' | tail -n +3
+  timeout 25 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512,1024,2048 --pad 0,25 --csv "$csv" --tiles 'h128x128c2s3o_p;h128x96c2s3o_p' | tail -n +3
+  timeout 40 python3 bench/matmul_ceiling.py --csv "$csv"
+  timeout "$(left 150)" python3 bench/triton_bench.py --seq 512,1024,2048 --pad 0,25,50 --csv "$csv" 2>&1 | grep -v Warning | tail -3
+  m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'
+  small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/padded_d64_bf16_full_logn_exact_q1_17_200_1000_k1_30_200_777"
+  small="$small:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"
+  sanitize "$(($(left) / 3))" "$small"  # hd 64's three-warpgroup defaults (with and without score bias, narrow edges), hd 128
+  python3 bench/summarize.py "$csv" >"$OUT/summary.md"; grep -E "^\| (64|128) \||ceiling" "$OUT/summary.md" | head -40
   exit 0
 fi
 

@@ -63,6 +63,24 @@ std::vector<CaseSpec> long_cases() {
 
 bool sm90_head_dim(int hd) { return hd == 64 || hd == 128 || hd == 256; }
 
+// Lengths on both sides of the sm90 family's narrow edge (a last key tile with at most half of
+// BLOCK_N visible keys skips its second half): 64/65 and 192/193 for 128-key tiles, 48/49 and
+// 144/145 for 96-key tiles (the score-bias default at hd 64), 32/33 and 160/161 for 64-key tiles
+// (hd 256); query lengths differ from key lengths so that causal edges move too.
+std::vector<CaseSpec> edge_cases() {
+  std::vector<CaseSpec> cases;
+  for (int hd : {64, 128, 256})
+    for (bool sb : {false, true})
+      for (bool causal : {false, true}) {
+        CaseSpec c{sb ? Layout::padded : Layout::varlen, hd, DType::bf16, causal, BiasMode::log_n, sb, false, SigmoidMode::exact};
+        c.lens_q = {65, 192, 193, 48, 145, 33, 161, 1, 300};
+        c.lens_k = {64, 193, 192, 49, 144, 32, 160, 97, 385};
+        c.row_step = 3;
+        cases.push_back(c);
+      }
+  return cases;
+}
+
 // Compiles every kernel the cases need on all cores before the (serial) tests run; with sm90,
 // the sm90 family's default configs of the cases it supports.
 void precompile(const std::vector<CaseSpec>& cases, bool sm90 = false) {
@@ -143,8 +161,7 @@ class ForwardMatrixSm90 : public ::testing::TestWithParam<CaseSpec> {
   static void SetUpTestSuite() {
     if (!sm90_unavailable_reason().empty()) return;
     auto all = matrix_cases();
-    auto more = long_cases();
-    all.insert(all.end(), more.begin(), more.end());
+    for (auto more : {long_cases(), edge_cases()}) all.insert(all.end(), more.begin(), more.end());
     precompile(cases_to_run(all, "ForwardMatrixSm90"), true);
   }
 };
@@ -168,6 +185,7 @@ TEST_P(ForwardMatrixSm90, MatchesFp64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Matrix, ForwardMatrixSm90, ::testing::ValuesIn(matrix_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Long, ForwardMatrixSm90, ::testing::ValuesIn(long_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Edges, ForwardMatrixSm90, ::testing::ValuesIn(edge_cases()), case_name);
 
 // ---- issue 6's tunables on the sm90 family: ping-pong, the FMA-sigmoid fraction, persistence ---
 // Each variant is the case's default sm90 config with the tunables changed, forced like above:

@@ -1,0 +1,59 @@
+"""CPU test of bench/summarize.py, the script that turns a device run's CSV into RESULTS.md: CTest
+label cpu. What: grid rows keep sigjit's default (not a swept tile) and TritonSigmoid side by side
+with their ratio; a run that measured the GEMM ceiling (bench/matmul_ceiling.py) gets a column of
+sigjit's fraction of it and no grid row of its own. Why: the results files are what issue targets
+are judged by, and a mixed-up column would misstate them silently. Cost: milliseconds.
+
+    python3 -m unittest tests/python/test_bench_summarize.py -v
+"""
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+import summarize  # noqa: E402
+
+HEADER = "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops\n"
+GRID = (
+    "sigjit,H,64,512,0,dense,0,default,fwd,1,1,1,341\n"
+    "sigjit,H,64,512,0,dense,0,h128x128c2s2o,fwd,1,1,1,300\n"
+    "triton-sigmoid,H,64,512,0,dense,0,-,fwd,1,,,220\n"
+    "sigjit,H,128,16384,25,padded,0,default,fwd,1,1,1,800\n"
+)
+
+
+def render(rows):
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+        f.write(HEADER + rows)
+    try:
+        return summarize.table(summarize.load(f.name)[0])
+    finally:
+        os.unlink(f.name)
+
+
+def grid_rows(text):
+    return [line for line in text.splitlines() if line.startswith("| 64 ") or line.startswith("| 128 ")]
+
+
+class SummarizeTest(unittest.TestCase):
+    def test_grid_row_uses_the_default_tile_and_the_ratio(self):
+        rows = grid_rows(render(GRID))
+        self.assertEqual(len(rows), 2)
+        self.assertIn("| 341.0 | 220.0 | 1.55 |", rows[0])
+
+    def test_no_ceiling_column_without_a_ceiling_row(self):
+        self.assertNotIn("matmul ceiling", render(GRID))
+
+    def test_ceiling_column_is_sigjit_over_the_measured_gemm(self):
+        text = render(GRID + "matmul-ceiling,H,0,8192,0,gemm,0,-,gemm,1.4,1.3,1.5,775.00\n"
+                             "matmul-ceiling,H,0,8192,0,gemm,0,-,gemm,1.5,1.3,1.5,700.00\n")
+        self.assertIn("bf16 8192^3 775.0 TFLOPS", text)  # the best of the run's measurements
+        rows = grid_rows(text)
+        self.assertEqual(len(rows), 2, "the ceiling must not become a grid row")
+        self.assertTrue(rows[0].endswith("| 1.55 | 0.44 |"), rows[0])
+        self.assertTrue(rows[1].endswith("|  | 1.03 |"), rows[1])  # no TritonSigmoid: no ratio, still the ceiling
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -318,10 +318,31 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   //    (740 at L 4096). With the score bias that tile spills 52-64 B (ptxas, CUDA 13.0), so those
   //    specs take 96-key tiles in ping-pong (177 KB, no spills): 768 / 720.
   //  - hd 256: 64-key tiles, two stages (193 KB; correctness first, not measured).
+  // Short sequences (bucket up to 2k at hd 64, padded/varlen up to 512 at hd 128) are scheduled
+  // persistently: there each CTA's prologue, Q load and wave tail cost as much as its few key
+  // tiles (sm90_persistent_pays explains, with the numbers).
   constexpr bool overlap = true, pingpong = true;
-  if (spec.head_dim <= 64) return spec.score_bias ? TileConfig::sm90(96, 3, 3, !overlap) : TileConfig::sm90(128, 3, 2, !overlap);
-  if (spec.head_dim <= 128) return spec.score_bias ? TileConfig::sm90(96, 2, 3, overlap, pingpong) : TileConfig::sm90(128, 2, 3, overlap);
-  return TileConfig::sm90(64, 2, 2, overlap);
+  TileConfig c;
+  if (spec.head_dim <= 64) c = spec.score_bias ? TileConfig::sm90(96, 3, 3, !overlap) : TileConfig::sm90(128, 3, 2, !overlap);
+  else if (spec.head_dim <= 128 && spec.score_bias) c = TileConfig::sm90(96, 2, 3, overlap, pingpong);
+  else if (spec.head_dim <= 128) c = TileConfig::sm90(sm90_persistent_pays(spec) ? 96 : 128, 2, 3, overlap);
+  else c = TileConfig::sm90(64, 2, 2, overlap);
+  c.persistent = sm90_persistent_pays(spec);
+  return c;
+}
+
+bool sm90_persistent_pays(const KernelSpec& spec) {
+  // H200, 2026-12-03 (bench/results/2026-12-03-h200-edge-call.csv), each default against its
+  // persistent form in the same call, bf16, TFLOPS:
+  //  - hd 64 (h192x128c3s2): L 512 dense 325 -> 365, 25 % padded 241 -> 278; L 1024 413 -> 433,
+  //    355 -> 388; L 2048 493 -> 495, 468 -> 471. Longer sequences amortise the prologue, and the
+  //    static schedule's tail then costs more than it saves (bench/NOTES.md step 7).
+  //  - hd 128 (h128x128c2s3o): padded L 512 301 -> 328 with 96-key tiles (h128x96c2s3o_p); dense
+  //    loses (433 -> 388), and so does L 2048 padded (631 -> 620). Not with the score bias (its
+  //    ping-pong default was not measured persistent).
+  if (spec.head_dim <= 64) return spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k;
+  if (spec.head_dim <= 128) return !spec.score_bias && spec.layout != Layout::dense && spec.bucket == SeqBucket::up_to_512;
+  return false;
 }
 
 bool sm90_backward_supports(const KernelSpec& spec) {
@@ -440,6 +461,11 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
         const TileConfig c = TileConfig::sm90(bn, consumers, st, true, false, 0, true);
         if (check_config(spec, c).empty()) out.push_back(c);
       }
+  // The default always competes, so a tuned entry is never slower than the untuned default
+  // (hd 64's short-sequence default is persistent without overlap, outside the loops above).
+  const TileConfig def = default_sm90_config(spec);
+  const bool listed = std::any_of(out.begin(), out.end(), [&](const TileConfig& c) { return c.describe() == def.describe(); });
+  if (!listed) out.push_back(def);
   return out;
 }
 

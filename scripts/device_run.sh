@@ -132,12 +132,10 @@ if [ "$mode" = hopperfinal ]; then
 fi
 
 if [ "$mode" = edge ]; then
-  # The narrow edge tile (fwd_sm90.cuh, narrow_last_tile) in one call, under a deadline: its
-  # matrix (the defaults' with the Edges lengths, ping-pong and persistent variants), an A/B
-  # against BASELINE_TREE (when carried) at the short padded points, persistent tiles there,
-  # TritonSigmoid and the GEMM ceiling in the same call, and compute-sanitizer on small cases.
-  deadline=$(($(date +%s) + ${EDGE_BUDGET_S:-480}))
-  left() { local l=$((deadline - $(date +%s) - ${1:-0})); echo $((l > 10 ? l : 10)); }
+  # The narrow edge tile (fwd_sm90.cuh, narrow_last_tile) and the persistent short-sequence
+  # defaults (sm90_persistent_pays) in one call: their matrix (the defaults' with the Edges
+  # lengths, ping-pong and persistent variants), TritonSigmoid and sigjit at L 512-2048, an A/B
+  # against BASELINE_TREE (when carried), the GEMM ceiling, compute-sanitizer on small cases.
   if [ -n "${BASELINE_TREE:-}" ] && [ -d "$BASELINE_TREE" ]; then
     step "build the baseline tree"
     { cmake -S "$BASELINE_TREE" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" &&
@@ -145,27 +143,30 @@ if [ "$mode" = edge ]; then
   fi
   step "GPU tests: the sm90 defaults' matrix (with the Edges lengths), then ping-pong and persistent c3 variants"
   gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
-  gpu_tests ${VARIANTS_TIMEOUT_S:-70} 'Variants/ForwardSm90Tunables.*/pp_*:Variants/ForwardSm90Tunables.*/c3p_*' sm90_variants.log "pp and c3p variants"
-  new_csv
-  if [ -x build-baseline/bench/sigjit-bench ]; then
-    step "A/B: the defaults at L 512-2048 (0 and 25 % padding) and L 16384 dense, this tree then the baseline, twice"
-    for round in 1 2; do
-      for b in build-dev build-baseline; do
-        timeout 40 ./$b/bench/sigjit-bench --seq 512,1024,2048 --pad 0,25 --csv "$OUT/ab_$b.csv" | tail -n +3 | sed "s/^/$b $round /"
-        timeout 20 ./$b/bench/sigjit-bench --seq 16384 --pad 0 --csv "$OUT/ab_$b.csv" | tail -n +3 | sed "s/^/$b $round /"
-      done
-    done
-  fi
-  step "benchmark: the defaults and persistent tiles at L 512-2048, the GEMM ceiling, TritonSigmoid"
-  timeout 30 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0,25,50 --csv "$csv"
-  timeout 40 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 512,1024,2048 --pad 0,25 --csv "$csv" --tiles 'h192x128c3s2_p;h192x96c3s2_p;h128x128c2s2o_p' | tail -n +3
-  timeout 25 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512,1024,2048 --pad 0,25 --csv "$csv" --tiles 'h128x128c2s3o_p;h128x96c2s3o_p' | tail -n +3
-  timeout 40 python3 bench/matmul_ceiling.py --csv "$csv"
-  timeout "$(left 150)" python3 bench/triton_bench.py --seq 512,1024,2048 --pad 0,25,50 --csv "$csv" 2>&1 | grep -v Warning | tail -3
+  grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
+  gpu_tests ${VARIANTS_TIMEOUT_S:-60} 'Variants/ForwardSm90Tunables.*/pp_*:Variants/ForwardSm90Tunables.*/c3p_*' sm90_variants.log "pp and c3p variants"
   m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'
   small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/padded_d64_bf16_full_logn_exact_q1_17_200_1000_k1_30_200_777"
   small="$small:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"
-  sanitize "$(($(left) / 3))" "$small"  # hd 64's three-warpgroup defaults (with and without score bias, narrow edges), hd 128
+  sanitize 40 "$small"  # hd 64's persistent three-warpgroup defaults (with and without score bias, narrow edges), hd 128
+  new_csv
+  step "benchmark: TritonSigmoid and sigjit's defaults at L 512-2048 (+ causal), the GEMM ceiling"
+  timeout 100 python3 bench/triton_bench.py --seq 512,1024,2048 --pad 0,25,50 --csv "$csv" 2>&1 | grep -v Warning | tail -2
+  timeout 30 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0,25,50 --csv "$csv" >/dev/null
+  timeout 20 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0 --causal --csv "$csv" >/dev/null
+  timeout 40 python3 bench/matmul_ceiling.py --csv "$csv"
+  if [ -x build-baseline/bench/sigjit-bench ]; then
+    step "A/B: the defaults at L 512-2048 (0 and 25 % padding, causal) and L 16384 dense, this tree then the baseline, twice"
+    for round in 1 2; do
+      for b in build-dev build-baseline; do
+        timeout 40 ./$b/bench/sigjit-bench --seq 512,1024,2048 --pad 0,25 --csv "$OUT/ab_$b.csv" >/dev/null
+        timeout 20 ./$b/bench/sigjit-bench --seq 512,2048 --pad 0 --causal --csv "$OUT/ab_$b.csv" >/dev/null
+        timeout 20 ./$b/bench/sigjit-bench --seq 16384 --pad 0 --csv "$OUT/ab_$b.csv" >/dev/null
+      done
+    done
+    paste -d, <(cut -d, -f3,4,5,7,13 "$OUT/ab_build-dev.csv") <(cut -d, -f13 "$OUT/ab_build-baseline.csv") | grep -v '^hd' |
+      awk -F, '{printf "hd %s L %s pad %s causal %s: this %s baseline %s (%+.1f %%)\n", $1, $2, $3, $4, $5, $6, 100 * ($5 / $6 - 1)}'
+  fi
   python3 bench/summarize.py "$csv" >"$OUT/summary.md"; grep -E "^\| (64|128) \||ceiling" "$OUT/summary.md" | head -40
   exit 0
 fi

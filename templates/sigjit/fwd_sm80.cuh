@@ -161,22 +161,15 @@ __device__ __forceinline__ bool zero_padding_tile(const SigjitFwdParams& p, cons
   return true;
 }
 
-// The keys the query tile at m_start must visit are [0, key_range_end): all of the sequence's
-// keys, or with bottom-right causal alignment (row i sees keys j <= i + len_k - len_q) those its
-// last row sees.
+// Key tiles the query tile at m_start must visit: all of the sequence's keys, or with
+// bottom-right causal alignment (row i sees keys j <= i + len_k - len_q) those its last row sees.
 template <class C>
-__device__ __forceinline__ int key_range_end(const SeqSlice& seq, int m_start) {
+__device__ __forceinline__ int key_tile_count(const SeqSlice& seq, int m_start) {
   int key_end = seq.len_k;
   if (C::kCausal) {
     const int last = m_start + C::kBlockM + (seq.len_k - seq.len_q);
     key_end = last < key_end ? last : key_end;
   }
-  return key_end;
-}
-
-template <class C>
-__device__ __forceinline__ int key_tile_count(const SeqSlice& seq, int m_start) {
-  const int key_end = key_range_end<C>(seq, m_start);
   return key_end > 0 ? (key_end + C::kBlockN - 1) / C::kBlockN : 0;
 }
 

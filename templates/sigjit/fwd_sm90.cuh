@@ -83,11 +83,6 @@ struct FwdSm90Config {
   static constexpr int kSAcc = kBlockN / 2;           // S accumulators per consumer thread
   static constexpr int kOAcc = kHeadDim / 2;          // O accumulators per consumer thread
   static constexpr int kPSteps = kBlockN / 16;        // k16 steps of O += P V
-  // The ragged edge at half-tile granularity: a last key tile holding at most kBlockN / 2 of the
-  // keys the CTA sees takes the sigmoid of its first half only and O += P V on its first
-  // kPSteps / 2 k-steps (see narrow_last_tile). Needs whole k16 steps in each half.
-  static constexpr bool kNarrowEdge = kBlockN % 32 == 0;
-  static constexpr int kNarrowN = kNarrowEdge ? kBlockN / 2 : kBlockN;
   static constexpr int kQBlockBytes = kBlockM * 128;
   static constexpr int kKVBlockBytes = kBlockN * 128;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
@@ -223,10 +218,7 @@ struct Sm90Rows {
   int len_k;
 };
 
-// S = Q K_j^T for this warpgroup's 64 rows: D/16 wgmma k-steps, one commit group. Always the
-// full tile, the narrow edge tile too: a half-width wgmma (m64n{BLOCK_N/2}) on a branch, into a
-// prefix of s or a fragment of its own, made ptxas serialize every wgmma of the kernel (C7511)
-// or spill (CUDA 13.0, 2026-12-03).
+// S = Q K_j^T for this warpgroup's 64 rows: D/16 wgmma k-steps, one commit group.
 template <class C>
 __device__ __forceinline__ void issue_scores(float (&s)[C::kSAcc], const Sm90Smem<C>& sm, int wg, int stage) {
   const u64 a0 = kmajor_descriptor(sm.q(), wg * 64, 0);
@@ -242,51 +234,29 @@ __device__ __forceinline__ void issue_scores(float (&s)[C::kSAcc], const Sm90Sme
   wgmma_commit();
 }
 
-// O += P V_j: BLOCK_N/16 register-A wgmma k-steps over the N-major V tile, one commit group; the
-// half-width edge tile stops after the first half (its other keys' P is zero).
+// O += P V_j: BLOCK_N/16 register-A wgmma k-steps over the N-major V tile, one commit group.
 template <class C>
-__device__ __forceinline__ void issue_pv(float (&o)[C::kOAcc], const u32 (&pf)[C::kPSteps][4], const Sm90Smem<C>& sm, int stage,
-                                         bool narrow) {
+__device__ __forceinline__ void issue_pv(float (&o)[C::kOAcc], const u32 (&pf)[C::kPSteps][4], const Sm90Smem<C>& sm, int stage) {
   const u64 b0 = mnmajor_descriptor(sm.v(stage), 0, C::kKVBlockBytes);
   wgmma_fence();
 #pragma unroll
-  for (int kk = 0; kk < C::kNarrowN / 16; ++kk) {
-    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(o, pf[kk], descriptor_advance(b0, kk * 16 * 128), 1);
-  }
-  if (!(C::kNarrowEdge && narrow)) {
-#pragma unroll
-    for (int kk = C::kNarrowN / 16; kk < C::kPSteps; ++kk) {
-      Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(o, pf[kk], descriptor_advance(b0, kk * 16 * 128), 1);
-    }
+  for (int kk = 0; kk < C::kPSteps; ++kk) {
+    const u64 b = descriptor_advance(b0, kk * 16 * 128);
+    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(o, pf[kk], b, 1);
   }
   wgmma_commit();
 }
 
-// Whether the tile's last key tile is narrow: it holds at most BLOCK_N / 2 of the keys
-// [0, key_range_end) this query tile sees. Every key past them has P = 0, so its second half
-// needs neither sigmoids (MUFU, the co-bottleneck at hd 64) nor O += P V k-steps: on ragged
-// batches at short lengths the edge tiles are much of what padding still costs.
-// Broadcast from lane 0 like the warpgroup index: ptxas must see the branch in issue_pv as
-// warp-uniform, or it inserts a warpgroup.arrive on a "divergent" path and serializes (C7520).
-template <class C>
-__device__ __forceinline__ bool narrow_last_tile(const SeqSlice& seq, int m_start, int n_blocks) {
-  const bool narrow = C::kNarrowEdge && key_range_end<C>(seq, m_start) - (n_blocks - 1) * C::kBlockN <= C::kBlockN / 2;
-  return __shfl_sync(0xFFFFFFFFu, (int)narrow, 0) != 0;
-}
-
-// P = sigmoid(scale * S + bias + s_k) in place for the first N keys of the tile (the rest: P = 0,
-// no sigmoid: the narrow edge tile's half past every visible key); MASKED zeroes keys past the
-// sequence end and, when causal, keys right of the (bottom-right aligned) diagonal.
+// P = sigmoid(scale * S + bias + s_k) in place; MASKED zeroes keys past the sequence end and,
+// when causal, keys right of the (bottom-right aligned) diagonal.
 // Elements e < kFmaQuarters of each n8 block (e = 2 * half + e2) take the FMA-only sigmoid on
 // the exact mode's fold (t = -x log2 e), in its fast or precise form as the mode asks.
-template <class C, bool MASKED, int N>
+template <class C, bool MASKED>
 __device__ __forceinline__ void sigmoid_scores(float (&s)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const SigmoidFold<true>& poly_fold,
                                                const SeqSlice& seq, float bias, const Sm90Rows& rows, int key_base, int lane, int warp) {
   const int row0 = rows.wg_row0 + warp * 16 + lane / 4;
 #pragma unroll
-  for (int i = N / 2; i < C::kSAcc; ++i) s[i] = 0.0f;  // keys past a narrow tile's half
-#pragma unroll
-  for (int nt = 0; nt < N / 8; ++nt) {
+  for (int nt = 0; nt < C::kBlockN / 8; ++nt) {
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
       const int key = key_base + nt * 8 + (lane % 4) * 2 + e2;
@@ -314,14 +284,12 @@ __device__ __forceinline__ void sigmoid_scores(float (&s)[C::kSAcc], const Sigmo
 
 template <class C>
 __device__ __forceinline__ void sigmoid_tile_sm90(float (&s)[C::kSAcc], const SigmoidFold<C::kExact>& sig, const SigmoidFold<true>& poly_fold,
-                                                  const SeqSlice& seq, float bias, const Sm90Rows& rows, int j, int lane, int warp,
-                                                  bool narrow) {
+                                                  const SeqSlice& seq, float bias, const Sm90Rows& rows, int j, int lane, int warp) {
   const int key_base = j * C::kBlockN;
   const bool ragged = key_base + C::kBlockN > rows.len_k;
   const bool diagonal = C::kCausal && key_base + C::kBlockN - 1 > rows.wg_row0 + rows.causal_offset;
-  if (C::kNarrowEdge && narrow) sigmoid_scores<C, true, C::kNarrowN>(s, sig, poly_fold, seq, bias, rows, key_base, lane, warp);
-  else if (ragged || diagonal) sigmoid_scores<C, true, C::kBlockN>(s, sig, poly_fold, seq, bias, rows, key_base, lane, warp);
-  else sigmoid_scores<C, false, C::kBlockN>(s, sig, poly_fold, seq, bias, rows, key_base, lane, warp);
+  if (ragged || diagonal) sigmoid_scores<C, true>(s, sig, poly_fold, seq, bias, rows, key_base, lane, warp);
+  else sigmoid_scores<C, false>(s, sig, poly_fold, seq, bias, rows, key_base, lane, warp);
 }
 
 template <class C>
@@ -440,7 +408,6 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
   const SigmoidFold<true> poly_fold(p.scale);
   float s[C::kSAcc];
   u32 pf[C::kPSteps][4];
-  const bool narrow_last = narrow_last_tile<C>(seq, m_start, n_blocks);
 
   mbarrier_wait(sm.q_full(), q_parity);
   wait_k(sm, ring0);
@@ -448,7 +415,7 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
   wgmma_wait<0>();
   pin_registers(s);
   release_k(sm, ring0);
-  sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp, narrow_last && n_blocks == 1);
+  sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp);
   pack_p<C>(pf, s);
   for (int j = 1; j < n_blocks; ++j) {
     const int u = ring0 + j;  // ring use of key tile j
@@ -458,11 +425,11 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
       wait_k(sm, u);
       issue_scores<C>(s, sm, wg, u % C::kStages);
       wait_v(sm, u - 1);
-      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages, false);
+      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
       wgmma_wait<1>();
       pin_registers(s);
       release_k(sm, u);
-      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp, narrow_last && j == n_blocks - 1);
+      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       wgmma_wait<0>();
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
@@ -470,7 +437,7 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
       pack_p<C>(pf, s);
     } else {
       wait_v(sm, u - 1);
-      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages, false);
+      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
       wgmma_wait<0>();
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
@@ -480,14 +447,14 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
       wgmma_wait<0>();
       pin_registers(s);
       release_k(sm, u);
-      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp, narrow_last && j == n_blocks - 1);
+      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       pack_p<C>(pf, s);
     }
   }
   release_q(sm);
   const int last = ring0 + n_blocks - 1;
   wait_v(sm, last);
-  issue_pv<C>(o, pf, sm, last % C::kStages, narrow_last);
+  issue_pv<C>(o, pf, sm, last % C::kStages);
   wgmma_wait<0>();
   pin_registers(o);
   release_v(sm, last);
@@ -548,7 +515,6 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   const SigmoidFold<true> poly_fold(p.scale);
   float s[C::kSAcc];
   u32 pf[C::kPSteps][4];
-  const bool narrow_last = narrow_last_tile<C>(seq, m_start, n_blocks);
 
   if (wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");  // wg 0 goes first
   mbarrier_wait(sm.q_full(), q_parity);
@@ -559,7 +525,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   wgmma_wait<0>();
   pin_registers(s);
   release_k(sm, ring0);
-  sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp, narrow_last && n_blocks == 1);
+  sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp);
   pack_p<C>(pf, s);
   for (int j = 1; j < n_blocks; ++j) {
     // One phase: S_j and PV_{j-1} back to back (PV reads P_{j-1} from pf, S_j writes s).
@@ -568,13 +534,13 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
     turn_begin<C>(wg);
     issue_scores<C>(s, sm, wg, u % C::kStages);
     wait_v(sm, u - 1);  // loaded with K_{j-1}: in practice never waits, so holding the turn is fine
-    issue_pv<C>(o, pf, sm, (u - 1) % C::kStages, false);
+    issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
     turn_end<C>(wg, false);
     if (C::kOverlap) {  // the sigmoid of S_j also overlaps this warpgroup's own PV_{j-1}
       wgmma_wait<1>();
       pin_registers(s);
       release_k(sm, u);
-      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp, narrow_last && j == n_blocks - 1);
+      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
       wgmma_wait<0>();
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
@@ -584,7 +550,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
       release_k(sm, u);
-      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp, narrow_last && j == n_blocks - 1);
+      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
     }
     release_v(sm, u - 1);
     pack_p<C>(pf, s);
@@ -593,7 +559,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   const int last = ring0 + n_blocks - 1;
   wait_v(sm, last);
   turn_begin<C>(wg);
-  issue_pv<C>(o, pf, sm, last % C::kStages, narrow_last);
+  issue_pv<C>(o, pf, sm, last % C::kStages);
   turn_end<C>(wg, true);
   wgmma_wait<0>();
   pin_registers(o);

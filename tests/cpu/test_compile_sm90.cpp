@@ -82,8 +82,16 @@ std::vector<std::string> compile_jobs(const std::vector<Job>& jobs) {
 }
 
 TEST(Sm90CompileAll, EveryFeatureCompilesForSm90aWithTheDefaultSm90Config) {
+  // Each distinct default over the length buckets (short ones are persistent, see
+  // ShortSequencesDefaultToPersistentScheduling).
   std::vector<Job> jobs;
-  for (const KernelSpec& s : all_sm90_specs()) jobs.push_back({s, sigjit::default_sm90_config(s), s.head_dim <= 128});
+  std::set<std::string> seen;
+  for (KernelSpec s : all_sm90_specs())
+    for (sigjit::SeqBucket bucket : {sigjit::SeqBucket::over_8k, sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k}) {
+      s.bucket = bucket;
+      const TileConfig c = sigjit::default_sm90_config(s);
+      if (seen.insert(sigjit::kernel_name(s, c)).second) jobs.push_back({s, c, s.head_dim <= 128});
+    }
   const std::vector<std::string> failures = compile_jobs(jobs);
   EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
@@ -519,6 +527,40 @@ TEST(Sm90Config, CandidatesOnlyOnSm90aAndAllValidAndDistinct) {
   }
   // hd 32/96 have no sm90 candidates.
   for (const TileConfig& c : sigjit::candidate_configs(spec_for(96))) EXPECT_EQ(c.family, KernelFamily::sm80);
+}
+
+// Short sequences default to persistent scheduling where it measured faster (hd 64 up to 2k,
+// hd 128 padded/varlen up to 512 without the score bias), long ones never; the default stays a
+// valid config and a tuner candidate in every bucket, so tuning can only improve on it.
+TEST(Sm90Config, ShortSequencesDefaultToPersistentScheduling) {
+  using sigjit::Layout;
+  using sigjit::SeqBucket;
+  for (int d : {64, 128, 256})
+    for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
+      for (bool sb : {false, true})
+        for (SeqBucket bucket : {SeqBucket::up_to_512, SeqBucket::up_to_2k, SeqBucket::up_to_8k, SeqBucket::over_8k}) {
+          KernelSpec s = spec_for(d);
+          s.layout = layout;
+          s.score_bias = sb;
+          s.bucket = bucket;
+          const bool short_bucket = bucket == SeqBucket::up_to_512 || bucket == SeqBucket::up_to_2k;
+          const bool expected = d == 64 ? short_bucket : d == 128 && !sb && layout != Layout::dense && bucket == SeqBucket::up_to_512;
+          const TileConfig def = sigjit::default_sm90_config(s);
+          const std::string where = s.describe();
+          EXPECT_EQ(def.persistent, expected) << where;
+          EXPECT_EQ(sigjit::sm90_persistent_pays(s), expected) << where;
+          EXPECT_EQ(sigjit::check_config(s, def), "") << where;
+          // Persistence changes the schedule only: the tile is the long-sequence default's, but
+          // for hd 128, whose persistent form measured best with 96-key tiles.
+          KernelSpec long_spec = s;
+          long_spec.bucket = SeqBucket::over_8k;
+          const TileConfig long_def = sigjit::default_sm90_config(long_spec);
+          EXPECT_EQ(def.consumers, long_def.consumers) << where;
+          EXPECT_EQ(def.block_n, expected && d == 128 ? 96 : long_def.block_n) << where;
+          bool candidate = false;
+          for (const TileConfig& c : sigjit::candidate_configs(s)) candidate = candidate || c.describe() == def.describe();
+          EXPECT_TRUE(candidate) << def.describe() << " is not a tuner candidate for " << where;
+        }
 }
 
 TEST(Sm90Config, KernelNameNamesTheFamily) {

@@ -63,10 +63,10 @@ std::vector<CaseSpec> long_cases() {
 
 bool sm90_head_dim(int hd) { return hd == 64 || hd == 128 || hd == 256; }
 
-// Lengths on both sides of the sm90 family's narrow edge (a last key tile with at most half of
-// BLOCK_N visible keys skips its second half): 64/65 and 192/193 for 128-key tiles, 48/49 and
-// 144/145 for 96-key tiles (the score-bias default at hd 64), 32/33 and 160/161 for 64-key tiles
-// (hd 256); query lengths differ from key lengths so that causal edges move too.
+// Ragged edges at and around the tiles' boundaries and half-boundaries: 64/65 and 192/193 for
+// 128-key tiles, 48/49 and 144/145 for 96-key tiles (the score-bias default at hd 64), 32/33 and
+// 160/161 for 64-key tiles (hd 256), 192/193 for 192-row query tiles; query lengths differ from
+// key lengths so that causal edges move too.
 std::vector<CaseSpec> edge_cases() {
   std::vector<CaseSpec> cases;
   for (int hd : {64, 128, 256})

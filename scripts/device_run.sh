@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|edge|hd64|sanitize|python|backward|bwdgrid]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|short|hd64|sanitize|python|backward|bwdgrid]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -13,8 +13,9 @@
 #            stages, key tiles, ping-pong and persistent scheduling next to TritonSigmoid
 #     hopperfinal: the sm90 defaults' matrix, compute-sanitizer (memcheck, racecheck, synccheck)
 #            on small sm90 cases, sigjit's and TritonSigmoid's forward grids (under a deadline)
-#     edge: the narrow edge tile's matrix, an A/B against BASELINE_TREE at L 512-2048, persistent
-#            tiles there, the GEMM ceiling and TritonSigmoid, compute-sanitizer (under a deadline)
+#     short: L 512-2048: the pp/c3p variants' matrix (+ the defaults' unless SKIP_MATRIX=1,
+#            compute-sanitizer with SANITIZE=1), the persistent defaults against the long-sequence
+#            tiles in one binary, the GEMM ceiling, TritonSigmoid
 #     hd64: an A/B of the defaults against BASELINE_TREE (when carried), a sweep of three
 #            consumer warpgroups (c3) and 192-key tiles (w192) next to TritonSigmoid, their matrix,
 #            an ncu profile of the hd 64 default, persistent tiles at 25 % padding (L 512-2048)
@@ -131,42 +132,32 @@ if [ "$mode" = hopperfinal ]; then
   exit 0
 fi
 
-if [ "$mode" = edge ]; then
-  # The narrow edge tile (fwd_sm90.cuh, narrow_last_tile) and the persistent short-sequence
-  # defaults (sm90_persistent_pays) in one call: their matrix (the defaults' with the Edges
-  # lengths, ping-pong and persistent variants), TritonSigmoid and sigjit at L 512-2048, an A/B
-  # against BASELINE_TREE (when carried), the GEMM ceiling, compute-sanitizer on small cases.
-  if [ -n "${BASELINE_TREE:-}" ] && [ -d "$BASELINE_TREE" ]; then
-    step "build the baseline tree"
-    { cmake -S "$BASELINE_TREE" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" &&
-      ninja -C build-baseline sigjit_bench; } >"$OUT/build_baseline.log" 2>&1 || tail -5 "$OUT/build_baseline.log"
+if [ "$mode" = short ]; then
+  # Short sequences (L 512-2048) in one call: the matrix of the ping-pong and persistent c3
+  # variants (the defaults' matrix too unless SKIP_MATRIX=1), compute-sanitizer on small cases
+  # (SANITIZE=1), then in one binary the defaults (persistent there: sm90_persistent_pays) against
+  # the long-sequence tiles forced, TritonSigmoid and the GEMM ceiling in the same call.
+  if [ "${SKIP_MATRIX:-0}" != 1 ]; then
+    step "GPU tests: the sm90 defaults' matrix (with the Edges lengths)"
+    gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
+    grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
   fi
-  step "GPU tests: the sm90 defaults' matrix (with the Edges lengths), then ping-pong and persistent c3 variants"
-  gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
-  grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
-  gpu_tests ${VARIANTS_TIMEOUT_S:-60} 'Variants/ForwardSm90Tunables.*/pp_*:Variants/ForwardSm90Tunables.*/c3p_*' sm90_variants.log "pp and c3p variants"
-  m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'
-  small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/padded_d64_bf16_full_logn_exact_q1_17_200_1000_k1_30_200_777"
-  small="$small:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"
-  sanitize 40 "$small"  # hd 64's persistent three-warpgroup defaults (with and without score bias, narrow edges), hd 128
+  step "GPU tests: ping-pong and persistent c3 variants"
+  gpu_tests ${VARIANTS_TIMEOUT_S:-150} 'Variants/ForwardSm90Tunables.*/pp_*:Variants/ForwardSm90Tunables.*/c3p_*' sm90_variants.log "pp and c3p variants"
+  grep -cE "^\[       OK \]" "$OUT/sm90_variants.log" | sed 's/^/variant cases passed: /'; tail -3 "$OUT/sm90_variants.log"
+  if [ "${SANITIZE:-0}" = 1 ]; then
+    m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'
+    small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/padded_d64_bf16_full_logn_exact_q1_17_200_1000_k1_30_200_777"
+    sanitize 40 "$small:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777"
+  fi
   new_csv
-  step "benchmark: TritonSigmoid and sigjit's defaults at L 512-2048 (+ causal), the GEMM ceiling"
-  timeout 100 python3 bench/triton_bench.py --seq 512,1024,2048 --pad 0,25,50 --csv "$csv" 2>&1 | grep -v Warning | tail -2
-  timeout 30 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0,25,50 --csv "$csv" >/dev/null
-  timeout 20 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0 --causal --csv "$csv" >/dev/null
+  step "benchmark: the defaults and the long-sequence tiles at L 512-2048, the GEMM ceiling, TritonSigmoid"
+  timeout 90 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0,25,50 --csv "$csv" | tail -n +3
+  timeout 30 ./build-dev/bench/sigjit-bench --seq 512,1024,2048 --pad 0 --causal --csv "$csv" | tail -n +3
+  timeout 50 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 512,1024,2048 --pad 0,25 --csv "$OUT/forced.csv" --tiles 'h192x128c3s2;h192x128c3s2_p' | tail -n +3
+  timeout 40 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512,1024,2048 --pad 25 --csv "$OUT/forced.csv" --tiles 'h128x128c2s3o;h128x96c2s3o_p' | tail -n +3
   timeout 40 python3 bench/matmul_ceiling.py --csv "$csv"
-  if [ -x build-baseline/bench/sigjit-bench ]; then
-    step "A/B: the defaults at L 512-2048 (0 and 25 % padding, causal) and L 16384 dense, this tree then the baseline, twice"
-    for round in 1 2; do
-      for b in build-dev build-baseline; do
-        timeout 40 ./$b/bench/sigjit-bench --seq 512,1024,2048 --pad 0,25 --csv "$OUT/ab_$b.csv" >/dev/null
-        timeout 20 ./$b/bench/sigjit-bench --seq 512,2048 --pad 0 --causal --csv "$OUT/ab_$b.csv" >/dev/null
-        timeout 20 ./$b/bench/sigjit-bench --seq 16384 --pad 0 --csv "$OUT/ab_$b.csv" >/dev/null
-      done
-    done
-    paste -d, <(cut -d, -f3,4,5,7,13 "$OUT/ab_build-dev.csv") <(cut -d, -f13 "$OUT/ab_build-baseline.csv") | grep -v '^hd' |
-      awk -F, '{printf "hd %s L %s pad %s causal %s: this %s baseline %s (%+.1f %%)\n", $1, $2, $3, $4, $5, $6, 100 * ($5 / $6 - 1)}'
-  fi
+  timeout ${TRITON_TIMEOUT_S:-150} python3 bench/triton_bench.py --seq 512,1024,2048 --pad 0,25,50 --head-dim "${TRITON_HEAD_DIMS:-64,128}" --csv "$csv" 2>&1 | grep -v Warning | tail -2
   python3 bench/summarize.py "$csv" >"$OUT/summary.md"; grep -E "^\| (64|128) \||ceiling" "$OUT/summary.md" | head -40
   exit 0
 fi

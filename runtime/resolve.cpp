@@ -44,9 +44,8 @@ std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec
   if (!store) return std::nullopt;
   try {
     const auto entry = store->lookup(fingerprint_for(dev, spec), problem_key(spec));
-    if (!entry) return std::nullopt;
+    if (!entry || !store_entry_usable(spec, *entry)) return std::nullopt;
     const TileConfig config = TileConfig::parse(entry->config, "cache entry config");
-    if (!check_config(spec, config).empty() || kernel_name(spec, config) != entry->kernel_name) return std::nullopt;
     const auto blob = store->load_blob(entry->cubin_sha256);
     if (!blob) return std::nullopt;  // logged by the store; the compile below heals it
     const long before = compile_count();
@@ -60,6 +59,20 @@ std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec
 }
 
 }  // namespace
+
+bool store_entry_usable(const KernelSpec& spec, const cache::Entry& entry) {
+  TileConfig config;
+  try {
+    config = TileConfig::parse(entry.config, "cache entry config");
+  } catch (const Error&) {
+    return false;
+  }
+  if (!check_config(spec, config).empty() || kernel_name(spec, config) != entry.kernel_name) return false;
+  // An untuned entry only records the default of the library that wrote it; defaults change
+  // between versions without changing the templates (so without changing the fingerprint), and
+  // an old default must not outlive the upgrade. A miss compiles today's default over it.
+  return entry.tuned || entry.config == default_config(spec).describe();
+}
 
 const std::string& templates_digest() {
   static const std::string digest = [] {

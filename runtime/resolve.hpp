@@ -32,6 +32,11 @@ cache::Store* default_store();
 // edited kernel never reuses binaries of the old one.
 const std::string& templates_digest();
 
+// Whether a store entry may serve `spec`: a valid config whose kernel name matches the entry,
+// and either tuned or this library's current default (an untuned entry of another version's
+// default is a miss, healed by compiling the current default over it).
+bool store_entry_usable(const KernelSpec& spec, const cache::Entry& entry);
+
 // Writes a compiled kernel to the store as the entry of its problem (best effort, logged).
 void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, const std::vector<char>& cubin, cache::Entry entry);
 

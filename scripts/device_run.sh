@@ -165,6 +165,8 @@ fi
 if [ "$mode" = hd64 ]; then
   # BASELINE_TREE: an older export (scripts/device_snapshot.sh into another folder, carried) whose
   # sigjit-bench runs the same default points right after this tree's, for an A/B in one call.
+  # Each tree gets its own kernel cache: with identical templates the two share a fingerprint,
+  # and one tree's stored entries would serve the other (2026-12-03: an A/B that measured nothing).
   if [ -n "${BASELINE_TREE:-}" ] && [ -d "$BASELINE_TREE" ]; then
     step "build the baseline tree"
     { cmake -S "$BASELINE_TREE" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" &&
@@ -175,7 +177,7 @@ if [ "$mode" = hd64 ]; then
     step "A/B: the defaults, this tree then the baseline, twice"
     for round in 1 2; do
       for b in build-dev build-baseline; do
-        timeout 40 ./$b/bench/sigjit-bench --seq 4096,16384 --pad 0 --csv "$OUT/ab_$b.csv" | tail -n +3 | sed "s/^/$b $round /"
+        SIGJIT_CACHE_DIR=/tmp/sigjit-ab-$b timeout 40 ./$b/bench/sigjit-bench --seq 4096,16384 --pad 0 --csv "$OUT/ab_$b.csv" | tail -n +3 | sed "s/^/$b $round /"
       done
     done
   fi

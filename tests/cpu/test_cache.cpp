@@ -2,6 +2,8 @@
 // crash safety, multi-process concurrency, bundles, merge policy, verify/gc/prune, default_root.
 // CPU only; every test uses a fresh temp directory and takes well under a second or two.
 #include "cache/store.hpp"
+#include "compiler/kernel_spec.hpp"
+#include "runtime/resolve.hpp"
 
 #include <sigjit/sigjit.hpp>
 
@@ -950,3 +952,44 @@ TEST_F(CacheRoot, UnwritableRootThrowsNamingThePath) {
 }
 
 }  // namespace
+
+// ---- which store entries may serve a call (runtime/resolve.cpp) ------------------------------
+// A tuned entry serves whatever valid config it holds; an untuned one only while it is this
+// library's default, so a default changed by an upgrade (same templates, so the same
+// fingerprint) is not shadowed by the old default's entry.
+namespace {
+sigjit::cache::Entry entry_for(const sigjit::KernelSpec& spec, const sigjit::TileConfig& config, bool tuned) {
+  sigjit::cache::Entry e;
+  e.problem_key = sigjit::problem_key(spec);
+  e.config = config.describe();
+  e.kernel_name = sigjit::kernel_name(spec, config);
+  e.tuned = tuned;
+  return e;
+}
+}  // namespace
+
+TEST(StoreEntryUsable, TunedAnyValidConfigButUntunedOnlyTheCurrentDefault) {
+  for (const char* arch : {"sm_80", "sm_90a"})
+    for (sigjit::SeqBucket bucket : {sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::over_8k}) {
+      sigjit::KernelSpec spec;
+      spec.head_dim = 64;
+      spec.arch = sigjit::Arch::parse(arch);
+      spec.bucket = bucket;
+      const sigjit::TileConfig def = sigjit::default_config(spec);
+      std::optional<sigjit::TileConfig> other;
+      for (const sigjit::TileConfig& c : sigjit::candidate_configs(spec))
+        if (c.describe() != def.describe()) other = c;
+      ASSERT_TRUE(other) << arch;
+      const std::string where = std::string(arch) + " " + sigjit::to_string(bucket);
+      EXPECT_TRUE(sigjit::detail::store_entry_usable(spec, entry_for(spec, def, false))) << where;
+      EXPECT_TRUE(sigjit::detail::store_entry_usable(spec, entry_for(spec, def, true))) << where;
+      EXPECT_TRUE(sigjit::detail::store_entry_usable(spec, entry_for(spec, *other, true))) << where << " " << other->describe();
+      EXPECT_FALSE(sigjit::detail::store_entry_usable(spec, entry_for(spec, *other, false))) << where << " " << other->describe();
+      sigjit::cache::Entry renamed = entry_for(spec, def, true);
+      renamed.kernel_name += "_x";
+      EXPECT_FALSE(sigjit::detail::store_entry_usable(spec, renamed)) << where;
+      sigjit::cache::Entry garbled = entry_for(spec, def, true);
+      garbled.config = "h999";
+      EXPECT_FALSE(sigjit::detail::store_entry_usable(spec, garbled)) << where;
+    }
+}

@@ -1,17 +1,21 @@
 """CPU test of bench/summarize.py, the script that turns a device run's CSV into RESULTS.md: CTest
 label cpu. What: grid rows keep sigjit's default (not a swept tile) and TritonSigmoid side by side
 with their ratio; a run that measured the GEMM ceiling (bench/matmul_ceiling.py) gets a column of
-sigjit's fraction of it and no grid row of its own. Why: the results files are what issue targets
+sigjit's fraction of it and no grid row of its own; first-call sections from several devices
+each render only the parts asked of them. Why: the results files are what issue targets
 are judged by, and a mixed-up column would misstate them silently. Cost: milliseconds.
 
     python3 -m unittest tests/python/test_bench_summarize.py -v
 """
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench")
+sys.path.insert(0, BENCH)
 import summarize  # noqa: E402
 
 HEADER = "impl,device,hd,L,pad,layout,causal,tile,dir,ms,min_ms,max_ms,tflops\n"
@@ -53,6 +57,30 @@ class SummarizeTest(unittest.TestCase):
         self.assertEqual(len(rows), 2, "the ceiling must not become a grid row")
         self.assertTrue(rows[0].endswith("| 1.55 | 0.44 |"), rows[0])
         self.assertTrue(rows[1].endswith("|  | 1.03 |"), rows[1])  # no TritonSigmoid: no ratio, still the ceiling
+
+
+    def test_first_call_sections_from_two_devices_each_with_its_parts(self):
+        ragged = {"device": "GPU-B", "ragged": {"lens": [3, 2], "B": 2, "L": 3, "H": 1, "D": 64, "padding_pct": 16.7,
+                                                "rows": [{"impl": "sigjit padded", "ms": 1.5, "tflops": 2.0}]}}
+        memory = {"device": "GPU-A", "memory": [{"impl": "sigjit", "case": "dense", "dir": "fwd", "peak_extra_mb": 64.0,
+                                                "beyond_outputs_mb": 0.0, "memgetinfo_delta_mb": 0.0}],
+                  "ragged": {"lens": [9], "B": 1, "L": 9, "H": 1, "D": 64, "padding_pct": 0.0,
+                             "rows": [{"impl": "stale", "ms": 9.0, "tflops": 1.0}]}}
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = []
+            for name, doc in (("a.json", memory), ("b.json", ragged)):
+                paths.append(os.path.join(tmp, name))
+                with open(paths[-1], "w") as f:
+                    json.dump(doc, f)
+            results = os.path.join(tmp, "RESULTS.md")
+            subprocess.run([sys.executable, os.path.join(BENCH, "summarize.py"), "--first-call", paths[0], "--first-call-parts", "memory",
+                            "--first-call", paths[1], "--results", results], check=True)
+            text = open(results).read()
+        self.assertIn("Device: GPU-A", text)
+        self.assertIn("Device: GPU-B", text)
+        self.assertIn("| sigjit padded | 1.50 |", text)
+        self.assertNotIn("stale", text, "the first file's ragged part was not asked for")
+        self.assertIn(f"`{paths[0]}`, `{paths[1]}`", text)
 
 
 if __name__ == "__main__":

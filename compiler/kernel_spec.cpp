@@ -336,14 +336,15 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
 }
 
 bool sm90_persistent_pays(const KernelSpec& spec) {
-  // H200, 2026-12-03 (bench/results/2026-12-03-h200-edge-call.csv), each default against its
-  // persistent form in the same call, bf16, TFLOPS:
-  //  - hd 64 (h192x128c3s2): L 512 dense 325 -> 365, 25 % padded 241 -> 278; L 1024 413 -> 433,
-  //    355 -> 388; L 2048 493 -> 495, 468 -> 471. Longer sequences amortise the prologue, and the
+  // H200, 2026-12-03 (bench/results/2026-12-03-h200-short-persistent-ab.csv): the default's tile
+  // forced with and without _p in one binary, bf16, TFLOPS:
+  //  - hd 64 (h192x128c3s2): L 512 dense 340 -> 369, 25 % padded 239 -> 273; L 1024 441 -> 442,
+  //    351 -> 381; L 2048 521 -> 514, 457 -> 471. Longer sequences amortise the prologue, and the
   //    static schedule's tail then costs more than it saves (bench/NOTES.md step 7).
-  //  - hd 128 (h128x128c2s3o): padded L 512 301 -> 328 with 96-key tiles (h128x96c2s3o_p); dense
-  //    loses (433 -> 388), and so does L 2048 padded (631 -> 620). Not with the score bias (its
-  //    ping-pong default was not measured persistent).
+  //  - hd 128 25 % padded (h128x128c2s3o -> h128x96c2s3o_p): L 512 288 -> 323, L 1024 449 -> 482,
+  //    L 2048 614 -> 612 (an earlier call: 631 -> 620, so the 2k bucket stays the tuner's call);
+  //    dense loses (433 -> 376-388). Not with the score bias (its ping-pong default was not
+  //    measured persistent).
   if (spec.head_dim <= 64) return spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k;
   if (spec.head_dim <= 128) return !spec.score_bias && spec.layout != Layout::dense && spec.bucket == SeqBucket::up_to_512;
   return false;

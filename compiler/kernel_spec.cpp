@@ -322,16 +322,17 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   // persistently: there each CTA's prologue, Q load and wave tail cost as much as its few key
   // tiles (sm90_persistent_pays explains, with the numbers).
   constexpr bool overlap = true, pingpong = true;
+  const bool persistent = sm90_persistent_pays(spec);
   TileConfig c;
   if (spec.head_dim <= 64)
     c = spec.score_bias ? TileConfig::sm90(96, 3, 3, !overlap) : TileConfig::sm90(128, 3, 2, !overlap);
   else if (spec.head_dim <= 128 && spec.score_bias)
     c = TileConfig::sm90(96, 2, 3, overlap, pingpong);
   else if (spec.head_dim <= 128)
-    c = TileConfig::sm90(sm90_persistent_pays(spec) ? 96 : 128, 2, 3, overlap);
+    c = TileConfig::sm90(persistent ? 96 : 128, 2, 3, overlap);
   else
     c = TileConfig::sm90(64, 2, 2, overlap);
-  c.persistent = sm90_persistent_pays(spec);
+  c.persistent = persistent;
   return c;
 }
 

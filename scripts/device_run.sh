@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|short|hd64|sanitize|python|backward|bwdgrid]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|short|hd64|order|sanitize|python|backward|bwdgrid]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -19,6 +19,8 @@
 #     hd64: an A/B of the defaults against BASELINE_TREE (when carried), a sweep of three
 #            consumer warpgroups (c3) and 192-key tiles (w192) next to TritonSigmoid, their matrix,
 #            an ncu profile of the hd 64 default, persistent tiles at 25 % padding (L 512-2048)
+#     order: the persistent schedule's tile order: the persistent variants' matrix, then persistent
+#            against one-CTA-per-tile tiles at L 512-16384 (dense, 25 %) in this tree and BASELINE_TREE
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
@@ -75,6 +77,41 @@ cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=
 
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl >/dev/null 2>&1 && export PYTHONPATH=/tmp/site
+fi
+
+# BASELINE_TREE: an older export (scripts/device_snapshot.sh into another folder, carried) built
+# into build-baseline for an A/B in one call.
+build_baseline() {
+  if [ -n "${BASELINE_TREE:-}" ] && [ -d "$BASELINE_TREE" ]; then
+    step "build the baseline tree"
+    { cmake -S "$BASELINE_TREE" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" &&
+      ninja -C build-baseline sigjit_bench; } >"$OUT/build_baseline.log" 2>&1 || tail -5 "$OUT/build_baseline.log"
+  fi
+}
+
+if [ "$mode" = order ]; then
+  # The persistent schedule's tile order (templates/sigjit/sm90_tile_schedule.h): the persistent
+  # variants' matrix (the defaults' too with MATRIX=1), then this tree's persistent tiles, the
+  # one-CTA-per-tile tiles and BASELINE_TREE's (when carried) in one call, twice. Each tree has
+  # its own kernel cache (see hd64).
+  build_baseline
+  v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
+  gpu_tests ${VARIANTS_TIMEOUT_S:-150} "$v/p_*:$v/ppp_*:$v/pno_*:$v/c3p_*" persistent_variants.log "persistent variants (p, ppp, pno, c3p)"
+  grep -cE "^\[       OK \]" "$OUT/persistent_variants.log" | sed 's/^/persistent variant cases passed: /'
+  [ "${MATRIX:-0}" = 1 ] && gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
+  step "A/B: persistent against one CTA per tile, this tree then the baseline, twice"
+  for round in 1 2; do
+    for b in build-dev build-baseline; do
+      [ -x "$b/bench/sigjit-bench" ] || continue
+      export SIGJIT_CACHE_DIR=/tmp/sigjit-order-$b
+      timeout 90 ./$b/bench/sigjit-bench --head-dim 64 --seq ${ORDER_SEQ:-512,1024,2048,16384} --pad 0,25 --csv "$OUT/order_$b.csv" \
+        --tiles 'h192x128c3s2;h192x128c3s2_p' | tail -n +3 | sed "s/^/$b $round /"
+      timeout 90 ./$b/bench/sigjit-bench --head-dim 128 --seq ${ORDER_SEQ:-512,1024,2048,16384} --pad 0,25 --csv "$OUT/order_$b.csv" \
+        --tiles 'h128x128c2s3o;h128x128c2s3o_p;h128x96c2s3o_p' | tail -n +3 | sed "s/^/$b $round /"
+    done
+  done
+  unset SIGJIT_CACHE_DIR
+  exit 0
 fi
 
 if [ "$mode" = tune ]; then
@@ -168,11 +205,7 @@ if [ "$mode" = hd64 ]; then
   # sigjit-bench runs the same default points right after this tree's, for an A/B in one call.
   # Each tree gets its own kernel cache: with identical templates the two share a fingerprint,
   # and one tree's stored entries would serve the other (2026-12-03: an A/B that measured nothing).
-  if [ -n "${BASELINE_TREE:-}" ] && [ -d "$BASELINE_TREE" ]; then
-    step "build the baseline tree"
-    { cmake -S "$BASELINE_TREE" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" &&
-      ninja -C build-baseline sigjit_bench; } >"$OUT/build_baseline.log" 2>&1 || tail -5 "$OUT/build_baseline.log"
-  fi
+  build_baseline
   new_csv
   if [ -x build-baseline/bench/sigjit-bench ]; then
     step "A/B: the defaults, this tree then the baseline, twice"

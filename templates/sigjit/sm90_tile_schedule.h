@@ -3,13 +3,19 @@
 // What: a persistent CTA takes work tiles t = blockIdx.x + k * gridDim.x; this header maps a tile
 // index to (sequence b, head h, first query row m_start). Shared by host and device so that the
 // CPU tests (tests/cpu/test_sm90_schedule.cpp) run the kernel's own mapping: every valid tile
-// exactly once for any grid size, heaviest first, the cursor's cost.
-// Order ("heaviest first", so that the strided schedule ends on short tiles):
-//   dense: query-tile-major over (m_block, batch, head), heads innermost (GQA heads sharing a KV
-//     head run side by side); causal reverses m_block, so the longest rows go first.
-//   padded / varlen: only valid tiles (m_start < len_q) are enumerated, sequence-major: sequence
-//     b owns tiles_b x heads consecutive indices, tiles_b = ceil(len_q[b] / BLOCK_M); within a
-//     sequence (m_block, head), heads innermost, causal longest rows first.
+// exactly once for any grid size, the order below, the cursor's cost.
+// Order: non-causal tiles of one (sequence, head) all cost the same, so the order only decides
+// which K/V sit in L2 together; causal tiles differ in cost, so the order decides the tail.
+//   non-causal (dense, padded, varlen): (sequence, head, m_block), query tiles innermost, the
+//     order the one-CTA-per-tile grid launches in. The CTAs running at once share a few heads'
+//     K/V; with heads innermost instead, 132 CTAs at hd 128 L 1024 would touch 132 heads' K/V
+//     (66 MB, more than L2) and read each K/V tile from DRAM once per query tile (1 GB a call).
+//   causal, dense: query-tile-major over (m_block, batch, head), m_block reversed and heads
+//     innermost (GQA heads sharing a KV head side by side): every round of the strided schedule
+//     takes tiles of one cost, the longest rows first.
+//   causal, padded / varlen: within a sequence (m_block, head), last query tile first.
+//   padded / varlen enumerate valid tiles only (m_start < len_q), sequence-major: sequence b
+//     owns tiles_b x heads consecutive indices, tiles_b = ceil(len_q[b] / BLOCK_M).
 // Index -> sequence: each scheduling thread keeps a cursor (sequence b, index of its first tile);
 // a CTA's indices only grow, so the cursor only moves forward: one pass over the sequence
 // lengths per thread for the whole kernel (L2-resident ints), O(1) amortised per tile, no table,
@@ -51,17 +57,24 @@ SIGJIT_SCHED_HD int dense_tile_count(const Shape& s) {
   return (s.seqlen_q + BLOCK_M - 1) / BLOCK_M * s.batch * s.heads;
 }
 
-// Tile t of the dense order (t < dense_tile_count). Also enumerates the padded layout's wholly
-// padded tiles for their zero pass.
+// Tile t of the dense order (t < dense_tile_count). The non-causal order also enumerates the
+// padded layout's wholly padded tiles for their zero pass.
 template <int BLOCK_M, bool CAUSAL>
 SIGJIT_SCHED_HD Tile dense_tile(int t, const Shape& s) {
   const int m_tiles = (s.seqlen_q + BLOCK_M - 1) / BLOCK_M;
+  Tile tile;
+  if (!CAUSAL) {
+    const int bh = t / m_tiles;
+    tile.m_start = (t - bh * m_tiles) * BLOCK_M;
+    tile.b = bh / s.heads;
+    tile.h = bh - tile.b * s.heads;
+    return tile;
+  }
   const int per_m = s.batch * s.heads;
   const int m_block = t / per_m, rest = t - m_block * per_m;
-  Tile tile;
   tile.b = rest / s.heads;
   tile.h = rest - tile.b * s.heads;
-  tile.m_start = (CAUSAL ? m_tiles - 1 - m_block : m_block) * BLOCK_M;
+  tile.m_start = (m_tiles - 1 - m_block) * BLOCK_M;
   return tile;
 }
 
@@ -89,10 +102,15 @@ SIGJIT_SCHED_HD bool locate_tile(TileCursor& c, const Shape& s, const QueryTiles
   }
   if (c.b >= s.batch) return false;
   const int local = c.t - c.first;
-  const int m_block = local / s.heads;
   tile.b = c.b;
+  if (!CAUSAL) {
+    tile.h = local / c.tiles;
+    tile.m_start = (local - tile.h * c.tiles) * BLOCK_M;
+    return true;
+  }
+  const int m_block = local / s.heads;
   tile.h = local - m_block * s.heads;
-  tile.m_start = (CAUSAL ? c.tiles - 1 - m_block : m_block) * BLOCK_M;
+  tile.m_start = (c.tiles - 1 - m_block) * BLOCK_M;
   return true;
 }
 

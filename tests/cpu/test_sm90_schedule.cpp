@@ -2,7 +2,8 @@
 // the kernel includes), run on the host the way the kernel runs it: every CTA b of a grid of G
 // walks t = b, b + G, ... with one cursor. For any grid size every valid (sequence, head, query
 // tile) must come out exactly once and no wholly padded tile at all; the order must put the
-// longest causal rows first; each CTA must read each sequence length at most once.
+// longest causal rows first and a head's non-causal query tiles side by side (L2 reuse of its
+// K/V); each CTA must read each sequence length at most once.
 #include "sigjit/sm90_tile_schedule.h"
 
 #include <gtest/gtest.h>
@@ -119,8 +120,6 @@ TEST(Sm90Schedule, CausalRunsTheLongestRowsFirst) {
     for (std::size_t i = 1; i < tiles.size(); ++i) EXPECT_LE(tiles[i].m_start, tiles[i - 1].m_start);
   EXPECT_EQ(w.per_cta[0].front().m_start, 4096 - kBlockM);
   EXPECT_EQ(w.per_cta[0].back().m_start, 0);
-  // Non-causal dense tiles all cost the same; the order is query-tile-major ascending.
-  EXPECT_EQ((walk<false, true>(p, 7).per_cta[0].front().m_start), 0);
   // Ragged: within a sequence, the last query tile of every head comes first.
   const Problem r = ragged({1000, 300}, 2, 1024);
   const Walk one = walk<true, false>(r, 1);
@@ -135,8 +134,8 @@ TEST(Sm90Schedule, CausalRunsTheLongestRowsFirst) {
 }
 
 TEST(Sm90Schedule, DenseTileOrderEnumeratesThePaddingZeroPass) {
-  // The padded layout's zero pass walks the dense order without reversal: with the work tiles
-  // it covers every (b, h, m_start) of the buffer once.
+  // The padded layout's zero pass walks the non-causal dense order: with the work tiles it
+  // covers every (b, h, m_start) of the buffer once.
   const Shape s{3, 2, 1000};
   std::map<std::tuple<int, int, int>, int> seen;
   for (int t = 0; t < sigjit::sched::dense_tile_count<kBlockM>(s); ++t) {
@@ -145,10 +144,46 @@ TEST(Sm90Schedule, DenseTileOrderEnumeratesThePaddingZeroPass) {
   }
   EXPECT_EQ(seen.size(), 3u * 2u * 8u);
   for (const auto& [key, n] : seen) EXPECT_EQ(n, 1);
-  // Heads innermost: consecutive indices share (m, b), so GQA heads of one KV head run together.
-  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, false>(1, s).h), 1);
-  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, false>(1, s).b), 0);
-  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, false>(2, s).b), 1);
+  // Causal: heads innermost, so GQA heads of one KV head run together.
+  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, true>(1, s).h), 1);
+  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, true>(1, s).b), 0);
+  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, true>(2, s).b), 1);
+}
+
+// The (sequence, head) pairs among `window` consecutive work tiles of the order: the heads whose
+// K/V the CTAs running at once read.
+template <bool DENSE>
+std::size_t widest_window(const Problem& p, int window) {
+  std::vector<Tile> order = walk<false, DENSE>(p, 1).per_cta[0];
+  std::size_t widest = 0;
+  for (std::size_t i = 0; i + window <= order.size(); ++i) {
+    std::map<std::pair<int, int>, int> heads;
+    for (std::size_t j = i; j < i + window; ++j) ++heads[{order[j].b, order[j].h}];
+    widest = std::max(widest, heads.size());
+  }
+  return widest;
+}
+
+TEST(Sm90Schedule, NonCausalTilesOfOneHeadRunTogether) {
+  // Query tiles innermost, as the one-CTA-per-tile grid launches them: 132 CTAs at once read
+  // ceil(132 / query tiles) + 1 heads' K/V at most, not 132 (hd 128 L 1024: 17 heads, 8.5 MB).
+  const Problem d = dense(16, 16, 1024);
+  EXPECT_LE(widest_window<true>(d, 132), 132u / 8u + 2u);
+  const Walk w = walk<false, true>(d, 1);
+  EXPECT_EQ(w.per_cta[0][1].m_start, kBlockM);
+  EXPECT_EQ(w.per_cta[0][1].h, 0);
+  EXPECT_EQ(w.per_cta[0][8].h, 1);
+  EXPECT_EQ(w.per_cta[0][8].m_start, 0);
+  // Ragged: the same within each sequence; a window spans at most one head per started run of
+  // query tiles (the shortest sequence here has 4).
+  std::vector<int> lens;
+  for (int b = 0; b < 16; ++b) lens.push_back(1024 - 32 * b);
+  const Problem r = ragged(lens, 16, 1024);
+  EXPECT_LE(widest_window<false>(r, 132), 132u / 4u + 2u);
+  const Walk rw = walk<false, false>(r, 1);
+  EXPECT_EQ(rw.per_cta[0][1].m_start, kBlockM);
+  EXPECT_EQ(rw.per_cta[0][1].h, 0);
+  EXPECT_EQ(rw.per_cta[0][8].h, 1);
 }
 
 }  // namespace

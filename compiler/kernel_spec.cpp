@@ -318,9 +318,10 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   //    (740 at L 4096). With the score bias that tile spills 52-64 B (ptxas, CUDA 13.0), so those
   //    specs take 96-key tiles in ping-pong (177 KB, no spills): 768 / 720.
   //  - hd 256: 64-key tiles, two stages (193 KB; correctness first, not measured).
-  // Short sequences (bucket up to 2k at hd 64, padded/varlen up to 512 at hd 128) are scheduled
+  // Short sequences (buckets up to 2k; at hd 128 not causal, no score bias) are scheduled
   // persistently: there each CTA's prologue, Q load and wave tail cost as much as its few key
-  // tiles (sm90_persistent_pays explains, with the numbers).
+  // tiles (sm90_persistent_pays explains, with the numbers); hd 128's padded and varlen specs up
+  // to 512 keys take 96-key tiles there.
   constexpr bool overlap = true, pingpong = true;
   const bool persistent = sm90_persistent_pays(spec);
   TileConfig c;
@@ -329,7 +330,7 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   else if (spec.head_dim <= 128 && spec.score_bias)
     c = TileConfig::sm90(96, 2, 3, overlap, pingpong);
   else if (spec.head_dim <= 128)
-    c = TileConfig::sm90(persistent ? 96 : 128, 2, 3, overlap);
+    c = TileConfig::sm90(persistent && spec.layout != Layout::dense && spec.bucket == SeqBucket::up_to_512 ? 96 : 128, 2, 3, overlap);
   else
     c = TileConfig::sm90(64, 2, 2, overlap);
   c.persistent = persistent;
@@ -337,17 +338,19 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
 }
 
 bool sm90_persistent_pays(const KernelSpec& spec) {
-  // H200, 2026-12-03 (bench/results/2026-12-03-h200-short-persistent-ab.csv): the default's tile
-  // forced with and without _p in one binary, bf16, TFLOPS:
-  //  - hd 64 (h192x128c3s2): L 512 dense 340 -> 369, 25 % padded 239 -> 273; L 1024 441 -> 442,
-  //    351 -> 381; L 2048 521 -> 514, 457 -> 471. Longer sequences amortise the prologue, and the
-  //    static schedule's tail then costs more than it saves (bench/NOTES.md step 7).
-  //  - hd 128 25 % padded (h128x128c2s3o -> h128x96c2s3o_p): L 512 288 -> 323, L 1024 449 -> 482,
-  //    L 2048 614 -> 612 (an earlier call: 631 -> 620, so the 2k bucket stays the tuner's call);
-  //    dense loses (433 -> 376-388). Not with the score bias (its ping-pong default was not
-  //    measured persistent).
-  if (spec.head_dim <= 64) return spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k;
-  if (spec.head_dim <= 128) return !spec.score_bias && spec.layout != Layout::dense && spec.bucket == SeqBucket::up_to_512;
+  // H200, 2026-12-03, the default's tile forced with and without _p in one binary, bf16, TFLOPS
+  // (bench/results/2026-12-03-h200-short-persistent-ab.csv, -order-ab.csv):
+  //  - hd 64 (h192x128c3s2): L 512 dense 340 -> 369, 25 % padded 239 -> 273; L 1024 441 -> 438,
+  //    351 -> 381; L 2048 521 -> 532, 457 -> 473. Longer sequences amortise the prologue (L 16384:
+  //    within the run-to-run spread).
+  //  - hd 128 (h128x128c2s3o), since the persistent order keeps a head's query tiles together
+  //    (sm90_tile_schedule.h): dense L 512 427 -> 478, L 1024 587 -> 620, L 2048 699 -> 720;
+  //    25 % padded L 512 291 -> 325 (with 96-key tiles), L 1024 452 -> 490, L 2048 618 -> 616.
+  //    Causal (longest-rows-first order) and the score bias's ping-pong default were not
+  //    measured persistent at hd 128.
+  const bool short_bucket = spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k;
+  if (spec.head_dim <= 64) return short_bucket;
+  if (spec.head_dim <= 128) return short_bucket && !spec.score_bias && !spec.causal;
   return false;
 }
 

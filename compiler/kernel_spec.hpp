@@ -138,7 +138,7 @@ bool sm90_family_supports(const KernelSpec& spec);
 // The sm90 config used for a spec when the family is chosen without tuning (also what the GPU
 // tests force). Only meaningful where sm90_family_supports(spec).
 TileConfig default_sm90_config(const KernelSpec& spec);
-// Whether the sm90 default for this spec (head dim, layout, score bias, length bucket) is
+// Whether the sm90 default for this spec (head dim, layout, causal, score bias, length bucket) is
 // scheduled persistently: where short sequences make the per-CTA prologue a large share.
 bool sm90_persistent_pays(const KernelSpec& spec);
 

@@ -19,8 +19,8 @@
 #     hd64: an A/B of the defaults against BASELINE_TREE (when carried), a sweep of three
 #            consumer warpgroups (c3) and 192-key tiles (w192) next to TritonSigmoid, their matrix,
 #            an ncu profile of the hd 64 default, persistent tiles at 25 % padding (L 512-2048)
-#     order: the persistent schedule's tile order: the persistent variants' matrix, then persistent
-#            against one-CTA-per-tile tiles at L 512-16384 (dense, 25 %) in this tree and BASELINE_TREE
+#     order: the persistent schedule's tile order: the persistent variants' and the defaults' matrix,
+#            the defaults at L 512-2048 in this tree and BASELINE_TREE, hd 128 causal _p, TritonSigmoid
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
@@ -90,27 +90,35 @@ build_baseline() {
 }
 
 if [ "$mode" = order ]; then
-  # The persistent schedule's tile order (templates/sigjit/sm90_tile_schedule.h): the persistent
-  # variants' matrix (the defaults' too with MATRIX=1), then this tree's persistent tiles, the
-  # one-CTA-per-tile tiles and BASELINE_TREE's (when carried) in one call, twice. Each tree has
-  # its own kernel cache (see hd64).
+  # The persistent schedule's tile order (templates/sigjit/sm90_tile_schedule.h) and the short-
+  # sequence defaults built on it: the persistent variants' matrix and the defaults' (MATRIX=0
+  # skips it), then the defaults at L 512-2048 in this tree and BASELINE_TREE (when carried), twice,
+  # each tree with its own kernel cache (see hd64); hd 128 causal with and without _p;
+  # TritonSigmoid in the same call (TRITON=0 skips it).
   build_baseline
   v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
   gpu_tests ${VARIANTS_TIMEOUT_S:-150} "$v/p_*:$v/ppp_*:$v/pno_*:$v/c3p_*" persistent_variants.log "persistent variants (p, ppp, pno, c3p)"
-  grep -cE "^\[       OK \]" "$OUT/persistent_variants.log" | sed 's/^/persistent variant cases passed: /'
-  [ "${MATRIX:-0}" = 1 ] && gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
-  step "A/B: persistent against one CTA per tile, this tree then the baseline, twice"
+  if [ "${MATRIX:-1}" = 1 ]; then
+    gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
+    grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
+  fi
+  new_csv
+  step "A/B: the defaults at L 512-2048, this tree then the baseline, twice"
   for round in 1 2; do
     for b in build-dev build-baseline; do
       [ -x "$b/bench/sigjit-bench" ] || continue
-      export SIGJIT_CACHE_DIR=/tmp/sigjit-order-$b
-      timeout 90 ./$b/bench/sigjit-bench --head-dim 64 --seq ${ORDER_SEQ:-512,1024,2048,16384} --pad 0,25 --csv "$OUT/order_$b.csv" \
-        --tiles 'h192x128c3s2;h192x128c3s2_p' | tail -n +3 | sed "s/^/$b $round /"
-      timeout 90 ./$b/bench/sigjit-bench --head-dim 128 --seq ${ORDER_SEQ:-512,1024,2048,16384} --pad 0,25 --csv "$OUT/order_$b.csv" \
-        --tiles 'h128x128c2s3o;h128x128c2s3o_p;h128x96c2s3o_p' | tail -n +3 | sed "s/^/$b $round /"
+      [ $b = build-dev ] && out=$csv || out=$OUT/baseline.csv
+      SIGJIT_CACHE_DIR=/tmp/sigjit-order-$b timeout 90 ./$b/bench/sigjit-bench --seq ${ORDER_SEQ:-512,1024,2048} --pad 0,25,50 --csv "$out" |
+        tail -n +3 | sed "s/^/$b $round /"
     done
   done
-  unset SIGJIT_CACHE_DIR
+  step "hd 128 causal: one CTA per tile against persistent (longest rows first)"
+  timeout 40 ./build-dev/bench/sigjit-bench --head-dim 128 --seq ${ORDER_SEQ:-512,1024,2048} --pad 0 --causal --csv "$OUT/causal.csv" \
+    --tiles 'h128x128c2s3o;h128x128c2s3o_p' | tail -n +3
+  if [ "${TRITON:-1}" = 1 ]; then
+    timeout ${TRITON_TIMEOUT_S:-150} python3 bench/triton_bench.py --seq ${ORDER_SEQ:-512,1024,2048} --pad 0,25,50 --csv "$csv" 2>&1 | grep -v Warning | tail -2
+  fi
+  python3 bench/summarize.py "$csv" >"$OUT/summary.md"; grep -E "^\| (64|128) \|" "$OUT/summary.md" | head -40
   exit 0
 fi
 

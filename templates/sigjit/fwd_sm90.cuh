@@ -579,18 +579,12 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
 // not work tiles: warps 1-3 of the producer warpgroup (idle otherwise) write their zeros while
 // the other warps compute, strided over the dense tile order.
 
-// Valid query tiles (per head) of sequence b: ceil(len_q / BLOCK_M), with locate_sequence's
-// clamping (its pointer arithmetic is dead here and removed by the compiler).
+// Valid query rows of sequence b, with locate_sequence's clamping (its pointer arithmetic is
+// dead here and removed by the compiler).
 template <class C>
-__device__ __forceinline__ int valid_query_tiles(const SigjitFwdParams& p, int b) {
-  const int len_q = locate_sequence<C>(p, b, 0).len_q;
-  return (len_q + C::kBlockM - 1) / C::kBlockM;
-}
-
-template <class C>
-struct Sm90QueryTiles {
+struct Sm90QueryRows {
   const SigjitFwdParams& p;
-  __device__ __forceinline__ int operator()(int b) const { return valid_query_tiles<C>(p, b); }
+  __device__ __forceinline__ int operator()(int b) const { return locate_sequence<C>(p, b, 0).len_q; }
 };
 
 template <class C>
@@ -600,12 +594,12 @@ __device__ __forceinline__ sched::Shape schedule_shape(const SigjitFwdParams& p)
 
 template <class C>
 __device__ __forceinline__ sched::TileCursor first_tile(const SigjitFwdParams& p) {
-  return sched::first_tile<C::kLayout == kDense>((int)blockIdx.x, schedule_shape<C>(p), Sm90QueryTiles<C>{p});
+  return sched::first_tile<C::kBlockM, C::kLayout == kDense>((int)blockIdx.x, schedule_shape<C>(p), Sm90QueryRows<C>{p});
 }
 
 template <class C>
 __device__ __forceinline__ bool locate_tile(const SigjitFwdParams& p, sched::TileCursor& c, sched::Tile& tile) {
-  return sched::locate_tile<C::kBlockM, C::kCausal, C::kLayout == kDense>(c, schedule_shape<C>(p), Sm90QueryTiles<C>{p}, tile);
+  return sched::locate_tile<C::kBlockM, C::kCausal, C::kLayout == kDense>(c, schedule_shape<C>(p), Sm90QueryRows<C>{p}, tile);
 }
 
 // The producer thread over all of the CTA's tiles. Before the Q load of every tile but the

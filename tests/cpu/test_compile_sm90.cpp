@@ -538,29 +538,32 @@ TEST(Sm90Config, ShortSequencesDefaultToPersistentScheduling) {
   for (int d : {64, 128, 256})
     for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
       for (bool sb : {false, true})
-        for (SeqBucket bucket : {SeqBucket::up_to_512, SeqBucket::up_to_2k, SeqBucket::up_to_8k, SeqBucket::over_8k}) {
-          KernelSpec s = spec_for(d);
-          s.layout = layout;
-          s.score_bias = sb;
-          s.bucket = bucket;
-          const bool short_bucket = bucket == SeqBucket::up_to_512 || bucket == SeqBucket::up_to_2k;
-          const bool expected = d == 64 ? short_bucket : d == 128 && !sb && layout != Layout::dense && bucket == SeqBucket::up_to_512;
-          const TileConfig def = sigjit::default_sm90_config(s);
-          const std::string where = s.describe();
-          EXPECT_EQ(def.persistent, expected) << where;
-          EXPECT_EQ(sigjit::sm90_persistent_pays(s), expected) << where;
-          EXPECT_EQ(sigjit::check_config(s, def), "") << where;
-          // Persistence changes the schedule only: the tile is the long-sequence default's, but
-          // for hd 128, whose persistent form measured best with 96-key tiles.
-          KernelSpec long_spec = s;
-          long_spec.bucket = SeqBucket::over_8k;
-          const TileConfig long_def = sigjit::default_sm90_config(long_spec);
-          EXPECT_EQ(def.consumers, long_def.consumers) << where;
-          EXPECT_EQ(def.block_n, expected && d == 128 ? 96 : long_def.block_n) << where;
-          bool candidate = false;
-          for (const TileConfig& c : sigjit::candidate_configs(s)) candidate = candidate || c.describe() == def.describe();
-          EXPECT_TRUE(candidate) << def.describe() << " is not a tuner candidate for " << where;
-        }
+        for (bool causal : {false, true})
+          for (SeqBucket bucket : {SeqBucket::up_to_512, SeqBucket::up_to_2k, SeqBucket::up_to_8k, SeqBucket::over_8k}) {
+            KernelSpec s = spec_for(d);
+            s.layout = layout;
+            s.score_bias = sb;
+            s.causal = causal;
+            s.bucket = bucket;
+            const bool short_bucket = bucket == SeqBucket::up_to_512 || bucket == SeqBucket::up_to_2k;
+            const bool expected = d == 64 ? short_bucket : d == 128 && short_bucket && !sb && !causal;
+            const TileConfig def = sigjit::default_sm90_config(s);
+            const std::string where = s.describe();
+            EXPECT_EQ(def.persistent, expected) << where;
+            EXPECT_EQ(sigjit::sm90_persistent_pays(s), expected) << where;
+            EXPECT_EQ(sigjit::check_config(s, def), "") << where;
+            // Persistence changes the schedule only: the tile is the long-sequence default's, but
+            // for hd 128's padded and varlen specs up to 512, which measured best with 96-key tiles.
+            KernelSpec long_spec = s;
+            long_spec.bucket = SeqBucket::over_8k;
+            const TileConfig long_def = sigjit::default_sm90_config(long_spec);
+            EXPECT_EQ(def.consumers, long_def.consumers) << where;
+            const bool narrow = expected && d == 128 && layout != Layout::dense && bucket == SeqBucket::up_to_512;
+            EXPECT_EQ(def.block_n, narrow ? 96 : long_def.block_n) << where;
+            bool candidate = false;
+            for (const TileConfig& c : sigjit::candidate_configs(s)) candidate = candidate || c.describe() == def.describe();
+            EXPECT_TRUE(candidate) << def.describe() << " is not a tuner candidate for " << where;
+          }
 }
 
 TEST(Sm90Config, KernelNameNamesTheFamily) {

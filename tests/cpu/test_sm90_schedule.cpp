@@ -27,27 +27,28 @@ struct Problem {
   std::vector<int> len_q;  // valid rows per sequence (dense: all seqlen_q)
 };
 
-int query_tiles_of(const Problem& p, int b) { return (std::min(p.len_q[b], p.shape.seqlen_q) + kBlockM - 1) / kBlockM; }
+int query_rows_of(const Problem& p, int b) { return std::min(p.len_q[b], p.shape.seqlen_q); }
+int query_tiles_of(const Problem& p, int b) { return (query_rows_of(p, b) + kBlockM - 1) / kBlockM; }
 
 struct Walk {
   std::vector<std::vector<Tile>> per_cta;  // tiles in the order each CTA runs them
-  std::vector<int> length_reads;           // query_tiles calls per CTA
+  std::vector<int> length_reads;           // query_rows calls per CTA
 };
 
-template <bool CAUSAL, bool DENSE>
+template <bool CAUSAL, bool DENSE, int BLOCK_M = kBlockM>
 Walk walk(const Problem& p, int grid) {
   Walk w;
   w.per_cta.resize(grid);
   w.length_reads.assign(grid, 0);
   for (int cta = 0; cta < grid; ++cta) {
     int& reads = w.length_reads[cta];
-    auto query_tiles = [&](int b) {
+    auto query_rows = [&](int b) {
       ++reads;
-      return query_tiles_of(p, b);
+      return query_rows_of(p, b);
     };
     Tile tile;
-    for (TileCursor c = sigjit::sched::first_tile<DENSE>(cta, p.shape, query_tiles);
-         sigjit::sched::locate_tile<kBlockM, CAUSAL, DENSE>(c, p.shape, query_tiles, tile); c.t += grid) {
+    for (TileCursor c = sigjit::sched::first_tile<BLOCK_M, DENSE>(cta, p.shape, query_rows);
+         sigjit::sched::locate_tile<BLOCK_M, CAUSAL, DENSE>(c, p.shape, query_rows, tile); c.t += grid) {
       w.per_cta[cta].push_back(tile);
     }
   }
@@ -165,8 +166,8 @@ std::size_t widest_window(const Problem& p, int window) {
 }
 
 TEST(Sm90Schedule, NonCausalTilesOfOneHeadRunTogether) {
-  // Query tiles innermost, as the one-CTA-per-tile grid launches them: 132 CTAs at once read
-  // ceil(132 / query tiles) + 1 heads' K/V at most, not 132 (hd 128 L 1024: 17 heads, 8.5 MB).
+  // Whole query tiles innermost, as the one-CTA-per-tile grid launches them: 132 CTAs at once
+  // read ceil(132 / query tiles) + 1 heads' K/V, not 132 (hd 128 L 1024: 17 heads, 8.5 MB).
   const Problem d = dense(16, 16, 1024);
   EXPECT_LE(widest_window<true>(d, 132), 132u / 8u + 2u);
   const Walk w = walk<false, true>(d, 1);
@@ -174,16 +175,36 @@ TEST(Sm90Schedule, NonCausalTilesOfOneHeadRunTogether) {
   EXPECT_EQ(w.per_cta[0][1].h, 0);
   EXPECT_EQ(w.per_cta[0][8].h, 1);
   EXPECT_EQ(w.per_cta[0][8].m_start, 0);
-  // Ragged: the same within each sequence; a window spans at most one head per started run of
-  // query tiles (the shortest sequence here has 4).
-  std::vector<int> lens;
-  for (int b = 0; b < 16; ++b) lens.push_back(1024 - 32 * b);
-  const Problem r = ragged(lens, 16, 1024);
-  EXPECT_LE(widest_window<false>(r, 132), 132u / 4u + 2u);
+  // Ragged: the same within a sequence, its partial tiles after its whole ones.
+  const Problem r = ragged({1000, 300}, 2, 1024);
   const Walk rw = walk<false, false>(r, 1);
-  EXPECT_EQ(rw.per_cta[0][1].m_start, kBlockM);
-  EXPECT_EQ(rw.per_cta[0][1].h, 0);
-  EXPECT_EQ(rw.per_cta[0][8].h, 1);
+  ASSERT_EQ(rw.per_cta[0].size(), 2u * (8 + 3));
+  EXPECT_EQ(rw.per_cta[0][1].m_start, kBlockM);  // head 0's whole tiles 0..6
+  EXPECT_EQ(rw.per_cta[0][7].h, 1);              // then head 1's
+  EXPECT_EQ(rw.per_cta[0][7].m_start, 0);
+  EXPECT_EQ(rw.per_cta[0][14].h, 0);  // then the partial tiles (rows 896..999) of both heads
+  EXPECT_EQ(rw.per_cta[0][14].m_start, 896);
+  EXPECT_EQ(rw.per_cta[0][15].h, 1);
+  EXPECT_EQ(rw.per_cta[0][16].b, 1);
+}
+
+TEST(Sm90Schedule, PartialQueryTilesSpreadOverTheCtas) {
+  // hd 64's 192-row tiles at L 512: two whole tiles and one of 128 rows per head. With query
+  // tiles innermost throughout, CTA i of 132 would take the partial tile whenever i % 3 == 2
+  // (132 is a multiple of 3): a third of the CTAs light, the rest heavy. Taken after the whole
+  // tiles, the partial ones rotate over the CTAs.
+  for (const Problem& p : {dense(32, 32, 512), ragged(std::vector<int>(32, 500), 32, 512)}) {
+    const Walk w = p.len_q[0] == 512 ? walk<false, true, 192>(p, 132) : walk<false, false, 192>(p, 132);
+    int fewest = 1 << 30, most = 0;
+    for (const auto& tiles : w.per_cta) {
+      const int partial = static_cast<int>(std::count_if(tiles.begin(), tiles.end(), [](const Tile& t) { return t.m_start == 384; }));
+      fewest = std::min(fewest, partial);
+      most = std::max(most, partial);
+    }
+    const double mean = 32.0 * 32.0 / 132.0;  // every CTA within a factor 2 of its share
+    EXPECT_GE(fewest, mean / 2) << "partial tiles per CTA from " << fewest << " to " << most;
+    EXPECT_LE(most, mean * 2) << "partial tiles per CTA from " << fewest << " to " << most;
+  }
 }
 
 }  // namespace

@@ -29,8 +29,9 @@
 // sigmoid_poly.h, no MUFU op; slower wherever measured: the polynomial's 16 instructions per
 // score cost more issue slots than MUFU saves)
 // and persistent scheduling (FwdSm90PersistentConfig: a grid of about one CTA per SM loops over
-// the work tiles, see fwd_sm90_persistent; faster at L 512 and on padded short batches, slower
-// at long lengths). All verified on an H200 (2026-12-03); the tuner picks per spec and bucket.
+// the work tiles, see fwd_sm90_persistent; faster up to L 2048, the default there: see
+// sm90_persistent_pays). All verified on an H200 (2026-12-03); the tuner picks per spec and
+// bucket.
 // Cost: per score 4*D FLOP of wgmma + one MUFU op (fast) or two (exact); shared memory
 // 2 * D * (BLOCK_M + 2 * STAGES * BLOCK_N) bytes; registers per consumer thread about
 // D/2 (O) + BLOCK_N/2 (S) + BLOCK_N/4 (P).

@@ -161,7 +161,10 @@ if [ "$mode" = hopperfinal ]; then
   m='Matrix/ForwardMatrixSm90.MatchesFp64Reference'
   small="$m/dense_d64_bf16_causal_logn_sb_gqa_exact_q200_200_k200_200_strided:$m/padded_d64_bf16_full_logn_exact_q1_17_200_1000_k1_30_200_777"
   small="$small:$m/varlen_d128_fp16_causal_logn_exact_q1_17_200_1000_k1_30_200_777:Variants/ForwardSm90Tunables.MatchesFp64Reference/c3p_varlen_d64_bf16_causal_logn_exact_q1_17*"
-  sanitize ${SANITIZE_TIMEOUT_S:-40} "$small"  # small sm90 cases: hd 64's three-warpgroup defaults (with and without score bias), hd 128, persistent c3
+  small="$small:$m/dense_d128_bf16_full_logn_gqa_exact_q200_200_k333_333_strided"
+  # small sm90 cases: hd 64's persistent three-warpgroup defaults (with and without score bias),
+  # hd 128 causal varlen, persistent c3, hd 128's persistent short-sequence default (GQA)
+  sanitize ${SANITIZE_TIMEOUT_S:-40} "$small"
   new_csv
   step "benchmark: sigjit's and TritonSigmoid's forward grid (+ causal, varlen)"
   hds=${GRID_HEAD_DIMS:-64,128}  # a shorter call: GRID_HEAD_DIMS=64

@@ -338,16 +338,17 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
 }
 
 bool sm90_persistent_pays(const KernelSpec& spec) {
-  // H200, 2026-12-03, the default's tile forced with and without _p in one binary, bf16, TFLOPS
-  // (bench/results/2026-12-03-h200-short-persistent-ab.csv, -order-ab.csv):
-  //  - hd 64 (h192x128c3s2): L 512 dense 340 -> 369, 25 % padded 239 -> 273; L 1024 441 -> 438,
-  //    351 -> 381; L 2048 521 -> 532, 457 -> 473. Longer sequences amortise the prologue (L 16384:
+  // H200, 2026-12-03, bf16, TFLOPS, one CTA per tile -> persistent, the same tile
+  // (bench/results/2026-12-03-h200-order-tiles.csv and -order-defaults.csv, calls 10 and 11; the
+  // one-CTA numbers repeat within 0.5 % across three calls):
+  //  - hd 64 (h192x128c3s2): L 512 dense 341 -> 396, 25 % padded 239 -> 276; L 1024 441 -> 461,
+  //    352 -> 379; L 2048 521 -> 531, 456 -> 477. Longer sequences amortise the prologue (L 16384:
   //    within the run-to-run spread).
   //  - hd 128 (h128x128c2s3o), since the persistent order keeps a head's query tiles together
   //    (sm90_tile_schedule.h): dense L 512 427 -> 478, L 1024 587 -> 620, L 2048 699 -> 720;
   //    25 % padded L 512 291 -> 325 (with 96-key tiles), L 1024 452 -> 490, L 2048 618 -> 616.
-  //    Causal (longest-rows-first order) and the score bias's ping-pong default were not
-  //    measured persistent at hd 128.
+  //    Causal loses (longest-rows-first order: 258 -> 253, 402 -> 358, 549 -> 455); the score
+  //    bias's ping-pong default was not measured persistent.
   const bool short_bucket = spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k;
   if (spec.head_dim <= 64) return short_bucket;
   if (spec.head_dim <= 128) return short_bucket && !spec.score_bias && !spec.causal;

@@ -30,8 +30,8 @@ def covered(length, rows, keys):
     return math.ceil(length / rows) * rows * math.ceil(length / keys) * keys
 
 
-def bound(seq_len, pad_percent, rows, keys, head_dim=128):
-    batch, _ = shape(seq_len, head_dim)
+def bound(seq_len, pad_percent, rows, keys):
+    batch = shape(seq_len, head_dim=64)[0]  # the head count cancels; only the batch matters
     lens = seq_lengths(seq_len, batch, pad_percent)
     padded = sum(l * l for l in lens) / sum(covered(l, rows, keys) for l in lens)
     dense = seq_len * seq_len / covered(seq_len, rows, keys)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|short|hd64|order|sanitize|python|backward|bwdgrid]   (default quick)
+#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|short|hd64|order|causal|sanitize|python|backward|bwdgrid]   (default quick)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -21,6 +21,9 @@
 #            an ncu profile of the hd 64 default, persistent tiles at 25 % padding (L 512-2048)
 #     order: the persistent schedule's tile order: the persistent variants' and the defaults' matrix,
 #            the defaults at L 512-2048 in this tree and BASELINE_TREE, hd 128 causal _p, TritonSigmoid
+#     causal: the persistent causal order: the persistent variants' and the defaults' matrix,
+#            compute-sanitizer on small persistent causal cases, causal one CTA per tile against
+#            persistent at L 512-4096 in this tree and BASELINE_TREE, TritonSigmoid causal
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
@@ -117,6 +120,42 @@ if [ "$mode" = order ]; then
     --tiles 'h128x128c2s3o;h128x128c2s3o_p' | tail -n +3
   if [ "${TRITON:-1}" = 1 ]; then
     timeout ${TRITON_TIMEOUT_S:-150} python3 bench/triton_bench.py --seq ${ORDER_SEQ:-512,1024,2048} --pad 0,25,50 --csv "$csv" 2>&1 | grep -v Warning | tail -2
+  fi
+  python3 bench/summarize.py "$csv" >"$OUT/summary.md"; grep -E "^\| (64|128) \|" "$OUT/summary.md" | head -40
+  exit 0
+fi
+
+if [ "$mode" = causal ]; then
+  # The persistent causal order (units of a query tile and its mirror, sm90_tile_schedule.h): the
+  # persistent variants' matrix and the defaults' (MATRIX=0 skips it), compute-sanitizer on small
+  # persistent causal cases, then causal hd 64 and hd 128 at L 512-4096 (dense and 25 % padded),
+  # one CTA per tile against persistent, in this tree and BASELINE_TREE (each its own kernel
+  # cache; dense twice), TritonSigmoid causal in the same call (TRITON=0 skips it).
+  build_baseline
+  v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
+  gpu_tests ${VARIANTS_TIMEOUT_S:-150} "$v/p_*:$v/ppp_*:$v/pno_*:$v/c3p_*" persistent_variants.log "persistent variants (p, ppp, pno, c3p)"
+  if [ "${MATRIX:-1}" = 1 ]; then
+    gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
+    grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
+  fi
+  sanitize ${SANITIZE_TIMEOUT_S:-40} "$v/p_dense_d128_bf16_causal_logn_exact_q*:$v/c3p_dense_d64_bf16_causal_logn_exact_q*:$v/p_varlen_d128_bf16_causal_logn_exact_q1_17*"
+  new_csv
+  seqs=${CAUSAL_SEQ:-512,1024,2048,4096}
+  step "causal: one CTA per tile against persistent, this tree then the baseline"
+  for round in 1 2; do
+    pads=0,25
+    [ $round = 2 ] && pads=0
+    for b in build-dev build-baseline; do
+      [ -x "$b/bench/sigjit-bench" ] || continue
+      [ $b = build-dev ] && out=$csv || out=$OUT/baseline.csv
+      export SIGJIT_CACHE_DIR=/tmp/sigjit-causal-$b
+      timeout 60 ./$b/bench/sigjit-bench --head-dim 64 --seq $seqs --pad $pads --causal --csv "$out" --tiles 'h192x128c3s2;h192x128c3s2_p' | tail -n +3 | sed "s/^/$b $round /"
+      timeout 60 ./$b/bench/sigjit-bench --head-dim 128 --seq $seqs --pad $pads --causal --csv "$out" --tiles 'h128x128c2s3o;h128x128c2s3o_p' | tail -n +3 | sed "s/^/$b $round /"
+    done
+  done
+  unset SIGJIT_CACHE_DIR
+  if [ "${TRITON:-1}" = 1 ]; then
+    timeout ${TRITON_TIMEOUT_S:-120} python3 bench/triton_bench.py --seq $seqs --pad 0,25 --causal --csv "$csv" 2>&1 | grep -v Warning | tail -2
   fi
   python3 bench/summarize.py "$csv" >"$OUT/summary.md"; grep -E "^\| (64|128) \|" "$OUT/summary.md" | head -40
   exit 0

@@ -569,8 +569,8 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
 }
 
 // ---- persistent scheduling (config suffix _p) ----------------------------------------------
-// What: gridDim.x CTAs (the host launches min(tiles, SMs x CTAs per SM)) each take work tiles
-// t = blockIdx.x + k * gridDim.x, a static strided schedule (order and index -> tile mapping:
+// What: gridDim.x CTAs (the host launches min(tiles, SMs x CTAs per SM)) each take work items
+// t = blockIdx.x + k * gridDim.x (a tile, or a causal unit of two), a static strided schedule (order and index -> tile mapping:
 // sm90_tile_schedule.h); the barriers are initialised once and their phases run on across
 // tiles (ring uses and Q loads are counted per CTA). Why: at L 512-1024 and for ragged batches
 // the per-CTA prologue (barrier init, tensor-map fetch, first loads) and the wave tail cost as
@@ -603,6 +603,11 @@ __device__ __forceinline__ bool locate_tile(const SigjitFwdParams& p, sched::Til
   return sched::locate_tile<C::kBlockM, C::kCausal, C::kLayout == kDense>(c, schedule_shape<C>(p), Sm90QueryRows<C>{p}, tile);
 }
 
+template <class C>
+__device__ __forceinline__ void next_tile(sched::TileCursor& c) {
+  sched::advance_tile<C::kCausal>(c, (int)gridDim.x);
+}
+
 // The producer thread over all of the CTA's tiles. Before the Q load of every tile but the
 // first it waits until the consumers released the previous Q (q_empty, phase = loads - 1).
 template <class C>
@@ -610,7 +615,7 @@ __device__ __forceinline__ void produce_tiles(const SigjitFwdSm90Params& params,
   const SigjitFwdParams& p = params.p;
   int ring = 0, q_loads = 0;
   sched::Tile tile;
-  for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); c.t += gridDim.x) {
+  for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); next_tile<C>(c)) {
     const int n_blocks = key_tile_count<C>(locate_sequence<C>(p, tile.b, tile.h), tile.m_start);
     if (n_blocks == 0) continue;  // the consumers only write zeros
     if (q_loads > 0) mbarrier_wait(sm.q_empty(), (q_loads - 1) & 1);
@@ -627,7 +632,7 @@ __device__ __forceinline__ void consume_tiles(const SigjitFwdSm90Params& params,
   const SigjitFwdParams& p = params.p;
   int ring = 0, q_loads = 0;
   sched::Tile tile;
-  for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); c.t += gridDim.x) {
+  for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); next_tile<C>(c)) {
     const SeqSlice seq = locate_sequence<C>(p, tile.b, tile.h);
     const int n_blocks = key_tile_count<C>(seq, tile.m_start);
     if (C::kPingpong) consume_pingpong<C>(params, sm, seq, tile.m_start, n_blocks, ring, q_loads & 1);
@@ -644,7 +649,7 @@ template <class C>
 __device__ __forceinline__ void clear_padding_tiles(const SigjitFwdParams& p, int tid, int threads) {
   const sched::Shape shape = schedule_shape<C>(p);
   for (int t = blockIdx.x; t < sched::dense_tile_count<C::kBlockM>(shape); t += gridDim.x) {
-    const sched::Tile tile = sched::dense_tile<C::kBlockM, false>(t, shape);
+    const sched::Tile tile = sched::dense_tile<C::kBlockM>(t, shape);
     if (tile.m_start < clamp_len(p.seq_lens_q[tile.b], p.seqlen_q)) continue;  // a work tile
     const int rows = (tile.m_start + C::kBlockM < p.seqlen_q ? tile.m_start + C::kBlockM : p.seqlen_q) - tile.m_start;
     u16* o = (u16*)p.o + (i64)tile.b * p.o_stride_b + (i64)tile.m_start * p.o_stride_l + (i64)tile.h * p.o_stride_h;

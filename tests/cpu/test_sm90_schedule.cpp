@@ -1,9 +1,9 @@
 // The persistent sm90 forward's tile schedule (templates/sigjit/sm90_tile_schedule.h, the header
 // the kernel includes), run on the host the way the kernel runs it: every CTA b of a grid of G
-// walks t = b, b + G, ... with one cursor. For any grid size every valid (sequence, head, query
-// tile) must come out exactly once and no wholly padded tile at all; the order must put the
-// longest causal rows first and a head's non-causal query tiles side by side (L2 reuse of its
-// K/V); each CTA must read each sequence length at most once.
+// walks items t = b, b + G, ... with one cursor. For any grid size every valid (sequence, head,
+// query tile) must come out exactly once and no wholly padded tile at all; the order must keep
+// a head's query tiles side by side (L2 reuse of its K/V), give every CTA about the same causal
+// work, and read each sequence length at most once per CTA.
 #include "sigjit/sm90_tile_schedule.h"
 
 #include <gtest/gtest.h>
@@ -48,7 +48,7 @@ Walk walk(const Problem& p, int grid) {
     };
     Tile tile;
     for (TileCursor c = sigjit::sched::first_tile<BLOCK_M, DENSE>(cta, p.shape, query_rows);
-         sigjit::sched::locate_tile<BLOCK_M, CAUSAL, DENSE>(c, p.shape, query_rows, tile); c.t += grid) {
+         sigjit::sched::locate_tile<BLOCK_M, CAUSAL, DENSE>(c, p.shape, query_rows, tile); sigjit::sched::advance_tile<CAUSAL>(c, grid)) {
       w.per_cta[cta].push_back(tile);
     }
   }
@@ -112,26 +112,72 @@ TEST(Sm90Schedule, RaggedCoversEveryValidTileOnceAndNoPaddedTile) {
     }
 }
 
-TEST(Sm90Schedule, CausalRunsTheLongestRowsFirst) {
-  // Dense: the global order is query-tile-major, last query tile first, so every CTA's m_start
-  // never grows and each round of the grid holds the heaviest tiles left.
-  const Problem p = dense(2, 4, 4096);
-  const Walk w = walk<true, true>(p, 7);
-  for (const auto& tiles : w.per_cta)
-    for (std::size_t i = 1; i < tiles.size(); ++i) EXPECT_LE(tiles[i].m_start, tiles[i - 1].m_start);
-  EXPECT_EQ(w.per_cta[0].front().m_start, 4096 - kBlockM);
-  EXPECT_EQ(w.per_cta[0].back().m_start, 0);
-  // Ragged: within a sequence, the last query tile of every head comes first.
-  const Problem r = ragged({1000, 300}, 2, 1024);
-  const Walk one = walk<true, false>(r, 1);
-  ASSERT_EQ(one.per_cta[0].size(), 2u * (8 + 3));
-  EXPECT_EQ(one.per_cta[0][0].m_start, 896);
-  EXPECT_EQ(one.per_cta[0][1].m_start, 896);  // the second head's
-  EXPECT_EQ(one.per_cta[0][1].h, 1);
-  EXPECT_EQ(one.per_cta[0][14].b, 0);  // sequence 0's first query tile comes last of its 16
-  EXPECT_EQ(one.per_cta[0][14].m_start, 0);
-  EXPECT_EQ(one.per_cta[0][16].b, 1);  // then sequence 1's, its last tile first
-  EXPECT_EQ(one.per_cta[0][16].m_start, 256);
+// The query tiles (m_start / BLOCK_M) of a one-CTA walk, in order.
+template <bool DENSE>
+std::vector<int> causal_blocks(const Problem& p) {
+  const Walk w = walk<true, DENSE>(p, 1);
+  std::vector<int> blocks;
+  for (const Tile& t : w.per_cta[0]) blocks.push_back(t.m_start / kBlockM);
+  return blocks;
+}
+
+TEST(Sm90Schedule, CausalUnitsPairEachQueryTileWithItsMirror) {
+  // Tile n-1-k, then k: every unit reads n+1 key tiles; an odd n's middle tile stands alone.
+  EXPECT_EQ(causal_blocks<true>(dense(1, 1, 8 * kBlockM)), (std::vector<int>{7, 0, 6, 1, 5, 2, 4, 3}));
+  EXPECT_EQ(causal_blocks<true>(dense(1, 1, 5 * kBlockM)), (std::vector<int>{4, 0, 3, 1, 2}));
+  // Units of one (sequence, head) side by side, heads in order (GQA heads of one KV head too).
+  const Walk d = walk<true, true>(dense(2, 2, 3 * kBlockM), 1);
+  ASSERT_EQ(d.per_cta[0].size(), 12u);
+  EXPECT_EQ(d.per_cta[0][2].h, 0);
+  EXPECT_EQ(d.per_cta[0][3].h, 1);
+  EXPECT_EQ(d.per_cta[0][6].b, 1);
+  // Ragged: per sequence, per head; a sequence's last (partial) tile leads its first unit.
+  EXPECT_EQ(causal_blocks<false>(ragged({1000, 300}, 2, 1024)),
+            (std::vector<int>{7, 0, 6, 1, 5, 2, 4, 3, 7, 0, 6, 1, 5, 2, 4, 3, 2, 0, 1, 2, 0, 1}));
+  // A CTA takes both tiles of its unit, then strides: CTA 1 of 3 over 8 tiles (4 units).
+  const Walk three = walk<true, true>(dense(1, 1, 8 * kBlockM), 3);
+  ASSERT_EQ(three.per_cta[1].size(), 2u);
+  EXPECT_EQ(three.per_cta[1][0].m_start, 6 * kBlockM);
+  EXPECT_EQ(three.per_cta[1][1].m_start, 1 * kBlockM);
+}
+
+// The most causal work (key tiles of a square problem: query tile + 1) any CTA of `grid` gets,
+// over the mean.
+template <bool DENSE>
+double causal_imbalance(const Problem& p, int grid) {
+  const Walk w = walk<true, DENSE>(p, grid);
+  long long total = 0, most = 0;
+  for (const auto& tiles : w.per_cta) {
+    long long cost = 0;
+    for (const Tile& t : tiles) cost += t.m_start / kBlockM + 1;
+    total += cost;
+    most = std::max(most, cost);
+  }
+  return static_cast<double>(most) * grid / static_cast<double>(total);
+}
+
+TEST(Sm90Schedule, CausalUnitsGiveEveryCtaTheSameWork) {
+  // hd 128 L 2048 (8 x 16 heads, 16 query tiles): 1024 units of 17 key tiles over 132 CTAs, 7 or
+  // 8 each: the busiest CTA 8 / 7.76 of the mean. Tiles strided one by one with a head's
+  // tiles side by side would give CTA i the costs 16 - (i + 4r) % 16: up to 1.2x the mean.
+  EXPECT_LE(causal_imbalance<true>(dense(8, 16, 2048), 132), 1.035);
+  EXPECT_LE(causal_imbalance<true>(dense(4, 16, 4096), 132), 1.035);
+  EXPECT_LE(causal_imbalance<true>(dense(16, 32, 1024), 132), 1.035);
+  // Ragged sequences of one length: the same.
+  EXPECT_LE(causal_imbalance<false>(ragged(std::vector<int>(8, 2048), 16, 2048), 132), 1.035);
+}
+
+TEST(Sm90Schedule, CausalTilesOfOneHeadRunTogether) {
+  // 132 units at once span ceil(132 / 8) + 1 heads' K/V (hd 128 L 2048: 18 MB), not all 128.
+  const Problem d = dense(8, 16, 2048);
+  std::vector<Tile> order = walk<true, true>(d, 1).per_cta[0];
+  std::size_t widest = 0;
+  for (std::size_t i = 0; i + 2 * 132 <= order.size(); ++i) {  // 132 units: 264 tiles
+    std::map<std::pair<int, int>, int> heads;
+    for (std::size_t j = i; j < i + 2 * 132; ++j) ++heads[{order[j].b, order[j].h}];
+    widest = std::max(widest, heads.size());
+  }
+  EXPECT_LE(widest, 132u / 8u + 2u);
 }
 
 TEST(Sm90Schedule, DenseTileOrderEnumeratesThePaddingZeroPass) {
@@ -140,15 +186,11 @@ TEST(Sm90Schedule, DenseTileOrderEnumeratesThePaddingZeroPass) {
   const Shape s{3, 2, 1000};
   std::map<std::tuple<int, int, int>, int> seen;
   for (int t = 0; t < sigjit::sched::dense_tile_count<kBlockM>(s); ++t) {
-    const Tile tile = sigjit::sched::dense_tile<kBlockM, false>(t, s);
+    const Tile tile = sigjit::sched::dense_tile<kBlockM>(t, s);
     ++seen[{tile.b, tile.h, tile.m_start}];
   }
   EXPECT_EQ(seen.size(), 3u * 2u * 8u);
   for (const auto& [key, n] : seen) EXPECT_EQ(n, 1);
-  // Causal: heads innermost, so GQA heads of one KV head run together.
-  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, true>(1, s).h), 1);
-  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, true>(1, s).b), 0);
-  EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, true>(2, s).b), 1);
 }
 
 // The (sequence, head) pairs among `window` consecutive work tiles of the order: the heads whose

@@ -21,9 +21,9 @@
 #            an ncu profile of the hd 64 default, persistent tiles at 25 % padding (L 512-2048)
 #     order: the persistent schedule's tile order: the persistent variants' and the defaults' matrix,
 #            the defaults at L 512-2048 in this tree and BASELINE_TREE, hd 128 causal _p, TritonSigmoid
-#     causal: the persistent causal order: the persistent variants' and the defaults' matrix,
-#            compute-sanitizer on small persistent causal cases, causal one CTA per tile against
-#            persistent at L 512-4096 in this tree and BASELINE_TREE, TritonSigmoid causal
+#     causal: the persistent causal order and defaults: the persistent variants' and the defaults'
+#            matrix, compute-sanitizer on small persistent causal cases, the causal defaults against
+#            one CTA per tile at L 512-16384 (and BASELINE_TREE's), TritonSigmoid causal
 #     sanitize: compute-sanitizer memcheck, racecheck and synccheck over small sm90 (and sm80)
 #            forward and backward cases; cuobjdump SASS of the sm90 default kernels (HGMMA, no HMMA)
 #     python: the PyTorch binding's GPU tests, bench/compare.py (--quick unless COMPARE_FULL=1)
@@ -126,11 +126,13 @@ if [ "$mode" = order ]; then
 fi
 
 if [ "$mode" = causal ]; then
-  # The persistent causal order (units of a query tile and its mirror, sm90_tile_schedule.h): the
-  # persistent variants' matrix and the defaults' (MATRIX=0 skips it), compute-sanitizer on small
-  # persistent causal cases, then causal hd 64 and hd 128 at L 512-4096 (dense and 25 % padded),
-  # one CTA per tile against persistent, in this tree and BASELINE_TREE (each its own kernel
-  # cache; dense twice), TritonSigmoid causal in the same call (TRITON=0 skips it).
+  # The persistent causal order (units of a query tile and its mirror, sm90_tile_schedule.h) and
+  # the causal defaults built on it: the persistent variants' matrix and the defaults' (MATRIX=0
+  # skips it), compute-sanitizer on small persistent causal cases (odd and even query tile
+  # counts, ragged), then causal hd 64 and hd 128: the defaults against one CTA per tile and
+  # persistent forced, at L 512-4096 (dense and 25 % padded) and 8192-16384 (dense); with
+  # BASELINE_TREE carried, its defaults too (its own kernel cache); TritonSigmoid causal at the
+  # grid's points (TRITON=0 skips it).
   build_baseline
   v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
   gpu_tests ${VARIANTS_TIMEOUT_S:-150} "$v/p_*:$v/ppp_*:$v/pno_*:$v/c3p_*" persistent_variants.log "persistent variants (p, ppp, pno, c3p)"
@@ -141,21 +143,22 @@ if [ "$mode" = causal ]; then
   sanitize ${SANITIZE_TIMEOUT_S:-40} "$v/p_dense_d128_bf16_causal_logn_exact_q*:$v/c3p_dense_d64_bf16_causal_logn_exact_q*:$v/p_varlen_d128_bf16_causal_logn_exact_q1_17*"
   new_csv
   seqs=${CAUSAL_SEQ:-512,1024,2048,4096}
-  step "causal: one CTA per tile against persistent, this tree then the baseline"
-  for round in 1 2; do
-    pads=0,25
-    [ $round = 2 ] && pads=0
-    for b in build-dev build-baseline; do
-      [ -x "$b/bench/sigjit-bench" ] || continue
-      [ $b = build-dev ] && out=$csv || out=$OUT/baseline.csv
-      export SIGJIT_CACHE_DIR=/tmp/sigjit-causal-$b
-      timeout 60 ./$b/bench/sigjit-bench --head-dim 64 --seq $seqs --pad $pads --causal --csv "$out" --tiles 'h192x128c3s2;h192x128c3s2_p' | tail -n +3 | sed "s/^/$b $round /"
-      timeout 60 ./$b/bench/sigjit-bench --head-dim 128 --seq $seqs --pad $pads --causal --csv "$out" --tiles 'h128x128c2s3o;h128x128c2s3o_p' | tail -n +3 | sed "s/^/$b $round /"
-    done
+  step "causal: the defaults, one CTA per tile, persistent forced"
+  for b in build-dev build-baseline; do
+    [ -x "$b/bench/sigjit-bench" ] || continue
+    [ $b = build-dev ] && out=$csv || out=$OUT/baseline.csv
+    SIGJIT_CACHE_DIR=/tmp/sigjit-causal-$b timeout 60 ./$b/bench/sigjit-bench --head-dim 64,128 --seq $seqs --pad 0,25 --causal --csv "$out" | tail -n +3 | sed "s/^/$b /"
   done
+  export SIGJIT_CACHE_DIR=/tmp/sigjit-causal-build-dev
+  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 64 --seq $seqs --pad 0,25 --causal --csv "$csv" --tiles 'h192x128c3s2' | tail -n +3
+  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq $seqs --pad 0,25 --causal --csv "$csv" --tiles 'h128x128c2s3o' | tail -n +3
+  timeout 30 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512 --pad 25 --causal --csv "$csv" --tiles 'h128x128c2s3o_p' | tail -n +3
+  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 8192,16384 --pad 0 --causal --csv "$csv" --tiles 'h192x128c3s2;h192x128c3s2_p' | tail -n +3
+  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 8192,16384 --pad 0 --causal --csv "$csv" --tiles 'h128x128c2s3o;h128x128c2s3o_p' | tail -n +3
   unset SIGJIT_CACHE_DIR
   if [ "${TRITON:-1}" = 1 ]; then
-    timeout ${TRITON_TIMEOUT_S:-120} python3 bench/triton_bench.py --seq $seqs --pad 0,25 --causal --csv "$csv" 2>&1 | grep -v Warning | tail -2
+    timeout ${TRITON_TIMEOUT_S:-80} python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning | tail -4
+    timeout 40 python3 bench/triton_bench.py --head-dim 128 --seq 1024,2048 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning | tail -2
   fi
   python3 bench/summarize.py "$csv" >"$OUT/summary.md"; grep -E "^\| (64|128) \|" "$OUT/summary.md" | head -40
   exit 0

@@ -16,17 +16,22 @@
 //     TFLOPS). The partial tiles go last and together because a periodic cost in the strided
 //     schedule aliases: with 3 tiles per head and 132 CTAs, the same CTAs would take every
 //     light tile (hd 64 L 512 25 % padded: 274 -> 259 with query tiles innermost throughout).
-//   causal (dense, padded, varlen): work units of two tiles of one (sequence, head), query tile
-//     n-1-k then its mirror k (n query tiles; the middle one of an odd n alone), which read
-//     n+1 key tiles together whatever k: every unit costs the same, as a non-causal tile does,
-//     and a CTA takes a unit's two tiles in a row. Units in the non-causal order, (sequence,
-//     head, k) with k innermost, so the CTAs running at once read a few heads' K/V. The order
-//     this replaced, query-tile-major with heads innermost (every round of tiles one cost), put
-//     every (sequence, head)'s K/V in flight: hd 128 L 2048, 8 x 16 pairs, 128 MB against 50 MB
-//     of L2 (H200, 2026-12-03: persistent causal 455 TFLOPS, one CTA per tile 549).
+//   causal (dense, padded, varlen): work units of two tiles that read about n+1 query tiles'
+//     worth of keys together (n query tiles per head): query tile n-1-k, then its mirror k;
+//     for an odd n the middle tiles of two heads make a unit. A CTA takes a unit's two tiles in
+//     a row, and every unit costs about the same, as non-causal tiles do, so the strided
+//     schedule balances. Units per sequence in the non-causal order: (head, k) with k
+//     innermost, then the middle pairs; the CTAs running at once read a few heads' K/V.
+//     Measured (H200, 2026-12-03, hd 128 dense, TFLOPS at L 512 / 1024 / 2048 / 4096): one
+//     CTA per tile 259 / 402 / 546 / 657; these units 300 / 440 / 581 / 687. The order they
+//     replaced, query-tile-major with heads innermost (every round of tiles one cost), put
+//     every (sequence, head)'s K/V in flight (8 x 16 pairs at L 2048: 128 MB against 50 MB of
+//     L2): 252 / 357 / 456 / 590. With the middle tiles alone as half-cost units, a grid that
+//     is a multiple of the units per head (hd 64, 192-row tiles: 2 at L 512, 6 at L 2048,
+//     132 CTAs) gave the same CTAs every light unit: hd 64 L 512 223 -> 189.
 //   padded / varlen enumerate valid tiles only (m_start < len_q), sequence-major: sequence b
-//     owns tiles_b x heads consecutive indices (causal: units, ceil(tiles_b / 2) per head),
-//     tiles_b = ceil(len_q[b] / BLOCK_M).
+//     owns tiles_b x heads consecutive indices (causal: its units), tiles_b = ceil(len_q[b] /
+//     BLOCK_M).
 // Index -> sequence: each scheduling thread keeps a cursor (sequence b, index of its first tile);
 // a CTA's indices only grow, so the cursor only moves forward: one pass over the sequence
 // lengths per thread for the whole kernel (L2-resident ints), O(1) amortised per tile, no table,
@@ -52,7 +57,7 @@ struct Tile {
 
 struct TileCursor {
   int t;       // the work item's index: a tile, or a causal unit
-  int mirror;  // causal: 0 on a unit's only tile, 1 on its first (n-1-k) with its mirror (k) next, 2 on the mirror
+  int mirror;  // causal: 0 on a unit's only tile, 1 on its first with a second next, 2 on the second
   int b;       // padded / varlen: the sequence whose items may hold t
   int first;   // index of that sequence's first item
   int tiles;   // its valid query tiles (per head)
@@ -70,19 +75,30 @@ SIGJIT_SCHED_HD int dense_tile_count(const Shape& s) {
   return (s.seqlen_q + BLOCK_M - 1) / BLOCK_M * s.batch * s.heads;
 }
 
-// Work items per (sequence, head) with n query tiles: tiles, or causal units.
+// Work items of a sequence with n query tiles per head: tiles, or causal units (n / 2 per head
+// of a tile and its mirror, then for an odd n a unit per two heads' middle tiles).
 template <bool CAUSAL>
-SIGJIT_SCHED_HD int items_per_head(int n) {
-  return CAUSAL ? (n + 1) / 2 : n;
+SIGJIT_SCHED_HD int items_per_sequence(int n, int heads) {
+  return CAUSAL ? n / 2 * heads + n % 2 * ((heads + 1) / 2) : n * heads;
 }
 
-// The cursor's tile of causal unit k of a (sequence, head) with n query tiles: n-1-k, then (when
-// it differs) its mirror k.
+// The cursor's tile of causal unit u of a sequence with n query tiles per head: on the unit's
+// first tile (c.mirror != 2) it also records whether a second follows.
 template <int BLOCK_M>
-SIGJIT_SCHED_HD int causal_unit_start(TileCursor& c, int k, int n) {
-  if (c.mirror == 2) return k * BLOCK_M;
-  c.mirror = k != n - 1 - k;
-  return (n - 1 - k) * BLOCK_M;
+SIGJIT_SCHED_HD void causal_unit_tile(TileCursor& c, int u, int n, int heads, Tile& tile) {
+  const int pairs = n / 2;  // units per head of a tile and its mirror
+  const bool second = c.mirror == 2;
+  if (u < pairs * heads) {
+    tile.h = u / pairs;
+    const int k = u - tile.h * pairs;
+    tile.m_start = (second ? k : n - 1 - k) * BLOCK_M;
+    if (!second) c.mirror = 1;
+    return;
+  }
+  const int h0 = 2 * (u - pairs * heads);  // the middle tiles of heads h0 and h0 + 1
+  tile.h = second ? h0 + 1 : h0;
+  tile.m_start = pairs * BLOCK_M;
+  if (!second) c.mirror = h0 + 1 < heads ? 1 : 0;
 }
 
 // Query tile `local` (< query tiles x heads) of one sequence in the non-causal order: whole tiles by
@@ -128,20 +144,18 @@ SIGJIT_SCHED_HD TileCursor first_tile(int t0, const Shape& s, const QueryRows& q
 template <int BLOCK_M, bool CAUSAL, bool DENSE, class QueryRows>
 SIGJIT_SCHED_HD bool locate_tile(TileCursor& c, const Shape& s, const QueryRows& query_rows, Tile& tile) {
   if (DENSE) {
-    const int m_tiles = (s.seqlen_q + BLOCK_M - 1) / BLOCK_M, per_head = items_per_head<CAUSAL>(m_tiles);
-    if (c.t >= per_head * s.batch * s.heads) return false;
+    const int m_tiles = (s.seqlen_q + BLOCK_M - 1) / BLOCK_M, per_sequence = items_per_sequence<CAUSAL>(m_tiles, s.heads);
+    if (c.t >= per_sequence * s.batch) return false;
     if (!CAUSAL) {
       tile = dense_tile<BLOCK_M>(c.t, s);
       return true;
     }
-    const int pair = c.t / per_head, k = c.t - pair * per_head;
-    tile.b = pair / s.heads;
-    tile.h = pair - tile.b * s.heads;
-    tile.m_start = causal_unit_start<BLOCK_M>(c, k, m_tiles);
+    tile.b = c.t / per_sequence;
+    causal_unit_tile<BLOCK_M>(c, c.t - tile.b * per_sequence, m_tiles, s.heads, tile);
     return true;
   }
-  while (c.b < s.batch && c.t >= c.first + items_per_head<CAUSAL>(c.tiles) * s.heads) {
-    c.first += items_per_head<CAUSAL>(c.tiles) * s.heads;
+  while (c.b < s.batch && c.t >= c.first + items_per_sequence<CAUSAL>(c.tiles, s.heads)) {
+    c.first += items_per_sequence<CAUSAL>(c.tiles, s.heads);
     ++c.b;
     if (c.b < s.batch) enter_sequence<BLOCK_M>(c, query_rows(c.b));
   }
@@ -152,9 +166,7 @@ SIGJIT_SCHED_HD bool locate_tile(TileCursor& c, const Shape& s, const QueryRows&
     sequence_tile(local, c.whole, s.heads, BLOCK_M, tile);
     return true;
   }
-  const int per_head = items_per_head<true>(c.tiles);
-  tile.h = local / per_head;
-  tile.m_start = causal_unit_start<BLOCK_M>(c, local - tile.h * per_head, c.tiles);
+  causal_unit_tile<BLOCK_M>(c, local, c.tiles, s.heads, tile);
   return true;
 }
 

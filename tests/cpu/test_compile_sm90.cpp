@@ -87,7 +87,7 @@ TEST(Sm90CompileAll, EveryFeatureCompilesForSm90aWithTheDefaultSm90Config) {
   std::vector<Job> jobs;
   std::set<std::string> seen;
   for (KernelSpec s : all_sm90_specs())
-    for (sigjit::SeqBucket bucket : {sigjit::SeqBucket::over_8k, sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k}) {
+    for (sigjit::SeqBucket bucket : {sigjit::SeqBucket::over_8k, sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::up_to_8k}) {
       s.bucket = bucket;
       const TileConfig c = sigjit::default_sm90_config(s);
       if (seen.insert(sigjit::kernel_name(s, c)).second) jobs.push_back({s, c, s.head_dim <= 128});
@@ -546,7 +546,8 @@ TEST(Sm90Config, ShortSequencesDefaultToPersistentScheduling) {
             s.causal = causal;
             s.bucket = bucket;
             const bool short_bucket = bucket == SeqBucket::up_to_512 || bucket == SeqBucket::up_to_2k;
-            const bool expected = d == 64 ? short_bucket : d == 128 && short_bucket && !sb && !causal;
+            const bool causal_to_8k = causal && !sb && bucket == SeqBucket::up_to_8k;
+            const bool expected = d == 64 ? short_bucket || causal_to_8k : d == 128 && !sb && (short_bucket || causal_to_8k);
             const TileConfig def = sigjit::default_sm90_config(s);
             const std::string where = s.describe();
             EXPECT_EQ(def.persistent, expected) << where;

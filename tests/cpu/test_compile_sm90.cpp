@@ -87,7 +87,8 @@ TEST(Sm90CompileAll, EveryFeatureCompilesForSm90aWithTheDefaultSm90Config) {
   std::vector<Job> jobs;
   std::set<std::string> seen;
   for (KernelSpec s : all_sm90_specs())
-    for (sigjit::SeqBucket bucket : {sigjit::SeqBucket::over_8k, sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::up_to_8k}) {
+    for (sigjit::SeqBucket bucket :
+         {sigjit::SeqBucket::over_8k, sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::up_to_8k}) {
       s.bucket = bucket;
       const TileConfig c = sigjit::default_sm90_config(s);
       if (seen.insert(sigjit::kernel_name(s, c)).second) jobs.push_back({s, c, s.head_dim <= 128});

@@ -318,7 +318,7 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   //    (740 at L 4096). With the score bias that tile spills 52-64 B (ptxas, CUDA 13.0), so those
   //    specs take 96-key tiles in ping-pong (177 KB, no spills): 768 / 720.
   //  - hd 256: 64-key tiles, two stages (193 KB; correctness first, not measured).
-  // Short sequences (buckets up to 2k, causal up to 8k; at hd 128 no score bias) are scheduled
+  // Short sequences (buckets up to 2k; at hd 128 no score bias, causal up to 8k) are scheduled
   // persistently: there each CTA's prologue, Q load and wave tail cost as much as its few key
   // tiles (sm90_persistent_pays explains, with the numbers); hd 128's padded and varlen specs up
   // to 512 keys take 96-key tiles there.
@@ -348,15 +348,15 @@ bool sm90_persistent_pays(const KernelSpec& spec) {
   //    (sm90_tile_schedule.h): dense L 512 427 -> 478, L 1024 587 -> 620, L 2048 699 -> 720;
   //    25 % padded L 512 291 -> 325 (with 96-key tiles), L 1024 452 -> 490, L 2048 618 -> 616.
   //    The score bias's ping-pong default was not measured persistent.
-  //  - Causal, since its persistent order pairs each query tile with its mirror (H200,
-  //    2026-12-03 21:26, -causal-units-ab.csv, dense L 512 / 1024 / 2048 / 4096): hd 128
-  //    259 -> 300, 402 -> 440, 546 -> 581, 657 -> 687 (25 % padded 176 -> 189, 299 -> 306,
-  //    455 -> 440, 595 -> 629); hd 64 at L 4096 480 -> 493 (padded 449 -> 465). So causal is
-  //    persistent up to 8k keys too; longer causal sequences were not measured persistent.
+  //  - hd 128 causal, since its persistent order pairs each query tile with its mirror
+  //    (sm90_tile_schedule.h; H200, 2026-12-03 21:53, -causal-defaults.csv, dense L 512 / 1024 /
+  //    2048 / 4096): 257 -> 303, 398 -> 454, 546 -> 598, 660 -> 703; L 8192 737 -> 762, 16384
+  //    793 -> 798 (within the run-to-run spread there, so the longest bucket stays as it was).
+  //    hd 64's 192-row tiles keep the longest-rows-first order, persistent in the short buckets
+  //    only (L 4096: 466 against 474-480 for one CTA per tile).
   const bool short_bucket = spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k;
-  const bool causal_to_8k = spec.causal && !spec.score_bias && spec.bucket == SeqBucket::up_to_8k;
-  if (spec.head_dim <= 64) return short_bucket || causal_to_8k;
-  if (spec.head_dim <= 128) return !spec.score_bias && (short_bucket || causal_to_8k);
+  if (spec.head_dim <= 64) return short_bucket;
+  if (spec.head_dim <= 128) return !spec.score_bias && (short_bucket || (spec.causal && spec.bucket == SeqBucket::up_to_8k));
   return false;
 }
 

@@ -56,7 +56,7 @@ gpu_tests() {
 }
 # compute-sanitizer's memcheck, racecheck and synccheck over the GPU tests FILTER: sanitize SECONDS FILTER
 sanitize() {
-  for tool in memcheck racecheck synccheck; do
+  for tool in ${SANITIZE_TOOLS:-memcheck racecheck synccheck}; do
     step "compute-sanitizer --tool $tool"
     timeout "$1" compute-sanitizer --tool "$tool" --error-exitcode 99 ./build-dev/tests/sigjit_gpu_tests --gtest_brief=1 --gtest_filter="$2" >"$OUT/sanitize_$tool.log" 2>&1
     echo "$tool exit code $? (99: the tool found errors, 124: timed out)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAILED|PASSED" "$OUT/sanitize_$tool.log" | head -5
@@ -135,7 +135,7 @@ if [ "$mode" = causal ]; then
   # grid's points (TRITON=0 skips it).
   build_baseline
   v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
-  gpu_tests ${VARIANTS_TIMEOUT_S:-150} "$v/p_*:$v/ppp_*:$v/pno_*:$v/c3p_*" persistent_variants.log "persistent variants (p, ppp, pno, c3p)"
+  gpu_tests ${VARIANTS_TIMEOUT_S:-150} "${VARIANT_FILTER:-$v/p_*:$v/ppp_*:$v/pno_*:$v/c3p_*}" persistent_variants.log "persistent variants"
   if [ "${MATRIX:-1}" = 1 ]; then
     gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
     grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
@@ -150,11 +150,13 @@ if [ "$mode" = causal ]; then
     SIGJIT_CACHE_DIR=/tmp/sigjit-causal-$b timeout 60 ./$b/bench/sigjit-bench --head-dim 64,128 --seq $seqs --pad 0,25 --causal --csv "$out" | tail -n +3 | sed "s/^/$b /"
   done
   export SIGJIT_CACHE_DIR=/tmp/sigjit-causal-build-dev
-  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 64 --seq $seqs --pad 0,25 --causal --csv "$csv" --tiles 'h192x128c3s2' | tail -n +3
-  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq $seqs --pad 0,25 --causal --csv "$csv" --tiles 'h128x128c2s3o' | tail -n +3
-  timeout 30 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512 --pad 25 --causal --csv "$csv" --tiles 'h128x128c2s3o_p' | tail -n +3
-  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 8192,16384 --pad 0 --causal --csv "$csv" --tiles 'h192x128c3s2;h192x128c3s2_p' | tail -n +3
-  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 8192,16384 --pad 0 --causal --csv "$csv" --tiles 'h128x128c2s3o;h128x128c2s3o_p' | tail -n +3
+  [ "${FORCED_64:-1}" = 1 ] && timeout 60 ./build-dev/bench/sigjit-bench --head-dim 64 --seq $seqs --pad 0,25 --causal --csv "$csv" --tiles 'h192x128c3s2' | tail -n +3
+  timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq $seqs --pad 0,25 --causal --csv "$csv" --tiles "${FORCED_128:-h128x128c2s3o}" | tail -n +3
+  if [ "${LONG:-1}" = 1 ]; then
+    timeout 30 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 512 --pad 25 --causal --csv "$csv" --tiles 'h128x128c2s3o_p' | tail -n +3
+    timeout 60 ./build-dev/bench/sigjit-bench --head-dim 64 --seq 8192,16384 --pad 0 --causal --csv "$csv" --tiles 'h192x128c3s2;h192x128c3s2_p' | tail -n +3
+    timeout 60 ./build-dev/bench/sigjit-bench --head-dim 128 --seq 8192,16384 --pad 0 --causal --csv "$csv" --tiles 'h128x128c2s3o;h128x128c2s3o_p' | tail -n +3
+  fi
   unset SIGJIT_CACHE_DIR
   if [ "${TRITON:-1}" = 1 ]; then
     timeout ${TRITON_TIMEOUT_S:-80} python3 bench/triton_bench.py --seq 4096,16384 --pad 0 --causal --csv "$csv" 2>&1 | grep -v Warning | tail -4

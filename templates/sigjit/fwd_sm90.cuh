@@ -600,12 +600,13 @@ __device__ __forceinline__ sched::TileCursor first_tile(const SigjitFwdParams& p
 
 template <class C>
 __device__ __forceinline__ bool locate_tile(const SigjitFwdParams& p, sched::TileCursor& c, sched::Tile& tile) {
-  return sched::locate_tile<C::kBlockM, C::kCausal, C::kLayout == kDense>(c, schedule_shape<C>(p), Sm90QueryRows<C>{p}, tile);
+  return sched::locate_tile<C::kBlockM, sched::kOrderFor<C::kCausal, C::kBlockM, C::kBlockN>, C::kLayout == kDense>(
+      c, schedule_shape<C>(p), Sm90QueryRows<C>{p}, tile);
 }
 
 template <class C>
 __device__ __forceinline__ void next_tile(sched::TileCursor& c) {
-  sched::advance_tile<C::kCausal>(c, (int)gridDim.x);
+  sched::advance_tile<sched::kOrderFor<C::kCausal, C::kBlockM, C::kBlockN>>(c, (int)gridDim.x);
 }
 
 // The producer thread over all of the CTA's tiles. Before the Q load of every tile but the

@@ -16,19 +16,24 @@
 //     TFLOPS). The partial tiles go last and together because a periodic cost in the strided
 //     schedule aliases: with 3 tiles per head and 132 CTAs, the same CTAs would take every
 //     light tile (hd 64 L 512 25 % padded: 274 -> 259 with query tiles innermost throughout).
-//   causal (dense, padded, varlen): work units of two tiles that read about n+1 query tiles'
-//     worth of keys together (n query tiles per head): query tile n-1-k, then its mirror k;
-//     for an odd n the middle tiles of two heads make a unit. A CTA takes a unit's two tiles in
-//     a row, and every unit costs about the same, as non-causal tiles do, so the strided
-//     schedule balances. Units per sequence in the non-causal order: (head, k) with k
-//     innermost, then the middle pairs; the CTAs running at once read a few heads' K/V.
+//   causal, BLOCK_M == BLOCK_N (Order::causal_units): work units of two tiles that read n+1
+//     key tiles together (n query tiles per head): query tile n-1-k, then its mirror k; for
+//     an odd n the middle tiles of two heads make a unit. A CTA takes a unit's two tiles in a
+//     row, and whole units cost the same, as non-causal tiles do, so the strided schedule
+//     balances. Per sequence: the units k >= 1 in (head, k) order, k innermost (the CTAs
+//     running at once read a few heads' K/V), then the middle pairs, then each head's k = 0,
+//     which holds the last query tile: when that one is partial its unit is light, and light
+//     units at a fixed period aliased on the strided schedule (as partial non-causal tiles).
 //     Measured (H200, 2026-12-03, hd 128 dense, TFLOPS at L 512 / 1024 / 2048 / 4096): one
-//     CTA per tile 259 / 402 / 546 / 657; these units 300 / 440 / 581 / 687. The order they
-//     replaced, query-tile-major with heads innermost (every round of tiles one cost), put
-//     every (sequence, head)'s K/V in flight (8 x 16 pairs at L 2048: 128 MB against 50 MB of
-//     L2): 252 / 357 / 456 / 590. With the middle tiles alone as half-cost units, a grid that
-//     is a multiple of the units per head (hd 64, 192-row tiles: 2 at L 512, 6 at L 2048,
-//     132 CTAs) gave the same CTAs every light unit: hd 64 L 512 223 -> 189.
+//     CTA per tile 257 / 398 / 546 / 660, causal_rows 252 / 357 / 456 / 590, these units
+//     303 / 454 / 598 / 703. causal_rows puts every (sequence, head)'s K/V in flight (8 x 16
+//     pairs at L 2048: 128 MB against 50 MB of L2).
+//   causal, BLOCK_M != BLOCK_N (Order::causal_rows): a tile and its mirror differ in cost
+//     (hd 64's 192-row tiles over 128 keys), and units measured up to 8 % below this order
+//     (hd 64 25 % padded L 2048 373 -> 342). Dense: query-tile-major over (m_block, batch,
+//     head), m_block reversed and heads innermost: every round of the strided schedule takes
+//     tiles of one cost, the longest rows first. Padded / varlen: within a sequence (m_block,
+//     head), last query tile first.
 //   padded / varlen enumerate valid tiles only (m_start < len_q), sequence-major: sequence b
 //     owns tiles_b x heads consecutive indices (causal: its units), tiles_b = ceil(len_q[b] /
 //     BLOCK_M).
@@ -55,6 +60,13 @@ struct Tile {
   int b, h, m_start;
 };
 
+enum class Order { tiles, causal_rows, causal_units };
+
+template <bool CAUSAL, int BLOCK_M, int BLOCK_N>
+constexpr Order kOrderFor = !CAUSAL              ? Order::tiles
+                            : BLOCK_M == BLOCK_N ? Order::causal_units
+                                                 : Order::causal_rows;
+
 struct TileCursor {
   int t;       // the work item's index: a tile, or a causal unit
   int mirror;  // causal: 0 on a unit's only tile, 1 on its first with a second next, 2 on the second
@@ -77,28 +89,35 @@ SIGJIT_SCHED_HD int dense_tile_count(const Shape& s) {
 
 // Work items of a sequence with n query tiles per head: tiles, or causal units (n / 2 per head
 // of a tile and its mirror, then for an odd n a unit per two heads' middle tiles).
-template <bool CAUSAL>
+template <Order ORDER>
 SIGJIT_SCHED_HD int items_per_sequence(int n, int heads) {
-  return CAUSAL ? n / 2 * heads + n % 2 * ((heads + 1) / 2) : n * heads;
+  return ORDER == Order::causal_units ? n / 2 * heads + n % 2 * ((heads + 1) / 2) : n * heads;
 }
 
 // The cursor's tile of causal unit u of a sequence with n query tiles per head: on the unit's
 // first tile (c.mirror != 2) it also records whether a second follows.
 template <int BLOCK_M>
 SIGJIT_SCHED_HD void causal_unit_tile(TileCursor& c, int u, int n, int heads, Tile& tile) {
-  const int pairs = n / 2;  // units per head of a tile and its mirror
+  const int pairs = n / 2;                                // units per head of a tile and its mirror
+  const int inner = pairs > 1 ? (pairs - 1) * heads : 0;  // those with k >= 1
+  const int middles = n % 2 * ((heads + 1) / 2);          // units of two heads' middle tiles
   const bool second = c.mirror == 2;
-  if (u < pairs * heads) {
-    tile.h = u / pairs;
-    const int k = u - tile.h * pairs;
-    tile.m_start = (second ? k : n - 1 - k) * BLOCK_M;
-    if (!second) c.mirror = 1;
+  int k;
+  if (u < inner) {
+    tile.h = u / (pairs - 1);
+    k = 1 + u - tile.h * (pairs - 1);
+  } else if (u < inner + middles) {
+    const int h0 = 2 * (u - inner);
+    tile.h = second ? h0 + 1 : h0;
+    tile.m_start = pairs * BLOCK_M;
+    if (!second) c.mirror = h0 + 1 < heads ? 1 : 0;
     return;
+  } else {
+    tile.h = u - inner - middles;
+    k = 0;
   }
-  const int h0 = 2 * (u - pairs * heads);  // the middle tiles of heads h0 and h0 + 1
-  tile.h = second ? h0 + 1 : h0;
-  tile.m_start = pairs * BLOCK_M;
-  if (!second) c.mirror = h0 + 1 < heads ? 1 : 0;
+  tile.m_start = (second ? k : n - 1 - k) * BLOCK_M;
+  if (!second) c.mirror = 1;
 }
 
 // Query tile `local` (< query tiles x heads) of one sequence in the non-causal order: whole tiles by
@@ -113,14 +132,22 @@ SIGJIT_SCHED_HD void sequence_tile(int local, int whole, int heads, int block_m,
   }
 }
 
-// Tile t of the non-causal dense order (t < dense_tile_count); it also enumerates the padded
-// layout's wholly padded tiles for their zero pass.
-template <int BLOCK_M>
+// Tile t of the dense order (t < dense_tile_count), Order::tiles or causal_rows. The non-causal
+// order also enumerates the padded layout's wholly padded tiles for their zero pass.
+template <int BLOCK_M, Order ORDER = Order::tiles>
 SIGJIT_SCHED_HD Tile dense_tile(int t, const Shape& s) {
   const int m_tiles = (s.seqlen_q + BLOCK_M - 1) / BLOCK_M;
   Tile tile;
-  tile.b = t / (m_tiles * s.heads);
-  sequence_tile(t - tile.b * m_tiles * s.heads, s.seqlen_q / BLOCK_M, s.heads, BLOCK_M, tile);
+  if (ORDER == Order::tiles) {
+    tile.b = t / (m_tiles * s.heads);
+    sequence_tile(t - tile.b * m_tiles * s.heads, s.seqlen_q / BLOCK_M, s.heads, BLOCK_M, tile);
+    return tile;
+  }
+  const int per_m = s.batch * s.heads;
+  const int m_block = t / per_m, rest = t - m_block * per_m;
+  tile.b = rest / s.heads;
+  tile.h = rest - tile.b * s.heads;
+  tile.m_start = (m_tiles - 1 - m_block) * BLOCK_M;
   return tile;
 }
 
@@ -141,40 +168,44 @@ SIGJIT_SCHED_HD TileCursor first_tile(int t0, const Shape& s, const QueryRows& q
 
 // Decodes the cursor into `tile`; false once c.t is past the last work item. Moves the cursor
 // forward (c.t must not decrease between calls).
-template <int BLOCK_M, bool CAUSAL, bool DENSE, class QueryRows>
+template <int BLOCK_M, Order ORDER, bool DENSE, class QueryRows>
 SIGJIT_SCHED_HD bool locate_tile(TileCursor& c, const Shape& s, const QueryRows& query_rows, Tile& tile) {
   if (DENSE) {
-    const int m_tiles = (s.seqlen_q + BLOCK_M - 1) / BLOCK_M, per_sequence = items_per_sequence<CAUSAL>(m_tiles, s.heads);
+    const int m_tiles = (s.seqlen_q + BLOCK_M - 1) / BLOCK_M, per_sequence = items_per_sequence<ORDER>(m_tiles, s.heads);
     if (c.t >= per_sequence * s.batch) return false;
-    if (!CAUSAL) {
-      tile = dense_tile<BLOCK_M>(c.t, s);
+    if (ORDER != Order::causal_units) {
+      tile = dense_tile<BLOCK_M, ORDER>(c.t, s);
       return true;
     }
     tile.b = c.t / per_sequence;
     causal_unit_tile<BLOCK_M>(c, c.t - tile.b * per_sequence, m_tiles, s.heads, tile);
     return true;
   }
-  while (c.b < s.batch && c.t >= c.first + items_per_sequence<CAUSAL>(c.tiles, s.heads)) {
-    c.first += items_per_sequence<CAUSAL>(c.tiles, s.heads);
+  while (c.b < s.batch && c.t >= c.first + items_per_sequence<ORDER>(c.tiles, s.heads)) {
+    c.first += items_per_sequence<ORDER>(c.tiles, s.heads);
     ++c.b;
     if (c.b < s.batch) enter_sequence<BLOCK_M>(c, query_rows(c.b));
   }
   if (c.b >= s.batch) return false;
   const int local = c.t - c.first;
   tile.b = c.b;
-  if (!CAUSAL) {
+  if (ORDER == Order::tiles) {
     sequence_tile(local, c.whole, s.heads, BLOCK_M, tile);
-    return true;
+  } else if (ORDER == Order::causal_units) {
+    causal_unit_tile<BLOCK_M>(c, local, c.tiles, s.heads, tile);
+  } else {
+    const int m_block = local / s.heads;
+    tile.h = local - m_block * s.heads;
+    tile.m_start = (c.tiles - 1 - m_block) * BLOCK_M;
   }
-  causal_unit_tile<BLOCK_M>(c, local, c.tiles, s.heads, tile);
   return true;
 }
 
-// The cursor's next tile for CTA-strided scheduling over `grid` CTAs: a causal unit's mirror
+// The cursor's next tile for CTA-strided scheduling over `grid` CTAs: a causal unit's second
 // tile, else the next work item.
-template <bool CAUSAL>
+template <Order ORDER>
 SIGJIT_SCHED_HD void advance_tile(TileCursor& c, int grid) {
-  if (CAUSAL && c.mirror == 1) {
+  if (ORDER == Order::causal_units && c.mirror == 1) {
     c.mirror = 2;
     return;
   }

@@ -547,8 +547,7 @@ TEST(Sm90Config, ShortSequencesDefaultToPersistentScheduling) {
             s.causal = causal;
             s.bucket = bucket;
             const bool short_bucket = bucket == SeqBucket::up_to_512 || bucket == SeqBucket::up_to_2k;
-            const bool causal_to_8k = causal && !sb && bucket == SeqBucket::up_to_8k;
-            const bool expected = d == 64 ? short_bucket || causal_to_8k : d == 128 && !sb && (short_bucket || causal_to_8k);
+            const bool expected = d == 64 ? short_bucket : d == 128 && !sb && (short_bucket || (causal && bucket == SeqBucket::up_to_8k));
             const TileConfig def = sigjit::default_sm90_config(s);
             const std::string where = s.describe();
             EXPECT_EQ(def.persistent, expected) << where;

@@ -349,11 +349,12 @@ bool sm90_persistent_pays(const KernelSpec& spec) {
   //    25 % padded L 512 291 -> 325 (with 96-key tiles), L 1024 452 -> 490, L 2048 618 -> 616.
   //    The score bias's ping-pong default was not measured persistent.
   //  - hd 128 causal, since its persistent order pairs each query tile with its mirror
-  //    (sm90_tile_schedule.h; H200, 2026-12-03 21:53, -causal-defaults.csv, dense L 512 / 1024 /
-  //    2048 / 4096): 257 -> 303, 398 -> 454, 546 -> 598, 660 -> 703; L 8192 737 -> 762, 16384
-  //    793 -> 798 (within the run-to-run spread there, so the longest bucket stays as it was).
-  //    hd 64's 192-row tiles keep the longest-rows-first order, persistent in the short buckets
-  //    only (L 4096: 466 against 474-480 for one CTA per tile).
+  //    (sm90_tile_schedule.h; H200, 2026-12-03 22:05, -causal-final.csv, L 512 / 1024 / 2048 /
+  //    4096): dense 257 -> 297, 400 -> 451, 547 -> 595, 667 -> 700; 25 % padded 175 -> 175,
+  //    298 -> 315, 454 -> 455, 601 -> 630. L 8192 737 -> 762, 16384 793 -> 798 (21:53; within
+  //    the run-to-run spread at 16384, so the longest bucket stays as it was). hd 64's 192-row
+  //    tiles keep the longest-rows-first order, persistent in the short buckets only (L 4096:
+  //    466 against 474-480 for one CTA per tile).
   const bool short_bucket = spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k;
   if (spec.head_dim <= 64) return short_bucket;
   if (spec.head_dim <= 128) return !spec.score_bias && (short_bucket || (spec.causal && spec.bucket == SeqBucket::up_to_8k));

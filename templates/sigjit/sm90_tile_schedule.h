@@ -24,10 +24,11 @@
 //     running at once read a few heads' K/V), then the middle pairs, then each head's k = 0,
 //     which holds the last query tile: when that one is partial its unit is light, and light
 //     units at a fixed period aliased on the strided schedule (as partial non-causal tiles).
-//     Measured (H200, 2026-12-03, hd 128 dense, TFLOPS at L 512 / 1024 / 2048 / 4096): one
-//     CTA per tile 257 / 398 / 546 / 660, causal_rows 252 / 357 / 456 / 590, these units
-//     303 / 454 / 598 / 703. causal_rows puts every (sequence, head)'s K/V in flight (8 x 16
-//     pairs at L 2048: 128 MB against 50 MB of L2).
+//     Measured (H200, 2026-12-03, hd 128 causal dense, TFLOPS at L 512 / 1024 / 2048 / 4096;
+//     bench/results/2026-12-03-h200-causal-*.csv): one CTA per tile 257 / 400 / 547 / 667,
+//     these units 297 / 451 / 595 / 700, causal_rows 252 / 357 / 456 / 590 (an earlier call:
+//     it puts every (sequence, head)'s K/V in flight, 8 x 16 pairs at L 2048, 128 MB against
+//     50 MB of L2). 25 % padded with k = 0 first: 1024 298, 2048 436; last: 315, 455.
 //   causal, BLOCK_M != BLOCK_N (Order::causal_rows): a tile and its mirror differ in cost
 //     (hd 64's 192-row tiles over 128 keys), and units measured up to 8 % below this order
 //     (hd 64 25 % padded L 2048 373 -> 342). Dense: query-tile-major over (m_block, batch,

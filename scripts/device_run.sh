@@ -92,6 +92,17 @@ build_baseline() {
   fi
 }
 
+# The persistent variants' matrix (VARIANT_FILTER narrows it) and the defaults' (MATRIX=0 skips
+# it), each under its timeout.
+persistent_matrices() {
+  local v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
+  gpu_tests ${VARIANTS_TIMEOUT_S:-150} "${VARIANT_FILTER:-$v/p_*:$v/ppp_*:$v/pno_*:$v/c3p_*}" persistent_variants.log "persistent variants"
+  if [ "${MATRIX:-1}" = 1 ]; then
+    gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
+    grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
+  fi
+}
+
 if [ "$mode" = order ]; then
   # The persistent schedule's tile order (templates/sigjit/sm90_tile_schedule.h) and the short-
   # sequence defaults built on it: the persistent variants' matrix and the defaults' (MATRIX=0
@@ -99,12 +110,7 @@ if [ "$mode" = order ]; then
   # each tree with its own kernel cache (see hd64); hd 128 causal with and without _p;
   # TritonSigmoid in the same call (TRITON=0 skips it).
   build_baseline
-  v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
-  gpu_tests ${VARIANTS_TIMEOUT_S:-150} "$v/p_*:$v/ppp_*:$v/pno_*:$v/c3p_*" persistent_variants.log "persistent variants (p, ppp, pno, c3p)"
-  if [ "${MATRIX:-1}" = 1 ]; then
-    gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
-    grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
-  fi
+  persistent_matrices
   new_csv
   step "A/B: the defaults at L 512-2048, this tree then the baseline, twice"
   for round in 1 2; do
@@ -134,12 +140,8 @@ if [ "$mode" = causal ]; then
   # BASELINE_TREE carried, its defaults too (its own kernel cache); TritonSigmoid causal at the
   # grid's points (TRITON=0 skips it).
   build_baseline
+  persistent_matrices
   v='Variants/ForwardSm90Tunables.MatchesFp64Reference'
-  gpu_tests ${VARIANTS_TIMEOUT_S:-150} "${VARIANT_FILTER:-$v/p_*:$v/ppp_*:$v/pno_*:$v/c3p_*}" persistent_variants.log "persistent variants"
-  if [ "${MATRIX:-1}" = 1 ]; then
-    gpu_tests ${MATRIX_TIMEOUT_S:-130} '*/ForwardMatrixSm90.*' sm90_matrix.log "sm90 default matrix"
-    grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
-  fi
   sanitize ${SANITIZE_TIMEOUT_S:-40} "$v/p_dense_d128_bf16_causal_logn_exact_q*:$v/c3p_dense_d64_bf16_causal_logn_exact_q*:$v/p_varlen_d128_bf16_causal_logn_exact_q1_17*"
   new_csv
   seqs=${CAUSAL_SEQ:-512,1024,2048,4096}

@@ -570,8 +570,8 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
 
 // ---- persistent scheduling (config suffix _p) ----------------------------------------------
 // What: gridDim.x CTAs (the host launches min(tiles, SMs x CTAs per SM)) each take work items
-// t = blockIdx.x + k * gridDim.x (a tile, or a causal unit of two), a static strided schedule (order and index -> tile mapping:
-// sm90_tile_schedule.h); the barriers are initialised once and their phases run on across
+// t = blockIdx.x + k * gridDim.x (a tile, or a causal unit of two), a static strided schedule
+// (order and index -> tile mapping: sm90_tile_schedule.h); the barriers are initialised once and their phases run on across
 // tiles (ring uses and Q loads are counted per CTA). Why: at L 512-1024 and for ragged batches
 // the per-CTA prologue (barrier init, tensor-map fetch, first loads) and the wave tail cost as
 // much as the math; a persistent CTA pays the prologue once and loads the next tile's K/V (and,

@@ -38,7 +38,7 @@
 //   padded / varlen enumerate valid tiles only (m_start < len_q), sequence-major: sequence b
 //     owns tiles_b x heads consecutive indices (causal: its units), tiles_b = ceil(len_q[b] /
 //     BLOCK_M).
-// Index -> sequence: each scheduling thread keeps a cursor (sequence b, index of its first tile);
+// Index -> sequence: each scheduling thread keeps a cursor (sequence b, index of its first item);
 // a CTA's indices only grow, so the cursor only moves forward: one pass over the sequence
 // lengths per thread for the whole kernel (L2-resident ints), O(1) amortised per tile, no table,
 // no shared memory, no extra launch, no host sync. The alternatives cost more: a host prefix

@@ -194,18 +194,24 @@ TEST(Sm90Schedule, CausalLightUnitsSpreadOverTheCtas) {
   }
 }
 
-TEST(Sm90Schedule, CausalTilesOfOneHeadRunTogether) {
-  // 132 units at once span at most two sequences' heads (each head's k = 0 unit closes its
-  // sequence): at hd 128 L 2048 32 pairs' K/V, 32 MB, not all 128 pairs' 128 MB.
-  const Problem d = dense(8, 16, 2048);
-  std::vector<Tile> order = walk<Order::causal_units, true>(d, 1).per_cta[0];
+// The (sequence, head) pairs among `window` consecutive work tiles of the order: the heads whose
+// K/V the CTAs running at once read.
+template <Order ORDER, bool DENSE>
+std::size_t widest_window(const Problem& p, int window) {
+  std::vector<Tile> order = walk<ORDER, DENSE>(p, 1).per_cta[0];
   std::size_t widest = 0;
-  for (std::size_t i = 0; i + 2 * 132 <= order.size(); ++i) {  // 132 units: 264 tiles
+  for (std::size_t i = 0; i + window <= order.size(); ++i) {
     std::map<std::pair<int, int>, int> heads;
-    for (std::size_t j = i; j < i + 2 * 132; ++j) ++heads[{order[j].b, order[j].h}];
+    for (std::size_t j = i; j < i + window; ++j) ++heads[{order[j].b, order[j].h}];
     widest = std::max(widest, heads.size());
   }
-  EXPECT_LE(widest, 2u * 16u);
+  return widest;
+}
+
+TEST(Sm90Schedule, CausalTilesOfOneHeadRunTogether) {
+  // 132 units (264 tiles) at once span at most two sequences' heads (each head's k = 0 unit
+  // closes its sequence): at hd 128 L 2048 32 pairs' K/V, 32 MB, not all 128 pairs' 128 MB.
+  EXPECT_LE((widest_window<Order::causal_units, true>(dense(8, 16, 2048), 2 * 132)), 2u * 16u);
 }
 
 TEST(Sm90Schedule, CausalRowsRunTheLongestRowsFirst) {
@@ -248,25 +254,11 @@ TEST(Sm90Schedule, DenseTileOrderEnumeratesThePaddingZeroPass) {
   EXPECT_EQ((sigjit::sched::dense_tile<kBlockM, Order::causal_rows>(2, s).b), 1);
 }
 
-// The (sequence, head) pairs among `window` consecutive work tiles of the order: the heads whose
-// K/V the CTAs running at once read.
-template <bool DENSE>
-std::size_t widest_window(const Problem& p, int window) {
-  std::vector<Tile> order = walk<Order::tiles, DENSE>(p, 1).per_cta[0];
-  std::size_t widest = 0;
-  for (std::size_t i = 0; i + window <= order.size(); ++i) {
-    std::map<std::pair<int, int>, int> heads;
-    for (std::size_t j = i; j < i + window; ++j) ++heads[{order[j].b, order[j].h}];
-    widest = std::max(widest, heads.size());
-  }
-  return widest;
-}
-
 TEST(Sm90Schedule, NonCausalTilesOfOneHeadRunTogether) {
   // Whole query tiles innermost, as the one-CTA-per-tile grid launches them: 132 CTAs at once
   // read ceil(132 / query tiles) + 1 heads' K/V, not 132 (hd 128 L 1024: 17 heads, 8.5 MB).
   const Problem d = dense(16, 16, 1024);
-  EXPECT_LE(widest_window<true>(d, 132), 132u / 8u + 2u);
+  EXPECT_LE((widest_window<Order::tiles, true>(d, 132)), 132u / 8u + 2u);
   const Walk w = walk<Order::tiles, true>(d, 1);
   EXPECT_EQ(w.per_cta[0][1].m_start, kBlockM);
   EXPECT_EQ(w.per_cta[0][1].h, 0);

@@ -54,6 +54,17 @@ TileConfig choose_config(const KernelSpec& spec) {
 }
 
 namespace {
+ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r) {
+  const KernelSpec spec = forward_spec(r, dev.arch());
+  ResolvedKernel k = resolve_kernel(dev, spec);
+  if (k.config.family == KernelFamily::sm90 && !tma_unsuitable(r).empty()) {
+    // Tensors TMA cannot describe (strides, alignment): the portable family serves the call.
+    const TileConfig c = default_sm80_config(spec);
+    k = ResolvedKernel{get_kernel(dev.context, spec, c), c, "sm80 fallback"};
+  }
+  return k;
+}
+
 
 void check_device_pointer(const char* name, const void* ptr) {
   CUmemorytype type{};
@@ -283,13 +294,7 @@ void forward(const AttentionArgs& args, Stream stream) {
   detail::validate_lengths(r, cu_stream);
   if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
 
-  const KernelSpec spec = detail::forward_spec(r, dev.arch());
-  detail::ResolvedKernel k = detail::resolve_kernel(dev, spec);
-  if (k.config.family == KernelFamily::sm90 && !detail::tma_unsuitable(r).empty()) {
-    // Tensors TMA cannot describe (strides, alignment): the portable family serves the call.
-    const TileConfig c = default_sm80_config(spec);
-    k = detail::ResolvedKernel{detail::get_kernel(dev.context, spec, c), c, "sm80 fallback"};
-  }
+  const detail::ResolvedKernel k = detail::forward_kernel(dev, r);
   detail::launch_forward(r, k.kernel, k.config, dev.sm_count, cu_stream);
 }
 
@@ -390,15 +395,28 @@ Resolved resolve_backward(const AttentionArgs& args) {
   return resolve(with_output);
 }
 
-void run_deterministic(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, const SigjitBwdParams& params, CUstream stream) {
-  for (Direction part : {Direction::backward_dkdv, Direction::backward_dq}) {
-    spec.direction = part;
-    const ResolvedKernel k = resolve_kernel(dev, spec);
-    launch_backward_part(r, params, part, k.kernel, k.config, stream);
-  }
+struct DeterministicKernels {
+  ResolvedKernel dkdv, dq;
+};
+
+DeterministicKernels deterministic_kernels(const DeviceInfo& dev, KernelSpec spec) {
+  spec.direction = Direction::backward_dkdv;
+  ResolvedKernel dkdv = resolve_kernel(dev, spec);
+  spec.direction = Direction::backward_dq;
+  return {std::move(dkdv), resolve_kernel(dev, spec)};
 }
 
-void run_fused(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, SigjitBwdParams params, void* caller_workspace, CUstream stream) {
+void run_deterministic(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, const SigjitBwdParams& params, CUstream stream) {
+  const DeterministicKernels k = deterministic_kernels(dev, spec);
+  launch_backward_part(r, params, Direction::backward_dkdv, k.dkdv.kernel, k.dkdv.config, stream);
+  launch_backward_part(r, params, Direction::backward_dq, k.dq.kernel, k.dq.config, stream);
+}
+
+struct FusedKernels {
+  ResolvedKernel fused, convert;
+};
+
+FusedKernels fused_kernels(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, const SigjitBwdParams& params) {
   spec.direction = Direction::backward_fused;
   ResolvedKernel fused = resolve_kernel(dev, spec);
   if (fused.config.family == KernelFamily::sm90_bwd && !tma_unsuitable_backward(r, params).empty()) {
@@ -406,7 +424,12 @@ void run_fused(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, Sigjit
     const TileConfig c = default_sm80_config(spec);
     fused = ResolvedKernel{get_kernel(dev.context, spec, c), c, "sm80 fallback"};
   }
-  const ResolvedKernel convert = resolve_kernel(dev, dq_convert_spec(spec));
+  return {std::move(fused), resolve_kernel(dev, dq_convert_spec(spec))};
+}
+
+void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, SigjitBwdParams params, void* caller_workspace,
+               CUstream stream) {
+  const auto [fused, convert] = fused_kernels(dev, r, spec, params);
   const std::size_t bytes = dq_workspace_bytes(r);
   std::optional<WorkspaceLease> lease;
   if (caller_workspace == nullptr && bytes > 0) lease.emplace(acquire_workspace(dev.context, stream, bytes));
@@ -463,6 +486,27 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
 }
 
 void release_backward_workspaces() {
+void prepare(const AttentionArgs& args, const PrepareOptions& options) {
+  // Resolve exactly as forward() and backward() do, so that the kernels loaded here are the
+  // ones their launches look up in the in-process table; nothing touches the tensors.
+  const detail::Resolved r = options.forward ? detail::resolve(args) : detail::resolve_backward(args);
+  const detail::DeviceInfo dev = detail::current_device();
+  if (options.forward) detail::forward_kernel(dev, r);
+  if (!options.backward) return;
+  const AttentionArgs& a = r.args;
+  // Gradients laid out like the tensors they belong to (dO like O): the layout that decides
+  // between the Hopper backward and its portable fallback.
+  Gradients g;
+  g.dout = a.o, g.dq = const_cast<void*>(a.q), g.dk = const_cast<void*>(a.k), g.dv = const_cast<void*>(a.v);
+  g.dout_strides = a.o_strides, g.dq_strides = a.q_strides, g.dk_strides = a.k_strides, g.dv_strides = a.v_strides;
+  const KernelSpec spec = detail::forward_spec(r, dev.arch());
+  if (!use_fused_backward(BackwardOptions{options.deterministic})) {
+    detail::deterministic_kernels(dev, spec);
+    return;
+  }
+  detail::fused_kernels(dev, r, spec, detail::make_bwd_params(r, detail::resolve_gradients(r, g), nullptr));
+}
+
   const detail::DeviceInfo dev = detail::current_device();
   detail::release_workspaces(dev.context);
 }

@@ -23,6 +23,12 @@ std::string tma_unsuitable(const Resolved& r);
 // `sm_count`: the device's SMs (DeviceInfo::sm_count), which size persistent (_p) grids.
 void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, int sm_count, CUstream stream);
 
+// The kernel forward() launches for a validated call on `dev`: the spec's resolved kernel, or
+// the portable family's default when TMA cannot describe the tensors.
+struct DeviceInfo;
+struct ResolvedKernel;
+ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r);
+
 // The tile config a call uses: SIGJIT_FORCE_TILE if set, else the heuristic default.
 TileConfig choose_config(const KernelSpec& spec);
 

@@ -150,3 +150,24 @@ const char* sigjit_version(void) {
 }
 
 }  // extern "C"
+sigjit_prepare_options sigjit_prepare_options_default(void) {
+  sigjit_prepare_options o{};
+  o.struct_size = sizeof(sigjit_prepare_options);
+  o.forward = 1;
+  return o;
+}
+
+sigjit_status sigjit_prepare(const sigjit_attention_args* args, const sigjit_prepare_options* options) {
+  if (options != nullptr && options->struct_size != static_cast<int32_t>(sizeof(sigjit_prepare_options))) {
+    g_last_error = "options.struct_size: does not match this library's sigjit_prepare_options; initialise it with "
+                   "sigjit_prepare_options_default() and rebuild against the installed sigjit.h";
+    return SIGJIT_ERROR_INVALID_ARGUMENT;
+  }
+  const sigjit_prepare_options o = options != nullptr ? *options : sigjit_prepare_options_default();
+  return guarded(args, [o](const sigjit::AttentionArgs& a) {
+    sigjit::PrepareOptions p;
+    p.forward = o.forward != 0, p.backward = o.backward != 0, p.deterministic = o.deterministic != 0;
+    sigjit::prepare(a, p);
+  });
+}
+

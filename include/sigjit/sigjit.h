@@ -93,3 +93,17 @@ const char* sigjit_version(void);
 }
 #endif
 #endif
+/* What sigjit_prepare loads (field meanings as in sigjit::PrepareOptions). Initialise with
+ * sigjit_prepare_options_default() (forward only); struct_size as in sigjit_backward_options. */
+typedef struct {
+  int32_t struct_size;
+  int32_t forward;       /* nonzero: the kernel sigjit_forward launches */
+  int32_t backward;      /* nonzero: the kernels sigjit_backward_ex launches ... */
+  int32_t deterministic; /* ... with this options.deterministic */
+} sigjit_prepare_options;
+
+sigjit_prepare_options sigjit_prepare_options_default(void);
+/* Loads (cache or NVRTC) every kernel the calls named by options would launch for args, without
+ * launching anything or reading the tensors: before capturing a CUDA graph. options: NULL means
+ * sigjit_prepare_options_default(). */
+sigjit_status sigjit_prepare(const sigjit_attention_args* args, const sigjit_prepare_options* options);

@@ -155,3 +155,18 @@ void release_backward_workspaces();
 std::string version();
 
 }  // namespace sigjit
+// What prepare() loads.
+struct PrepareOptions {
+  bool forward = true;         // the kernel forward(args) launches
+  bool backward = false;       // the kernels backward(args, grads, stream, {deterministic}) launches,
+  bool deterministic = false;  // for gradients laid out like the tensors they belong to (dO like O)
+};
+
+// Loads every kernel that forward() (and, when asked, backward()) would launch for these
+// arguments, from the in-process table, the kernel cache, or NVRTC, without launching anything or
+// reading the tensors (only their pointers' alignment and strides, which pick the kernel). After
+// it, a call with arguments of the same shape, layout and options compiles and loads nothing:
+// call it before capturing a CUDA graph, or to take the first call's compile off the critical
+// path. Lengths are not checked (no stream synchronisation). Validates like forward().
+void prepare(const AttentionArgs& args, const PrepareOptions& options = {});
+

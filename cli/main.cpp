@@ -122,6 +122,7 @@ int run_compile(const SpecOptions& o) {
   }
   fmt::print("kernel    {}\nspec      {}\nconfig    {}\nresources {}\ncompiled  in {:.2f} s ({} B cubin)\n", k.name, spec.describe(),
              config.describe(), k.resources.describe(), k.compile_seconds, k.cubin.size());
+  fmt::print("nvrtc     {} ({})\n", sigjit::nvrtc_version(), sigjit::detail::nvrtc_library_path());
   return 0;
 }
 
@@ -143,6 +144,12 @@ int run_info() {
                dev->driver_version % 1000 / 10, dev->arch().name());
   } else {
     fmt::print("GPU       none: {}\n", why);
+  }
+  try {  // the NVRTC a compile would use (info loads it; a cached kernel needs none)
+    const std::string v = sigjit::nvrtc_version();
+    fmt::print("NVRTC     {} ({})\n", v, sigjit::detail::nvrtc_library_path());
+  } catch (const Error& e) {
+    fmt::print("NVRTC     none: {}\n", e.what());
   }
   const cache::Store store(cache::Store::default_root());
   fmt::print("cache     {} ({:.1f} MB, {} entries)\n", store.root().string(), store.size_bytes() / 1e6, store.list().size());
@@ -315,6 +322,7 @@ int run_verify(bool gpu) {
 int main(int argc, char** argv) {
   CLI::App app{"sigjit: JIT compiler and autotuner for sigmoid attention.\nCache: $SIGJIT_CACHE_DIR, else $XDG_CACHE_HOME/sigjit, else ~/.cache/sigjit."};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("sigjit ") + SIGJIT_VERSION);
   auto* info = app.add_subcommand("info", "Show the GPU, driver and NVRTC that sigjit would use, and the cache");
 
   SpecOptions co;

@@ -1,16 +1,19 @@
 #pragma once
 
+#include "compiler/nvrtc_api.hpp"
+
 #include <sigjit/sigjit.hpp>
 
 #include <fmt/format.h>
-#include <nvrtc.h>
 
-// One check for every NVRTC call: API, error name, file:line. Throws; never exits.
-#define SIGJIT_CHECK_NVRTC(call)                                                                              \
-  do {                                                                                                        \
-    const nvrtcResult sigjit_nvrtc_status_ = (call);                                                          \
-    if (sigjit_nvrtc_status_ != NVRTC_SUCCESS) {                                                              \
-      throw ::sigjit::Error(fmt::format("NVRTC call {} failed: {} ({}:{})", #call, nvrtcGetErrorString(sigjit_nvrtc_status_), \
-                                        __FILE__, __LINE__), ::sigjit::ErrorKind::compile);                                                 \
-    }                                                                                                         \
+// One check for every NVRTC call (through detail::nvrtc(), the dlopen'ed table): API, error
+// name, file:line. Throws; never exits.
+#define SIGJIT_CHECK_NVRTC(call)                                                                                                  \
+  do {                                                                                                                            \
+    const nvrtcResult sigjit_nvrtc_status_ = (call);                                                                              \
+    if (sigjit_nvrtc_status_ != NVRTC_SUCCESS) {                                                                                  \
+      throw ::sigjit::Error(fmt::format("NVRTC call {} failed: {} ({}:{})", #call,                                                \
+                                        ::sigjit::detail::nvrtc().nvrtcGetErrorString(sigjit_nvrtc_status_), __FILE__, __LINE__), \
+                            ::sigjit::ErrorKind::compile);                                                                        \
+    }                                                                                                                             \
   } while (0)

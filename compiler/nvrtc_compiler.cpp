@@ -25,17 +25,18 @@ bool env_flag(const char* name) {
 
 struct ProgramDeleter {
   void operator()(nvrtcProgram* p) const {
-    nvrtcDestroyProgram(p);
+    detail::nvrtc().nvrtcDestroyProgram(p);
     delete p;
   }
 };
 using ProgramPtr = std::unique_ptr<nvrtcProgram, ProgramDeleter>;
 
 std::string program_log(nvrtcProgram prog) {
+  const detail::NvrtcApi& api = detail::nvrtc();
   size_t size = 0;
-  if (nvrtcGetProgramLogSize(prog, &size) != NVRTC_SUCCESS || size == 0) return {};
+  if (api.nvrtcGetProgramLogSize(prog, &size) != NVRTC_SUCCESS || size == 0) return {};
   std::string log(size, '\0');
-  if (nvrtcGetProgramLog(prog, log.data()) != NVRTC_SUCCESS) return {};
+  if (api.nvrtcGetProgramLog(prog, log.data()) != NVRTC_SUCCESS) return {};
   while (!log.empty() && (log.back() == '\0' || log.back() == '\n')) log.pop_back();
   return log;
 }
@@ -100,7 +101,7 @@ ResourceUsage parse_ptxas_report(const std::string& log, const std::string& kern
 
 std::string nvrtc_version() {
   int major = 0, minor = 0;
-  SIGJIT_CHECK_NVRTC(nvrtcVersion(&major, &minor));
+  SIGJIT_CHECK_NVRTC(detail::nvrtc().nvrtcVersion(&major, &minor));
   return fmt::format("{}.{}", major, minor);
 }
 
@@ -120,25 +121,27 @@ CompiledKernel compile_kernel(const KernelSpec& spec, const TileConfig& config) 
     header_texts.push_back(f.text.c_str());
     header_names.push_back(f.include_name.c_str());
   }
+  const detail::NvrtcApi& api = detail::nvrtc();  // throws, naming every place tried, without NVRTC
   ProgramPtr prog(new nvrtcProgram{});
-  SIGJIT_CHECK_NVRTC(nvrtcCreateProgram(prog.get(), k.source.c_str(), (k.name + ".cu").c_str(), static_cast<int>(files.size()),
-                                        header_texts.data(), header_names.data()));
+  SIGJIT_CHECK_NVRTC(api.nvrtcCreateProgram(prog.get(), k.source.c_str(), (k.name + ".cu").c_str(), static_cast<int>(files.size()),
+                                            header_texts.data(), header_names.data()));
   std::vector<const char*> opts;
   for (const auto& o : k.options) opts.push_back(o.c_str());
-  const nvrtcResult status = nvrtcCompileProgram(*prog, static_cast<int>(opts.size()), opts.data());
+  const nvrtcResult status = api.nvrtcCompileProgram(*prog, static_cast<int>(opts.size()), opts.data());
   k.log = program_log(*prog);
   if (status != NVRTC_SUCCESS) {
     dump(k);
     throw Error(fmt::format("NVRTC failed to compile {} ({}; {}): {}\n{}\nSet SIGJIT_DUMP_DIR to keep the generated source.", k.name,
-                            spec.describe(), config.describe(), nvrtcGetErrorString(status), k.log), ErrorKind::compile);
+                            spec.describe(), config.describe(), api.nvrtcGetErrorString(status), k.log),
+                ErrorKind::compile);
   }
   size_t size = 0;
-  SIGJIT_CHECK_NVRTC(nvrtcGetCUBINSize(*prog, &size));
+  SIGJIT_CHECK_NVRTC(api.nvrtcGetCUBINSize(*prog, &size));
   k.cubin.resize(size);
-  SIGJIT_CHECK_NVRTC(nvrtcGetCUBIN(*prog, k.cubin.data()));
-  SIGJIT_CHECK_NVRTC(nvrtcGetPTXSize(*prog, &size));
+  SIGJIT_CHECK_NVRTC(api.nvrtcGetCUBIN(*prog, k.cubin.data()));
+  SIGJIT_CHECK_NVRTC(api.nvrtcGetPTXSize(*prog, &size));
   k.ptx.assign(size, '\0');
-  SIGJIT_CHECK_NVRTC(nvrtcGetPTX(*prog, k.ptx.data()));
+  SIGJIT_CHECK_NVRTC(api.nvrtcGetPTX(*prog, k.ptx.data()));
   if (!k.ptx.empty() && k.ptx.back() == '\0') k.ptx.pop_back();
 
   k.resources = parse_ptxas_report(k.log, k.name);

@@ -47,7 +47,14 @@ CompiledKernel compile_kernel(const KernelSpec& spec, const TileConfig& config);
 // Parses the ptxas -v report for one entry point.
 ResourceUsage parse_ptxas_report(const std::string& log, const std::string& kernel_name);
 
-// "major.minor" of the NVRTC library actually loaded.
+// "major.minor" of the NVRTC library actually loaded (loads it: compiler/nvrtc_api.hpp).
 std::string nvrtc_version();
+
+namespace detail {
+// "major.minor" of the NVRTC sigjit was built against (its headers); loads nothing.
+std::string nvrtc_build_version();
+// The file NVRTC was loaded from, "" while it is not loaded; loads nothing.
+std::string nvrtc_library_path();
+}  // namespace detail
 
 }  // namespace sigjit

@@ -512,7 +512,8 @@ void prepare(const AttentionArgs& args, const PrepareOptions& options) {
 }
 
 std::string version() {
-  return fmt::format("sigjit {} (NVRTC {}, codegen {})", SIGJIT_VERSION, nvrtc_version(), kCodegenVersion);
+  // The NVRTC built for, not the loaded one: version() loads nothing (`sigjit info` reports both).
+  return fmt::format("sigjit {} (NVRTC {}, codegen {})", SIGJIT_VERSION, detail::nvrtc_build_version(), kCodegenVersion);
 }
 
 }  // namespace sigjit

@@ -90,7 +90,11 @@ cache::DeviceFingerprint fingerprint_for(const DeviceInfo& dev, const KernelSpec
   fp.cc_minor = dev.cc_minor;
   fp.sm_count = dev.sm_count;
   fp.driver_version = dev.driver_version;
-  fp.nvrtc_version = nvrtc_version();
+  // The NVRTC sigjit was built for (the soname major it loads, and the minor of its headers),
+  // not the loaded library's version: asking that would dlopen NVRTC, and a cache hit must need
+  // no NVRTC (a deployment with a warm cache may have none). A cubin stays a valid binary for
+  // its arch whichever NVRTC 13.x wrote it; rebuilding against a new toolkit changes the key.
+  fp.nvrtc_version = nvrtc_build_version();
   fp.codegen_version = kCodegenVersion;
   fp.compile_options = fmt::format("{} templates={}", fmt::join(compile_options(spec), " "), templates_digest());
   return fp;

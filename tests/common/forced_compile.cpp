@@ -1,10 +1,10 @@
 #include "tests/common/forced_compile.hpp"
 
 #include "compiler/codegen.hpp"
+#include "compiler/nvrtc_api.hpp"
 #include "compiler/templates.hpp"
 
 #include <gtest/gtest.h>
-#include <nvrtc.h>
 
 #include <exception>
 
@@ -18,25 +18,27 @@ TemplateBuild compile_with_templates(const std::string& source, const std::strin
     texts.push_back(f.text.c_str());
     names.push_back(f.include_name.c_str());
   }
+  const detail::NvrtcApi& api = detail::nvrtc();  // the library's NVRTC, loaded as it loads it
   nvrtcProgram prog;
-  const nvrtcResult created = nvrtcCreateProgram(&prog, source.c_str(), name.c_str(), static_cast<int>(files.size()), texts.data(), names.data());
+  const nvrtcResult created =
+      api.nvrtcCreateProgram(&prog, source.c_str(), name.c_str(), static_cast<int>(files.size()), texts.data(), names.data());
   if (created != NVRTC_SUCCESS) {
-    build.log = std::string("nvrtcCreateProgram: ") + nvrtcGetErrorString(created);
+    build.log = std::string("nvrtcCreateProgram: ") + api.nvrtcGetErrorString(created);
     return build;
   }
   std::vector<const char*> opts = {"--gpu-architecture=sm_90a", "--std=c++17"};
   for (const auto& o : options) opts.push_back(o.c_str());
-  build.ok = nvrtcCompileProgram(prog, static_cast<int>(opts.size()), opts.data()) == NVRTC_SUCCESS;
+  build.ok = api.nvrtcCompileProgram(prog, static_cast<int>(opts.size()), opts.data()) == NVRTC_SUCCESS;
   size_t size = 0;
-  nvrtcGetProgramLogSize(prog, &size);
+  api.nvrtcGetProgramLogSize(prog, &size);
   build.log.assign(size, '\0');
-  nvrtcGetProgramLog(prog, build.log.data());
+  api.nvrtcGetProgramLog(prog, build.log.data());
   if (build.ok) {
-    nvrtcGetCUBINSize(prog, &size);
+    api.nvrtcGetCUBINSize(prog, &size);
     build.cubin.resize(size);
-    nvrtcGetCUBIN(prog, build.cubin.data());
+    api.nvrtcGetCUBIN(prog, build.cubin.data());
   }
-  nvrtcDestroyProgram(&prog);
+  api.nvrtcDestroyProgram(&prog);
   return build;
 }
 

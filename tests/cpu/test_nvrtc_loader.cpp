@@ -1,0 +1,73 @@
+// NVRTC is dlopen'ed on the first compile (compiler/nvrtc_api.cpp): the search order's explicit
+// override, its error when that fails, the normal path, and that `sigjit info` runs without it.
+#include "compiler/kernel_spec.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Result run(const std::string& env, const std::string& args) {
+  const std::string cmd = env + " " + SIGJIT_CLI_PATH + " " + args + " 2>&1";
+  Result r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof(buf), pipe)) > 0;) r.out.append(buf, n);
+  const int status = pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+const char* kCompile = "compile --head-dim 64 --dtype bf16 --layout dense --arch sm_80";
+
+TEST(NvrtcLoader, CompilesThroughTheLoadedLibraryAndReportsItsPath) {
+  sigjit::KernelSpec spec;
+  spec.head_dim = 64;
+  spec.arch = sigjit::Arch::parse("sm_80");
+  const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, sigjit::default_config(spec));
+  EXPECT_FALSE(k.cubin.empty());
+  EXPECT_THAT(sigjit::detail::nvrtc_library_path(), HasSubstr("libnvrtc"));
+  EXPECT_THAT(sigjit::nvrtc_version(), ::testing::MatchesRegex("[0-9]+\\.[0-9]+"));
+}
+
+TEST(NvrtcLoader, ExplicitPathThatDoesNotLoadIsAnErrorNotAFallback) {
+  const Result r = run("SIGJIT_NVRTC_LIBRARY=/nonexistent/libnvrtc.so.13", kCompile);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("cannot load NVRTC from SIGJIT_NVRTC_LIBRARY=/nonexistent/libnvrtc.so.13"));
+  EXPECT_THAT(r.out, Not(HasSubstr("kernel ")));  // nothing compiled with another NVRTC
+}
+
+TEST(NvrtcLoader, ExplicitPathIsTheOneUsed) {
+  const Result found = run("", kCompile);
+  ASSERT_EQ(found.code, 0) << found.out;
+  // "nvrtc     13.0 (/path/to/libnvrtc.so.13)"
+  const auto open = found.out.find('(', found.out.find("nvrtc     "));
+  ASSERT_NE(open, std::string::npos) << found.out;
+  const std::string path = found.out.substr(open + 1, found.out.find(')', open) - open - 1);
+  ASSERT_THAT(path, HasSubstr("libnvrtc"));
+  const Result r = run("SIGJIT_NVRTC_LIBRARY='" + path + "'", kCompile);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("(" + path + ")"));
+}
+
+TEST(NvrtcLoader, InfoRunsWithoutNvrtcAndSaysWhy) {
+  const Result r = run("SIGJIT_NVRTC_LIBRARY=/nonexistent/libnvrtc.so.13", "info");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("NVRTC     none: cannot load NVRTC"));
+  EXPECT_THAT(r.out, ::testing::StartsWith("sigjit "));
+}
+
+}  // namespace

@@ -113,6 +113,15 @@ class Gradients(ctypes.Structure):
     ]
 
 
+class PrepareOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_int32),
+        ("forward", ctypes.c_int32),
+        ("backward", ctypes.c_int32),
+        ("deterministic", ctypes.c_int32),
+    ]
+
+
 class BackwardOptions(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_int32),
@@ -188,6 +197,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sigjit_backward_ex.argtypes = [args_p, grads_p, ctypes.POINTER(BackwardOptions), ctypes.c_void_p]
     lib.sigjit_backward_workspace_size.restype = ctypes.c_int
     lib.sigjit_backward_workspace_size.argtypes = [args_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_size_t)]
+    lib.sigjit_prepare_options_default.restype = PrepareOptions
+    lib.sigjit_prepare_options_default.argtypes = []
+    lib.sigjit_prepare.restype = ctypes.c_int
+    lib.sigjit_prepare.argtypes = [args_p, ctypes.POINTER(PrepareOptions)]
     lib.sigjit_last_error.restype = ctypes.c_char_p
     lib.sigjit_last_error.argtypes = []
     lib.sigjit_version.restype = ctypes.c_char_p
@@ -196,7 +209,8 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 def _check_struct_size(lib: ctypes.CDLL) -> None:
     for name, size, mirror in (("sigjit_attention_args", lib.sigjit_attention_args_default().struct_size, AttentionArgs),
-                               ("sigjit_backward_options", lib.sigjit_backward_options_default().struct_size, BackwardOptions)):
+                               ("sigjit_backward_options", lib.sigjit_backward_options_default().struct_size, BackwardOptions),
+                               ("sigjit_prepare_options", lib.sigjit_prepare_options_default().struct_size, PrepareOptions)):
         if size != ctypes.sizeof(mirror):
             raise ImportError(f"{_lib_path}: {name} is {size} bytes in the library but {ctypes.sizeof(mirror)} in "
                               "sigjit/_lib.py; the Python package and libsigjit.so come from different sigjit versions")
@@ -234,6 +248,14 @@ def backward(args: AttentionArgs, grads: Gradients, stream: int = 0, *, determin
     o = load().sigjit_backward_options_default()
     o.deterministic, o.workspace, o.workspace_bytes = int(deterministic), workspace or None, workspace_bytes
     _check(load().sigjit_backward_ex(ctypes.byref(args), ctypes.byref(grads), ctypes.byref(o), ctypes.c_void_p(stream or None)), "")
+
+
+def prepare(args: AttentionArgs, *, forward: bool = True, backward: bool = False, deterministic: bool = False) -> None:
+    """Loads (kernel cache or NVRTC) every kernel forward(args) and, with backward=True,
+    backward(args, ..., deterministic=deterministic) would launch, launching nothing."""
+    o = load().sigjit_prepare_options_default()
+    o.forward, o.backward, o.deterministic = int(forward), int(backward), int(deterministic)
+    _check(load().sigjit_prepare(ctypes.byref(args), ctypes.byref(o)), "")
 
 
 def workspace_size(args: AttentionArgs, deterministic: bool = False) -> int:

@@ -51,6 +51,8 @@ int main() {
   FIELD(sigjit_attention_args, score_bias);
   FIELD(sigjit_attention_args, score_bias_stride);
   FIELD(sigjit_attention_args, sigmoid);
+  FIELD(sigjit_attention_args, causal_align);
+  FIELD(sigjit_attention_args, reserved0);
 
   std::printf("sigjit_gradients.sizeof %zu\n", sizeof(sigjit_gradients));
   FIELD(sigjit_gradients, dout);
@@ -67,6 +69,11 @@ int main() {
   FIELD(sigjit_backward_options, deterministic);
   FIELD(sigjit_backward_options, workspace);
   FIELD(sigjit_backward_options, workspace_bytes);
+  std::printf("sigjit_prepare_options.sizeof %zu\n", sizeof(sigjit_prepare_options));
+  FIELD(sigjit_prepare_options, struct_size);
+  FIELD(sigjit_prepare_options, forward);
+  FIELD(sigjit_prepare_options, backward);
+  FIELD(sigjit_prepare_options, deterministic);
 
   // Enum sizes: ctypes mirrors them as c_int.
   std::printf("enum.sizeof %zu\n", sizeof(sigjit_layout));

@@ -24,6 +24,18 @@ from sigjit import _lib
 FAKE = 1 << 20  # 16-byte aligned, non-null; never dereferenced by validation
 
 
+def gpu_count():
+    """CUDA devices the driver reports (0 without a driver)."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    n = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(n)) != 0:
+        return 0
+    return n.value
+
+
 def ref(ptr=FAKE, strides=(0, 0, 0)):
     return _lib.TensorRef(ptr, strides)
 
@@ -65,6 +77,9 @@ class StructLayout(unittest.TestCase):
 
     def test_backward_options(self):
         self.check_struct("sigjit_backward_options", _lib.BackwardOptions)
+
+    def test_prepare_options(self):
+        self.check_struct("sigjit_prepare_options", _lib.PrepareOptions)
 
     def test_enum_size(self):
         self.assertEqual(ctypes.sizeof(ctypes.c_int), self.c["enum.sizeof"])
@@ -170,6 +185,19 @@ class Validation(unittest.TestCase):
         self.assertTrue(str(cm.exception))
 
 
+    def test_prepare_validates_then_needs_a_device(self):
+        # Arguments are validated before any device access: a bad head_dim is named here...
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"head_dim=80"):
+            _lib.prepare(dense_args(head_dim=80), backward=True)
+        # ...and good ones reach the device: without a GPU a CudaError, never a crash; with one,
+        # the kernels load (prepare reads no tensor, so the fake pointers are never touched).
+        if gpu_count() == 0:
+            with self.assertRaises(sigjit.CudaError):
+                _lib.prepare(dense_args(), backward=True)
+        else:
+            _lib.prepare(dense_args(), backward=True)
+
+
 class Strides(unittest.TestCase):
     def test_contiguous(self):
         self.assertEqual(_lib.c_strides((2, 16, 4, 64), (4096, 256, 64, 1)), (4096, 256, 64))
@@ -210,7 +238,7 @@ class TorchImport(unittest.TestCase):
     def test_import_without_torch(self):
         if importlib.util.find_spec("torch") is not None:
             self.skipTest("torch is installed here; the missing-torch error is tested only where torch is absent (CI)")
-        with self.assertRaisesRegex(ImportError, r"sigjit.torch needs PyTorch"):
+        with self.assertRaisesRegex(ImportError, r"sigjit's PyTorch functions need PyTorch"):
             import sigjit.torch  # noqa: F401
 
     def test_argument_errors_with_torch(self):
@@ -219,11 +247,11 @@ class TorchImport(unittest.TestCase):
         import torch
         from sigjit.torch import sigmoid_attention, sigmoid_attention_varlen
         q = torch.zeros(1, 16, 2, 64, dtype=torch.bfloat16)
-        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q.device=cpu: sigjit runs on CUDA devices"):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"query.device=cpu: sigjit runs on CUDA devices"):
             sigmoid_attention(q, q, q)
-        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q.dtype=torch.float32"):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"query.dtype=torch.float32: .*cast with query.to\(torch.bfloat16\)"):
             sigmoid_attention(q.float(), q, q)
-        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q: expected 4 dimensions"):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"query: expected 4 dimensions"):
             sigmoid_attention(q[0], q, q)
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q: expected 3 dimensions"):
             sigmoid_attention_varlen(q, q, q, None, None, 16, 16)

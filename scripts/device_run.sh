@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, run every GPU test, then benchmark sigjit and TritonSigmoid
 # in the same process tree. Logs and CSVs go to $OUT (the device tool returns that folder).
-#   scripts/device_run.sh [quick|grid|sweep|final|tune|hopper|hopperfinal|short|hd64|order|causal|sanitize|python|backward|bwdgrid]   (default quick)
+#   scripts/device_run.sh [wheel|quick|grid|sweep|final|tune|hopper|hopperfinal|short|hd64|order|causal|sanitize|python|backward|bwdgrid]   (default quick)
+#     wheel: the pip wheel (build/dist, carried) installed and tested on the GPU, C++ top-left
+#            causal cases, bench/first_call.py (issue 17)
 #     quick: GPU tests + benchmark fwd and bwd at L 4096/16384, hd 64/128, dense
 #     grid:  GPU tests + TritonSigmoid's full forward grid (0/25/50 % padding) + causal + varlen
 #     sweep: tile-config sweep at the grid's key points (no tests)
@@ -102,6 +104,34 @@ persistent_matrices() {
     grep -E "^\[case\]" "$OUT/sm90_matrix.log" | awk '{print $3}' | sed 's/rel_error=//' | sort -g | tail -1 | sed 's/^/worst rel_error: /'
   fi
 }
+
+if [ "$mode" = wheel ]; then
+  # The pip package on the GPU (issue 17): the wheel built on the dev machine (build/dist,
+  # carried: `pip wheel . -w build/dist`), installed into a fresh target with nothing of the
+  # build tree on the path; its NVRTC is the image's toolkit (the NVIDIA NVRTC wheel is 90 MB,
+  # over the carry limit; CI tests that route). Then the binding's GPU tests from the installed
+  # package (TritonSigmoid's calls pasted unchanged against its kernels, CUDA graphs,
+  # torch.compile), the C++ top-left causal cases, and bench/first_call.py.
+  site=/tmp/sigjit-wheel
+  step "install $(ls build/dist/sigjit-*.whl 2>/dev/null | head -1) into $site"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target $site build/dist/sigjit-*.whl || exit 1
+  tests=$(mktemp -d) && cp tests/python/test_torch_gpu.py tests/python/test_binding_cpu.py "$tests"/
+  export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+  (cd "$tests" && python3 -c "import sigjit, sys; print('sigjit', sigjit.__version__, sigjit.library_path(), sigjit.version())") 2>&1 | tee -a "$OUT/env.txt"
+  step "binding GPU tests from the installed wheel"
+  (cd "$tests" && timeout ${PYTHON_TIMEOUT_S:-330} python3 -m unittest -v test_torch_gpu test_binding_cpu) >"$OUT/python_wheel.log" 2>&1
+  echo "python tests exit code $?"; grep -E "^(OK|FAILED)|(ERROR|FAIL): |skipped '" "$OUT/python_wheel.log" | head -30
+  grep -E "^\[case\] (drop-in|cuda graph|vs TritonSigmoid)" "$OUT/python_wheel.log" | head -60
+  if [ "${CPP:-1}" = 1 ]; then
+    step "C++ GPU tests: top-left causal"
+    gpu_tests ${TOPLEFT_TIMEOUT_S:-120} "${TOPLEFT_FILTER:-*TopLeft*:*top_left*}" topleft.log "top-left causal"
+  fi
+  if [ "${FIRST_CALL:-1}" = 1 ]; then
+    step "first call: sigjit (installed wheel) and TritonSigmoid, fresh processes, cold and warm cache"
+    timeout ${FIRST_CALL_TIMEOUT_S:-240} python3 bench/first_call.py --out "$OUT" --only first 2>&1 | tee "$OUT/first_call.log"
+  fi
+  exit 0
+fi
 
 if [ "$mode" = order ]; then
   # The persistent schedule's tile order (templates/sigjit/sm90_tile_schedule.h) and the short-

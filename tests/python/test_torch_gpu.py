@@ -54,7 +54,7 @@ def rel_err(x, ref):
 
 
 # ---- fp64 reference -----------------------------------------------------------------------------
-def ref_one(q, k, v, causal, scale, bias, sb):
+def ref_one(q, k, v, causal, scale, bias, sb, align="bottom_right"):
     """One sequence: q [lq, Hq, D], k/v [lk, Hkv, D] -> [lq, Hq, D]."""
     lq, hq, _ = q.shape
     lk, hkv = k.shape[0], k.shape[1]
@@ -63,13 +63,14 @@ def ref_one(q, k, v, causal, scale, bias, sb):
     if sb is not None:
         s = s + sb[None, None, :]
     p = torch.sigmoid(s)
-    if causal:  # bottom-right aligned (FlashAttention's rule); equal lengths: the lower triangle
+    if causal:  # bottom-right: j <= i + lk - lq (FlashAttention); top-left: j <= i (TritonSigmoid)
         i, j = torch.arange(lq, device=q.device)[:, None], torch.arange(lk, device=q.device)[None, :]
-        p = p * (j <= i + (lk - lq)).to(p.dtype)
+        p = p * (j <= i + (lk - lq if align == "bottom_right" else 0)).to(p.dtype)
     return torch.einsum("hqk,khd->qhd", p, v)
 
 
-def reference(q, k, v, lens_q, lens_k, *, varlen=False, causal=False, scale=None, sigmoid_bias=None, score_bias=None):
+def reference(q, k, v, lens_q, lens_k, *, varlen=False, causal=False, scale=None, sigmoid_bias=None, score_bias=None,
+              align="bottom_right"):
     """fp64 sigmoid attention. Dense/padded: [B, L, H, D] with lens (padding rows of O zero);
     varlen: packed [T, H, D] with lens giving the packing. Differentiable (fp64 autograd)."""
     q, k, v = q.double(), k.double(), v.double()
@@ -84,7 +85,7 @@ def reference(q, k, v, lens_q, lens_k, *, varlen=False, causal=False, scale=None
             qs, ks, vs = q[b, :lq], k[b, :lk], v[b, :lk]
             sb = None if score_bias is None else score_bias[b, :lk].double()
         bias = -math.log(max(lk, 1)) if sigmoid_bias is None else sigmoid_bias
-        o = ref_one(qs, ks, vs, causal, scale, bias, sb)
+        o = ref_one(qs, ks, vs, causal, scale, bias, sb, align)
         if varlen:
             out[oq:oq + lq] = o
         else:
@@ -141,11 +142,16 @@ class Forward(unittest.TestCase):
             q, k, v = qkv(1, 130, 130, 2, 2, D, seed=D)
             self.check(f"dense hd{D}", sigmoid_attention(q, k, v), reference(q, k, v, [130], [130]), q.dtype)
 
-    def test_cross_lengths_causal_bottom_right(self):
-        q, k, v = qkv(2, 96, 320, 4, 4, 64, seed=3)
-        for causal in (False, True):
-            self.check(f"dense Lq=96 Lk=320 causal={causal}", sigmoid_attention(q, k, v, causal=causal),
-                       reference(q, k, v, [96] * 2, [320] * 2, causal=causal), q.dtype)
+    def test_cross_lengths_causal_both_alignments(self):
+        for Lq, Lk in ((96, 320), (320, 96)):
+            q, k, v = qkv(2, Lq, Lk, 4, 4, 64, seed=3)
+            self.check(f"dense Lq={Lq} Lk={Lk}", sigmoid_attention(q, k, v), reference(q, k, v, [Lq] * 2, [Lk] * 2), q.dtype)
+            for align in ("top_left", "bottom_right"):
+                self.check(f"dense Lq={Lq} Lk={Lk} causal {align}", sigmoid_attention(q, k, v, causal=True, causal_align=align),
+                           reference(q, k, v, [Lq] * 2, [Lk] * 2, causal=True, align=align), q.dtype)
+            # TritonSigmoid's names default to its own (top-left) mask
+            self.check(f"dense Lq={Lq} Lk={Lk} is_causal default", sigmoid_attention(q, k, v, True),
+                       reference(q, k, v, [Lq] * 2, [Lk] * 2, causal=True, align="top_left"), q.dtype)
 
     def test_gqa_mqa(self):
         for hq, hkv in ((8, 2), (4, 1)):
@@ -156,7 +162,7 @@ class Forward(unittest.TestCase):
         lens = [384, 200, 1, 77]
         for D, causal in ((64, False), (64, True), (128, False)):
             q, k, v = qkv(4, 384, 384, 4, 4, D, seed=7)
-            out = sigmoid_attention_padded(q, k, v, i32(lens), i32(lens), causal=causal)
+            out = sigmoid_attention_padded(q, k, v, seq_lens_q=i32(lens), seq_lens_k=i32(lens), causal=causal)
             self.check(f"padded hd{D} causal={causal}", out, reference(q, k, v, lens, lens, causal=causal), q.dtype)
             for b, n in enumerate(lens):
                 self.assertEqual(out[b, n:].abs().max().item() if n < 384 else 0.0, 0.0, "padded rows of O must be zeros")
@@ -164,9 +170,17 @@ class Forward(unittest.TestCase):
     def test_padded_cross_lengths(self):
         lq, lk = [50, 128, 3], [300, 17, 256]
         q, k, v = qkv(3, 128, 300, 4, 2, 64, seed=8)
-        for causal in (False, True):
-            self.check(f"padded cross causal={causal}", sigmoid_attention_padded(q, k, v, seq_lens_q=i32(lq), seq_lens_k=i32(lk), causal=causal),
-                       reference(q, k, v, lq, lk, causal=causal), q.dtype)
+        self.check("padded cross", sigmoid_attention_padded(q, k, v, seq_lens_q=i32(lq), seq_lens_k=i32(lk)), reference(q, k, v, lq, lk),
+                   q.dtype)
+        for align in ("top_left", "bottom_right"):
+            self.check(f"padded cross causal {align}",
+                       sigmoid_attention_padded(q, k, v, seq_lens_q=i32(lq), seq_lens_k=i32(lk), causal=True, causal_align=align),
+                       reference(q, k, v, lq, lk, causal=True, align=align), q.dtype)
+        # varlen: FlashAttention's form, bottom-right by default, top-left on request
+        qp, kp, vp = pack(q, lq), pack(k, lk), pack(v, lk)
+        for align in ("bottom_right", "top_left"):
+            out = sigmoid_attention_varlen(qp, kp, vp, cu(lq), cu(lk), max(lq), max(lk), causal=True, causal_align=align)
+            self.check(f"varlen cross causal {align}", out, reference(qp, kp, vp, lq, lk, varlen=True, causal=True, align=align), q.dtype)
 
     def test_varlen(self):
         lens = [100, 1, 333, 64]
@@ -186,7 +200,7 @@ class Forward(unittest.TestCase):
         self.check("dense scalar bias -2.5 scale 0.1", sigmoid_attention(q, k, v, sigmoid_bias=-2.5, scale=0.1),
                    reference(q, k, v, [160] * 2, [160] * 2, sigmoid_bias=-2.5, scale=0.1), q.dtype)
         lens = [160, 90]
-        self.check("padded score_bias", sigmoid_attention_padded(q, k, v, i32(lens), i32(lens), score_bias=sb),
+        self.check("padded score_bias", sigmoid_attention_padded(q, k, v, seq_lens_q=i32(lens), seq_lens_k=i32(lens), score_bias=sb),
                    reference(q, k, v, lens, lens, score_bias=sb), q.dtype)
         qp, kp, vp = pack(q, lens), pack(k, lens), pack(v, lens)
         sbp = pack(sb[..., None, None], lens)[:, 0, 0]
@@ -271,22 +285,22 @@ class Errors(unittest.TestCase):
             sigmoid_attention(q, k, v)
         q, k, v = qkv(1, 64, 64, 4, 4, 64, seed=0)
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"seq_lens_k\[0\]=65: must be in \[0, seqlen_k=64\]"):
-            sigmoid_attention_padded(q, k, v, i32([64]), i32([65]), check_lengths=True)
+            sigmoid_attention_padded(q, k, v, seq_lens_q=i32([64]), seq_lens_k=i32([65]), check_lengths=True)
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"cu_seqlens_q: sequence 0 has 64 tokens, more than max_seqlen_q=10"):
             sigmoid_attention_varlen(q[0], k[0], v[0], cu([64]), cu([64]), 10, 64, check_lengths=True)
 
     def test_binding_messages(self):
         q, k, v = qkv(1, 64, 64, 4, 4, 64, seed=0)
-        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q.dtype=torch.float32"):
-            sigmoid_attention(q.float(), k, v)
-        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"k.device=cpu"):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"query.dtype=torch.float32: .*no fp32 kernels"):
+            sigmoid_attention(q.float(), k.float(), v.float())
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"key.device=cpu"):
             sigmoid_attention(q, k.cpu(), v)
-        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"k and v shapes differ"):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"key and value shapes differ"):
             sigmoid_attention(q, k, v[:, :32])
-        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"score_bias: expected shape \[1, 64\]"):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"score_mod: expected shape \[1, 64\]"):
             sigmoid_attention(q, k, v, score_bias=torch.zeros(1, 63, device="cuda"))
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"seq_lens_q: expected shape \[1\]"):
-            sigmoid_attention_padded(q, k, v, i32([64, 64]), i32([64]))
+            sigmoid_attention_padded(q, k, v, seq_lens_q=i32([64, 64]), seq_lens_k=i32([64]))
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"max_seqlen_q="):
             sigmoid_attention_varlen(q[0], k[0], v[0], cu([64]), cu([64]), torch.tensor(64), 64)
 
@@ -319,6 +333,15 @@ class Gradients(unittest.TestCase):
             self.check_grads(f"dense hd{D} causal={causal}", lambda q, k, v: sigmoid_attention(q, k, v, causal=causal),
                              lambda q, k, v: reference(q, k, v, [200] * 2, [200] * 2, causal=causal), t)
 
+    def test_padded_cross_lengths_top_left(self):
+        lq, lk = [130, 40, 7], [60, 130, 7]  # both directions, and equal
+        t = (randn(3, 130, 4, 64, dtype=torch.bfloat16, seed=32), randn(3, 130, 4, 64, dtype=torch.bfloat16, seed=33),
+             randn(3, 130, 4, 64, dtype=torch.bfloat16, seed=34))
+        for align in ("top_left", "bottom_right"):
+            self.check_grads(f"padded cross causal {align}",
+                             lambda q, k, v: sigmoid_attention_padded(q, k, v, i32(lk), i32(lq), True, causal_align=align),
+                             lambda q, k, v: reference(q, k, v, lq, lk, causal=True, align=align), t)
+
     def test_gqa_sums_groups(self):
         t = qkv(2, 160, 160, 8, 2, 64, seed=30)
         self.check_grads("dense gqa 8/2", sigmoid_attention, lambda q, k, v: reference(q, k, v, [160] * 2, [160] * 2), t)
@@ -326,7 +349,7 @@ class Gradients(unittest.TestCase):
     def test_padded_zero_padding_grads(self):
         lens = [300, 120, 1]
         t = qkv(3, 300, 300, 4, 4, 64, seed=31)
-        leaves = self.check_grads("padded causal", lambda q, k, v: sigmoid_attention_padded(q, k, v, i32(lens), i32(lens), causal=True),
+        leaves = self.check_grads("padded causal", lambda q, k, v: sigmoid_attention_padded(q, k, v, seq_lens_q=i32(lens), seq_lens_k=i32(lens), causal=True),
                                   lambda q, k, v: reference(q, k, v, lens, lens, causal=True), t)
         for b, n in enumerate(lens):
             for name, leaf in zip(("dq", "dk", "dv"), leaves):
@@ -396,7 +419,7 @@ class Compile(unittest.TestCase):
         w = randn(2, 256, 4, 64, dtype=torch.float32, seed=41)
 
         def f(q, k, v):
-            o = sigmoid_attention_padded(q, k, v, lens, lens, causal=True)
+            o = sigmoid_attention_padded(q, k, v, seq_lens_q=lens, seq_lens_k=lens, causal=True)
             return (o.float() * w).sum()
 
         t = qkv(2, 256, 256, 4, 2, 64, seed=42)
@@ -436,6 +459,160 @@ class Compile(unittest.TestCase):
         q, k, v = qkv(1, 64, 64, 8, 3, 64, seed=0)
         with self.assertRaisesRegex(Exception, r"heads_kv=3"):
             torch.compile(sigmoid_attention, fullgraph=True)(q, k, v)
+
+
+# ---- TritonSigmoid's calls, pasted unchanged -------------------------------------------------------
+TS, TS_ERROR = None, TRITON_ERROR
+if HAVE_CUDA and TRITON_REF is not None:
+    import triton_sigmoid as TS
+
+
+@unittest.skipUnless(HAVE_CUDA, NO_CUDA)
+class DropIn(unittest.TestCase):
+    """The same call text run through triton_sigmoid and through sigjit.torch (module swapped,
+    nothing else): outputs and gradients against TritonSigmoid's own kernels."""
+
+    def setUp(self):
+        if TS is None:
+            self.skipTest(TS_ERROR)
+
+    CALLS = [  # (text, tensors' shapes): as a TritonSigmoid user writes them
+        ("m.sigmoid_attention(q, k, v)", None),
+        ("m.sigmoid_attention(q, k, v, True)", None),
+        ("m.sigmoid_attention(query=q, key=k, value=v, is_causal=True, scale=0.1, sigmoid_bias=-3.0)", None),
+        ("m.sigmoid_attention(q, k, v, False, None, None, sm)", None),
+        ("m.sigmoid_attention_padded(q, k, v, lk, lq)", None),
+        ("m.sigmoid_attention_padded(q, k, v, lk, lq, True)", None),
+        ("m.sigmoid_attention_padded(q, k, v, lk, lq, True, 0.2, -2.0, sm)", None),
+        ("m.sigmoid_attention_padded(query=q, key=k, value=v, seq_lens_k=lk, seq_lens_q=lq, is_causal=True, score_mod=sm)", None),
+        ("m.sigmoid_attention_padded(q, k, v, seq_lens_k=lk)", None),
+        ("m.sigmoid_attention_padded(q, k, v, seq_lens_q=lq, is_causal=True)", None),
+        ("m.sigmoid_attention_padded(q, k, v, lq_big, lk_small, True)", None),  # more queries than keys: top-left differs most
+    ]
+
+    def run_text(self, m, text, tensors, grad):
+        env = dict(m=m, **tensors)
+        leaves = {n: t.detach().clone().requires_grad_(grad) for n, t in tensors.items() if n in ("q", "k", "v")}
+        env.update(leaves)
+        out = eval(text, env)  # noqa: S307 - fixed test strings
+        if not grad:
+            return out, None
+        out.backward(tensors["do"])
+        return out, [leaves[n].grad for n in ("q", "k", "v")]
+
+    def test_calls(self):
+        import sigjit.torch as sj
+        B, L, H, D = 3, 192, 4, 64
+        tensors = dict(q=randn(B, L, H, D, dtype=torch.bfloat16, seed=60), k=randn(B, L, H, D, dtype=torch.bfloat16, seed=61),
+                       v=randn(B, L, H, D, dtype=torch.bfloat16, seed=62), do=randn(B, L, H, D, dtype=torch.bfloat16, seed=63),
+                       sm=randn(B, L, dtype=torch.float32, seed=64), lq=i32([192, 100, 31]), lk=i32([150, 192, 64]),
+                       lq_big=i32([192, 150, 64]), lk_small=i32([100, 20, 64]))
+        for text, _ in self.CALLS:
+            for grad in (False, True):
+                ours, our_grads = self.run_text(sj, text, tensors, grad)
+                theirs, their_grads = self.run_text(TS, text, tensors, grad)
+                errs = {"o": rel_err(ours, theirs)}
+                if grad:
+                    errs.update({n: rel_err(a, b) for n, a, b in zip(("dq", "dk", "dv"), our_grads, their_grads)})
+                report(f"drop-in {text} grad={grad}", **errs)
+                for n, e in errs.items():
+                    self.assertLess(e, bound(torch.bfloat16, grad=n != "o"), f"{text}: {n}")
+
+    def test_their_reference_against_ours(self):
+        import sigjit.torch as sj
+        q, k, v = qkv(2, 96, 96, 4, 4, 64, seed=65)
+        lq, lk = i32([96, 50]), i32([40, 96])
+        for kw in (dict(), dict(causal=True), dict(seq_lens_k=lk, seq_lens_q=lq, causal=True), dict(sigmoid_bias=-2.0, scale=0.3)):
+            theirs = TRITON_REF(q.float(), k.float(), v.float(), **kw)
+            ours = sj.sigmoid_attention_ref(q.float(), k.float(), v.float(), **kw)
+            self.assertLess(rel_err(ours, theirs), 1e-5, str(kw))
+
+
+@unittest.skipUnless(HAVE_CUDA, NO_CUDA)
+class Reference(unittest.TestCase):
+    def test_ref_on_cpu_and_gpu_matches_fp64(self):
+        from sigjit.torch import sigmoid_attention_ref
+        lq, lk = [64, 20], [30, 64]
+        q, k, v = qkv(2, 64, 64, 8, 2, 32, seed=70)
+        want = reference(q, k, v, lq, lk, causal=True, align="top_left")
+        for device in ("cpu", "cuda"):
+            got = sigmoid_attention_ref(q.double().to(device), k.double().to(device), v.double().to(device), i32(lk).to(device),
+                                        i32(lq).to(device), causal=True)
+            self.assertLess(rel_err(got.cpu(), want.cpu()), 1e-12, device)
+
+
+@unittest.skipUnless(HAVE_CUDA, NO_CUDA)
+class Graphs(unittest.TestCase):
+    def test_capture_and_replay_forward_backward(self):
+        from sigjit.torch import prepare
+        lens = i32([256, 130])
+        static = [x.detach().clone().requires_grad_() for x in qkv(2, 256, 256, 4, 4, 64, seed=80)]
+        do = randn(2, 256, 4, 64, dtype=torch.bfloat16, seed=81)
+
+        def step():
+            out = sigmoid_attention_padded(*static, lens, lens, True)
+            out.backward(do)
+            return out
+
+        prepare(sigmoid_attention_padded, *static, lens, lens, True)  # kernels loaded: nothing compiles inside the capture
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # PyTorch's recipe: warm up on a side stream before capture
+            step()
+        torch.cuda.current_stream().wait_stream(side)
+        for t in static:
+            t.grad = None
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = step()
+        for seed in (82, 90):  # new values in the static inputs, then replay
+            for t, new in zip(static, qkv(2, 256, 256, 4, 4, 64, seed=seed)):
+                t.data.copy_(new)
+            graph.replay()
+            torch.cuda.synchronize()
+            leaves = [t.detach().clone().requires_grad_() for t in static]
+            eager = sigmoid_attention_padded(*leaves, lens, lens, True)
+            eager.backward(do)
+            errs = {"o": rel_err(out, eager), **{n: rel_err(a.grad, b.grad) for n, a, b in zip(("dq", "dk", "dv"), static, leaves)}}
+            report(f"cuda graph replay seed={seed} vs eager", **errs)
+            self.assertLess(errs["o"], 1e-6)
+            for n in ("dq", "dk", "dv"):
+                self.assertLess(errs[n], 1e-2, n)  # dQ's fp32 atomics add in a different order each run
+
+    def test_prepare_loads_what_the_call_needs(self):
+        import subprocess
+        import sys
+        # A fresh process: after prepare, the call must not compile (SIGJIT_LOG shows compiles).
+        code = ("import sys, torch, sigjit.torch as sj\n"
+                "q,k,v=(torch.randn(1,300,2,128,device='cuda',dtype=torch.float16,requires_grad=True) for _ in range(3))\n"
+                "sj.prepare(sj.sigmoid_attention, q, k, v, True)\n"
+                "print('PREPARED', file=sys.stderr, flush=True)\n"
+                "sj.sigmoid_attention(q, k, v, True).sum().backward(); torch.cuda.synchronize()\n")
+        import tempfile
+        with tempfile.TemporaryDirectory() as cache:  # empty cache: prepare() itself must compile
+            env = dict(os.environ, SIGJIT_VERBOSE_COMPILE="1", SIGJIT_CACHE_DIR=cache)
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        before, marker, after = r.stderr.partition("PREPARED")
+        self.assertEqual(marker, "PREPARED", r.stderr[-2000:])
+        self.assertIn("sigjit: compiled ", before, "prepare() compiled nothing into an empty cache")
+        self.assertNotIn("sigjit: compiled ", after, "a kernel was compiled after prepare()")
+
+
+@unittest.skipUnless(HAVE_CUDA, NO_CUDA)
+class FirstCall(unittest.TestCase):
+    def test_eager_call_does_not_import_the_compiler_stack(self):
+        import subprocess
+        import sys
+        code = ("import sys, torch, sigjit.torch as sj\n"
+                "q=torch.randn(1,128,2,64,device='cuda',dtype=torch.bfloat16,requires_grad=True)\n"
+                "before=set(sys.modules)\n"
+                "sj.sigmoid_attention(q, q, q).sum().backward(); torch.cuda.synchronize()\n"
+                "print(' '.join(sorted(m for m in set(sys.modules)-before if m.split('.')[0] in ('sympy','torch') and "
+                "m.startswith(('sympy','torch._dynamo','torch._inductor','torch.distributed')))))\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(r.stdout.strip(), "", "modules the first eager call imported")
 
 
 # ---- training ----------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 # Installs what a Debian 12 machine lacks, then configures and builds sigjit into build/.
 #
 #   ./setup.sh          install missing packages, configure (Release, Ninja), build
-#   ./setup.sh --test   the same, then the CPU tests, the GPU tests (they skip without a GPU)
-#                       and a find_package(sigjit) consumer built against an install tree
+#   ./setup.sh --test   the same, then the CPU tests, the GPU tests (they skip without a GPU),
+#                       find_package(sigjit) consumers (C++17, C) built against an install tree,
+#                       and the Python wheel: built (build/dist), installed into a fresh venv, tested
 #
 # Assumes the CUDA toolkit under /usr/local/cuda (or CUDAToolkit_ROOT) and cmake + g++ present.
 # Safe to run again: installs nothing that is there, reconfigures and rebuilds incrementally.
@@ -17,7 +18,7 @@ run_tests=0
 for arg in "$@"; do
   case $arg in
     --test) run_tests=1 ;;
-    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (use --test or --help)" >&2; exit 2 ;;
   esac
 done
@@ -26,7 +27,7 @@ say() { printf '==> %s\n' "$*"; }
 jobs=$(nproc 2>/dev/null || echo 4)
 
 # ---- packages -------------------------------------------------------------------------------
-packages=(ninja-build nlohmann-json3-dev libfmt-dev libcli11-dev libssl-dev libgtest-dev googletest libgmock-dev llvm-14-tools)
+packages=(ninja-build nlohmann-json3-dev libfmt-dev libcli11-dev libssl-dev libgtest-dev googletest libgmock-dev llvm-14-tools python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi
@@ -85,17 +86,62 @@ check() {
   "$@" || failed+=("$name")
 }
 consumer() {
+  # Only the install prefix on CMAKE_PREFIX_PATH, no CUDA toolkit hint, and sigjit's private
+  # dependencies made unfindable: sigjit::sigjit_shared must need none of them.
+  local no_deps=() dep
+  for dep in fmt nlohmann_json OpenSSL CUDAToolkit; do no_deps+=(-DCMAKE_DISABLE_FIND_PACKAGE_$dep=ON); done
+  rm -rf "$BUILD/install" "$BUILD/consumer"
   cmake --install "$BUILD" --prefix "$BUILD/install" >/dev/null &&
     cmake -S "$ROOT/tests/consumer" -B "$BUILD/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$BUILD/install" \
-      "${cmake_cuda[@]}" >/dev/null &&
-    cmake --build "$BUILD/consumer" -j "$jobs" &&
-    "$BUILD/consumer/sigjit_consumer"
+      "${no_deps[@]}" >/dev/null &&
+    cmake --build "$BUILD/consumer" -j "$jobs" || return 1
+  local links
+  links=$(ninja -C "$BUILD/consumer" -t commands | grep -E ' -o sigjit_consumer(_c)? ')
+  if grep -qiE 'fmt|nlohmann|ssl|crypto|cuda' <<<"$links"; then
+    echo "consumer: the link line names a private dependency of sigjit:" >&2
+    echo "$links" >&2
+    return 1
+  fi
+  "$BUILD/consumer/sigjit_consumer" && "$BUILD/consumer/sigjit_consumer_c"
 }
 
+# The wheel (pyproject.toml, scikit-build-core), built in its own persistent build directory
+# build/wheel: its configuration differs from build/'s (static libcrypto, header-only fmt, no
+# tests), so it cannot reuse build/'s objects, but reruns are incremental and it compiles only
+# the library and the CLI (no tests). Installed into a fresh venv with its NVRTC dependency from
+# PyPI; tests/python/package/test_*.py then run from a temp directory with `python -I`, so
+# `import sigjit` can only find the installed package.
+wheel() {
+  local venv=$BUILD/wheel-venv dist=$BUILD/dist tmp
+  rm -rf "$venv" "$dist"
+  python3 -m venv "$venv" || return 1
+  local py=$venv/bin/python pip=("$venv/bin/python" -m pip --disable-pip-version-check --quiet)
+  "${pip[@]}" wheel --no-deps -w "$dist" "$ROOT" >"$BUILD/wheel.log" 2>&1 || { tail -40 "$BUILD/wheel.log"; return 1; }
+  local whl=("$dist"/sigjit-*.whl)
+  say "wheel: ${whl[0]#"$ROOT"/} ($(du -h "${whl[0]}" | cut -f1)); installing it and nvidia-cuda-nvrtc into build/wheel-venv"
+  "${pip[@]}" install "${whl[0]}" || return 1
+  tmp=$(mktemp -d)
+  cp "$ROOT"/tests/python/package/test_*.py "$tmp"/
+  local version out
+  version=$(sed -n 's/^project(sigjit VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
+  out=$(cd "$tmp" && env -u SIGJIT_NVRTC_LIBRARY -u SIGJIT_LIBRARY -u SIGJIT_CLI SIGJIT_EXPECTED_VERSION="$version" \
+    SIGJIT_SOURCE_DIR="$ROOT" SIGJIT_CACHE_DIR="$tmp/cache" PATH="$venv/bin:$PATH" \
+    "$py" -I -m unittest discover -s . -p 'test_*.py' -v 2>&1)
+  local rc=$?
+  rm -rf "$tmp"
+  if ((rc)) || ! grep -q '^OK' <<<"$out"; then
+    echo "$out"
+    say "wheel: tests FAILED"
+    return 1
+  fi
+  say "wheel: $(sed -n 's/^Ran \([0-9]*\) tests\{0,1\}.*/\1/p' <<<"$out") tests passed $(grep '^OK' <<<"$out" | sed -n 's/^OK //p')"
+}
 say "tests: CPU (label cpu) and GPU (label gpu: one entry, Skipped with the reason when there is no GPU)"
 check "CTest" ctest --test-dir "$BUILD" --output-on-failure --no-tests=error -j "$jobs"
-say "consumer: install into build/install, build tests/consumer with find_package(sigjit), run it"
+say "consumer: install into build/install, build tests/consumer (C++17 and C, sigjit::sigjit_shared) with find_package(sigjit), run them"
 check "find_package consumer" consumer
+say "wheel: pip wheel into build/dist, install into build/wheel-venv, run tests/python/package"
+check "wheel" wheel
 
 if ((${#failed[@]})); then
   printf -v list '%s, ' "${failed[@]}"

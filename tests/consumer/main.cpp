@@ -1,5 +1,6 @@
-// Uses only the public headers of an installed sigjit: validates a call with an unsupported
-// head_dim and checks that sigjit::Error reports it as an invalid argument naming head_dim.
+// Uses only the public headers of an installed sigjit and libsigjit.so (C++17): validates a call
+// with an unsupported head_dim and checks that the sigjit::Error thrown inside the library is
+// caught here as one (its typeinfo is exported), as an invalid argument naming head_dim.
 #include <sigjit/sigjit.h>
 #include <sigjit/sigjit.hpp>
 
@@ -39,5 +40,12 @@ int main() {
     return 1;
   }
   std::printf("consumer: ok: sigjit_validate returned SIGJIT_ERROR_INVALID_ARGUMENT\n");
+
+  const std::string version = sigjit::version();
+  if (version.rfind("sigjit ", 0) != 0) {
+    std::fprintf(stderr, "consumer: FAIL: sigjit::version() = %s\n", version.c_str());
+    return 1;
+  }
+  std::printf("consumer: ok: %s\n", version.c_str());
   return 0;
 }

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ._lib import ERROR_INVALID_ARGUMENT, InvalidArgumentError
 
@@ -27,8 +26,7 @@ def _fail(message: str):
     raise InvalidArgumentError(message, ERROR_INVALID_ARGUMENT)
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):  # a NamedTuple: torch.compile traces it without a graph break
     """The scalar options of one call, checked and normalised."""
 
     causal: bool
@@ -67,14 +65,25 @@ def _either(name: str, value: Any, alias: str, alias_value: Any) -> Any:
     """`name` or its other spelling `alias` (None = not given); both given must agree."""
     if alias_value is None:
         return value
-    if value is not None and value is not alias_value and value != alias_value:
+    if value is not None and value is not alias_value and not _equal(value, alias_value):
         _fail(f"{name}={value!r} and {alias}={alias_value!r}: pass one of them ({alias} is another name for {name})")
     return alias_value
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (RuntimeError, TypeError, ValueError):  # e.g. two different multi-element tensors
+        return False
 
 
 def accurate_by_default() -> bool:
     """TritonSigmoid's switch for the exact sigmoid, honoured so that a ported job keeps it."""
     return os.environ.get("TRITON_SIGMOID_ACCURATE", "").strip().lower() in _TRUE_WORDS
+
+
+# Read once, at import, as TritonSigmoid reads it (and so that traced calls read no environment).
+ACCURATE_DEFAULT = accurate_by_default()
 
 
 def options(*, is_causal: Any, causal: Any, causal_align: Any, scale: Any, sigmoid_bias: Any, exact_sigmoid: Any,
@@ -87,7 +96,7 @@ def options(*, is_causal: Any, causal: Any, causal_align: Any, scale: Any, sigmo
     if causal_align not in CAUSAL_ALIGNS:
         _fail(f"causal_align={causal_align!r}: must be 'top_left' (query i sees keys j <= i, TritonSigmoid's mask) or "
               "'bottom_right' (j <= i + len_k - len_q, FlashAttention's)")
-    exact = accurate_by_default() if exact_sigmoid is None else _flag("exact_sigmoid", exact_sigmoid)
+    exact = ACCURATE_DEFAULT if exact_sigmoid is None else _flag("exact_sigmoid", exact_sigmoid)
     return Options(causal=is_causal, causal_align=causal_align,
                    scale=_finite("scale", scale), sigmoid_bias=_finite("sigmoid_bias", sigmoid_bias), exact_sigmoid=exact,
                    check_lengths=_flag("check_lengths", check_lengths), deterministic=_flag("deterministic", deterministic))
@@ -109,7 +118,7 @@ def sigmoid_attention(query, key, value, is_causal=False, scale=None, sigmoid_bi
     FlashAttention's j <= i + Lk - Lq). scale: default 1/sqrt(D). sigmoid_bias: None = -log(Lk).
     score_mod: per-key bias [B, Lk], not trainable. Keyword-only, sigjit's own: causal (=
     is_causal), score_bias (= score_mod), exact_sigmoid (1/(1+exp(-x)) to 2e-6; None follows
-    TRITON_SIGMOID_ACCURATE, default the faster tanh form), deterministic (bitwise reproducible
+    TRITON_SIGMOID_ACCURATE at import, default the faster tanh form), deterministic (bitwise reproducible
     backward, slower). Returns [B, Lq, Hq, D].
     """
     opts = options(is_causal=is_causal, causal=causal, causal_align=causal_align, scale=scale, sigmoid_bias=sigmoid_bias,

@@ -232,6 +232,8 @@ def _prepare(request, q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q,
 def _run(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, o: Options):
     args = (q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, o.causal, o.causal_align, o.scale, o.sigmoid_bias,
             o.exact_sigmoid, o.check_lengths, o.deterministic)
+    if torch.compiler.is_compiling():  # first: the thread-local below would break the graph
+        return _attention_forward(*args)
     request = getattr(_preparing, "request", None)
     if request is not None:
         return _prepare(request, *args)

@@ -97,9 +97,9 @@ class Binding(unittest.TestCase):
         patcher = mock.patch.object(_api, "_backend", lambda: self.rec)
         patcher.start()
         self.addCleanup(patcher.stop)
-        env = mock.patch.dict(os.environ, {"TRITON_SIGMOID_ACCURATE": ""})
-        env.start()
-        self.addCleanup(env.stop)
+        accurate = mock.patch.object(_api, "ACCURATE_DEFAULT", False)
+        accurate.start()
+        self.addCleanup(accurate.stop)
 
     def last(self):
         return self.rec.calls[-1]
@@ -153,13 +153,25 @@ class Binding(unittest.TestCase):
         self.assertEqual((c["cu_q"], c["cu_k"], c["max_q"], c["max_k"], c["opts"].scale), ("CQ", "CK", 7, 9, 0.1))
 
     def test_accurate_env_is_honoured_unless_overridden(self):
-        with mock.patch.dict(os.environ, {"TRITON_SIGMOID_ACCURATE": "yes"}):
+        for value, accurate in (("1", True), ("yes", True), ("ON", True), ("0", False), ("", False)):
+            with mock.patch.dict(os.environ, {"TRITON_SIGMOID_ACCURATE": value}):
+                self.assertEqual(_api.accurate_by_default(), accurate, value)
+        with mock.patch.object(_api, "ACCURATE_DEFAULT", True):
             _api.sigmoid_attention("Q", "K", "V")
             self.assertTrue(self.last()["opts"].exact_sigmoid)
             _api.sigmoid_attention("Q", "K", "V", exact_sigmoid=False)
             self.assertFalse(self.last()["opts"].exact_sigmoid)
         _api.sigmoid_attention("Q", "K", "V")
         self.assertFalse(self.last()["opts"].exact_sigmoid)
+
+    def test_accurate_env_read_at_import(self):
+        import subprocess
+        import sys
+        code = "import sigjit._api as a; print(a.ACCURATE_DEFAULT)"
+        for value, want in (("true", "True"), ("", "False")):
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 env=dict(os.environ, TRITON_SIGMOID_ACCURATE=value)).stdout.strip()
+            self.assertEqual(out, want, value)
 
 
 class Errors(unittest.TestCase):

@@ -3,11 +3,19 @@
 #include <sigjit/sigjit.h>
 #include <sigjit/sigjit.hpp>
 
+#include <cstddef>
+#include <cstring>
 #include <string>
 
 namespace {
 
 thread_local std::string g_last_error;
+
+// sizeof(sigjit_attention_args) before causal_align was appended: the fields up to and including
+// `sigmoid`, rounded up to the struct's alignment as the compiler rounds sizeof.
+constexpr std::size_t kArgsSizeV1 = (offsetof(sigjit_attention_args, causal_align) + alignof(sigjit_attention_args) - 1) /
+                                    alignof(sigjit_attention_args) * alignof(sigjit_attention_args);
+static_assert(kArgsSizeV1 < sizeof(sigjit_attention_args), "struct_size must tell the two versions of sigjit_attention_args apart");
 
 sigjit::Strides to_cpp(const sigjit_strides& s) { return {s.batch, s.token, s.head}; }
 
@@ -30,7 +38,28 @@ sigjit::AttentionArgs to_cpp(const sigjit_attention_args& c) {
   a.score_bias = c.score_bias;
   a.score_bias_stride = c.score_bias_stride;
   a.sigmoid = static_cast<sigjit::SigmoidMode>(c.sigmoid);
+  a.causal_align = static_cast<sigjit::CausalAlign>(c.causal_align);
   return a;
+}
+
+// The caller's struct as this version's: a previous-version struct (struct_size kArgsSizeV1) is
+// read only as far as it reaches, the rest keeps sigjit_attention_args_default()'s values
+// (causal_align bottom-right). Empty message when the size is one of the two.
+std::string read_args(const sigjit_attention_args* in, sigjit_attention_args& out) {
+  if (in->struct_size == static_cast<int32_t>(sizeof(sigjit_attention_args))) {
+    out = *in;
+    if (out.reserved0 != 0) return "args.reserved0: must be 0 (sigjit_attention_args_default() sets it)";
+    return {};
+  }
+  if (in->struct_size == static_cast<int32_t>(kArgsSizeV1)) {
+    out = sigjit_attention_args_default();
+    std::memcpy(&out, in, offsetof(sigjit_attention_args, causal_align));
+    out.struct_size = sizeof(sigjit_attention_args);
+    return {};
+  }
+  return "args.struct_size=" + std::to_string(in->struct_size) + ": does not match this library's sigjit_attention_args (" +
+         std::to_string(sizeof(sigjit_attention_args)) + " bytes, or " + std::to_string(kArgsSizeV1) +
+         " for the version before causal_align); rebuild against the installed sigjit.h";
 }
 
 template <class F>
@@ -40,11 +69,12 @@ sigjit_status guarded(const sigjit_attention_args* args, F&& body) {
       g_last_error = "args: null pointer; pass a sigjit_attention_args from sigjit_attention_args_default()";
       return SIGJIT_ERROR_INVALID_ARGUMENT;
     }
-    if (args->struct_size != static_cast<int32_t>(sizeof(sigjit_attention_args))) {
-      g_last_error = "args.struct_size: does not match this library's sigjit_attention_args; rebuild against the installed sigjit.h";
+    sigjit_attention_args current;
+    if (std::string why = read_args(args, current); !why.empty()) {
+      g_last_error = std::move(why);
       return SIGJIT_ERROR_INVALID_ARGUMENT;
     }
-    body(to_cpp(*args));
+    body(to_cpp(current));
     return SIGJIT_OK;
   } catch (const sigjit::Error& e) {
     g_last_error = e.what();
@@ -75,6 +105,7 @@ sigjit_attention_args sigjit_attention_args_default(void) {
   a.validate_lengths = 1;
   a.bias_mode = SIGJIT_BIAS_LOG_N;
   a.sigmoid = SIGJIT_SIGMOID_FAST;
+  a.causal_align = SIGJIT_CAUSAL_BOTTOM_RIGHT;
   return a;
 }
 

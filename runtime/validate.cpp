@@ -127,6 +127,9 @@ Resolved resolve(const AttentionArgs& in) {
   if (a.bias_mode == BiasMode::scalar && !std::isfinite(a.bias)) fail(fmt::format("bias={}: must be finite", a.bias));
   if (a.bias_mode != BiasMode::scalar && a.bias_mode != BiasMode::log_n) fail("bias_mode: must be log_n or scalar");
   if (a.sigmoid != SigmoidMode::fast && a.sigmoid != SigmoidMode::exact) fail("sigmoid: must be fast or exact");
+  if (a.causal_align != CausalAlign::bottom_right && a.causal_align != CausalAlign::top_left) {
+    fail(fmt::format("causal_align={}: must be bottom_right (0) or top_left (1)", static_cast<int>(a.causal_align)));
+  }
   return r;
 }
 

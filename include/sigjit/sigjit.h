@@ -18,6 +18,9 @@ typedef enum { SIGJIT_BF16 = 0, SIGJIT_FP16 = 1 } sigjit_dtype;
 typedef enum { SIGJIT_DENSE = 0, SIGJIT_PADDED = 1, SIGJIT_VARLEN = 2 } sigjit_layout;
 typedef enum { SIGJIT_BIAS_LOG_N = 0, SIGJIT_BIAS_SCALAR = 1 } sigjit_bias_mode;
 typedef enum { SIGJIT_SIGMOID_FAST = 0, SIGJIT_SIGMOID_EXACT = 1 } sigjit_sigmoid_mode;
+/* Causal diagonal when a sequence's valid lengths differ: bottom-right, query i sees keys
+ * j <= i + len_k - len_q (FlashAttention); top-left, j <= i (TritonSigmoid). */
+typedef enum { SIGJIT_CAUSAL_BOTTOM_RIGHT = 0, SIGJIT_CAUSAL_TOP_LEFT = 1 } sigjit_causal_align;
 
 typedef struct {
   int64_t batch, token, head; /* element strides; 0 = contiguous */
@@ -51,6 +54,12 @@ typedef struct {
   const float* score_bias;
   int64_t score_bias_stride;
   sigjit_sigmoid_mode sigmoid;
+  /* Added after the first release; a struct_size that ends before it (the previous
+   * sizeof(sigjit_attention_args)) is accepted and means SIGJIT_CAUSAL_BOTTOM_RIGHT. */
+  sigjit_causal_align causal_align; /* ignored unless causal */
+  /* Must be 0. On LP64 the field above fits in what was the struct's tail padding, so without
+   * this one struct_size could not tell the two versions apart. */
+  int32_t reserved0;
 } sigjit_attention_args;
 
 /* Gradients for sigjit_backward (field meanings as in sigjit::Gradients). */

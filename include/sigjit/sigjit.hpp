@@ -2,7 +2,8 @@
 //
 //   O[b,i,h,:] = sum_j sigmoid(scale * <Q[b,i,h,:], K[b,j,g(h),:]> + bias_b + s[b,j]) * V[b,j,g(h),:]
 //
-// over the valid keys j of sequence b (j <= i + Lk - Lq when causal), accumulated in fp32.
+// over the valid keys j of sequence b (when causal, j <= i + Lk - Lq bottom-right aligned, or
+// j <= i top-left aligned: AttentionArgs::causal_align), accumulated in fp32.
 // Kernels are generated per problem, compiled with NVRTC on first use and cached in-process;
 // launches go to the caller's stream in the context current on the calling thread (the
 // device's primary context if none is), so sigjit interoperates with the CUDA runtime and
@@ -46,6 +47,12 @@ enum class Layout {
 enum class BiasMode {
   log_n,   // bias_b = -log(number of valid keys of sequence b): the default
   scalar,  // bias_b = AttentionArgs::bias for every sequence
+};
+// Where the causal mask's diagonal sits when a sequence's valid lengths differ (len_q != len_k);
+// both rules give the ordinary lower triangle when they are equal.
+enum class CausalAlign {
+  bottom_right,  // query i sees keys j <= i + len_k - len_q (FlashAttention's rule): the default
+  top_left,      // query i sees keys j <= i (and j < len_k) whatever the lengths (TritonSigmoid's rule)
 };
 enum class SigmoidMode {
   fast,   // 0.5 + 0.5 * tanh.approx(x / 2): max rel. error 9e-5 on [-5, 0], 9e-3 on [-10, -7], 0 below ~-15
@@ -92,7 +99,10 @@ struct AttentionArgs {
   // regardless, so an unchecked bad length can give wrong rows but never an out-of-bounds access.
   bool validate_lengths = true;
 
-  bool causal = false;  // bottom-right aligned when seqlen_q != seqlen_k (FlashAttention's rule)
+  bool causal = false;  // mask keys right of the diagonal; rows that see no key give zeros
+  // The diagonal of a causal mask per sequence (len_q, len_k: its valid lengths): bottom_right,
+  // query i sees keys j <= i + len_k - len_q; top_left, j <= i. Ignored unless causal.
+  CausalAlign causal_align = CausalAlign::bottom_right;
   std::optional<float> scale;  // default 1 / sqrt(head_dim)
   BiasMode bias_mode = BiasMode::log_n;
   float bias = 0.0f;  // used when bias_mode == scalar

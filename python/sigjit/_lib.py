@@ -22,9 +22,11 @@ BF16, FP16 = 0, 1
 DENSE, PADDED, VARLEN = 0, 1, 2
 BIAS_LOG_N, BIAS_SCALAR = 0, 1
 SIGMOID_FAST, SIGMOID_EXACT = 0, 1
+CAUSAL_BOTTOM_RIGHT, CAUSAL_TOP_LEFT = 0, 1
 
 DTYPES = {"bf16": BF16, "fp16": FP16}
 LAYOUTS = {"dense": DENSE, "padded": PADDED, "varlen": VARLEN}
+CAUSAL_ALIGNS = {"bottom_right": CAUSAL_BOTTOM_RIGHT, "top_left": CAUSAL_TOP_LEFT}
 
 
 class SigjitError(RuntimeError):
@@ -97,6 +99,8 @@ class AttentionArgs(ctypes.Structure):
         ("score_bias", ctypes.POINTER(ctypes.c_float)),
         ("score_bias_stride", ctypes.c_int64),
         ("sigmoid", _c_enum),
+        ("causal_align", _c_enum),
+        ("reserved0", ctypes.c_int32),
     ]
 
 
@@ -306,9 +310,11 @@ def make_args(*, dtype: str, layout: str, batch: int, seqlen_q: int, seqlen_k: i
               q: TensorRef, k: TensorRef, v: TensorRef, o: Optional[TensorRef], total_q: int = 0, total_k: int = 0,
               lens_q: int = 0, lens_k: int = 0, causal: bool = False, scale: Optional[float] = None,
               sigmoid_bias: Optional[float] = None, score_bias: int = 0, score_bias_stride: int = 0,
-              exact_sigmoid: bool = False, validate_lengths: bool = False) -> AttentionArgs:
+              exact_sigmoid: bool = False, validate_lengths: bool = False, causal_align: str = "bottom_right") -> AttentionArgs:
     """One sigjit_attention_args from plain values. lens_q/lens_k are device pointers to
-    seq_lens (padded) or cu_seqlens (varlen); sigmoid_bias None = the library's -log(n) default."""
+    seq_lens (padded) or cu_seqlens (varlen); sigmoid_bias None = the library's -log(n) default;
+    causal_align "bottom_right" (query i sees keys j <= i + len_k - len_q) or "top_left" (j <= i,
+    TritonSigmoid's rule)."""
     if dtype not in DTYPES:
         raise InvalidArgumentError(f"dtype={dtype!r}: must be one of {', '.join(DTYPES)}", ERROR_INVALID_ARGUMENT)
     if layout not in LAYOUTS:
@@ -329,6 +335,9 @@ def make_args(*, dtype: str, layout: str, batch: int, seqlen_q: int, seqlen_k: i
         a.cu_seqlens_q, a.cu_seqlens_k = lq, lk
     a.validate_lengths = int(validate_lengths)
     a.causal = int(causal)
+    if causal_align not in CAUSAL_ALIGNS:
+        raise InvalidArgumentError(f"causal_align={causal_align!r}: must be one of {', '.join(CAUSAL_ALIGNS)}", ERROR_INVALID_ARGUMENT)
+    a.causal_align = CAUSAL_ALIGNS[causal_align]
     if scale is not None:
         a.has_scale, a.scale = 1, float(scale)
     if sigmoid_bias is not None:

@@ -10,8 +10,11 @@
 #include <dlfcn.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -273,6 +276,25 @@ TEST(Validation, BadBiasModeAndSigmoidEnums) {
   });
 }
 
+TEST(Validation, BothCausalAlignmentsPass) {
+  for (bool causal : {false, true})
+    for (auto align : {sigjit::CausalAlign::bottom_right, sigjit::CausalAlign::top_left}) {
+      auto a = padded_args();
+      a.causal = causal;
+      a.causal_align = align;
+      EXPECT_VALID(a);
+    }
+}
+
+TEST(Validation, BadCausalAlignEnumNamesTheAllowedValues) {
+  for (bool causal : {false, true}) {  // checked even where it is ignored, like every enum
+    auto a = dense_args();
+    a.causal = causal;
+    a.causal_align = static_cast<sigjit::CausalAlign>(2);
+    EXPECT_THAT(validation_error(a), AllOf(StartsWith("causal_align=2"), HasSubstr("bottom_right"), HasSubstr("top_left")));
+  }
+}
+
 TEST(Validation, NegativeBatchAndSequenceLengths) {
   expect_each_rejected({
       {dense_args, [](Args& a) { a.batch = -1; }, "batch=-1"},
@@ -501,6 +523,8 @@ TEST(CApi, DefaultsMatchTheCppDefaults) {
   EXPECT_EQ(a.has_scale, 0);
   EXPECT_EQ(a.bias_mode, SIGJIT_BIAS_LOG_N);
   EXPECT_EQ(a.sigmoid, SIGJIT_SIGMOID_FAST);
+  EXPECT_EQ(a.causal_align, SIGJIT_CAUSAL_BOTTOM_RIGHT);
+  EXPECT_EQ(a.reserved0, 0);
   EXPECT_EQ(a.q, nullptr);
 }
 
@@ -583,9 +607,71 @@ TEST(CApi, NullArgs) {
   EXPECT_THAT(sigjit_last_error(), AllOf(StartsWith("args"), HasSubstr("null pointer")));
 }
 
+// sizeof(sigjit_attention_args) before causal_align and reserved0 were appended: the struct up to
+// and including `sigmoid`, rounded up to its 8-byte alignment (288 on LP64).
+constexpr std::size_t kPreviousArgsSize = (offsetof(sigjit_attention_args, causal_align) + 7) / 8 * 8;
+static_assert(kPreviousArgsSize < sizeof(sigjit_attention_args), "the two versions must differ in struct_size");
+
+TEST(CApi, CausalAlignTopLeftIsAccepted) {
+  sigjit_attention_args a = c_dense_args();
+  a.causal = 1;
+  a.causal_align = SIGJIT_CAUSAL_TOP_LEFT;
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_OK) << sigjit_last_error();
+}
+
+TEST(CApi, CausalAlignOutOfRangeNamesTheAllowedValues) {
+  sigjit_attention_args a = c_dense_args();
+  a.causal = 1;
+  a.causal_align = static_cast<sigjit_causal_align>(3);
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), AllOf(StartsWith("causal_align=3"), HasSubstr("bottom_right (0) or top_left (1)")));
+}
+
+TEST(CApi, ReservedFieldMustBeZero) {
+  sigjit_attention_args a = c_dense_args();
+  a.reserved0 = 1;
+  EXPECT_EQ(sigjit_validate(&a), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), StartsWith("args.reserved0"));
+}
+
+// A caller built against the header before causal_align: its struct is kPreviousArgsSize bytes,
+// and the library reads no byte past them (the buffer below ends there; bytes that would be
+// causal_align and reserved0 in this version hold values that would be rejected if read).
+TEST(CApi, PreviousStructSizeIsAcceptedAndReadsBottomRight) {
+  struct alignas(8) Previous {
+    unsigned char bytes[kPreviousArgsSize];
+  };
+  const sigjit_attention_args current = c_dense_args();
+  auto old = std::make_unique<Previous>();
+  std::memcpy(old->bytes, &current, kPreviousArgsSize);
+  const int32_t size = static_cast<int32_t>(kPreviousArgsSize);
+  std::memcpy(old->bytes + offsetof(sigjit_attention_args, struct_size), &size, sizeof(size));
+  const auto* args = reinterpret_cast<const sigjit_attention_args*>(old->bytes);
+  EXPECT_EQ(sigjit_validate(args), SIGJIT_OK) << sigjit_last_error();
+
+  // Same size, with garbage where the new fields would be: still not read.
+  sigjit_attention_args padded = current;
+  padded.struct_size = size;
+  padded.causal = 1;
+  padded.causal_align = static_cast<sigjit_causal_align>(77);
+  padded.reserved0 = 5;
+  EXPECT_EQ(sigjit_validate(&padded), SIGJIT_OK) << sigjit_last_error();
+  // The full size reads them, and rejects both.
+  padded.struct_size = sizeof(sigjit_attention_args);
+  EXPECT_EQ(sigjit_validate(&padded), SIGJIT_ERROR_INVALID_ARGUMENT);
+  padded.reserved0 = 0;
+  EXPECT_EQ(sigjit_validate(&padded), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), StartsWith("causal_align=77"));
+  // Every entry point takes the previous size (forward fails later, on the missing driver or
+  // device pointers, never on the size).
+  padded.struct_size = size;
+  EXPECT_NE(sigjit_forward(&padded, nullptr), SIGJIT_OK);
+  EXPECT_THAT(sigjit_last_error(), ::testing::Not(StartsWith("args.struct_size")));
+}
+
 TEST(CApi, WrongStructSize) {
   sigjit_attention_args a = c_dense_args();
-  for (int32_t size : {0, static_cast<int32_t>(sizeof(a)) - 8, static_cast<int32_t>(sizeof(a)) + 8}) {
+  for (int32_t size : {0, static_cast<int32_t>(sizeof(a)) - 4, static_cast<int32_t>(sizeof(a)) - 16, static_cast<int32_t>(sizeof(a)) + 8}) {
     a.struct_size = size;
     EXPECT_EQ(sigjit_validate(&a), SIGJIT_ERROR_INVALID_ARGUMENT) << size;
     EXPECT_THAT(sigjit_last_error(), StartsWith("args.struct_size")) << size;

@@ -95,6 +95,7 @@ class Library(unittest.TestCase):
         self.assertEqual(a.struct_size, ctypes.sizeof(_lib.AttentionArgs))
         self.assertEqual((a.dtype, a.layout, a.bias_mode, a.sigmoid), (_lib.BF16, _lib.DENSE, _lib.BIAS_LOG_N, _lib.SIGMOID_FAST))
         self.assertEqual((a.validate_lengths, a.causal, a.has_scale, a.heads_kv), (1, 0, 0, 0))
+        self.assertEqual((a.causal_align, a.reserved0), (_lib.CAUSAL_BOTTOM_RIGHT, 0))
         self.assertFalse(a.q or a.k or a.v or a.o or a.seq_lens_q or a.cu_seqlens_k or a.score_bias)
 
     def test_make_args_maps_options(self):
@@ -104,16 +105,32 @@ class Library(unittest.TestCase):
         a = dense_args(layout="padded", lens_q=FAKE, lens_k=FAKE + 64)
         self.assertEqual(ctypes.cast(a.seq_lens_k, ctypes.c_void_p).value, FAKE + 64)
         self.assertFalse(a.cu_seqlens_q)
+        self.assertEqual(dense_args(causal=True).causal_align, _lib.CAUSAL_BOTTOM_RIGHT)
+        self.assertEqual(dense_args(causal=True, causal_align="top_left").causal_align, _lib.CAUSAL_TOP_LEFT)
+
+    def test_make_args_rejects_unknown_causal_align(self):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"causal_align='top-right': must be one of bottom_right, top_left"):
+            dense_args(causal=True, causal_align="top-right")
 
     def test_valid_args_pass(self):
         _lib.validate(dense_args())
         _lib.validate(dense_args(heads_kv=2, causal=True, score_bias=FAKE, score_bias_stride=128))
+        _lib.validate(dense_args(causal=True, causal_align="top_left"))
         _lib.validate(dense_args(layout="padded", lens_q=FAKE, lens_k=FAKE))
         _lib.validate(dense_args(layout="varlen", total_q=300, total_k=300, lens_q=FAKE, lens_k=FAKE))
 
+    def test_previous_struct_size_accepted(self):
+        # A caller built against sigjit.h before causal_align: its struct ends there (rounded up
+        # to the struct's 8-byte alignment), and the library reads nothing past it.
+        a = dense_args(causal=True)
+        a.struct_size = (_lib.AttentionArgs.causal_align.offset + 7) // 8 * 8
+        self.assertLess(a.struct_size, ctypes.sizeof(_lib.AttentionArgs))
+        a.causal_align, a.reserved0 = 7, 9  # not read
+        _lib.validate(a)
+
     def test_struct_size_mismatch(self):
         a = dense_args()
-        a.struct_size -= 8
+        a.struct_size -= 4
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, "struct_size"):
             _lib.validate(a)
 
@@ -141,6 +158,11 @@ class Validation(unittest.TestCase):
 
     def test_bad_stride(self):
         self.assert_rejects(r"v_strides.token=100: strides must be multiples of 8", dense_args(v=ref(strides=(0, 100, 0))))
+
+    def test_bad_causal_align(self):
+        a = dense_args(causal=True)
+        a.causal_align = 5
+        self.assert_rejects(r"^causal_align=5: must be bottom_right \(0\) or top_left \(1\)", a)
 
     def test_bad_scale(self):
         self.assert_rejects(r"scale=inf: must be finite", dense_args(scale=float("inf")))

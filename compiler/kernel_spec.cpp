@@ -11,6 +11,8 @@ namespace sigjit {
 namespace {
 const char* dtype_tag(DType t) { return t == DType::bf16 ? "bf16" : "fp16"; }
 const char* layout_tag(Layout l) {
+// "causaltl" only for the top-left diagonal, so that bottom-right names and keys stay as they were.
+const char* causal_tag(const KernelSpec& s) { return !s.causal ? "full" : s.top_left() ? "causaltl" : "causal"; }
   switch (l) {
     case Layout::dense: return "dense";
     case Layout::padded: return "padded";
@@ -77,9 +79,10 @@ const char* to_string(SeqBucket bucket) {
 }
 
 std::string KernelSpec::describe() const {
-  return fmt::format("{} {} hd{} {}{} bias={} {}sigmoid={} gqa={} bucket={} arch={}", direction_tag(direction),
-                     dtype_tag(dtype), head_dim, layout_tag(layout), causal ? " causal" : "", bias_mode == BiasMode::log_n ? "-log(n)" : "scalar",
-                     score_bias ? "score_bias " : "", sigmoid == SigmoidMode::fast ? "fast" : "exact", gqa_ratio, to_string(bucket), arch.name());
+  const char* mask = !causal ? "" : top_left() ? " causal(top-left)" : " causal";
+  return fmt::format("{} {} hd{} {}{} bias={} {}sigmoid={} gqa={} bucket={} arch={}", direction_tag(direction), dtype_tag(dtype), head_dim,
+                     layout_tag(layout), mask, bias_mode == BiasMode::log_n ? "-log(n)" : "scalar", score_bias ? "score_bias " : "",
+                     sigmoid == SigmoidMode::fast ? "fast" : "exact", gqa_ratio, to_string(bucket), arch.name());
 }
 
 TileConfig TileConfig::sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong, int fma_quarters, bool persistent) {
@@ -486,17 +489,20 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
 }
 
 nlohmann::json spec_to_json(const KernelSpec& s) {
-  return {{"direction", direction_tag(s.direction)},
-          {"dtype", dtype_tag(s.dtype)},
-          {"head_dim", s.head_dim},
-          {"layout", layout_tag(s.layout)},
-          {"causal", s.causal},
-          {"bias", s.bias_mode == BiasMode::log_n ? "log_n" : "scalar"},
-          {"score_bias", s.score_bias},
-          {"sigmoid", s.sigmoid == SigmoidMode::fast ? "fast" : "exact"},
-          {"gqa_ratio", s.gqa_ratio},
-          {"bucket", to_string(s.bucket)},
-          {"arch", s.arch.name()}};
+  nlohmann::json j = {{"direction", direction_tag(s.direction)},
+                      {"dtype", dtype_tag(s.dtype)},
+                      {"head_dim", s.head_dim},
+                      {"layout", layout_tag(s.layout)},
+                      {"causal", s.causal},
+                      {"bias", s.bias_mode == BiasMode::log_n ? "log_n" : "scalar"},
+                      {"score_bias", s.score_bias},
+                      {"sigmoid", s.sigmoid == SigmoidMode::fast ? "fast" : "exact"},
+                      {"gqa_ratio", s.gqa_ratio},
+                      {"bucket", to_string(s.bucket)},
+                      {"arch", s.arch.name()}};
+  // Only when it changes the code, so that the JSON of every other spec is what it was.
+  if (s.top_left()) j["causal_align"] = "top_left";
+  return j;
 }
 
 KernelSpec spec_from_json(const nlohmann::json& j) {
@@ -531,15 +537,19 @@ KernelSpec spec_from_json(const nlohmann::json& j) {
 }
 
 std::string problem_key(const KernelSpec& s) {
-  return fmt::format("{}_{}_d{}_{}_{}_{}_{}_{}_{}_{}", direction_tag(s.direction), dtype_tag(s.dtype), s.head_dim,
-                     layout_tag(s.layout), s.causal ? "causal" : "full", s.bias_mode == BiasMode::log_n ? "logn" : "scalar",
-                     s.score_bias ? "sb" : "nosb", s.sigmoid == SigmoidMode::fast ? "fast" : "exact", to_string(s.bucket), s.arch.name());
+  return fmt::format("{}_{}_d{}_{}_{}_{}_{}_{}_{}_{}", direction_tag(s.direction), dtype_tag(s.dtype), s.head_dim, layout_tag(s.layout),
+                     causal_tag(s), s.bias_mode == BiasMode::log_n ? "logn" : "scalar", s.score_bias ? "sb" : "nosb",
+                     s.sigmoid == SigmoidMode::fast ? "fast" : "exact", to_string(s.bucket), s.arch.name());
 }
 
 std::string kernel_name(const KernelSpec& s, const TileConfig& c) {
   return fmt::format("sigjit_{}_{}_d{}_{}_{}_{}_{}_{}_{}_{}", direction_tag(s.direction), dtype_tag(s.dtype), s.head_dim,
-                     layout_tag(s.layout), s.causal ? "causal" : "full", s.bias_mode == BiasMode::log_n ? "logn" : "scalar",
-                     s.score_bias ? "sb" : "nosb", s.sigmoid == SigmoidMode::fast ? "fast" : "exact", c.describe(), s.arch.name());
+                     layout_tag(s.layout), causal_tag(s), s.bias_mode == BiasMode::log_n ? "logn" : "scalar", s.score_bias ? "sb" : "nosb",
+                     s.sigmoid == SigmoidMode::fast ? "fast" : "exact", c.describe(), s.arch.name());
 }
 
 }  // namespace sigjit
+  if (j.contains("causal_align")) {  // absent: bottom-right (entries written before the field existed)
+    s.causal_align = one_of("causal_align", {"bottom_right", "top_left"}) == "top_left" ? CausalAlign::top_left : CausalAlign::bottom_right;
+    if (!s.causal) s.causal_align = CausalAlign::bottom_right;
+  }

@@ -46,6 +46,10 @@ struct KernelSpec {
   int head_dim = 128;
   Layout layout = Layout::dense;
   bool causal = false;
+  // The causal diagonal (AttentionArgs::causal_align): part of the code, so part of the kernel
+  // name and problem key, but only when causal and top-left (top_left() below); every name and
+  // key of a bottom-right or non-causal spec is what it was before the field existed.
+  CausalAlign causal_align = CausalAlign::bottom_right;
   BiasMode bias_mode = BiasMode::log_n;
   bool score_bias = false;
   SigmoidMode sigmoid = SigmoidMode::fast;
@@ -54,6 +58,8 @@ struct KernelSpec {
   Arch arch;
 
   std::string describe() const;  // human readable, one line
+  // Causal with the top-left diagonal; a non-causal spec's causal_align means nothing.
+  bool top_left() const { return causal && causal_align == CausalAlign::top_left; }
 };
 
 // Kernel families, a tuning dimension: the portable mma.sync kernel (fwd_sm80.cuh, any sm_80+)

@@ -35,6 +35,7 @@ KernelSpec forward_spec(const Resolved& r, const Arch& arch) {
   s.layout = a.layout;
   s.causal = a.causal;
   s.bias_mode = a.bias_mode;
+  s.causal_align = a.causal ? a.causal_align : CausalAlign::bottom_right;  // one kernel for non-causal calls
   s.score_bias = a.score_bias != nullptr;
   s.sigmoid = a.sigmoid;
   s.gqa_ratio = a.heads_q / a.heads_kv;

@@ -246,7 +246,7 @@ __device__ __forceinline__ void dkdv_kernel_impl(const SigjitBwdParams& bp) {
     return;
   }
 
-  const int causal_offset = seq.len_k - seq.len_q;
+  const int causal_offset = causal_diagonal_offset<C>(seq);
   // Causal: query i sees key j when j <= i + offset, so this tile's first useful query row is
   // n_start - offset.
   int m_first = 0;
@@ -411,7 +411,7 @@ __device__ __forceinline__ void dq_kernel(const SigjitBwdParams& bp) {
     }
     return;
   }
-  const int causal_offset = seq.len_k - seq.len_q;
+  const int causal_offset = causal_diagonal_offset<C>(seq);
   int key_end = seq.len_k;
   if (C::kCausal) {
     const int last = m_start + C::kBlockM + causal_offset;

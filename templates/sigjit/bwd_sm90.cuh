@@ -26,7 +26,7 @@
 // query row from an fp32 staging tile instead); shared memory
 // 2 D (2 BLOCK_N + 2 STAGES BLOCK_M) + 4 BLOCK_N BLOCK_M (+ BLOCK_M (4 D + 32)) bytes; registers per consumer thread
 // about D (dK, dV) + max(BLOCK_M (S^T, dP^T), BLOCK_M/2 (P^T, dS^T fragments) + BLOCK_M D / (128 C) (dQ)).
-// Semantics (must match bwd_sm80.cuh): bottom-right causal alignment; keys past len_k and queries
+// Semantics (must match bwd_sm80.cuh): the causal diagonal of causal_diagonal_offset; keys past len_k and queries
 // past len_q inside a tile get P = dS = 0 (TMA reads neighbouring rows there: the next varlen
 // sequence, the padded layout's padding, or zeros past the buffer); dK/dV rows past len_k are
 // written as zeros up to the padded buffer's length; dQ rows past len_q get no atomics.
@@ -43,7 +43,7 @@ namespace sigjit {
 namespace kern {
 
 template <int HEAD_DIM_, int BLOCK_M_, int CONSUMERS_, int STAGES_, bool OVERLAP_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_, int BIAS_MODE_,
-          bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool BULK_DQ_ = false>
+          bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool BULK_DQ_ = false, bool CAUSAL_TOP_LEFT_ = false>
 struct BwdSm90Config {
   static constexpr int kHeadDim = HEAD_DIM_;
   static constexpr int kBlockM = BLOCK_M_;  // query rows per step
@@ -57,6 +57,7 @@ struct BwdSm90Config {
   static constexpr bool kBf16 = IS_BF16_;
   static constexpr int kLayout = LAYOUT_;
   static constexpr bool kCausal = CAUSAL_;
+  static constexpr bool kCausalTopLeft = CAUSAL_ && CAUSAL_TOP_LEFT_;  // see causal_diagonal_offset
   static constexpr int kBiasMode = BIAS_MODE_;
   static constexpr bool kScoreBias = HAS_SCORE_BIAS_;
   static constexpr bool kExact = EXACT_SIGMOID_;
@@ -143,14 +144,14 @@ struct BwdSm90Work {
   int m_first;         // first query block with a visible key (causal), else 0
   int steps_per_head;  // query blocks per query head
   int total_steps;     // over the kv_group query heads
-  int causal_offset;   // len_k - len_q
+  int causal_offset;   // causal_diagonal_offset: len_k - len_q, or 0 top-left
 };
 
 template <class C>
 __device__ __forceinline__ BwdSm90Work bwd_sm90_work(const SigjitFwdParams& p, const SeqSlice& seq) {
   BwdSm90Work w;
   w.n_start = blockIdx.x * C::kBlockN;
-  w.causal_offset = seq.len_k - seq.len_q;
+  w.causal_offset = causal_diagonal_offset<C>(seq);
   w.m_first = 0;
   if (C::kCausal) {  // query i sees key j when j <= i + offset
     const int first_query = w.n_start - w.causal_offset;
@@ -261,7 +262,7 @@ struct BwdSm90Rows {
 };
 
 // P^T in place of S^T. MASKED zeroes keys past len_k, queries past len_q and, when causal,
-// pairs right of the bottom-right aligned diagonal (dS^T = dP^T P^T (1 - P^T) is then 0 too).
+// pairs right of the diagonal (causal_diagonal_offset; dS^T = dP^T P^T (1 - P^T) is then 0 too).
 // WITH_GRAD (dP^T already waited for): also dS^T in place of dP^T, element by element (keeping
 // the two loops apart made ptxas spill at hd 64 with 128-query steps and the exact sigmoid).
 template <class C, bool MASKED, bool WITH_GRAD>

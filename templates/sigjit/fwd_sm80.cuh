@@ -20,8 +20,8 @@ namespace kern {
 enum Layout { kDense = 0, kPadded = 1, kVarlen = 2 };
 enum BiasMode { kBiasLogN = 0, kBiasScalar = 1 };
 
-template <int HEAD_DIM_, int BLOCK_M_, int BLOCK_N_, int NUM_WARPS_, int STAGES_, bool IS_BF16_,
-          int LAYOUT_, bool CAUSAL_, int BIAS_MODE_, bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool Q_IN_REGS_ = true>
+template <int HEAD_DIM_, int BLOCK_M_, int BLOCK_N_, int NUM_WARPS_, int STAGES_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_, int BIAS_MODE_,
+          bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool Q_IN_REGS_ = true, bool CAUSAL_TOP_LEFT_ = false>
 struct FwdConfig {
   static constexpr int kHeadDim = HEAD_DIM_;
   static constexpr int kBlockM = BLOCK_M_;
@@ -31,6 +31,8 @@ struct FwdConfig {
   static constexpr bool kBf16 = IS_BF16_;
   static constexpr int kLayout = LAYOUT_;
   static constexpr bool kCausal = CAUSAL_;
+  // The causal diagonal: top-left when true, else bottom-right (see causal_diagonal_offset).
+  static constexpr bool kCausalTopLeft = CAUSAL_ && CAUSAL_TOP_LEFT_;
   static constexpr int kBiasMode = BIAS_MODE_;
   static constexpr bool kScoreBias = HAS_SCORE_BIAS_;
   static constexpr bool kExact = EXACT_SIGMOID_;
@@ -75,6 +77,16 @@ struct SeqSlice {
   int len_k;
   int rows_to_clear;  // padded layout: buffer rows of this sequence that must be written
 };
+
+// The causal diagonal of a sequence: query row i sees keys j <= i + causal_diagonal_offset<C>(seq)
+// (and j < len_k). Bottom-right alignment (FlashAttention's rule, the default) puts the last query
+// row on the last key: len_k - len_q; top-left (C::kCausalTopLeft, TritonSigmoid's rule) the
+// first on the first: 0. Every causal mask, tile skip and work range of every kernel family
+// derives from this one value.
+template <class C>
+__device__ __forceinline__ int causal_diagonal_offset(const SeqSlice& seq) {
+  return C::kCausalTopLeft ? 0 : seq.len_k - seq.len_q;
+}
 
 __device__ __forceinline__ int clamp_len(int len, int limit) { return len < 0 ? 0 : (len > limit ? limit : len); }
 
@@ -161,13 +173,13 @@ __device__ __forceinline__ bool zero_padding_tile(const SigjitFwdParams& p, cons
   return true;
 }
 
-// Key tiles the query tile at m_start must visit: all of the sequence's keys, or with
-// bottom-right causal alignment (row i sees keys j <= i + len_k - len_q) those its last row sees.
+// Key tiles the query tile at m_start must visit: all of the sequence's keys, or when causal
+// (row i sees keys j <= i + causal_diagonal_offset) those its last row sees.
 template <class C>
 __device__ __forceinline__ int key_tile_count(const SeqSlice& seq, int m_start) {
   int key_end = seq.len_k;
   if (C::kCausal) {
-    const int last = m_start + C::kBlockM + (seq.len_k - seq.len_q);
+    const int last = m_start + C::kBlockM + causal_diagonal_offset<C>(seq);
     key_end = last < key_end ? last : key_end;
   }
   return key_end > 0 ? (key_end + C::kBlockN - 1) / C::kBlockN : 0;
@@ -329,7 +341,7 @@ __device__ __forceinline__ void fwd_kernel(const SigjitFwdParams& p) {
   const int m_start = query_tile_start<C>();
   const SeqSlice seq = locate_sequence<C>(p, b, h);
   if (zero_padding_tile<C>(p, seq, m_start)) return;
-  const int causal_offset = seq.len_k - seq.len_q;  // bottom-right causal alignment
+  const int causal_offset = causal_diagonal_offset<C>(seq);
   const int n_blocks = key_tile_count<C>(seq, m_start);
 
   auto load_kv = [&](int n_block) {

@@ -35,7 +35,7 @@
 // Cost: per score 4*D FLOP of wgmma + one MUFU op (fast) or two (exact); shared memory
 // 2 * D * (BLOCK_M + 2 * STAGES * BLOCK_N) bytes; registers per consumer thread about
 // D/2 (O) + BLOCK_N/2 (S) + BLOCK_N/4 (P).
-// Semantics (must match fwd_sm80.cuh): bottom-right causal alignment; -log(n_k) or scalar bias;
+// Semantics (must match fwd_sm80.cuh): the causal diagonal of causal_diagonal_offset; -log(n_k) or scalar bias;
 // optional per-key score bias; keys at or past the sequence end inside a tile get P = 0 (TMA
 // reads them: the next varlen sequence's rows, the padded layout's padding, or zeros past the
 // buffer); rows past len_q are never written except that the padded layout writes zeros up to
@@ -53,8 +53,8 @@
 namespace sigjit {
 namespace kern {
 
-template <int HEAD_DIM_, int BLOCK_N_, int CONSUMERS_, int STAGES_, bool OVERLAP_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_,
-          int BIAS_MODE_, bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool PINGPONG_ = false, int FMA_QUARTERS_ = 0>
+template <int HEAD_DIM_, int BLOCK_N_, int CONSUMERS_, int STAGES_, bool OVERLAP_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_, int BIAS_MODE_,
+          bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool PINGPONG_ = false, int FMA_QUARTERS_ = 0, bool CAUSAL_TOP_LEFT_ = false>
 struct FwdSm90Config {
   static constexpr int kHeadDim = HEAD_DIM_;
   static constexpr int kBlockN = BLOCK_N_;
@@ -65,6 +65,7 @@ struct FwdSm90Config {
   static constexpr bool kBf16 = IS_BF16_;
   static constexpr int kLayout = LAYOUT_;
   static constexpr bool kCausal = CAUSAL_;
+  static constexpr bool kCausalTopLeft = CAUSAL_ && CAUSAL_TOP_LEFT_;  // see causal_diagonal_offset
   static constexpr int kBiasMode = BIAS_MODE_;
   static constexpr bool kScoreBias = HAS_SCORE_BIAS_;
   static constexpr bool kExact = EXACT_SIGMOID_;
@@ -215,7 +216,7 @@ __device__ __forceinline__ void produce(const SigjitFwdSm90Params& params, const
 // Per-warpgroup state of a consumer.
 struct Sm90Rows {
   int wg_row0;        // first query row (in the sequence) of this warpgroup
-  int causal_offset;  // len_k - len_q
+  int causal_offset;  // causal_diagonal_offset: len_k - len_q, or 0 top-left
   int len_k;
 };
 
@@ -249,7 +250,7 @@ __device__ __forceinline__ void issue_pv(float (&o)[C::kOAcc], const u32 (&pf)[C
 }
 
 // P = sigmoid(scale * S + bias + s_k) in place; MASKED zeroes keys past the sequence end and,
-// when causal, keys right of the (bottom-right aligned) diagonal.
+// when causal, keys right of the diagonal (causal_diagonal_offset).
 // Elements e < kFmaQuarters of each n8 block (e = 2 * half + e2) take the FMA-only sigmoid on
 // the exact mode's fold (t = -x log2 e), in its fast or precise form as the mode asks.
 template <class C, bool MASKED>
@@ -346,7 +347,7 @@ __device__ __forceinline__ Sm90Thread consumer_thread(const SeqSlice& seq, int m
   // keeps the Q descriptors in uniform registers (no R2UR per wgmma).
   const int wg = __shfl_sync(0xFFFFFFFFu, (int)threadIdx.x / 128 - 1, 0);
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-  const Sm90Rows rows{m_start + wg * 64, seq.len_k - seq.len_q, seq.len_k};
+  const Sm90Rows rows{m_start + wg * 64, causal_diagonal_offset<C>(seq), seq.len_k};
   const Sm90Thread t{wg, warp, lane, rows, rows.wg_row0 + warp * 16 + lane / 4};
 #pragma unroll
   for (int i = 0; i < C::kOAcc; ++i) o[i] = 0.0f;

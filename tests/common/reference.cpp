@@ -8,6 +8,8 @@
 
 namespace sigjit::testing {
 
+int causal_offset(const AttentionArgs& a, int len_q, int len_k) { return a.causal_align == CausalAlign::top_left ? 0 : len_k - len_q; }
+
 double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + std::exp(-x)) : std::exp(x) / (1.0 + std::exp(x)); }
 
 Strides effective_strides(Strides s, int tokens, int heads, int head_dim) {
@@ -83,7 +85,7 @@ RefOutput reference_forward_sampled(const RefInputs& in, std::size_t o_elements,
       if (i < g.len_q && sampled) {
         const float* qrow = in.q + qb + (g.q_row0 + i) * qs.token + h * qs.head;
         for (int j = 0; j < g.len_k; ++j) {
-          if (a.causal && j > i + (g.len_k - g.len_q)) break;
+          if (a.causal && j > i + causal_offset(a, g.len_q, g.len_k)) break;
           const float* krow = in.k + kb + (g.k_row0 + j) * ks.token + hk * ks.head;
           double dot = 0;
           for (int d = 0; d < a.head_dim; ++d) dot += static_cast<double>(qrow[d]) * krow[d];
@@ -176,9 +178,10 @@ RefGrads reference_backward_sampled(const RefInputs& in, const float* dout, std:
   const auto o_row = [&](const Seq& s, int h, int i) { return s.ob + (s.geo.q_row0 + i) * os.token + h * os.head; };
   const auto k_row = [&](const Seq& s, int hk, int j) { return s.kb + (s.geo.k_row0 + j) * ks.token + hk * ks.head; };
   const auto v_row = [&](const Seq& s, int hk, int j) { return s.vb + (s.geo.k_row0 + j) * vs.token + hk * vs.head; };
-  // Causal (aligned bottom-right when Lq != Lk): query i sees keys j <= i + (Lk - Lq).
-  const auto last_key = [&](const Seq& s, int i) { return a.causal ? std::min(s.geo.len_k - 1, i + (s.geo.len_k - s.geo.len_q)) : s.geo.len_k - 1; };
-  const auto first_query = [&](const Seq& s, int j) { return a.causal ? std::max(0, j - (s.geo.len_k - s.geo.len_q)) : 0; };
+  // Causal: query i sees keys j <= i + causal_offset (Lk - Lq bottom-right, 0 top-left).
+  const auto offset = [&](const Seq& s) { return causal_offset(a, s.geo.len_q, s.geo.len_k); };
+  const auto last_key = [&](const Seq& s, int i) { return a.causal ? std::min(s.geo.len_k - 1, i + offset(s)) : s.geo.len_k - 1; };
+  const auto first_query = [&](const Seq& s, int j) { return a.causal ? std::max(0, j - offset(s)) : 0; };
   // P_ij and dS_ij = dP_ij P_ij (1 - P_ij) from the dot products Q_i.K_j and dO_i.V_j.
   const auto score = [&](const Seq& s, int j, double dot, double dp, double& p, double& ds) {
     double x = scale * dot + s.bias;

@@ -22,6 +22,10 @@ struct RefInputs {
   const float* score_bias = nullptr;
 };
 
+// The causal diagonal of a sequence with len_q queries and len_k keys: query i sees keys
+// j <= i + causal_offset (and j < len_k). args.causal_align bottom_right: len_k - len_q; top_left: 0.
+int causal_offset(const AttentionArgs& args, int len_q, int len_k);
+
 // Exact logistic function in double.
 double sigmoid(double x);
 

@@ -44,4 +44,30 @@ inline std::vector<KernelSpec> all_forward_specs(const Arch& target, const std::
   return out;
 }
 
+// Causal specs with the top-left diagonal (CausalAlign::top_left) for the compile tests of every
+// kernel family: the diagonal is the only code it changes (one offset, shared by every mask and
+// tile bound), so instead of the whole product each layout and head dim gets two feature sets
+// that between them take every value once: {bf16, log_n, no score bias, fast} and {fp16, scalar,
+// score bias, exact}. Forward specs; callers set the direction.
+inline std::vector<KernelSpec> top_left_causal_specs(const Arch& target, const std::vector<int>& head_dims) {
+  std::vector<KernelSpec> out;
+  for (int d : head_dims)
+    for (auto layout : {Layout::dense, Layout::padded, Layout::varlen})
+      for (bool heavy : {false, true}) {
+        KernelSpec s;
+        s.direction = Direction::forward;
+        s.dtype = heavy ? DType::fp16 : DType::bf16;
+        s.head_dim = d;
+        s.layout = layout;
+        s.causal = true;
+        s.causal_align = CausalAlign::top_left;
+        s.bias_mode = heavy ? BiasMode::scalar : BiasMode::log_n;
+        s.score_bias = heavy;
+        s.sigmoid = heavy ? SigmoidMode::exact : SigmoidMode::fast;
+        s.arch = target;
+        out.push_back(s);
+      }
+  return out;
+}
+
 }  // namespace sigjit::testing

@@ -245,6 +245,25 @@ TEST(CompileAll, FusedBackwardAndConvertCompileForSm80AndSm90a) {
   compile_all(specs);
 }
 
+// Top-left causal specs (tests/common/spec_matrix.hpp: every layout, hd 64 and 128, two feature
+// sets) through every portable kernel: the forward and the deterministic pair on sm_80 and
+// sm_90a, the fused backward (sm80 family) on both; the sm90 families' top-left kernels are in
+// test_compile_sm90.cpp and test_compile_sm90_bwd.cpp. Each compiles to its own "causaltl"
+// entry point, without spills.
+TEST(CompileAll, CausalTopLeftCompilesEveryPortableKernel) {
+  std::vector<KernelSpec> specs;
+  for (const char* target : {"sm_80", "sm_90a"})
+    for (KernelSpec s : sigjit::testing::top_left_causal_specs(arch(target), {64, 128}))
+      for (auto d : {sigjit::Direction::forward, sigjit::Direction::backward_dkdv, sigjit::Direction::backward_dq,
+                     sigjit::Direction::backward_fused}) {
+        s.direction = d;
+        EXPECT_THAT(sigjit::kernel_name(s, sigjit::default_sm80_config(s)), HasSubstr("_causaltl_"));
+        specs.push_back(s);
+      }
+  ASSERT_EQ(specs.size(), 2u * 12 * 4);
+  compile_all(specs);
+}
+
 // ---- kernel names ------------------------------------------------------------------------------
 
 TEST(KernelName, UniqueAcrossEverySpecAndCandidateConfig) {
@@ -281,6 +300,62 @@ TEST(KernelName, TuningHintsChangeNeitherNameNorCode) {
   EXPECT_EQ(sigjit::kernel_name(a, c), sigjit::kernel_name(b, c));
   auto code = [](const std::string& src) { return src.substr(src.find('\n') + 1); };  // minus the descriptive comment
   EXPECT_EQ(code(sigjit::emit_source(a, c)), code(sigjit::emit_source(b, c)));
+}
+
+// The causal diagonal is part of a kernel's name, problem key, description, JSON and source only
+// when the spec is causal and top-left: bottom-right names and keys are what they always were,
+// and a non-causal spec's causal_align changes nothing (one kernel, not two).
+TEST(KernelName, TopLeftCausalForksNameKeyAndCodeOnlyWhenCausal) {
+  KernelSpec br = spec_for(128, "sm_80");
+  br.causal = true;
+  const TileConfig c{128, 32, 4, 2, false};
+  EXPECT_EQ(sigjit::kernel_name(br, c), "sigjit_fwd_bf16_d128_dense_causal_logn_nosb_fast_m128n32w4s2qs_sm_80");
+  EXPECT_EQ(sigjit::problem_key(br), "fwd_bf16_d128_dense_causal_logn_nosb_fast_gt8k_sm_80");
+  EXPECT_FALSE(sigjit::spec_to_json(br).contains("causal_align"));
+  EXPECT_THAT(sigjit::emit_source(br, c), ::testing::Not(HasSubstr("causal_top_left")));
+
+  KernelSpec tl = br;
+  tl.causal_align = sigjit::CausalAlign::top_left;
+  EXPECT_EQ(sigjit::kernel_name(tl, c), "sigjit_fwd_bf16_d128_dense_causaltl_logn_nosb_fast_m128n32w4s2qs_sm_80");
+  EXPECT_EQ(sigjit::problem_key(tl), "fwd_bf16_d128_dense_causaltl_logn_nosb_fast_gt8k_sm_80");
+  EXPECT_THAT(tl.describe(), HasSubstr("causal(top-left)"));
+  EXPECT_THAT(br.describe(), AllOf(HasSubstr(" causal "), ::testing::Not(HasSubstr("top-left"))));
+  EXPECT_THAT(sigjit::emit_source(tl, c), HasSubstr("/*q_in_regs*/ false, /*causal_top_left*/ true>;"));
+  EXPECT_EQ(sigjit::spec_to_json(tl).at("causal_align"), "top_left");
+  const KernelSpec back = sigjit::spec_from_json(sigjit::spec_to_json(tl));
+  EXPECT_TRUE(back.top_left());
+  EXPECT_EQ(sigjit::problem_key(back), sigjit::problem_key(tl));
+  // Entries written before the field existed read back bottom-right.
+  nlohmann::json old = sigjit::spec_to_json(br);
+  EXPECT_FALSE(sigjit::spec_from_json(old).top_left());
+  old["causal_align"] = "diagonal";
+  EXPECT_THROW(sigjit::spec_from_json(old), sigjit::Error);
+
+  KernelSpec full = spec_for(128, "sm_80"), full_tl = full;
+  full_tl.causal_align = sigjit::CausalAlign::top_left;
+  EXPECT_FALSE(full_tl.top_left());
+  EXPECT_EQ(sigjit::kernel_name(full_tl, c), sigjit::kernel_name(full, c));
+  EXPECT_EQ(sigjit::problem_key(full_tl), sigjit::problem_key(full));
+  EXPECT_EQ(sigjit::emit_source(full_tl, c), sigjit::emit_source(full, c));
+  EXPECT_EQ(sigjit::spec_to_json(full_tl), sigjit::spec_to_json(full));
+}
+
+// The top-left kernel's code differs from the bottom-right one's (the offset len_k - len_q is
+// gone), and only there: the PTX of the two, entry names aside, is not the same.
+TEST(KernelName, TopLeftPtxDiffersFromBottomRight) {
+  KernelSpec br = spec_for(64, "sm_80");
+  br.causal = true;
+  br.layout = sigjit::Layout::padded;
+  KernelSpec tl = br;
+  tl.causal_align = sigjit::CausalAlign::top_left;
+  const TileConfig c = sigjit::default_config(br);
+  auto body = [&](const KernelSpec& s) {
+    std::string ptx = sigjit::compile_kernel(s, c).ptx;
+    const std::string name = sigjit::kernel_name(s, c);
+    for (std::size_t at = ptx.find(name); at != std::string::npos; at = ptx.find(name, at)) ptx.replace(at, name.size(), "ENTRY");
+    return ptx;
+  };
+  EXPECT_NE(body(br), body(tl));
 }
 
 TEST(Codegen, EmitsConstantsAndTheEntryPoint) {

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <nvrtc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -217,6 +218,35 @@ TEST(Sm90CompileAll, PersistentWithEachScheduleCompilesWithoutSpills) {
         jobs.push_back({s, c, true});
       }
     }
+  const std::vector<std::string> failures = compile_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+// Top-left causal specs (tests/common/spec_matrix.hpp: every layout, hd 64 and 128, two feature
+// sets) with each default the length buckets give them (the short buckets' are persistent:
+// h192x128c3s2_p at hd 64, h128x..c2s3o_p at hd 128) and the two-consumer tile made persistent:
+// the tile order (sm90_tile_schedule.h) and the key bounds with the top-left diagonal, no spills.
+TEST(Sm90CompileAll, CausalTopLeftCompilesWithEachDefaultAndPersistent) {
+  std::vector<Job> jobs;
+  std::set<std::string> seen;
+  for (KernelSpec s : sigjit::testing::top_left_causal_specs(spec_for(64).arch, {64, 128})) {
+    std::vector<TileConfig> configs;
+    for (sigjit::SeqBucket bucket : {sigjit::SeqBucket::over_8k, sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_8k}) {
+      s.bucket = bucket;
+      configs.push_back(sigjit::default_sm90_config(s));
+    }
+    TileConfig p = two_consumer_default(s);
+    p.persistent = true;
+    configs.push_back(p);
+    for (const TileConfig& c : configs) {
+      EXPECT_THAT(sigjit::kernel_name(s, c), HasSubstr("_causaltl_"));
+      if (seen.insert(sigjit::kernel_name(s, c)).second) jobs.push_back({s, c, true});
+    }
+  }
+  const auto persistent = std::count_if(jobs.begin(), jobs.end(), [](const Job& j) { return j.config.persistent; });
+  EXPECT_GE(persistent, 12);
+  EXPECT_LT(persistent, static_cast<long>(jobs.size()));
   const std::vector<std::string> failures = compile_jobs(jobs);
   EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
@@ -596,6 +626,11 @@ TEST(Sm90Codegen, EmitsTheSm90TemplateAndChecksSharedMemory) {
   const std::string psrc = sigjit::emit_source(s, p);
   EXPECT_THAT(psrc, HasSubstr("using Cfg = sigjit::kern::FwdSm90PersistentConfig<sigjit::kern::FwdSm90Config<"));
   EXPECT_THAT(psrc, HasSubstr("/*fma_quarters*/ 0>>;"));
+  KernelSpec tl = s;
+  tl.causal = true;
+  tl.causal_align = sigjit::CausalAlign::top_left;
+  EXPECT_THAT(sigjit::emit_source(tl, p), HasSubstr("/*fma_quarters*/ 0, /*causal_top_left*/ true>>;"));
+  EXPECT_THAT(sigjit::emit_source(tl, c), HasSubstr("/*fma_quarters*/ 0, /*causal_top_left*/ true>;"));
   EXPECT_THAT(psrc, HasSubstr("static_assert(Cfg::kSmemBytes == " + std::to_string(sigjit::smem_bytes(s, c) + 8)));
 }
 

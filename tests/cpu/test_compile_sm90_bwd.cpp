@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <nvrtc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <mutex>
@@ -81,6 +82,40 @@ TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
   };
   std::vector<std::thread> pool;
   for (unsigned t = 0; t < workers; ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+// Top-left causal specs (tests/common/spec_matrix.hpp: every layout, hd 64 and 128, two feature
+// sets) with the default config and with dQ atomics instead of bulk reductions: the key block's
+// query range with the top-left diagonal, its own "causaltl" kernel, no spills.
+TEST(Sm90BwdCompileAll, CausalTopLeftCompilesWithTheDefaultConfigAndAtomics) {
+  std::vector<std::pair<KernelSpec, TileConfig>> jobs;
+  for (KernelSpec s : sigjit::testing::top_left_causal_specs(Arch::parse("sm_90a"), {64, 128})) {
+    s.direction = Direction::backward_fused;
+    TileConfig c = sigjit::default_config(s);
+    ASSERT_EQ(c.family, KernelFamily::sm90_bwd) << s.describe();
+    EXPECT_THAT(sigjit::emit_source(s, c), HasSubstr("/*causal_top_left*/ true>;"));
+    jobs.emplace_back(s, c);
+    c.bulk_dq = !c.bulk_dq;
+    jobs.emplace_back(s, c);
+  }
+  ASSERT_EQ(jobs.size(), 24u);
+  std::vector<std::string> failures;
+  std::mutex mutex;
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < jobs.size(); i = next++) {
+      const std::string name = sigjit::kernel_name(jobs[i].first, jobs[i].second);
+      std::string why = compile_problems(jobs[i].first, jobs[i].second);
+      if (name.find("_causaltl_") == std::string::npos) why += " name lacks _causaltl_";
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!why.empty()) failures.push_back(name + ": " + why);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t) pool.emplace_back(work);
   for (auto& t : pool) t.join();
   EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());

@@ -14,9 +14,10 @@ namespace {
 
 using sigjit::AttentionArgs;
 using sigjit::BiasMode;
+using sigjit::CausalAlign;
 using sigjit::Layout;
-using sigjit::testing::RefInputs;
 using sigjit::testing::reference_forward;
+using sigjit::testing::RefInputs;
 using sigjit::testing::sigmoid;
 
 // Exact logistic function for the hand computations (independent of the reference's own).
@@ -174,6 +175,7 @@ TEST(Reference, ScoreBiasIsAddedPerKeyWithItsBatchStride) {
 // Causal fixture: V row j = e_j, so O[i, j] is key j's weight for row i (0 when masked).
 struct CausalCase {
   int lq, lk;
+  CausalAlign align = CausalAlign::bottom_right;
   std::vector<double> run() const {
     const int d = 32;
     const auto q = pattern(lq * d, 11), k = pattern(lk * d, 12);
@@ -182,6 +184,7 @@ struct CausalCase {
     RefInputs in;
     in.args = shape(1, lq, lk, 1, 1, d);
     in.args.causal = true;
+    in.args.causal_align = align;
     in.args.scale = 1.0f;
     in.args.bias_mode = BiasMode::scalar;
     in.q = q.data(), in.k = k.data(), in.v = v.data();
@@ -222,6 +225,71 @@ TEST(Reference, CausalRowsWithoutVisibleKeysAreZero) {
   EXPECT_EQ(o[3 * 32 + 1], 0.0);
   EXPECT_GT(o[4 * 32 + 0], 0.0);
   EXPECT_GT(o[4 * 32 + 1], 0.0);
+}
+
+TEST(Reference, CausalTopLeftWithMoreKeysIgnoresTheLengths) {
+  // Lq = 2, Lk = 5, top-left: row i sees keys j <= i (bottom-right would give j <= i + 3).
+  const auto o = CausalCase{2, 5, CausalAlign::top_left}.run();
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 5; ++j) {
+      if (j <= i)
+        EXPECT_GT(o[i * 32 + j], 0.0) << i << "," << j;
+      else
+        EXPECT_EQ(o[i * 32 + j], 0.0) << i << "," << j;
+    }
+}
+
+TEST(Reference, CausalTopLeftWithMoreQueriesGivesEveryRowAKey) {
+  // Lq = 5, Lk = 2, top-left: row i sees keys j <= min(i, 1), so no row is empty (bottom-right:
+  // rows 0..2 see nothing, CausalRowsWithoutVisibleKeysAreZero).
+  const auto o = CausalCase{5, 2, CausalAlign::top_left}.run();
+  EXPECT_GT(o[0 * 32 + 0], 0.0);
+  EXPECT_EQ(o[0 * 32 + 1], 0.0);
+  for (int i = 1; i < 5; ++i) {
+    EXPECT_GT(o[i * 32 + 0], 0.0) << i;
+    EXPECT_GT(o[i * 32 + 1], 0.0) << i;
+  }
+}
+
+TEST(Reference, CausalAlignmentsAgreeWhenTheLengthsAreEqual) {
+  const auto br = CausalCase{4, 4}.run(), tl = CausalCase{4, 4, CausalAlign::top_left}.run();
+  EXPECT_EQ(br, tl);
+}
+
+TEST(Reference, CausalTopLeftUsesPerSequenceLengthsInPaddedLayout) {
+  // Buffer 4 x 4; sequence 0: 2 queries, 4 keys (more keys); sequence 1: 4 queries, 2 keys (more
+  // queries); sequence 2: 3 queries, no key (its rows see no key: zeros). Top-left: row i sees
+  // keys j <= i, j < len_k.
+  const int d = 32, l = 4;
+  std::vector<float> q(3 * l * d, 0.0f), k(3 * l * d, 0.0f), v(3 * l * d, 0.0f);
+  for (int b = 0; b < 3; ++b)
+    for (int j = 0; j < l; ++j) v[(b * l + j) * d + j] = 1.0f;
+  const std::int32_t lens_q[3] = {2, 4, 3}, lens_k[3] = {4, 2, 0};
+  RefInputs in;
+  in.args = shape(3, l, l, 1, 1, d);
+  in.args.layout = Layout::padded;
+  in.args.causal = true;
+  in.args.causal_align = CausalAlign::top_left;
+  in.args.bias_mode = BiasMode::scalar;
+  in.q = q.data(), in.k = k.data(), in.v = v.data();
+  in.seq_lens_q = lens_q, in.seq_lens_k = lens_k;
+  const auto o = reference_forward(in, 3 * l * d);
+  const double h = 0.5;                                                                       // sigmoid(0)
+  const double expect[3][4][4] = {{{h, 0, 0, 0}, {h, h, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}},   // rows 2, 3: padding
+                                  {{h, 0, 0, 0}, {h, h, 0, 0}, {h, h, 0, 0}, {h, h, 0, 0}},   // keys 2, 3: padding
+                                  {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}};  // no key at all
+  for (int b = 0; b < 3; ++b)
+    for (int i = 0; i < l; ++i)
+      for (int j = 0; j < d; ++j) EXPECT_EQ(o[(b * l + i) * d + j], j < 4 ? expect[b][i][j] : 0.0) << b << "," << i << "," << j;
+}
+
+TEST(Reference, CausalOffsetOfEachAlignment) {
+  AttentionArgs a;
+  EXPECT_EQ(sigjit::testing::causal_offset(a, 2, 5), 3);
+  EXPECT_EQ(sigjit::testing::causal_offset(a, 5, 2), -3);
+  a.causal_align = CausalAlign::top_left;
+  EXPECT_EQ(sigjit::testing::causal_offset(a, 2, 5), 0);
+  EXPECT_EQ(sigjit::testing::causal_offset(a, 5, 2), 0);
 }
 
 TEST(Reference, CausalAlignmentUsesPerSequenceLengthsInPaddedLayout) {

@@ -89,6 +89,54 @@ TEST_P(ReferenceBackward, MatchesFiniteDifferencesOfTheForward) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, ReferenceBackward, ::testing::Combine(::testing::Bool(), ::testing::Bool(), ::testing::Bool(), ::testing::Bool()));
 
+// Top-left causal alignment on a padded batch whose sequences have more keys than queries (0) and
+// more queries than keys (1): the gradients match finite differences, keys no query sees (past
+// the last query of sequence 0) get exactly zero dK and dV, and they differ from bottom-right's.
+TEST(ReferenceBackwardRules, CausalTopLeftMatchesFiniteDifferences) {
+  for (const bool gqa : {false, true})
+    for (const bool sb : {false, true}) {
+      std::mt19937 rng(11 + 2 * gqa + sb);
+      Tiny t = make(true, gqa, true, sb, rng);
+      t.args.seqlen_q = t.args.seqlen_k = 5;  // buffers of 5 rows on both sides
+      t.lens_q = {2, 5};
+      t.lens_k = {5, 3};
+      t.args.causal_align = CausalAlign::top_left;
+      std::normal_distribution<float> n(0.f, 1.f);
+      for (std::vector<float>* x : {&t.k, &t.v}) {
+        x->resize(2 * 5 * 2 * 4);
+        for (auto& e : *x) e = n(rng);
+      }
+      if (sb) {
+        t.score_bias.resize(2 * 5);
+        for (auto& e : t.score_bias) e = n(rng);
+      }
+      const RefGrads g = reference_backward(t.inputs(), t.dout.data(), t.q.size(), t.k.size());
+      double max_err = 0, max_grad = 0;
+      for (std::size_t i = 0; i < t.q.size(); ++i) {
+        max_err = std::max(max_err, std::fabs(numeric(t, t.q, i) - g.dq[i]));
+        max_grad = std::max(max_grad, std::fabs(g.dq[i]));
+      }
+      for (std::size_t i = 0; i < t.k.size(); ++i) {
+        max_err = std::max(max_err, std::fabs(numeric(t, t.k, i) - g.dk[i]));
+        max_err = std::max(max_err, std::fabs(numeric(t, t.v, i) - g.dv[i]));
+        max_grad = std::max({max_grad, std::fabs(g.dk[i]), std::fabs(g.dv[i])});
+      }
+      EXPECT_GT(max_grad, 1e-3) << "gradients vanished: the check would be vacuous";
+      EXPECT_LT(max_err, 2e-3 * std::max(1.0, max_grad)) << "gqa " << gqa << " score bias " << sb;
+      for (int j = 2; j < 5; ++j)  // sequence 0: 2 queries see keys 0 and 1 only
+        for (int h = 0; h < 2; ++h)
+          for (int d = 0; d < 4; ++d) {
+            EXPECT_EQ(g.dk[((0 * 5 + j) * 2 + h) * 4 + d], 0.0) << j;
+            EXPECT_EQ(g.dv[((0 * 5 + j) * 2 + h) * 4 + d], 0.0) << j;
+          }
+      Tiny br = t;
+      br.args.causal_align = CausalAlign::bottom_right;
+      const RefGrads gb = reference_backward(br.inputs(), br.dout.data(), br.q.size(), br.k.size());
+      EXPECT_NE(g.dk, gb.dk);
+      EXPECT_NE(g.dq, gb.dq);
+    }
+}
+
 TEST(ReferenceBackwardRules, PaddedRowsAndKeysGetExactlyZero) {
   std::mt19937 rng(7);
   const Tiny t = make(false, true, true, false, rng);

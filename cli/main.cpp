@@ -37,6 +37,7 @@ struct SpecOptions {
   std::string dtype = "bf16";
   std::string layout = "dense";
   bool causal = false;
+  std::string causal_align = "bottom-right";
   std::string bias = "log_n";
   bool score_bias = false;
   std::string sigmoid = "fast";
@@ -47,7 +48,8 @@ struct SpecOptions {
 };
 
 struct TuneFlags {
-  std::string head_dims = "64,128", dtypes = "bf16", layouts = "dense", seqs = "512..16384", sigmoid = "fast", directions = "fwd";
+  std::string head_dims = "64,128", dtypes = "bf16", layouts = "dense", seqs = "512..16384", sigmoid = "fast", directions = "fwd",
+              causal_align = "bottom-right";
   bool causal = false, directions_given = false;
   std::string lengths_file, workload_file, preset, strategy = "auto", arch;
   double seconds_per_candidate = 2.0;
@@ -97,6 +99,10 @@ sigjit::KernelSpec spec_from_options(const SpecOptions& o) {
   spec.dtype = o.dtype == "fp16" ? sigjit::DType::fp16 : sigjit::DType::bf16;
   spec.layout = o.layout == "padded" ? sigjit::Layout::padded : o.layout == "varlen" ? sigjit::Layout::varlen : sigjit::Layout::dense;
   spec.causal = o.causal;
+  if (o.causal_align == "top-left" || o.causal_align == "top_left") {
+    if (!o.causal) throw Error("--causal-align top-left: applies to causal kernels only; add --causal");
+    spec.causal_align = sigjit::CausalAlign::top_left;
+  }
   spec.bias_mode = o.bias == "scalar" ? sigjit::BiasMode::scalar : sigjit::BiasMode::log_n;
   spec.score_bias = o.score_bias;
   spec.sigmoid = o.sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast;
@@ -175,6 +181,7 @@ tuner::Workload workload_for(const TuneFlags& f, const sigjit::Arch& arch) {
   w.layouts = split(f.layouts);
   w.seq_lens = int_list(f.seqs, "--seq");
   w.causal = {f.causal};
+  w.causal_align = split(f.causal_align);
   w.sigmoid = split(f.sigmoid);
   w.directions = split(f.directions);
   w.lengths_file = f.lengths_file;
@@ -331,6 +338,11 @@ int main(int argc, char** argv) {
   compile->add_option("--dtype", co.dtype, "bf16 or fp16")->check(CLI::IsMember({"bf16", "fp16"}));
   compile->add_option("--layout", co.layout, "dense, padded or varlen")->check(CLI::IsMember({"dense", "padded", "varlen"}));
   compile->add_flag("--causal", co.causal, "Causal masking");
+  compile
+      ->add_option("--causal-align", co.causal_align,
+                   "With --causal: bottom-right (default; query i sees keys j <= i + len_k - len_q, FlashAttention) or top-left "
+                   "(j <= i, TritonSigmoid)")
+      ->check(CLI::IsMember({"bottom-right", "top-left", "bottom_right", "top_left"}));
   compile->add_option("--bias", co.bias, "log_n (default) or scalar")->check(CLI::IsMember({"log_n", "scalar"}));
   compile->add_flag("--score-bias", co.score_bias, "Per-key score bias");
   compile->add_option("--sigmoid", co.sigmoid, "fast or exact")->check(CLI::IsMember({"fast", "exact"}));
@@ -353,6 +365,8 @@ int main(int argc, char** argv) {
   tune->add_option("--layout", tf.layouts, "dense,padded,varlen");
   tune->add_option("--seq", tf.seqs, "Sequence lengths or a range of powers of two, e.g. 512..16384 (each maps to its bucket)");
   tune->add_flag("--causal", tf.causal, "Causal masking");
+  tune->add_option("--causal-align", tf.causal_align,
+                   "With --causal: bottom-right (default), top-left, or bottom-right,top-left to tune both (twice the causal specs)");
   tune->add_option("--sigmoid", tf.sigmoid, "fast,exact");
   tune->add_option("--direction", tf.directions,
                    "fwd, bwd (the default backward: its fused dK/dV/dQ-atomics kernel, timed with the workspace zeroing and dQ "

@@ -99,6 +99,11 @@ struct WorkloadFlags {
   std::vector<std::string> sigmoid{"fast"};
   std::vector<std::string> directions{"fwd"};  // fwd, bwd (fused), bwd_det (dkdv + dq), or a kernel tag
   std::string lengths_file;  // one integer per line, or a JSON array
+  // Causal diagonals to tune for the causal specs: "bottom_right" (the default; FlashAttention's
+  // rule) and/or "top_left" (TritonSigmoid's), "bottom-right"/"top-left" alike. One by default,
+  // so a causal workload is not tuned twice unless asked; non-causal specs ignore it. Last, so
+  // that positional initialisers of the fields above stay valid.
+  std::vector<std::string> causal_align{"bottom_right"};
 };
 Workload workload_from_flags(const WorkloadFlags& flags, const Arch& arch);
 Workload workload_from_json(const nlohmann::json& j, const Arch& arch);  // throws Error naming the bad field

@@ -1,19 +1,22 @@
 // What to tune: workload_from_flags, workload_from_json, presets.
 //
-// Flags: the cartesian product head_dims x dtypes x layouts x causal x sigmoid x directions x
-// seq_lens (in that nesting order, head_dims outermost), bias log_n and no score bias (the
+// Flags: the cartesian product head_dims x dtypes x layouts x causal x causal_align x sigmoid x
+// directions x seq_lens (in that nesting order, head_dims outermost; causal_align only for the
+// causal specs: a non-causal spec is listed once whatever it holds), bias log_n and no score bias (the
 // KernelSpec defaults). Each sequence length maps to its bucket (seq_bucket_for); specs that
 // end up with the same problem_key are listed once, at their first occurrence.
 //
 // JSON, either form (unknown keys are errors that name them):
 //   {"specs": [{"head_dim": 128, "dtype": "bf16", "layout": "padded", "causal": false, "bias": "log_n",
 //               "score_bias": false, "sigmoid": "fast", "direction": "fwd", "seq": 16384}, ...],
+//    ("causal_align": "bottom_right" | "top_left" too, for a causal spec)
 //    "lengths": [300, 1200, ...]}
 //     head_dim and one of seq (a length, mapped to its bucket) or bucket ("le512", "le2k",
 //     "le8k", "gt8k") are required; the others default as in KernelSpec (bf16, dense,
 //     non-causal, log_n, no score bias, fast, fwd); "gqa_ratio" (a tuning hint) is accepted.
 //   {"head_dims": [64, 128], "dtypes": ["bf16"], "layouts": [...], "seq_lens": [...], "causal": [false],
-//    "sigmoid": ["fast"], "directions": ["fwd"], "lengths_file": "lens.txt" | "lengths": [...]}
+//    "causal_align": ["bottom_right"], "sigmoid": ["fast"], "directions": ["fwd"],
+//    "lengths_file": "lens.txt" | "lengths": [...]}
 //     the flags, by their WorkloadFlags names; a missing key keeps the flag's default; a single
 //     value may stand for a one-element list.
 // Lengths files: a JSON array of integers, or one integer per line (blank lines and lines
@@ -50,9 +53,15 @@ using Namer = std::function<std::string(const std::string& field)>;
 
 // The `sigjit tune` flag that fills each WorkloadFlags field.
 std::string cli_name(const std::string& field) {
-  static const std::map<std::string, std::string> flags{{"head_dims", "--head-dim"}, {"dtypes", "--dtype"},   {"layouts", "--layout"},
-                                                        {"seq_lens", "--seq"},        {"causal", "--causal"}, {"sigmoid", "--sigmoid"},
-                                                        {"directions", "--direction"}, {"lengths_file", "--lengths-file"}};
+  static const std::map<std::string, std::string> flags{{"head_dims", "--head-dim"},
+                                                        {"dtypes", "--dtype"},
+                                                        {"layouts", "--layout"},
+                                                        {"seq_lens", "--seq"},
+                                                        {"causal", "--causal"},
+                                                        {"sigmoid", "--sigmoid"},
+                                                        {"causal_align", "--causal-align"},
+                                                        {"directions", "--direction"},
+                                                        {"lengths_file", "--lengths-file"}};
   const auto it = flags.find(field);
   return it != flags.end() ? it->second : "--" + field;
 }
@@ -82,6 +91,15 @@ Layout parse_layout(const std::string& what, const std::string& v) {
 
 SigmoidMode parse_sigmoid(const std::string& what, const std::string& v) {
   return one_of(what, v, {"fast", "exact"}) == 0 ? SigmoidMode::fast : SigmoidMode::exact;
+}
+
+// "bottom_right" or "top_left"; the CLI's hyphenated spellings too.
+CausalAlign parse_causal_align(const std::string& what, const std::string& v) {
+  std::string u = v;
+  std::replace(u.begin(), u.end(), '-', '_');
+  if (u == "bottom_right") return CausalAlign::bottom_right;
+  if (u == "top_left") return CausalAlign::top_left;
+  throw Error(fmt::format("{}: '{}' is not one of bottom_right, top_left", what, v));
 }
 
 BiasMode parse_bias(const std::string& what, const std::string& v) {
@@ -198,6 +216,7 @@ Workload build_from_flags(const WorkloadFlags& f, const Arch& arch, const Namer&
   require_nonempty(name("seq_lens"), f.seq_lens, "a positive sequence length");
   require_nonempty(name("causal"), f.causal, "true, false");
   require_nonempty(name("sigmoid"), f.sigmoid, "fast, exact");
+  require_nonempty(name("causal_align"), f.causal_align, "bottom_right, top_left");
   require_nonempty(name("directions"), f.directions, kDirections);
 
   // Validate every value before building the product, so the first bad value is reported
@@ -205,12 +224,21 @@ Workload build_from_flags(const WorkloadFlags& f, const Arch& arch, const Namer&
   std::vector<DType> dtypes;
   std::vector<Layout> layouts;
   std::vector<SigmoidMode> sigmoids;
+  std::vector<CausalAlign> aligns;
   std::vector<Direction> directions;
   for (int d : f.head_dims) check_head_dim(name("head_dims"), d);
   for (const auto& v : f.dtypes) dtypes.push_back(parse_dtype(name("dtypes"), v));
   for (const auto& v : f.layouts) layouts.push_back(parse_layout(name("layouts"), v));
   for (int l : f.seq_lens) check_seq(name("seq_lens"), l);
   for (const auto& v : f.sigmoid) sigmoids.push_back(parse_sigmoid(name("sigmoid"), v));
+  for (const auto& v : f.causal_align) {
+    const CausalAlign a = parse_causal_align(name("causal_align"), v);
+    if (std::find(aligns.begin(), aligns.end(), a) == aligns.end()) aligns.push_back(a);
+  }
+  const bool any_causal = std::find(f.causal.begin(), f.causal.end(), true) != f.causal.end();
+  if (!any_causal && std::find(aligns.begin(), aligns.end(), CausalAlign::top_left) != aligns.end()) {
+    throw Error(fmt::format("{}: top_left applies to causal specs only; add {}", name("causal_align"), name("causal")));
+  }
   for (const auto& v : f.directions) {
     for (Direction d : parse_direction(name("directions"), v)) directions.push_back(d);
   }
@@ -221,20 +249,22 @@ Workload build_from_flags(const WorkloadFlags& f, const Arch& arch, const Namer&
     for (DType t : dtypes)
       for (Layout l : layouts)
         for (bool c : f.causal)
-          for (SigmoidMode sg : sigmoids)
-            for (Direction dir : directions)
-              for (int len : f.seq_lens) {
-                KernelSpec s;
-                s.direction = dir;
-                s.dtype = t;
-                s.head_dim = d;
-                s.layout = l;
-                s.causal = c;
-                s.sigmoid = sg;
-                s.bucket = seq_bucket_for(len);
-                s.arch = arch;
-                add_unique(w, keys, s);
-              }
+          for (CausalAlign ca : c ? aligns : std::vector<CausalAlign>{CausalAlign::bottom_right})
+            for (SigmoidMode sg : sigmoids)
+              for (Direction dir : directions)
+                for (int len : f.seq_lens) {
+                  KernelSpec s;
+                  s.direction = dir;
+                  s.dtype = t;
+                  s.head_dim = d;
+                  s.layout = l;
+                  s.causal = c;
+                  s.causal_align = ca;
+                  s.sigmoid = sg;
+                  s.bucket = seq_bucket_for(len);
+                  s.arch = arch;
+                  add_unique(w, keys, s);
+                }
   if (!f.lengths_file.empty()) w.user_lengths = read_lengths_file(name("lengths_file"), f.lengths_file);
   return w;
 }
@@ -283,8 +313,9 @@ std::vector<T> json_list(const std::string& what, const json& v, Get get) {
 // One spec, or two for "direction": "bwd_det" (the deterministic backward's two kernels).
 std::vector<KernelSpec> specs_from_workload_json(const std::string& where, const json& j, const Arch& arch) {
   if (!j.is_object()) throw Error(fmt::format("{}: expected an object, got {}", where, j.dump()));
-  reject_unknown_keys(
-      where, j, {"head_dim", "dtype", "layout", "causal", "bias", "score_bias", "sigmoid", "direction", "seq", "bucket", "gqa_ratio"});
+  reject_unknown_keys(where, j,
+                      {"head_dim", "dtype", "layout", "causal", "causal_align", "bias", "score_bias", "sigmoid", "direction", "seq",
+                       "bucket", "gqa_ratio"});
   auto at = [&](const char* key) { return fmt::format("{}.{}", where, key); };
   KernelSpec s;
   s.arch = arch;
@@ -298,6 +329,12 @@ std::vector<KernelSpec> specs_from_workload_json(const std::string& where, const
   if (j.contains("dtype")) s.dtype = parse_dtype(at("dtype"), json_string(at("dtype"), j["dtype"]));
   if (j.contains("layout")) s.layout = parse_layout(at("layout"), json_string(at("layout"), j["layout"]));
   if (j.contains("causal")) s.causal = json_bool(at("causal"), j["causal"]);
+  if (j.contains("causal_align")) {
+    s.causal_align = parse_causal_align(at("causal_align"), json_string(at("causal_align"), j["causal_align"]));
+    if (s.causal_align == CausalAlign::top_left && !s.causal) {
+      throw Error(fmt::format("{}: top_left applies to a causal spec only; add \"causal\": true", at("causal_align")));
+    }
+  }
   if (j.contains("bias")) s.bias_mode = parse_bias(at("bias"), json_string(at("bias"), j["bias"]));
   if (j.contains("score_bias")) s.score_bias = json_bool(at("score_bias"), j["score_bias"]);
   if (j.contains("sigmoid")) s.sigmoid = parse_sigmoid(at("sigmoid"), json_string(at("sigmoid"), j["sigmoid"]));
@@ -334,9 +371,9 @@ Workload workload_from_json(const nlohmann::json& j, const Arch& arch) {
     if (j.contains("lengths")) w.user_lengths = lengths_from_json("workload JSON: lengths", j["lengths"]);
     return w;
   }
-  reject_unknown_keys(
-      "workload JSON", j,
-      {"specs", "head_dims", "dtypes", "layouts", "seq_lens", "causal", "sigmoid", "directions", "lengths_file", "lengths"});
+  reject_unknown_keys("workload JSON", j,
+                      {"specs", "head_dims", "dtypes", "layouts", "seq_lens", "causal", "causal_align", "sigmoid", "directions",
+                       "lengths_file", "lengths"});
   if (j.contains("lengths") && j.contains("lengths_file")) throw Error("workload JSON: give 'lengths' or 'lengths_file', not both");
   WorkloadFlags f;
   auto ints = [&](const char* key, std::vector<int>& out) {
@@ -350,6 +387,7 @@ Workload workload_from_json(const nlohmann::json& j, const Arch& arch) {
   strings("layouts", f.layouts);
   ints("seq_lens", f.seq_lens);
   if (j.contains("causal")) f.causal = json_list<bool>(json_name("causal"), j["causal"], json_bool);
+  strings("causal_align", f.causal_align);
   strings("sigmoid", f.sigmoid);
   strings("directions", f.directions);
   if (j.contains("lengths_file")) f.lengths_file = json_string(json_name("lengths_file"), j["lengths_file"]);

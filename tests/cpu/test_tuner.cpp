@@ -675,6 +675,48 @@ TEST(TunerWorkload, FlagsAreACartesianProductWithBucketsDeduplicated) {
   EXPECT_EQ(w.specs[2].bucket, SeqBucket::up_to_8k);
 }
 
+TEST(TunerWorkload, CausalAlignDoublesOnlyCausalSpecsAndOnlyWhenAsked) {
+  tuner::WorkloadFlags f;
+  f.head_dims = {128};
+  f.causal = {false, true};
+  f.seq_lens = {512};
+  const tuner::Workload def = tuner::workload_from_flags(f, kSm90);  // bottom-right only
+  ASSERT_EQ(def.specs.size(), 2u);
+  for (const auto& s : def.specs) EXPECT_EQ(s.causal_align, sigjit::CausalAlign::bottom_right);
+  EXPECT_EQ(keys(def), (std::set<std::string>{"fwd_bf16_d128_dense_full_logn_nosb_fast_le512_sm_90",
+                                              "fwd_bf16_d128_dense_causal_logn_nosb_fast_le512_sm_90"}));
+
+  f.causal_align = {"bottom-right", "top_left"};  // both spellings
+  const tuner::Workload both = tuner::workload_from_flags(f, kSm90);
+  ASSERT_EQ(both.specs.size(), 3u);  // the non-causal spec once
+  EXPECT_EQ(keys(both).count("fwd_bf16_d128_dense_causaltl_logn_nosb_fast_le512_sm_90"), 1u);
+  for (const auto& s : both.specs)
+    if (!s.causal) EXPECT_EQ(s.causal_align, sigjit::CausalAlign::bottom_right);
+
+  f.causal = {false};
+  f.causal_align = {"top-left"};
+  expect_error([&] { tuner::workload_from_flags(f, kSm90); }, {"--causal-align", "causal specs only", "--causal"});
+  f.causal = {true};
+  f.causal_align = {"top-right"};
+  expect_error([&] { tuner::workload_from_flags(f, kSm90); }, {"--causal-align", "'top-right'", "bottom_right, top_left"});
+}
+
+TEST(TunerWorkload, JsonCausalAlign) {
+  const tuner::Workload w = tuner::workload_from_json(
+      nlohmann::json::parse(R"({"specs": [{"head_dim": 64, "causal": true, "causal_align": "top_left", "seq": 4096}]})"), kSm90);
+  ASSERT_EQ(w.specs.size(), 1u);
+  EXPECT_TRUE(w.specs[0].top_left());
+  const tuner::Workload flags = tuner::workload_from_json(
+      nlohmann::json::parse(R"({"head_dims": [64], "seq_lens": [512], "causal": [true], "causal_align": ["bottom_right", "top_left"]})"),
+      kSm90);
+  EXPECT_EQ(flags.specs.size(), 2u);
+  expect_error(
+      [] {
+        tuner::workload_from_json(nlohmann::json::parse(R"({"specs": [{"head_dim": 64, "causal_align": "top_left", "seq": 512}]})"), kSm90);
+      },
+      {"specs[0].causal_align", "causal"});
+}
+
 TEST(TunerWorkload, FlagErrorsNameTheFlagAndTheAllowedValues) {
   auto with = [](auto edit) {
     tuner::WorkloadFlags f;

@@ -27,6 +27,7 @@ sigjit_filecheck_test(fast_sigmoid fast.check PREFIXES CHECK ABSENT ARGS --head-
 sigjit_filecheck_test(exact_sigmoid exact.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90 --sigmoid exact)
 sigjit_filecheck_test(fp16 fp16.check PREFIXES CHECK ABSENT ARGS --head-dim 128 --arch sm_90 --dtype fp16)
 sigjit_filecheck_test(causal causal.check PREFIXES CHECK ARGS --head-dim 128 --arch sm_90 --causal)
+sigjit_filecheck_test(causal_top_left causal_top_left.check PREFIXES CHECK ARGS --head-dim 128 --arch sm_90 --causal --causal-align top-left)
 sigjit_filecheck_test(score_bias score_bias.check PREFIXES CHECK ARGS --head-dim 128 --arch sm_90 --score-bias --layout varlen)
 sigjit_filecheck_test(no_score_bias score_bias.check PREFIXES NOSB ARGS --head-dim 128 --arch sm_90)
 sigjit_filecheck_test(sm80_hd64 sm80_hd64.check PREFIXES CHECK ARGS --head-dim 64 --arch sm_80 --tile m64n32w4s3)
@@ -56,6 +57,8 @@ endfunction()
 
 sigjit_cli_test(unsupported_head_dim EXPECT_EXIT nonzero STDERR_LINES 2 MATCH "--head-dim" "100" "32,64,96,128,256"
                 ARGS compile --head-dim 100)
+sigjit_cli_test(causal_align_needs_causal EXPECT_EXIT nonzero STDERR_LINES 1 MATCH "^sigjit: error: --causal-align top-left" "--causal"
+                ARGS compile --causal-align top-left)
 sigjit_cli_test(invalid_tile EXPECT_EXIT nonzero STDERR_LINES 1 MATCH "^sigjit: error: tile config m100n64w8s2 is invalid" "block_m=100"
                 ARGS compile --tile m100n64w8s2)
 sigjit_cli_test(malformed_tile EXPECT_EXIT nonzero STDERR_LINES 1 MATCH "^sigjit: error: --tile 'm128xn64': expected"

@@ -13,8 +13,12 @@ const char* layout_name(Layout l) { return l == Layout::dense ? "dense" : l == L
 
 std::string CaseSpec::name() const {
   return fmt::format("{}_d{}_{}_{}_{}{}{}_{}_q{}_k{}{}", layout_name(layout), head_dim, dtype == DType::bf16 ? "bf16" : "fp16",
-                     causal ? "causal" : "full", bias_mode == BiasMode::log_n ? "logn" : "scalar", score_bias ? "_sb" : "", gqa ? "_gqa" : "",
-                     sigmoid == SigmoidMode::fast ? "fast" : "exact", fmt::join(lens_q, "-"), fmt::join(lens_k, "-"), strided ? "_strided" : "");
+                     !causal                                 ? "full"
+                     : causal_align == CausalAlign::top_left ? "causaltl"
+                                                             : "causal",
+                     bias_mode == BiasMode::log_n ? "logn" : "scalar", score_bias ? "_sb" : "", gqa ? "_gqa" : "",
+                     sigmoid == SigmoidMode::fast ? "fast" : "exact", fmt::join(lens_q, "-"), fmt::join(lens_k, "-"),
+                     strided ? "_strided" : "");
 }
 
 // Bounds on ||out - ref|| / ||ref||. Exact sigmoid: output rounding dominates (bf16 has 8
@@ -53,6 +57,7 @@ ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(
   a.heads_q = spec.gqa ? 4 : 2;
   a.heads_kv = 2;
   a.causal = spec.causal;
+  a.causal_align = spec.causal_align;
   a.bias_mode = spec.bias_mode;
   a.bias = -3.5f;
   a.sigmoid = spec.sigmoid;

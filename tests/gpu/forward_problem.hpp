@@ -29,6 +29,9 @@ struct CaseSpec {
   std::vector<int> lens_k;
   bool strided = false;  // non-contiguous strides: K head-major, Q/O with gaps between heads
   int row_step = 1;      // reference row sampling (the backward's: query rows and keys)
+  // The causal diagonal (last, so that positional initialisers above stay valid): top-left cases
+  // are named "causaltl".
+  CausalAlign causal_align = CausalAlign::bottom_right;
   std::string name() const;
 };
 
@@ -43,6 +46,44 @@ void for_each_exact_case(Fn&& fn) {
           for (BiasMode bias : {BiasMode::log_n, BiasMode::scalar})
             for (bool sb : {false, true})
               for (bool gqa : {false, true}) fn(CaseSpec{layout, hd, dt, causal, bias, sb, gqa, SigmoidMode::exact});
+}
+
+// Causal cases with the top-left diagonal (CausalAlign::top_left, TritonSigmoid's rule) where it
+// differs from bottom-right: every layout x hd 64/128, plain (bf16, fast) and heavy (fp16, exact,
+// score bias, GQA, strided when dense). Dense: more keys than queries (plain) or more queries
+// (heavy). Padded and varlen: per sequence both directions, equal lengths, lengths at tile
+// edges; padded also a sequence without keys (its rows see no key: zeros, zero dQ) and one
+// without queries (its keys are seen by none: zero dK, dV).
+inline std::vector<CaseSpec> top_left_cases() {
+  std::vector<CaseSpec> cases;
+  for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen})
+    for (int hd : {64, 128})
+      for (bool heavy : {false, true}) {
+        CaseSpec c{layout,
+                   hd,
+                   heavy ? DType::fp16 : DType::bf16,
+                   true,
+                   BiasMode::log_n,
+                   heavy,
+                   heavy,
+                   heavy ? SigmoidMode::exact : SigmoidMode::fast};
+        c.causal_align = CausalAlign::top_left;
+        if (layout == Layout::dense) {
+          c.lens_q = heavy ? std::vector<int>{333, 333} : std::vector<int>{200, 200};
+          c.lens_k = heavy ? std::vector<int>{200, 200} : std::vector<int>{333, 333};
+          c.strided = heavy;
+        } else if (layout == Layout::padded) {
+          c.lens_q = {200, 1000, 17, 300, 65, 5, 0};
+          c.lens_k = {777, 200, 1, 300, 64, 0, 64};
+          c.row_step = 5;
+        } else {
+          c.lens_q = {1, 200, 1000, 17, 193};
+          c.lens_k = {30, 777, 200, 1, 192};
+          c.row_step = 5;
+        }
+        cases.push_back(c);
+      }
+  return cases;
 }
 
 // gtest prints parameters in test listings and ctest names: the readable name, not raw bytes.

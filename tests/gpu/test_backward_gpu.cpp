@@ -182,6 +182,94 @@ TEST_P(BackwardMatrixSm90BulkDq, FusedSm90MatchesFp64Reference) { run_sm90_backw
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90BulkDq, ::testing::ValuesIn(backward_cases()), case_name);
 
+// ---- top-left causal alignment (CausalAlign::top_left) through every backward kernel ----------
+// top_left_cases() (forward_problem.hpp; padded, varlen and dense, lengths differing both ways, a
+// sequence without keys and one without queries; not strided) plus a long ragged varlen batch: the
+// deterministic pair (two runs bit for bit), the portable fused kernel forced (its default
+// config), and on compute capability 9.0 the Hopper fused kernel with dQ atomics and with bulk
+// dQ reductions, each against the fp64 reference gradients.
+
+std::vector<CaseSpec> top_left_backward_cases() {
+  std::vector<CaseSpec> cases = top_left_cases();
+  // Not strided: the backward harness lays dV out like dK (enable_backward), and the strided
+  // layout makes K head-major but V contiguous.
+  for (CaseSpec& c : cases) c.strided = false;
+  for (int hd : {64, 128}) {
+    CaseSpec ragged{Layout::varlen,     hd, DType::bf16, true, BiasMode::log_n, false, true, SigmoidMode::fast, {4096, 17, 300, 1},
+                    {2000, 1, 4096, 30}};
+    ragged.causal_align = CausalAlign::top_left;
+    ragged.row_step = 64;
+    cases.push_back(ragged);
+  }
+  return cases;
+}
+
+class BackwardTopLeft : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (!gpu_unavailable_reason().empty()) return;
+    const std::vector<CaseSpec> cases = cases_to_run(top_left_backward_cases(), "BackwardTopLeft");
+    precompile_backward(cases);  // the defaults: the deterministic pair, the fused kernel, dQ convert
+    const detail::DeviceInfo dev = detail::current_device();
+    std::vector<std::pair<KernelSpec, TileConfig>> work;
+    std::mt19937 rng(1);
+    for (const CaseSpec& c : cases) {  // the portable fused kernel where the Hopper one is the default
+      KernelSpec spec = case_kernel_spec(c, dev, rng);
+      spec.direction = Direction::backward_fused;
+      work.emplace_back(spec, default_sm80_config(spec));
+    }
+    precompile_work(work);
+    if (sm90_backward_unavailable_reason().empty()) {
+      precompile_backward_sm90(cases);
+      precompile_backward_sm90(cases, true);
+    }
+  }
+};
+
+TEST_P(BackwardTopLeft, EveryBackwardKernelMatchesFp64Reference) {
+  SIGJIT_REQUIRE_GPU();
+  const CaseSpec& spec = GetParam();
+  std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
+  KernelSpec ks = case_kernel_spec(spec, detail::current_device(), rng);
+  ASSERT_TRUE(ks.top_left()) << ks.describe();
+  ForwardProblem problem(spec, rng);
+  problem.enable_backward(rng);
+
+  BackwardOptions det;
+  det.deterministic = true;
+  CaseResult r;
+  ASSERT_NO_THROW(r = run_and_check(problem, det));
+  expect_good(spec, r, "top-left-deterministic");
+  const std::vector<std::uint16_t> first = problem.gradient_bits();
+  ASSERT_NO_THROW(run_and_check(problem, det));
+  EXPECT_TRUE(problem.gradient_bits() == first) << "deterministic mode: two runs gave different gradient bits";
+
+  ks.direction = Direction::backward_fused;
+  const TileConfig sm80 = default_sm80_config(ks);
+  {
+    fmt::print("[bwd top-left sm80] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), sm80.describe());
+    const ScopedForceTile force(sm80.describe());
+    for (int run = 0; run < 2; ++run) {  // the second run reuses (and must re-zero) the workspace
+      ASSERT_NO_THROW(r = run_and_check(problem, BackwardOptions{}));
+      expect_good(spec, r, run == 0 ? "top-left-sm80-atomic" : "top-left-sm80-atomic-2nd-run");
+    }
+  }
+  if (!sm90_backward_unavailable_reason().empty() || !sm90_backward_supports(ks)) return;  // the sm90 family does not apply here
+  for (const bool bulk_dq : {false, true}) {
+    TileConfig config = default_sm90_backward_config(ks);
+    config.bulk_dq = bulk_dq;
+    const detail::Resolved res = detail::resolve(problem.args());
+    const SigjitBwdParams bp = detail::make_bwd_params(res, detail::resolve_gradients(res, problem.grads()), nullptr);
+    ASSERT_EQ(detail::tma_unsuitable_backward(res, bp), "") << "this case would fall back to the sm80 fused kernel";
+    fmt::print("[bwd top-left sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
+    const ScopedForceTile force(config.describe());
+    ASSERT_NO_THROW(r = run_and_check(problem, BackwardOptions{}));
+    expect_good(spec, r, bulk_dq ? "top-left-sm90-bulk" : "top-left-sm90-atomic");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(TopLeft, BackwardTopLeft, ::testing::ValuesIn(top_left_backward_cases()), case_name);
+
 CaseSpec workspace_case(int len) {
   CaseSpec c{Layout::padded, 64, DType::bf16, false, BiasMode::log_n, false, true, SigmoidMode::fast};
   c.lens_q = c.lens_k = {len, len / 2 + 1};

@@ -319,6 +319,74 @@ TEST_P(ForwardSm90Tunables, MatchesFp64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, ForwardSm90Tunables, ::testing::ValuesIn(tunable_cases()), tunable_case_name);
 
+// ---- top-left causal alignment (CausalAlign::top_left) on both families ----------------------
+// top_left_cases() (forward_problem.hpp) forced through each family: "sm80", the portable
+// family's default config (any GPU); "sm90", the sm90 default; "p", "ppp", "c3p": persistent
+// sm90 variants (the causal tile order of sm90_tile_schedule.h with the top-left key bounds).
+// The sm90 ones run on compute capability 9.0 only. Plus long ragged varlen batches (many tiles
+// per persistent CTA, a sequence of 4096 queries over 2000 keys and one of 300 over 4096).
+
+std::vector<TunableCase> top_left_forward_cases() {
+  std::vector<TunableCase> out;
+  for (const char* v : {"sm80", "sm90", "p", "ppp", "c3p"})
+    for (const CaseSpec& c : top_left_cases()) out.push_back({c, v});
+  for (int hd : {64, 128}) {
+    CaseSpec ragged{Layout::varlen,    hd, DType::bf16, true, BiasMode::log_n, true, true, SigmoidMode::exact, {1, 4096, 300, 64},
+                    {7, 2000, 4096, 1}};
+    ragged.causal_align = CausalAlign::top_left;
+    ragged.row_step = 97;
+    for (const char* v : {"sm80", "sm90", "p", "c3p"}) out.push_back({ragged, v});
+  }
+  return out;
+}
+
+// The config a top-left case runs with (see top_left_forward_cases).
+TileConfig top_left_config(const KernelSpec& ks, const std::string& variant) {
+  if (variant == "sm80") return default_sm80_config(ks);
+  if (variant == "sm90") return default_sm90_config(ks);
+  return apply_variant(default_sm90_config(ks), variant, ks.head_dim);
+}
+
+class ForwardTopLeft : public ::testing::TestWithParam<TunableCase> {
+ public:
+  static void SetUpTestSuite() {
+    if (!gpu_unavailable_reason().empty()) return;
+    const bool sm90 = sm90_unavailable_reason().empty();
+    const detail::DeviceInfo dev = detail::current_device();
+    std::vector<std::pair<KernelSpec, TileConfig>> work;
+    std::mt19937 rng(1);
+    for (const TunableCase& c : top_left_forward_cases()) {
+      if (c.variant != "sm80" && !sm90) continue;
+      const KernelSpec spec = case_kernel_spec(c.spec, dev, rng);
+      work.emplace_back(spec, top_left_config(spec, c.variant));
+    }
+    precompile_work(work);
+  }
+};
+
+TEST_P(ForwardTopLeft, MatchesFp64Reference) {
+  SIGJIT_REQUIRE_GPU();
+  const TunableCase& c = GetParam();
+  if (c.variant != "sm80") {
+    if (const std::string why = sm90_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 family test skipped: " << why;
+  }
+  std::mt19937 rng(7);
+  const detail::DeviceInfo dev = detail::current_device();
+  const KernelSpec ks = case_kernel_spec(c.spec, dev, rng);
+  ASSERT_TRUE(ks.top_left()) << ks.describe();
+  const TileConfig config = top_left_config(ks, c.variant);
+  ASSERT_EQ(check_config(ks, config), "") << config.describe();
+  if (config.family == KernelFamily::sm90) {
+    ForwardProblem p(c.spec, rng);
+    ASSERT_EQ(detail::tma_unsuitable(detail::resolve(p.args())), "") << "this case would fall back to the sm80 family";
+  }
+  fmt::print("[top-left {}] {} with SIGJIT_FORCE_TILE={}\n", c.variant, c.spec.name(), config.describe());
+  const ScopedForceTile force(config.describe());
+  run_matrix_case(c.spec);
+}
+
+INSTANTIATE_TEST_SUITE_P(TopLeft, ForwardTopLeft, ::testing::ValuesIn(top_left_forward_cases()), tunable_case_name);
+
 CaseSpec small_case() {
   CaseSpec c{Layout::padded, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast, {100, 7}, {100, 50}};
   return c;

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <optional>
 #include <vector>
 
@@ -419,13 +420,25 @@ struct FusedKernels {
 
 FusedKernels fused_kernels(const DeviceInfo& dev, const Resolved& r, KernelSpec spec, const SigjitBwdParams& params) {
   spec.direction = Direction::backward_fused;
+  const KernelSpec convert_spec = dq_convert_spec(spec);
+  // A cold backward compiles two kernels: the small convert kernel on a second thread while this
+  // one compiles the fused kernel, so the first call waits for one NVRTC compile, not two. Warm
+  // calls find both in the process table and start no thread.
+  std::optional<ResolvedKernel> convert = resolved_kernel(dev, convert_spec);
+  std::future<ResolvedKernel> pending;
+  if (!convert) {
+    pending = std::async(std::launch::async, [&dev, convert_spec] {
+      SIGJIT_CHECK_CU(driver().cuCtxSetCurrent(dev.context));  // module loads go to the caller's context
+      return resolve_kernel(dev, convert_spec);
+    });
+  }
   ResolvedKernel fused = resolve_kernel(dev, spec);
   if (fused.config.family == KernelFamily::sm90_bwd && !tma_unsuitable_backward(r, params).empty()) {
     // Tensors TMA cannot describe (strides, alignment): the sm80 fused kernel serves the call.
     const TileConfig c = default_sm80_config(spec);
     fused = ResolvedKernel{get_kernel(dev.context, spec, c), c, "sm80 fallback"};
   }
-  return {std::move(fused), resolve_kernel(dev, dq_convert_spec(spec))};
+  return {std::move(fused), convert ? *std::move(convert) : pending.get()};
 }
 
 void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, SigjitBwdParams params, void* caller_workspace,

@@ -130,6 +130,21 @@ void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfi
   }
 }
 
+namespace {
+
+// The in-process table of resolve_kernel: (context, problem key) -> the kernel that serves it.
+std::mutex& resolved_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+std::map<std::pair<CUcontext, std::string>, ResolvedKernel>& resolved_table() {
+  static std::map<std::pair<CUcontext, std::string>, ResolvedKernel> table;
+  return table;
+}
+
+}  // namespace
+
 ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
   // The dQ convert kernel has one config: a forced tile is meant for the tunable kernels.
   const char* forced = spec.direction == Direction::backward_dq_convert ? nullptr : std::getenv("SIGJIT_FORCE_TILE");
@@ -137,13 +152,7 @@ ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
     const TileConfig c = choose_config(spec);
     return {get_kernel(dev.context, spec, c), c, "forced"};
   }
-  static std::mutex mutex;
-  static std::map<std::pair<CUcontext, std::string>, ResolvedKernel> resolved;
-  const auto key = std::make_pair(dev.context, problem_key(spec));
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (auto it = resolved.find(key); it != resolved.end()) return it->second;
-  }
+  if (std::optional<ResolvedKernel> done = resolved_kernel(dev, spec)) return *std::move(done);
   std::optional<ResolvedKernel> r = from_store(dev, spec);
   if (!r && env_on("SIGJIT_AUTOTUNE") && spec.direction != Direction::backward_dq_convert) r = autotune_and_store(dev, spec);  // one config
   if (!r) {
@@ -152,8 +161,15 @@ ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
                                   [&](const CompiledKernel& k) { store_kernel(dev, spec, c, k.cubin, cache::Entry{}); }),
                        c, "compiled"};
   }
-  std::lock_guard<std::mutex> lock(mutex);
-  return resolved.emplace(key, *r).first->second;
+  std::lock_guard<std::mutex> lock(resolved_mutex());
+  return resolved_table().emplace(std::make_pair(dev.context, problem_key(spec)), *r).first->second;
+}
+
+std::optional<ResolvedKernel> resolved_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
+  std::lock_guard<std::mutex> lock(resolved_mutex());
+  const auto& table = resolved_table();
+  if (auto it = table.find(std::make_pair(dev.context, problem_key(spec))); it != table.end()) return it->second;
+  return std::nullopt;
 }
 
 }  // namespace sigjit::detail

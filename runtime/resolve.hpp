@@ -23,6 +23,10 @@ struct ResolvedKernel {
 
 ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec);
 
+// resolve_kernel's answer when the process has resolved `spec` already (no lookup beyond the
+// in-process table, no compile); nullopt otherwise.
+std::optional<ResolvedKernel> resolved_kernel(const DeviceInfo& dev, const KernelSpec& spec);
+
 cache::DeviceFingerprint fingerprint_for(const DeviceInfo& dev, const KernelSpec& spec);
 
 // The store at Store::default_root(), or nullopt when disabled or unusable (logged once).

@@ -72,13 +72,16 @@ new_csv() {
 step "environment"
 { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv; nvcc --version | tail -2; cmake --version | head -1; python3 -c "import torch, triton; print(\"torch\", torch.__version__, \"triton\", triton.__version__)"; python3 -c "import matplotlib; print(\"matplotlib\", matplotlib.__version__)" || echo "matplotlib: not installed"; } 2>&1 | tee "$OUT/env.txt"
 
-step "build"
 ssl=()
 if [ ! -f /usr/include/openssl/evp.h ]; then  # headers carried in .deps, the image's own libcrypto
   ssl=(-DOPENSSL_INCLUDE_DIR="$PWD/.deps/usr/include" -DOPENSSL_CRYPTO_LIBRARY="$(ls /usr/lib/x86_64-linux-gnu/libcrypto.so* | head -1)")
 fi
-cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" >"$OUT/build.log" 2>&1 &&
-  ninja -C build-dev sigjit_cli sigjit_gpu_tests sigjit_bench sigjit_shared sigjit_abi_dump >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }  # not the CPU tests: CI runs those
+build_dev() {
+  step "build"
+  cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" >"$OUT/build.log" 2>&1 &&
+    ninja -C build-dev sigjit_cli sigjit_gpu_tests sigjit_bench sigjit_shared sigjit_abi_dump >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }  # not the CPU tests: CI runs those
+}
+[ "$mode" = wheel ] && [ "${CPP:-1}" = 0 ] || build_dev  # the wheel mode needs a build only for its C++ tests
 
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl >/dev/null 2>&1 && export PYTHONPATH=/tmp/site

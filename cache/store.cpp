@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -75,8 +76,8 @@ double lock_timeout_seconds() {
   if (const char* v = std::getenv("SIGJIT_CACHE_LOCK_TIMEOUT"); v != nullptr && *v != '\0') {
     char* end = nullptr;
     const double t = std::strtod(v, &end);
-    if (end != v && *end == '\0' && std::isfinite(t) && t >= 0) return t;
-    fail(fmt::format("SIGJIT_CACHE_LOCK_TIMEOUT='{}': expected a number of seconds, e.g. 30", v));
+    if (end != v && *end == '\0' && !std::isnan(t) && t >= 0) return t;  // inf or huge: wait without limit
+    fail(fmt::format("SIGJIT_CACHE_LOCK_TIMEOUT='{}': expected a number of seconds >= 0, e.g. 30 (inf: wait without limit)", v));
   }
   return 30.0;
 }
@@ -267,8 +268,11 @@ std::uint64_t random64() {
 }
 
 // Writes `data` to a unique temp file in `tmp_dir`, fsyncs it, renames it to `target` and fsyncs
-// target's directory. Readers see the old file or the new one, never a partial one.
-void atomic_write(const fs::path& tmp_dir, const fs::path& target, const void* data, std::size_t size) {
+// target's directory. Readers see the old file or the new one, never a partial one. `outside`:
+// the target is not in the cache (an exported bundle): messages name its directory, and a missing
+// directory is an error rather than recreated.
+void atomic_write(const fs::path& tmp_dir, const fs::path& target, const void* data, std::size_t size, const char* outside = nullptr) {
+  const std::string check = outside != nullptr ? std::string(outside) : std::string("of the cache or set SIGJIT_CACHE_DIR");
   fs::path tmp;
   Fd fd;
   for (int attempt = 0;; ++attempt) {
@@ -277,19 +281,19 @@ void atomic_write(const fs::path& tmp_dir, const fs::path& target, const void* d
     if (fd.get() >= 0) break;
     const int e = errno;
     if (e == EEXIST && attempt < 16) continue;
-    if (e == ENOENT && attempt < 16) {  // tmp/ removed under us (e.g. by hand): recreate it
+    if (e == ENOENT && attempt < 16 && outside == nullptr) {  // tmp/ removed under us (e.g. by hand): recreate it
       ensure_dir(tmp_dir);
       continue;
     }
-    fail(fmt::format("cache: cannot create temp file {}: {}; check free space and permissions of the cache or set SIGJIT_CACHE_DIR",
-                     tmp.string(), errno_text(e)));
+    fail(fmt::format("{}: cannot create temp file {}: {}; check free space and permissions {}", outside != nullptr ? "export" : "cache",
+                     tmp.string(), errno_text(e), check));
   }
   auto give_up = [&](const char* step) {
     const int e = errno;
     fd.reset();
     ::unlink(tmp.c_str());
-    fail(fmt::format("cache: cannot {} {}: {}; check free space and permissions of the cache or set SIGJIT_CACHE_DIR", step,
-                     step[0] == 'r' ? target.string() : tmp.string(), errno_text(e)));
+    fail(fmt::format("{}: cannot {} {}: {}; check free space and permissions {}", outside != nullptr ? "export" : "cache", step,
+                     step[0] == 'r' ? target.string() : tmp.string(), errno_text(e), check));
   };
   if (!write_all(fd.get(), data, size)) give_up("write");
   if (fsync_enabled() && ::fsync(fd.get()) != 0) give_up("fsync");
@@ -311,23 +315,122 @@ double age_seconds(const struct stat& st) {
   return static_cast<double>(now.tv_sec - st.st_mtim.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec - st.st_mtim.tv_nsec);
 }
 
-// Regular files directly in `dir` (none if it does not exist).
+// Is `p` a directory itself, not a symbolic link to one?
+bool is_real_dir(const fs::path& p) {
+  std::error_code ec;
+  return fs::symlink_status(p, ec).type() == fs::file_type::directory;
+}
+
+// Regular files and symbolic links (never followed: a reader sees a link as corrupt, gc unlinks
+// the link itself) directly in `dir`; none if it does not exist or is itself a link.
 std::vector<fs::path> files_in(const fs::path& dir) {
   std::vector<fs::path> out;
   std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (it->is_regular_file(ec)) out.push_back(it->path());
+  if (!is_real_dir(dir)) return out;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::file_type t = it->symlink_status(ec).type();
+    if (t == fs::file_type::regular || t == fs::file_type::symlink) out.push_back(it->path());
+  }
   std::sort(out.begin(), out.end());
   return out;
 }
 
+// Directories (not links to them) directly in `dir`.
 std::vector<fs::path> dirs_in(const fs::path& dir) {
   std::vector<fs::path> out;
   std::error_code ec;
+  if (!is_real_dir(dir)) return out;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (it->is_directory(ec)) out.push_back(it->path());
+    if (it->symlink_status(ec).type() == fs::file_type::directory) out.push_back(it->path());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// ---- deleting inside the cache: directory fds opened with O_NOFOLLOW, unlinkat, sigjit's names --
+
+bool is_lower_hex(std::string_view s, std::size_t n) {
+  return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// A name atomic_write gives its temp files in tmp/: <target>.<pid>.<16 hex>.tmp, where the
+// target is an index file (<key>.json) or a blob (<sha256>.cubin). gc removes nothing else there.
+bool is_temp_name(std::string_view name) {
+  constexpr std::string_view suffix = ".tmp";
+  if (name.size() <= suffix.size() || name.substr(name.size() - suffix.size()) != suffix) return false;
+  name.remove_suffix(suffix.size());
+  std::size_t dot = name.rfind('.');
+  if (dot == std::string_view::npos || !is_lower_hex(name.substr(dot + 1), 16)) return false;
+  name = name.substr(0, dot);
+  dot = name.rfind('.');
+  if (dot == std::string_view::npos) return false;
+  const std::string_view pid = name.substr(dot + 1);
+  if (pid.empty() || pid.size() > 10 || !std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
+  const std::string_view target = name.substr(0, dot);
+  if (target.size() > 5 && target.substr(target.size() - 5) == ".json") return is_valid_key(target.substr(0, target.size() - 5));
+  if (target.size() > 6 && target.substr(target.size() - 6) == ".cubin") return is_sha256_hex(target.substr(0, target.size() - 6));
+  return false;
+}
+
+// Opens `name` in `at` as a directory without following a symbolic link; -1 if it is absent, a
+// link or not a directory.
+int open_dir_at(int at, const char* name) { return ::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); }
+
+struct DirItem {
+  std::string name;
+  struct stat st {};  // lstat: a link is a link
+};
+
+// The entries of an open directory (no "." or ".."), sorted by name.
+std::vector<DirItem> list_dir(int dirfd) {
+  std::vector<DirItem> out;
+  const int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return out;
+  DIR* d = ::fdopendir(dup);
+  if (d == nullptr) {
+    ::close(dup);
+    return out;
+  }
+  ::rewinddir(d);
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    DirItem item;
+    item.name = std::string(n);
+    if (::fstatat(dirfd, e->d_name, &item.st, AT_SYMLINK_NOFOLLOW) == 0) out.push_back(std::move(item));
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end(), [](const DirItem& a, const DirItem& b) { return a.name < b.name; });
+  return out;
+}
+
+// The cache marker: the CACHEDIR.TAG signature (backup and sync tools skip the directory) and a
+// line that says sigjit wrote it, so another tool's cache directory is not taken for sigjit's.
+constexpr std::string_view kMarkerSignature = "Signature: 8a477f597d28d172789f06886806bc55";
+constexpr const char* kMarkerText =
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by sigjit (its kernel cache).\n"
+    "# sigjit gc and sigjit prune delete nothing in a directory without it.\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n";
+
+bool has_marker(const fs::path& root) {
+  const fs::path p = root / Store::kMarkerName;
+  Fd fd(::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat st {};
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  char buf[512];
+  const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  if (n <= 0) return false;
+  const std::string_view text(buf, static_cast<std::size_t>(n));
+  return text.substr(0, kMarkerSignature.size()) == kMarkerSignature && text.find("sigjit") != std::string_view::npos;
+}
+
+// Creates the marker (never through a link, never over another file); false if it could not.
+bool write_marker(const fs::path& root) {
+  const fs::path p = root / Store::kMarkerName;
+  Fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (fd.get() < 0) return errno == EEXIST && has_marker(root);
+  const std::string_view text = kMarkerText;
+  return write_all(fd.get(), text.data(), text.size());
 }
 
 // ---- per-key lock --------------------------------------------------------------------------------
@@ -343,7 +446,11 @@ class KeyLock {
     }
     const double timeout = lock_timeout_seconds();
     const auto start = std::chrono::steady_clock::now();
-    const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout));
+    // Beyond ~30 years (or inf) there is no deadline: the conversion to the clock's integer
+    // nanoseconds would overflow (at about 292 years) and time out at once.
+    const auto deadline =
+        timeout > 1e9 ? std::chrono::steady_clock::time_point::max()
+                      : start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout));
     std::uniform_int_distribution<int> jitter(0, 999);
     std::mt19937 rng(static_cast<unsigned>(random64()));
     auto wait = std::chrono::microseconds(500);
@@ -413,9 +520,11 @@ IndexRead read_index(const fs::path& path, const std::string& key, const std::st
     return r;
   }
   if (*version != kFormatVersion) {
-    const auto v = version->get<std::int64_t>();
-    r.reason = fmt::format("format version {} ({} sigjit), this sigjit reads {}", v, v > kFormatVersion ? "written by a newer" : "an older",
-                           kFormatVersion);
+    // An unsigned value beyond int64 (>= 2^63) is a newer format too, not a negative one.
+    const bool huge = version->is_number_unsigned() && version->get<std::uint64_t>() > std::uint64_t{INT64_MAX};
+    const auto v = huge ? std::numeric_limits<std::int64_t>::max() : version->get<std::int64_t>();
+    r.reason = fmt::format("format version {} ({} sigjit), this sigjit reads {}", version->dump(),
+                           v > kFormatVersion ? "written by a newer" : "an older", kFormatVersion);
     if (v > kFormatVersion) {
       r.status = IndexRead::newer;
       if (const json* e = j.contains("entry") ? &j["entry"] : nullptr;
@@ -548,18 +657,56 @@ Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, cons
 }
 
 // Removes an index file under its key's lock if `still_remove` (given a fresh read) agrees.
+// `dirfd`: its directory, opened with O_NOFOLLOW (the file is unlinked relative to it, so a
+// directory swapped for a link meanwhile cannot redirect the unlink).
 template <class Pred>
-bool remove_index_locked(const fs::path& root, const fs::path& path, Pred still_remove, std::uint64_t* bytes) {
+bool remove_index_locked(const fs::path& root, int dirfd, const fs::path& path, Pred still_remove, std::uint64_t* bytes) {
   const std::string key = path.stem().string();
   const std::string id = path.parent_path().filename().string();
   std::optional<KeyLock> lock;
   if (is_valid_key(key)) lock.emplace(lock_path(root, id, key));
   if (!still_remove(read_index(path, key, id))) return false;
+  const std::string name = path.filename().string();
   struct stat st {};
-  const bool have_size = ::stat(path.c_str(), &st) == 0;
-  if (::unlink(path.c_str()) != 0) return false;
+  const bool have_size = ::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+  if (::unlinkat(dirfd, name.c_str(), 0) != 0) return false;
   if (bytes != nullptr && have_size) *bytes += static_cast<std::uint64_t>(st.st_size);
   return true;
+}
+
+// Before gc or prune deletes anything: is `root` a sigjit cache? Yes if it holds the marker. A
+// cache written before markers gets one when it clearly is sigjit's: index/, blobs/, locks/ and
+// tmp/ are directories and an index/<16 hex>/<key>.json file reads as a valid sigjit index file.
+// Otherwise throws, naming the root and saying how to proceed.
+void require_cache(const fs::path& root, const char* verb) {
+  if (has_marker(root)) return;
+  bool layout = true;
+  for (const char* sub : {"index", "blobs", "locks", "tmp"}) layout = layout && is_real_dir(root / sub);
+  bool readable_index = false;
+  if (layout) {
+    for (const fs::path& dir : dirs_in(root / "index")) {
+      const std::string id = dir.filename().string();
+      if (!is_lower_hex(id, 16)) continue;
+      for (const fs::path& file : files_in(dir)) {
+        if (file.extension() != ".json" || !is_valid_key(file.stem().string())) continue;
+        if (read_index(file, file.stem().string(), id).status == IndexRead::ok) {
+          readable_index = true;
+          break;
+        }
+      }
+      if (readable_index) break;
+    }
+  }
+  if (readable_index && write_marker(root)) return;
+  fail(fmt::format(
+      "cache {}: {} is not marked as a sigjit kernel cache (no {} written by sigjit){}; refusing to delete anything in it. Check "
+      "SIGJIT_CACHE_DIR (it may point at the wrong directory). If this really is your sigjit cache, mark it with\n"
+      "  printf '{}\\n# sigjit kernel cache\\n' > '{}'\n"
+      "and run the command again",
+      verb, root.string(), Store::kMarkerName,
+      readable_index ? " and the marker cannot be written there"
+                     : " and it does not look like one (index/, blobs/, locks/, tmp/ and a readable sigjit index file)",
+      kMarkerSignature, (root / Store::kMarkerName).string()));
 }
 
 }  // namespace
@@ -656,6 +803,13 @@ Entry Entry::from_json(const nlohmann::json& j) {
 
 Store::Store(std::filesystem::path root) : root_(std::move(root)) {
   if (root_.empty()) fail("cache: the cache root is an empty path; set SIGJIT_CACHE_DIR to a writable directory");
+  // A root sigjit creates (or finds empty) is marked as its cache before anything else goes in.
+  std::error_code ec;
+  const fs::file_type type = fs::status(root_, ec).type();
+  if (type == fs::file_type::not_found || (type == fs::file_type::directory && fs::is_empty(root_, ec) && !ec)) {
+    ensure_dir(root_);
+    write_marker(root_);  // best effort: gc and prune check for it (and say how to add it)
+  }
   for (const char* sub : {"index", "blobs", "locks", "tmp"}) ensure_dir(root_ / sub);
 }
 
@@ -792,7 +946,7 @@ VerifyReport Store::verify() const {
       const IndexRead r = read_index(file, file.stem().string(), id);
       if (r.status == IndexRead::absent) continue;  // removed meanwhile
       if (r.status != IndexRead::ok) {
-        rep.problems.push_back(fmt::format("{}: {}; `sigjit cache gc` removes it, or it is rebuilt on next use", file.string(), r.reason));
+        rep.problems.push_back(fmt::format("{}: {}; `sigjit gc` removes it, or it is rebuilt on next use", file.string(), r.reason));
         continue;
       }
       if (good_blobs.count(r.entry.cubin_sha256) == 0) {
@@ -808,33 +962,62 @@ VerifyReport Store::verify() const {
 
 GcReport Store::gc(bool remove_foreign, const DeviceFingerprint* local, double temp_age_seconds) {
   if (remove_foreign && local == nullptr) fail("cache gc: remove_foreign needs the local device fingerprint (local is null)");
+  require_cache(root_, "gc");
   GcReport rep;
-  auto remove_if_old = [&](const fs::path& file, int& counter) {
+  // Every directory below the root is opened with O_NOFOLLOW and every file removed with
+  // unlinkat relative to it: a link where sigjit keeps a directory is unlinked, never followed.
+  Fd root_fd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (root_fd.get() < 0) fail(fmt::format("cache gc: cannot open {}: {}", root_.string(), errno_text(errno)));
+  for (const char* sub : {"index", "blobs"}) {
     struct stat st {};
-    if (::lstat(file.c_str(), &st) != 0 || age_seconds(st) < temp_age_seconds) return;
-    if (::unlink(file.c_str()) == 0) {
+    if (::fstatat(root_fd.get(), sub, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
+      fail(fmt::format("cache gc: {} is not a directory (a symbolic link?); sigjit never follows links in its cache. Replace it with a "
+                       "directory (or remove the cache and let sigjit rebuild it)",
+                       (root_ / sub).string()));
+  }
+  auto remove_link = [&](int dirfd, const DirItem& item) {
+    if (S_ISLNK(item.st.st_mode) && ::unlinkat(dirfd, item.name.c_str(), 0) == 0) ++rep.links_removed;
+  };
+  auto remove_if_old = [&](int dirfd, const DirItem& item, int& counter) {
+    if (!(S_ISREG(item.st.st_mode) || S_ISLNK(item.st.st_mode)) || age_seconds(item.st) < temp_age_seconds) return;
+    if (::unlinkat(dirfd, item.name.c_str(), 0) == 0) {
       ++counter;
-      rep.bytes_freed += static_cast<std::uint64_t>(st.st_size);
+      if (S_ISREG(item.st.st_mode)) rep.bytes_freed += static_cast<std::uint64_t>(item.st.st_size);
     }
   };
-  // 1. Temp files of writers that died before their rename.
-  for (const fs::path& file : files_in(root_ / "tmp")) remove_if_old(file, rep.temp_files_removed);
+  // 1. Temp files of writers that died before their rename (only names atomic_write gives them).
+  if (Fd tmp(open_dir_at(root_fd.get(), "tmp")); tmp.get() >= 0) {
+    for (const DirItem& item : list_dir(tmp.get()))
+      if (is_temp_name(item.name)) remove_if_old(tmp.get(), item, rep.temp_files_removed);
+  } else if (struct stat st {}; ::fstatat(root_fd.get(), "tmp", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+    remove_link(root_fd.get(), DirItem{"tmp", st});  // the next write recreates tmp/ as a directory
+  }
 
   // 2. Index files: corrupt ones, and foreign ones when asked. Files of a newer format are kept.
   std::set<std::string> referenced;
-  for (const fs::path& dir : dirs_in(root_ / "index")) {
-    const std::string id = dir.filename().string();
-    for (const fs::path& file : files_in(dir)) {
-      if (file.extension() != ".json") continue;
+  Fd index(open_dir_at(root_fd.get(), "index"));
+  for (const DirItem& dir : index.get() >= 0 ? list_dir(index.get()) : std::vector<DirItem>{}) {
+    const std::string& id = dir.name;
+    if (!is_lower_hex(id, 16)) continue;  // not a name sigjit writes
+    if (S_ISLNK(dir.st.st_mode)) {
+      remove_link(index.get(), dir);
+      continue;
+    }
+    Fd dirfd(open_dir_at(index.get(), id.c_str()));
+    if (dirfd.get() < 0) continue;
+    for (const DirItem& f : list_dir(dirfd.get())) {
+      const fs::path file = root_ / "index" / id / f.name;
+      if (file.extension() != ".json" || !is_valid_key(file.stem().string())) continue;
+      if (!(S_ISREG(f.st.st_mode) || S_ISLNK(f.st.st_mode))) continue;
       const IndexRead r = read_index(file, file.stem().string(), id);
       bool remove = false;
       if (r.status == IndexRead::bad) {
         remove = remove_index_locked(
-            root_, file, [](const IndexRead& again) { return again.status == IndexRead::bad; }, &rep.bytes_freed);
+            root_, dirfd.get(), file, [](const IndexRead& again) { return again.status == IndexRead::bad; }, &rep.bytes_freed);
       } else if (r.status == IndexRead::ok && remove_foreign && r.fingerprint != *local) {
         remove = remove_index_locked(
-            root_, file, [&](const IndexRead& again) { return again.status == IndexRead::ok && again.fingerprint != *local; },
-            &rep.bytes_freed);
+            root_, dirfd.get(), file,
+            [&](const IndexRead& again) { return again.status == IndexRead::ok && again.fingerprint != *local; }, &rep.bytes_freed);
       }
       if (remove) {
         ++rep.entries_removed;
@@ -850,38 +1033,79 @@ GcReport Store::gc(bool remove_foreign, const DeviceFingerprint* local, double t
   }
   // 3. Blobs no entry references, once older than the grace period (a put_blob whose put_entry has
   //    not landed yet is younger: put_blob refreshes the mtime of an existing blob).
-  for (const fs::path& sub : dirs_in(root_ / "blobs"))
-    for (const fs::path& file : files_in(sub)) {
-      const std::string sha = file.stem().string();
-      if (file.extension() == ".cubin" && is_sha256_hex(sha) && referenced.count(sha) == 0) remove_if_old(file, rep.blobs_removed);
+  Fd blobs(open_dir_at(root_fd.get(), "blobs"));
+  for (const DirItem& sub : blobs.get() >= 0 ? list_dir(blobs.get()) : std::vector<DirItem>{}) {
+    if (!is_lower_hex(sub.name, 2)) continue;
+    if (S_ISLNK(sub.st.st_mode)) {
+      remove_link(blobs.get(), sub);
+      continue;
     }
+    Fd subfd(open_dir_at(blobs.get(), sub.name.c_str()));
+    if (subfd.get() < 0) continue;
+    for (const DirItem& f : list_dir(subfd.get())) {
+      const std::string_view name = f.name;
+      if (name.size() != 64 + 6 || name.substr(64) != ".cubin") continue;
+      const std::string sha(name.substr(0, 64));
+      if (is_sha256_hex(sha) && sha.compare(0, 2, sub.name) == 0 && referenced.count(sha) == 0)
+        remove_if_old(subfd.get(), f, rep.blobs_removed);
+    }
+  }
   return rep;
 }
 
 int Store::prune(const std::vector<std::string>& problem_key_substrings, const DeviceFingerprint* only_fp) {
+  for (const std::string& s : problem_key_substrings)
+    if (s.empty())
+      fail("cache prune: an empty pattern matches every problem key; refusing to remove every entry (an unset shell variable?). "
+           "To remove them all, pass no pattern (`sigjit prune --all`)");
+  require_cache(root_, "prune");
   int removed = 0;
   const std::string only_id = only_fp != nullptr ? only_fp->id() : std::string();
-  for (const fs::path& dir : dirs_in(root_ / "index")) {
-    const std::string id = dir.filename().string();
+  Fd index(::open((root_ / "index").c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  for (const DirItem& dir : index.get() >= 0 ? list_dir(index.get()) : std::vector<DirItem>{}) {
+    const std::string& id = dir.name;
+    if (!is_lower_hex(id, 16) || !S_ISDIR(dir.st.st_mode)) continue;  // links are never followed
     if (only_fp != nullptr && id != only_id) continue;
-    for (const fs::path& file : files_in(dir)) {
+    Fd dirfd(open_dir_at(index.get(), id.c_str()));
+    if (dirfd.get() < 0) continue;
+    for (const DirItem& f : list_dir(dirfd.get())) {
+      const fs::path file = root_ / "index" / id / f.name;
       const std::string key = file.stem().string();
-      if (file.extension() != ".json" || !is_valid_key(key)) continue;
+      if (file.extension() != ".json" || !is_valid_key(key) || !(S_ISREG(f.st.st_mode) || S_ISLNK(f.st.st_mode))) continue;
       // An entry matches when its key contains any of the substrings (none given: every key),
-      // as `sigjit cache prune <patterns>` documents.
+      // as `sigjit prune <patterns>` documents.
       if (!problem_key_substrings.empty() && std::none_of(problem_key_substrings.begin(), problem_key_substrings.end(),
                                                           [&](const std::string& s) { return key.find(s) != std::string::npos; }))
         continue;
       const bool gone = remove_index_locked(
-          root_, file, [&](const IndexRead& r) { return only_fp == nullptr || r.status != IndexRead::ok || r.fingerprint == *only_fp; },
-          nullptr);
+          root_, dirfd.get(), file,
+          [&](const IndexRead& r) { return only_fp == nullptr || r.status != IndexRead::ok || r.fingerprint == *only_fp; }, nullptr);
       if (gone) ++removed;
     }
   }
   return removed;
 }
 
-int Store::export_bundle(const std::filesystem::path& file, const std::vector<Listed>& entries) const {
+int Store::export_bundle(const std::filesystem::path& file, const std::vector<Listed>& entries, int* skipped) const {
+  // The destination first: nothing is read or written for one that will be refused.
+  const bool to_stdout = file == "-";
+  if (file.empty()) fail("export: the bundle path is empty; give a file name, or - for stdout");
+  if (!to_stdout) {
+    struct stat st {};
+    if (::lstat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      const char* what = S_ISLNK(st.st_mode)    ? "a symbolic link"
+                         : S_ISDIR(st.st_mode)  ? "a directory"
+                         : S_ISFIFO(st.st_mode) ? "a FIFO"
+                         : S_ISCHR(st.st_mode)  ? "a character device"
+                         : S_ISBLK(st.st_mode)  ? "a block device"
+                         : S_ISSOCK(st.st_mode) ? "a socket"
+                                                : "not a regular file";
+      fail(fmt::format("export: {} exists and is {}; refusing to replace it (a bundle is written to a temp file beside the "
+                       "destination and renamed onto it). Give the path of a regular file, or - to write the bundle to stdout",
+                       file.string(), what));
+    }
+  }
+  if (skipped != nullptr) *skipped = 0;
   json list = json::array();
   for (const Listed& l : entries) {
     check_key(l.entry.problem_key);
@@ -891,6 +1115,7 @@ int Store::export_bundle(const std::filesystem::path& file, const std::vector<Li
                              l.fingerprint.id(), l.entry.cubin_sha256)
                      .c_str(),
                  stderr);
+      if (skipped != nullptr) ++*skipped;
       continue;
     }
     list.push_back({{"fingerprint", l.fingerprint.to_json()},
@@ -902,9 +1127,14 @@ int Store::export_bundle(const std::filesystem::path& file, const std::vector<Li
   const std::vector<std::uint8_t> body = json::to_cbor(bundle);
   bundle["checksum"] = sha256_hex(body.data(), body.size());
   const std::vector<std::uint8_t> bytes = json::to_cbor(bundle);
+  if (to_stdout) {
+    if (!write_all(STDOUT_FILENO, bytes.data(), bytes.size()))
+      fail(fmt::format("export: cannot write the bundle to stdout: {}", errno_text(errno)));
+    return count;
+  }
   fs::path dir = file.parent_path();
   if (dir.empty()) dir = ".";
-  atomic_write(dir, file, bytes.data(), bytes.size());
+  atomic_write(dir, file, bytes.data(), bytes.size(), "of the bundle's directory");
   return count;
 }
 
@@ -920,7 +1150,7 @@ ImportReport Store::import_bundle(const std::filesystem::path& file, const Devic
   }
   if (!b.is_object() || !b.contains("magic") || b["magic"] != kBundleMagic)
     fail(fmt::format(
-        "cache import: {} is not a sigjit bundle (wrong magic); bundles are written by Store::export_bundle / `sigjit cache export`",
+        "cache import: {} is not a sigjit bundle (wrong magic); bundles are written by Store::export_bundle / `sigjit export`",
         file.string()));
   if (!b.contains("format_version") || !b["format_version"].is_number_integer() || b["format_version"] != kFormatVersion)
     fail(fmt::format("cache import: {}: bundle format version {}, this sigjit reads {}; export it with a matching sigjit version",

@@ -6,6 +6,12 @@
 //   blobs/<sha256[0:2]>/<sha256>.cubin          content-addressed cubins
 //   locks/<fingerprint id>.<problem key>.lock   flock files serialising updates of one index file
 //   tmp/                                        temp files; renamed into place, stale ones removed by gc
+//   CACHEDIR.TAG                                the cache marker (https://bford.info/cachedir/ plus a sigjit
+//                                               line), written when sigjit creates the root: gc and prune
+//                                               delete nothing in a directory without it
+// Deleting is confined to the cache: gc and prune never follow a symbolic link inside the root
+// (directories are opened with O_NOFOLLOW, files removed with unlinkat relative to them) and only
+// remove names sigjit writes (index files <key>.json, blobs <sha256>.cubin, its own temp names).
 // Why one index file per problem: writers of different problems never contend and a
 // read-merge-write can lose nothing but a same-key race, which the per-key lock serialises.
 // Every file is written to tmp/, fsynced and renamed; readers verify magic, format version
@@ -84,6 +90,7 @@ struct GcReport {
   int temp_files_removed = 0;
   int blobs_removed = 0;       // unreferenced by any index entry
   int entries_removed = 0;     // foreign fingerprints when asked, or unreadable files
+  int links_removed = 0;       // symbolic links where sigjit keeps directories (tmp/, index/<id>, blobs/<ab>): unlinked, never followed
   std::uint64_t bytes_freed = 0;
 };
 
@@ -99,7 +106,10 @@ enum class MergePolicy { keep_faster, replace };
 
 class Store {
  public:
-  explicit Store(std::filesystem::path root);  // creates the directories; throws sigjit::Error if it cannot
+  // Creates the directories; throws sigjit::Error if it cannot. A root that does not exist yet
+  // or is empty also gets the marker file (kMarkerName).
+  explicit Store(std::filesystem::path root);
+  static constexpr const char* kMarkerName = "CACHEDIR.TAG";
   static std::filesystem::path default_root();
   const std::filesystem::path& root() const { return root_; }
 
@@ -121,11 +131,20 @@ class Store {
   std::uint64_t size_bytes() const;
 
   VerifyReport verify() const;  // re-checks every index checksum and blob digest
+  // gc and prune first check that the root is a sigjit cache: it holds the marker, or (a cache
+  // written before markers) it has sigjit's layout and a readable sigjit index file, and then
+  // gets the marker; otherwise they throw sigjit::Error naming the root and delete nothing.
   GcReport gc(bool remove_foreign, const DeviceFingerprint* local, double temp_age_seconds = 3600);
-  int prune(const std::vector<std::string>& problem_key_substrings, const DeviceFingerprint* only_fp);  // removes matching entries
+  // Removes the entries whose key contains any of the substrings (no substrings: every entry);
+  // an empty substring (it would match every key) is refused with sigjit::Error.
+  int prune(const std::vector<std::string>& problem_key_substrings, const DeviceFingerprint* only_fp);
 
-  // One CBOR file (magic, format version, checksum) with the chosen entries and their cubins.
-  int export_bundle(const std::filesystem::path& file, const std::vector<Listed>& entries) const;
+  // One CBOR file (magic, format version, checksum) with the chosen entries and their cubins,
+  // written to a temp file beside `file` and renamed onto it; "-" writes to stdout. A `file` that
+  // exists and is not a regular file (a symbolic link, directory, device, FIFO) is refused.
+  // Returns the number exported; entries whose cubin is missing or corrupted are skipped (each
+  // noted on stderr) and counted in *skipped.
+  int export_bundle(const std::filesystem::path& file, const std::vector<Listed>& entries, int* skipped = nullptr) const;
   ImportReport import_bundle(const std::filesystem::path& file, const DeviceFingerprint* local, bool allow_foreign);
 
  private:

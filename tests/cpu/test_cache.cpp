@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef SIGJIT_GOLDEN_DIR
@@ -910,6 +912,265 @@ TEST_F(CacheMaintenance, GcRemovesForeignCorruptAndUnreferenced) {
   EXPECT_EQ(v.entries_ok, 1);
   EXPECT_EQ(v.blobs_ok, 1);
   EXPECT_THAT(v.problems, ::testing::IsEmpty());
+}
+
+// ---- file handling that cannot escape the cache (findings F4, F5, F6, F15, F17) ---------------------
+
+class CacheSafety : public CacheTest {};
+
+std::string marker_of(const fs::path& root) { return read_text(root / Store::kMarkerName); }
+
+// A sigjit temp name in tmp/ (what atomic_write gives a file before its rename).
+const char* kTempName = "fwd_bf16_d64.json.4242.0123456789abcdef.tmp";
+
+TEST_F(CacheSafety, ANewRootGetsTheMarkerAnExistingDirectoryDoesNot) {
+  Store s(root_);
+  EXPECT_THAT(marker_of(root_), ::testing::StartsWith("Signature: 8a477f597d28d172789f06886806bc55\n"));
+  EXPECT_THAT(marker_of(root_), HasSubstr("sigjit"));
+  const fs::path home = dir_ / "home";
+  fs::create_directories(home / "Documents");
+  Store in_home(home);
+  EXPECT_FALSE(fs::exists(home / Store::kMarkerName)) << "a directory with other files in it is not claimed";
+}
+
+TEST_F(CacheSafety, GcNeverFollowsSymlinkedDirectories) {  // F4 (a), (b)
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const Entry kept = make_entry(s, "kept_key", 1.0, "h");
+  s.put_entry(fp, kept);
+  // index/<id> and blobs/<ab> as links to a user's directory of files sigjit would delete in
+  // its own directories (a corrupt <key>.json, an unreferenced <sha>.cubin), all of them old.
+  const fs::path v1 = dir_ / "victim1", v2 = dir_ / "victim2", v3 = dir_ / "victim3";
+  fs::create_directories(v1);
+  fs::create_directories(v2);
+  fs::create_directories(v3);
+  write_text(v1 / "settings.json", "{\"user\":\"data\"}");
+  write_text(v2 / "thesis.tex", "precious");
+  write_text(v2 / kTempName, "precious too");
+  const std::string sha = std::string(2, 'e') + std::string(62, '0');
+  write_text(v3 / (sha + ".cubin"), "user bytes");
+  for (const fs::path& f : {v1 / "settings.json", v2 / "thesis.tex", v2 / fs::path(kTempName), v3 / (sha + ".cubin")})
+    set_mtime_ago(f, 7200);
+  fs::create_directory_symlink(v1, root_ / "index" / "aaaaaaaaaaaaaaaa");
+  fs::create_directory_symlink(v3, root_ / "blobs" / "ee");
+  fs::remove_all(root_ / "tmp");
+  fs::create_directory_symlink(v2, root_ / "tmp");
+
+  ::testing::internal::CaptureStderr();
+  const auto rep = s.gc(false, nullptr, 0);
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rep.links_removed, 3);
+  EXPECT_EQ(rep.entries_removed, 0);
+  EXPECT_EQ(rep.temp_files_removed, 0);
+  EXPECT_EQ(rep.blobs_removed, 0);
+  EXPECT_EQ(read_text(v1 / "settings.json"), "{\"user\":\"data\"}");
+  EXPECT_EQ(read_text(v2 / "thesis.tex"), "precious");
+  EXPECT_EQ(read_text(v2 / kTempName), "precious too");
+  EXPECT_EQ(read_text(v3 / (sha + ".cubin")), "user bytes");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(root_ / "tmp")));  // the links themselves are gone
+  EXPECT_FALSE(fs::exists(fs::symlink_status(root_ / "index" / "aaaaaaaaaaaaaaaa")));
+  // The cache still works: tmp/ is recreated as a directory by the next write.
+  s.put_entry(fp, make_entry(s, "new_key", 1.0, "h"));
+  EXPECT_TRUE(s.lookup(fp, "new_key").has_value());
+  EXPECT_TRUE(s.lookup(fp, "kept_key").has_value());
+  EXPECT_EQ(fs::symlink_status(root_ / "tmp").type(), fs::file_type::directory);
+}
+
+TEST_F(CacheSafety, ALinkInsideTheCacheIsUnlinkedNotItsTarget) {
+  Store s(root_);
+  const fs::path victim = dir_ / "victim.json";
+  write_text(victim, "{\"user\":\"data\"}");
+  set_mtime_ago(victim, 7200);
+  const DeviceFingerprint fp = test_fp();
+  s.put_entry(fp, make_entry(s, "some_key", 1.0, "h"));
+  fs::create_symlink(victim, index_file(s, fp, "linked_key"));
+  fs::create_symlink(victim, root_ / "tmp" / kTempName);
+  ::testing::internal::CaptureStderr();
+  const auto rep = s.gc(false, nullptr, 0);
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rep.entries_removed, 1);
+  EXPECT_FALSE(fs::exists(fs::symlink_status(index_file(s, fp, "linked_key"))));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(root_ / "tmp" / kTempName)));
+  EXPECT_EQ(read_text(victim), "{\"user\":\"data\"}");
+}
+
+TEST_F(CacheSafety, GcRemovesOnlyNamesSigjitWrites) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  s.put_entry(fp, make_entry(s, "some_key", 1.0, "h"));
+  const fs::path id_dir = index_file(s, fp, "some_key").parent_path();
+  const std::vector<fs::path> foreign = {
+      root_ / "tmp" / "notes.txt", root_ / "tmp" / "stale.tmp",        root_ / "tmp" / "x.json.12.nothex.tmp",     id_dir / "README",
+      id_dir / "bad key.json",     root_ / "blobs" / "zz" / "x.cubin", root_ / "index" / "project" / "config.json"};
+  for (const fs::path& f : foreign) {
+    fs::create_directories(f.parent_path());
+    write_text(f, "not sigjit's");
+    set_mtime_ago(f, 7200);
+  }
+  write_text(root_ / "tmp" / kTempName, "a dead writer's temp file");
+  set_mtime_ago(root_ / "tmp" / kTempName, 7200);
+  ::testing::internal::CaptureStderr();
+  const auto rep = s.gc(false, nullptr, 0);
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rep.temp_files_removed, 1);
+  EXPECT_FALSE(fs::exists(root_ / "tmp" / kTempName));
+  for (const fs::path& f : foreign) EXPECT_TRUE(fs::exists(f)) << f;
+  EXPECT_TRUE(s.lookup(fp, "some_key").has_value());
+}
+
+TEST_F(CacheSafety, GcAndPruneRefuseADirectoryThatIsNotACache) {  // F4 (c)
+  const fs::path home = dir_ / "fakehome";
+  fs::create_directories(home / "tmp");
+  fs::create_directories(home / "index" / "project");
+  write_text(home / "tmp" / "download.iso", "data");
+  write_text(home / "tmp" / kTempName, "looks like ours");
+  write_text(home / "index" / "project" / "config.json", "{\"a\":1}");
+  set_mtime_ago(home / "tmp" / "download.iso", 10800);
+  set_mtime_ago(home / "tmp" / kTempName, 10800);
+  Store s(home);  // as SIGJIT_CACHE_DIR=$HOME would
+  for (int verb = 0; verb < 2; ++verb) {
+    try {
+      ::testing::internal::CaptureStderr();
+      if (verb == 0)
+        s.gc(false, nullptr, 0);
+      else
+        s.prune({"x"}, nullptr);
+      ::testing::internal::GetCapturedStderr();
+      ADD_FAILURE() << "expected a refusal";
+    } catch (const sigjit::Error& ex) {
+      ::testing::internal::GetCapturedStderr();
+      EXPECT_THAT(ex.what(), HasSubstr(home.string()));
+      EXPECT_THAT(ex.what(), HasSubstr("not marked as a sigjit kernel cache"));
+      EXPECT_THAT(ex.what(), HasSubstr("CACHEDIR.TAG"));
+      EXPECT_THAT(ex.what(), HasSubstr("SIGJIT_CACHE_DIR"));
+    }
+  }
+  EXPECT_EQ(read_text(home / "tmp" / "download.iso"), "data");
+  EXPECT_TRUE(fs::exists(home / "tmp" / kTempName));
+  EXPECT_EQ(read_text(home / "index" / "project" / "config.json"), "{\"a\":1}");
+  EXPECT_FALSE(fs::exists(home / Store::kMarkerName));
+}
+
+TEST_F(CacheSafety, AnUnmarkedCacheWithSigjitIndexFilesGetsTheMarker) {
+  {
+    Store s(root_);
+    s.put_entry(test_fp(), make_entry(s, "some_key", 1.0, "h"));
+  }
+  fs::remove(root_ / Store::kMarkerName);  // a cache written before markers
+  Store s(root_);
+  EXPECT_FALSE(fs::exists(root_ / Store::kMarkerName));
+  s.gc(false, nullptr);
+  EXPECT_THAT(marker_of(root_), HasSubstr("sigjit"));
+  // A marker of another tool (the CACHEDIR.TAG signature alone) is not sigjit's.
+  write_text(root_ / Store::kMarkerName, "Signature: 8a477f597d28d172789f06886806bc55\n# another tool\n");
+  fs::remove_all(root_ / "index");
+  fs::create_directories(root_ / "index");
+  EXPECT_THROW(s.gc(false, nullptr), sigjit::Error);
+}
+
+TEST_F(CacheSafety, PruneRefusesAnEmptyPattern) {  // F6
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  for (const char* k : {"fwd_bf16_d64", "fwd_bf16_d128"}) s.put_entry(fp, make_entry(s, k, 1.0, "h"));
+  try {
+    s.prune({"d64", ""}, nullptr);
+    ADD_FAILURE() << "expected a refusal";
+  } catch (const sigjit::Error& ex) {
+    EXPECT_THAT(ex.what(), HasSubstr("empty pattern"));
+    EXPECT_THAT(ex.what(), HasSubstr("--all"));
+  }
+  EXPECT_EQ(s.list().size(), 2u);
+}
+
+TEST_F(CacheSafety, ExportRefusesADestinationThatIsNotARegularFile) {  // F5
+  Store s(root_);
+  s.put_entry(test_fp(), make_entry(s, "some_key", 1.0, "h"));
+  const fs::path target = dir_ / "target.txt", link = dir_ / "link.sjb", fifo = dir_ / "fifo.sjb", sub = dir_ / "subdir";
+  write_text(target, "original");
+  fs::create_symlink(target, link);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  fs::create_directories(sub);
+  const std::pair<fs::path, const char*> cases[] = {
+      {link, "symbolic link"}, {fifo, "FIFO"}, {sub, "directory"}, {"/dev/null", "character device"}};
+  for (const auto& [dest, what] : cases) {
+    try {
+      s.export_bundle(dest, s.list());
+      ADD_FAILURE() << "expected a refusal for " << dest;
+    } catch (const sigjit::Error& ex) {
+      EXPECT_THAT(ex.what(), HasSubstr(dest.string()));
+      EXPECT_THAT(ex.what(), HasSubstr(what));
+    }
+  }
+  EXPECT_EQ(fs::symlink_status(link).type(), fs::file_type::symlink);
+  EXPECT_EQ(fs::read_symlink(link), target);
+  EXPECT_EQ(read_text(target), "original");
+  EXPECT_EQ(fs::status("/dev/null").type(), fs::file_type::character);
+  EXPECT_TRUE(fs::is_empty(sub));
+  EXPECT_THROW(s.export_bundle("", s.list()), sigjit::Error);
+  // A regular file is replaced (temp file beside it, renamed), and nothing else is left there.
+  const fs::path regular = dir_ / "out" / "b.sjb";
+  fs::create_directories(regular.parent_path());
+  write_text(regular, "old bundle");
+  EXPECT_EQ(s.export_bundle(regular, s.list()), 1);
+  EXPECT_NE(read_text(regular), "old bundle");
+  EXPECT_EQ(std::distance(fs::directory_iterator(regular.parent_path()), fs::directory_iterator()), 1);
+}
+
+TEST_F(CacheSafety, AHugeLockTimeoutWaitsInsteadOfTimingOutAtOnce) {  // F15
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const Entry e = make_entry(s, "fwd_bf16_d128", 1.0, "h");
+  const fs::path lock = root_ / "locks" / (fp.id() + ".fwd_bf16_d128.lock");
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT, 0666);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  for (const char* timeout : {"1e10", "1e308", "inf"}) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ::setenv("SIGJIT_CACHE_LOCK_TIMEOUT", timeout, 1);
+      try {
+        Store(root_).put_entry(fp, e);
+        ::_exit(0);
+      } catch (...) {
+        ::_exit(3);  // timed out (at once, before the fix)
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    int status = 0;
+    EXPECT_EQ(::waitpid(child, &status, WNOHANG), 0)
+        << "SIGJIT_CACHE_LOCK_TIMEOUT=" << timeout << ": the writer gave up instead of waiting";
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+  }
+  ::close(fd);
+  ScopedEnv bad("SIGJIT_CACHE_LOCK_TIMEOUT", "-1");
+  try {
+    s.put_entry(fp, e);
+    ADD_FAILURE() << "expected an error";
+  } catch (const sigjit::Error& ex) {
+    EXPECT_THAT(ex.what(), HasSubstr("SIGJIT_CACHE_LOCK_TIMEOUT='-1'"));
+  }
+}
+
+TEST_F(CacheSafety, AFormatVersionBeyondInt64IsNewerAndKept) {  // F17
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  s.put_entry(fp, make_entry(s, "some_key", 1.0, "h"));
+  const fs::path f = index_file(s, fp, "some_key");
+  std::string text = read_text(f);
+  const std::size_t at = text.find("\"format_version\": ");
+  ASSERT_NE(at, std::string::npos);
+  const std::size_t end = text.find(',', at);
+  text.replace(at, end - at, "\"format_version\": 18446744073709551615");
+  write_text(f, text);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(s.gc(false, nullptr).entries_removed, 0);
+  EXPECT_FALSE(s.lookup(fp, "some_key").has_value());
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("newer"));
+  EXPECT_THAT(log, HasSubstr("18446744073709551615"));
+  EXPECT_TRUE(fs::exists(f));
 }
 
 // ---- root -----------------------------------------------------------------------------------------------

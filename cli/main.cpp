@@ -23,8 +23,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <string_view>
 
 namespace {
 
@@ -66,6 +72,80 @@ std::vector<std::string> split(const std::string& s, char sep = ',') {
   }
   return out;
 }
+
+// Text from the cache or a bundle (GPU names, configs, messages) made safe for a terminal: control
+// characters (C0, DEL, C1) and invalid UTF-8 become visible \xNN escapes, so an entry cannot
+// clear the screen, retitle the window or forge table rows. Newlines and tabs stay when `keep_lines`.
+std::string printable(std::string_view s, bool keep_lines = false) {
+  std::string out;
+  out.reserve(s.size());
+  auto escape = [&](unsigned char c) { out += fmt::format("\\x{:02x}", c); };
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if ((c < 0x20 && !(keep_lines && (c == '\n' || c == '\t'))) || c == 0x7f)
+        escape(c);
+      else
+        out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // A well-formed UTF-8 sequence (no overlongs or surrogates) other than a C1 control passes.
+    const std::size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    bool ok = n != 0 && i + n <= s.size();
+    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok && n == 3) {
+      const auto c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);
+    }
+    if (ok && n == 4) {
+      const auto c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+    }
+    if (ok && n == 2 && c == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0) ok = false;  // U+0080..U+009F
+    if (!ok) {
+      escape(c);
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+// A number of seconds: finite, and > 0 (or >= 0 with `zero_ok`). CLI11's own number checks let
+// nan through.
+CLI::Validator seconds_check(bool zero_ok) {
+  return CLI::Validator(
+      [zero_ok](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v) || v < 0 || (v == 0 && !zero_ok))
+          return fmt::format("'{}' is not a number of seconds: expected a finite number {} 0", text, zero_ok ? ">=" : ">");
+        return {};
+      },
+      zero_ok ? "SECONDS>=0" : "SECONDS>0");
+}
+
+// A file to read must be a regular file: a FIFO would block, a device or directory is no bundle.
+void require_regular_file(const std::string& path, const char* verb) {
+  struct stat st {};
+  if (path.empty()) throw Error(fmt::format("{}: the file name is empty", verb));
+  if (::stat(path.c_str(), &st) != 0) throw Error(fmt::format("{}: {}: {}", verb, printable(path), std::strerror(errno)));
+  if (S_ISREG(st.st_mode)) return;
+  const char* what = S_ISDIR(st.st_mode)    ? "a directory"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO or pipe"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a regular file";
+  throw Error(fmt::format("{}: {} is {}; give a bundle file (save a piped bundle to a file first)", verb, printable(path), what));
+}
+
+// JSON for a terminal or a pipe: every non-ASCII and control character escaped, invalid UTF-8
+// replaced (a raw dump would pass escape sequences through, or throw on invalid UTF-8).
+std::string safe_dump(const nlohmann::json& j) { return j.dump(2, ' ', true, nlohmann::json::error_handler_t::replace); }
 
 int to_int(const std::string& text, const char* flag) {
   try {
@@ -115,15 +195,30 @@ sigjit::KernelSpec spec_from_options(const SpecOptions& o) {
 }
 
 int run_compile(const SpecOptions& o) {
+  // CLI11 takes --head-dim '' as 0 without running the option's check.
+  if (o.head_dim != 32 && o.head_dim != 64 && o.head_dim != 96 && o.head_dim != 128 && o.head_dim != 256)
+    throw Error(fmt::format("--head-dim: must be one of 32, 64, 96, 128, 256 (got {})",
+                            o.head_dim == 0 ? "an empty value or 0" : std::to_string(o.head_dim)));
   const sigjit::KernelSpec spec = spec_from_options(o);
   const sigjit::TileConfig config = o.tile.empty() ? sigjit::default_config(spec) : sigjit::TileConfig::parse(o.tile, "--tile");
+  if (!o.out_dir.empty()) {  // before the compile: a bad --out fails at once
+    std::error_code ec;
+    std::filesystem::create_directories(o.out_dir, ec);
+    if (!std::filesystem::is_directory(o.out_dir, ec))
+      throw Error(fmt::format("--out {}: cannot create the directory{}", o.out_dir,
+                              ec ? ": " + ec.message() : std::string(" (a file is in the way)")));
+  }
   const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
   if (!o.out_dir.empty()) {
-    std::filesystem::create_directories(o.out_dir);
     const auto base = std::filesystem::path(o.out_dir) / k.name;
-    std::ofstream(base.string() + ".cu") << k.source;
-    std::ofstream(base.string() + ".ptx") << k.ptx;
-    std::ofstream(base.string() + ".cubin", std::ios::binary).write(k.cubin.data(), static_cast<std::streamsize>(k.cubin.size()));
+    auto write = [](const std::string& path, const char* data, std::size_t size) {
+      std::ofstream out(path, std::ios::binary);
+      if (!out.write(data, static_cast<std::streamsize>(size)) || !out.flush())
+        throw Error(fmt::format("--out: cannot write {}: {}", path, std::strerror(errno)));
+    };
+    write(base.string() + ".cu", k.source.data(), k.source.size());
+    write(base.string() + ".ptx", k.ptx.data(), k.ptx.size());
+    write(base.string() + ".cubin", k.cubin.data(), k.cubin.size());
     fmt::print("wrote {}.{{cu,ptx,cubin}}\n", base.string());
   }
   fmt::print("kernel    {}\nspec      {}\nconfig    {}\nresources {}\ncompiled  in {:.2f} s ({} B cubin)\n", k.name, spec.describe(),
@@ -266,22 +361,23 @@ int run_list(const std::string& pattern, bool json, bool detailed) {
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& l : entries) arr.push_back(listed_json(l));
-    fmt::print("{}\n", arr.dump(2));
+    fmt::print("{}\n", safe_dump(arr));
     return 0;
   }
   if (entries.empty()) {
-    fmt::print("no entries{} in {}\n", pattern.empty() ? "" : " matching '" + pattern + "'", store.root().string());
+    fmt::print("no entries{} in {}\n", pattern.empty() ? "" : " matching '" + printable(pattern) + "'", printable(store.root().string()));
     return detailed ? 1 : 0;
   }
   if (detailed) {
-    for (const auto& l : entries) fmt::print("{}\n", listed_json(l).dump(2));
+    for (const auto& l : entries) fmt::print("{}\n", safe_dump(listed_json(l)));
     return 0;
   }
   fmt::print("{:<16} {:<24} {:<58} {:<16} {:>5} {:>9} {:>7} {:>7}\n", "device", "gpu", "problem", "config", "tuned", "ms", "TFLOPS", "spread");
   for (const auto& l : entries) {
     const auto& e = l.entry;
-    fmt::print("{:<16} {:<24} {:<58} {:<16} {:>5} {:>9.4f} {:>7.1f} {:>6.1f}%\n", l.fingerprint.id(), l.fingerprint.gpu_name.substr(0, 24), e.problem_key,
-               e.config, e.tuned ? "yes" : "no", e.median_ms, e.tflops, 100 * e.spread);
+    fmt::print("{:<16} {:<24} {:<58} {:<16} {:>5} {:>9.4f} {:>7.1f} {:>6.1f}%\n", l.fingerprint.id(),
+               printable(l.fingerprint.gpu_name.substr(0, 24)), printable(e.problem_key), printable(e.config), e.tuned ? "yes" : "no",
+               e.median_ms, e.tflops, 100 * e.spread);
   }
   return 0;
 }
@@ -300,7 +396,7 @@ int run_verify(bool gpu) {
   cache::Store store(cache::Store::default_root());
   const cache::VerifyReport r = store.verify();
   fmt::print("{} entries and {} blobs verified\n", r.entries_ok, r.blobs_ok);
-  for (const auto& p : r.problems) fmt::print("  problem: {}\n", p);
+  for (const auto& p : r.problems) fmt::print("  problem: {}\n", printable(p));
   int bad = static_cast<int>(r.problems.size());
   if (gpu) {
     std::string why;
@@ -311,7 +407,7 @@ int run_verify(bool gpu) {
       try {
         spec = sigjit::spec_from_json(l.entry.spec);
       } catch (const Error& e) {
-        fmt::print("  {}: unreadable spec: {}\n", l.entry.problem_key, e.what());
+        fmt::print("  {}: unreadable spec: {}\n", printable(l.entry.problem_key), printable(e.what()));
         ++bad;
         continue;
       }
@@ -378,7 +474,7 @@ int main(int argc, char** argv) {
   tune->add_option("--preset", tf.preset, "Named workload: single-cell (hd 64,128, bf16, dense/padded/varlen, 512..16384, fwd and the backward the library runs by default)");
   tune->add_option("--strategy", tf.strategy, "auto, exhaustive or halving")->check(CLI::IsMember({"auto", "exhaustive", "halving"}));
   tune->add_option("--arch", tf.arch, "Target arch when there is no GPU (default sm_90)");
-  tune->add_option("--seconds-per-candidate", tf.seconds_per_candidate, "Timing budget per candidate");
+  tune->add_option("--seconds-per-candidate", tf.seconds_per_candidate, "Timing budget per candidate (seconds, > 0)")->check(seconds_check(false));
 
   std::string pattern;
   bool json = false;
@@ -392,23 +488,45 @@ int main(int argc, char** argv) {
   std::string bundle;
   bool all_devices = false, allow_foreign = false;
   auto* exp = app.add_subcommand("export", "Write one bundle file with entries and their cubins");
-  exp->add_option("file", bundle, "Bundle to write")->required();
+  exp->add_option("file", bundle,
+                  "Bundle to write (a temp file beside it is renamed onto it; an existing symbolic link, directory, device or FIFO is "
+                  "refused), or - for stdout")
+      ->required();
   exp->add_option("--match", pattern, "Only problem keys containing this");
   exp->add_flag("--all-devices", all_devices, "Include entries of every device fingerprint, not just this GPU's");
   auto* imp = app.add_subcommand("import", "Merge a bundle: verify digests, keep the faster entry per key");
-  imp->add_option("file", bundle, "Bundle to read")->required()->check(CLI::ExistingFile);
+  imp->add_option("file", bundle, "Bundle to read (a regular file)")->required();
   imp->add_flag("--allow-foreign", allow_foreign, "Also import entries for other device fingerprints");
 
   bool gpu_check = false;
   auto* verify = app.add_subcommand("verify", "Re-check every index checksum and cubin digest");
   verify->add_flag("--gpu", gpu_check, "Also re-run each local entry on the GPU and compare with the default config");
   std::vector<std::string> prune_keys;
-  auto* prune = app.add_subcommand("prune", "Remove entries whose problem key contains any of the patterns");
-  prune->add_option("patterns", prune_keys, "Problem key substrings")->required();
+  bool prune_all = false;
+  auto* prune = app.add_subcommand("prune",
+                                   "Remove entries whose problem key contains any of the patterns. Patterns that match every entry "
+                                   "(of two or more) are refused unless --all is given");
+  prune->add_option("patterns", prune_keys, "Problem key substrings (non-empty)");
+  prune->add_flag("--all", prune_all, "Remove every entry of every device (no patterns), or allow the patterns to match every entry");
   bool foreign = false;
-  auto* gc = app.add_subcommand("gc", "Remove stale temp files and unreferenced blobs");
+  double temp_age = 3600;
+  auto* gc = app.add_subcommand(
+      "gc", "Remove stale temp files, unreferenced blobs and unreadable entries (in a directory marked as a sigjit cache)");
   gc->add_flag("--foreign", foreign, "Also remove entries of other device fingerprints");
+  gc->add_option("--temp-age", temp_age,
+                 "Remove temp files and unreferenced blobs older than this many seconds (default 3600; 0 right after a crash, when "
+                 "no sigjit process is writing the cache)")
+      ->check(seconds_check(true));
 
+  if (argc > 1 && argv[1][0] != '-') {  // CLI11 would only say "A subcommand is required"
+    const auto subs = app.get_subcommands([](const CLI::App*) { return true; });
+    if (std::none_of(subs.begin(), subs.end(), [&](const CLI::App* a) { return a->check_name(argv[1]); })) {
+      std::string names;
+      for (const CLI::App* a : subs) names += (names.empty() ? "" : ", ") + a->get_name();
+      std::fprintf(stderr, "sigjit: unknown command '%s'; the commands are %s (sigjit --help)\n", printable(argv[1]).c_str(), names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -430,34 +548,61 @@ int main(int argc, char** argv) {
         if (!local) throw Error("export: no GPU to tell this device's entries apart; pass --all-devices");
         std::erase_if(entries, [&](const auto& l) { return l.fingerprint.id() != local->id() && l.fingerprint.gpu_name != local->gpu_name; });
       }
-      fmt::print("exported {} entries to {}\n", store.export_bundle(bundle, entries), bundle);
-      return 0;
+      int skipped = 0;
+      const int n = store.export_bundle(bundle, entries, &skipped);
+      // With "-" the bundle is stdout: the summary goes to stderr.
+      fmt::print(bundle == "-" ? stderr : stdout, "exported {} entries to {}{}\n", n, bundle == "-" ? "stdout" : bundle,
+                 skipped ? fmt::format("; skipped {} whose cubin is missing or corrupted (`sigjit verify` lists them)", skipped) : "");
+      return skipped ? 1 : 0;
     }
     if (*imp) {
+      require_regular_file(bundle, "import");
       const auto* local = local_fingerprint(holder);
       if (!local && !allow_foreign) {
         throw Error("import: no GPU here to check the bundle's device fingerprints against; pass --allow-foreign to import them anyway");
       }
       const auto r = store.import_bundle(bundle, local, allow_foreign);
       fmt::print("added {}, replaced {} (faster), kept {} (ours faster), refused {} foreign\n", r.added, r.replaced, r.kept, r.refused_foreign);
-      for (const auto& p : r.problems) fmt::print(stderr, "  problem: {}\n", p);
+      for (const auto& p : r.problems) fmt::print(stderr, "  problem: {}\n", printable(p));
       if (r.refused_foreign && !allow_foreign) fmt::print(stderr, "  entries for other GPUs/drivers were refused; --allow-foreign imports them\n");
       return r.problems.empty() ? 0 : 1;
     }
     if (*prune) {
+      if (prune_keys.empty() && !prune_all) throw Error("prune: give the problem key substrings to remove, or --all to remove every entry");
+      for (const auto& k : prune_keys)
+        if (k.empty())
+          throw Error("prune: an empty pattern matches every entry (an unset shell variable?); refusing. Pass --all (and no "
+                      "pattern) to remove every entry");
+      if (!prune_all && !prune_keys.empty()) {
+        const auto all = store.list();
+        const auto hits = std::count_if(all.begin(), all.end(), [&](const auto& l) {
+          return std::any_of(prune_keys.begin(), prune_keys.end(), [&](const auto& k) { return l.entry.problem_key.find(k) != std::string::npos; });
+        });
+        if (all.size() >= 2 && hits == static_cast<std::ptrdiff_t>(all.size()))
+          throw Error(fmt::format("prune: the patterns match every entry of the cache ({} of {}); refusing. Pass --all to remove them all, "
+                                  "or a narrower pattern (`sigjit list PATTERN` shows what it matches)",
+                                  hits, all.size()));
+      }
       fmt::print("removed {} entries\n", store.prune(prune_keys, nullptr));
       return 0;
     }
     if (*gc) {
       const auto* local = local_fingerprint(holder);
       if (foreign && !local) throw Error("gc --foreign: no GPU to tell which entries are foreign");
-      const auto r = store.gc(foreign, local);
-      fmt::print("removed {} temp files, {} unreferenced blobs, {} entries; freed {:.1f} MB\n", r.temp_files_removed, r.blobs_removed,
-                 r.entries_removed, r.bytes_freed / 1e6);
+      const auto r = store.gc(foreign, local, temp_age);
+      fmt::print("removed {} temp files, {} unreferenced blobs, {} entries{}; freed {:.1f} MB\n", r.temp_files_removed, r.blobs_removed,
+                 r.entries_removed, r.links_removed ? fmt::format(", {} symbolic links (never followed)", r.links_removed) : "",
+                 r.bytes_freed / 1e6);
       return 0;
     }
   } catch (const Error& e) {
-    std::fprintf(stderr, "sigjit: error: %s\n", e.what());
+    std::fprintf(stderr, "sigjit: error: %s\n", printable(e.what(), true).c_str());
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::fprintf(stderr, "sigjit: error: %s\n", printable(e.what()).c_str());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "sigjit: error: out of memory (the input may be too large for this machine)\n");
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sigjit: internal error: %s\n", e.what());

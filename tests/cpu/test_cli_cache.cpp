@@ -7,9 +7,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 
@@ -163,12 +167,13 @@ TEST_F(CliCache, PruneAndGc) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("removed 1 entries"));
   EXPECT_EQ(Store(root_).list().size(), 1u);
-  std::ofstream(root_ / "tmp" / "stale.tmp") << "partial";
-  fs::last_write_time(root_ / "tmp" / "stale.tmp", fs::file_time_type::clock::now() - std::chrono::hours(2));
+  const fs::path stale = root_ / "tmp" / "fwd_x.json.4242.0123456789abcdef.tmp";  // a dead writer's temp file
+  std::ofstream(stale) << "partial";
+  fs::last_write_time(stale, fs::file_time_type::clock::now() - std::chrono::hours(2));
   r = sigjit_cli(root_, "gc");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("removed 1 temp files"));
-  EXPECT_FALSE(fs::exists(root_ / "tmp" / "stale.tmp"));
+  EXPECT_FALSE(fs::exists(stale));
   r = sigjit_cli(root_, "gc --foreign");
   EXPECT_EQ(r.code, 1) << "no GPU: foreign entries cannot be identified";
 }
@@ -203,6 +208,142 @@ TEST_F(CliCache, InfoShowsTheCacheLocationAndSize) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr(root_.string()));
   EXPECT_THAT(r.out, HasSubstr("2 entries"));
+}
+
+// ---- destructive edge cases and hostile contents (findings F4, F5, F6, F14, F16, F17) --------------
+
+TEST_F(CliCache, ExportRefusesASymlinkAndWritesToStdoutForDash) {  // F5
+  const fs::path target = root_.string() + "-target.txt", link = root_.string() + "-link.sjb";
+  std::ofstream(target) << "original";
+  fs::create_symlink(target, link);
+  Result r = sigjit_cli(root_, "export " + link.string() + " --all-devices");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("symbolic link"));
+  EXPECT_THAT(r.out, HasSubstr("- to write the bundle to stdout"));
+  EXPECT_EQ(fs::symlink_status(link).type(), fs::file_type::symlink);
+  std::ifstream in(target);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "original");
+  fs::remove(link);
+  fs::remove(target);
+
+  const fs::path piped = other_.string() + ".sjb";
+  {  // stdout into the file, stderr (the summary) into the pipe
+    const std::string cmd =
+        "SIGJIT_CACHE_DIR='" + root_.string() + "' " + SIGJIT_CLI_PATH + " export - --all-devices 2>&1 >'" + piped.string() + "'";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string err;
+    char buf[512];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof(buf), pipe)) > 0;) err.append(buf, n);
+    EXPECT_EQ(pclose(pipe), 0) << err;
+    EXPECT_THAT(err, HasSubstr("exported 2 entries to stdout"));
+  }
+  r = sigjit_cli(other_, "import '" + piped.string() + "' --allow-foreign");
+  fs::remove(piped);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("added 2"));
+
+  r = sigjit_cli(root_, "export '' --all-devices");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("export: the bundle path is empty"));
+  r = sigjit_cli(root_, "export /nonexistent-dir/b.sjb --all-devices");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("of the bundle's directory"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("of the cache")));
+}
+
+TEST_F(CliCache, PruneRefusesAnEmptyOrMatchEverythingPatternWithoutAll) {  // F6
+  Result r = sigjit_cli(root_, "prune ''");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("empty pattern"));
+  EXPECT_THAT(r.out, HasSubstr("--all"));
+  r = sigjit_cli(root_, "prune fwd");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("match every entry"));
+  r = sigjit_cli(root_, "prune");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--all"));
+  EXPECT_EQ(Store(root_).list().size(), 2u);
+  r = sigjit_cli(root_, "prune fwd --all");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("removed 2 entries"));
+}
+
+TEST_F(CliCache, PruneAllRemovesEveryEntry) {
+  const Result r = sigjit_cli(root_, "prune --all");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("removed 2 entries"));
+  EXPECT_TRUE(Store(root_).list().empty());
+}
+
+TEST_F(CliCache, GcAndPruneRefuseADirectoryThatIsNotACache) {  // F4 (c)
+  const fs::path home = other_;
+  fs::create_directories(home / "tmp");
+  fs::create_directories(home / "index" / "project");
+  std::ofstream(home / "tmp" / "download.iso") << "data";
+  std::ofstream(home / "index" / "project" / "config.json") << "{\"a\":1}";
+  fs::last_write_time(home / "tmp" / "download.iso", fs::file_time_type::clock::now() - std::chrono::hours(3));
+  for (const char* verb : {"gc --temp-age 0", "prune config", "prune --all"}) {
+    const Result r = sigjit_cli(home, verb);
+    EXPECT_EQ(r.code, 1) << verb << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr("not marked as a sigjit kernel cache")) << verb;
+  }
+  EXPECT_TRUE(fs::exists(home / "tmp" / "download.iso"));
+  EXPECT_TRUE(fs::exists(home / "index" / "project" / "config.json"));
+}
+
+TEST_F(CliCache, ListAndShowEscapeTerminalControlCharacters) {  // F14
+  Store store(root_);
+  Entry e = store.list().front().entry;
+  e.problem_key = "fwd_evil";
+  DeviceFingerprint fp = fingerprint("NVIDIA\x1b[2K\rEVIL\xc2\x9b");  // ESC, CR and the C1 control CSI (U+009B)
+  fp.compile_options = "\x1b]0;PWNED\x07";
+  store.put_entry(fp, e);
+  for (const char* args : {"list", "list evil --json", "show evil", "show evil --json"}) {
+    const Result r = sigjit_cli(root_, args);
+    ASSERT_EQ(r.code, 0) << args << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr("EVIL")) << args;
+    for (char c : r.out) EXPECT_FALSE(c == '\x1b' || c == '\r' || c == '\x07') << args << ": raw control character " << int(c);
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("\xc2\x9b"))) << args;
+  }
+  EXPECT_THAT(sigjit_cli(root_, "list").out, HasSubstr("NVIDIA\\x1b[2K\\x0dEVIL\\xc2\\x9b"));
+}
+
+TEST_F(CliCache, MessagesNameTheArgument) {  // F16, F17
+  Result r = sigjit_cli(root_, "frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.out, HasSubstr("unknown command 'frobnicate'"));
+  EXPECT_THAT(r.out, HasSubstr("export"));
+  r = sigjit_cli(root_, "import /dev/null");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("/dev/null is a character device"));
+  const fs::path fifo = root_.string() + "-fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  r = sigjit_cli(root_, "import " + fifo.string() + " --allow-foreign");
+  fs::remove(fifo);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("is a FIFO"));
+  r = sigjit_cli(root_, "compile --head-dim '' --arch sm_80");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--head-dim: must be one of 32, 64, 96, 128, 256"));
+  for (const char* v : {"-1", "nan", "0", "inf"}) {
+    r = sigjit_cli(root_, std::string("tune --head-dim 64 --seq 512 --seconds-per-candidate ") + v);
+    EXPECT_NE(r.code, 0) << v;
+    EXPECT_THAT(r.out, HasSubstr("--seconds-per-candidate")) << v;
+  }
+  r = sigjit_cli(root_, "gc --temp-age nan");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("--temp-age"));
+}
+
+TEST_F(CliCache, CompileOutIntoAFileSaysSo) {  // F16
+  const fs::path file = root_.string() + "-file";
+  std::ofstream(file) << "x";
+  const Result r = sigjit_cli(root_, "compile --head-dim 64 --arch sm_80 --out " + file.string());
+  fs::remove(file);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--out " + file.string()));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("internal error")));
 }
 
 }  // namespace

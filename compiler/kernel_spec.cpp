@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <regex>
+#include <string_view>
 
 namespace sigjit {
 
@@ -117,35 +118,78 @@ std::string TileConfig::describe() const {
                      fma_quarters != 0 ? fmt::format("_f{}", fma_quarters) : "", persistent ? "_p" : "");
 }
 
+namespace {
+
+// A strict reader of the tile config grammar (no std::regex: its recursive executor overflows
+// the stack on long digit runs, and config strings come from cache files and bundles).
+class ConfigCursor {
+ public:
+  explicit ConfigCursor(std::string_view s) : s_(s) {}
+  bool lit(std::string_view t) {
+    if (s_.substr(i_, t.size()) != t) return false;
+    i_ += t.size();
+    return true;
+  }
+  // 1 to `max_digits` decimal digits (so the value cannot overflow an int).
+  bool num(int& out, std::size_t max_digits = 4) {
+    std::size_t j = i_;
+    while (j < s_.size() && s_[j] >= '0' && s_[j] <= '9') ++j;
+    if (j == i_ || j - i_ > max_digits) return false;
+    out = 0;
+    for (; i_ < j; ++i_) out = out * 10 + (s_[i_] - '0');
+    return true;
+  }
+  bool done() const { return i_ == s_.size(); }
+
+ private:
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+constexpr std::size_t kMaxConfigText = 64;  // the longest valid config is about 25 characters
+
+}  // namespace
+
 TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
-  static const std::regex sm80_form(R"(m(\d+)n(\d+)w(\d+)s(\d+)(qs)?)");
-  static const std::regex sm90_form(R"(h(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_pp)?(?:_f(\d))?(_p)?)");
-  static const std::regex sm90_bwd_form(R"(hb(\d{1,4})x(\d{1,4})c(\d{1,4})s(\d{1,4})(o)?(_r)?)");
-  std::smatch m;
-  if (std::regex_match(text, m, sm90_bwd_form)) {
-    const int consumers = std::stoi(m[3]);
-    if (std::stoi(m[1]) != 64 * consumers) {
-      throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what, text,
-                              m[1].str(), consumers, 64 * consumers));
+  const auto syntax_error = [&] {
+    const std::string shown =
+        text.size() <= kMaxConfigText ? text : text.substr(0, kMaxConfigText) + fmt::format("... ({} characters)", text.size());
+    return Error(
+        fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs) "
+                    "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>][_p] (sm90 family, e.g. h128x128c2s2o, "
+                    "h128x128c2s2o_pp_f1 or h128x128c2s2o_p) "
+                    "or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, e.g. hb128x64c2s2o); each number has 1 to 4 digits",
+                    what, shown));
+  };
+  if (text.size() > kMaxConfigText) throw syntax_error();
+  int a = 0, b = 0, c = 0, d = 0;
+  if (ConfigCursor k(text); k.lit("hb") && k.num(a) && k.lit("x") && k.num(b) && k.lit("c") && k.num(c) && k.lit("s") && k.num(d)) {
+    const bool overlap = k.lit("o"), bulk_dq = k.lit("_r");
+    if (!k.done()) throw syntax_error();
+    if (a != 64 * c) {
+      throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what,
+                              text, a, c, 64 * c));
     }
-    return TileConfig::sm90_bwd(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched, m[6].matched);
+    return TileConfig::sm90_bwd(b, c, d, overlap, bulk_dq);
   }
-  if (std::regex_match(text, m, sm80_form)) {
-    return TileConfig{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), !m[5].matched};
+  if (ConfigCursor k(text); k.lit("m") && k.num(a) && k.lit("n") && k.num(b) && k.lit("w") && k.num(c) && k.lit("s") && k.num(d)) {
+    const bool q_in_smem = k.lit("qs");
+    if (!k.done()) throw syntax_error();
+    return TileConfig{a, b, c, d, !q_in_smem};
   }
-  if (std::regex_match(text, m, sm90_form)) {
-    const int consumers = std::stoi(m[3]);
-    if (std::stoi(m[1]) != 64 * consumers) {
+  if (ConfigCursor k(text); k.lit("h") && k.num(a) && k.lit("x") && k.num(b) && k.lit("c") && k.num(c) && k.lit("s") && k.num(d)) {
+    const bool overlap = k.lit("o"), pingpong = k.lit("_pp");
+    int quarters = 0;
+    if (k.lit("_f") && !k.num(quarters, 1)) throw syntax_error();
+    const bool persistent = k.lit("_p");
+    if (!k.done()) throw syntax_error();
+    if (a != 64 * c) {
       throw Error(fmt::format("{} '{}': an sm90 config's BLOCK_M is 64 per consumer warpgroup, so h{}x...c{} needs BLOCK_M {}", what, text,
-                              m[1].str(), consumers, 64 * consumers));
+                              a, c, 64 * c));
     }
-    return TileConfig::sm90(std::stoi(m[2]), consumers, std::stoi(m[4]), m[5].matched, m[6].matched, m[7].matched ? std::stoi(m[7]) : 0,
-                            m[8].matched);
+    return TileConfig::sm90(b, c, d, overlap, pingpong, quarters, persistent);
   }
-  throw Error(fmt::format("{} '{}': expected m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs) "
-                          "or h<BLOCK_M>x<BLOCK_N>c<CONSUMERS>s<STAGES>[o][_pp][_f<QUARTERS>][_p] (sm90 family, e.g. h128x128c2s2o, h128x128c2s2o_pp_f1 or h128x128c2s2o_p) "
-                          "or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, e.g. hb128x64c2s2o)",
-                          what, text));
+  throw syntax_error();
 }
 
 const std::vector<int>& supported_head_dims() {

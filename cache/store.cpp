@@ -37,16 +37,21 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <limits>
+#include <map>
 #include <mutex>
+#include <ostream>
 #include <random>
 #include <set>
+#include <streambuf>
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 namespace sigjit::cache {
@@ -57,8 +62,7 @@ using nlohmann::json;
 
 constexpr const char* kIndexMagic = "sigjit-index";
 constexpr const char* kBundleMagic = "sigjit-bundle";
-constexpr std::size_t kMaxKeyLength = 180;         // keeps every derived file name under 255 bytes
-constexpr std::size_t kMaxIndexBytes = 64u << 20;  // an index file is a few KB; larger is garbage
+constexpr std::size_t kMaxKeyLength = 180;  // keeps every derived file name under 255 bytes
 constexpr int kFaultExitCode = 86;
 
 [[noreturn]] void fail(const std::string& message) { throw Error(message); }
@@ -123,6 +127,52 @@ void check_sha(const std::string& sha, const char* what) {
   if (!is_sha256_hex(sha)) fail(fmt::format("cache: {} '{}' is not a SHA-256 digest (64 lower-case hex digits)", what, sha));
 }
 
+// A string from a file, quoted and escaped for a message (control characters never reach a
+// terminal), cut to `keep` bytes.
+std::string quoted_prefix(const std::string& s, std::size_t keep = 64) {
+  std::string q = nlohmann::json(s.substr(0, keep)).dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+  if (s.size() > keep) q += fmt::format("... ({} bytes)", s.size());
+  return q;
+}
+
+// Entry::config as written by TileConfig::describe(): short, [a-z0-9_] only. TileConfig::parse
+// (compiler/) checks the grammar; this keeps any other text out of the store.
+bool is_config_text(std::string_view c) {
+  return !c.empty() && c.size() <= kMaxConfigLength &&
+         std::all_of(c.begin(), c.end(), [](char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'; });
+}
+
+void check_length(const std::string& v, std::size_t limit, const char* what) {
+  if (v.size() > limit) fail(fmt::format("{} is {} bytes long, over the limit of {}", what, v.size(), limit));
+}
+
+// Bounds every field an entry read from a file (index or bundle) may carry; throws Error naming
+// the field and the limit.
+void check_entry_bounds(const Entry& e) {
+  if (!is_config_text(e.config))
+    fail(fmt::format("entry config {} is not a tile config (1 to {} characters from [a-z0-9_], e.g. m128n64w4s2)", quoted_prefix(e.config),
+                     kMaxConfigLength));
+  check_length(e.kernel_name, kMaxNameLength, "entry kernel_name");
+  check_length(e.tuned_shape, kMaxNameLength, "entry tuned_shape");
+  for (const Provenance& p : e.provenance) {
+    check_length(p.host, kMaxNameLength, "entry provenance host");
+    check_length(p.time_utc, kMaxNameLength, "entry provenance time_utc");
+    check_length(p.sigjit_version, kMaxNameLength, "entry provenance sigjit_version");
+  }
+  for (const Rejected& r : e.rejected) check_length(r.config, kMaxNameLength, "entry rejected config");
+  for (const auto& [name, v] : {std::pair{"median_ms", e.median_ms}, std::pair{"spread", e.spread}, std::pair{"tflops", e.tflops}})
+    if (!std::isfinite(v) || v < 0) fail(fmt::format("entry {} is {}; expected a finite number >= 0", name, v));
+  if (e.origin != kOriginLocal && e.origin != kOriginImported && e.origin != kOriginUnknown)
+    fail(fmt::format("entry origin {} is not one of \"{}\", \"{}\", \"{}\"", quoted_prefix(e.origin), kOriginLocal, kOriginImported,
+                     kOriginUnknown));
+}
+
+void check_fingerprint_bounds(const DeviceFingerprint& f) {
+  check_length(f.gpu_name, kMaxNameLength, "fingerprint gpu_name");
+  check_length(f.nvrtc_version, kMaxNameLength, "fingerprint nvrtc_version");
+  check_length(f.compile_options, kMaxIndexString, "fingerprint compile_options");
+}
+
 fs::path index_path(const fs::path& root, const std::string& fp_id, const std::string& key) {
   return root / "index" / fp_id / (key + ".json");
 }
@@ -180,6 +230,110 @@ const json& get_array(const json& j, const char* name, const char* what) {
   return v;
 }
 
+// ---- bounded parsing (F2, F7) ---------------------------------------------------------------------
+
+struct ParseLimits {
+  int max_depth = kMaxNestingDepth;
+  std::size_t max_string = kMaxIndexString;
+  std::size_t max_binary = 0;
+  std::size_t max_values = std::numeric_limits<std::size_t>::max();
+};
+
+// A SAX consumer that builds the same tree as json::parse / json::from_cbor but refuses, before
+// building anything, nesting deeper than the limit (nlohmann's dump(), copy and CBOR reader
+// recurse: a 200 KB file of brackets overflows any stack), over-long strings and byte strings,
+// and too many values. Returning false stops the parser; error() says why.
+class BoundedDom {
+ public:
+  BoundedDom(json& root, const ParseLimits& limits) : root_(root), limits_(limits) {}
+  bool null() { return put(json(nullptr)) != nullptr; }
+  bool boolean(bool v) { return put(json(v)) != nullptr; }
+  bool number_integer(json::number_integer_t v) { return put(json(v)) != nullptr; }
+  bool number_unsigned(json::number_unsigned_t v) { return put(json(v)) != nullptr; }
+  bool number_float(json::number_float_t v, const json::string_t&) { return put(json(v)) != nullptr; }
+  bool string(json::string_t& v) {
+    if (v.size() > limits_.max_string) return refuse(fmt::format("a string of {} bytes (the limit is {})", v.size(), limits_.max_string));
+    return put(json(std::move(v))) != nullptr;
+  }
+  bool binary(json::binary_t& v) {
+    if (v.size() > limits_.max_binary)
+      return refuse(fmt::format("a byte string of {} bytes (the limit is {})", v.size(), limits_.max_binary));
+    return put(json::binary(std::move(v))) != nullptr;
+  }
+  bool start_object(std::size_t) { return open(json::object()); }
+  bool start_array(std::size_t) { return open(json::array()); }
+  bool key(json::string_t& k) {
+    if (k.size() > limits_.max_string)
+      return refuse(fmt::format("an object key of {} bytes (the limit is {})", k.size(), limits_.max_string));
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool parse_error(std::size_t, const std::string&, const json::exception& ex) {
+    error_ = ex.what();
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool refuse(std::string why) {
+    error_ = std::move(why);
+    return false;
+  }
+  json* put(json&& v) {
+    if (++values_ > limits_.max_values) {
+      refuse(fmt::format("more than {} values", limits_.max_values));
+      return nullptr;
+    }
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    json& top = *stack_.back();
+    if (top.is_array()) {
+      top.push_back(std::move(v));
+      return &top.back();
+    }
+    json& slot = top[key_];  // a repeated key keeps the last value, as json::parse does
+    slot = std::move(v);
+    return &slot;
+  }
+  bool open(json&& container) {
+    if (static_cast<int>(stack_.size()) >= limits_.max_depth) return refuse(fmt::format("nested deeper than {} levels", limits_.max_depth));
+    json* v = put(std::move(container));
+    if (v == nullptr) return false;
+    stack_.push_back(v);
+    return true;
+  }
+  bool close() {
+    if (!stack_.empty()) stack_.pop_back();
+    return true;
+  }
+
+  json& root_;
+  ParseLimits limits_;
+  std::vector<json*> stack_;  // the open containers; a child is only added to the innermost one
+  std::string key_;
+  std::size_t values_ = 0;
+  std::string error_;
+};
+
+// Parses JSON text (cbor = false) or CBOR bytes into `out`; returns "" or what is wrong.
+template <class Bytes>
+std::string bounded_parse(const Bytes& bytes, bool cbor, const ParseLimits& limits, json& out) {
+  BoundedDom sax(out, limits);
+  bool ok = false;
+  try {
+    ok = json::sax_parse(bytes.begin(), bytes.end(), &sax, cbor ? json::input_format_t::cbor : json::input_format_t::json);
+  } catch (const json::exception& ex) {
+    return ex.what();
+  }
+  if (ok) return {};
+  out = json();
+  return sax.error().empty() ? std::string("parse error") : sax.error();
+}
+
 // ---- files -------------------------------------------------------------------------------------
 
 class Fd {
@@ -199,14 +353,28 @@ class Fd {
   int fd_;
 };
 
-// Reads a whole file into `out`; returns 0 or an errno value. `st` receives the file's stat.
+// read_all's "not a regular file" result (a FIFO, device, socket or directory): never read, so
+// that a FIFO planted in the cache, or given as a bundle, cannot block the reader forever.
+constexpr int kNotRegular = -1;
+
+std::string read_error_text(int e) {
+  if (e == kNotRegular) return "not a regular file (a FIFO, device, socket or directory); refused";
+  if (e == ELOOP) return "a symbolic link; the cache never follows links inside it";
+  return errno_text(e);
+}
+
+// Reads a whole file into `out`; returns 0, kNotRegular or an errno value (EFBIG: over `limit`,
+// checked before reading). `st` receives the file's stat. Opens with O_NONBLOCK (opening a FIFO
+// does not wait for a writer) and checks fstat before the first read; files inside the cache
+// are opened with O_NOFOLLOW (follow_link = false): a symbolic link there is refused (ELOOP).
 template <class Buffer>
-int read_all(const fs::path& path, Buffer& out, struct stat* st = nullptr, std::size_t limit = std::numeric_limits<std::size_t>::max()) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+int read_all(const fs::path& path, Buffer& out, struct stat* st = nullptr, std::size_t limit = std::numeric_limits<std::size_t>::max(),
+             bool follow_link = false) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow_link ? 0 : O_NOFOLLOW)));
   if (fd.get() < 0) return errno;
   struct stat s {};
   if (::fstat(fd.get(), &s) != 0) return errno;
-  if (!S_ISREG(s.st_mode)) return EISDIR;
+  if (!S_ISREG(s.st_mode)) return kNotRegular;
   if (static_cast<std::uint64_t>(s.st_size) > limit) return EFBIG;
   if (st != nullptr) *st = s;
   out.clear();
@@ -250,11 +418,16 @@ void fsync_dir(const fs::path& dir) {
 void ensure_dir(const fs::path& dir) {
   std::error_code ec;
   if (fs::is_directory(dir, ec)) return;
+  const std::error_code stat_error = ec;  // e.g. EACCES, ELOOP, ENAMETOOLONG: no throwing overloads here (F10)
+  ec.clear();
   if (fs::create_directories(dir, ec)) fsync_dir(dir.parent_path());
-  if (!fs::is_directory(dir))
+  std::error_code again;
+  if (!fs::is_directory(dir, again)) {
+    const std::error_code& why = ec ? ec : again ? again : stat_error;
     fail(fmt::format(
         "cache: cannot create directory {}: {}; check the permissions of the cache or set SIGJIT_CACHE_DIR to a writable directory",
-        dir.string(), ec ? ec.message() : std::string("not a directory")));
+        dir.string(), why ? why.message() : std::string("not a directory")));
+  }
 }
 
 std::uint64_t random64() {
@@ -499,15 +672,16 @@ IndexRead read_index(const fs::path& path, const std::string& key, const std::st
   std::string text;
   if (const int e = read_all(path, text, nullptr, kMaxIndexBytes); e != 0) {
     r.status = e == ENOENT ? IndexRead::absent : IndexRead::bad;
-    r.reason = e == EFBIG ? "larger than any index file (corrupted)" : "cannot read (" + errno_text(e) + ")";
+    r.reason = e == EFBIG ? fmt::format("larger than any index file (over {} bytes; corrupted)", kMaxIndexBytes)
+                          : "cannot read (" + read_error_text(e) + ")";
     return r;
   }
   r.status = IndexRead::bad;
   json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& ex) {
-    r.reason = fmt::format("not valid JSON, truncated or corrupted ({})", ex.what());
+  ParseLimits limits;
+  limits.max_values = text.size();  // every value takes at least one byte: a bound, not a limit
+  if (const std::string why = bounded_parse(text, false, limits, j); !why.empty()) {
+    r.reason = fmt::format("not valid JSON, truncated, corrupted or hostile ({})", why);
     return r;
   }
   if (!j.is_object() || !j.contains("magic") || j["magic"] != kIndexMagic) {
@@ -519,7 +693,7 @@ IndexRead read_index(const fs::path& path, const std::string& key, const std::st
     r.reason = "no integer format_version";
     return r;
   }
-  if (*version != kFormatVersion) {
+  if (!(version->is_number_unsigned() && *version >= kOldestReadableFormatVersion && *version <= kFormatVersion)) {
     // An unsigned value beyond int64 (>= 2^63) is a newer format too, not a negative one.
     const bool huge = version->is_number_unsigned() && version->get<std::uint64_t>() > std::uint64_t{INT64_MAX};
     const auto v = huge ? std::numeric_limits<std::int64_t>::max() : version->get<std::int64_t>();
@@ -548,6 +722,13 @@ IndexRead read_index(const fs::path& path, const std::string& key, const std::st
   try {
     r.fingerprint = DeviceFingerprint::from_json(field(j, "fingerprint", "index file"));
     r.entry = Entry::from_json(field(j, "entry", "index file"));
+    if (*version < 2) {
+      r.entry.origin = kOriginUnknown;  // format 1 had no origin: it cannot prove it was measured here
+    } else if (!field(j, "entry", "index file").contains("origin")) {
+      r.reason = "entry has no origin (format 2 requires it)";
+      return r;
+    }
+    check_entry_bounds(r.entry);
     const std::string file_key = get_string(j, "problem_key", "index file");
     if (file_key != key || r.entry.problem_key != key) {
       r.reason = fmt::format("holds problem key '{}' (entry: '{}'), not '{}' as its name says", file_key, r.entry.problem_key, key);
@@ -588,35 +769,86 @@ std::string index_text(const DeviceFingerprint& fp, const Entry& entry) {
 
 bool measured(const Entry& e) { return std::isfinite(e.median_ms) && e.median_ms > 0; }
 
-// keep_faster: does `a` beat `b`? Tuned beats untuned, a measured time beats none, then the lower
+// keep_faster: does `a` beat `b`? An entry measured here beats any that was not (an imported
+// time is a claim: F1), then tuned beats untuned, a measured time beats none, then the lower
 // median; a tie keeps `b` (the existing entry).
 bool beats(const Entry& a, const Entry& b) {
+  if (a.measured_here() != b.measured_here()) return a.measured_here();
   if (a.tuned != b.tuned) return a.tuned;
   if (measured(a) != measured(b)) return measured(a);
   return measured(a) && a.median_ms < b.median_ms;
 }
 
+// Keeps the lists of one entry bounded (F8): the newest kMaxProvenance provenance records (by
+// time, order otherwise kept), the first kMaxRejected rejected configs, reasons cut short.
+void cap_lists(Entry& e) {
+  if (e.provenance.size() > kMaxProvenance) {
+    std::vector<std::size_t> order(e.provenance.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return e.provenance[a].time_utc > e.provenance[b].time_utc; });
+    std::vector<bool> keep(order.size(), false);
+    for (std::size_t i = 0; i < kMaxProvenance; ++i) keep[order[i]] = true;
+    std::vector<Provenance> kept;
+    for (std::size_t i = 0; i < order.size(); ++i)
+      if (keep[i]) kept.push_back(std::move(e.provenance[i]));
+    e.provenance = std::move(kept);
+  }
+  if (e.rejected.size() > kMaxRejected) e.rejected.resize(kMaxRejected);
+  for (Rejected& r : e.rejected)
+    if (r.reason.size() > kMaxRejectedReason) r.reason = r.reason.substr(0, kMaxRejectedReason) + " [...]";
+}
+
+// Adds the loser's provenance records and rejected configs the winner lacks (linear: F8). An
+// entry measured here takes none of them from a claim (an entry of another origin): a claim's
+// provenance is forged as easily as its time.
 void merge_lists(Entry& winner, const Entry& loser) {
+  if (winner.measured_here() && loser.origin != kOriginLocal) return;
+  std::set<std::tuple<std::string, std::string, std::string>> seen;
+  for (const Provenance& p : winner.provenance) seen.emplace(p.host, p.time_utc, p.sigjit_version);
   for (const Provenance& p : loser.provenance)
-    if (std::none_of(winner.provenance.begin(), winner.provenance.end(), [&](const Provenance& q) {
-          return q.host == p.host && q.time_utc == p.time_utc && q.sigjit_version == p.sigjit_version;
-        }))
-      winner.provenance.push_back(p);
+    if (seen.emplace(p.host, p.time_utc, p.sigjit_version).second) winner.provenance.push_back(p);
+  std::set<std::pair<std::string, std::string>> seen_rejected;
+  for (const Rejected& r : winner.rejected) seen_rejected.emplace(r.config, r.reason);
   for (const Rejected& r : loser.rejected)
-    if (std::none_of(winner.rejected.begin(), winner.rejected.end(),
-                     [&](const Rejected& q) { return q.config == r.config && q.reason == r.reason; }))
-      winner.rejected.push_back(r);
+    if (seen_rejected.emplace(r.config, r.reason).second) winner.rejected.push_back(r);
+  cap_lists(winner);
+}
+
+// The keep_faster merge of `incoming` into `current` (both readable): the result and whether
+// `incoming` won.
+std::pair<Entry, bool> merge_entries(const Entry& current, const Entry& incoming) {
+  if (beats(incoming, current)) {
+    Entry result = incoming;
+    merge_lists(result, current);
+    return {std::move(result), true};
+  }
+  Entry result = current;
+  merge_lists(result, incoming);
+  return {std::move(result), false};
 }
 
 enum class Outcome { added, replaced, kept };
 
-Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, const Entry& entry, MergePolicy policy) {
-  check_key(entry.problem_key);
-  check_sha(entry.cubin_sha256, "entry.cubin_sha256");
-  for (const auto& [name, v] :
-       {std::pair{"median_ms", entry.median_ms}, std::pair{"spread", entry.spread}, std::pair{"tflops", entry.tflops}})
+// Validates an entry about to be written, with its lists capped: throws Error naming the field.
+Entry checked_for_write(const Entry& in) {
+  check_key(in.problem_key);
+  check_sha(in.cubin_sha256, "entry.cubin_sha256");
+  for (const auto& [name, v] : {std::pair{"median_ms", in.median_ms}, std::pair{"spread", in.spread}, std::pair{"tflops", in.tflops}})
     if (!std::isfinite(v))
-      fail(fmt::format("cache: entry {}: {} is {}; store a finite number (0 when not measured)", entry.problem_key, name, v));
+      fail(fmt::format("cache: entry {}: {} is {}; store a finite number (0 when not measured)", in.problem_key, name, v));
+  Entry e = in;
+  cap_lists(e);
+  try {
+    check_entry_bounds(e);
+  } catch (const Error& ex) {
+    fail(fmt::format("cache: entry {}: {}", e.problem_key, ex.what()));
+  }
+  return e;
+}
+
+Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, const Entry& entry_in, MergePolicy policy) {
+  const Entry entry = checked_for_write(entry_in);
   const std::string id = fp.id();
   const fs::path path = index_path(root, id, entry.problem_key);
   ensure_dir(path.parent_path());
@@ -654,6 +886,107 @@ Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, cons
   }
   atomic_write(root / "tmp", path, index_text(fp, result));
   return outcome;
+}
+
+std::string put_blob_bytes(const fs::path& root, const void* data, std::size_t size) {
+  const std::string sha = sha256_hex(data, size);
+  const fs::path path = blob_path(root, sha);
+  std::vector<char> existing;
+  if (read_all(path, existing, nullptr, size) == 0 && sha256_hex(existing.data(), existing.size()) == sha) {
+    ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // fresh mtime: gc's grace period protects it until put_entry lands
+    return sha;
+  }
+  ensure_dir(path.parent_path());
+  atomic_write(root / "tmp", path, data, size);
+  return sha;
+}
+
+// SHA-256 of json::to_cbor(j), fed to the digest as it is encoded (no second copy in memory).
+class Sha256Sink : public std::streambuf {
+ public:
+  Sha256Sink() : ctx_(EVP_MD_CTX_new()) {
+    if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1)
+      fail("cache: OpenSSL's EVP_DigestInit(SHA-256) failed; check the OpenSSL installation (libcrypto)");
+  }
+  Sha256Sink(const Sha256Sink&) = delete;
+  Sha256Sink& operator=(const Sha256Sink&) = delete;
+  ~Sha256Sink() override { EVP_MD_CTX_free(ctx_); }
+  std::string hex() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (!ok_ || EVP_DigestFinal_ex(ctx_, md, &len) != 1 || len != 32)
+      fail("cache: OpenSSL's SHA-256 failed; check the OpenSSL installation");
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out(64, '0');
+    for (unsigned k = 0; k < 32; ++k) {
+      out[2 * k] = digits[md[k] >> 4];
+      out[2 * k + 1] = digits[md[k] & 15];
+    }
+    return out;
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (!traits_type::eq_int_type(c, traits_type::eof())) {
+      const char ch = traits_type::to_char_type(c);
+      ok_ = ok_ && EVP_DigestUpdate(ctx_, &ch, 1) == 1;
+    }
+    return traits_type::not_eof(c);
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    ok_ = ok_ && EVP_DigestUpdate(ctx_, s, static_cast<std::size_t>(n)) == 1;
+    return n;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+  bool ok_ = true;
+};
+
+std::string cbor_sha256_hex(const json& j) {
+  Sha256Sink sink;
+  std::ostream out(&sink);
+  json::to_cbor(j, out);
+  return sink.hex();
+}
+
+std::uint64_t max_bundle_bytes() {
+  if (const char* v = std::getenv("SIGJIT_MAX_BUNDLE_BYTES"); v != nullptr && *v != '\0') {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(v, &end, 10);
+    if (end != v && *end == '\0' && errno == 0 && n > 0 && v[0] != '-') return n;
+    fail(fmt::format("SIGJIT_MAX_BUNDLE_BYTES='{}': expected a positive number of bytes, e.g. {}", v, kDefaultMaxBundleBytes));
+  }
+  return kDefaultMaxBundleBytes;
+}
+
+// The trust decision for one bundle entry: the origin it gets in this store. Every imported
+// entry is a claim today (the bundle's own "origin" is never believed). Signed entries (the
+// cluster tier: an Ed25519 signature over the entry and its cubin digest, checked against
+// trusted keys) plug in here and nowhere else: a verified signature may return a trusted origin.
+std::string origin_of_bundle_entry(const json& item) {
+  static_cast<void>(item);
+  return kOriginImported;
+}
+
+// Store::replace_if_current.
+bool replace_locked_if(const fs::path& root, const DeviceFingerprint& fp, const Entry& entry_in, const std::string& expected_sha) {
+  const Entry entry = checked_for_write(entry_in);
+  const std::string id = fp.id();
+  const fs::path path = index_path(root, id, entry.problem_key);
+  ensure_dir(path.parent_path());
+  ensure_dir(root / "locks");
+  KeyLock lock(lock_path(root, id, entry.problem_key));
+  const IndexRead cur = read_index(path, entry.problem_key, id);
+  if (cur.status == IndexRead::newer) return false;
+  Entry result = entry;
+  if (cur.status == IndexRead::ok && cur.fingerprint == fp) {
+    if (cur.entry.cubin_sha256 != expected_sha) return false;  // replaced meanwhile: leave the newer write alone
+    merge_lists(result, cur.entry);
+  }
+  atomic_write(root / "tmp", path, index_text(fp, result));
+  return true;
 }
 
 // Removes an index file under its key's lock if `still_remove` (given a fresh read) agrees.
@@ -757,6 +1090,8 @@ DeviceFingerprint DeviceFingerprint::from_json(const nlohmann::json& j) {
   return f;
 }
 
+bool Entry::measured_here() const { return origin == kOriginLocal && tuned && measured(*this); }
+
 nlohmann::json Entry::to_json() const {
   json prov = json::array();
   for (const Provenance& p : provenance) prov.push_back({{"host", p.host}, {"time_utc", p.time_utc}, {"sigjit_version", p.sigjit_version}});
@@ -775,6 +1110,7 @@ nlohmann::json Entry::to_json() const {
   j["cubin_sha256"] = cubin_sha256;
   j["provenance"] = std::move(prov);
   j["rejected"] = std::move(rej);
+  j["origin"] = origin;
   return j;
 }
 
@@ -796,6 +1132,8 @@ Entry Entry::from_json(const nlohmann::json& j) {
                             get_string(p, "sigjit_version", "cache entry provenance")});
   for (const json& r : get_array(j, "rejected", what))
     e.rejected.push_back({get_string(r, "config", "cache entry rejected config"), get_string(r, "reason", "cache entry rejected config")});
+  // Absent before index format 2 (and in bundles of older versions): nothing proves where it was measured.
+  e.origin = j.contains("origin") ? get_string(j, "origin", what) : std::string(kOriginUnknown);
   return e;
 }
 
@@ -866,20 +1204,14 @@ std::optional<std::vector<char>> Store::load_blob(const std::string& sha256) con
   return std::nullopt;
 }
 
-std::string Store::put_blob(const std::vector<char>& data) {
-  const std::string sha = sha256_hex(data.data(), data.size());
-  const fs::path path = blob_path(root_, sha);
-  std::vector<char> existing;
-  if (read_all(path, existing) == 0 && sha256_hex(existing.data(), existing.size()) == sha) {
-    ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // fresh mtime: gc's grace period protects it until put_entry lands
-    return sha;
-  }
-  ensure_dir(path.parent_path());
-  atomic_write(root_ / "tmp", path, data.data(), data.size());
-  return sha;
-}
+std::string Store::put_blob(const std::vector<char>& data) { return put_blob_bytes(root_, data.data(), data.size()); }
 
 void Store::put_entry(const DeviceFingerprint& fp, const Entry& entry, MergePolicy policy) { put_entry_locked(root_, fp, entry, policy); }
+
+bool Store::replace_if_current(const DeviceFingerprint& fp, const Entry& entry, const std::string& expected_sha256) {
+  check_sha(expected_sha256, "expected cubin digest");
+  return replace_locked_if(root_, fp, entry, expected_sha256);
+}
 
 std::vector<Store::Listed> Store::list() const {
   std::vector<Listed> out;
@@ -943,17 +1275,40 @@ VerifyReport Store::verify() const {
         rep.problems.push_back(fmt::format("{}: unexpected file in the index (not <problem key>.json)", file.string()));
         continue;
       }
-      const IndexRead r = read_index(file, file.stem().string(), id);
+      IndexRead r = read_index(file, file.stem().string(), id);
+      // Writers run beside verify (F12): an entry may reference a blob written after the blob
+      // scan above, or be replaced while it is read. Before reporting, look again: the blob on
+      // disk now, and the index file once more (a writer writes the blob before the entry).
+      const auto blob_good_now = [&](const std::string& sha) {
+        if (good_blobs.count(sha) != 0) return true;
+        std::vector<char> data;
+        if (read_all(blob_path(root_, sha), data, nullptr, kMaxBlobBytes) != 0 || sha256_hex(data.data(), data.size()) != sha) return false;
+        good_blobs.insert(sha);
+        return true;
+      };
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        if (r.status == IndexRead::absent || (r.status == IndexRead::ok && blob_good_now(r.entry.cubin_sha256))) break;
+        IndexRead again = read_index(file, file.stem().string(), id);
+        const bool same = again.status == r.status && again.reason == r.reason &&
+                          (r.status != IndexRead::ok || again.entry.cubin_sha256 == r.entry.cubin_sha256);
+        r = std::move(again);
+        if (same) break;  // stable: not a concurrent write
+      }
       if (r.status == IndexRead::absent) continue;  // removed meanwhile
       if (r.status != IndexRead::ok) {
         rep.problems.push_back(fmt::format("{}: {}; `sigjit gc` removes it, or it is rebuilt on next use", file.string(), r.reason));
         continue;
       }
-      if (good_blobs.count(r.entry.cubin_sha256) == 0) {
+      if (!blob_good_now(r.entry.cubin_sha256)) {
         rep.problems.push_back(fmt::format("{}: its cubin {} is missing or corrupted; it is rebuilt on next use", file.string(),
                                            blob_path(root_, r.entry.cubin_sha256).string()));
         continue;
       }
+      if (r.entry.origin != kOriginLocal)
+        rep.claims.push_back(
+            fmt::format("{} ({}): {} {}, {:.4f} ms: {} entry, its cubin and time were not produced on this machine; "
+                        "`sigjit verify --gpu` runs and re-times it here",
+                        r.entry.problem_key, id, r.entry.config, r.entry.tuned ? "tuned" : "untuned", r.entry.median_ms, r.entry.origin));
       ++rep.entries_ok;
     }
   }
@@ -1123,7 +1478,7 @@ int Store::export_bundle(const std::filesystem::path& file, const std::vector<Li
                     {"cubin", json::binary(std::vector<std::uint8_t>(cubin->begin(), cubin->end()))}});
   }
   const int count = static_cast<int>(list.size());
-  json bundle = {{"magic", kBundleMagic}, {"format_version", kFormatVersion}, {"entries", std::move(list)}};
+  json bundle = {{"magic", kBundleMagic}, {"format_version", kBundleFormatVersion}, {"entries", std::move(list)}};
   const std::vector<std::uint8_t> body = json::to_cbor(bundle);
   bundle["checksum"] = sha256_hex(body.data(), body.size());
   const std::vector<std::uint8_t> bytes = json::to_cbor(bundle);
@@ -1139,32 +1494,63 @@ int Store::export_bundle(const std::filesystem::path& file, const std::vector<Li
 }
 
 ImportReport Store::import_bundle(const std::filesystem::path& file, const DeviceFingerprint* local, bool allow_foreign) {
-  std::vector<std::uint8_t> data;
-  if (const int e = read_all(file, data); e != 0)
-    fail(fmt::format("cache import: cannot read bundle {}: {}", file.string(), errno_text(e)));
+  const std::uint64_t max_bytes = max_bundle_bytes();
   json b;
   try {
-    b = json::from_cbor(data);
-  } catch (const json::exception& ex) {
-    fail(fmt::format("cache import: {} is not a sigjit bundle or is truncated (CBOR: {}); export it again", file.string(), ex.what()));
+    // Size first (F7): the file's size is checked before a byte is read, and the tree is built
+    // under bounds (depth, strings, cubins, values: F2) by a SAX parser; the raw bytes are freed
+    // before the checksum is computed (streamed, no second encoding in memory).
+    std::vector<std::uint8_t> data;
+    if (const int e = read_all(file, data, nullptr, static_cast<std::size_t>(std::min<std::uint64_t>(max_bytes, SIZE_MAX)), true); e != 0) {
+      if (e == EFBIG) {
+        struct stat st {};
+        const std::uint64_t size = ::stat(file.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+        fail(fmt::format("cache import: bundle {} is {} bytes, over the limit of {} bytes; set SIGJIT_MAX_BUNDLE_BYTES to import it anyway",
+                         file.string(), size, max_bytes));
+      }
+      fail(fmt::format("cache import: cannot read bundle {}: {}", file.string(), read_error_text(e)));
+    }
+    ParseLimits limits;
+    limits.max_binary = kMaxBlobBytes;
+    limits.max_values = kMaxBundleValues;
+    if (const std::string why = bounded_parse(data, true, limits, b); !why.empty())
+      fail(fmt::format("cache import: {} is not a sigjit bundle, is truncated or exceeds a limit ({}); export it again", file.string(),
+                       why));
+  } catch (const std::bad_alloc&) {
+    fail(
+        fmt::format("cache import: out of memory reading bundle {}; import it on a host with more memory, or export smaller bundles "
+                    "(sigjit export --match)",
+                    file.string()));
   }
   if (!b.is_object() || !b.contains("magic") || b["magic"] != kBundleMagic)
     fail(fmt::format(
         "cache import: {} is not a sigjit bundle (wrong magic); bundles are written by Store::export_bundle / `sigjit export`",
         file.string()));
-  if (!b.contains("format_version") || !b["format_version"].is_number_integer() || b["format_version"] != kFormatVersion)
+  if (!b.contains("format_version") || !b["format_version"].is_number_integer() || b["format_version"] != kBundleFormatVersion)
     fail(fmt::format("cache import: {}: bundle format version {}, this sigjit reads {}; export it with a matching sigjit version",
-                     file.string(), b.contains("format_version") ? b["format_version"].dump() : "missing", kFormatVersion));
+                     file.string(), b.contains("format_version") ? b["format_version"].dump() : "missing", kBundleFormatVersion));
   if (!b.contains("checksum") || !b["checksum"].is_string())
     fail(fmt::format("cache import: {}: the bundle has no checksum (corrupted); export it again", file.string()));
   const std::string stored = b["checksum"].get<std::string>();
   b.erase("checksum");
-  const std::vector<std::uint8_t> body = json::to_cbor(b);
-  if (sha256_hex(body.data(), body.size()) != stored)
+  if (cbor_sha256_hex(b) != stored)
     fail(fmt::format("cache import: {}: bundle checksum mismatch: the file is corrupted or truncated; export it again", file.string()));
   if (!b.contains("entries") || !b["entries"].is_array())
     fail(fmt::format("cache import: {}: the bundle has no entries array (corrupted); export it again", file.string()));
+  if (b["entries"].size() > kMaxBundleEntries)
+    fail(fmt::format("cache import: {}: {} entries, over the limit of {} per bundle; export smaller bundles (sigjit export --match)",
+                     file.string(), b["entries"].size(), kMaxBundleEntries));
 
+  // Entries of one (device, key) are merged in memory first and written once (F8: a bundle of
+  // 5 000 entries for one key is one locked read-merge-write, not 5 000 rewrites of a growing file).
+  struct Pending {
+    DeviceFingerprint fp;
+    Entry entry;
+    const json::binary_t* cubin = nullptr;
+    std::vector<std::size_t> items;  // bundle positions merged into it, for messages
+  };
+  std::vector<Pending> pending;
+  std::map<std::pair<std::string, std::string>, std::size_t> slot;
   ImportReport rep;
   std::size_t i = 0;
   for (const json& item : b["entries"]) {
@@ -1172,10 +1558,12 @@ ImportReport Store::import_bundle(const std::filesystem::path& file, const Devic
     std::string key = "?";
     try {
       const DeviceFingerprint fp = DeviceFingerprint::from_json(field(item, "fingerprint", "bundle entry"));
-      const Entry entry = Entry::from_json(field(item, "entry", "bundle entry"));
-      key = entry.problem_key;
+      Entry entry = Entry::from_json(field(item, "entry", "bundle entry"));
+      key = is_valid_key(entry.problem_key) ? entry.problem_key : quoted_prefix(entry.problem_key);
       check_key(entry.problem_key);
       check_sha(entry.cubin_sha256, "entry.cubin_sha256");
+      check_fingerprint_bounds(fp);
+      check_entry_bounds(entry);
       if (local != nullptr && fp != *local && !allow_foreign) {
         ++rep.refused_foreign;
         continue;
@@ -1186,14 +1574,34 @@ ImportReport Store::import_bundle(const std::filesystem::path& file, const Devic
       const std::string got = sha256_hex(bytes.data(), bytes.size());
       if (got != entry.cubin_sha256)
         fail(fmt::format("cubin digest {} does not match entry.cubin_sha256 {}; skipped", got, entry.cubin_sha256));
-      put_blob(std::vector<char>(bytes.begin(), bytes.end()));
-      switch (put_entry_locked(root_, fp, entry, MergePolicy::keep_faster)) {
+      entry.origin = origin_of_bundle_entry(item);
+      cap_lists(entry);
+      const auto [it, fresh] = slot.emplace(std::make_pair(fp.id(), entry.problem_key), pending.size());
+      if (fresh) {
+        pending.push_back({fp, std::move(entry), &bytes, {n}});
+        continue;
+      }
+      Pending& p = pending[it->second];
+      if (p.fp != fp) fail(fmt::format("its fingerprint has the same id {} as entry {}'s but differs", fp.id(), p.items.front()));
+      auto [merged, incoming_won] = merge_entries(p.entry, entry);
+      p.entry = std::move(merged);
+      if (incoming_won) p.cubin = &bytes;
+      p.items.push_back(n);
+      ++rep.kept;  // a duplicate of an earlier entry of the bundle, merged into it
+    } catch (const Error& ex) {
+      rep.problems.push_back(fmt::format("{}: entry {} ({}): {}", file.string(), n, key, ex.what()));
+    }
+  }
+  for (const Pending& p : pending) {
+    try {
+      put_blob_bytes(root_, p.cubin->data(), p.cubin->size());
+      switch (put_entry_locked(root_, p.fp, p.entry, MergePolicy::keep_faster)) {
         case Outcome::added: ++rep.added; break;
         case Outcome::replaced: ++rep.replaced; break;
         case Outcome::kept: ++rep.kept; break;
       }
     } catch (const Error& ex) {
-      rep.problems.push_back(fmt::format("{}: entry {} ({}): {}", file.string(), n, key, ex.what()));
+      rep.problems.push_back(fmt::format("{}: entry {} ({}): {}", file.string(), p.items.front(), p.entry.problem_key, ex.what()));
     }
   }
   return rep;

@@ -22,6 +22,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -29,7 +31,39 @@
 
 namespace sigjit::cache {
 
-inline constexpr int kFormatVersion = 1;
+// Index files: version 2 added Entry::origin. Version 1 files are still read (their origin is
+// "unknown": they cannot prove where they came from); every write is version 2.
+inline constexpr int kFormatVersion = 2;
+inline constexpr int kOldestReadableFormatVersion = 1;
+// Bundles keep version 1: a version-2 entry's extra "origin" field is ignored by older readers,
+// and import never trusts it anyway (every imported entry is a claim, see Entry::origin).
+inline constexpr int kBundleFormatVersion = 1;
+
+// Bounds on everything the store reads (index files, bundles), checked before or while parsing,
+// never after building an unbounded tree. Each violation is a named error or a logged miss.
+inline constexpr int kMaxNestingDepth = 64;                          // JSON / CBOR arrays and objects
+inline constexpr std::size_t kMaxIndexBytes = 8u << 20;              // an index file is a few KB
+inline constexpr std::size_t kMaxIndexString = 64u << 10;            // any string in an index file or bundle entry
+inline constexpr std::size_t kMaxConfigLength = 64;                  // Entry::config (a tile config is ~25 chars)
+inline constexpr std::size_t kMaxNameLength = 512;                   // kernel_name, tuned_shape, fingerprint and provenance strings
+inline constexpr std::size_t kMaxProvenance = 128;                   // provenance records kept per entry (the newest)
+inline constexpr std::size_t kMaxRejected = 256;                     // rejected configs kept per entry
+inline constexpr std::size_t kMaxRejectedReason = 1024;              // longer reasons are truncated when written
+inline constexpr std::uint64_t kDefaultMaxBundleBytes = 1ull << 30;  // SIGJIT_MAX_BUNDLE_BYTES overrides
+inline constexpr std::size_t kMaxBlobBytes = 256u << 20;             // one cubin (real ones are well under 10 MB)
+inline constexpr std::size_t kMaxBundleEntries = 1u << 16;
+inline constexpr std::size_t kMaxBundleValues = 1u << 22;  // JSON values in a bundle, all entries together
+
+// Where an entry's timing comes from (Entry::origin). Trust model: only this machine's own
+// measurements are trusted. An entry that was not measured here (imported from a bundle, or an
+// index file of format 1) never displaces one that was, whatever time it claims; it is used
+// (its cubin runs: importing a bundle means running its code) until a local tune or
+// `sigjit verify --gpu` re-measures it here. A signature check (trusted keys of a cluster tier)
+// would be the one place that may return a trusted origin for an imported entry: see
+// Store::import_bundle.
+inline constexpr const char* kOriginLocal = "local";        // compiled or tuned by this machine's sigjit
+inline constexpr const char* kOriginImported = "imported";  // from a bundle: its timings are claims
+inline constexpr const char* kOriginUnknown = "unknown";    // read from a format-1 index file
 
 // Everything that must match for a cached binary or timing to be valid on this machine.
 struct DeviceFingerprint {
@@ -73,6 +107,9 @@ struct Entry {
   std::string cubin_sha256;
   std::vector<Provenance> provenance;
   std::vector<Rejected> rejected;
+  std::string origin = kOriginLocal;  // kOriginLocal, kOriginImported or kOriginUnknown
+  // Tuned on this machine: the only entries whose timing is trusted (see kOriginLocal).
+  bool measured_here() const;
   nlohmann::json to_json() const;
   static Entry from_json(const nlohmann::json& j);
 };
@@ -84,6 +121,7 @@ struct VerifyReport {
   int entries_ok = 0;
   int blobs_ok = 0;
   std::vector<std::string> problems;  // one line each: what is wrong and where
+  std::vector<std::string> claims;    // entries not produced here (imported, or format-1 unknown): not problems, but unproven
 };
 
 struct GcReport {
@@ -122,6 +160,11 @@ class Store {
   // Locked read-merge-write of one index file. keep_faster keeps the entry with the lower
   // median_ms (tuned beats untuned), merging provenances and rejected lists.
   void put_entry(const DeviceFingerprint& fp, const Entry& entry, MergePolicy policy = MergePolicy::keep_faster);
+  // Locked compare-and-replace: writes `entry` (merging provenances) only if the current entry of
+  // its key still references the cubin `expected_sha256`, or is absent or unreadable. The heal of
+  // a cubin that failed to load and the promotion of a re-measured claim use it, so that neither
+  // overwrites what another process wrote meanwhile. Returns whether it wrote.
+  bool replace_if_current(const DeviceFingerprint& fp, const Entry& entry, const std::string& expected_sha256);
 
   struct Listed {
     DeviceFingerprint fingerprint;

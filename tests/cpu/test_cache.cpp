@@ -275,7 +275,8 @@ Entry golden_entry() {
 }
 
 TEST_F(CacheIndex, GoldenFileIsWrittenByteForByteAndAccepted) {
-  const fs::path golden = fs::path(SIGJIT_GOLDEN_DIR) / "index_v1.json";
+  // The current format's golden file; older ones stay readable (CacheTrust.FormatOneIndexFilesAreReadAsUnknownOrigin).
+  const fs::path golden = fs::path(SIGJIT_GOLDEN_DIR) / ("index_v" + std::to_string(sigjit::cache::kFormatVersion) + ".json");
   const DeviceFingerprint fp = golden_fp();
   const Entry e = golden_entry();
   // The fingerprint id names directories in every existing cache: changing it orphans them.
@@ -295,7 +296,8 @@ TEST_F(CacheIndex, GoldenFileIsWrittenByteForByteAndAccepted) {
   // The golden file is self-consistent: its checksum is the SHA-256 of the canonical dump without it.
   const json g = json::parse(expected);
   EXPECT_EQ(g.at("magic"), "sigjit-index");
-  EXPECT_EQ(g.at("format_version"), 1);
+  EXPECT_EQ(g.at("format_version"), sigjit::cache::kFormatVersion);
+  EXPECT_EQ(g.at("entry").at("origin"), "local");
   EXPECT_EQ(g.at("checksum"), checksum_of(g));
   EXPECT_EQ(expected.rfind("{\n  \"magic\": \"sigjit-index\",", 0), 0u) << "magic first, for humans and file(1)";
 
@@ -341,7 +343,7 @@ const Corruption kCorruptions[] = {
     {"newer_version",
      [](const std::string& t) {
        json j = json::parse(t);
-       j["format_version"] = 2;
+       j["format_version"] = sigjit::cache::kFormatVersion + 1;
        return rechecksummed(j);
      }},
     {"bad_checksum",
@@ -634,7 +636,9 @@ TEST_F(CacheBundle, ExportImportRoundTrip) {
   ASSERT_EQ(back.size(), listed.size());
   for (std::size_t i = 0; i < back.size(); ++i) {
     EXPECT_EQ(back[i].fingerprint, listed[i].fingerprint);
-    EXPECT_EQ(back[i].entry.to_json(), listed[i].entry.to_json());
+    Entry expected = listed[i].entry;
+    expected.origin = sigjit::cache::kOriginImported;  // an imported time is a claim until measured here
+    EXPECT_EQ(back[i].entry.to_json(), expected.to_json());
     EXPECT_EQ(b.load_blob(back[i].entry.cubin_sha256), a.load_blob(listed[i].entry.cubin_sha256));
   }
   EXPECT_EQ(b.verify().entries_ok, 3);
@@ -668,16 +672,21 @@ TEST_F(CacheBundle, ForeignFingerprintsAreRefusedUnlessAllowed) {
 }
 
 TEST_F(CacheBundle, ImportMergesKeepingTheFaster) {
+  // Between imported entries (claims) the faster is kept, provenances merged; an entry measured
+  // here is kept whatever the bundle claims (CacheTrust in test_cache_hostile.cpp).
   Store a(root_);
   Store b(dir_ / "second");
+  Store c(dir_ / "third");
   const DeviceFingerprint fp = test_fp();
   a.put_entry(fp, make_entry(a, "fast_there", 1.0, "a"));
   a.put_entry(fp, make_entry(a, "fast_here", 3.0, "a"));
-  b.put_entry(fp, make_entry(b, "fast_there", 2.0, "b"));
-  b.put_entry(fp, make_entry(b, "fast_here", 1.0, "b"));
-  const fs::path bundle = dir_ / "k.sjb";
-  ASSERT_EQ(a.export_bundle(bundle, a.list()), 2);
-  const auto rep = b.import_bundle(bundle, &fp, false);
+  c.put_entry(fp, make_entry(c, "fast_there", 2.0, "c"));
+  c.put_entry(fp, make_entry(c, "fast_here", 1.0, "c"));
+  const fs::path from_a = dir_ / "a.sjb", from_c = dir_ / "c.sjb";
+  ASSERT_EQ(a.export_bundle(from_a, a.list()), 2);
+  ASSERT_EQ(c.export_bundle(from_c, c.list()), 2);
+  EXPECT_EQ(b.import_bundle(from_c, &fp, false).added, 2);
+  const auto rep = b.import_bundle(from_a, &fp, false);
   EXPECT_EQ(rep.replaced, 1);
   EXPECT_EQ(rep.kept, 1);
   const auto there = b.lookup(fp, "fast_there");
@@ -688,6 +697,11 @@ TEST_F(CacheBundle, ImportMergesKeepingTheFaster) {
   EXPECT_EQ(there->provenance.size(), 2u);
   EXPECT_EQ(here->provenance.size(), 2u);
   EXPECT_TRUE(b.load_blob(there->cubin_sha256).has_value());  // the imported cubin came along
+  // Into a store with its own measurements, nothing is replaced.
+  const auto into_c = c.import_bundle(from_a, &fp, false);
+  EXPECT_EQ(into_c.replaced, 0);
+  EXPECT_EQ(into_c.kept, 2);
+  EXPECT_EQ(c.lookup(fp, "fast_there")->median_ms, 2.0);
 }
 
 TEST_F(CacheBundle, CorruptBundlesAreRejected) {

@@ -392,11 +392,64 @@ const cache::DeviceFingerprint* local_fingerprint(std::optional<cache::DeviceFin
   return &*holder;
 }
 
+// verify --gpu for one local entry: loads and runs the CACHED cubin (not a fresh compile of its
+// config), compares its output with the default config's, and then, as decide_gpu_check says,
+// keeps it, re-times a claim here and stores it as measured here, or heals it (a fresh compile
+// of its config replaces the cubin). Returns whether the entry was fine as found.
+bool verify_entry_on_gpu(cache::Store& store, const sigjit::detail::DeviceInfo& dev, const sigjit::KernelSpec& spec,
+                         const cache::Store::Listed& l) {
+  namespace d = sigjit::detail;
+  const sigjit::TileConfig config = sigjit::TileConfig::parse(l.entry.config, "entry config");
+  d::GpuCheckFacts facts;
+  facts.measured_here = l.entry.measured_here();
+  facts.output_compared = config.describe() != sigjit::default_config(spec).describe();
+  d::unload_kernel(dev.context, spec, config);  // a kernel of the same name loaded earlier is not the cached one
+  if (const auto blob = store.load_blob(l.entry.cubin_sha256)) {
+    const long before = d::compile_count();
+    d::get_kernel(dev.context, spec, config, &*blob);
+    facts.cached_cubin_ran = d::compile_count() == before;
+  }
+  sigjit::tuner::Verdict verdict{false, "the cached cubin is missing or did not load"};
+  if (facts.cached_cubin_ran) verdict = d::check_on_gpu(dev, spec, config);
+  facts.output_ok = verdict.ok;
+  switch (d::decide_gpu_check(facts)) {
+    case d::GpuCheckAction::keep:
+      fmt::print("  {} {}: output OK\n", printable(l.entry.problem_key), printable(l.entry.config));
+      return true;
+    case d::GpuCheckAction::promote: {
+      const sigjit::tuner::Samples s = d::measure_config(dev, spec, config, 20);
+      cache::Entry e = l.entry;
+      e.origin = cache::kOriginLocal;
+      e.median_ms = s.median();
+      e.spread = s.spread();
+      e.tflops = 0;  // the claim's figure is not ours; `sigjit tune` measures it
+      const bool stored = store.replace_if_current(l.fingerprint, e, l.entry.cubin_sha256);
+      fmt::print("  {} {}: output OK; claimed {:.4f} ms, measured here {:.4f} ms{}\n", printable(l.entry.problem_key),
+                 printable(l.entry.config), l.entry.median_ms, e.median_ms,
+                 stored ? " (stored as measured here)" : " (entry changed meanwhile; not stored)");
+      return true;
+    }
+    case d::GpuCheckAction::heal: {
+      d::unload_kernel(dev.context, spec, config);
+      d::get_kernel(dev.context, spec, config);  // a fresh compile of the config
+      d::heal_stored_kernel(dev, spec, config, d::kernel_image(dev.context, spec, config), l.entry);
+      fmt::print("  {} {}: {}; replaced its cubin with a fresh compile of its config\n", printable(l.entry.problem_key),
+                 printable(l.entry.config),
+                 printable(!facts.cached_cubin_ran ? verdict.reason
+                           : !verdict.ok           ? "wrong output from the cached cubin: " + verdict.reason
+                                                   : std::string("an imported default-config cubin cannot be compared in-process")));
+      return facts.cached_cubin_ran && verdict.ok;
+    }
+  }
+  return false;
+}
+
 int run_verify(bool gpu) {
   cache::Store store(cache::Store::default_root());
   const cache::VerifyReport r = store.verify();
   fmt::print("{} entries and {} blobs verified\n", r.entries_ok, r.blobs_ok);
   for (const auto& p : r.problems) fmt::print("  problem: {}\n", printable(p));
+  for (const auto& c : r.claims) fmt::print("  claim: {}\n", printable(c));
   int bad = static_cast<int>(r.problems.size());
   if (gpu) {
     std::string why;
@@ -412,9 +465,12 @@ int run_verify(bool gpu) {
         continue;
       }
       if (sigjit::detail::fingerprint_for(*dev, spec) != l.fingerprint) continue;  // another device's entry
-      const auto verdict = sigjit::detail::check_on_gpu(*dev, spec, sigjit::TileConfig::parse(l.entry.config, "entry config"));
-      fmt::print("  {} {}: {}\n", l.entry.problem_key, l.entry.config, verdict.ok ? "output OK" : verdict.reason);
-      bad += !verdict.ok;
+      try {
+        bad += !verify_entry_on_gpu(store, *dev, spec, l);
+      } catch (const Error& e) {
+        fmt::print("  {} {}: {}\n", printable(l.entry.problem_key), printable(l.entry.config), printable(e.what()));
+        ++bad;
+      }
     }
   }
   return bad ? 1 : 0;
@@ -494,13 +550,23 @@ int main(int argc, char** argv) {
       ->required();
   exp->add_option("--match", pattern, "Only problem keys containing this");
   exp->add_flag("--all-devices", all_devices, "Include entries of every device fingerprint, not just this GPU's");
-  auto* imp = app.add_subcommand("import", "Merge a bundle: verify digests, keep the faster entry per key");
+  auto* imp = app.add_subcommand(
+      "import",
+      "Merge a bundle into the cache. IMPORTING A BUNDLE MEANS RUNNING ITS CODE: its cubins are loaded and launched by every\n"
+      "process that uses this cache, with access to their GPU memory. Import bundles only from sources you would run\n"
+      "programs from. Digests are checked (against corruption, not against a malicious author); imported timings are\n"
+      "claims: an imported entry never displaces one measured on this machine, and `sigjit verify --gpu` runs, checks\n"
+      "and re-times imported entries here (SIGJIT_AUTOTUNE=1 re-tunes them on first use). Bundles over\n"
+      "SIGJIT_MAX_BUNDLE_BYTES (default 1 GiB) are refused before they are read.");
   imp->add_option("file", bundle, "Bundle to read (a regular file)")->required();
   imp->add_flag("--allow-foreign", allow_foreign, "Also import entries for other device fingerprints");
 
   bool gpu_check = false;
   auto* verify = app.add_subcommand("verify", "Re-check every index checksum and cubin digest");
-  verify->add_flag("--gpu", gpu_check, "Also re-run each local entry on the GPU and compare with the default config");
+  verify->add_flag("--gpu", gpu_check,
+                   "Also load and run each local entry's cached cubin on the GPU and compare its output with the default config's: "
+                   "a cubin that does not load or computes wrong output is replaced by a fresh compile of its config; an imported "
+                   "entry that passes is re-timed here and stored as measured here");
   std::vector<std::string> prune_keys;
   bool prune_all = false;
   auto* prune = app.add_subcommand("prune",

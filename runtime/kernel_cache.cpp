@@ -85,4 +85,13 @@ std::vector<char> kernel_image(CUcontext context, const KernelSpec& spec, const 
 
 long compile_count() { return g_compiles.load(); }
 
+void unload_kernel(CUcontext context, const KernelSpec& spec, const TileConfig& config) {
+  const std::shared_ptr<Entry> entry = entry_for(context, kernel_name(spec, config));
+  std::lock_guard<std::mutex> lock(entry->mutex);
+  if (entry->module != nullptr) driver().cuModuleUnload(entry->module);
+  entry->module = nullptr;
+  entry->kernel = LoadedKernel{};
+  entry->cubin.clear();
+}
+
 }  // namespace sigjit::detail

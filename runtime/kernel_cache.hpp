@@ -35,4 +35,9 @@ std::vector<char> kernel_image(CUcontext context, const KernelSpec& spec, const 
 // Number of NVRTC compilations this process has run (for tests and diagnostics).
 long compile_count();
 
+// Unloads a kernel from the in-process table so that the next get_kernel loads the image it is
+// given (`sigjit verify --gpu` runs each entry's cached cubin, not a kernel of the same name
+// loaded earlier). Only for single-threaded tools: LoadedKernel copies of it become invalid.
+void unload_kernel(CUcontext context, const KernelSpec& spec, const TileConfig& config);
+
 }  // namespace sigjit::detail

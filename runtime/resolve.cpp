@@ -45,14 +45,22 @@ std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec
   try {
     const auto entry = store->lookup(fingerprint_for(dev, spec), problem_key(spec));
     if (!entry || !store_entry_usable(spec, *entry)) return std::nullopt;
+    if (!entry->measured_here() && entry->tuned && env_on("SIGJIT_AUTOTUNE")) {
+      // An imported timing is a claim: with SIGJIT_AUTOTUNE=1 it is re-measured here on first use.
+      std::fprintf(stderr, "sigjit: cache: %s: the cached entry was not measured on this machine (%s); SIGJIT_AUTOTUNE=1 tunes it here\n",
+                   problem_key(spec).c_str(), entry->origin.c_str());
+      return std::nullopt;
+    }
     const TileConfig config = TileConfig::parse(entry->config, "cache entry config");
     const auto blob = store->load_blob(entry->cubin_sha256);
     if (!blob) return std::nullopt;  // logged by the store; the compile below heals it
     const long before = compile_count();
     ResolvedKernel r{get_kernel(dev.context, spec, config, &*blob), config, "store"};
-    if (compile_count() != before) store_kernel(dev, spec, config, kernel_image(dev.context, spec, config), *entry);  // healed
+    // The cached cubin did not load and get_kernel compiled the config (F9): replace the entry's
+    // cubin with the fresh one, unless another process rewrote the entry meanwhile.
+    if (compile_count() != before) heal_stored_kernel(dev, spec, config, kernel_image(dev.context, spec, config), *entry);
     return r;
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "sigjit: cache: %s; compiling instead\n", e.what());
     return std::nullopt;
   }
@@ -64,7 +72,7 @@ bool store_entry_usable(const KernelSpec& spec, const cache::Entry& entry) {
   TileConfig config;
   try {
     config = TileConfig::parse(entry.config, "cache entry config");
-  } catch (const Error&) {
+  } catch (const std::exception&) {
     return false;
   }
   if (!check_config(spec, config).empty() || kernel_name(spec, config) != entry.kernel_name) return false;
@@ -105,10 +113,18 @@ cache::Store* default_store() {
   static std::unique_ptr<cache::Store> store;
   std::call_once(once, [] {
     if (env_on("SIGJIT_DISABLE_CACHE")) return;
+    // Any failure (F10: a directory that cannot be stat'ed, a path too long, a loop of links)
+    // disables the store for the process with one line; kernels are compiled instead.
+    std::string root = "(unknown)";
     try {
+      root = cache::Store::default_root().string();
       store = std::make_unique<cache::Store>(cache::Store::default_root());
-    } catch (const Error& e) {
-      std::fprintf(stderr, "sigjit: cache disabled for this process: %s\n", e.what());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr,
+                   "sigjit: cache disabled for this process: %s (cache directory %s); kernels are compiled instead. Set "
+                   "SIGJIT_CACHE_DIR to a writable directory, or SIGJIT_DISABLE_CACHE=1 to silence this\n",
+                   e.what(), root.c_str());
+      store.reset();
     }
   });
   return store.get();
@@ -125,7 +141,7 @@ void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfi
     entry.cubin_sha256 = store->put_blob(cubin);
     entry.provenance.push_back({host_name(), now_utc(), SIGJIT_VERSION});
     store->put_entry(fingerprint_for(dev, spec), entry);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "sigjit: cache: could not store %s: %s\n", kernel_name(spec, config).c_str(), e.what());
   }
 }
@@ -144,6 +160,31 @@ std::map<std::pair<CUcontext, std::string>, ResolvedKernel>& resolved_table() {
 }
 
 }  // namespace
+
+void heal_stored_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, const std::vector<char>& cubin,
+                        const cache::Entry& broken) {
+  cache::Store* store = default_store();
+  if (!store || cubin.empty()) return;
+  try {
+    cache::Entry entry = broken;  // same config and claims; the origin stays what it was
+    entry.cubin_sha256 = store->put_blob(cubin);
+    entry.provenance.push_back({host_name(), now_utc(), SIGJIT_VERSION});
+    if (store->replace_if_current(fingerprint_for(dev, spec), entry, broken.cubin_sha256))
+      std::fprintf(stderr, "sigjit: cache: %s: replaced its cached cubin (did not load, or unproven) with a fresh compile of %s\n",
+                   problem_key(spec).c_str(), config.describe().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sigjit: cache: could not heal %s: %s\n", kernel_name(spec, config).c_str(), e.what());
+  }
+}
+
+GpuCheckAction decide_gpu_check(const GpuCheckFacts& f) {
+  if (!f.cached_cubin_ran) return GpuCheckAction::heal;  // missing, or did not load: replace it with a compile of its config
+  if (!f.output_ok) return GpuCheckAction::heal;         // it loaded and ran but computed the wrong thing: never trust those bytes
+  if (f.measured_here) return GpuCheckAction::keep;
+  // A claim: re-time it here if its output was proven right, else replace its bytes with our
+  // own compile of the same config (a default-config entry cannot be compared in-process).
+  return f.output_compared ? GpuCheckAction::promote : GpuCheckAction::heal;
+}
 
 ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
   // The dQ convert kernel has one config: a forced tile is meant for the tunable kernels.

@@ -44,4 +44,31 @@ bool store_entry_usable(const KernelSpec& spec, const cache::Entry& entry);
 // Writes a compiled kernel to the store as the entry of its problem (best effort, logged).
 void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, const std::vector<char>& cubin, cache::Entry entry);
 
+// The heal of an entry whose cached cubin did not load (or computed wrong output): `cubin` (a
+// fresh compile of the entry's config) replaces it, keeping the entry's other fields, unless the
+// store's entry no longer references broken.cubin_sha256 (another process rewrote it). Best
+// effort, logged. keep_faster cannot do this: the heal has the same time, and a tie keeps the
+// broken entry forever (F9).
+void heal_stored_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, const std::vector<char>& cubin,
+                        const cache::Entry& broken);
+
+// `sigjit verify --gpu` per local entry, the decision apart from the launch (unit-testable
+// without a GPU). Facts: whether the cached cubin itself was loaded and run (false: missing or
+// cuModuleLoadData failed), whether its output matched the default config's, and whether the
+// entry's time was measured here (Entry::measured_here).
+struct GpuCheckFacts {
+  bool cached_cubin_ran = false;
+  bool output_ok = false;
+  // false when the entry's config is the default one: the check compares a kernel with itself
+  // (one kernel per name in a process), which proves nothing about the cached bytes.
+  bool output_compared = true;
+  bool measured_here = false;
+};
+enum class GpuCheckAction {
+  keep,     // ran, right output, measured here
+  promote,  // ran, right output, its time a claim: re-time here and store it as measured here
+  heal,     // did not run, wrong output, or unproven bytes: replace its cubin with a fresh compile of its config
+};
+GpuCheckAction decide_gpu_check(const GpuCheckFacts& facts);
+
 }  // namespace sigjit::detail

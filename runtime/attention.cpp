@@ -305,7 +305,14 @@ namespace detail {
 std::size_t dq_workspace_bytes(const Resolved& r) {
   const AttentionArgs& a = r.args;
   const std::size_t rows = a.layout == Layout::varlen ? static_cast<std::size_t>(a.total_q) : static_cast<std::size_t>(a.batch) * a.seqlen_q;
-  return rows * a.heads_q * a.head_dim * sizeof(float);
+  // 128 bits: the product must not wrap (to 0, which a 16-byte workspace would then satisfy).
+  const unsigned __int128 bytes = static_cast<unsigned __int128>(rows) * a.heads_q * a.head_dim * sizeof(float);
+  if (bytes > std::numeric_limits<std::int64_t>::max())
+    throw Error(
+        fmt::format("backward workspace: batch x seqlen_q x heads_q x head_dim x 4 B = {:.3g} B does not fit in memory; "
+                    "the problem is too large",
+                    static_cast<double>(bytes)));
+  return static_cast<std::size_t>(bytes);
 }
 
 SigjitBwdParams make_bwd_params(const Resolved& r, const Gradients& g, void* dq_accum) {

@@ -4,6 +4,7 @@
 #include <sigjit/sigjit.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -19,10 +20,21 @@ static_assert(kArgsSizeV1 < sizeof(sigjit_attention_args), "struct_size must tel
 
 sigjit::Strides to_cpp(const sigjit_strides& s) { return {s.batch, s.token, s.head}; }
 
+// A C enum field read as the int the caller stored: loading an out-of-range value through the
+// enum type is undefined in C++ (UBSan flags it). The scoped C++ enums hold any int, and
+// validation then names the field and its allowed values.
+template <class CEnum>
+std::int32_t raw_enum(const CEnum& field) {
+  static_assert(sizeof(CEnum) == sizeof(std::int32_t), "sigjit's C enums are int-sized");
+  std::int32_t v;
+  std::memcpy(&v, &field, sizeof v);
+  return v;
+}
+
 sigjit::AttentionArgs to_cpp(const sigjit_attention_args& c) {
   sigjit::AttentionArgs a;
-  a.dtype = static_cast<sigjit::DType>(c.dtype);
-  a.layout = static_cast<sigjit::Layout>(c.layout);
+  a.dtype = static_cast<sigjit::DType>(raw_enum(c.dtype));
+  a.layout = static_cast<sigjit::Layout>(raw_enum(c.layout));
   a.batch = c.batch, a.seqlen_q = c.seqlen_q, a.seqlen_k = c.seqlen_k, a.total_q = c.total_q, a.total_k = c.total_k;
   a.heads_q = c.heads_q, a.heads_kv = c.heads_kv, a.head_dim = c.head_dim;
   a.q = c.q, a.k = c.k, a.v = c.v, a.o = c.o;
@@ -33,12 +45,12 @@ sigjit::AttentionArgs to_cpp(const sigjit_attention_args& c) {
   a.validate_lengths = c.validate_lengths != 0;
   a.causal = c.causal != 0;
   if (c.has_scale) a.scale = c.scale;
-  a.bias_mode = static_cast<sigjit::BiasMode>(c.bias_mode);
+  a.bias_mode = static_cast<sigjit::BiasMode>(raw_enum(c.bias_mode));
   a.bias = c.bias;
   a.score_bias = c.score_bias;
   a.score_bias_stride = c.score_bias_stride;
-  a.sigmoid = static_cast<sigjit::SigmoidMode>(c.sigmoid);
-  a.causal_align = static_cast<sigjit::CausalAlign>(c.causal_align);
+  a.sigmoid = static_cast<sigjit::SigmoidMode>(raw_enum(c.sigmoid));
+  a.causal_align = static_cast<sigjit::CausalAlign>(raw_enum(c.causal_align));
   return a;
 }
 

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 
 namespace sigjit::detail {
 
@@ -21,19 +23,41 @@ void check_tensor_pointer(const char* name, const void* ptr) {
 }
 
 // Fills zero strides with the contiguous layout and checks the rest: multiples of 8 elements
-// (16 bytes) and no two (token, head) positions sharing memory.
-Strides check_strides(const char* name, Strides s, bool varlen, int tokens, int heads, int head_dim) {
-  if (s.head == 0) s.head = head_dim;
-  if (s.token == 0) s.token = static_cast<std::int64_t>(heads) * s.head;
-  if (s.batch == 0) s.batch = static_cast<std::int64_t>(tokens) * s.token;
-  // Innermost first: a bad token stride must be reported as such, not as the batch stride
-  // derived from it.
-  const std::pair<const char*, std::int64_t> all[] = {{"head", s.head}, {"token", s.token}, {"batch", s.batch}};
-  for (const auto& [dim, stride] : all) {
-    if (varlen && std::string(dim) == "batch") continue;
+// (16 bytes), no two (token, head) positions sharing memory, and every element's offset
+// representable (in bytes) as an int64. Products and sums are taken in 128 bits: no stride a
+// caller passes can overflow the checks themselves.
+Strides check_strides(const char* name, Strides s, bool varlen, int tokens, int heads, int head_dim, int batch = 1) {
+  using i128 = __int128;
+  constexpr i128 kMax = std::numeric_limits<std::int64_t>::max();
+  // Innermost first, each checked before the next is derived from it: a bad head stride is
+  // reported as such, not as the token stride derived from it.
+  auto check = [&](const char* dim, std::int64_t stride) {
     if (stride < 0) fail(fmt::format("{}_strides.{}={}: strides must be positive", name, dim, stride));
     if (stride % 8 != 0) fail(fmt::format("{}_strides.{}={}: strides must be multiples of 8 elements (16 bytes)", name, dim, stride));
+  };
+  auto derive = [&](const char* dim, const char* count_name, int count, const char* inner_dim, std::int64_t inner) {
+    const i128 v = static_cast<i128>(count) * inner;
+    if (v > kMax)
+      fail(fmt::format("{}_strides.{} (0: contiguous) would be {} x {}_strides.{}={}, which overflows int64; pass smaller strides", name,
+                       dim, count_name, name, inner_dim, inner));
+    return static_cast<std::int64_t>(v);
+  };
+  if (s.head == 0) s.head = head_dim;
+  check("head", s.head);
+  if (s.token == 0) s.token = derive("token", "heads", heads, "head", s.head);
+  check("token", s.token);
+  if (!varlen) {
+    if (s.batch == 0) s.batch = derive("batch", "seqlen", tokens, "token", s.token);
+    check("batch", s.batch);
+  } else if (s.batch == 0) {
+    s.batch = static_cast<i128>(tokens) * s.token <= kMax ? static_cast<std::int64_t>(tokens) * s.token : 0;  // unused for varlen
   }
+  // The last element's offset in bytes (2-byte elements) must fit an int64 (the kernels' offsets).
+  const i128 last = static_cast<i128>(std::max(tokens, 1) - 1) * s.token + static_cast<i128>(std::max(heads, 1) - 1) * s.head + head_dim +
+                    (varlen ? 0 : static_cast<i128>(std::max(batch, 1) - 1) * s.batch);
+  if (2 * last > kMax)
+    fail(fmt::format("{}_strides (batch {}, token {}, head {}): the tensor would span {} elements, beyond the address space", name, s.batch,
+                     s.token, s.head, static_cast<long double>(last)));
   if (heads > 1 && s.head < head_dim) fail(fmt::format("{}_strides.head={} is smaller than head_dim={}: heads would overlap", name, s.head, head_dim));
   if (tokens > 1 && s.token < head_dim) fail(fmt::format("{}_strides.token={} is smaller than head_dim={}: tokens would overlap", name, s.token, head_dim));
   if (tokens > 1 && heads > 1) {
@@ -42,7 +66,7 @@ Strides check_strides(const char* name, Strides s, bool varlen, int tokens, int 
     const int inner_count = heads_inner ? heads : tokens;
     // The outer stride must step past the inner dimension's whole extent: (count - 1) strides
     // plus one head_dim run.
-    if (outer < inner * (inner_count - 1) + head_dim) {
+    if (static_cast<i128>(outer) < static_cast<i128>(inner) * (inner_count - 1) + head_dim) {
       fail(fmt::format("{}_strides: token stride {} and head stride {} make different (token, head) positions overlap", name, s.token, s.head));
     }
   }
@@ -54,11 +78,11 @@ Strides check_strides(const char* name, Strides s, bool varlen, int tokens, int 
 // step past the whole extent of the dimensions inside it.
 bool disjoint(std::vector<std::pair<std::int64_t, std::int64_t>> dims, std::int64_t run) {
   std::sort(dims.begin(), dims.end());
-  std::int64_t extent = run;
+  __int128 extent = run;  // 128 bits: no overflow for any int64 strides and counts
   for (const auto& [stride, count] : dims) {
     if (count <= 1) continue;
     if (stride < extent) return false;
-    extent += (count - 1) * stride;
+    extent += static_cast<__int128>(count - 1) * stride;
   }
   return true;
 }
@@ -72,8 +96,10 @@ void check_positive(const char* name, int value, int limit = 1 << 30) {
 Resolved resolve(const AttentionArgs& in) {
   Resolved r{in, 0.0f};
   AttentionArgs& a = r.args;
-  if (a.dtype != DType::bf16 && a.dtype != DType::fp16) fail("dtype: must be bf16 or fp16");
-  if (a.layout != Layout::dense && a.layout != Layout::padded && a.layout != Layout::varlen) fail("layout: must be dense, padded or varlen");
+  if (a.dtype != DType::bf16 && a.dtype != DType::fp16)
+    fail(fmt::format("dtype={}: must be bf16 or fp16 (0 or 1)", static_cast<int>(a.dtype)));
+  if (a.layout != Layout::dense && a.layout != Layout::padded && a.layout != Layout::varlen)
+    fail(fmt::format("layout={}: must be dense, padded or varlen (0, 1 or 2)", static_cast<int>(a.layout)));
   const auto& dims = supported_head_dims();
   if (std::find(dims.begin(), dims.end(), a.head_dim) == dims.end()) {
     fail(fmt::format("head_dim={}: unsupported; supported head dims are {}", a.head_dim, fmt::join(dims, ", ")));
@@ -104,10 +130,10 @@ Resolved resolve(const AttentionArgs& in) {
   check_tensor_pointer("v", a.v);
   check_tensor_pointer("o", a.o);
   const int rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
-  a.q_strides = check_strides("q", a.q_strides, varlen, rows_q, a.heads_q, a.head_dim);
-  a.o_strides = check_strides("o", a.o_strides, varlen, rows_q, a.heads_q, a.head_dim);
-  a.k_strides = check_strides("k", a.k_strides, varlen, rows_k, a.heads_kv, a.head_dim);
-  a.v_strides = check_strides("v", a.v_strides, varlen, rows_k, a.heads_kv, a.head_dim);
+  a.q_strides = check_strides("q", a.q_strides, varlen, rows_q, a.heads_q, a.head_dim, a.batch);
+  a.o_strides = check_strides("o", a.o_strides, varlen, rows_q, a.heads_q, a.head_dim, a.batch);
+  a.k_strides = check_strides("k", a.k_strides, varlen, rows_k, a.heads_kv, a.head_dim, a.batch);
+  a.v_strides = check_strides("v", a.v_strides, varlen, rows_k, a.heads_kv, a.head_dim, a.batch);
   if (!varlen && a.batch > 1 && a.seqlen_q > 0 && !disjoint({{a.o_strides.batch, a.batch}, {a.o_strides.token, a.seqlen_q}, {a.o_strides.head, a.heads_q}}, a.head_dim)) {
     // The batch need not be the outermost dimension (e.g. O as [L, B, H, D]); (token, head) were
     // checked above, so the batch stride is what makes positions collide.
@@ -125,8 +151,10 @@ Resolved resolve(const AttentionArgs& in) {
   r.scale = a.scale.value_or(1.0f / std::sqrt(static_cast<float>(a.head_dim)));
   if (!std::isfinite(r.scale)) fail(fmt::format("scale={}: must be finite", r.scale));
   if (a.bias_mode == BiasMode::scalar && !std::isfinite(a.bias)) fail(fmt::format("bias={}: must be finite", a.bias));
-  if (a.bias_mode != BiasMode::scalar && a.bias_mode != BiasMode::log_n) fail("bias_mode: must be log_n or scalar");
-  if (a.sigmoid != SigmoidMode::fast && a.sigmoid != SigmoidMode::exact) fail("sigmoid: must be fast or exact");
+  if (a.bias_mode != BiasMode::scalar && a.bias_mode != BiasMode::log_n)
+    fail(fmt::format("bias_mode={}: must be log_n or scalar (0 or 1)", static_cast<int>(a.bias_mode)));
+  if (a.sigmoid != SigmoidMode::fast && a.sigmoid != SigmoidMode::exact)
+    fail(fmt::format("sigmoid={}: must be fast or exact (0 or 1)", static_cast<int>(a.sigmoid)));
   if (a.causal_align != CausalAlign::bottom_right && a.causal_align != CausalAlign::top_left) {
     fail(fmt::format("causal_align={}: must be bottom_right (0) or top_left (1)", static_cast<int>(a.causal_align)));
   }
@@ -142,10 +170,10 @@ Gradients resolve_gradients(const Resolved& r, const Gradients& in) {
   check_tensor_pointer("dq", g.dq);
   check_tensor_pointer("dk", g.dk);
   check_tensor_pointer("dv", g.dv);
-  g.dout_strides = check_strides("dout", g.dout_strides, varlen, rows_q, a.heads_q, a.head_dim);
-  g.dq_strides = check_strides("dq", g.dq_strides, varlen, rows_q, a.heads_q, a.head_dim);
-  g.dk_strides = check_strides("dk", g.dk_strides, varlen, rows_k, a.heads_kv, a.head_dim);
-  g.dv_strides = check_strides("dv", g.dv_strides, varlen, rows_k, a.heads_kv, a.head_dim);
+  g.dout_strides = check_strides("dout", g.dout_strides, varlen, rows_q, a.heads_q, a.head_dim, a.batch);
+  g.dq_strides = check_strides("dq", g.dq_strides, varlen, rows_q, a.heads_q, a.head_dim, a.batch);
+  g.dk_strides = check_strides("dk", g.dk_strides, varlen, rows_k, a.heads_kv, a.head_dim, a.batch);
+  g.dv_strides = check_strides("dv", g.dv_strides, varlen, rows_k, a.heads_kv, a.head_dim, a.batch);
   return g;
 }
 

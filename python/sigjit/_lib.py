@@ -306,6 +306,40 @@ def needs_copy(shape: Sequence[int], strides: Sequence[int]) -> bool:
     return any(n > 1 and (s == 0 or s % 8 != 0) for n, s in zip(shape[:-1], strides[:-1]))
 
 
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_PTR = (0, (1 << 64) - 1)
+
+
+def _checked(name: str, value, bounds) -> int:
+    """`value` as an int inside `bounds` (ctypes would silently wrap anything outside: 2**32 + 2 as
+    an int32 field becomes 2); bool and int only (a float or string is an error naming `name`)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if not (hasattr(value, "__index__") and not isinstance(value, (float, str, bytes))):
+            raise InvalidArgumentError(f"{name}={value!r}: must be an integer in [{bounds[0]}, {bounds[1]}]", ERROR_INVALID_ARGUMENT)
+        value = value.__index__()
+    if not bounds[0] <= value <= bounds[1]:
+        raise InvalidArgumentError(f"{name}={value}: out of range, must be in [{bounds[0]}, {bounds[1]}]", ERROR_INVALID_ARGUMENT)
+    return value
+
+
+def _flag(name: str, value) -> int:
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return int(value)
+    raise InvalidArgumentError(f"{name}={value!r}: must be True or False", ERROR_INVALID_ARGUMENT)
+
+
+def _strides(name: str, strides) -> "Strides":
+    values = tuple(strides)
+    if len(values) != 3:
+        raise InvalidArgumentError(f"{name}.strides={values!r}: must be (batch, token, head)", ERROR_INVALID_ARGUMENT)
+    return Strides(*(_checked(f"{name}.strides[{i}]", v, _INT64) for i, v in enumerate(values)))
+
+
+def _ptr(name: str, value) -> Optional[int]:
+    return None if value is None else (_checked(name, value, _PTR) or None)
+
+
 def make_args(*, dtype: str, layout: str, batch: int, seqlen_q: int, seqlen_k: int, heads_q: int, heads_kv: int, head_dim: int,
               q: TensorRef, k: TensorRef, v: TensorRef, o: Optional[TensorRef], total_q: int = 0, total_k: int = 0,
               lens_q: int = 0, lens_k: int = 0, causal: bool = False, scale: Optional[float] = None,
@@ -321,20 +355,24 @@ def make_args(*, dtype: str, layout: str, batch: int, seqlen_q: int, seqlen_k: i
         raise InvalidArgumentError(f"layout={layout!r}: must be one of {', '.join(LAYOUTS)}", ERROR_INVALID_ARGUMENT)
     a = default_args()
     a.dtype, a.layout = DTYPES[dtype], LAYOUTS[layout]
-    a.batch, a.seqlen_q, a.seqlen_k, a.total_q, a.total_k = batch, seqlen_q, seqlen_k, total_q, total_k
-    a.heads_q, a.heads_kv, a.head_dim = heads_q, heads_kv, head_dim
-    a.q, a.k, a.v = q.ptr or None, k.ptr or None, v.ptr or None
-    a.o = (o.ptr or None) if o is not None else None
-    a.q_strides, a.k_strides, a.v_strides = Strides(*q.strides), Strides(*k.strides), Strides(*v.strides)
+    # Every int is range-checked before ctypes stores it (ctypes wraps silently).
+    ints = dict(batch=batch, seqlen_q=seqlen_q, seqlen_k=seqlen_k, total_q=total_q, total_k=total_k, heads_q=heads_q,
+                heads_kv=heads_kv, head_dim=head_dim)
+    for name, value in ints.items():
+        setattr(a, name, _checked(name, value, _INT32))
+    a.q, a.k, a.v = _ptr("q.ptr", q.ptr), _ptr("k.ptr", k.ptr), _ptr("v.ptr", v.ptr)
+    a.o = _ptr("o.ptr", o.ptr) if o is not None else None
+    a.q_strides, a.k_strides, a.v_strides = _strides("q", q.strides), _strides("k", k.strides), _strides("v", v.strides)
     if o is not None:
-        a.o_strides = Strides(*o.strides)
+        a.o_strides = _strides("o", o.strides)
+    lens_q, lens_k = _checked("lens_q", lens_q, _PTR), _checked("lens_k", lens_k, _PTR)
     lq, lk = (ctypes.cast(ctypes.c_void_p(p), _i32p) if p else None for p in (lens_q, lens_k))
     if layout == "padded":
         a.seq_lens_q, a.seq_lens_k = lq, lk
     elif layout == "varlen":
         a.cu_seqlens_q, a.cu_seqlens_k = lq, lk
-    a.validate_lengths = int(validate_lengths)
-    a.causal = int(causal)
+    a.validate_lengths = _flag("validate_lengths", validate_lengths)
+    a.causal = _flag("causal", causal)
     if causal_align not in CAUSAL_ALIGNS:
         raise InvalidArgumentError(f"causal_align={causal_align!r}: must be one of {', '.join(CAUSAL_ALIGNS)}", ERROR_INVALID_ARGUMENT)
     a.causal_align = CAUSAL_ALIGNS[causal_align]
@@ -342,16 +380,16 @@ def make_args(*, dtype: str, layout: str, batch: int, seqlen_q: int, seqlen_k: i
         a.has_scale, a.scale = 1, float(scale)
     if sigmoid_bias is not None:
         a.bias_mode, a.bias = BIAS_SCALAR, float(sigmoid_bias)
-    if score_bias:
+    if _checked("score_bias", score_bias, _PTR):
         a.score_bias = ctypes.cast(ctypes.c_void_p(score_bias), ctypes.POINTER(ctypes.c_float))
-        a.score_bias_stride = score_bias_stride
+        a.score_bias_stride = _checked("score_bias_stride", score_bias_stride, _INT64)
     a.sigmoid = SIGMOID_EXACT if exact_sigmoid else SIGMOID_FAST
     return a
 
 
 def make_gradients(dout: TensorRef, dq: TensorRef, dk: TensorRef, dv: TensorRef) -> Gradients:
     g = Gradients()
-    g.dout, g.dq, g.dk, g.dv = dout.ptr or None, dq.ptr or None, dk.ptr or None, dv.ptr or None
-    g.dout_strides, g.dq_strides = Strides(*dout.strides), Strides(*dq.strides)
-    g.dk_strides, g.dv_strides = Strides(*dk.strides), Strides(*dv.strides)
+    g.dout, g.dq, g.dk, g.dv = _ptr("dout.ptr", dout.ptr), _ptr("dq.ptr", dq.ptr), _ptr("dk.ptr", dk.ptr), _ptr("dv.ptr", dv.ptr)
+    g.dout_strides, g.dq_strides = _strides("dout", dout.strides), _strides("dq", dq.strides)
+    g.dk_strides, g.dv_strides = _strides("dk", dk.strides), _strides("dv", dv.strides)
     return g

@@ -183,6 +183,22 @@ class Validation(unittest.TestCase):
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, "dtype='fp32': must be one of bf16, fp16"):
             dense_args(dtype="fp32")
 
+    def test_out_of_range_ints_are_refused_not_wrapped(self):
+        # F17: ctypes would wrap each of these to a small valid value (2**32 + 2 -> 2) that passes validation.
+        cases = [("batch", dict(batch=2**32 + 2)), ("seqlen_q", dict(seqlen_q=2**32 + 16)), ("head_dim", dict(head_dim=2**32 + 64)),
+                 ("heads_q", dict(heads_q=-(2**31) - 1)), ("q.strides", dict(q=ref(strides=(0, 2**64 + 128, 0)))),
+                 ("k.ptr", dict(k=ref(2**64 + 16))), ("lens_q", dict(layout="padded", lens_q=2**64, lens_k=FAKE)),
+                 ("score_bias", dict(score_bias=-16))]
+        for name, kwargs in cases:
+            with self.subTest(name=name), self.assertRaisesRegex(sigjit.InvalidArgumentError, rf"^{name}.*out of range, must be in \["):
+                dense_args(**kwargs)
+        for name, kwargs in [("causal", dict(causal="yes")), ("validate_lengths", dict(validate_lengths=2)),
+                             ("batch", dict(batch=2.0)), ("seqlen_k", dict(seqlen_k="128"))]:
+            with self.subTest(name=name), self.assertRaisesRegex(sigjit.InvalidArgumentError, rf"^{name}="):
+                dense_args(**kwargs)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"^dq.ptr=.*out of range"):
+            _lib.make_gradients(ref(), ref(2**64 + 16), ref(), ref())
+
     def test_backward_validates_gradients(self):
         # Rejected before anything touches a device, so this needs no GPU.
         grads = _lib.make_gradients(ref(), ref(), ref(FAKE + 4), ref())

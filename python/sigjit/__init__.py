@@ -2,8 +2,9 @@
 
     O = sigmoid(scale * Q K^T + bias + s_k) V
 
-`sigjit.torch` is the PyTorch binding (sigmoid_attention, sigmoid_attention_padded,
-sigmoid_attention_varlen; differentiable, torch.compile-safe custom ops). This top-level module
+`sigjit.torch` is the PyTorch binding: TritonSigmoid's sigmoid_attention and
+sigmoid_attention_padded (same signatures and meaning), FlashAttention's varlen form,
+sigmoid_attention_ref and prepare; differentiable, torch.compile-able. This top-level module
 needs neither torch nor a GPU: it loads libsigjit.so lazily (on first use, not on import) through
 ctypes (`sigjit._lib`), so importing it costs nothing and fails nowhere. See python/README.md.
 """

@@ -3,6 +3,7 @@
 #
 #   ./setup.sh          install missing packages, configure (Release, Ninja), build
 #   ./setup.sh --test   the same, then the CPU tests, the GPU tests (they skip without a GPU),
+#                       the host code's tests under ASan+UBSan (build/asan), the two fuzz targets (build/fuzz),
 #                       find_package(sigjit) consumers (C++17, C) built against an install tree,
 #                       and the Python wheel: built (build/dist), installed into a fresh venv, tested
 #
@@ -18,7 +19,7 @@ run_tests=0
 for arg in "$@"; do
   case $arg in
     --test) run_tests=1 ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (use --test or --help)" >&2; exit 2 ;;
   esac
 done
@@ -27,7 +28,8 @@ say() { printf '==> %s\n' "$*"; }
 jobs=$(nproc 2>/dev/null || echo 4)
 
 # ---- packages -------------------------------------------------------------------------------
-packages=(ninja-build nlohmann-json3-dev libfmt-dev libcli11-dev libssl-dev libgtest-dev googletest libgmock-dev llvm-14-tools python3-venv)
+packages=(ninja-build nlohmann-json3-dev libfmt-dev libcli11-dev libssl-dev libgtest-dev googletest libgmock-dev llvm-14-tools python3-venv
+  clang-14 libclang-rt-14-dev)  # clang + libFuzzer: --test's fuzz targets (build/fuzz)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi
@@ -139,8 +141,55 @@ wheel() {
   fi
   say "wheel: $(sed -n 's/^Ran \([0-9]*\) tests\{0,1\}.*/\1/p' <<<"$out") tests passed $(grep '^OK' <<<"$out" | sed -n 's/^OK //p')"
 }
+# The host code that parses what the cache, bundles and callers hand it, under ASan+UBSan, in its
+# own build directory build/asan (the default compiler; reruns are incremental): the library, the
+# CLI and sigjit_host_tests (the store, bundle, CLI cache, validation and C API tests:
+# tests/CMakeLists.txt), run without kernel compiles. Then the two fuzz targets (tests/fuzz),
+# built with clang-14 and libFuzzer in build/fuzz (only store.cpp and the harness: the library
+# itself needs g++), each run for SIGJIT_FUZZ_SECONDS (default 60) from the checked-in seeds plus
+# the corpus grown on earlier runs (build/fuzz/corpus); without clang, build/asan's replay drivers
+# run the seeds. Any sanitizer report fails the step: reports are written under
+# build/asan/sanitizer-reports, and it must stay empty.
+sanitizers() {
+  local dir=$BUILD/asan fuzz=$BUILD/fuzz secs=${SIGJIT_FUZZ_SECONDS:-60}
+  cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DSIGJIT_SANITIZE=ON \
+    -DSIGJIT_BUILD_BENCH=OFF "${cmake_cuda[@]}" >"$BUILD/asan-configure.log" 2>&1 || { tail -20 "$BUILD/asan-configure.log"; return 1; }
+  cmake --build "$dir" -j "$jobs" --target sigjit_host_tests sigjit_cli fuzz_index fuzz_bundle || return 1
+  local fuzzers=$dir/tests/fuzz
+  if command -v clang++-14 >/dev/null; then
+    CXX=clang++-14 cmake -S "$ROOT/tests/fuzz" -B "$fuzz" -G Ninja >"$BUILD/fuzz-configure.log" 2>&1 &&
+      cmake --build "$fuzz" -j "$jobs" || { tail -20 "$BUILD/fuzz-configure.log"; return 1; }
+    fuzzers=$fuzz
+  fi
+  local reports=$dir/sanitizer-reports
+  rm -rf "$reports" && mkdir -p "$reports"
+  local opts=exitcode=86:log_path=$reports/report:print_stacktrace=1
+  local env=(ASAN_OPTIONS="$opts:detect_leaks=1" UBSAN_OPTIONS="$opts:halt_on_error=1")
+  local ok=1 t
+  # TuneWithoutGpu compiles every candidate with NVRTC: the compile tests' job, not this step's.
+  env "${env[@]}" "$dir/tests/sigjit_host_tests" --gtest_brief=1 --gtest_filter='-CliCache.TuneWithoutGpu*' || ok=0
+  for t in index bundle; do
+    mkdir -p "$fuzz/corpus/$t"
+    say "sanitizers: fuzz_$t for ${secs} s ($fuzzers)"
+    env "${env[@]}" "$fuzzers/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -max_len=16384 \
+      -artifact_prefix="$reports/fuzz_$t-" "$fuzz/corpus/$t" "$ROOT/tests/fuzz/corpus/$t" >"$BUILD/fuzz_$t.log" 2>&1 || {
+      tail -40 "$BUILD/fuzz_$t.log"
+      ok=0
+    }
+    grep -E '^(Done|replayed)' "$BUILD/fuzz_$t.log" | tail -1
+  done
+  if compgen -G "$reports/*" >/dev/null; then
+    say "sanitizers: reports in $reports:"
+    head -c 20000 "$reports"/* >&2
+    ok=0
+  fi
+  ((ok))
+}
+
 say "tests: CPU (label cpu) and GPU (label gpu: one entry, Skipped with the reason when there is no GPU)"
 check "CTest" ctest --test-dir "$BUILD" --output-on-failure --no-tests=error -j "$jobs"
+say "sanitizers: build/asan (ASan+UBSan): store, bundle, CLI cache, validation and C API tests, then the fuzz targets"
+check "sanitizers" sanitizers
 say "consumer: install into build/install, build tests/consumer (C++17 and C, sigjit::sigjit_shared) with find_package(sigjit), run them"
 check "find_package consumer" consumer
 say "wheel: pip wheel into build/dist, install into build/wheel-venv, run tests/python/package"

@@ -32,6 +32,7 @@ import time
 
 
 IMPLS = ("sigjit", "triton-sigmoid")
+EXPLAIN = False  # --explain
 FIRST_SHAPE = dict(B=4, L=4096, H=16, D=128)
 
 
@@ -67,13 +68,42 @@ def child(impl, profile=False):
         out[f"{n}_fwd_ms"] = (time.perf_counter() - t) * 1e3
         _print_profile(profiler)
         t = time.perf_counter()
-        torch.autograd.grad(o, (q, k, v), do)
+        if os.environ.get("SIGJIT_FIRST_CALL_EXPLAIN") and impl == "sigjit" and n == "first":
+            _explain_backward(o, q, k, v, do)
+        else:
+            torch.autograd.grad(o, (q, k, v), do)
         torch.cuda.synchronize()
         out[f"{n}_bwd_ms"] = (time.perf_counter() - t) * 1e3
         if n == "first":
             free1, reserved1 = torch.cuda.mem_get_info()[0], torch.cuda.memory_reserved()
             out["first_call_nontorch_mb"] = ((free0 - free1) - (reserved1 - reserved0)) / 2**20
     print("RESULT " + json.dumps(out), flush=True)
+
+
+def _explain_backward(o, q, k, v, do):
+    """The first backward with its pieces timed: sigjit's backward runs on the autograd engine's
+    device thread, where the main thread's cProfile sees nothing, so the library calls are timed
+    from inside (sigjit._lib.backward / workspace_size) and printed as EXPLAIN lines."""
+    import torch
+    from sigjit import _lib
+    timed = {}
+    for name in ("backward", "workspace_size", "make_args"):
+        fn = getattr(_lib, name)
+
+        def wrapper(*a, _fn=fn, _name=name, **kw):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            r = _fn(*a, **kw)
+            torch.cuda.synchronize()
+            timed.setdefault(_name, []).append((time.perf_counter() - t0) * 1e3)
+            return r
+        setattr(_lib, name, wrapper)
+    t0 = time.perf_counter()
+    torch.autograd.grad(o, (q, k, v), do)
+    torch.cuda.synchronize()
+    total = (time.perf_counter() - t0) * 1e3
+    print(f"EXPLAIN first backward {total:.1f} ms; inside sigjit._lib: " +
+          ", ".join(f"{n} {sum(v):.1f} ms x{len(v)}" for n, v in timed.items()), flush=True)
 
 
 def _start_profile(enabled):
@@ -99,6 +129,8 @@ def first_calls():
     for impl in IMPLS:
         with tempfile.TemporaryDirectory(prefix=f"first-call-{impl}-") as tmp:
             env = dict(os.environ, SIGJIT_CACHE_DIR=os.path.join(tmp, "sigjit"), TRITON_CACHE_DIR=os.path.join(tmp, "triton"))
+            if EXPLAIN:  # what each first call compiled or looked up, and where its host time went
+                env.update(SIGJIT_VERBOSE_COMPILE="1", SIGJIT_VERBOSE_CACHE="1", SIGJIT_FIRST_CALL_EXPLAIN="1")
             for state in ("cold", "warm"):  # warm: the directories the cold child filled
                 t = time.perf_counter()
                 r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", impl], env=env, capture_output=True, text=True,
@@ -109,6 +141,9 @@ def first_calls():
                     print(f"{impl} {state}: child failed (exit {r.returncode}):\n{r.stderr[-2000:]}", flush=True)
                     results.append({"impl": impl, "cache": state, "error": (r.stderr.strip().splitlines() or ["?"])[-1]})
                     continue
+                if EXPLAIN:
+                    print(f"--- {impl} {state}: child's log", flush=True)
+                    print("\n".join(x for x in (r.stderr + r.stdout).splitlines() if x.startswith(("sigjit:", "EXPLAIN"))), flush=True)
                 res = dict(json.loads(line[7:]), cache=state, process_s=wall)
                 print(f"{impl:>15} {state}: first fwd {res['first_fwd_ms']:9.1f} ms (then {res['second_fwd_ms']:.2f}), first bwd "
                       f"{res['first_bwd_ms']:9.1f} ms (then {res['second_bwd_ms']:.2f}), import {res['import_ms']:.0f} ms, "
@@ -221,13 +256,17 @@ def ragged(quick):
 
 
 def main():
+    global EXPLAIN, IMPLS
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", help="directory for first_call.json")
     p.add_argument("--quick", action="store_true", help="smaller memory and ragged cases")
     p.add_argument("--only", default="first,memory,ragged", help="subset of first,memory,ragged")
     p.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
     p.add_argument("--profile", action="store_true", help="with --child: print a cProfile of the first forward call")
+    p.add_argument("--explain", action="store_true", help="print each child's compiles, cache lookups and first backward's pieces")
+    p.add_argument("--impl", default=",".join(IMPLS), help="subset of " + ",".join(IMPLS))
     a = p.parse_args()
+    EXPLAIN, IMPLS = a.explain, tuple(x for x in a.impl.split(",") if x in IMPLS)
     if a.child:
         return child(a.child, a.profile)
     if not a.out:

@@ -133,7 +133,7 @@ if [ "$mode" = wheel ]; then
   fi
   if [ "${FIRST_CALL:-1}" = 1 ]; then
     step "first call: sigjit (installed wheel) and TritonSigmoid, fresh processes, cold and warm cache"
-    timeout ${FIRST_CALL_TIMEOUT_S:-240} python3 bench/first_call.py --out "$OUT" --only first 2>&1 | tee "$OUT/first_call.log"
+    timeout ${FIRST_CALL_TIMEOUT_S:-240} python3 bench/first_call.py --out "$OUT" --only first ${FIRST_CALL_ARGS:-} 2>&1 | tee "$OUT/first_call.log"
   fi
   exit 0
 fi

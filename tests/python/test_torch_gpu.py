@@ -409,8 +409,8 @@ class Compile(unittest.TestCase):
         q, k, v = (x.requires_grad_() for x in qkv(2, 64, 64, 4, 2, 64, seed=40))
         lens = i32([64, 30])
         op = torch.ops.sigjit.attention_forward.default
-        for args in ((q, k, v, None, None, None, "dense", 64, 64, False, None, None, False, False, False),
-                     (q, k, v, lens, lens, None, "padded", 64, 64, True, 0.2, -1.0, False, False, True)):
+        for args in ((q, k, v, None, None, None, "dense", 64, 64, False, "bottom_right", None, None, False, False, False),
+                     (q, k, v, lens, lens, None, "padded", 64, 64, True, "top_left", 0.2, -1.0, False, False, True)):
             torch.library.opcheck(op, args)
 
     def test_compile_fullgraph_inductor(self):

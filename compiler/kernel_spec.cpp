@@ -11,9 +11,9 @@ namespace sigjit {
 
 namespace {
 const char* dtype_tag(DType t) { return t == DType::bf16 ? "bf16" : "fp16"; }
-const char* layout_tag(Layout l) {
 // "causaltl" only for the top-left diagonal, so that bottom-right names and keys stay as they were.
 const char* causal_tag(const KernelSpec& s) { return !s.causal ? "full" : s.top_left() ? "causaltl" : "causal"; }
+const char* layout_tag(Layout l) {
   switch (l) {
     case Layout::dense: return "dense";
     case Layout::padded: return "padded";
@@ -570,6 +570,10 @@ KernelSpec spec_from_json(const nlohmann::json& j) {
   const std::string layout = one_of("layout", {"dense", "padded", "varlen"});
   s.layout = layout == "dense" ? Layout::dense : layout == "padded" ? Layout::padded : Layout::varlen;
   s.causal = field("causal").get<bool>();
+  if (j.contains("causal_align")) {  // absent: bottom-right (entries written before the field existed)
+    s.causal_align = one_of("causal_align", {"bottom_right", "top_left"}) == "top_left" ? CausalAlign::top_left : CausalAlign::bottom_right;
+    if (!s.causal) s.causal_align = CausalAlign::bottom_right;
+  }
   s.bias_mode = one_of("bias", {"log_n", "scalar"}) == "log_n" ? BiasMode::log_n : BiasMode::scalar;
   s.score_bias = field("score_bias").get<bool>();
   s.sigmoid = one_of("sigmoid", {"fast", "exact"}) == "fast" ? SigmoidMode::fast : SigmoidMode::exact;
@@ -593,7 +597,3 @@ std::string kernel_name(const KernelSpec& s, const TileConfig& c) {
 }
 
 }  // namespace sigjit
-  if (j.contains("causal_align")) {  // absent: bottom-right (entries written before the field existed)
-    s.causal_align = one_of("causal_align", {"bottom_right", "top_left"}) == "top_left" ? CausalAlign::top_left : CausalAlign::bottom_right;
-    if (!s.causal) s.causal_align = CausalAlign::bottom_right;
-  }

@@ -35,8 +35,8 @@ KernelSpec forward_spec(const Resolved& r, const Arch& arch) {
   s.head_dim = a.head_dim;
   s.layout = a.layout;
   s.causal = a.causal;
-  s.bias_mode = a.bias_mode;
   s.causal_align = a.causal ? a.causal_align : CausalAlign::bottom_right;  // one kernel for non-causal calls
+  s.bias_mode = a.bias_mode;
   s.score_bias = a.score_bias != nullptr;
   s.sigmoid = a.sigmoid;
   s.gqa_ratio = a.heads_q / a.heads_kv;
@@ -55,7 +55,6 @@ TileConfig choose_config(const KernelSpec& spec) {
   return c;
 }
 
-namespace {
 ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r) {
   const KernelSpec spec = forward_spec(r, dev.arch());
   ResolvedKernel k = resolve_kernel(dev, spec);
@@ -67,6 +66,7 @@ ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r) {
   return k;
 }
 
+namespace {
 
 void check_device_pointer(const char* name, const void* ptr) {
   CUmemorytype type{};
@@ -506,7 +506,6 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
   detail::run_fused(dev, r, spec, params, caller_workspace ? options.workspace : nullptr, cu_stream);
 }
 
-void release_backward_workspaces() {
 void prepare(const AttentionArgs& args, const PrepareOptions& options) {
   // Resolve exactly as forward() and backward() do, so that the kernels loaded here are the
   // ones their launches look up in the in-process table; nothing touches the tensors.
@@ -528,6 +527,7 @@ void prepare(const AttentionArgs& args, const PrepareOptions& options) {
   detail::fused_kernels(dev, r, spec, detail::make_bwd_params(r, detail::resolve_gradients(r, g), nullptr));
 }
 
+void release_backward_workspaces() {
   const detail::DeviceInfo dev = detail::current_device();
   detail::release_workspaces(dev.context);
 }

@@ -174,25 +174,6 @@ sigjit_status sigjit_backward_workspace_size(const sigjit_attention_args* args, 
   return guarded(args, [deterministic, bytes](const sigjit::AttentionArgs& a) { *bytes = sigjit::backward_workspace_size(a, deterministic != 0); });
 }
 
-sigjit_status sigjit_release_backward_workspaces(void) {
-  const sigjit_attention_args unused = sigjit_attention_args_default();
-  return guarded(&unused, [](const sigjit::AttentionArgs&) { sigjit::release_backward_workspaces(); });
-}
-
-const char* sigjit_last_error(void) { return g_last_error.c_str(); }
-
-const char* sigjit_version(void) {
-  static const std::string v = [] {
-    try {
-      return sigjit::version();
-    } catch (...) {
-      return std::string("sigjit (NVRTC unavailable)");
-    }
-  }();
-  return v.c_str();
-}
-
-}  // extern "C"
 sigjit_prepare_options sigjit_prepare_options_default(void) {
   sigjit_prepare_options o{};
   o.struct_size = sizeof(sigjit_prepare_options);
@@ -214,3 +195,22 @@ sigjit_status sigjit_prepare(const sigjit_attention_args* args, const sigjit_pre
   });
 }
 
+sigjit_status sigjit_release_backward_workspaces(void) {
+  const sigjit_attention_args unused = sigjit_attention_args_default();
+  return guarded(&unused, [](const sigjit::AttentionArgs&) { sigjit::release_backward_workspaces(); });
+}
+
+const char* sigjit_last_error(void) { return g_last_error.c_str(); }
+
+const char* sigjit_version(void) {
+  static const std::string v = [] {
+    try {
+      return sigjit::version();
+    } catch (...) {
+      return std::string("sigjit (NVRTC unavailable)");
+    }
+  }();
+  return v.c_str();
+}
+
+}  // extern "C"

@@ -93,15 +93,6 @@ sigjit_status sigjit_backward_ex(const sigjit_attention_args* args, const sigjit
                                  struct CUstream_st* stream);
 /* *bytes = the fast path's workspace size for args (0 when deterministic is nonzero); validates args. */
 sigjit_status sigjit_backward_workspace_size(const sigjit_attention_args* args, int32_t deterministic, size_t* bytes);
-/* Frees the workspaces sigjit manages for the current context (synchronises it first). */
-sigjit_status sigjit_release_backward_workspaces(void);
-const char* sigjit_last_error(void);
-const char* sigjit_version(void);
-
-#ifdef __cplusplus
-}
-#endif
-#endif
 /* What sigjit_prepare loads (field meanings as in sigjit::PrepareOptions). Initialise with
  * sigjit_prepare_options_default() (forward only); struct_size as in sigjit_backward_options. */
 typedef struct {
@@ -116,3 +107,12 @@ sigjit_prepare_options sigjit_prepare_options_default(void);
  * launching anything or reading the tensors: before capturing a CUDA graph. options: NULL means
  * sigjit_prepare_options_default(). */
 sigjit_status sigjit_prepare(const sigjit_attention_args* args, const sigjit_prepare_options* options);
+/* Frees the workspaces sigjit manages for the current context (synchronises it first). */
+sigjit_status sigjit_release_backward_workspaces(void);
+const char* sigjit_last_error(void);
+const char* sigjit_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -156,15 +156,6 @@ std::size_t backward_workspace_size(const AttentionArgs& args, bool deterministi
 // keys get exactly zero; varlen rows outside the sequences are not written).
 void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, const BackwardOptions& options = {});
 
-// Frees the workspaces backward() allocated for the current context (after synchronising the
-// context); the next fast-path call allocates again. For memory pressure; never needed for
-// correctness.
-void release_backward_workspaces();
-
-// Library and toolchain identification, e.g. for logs and cache keys.
-std::string version();
-
-}  // namespace sigjit
 // What prepare() loads.
 struct PrepareOptions {
   bool forward = true;         // the kernel forward(args) launches
@@ -180,3 +171,12 @@ struct PrepareOptions {
 // path. Lengths are not checked (no stream synchronisation). Validates like forward().
 void prepare(const AttentionArgs& args, const PrepareOptions& options = {});
 
+// Frees the workspaces backward() allocated for the current context (after synchronising the
+// context); the next fast-path call allocates again. For memory pressure; never needed for
+// correctness.
+void release_backward_workspaces();
+
+// Library and toolchain identification, e.g. for logs and cache keys.
+std::string version();
+
+}  // namespace sigjit

@@ -401,7 +401,7 @@ bool verify_entry_on_gpu(cache::Store& store, const sigjit::detail::DeviceInfo& 
   namespace d = sigjit::detail;
   const sigjit::TileConfig config = sigjit::TileConfig::parse(l.entry.config, "entry config");
   d::GpuCheckFacts facts;
-  facts.measured_here = l.entry.measured_here();
+  facts.produced_here = l.entry.origin == cache::kOriginLocal;  // produced here (a local untuned default too): not a claim
   facts.output_compared = config.describe() != sigjit::default_config(spec).describe();
   d::unload_kernel(dev.context, spec, config);  // a kernel of the same name loaded earlier is not the cached one
   if (const auto blob = store.load_blob(l.entry.cubin_sha256)) {

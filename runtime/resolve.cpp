@@ -180,7 +180,7 @@ void heal_stored_kernel(const DeviceInfo& dev, const KernelSpec& spec, const Til
 GpuCheckAction decide_gpu_check(const GpuCheckFacts& f) {
   if (!f.cached_cubin_ran) return GpuCheckAction::heal;  // missing, or did not load: replace it with a compile of its config
   if (!f.output_ok) return GpuCheckAction::heal;         // it loaded and ran but computed the wrong thing: never trust those bytes
-  if (f.measured_here) return GpuCheckAction::keep;
+  if (f.produced_here) return GpuCheckAction::keep;
   // A claim: re-time it here if its output was proven right, else replace its bytes with our
   // own compile of the same config (a default-config entry cannot be compared in-process).
   return f.output_compared ? GpuCheckAction::promote : GpuCheckAction::heal;

@@ -55,17 +55,17 @@ void heal_stored_kernel(const DeviceInfo& dev, const KernelSpec& spec, const Til
 // `sigjit verify --gpu` per local entry, the decision apart from the launch (unit-testable
 // without a GPU). Facts: whether the cached cubin itself was loaded and run (false: missing or
 // cuModuleLoadData failed), whether its output matched the default config's, and whether the
-// entry's time was measured here (Entry::measured_here).
+// entry was produced on this machine (origin local, tuned or not: not a claim).
 struct GpuCheckFacts {
   bool cached_cubin_ran = false;
   bool output_ok = false;
   // false when the entry's config is the default one: the check compares a kernel with itself
   // (one kernel per name in a process), which proves nothing about the cached bytes.
   bool output_compared = true;
-  bool measured_here = false;
+  bool produced_here = false;
 };
 enum class GpuCheckAction {
-  keep,     // ran, right output, measured here
+  keep,     // ran, right output, produced here
   promote,  // ran, right output, its time a claim: re-time here and store it as measured here
   heal,     // did not run, wrong output, or unproven bytes: replace its cubin with a fresh compile of its config
 };

@@ -589,7 +589,7 @@ int main(int argc, char** argv) {
     if (std::none_of(subs.begin(), subs.end(), [&](const CLI::App* a) { return a->check_name(argv[1]); })) {
       std::string names;
       for (const CLI::App* a : subs) names += (names.empty() ? "" : ", ") + a->get_name();
-      std::fprintf(stderr, "sigjit: unknown command '%s'; the commands are %s (sigjit --help)\n", printable(argv[1]).c_str(), names.c_str());
+      std::fprintf(stderr, "sigjit: unknown subcommand '%s'; the subcommands are %s (sigjit --help)\n", printable(argv[1]).c_str(), names.c_str());
       return 2;
     }
   }

@@ -312,7 +312,7 @@ TEST_F(CliCache, ListAndShowEscapeTerminalControlCharacters) {  // F14
 TEST_F(CliCache, MessagesNameTheArgument) {  // F16, F17
   Result r = sigjit_cli(root_, "frobnicate");
   EXPECT_EQ(r.code, 2);
-  EXPECT_THAT(r.out, HasSubstr("unknown command 'frobnicate'"));
+  EXPECT_THAT(r.out, HasSubstr("unknown subcommand 'frobnicate'"));
   EXPECT_THAT(r.out, HasSubstr("export"));
   r = sigjit_cli(root_, "import /dev/null");
   EXPECT_EQ(r.code, 1);

@@ -902,6 +902,17 @@ std::string put_blob_bytes(const fs::path& root, const void* data, std::size_t s
 }
 
 // SHA-256 of json::to_cbor(j), fed to the digest as it is encoded (no second copy in memory).
+// Lowercase hex of a 32-byte SHA-256 digest: the form of every digest in index files and names.
+std::string digest_hex(const unsigned char* md) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(64, '0');
+  for (unsigned k = 0; k < 32; ++k) {
+    out[2 * k] = digits[md[k] >> 4];
+    out[2 * k + 1] = digits[md[k] & 15];
+  }
+  return out;
+}
+
 class Sha256Sink : public std::streambuf {
  public:
   Sha256Sink() : ctx_(EVP_MD_CTX_new()) {
@@ -916,13 +927,7 @@ class Sha256Sink : public std::streambuf {
     unsigned int len = 0;
     if (!ok_ || EVP_DigestFinal_ex(ctx_, md, &len) != 1 || len != 32)
       fail("cache: OpenSSL's SHA-256 failed; check the OpenSSL installation");
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out(64, '0');
-    for (unsigned k = 0; k < 32; ++k) {
-      out[2 * k] = digits[md[k] >> 4];
-      out[2 * k + 1] = digits[md[k] & 15];
-    }
-    return out;
+    return digest_hex(md);
   }
 
  protected:
@@ -1051,13 +1056,7 @@ std::string sha256_hex(const void* data, std::size_t size) {
   unsigned int len = 0;
   if (EVP_Digest(data, size, md, &len, EVP_sha256(), nullptr) != 1 || len != 32)
     fail("cache: OpenSSL's EVP_Digest(SHA-256) failed; check the OpenSSL installation (libcrypto)");
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out(64, '0');
-  for (unsigned i = 0; i < 32; ++i) {
-    out[2 * i] = hex[md[i] >> 4];
-    out[2 * i + 1] = hex[md[i] & 15];
-  }
-  return out;
+  return digest_hex(md);
 }
 
 std::string DeviceFingerprint::id() const {

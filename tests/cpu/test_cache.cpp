@@ -4,6 +4,7 @@
 #include "cache/store.hpp"
 #include "compiler/kernel_spec.hpp"
 #include "runtime/resolve.hpp"
+#include "tests/common/cache_test_files.hpp"
 
 #include <sigjit/sigjit.hpp>
 
@@ -66,30 +67,9 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_text(const fs::path& p, const std::string& text) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << text;
-}
-
-DeviceFingerprint test_fp(const std::string& gpu = "NVIDIA H100 80GB HBM3") {
-  DeviceFingerprint f;
-  f.gpu_name = gpu;
-  f.cc_major = 9;
-  f.cc_minor = 0;
-  f.sm_count = 132;
-  f.driver_version = 12040;
-  f.nvrtc_version = "12.4.131";
-  f.codegen_version = 3;
-  f.compile_options = "--gpu-architecture=sm_90a -std=c++17 -default-device";
-  return f;
-}
+using sigjit::test::read_text;
+using sigjit::test::test_fp;
+using sigjit::test::write_text;
 
 std::vector<char> fake_cubin(const std::string& tag, std::size_t size = 2048) {
   std::vector<char> v(size);

@@ -7,6 +7,7 @@
 #include "cache/store.hpp"
 #include "compiler/kernel_spec.hpp"
 #include "runtime/resolve.hpp"
+#include "tests/common/cache_test_files.hpp"
 
 #include <sigjit/sigjit.hpp>
 
@@ -42,29 +43,9 @@ using sigjit::cache::Store;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
-
-DeviceFingerprint test_fp(const std::string& gpu = "NVIDIA H100 80GB HBM3") {
-  DeviceFingerprint f;
-  f.gpu_name = gpu;
-  f.cc_major = 9;
-  f.sm_count = 132;
-  f.driver_version = 12040;
-  f.nvrtc_version = "12.4.131";
-  f.codegen_version = 3;
-  f.compile_options = "--gpu-architecture=sm_90a";
-  return f;
-}
+using sigjit::test::read_text;
+using sigjit::test::test_fp;
+using sigjit::test::write_text;
 
 std::vector<char> bytes_of(const std::string& s) { return std::vector<char>(s.begin(), s.end()); }
 
@@ -176,7 +157,7 @@ TEST_F(CacheTrust, APoisonedBundleNeverDisplacesALocalMeasurement) {
   evil.median_ms = 1e-6;
   evil.origin = sigjit::cache::kOriginLocal;
   evil.provenance = {{"forged-host", "2030-01-01T00:00:00Z", "9.9"}};
-  write_bytes(dir_ / "evil.sjb", bundle_bytes(json::array({bundle_item(fp, evil, "ATTACKER BYTES")})));
+  write_text(dir_ / "evil.sjb", bundle_bytes(json::array({bundle_item(fp, evil, "ATTACKER BYTES")})));
   const auto rep = s.import_bundle(dir_ / "evil.sjb", &fp, false);
   EXPECT_EQ(rep.replaced, 0);
   EXPECT_EQ(rep.kept, 1);
@@ -201,7 +182,7 @@ TEST_F(CacheTrust, ImportedEntriesAreClaimsThatVerifyNames) {
   s.put_entry(fp, make_entry(s, "k_untuned", 0.0, "DEFAULT", /*tuned=*/false));
   Entry claim = make_entry(s, "k_untuned", 0.7, "x");
   claim.origin = sigjit::cache::kOriginLocal;  // what the bundle says; never believed
-  write_bytes(dir_ / "b.sjb", bundle_bytes(json::array({bundle_item(fp, claim, "THEIR TUNED CUBIN")})));
+  write_text(dir_ / "b.sjb", bundle_bytes(json::array({bundle_item(fp, claim, "THEIR TUNED CUBIN")})));
   const auto rep = s.import_bundle(dir_ / "b.sjb", &fp, false);
   EXPECT_EQ(rep.replaced, 1);
   const auto got = s.lookup(fp, "k_untuned");
@@ -217,7 +198,7 @@ TEST_F(CacheTrust, ImportedEntriesAreClaimsThatVerifyNames) {
   // Between claims, the faster claim wins (until one is measured here).
   Entry faster = claim;
   faster.median_ms = 0.6;
-  write_bytes(dir_ / "c.sjb", bundle_bytes(json::array({bundle_item(fp, faster, "OTHER CUBIN")})));
+  write_text(dir_ / "c.sjb", bundle_bytes(json::array({bundle_item(fp, faster, "OTHER CUBIN")})));
   EXPECT_EQ(s.import_bundle(dir_ / "c.sjb", &fp, false).replaced, 1);
   // A local measurement of any time beats every claim.
   s.put_entry(fp, make_entry(s, "k_untuned", 5.0, "MEASURED HERE"));
@@ -271,7 +252,7 @@ TEST_F(CacheHostileInput, DeeplyNestedIndexIsALoggedMissAndGcRemovesIt) {
   ASSERT_NE(at, std::string::npos);
   const int depth = 100000;
   text.insert(at + 9, "\"deep\": " + std::string(depth, '[') + std::string(depth, ']') + ",");
-  write_bytes(path, text);
+  write_text(path, text);
   const int rc = in_child([&] {
     Store s(root_);
     if (s.lookup(test_fp(), "deep_key").has_value()) return 1;  // the runtime's lookup on a miss
@@ -283,7 +264,7 @@ TEST_F(CacheHostileInput, DeeplyNestedIndexIsALoggedMissAndGcRemovesIt) {
   });
   EXPECT_EQ(rc, 0) << "128+11 is SIGSEGV";
   // On a small thread stack too (a worker thread's lookup): the file is gone now, so rewrite it.
-  write_bytes(path, text);
+  write_text(path, text);
   EXPECT_EQ(in_child([&] {
               std::atomic<int> result{-1};
               pthread_attr_t attr;
@@ -330,7 +311,7 @@ TEST_F(CacheHostileInput, DeeplyNestedBundlesAreCleanErrors) {
   for (const auto& [name, bytes] : cases) {
     SCOPED_TRACE(name);
     const fs::path file = dir_ / (name + ".sjb");
-    write_bytes(file, bytes);
+    write_text(file, bytes);
     const int rc = in_child([&] {
       Store st(root_);
       try {
@@ -376,7 +357,7 @@ TEST_F(CacheHostileInput, HugeDigitRunsInConfigsAreCleanErrors) {
   j.erase("checksum");
   const std::string c = j.dump();
   j["checksum"] = sigjit::cache::sha256_hex(c.data(), c.size());
-  write_bytes(path, j.dump(2));
+  write_text(path, j.dump(2));
   EXPECT_EQ(in_child([&] {
               if (Store(root_).lookup(fp, "cfg_key").has_value()) return 1;
               Entry e;
@@ -391,8 +372,8 @@ TEST_F(CacheHostileInput, HugeDigitRunsInConfigsAreCleanErrors) {
   // refused by name and the others are imported.
   Entry bad = make_entry(s, "other_key", 1.0, "c");
   bad.config = "m" + digits + "n64w4s2";
-  write_bytes(dir_ / "cfg.sjb",
-              bundle_bytes(json::array({bundle_item(fp, bad, "c"), bundle_item(fp, make_entry(s, "good_key", 1.0, "g"), "g")})));
+  write_text(dir_ / "cfg.sjb",
+             bundle_bytes(json::array({bundle_item(fp, bad, "c"), bundle_item(fp, make_entry(s, "good_key", 1.0, "g"), "g")})));
   try {
     Store(dir_ / "other").import_bundle(dir_ / "cfg.sjb", &fp, false);
     ADD_FAILURE() << "expected sigjit::Error";
@@ -400,8 +381,8 @@ TEST_F(CacheHostileInput, HugeDigitRunsInConfigsAreCleanErrors) {
     EXPECT_THAT(e.what(), HasSubstr("the limit is 65536"));
   }
   bad.config = "m" + std::string(1000, '1') + "n64w4s2";
-  write_bytes(dir_ / "cfg.sjb",
-              bundle_bytes(json::array({bundle_item(fp, bad, "c"), bundle_item(fp, make_entry(s, "good_key", 1.0, "g"), "g")})));
+  write_text(dir_ / "cfg.sjb",
+             bundle_bytes(json::array({bundle_item(fp, bad, "c"), bundle_item(fp, make_entry(s, "good_key", 1.0, "g"), "g")})));
   const auto rep = Store(dir_ / "other").import_bundle(dir_ / "cfg.sjb", &fp, false);
   EXPECT_EQ(rep.added, 1);
   ASSERT_EQ(rep.problems.size(), 1u);
@@ -438,7 +419,7 @@ TEST_F(CacheHostileInput, OversizedBundlesAreRefusedBeforeReading) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 2.0) << "it must not read 3 GiB";
   // A configured limit applies to real bundles too.
   const DeviceFingerprint fp = test_fp();
-  write_bytes(dir_ / "b.sjb", bundle_bytes(json::array({bundle_item(fp, make_entry(s, "k", 1.0, "c"), std::string(5000, 'x'))})));
+  write_text(dir_ / "b.sjb", bundle_bytes(json::array({bundle_item(fp, make_entry(s, "k", 1.0, "c"), std::string(5000, 'x'))})));
   const CliResult r = cli(dir_ / "other", "import " + (dir_ / "b.sjb").string() + " --allow-foreign", "SIGJIT_MAX_BUNDLE_BYTES=1000");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("over the limit of 1000 bytes"));
@@ -458,7 +439,7 @@ TEST_F(CacheHostileInput, FiveThousandEntriesForOneKeyImportInLinearTime) {
     e.rejected = {{"m64n64w4s2", "reason " + std::to_string(i)}};
     items.push_back(bundle_item(fp, e, "cubin " + std::to_string(i)));
   }
-  write_bytes(dir_ / "same.sjb", bundle_bytes(items));
+  write_text(dir_ / "same.sjb", bundle_bytes(items));
   const auto t0 = std::chrono::steady_clock::now();
   const auto rep = Store(dir_ / "other").import_bundle(dir_ / "same.sjb", &fp, false);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -634,7 +615,7 @@ TEST_F(CacheTrust, ImportHelpSaysImportingMeansRunningItsCode) {
   EXPECT_THAT(r.out, HasSubstr("IMPORTING A BUNDLE MEANS RUNNING ITS CODE"));
   Store s(root_);
   const DeviceFingerprint fp = test_fp();
-  write_bytes(dir_ / "b.sjb", bundle_bytes(json::array({bundle_item(fp, make_entry(s, "k", 1.0, "c"), "c")})));
+  write_text(dir_ / "b.sjb", bundle_bytes(json::array({bundle_item(fp, make_entry(s, "k", 1.0, "c"), "c")})));
   ASSERT_EQ(cli(root_, "import " + (dir_ / "b.sjb").string() + " --allow-foreign").code, 0);
   const CliResult v = cli(root_, "verify");
   EXPECT_EQ(v.code, 0) << v.out;

@@ -8,6 +8,7 @@
 #include "compiler/kernel_spec.hpp"
 #include "runtime/resolve.hpp"
 #include "tests/common/cache_test_files.hpp"
+#include "tests/common/run_command.hpp"
 
 #include <sigjit/sigjit.hpp>
 
@@ -105,21 +106,10 @@ int in_child(const std::function<int()>& body, unsigned timeout_s = 60) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-struct CliResult {
-  int code = -1;
-  std::string out;
-};
+using CliResult = sigjit::test::CommandResult;
 
 CliResult cli(const fs::path& cache, const std::string& args, const std::string& env = "") {
-  const std::string cmd = env + " SIGJIT_CACHE_DIR='" + cache.string() + "' timeout 60 " + SIGJIT_CLI_PATH + " " + args + " 2>&1";
-  CliResult r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof(buf), pipe)) > 0;) r.out.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return sigjit::test::run_command(env + " SIGJIT_CACHE_DIR='" + cache.string() + "' timeout 60 " + SIGJIT_CLI_PATH + " " + args + " 2>&1");
 }
 
 class CacheHostileTest : public ::testing::Test {

@@ -2,6 +2,7 @@
 // verify, prune, gc and their error paths, against a store populated through the library.
 #include "cache/store.hpp"
 #include "compiler/kernel_spec.hpp"
+#include "tests/common/run_command.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -25,21 +26,11 @@ using sigjit::cache::Entry;
 using sigjit::cache::Store;
 using ::testing::HasSubstr;
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
+using Result = sigjit::test::CommandResult;
 
 Result sigjit_cli(const fs::path& cache, const std::string& args) {
   const std::string cmd = "SIGJIT_CACHE_DIR='" + cache.string() + "' " + SIGJIT_CLI_PATH + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof(buf), pipe)) > 0;) r.out.append(buf, n);
-  const int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return sigjit::test::run_command(cmd);
 }
 
 DeviceFingerprint fingerprint(const std::string& gpu) {

@@ -2,6 +2,7 @@
 // override, its error when that fails, the normal path, and that `sigjit info` runs without it.
 #include "compiler/kernel_spec.hpp"
 #include "compiler/nvrtc_compiler.hpp"
+#include "tests/common/run_command.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,21 +15,11 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
+using Result = sigjit::test::CommandResult;
 
 Result run(const std::string& env, const std::string& args) {
   const std::string cmd = env + " " + SIGJIT_CLI_PATH + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof(buf), pipe)) > 0;) r.out.append(buf, n);
-  const int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return sigjit::test::run_command(cmd);
 }
 
 const char* kCompile = "compile --head-dim 64 --dtype bf16 --layout dense --arch sm_80";

@@ -405,9 +405,9 @@ bool verify_entry_on_gpu(cache::Store& store, const sigjit::detail::DeviceInfo& 
   facts.output_compared = config.describe() != sigjit::default_config(spec).describe();
   d::unload_kernel(dev.context, spec, config);  // a kernel of the same name loaded earlier is not the cached one
   if (const auto blob = store.load_blob(l.entry.cubin_sha256)) {
-    const long before = d::compile_count();
-    d::get_kernel(dev.context, spec, config, &*blob);
-    facts.cached_cubin_ran = d::compile_count() == before;
+    bool recompiled = false;  // the cached cubin did not load
+    d::get_kernel(dev.context, spec, config, &*blob, [&](const sigjit::CompiledKernel&) { recompiled = true; });
+    facts.cached_cubin_ran = !recompiled;
   }
   sigjit::tuner::Verdict verdict{false, "the cached cubin is missing or did not load"};
   if (facts.cached_cubin_ran) verdict = d::check_on_gpu(dev, spec, config);

@@ -54,12 +54,12 @@ std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec
     const TileConfig config = TileConfig::parse(entry->config, "cache entry config");
     const auto blob = store->load_blob(entry->cubin_sha256);
     if (!blob) return std::nullopt;  // logged by the store; the compile below heals it
-    const long before = compile_count();
-    ResolvedKernel r{get_kernel(dev.context, spec, config, &*blob), config, "store"};
     // The cached cubin did not load and get_kernel compiled the config (F9): replace the entry's
-    // cubin with the fresh one, unless another process rewrote the entry meanwhile.
-    if (compile_count() != before) heal_stored_kernel(dev, spec, config, kernel_image(dev.context, spec, config), *entry);
-    return r;
+    // cubin with the fresh one, unless another process rewrote the entry meanwhile. get_kernel's
+    // own callback says so; the process-wide compile count would also see other threads' compiles.
+    return ResolvedKernel{get_kernel(dev.context, spec, config, &*blob,
+                                     [&](const CompiledKernel& k) { heal_stored_kernel(dev, spec, config, k.cubin, *entry); }),
+                          config, "store"};
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sigjit: cache: %s; compiling instead\n", e.what());
     return std::nullopt;

@@ -828,7 +828,9 @@ std::pair<Entry, bool> merge_entries(const Entry& current, const Entry& incoming
   return {std::move(result), false};
 }
 
-enum class Outcome { added, replaced, kept };
+// kept_local: kept because the current entry was measured here and the new one was not (F1);
+// kept_local_cubin_missing: the same, although the current entry's cubin is missing or unreadable.
+enum class Outcome { added, replaced, kept, kept_local, kept_local_cubin_missing };
 
 // Validates an entry about to be written, with its lists capped: throws Error naming the field.
 Entry checked_for_write(const Entry& in) {
@@ -862,15 +864,23 @@ Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, cons
   if (cur.status == IndexRead::bad || cur.status == IndexRead::newer) log_miss(path, cur.reason);
   Outcome outcome;
   Entry result;
+  std::error_code ec;
+  const bool cur_cubin_gone = cur.status == IndexRead::ok && !fs::exists(blob_path(root, cur.entry.cubin_sha256), ec);
+  // Trust (F1): an entry measured on this machine is displaced only by another one measured here.
+  const bool measured_over_unmeasured = cur.status == IndexRead::ok && cur.entry.measured_here() && !entry.measured_here();
   if (cur.status != IndexRead::ok) {
     outcome = Outcome::added;
     result = entry;
   } else if (policy == MergePolicy::replace) {
     outcome = Outcome::replaced;
     result = entry;
-  } else if (std::error_code ec; !fs::exists(blob_path(root, cur.entry.cubin_sha256), ec)) {
+  } else if (cur_cubin_gone && !(measured_over_unmeasured && entry.origin != kOriginLocal)) {
     // The existing entry's cubin is gone (deleted as corrupt, or by hand): however fast it was,
-    // it can only miss, so the new entry replaces it, or an untuned re-put could never heal it.
+    // it can only miss, so a new entry from this machine replaces it, or an untuned re-put could
+    // never heal it. Not so an entry from elsewhere (a claim) over one measured here, even with
+    // its cubin gone: the measurement and its config stay, the runtime recompiles that config on
+    // next use (resolve.cpp, from_store) and heals the entry with replace_if_current. Otherwise
+    // deleting one blob would let any bundle displace a local measurement.
     outcome = Outcome::replaced;
     result = entry;
     merge_lists(result, cur.entry);
@@ -879,7 +889,7 @@ Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, cons
     result = entry;
     merge_lists(result, cur.entry);
   } else {
-    outcome = Outcome::kept;
+    outcome = !measured_over_unmeasured ? Outcome::kept : cur_cubin_gone ? Outcome::kept_local_cubin_missing : Outcome::kept_local;
     result = cur.entry;
     merge_lists(result, entry);
     if (result.to_json() == cur.entry.to_json()) return outcome;  // nothing new: no write
@@ -1598,6 +1608,8 @@ ImportReport Store::import_bundle(const std::filesystem::path& file, const Devic
         case Outcome::added: ++rep.added; break;
         case Outcome::replaced: ++rep.replaced; break;
         case Outcome::kept: ++rep.kept; break;
+        case Outcome::kept_local_cubin_missing: ++rep.kept_local_cubin_missing; [[fallthrough]];
+        case Outcome::kept_local: ++rep.kept_local, ++rep.kept; break;
       }
     } catch (const Error& ex) {
       rep.problems.push_back(fmt::format("{}: entry {} ({}): {}", file.string(), p.items.front(), p.entry.problem_key, ex.what()));

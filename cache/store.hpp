@@ -135,7 +135,13 @@ struct GcReport {
 struct ImportReport {
   int added = 0;
   int replaced = 0;   // the bundle's entry was faster
-  int kept = 0;       // ours was faster (provenances merged)
+  int kept = 0;       // ours was faster (provenances merged), or measured here
+  // Of kept: ours was measured on this machine and the bundle's entry is a claim, which never
+  // displaces it (kOriginLocal), whatever time it claims...
+  int kept_local = 0;
+  // ...even when our cubin is missing or unreadable: the runtime recompiles our entry's config on
+  // next use (and `sigjit verify --gpu` does now) and stores it under our entry.
+  int kept_local_cubin_missing = 0;
   int refused_foreign = 0;
   std::vector<std::string> problems;
 };

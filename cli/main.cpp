@@ -628,7 +628,16 @@ int main(int argc, char** argv) {
         throw Error("import: no GPU here to check the bundle's device fingerprints against; pass --allow-foreign to import them anyway");
       }
       const auto r = store.import_bundle(bundle, local, allow_foreign);
-      fmt::print("added {}, replaced {} (faster), kept {} (ours faster), refused {} foreign\n", r.added, r.replaced, r.kept, r.refused_foreign);
+      fmt::print("added {}, replaced {} (faster), kept {} (ours faster, or measured here), refused {} foreign\n", r.added, r.replaced, r.kept,
+                 r.refused_foreign);
+      if (r.kept_local > 0)
+        fmt::print("  kept {} measured on this machine: an imported entry is a claim and never displaces a local measurement, "
+                   "whatever time it claims\n",
+                   r.kept_local);
+      if (r.kept_local_cubin_missing > 0)
+        fmt::print("  {} of them: our cubin is missing or unreadable; the entry stays ours, and the next use (or `sigjit verify "
+                   "--gpu`) recompiles its config\n",
+                   r.kept_local_cubin_missing);
       for (const auto& p : r.problems) fmt::print(stderr, "  problem: {}\n", printable(p));
       if (r.refused_foreign && !allow_foreign) fmt::print(stderr, "  entries for other GPUs/drivers were refused; --allow-foreign imports them\n");
       return r.problems.empty() ? 0 : 1;

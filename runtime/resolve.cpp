@@ -52,12 +52,13 @@ std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec
       return std::nullopt;
     }
     const TileConfig config = TileConfig::parse(entry->config, "cache entry config");
+    // Missing or corrupt (logged by the store), or it did not load: get_kernel compiles the entry's
+    // own config (not the default: an entry measured here keeps its tuned config, and no bundle
+    // may displace it meanwhile, see put_entry_locked) and the fresh cubin replaces the entry's
+    // (F9), unless another process rewrote the entry meanwhile. get_kernel's own callback says so;
+    // the process-wide compile count would also see other threads' compiles.
     const auto blob = store->load_blob(entry->cubin_sha256);
-    if (!blob) return std::nullopt;  // logged by the store; the compile below heals it
-    // The cached cubin did not load and get_kernel compiled the config (F9): replace the entry's
-    // cubin with the fresh one, unless another process rewrote the entry meanwhile. get_kernel's
-    // own callback says so; the process-wide compile count would also see other threads' compiles.
-    return ResolvedKernel{get_kernel(dev.context, spec, config, &*blob,
+    return ResolvedKernel{get_kernel(dev.context, spec, config, blob ? &*blob : nullptr,
                                      [&](const CompiledKernel& k) { heal_stored_kernel(dev, spec, config, k.cubin, *entry); }),
                           config, "store"};
   } catch (const std::exception& e) {
@@ -170,7 +171,7 @@ void heal_stored_kernel(const DeviceInfo& dev, const KernelSpec& spec, const Til
     entry.cubin_sha256 = store->put_blob(cubin);
     entry.provenance.push_back({host_name(), now_utc(), SIGJIT_VERSION});
     if (store->replace_if_current(fingerprint_for(dev, spec), entry, broken.cubin_sha256))
-      std::fprintf(stderr, "sigjit: cache: %s: replaced its cached cubin (did not load, or unproven) with a fresh compile of %s\n",
+      std::fprintf(stderr, "sigjit: cache: %s: replaced its cached cubin (missing, did not load, or unproven) with a fresh compile of %s\n",
                    problem_key(spec).c_str(), config.describe().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sigjit: cache: could not heal %s: %s\n", kernel_name(spec, config).c_str(), e.what());

@@ -165,6 +165,49 @@ TEST_F(CacheTrust, APoisonedBundleNeverDisplacesALocalMeasurement) {
   EXPECT_EQ(got->median_ms, 0.45);
 }
 
+TEST_F(CacheTrust, AClaimNeverDisplacesALocalMeasurementWhoseCubinIsMissing) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const std::string key = "fwd_bf16_d64_dense_full";
+  const Entry ours = make_entry(s, key, 0.50, "OUR TUNED CUBIN");
+  s.put_entry(fp, ours);
+  // Our cubin is gone (deleted as corrupt by load_blob, or by hand): the entry still records our
+  // measurement and its config, which the runtime recompiles on next use.
+  ASSERT_TRUE(fs::remove(root_ / "blobs" / ours.cubin_sha256.substr(0, 2) / (ours.cubin_sha256 + ".cubin")));
+  Entry claim = ours;
+  claim.median_ms = 1e-6;
+  write_text(dir_ / "evil.sjb", bundle_bytes(json::array({bundle_item(fp, claim, "ATTACKER BYTES")})));
+  const auto rep = s.import_bundle(dir_ / "evil.sjb", &fp, false);
+  EXPECT_EQ(rep.replaced, 0);
+  EXPECT_EQ(rep.kept, 1);
+  EXPECT_EQ(rep.kept_local, 1);
+  EXPECT_EQ(rep.kept_local_cubin_missing, 1);
+  auto got = s.lookup(fp, key);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->cubin_sha256, ours.cubin_sha256);
+  EXPECT_TRUE(got->measured_here());
+
+  // The CLI says why it kept ours, and what happens to the missing cubin.
+  const CliResult r = cli(root_, "import " + (dir_ / "evil.sjb").string() + " --allow-foreign");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("kept 1"));
+  EXPECT_THAT(r.out, HasSubstr("measured on this machine"));
+  EXPECT_THAT(r.out, HasSubstr("never displaces"));
+  EXPECT_THAT(r.out, HasSubstr("cubin is missing"));
+  EXPECT_EQ(s.lookup(fp, key)->cubin_sha256, ours.cubin_sha256);
+
+  // The runtime's heal (a fresh compile of our config, compare-and-replace) restores it, still
+  // measured here.
+  Entry healed = ours;
+  healed.cubin_sha256 = s.put_blob(bytes_of("A FRESH COMPILE OF OUR CONFIG"));
+  EXPECT_TRUE(s.replace_if_current(fp, healed, ours.cubin_sha256));
+  got = s.lookup(fp, key);
+  EXPECT_EQ(got->cubin_sha256, healed.cubin_sha256);
+  EXPECT_TRUE(got->measured_here());
+  EXPECT_EQ(s.import_bundle(dir_ / "evil.sjb", &fp, false).kept_local, 1);
+  EXPECT_EQ(s.lookup(fp, key)->cubin_sha256, healed.cubin_sha256);
+}
+
 TEST_F(CacheTrust, ImportedEntriesAreClaimsThatVerifyNames) {
   Store s(root_);
   const DeviceFingerprint fp = test_fp();

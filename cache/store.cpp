@@ -430,6 +430,43 @@ void ensure_dir(const fs::path& dir) {
   }
 }
 
+// Opens a directory the cache keeps, `rel` below `root` ("tmp", "locks", "index/<id>",
+// "blobs/<ab>"), to create or rename files in it, following no symbolic link below the root: a
+// link planted at one of them must not make a write create or replace a file outside the cache.
+// The root itself may be a link (SIGJIT_CACHE_DIR may name one). A missing directory is created
+// (mkdirat, relative to its parent: never through a link). Returns the fd; throws Error naming
+// the directory.
+int open_cache_dir(const fs::path& root, const fs::path& rel) {
+  fs::path dir = root;
+  Fd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0 && errno == ENOENT) {  // removed under us: recreate it
+    ensure_dir(root);
+    fd.reset(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  }
+  int err = fd.get() < 0 ? errno : 0;
+  for (auto part = rel.begin(); err == 0 && part != rel.end(); ++part) {
+    if (part->empty() || *part == ".") continue;
+    dir /= *part;
+    constexpr int kFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    int next = ::openat(fd.get(), part->c_str(), kFlags);
+    if (next < 0 && errno == ENOENT) {
+      if (::mkdirat(fd.get(), part->c_str(), 0777) == 0 && fsync_enabled()) ::fsync(fd.get());
+      next = ::openat(fd.get(), part->c_str(), kFlags);
+    }
+    if (next < 0) err = errno;
+    else fd.reset(next);
+  }
+  if ((err == ELOOP || err == ENOTDIR) && dir != root)
+    fail(fmt::format("cache: {} is a symbolic link or not a directory; the cache never writes through a link inside it. Remove it "
+                     "(sigjit recreates the directory; `sigjit gc` removes links at tmp/, index/<id> and blobs/<ab>)",
+                     dir.string()));
+  if (err != 0)
+    fail(fmt::format("cache: cannot open directory {}: {}; check the permissions of the cache or set SIGJIT_CACHE_DIR to a writable "
+                     "directory",
+                     dir.string(), errno_text(err)));
+  return fd.release();
+}
+
 std::uint64_t random64() {
   static std::atomic<std::uint64_t> counter{0};
   thread_local std::mt19937_64 rng([] {
@@ -443,38 +480,49 @@ std::uint64_t random64() {
 // Writes `data` to a unique temp file in `tmp_dir`, fsyncs it, renames it to `target` and fsyncs
 // target's directory. Readers see the old file or the new one, never a partial one. `outside`:
 // the target is not in the cache (an exported bundle): messages name its directory, and a missing
-// directory is an error rather than recreated.
+// directory is an error rather than recreated. Inside the cache (tmp_dir is <root>/tmp) both
+// directories are opened with open_cache_dir: a link planted at tmp/, index/<id> or blobs/<ab>
+// fails the write instead of sending the file outside the cache.
 void atomic_write(const fs::path& tmp_dir, const fs::path& target, const void* data, std::size_t size, const char* outside = nullptr) {
   const std::string check = outside != nullptr ? std::string(outside) : std::string("of the cache or set SIGJIT_CACHE_DIR");
-  fs::path tmp;
+  Fd tmp_dir_fd, target_dir_fd;
+  if (outside != nullptr) {
+    tmp_dir_fd.reset(::open(tmp_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (tmp_dir_fd.get() < 0)
+      fail(fmt::format("export: cannot open directory {}: {}; check that it exists and the permissions {}", tmp_dir.string(),
+                       errno_text(errno), check));
+  } else {
+    const fs::path root = tmp_dir.parent_path();
+    tmp_dir_fd.reset(open_cache_dir(root, tmp_dir.filename()));
+    target_dir_fd.reset(open_cache_dir(root, target.parent_path().lexically_relative(root)));
+  }
+  const int target_dir = outside != nullptr ? tmp_dir_fd.get() : target_dir_fd.get();  // an export's temp file is beside it
+  const std::string target_name = target.filename().string();
+  std::string tmp_name;
   Fd fd;
   for (int attempt = 0;; ++attempt) {
-    tmp = tmp_dir / fmt::format("{}.{}.{:016x}.tmp", target.filename().string(), ::getpid(), random64());
-    fd.reset(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
+    tmp_name = fmt::format("{}.{}.{:016x}.tmp", target_name, ::getpid(), random64());
+    fd.reset(::openat(tmp_dir_fd.get(), tmp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
     if (fd.get() >= 0) break;
     const int e = errno;
     if (e == EEXIST && attempt < 16) continue;
-    if (e == ENOENT && attempt < 16 && outside == nullptr) {  // tmp/ removed under us (e.g. by hand): recreate it
-      ensure_dir(tmp_dir);
-      continue;
-    }
     fail(fmt::format("{}: cannot create temp file {}: {}; check free space and permissions {}", outside != nullptr ? "export" : "cache",
-                     tmp.string(), errno_text(e), check));
+                     (tmp_dir / tmp_name).string(), errno_text(e), check));
   }
   auto give_up = [&](const char* step) {
     const int e = errno;
     fd.reset();
-    ::unlink(tmp.c_str());
+    ::unlinkat(tmp_dir_fd.get(), tmp_name.c_str(), 0);
     fail(fmt::format("{}: cannot {} {}: {}; check free space and permissions {}", outside != nullptr ? "export" : "cache", step,
-                     step[0] == 'r' ? target.string() : tmp.string(), errno_text(e), check));
+                     step[0] == 'r' ? target.string() : (tmp_dir / tmp_name).string(), errno_text(e), check));
   };
   if (!write_all(fd.get(), data, size)) give_up("write");
   if (fsync_enabled() && ::fsync(fd.get()) != 0) give_up("fsync");
   if (::close(fd.release()) != 0) give_up("close");
   if (const char* f = std::getenv("SIGJIT_CACHE_FAULT"); f != nullptr && std::string_view(f) == "exit_before_rename")
     ::_exit(kFaultExitCode);
-  if (::rename(tmp.c_str(), target.c_str()) != 0) give_up("rename a temp file onto");
-  fsync_dir(target.parent_path());
+  if (::renameat(tmp_dir_fd.get(), tmp_name.c_str(), target_dir, target_name.c_str()) != 0) give_up("rename a temp file onto");
+  if (fsync_enabled()) ::fsync(target_dir);  // best effort: some file systems refuse fsync on directories
 }
 
 void atomic_write(const fs::path& tmp_dir, const fs::path& target, const std::string& data) {
@@ -610,10 +658,21 @@ bool write_marker(const fs::path& root) {
 
 class KeyLock {
  public:
+  // `path`: <root>/locks/<name>. Neither locks/ nor the lock file is opened through a symbolic
+  // link (O_NOFOLLOW; O_CREAT then creates nothing at a link's target), so a link planted there
+  // cannot create or modify a file outside the cache. Such a link is a named error, not a miss:
+  // a writer cannot go on without the lock (it could lose a concurrent update), and removing the
+  // link here could race with whoever put it there; the message says to remove it.
   explicit KeyLock(const fs::path& path) {
-    fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666));
-    if (fd_.get() < 0) {
-      const int e = errno;
+    const Fd dir(open_cache_dir(path.parent_path().parent_path(), path.parent_path().filename()));
+    fd_.reset(::openat(dir.get(), path.filename().c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666));
+    struct stat st {};
+    if (fd_.get() < 0 || ::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      const int e = fd_.get() < 0 ? errno : 0;
+      if (e == ELOOP || e == 0)
+        fail(fmt::format("cache: lock file {} is {}; the cache never opens a lock file through a link or of another type. Remove it "
+                         "(sigjit recreates it)",
+                         path.string(), e == ELOOP ? "a symbolic link" : "not a regular file"));
       fail(fmt::format("cache: cannot open lock file {}: {}; check the permissions of the cache or set SIGJIT_CACHE_DIR", path.string(),
                        errno_text(e)));
     }
@@ -853,9 +912,7 @@ Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, cons
   const Entry entry = checked_for_write(entry_in);
   const std::string id = fp.id();
   const fs::path path = index_path(root, id, entry.problem_key);
-  ensure_dir(path.parent_path());
-  ensure_dir(root / "locks");
-  KeyLock lock(lock_path(root, id, entry.problem_key));
+  KeyLock lock(lock_path(root, id, entry.problem_key));  // its directories are created by open_cache_dir, as atomic_write's
   IndexRead cur = read_index(path, entry.problem_key, id);
   if (cur.status == IndexRead::ok && cur.fingerprint != fp) {
     cur.status = IndexRead::bad;
@@ -906,7 +963,6 @@ std::string put_blob_bytes(const fs::path& root, const void* data, std::size_t s
     ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // fresh mtime: gc's grace period protects it until put_entry lands
     return sha;
   }
-  ensure_dir(path.parent_path());
   atomic_write(root / "tmp", path, data, size);
   return sha;
 }
@@ -990,9 +1046,7 @@ bool replace_locked_if(const fs::path& root, const DeviceFingerprint& fp, const 
   const Entry entry = checked_for_write(entry_in);
   const std::string id = fp.id();
   const fs::path path = index_path(root, id, entry.problem_key);
-  ensure_dir(path.parent_path());
-  ensure_dir(root / "locks");
-  KeyLock lock(lock_path(root, id, entry.problem_key));
+  KeyLock lock(lock_path(root, id, entry.problem_key));  // its directories are created by open_cache_dir, as atomic_write's
   const IndexRead cur = read_index(path, entry.problem_key, id);
   if (cur.status == IndexRead::newer) return false;
   Entry result = entry;

@@ -1110,6 +1110,65 @@ TEST_F(CacheSafety, ExportRefusesADestinationThatIsNotARegularFile) {  // F5
   EXPECT_EQ(std::distance(fs::directory_iterator(regular.parent_path()), fs::directory_iterator()), 1);
 }
 
+// A link planted where the store opens a file for writing (a lock file, or the directories its
+// locks, temp files and renames go to) must not create, truncate or replace anything outside the
+// cache: the write fails with a named error and the link's target is untouched.
+TEST_F(CacheSafety, ALinkWhereTheStoreWritesIsNeverFollowed) {
+  Store s(root_);
+  const DeviceFingerprint fp = test_fp();
+  const auto put_error = [&](const std::string& key) {
+    try {
+      s.put_entry(fp, make_entry(s, key, 1.0, "h"));
+    } catch (const sigjit::Error& ex) {
+      return std::string(ex.what());
+    }
+    return std::string("no error");
+  };
+  // A dangling link at a lock path: open(O_CREAT) through it would create the file it names.
+  const fs::path created = dir_ / "created_outside";
+  fs::create_symlink(created, root_ / "locks" / (fp.id() + ".k1.lock"));
+  // A link to a user's file at a lock path: it must not be opened for writing.
+  const fs::path victim = dir_ / "victim.txt";
+  write_text(victim, "precious");
+  set_mtime_ago(victim, 7200);
+  const auto mtime = fs::last_write_time(victim);
+  fs::create_symlink(victim, root_ / "locks" / (fp.id() + ".k2.lock"));
+  for (const std::string key : {"k1", "k2"}) {
+    const std::string error = put_error(key);
+    EXPECT_THAT(error, HasSubstr(key + ".lock")) << key;
+    EXPECT_THAT(error, HasSubstr("symbolic link")) << key;
+    EXPECT_FALSE(s.lookup(fp, key).has_value()) << key;
+  }
+  EXPECT_FALSE(fs::exists(fs::symlink_status(created)));
+  EXPECT_EQ(read_text(victim), "precious");
+  EXPECT_EQ(fs::last_write_time(victim), mtime);
+  s.put_entry(fp, make_entry(s, "k5", 1.0, "h"));  // other keys are unaffected
+  EXPECT_TRUE(s.lookup(fp, "k5").has_value());
+
+  // locks/, tmp/ and index/<id> as links to directories outside the cache: no lock file, temp
+  // file or index file lands there, and a user's file of an index file's name is not replaced.
+  const fs::path elsewhere = dir_ / "elsewhere";
+  fs::create_directories(elsewhere);
+  write_text(elsewhere / "k4.json", "{\"user\":\"data\"}");
+  for (const char* dir : {"locks", "tmp", "index_id"}) {
+    const fs::path in_cache = std::string(dir) == "index_id" ? root_ / "index" / fp.id() : root_ / dir;
+    const fs::path saved = dir_ / "saved";
+    fs::rename(in_cache, saved);
+    fs::create_directory_symlink(elsewhere, in_cache);
+    const std::string error = put_error("k4");
+    EXPECT_THAT(error, HasSubstr("symbolic link")) << dir;
+    EXPECT_THAT(error, HasSubstr(in_cache.string())) << dir;
+    std::vector<std::string> names;
+    for (const auto& f : fs::directory_iterator(elsewhere)) names.push_back(f.path().filename().string());
+    EXPECT_EQ(names, std::vector<std::string>{"k4.json"}) << dir;
+    EXPECT_EQ(read_text(elsewhere / "k4.json"), "{\"user\":\"data\"}") << dir;
+    fs::remove(in_cache);
+    fs::rename(saved, in_cache);
+  }
+  s.put_entry(fp, make_entry(s, "k4", 1.0, "h"));
+  EXPECT_TRUE(s.lookup(fp, "k4").has_value());
+}
+
 TEST_F(CacheSafety, AHugeLockTimeoutWaitsInsteadOfTimingOutAtOnce) {  // F15
   Store s(root_);
   const DeviceFingerprint fp = test_fp();

@@ -1076,6 +1076,13 @@ bool remove_index_locked(const fs::path& root, int dirfd, const fs::path& path, 
   return true;
 }
 
+// A root that does not exist, or an empty directory: a cache with nothing in it.
+bool absent_or_empty(const fs::path& root) {
+  std::error_code ec;
+  const fs::file_type type = fs::status(root, ec).type();
+  return type == fs::file_type::not_found || (type == fs::file_type::directory && fs::is_empty(root, ec) && !ec);
+}
+
 // Before gc or prune deletes anything: is `root` a sigjit cache? Yes if it holds the marker. A
 // cache written before markers gets one when it clearly is sigjit's: index/, blobs/, locks/ and
 // tmp/ are directories and an index/<16 hex>/<key>.json file reads as a valid sigjit index file.
@@ -1202,16 +1209,30 @@ Entry Entry::from_json(const nlohmann::json& j) {
 
 // ---- public: Store --------------------------------------------------------------------------------
 
-Store::Store(std::filesystem::path root) : root_(std::move(root)) {
+Store::Store(std::filesystem::path root, Open open) : root_(std::move(root)) {
   if (root_.empty()) fail("cache: the cache root is an empty path; set SIGJIT_CACHE_DIR to a writable directory");
-  // A root sigjit creates (or finds empty) is marked as its cache before anything else goes in.
+  if (open == Open::create) {
+    create_layout();
+    return;
+  }
+  layout_pending_ = true;
+  // Absent is fine (an empty cache); a root that cannot be examined (a loop of links, a name too
+  // long, no permission) or is not a directory is an error, not a silently empty cache.
   std::error_code ec;
   const fs::file_type type = fs::status(root_, ec).type();
-  if (type == fs::file_type::not_found || (type == fs::file_type::directory && fs::is_empty(root_, ec) && !ec)) {
+  if (type != fs::file_type::not_found && type != fs::file_type::directory)
+    fail(fmt::format("cache: cannot use the cache directory {}: {}; check its permissions or set SIGJIT_CACHE_DIR to a directory",
+                     root_.string(), ec ? ec.message() : std::string("not a directory")));
+}
+
+void Store::create_layout() {
+  // A root sigjit creates (or finds empty) is marked as its cache before anything else goes in.
+  if (absent_or_empty(root_)) {
     ensure_dir(root_);
     write_marker(root_);  // best effort: gc and prune check for it (and say how to add it)
   }
   for (const char* sub : {"index", "blobs", "locks", "tmp"}) ensure_dir(root_ / sub);
+  layout_pending_ = false;
 }
 
 std::filesystem::path Store::default_root() {
@@ -1267,12 +1288,19 @@ std::optional<std::vector<char>> Store::load_blob(const std::string& sha256) con
   return std::nullopt;
 }
 
-std::string Store::put_blob(const std::vector<char>& data) { return put_blob_bytes(root_, data.data(), data.size()); }
+std::string Store::put_blob(const std::vector<char>& data) {
+  if (layout_pending_) create_layout();
+  return put_blob_bytes(root_, data.data(), data.size());
+}
 
-void Store::put_entry(const DeviceFingerprint& fp, const Entry& entry, MergePolicy policy) { put_entry_locked(root_, fp, entry, policy); }
+void Store::put_entry(const DeviceFingerprint& fp, const Entry& entry, MergePolicy policy) {
+  if (layout_pending_) create_layout();
+  put_entry_locked(root_, fp, entry, policy);
+}
 
 bool Store::replace_if_current(const DeviceFingerprint& fp, const Entry& entry, const std::string& expected_sha256) {
   check_sha(expected_sha256, "expected cubin digest");
+  if (layout_pending_) create_layout();
   return replace_locked_if(root_, fp, entry, expected_sha256);
 }
 
@@ -1380,6 +1408,7 @@ VerifyReport Store::verify() const {
 
 GcReport Store::gc(bool remove_foreign, const DeviceFingerprint* local, double temp_age_seconds) {
   if (remove_foreign && local == nullptr) fail("cache gc: remove_foreign needs the local device fingerprint (local is null)");
+  if (absent_or_empty(root_)) return {};  // nothing to remove, and nothing is created
   require_cache(root_, "gc");
   GcReport rep;
   // Every directory below the root is opened with O_NOFOLLOW and every file removed with
@@ -1476,6 +1505,7 @@ int Store::prune(const std::vector<std::string>& problem_key_substrings, const D
     if (s.empty())
       fail("cache prune: an empty pattern matches every problem key; refusing to remove every entry (an unset shell variable?). "
            "To remove them all, pass no pattern (`sigjit prune --all`)");
+  if (absent_or_empty(root_)) return 0;  // nothing to remove, and nothing is created
   require_cache(root_, "prune");
   int removed = 0;
   const std::string only_id = only_fp != nullptr ? only_fp->id() : std::string();
@@ -1655,6 +1685,7 @@ ImportReport Store::import_bundle(const std::filesystem::path& file, const Devic
       rep.problems.push_back(fmt::format("{}: entry {} ({}): {}", file.string(), n, key, ex.what()));
     }
   }
+  if (!pending.empty() && layout_pending_) create_layout();  // a refused or empty import creates nothing
   for (const Pending& p : pending) {
     try {
       put_blob_bytes(root_, p.cubin->data(), p.cubin->size());

@@ -150,9 +150,14 @@ enum class MergePolicy { keep_faster, replace };
 
 class Store {
  public:
-  // Creates the directories; throws sigjit::Error if it cannot. A root that does not exist yet
-  // or is empty also gets the marker file (kMarkerName).
-  explicit Store(std::filesystem::path root);
+  // create: creates the directories now; throws sigjit::Error if it cannot. A root that does not
+  // exist yet or is empty also gets the marker file (kMarkerName). existing: creates nothing until
+  // the first write (put_blob, put_entry, replace_if_current, an import with entries to merge), so
+  // that readers (list, verify, export, lookup) and refused commands leave a missing or empty
+  // directory as they found it; a missing root reads as an empty cache, and gc and prune have
+  // nothing to remove in it.
+  enum class Open { create, existing };
+  explicit Store(std::filesystem::path root, Open open = Open::create);
   static constexpr const char* kMarkerName = "CACHEDIR.TAG";
   static std::filesystem::path default_root();
   const std::filesystem::path& root() const { return root_; }
@@ -197,7 +202,10 @@ class Store {
   ImportReport import_bundle(const std::filesystem::path& file, const DeviceFingerprint* local, bool allow_foreign);
 
  private:
+  void create_layout();  // the directories and, for a new or empty root, the marker
+
   std::filesystem::path root_;
+  bool layout_pending_ = false;  // Open::existing until the first write (its first write must not race another thread's)
 };
 
 }  // namespace sigjit::cache

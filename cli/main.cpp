@@ -252,7 +252,7 @@ int run_info() {
   } catch (const Error& e) {
     fmt::print("NVRTC     none: {}\n", e.what());
   }
-  const cache::Store store(cache::Store::default_root());
+  const cache::Store store(cache::Store::default_root(), cache::Store::Open::existing);  // creates nothing
   fmt::print("cache     {} ({:.1f} MB, {} entries)\n", store.root().string(), store.size_bytes() / 1e6, store.list().size());
   return 0;
 }
@@ -356,7 +356,7 @@ std::vector<cache::Store::Listed> matching(const cache::Store& store, const std:
 }
 
 int run_list(const std::string& pattern, bool json, bool detailed) {
-  const cache::Store store(cache::Store::default_root());
+  const cache::Store store(cache::Store::default_root(), cache::Store::Open::existing);  // creates nothing
   const auto entries = matching(store, pattern);
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
@@ -445,7 +445,7 @@ bool verify_entry_on_gpu(cache::Store& store, const sigjit::detail::DeviceInfo& 
 }
 
 int run_verify(bool gpu) {
-  cache::Store store(cache::Store::default_root());
+  cache::Store store(cache::Store::default_root(), cache::Store::Open::existing);  // creates nothing; a heal writes into an existing cache
   const cache::VerifyReport r = store.verify();
   fmt::print("{} entries and {} blobs verified\n", r.entries_ok, r.blobs_ok);
   for (const auto& p : r.problems) fmt::print("  problem: {}\n", printable(p));
@@ -605,7 +605,10 @@ int main(int argc, char** argv) {
     if (*list) return run_list(pattern, json, false);
     if (*show) return run_list(pattern, json, !json);
     if (*verify) return run_verify(gpu_check);
-    cache::Store store(cache::Store::default_root());
+    // Readers and refused commands leave a missing or empty cache directory as they found it: the
+    // layout is created by the first write (an import with entries to merge), never by export,
+    // prune or gc (which have nothing to remove in an empty cache).
+    cache::Store store(cache::Store::default_root(), cache::Store::Open::existing);
     std::optional<cache::DeviceFingerprint> holder;
     if (*exp) {
       auto entries = matching(store, pattern);

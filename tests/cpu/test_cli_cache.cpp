@@ -10,6 +10,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include <iterator>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -281,6 +283,47 @@ TEST_F(CliCache, GcAndPruneRefuseADirectoryThatIsNotACache) {  // F4 (c)
   }
   EXPECT_TRUE(fs::exists(home / "tmp" / "download.iso"));
   EXPECT_TRUE(fs::exists(home / "index" / "project" / "config.json"));
+}
+
+// Every path under `dir` (links not followed), or {"absent"}: what a command may not change.
+std::vector<std::string> tree_of(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(dir, ec))) return {"absent"};
+  std::vector<std::string> out;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) out.push_back(it->path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Readers and refused commands leave a missing or empty cache directory as they found it (no
+// directories, no CACHEDIR.TAG, no lock files): only writers create the cache.
+TEST_F(CliCache, ReadOnlyAndRefusedCommandsCreateNothing) {
+  const fs::path bundle = root_.string() + "-bundle.sjb";
+  ASSERT_EQ(sigjit_cli(root_, "export " + bundle.string() + " --all-devices").code, 0);
+  const fs::path missing = other_ / "missing", empty = other_ / "empty", out = other_ / "out.sjb";
+  fs::create_directories(empty);
+  const std::vector<std::string> commands = {
+      "list", "list --json", "show fwd", "show fwd --json", "verify", "info", "export - --all-devices",
+      "export " + out.string() + " --all-devices", "export " + out.string(), "prune fwd", "prune --all", "prune", "prune ''", "gc",
+      "gc --temp-age 0", "gc --foreign", "import --help", "import /nonexistent/b.sjb --allow-foreign", "import " + bundle.string(),
+      "import /dev/null --allow-foreign"};
+  for (const fs::path& dir : {missing, empty}) {
+    const std::vector<std::string> before = tree_of(dir);
+    for (const std::string& args : commands) {
+      const Result r = sigjit_cli(dir, args);
+      EXPECT_NE(r.code, -1) << args;
+      EXPECT_EQ(tree_of(dir), before) << dir << ": sigjit " << args << " changed it: " << r.out;
+    }
+  }
+  EXPECT_EQ(sigjit_cli(missing, "gc").out, "removed 0 temp files, 0 unreferenced blobs, 0 entries; freed 0.0 MB\n");
+  EXPECT_EQ(sigjit_cli(empty, "prune --all").out, "removed 0 entries\n");
+  // A writer creates the cache, marked as sigjit's.
+  const Result r = sigjit_cli(missing, "import " + bundle.string() + " --allow-foreign");
+  fs::remove(bundle);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("added 2"));
+  EXPECT_TRUE(fs::is_regular_file(missing / Store::kMarkerName));
+  EXPECT_EQ(Store(missing).list().size(), 2u);
 }
 
 TEST_F(CliCache, ListAndShowEscapeTerminalControlCharacters) {  // F14

@@ -95,7 +95,7 @@ void validate_lengths(const Resolved& r, CUstream stream) {
   if (a.layout == Layout::dense) return;
   const std::int32_t* host_q = varlen ? a.host_cu_seqlens_q : a.host_seq_lens_q;
   const std::int32_t* host_k = varlen ? a.host_cu_seqlens_k : a.host_seq_lens_k;
-  if (host_q && host_k) return check_lengths(r, host_q, host_k);
+  if (host_q && host_k) return;  // checked by check_host_lengths, before any CUDA call
   if (!a.validate_lengths) return;
   std::vector<std::int32_t> q, k;
   fetch_lengths(varlen ? a.cu_seqlens_q : a.seq_lens_q, varlen ? a.cu_seqlens_k : a.seq_lens_k, varlen ? a.batch + 1 : a.batch, stream, q, k);
@@ -279,14 +279,13 @@ void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileCon
 
 void validate(const AttentionArgs& args) {
   const detail::Resolved r = detail::resolve(args);
-  const bool varlen = r.args.layout == Layout::varlen;
-  const std::int32_t* host_q = varlen ? r.args.host_cu_seqlens_q : r.args.host_seq_lens_q;
-  const std::int32_t* host_k = varlen ? r.args.host_cu_seqlens_k : r.args.host_seq_lens_k;
-  if (r.args.layout != Layout::dense && host_q && host_k) detail::check_lengths(r, host_q, host_k);
+  detail::check_host_lengths(r);
 }
 
 void forward(const AttentionArgs& args, Stream stream) {
+  // Every check the host can make comes before the first CUDA call (current_device).
   const detail::Resolved r = detail::resolve(args);
+  detail::check_host_lengths(r);
   const detail::DeviceInfo dev = detail::current_device();
   const AttentionArgs& a = r.args;
   for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"o", a.o}}) {
@@ -484,7 +483,9 @@ std::size_t backward_workspace_size(const AttentionArgs& args, bool deterministi
 }
 
 void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, const BackwardOptions& options) {
+  // Every check the host can make comes before the first CUDA call (current_device).
   const detail::Resolved r = detail::resolve_backward(args);
+  detail::check_host_lengths(r);
   const Gradients g = detail::resolve_gradients(r, grads);
   const std::size_t need = options.deterministic ? 0 : detail::dq_workspace_bytes(r);
   detail::check_workspace(options, need);

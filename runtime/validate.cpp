@@ -202,4 +202,12 @@ void check_lengths(const Resolved& r, const std::int32_t* q, const std::int32_t*
   }
 }
 
+void check_host_lengths(const Resolved& r) {
+  const AttentionArgs& a = r.args;
+  const bool varlen = a.layout == Layout::varlen;
+  const std::int32_t* host_q = varlen ? a.host_cu_seqlens_q : a.host_seq_lens_q;
+  const std::int32_t* host_k = varlen ? a.host_cu_seqlens_k : a.host_seq_lens_k;
+  if (a.layout != Layout::dense && host_q && host_k) check_lengths(r, host_q, host_k);
+}
+
 }  // namespace sigjit::detail

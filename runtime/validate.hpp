@@ -26,4 +26,10 @@ Gradients resolve_gradients(const Resolved& r, const Gradients& g);
 // arrays of batch (padded) or batch + 1 (varlen) entries.
 void check_lengths(const Resolved& r, const std::int32_t* lens_or_cu_q, const std::int32_t* lens_or_cu_k);
 
+// check_lengths on the host copies the arguments carry (host_seq_lens_* for padded,
+// host_cu_seqlens_* for varlen), when both are given; nothing otherwise. Touches no device:
+// validate(), forward() and backward() run it before their first CUDA call, so that a bad call
+// gets the argument error even where there is no GPU or driver.
+void check_host_lengths(const Resolved& r);
+
 }  // namespace sigjit::detail

@@ -79,6 +79,35 @@ TEST_F(BackwardApi, WithoutADriverSaysSo) {
   EXPECT_THAT(backward_error(valid_args(), valid_grads()), HasSubstr("no CUDA driver"));
 }
 
+// Host length arrays are checked before any CUDA call, as forward() does: without a GPU or
+// driver the caller gets the argument error, not "no CUDA driver".
+TEST_F(BackwardApi, HostLengthsAreCheckedBeforeTheDevice) {
+  sigjit::AttentionArgs a = valid_args();
+  a.layout = sigjit::Layout::padded;
+  a.seq_lens_q = a.seq_lens_k = static_cast<const std::int32_t*>(fake(0x80000));
+  const std::int32_t lens_q[2] = {64, 3}, lens_k[2] = {65, 3};  // seqlen_k = 64
+  a.host_seq_lens_q = lens_q;
+  a.host_seq_lens_k = lens_k;
+  EXPECT_THAT(backward_error(a, valid_grads()), AllOf(HasSubstr("seq_lens_k[0]=65"), HasSubstr("seqlen_k=64")));
+  a = valid_args();
+  a.layout = sigjit::Layout::varlen;
+  a.total_q = a.total_k = 100;
+  a.cu_seqlens_q = a.cu_seqlens_k = static_cast<const std::int32_t*>(fake(0x80000));
+  const std::int32_t cu[3] = {0, 50, 101};
+  a.host_cu_seqlens_q = a.host_cu_seqlens_k = cu;
+  EXPECT_THAT(backward_error(a, valid_grads()), AllOf(HasSubstr("cu_seqlens_q[2]=101"), HasSubstr("total_q=100")));
+  sigjit_attention_args c = sigjit_attention_args_default();
+  c.batch = 2, c.seqlen_q = c.seqlen_k = 64, c.heads_q = 4, c.heads_kv = 2, c.head_dim = 64, c.layout = SIGJIT_PADDED;
+  c.q = fake(0x10000), c.k = fake(0x20000), c.v = fake(0x30000);
+  c.seq_lens_q = c.seq_lens_k = static_cast<const std::int32_t*>(fake(0x80000));
+  c.host_seq_lens_q = lens_q;
+  c.host_seq_lens_k = lens_k;
+  sigjit_gradients g{};
+  g.dout = fake(0x40000), g.dq = fake(0x50000), g.dk = fake(0x60000), g.dv = fake(0x70000);
+  EXPECT_EQ(sigjit_backward(&c, &g, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("seq_lens_k[0]=65"));
+}
+
 TEST_F(BackwardApi, BackwardPathOverrideIsCheckedBeforeTheDevice) {
   setenv("SIGJIT_BACKWARD_PATH", "fastest", 1);
   const std::string error = backward_error(valid_args(), valid_grads());

@@ -722,6 +722,43 @@ TEST(CApi, ForwardWithoutDriverReportsCudaError) {
   }
 }
 
+// Host-checkable errors (here: host length arrays that do not fit the buffer) are reported by
+// forward() as argument errors before any CUDA call: on a machine without a GPU or driver the
+// caller gets the argument's name, not "no CUDA driver".
+TEST(CApi, ForwardChecksHostLengthsBeforeTouchingTheDriver) {
+  const auto forward_error = [](const sigjit::AttentionArgs& a) {
+    try {
+      sigjit::forward(a, nullptr);
+    } catch (const sigjit::Error& e) {
+      EXPECT_EQ(e.kind(), sigjit::ErrorKind::invalid_argument) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::int32_t too_long_q[2] = {16, 17};
+  auto a = padded_args();
+  a.host_seq_lens_q = too_long_q;
+  EXPECT_THAT(forward_error(a), StartsWith("seq_lens_q[1]=17"));
+  const std::int32_t beyond_total[3] = {0, 8, 21};  // total_q = 20
+  a = varlen_args();
+  a.host_cu_seqlens_q = beyond_total;
+  EXPECT_THAT(forward_error(a), StartsWith("cu_seqlens_q[2]=21"));
+  const std::int32_t not_monotonic[3] = {0, 20, 19};
+  a = varlen_args();
+  a.host_cu_seqlens_k = not_monotonic;
+  EXPECT_THAT(forward_error(a), AllOf(StartsWith("cu_seqlens_k"), HasSubstr("not monotonic")));
+
+  sigjit_attention_args c = c_dense_args();
+  c.layout = SIGJIT_PADDED;
+  c.seq_lens_q = fake_lens(0x50000);
+  c.seq_lens_k = fake_lens(0x60000);
+  const std::int32_t too_long_k[2] = {99, 1};
+  c.host_seq_lens_q = kPaddedLensQ;
+  c.host_seq_lens_k = too_long_k;
+  EXPECT_EQ(sigjit_forward(&c, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), StartsWith("seq_lens_k[0]=99"));
+}
+
 TEST(CApi, VersionNamesLibraryAndNvrtc) {
   EXPECT_THAT(sigjit_version(), AllOf(StartsWith("sigjit "), HasSubstr("NVRTC")));
   EXPECT_THAT(sigjit::version(), AllOf(StartsWith("sigjit "), HasSubstr("NVRTC")));

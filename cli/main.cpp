@@ -555,9 +555,10 @@ int main(int argc, char** argv) {
       "Merge a bundle into the cache. IMPORTING A BUNDLE MEANS RUNNING ITS CODE: its cubins are loaded and launched by every\n"
       "process that uses this cache, with access to their GPU memory. Import bundles only from sources you would run\n"
       "programs from. Digests are checked (against corruption, not against a malicious author); imported timings are\n"
-      "claims: an imported entry never displaces one measured on this machine, and `sigjit verify --gpu` runs, checks\n"
-      "and re-times imported entries here (SIGJIT_AUTOTUNE=1 re-tunes them on first use). Bundles over\n"
-      "SIGJIT_MAX_BUNDLE_BYTES (default 1 GiB) are refused before they are read.");
+      "claims: an imported entry never displaces one measured on this machine, not even one whose cubin is missing\n"
+      "(its own config is recompiled on next use), and `sigjit verify --gpu` runs, checks and re-times imported\n"
+      "entries here (SIGJIT_AUTOTUNE=1 re-tunes them on first use). Bundles over SIGJIT_MAX_BUNDLE_BYTES (default\n"
+      "1 GiB) are refused before they are read.");
   imp->add_option("file", bundle, "Bundle to read (a regular file)")->required();
   imp->add_flag("--allow-foreign", allow_foreign, "Also import entries for other device fingerprints");
 

@@ -646,6 +646,7 @@ TEST_F(CacheTrust, ImportHelpSaysImportingMeansRunningItsCode) {
   const CliResult r = cli(root_, "import --help");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("IMPORTING A BUNDLE MEANS RUNNING ITS CODE"));
+  EXPECT_THAT(r.out, HasSubstr("never displaces one measured on this machine, not even one whose cubin is missing"));
   Store s(root_);
   const DeviceFingerprint fp = test_fp();
   write_text(dir_ / "b.sjb", bundle_bytes(json::array({bundle_item(fp, make_entry(s, "k", 1.0, "c"), "c")})));

@@ -11,6 +11,7 @@
 #include "cache/store.hpp"
 #include "cli/progress.hpp"
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "runtime/autotune.hpp"
 #include "runtime/device.hpp"

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "compiler/kernel_spec.hpp"
+#include "kernels/tile_config.hpp"
 
 #include <string>
 
@@ -15,6 +16,7 @@ namespace sigjit {
 // fingerprint (template edits are covered separately by a digest of their text).
 inline constexpr int kCodegenVersion = 2;  // 2: the sm90 family
 
+// The family of `config` writes it (kernels/<family>.cpp; dispatched in kernels/registry.cpp).
 std::string emit_source(const KernelSpec& spec, const TileConfig& config);
 
 }  // namespace sigjit

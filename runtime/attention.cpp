@@ -4,6 +4,7 @@
 #include "runtime/attention.hpp"
 
 #include "compiler/codegen.hpp"
+#include "kernels/family.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "runtime/cuda_check.hpp"
 #include "runtime/device.hpp"
@@ -11,8 +12,6 @@
 #include "runtime/resolve.hpp"
 #include "runtime/workspace.hpp"
 #include "sigjit/fwd_params.h"
-#include "sigjit/bwd_sm90_params.h"
-#include "sigjit/fwd_sm90_params.h"
 
 #include <algorithm>
 #include <array>
@@ -58,9 +57,10 @@ TileConfig choose_config(const KernelSpec& spec) {
 ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r) {
   const KernelSpec spec = forward_spec(r, dev.arch());
   ResolvedKernel k = resolve_kernel(dev, spec);
-  if (k.config.family == KernelFamily::sm90 && !tma_unsuitable(r).empty()) {
-    // Tensors TMA cannot describe (strides, alignment): the portable family serves the call.
-    const TileConfig c = default_sm80_config(spec);
+  if (!kernels::family_of(k.config).unsupported(r, nullptr).empty()) {
+    // Tensors the kernel's loads cannot describe (TMA: strides, alignment): the portable family
+    // serves the call.
+    const TileConfig c = portable_config(spec);
     k = ResolvedKernel{get_kernel(dev.context, spec, c), c, "sm80 fallback"};
   }
   return k;
@@ -102,177 +102,10 @@ void validate_lengths(const Resolved& r, CUstream stream) {
   check_lengths(r, q.data(), k.data());
 }
 
-void set_strides(sigjit_i64& batch, sigjit_i64& token, sigjit_i64& head, const Strides& s) {
-  batch = s.batch;
-  token = s.token;
-  head = s.head;
-}
-
-SigjitFwdParams make_params(const Resolved& r) {
-  const AttentionArgs& a = r.args;
-  SigjitFwdParams p{};
-  p.q = a.q;
-  p.k = a.k;
-  p.v = a.v;
-  p.o = a.o;
-  p.seq_lens_q = a.seq_lens_q;
-  p.seq_lens_k = a.seq_lens_k;
-  p.cu_seqlens_q = a.cu_seqlens_q;
-  p.cu_seqlens_k = a.cu_seqlens_k;
-  p.score_bias = a.score_bias;
-  set_strides(p.q_stride_b, p.q_stride_l, p.q_stride_h, a.q_strides);
-  set_strides(p.k_stride_b, p.k_stride_l, p.k_stride_h, a.k_strides);
-  set_strides(p.v_stride_b, p.v_stride_l, p.v_stride_h, a.v_strides);
-  set_strides(p.o_stride_b, p.o_stride_l, p.o_stride_h, a.o_strides);
-  p.score_bias_stride_b = a.score_bias_stride;
-  p.batch = a.batch;
-  p.heads_q = a.heads_q;
-  p.kv_group = a.heads_q / a.heads_kv;
-  p.seqlen_q = a.seqlen_q;
-  p.seqlen_k = a.seqlen_k;
-  p.total_q = a.total_q;
-  p.total_k = a.total_k;
-  p.scale = r.scale;
-  p.bias = a.bias;
-  return p;
-}
-
-// ---- sm90 family: TMA tensor maps ---------------------------------------------------------------
-
-// The bytes are copied, so only the size must match; TMA needs the map 64-byte aligned (cuda.h
-// of CUDA 13 declares 128, CUDA 12 declared 64).
-static_assert(sizeof(SigjitTensorMap) == sizeof(CUtensorMap) && alignof(SigjitTensorMap) >= 64,
-              "templates/sigjit/tensor_map.h must mirror cuda.h's CUtensorMap");
-
-// One Q, K or V tensor as TMA sees it: [batch, rows, heads, head_dim] with element strides.
-struct TmaTensor {
-  const char* name;
-  const void* base;
-  Strides strides;
-  std::int64_t rows;
-  std::int64_t heads;
-  std::int64_t batch;
-};
-
-std::vector<TmaTensor> tma_tensors(const Resolved& r) {
-  const AttentionArgs& a = r.args;
-  const bool varlen = a.layout == Layout::varlen;
-  const std::int64_t rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
-  const std::int64_t batch = varlen ? 1 : a.batch;
-  return {{"q", a.q, a.q_strides, rows_q, a.heads_q, batch},
-          {"k", a.k, a.k_strides, rows_k, a.heads_kv, batch},
-          {"v", a.v, a.v_strides, rows_k, a.heads_kv, batch}};
-}
-
-// cuTensorMapEncodeTiled's requirements (cuda.h): byte strides multiples of 16 and below 2^40.
-bool tma_stride_ok(std::int64_t elems) {
-  const std::int64_t bytes = elems * 2;
-  return bytes > 0 && bytes % 16 == 0 && bytes < (std::int64_t{1} << 40);
-}
-
-// Byte strides for the map's three outer dimensions. A dimension of extent 1 is never stepped,
-// so its stride is replaced by the packed one (its own may be anything the validation allowed).
-std::array<cuuint64_t, 3> tma_byte_strides(const TmaTensor& t, int head_dim) {
-  const std::int64_t token = t.rows > 1 ? t.strides.token * 2 : std::int64_t{head_dim} * 2;
-  const std::int64_t head = t.heads > 1 ? t.strides.head * 2 : token * t.rows;
-  const std::int64_t batch = t.batch > 1 ? t.strides.batch * 2 : head * t.heads;
-  return {static_cast<cuuint64_t>(token), static_cast<cuuint64_t>(head), static_cast<cuuint64_t>(batch)};
-}
-
-CUtensorMap encode_tma_map(const TmaTensor& t, const AttentionArgs& a, int box_rows) {
-  CUtensorMap map{};
-  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(a.head_dim), static_cast<cuuint64_t>(t.rows), static_cast<cuuint64_t>(t.heads),
-                              static_cast<cuuint64_t>(t.batch)};
-  const std::array<cuuint64_t, 3> strides = tma_byte_strides(t, a.head_dim);
-  // One box is one 64-column (128-byte) block of box_rows rows: the 128B swizzle's span.
-  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows), 1, 1};
-  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
-  const CUresult st = driver().cuTensorMapEncodeTiled(
-      &map, a.dtype == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(t.base), dims,
-      strides.data(), box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (st != CUDA_SUCCESS) {
-    throw Error(fmt::format("{}: cuTensorMapEncodeTiled failed ({}) for dims [{}, {}, {}, {}], byte strides [{}, {}, {}]", t.name, cu_error_text(st),
-                            dims[0], dims[1], dims[2], dims[3], strides[0], strides[1], strides[2]), ErrorKind::cuda);
-  }
-  return map;
-}
-
-void copy_map(SigjitTensorMap& dst, const CUtensorMap& src) { std::memcpy(&dst, &src, sizeof(dst)); }
-
-// Persistent (_p) grids: one CTA per resident slot, min(work tiles, SMs x CTAs per SM), all in
-// grid x (the kernel strides its tile index by gridDim.x, whatever the count). `tiles` is the
-// dense count (query tiles of the buffer length x heads x batch), an upper bound for padded and
-// varlen calls, whose valid tile count only the device knows.
-unsigned persistent_grid(const LoadedKernel& kernel, std::int64_t tiles, int sm_count) {
-  const std::int64_t slots = std::int64_t{std::max(sm_count, 1)} * std::max(kernel.ctas_per_sm, 1);
-  return static_cast<unsigned>(std::max<std::int64_t>(1, std::min(tiles, slots)));
-}
-
-void launch_forward_sm90(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, int sm_count, CUstream stream) {
-  const AttentionArgs& a = r.args;
-  if (const std::string why = tma_unsuitable(r); !why.empty()) throw Error(fmt::format("sm90 kernel {}: {}", config.describe(), why));
-  SigjitFwdSm90Params params{};
-  const std::vector<TmaTensor> t = tma_tensors(r);
-  copy_map(params.q_map, encode_tma_map(t[0], a, config.block_m));
-  copy_map(params.k_map, encode_tma_map(t[1], a, config.block_n));
-  copy_map(params.v_map, encode_tma_map(t[2], a, config.block_n));
-  params.p = make_params(r);
-  void* kernel_args[] = {&params};
-  const unsigned grid_m = static_cast<unsigned>((a.seqlen_q + config.block_m - 1) / config.block_m);
-  if (config.persistent) {
-    const unsigned grid = persistent_grid(kernel, std::int64_t{grid_m} * a.heads_q * a.batch, sm_count);
-    SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid, 1, 1, kernel.threads, 1, 1, kernel.smem_bytes, stream, kernel_args, nullptr));
-    return;
-  }
-  SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid_m, a.heads_q, a.batch, kernel.threads, 1, 1, kernel.smem_bytes, stream, kernel_args, nullptr));
-}
-
 }  // namespace
-
-namespace {
-
-// What tma_unsuitable checks of one tensor.
-std::string tma_tensor_unsuitable(const TmaTensor& t) {
-  if (reinterpret_cast<std::uintptr_t>(t.base) % 16 != 0) return fmt::format("{} is not 16-byte aligned", t.name);
-  if (t.rows > 1 && !tma_stride_ok(t.strides.token)) return fmt::format("{}_strides.token={} is not a TMA stride", t.name, t.strides.token);
-  if (t.heads > 1 && !tma_stride_ok(t.strides.head)) return fmt::format("{}_strides.head={} is not a TMA stride", t.name, t.strides.head);
-  if (t.batch > 1 && !tma_stride_ok(t.strides.batch)) return fmt::format("{}_strides.batch={} is not a TMA stride", t.name, t.strides.batch);
-  if (t.rows > (std::int64_t{1} << 31) - 1) return fmt::format("{} has more rows than TMA's 32-bit coordinates address", t.name);
-  return {};
-}
-
-// dO as TMA sees it: Q's shape with dO's own pointer and strides.
-TmaTensor tma_dout(const Resolved& r, const SigjitBwdParams& bp) {
-  TmaTensor t = tma_tensors(r)[0];
-  t.name = "dout";
-  t.base = bp.dout;
-  t.strides = Strides{bp.do_stride_b, bp.do_stride_l, bp.do_stride_h};
-  return t;
-}
-
-}  // namespace
-
-std::string tma_unsuitable_backward(const Resolved& r, const SigjitBwdParams& bp) {
-  if (std::string why = tma_unsuitable(r); !why.empty()) return why;
-  return tma_tensor_unsuitable(tma_dout(r, bp));
-}
-
-std::string tma_unsuitable(const Resolved& r) {
-  const AttentionArgs& a = r.args;
-  if (a.head_dim % 64 != 0) return fmt::format("head_dim={} is not a whole number of 128-byte rows", a.head_dim);
-  for (const TmaTensor& t : tma_tensors(r))
-    if (std::string why = tma_tensor_unsuitable(t); !why.empty()) return why;
-  return {};
-}
 
 void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, int sm_count, CUstream stream) {
-  if (config.family == KernelFamily::sm90) return launch_forward_sm90(r, kernel, config, sm_count, stream);
-  const AttentionArgs& a = r.args;
-  SigjitFwdParams params = make_params(r);
-  void* kernel_args[] = {&params};
-  const unsigned grid_m = static_cast<unsigned>((a.seqlen_q + config.block_m - 1) / config.block_m);
-  SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid_m, a.heads_q, a.batch, kernel.threads, 1, 1, kernel.smem_bytes, stream, kernel_args, nullptr));
+  kernels::family_of(config).launch({r, Direction::forward, nullptr, kernel, sm_count, stream}, config);
 }
 
 }  // namespace detail
@@ -317,12 +150,15 @@ std::size_t dq_workspace_bytes(const Resolved& r) {
 SigjitBwdParams make_bwd_params(const Resolved& r, const Gradients& g, void* dq_accum) {
   const AttentionArgs& a = r.args;
   SigjitBwdParams bp{};
-  bp.fwd = make_params(r);
+  bp.fwd = kernels::forward_params(r);
   bp.dout = g.dout;
   bp.dq = g.dq;
   bp.dk = g.dk;
   bp.dv = g.dv;
   bp.dq_accum = static_cast<float*>(dq_accum);
+  const auto set_strides = [](sigjit_i64& batch, sigjit_i64& token, sigjit_i64& head, const Strides& s) {
+    batch = s.batch, token = s.token, head = s.head;
+  };
   set_strides(bp.do_stride_b, bp.do_stride_l, bp.do_stride_h, g.dout_strides);
   set_strides(bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, g.dq_strides);
   set_strides(bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, g.dk_strides);
@@ -333,41 +169,9 @@ SigjitBwdParams make_bwd_params(const Resolved& r, const Gradients& g, void* dq_
   return bp;
 }
 
-namespace {
-
-// The sm90 fused backward: the four tensor maps, then the sm80 fused kernel's grid (key blocks,
-// kv heads, batch). Q and dO boxes are one step's query rows, K and V boxes the key block.
-void launch_backward_sm90(const Resolved& r, const SigjitBwdParams& params, const LoadedKernel& kernel, const TileConfig& config, CUstream stream) {
-  const AttentionArgs& a = r.args;
-  if (const std::string why = tma_unsuitable_backward(r, params); !why.empty()) throw Error(fmt::format("sm90 backward kernel {}: {}", config.describe(), why));
-  SigjitBwdSm90Params p{};
-  const std::vector<TmaTensor> t = tma_tensors(r);
-  copy_map(p.q_map, encode_tma_map(t[0], a, config.block_n));
-  copy_map(p.k_map, encode_tma_map(t[1], a, config.block_m));
-  copy_map(p.v_map, encode_tma_map(t[2], a, config.block_m));
-  copy_map(p.do_map, encode_tma_map(tma_dout(r, params), a, config.block_n));
-  p.p = params;
-  void* kernel_args[] = {&p};
-  const unsigned grid_x = static_cast<unsigned>((a.seqlen_k + config.block_m - 1) / config.block_m);
-  SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid_x, a.heads_kv, a.batch, kernel.threads, 1, 1, kernel.smem_bytes, stream, kernel_args, nullptr));
-}
-
-}  // namespace
-
 void launch_backward_part(const Resolved& r, const SigjitBwdParams& params, Direction part, const LoadedKernel& kernel, const TileConfig& config,
                           CUstream stream) {
-  const AttentionArgs& a = r.args;
-  if (config.family == KernelFamily::sm90_bwd) {
-    if (a.seqlen_k == 0 || a.batch == 0) return;
-    return launch_backward_sm90(r, params, kernel, config, stream);
-  }
-  const bool over_keys = part == Direction::backward_dkdv || part == Direction::backward_fused;
-  const int rows = over_keys ? a.seqlen_k : a.seqlen_q;
-  if (rows == 0 || a.batch == 0) return;
-  const unsigned grid_x = static_cast<unsigned>((rows + config.block_m - 1) / config.block_m);
-  void* kernel_args[] = {const_cast<SigjitBwdParams*>(&params)};
-  SIGJIT_CHECK_CU(driver().cuLaunchKernel(kernel.function, grid_x, over_keys ? a.heads_kv : a.heads_q, a.batch, kernel.threads, 1, 1,
-                                          kernel.smem_bytes, stream, kernel_args, nullptr));
+  kernels::family_of(config).launch({r, part, &params, kernel, 0, stream}, config);
 }
 
 void enqueue_fused_backward(const Resolved& r, const SigjitBwdParams& params, const LoadedKernel& fused, const TileConfig& fused_config,
@@ -439,9 +243,10 @@ FusedKernels fused_kernels(const DeviceInfo& dev, const Resolved& r, KernelSpec 
     });
   }
   ResolvedKernel fused = resolve_kernel(dev, spec);
-  if (fused.config.family == KernelFamily::sm90_bwd && !tma_unsuitable_backward(r, params).empty()) {
-    // Tensors TMA cannot describe (strides, alignment): the sm80 fused kernel serves the call.
-    const TileConfig c = default_sm80_config(spec);
+  if (!kernels::family_of(fused.config).unsupported(r, &params).empty()) {
+    // Tensors the kernel's loads cannot describe (TMA: strides, alignment): the portable fused
+    // kernel serves the call.
+    const TileConfig c = portable_config(spec);
     fused = ResolvedKernel{get_kernel(dev.context, spec, c), c, "sm80 fallback"};
   }
   return {std::move(fused), convert ? *std::move(convert) : pending.get()};
@@ -463,12 +268,13 @@ void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec,
 
 namespace {
 
-// SIGJIT_BACKWARD_PATH=fused or two_kernel overrides kFusedBackwardVerified's choice, for the GPU
-// tests and the benchmark.
+// Non-deterministic calls take the fused path (one kernel, dQ accumulated by atomics or bulk
+// reductions); SIGJIT_BACKWARD_PATH=two_kernel sends them to the deterministic pair instead (GPU
+// tests, the benchmark).
 bool use_fused_backward(const BackwardOptions& options) {
   if (options.deterministic) return false;
   const char* forced = std::getenv("SIGJIT_BACKWARD_PATH");
-  if (forced == nullptr || *forced == '\0') return kFusedBackwardVerified;
+  if (forced == nullptr || *forced == '\0') return true;
   const std::string path = forced;
   if (path == "fused") return true;
   if (path == "two_kernel") return false;

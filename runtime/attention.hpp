@@ -1,6 +1,7 @@
 #pragma once
 
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "runtime/kernel_cache.hpp"
 #include "runtime/validate.hpp"
 #include "sigjit/fwd_params.h"
@@ -13,10 +14,6 @@ namespace sigjit::detail {
 
 // The kernel spec that serves a (validated) call on a device of the given arch.
 KernelSpec forward_spec(const Resolved& r, const Arch& arch);
-
-// Empty when TMA tensor maps can describe the call's Q, K and V (the sm90 family's loads);
-// otherwise why not. forward() then falls back to the sm80 family.
-std::string tma_unsuitable(const Resolved& r);
 
 // Launches a loaded forward kernel (either family) for a validated call (no further checks
 // beyond the sm90 family's TMA requirements).
@@ -33,10 +30,6 @@ ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r);
 TileConfig choose_config(const KernelSpec& spec);
 
 // ---- backward ----------------------------------------------------------------------------------
-
-// tma_unsuitable plus dO (the sm90 backward family's loads); run_fused then falls back to the
-// sm80 fused kernel.
-std::string tma_unsuitable_backward(const Resolved& r, const SigjitBwdParams& bp);
 
 // Bytes of the fused path's fp32 dQ workspace, contiguous [batch * seqlen_q (varlen: total_q),
 // heads_q, head_dim].

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 
 #include <cuda.h>
 

@@ -44,7 +44,9 @@ CUresult try_load(Entry& e, const std::string& name, const KernelSpec& spec, con
     k.threads = config.threads();
     st = driver().cuFuncSetAttribute(k.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, k.smem_bytes);
   }
-  if (st == CUDA_SUCCESS && config.persistent) {
+  // Resident CTAs per SM, for grids that size themselves to the machine (persistent schedules);
+  // one driver call per load, none per launch.
+  if (st == CUDA_SUCCESS) {
     st = driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&k.ctas_per_sm, k.function, k.threads, k.smem_bytes);
   }
   if (st != CUDA_SUCCESS) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 
 #include <cuda.h>
@@ -19,8 +20,8 @@ struct LoadedKernel {
   CUfunction function = nullptr;
   int smem_bytes = 0;
   int threads = 0;
-  // Persistent (_p) configs only: CTAs of this kernel resident per SM (the driver's occupancy
-  // at load time), which sizes their grids without a driver call per launch.
+  // CTAs of this kernel resident per SM (the driver's occupancy at load time), which sizes
+  // persistent grids without a driver call per launch.
   int ctas_per_sm = 0;
 };
 

@@ -7,6 +7,7 @@
 
 #include "cache/store.hpp"
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "runtime/device.hpp"
 #include "runtime/kernel_cache.hpp"
 

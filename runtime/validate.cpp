@@ -1,6 +1,7 @@
 #include "runtime/validate.hpp"
 
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 
 #include <fmt/format.h>
 

@@ -3,7 +3,7 @@
 # and tuner variants) with a given `sigjit` binary and keeps their .cu and .ptx under OUTDIR, so
 # that a refactoring can show it left the generated code byte-identical:
 #   scripts/ptx_snapshot.sh old/sigjit /tmp/ptx-old; scripts/ptx_snapshot.sh build/sigjit /tmp/ptx-new
-#   diff -r /tmp/ptx-old /tmp/ptx-new
+#   diff -r -x report.txt /tmp/ptx-old /tmp/ptx-new   (report.txt: paths and compile times)
 # No GPU needed (NVRTC only). About one to two minutes per core.
 set -euo pipefail
 (($# == 2)) || { echo "usage: $0 SIGJIT_BINARY OUTDIR" >&2; exit 2; }

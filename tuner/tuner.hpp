@@ -15,6 +15,7 @@
 #pragma once
 
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 
 #include <nlohmann/json.hpp>
 

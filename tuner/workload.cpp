@@ -400,7 +400,7 @@ Workload preset(const std::string& name, const Arch& arch, const std::vector<std
   if (name == "single-cell") {
     // Single-cell transcriptomics models: hd 64 and 128 in bf16, cells of every length up to
     // 16K genes, dense or ragged batches, bidirectional (non-causal), the fast sigmoid; trained,
-    // so the backward too: the path the library runs by default (kFusedBackwardVerified).
+    // so the backward too: the path the library runs by default (the fused one).
     WorkloadFlags f;
     f.head_dims = {64, 128};
     f.dtypes = {"bf16"};
@@ -408,7 +408,7 @@ Workload preset(const std::string& name, const Arch& arch, const std::vector<std
     f.seq_lens = {512, 2048, 8192, 16384};
     f.causal = {false};
     f.sigmoid = {"fast"};
-    f.directions = {"fwd", kFusedBackwardVerified ? "bwd" : "bwd_det"};
+    f.directions = {"fwd", "bwd"};
     if (!directions.empty()) f.directions = directions;
     return build_from_flags(f, arch, [&](const std::string& field) { return fmt::format("preset '{}': {}", name, field); });
   }

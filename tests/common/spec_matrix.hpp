@@ -4,6 +4,7 @@
 #pragma once
 
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 
 #include <string>
 #include <vector>

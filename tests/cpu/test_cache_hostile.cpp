@@ -6,6 +6,7 @@
 // instead of killing or blocking the test binary.
 #include "cache/store.hpp"
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "runtime/resolve.hpp"
 #include "tests/common/cache_test_files.hpp"
 #include "tests/common/run_command.hpp"

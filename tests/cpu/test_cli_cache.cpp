@@ -2,6 +2,7 @@
 // verify, prune, gc and their error paths, against a store populated through the library.
 #include "cache/store.hpp"
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "tests/common/run_command.hpp"
 
 #include <gmock/gmock.h>

@@ -6,6 +6,8 @@
 // the switch is flipped.
 #include "compiler/codegen.hpp"
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/sm90_fwd.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/templates.hpp"
 #include "tests/common/forced_compile.hpp"
@@ -109,7 +111,7 @@ TEST(Sm90CompileAll, EveryCandidateConfigCompilesForRepresentativeSpecs) {
     s.score_bias = true;
     s.sigmoid = sigjit::SigmoidMode::exact;
     for (const TileConfig& c : sigjit::candidate_configs(s))
-      if (c.family == KernelFamily::sm90) jobs.push_back({s, c, false});
+      if (c.family() == KernelFamily::sm90) jobs.push_back({s, c, false});
   }
   ASSERT_GE(jobs.size(), 16u);
   const std::vector<std::string> failures = compile_jobs(jobs);
@@ -121,16 +123,16 @@ TEST(Sm90CompileAll, EveryCandidateConfigCompilesForRepresentativeSpecs) {
 // two-warpgroup tile: the ping-pong variants need two.
 TileConfig two_consumer_default(const KernelSpec& s) {
   const TileConfig def = sigjit::default_sm90_config(s);
-  return def.consumers == 2 ? def : TileConfig::sm90(128, 2, 2, true);
+  return def.get<sigjit::Sm90FwdTile>().consumers == 2 ? def : TileConfig::sm90(128, 2, 2, true);
 }
 
 // Issue 6's tunables (ping-pong, FMA-sigmoid fraction) on top of each spec's default tile: every
 // feature at hd 64/128 with ping-pong plus a quarter of the sigmoids on the FMA pipes (both new
 // code paths at once), no spills; and each variant alone on representative specs.
 TileConfig with_tunables(TileConfig c, bool overlap, bool pingpong, int fma_quarters) {
-  c.overlap = overlap;
-  c.pingpong = pingpong;
-  c.fma_quarters = fma_quarters;
+  c.get<sigjit::Sm90FwdTile>().overlap = overlap;
+  c.get<sigjit::Sm90FwdTile>().pingpong = pingpong;
+  c.get<sigjit::Sm90FwdTile>().fma_quarters = fma_quarters;
   return c;
 }
 
@@ -167,7 +169,7 @@ TEST(Sm90CompileAll, EachNewVariantCompilesWithoutSpillsOnRepresentativeSpecs) {
         ASSERT_EQ(sigjit::check_config(s, c), "") << c.describe();
         // Quarters 3-4 are for experiments and the FMA-only accuracy tests, not candidates: every
         // sigmoid on the polynomial spills 8-28 B at hd 128 x 128 keys (ptxas, CUDA 13.0).
-        jobs.push_back({s, c, c.fma_quarters <= 2});
+        jobs.push_back({s, c, c.get<sigjit::Sm90FwdTile>().fma_quarters <= 2});
       }
     }
   const std::vector<std::string> failures = compile_jobs(jobs);
@@ -182,7 +184,7 @@ TEST(Sm90CompileAll, EveryFeatureCompilesPersistent) {
   std::vector<Job> jobs;
   for (const KernelSpec& s : all_sm90_specs()) {
     TileConfig c = two_consumer_default(s);  // three consumers persistent: EveryFeatureCompilesWithThreeConsumers
-    c.persistent = true;
+    c.get<sigjit::Sm90FwdTile>().persistent = true;
     jobs.push_back({s, c, s.head_dim <= 128});
   }
   const std::vector<std::string> failures = compile_jobs(jobs);
@@ -213,7 +215,7 @@ TEST(Sm90CompileAll, PersistentWithEachScheduleCompilesWithoutSpills) {
       const TileConfig base = two_consumer_default(s);
       for (TileConfig c : {with_tunables(base, true, true, 0), with_tunables(base, false, true, 0), with_tunables(base, false, false, 0),
                            with_tunables(base, true, true, 1), TileConfig::sm90(96, 1, 2, true)}) {
-        c.persistent = true;
+        c.get<sigjit::Sm90FwdTile>().persistent = true;
         ASSERT_EQ(sigjit::check_config(s, c), "") << c.describe() << " hd " << d;
         jobs.push_back({s, c, true});
       }
@@ -237,14 +239,14 @@ TEST(Sm90CompileAll, CausalTopLeftCompilesWithEachDefaultAndPersistent) {
       configs.push_back(sigjit::default_sm90_config(s));
     }
     TileConfig p = two_consumer_default(s);
-    p.persistent = true;
+    p.get<sigjit::Sm90FwdTile>().persistent = true;
     configs.push_back(p);
     for (const TileConfig& c : configs) {
       EXPECT_THAT(sigjit::kernel_name(s, c), HasSubstr("_causaltl_"));
       if (seen.insert(sigjit::kernel_name(s, c)).second) jobs.push_back({s, c, true});
     }
   }
-  const auto persistent = std::count_if(jobs.begin(), jobs.end(), [](const Job& j) { return j.config.persistent; });
+  const auto persistent = std::count_if(jobs.begin(), jobs.end(), [](const Job& j) { return j.config.get<sigjit::Sm90FwdTile>().persistent; });
   EXPECT_GE(persistent, 12);
   EXPECT_LT(persistent, static_cast<long>(jobs.size()));
   const std::vector<std::string> failures = compile_jobs(jobs);
@@ -354,13 +356,13 @@ TEST(Sm90Config, DescribeAndParseRoundTrip) {
   for (const TileConfig& c : {TileConfig::sm90(128, 2, 2, true), TileConfig::sm90(64, 1, 3, false), TileConfig::sm90(256, 2, 4, true)}) {
     const TileConfig back = TileConfig::parse(c.describe(), "test");
     EXPECT_EQ(back.describe(), c.describe());
-    EXPECT_EQ(back.family, KernelFamily::sm90);
-    EXPECT_EQ(back.block_m, c.block_m);
-    EXPECT_EQ(back.block_n, c.block_n);
-    EXPECT_EQ(back.consumers, c.consumers);
-    EXPECT_EQ(back.stages, c.stages);
-    EXPECT_EQ(back.overlap, c.overlap);
-    EXPECT_EQ(back.threads(), 128 * (c.consumers + 1));
+    EXPECT_EQ(back.family(), KernelFamily::sm90);
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().block_m(), c.get<sigjit::Sm90FwdTile>().block_m());
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().block_n, c.get<sigjit::Sm90FwdTile>().block_n);
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().consumers, c.get<sigjit::Sm90FwdTile>().consumers);
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().stages, c.get<sigjit::Sm90FwdTile>().stages);
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().overlap, c.get<sigjit::Sm90FwdTile>().overlap);
+    EXPECT_EQ(back.threads(), 128 * (c.get<sigjit::Sm90FwdTile>().consumers + 1));
   }
   EXPECT_EQ(TileConfig::sm90(128, 2, 2, true).describe(), "h128x128c2s2o");
   EXPECT_EQ(TileConfig::sm90(96, 1, 3, false).describe(), "h64x96c1s3");
@@ -369,10 +371,10 @@ TEST(Sm90Config, DescribeAndParseRoundTrip) {
                               TileConfig::sm90(96, 1, 2, true, false, 1), TileConfig::sm90(64, 2, 2, true, true, 4)}) {
     const TileConfig back = TileConfig::parse(c.describe(), "cache entry config");
     EXPECT_EQ(back.describe(), c.describe());
-    EXPECT_EQ(back.pingpong, c.pingpong) << c.describe();
-    EXPECT_EQ(back.fma_quarters, c.fma_quarters) << c.describe();
-    EXPECT_EQ(back.overlap, c.overlap) << c.describe();
-    EXPECT_EQ(back.consumers, c.consumers) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().pingpong, c.get<sigjit::Sm90FwdTile>().pingpong) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().fma_quarters, c.get<sigjit::Sm90FwdTile>().fma_quarters) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().overlap, c.get<sigjit::Sm90FwdTile>().overlap) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().consumers, c.get<sigjit::Sm90FwdTile>().consumers) << c.describe();
   }
   EXPECT_EQ(TileConfig::sm90(128, 2, 2, true, true, 0).describe(), "h128x128c2s2o_pp");
   EXPECT_EQ(TileConfig::sm90(128, 2, 3, false, true, 2).describe(), "h128x128c2s3_pp_f2");
@@ -382,28 +384,28 @@ TEST(Sm90Config, DescribeAndParseRoundTrip) {
                               TileConfig::sm90(128, 2, 2, true, true, 1, true), TileConfig::sm90(64, 2, 2, false, true, 0, true)}) {
     const TileConfig back = TileConfig::parse(c.describe(), "cache entry config");
     EXPECT_EQ(back.describe(), c.describe());
-    EXPECT_TRUE(back.persistent) << c.describe();
-    EXPECT_EQ(back.pingpong, c.pingpong) << c.describe();
-    EXPECT_EQ(back.fma_quarters, c.fma_quarters) << c.describe();
-    EXPECT_EQ(back.overlap, c.overlap) << c.describe();
-    EXPECT_EQ(back.consumers, c.consumers) << c.describe();
-    EXPECT_EQ(back.stages, c.stages) << c.describe();
-    EXPECT_EQ(back.block_n, c.block_n) << c.describe();
+    EXPECT_TRUE(back.get<sigjit::Sm90FwdTile>().persistent) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().pingpong, c.get<sigjit::Sm90FwdTile>().pingpong) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().fma_quarters, c.get<sigjit::Sm90FwdTile>().fma_quarters) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().overlap, c.get<sigjit::Sm90FwdTile>().overlap) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().consumers, c.get<sigjit::Sm90FwdTile>().consumers) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().stages, c.get<sigjit::Sm90FwdTile>().stages) << c.describe();
+    EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().block_n, c.get<sigjit::Sm90FwdTile>().block_n) << c.describe();
   }
   EXPECT_EQ(TileConfig::sm90(128, 2, 3, true, false, 0, true).describe(), "h128x128c2s3o_p");
   EXPECT_EQ(TileConfig::sm90(128, 2, 2, true, true, 1, true).describe(), "h128x128c2s2o_pp_f1_p");
   EXPECT_EQ(TileConfig::sm90(96, 1, 2, false, false, 0, true).describe(), "h64x96c1s2_p");
-  EXPECT_TRUE(TileConfig::parse("h128x128c2s2_p", "test").persistent);
-  EXPECT_FALSE(TileConfig::parse("h128x128c2s2_p", "test").pingpong);
-  EXPECT_FALSE(TileConfig::parse("h128x128c2s2_pp", "test").persistent);
+  EXPECT_TRUE(TileConfig::parse("h128x128c2s2_p", "test").get<sigjit::Sm90FwdTile>().persistent);
+  EXPECT_FALSE(TileConfig::parse("h128x128c2s2_p", "test").get<sigjit::Sm90FwdTile>().pingpong);
+  EXPECT_FALSE(TileConfig::parse("h128x128c2s2_pp", "test").get<sigjit::Sm90FwdTile>().persistent);
   // Strings written before these tunables existed parse to configs with all of them off.
   const TileConfig before = TileConfig::parse("h128x128c2s2o", "cache entry config");
-  EXPECT_FALSE(before.pingpong);
-  EXPECT_EQ(before.fma_quarters, 0);
-  EXPECT_FALSE(before.persistent);
+  EXPECT_FALSE(before.get<sigjit::Sm90FwdTile>().pingpong);
+  EXPECT_EQ(before.get<sigjit::Sm90FwdTile>().fma_quarters, 0);
+  EXPECT_FALSE(before.get<sigjit::Sm90FwdTile>().persistent);
   // Strings of the sm80 era still mean the sm80 family (cache entries written before sm90).
   const TileConfig old = TileConfig::parse("m128n64w4s2qs", "cache entry config");
-  EXPECT_EQ(old.family, KernelFamily::sm80);
+  EXPECT_EQ(old.family(), KernelFamily::sm80);
   EXPECT_EQ(old.describe(), "m128n64w4s2qs");
 }
 
@@ -469,23 +471,14 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
   KernelSpec backward = spec_for(128);
   backward.direction = sigjit::Direction::backward_dq;
   EXPECT_THAT(sigjit::check_config(backward, TileConfig::sm90(128, 2, 2, true)), HasSubstr("forward only"));
-  // The sm80 family has neither tunable.
-  for (const KernelSpec& s : {spec_for(128, "sm_80"), spec_for(128)}) {
-    TileConfig c{128, 64, 4, 2, true};
-    c.pingpong = true;
-    EXPECT_THAT(sigjit::check_config(s, c), HasSubstr("sm90-family tunables"));
-    c.pingpong = false;
-    c.fma_quarters = 2;
-    EXPECT_THAT(sigjit::check_config(s, c), HasSubstr("sm90-family tunables"));
-    c.fma_quarters = 0;
-    c.persistent = true;
-    EXPECT_THAT(sigjit::check_config(s, c), HasSubstr("persistent scheduling (_p)"));
-  }
+  // The sm80 family has none of them: its tile has no such fields (kernels/tile_config.hpp) and
+  // its grammar no such suffixes.
+  for (const char* text : {"m128n64w4s2_pp", "m128n64w4s2_f2", "m128n64w4s2_p"}) EXPECT_THROW(TileConfig::parse(text, "test"), sigjit::Error) << text;
   // Every default sm90 config may be made persistent: q_empty costs 8 bytes of shared memory.
   for (const KernelSpec& s : all_sm90_specs()) {
     TileConfig c = sigjit::default_sm90_config(s);
     const int plain = sigjit::smem_bytes(s, c);
-    c.persistent = true;
+    c.get<sigjit::Sm90FwdTile>().persistent = true;
     EXPECT_EQ(sigjit::check_config(s, c), "") << c.describe() << " " << s.describe();
     EXPECT_EQ(sigjit::smem_bytes(s, c), plain + 8) << c.describe();
   }
@@ -509,15 +502,15 @@ TEST(Sm90Config, TemplateStaticAssertsRejectForcedBadConfigs) {
 TEST(Sm90Config, DefaultFollowsTheSwitchAndSm80StaysAvailable) {
   for (int d : {64, 128, 256}) {
     const KernelSpec s = spec_for(d);
-    EXPECT_EQ(sigjit::default_config(s).family, sigjit::kSm90DefaultOnHopper ? KernelFamily::sm90 : KernelFamily::sm80) << d;
-    EXPECT_EQ(sigjit::default_sm80_config(s).family, KernelFamily::sm80);
+    EXPECT_EQ(sigjit::default_config(s).family(), KernelFamily::sm90) << d;
+    EXPECT_EQ(sigjit::portable_config(s).family(), KernelFamily::sm80);
     EXPECT_EQ(sigjit::check_config(s, sigjit::default_sm90_config(s)), "") << d;
   }
 }
 
 TEST(Sm90Config, CandidatesOnlyOnSm90aAndAllValidAndDistinct) {
   for (const char* arch : {"sm_80", "sm_90", "sm_100a"})
-    for (const TileConfig& c : sigjit::candidate_configs(spec_for(128, arch))) EXPECT_EQ(c.family, KernelFamily::sm80) << arch;
+    for (const TileConfig& c : sigjit::candidate_configs(spec_for(128, arch))) EXPECT_EQ(c.family(), KernelFamily::sm80) << arch;
   for (int d : {64, 128, 256}) {
     const KernelSpec s = spec_for(d);
     std::set<std::string> names;
@@ -525,39 +518,37 @@ TEST(Sm90Config, CandidatesOnlyOnSm90aAndAllValidAndDistinct) {
     for (const TileConfig& c : sigjit::candidate_configs(s)) {
       EXPECT_EQ(sigjit::check_config(s, c), "") << c.describe();
       EXPECT_TRUE(names.insert(sigjit::kernel_name(s, c)).second) << c.describe();
-      sm90 += c.family == KernelFamily::sm90;
+      sm90 += c.family() == KernelFamily::sm90;
     }
     EXPECT_GT(sm90, 0) << d;
     EXPECT_TRUE(names.count(sigjit::kernel_name(s, sigjit::default_sm90_config(s)))) << "default sm90 config is a candidate at hd " << d;
-    // Issue 6's tunables (ping-pong, a quarter of FMA sigmoids, persistent) are candidates once
-    // verified on a GPU (kSm90TunablesVerified).
+    // The tuner's variants (ping-pong, a quarter of FMA sigmoids, persistent) among them.
     int pingpong = 0, fma1 = 0, fma2 = 0, persistent = 0;
     for (const TileConfig& c : sigjit::candidate_configs(s)) {
-      pingpong += c.pingpong;
-      persistent += c.persistent;
-      fma1 += c.fma_quarters == 1;
-      fma2 += c.fma_quarters == 2;
-      EXPECT_TRUE(!c.pingpong || c.consumers == 2) << c.describe();
+      const auto* t = c.get_if<sigjit::Sm90FwdTile>();
+      if (!t) continue;  // the portable family's candidates
+      pingpong += t->pingpong;
+      persistent += t->persistent;
+      fma1 += t->fma_quarters == 1;
+      fma2 += t->fma_quarters == 2;
+      EXPECT_TRUE(!t->pingpong || t->consumers == 2) << c.describe();
     }
-    if (d <= 128 && sigjit::kSm90TunablesVerified) {
+    if (d <= 128) {
       EXPECT_GT(pingpong, 0) << d;
       EXPECT_GT(fma1, 0) << d;
       EXPECT_EQ(fma2, 0) << "half the sigmoids on FMA lost everywhere measured, hd " << d;
       EXPECT_GT(persistent, 0) << d;
     }
-    if (!sigjit::kSm90TunablesVerified) {
-      EXPECT_EQ(pingpong + fma1 + fma2 + persistent, 0) << "unverified tunables must not reach the tuner, hd " << d;
-    }
     // The default takes a variant only once the variants are verified (ping-pong won at hd 64
     // and with the score bias at hd 128); persistent and FMA-sigmoid configs lost on the
     // 2026-12-03 sweep at long lengths and stay the tuner's choice.
     const TileConfig def = sigjit::default_sm90_config(s);
-    EXPECT_FALSE(def.persistent) << d;
-    EXPECT_EQ(def.fma_quarters, 0) << d;
-    if (def.pingpong) EXPECT_TRUE(sigjit::kSm90TunablesVerified && def.consumers == 2) << def.describe();
+    EXPECT_FALSE(def.get<sigjit::Sm90FwdTile>().persistent) << d;
+    EXPECT_EQ(def.get<sigjit::Sm90FwdTile>().fma_quarters, 0) << d;
+    if (def.get<sigjit::Sm90FwdTile>().pingpong) EXPECT_EQ(def.get<sigjit::Sm90FwdTile>().consumers, 2) << def.describe();
   }
   // hd 32/96 have no sm90 candidates.
-  for (const TileConfig& c : sigjit::candidate_configs(spec_for(96))) EXPECT_EQ(c.family, KernelFamily::sm80);
+  for (const TileConfig& c : sigjit::candidate_configs(spec_for(96))) EXPECT_EQ(c.family(), KernelFamily::sm80);
 }
 
 // Short sequences default to persistent scheduling where it measured faster (hd 64 up to 2k,
@@ -580,7 +571,7 @@ TEST(Sm90Config, ShortSequencesDefaultToPersistentScheduling) {
             const bool expected = d == 64 ? short_bucket : d == 128 && !sb && (short_bucket || (causal && bucket == SeqBucket::up_to_8k));
             const TileConfig def = sigjit::default_sm90_config(s);
             const std::string where = s.describe();
-            EXPECT_EQ(def.persistent, expected) << where;
+            EXPECT_EQ(def.get<sigjit::Sm90FwdTile>().persistent, expected) << where;
             EXPECT_EQ(sigjit::sm90_persistent_pays(s), expected) << where;
             EXPECT_EQ(sigjit::check_config(s, def), "") << where;
             // Persistence changes the schedule only: the tile is the long-sequence default's, but
@@ -588,9 +579,9 @@ TEST(Sm90Config, ShortSequencesDefaultToPersistentScheduling) {
             KernelSpec long_spec = s;
             long_spec.bucket = SeqBucket::over_8k;
             const TileConfig long_def = sigjit::default_sm90_config(long_spec);
-            EXPECT_EQ(def.consumers, long_def.consumers) << where;
+            EXPECT_EQ(def.get<sigjit::Sm90FwdTile>().consumers, long_def.get<sigjit::Sm90FwdTile>().consumers) << where;
             const bool narrow = expected && d == 128 && layout != Layout::dense && bucket == SeqBucket::up_to_512;
-            EXPECT_EQ(def.block_n, narrow ? 96 : long_def.block_n) << where;
+            EXPECT_EQ(def.get<sigjit::Sm90FwdTile>().block_n, narrow ? 96 : long_def.get<sigjit::Sm90FwdTile>().block_n) << where;
             bool candidate = false;
             for (const TileConfig& c : sigjit::candidate_configs(s)) candidate = candidate || c.describe() == def.describe();
             EXPECT_TRUE(candidate) << def.describe() << " is not a tuner candidate for " << where;

@@ -3,9 +3,11 @@
 // and without ptxas ignoring setmaxnreg or serializing wgmma; the PTX uses TMA, wgmma (with the
 // transposed-A dQ product) and vector dQ reductions; config strings round-trip and bad configs are
 // refused by check_config and, when forced past it, by the template's static_asserts; while
-// kSm90BackwardVerified is false neither the default nor the tuner's candidates use the family.
+// true is false neither the default nor the tuner's candidates use the family.
 #include "compiler/codegen.hpp"
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/sm90_bwd.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/templates.hpp"
 #include "tests/common/forced_compile.hpp"
@@ -63,9 +65,9 @@ TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
   for (const KernelSpec& s : specs) {
     ASSERT_TRUE(sigjit::sm90_backward_supports(s)) << s.describe();
     TileConfig c = sigjit::default_sm90_backward_config(s);
-    c.bulk_dq = false;
+    c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
     jobs.emplace_back(s, c);
-    c.bulk_dq = true;
+    c.get<sigjit::Sm90BwdTile>().bulk_dq = true;
     jobs.emplace_back(s, c);
   }
   const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
@@ -95,10 +97,10 @@ TEST(Sm90BwdCompileAll, CausalTopLeftCompilesWithTheDefaultConfigAndAtomics) {
   for (KernelSpec s : sigjit::testing::top_left_causal_specs(Arch::parse("sm_90a"), {64, 128})) {
     s.direction = Direction::backward_fused;
     TileConfig c = sigjit::default_config(s);
-    ASSERT_EQ(c.family, KernelFamily::sm90_bwd) << s.describe();
+    ASSERT_EQ(c.family(), KernelFamily::sm90_bwd) << s.describe();
     EXPECT_THAT(sigjit::emit_source(s, c), HasSubstr("/*causal_top_left*/ true>;"));
     jobs.emplace_back(s, c);
-    c.bulk_dq = !c.bulk_dq;
+    c.get<sigjit::Sm90BwdTile>().bulk_dq = !c.get<sigjit::Sm90BwdTile>().bulk_dq;
     jobs.emplace_back(s, c);
   }
   ASSERT_EQ(jobs.size(), 24u);
@@ -135,7 +137,7 @@ TEST(Sm90BwdCompile, DefaultConfigsReportRegistersWithoutSpills) {
         s.sigmoid = sigjit::SigmoidMode::exact;
       }
       TileConfig c = sigjit::default_sm90_backward_config(s);
-      c.bulk_dq = bulk;
+      c.get<sigjit::Sm90BwdTile>().bulk_dq = bulk;
       sigjit::ResourceUsage u;
       EXPECT_EQ(compile_problems(s, c, &u), "") << c.describe();
       std::printf("hd%d%s %s: %s\n", d, heavy ? " heavy" : "", c.describe().c_str(), u.describe().c_str());
@@ -158,7 +160,7 @@ TEST(Sm90BwdCompile, OtherValidConfigsCompile) {
 // reduction, _r): the tests below cover both.
 TileConfig atomic_dq_config(const KernelSpec& s) {
   TileConfig c = sigjit::default_sm90_backward_config(s);
-  c.bulk_dq = false;
+  c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
   return c;
 }
 
@@ -194,7 +196,7 @@ TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
   for (int d : {64, 128}) {
     const KernelSpec s = bwd_spec(d);
     TileConfig c = sigjit::default_sm90_backward_config(s);
-    c.bulk_dq = true;
+    c.get<sigjit::Sm90BwdTile>().bulk_dq = true;
     std::string ptx;
     ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
     for (const char* insn : {"cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32", "cp.async.bulk.commit_group;",
@@ -203,7 +205,7 @@ TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
     }
     EXPECT_EQ(count_of(ptx, "red.global.add"), 0u) << d;
     EXPECT_EQ(count_of(ptx, "bar.sync"), 4u) << d;  // __syncthreads, the dS^T barrier, the two staging barriers
-    EXPECT_EQ(sigjit::smem_bytes(s, c) - sigjit::smem_bytes(s, atomic_dq_config(s)), c.block_n * (4 * d + 32)) << d;
+    EXPECT_EQ(sigjit::smem_bytes(s, c) - sigjit::smem_bytes(s, atomic_dq_config(s)), c.get<sigjit::Sm90BwdTile>().block_q * (4 * d + 32)) << d;
   }
 }
 
@@ -213,13 +215,13 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
   for (const TileConfig& c : {TileConfig::sm90_bwd(64, 2, 2, true), TileConfig::sm90_bwd(128, 1, 3, false), TileConfig::sm90_bwd(64, 1, 4, true)}) {
     const TileConfig back = TileConfig::parse(c.describe(), "test");
     EXPECT_EQ(back.describe(), c.describe());
-    EXPECT_EQ(back.family, KernelFamily::sm90_bwd);
-    EXPECT_EQ(back.block_m, 64 * c.consumers);
-    EXPECT_EQ(back.block_n, c.block_n);
-    EXPECT_EQ(back.consumers, c.consumers);
-    EXPECT_EQ(back.stages, c.stages);
-    EXPECT_EQ(back.overlap, c.overlap);
-    EXPECT_EQ(back.threads(), 128 * (c.consumers + 1));
+    EXPECT_EQ(back.family(), KernelFamily::sm90_bwd);
+    EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().block_k(), 64 * c.get<sigjit::Sm90BwdTile>().consumers);
+    EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().block_q, c.get<sigjit::Sm90BwdTile>().block_q);
+    EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().consumers, c.get<sigjit::Sm90BwdTile>().consumers);
+    EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().stages, c.get<sigjit::Sm90BwdTile>().stages);
+    EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().overlap, c.get<sigjit::Sm90BwdTile>().overlap);
+    EXPECT_EQ(back.threads(), 128 * (c.get<sigjit::Sm90BwdTile>().consumers + 1));
   }
   EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, false).describe(), "hb128x64c2s2");
   EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, true).describe(), "hb128x64c2s2o");
@@ -229,7 +231,7 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
   for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o"}) {
     const TileConfig back = TileConfig::parse(text, "test");
     EXPECT_EQ(back.describe(), text);
-    EXPECT_EQ(back.bulk_dq, std::string(text).find("_r") != std::string::npos) << text;
+    EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().bulk_dq, std::string(text).find("_r") != std::string::npos) << text;
   }
   // The family is part of the kernel name (and so of the cache key).
   const KernelSpec s = bwd_spec(128);
@@ -281,15 +283,10 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
     }
   }
   for (int d : {64, 128}) EXPECT_EQ(sigjit::check_config(bwd_spec(d), sigjit::default_sm90_backward_config(bwd_spec(d))), "") << d;
-  // _r belongs to the sm90 backward family only.
-  KernelSpec fwd = bwd_spec(128);
-  fwd.direction = Direction::forward;
-  TileConfig sm90_fwd = TileConfig::sm90(128, 2, 2, true);
-  sm90_fwd.bulk_dq = true;
-  EXPECT_THAT(sigjit::check_config(fwd, sm90_fwd), HasSubstr("_r"));
-  TileConfig sm80{128, 32, 8, 2, false};
-  sm80.bulk_dq = true;
-  EXPECT_THAT(sigjit::check_config(bwd_spec(128), sm80), HasSubstr("_r"));
+  // _r belongs to the sm90 backward family only: another family's tile has no such field
+  // (kernels/tile_config.hpp), and its grammar no such suffix.
+  EXPECT_THROW(TileConfig::parse("h128x128c2s2o_r", "test"), sigjit::Error);
+  EXPECT_THROW(TileConfig::parse("m128n32w8s2qs_r", "test"), sigjit::Error);
 }
 
 using sigjit::testing::expect_templates_reject;
@@ -312,22 +309,17 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
     int sm90_bwd = 0;
     for (const TileConfig& c : sigjit::candidate_configs(s)) {
       EXPECT_EQ(sigjit::check_config(s, c), "") << c.describe();
-      sm90_bwd += c.family == KernelFamily::sm90_bwd;
+      sm90_bwd += c.family() == KernelFamily::sm90_bwd;
     }
-    if (sigjit::kSm90BackwardVerified) {
-      EXPECT_EQ(sigjit::default_config(s).family, KernelFamily::sm90_bwd) << d;
-      EXPECT_GT(sm90_bwd, 0) << d;
-    } else {
-      EXPECT_EQ(sigjit::default_config(s).family, KernelFamily::sm80) << "unverified sm90 backward must not be the default, hd " << d;
-      EXPECT_EQ(sm90_bwd, 0) << "unverified sm90 backward must not reach the tuner, hd " << d;
-    }
+    EXPECT_EQ(sigjit::default_config(s).family(), KernelFamily::sm90_bwd) << d;
+    EXPECT_GT(sm90_bwd, 0) << d;
   }
   // Never for other directions, archs or head dims.
   KernelSpec dkdv = bwd_spec(128);
   dkdv.direction = Direction::backward_dkdv;
   for (const KernelSpec& s : {dkdv, bwd_spec(128, "sm_90"), bwd_spec(96), bwd_spec(256)}) {
     EXPECT_FALSE(sigjit::sm90_backward_supports(s)) << s.describe();
-    EXPECT_NE(sigjit::default_config(s).family, KernelFamily::sm90_bwd) << s.describe();
+    EXPECT_NE(sigjit::default_config(s).family(), KernelFamily::sm90_bwd) << s.describe();
   }
 }
 

@@ -13,6 +13,7 @@
 // two builds when a group's hash moves.
 #include "compiler/codegen.hpp"
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 
 #include <gtest/gtest.h>

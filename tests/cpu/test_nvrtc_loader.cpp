@@ -1,6 +1,7 @@
 // NVRTC is dlopen'ed on the first compile (compiler/nvrtc_api.cpp): the search order's explicit
 // override, its error when that fails, the normal path, and that `sigjit info` runs without it.
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "tests/common/run_command.hpp"
 

@@ -4,6 +4,8 @@
 // wgmma; the PTX FileCheck cannot see that, the SASS can. cuobjdump comes with the CUDA toolkit or,
 // where the toolkit lacks it, from NVIDIA's PyPI wheels that setup.sh installs into build/tools.
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/sm90_fwd.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 
 #include <fmt/format.h>
@@ -88,7 +90,7 @@ TEST(Sm90Sass, DefaultKernelsRunHgmmaInTheKeyLoopAndLoadWithTma) {
       spec.layout = sigjit::Layout::padded;
       spec.arch = sigjit::Arch::parse("sm_90a");
       sigjit::TileConfig config = sigjit::default_sm90_config(spec);
-      config.persistent = persistent;
+      config.get<sigjit::Sm90FwdTile>().persistent = persistent;
       const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
       const std::string sass = dump_sass(k.cubin, k.name);
       const SassSummary s = summarize(sass);

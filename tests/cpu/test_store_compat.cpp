@@ -11,6 +11,7 @@
 #include "cache/store.hpp"
 #include "tests/common/cache_test_files.hpp"
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "runtime/resolve.hpp"
 
 #include <gtest/gtest.h>

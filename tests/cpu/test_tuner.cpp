@@ -2,6 +2,7 @@
 // replays recorded H100 timings (tests/data/timings_h100.json) with deterministic ~1% noise,
 // representative shapes per bucket, and workload parsing from flags, JSON and presets.
 #include "compiler/kernel_spec.hpp"
+#include "kernels/registry.hpp"
 #include "tuner/tuner.hpp"
 
 #include <gmock/gmock.h>
@@ -318,8 +319,8 @@ TEST(TunerTune, CompileFailureIsRecorded) {
 TEST(TunerTune, InvalidConfigsAreRejectedBeforeTheMeasurerSeesThem) {
   FakeMeasurer m = FakeMeasurer::h100(64);
   std::vector<TileConfig> configs = table_configs(64);
-  configs.push_back(TileConfig{96, 64, 4, 2});   // 96 is not a multiple of 16 * 4
-  configs.push_back(TileConfig{128, 64, 4, 7});  // stages outside 2..4
+  configs.push_back(TileConfig::sm80(96, 64, 4, 2));   // 96 is not a multiple of 16 * 4
+  configs.push_back(TileConfig::sm80(128, 64, 4, 7));  // stages outside 2..4
   const auto r = run(m, h100_spec(64), configs);
   EXPECT_EQ(winner(r), "m128n128w4s2");
   for (const char* name : {"m96n64w4s2", "m128n64w4s7"}) {
@@ -448,7 +449,7 @@ TEST(TunerTune, TargetSpreadStopsRepetition) {
 TEST(TunerTune, ProgressCountsStepsMonotonically) {
   const KernelSpec spec = h100_spec(64);
   std::vector<TileConfig> configs = sigjit::candidate_configs(spec);
-  configs.push_back(TileConfig{96, 64, 4, 2});  // rejected up front: still a step
+  configs.push_back(TileConfig::sm80(96, 64, 4, 2));  // rejected up front: still a step
   for (auto strategy : {tuner::Strategy::exhaustive, tuner::Strategy::successive_halving}) {
     FakeMeasurer m = FakeMeasurer::h100(64);
     m.verdicts["m64n32w4s2"] = {false, "wrong output: rel error 1 > 0.01"};
@@ -861,9 +862,8 @@ TEST(TunerWorkload, JsonErrorsNameTheField) {
 TEST(TunerWorkload, SingleCellPreset) {
   const tuner::Workload w = tuner::preset("single-cell", kSm90);
   // 2 head dims x 3 layouts x 4 buckets, for the forward and for each kernel of the backward the
-  // library runs by default (the fused one; the deterministic pair until it is verified).
-  const std::size_t backward_kernels = sigjit::kFusedBackwardVerified ? 1 : 2;
-  ASSERT_EQ(w.specs.size(), 24u * (1 + backward_kernels));
+  // library runs by default (the fused one).
+  ASSERT_EQ(w.specs.size(), 24u * 2);
   EXPECT_EQ(keys(w).size(), w.specs.size());
   std::set<int> dims;
   std::set<sigjit::Layout> layouts;
@@ -882,13 +882,7 @@ TEST(TunerWorkload, SingleCellPreset) {
   EXPECT_EQ(dims, (std::set<int>{64, 128}));
   EXPECT_EQ(layouts.size(), 3u);
   EXPECT_EQ(buckets.size(), 4u);
-  if (sigjit::kFusedBackwardVerified) {
-    EXPECT_EQ(directions, (std::map<sigjit::Direction, int>{{sigjit::Direction::forward, 24}, {sigjit::Direction::backward_fused, 24}}));
-  } else {
-    EXPECT_EQ(directions, (std::map<sigjit::Direction, int>{{sigjit::Direction::forward, 24},
-                                                            {sigjit::Direction::backward_dkdv, 24},
-                                                            {sigjit::Direction::backward_dq, 24}}));
-  }
+  EXPECT_EQ(directions, (std::map<sigjit::Direction, int>{{sigjit::Direction::forward, 24}, {sigjit::Direction::backward_fused, 24}}));
   EXPECT_TRUE(w.user_lengths.empty());
 }
 

@@ -1,5 +1,8 @@
 #include "tests/gpu/precompile.hpp"
 
+#include "kernels/launch.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/sm90_bwd.hpp"
 #include "runtime/attention.hpp"
 #include "runtime/driver_api.hpp"
 #include "runtime/kernel_cache.hpp"
@@ -91,7 +94,7 @@ void precompile_backward_sm90(const std::vector<CaseSpec>& cases, bool bulk_dq) 
     spec.direction = Direction::backward_fused;
     if (!sm90_backward_supports(spec)) continue;
     TileConfig config = default_sm90_backward_config(spec);
-    config.bulk_dq = bulk_dq;
+    config.get<sigjit::Sm90BwdTile>().bulk_dq = bulk_dq;
     for (const auto& [s, cfg] : {std::make_pair(spec, config), std::make_pair(dq_convert_spec(spec), dq_convert_config())}) {
       if (seen.insert(kernel_name(s, cfg)).second) work.emplace_back(s, cfg);
     }

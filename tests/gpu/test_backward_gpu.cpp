@@ -10,6 +10,9 @@
 #include "tests/gpu/forward_problem.hpp"
 #include "tests/gpu/precompile.hpp"
 
+#include "kernels/launch.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/sm90_bwd.hpp"
 #include "runtime/attention.hpp"
 #include "runtime/validate.hpp"
 #include "runtime/workspace.hpp"
@@ -25,7 +28,7 @@ namespace sigjit::testing {
 namespace {
 
 // These tests verify the fused path (on sm_90a at head dims 64/128: the Hopper family, the
-// default once kSm90BackwardVerified is set), whatever kFusedBackwardVerified routes
+// default once true is set), whatever true routes
 // non-deterministic calls to.
 const bool kFusedPathForced = [] { return setenv("SIGJIT_BACKWARD_PATH", "fused", 0) == 0; }();
 
@@ -116,7 +119,7 @@ TEST_P(BackwardMatrix, BothModesMatchFp64ReferenceAndDeterministicIsBitwise) {
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrix, ::testing::ValuesIn(backward_cases()), case_name);
 
 // ---- the same matrix on the sm90 backward family (bwd_sm90.cuh), forced -------------------------
-// kSm90BackwardVerified (compiler/kernel_spec.hpp) keeps the family out of the defaults until
+// true (compiler/kernel_spec.hpp) keeps the family out of the defaults until
 // this suite passes on an H100. Runs on compute capability 9.0 only; cases at head dims the family
 // does not support are skipped; every other case must really take the sm90 path (TMA-describable
 // tensors, else run_fused would silently fall back to the sm80 fused kernel). The fast path only:
@@ -157,13 +160,13 @@ void run_sm90_backward_case(const CaseSpec& spec, bool bulk_dq) {
   ks.direction = Direction::backward_fused;
   if (!sm90_backward_supports(ks)) GTEST_SKIP() << "the sm90 backward family does not serve " << ks.describe() << " (the sm80 path does)";
   TileConfig config = default_sm90_backward_config(ks);
-  config.bulk_dq = bulk_dq;
+  config.get<sigjit::Sm90BwdTile>().bulk_dq = bulk_dq;
   ForwardProblem problem(spec, rng);
   problem.enable_backward(rng);
   {
     const detail::Resolved r = detail::resolve(problem.args());
     const SigjitBwdParams bp = detail::make_bwd_params(r, detail::resolve_gradients(r, problem.grads()), nullptr);
-    ASSERT_EQ(detail::tma_unsuitable_backward(r, bp), "") << "this case would fall back to the sm80 fused kernel";
+    ASSERT_EQ(kernels::tma_unsuitable(r, &bp), "") << "this case would fall back to the sm80 fused kernel";
   }
   fmt::print("[bwd sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
   const ScopedForceTile force(config.describe());
@@ -216,7 +219,7 @@ class BackwardTopLeft : public ::testing::TestWithParam<CaseSpec> {
     for (const CaseSpec& c : cases) {  // the portable fused kernel where the Hopper one is the default
       KernelSpec spec = case_kernel_spec(c, dev, rng);
       spec.direction = Direction::backward_fused;
-      work.emplace_back(spec, default_sm80_config(spec));
+      work.emplace_back(spec, portable_config(spec));
     }
     precompile_work(work);
     if (sm90_backward_unavailable_reason().empty()) {
@@ -245,7 +248,7 @@ TEST_P(BackwardTopLeft, EveryBackwardKernelMatchesFp64Reference) {
   EXPECT_TRUE(problem.gradient_bits() == first) << "deterministic mode: two runs gave different gradient bits";
 
   ks.direction = Direction::backward_fused;
-  const TileConfig sm80 = default_sm80_config(ks);
+  const TileConfig sm80 = portable_config(ks);
   {
     fmt::print("[bwd top-left sm80] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), sm80.describe());
     const ScopedForceTile force(sm80.describe());
@@ -257,10 +260,10 @@ TEST_P(BackwardTopLeft, EveryBackwardKernelMatchesFp64Reference) {
   if (!sm90_backward_unavailable_reason().empty() || !sm90_backward_supports(ks)) return;  // the sm90 family does not apply here
   for (const bool bulk_dq : {false, true}) {
     TileConfig config = default_sm90_backward_config(ks);
-    config.bulk_dq = bulk_dq;
+    config.get<sigjit::Sm90BwdTile>().bulk_dq = bulk_dq;
     const detail::Resolved res = detail::resolve(problem.args());
     const SigjitBwdParams bp = detail::make_bwd_params(res, detail::resolve_gradients(res, problem.grads()), nullptr);
-    ASSERT_EQ(detail::tma_unsuitable_backward(res, bp), "") << "this case would fall back to the sm80 fused kernel";
+    ASSERT_EQ(kernels::tma_unsuitable(res, &bp), "") << "this case would fall back to the sm80 fused kernel";
     fmt::print("[bwd top-left sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
     const ScopedForceTile force(config.describe());
     ASSERT_NO_THROW(r = run_and_check(problem, BackwardOptions{}));

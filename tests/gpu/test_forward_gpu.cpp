@@ -2,6 +2,9 @@
 // causal x bias mode x score bias x GQA (exact sigmoid), the fast sigmoid per layout/head dim/
 // dtype/causal, ragged lengths including 1, 17, 200, 1000 and 16384, poisoned outputs.
 #include "compiler/kernel_spec.hpp"
+#include "kernels/launch.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/sm90_fwd.hpp"
 #include "runtime/attention.hpp"
 #include "runtime/device.hpp"
 #include "runtime/driver_api.hpp"
@@ -176,7 +179,7 @@ TEST_P(ForwardMatrixSm90, MatchesFp64Reference) {
   const TileConfig config = default_sm90_config(ks);
   {
     ForwardProblem p(spec, rng);
-    ASSERT_EQ(detail::tma_unsuitable(detail::resolve(p.args())), "") << "this case would fall back to the sm80 family";
+    ASSERT_EQ(kernels::tma_unsuitable(detail::resolve(p.args())), "") << "this case would fall back to the sm80 family";
   }
   fmt::print("[sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
   const ScopedForceTile force(config.describe());
@@ -216,19 +219,19 @@ std::string tunable_case_name(const ::testing::TestParamInfo<TunableCase>& info)
 // Variants other than c3/c3p start from a two-warpgroup tile (hd 64's default has three, and
 // ping-pong needs two).
 TileConfig apply_variant(TileConfig c, const std::string& variant, int head_dim) {
-  if (c.consumers != 2 && variant != "c3" && variant != "c3p") c = TileConfig::sm90(128, 2, 2, true);
+  if (c.get<sigjit::Sm90FwdTile>().consumers != 2 && variant != "c3" && variant != "c3p") c = TileConfig::sm90(128, 2, 2, true);
   if (variant == "w192") {  // hd 64's 192-key tiles on the two-warpgroup tile
-    c.block_n = 192;
+    c.get<sigjit::Sm90FwdTile>().block_n = 192;
     return c;
   }
   if (variant == "c3" || variant == "c3p") {  // BLOCK_M 192: 160 registers per consumer thread
     const bool persistent = variant == "c3p";   // 96 keys at hd 64: 128 spill in varlen when persistent
-    return TileConfig::sm90(head_dim == 128 ? 64 : persistent ? 96 : 128, 3, c.stages, true, false, 0, persistent);
+    return TileConfig::sm90(head_dim == 128 ? 64 : persistent ? 96 : 128, 3, c.get<sigjit::Sm90FwdTile>().stages, true, false, 0, persistent);
   }
-  c.overlap = variant != "ppno" && variant != "pno";
-  c.pingpong = variant == "pp" || variant == "ppno" || variant == "ppf1" || variant == "ppp";
-  c.fma_quarters = variant == "f2" ? 2 : variant == "ppf1" ? 1 : variant == "f4" ? 4 : 0;
-  c.persistent = variant == "p" || variant == "ppp" || variant == "pno";
+  c.get<sigjit::Sm90FwdTile>().overlap = variant != "ppno" && variant != "pno";
+  c.get<sigjit::Sm90FwdTile>().pingpong = variant == "pp" || variant == "ppno" || variant == "ppf1" || variant == "ppp";
+  c.get<sigjit::Sm90FwdTile>().fma_quarters = variant == "f2" ? 2 : variant == "ppf1" ? 1 : variant == "f4" ? 4 : 0;
+  c.get<sigjit::Sm90FwdTile>().persistent = variant == "p" || variant == "ppp" || variant == "pno";
   return c;
 }
 
@@ -310,7 +313,7 @@ TEST_P(ForwardSm90Tunables, MatchesFp64Reference) {
   ASSERT_EQ(check_config(ks, config), "") << config.describe();
   {
     ForwardProblem p(c.spec, rng);
-    ASSERT_EQ(detail::tma_unsuitable(detail::resolve(p.args())), "") << "this case would fall back to the sm80 family";
+    ASSERT_EQ(kernels::tma_unsuitable(detail::resolve(p.args())), "") << "this case would fall back to the sm80 family";
   }
   fmt::print("[sm90 tunables] {} with SIGJIT_FORCE_TILE={}\n", c.spec.name(), config.describe());
   const ScopedForceTile force(config.describe());
@@ -342,7 +345,7 @@ std::vector<TunableCase> top_left_forward_cases() {
 
 // The config a top-left case runs with (see top_left_forward_cases).
 TileConfig top_left_config(const KernelSpec& ks, const std::string& variant) {
-  if (variant == "sm80") return default_sm80_config(ks);
+  if (variant == "sm80") return portable_config(ks);
   if (variant == "sm90") return default_sm90_config(ks);
   return apply_variant(default_sm90_config(ks), variant, ks.head_dim);
 }
@@ -376,9 +379,9 @@ TEST_P(ForwardTopLeft, MatchesFp64Reference) {
   ASSERT_TRUE(ks.top_left()) << ks.describe();
   const TileConfig config = top_left_config(ks, c.variant);
   ASSERT_EQ(check_config(ks, config), "") << config.describe();
-  if (config.family == KernelFamily::sm90) {
+  if (config.family() == KernelFamily::sm90) {
     ForwardProblem p(c.spec, rng);
-    ASSERT_EQ(detail::tma_unsuitable(detail::resolve(p.args())), "") << "this case would fall back to the sm80 family";
+    ASSERT_EQ(kernels::tma_unsuitable(detail::resolve(p.args())), "") << "this case would fall back to the sm80 family";
   }
   fmt::print("[top-left {}] {} with SIGJIT_FORCE_TILE={}\n", c.variant, c.spec.name(), config.describe());
   const ScopedForceTile force(config.describe());

@@ -1,0 +1,41 @@
+// A strict reader of the tile config grammars, shared by the family files. No std::regex: its
+// recursive executor overflows the stack on long digit runs, and config strings come from cache
+// files and bundles.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace sigjit::kernels {
+
+class ConfigCursor {
+ public:
+  explicit ConfigCursor(std::string_view s) : s_(s) {}
+  bool lit(std::string_view t) {
+    if (s_.substr(i_, t.size()) != t) return false;
+    i_ += t.size();
+    return true;
+  }
+  // 1 to `max_digits` decimal digits (so the value cannot overflow an int).
+  bool num(int& out, std::size_t max_digits = 4) {
+    std::size_t j = i_;
+    while (j < s_.size() && s_[j] >= '0' && s_[j] <= '9') ++j;
+    if (j == i_ || j - i_ > max_digits) return false;
+    out = 0;
+    for (; i_ < j; ++i_) out = out * 10 + (s_[i_] - '0');
+    return true;
+  }
+  bool done() const { return i_ == s_.size(); }
+
+ private:
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+inline bool is_sm90a(const Arch& a) { return a.major == 9 && a.minor == 0 && a.arch_specific; }
+
+// The causal diagonal's template argument (kCausalTopLeft, the configs' last parameter): only for
+// top-left specs, so that every other spec's source is what it was before the parameter.
+inline const char* top_left_arg(const KernelSpec& s) { return s.top_left() ? ", /*causal_top_left*/ true" : ""; }
+
+}  // namespace sigjit::kernels

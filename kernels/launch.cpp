@@ -1,0 +1,127 @@
+#include "kernels/launch.hpp"
+
+#include "runtime/cuda_check.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace sigjit::kernels {
+
+namespace {
+
+void set_strides(sigjit_i64& batch, sigjit_i64& token, sigjit_i64& head, const Strides& s) {
+  batch = s.batch;
+  token = s.token;
+  head = s.head;
+}
+
+// The bytes are copied, so only the size must match; TMA needs the map 64-byte aligned (cuda.h
+// of CUDA 13 declares 128, CUDA 12 declared 64).
+static_assert(sizeof(SigjitTensorMap) == sizeof(CUtensorMap) && alignof(SigjitTensorMap) >= 64,
+              "templates/sigjit/tensor_map.h must mirror cuda.h's CUtensorMap");
+
+// cuTensorMapEncodeTiled's requirements (cuda.h): byte strides multiples of 16 and below 2^40.
+bool tma_stride_ok(std::int64_t elems) {
+  const std::int64_t bytes = elems * 2;
+  return bytes > 0 && bytes % 16 == 0 && bytes < (std::int64_t{1} << 40);
+}
+
+// Byte strides for the map's three outer dimensions. A dimension of extent 1 is never stepped,
+// so its stride is replaced by the packed one (its own may be anything the validation allowed).
+std::array<cuuint64_t, 3> tma_byte_strides(const TmaTensor& t, int head_dim) {
+  const std::int64_t token = t.rows > 1 ? t.strides.token * 2 : std::int64_t{head_dim} * 2;
+  const std::int64_t head = t.heads > 1 ? t.strides.head * 2 : token * t.rows;
+  const std::int64_t batch = t.batch > 1 ? t.strides.batch * 2 : head * t.heads;
+  return {static_cast<cuuint64_t>(token), static_cast<cuuint64_t>(head), static_cast<cuuint64_t>(batch)};
+}
+
+std::string tma_tensor_unsuitable(const TmaTensor& t) {
+  if (reinterpret_cast<std::uintptr_t>(t.base) % 16 != 0) return fmt::format("{} is not 16-byte aligned", t.name);
+  if (t.rows > 1 && !tma_stride_ok(t.strides.token)) return fmt::format("{}_strides.token={} is not a TMA stride", t.name, t.strides.token);
+  if (t.heads > 1 && !tma_stride_ok(t.strides.head)) return fmt::format("{}_strides.head={} is not a TMA stride", t.name, t.strides.head);
+  if (t.batch > 1 && !tma_stride_ok(t.strides.batch)) return fmt::format("{}_strides.batch={} is not a TMA stride", t.name, t.strides.batch);
+  if (t.rows > (std::int64_t{1} << 31) - 1) return fmt::format("{} has more rows than TMA's 32-bit coordinates address", t.name);
+  return {};
+}
+
+}  // namespace
+
+SigjitFwdParams forward_params(const detail::Resolved& r) {
+  const AttentionArgs& a = r.args;
+  SigjitFwdParams p{};
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.o = a.o;
+  p.seq_lens_q = a.seq_lens_q;
+  p.seq_lens_k = a.seq_lens_k;
+  p.cu_seqlens_q = a.cu_seqlens_q;
+  p.cu_seqlens_k = a.cu_seqlens_k;
+  p.score_bias = a.score_bias;
+  set_strides(p.q_stride_b, p.q_stride_l, p.q_stride_h, a.q_strides);
+  set_strides(p.k_stride_b, p.k_stride_l, p.k_stride_h, a.k_strides);
+  set_strides(p.v_stride_b, p.v_stride_l, p.v_stride_h, a.v_strides);
+  set_strides(p.o_stride_b, p.o_stride_l, p.o_stride_h, a.o_strides);
+  p.score_bias_stride_b = a.score_bias_stride;
+  p.batch = a.batch;
+  p.heads_q = a.heads_q;
+  p.kv_group = a.heads_q / a.heads_kv;
+  p.seqlen_q = a.seqlen_q;
+  p.seqlen_k = a.seqlen_k;
+  p.total_q = a.total_q;
+  p.total_k = a.total_k;
+  p.scale = r.scale;
+  p.bias = a.bias;
+  return p;
+}
+
+void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params) {
+  void* kernel_args[] = {params};
+  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(l.kernel.function, grid_x, grid_y, grid_z, l.kernel.threads, 1, 1, l.kernel.smem_bytes, l.stream,
+                                                  kernel_args, nullptr));
+}
+
+std::vector<TmaTensor> tma_tensors(const detail::Resolved& r, const SigjitBwdParams* backward) {
+  const AttentionArgs& a = r.args;
+  const bool varlen = a.layout == Layout::varlen;
+  const std::int64_t rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
+  const std::int64_t batch = varlen ? 1 : a.batch;
+  std::vector<TmaTensor> t{{"q", a.q, a.q_strides, rows_q, a.heads_q, batch},
+                           {"k", a.k, a.k_strides, rows_k, a.heads_kv, batch},
+                           {"v", a.v, a.v_strides, rows_k, a.heads_kv, batch}};
+  if (backward) {
+    t.push_back({"dout", backward->dout, Strides{backward->do_stride_b, backward->do_stride_l, backward->do_stride_h}, rows_q, a.heads_q, batch});
+  }
+  return t;
+}
+
+std::string tma_unsuitable(const detail::Resolved& r, const SigjitBwdParams* backward) {
+  const AttentionArgs& a = r.args;
+  if (a.head_dim % 64 != 0) return fmt::format("head_dim={} is not a whole number of 128-byte rows", a.head_dim);
+  for (const TmaTensor& t : tma_tensors(r, backward))
+    if (std::string why = tma_tensor_unsuitable(t); !why.empty()) return why;
+  return {};
+}
+
+void encode_tma_map(SigjitTensorMap& dst, const TmaTensor& t, const AttentionArgs& a, int box_rows) {
+  CUtensorMap map{};
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(a.head_dim), static_cast<cuuint64_t>(t.rows), static_cast<cuuint64_t>(t.heads),
+                              static_cast<cuuint64_t>(t.batch)};
+  const std::array<cuuint64_t, 3> strides = tma_byte_strides(t, a.head_dim);
+  // One box is one 64-column (128-byte) block of box_rows rows: the 128B swizzle's span.
+  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows), 1, 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  const CUresult st = detail::driver().cuTensorMapEncodeTiled(
+      &map, a.dtype == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(t.base), dims,
+      strides.data(), box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (st != CUDA_SUCCESS) {
+    throw Error(fmt::format("{}: cuTensorMapEncodeTiled failed ({}) for dims [{}, {}, {}, {}], byte strides [{}, {}, {}]", t.name,
+                            detail::cu_error_text(st), dims[0], dims[1], dims[2], dims[3], strides[0], strides[1], strides[2]),
+                ErrorKind::cuda);
+  }
+  std::memcpy(&dst, &map, sizeof(dst));
+}
+
+}  // namespace sigjit::kernels

@@ -1,0 +1,59 @@
+// What a family's launch needs from a validated call: the kernels' parameter blocks, the TMA
+// tensor maps of the Hopper families, and one launch helper. Family files call these; the
+// runtime calls Family::launch.
+#pragma once
+
+#include "runtime/kernel_cache.hpp"
+#include "runtime/validate.hpp"
+#include "sigjit/fwd_params.h"
+#include "sigjit/tensor_map.h"
+
+#include <cuda.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sigjit::kernels {
+
+// One kernel launch of a validated call.
+struct Launch {
+  const detail::Resolved& call;
+  Direction part;                      // the call's kernel: forward, or one backward kernel
+  const SigjitBwdParams* backward;     // the backward kernels' parameter block (null for the forward)
+  const detail::LoadedKernel& kernel;
+  int sm_count;                        // sizes persistent grids
+  CUstream stream;
+};
+
+// The forward kernels' parameter block (also the first member of the backward's).
+SigjitFwdParams forward_params(const detail::Resolved& r);
+
+// cuLaunchKernel with the loaded kernel's threads and shared memory; `params` is the kernel's
+// one __grid_constant__ argument.
+void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params);
+
+// ---- TMA (the Hopper families' loads) ----------------------------------------------------------
+
+// One Q, K, V or dO tensor as TMA sees it: [batch, rows, heads, head_dim] with element strides.
+struct TmaTensor {
+  const char* name;
+  const void* base;
+  Strides strides;
+  std::int64_t rows;
+  std::int64_t heads;
+  std::int64_t batch;
+};
+
+// Q, K, V; and dO (Q's shape, its own pointer and strides) when `backward` is given.
+std::vector<TmaTensor> tma_tensors(const detail::Resolved& r, const SigjitBwdParams* backward = nullptr);
+
+// Empty when tensor maps can describe every tensor of the call; otherwise why not.
+std::string tma_unsuitable(const detail::Resolved& r, const SigjitBwdParams* backward = nullptr);
+
+// A 128B-swizzled map whose box is one 64-column block of `box_rows` rows, copied into the
+// parameter block's slot.
+void encode_tma_map(SigjitTensorMap& dst, const TmaTensor& t, const AttentionArgs& a, int box_rows);
+
+}  // namespace sigjit::kernels

@@ -1,0 +1,44 @@
+// The kernel families in one list: which family a config belongs to, which family's default a
+// spec gets, every family's candidates. The only place that chooses between families.
+#pragma once
+
+#include "compiler/kernel_spec.hpp"
+#include "kernels/tile_config.hpp"
+
+#include <string>
+#include <vector>
+
+namespace sigjit {
+
+namespace kernels {
+class Family;
+const Family& family_of(const TileConfig& config);
+}  // namespace kernels
+
+// Empty when the config satisfies the template's static constraints and fits the arch;
+// otherwise the reason. Lets the tuner drop a config before paying for a compile.
+std::string check_config(const KernelSpec& spec, const TileConfig& config);
+
+// Dynamic shared memory of the spec's kernel (what the launch requests).
+int smem_bytes(const KernelSpec& spec, const TileConfig& config);
+
+// The config used when nothing better is known (no tuning result): the default of the most
+// specialised family that serves the spec.
+TileConfig default_config(const KernelSpec& spec);
+
+// The portable family's default: what serves a call whose tensors the specialised family's
+// loads (TMA) cannot describe.
+TileConfig portable_config(const KernelSpec& spec);
+
+// Configs worth trying for a spec (all pass check_config; the default always among them).
+std::vector<TileConfig> candidate_configs(const KernelSpec& spec);
+
+// Deterministic entry-point name; distinct for every distinct binary.
+std::string kernel_name(const KernelSpec& spec, const TileConfig& config);
+
+// The dQ convert kernel depends only on dtype, head dim and layout, and has one config:
+// callers resolve it under this normalised spec so that every backward spec shares one binary.
+KernelSpec dq_convert_spec(const KernelSpec& backward_spec);
+TileConfig dq_convert_config();
+
+}  // namespace sigjit

@@ -1,0 +1,158 @@
+// The Hopper fused backward family (templates/sigjit/bwd_sm90.cuh): TMA, wgmma, one CTA per key
+// block of 64 keys per consumer warpgroup, dQ accumulated in an fp32 workspace (per-thread
+// atomics, or bulk reductions from shared memory with _r). sm_90a, head dims 64 and 128; the
+// default fused backward wherever it serves.
+#include "kernels/sm90_bwd.hpp"
+
+#include "kernels/config_grammar.hpp"
+#include "kernels/family.hpp"
+#include "sigjit/bwd_sm90_params.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace sigjit {
+namespace kernels {
+namespace {
+
+// Mirrors BwdSm90Config::kSmemBytes: K and V (the key block), STAGES x (Q + dO) tiles of block_q
+// queries, two dS^T tiles, the bulk-dQ staging rows, 1 + 3 x STAGES mbarriers, 1024 bytes of
+// alignment slack.
+int smem(const KernelSpec& spec, const Sm90BwdTile& c) {
+  const int dq_stage = c.bulk_dq ? c.block_q * (4 * spec.head_dim + 32) : 0;  // fp32 rows padded by 32 B
+  return 2 * spec.head_dim * (2 * c.block_k() + 2 * c.stages * c.block_q) + 2 * 2 * c.block_k() * c.block_q + dq_stage + 8 * (1 + 3 * c.stages) +
+         1024;
+}
+
+// Mirrors BwdSm90Config's static_asserts with the same limits.
+std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
+  if (spec.direction != Direction::backward_fused) return "the sm90 backward family (hb...) is the fused backward kernel only";
+  if (!is_sm90a(spec.arch)) return fmt::format("the sm90 backward family (wgmma, setmaxnreg) needs arch sm_90a, not {}", spec.arch.name());
+  if (spec.head_dim != 64 && spec.head_dim != 128) return fmt::format("head_dim={}: the sm90 backward family supports 64 and 128", spec.head_dim);
+  if (c.block_q != 64 && c.block_q != 128) return fmt::format("query block={}: the sm90 backward takes 64 or 128 (whole dS^T column blocks)", c.block_q);
+  if (c.consumers != 1 && c.consumers != 2) return fmt::format("consumers={}: the sm90 backward takes 1 or 2 consumer warpgroups", c.consumers);
+  if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
+  // BwdSm90Config's dQ split: by m64 query tiles where they divide over the consumers, else by
+  // whole 64-column blocks of the head dim.
+  const bool dq_split_rows = (c.block_q / 64) % c.consumers == 0;
+  const int dq_mtiles = dq_split_rows ? c.block_q / 64 / c.consumers : c.block_q / 64;
+  const int dq_cols = dq_split_rows ? spec.head_dim : spec.head_dim / c.consumers;
+  if (dq_cols % 64 != 0) {
+    return fmt::format("query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
+                       c.block_q, c.consumers, spec.head_dim);
+  }
+  const int bytes = smem(spec, c);
+  if (bytes > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", bytes, 227 * 1024);
+  // BwdSm90Config::kRegEstimate: dK + dV, then the larger phase: S^T + dP^T, or this warpgroup's
+  // dQ tiles + the P^T and dS^T fragments.
+  const int dq_phase = dq_mtiles * dq_cols / 2 + c.block_q / 2;
+  const int regs = spec.head_dim + std::max(c.block_q, dq_phase);
+  if (regs > 192) return fmt::format("about {} dK, dV and S^T/dP^T or dQ registers per consumer thread: would spill", regs);
+  return {};
+}
+
+class Sm90Bwd final : public Family {
+ public:
+  KernelFamily id() const override { return KernelFamily::sm90_bwd; }
+  std::string_view grammar() const override {
+    return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, e.g. hb128x64c2s2o)";
+  }
+  bool serves(const KernelSpec& spec) const override { return sm90_backward_supports(spec); }
+
+  std::optional<TileConfig> parse(std::string_view text, const std::string& what) const override {
+    int a = 0, b = 0, c = 0, d = 0;
+    ConfigCursor k(text);
+    if (!(k.lit("hb") && k.num(a) && k.lit("x") && k.num(b) && k.lit("c") && k.num(c) && k.lit("s") && k.num(d))) return std::nullopt;
+    const bool overlap = k.lit("o"), bulk_dq = k.lit("_r");
+    if (!k.done()) return std::nullopt;
+    if (a != 64 * c) {
+      throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what, text,
+                              a, c, 64 * c));
+    }
+    return TileConfig::sm90_bwd(b, c, d, overlap, bulk_dq);
+  }
+
+  std::string describe(const TileConfig& config) const override {
+    const Sm90BwdTile& t = config.get<Sm90BwdTile>();
+    return fmt::format("hb{}x{}c{}s{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "", t.bulk_dq ? "_r" : "");
+  }
+
+  std::string check(const KernelSpec& spec, const TileConfig& config) const override { return kernels::check(spec, config.get<Sm90BwdTile>()); }
+  int smem_bytes(const KernelSpec& spec, const TileConfig& config) const override { return smem(spec, config.get<Sm90BwdTile>()); }
+  int threads(const TileConfig& config) const override { return 128 * (config.get<Sm90BwdTile>().consumers + 1); }
+  TileConfig default_config(const KernelSpec& spec) const override { return default_sm90_backward_config(spec); }
+
+  std::vector<TileConfig> candidates(const KernelSpec& spec) const override {
+    std::vector<TileConfig> out;
+    for (int bq : {64, 128})
+      for (int consumers : {1, 2})
+        for (int st : {2, 3})
+          for (bool overlap : {true, false})
+            for (bool bulk_dq : {false, true}) {
+              const Sm90BwdTile t{bq, consumers, st, overlap, bulk_dq};
+              if (kernels::check(spec, t).empty()) out.emplace_back(t);
+            }
+    return out;
+  }
+
+  std::string emit(const KernelSpec& s, const TileConfig& config, const std::string& name) const override {
+    const Sm90BwdTile& c = config.get<Sm90BwdTile>();
+    const std::string alias = fmt::format(
+        "using Cfg = sigjit::kern::BwdSm90Config</*head_dim*/ {}, /*block_q*/ {}, /*consumers*/ {}, /*stages*/ {}, /*overlap*/ {},\n"
+        "    /*bf16*/ {}, /*layout*/ {}, /*causal*/ {}, /*bias_mode*/ {}, /*score_bias*/ {}, /*exact*/ {}, /*bulk_dq*/ {}{}>;\n"
+        "static_assert(Cfg::kSmemBytes == {}, \"host and template disagree on the sm90 backward shared memory size\");\n",
+        s.head_dim, c.block_q, c.consumers, c.stages, c.overlap, s.dtype == DType::bf16, static_cast<int>(s.layout), s.causal,
+        static_cast<int>(s.bias_mode), s.score_bias, s.sigmoid == SigmoidMode::exact, c.bulk_dq, top_left_arg(s), smem(s, c));
+    return fmt::format(
+        "// Generated by sigjit: {} | {}\n#include \"sigjit/bwd_sm90.cuh\"\n\n{}\n"
+        "extern \"C\" __global__ void __launch_bounds__(Cfg::kThreads, 1) {}(const __grid_constant__ SigjitBwdSm90Params params) {{\n"
+        "  sigjit::kern::bwd_sm90_kernel<Cfg>(params);\n}}\n",
+        s.describe(), describe(config), alias, name);
+  }
+
+  std::string unsupported(const detail::Resolved& call, const SigjitBwdParams* backward) const override { return tma_unsuitable(call, backward); }
+
+  // The four tensor maps (Q and dO boxes: one step's query rows; K and V: the key block), then
+  // one CTA per key block, kv head and batch.
+  void launch(const Launch& l, const TileConfig& config) const override {
+    const Sm90BwdTile& t = config.get<Sm90BwdTile>();
+    const AttentionArgs& a = l.call.args;
+    if (a.seqlen_k == 0 || a.batch == 0) return;
+    if (const std::string why = tma_unsuitable(l.call, l.backward); !why.empty()) {
+      throw Error(fmt::format("sm90 backward kernel {}: {}", describe(config), why));
+    }
+    SigjitBwdSm90Params params{};
+    const std::vector<TmaTensor> tensors = tma_tensors(l.call, l.backward);
+    encode_tma_map(params.q_map, tensors[0], a, t.block_q);
+    encode_tma_map(params.k_map, tensors[1], a, t.block_k());
+    encode_tma_map(params.v_map, tensors[2], a, t.block_k());
+    encode_tma_map(params.do_map, tensors[3], a, t.block_q);
+    params.p = *l.backward;
+    launch_kernel(l, static_cast<unsigned>((a.seqlen_k + t.block_k() - 1) / t.block_k()), a.heads_kv, a.batch, &params);
+  }
+};
+
+}  // namespace
+
+const Family& sm90_bwd_family() {
+  static const Sm90Bwd family;
+  return family;
+}
+
+}  // namespace kernels
+
+bool sm90_backward_supports(const KernelSpec& spec) {
+  return spec.direction == Direction::backward_fused && kernels::is_sm90a(spec.arch) && (spec.head_dim == 64 || spec.head_dim == 128);
+}
+
+TileConfig default_sm90_backward_config(const KernelSpec& spec) {
+  // Two consumer warpgroups over 128 keys (half the dQ reductions of 64 keys), dQ added by bulk
+  // reductions (_r) (bench/NOTES.md#sm90-backward-defaults). hd 128: 64-query steps (192 live
+  // registers per consumer thread), the sigmoid overlapping the dP^T GEMM; hd 64: 128-query
+  // steps, no overlap (it spills 4-8 B there with the exact sigmoid).
+  constexpr bool bulk_dq = true;
+  return spec.head_dim <= 64 ? TileConfig::sm90_bwd(128, 2, 2, false, bulk_dq) : TileConfig::sm90_bwd(64, 2, 2, true, bulk_dq);
+}
+
+}  // namespace sigjit

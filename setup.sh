@@ -29,7 +29,8 @@ jobs=$(nproc 2>/dev/null || echo 4)
 
 # ---- packages -------------------------------------------------------------------------------
 packages=(ninja-build nlohmann-json3-dev libfmt-dev libcli11-dev libssl-dev libgtest-dev googletest libgmock-dev llvm-14-tools python3-venv
-  clang-14 libclang-rt-14-dev)  # clang + libFuzzer: --test's fuzz targets (build/fuzz)
+  clang-14 libclang-rt-14-dev  # clang + libFuzzer: --test's fuzz targets (build/fuzz)
+  libhiredis-dev redis-server)  # the remote cache tier's Redis client, and the server its CPU tests start on 127.0.0.1
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi

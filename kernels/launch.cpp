@@ -1,10 +1,13 @@
 #include "kernels/launch.hpp"
 
+#include "kernels/family.hpp"
+#include "kernels/registry.hpp"
 #include "runtime/cuda_check.hpp"
 
 #include <fmt/format.h>
 
 #include <cstring>
+#include <limits>
 
 namespace sigjit::kernels {
 
@@ -122,6 +125,56 @@ void encode_tma_map(SigjitTensorMap& dst, const TmaTensor& t, const AttentionArg
                 ErrorKind::cuda);
   }
   std::memcpy(&dst, &map, sizeof(dst));
+}
+
+// ---- launches ------------------------------------------------------------------------------------
+
+std::size_t dq_workspace_bytes(const detail::Resolved& r) {
+  const AttentionArgs& a = r.args;
+  const std::size_t rows = a.layout == Layout::varlen ? static_cast<std::size_t>(a.total_q) : static_cast<std::size_t>(a.batch) * a.seqlen_q;
+  // 128 bits: the product must not wrap (to 0, which a 16-byte workspace would then satisfy).
+  const unsigned __int128 bytes = static_cast<unsigned __int128>(rows) * a.heads_q * a.head_dim * sizeof(float);
+  if (bytes > std::numeric_limits<std::int64_t>::max())
+    throw Error(
+        fmt::format("backward workspace: batch x seqlen_q x heads_q x head_dim x 4 B = {:.3g} B does not fit in memory; "
+                    "the problem is too large",
+                    static_cast<double>(bytes)));
+  return static_cast<std::size_t>(bytes);
+}
+
+SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, void* dq_accum) {
+  const AttentionArgs& a = r.args;
+  SigjitBwdParams bp{};
+  bp.fwd = forward_params(r);
+  bp.dout = g.dout;
+  bp.dq = g.dq;
+  bp.dk = g.dk;
+  bp.dv = g.dv;
+  bp.dq_accum = static_cast<float*>(dq_accum);
+  const auto set_strides = [](sigjit_i64& batch, sigjit_i64& token, sigjit_i64& head, const Strides& s) {
+    batch = s.batch, token = s.token, head = s.head;
+  };
+  set_strides(bp.do_stride_b, bp.do_stride_l, bp.do_stride_h, g.dout_strides);
+  set_strides(bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, g.dq_strides);
+  set_strides(bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, g.dk_strides);
+  set_strides(bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, g.dv_strides);
+  bp.dqa_stride_h = a.head_dim;
+  bp.dqa_stride_l = static_cast<sigjit_i64>(a.heads_q) * a.head_dim;
+  bp.dqa_stride_b = a.layout == Layout::varlen ? 0 : bp.dqa_stride_l * a.seqlen_q;
+  return bp;
+}
+
+void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel, const TileConfig& config,
+            int sm_count, CUstream stream) {
+  family_of(config).launch({r, part, backward, kernel, sm_count, stream}, config);
+}
+
+void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused, const TileConfig& fused_config,
+                            const detail::LoadedKernel& convert, CUstream stream) {
+  const std::size_t bytes = dq_workspace_bytes(r);
+  if (bytes > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
+  launch(r, Direction::backward_fused, &params, fused, fused_config, 0, stream);
+  if (bytes > 0) launch(r, Direction::backward_dq_convert, &params, convert, dq_convert_config(), 0, stream);
 }
 
 }  // namespace sigjit::kernels

@@ -7,6 +7,7 @@
 #include "runtime/validate.hpp"
 #include "sigjit/fwd_params.h"
 #include "sigjit/tensor_map.h"
+#include "kernels/tile_config.hpp"
 
 #include <cuda.h>
 
@@ -33,6 +34,21 @@ SigjitFwdParams forward_params(const detail::Resolved& r);
 // cuLaunchKernel with the loaded kernel's threads and shared memory; `params` is the kernel's
 // one __grid_constant__ argument.
 void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params);
+
+// The kernel's family launches it (Family::launch); `backward` is the backward kernels' block.
+void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel, const TileConfig& config,
+            int sm_count, CUstream stream);
+
+// Bytes of the fused backward's fp32 dQ workspace, contiguous [batch * seqlen_q (varlen:
+// total_q), heads_q, head_dim]; throws when the size does not fit memory.
+std::size_t dq_workspace_bytes(const detail::Resolved& r);
+
+// The backward kernels' parameter block; dq_accum may be null (deterministic path).
+SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, void* dq_accum);
+
+// The fused backward on the stream: zero params.dq_accum, the fused kernel, the convert kernel.
+void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused, const TileConfig& fused_config,
+                            const detail::LoadedKernel& convert, CUstream stream);
 
 // ---- TMA (the Hopper families' loads) ----------------------------------------------------------
 

@@ -44,16 +44,6 @@ KernelSpec forward_spec(const Resolved& r, const Arch& arch) {
   return s;
 }
 
-TileConfig choose_config(const KernelSpec& spec) {
-  // SIGJIT_FORCE_TILE=mBMnBNwWsS pins the tile config (benchmark sweeps, debugging). The config
-  // is part of the kernel name, so forced and default kernels never share a cache entry.
-  const char* forced = std::getenv("SIGJIT_FORCE_TILE");
-  if (!forced || !*forced) return default_config(spec);
-  const TileConfig c = TileConfig::parse(forced, "SIGJIT_FORCE_TILE");
-  if (const std::string why = check_config(spec, c); !why.empty()) throw Error(fmt::format("SIGJIT_FORCE_TILE={}: {}", forced, why));
-  return c;
-}
-
 ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r) {
   const KernelSpec spec = forward_spec(r, dev.arch());
   ResolvedKernel k = resolve_kernel(dev, spec);
@@ -104,9 +94,6 @@ void validate_lengths(const Resolved& r, CUstream stream) {
 
 }  // namespace
 
-void launch_forward(const Resolved& r, const LoadedKernel& kernel, const TileConfig& config, int sm_count, CUstream stream) {
-  kernels::family_of(config).launch({r, Direction::forward, nullptr, kernel, sm_count, stream}, config);
-}
 
 }  // namespace detail
 
@@ -129,58 +116,10 @@ void forward(const AttentionArgs& args, Stream stream) {
   if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
 
   const detail::ResolvedKernel k = detail::forward_kernel(dev, r);
-  detail::launch_forward(r, k.kernel, k.config, dev.sm_count, cu_stream);
+  kernels::launch(r, Direction::forward, nullptr, k.kernel, k.config, dev.sm_count, cu_stream);
 }
 
 namespace detail {
-
-std::size_t dq_workspace_bytes(const Resolved& r) {
-  const AttentionArgs& a = r.args;
-  const std::size_t rows = a.layout == Layout::varlen ? static_cast<std::size_t>(a.total_q) : static_cast<std::size_t>(a.batch) * a.seqlen_q;
-  // 128 bits: the product must not wrap (to 0, which a 16-byte workspace would then satisfy).
-  const unsigned __int128 bytes = static_cast<unsigned __int128>(rows) * a.heads_q * a.head_dim * sizeof(float);
-  if (bytes > std::numeric_limits<std::int64_t>::max())
-    throw Error(
-        fmt::format("backward workspace: batch x seqlen_q x heads_q x head_dim x 4 B = {:.3g} B does not fit in memory; "
-                    "the problem is too large",
-                    static_cast<double>(bytes)));
-  return static_cast<std::size_t>(bytes);
-}
-
-SigjitBwdParams make_bwd_params(const Resolved& r, const Gradients& g, void* dq_accum) {
-  const AttentionArgs& a = r.args;
-  SigjitBwdParams bp{};
-  bp.fwd = kernels::forward_params(r);
-  bp.dout = g.dout;
-  bp.dq = g.dq;
-  bp.dk = g.dk;
-  bp.dv = g.dv;
-  bp.dq_accum = static_cast<float*>(dq_accum);
-  const auto set_strides = [](sigjit_i64& batch, sigjit_i64& token, sigjit_i64& head, const Strides& s) {
-    batch = s.batch, token = s.token, head = s.head;
-  };
-  set_strides(bp.do_stride_b, bp.do_stride_l, bp.do_stride_h, g.dout_strides);
-  set_strides(bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, g.dq_strides);
-  set_strides(bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, g.dk_strides);
-  set_strides(bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, g.dv_strides);
-  bp.dqa_stride_h = a.head_dim;
-  bp.dqa_stride_l = static_cast<sigjit_i64>(a.heads_q) * a.head_dim;
-  bp.dqa_stride_b = a.layout == Layout::varlen ? 0 : bp.dqa_stride_l * a.seqlen_q;
-  return bp;
-}
-
-void launch_backward_part(const Resolved& r, const SigjitBwdParams& params, Direction part, const LoadedKernel& kernel, const TileConfig& config,
-                          CUstream stream) {
-  kernels::family_of(config).launch({r, part, &params, kernel, 0, stream}, config);
-}
-
-void enqueue_fused_backward(const Resolved& r, const SigjitBwdParams& params, const LoadedKernel& fused, const TileConfig& fused_config,
-                            const LoadedKernel& convert, CUstream stream) {
-  const std::size_t bytes = dq_workspace_bytes(r);
-  if (bytes > 0) SIGJIT_CHECK_CU(driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
-  launch_backward_part(r, params, Direction::backward_fused, fused, fused_config, stream);
-  if (bytes > 0) launch_backward_part(r, params, Direction::backward_dq_convert, convert, dq_convert_config(), stream);
-}
 
 namespace {
 
@@ -220,8 +159,8 @@ DeterministicKernels deterministic_kernels(const DeviceInfo& dev, KernelSpec spe
 
 void run_deterministic(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, const SigjitBwdParams& params, CUstream stream) {
   const DeterministicKernels k = deterministic_kernels(dev, spec);
-  launch_backward_part(r, params, Direction::backward_dkdv, k.dkdv.kernel, k.dkdv.config, stream);
-  launch_backward_part(r, params, Direction::backward_dq, k.dq.kernel, k.dq.config, stream);
+  kernels::launch(r, Direction::backward_dkdv, &params, k.dkdv.kernel, k.dkdv.config, 0, stream);
+  kernels::launch(r, Direction::backward_dq, &params, k.dq.kernel, k.dq.config, 0, stream);
 }
 
 struct FusedKernels {
@@ -255,11 +194,11 @@ FusedKernels fused_kernels(const DeviceInfo& dev, const Resolved& r, KernelSpec 
 void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, SigjitBwdParams params, void* caller_workspace,
                CUstream stream) {
   const auto [fused, convert] = fused_kernels(dev, r, spec, params);
-  const std::size_t bytes = dq_workspace_bytes(r);
+  const std::size_t bytes = kernels::dq_workspace_bytes(r);
   std::optional<WorkspaceLease> lease;
   if (caller_workspace == nullptr && bytes > 0) lease.emplace(acquire_workspace(dev.context, stream, bytes));
   params.dq_accum = static_cast<float*>(caller_workspace ? caller_workspace : lease ? reinterpret_cast<void*>(lease->ptr()) : nullptr);
-  enqueue_fused_backward(r, params, fused.kernel, fused.config, convert.kernel, stream);
+  kernels::enqueue_fused_backward(r, params, fused.kernel, fused.config, convert.kernel, stream);
 }
 
 }  // namespace
@@ -285,7 +224,7 @@ bool use_fused_backward(const BackwardOptions& options) {
 
 std::size_t backward_workspace_size(const AttentionArgs& args, bool deterministic) {
   const detail::Resolved r = detail::resolve_backward(args);
-  return deterministic ? 0 : detail::dq_workspace_bytes(r);
+  return deterministic ? 0 : kernels::dq_workspace_bytes(r);
 }
 
 void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, const BackwardOptions& options) {
@@ -293,7 +232,7 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
   const detail::Resolved r = detail::resolve_backward(args);
   detail::check_host_lengths(r);
   const Gradients g = detail::resolve_gradients(r, grads);
-  const std::size_t need = options.deterministic ? 0 : detail::dq_workspace_bytes(r);
+  const std::size_t need = options.deterministic ? 0 : kernels::dq_workspace_bytes(r);
   detail::check_workspace(options, need);
   const bool caller_workspace = !options.deterministic && options.workspace != nullptr && need > 0;
   const bool fused = use_fused_backward(options);
@@ -307,7 +246,7 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
   detail::validate_lengths(r, cu_stream);
   if (a.batch == 0 || (a.seqlen_q == 0 && a.seqlen_k == 0)) return;
 
-  const SigjitBwdParams params = detail::make_bwd_params(r, g, nullptr);
+  const SigjitBwdParams params = kernels::backward_params(r, g, nullptr);
   const KernelSpec spec = detail::forward_spec(r, dev.arch());
   if (!fused) return detail::run_deterministic(dev, r, spec, params, cu_stream);
   detail::run_fused(dev, r, spec, params, caller_workspace ? options.workspace : nullptr, cu_stream);
@@ -331,7 +270,7 @@ void prepare(const AttentionArgs& args, const PrepareOptions& options) {
     detail::deterministic_kernels(dev, spec);
     return;
   }
-  detail::fused_kernels(dev, r, spec, detail::make_bwd_params(r, detail::resolve_gradients(r, g), nullptr));
+  detail::fused_kernels(dev, r, spec, kernels::backward_params(r, detail::resolve_gradients(r, g), nullptr));
 }
 
 void release_backward_workspaces() {

@@ -1,6 +1,6 @@
 #include "runtime/autotune.hpp"
 
-#include "runtime/attention.hpp"
+#include "kernels/launch.hpp"
 #include "runtime/cuda_check.hpp"
 
 #include <fmt/format.h>
@@ -145,12 +145,12 @@ class GpuMeasurer final : public tuner::Measurer {
   // path (zeroing, fused, convert: the workspace must start at zero every run).
   void launch_timed(const LoadedKernel& k, const TileConfig& config) {
     switch (spec_.direction) {
-      case Direction::forward: return launch_forward(problem_, k, config, dev_.sm_count, nullptr);
+      case Direction::forward: return kernels::launch(problem_, spec_.direction, nullptr, k, config, dev_.sm_count, nullptr);
       case Direction::backward_dkdv:
-      case Direction::backward_dq: return launch_backward_part(problem_, bwd_params_, spec_.direction, k, config, nullptr);
+      case Direction::backward_dq: return kernels::launch(problem_, spec_.direction, &bwd_params_, k, config, 0, nullptr);
       case Direction::backward_fused:
       case Direction::backward_dq_convert:
-        return enqueue_fused_backward(problem_, bwd_params_, partners_.fused, partners_.fused_config, partners_.convert, nullptr);
+        return kernels::enqueue_fused_backward(problem_, bwd_params_, partners_.fused, partners_.fused_config, partners_.convert, nullptr);
     }
   }
 
@@ -241,8 +241,8 @@ class GpuMeasurer final : public tuner::Measurer {
     Gradients g;
     g.dout = dout_->get(), g.dq = dq_->get(), g.dk = dk_->get(), g.dv = dv_->get();
     const Gradients resolved = resolve_gradients(problem_, g);
-    workspace_ = std::make_unique<DeviceAlloc>(fused_path() ? dq_workspace_bytes(problem_) : 0);
-    bwd_params_ = make_bwd_params(problem_, resolved, fused_path() ? workspace_->get() : nullptr);
+    workspace_ = std::make_unique<DeviceAlloc>(fused_path() ? kernels::dq_workspace_bytes(problem_) : 0);
+    bwd_params_ = kernels::backward_params(problem_, resolved, fused_path() ? workspace_->get() : nullptr);
     flops_ *= spec_.direction == Direction::backward_dkdv ? 2.0 : spec_.direction == Direction::backward_dq ? 1.5 : 2.5;
   }
 

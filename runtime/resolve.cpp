@@ -3,7 +3,6 @@
 #include "compiler/codegen.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/templates.hpp"
-#include "runtime/attention.hpp"
 #include "runtime/autotune.hpp"
 
 #include <fmt/format.h>
@@ -186,6 +185,20 @@ GpuCheckAction decide_gpu_check(const GpuCheckFacts& f) {
   // own compile of the same config (a default-config entry cannot be compared in-process).
   return f.output_compared ? GpuCheckAction::promote : GpuCheckAction::heal;
 }
+
+namespace {
+
+// SIGJIT_FORCE_TILE pins the tile config (benchmark sweeps, debugging); the config is part of the
+// kernel name, so forced and default kernels never share a cache entry.
+TileConfig choose_config(const KernelSpec& spec) {
+  const char* forced = std::getenv("SIGJIT_FORCE_TILE");
+  if (!forced || !*forced) return default_config(spec);
+  const TileConfig c = TileConfig::parse(forced, "SIGJIT_FORCE_TILE");
+  if (const std::string why = check_config(spec, c); !why.empty()) throw Error(fmt::format("SIGJIT_FORCE_TILE={}: {}", forced, why));
+  return c;
+}
+
+}  // namespace
 
 ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
   // The dQ convert kernel has one config: a forced tile is meant for the tunable kernels.

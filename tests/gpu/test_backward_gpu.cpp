@@ -165,7 +165,7 @@ void run_sm90_backward_case(const CaseSpec& spec, bool bulk_dq) {
   problem.enable_backward(rng);
   {
     const detail::Resolved r = detail::resolve(problem.args());
-    const SigjitBwdParams bp = detail::make_bwd_params(r, detail::resolve_gradients(r, problem.grads()), nullptr);
+    const SigjitBwdParams bp = kernels::backward_params(r, detail::resolve_gradients(r, problem.grads()), nullptr);
     ASSERT_EQ(kernels::tma_unsuitable(r, &bp), "") << "this case would fall back to the sm80 fused kernel";
   }
   fmt::print("[bwd sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
@@ -262,7 +262,7 @@ TEST_P(BackwardTopLeft, EveryBackwardKernelMatchesFp64Reference) {
     TileConfig config = default_sm90_backward_config(ks);
     config.get<sigjit::Sm90BwdTile>().bulk_dq = bulk_dq;
     const detail::Resolved res = detail::resolve(problem.args());
-    const SigjitBwdParams bp = detail::make_bwd_params(res, detail::resolve_gradients(res, problem.grads()), nullptr);
+    const SigjitBwdParams bp = kernels::backward_params(res, detail::resolve_gradients(res, problem.grads()), nullptr);
     ASSERT_EQ(kernels::tma_unsuitable(res, &bp), "") << "this case would fall back to the sm80 fused kernel";
     fmt::print("[bwd top-left sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
     const ScopedForceTile force(config.describe());

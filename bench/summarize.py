@@ -200,7 +200,7 @@ def main():
                    help="only these parts of the matching --first-call JSON (first,memory,ragged; one per --first-call, in order)")
     p.add_argument("--results", help="write the full results file here")
     p.add_argument("--env", help="the run's env.txt (nvidia-smi and nvcc lines)")
-    p.add_argument("--command", default="bash scripts/device_run.sh final")
+    p.add_argument("--command", default="bash scripts/device/final.sh")
     p.add_argument("--date", default=datetime.date.today().isoformat())
     a = p.parse_args()
     if not (a.csv or a.compare or a.first_call):

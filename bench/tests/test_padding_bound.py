@@ -6,13 +6,13 @@ cannot reach 0.95 at L 512, 25 % padded, even with per-key granularity) follows 
 lengths. Why: that claim decides whether the target is a kernel problem or a tiling limit.
 Cost: milliseconds.
 
-    python3 -m unittest tests/python/test_padding_bound.py -v
+    python3 -m unittest bench/tests/test_padding_bound.py -v
 """
 import os
 import sys
 import unittest
 
-BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench")
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, BENCH)
 import padding_bound  # noqa: E402
 

@@ -10,13 +10,14 @@
 // Errors: one line on stderr, exit code 1. Usage errors: exit code 2 (CLI11's own message).
 #include "cache/store.hpp"
 #include "cli/progress.hpp"
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
-#include "compiler/nvrtc_compiler.hpp"
-#include "runtime/autotune.hpp"
-#include "runtime/device.hpp"
+#include "jit/compiler.hpp"
+#include "tune/gpu.hpp"
+#include "tune/verify.hpp"
+#include "cuda/device.hpp"
 #include "runtime/resolve.hpp"
-#include "tuner/tuner.hpp"
+#include "tune/tuner.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -224,18 +225,11 @@ int run_compile(const SpecOptions& o) {
   }
   fmt::print("kernel    {}\nspec      {}\nconfig    {}\nresources {}\ncompiled  in {:.2f} s ({} B cubin)\n", k.name, spec.describe(),
              config.describe(), k.resources.describe(), k.compile_seconds, k.cubin.size());
-  fmt::print("nvrtc     {} ({})\n", sigjit::nvrtc_version(), sigjit::detail::nvrtc_library_path());
+  fmt::print("nvrtc     {} ({})\n", sigjit::nvrtc_version(), sigjit::nvrtc_library_path());
   return 0;
 }
 
-std::optional<sigjit::detail::DeviceInfo> try_device(std::string* why) {
-  try {
-    return sigjit::detail::current_device();
-  } catch (const Error& e) {
-    if (why) *why = e.what();
-    return std::nullopt;
-  }
-}
+std::optional<tuner::Device> try_device(std::string* why) { return tuner::find_device(why); }
 
 int run_info() {
   fmt::print("{}\n", sigjit::version());
@@ -249,7 +243,7 @@ int run_info() {
   }
   try {  // the NVRTC a compile would use (info loads it; a cached kernel needs none)
     const std::string v = sigjit::nvrtc_version();
-    fmt::print("NVRTC     {} ({})\n", v, sigjit::detail::nvrtc_library_path());
+    fmt::print("NVRTC     {} ({})\n", v, sigjit::nvrtc_library_path());
   } catch (const Error& e) {
     fmt::print("NVRTC     none: {}\n", e.what());
   }
@@ -299,7 +293,7 @@ int tune_without_gpu(const tuner::Workload& w, const std::string& why) {
     const auto configs = sigjit::candidate_configs(spec);
     sigjit::cli::ProgressBar bar(fmt::format("{}", sigjit::problem_key(spec)), static_cast<int>(configs.size()));
     std::vector<sigjit::CompiledKernel> results;
-    const auto failed = sigjit::detail::compile_in_parallel(spec, configs, [&](int done, int, const std::string& m) { bar.update(done, m); }, &results);
+    const auto failed = tuner::compile_in_parallel(spec, configs, [&](int done, int, const std::string& m) { bar.update(done, m); }, &results);
     bar.finish();
     for (std::size_t i = 0; i < configs.size(); ++i) {
       if (!results[i].cubin.empty()) fmt::print("  {:<16} {}\n", configs[i].describe(), results[i].resources.describe());
@@ -317,7 +311,7 @@ int run_tune(const TuneFlags& f) {
   const tuner::Workload w = workload_for(f, arch);
   if (w.specs.empty()) throw Error("the workload is empty: give --head-dim/--layout/--seq, --workload or --preset");
   if (!dev) return tune_without_gpu(w, why);
-  sigjit::detail::TuneOptions options;
+  tuner::TuneOptions options;
   options.strategy = strategy_from(f.strategy);
   options.budget.seconds_per_candidate = f.seconds_per_candidate;
   if (!w.user_lengths.empty()) options.user_lengths = &w.user_lengths;
@@ -328,7 +322,7 @@ int run_tune(const TuneFlags& f) {
     sigjit::cli::ProgressBar bar(fmt::format("[{}/{}] {}", i + 1, w.specs.size(), sigjit::problem_key(spec)), 0);
     options.progress = [&](int done, int total, const std::string& m) { bar.update(done, m, total); };
     try {
-      const tuner::TuneResult r = sigjit::detail::tune_and_store(*dev, spec, options);
+      const tuner::TuneResult r = tuner::tune_and_store(*dev, spec, options);
       bar.finish();
       const int rejected = static_cast<int>(std::count_if(r.all.begin(), r.all.end(), [](const auto& c) { return !c.verdict.ok; }));
       fmt::print("  best {} {:.4f} ms (spread {:.1f}%), {} candidates, {} rejected\n", r.best->config.describe(), r.best->samples.median(),
@@ -389,60 +383,25 @@ const cache::DeviceFingerprint* local_fingerprint(std::optional<cache::DeviceFin
   if (!dev) return nullptr;
   sigjit::KernelSpec spec;
   spec.arch = dev->arch();
-  holder = sigjit::detail::fingerprint_for(*dev, spec);
+  holder = tuner::fingerprint(*dev, spec);
   return &*holder;
 }
 
-// verify --gpu for one local entry: loads and runs the CACHED cubin (not a fresh compile of its
-// config), compares its output with the default config's, and then, as decide_gpu_check says,
-// keeps it, re-times a claim here and stores it as measured here, or heals it (a fresh compile
-// of its config replaces the cubin). Returns whether the entry was fine as found.
-bool verify_entry_on_gpu(cache::Store& store, const sigjit::detail::DeviceInfo& dev, const sigjit::KernelSpec& spec,
-                         const cache::Store::Listed& l) {
-  namespace d = sigjit::detail;
-  const sigjit::TileConfig config = sigjit::TileConfig::parse(l.entry.config, "entry config");
-  d::GpuCheckFacts facts;
-  facts.produced_here = l.entry.origin == cache::kOriginLocal;  // produced here (a local untuned default too): not a claim
-  facts.output_compared = config.describe() != sigjit::default_config(spec).describe();
-  d::unload_kernel(dev.context, spec, config);  // a kernel of the same name loaded earlier is not the cached one
-  if (const auto blob = store.load_blob(l.entry.cubin_sha256)) {
-    bool recompiled = false;  // the cached cubin did not load
-    d::get_kernel(dev.context, spec, config, &*blob, [&](const sigjit::CompiledKernel&) { recompiled = true; });
-    facts.cached_cubin_ran = !recompiled;
+// verify --gpu for one local entry (tune/verify.hpp); returns whether it was fine as found.
+bool verify_entry_on_gpu(cache::Store& store, const tuner::Device& dev, const sigjit::KernelSpec& spec, const cache::Store::Listed& l) {
+  const tuner::GpuVerification v = tuner::verify_on_gpu(store, dev, spec, l);
+  const std::string key = printable(l.entry.problem_key), config = printable(l.entry.config);
+  switch (v.action) {
+    case tuner::GpuCheckAction::keep: fmt::print("  {} {}: output OK\n", key, config); break;
+    case tuner::GpuCheckAction::promote:
+      fmt::print("  {} {}: output OK; claimed {:.4f} ms, measured here {:.4f} ms{}\n", key, config, v.claimed_ms, v.measured_ms,
+                 v.stored ? " (stored as measured here)" : " (entry changed meanwhile; not stored)");
+      break;
+    case tuner::GpuCheckAction::heal:
+      fmt::print("  {} {}: {}; replaced its cubin with a fresh compile of its config\n", key, config, printable(v.reason));
+      break;
   }
-  sigjit::tuner::Verdict verdict{false, "the cached cubin is missing or did not load"};
-  if (facts.cached_cubin_ran) verdict = d::check_on_gpu(dev, spec, config);
-  facts.output_ok = verdict.ok;
-  switch (d::decide_gpu_check(facts)) {
-    case d::GpuCheckAction::keep:
-      fmt::print("  {} {}: output OK\n", printable(l.entry.problem_key), printable(l.entry.config));
-      return true;
-    case d::GpuCheckAction::promote: {
-      const sigjit::tuner::Samples s = d::measure_config(dev, spec, config, 20);
-      cache::Entry e = l.entry;
-      e.origin = cache::kOriginLocal;
-      e.median_ms = s.median();
-      e.spread = s.spread();
-      e.tflops = 0;  // the claim's figure is not ours; `sigjit tune` measures it
-      const bool stored = store.replace_if_current(l.fingerprint, e, l.entry.cubin_sha256);
-      fmt::print("  {} {}: output OK; claimed {:.4f} ms, measured here {:.4f} ms{}\n", printable(l.entry.problem_key),
-                 printable(l.entry.config), l.entry.median_ms, e.median_ms,
-                 stored ? " (stored as measured here)" : " (entry changed meanwhile; not stored)");
-      return true;
-    }
-    case d::GpuCheckAction::heal: {
-      d::unload_kernel(dev.context, spec, config);
-      d::get_kernel(dev.context, spec, config);  // a fresh compile of the config
-      d::heal_stored_kernel(dev, spec, config, d::kernel_image(dev.context, spec, config), l.entry);
-      fmt::print("  {} {}: {}; replaced its cubin with a fresh compile of its config\n", printable(l.entry.problem_key),
-                 printable(l.entry.config),
-                 printable(!facts.cached_cubin_ran ? verdict.reason
-                           : !verdict.ok           ? "wrong output from the cached cubin: " + verdict.reason
-                                                   : std::string("an imported default-config cubin cannot be compared in-process")));
-      return facts.cached_cubin_ran && verdict.ok;
-    }
-  }
-  return false;
+  return v.fine_as_found;
 }
 
 int run_verify(bool gpu) {
@@ -465,7 +424,7 @@ int run_verify(bool gpu) {
         ++bad;
         continue;
       }
-      if (sigjit::detail::fingerprint_for(*dev, spec) != l.fingerprint) continue;  // another device's entry
+      if (tuner::fingerprint(*dev, spec) != l.fingerprint) continue;  // another device's entry
       try {
         bad += !verify_entry_on_gpu(store, *dev, spec, l);
       } catch (const Error& e) {

@@ -3,6 +3,8 @@
 // files and bundles.
 #pragma once
 
+#include "problem/spec.hpp"
+
 #include <cstddef>
 #include <string_view>
 

@@ -6,7 +6,7 @@
 // file and tests.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/launch.hpp"
 #include "kernels/tile_config.hpp"
 

@@ -2,7 +2,7 @@
 
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"
-#include "runtime/cuda_check.hpp"
+#include "cuda/check.hpp"
 
 #include <fmt/format.h>
 

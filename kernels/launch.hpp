@@ -3,8 +3,9 @@
 // runtime calls Family::launch.
 #pragma once
 
-#include "runtime/kernel_cache.hpp"
-#include "runtime/validate.hpp"
+#include "cuda/loaded_kernel.hpp"
+#include "problem/call.hpp"
+#include "problem/spec.hpp"
 #include "sigjit/fwd_params.h"
 #include "sigjit/tensor_map.h"
 #include "kernels/tile_config.hpp"

@@ -1,6 +1,5 @@
 #include "kernels/registry.hpp"
 
-#include "compiler/codegen.hpp"
 #include "kernels/family.hpp"
 
 #include <fmt/format.h>

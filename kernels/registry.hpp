@@ -2,7 +2,7 @@
 // spec gets, every family's candidates. The only place that chooses between families.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/tile_config.hpp"
 
 #include <string>
@@ -32,6 +32,9 @@ TileConfig portable_config(const KernelSpec& spec);
 
 // Configs worth trying for a spec (all pass check_config; the default always among them).
 std::vector<TileConfig> candidate_configs(const KernelSpec& spec);
+
+// The translation unit of (spec, config): written by the config's family.
+std::string emit_source(const KernelSpec& spec, const TileConfig& config);
 
 // Deterministic entry-point name; distinct for every distinct binary.
 std::string kernel_name(const KernelSpec& spec, const TileConfig& config);

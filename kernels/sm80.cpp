@@ -1,7 +1,6 @@
 // The portable family (templates/sigjit/fwd_sm80.cuh, bwd_sm80.cuh): mma.sync and cp.async, any
 // sm_80+ arch, every direction (forward, the fused backward, the deterministic dK/dV and dQ pair,
 // the dQ convert kernel). The fallback wherever a specialised family cannot serve a call.
-#include "compiler/codegen.hpp"
 #include "kernels/config_grammar.hpp"
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"

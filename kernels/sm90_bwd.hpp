@@ -1,7 +1,7 @@
 // The Hopper fused backward family's own decisions, for its file (kernels/sm90_bwd.cpp) and tests.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/tile_config.hpp"
 
 namespace sigjit {

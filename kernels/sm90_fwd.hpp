@@ -1,7 +1,7 @@
 // The Hopper forward family's own decisions, for its file (kernels/sm90_fwd.cpp) and its tests.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/tile_config.hpp"
 
 namespace sigjit {

@@ -3,14 +3,14 @@
 // access unless lengths must be copied), one in-process table lookup, one cuLaunchKernel.
 #include "runtime/attention.hpp"
 
-#include "compiler/codegen.hpp"
+#include "jit/codegen.hpp"
 #include "kernels/family.hpp"
-#include "compiler/nvrtc_compiler.hpp"
-#include "runtime/cuda_check.hpp"
-#include "runtime/device.hpp"
-#include "runtime/kernel_cache.hpp"
+#include "jit/compiler.hpp"
+#include "cuda/check.hpp"
+#include "cuda/device.hpp"
+#include "jit/kernel_table.hpp"
 #include "runtime/resolve.hpp"
-#include "runtime/workspace.hpp"
+#include "cuda/workspace.hpp"
 #include "sigjit/fwd_params.h"
 
 #include <algorithm>
@@ -280,7 +280,7 @@ void release_backward_workspaces() {
 
 std::string version() {
   // The NVRTC built for, not the loaded one: version() loads nothing (`sigjit info` reports both).
-  return fmt::format("sigjit {} (NVRTC {}, codegen {})", SIGJIT_VERSION, detail::nvrtc_build_version(), kCodegenVersion);
+  return fmt::format("sigjit {} (NVRTC {}, codegen {})", SIGJIT_VERSION, nvrtc_build_version(), kCodegenVersion);
 }
 
 }  // namespace sigjit

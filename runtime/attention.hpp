@@ -1,9 +1,9 @@
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
-#include "runtime/kernel_cache.hpp"
-#include "runtime/validate.hpp"
+#include "jit/kernel_table.hpp"
+#include "problem/call.hpp"
 #include "sigjit/fwd_params.h"
 
 #include <cuda.h>

@@ -1,8 +1,8 @@
 #include "tests/common/forced_compile.hpp"
 
-#include "compiler/codegen.hpp"
-#include "compiler/nvrtc_api.hpp"
-#include "compiler/templates.hpp"
+#include "jit/codegen.hpp"
+#include "jit/nvrtc_api.hpp"
+#include "jit/templates.hpp"
 
 #include <gtest/gtest.h>
 

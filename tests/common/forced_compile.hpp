@@ -3,9 +3,9 @@
 // static_asserts reject what check_config would have refused). Both see the embedded templates.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
-#include "compiler/nvrtc_compiler.hpp"
+#include "jit/compiler.hpp"
 
 #include <cstddef>
 

@@ -3,7 +3,7 @@
 // kernel families enumerate the same feature space.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 
 #include <string>

@@ -2,7 +2,7 @@
 // crash safety, multi-process concurrency, bundles, merge policy, verify/gc/prune, default_root.
 // CPU only; every test uses a fresh temp directory and takes well under a second or two.
 #include "cache/store.hpp"
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "runtime/resolve.hpp"
 #include "tests/common/cache_test_files.hpp"

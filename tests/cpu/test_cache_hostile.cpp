@@ -5,7 +5,8 @@
 // could crash or hang runs in a child process under an alarm, so a regression fails the test
 // instead of killing or blocking the test binary.
 #include "cache/store.hpp"
-#include "compiler/kernel_spec.hpp"
+#include "tune/verify.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "runtime/resolve.hpp"
 #include "tests/common/cache_test_files.hpp"
@@ -261,9 +262,9 @@ TEST_F(CacheTrust, FormatOneIndexFilesAreReadAsUnknownOrigin) {
 }
 
 TEST(CacheTrustGpuCheck, DecisionRunsTheCachedCubinAndNeverPromotesUnprovenBytes) {
-  using sigjit::detail::decide_gpu_check;
-  using sigjit::detail::GpuCheckAction;
-  using F = sigjit::detail::GpuCheckFacts;
+  using sigjit::tuner::decide_gpu_check;
+  using sigjit::tuner::GpuCheckAction;
+  using F = sigjit::tuner::GpuCheckFacts;
   EXPECT_EQ(decide_gpu_check(F{false, false, true, true}), GpuCheckAction::heal);  // did not load
   EXPECT_EQ(decide_gpu_check(F{true, false, true, true}), GpuCheckAction::heal);   // wrong output
   EXPECT_EQ(decide_gpu_check(F{true, false, true, false}), GpuCheckAction::heal);

@@ -1,7 +1,7 @@
 // `sigjit` cache commands end to end on a machine without a GPU: list, show, export, import,
 // verify, prune, gc and their error paths, against a store populated through the library.
 #include "cache/store.hpp"
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "tests/common/run_command.hpp"
 
@@ -62,7 +62,7 @@ class CliCache : public ::testing::Test {
       e.problem_key = sigjit::problem_key(spec);
       e.spec = sigjit::spec_to_json(spec);
       e.config = "m128n64w4s2";
-      e.kernel_name = sigjit::kernel_name(spec, sigjit::TileConfig{128, 64, 4, 2});
+      e.kernel_name = sigjit::kernel_name(spec, sigjit::TileConfig::sm80(128, 64, 4, 2));
       e.tuned = true;
       e.median_ms = hd / 10.0;
       e.tflops = 300;

@@ -1,13 +1,13 @@
 // Kernel generation and NVRTC compilation without a GPU: every supported forward spec compiles
 // for sm_80 and sm_90a, tile configs are checked before compiling, kernel names are unique, the
 // ptxas report is parsed, and the debugging environment switches work.
-#include "compiler/codegen.hpp"
-#include "compiler/kernel_spec.hpp"
+#include "jit/codegen.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/sm90_fwd.hpp"
 #include "kernels/sm90_bwd.hpp"
-#include "compiler/nvrtc_compiler.hpp"
-#include "compiler/templates.hpp"
+#include "jit/compiler.hpp"
+#include "jit/templates.hpp"
 #include "tests/common/spec_matrix.hpp"
 #include "sigjit/fwd_params.h"
 

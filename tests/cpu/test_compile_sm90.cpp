@@ -4,12 +4,12 @@
 // compiles; bad configs are refused by check_config before compiling and by the template's
 // static_asserts when forced past it; config strings round-trip; the default stays sm80 until
 // the switch is flipped.
-#include "compiler/codegen.hpp"
-#include "compiler/kernel_spec.hpp"
+#include "jit/codegen.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/sm90_fwd.hpp"
-#include "compiler/nvrtc_compiler.hpp"
-#include "compiler/templates.hpp"
+#include "jit/compiler.hpp"
+#include "jit/templates.hpp"
 #include "tests/common/forced_compile.hpp"
 #include "tests/common/spec_matrix.hpp"
 #include "sigjit/fwd_sm90_params.h"

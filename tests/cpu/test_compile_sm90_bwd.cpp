@@ -4,12 +4,12 @@
 // transposed-A dQ product) and vector dQ reductions; config strings round-trip and bad configs are
 // refused by check_config and, when forced past it, by the template's static_asserts; while
 // true is false neither the default nor the tuner's candidates use the family.
-#include "compiler/codegen.hpp"
-#include "compiler/kernel_spec.hpp"
+#include "jit/codegen.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/sm90_bwd.hpp"
-#include "compiler/nvrtc_compiler.hpp"
-#include "compiler/templates.hpp"
+#include "jit/compiler.hpp"
+#include "jit/templates.hpp"
 #include "tests/common/forced_compile.hpp"
 #include "tests/common/spec_matrix.hpp"
 #include "sigjit/bwd_sm90_params.h"

@@ -11,10 +11,10 @@
 //   SIGJIT_UPDATE_GOLDEN=1 build/tests/sigjit_cpu_tests --gtest_filter='KernelCatalogue.*'
 // and SIGJIT_CATALOGUE_DUMP=file writes the full listing (one line per spec and candidate) to diff
 // two builds when a group's hash moves.
-#include "compiler/codegen.hpp"
-#include "compiler/kernel_spec.hpp"
+#include "jit/codegen.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
-#include "compiler/nvrtc_compiler.hpp"
+#include "jit/compiler.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>

@@ -1,8 +1,8 @@
-// NVRTC is dlopen'ed on the first compile (compiler/nvrtc_api.cpp): the search order's explicit
+// NVRTC is dlopen'ed on the first compile (jit/nvrtc_api.cpp): the search order's explicit
 // override, its error when that fails, the normal path, and that `sigjit info` runs without it.
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
-#include "compiler/nvrtc_compiler.hpp"
+#include "jit/compiler.hpp"
 #include "tests/common/run_command.hpp"
 
 #include <gmock/gmock.h>
@@ -31,7 +31,7 @@ TEST(NvrtcLoader, CompilesThroughTheLoadedLibraryAndReportsItsPath) {
   spec.arch = sigjit::Arch::parse("sm_80");
   const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, sigjit::default_config(spec));
   EXPECT_FALSE(k.cubin.empty());
-  EXPECT_THAT(sigjit::detail::nvrtc_library_path(), HasSubstr("libnvrtc"));
+  EXPECT_THAT(sigjit::nvrtc_library_path(), HasSubstr("libnvrtc"));
   EXPECT_THAT(sigjit::nvrtc_version(), ::testing::MatchesRegex("[0-9]+\\.[0-9]+"));
 }
 

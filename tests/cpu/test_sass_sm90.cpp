@@ -3,10 +3,10 @@
 // tiles with TMA (UTMALDG) and contain no mma.sync-era HMMA. ptxas can silently serialize or drop
 // wgmma; the PTX FileCheck cannot see that, the SASS can. cuobjdump comes with the CUDA toolkit or,
 // where the toolkit lacks it, from NVIDIA's PyPI wheels that setup.sh installs into build/tools.
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/sm90_fwd.hpp"
-#include "compiler/nvrtc_compiler.hpp"
+#include "jit/compiler.hpp"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>

@@ -10,7 +10,7 @@
 //   SIGJIT_WRITE_STORE_FIXTURE=1 build/tests/sigjit_cpu_tests --gtest_filter='StoreCompat.*'
 #include "cache/store.hpp"
 #include "tests/common/cache_test_files.hpp"
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "runtime/resolve.hpp"
 

@@ -1,7 +1,8 @@
 // The tuner's output check (compare_with_baseline): every candidate must match the default
 // config's output before it may win, on every element, including ones far into a large output
 // (the check runs in parallel chunks).
-#include "runtime/autotune.hpp"
+#include "tune/gpu.hpp"
+#include "tune/verify.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,8 +14,8 @@
 
 namespace {
 
-using sigjit::detail::compare_with_baseline;
-using sigjit::detail::kPoisonBits;
+using sigjit::tuner::compare_with_baseline;
+using sigjit::tuner::kPoisonBits;
 using ::testing::HasSubstr;
 
 std::uint16_t bf16_bits(float f) {

@@ -1,9 +1,9 @@
 // The autotuner without a GPU: sample statistics, the search (tune) against a FakeMeasurer that
 // replays recorded H100 timings (tests/data/timings_h100.json) with deterministic ~1% noise,
 // representative shapes per bucket, and workload parsing from flags, JSON and presets.
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
-#include "tuner/tuner.hpp"
+#include "tune/tuner.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

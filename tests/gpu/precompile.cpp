@@ -4,9 +4,9 @@
 #include "kernels/registry.hpp"
 #include "kernels/sm90_bwd.hpp"
 #include "runtime/attention.hpp"
-#include "runtime/driver_api.hpp"
-#include "runtime/kernel_cache.hpp"
-#include "runtime/validate.hpp"
+#include "cuda/driver_api.hpp"
+#include "jit/kernel_table.hpp"
+#include "problem/call.hpp"
 
 #include <cuda_runtime.h>
 #include <fmt/format.h>

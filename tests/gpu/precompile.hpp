@@ -3,9 +3,9 @@
 // four kernels), and the matrices would not fit one device call.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
-#include "runtime/device.hpp"
+#include "cuda/device.hpp"
 #include "tests/gpu/forward_problem.hpp"
 
 #include <random>

@@ -14,8 +14,8 @@
 #include "kernels/registry.hpp"
 #include "kernels/sm90_bwd.hpp"
 #include "runtime/attention.hpp"
-#include "runtime/validate.hpp"
-#include "runtime/workspace.hpp"
+#include "problem/call.hpp"
+#include "cuda/workspace.hpp"
 
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -119,7 +119,7 @@ TEST_P(BackwardMatrix, BothModesMatchFp64ReferenceAndDeterministicIsBitwise) {
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrix, ::testing::ValuesIn(backward_cases()), case_name);
 
 // ---- the same matrix on the sm90 backward family (bwd_sm90.cuh), forced -------------------------
-// true (compiler/kernel_spec.hpp) keeps the family out of the defaults until
+// true (problem/spec.hpp) keeps the family out of the defaults until
 // this suite passes on an H100. Runs on compute capability 9.0 only; cases at head dims the family
 // does not support are skipped; every other case must really take the sm90 path (TMA-describable
 // tensors, else run_fused would silently fall back to the sm80 fused kernel). The fast path only:

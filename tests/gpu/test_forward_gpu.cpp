@@ -1,14 +1,14 @@
 // Forward correctness on the GPU against the fp64 reference: every layout x head dim x dtype x
 // causal x bias mode x score bias x GQA (exact sigmoid), the fast sigmoid per layout/head dim/
 // dtype/causal, ragged lengths including 1, 17, 200, 1000 and 16384, poisoned outputs.
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/launch.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/sm90_fwd.hpp"
 #include "runtime/attention.hpp"
-#include "runtime/device.hpp"
-#include "runtime/driver_api.hpp"
-#include "runtime/kernel_cache.hpp"
+#include "cuda/device.hpp"
+#include "cuda/driver_api.hpp"
+#include "jit/kernel_table.hpp"
 #include "tests/gpu/forward_problem.hpp"
 #include "tests/gpu/precompile.hpp"
 

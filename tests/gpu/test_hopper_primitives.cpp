@@ -6,8 +6,8 @@
 //   CHAIN fails (both passing): the accumulator -> A-fragment conversion used for P;
 //   DQ    fails (RS passing): the sm90 backward's dS^T store (swizzle) or its transposed-A
 //         descriptor (bwd_sm90.cuh store_ds / issue_dq).
-#include "runtime/device.hpp"
-#include "runtime/driver_api.hpp"
+#include "cuda/device.hpp"
+#include "cuda/driver_api.hpp"
 #include "tests/common/gpu_env.hpp"
 #include "tests/common/hopper_test_source.hpp"
 

@@ -3,9 +3,10 @@
 // NVRTC compiles, quickly, correctly, and no slower than the heuristic default at the tuned
 // shape; `sigjit verify --gpu` reruns the stored cubins against the default config.
 #include "cache/store.hpp"
-#include "runtime/autotune.hpp"
-#include "runtime/device.hpp"
-#include "runtime/kernel_cache.hpp"
+#include "tune/verify.hpp"
+#include "tune/gpu.hpp"
+#include "cuda/device.hpp"
+#include "jit/kernel_table.hpp"
 #include "tests/gpu/forward_problem.hpp"
 
 #include <fmt/format.h>
@@ -177,8 +178,8 @@ TEST(TunedCacheChild, TunedConfigNotSlowerThanDefault) {
   const KernelSpec spec = spec_from_json(entries[0].entry.spec);
   const TileConfig tuned = TileConfig::parse(entries[0].entry.config, "entry");
   const TileConfig fallback = default_config(spec);
-  const tuner::Samples t = detail::measure_config(dev, spec, tuned, 30);
-  const tuner::Samples d = detail::measure_config(dev, spec, fallback, 30);
+  const tuner::Samples t = sigjit::tuner::measure_config(dev, spec, tuned, 30);
+  const tuner::Samples d = sigjit::tuner::measure_config(dev, spec, fallback, 30);
   fmt::print("tuned {} {:.4f} ms (spread {:.3f}) vs default {} {:.4f} ms (spread {:.3f})\n", tuned.describe(), t.median(), t.spread(),
              fallback.describe(), d.median(), d.spread());
   EXPECT_LE(t.median(), d.median() * (1.0 + t.spread() + d.spread()));

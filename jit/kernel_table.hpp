@@ -5,9 +5,10 @@
 // call retries.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
-#include "compiler/nvrtc_compiler.hpp"
+#include "cuda/loaded_kernel.hpp"
+#include "jit/compiler.hpp"
 
 #include <cuda.h>
 
@@ -15,15 +16,6 @@
 #include <vector>
 
 namespace sigjit::detail {
-
-struct LoadedKernel {
-  CUfunction function = nullptr;
-  int smem_bytes = 0;
-  int threads = 0;
-  // CTAs of this kernel resident per SM (the driver's occupancy at load time), which sizes
-  // persistent grids without a driver call per launch.
-  int ctas_per_sm = 0;
-};
 
 // `image`: a cubin already at hand (from the disk cache); when null or when it fails to load
 // (wrong arch, corrupt), NVRTC compiles the kernel and `on_compiled` sees the result.

@@ -4,8 +4,7 @@
 // private context, so memory and streams are shared with the host application.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
-#include "kernels/registry.hpp"
+#include "problem/spec.hpp"
 
 #include <cuda.h>
 

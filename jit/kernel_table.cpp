@@ -1,6 +1,6 @@
-#include "runtime/kernel_cache.hpp"
+#include "jit/kernel_table.hpp"
 
-#include "runtime/cuda_check.hpp"
+#include "cuda/check.hpp"
 
 #include <atomic>
 #include <cstdio>

@@ -22,7 +22,7 @@
 //   - user draws: uniformly from the given lengths (with repetition), clamped to L;
 //   - random numbers: splitmix64 with a fixed seed and the top 53 bits as the uniform, so every
 //     machine and standard library builds the same batch.
-#include "tuner/tuner.hpp"
+#include "tune/tuner.hpp"
 
 #include <fmt/format.h>
 

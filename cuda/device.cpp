@@ -1,6 +1,6 @@
-#include "runtime/device.hpp"
+#include "cuda/device.hpp"
 
-#include "runtime/cuda_check.hpp"
+#include "cuda/check.hpp"
 
 #include <mutex>
 

@@ -1,7 +1,7 @@
-#include "runtime/workspace.hpp"
+#include "cuda/workspace.hpp"
 
-#include "runtime/cuda_check.hpp"
-#include "runtime/driver_api.hpp"
+#include "cuda/check.hpp"
+#include "cuda/driver_api.hpp"
 
 #include <atomic>
 #include <map>

@@ -8,7 +8,8 @@
 //   SIGJIT_LINEINFO=1        add -lineinfo (changes the binary, so it is part of compile_options)
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "jit/nvrtc_api.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 
 #include <string>
@@ -48,14 +49,12 @@ CompiledKernel compile_kernel(const KernelSpec& spec, const TileConfig& config);
 // Parses the ptxas -v report for one entry point.
 ResourceUsage parse_ptxas_report(const std::string& log, const std::string& kernel_name);
 
-// "major.minor" of the NVRTC library actually loaded (loads it: compiler/nvrtc_api.hpp).
+// "major.minor" of the NVRTC library actually loaded (loads it: jit/nvrtc_api.hpp).
 std::string nvrtc_version();
 
-namespace detail {
-// "major.minor" of the NVRTC sigjit was built against (its headers); loads nothing.
-std::string nvrtc_build_version();
-// The file NVRTC was loaded from, "" while it is not loaded; loads nothing.
-std::string nvrtc_library_path();
-}  // namespace detail
+// "major.minor" of the NVRTC sigjit was built against (its headers), and the file NVRTC was
+// loaded from ("" while it is not): neither loads anything (jit/nvrtc_api.hpp).
+using detail::nvrtc_build_version;
+using detail::nvrtc_library_path;
 
 }  // namespace sigjit

@@ -27,7 +27,7 @@
 //   measurer returns, never on candidate order or on the machine.
 //   A measurer exception while timing (a launch failure on the GPU) rejects that candidate with
 //   "launch: <message>"; an exception from check() likewise.
-#include "tuner/tuner.hpp"
+#include "tune/tuner.hpp"
 
 #include <fmt/format.h>
 

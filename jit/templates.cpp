@@ -1,4 +1,4 @@
-#include "compiler/templates.hpp"
+#include "jit/templates.hpp"
 
 #include <sigjit/sigjit.hpp>
 

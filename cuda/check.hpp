@@ -4,7 +4,7 @@
 
 #include <cuda.h>
 
-#include "runtime/driver_api.hpp"
+#include "cuda/driver_api.hpp"
 #include <fmt/format.h>
 
 namespace sigjit::detail {

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "compiler/nvrtc_api.hpp"
+#include "jit/nvrtc_api.hpp"
 
 #include <sigjit/sigjit.hpp>
 

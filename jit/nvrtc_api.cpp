@@ -1,4 +1,4 @@
-#include "compiler/nvrtc_api.hpp"
+#include "jit/nvrtc_api.hpp"
 
 #include <sigjit/sigjit.hpp>
 

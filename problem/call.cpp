@@ -1,7 +1,6 @@
-#include "runtime/validate.hpp"
+#include "problem/call.hpp"
 
-#include "compiler/kernel_spec.hpp"
-#include "kernels/registry.hpp"
+#include "problem/spec.hpp"
 
 #include <fmt/format.h>
 

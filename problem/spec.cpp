@@ -1,4 +1,4 @@
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

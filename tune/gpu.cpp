@@ -1,7 +1,7 @@
-#include "runtime/autotune.hpp"
+#include "tune/gpu.hpp"
 
 #include "kernels/launch.hpp"
-#include "runtime/cuda_check.hpp"
+#include "cuda/check.hpp"
 
 #include <fmt/format.h>
 
@@ -15,7 +15,9 @@
 #include <random>
 #include <thread>
 
-namespace sigjit::detail {
+namespace sigjit::tuner {
+
+using namespace sigjit::detail;  // the device, kernel table, launches and store glue this file drives
 
 namespace {
 
@@ -419,7 +421,7 @@ tuner::Samples measure_config(const DeviceInfo& dev, const KernelSpec& spec, con
   return samples;
 }
 
-std::optional<ResolvedKernel> autotune_and_store(const DeviceInfo& dev, const KernelSpec& spec) {
+std::optional<ResolvedKernel> autotune_and_store(const Device& dev, const KernelSpec& spec) {
   try {
     std::fprintf(stderr, "sigjit: SIGJIT_AUTOTUNE=1: tuning %s\n", spec.describe().c_str());
     TuneOptions options;
@@ -432,4 +434,15 @@ std::optional<ResolvedKernel> autotune_and_store(const DeviceInfo& dev, const Ke
   }
 }
 
-}  // namespace sigjit::detail
+std::optional<Device> find_device(std::string* why) {
+  try {
+    return current_device();
+  } catch (const Error& e) {
+    if (why) *why = e.what();
+    return std::nullopt;
+  }
+}
+
+cache::DeviceFingerprint fingerprint(const Device& dev, const KernelSpec& spec) { return fingerprint_for(dev, spec); }
+
+}  // namespace sigjit::tuner

@@ -25,7 +25,7 @@
 // with its workspace zeroing and dQ convert); "bwd_det", the deterministic backward's two
 // kernels (each tuned on its own); or one kernel by its tag: "bwd_fused", "bwd_dkdv",
 // "bwd_dq". The dQ convert kernel has one config and is never tuned.
-#include "tuner/tuner.hpp"
+#include "tune/tuner.hpp"
 
 #include <fmt/format.h>
 

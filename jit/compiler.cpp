@@ -1,8 +1,8 @@
-#include "compiler/nvrtc_compiler.hpp"
+#include "jit/compiler.hpp"
 
-#include "compiler/codegen.hpp"
-#include "compiler/nvrtc_check.hpp"
-#include "compiler/templates.hpp"
+#include "jit/codegen.hpp"
+#include "jit/nvrtc_check.hpp"
+#include "jit/templates.hpp"
 
 #include <fmt/format.h>
 

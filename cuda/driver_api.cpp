@@ -1,4 +1,4 @@
-#include "runtime/driver_api.hpp"
+#include "cuda/driver_api.hpp"
 
 #include <sigjit/sigjit.hpp>
 

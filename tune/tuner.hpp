@@ -14,7 +14,7 @@
 // Cost: compile ~1 s per candidate / threads; timing ~reps * kernel time per candidate.
 #pragma once
 
-#include "compiler/kernel_spec.hpp"
+#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 
 #include <nlohmann/json.hpp>

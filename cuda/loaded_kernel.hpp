@@ -1,0 +1,17 @@
+// A kernel loaded into a context: what a launch needs (jit/kernel_table.hpp loads them).
+#pragma once
+
+#include <cuda.h>
+
+namespace sigjit::detail {
+
+struct LoadedKernel {
+  CUfunction function = nullptr;
+  int smem_bytes = 0;
+  int threads = 0;
+  // CTAs of this kernel resident per SM (the driver's occupancy at load time), which sizes
+  // persistent grids without a driver call per launch.
+  int ctas_per_sm = 0;
+};
+
+}  // namespace sigjit::detail

@@ -10,6 +10,7 @@
 // Errors: one line on stderr, exit code 1. Usage errors: exit code 2 (CLI11's own message).
 #include "cache/store.hpp"
 #include "cli/progress.hpp"
+#include "problem/names.hpp"
 #include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "jit/compiler.hpp"
@@ -176,24 +177,32 @@ std::vector<int> int_list(const std::string& text, const char* flag) {
 }
 
 sigjit::KernelSpec spec_from_options(const SpecOptions& o) {
+  using sigjit::parse_name;
   sigjit::KernelSpec spec;
   spec.head_dim = o.head_dim;
-  spec.dtype = o.dtype == "fp16" ? sigjit::DType::fp16 : sigjit::DType::bf16;
-  spec.layout = o.layout == "padded" ? sigjit::Layout::padded : o.layout == "varlen" ? sigjit::Layout::varlen : sigjit::Layout::dense;
+  spec.dtype = parse_name<sigjit::DType>("--dtype", o.dtype);
+  spec.layout = parse_name<sigjit::Layout>("--layout", o.layout);
   spec.causal = o.causal;
-  if (o.causal_align == "top-left" || o.causal_align == "top_left") {
-    if (!o.causal) throw Error("--causal-align top-left: applies to causal kernels only; add --causal");
-    spec.causal_align = sigjit::CausalAlign::top_left;
+  spec.causal_align = parse_name<sigjit::CausalAlign>("--causal-align", o.causal_align);
+  if (spec.causal_align == sigjit::CausalAlign::top_left && !o.causal) {
+    throw Error("--causal-align top-left: applies to causal kernels only; add --causal");
   }
-  spec.bias_mode = o.bias == "scalar" ? sigjit::BiasMode::scalar : sigjit::BiasMode::log_n;
+  spec.bias_mode = parse_name<sigjit::BiasMode>("--bias", o.bias);
   spec.score_bias = o.score_bias;
-  spec.sigmoid = o.sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast;
+  spec.sigmoid = parse_name<sigjit::SigmoidMode>("--sigmoid", o.sigmoid);
   spec.arch = sigjit::Arch::parse(o.arch);
-  for (sigjit::Direction d : {sigjit::Direction::forward, sigjit::Direction::backward_dkdv, sigjit::Direction::backward_dq,
-                              sigjit::Direction::backward_fused, sigjit::Direction::backward_dq_convert}) {
-    if (o.direction == sigjit::direction_tag(d)) spec.direction = d;
-  }
+  spec.direction = parse_name<sigjit::Direction>("--direction", o.direction);
   return spec;
+}
+
+// The names an option accepts (problem/names.hpp), with the CLI's hyphenated spellings too.
+template <class E>
+std::vector<std::string> option_names(bool hyphens = false) {
+  std::vector<std::string> out = sigjit::names_of<E>();
+  if (hyphens)
+    for (const std::string& n : sigjit::names_of<E>())
+      if (n.find('_') != std::string::npos) out.push_back(std::string(n).replace(n.find('_'), 1, "-"));
+  return out;
 }
 
 int run_compile(const SpecOptions& o) {
@@ -446,23 +455,23 @@ int main(int argc, char** argv) {
 
   SpecOptions co;
   auto* compile = app.add_subcommand("compile", "Generate and compile one kernel (no GPU needed); print registers, shared memory, spills");
-  compile->add_option("--head-dim", co.head_dim, "Head dimension")->check(CLI::IsMember(std::vector<int>{32, 64, 96, 128, 256}));
-  compile->add_option("--dtype", co.dtype, "bf16 or fp16")->check(CLI::IsMember({"bf16", "fp16"}));
-  compile->add_option("--layout", co.layout, "dense, padded or varlen")->check(CLI::IsMember({"dense", "padded", "varlen"}));
+  compile->add_option("--head-dim", co.head_dim, "Head dimension")->check(CLI::IsMember(sigjit::supported_head_dims()));
+  compile->add_option("--dtype", co.dtype, "bf16 or fp16")->check(CLI::IsMember(option_names<sigjit::DType>()));
+  compile->add_option("--layout", co.layout, "dense, padded or varlen")->check(CLI::IsMember(option_names<sigjit::Layout>()));
   compile->add_flag("--causal", co.causal, "Causal masking");
   compile
       ->add_option("--causal-align", co.causal_align,
                    "With --causal: bottom-right (default; query i sees keys j <= i + len_k - len_q, FlashAttention) or top-left "
                    "(j <= i, TritonSigmoid)")
-      ->check(CLI::IsMember({"bottom-right", "top-left", "bottom_right", "top_left"}));
-  compile->add_option("--bias", co.bias, "log_n (default) or scalar")->check(CLI::IsMember({"log_n", "scalar"}));
+      ->check(CLI::IsMember(option_names<sigjit::CausalAlign>(true)));
+  compile->add_option("--bias", co.bias, "log_n (default) or scalar")->check(CLI::IsMember(option_names<sigjit::BiasMode>()));
   compile->add_flag("--score-bias", co.score_bias, "Per-key score bias");
-  compile->add_option("--sigmoid", co.sigmoid, "fast or exact")->check(CLI::IsMember({"fast", "exact"}));
+  compile->add_option("--sigmoid", co.sigmoid, "fast or exact")->check(CLI::IsMember(option_names<sigjit::SigmoidMode>()));
   compile->add_option("--arch", co.arch, "Target, e.g. sm_80, sm_90, sm_90a");
   compile->add_option("--direction", co.direction,
                       "fwd, or a backward kernel: bwd_fused (default backward: dK, dV, dQ atomics), bwd_dq_convert (its dQ "
                       "workspace -> dQ), bwd_dkdv and bwd_dq (the deterministic pair)")
-      ->check(CLI::IsMember({"fwd", "bwd_fused", "bwd_dq_convert", "bwd_dkdv", "bwd_dq"}));
+      ->check(CLI::IsMember(option_names<sigjit::Direction>()));
   compile->add_option("--tile", co.tile, "Tile config m<BM>n<BN>w<WARPS>s<STAGES>[qs] (sm80 family) or h<BM>x<BN>c<CONSUMERS>s<STAGES>[o][_pp][_f<Q>][_p] (sm90 family, --arch sm_90a) or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, --direction bwd_fused --arch sm_90a) (default: the heuristic)");
   compile->add_option("--out", co.out_dir, "Directory for the .cu, .ptx and .cubin");
 

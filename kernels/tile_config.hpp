@@ -1,7 +1,12 @@
-// How a kernel is tiled: a family tag plus that family's own fields. Each kernel family
-// (kernels/<family>.cpp) defines its tile's grammar, limits and meaning; nothing outside kernels/
-// reads a family's fields, and a config of one family cannot carry another's tunables.
+// How a kernel is tiled: a family tag plus that family's own fields. Each kernel family defines
+// its tile (kernels/<family>_tile.hpp) and its grammar, limits and meaning (kernels/<family>.cpp);
+// nothing outside kernels/ reads a family's fields, and a config of one family cannot carry
+// another's tunables.
 #pragma once
+
+#include "kernels/sm80_tile.hpp"
+#include "kernels/sm90_bwd_tile.hpp"
+#include "kernels/sm90_fwd_tile.hpp"
 
 #include <string>
 #include <variant>
@@ -12,44 +17,6 @@ namespace sigjit {
 // (templates/sigjit/fwd_sm80.cuh, bwd_sm80.cuh; any sm_80+), the Hopper forward (fwd_sm90.cuh:
 // TMA, wgmma, warp specialization; sm_90a) and the Hopper fused backward (bwd_sm90.cuh).
 enum class KernelFamily { sm80, sm90, sm90_bwd };
-
-// "m128n64w4s2[qs]": block_m query rows (key rows in the backward's dK/dV kernels) over `warps`
-// warps, block_n streamed rows per step, `stages` cp.async stages; q_in_regs keeps the fixed
-// tile's fragments in registers for the whole loop (qs: re-read from shared memory each step).
-struct Sm80Tile {
-  int block_m = 128;
-  int block_n = 64;
-  int warps = 8;
-  int stages = 2;
-  bool q_in_regs = true;
-};
-
-// "h128x128c2s2[o][_pp][_f<Q>][_p]": 64 query rows per consumer warpgroup, block_n keys per
-// step, `stages` TMA stages; overlap: the sigmoid overlaps the next tile's GEMMs; pingpong: the
-// two consumer warpgroups take turns on the tensor cores; fma_quarters: quarters of the sigmoids
-// on the FMA pipes; persistent: CTAs loop over work tiles.
-struct Sm90FwdTile {
-  int block_n = 128;
-  int consumers = 2;
-  int stages = 2;
-  bool overlap = false;
-  bool pingpong = false;
-  int fma_quarters = 0;
-  bool persistent = false;
-  int block_m() const { return 64 * consumers; }
-};
-
-// "hb128x64c2s2[o][_r]": 64 keys per consumer warpgroup (a CTA's key block), block_q query rows
-// per step; overlap: the sigmoid of S^T overlaps the dP^T GEMM; bulk_dq: dQ added by one bulk
-// reduction per row from shared memory.
-struct Sm90BwdTile {
-  int block_q = 64;
-  int consumers = 2;
-  int stages = 2;
-  bool overlap = false;
-  bool bulk_dq = false;
-  int block_k() const { return 64 * consumers; }
-};
 
 class TileConfig {
  public:

@@ -1,5 +1,7 @@
 #include "problem/spec.hpp"
 
+#include "problem/names.hpp"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -10,29 +12,13 @@
 namespace sigjit {
 
 namespace {
-const char* dtype_tag(DType t) { return t == DType::bf16 ? "bf16" : "fp16"; }
 // "causaltl" only for the top-left diagonal, so that bottom-right names and keys stay as they were.
 const char* causal_tag(const KernelSpec& s) { return !s.causal ? "full" : s.top_left() ? "causaltl" : "causal"; }
-const char* layout_tag(Layout l) {
-  switch (l) {
-    case Layout::dense: return "dense";
-    case Layout::padded: return "padded";
-    case Layout::varlen: return "varlen";
-  }
-  return "?";
-}
+const char* dtype_tag(DType t) { return name_of(t); }
+const char* layout_tag(Layout l) { return name_of(l); }
 }  // namespace
 
-const char* direction_tag(Direction d) {
-  switch (d) {
-    case Direction::forward: return "fwd";
-    case Direction::backward_dkdv: return "bwd_dkdv";
-    case Direction::backward_dq: return "bwd_dq";
-    case Direction::backward_fused: return "bwd_fused";
-    case Direction::backward_dq_convert: return "bwd_dq_convert";
-  }
-  return "?";
-}
+const char* direction_tag(Direction d) { return name_of(d); }
 
 bool is_backward(Direction d) { return d != Direction::forward; }
 
@@ -57,15 +43,7 @@ SeqBucket seq_bucket_for(int max_seqlen) {
   return SeqBucket::over_8k;
 }
 
-const char* to_string(SeqBucket bucket) {
-  switch (bucket) {
-    case SeqBucket::up_to_512: return "le512";
-    case SeqBucket::up_to_2k: return "le2k";
-    case SeqBucket::up_to_8k: return "le8k";
-    case SeqBucket::over_8k: return "gt8k";
-  }
-  return "?";
-}
+const char* to_string(SeqBucket bucket) { return name_of(bucket); }
 
 std::string KernelSpec::describe() const {
   const char* mask = !causal ? "" : top_left() ? " causal(top-left)" : " causal";
@@ -85,14 +63,14 @@ nlohmann::json spec_to_json(const KernelSpec& s) {
                       {"head_dim", s.head_dim},
                       {"layout", layout_tag(s.layout)},
                       {"causal", s.causal},
-                      {"bias", s.bias_mode == BiasMode::log_n ? "log_n" : "scalar"},
+                      {"bias", name_of(s.bias_mode)},
                       {"score_bias", s.score_bias},
-                      {"sigmoid", s.sigmoid == SigmoidMode::fast ? "fast" : "exact"},
+                      {"sigmoid", name_of(s.sigmoid)},
                       {"gqa_ratio", s.gqa_ratio},
                       {"bucket", to_string(s.bucket)},
                       {"arch", s.arch.name()}};
   // Only when it changes the code, so that the JSON of every other spec is what it was.
-  if (s.top_left()) j["causal_align"] = "top_left";
+  if (s.top_left()) j["causal_align"] = name_of(s.causal_align);
   return j;
 }
 
@@ -101,32 +79,28 @@ KernelSpec spec_from_json(const nlohmann::json& j) {
     if (!j.contains(name)) throw Error(fmt::format("spec JSON: missing field '{}'", name));
     return j.at(name);
   };
-  auto one_of = [&](const char* name, std::initializer_list<const char*> allowed) {
+  // Spec JSON spells every enum exactly as the names table does (no hyphens).
+  auto named = [&]<class E>(const char* name, E) {
     const std::string v = field(name).get<std::string>();
-    for (const char* a : allowed)
-      if (v == a) return v;
-    throw Error(fmt::format("spec JSON: {}='{}' is not one of {}", name, v, fmt::join(allowed, ", ")));
+    const E e = parse_name<E>(fmt::format("spec JSON: {}", name), v);
+    if (v != name_of(e)) throw_not_one_of(fmt::format("spec JSON: {}", name), v, names_of<E>());
+    return e;
   };
   KernelSpec s;
-  const std::string direction = one_of("direction", {"fwd", "bwd_dkdv", "bwd_dq", "bwd_fused", "bwd_dq_convert"});
-  for (Direction d : {Direction::forward, Direction::backward_dkdv, Direction::backward_dq, Direction::backward_fused, Direction::backward_dq_convert}) {
-    if (direction == direction_tag(d)) s.direction = d;
-  }
-  s.dtype = one_of("dtype", {"bf16", "fp16"}) == "bf16" ? DType::bf16 : DType::fp16;
+  s.direction = named("direction", Direction{});
+  s.dtype = named("dtype", DType{});
   s.head_dim = field("head_dim").get<int>();
-  const std::string layout = one_of("layout", {"dense", "padded", "varlen"});
-  s.layout = layout == "dense" ? Layout::dense : layout == "padded" ? Layout::padded : Layout::varlen;
+  s.layout = named("layout", Layout{});
   s.causal = field("causal").get<bool>();
   if (j.contains("causal_align")) {  // absent: bottom-right (entries written before the field existed)
-    s.causal_align = one_of("causal_align", {"bottom_right", "top_left"}) == "top_left" ? CausalAlign::top_left : CausalAlign::bottom_right;
+    s.causal_align = named("causal_align", CausalAlign{});
     if (!s.causal) s.causal_align = CausalAlign::bottom_right;
   }
-  s.bias_mode = one_of("bias", {"log_n", "scalar"}) == "log_n" ? BiasMode::log_n : BiasMode::scalar;
+  s.bias_mode = named("bias", BiasMode{});
   s.score_bias = field("score_bias").get<bool>();
-  s.sigmoid = one_of("sigmoid", {"fast", "exact"}) == "fast" ? SigmoidMode::fast : SigmoidMode::exact;
+  s.sigmoid = named("sigmoid", SigmoidMode{});
   s.gqa_ratio = field("gqa_ratio").get<int>();
-  const std::string bucket = one_of("bucket", {"le512", "le2k", "le8k", "gt8k"});
-  s.bucket = bucket == "le512" ? SeqBucket::up_to_512 : bucket == "le2k" ? SeqBucket::up_to_2k : bucket == "le8k" ? SeqBucket::up_to_8k : SeqBucket::over_8k;
+  s.bucket = named("bucket", SeqBucket{});
   s.arch = Arch::parse(field("arch").get<std::string>());
   return s;
 }

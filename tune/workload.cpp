@@ -27,6 +27,8 @@
 // "bwd_dq". The dQ convert kernel has one config and is never tuned.
 #include "tune/tuner.hpp"
 
+#include "problem/names.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -74,37 +76,15 @@ std::string join_ints(const std::vector<int>& v) { return fmt::format("{}", fmt:
 std::size_t one_of(const std::string& what, const std::string& value, const std::vector<std::string>& allowed) {
   for (std::size_t i = 0; i < allowed.size(); ++i)
     if (value == allowed[i]) return i;
-  throw Error(fmt::format("{}: '{}' is not one of {}", what, value, fmt::join(allowed, ", ")));
+  throw_not_one_of(what, value, allowed);
 }
 
-DType parse_dtype(const std::string& what, const std::string& v) {
-  return one_of(what, v, {"bf16", "fp16"}) == 0 ? DType::bf16 : DType::fp16;
-}
-
-Layout parse_layout(const std::string& what, const std::string& v) {
-  switch (one_of(what, v, {"dense", "padded", "varlen"})) {
-    case 0: return Layout::dense;
-    case 1: return Layout::padded;
-    default: return Layout::varlen;
-  }
-}
-
-SigmoidMode parse_sigmoid(const std::string& what, const std::string& v) {
-  return one_of(what, v, {"fast", "exact"}) == 0 ? SigmoidMode::fast : SigmoidMode::exact;
-}
-
+DType parse_dtype(const std::string& what, const std::string& v) { return parse_name<DType>(what, v); }
+Layout parse_layout(const std::string& what, const std::string& v) { return parse_name<Layout>(what, v); }
+SigmoidMode parse_sigmoid(const std::string& what, const std::string& v) { return parse_name<SigmoidMode>(what, v); }
 // "bottom_right" or "top_left"; the CLI's hyphenated spellings too.
-CausalAlign parse_causal_align(const std::string& what, const std::string& v) {
-  std::string u = v;
-  std::replace(u.begin(), u.end(), '-', '_');
-  if (u == "bottom_right") return CausalAlign::bottom_right;
-  if (u == "top_left") return CausalAlign::top_left;
-  throw Error(fmt::format("{}: '{}' is not one of bottom_right, top_left", what, v));
-}
-
-BiasMode parse_bias(const std::string& what, const std::string& v) {
-  return one_of(what, v, {"log_n", "scalar"}) == 0 ? BiasMode::log_n : BiasMode::scalar;
-}
+CausalAlign parse_causal_align(const std::string& what, const std::string& v) { return parse_name<CausalAlign>(what, v); }
+BiasMode parse_bias(const std::string& what, const std::string& v) { return parse_name<BiasMode>(what, v); }
 
 // The kernels a direction name stands for (see the top of this file).
 std::vector<Direction> parse_direction(const std::string& what, const std::string& v) {

@@ -1,5 +1,6 @@
 #include "jit/binaries.hpp"
 
+#include "base/env.hpp"
 #include "jit/codegen.hpp"
 #include "jit/compiler.hpp"
 #include "jit/templates.hpp"
@@ -16,11 +17,6 @@
 namespace sigjit::detail {
 
 namespace {
-
-bool env_on(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v && std::string(v) != "0";
-}
 
 std::string now_utc() {
   const std::time_t t = std::time(nullptr);
@@ -81,7 +77,7 @@ cache::Store* default_store() {
   static std::once_flag once;
   static std::unique_ptr<cache::Store> store;
   std::call_once(once, [] {
-    if (env_on("SIGJIT_DISABLE_CACHE")) return;
+    if (env::flag("SIGJIT_DISABLE_CACHE")) return;
     // Any failure (F10: a directory that cannot be stat'ed, a path too long, a loop of links)
     // disables the store for the process with one line; kernels are compiled instead.
     std::string root = "(unknown)";

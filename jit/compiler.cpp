@@ -1,5 +1,6 @@
 #include "jit/compiler.hpp"
 
+#include "base/env.hpp"
 #include "jit/codegen.hpp"
 #include "jit/nvrtc_check.hpp"
 #include "jit/templates.hpp"
@@ -17,11 +18,6 @@
 namespace sigjit {
 
 namespace {
-
-bool env_flag(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v && std::string(v) != "0";
-}
 
 struct ProgramDeleter {
   void operator()(nvrtcProgram* p) const {
@@ -48,11 +44,11 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 }
 
 void dump(const CompiledKernel& k) {
-  const char* dir = std::getenv("SIGJIT_DUMP_DIR");
-  if (!dir || !*dir) return;
+  const std::optional<std::string> dir = env::text("SIGJIT_DUMP_DIR");
+  if (!dir) return;
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  const std::filesystem::path base = std::filesystem::path(dir) / k.name;
+  std::filesystem::create_directories(*dir, ec);
+  const std::filesystem::path base = std::filesystem::path(*dir) / k.name;
   write_file(base.string() + ".cu", k.source);
   write_file(base.string() + ".ptx", k.ptx);
   write_file(base.string() + ".log", fmt::format("options: {}\n{}\n", fmt::join(k.options, " "), k.log));
@@ -72,7 +68,7 @@ std::string ResourceUsage::describe() const {
 
 std::vector<std::string> compile_options(const KernelSpec& spec) {
   std::vector<std::string> opts{"--gpu-architecture=" + spec.arch.name(), "--std=c++17", "--ptxas-options=-v", "-DNDEBUG"};
-  if (env_flag("SIGJIT_LINEINFO")) opts.push_back("-lineinfo");
+  if (env::flag("SIGJIT_LINEINFO")) opts.push_back("-lineinfo");
   return opts;
 }
 
@@ -148,10 +144,10 @@ CompiledKernel compile_kernel(const KernelSpec& spec, const TileConfig& config) 
   k.resources.shared_dynamic_bytes = smem_bytes(spec, config);
   k.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   dump(k);
-  if (env_flag("SIGJIT_VERBOSE_COMPILE")) {
+  if (env::flag("SIGJIT_VERBOSE_COMPILE")) {
     std::fprintf(stderr, "sigjit: compiled %s in %.2f s: %s\n", k.name.c_str(), k.compile_seconds, k.resources.describe().c_str());
   }
-  if (k.resources.has_spills() && env_flag("SIGJIT_FAIL_ON_SPILLS")) {
+  if (k.resources.has_spills() && env::flag("SIGJIT_FAIL_ON_SPILLS")) {
     throw Error(fmt::format("{} spills registers ({}); SIGJIT_FAIL_ON_SPILLS is set. Pick a smaller tile config.", k.name,
                             k.resources.describe()), ErrorKind::compile);
   }

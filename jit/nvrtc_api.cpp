@@ -1,5 +1,7 @@
 #include "jit/nvrtc_api.hpp"
 
+#include "base/env.hpp"
+
 #include <sigjit/sigjit.hpp>
 
 #include <cuda.h>  // CUDA_VERSION: the toolkit (and NVRTC) sigjit was built against
@@ -123,7 +125,7 @@ Loaded* load() {
     return l;
   };
   std::string why;
-  if (const std::string explicit_path = env("SIGJIT_NVRTC_LIBRARY"); !explicit_path.empty()) {
+  if (const std::string explicit_path = sigjit::env::text("SIGJIT_NVRTC_LIBRARY").value_or(""); !explicit_path.empty()) {
     if (Loaded* l = try_open(explicit_path, why)) return l;
     throw Error(fmt::format("cannot load NVRTC from SIGJIT_NVRTC_LIBRARY={}: {}; point it at libnvrtc.so.{} or unset it", explicit_path,
                             why, kMajor),

@@ -1,5 +1,6 @@
 #include "jit/templates.hpp"
 
+#include "base/env.hpp"
 #include <sigjit/sigjit.hpp>
 
 #include <fmt/format.h>
@@ -19,7 +20,8 @@ extern const int kCount;
 
 std::vector<TemplateFile> template_files() {
   std::vector<TemplateFile> files;
-  const char* override_dir = std::getenv("SIGJIT_TEMPLATE_DIR");
+  const std::optional<std::string> dir = env::text("SIGJIT_TEMPLATE_DIR");
+  const char* override_dir = dir ? dir->c_str() : nullptr;
   for (int i = 0; i < embedded::kCount; ++i) {
     TemplateFile f{embedded::kNames[i], embedded::kTexts[i]};
     if (override_dir && *override_dir) {

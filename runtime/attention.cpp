@@ -3,6 +3,8 @@
 // access unless lengths must be copied), one in-process table lookup, one cuLaunchKernel.
 #include "runtime/attention.hpp"
 
+#include "base/env.hpp"
+
 #include "jit/codegen.hpp"
 #include "kernels/family.hpp"
 #include "jit/compiler.hpp"
@@ -212,9 +214,9 @@ namespace {
 // tests, the benchmark).
 bool use_fused_backward(const BackwardOptions& options) {
   if (options.deterministic) return false;
-  const char* forced = std::getenv("SIGJIT_BACKWARD_PATH");
-  if (forced == nullptr || *forced == '\0') return true;
-  const std::string path = forced;
+  const std::optional<std::string> forced = env::text("SIGJIT_BACKWARD_PATH");
+  if (!forced) return true;
+  const std::string& path = *forced;
   if (path == "fused") return true;
   if (path == "two_kernel") return false;
   throw Error(fmt::format("SIGJIT_BACKWARD_PATH={}: expected fused or two_kernel", path));

@@ -1,5 +1,6 @@
 #include "runtime/resolve.hpp"
 
+#include "base/env.hpp"
 #include "tune/gpu.hpp"
 
 #include <fmt/format.h>
@@ -13,18 +14,13 @@ namespace sigjit::detail {
 
 namespace {
 
-bool env_on(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v && std::string(v) != "0";
-}
-
 std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec& spec) {
   cache::Store* store = default_store();
   if (!store) return std::nullopt;
   try {
     const auto entry = store->lookup(fingerprint_for(dev, spec), problem_key(spec));
     if (!entry || !store_entry_usable(spec, *entry)) return std::nullopt;
-    if (!entry->measured_here() && entry->tuned && env_on("SIGJIT_AUTOTUNE")) {
+    if (!entry->measured_here() && entry->tuned && env::flag("SIGJIT_AUTOTUNE")) {
       // An imported timing is a claim: with SIGJIT_AUTOTUNE=1 it is re-measured here on first use.
       std::fprintf(stderr, "sigjit: cache: %s: the cached entry was not measured on this machine (%s); SIGJIT_AUTOTUNE=1 tunes it here\n",
                    problem_key(spec).c_str(), entry->origin.c_str());
@@ -68,10 +64,10 @@ namespace {
 // SIGJIT_FORCE_TILE pins the tile config (benchmark sweeps, debugging); the config is part of the
 // kernel name, so forced and default kernels never share a cache entry.
 TileConfig choose_config(const KernelSpec& spec) {
-  const char* forced = std::getenv("SIGJIT_FORCE_TILE");
-  if (!forced || !*forced) return default_config(spec);
-  const TileConfig c = TileConfig::parse(forced, "SIGJIT_FORCE_TILE");
-  if (const std::string why = check_config(spec, c); !why.empty()) throw Error(fmt::format("SIGJIT_FORCE_TILE={}: {}", forced, why));
+  const std::optional<std::string> forced = env::text("SIGJIT_FORCE_TILE");
+  if (!forced) return default_config(spec);
+  const TileConfig c = TileConfig::parse(*forced, "SIGJIT_FORCE_TILE");
+  if (const std::string why = check_config(spec, c); !why.empty()) throw Error(fmt::format("SIGJIT_FORCE_TILE={}: {}", *forced, why));
   return c;
 }
 
@@ -79,14 +75,13 @@ TileConfig choose_config(const KernelSpec& spec) {
 
 ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
   // The dQ convert kernel has one config: a forced tile is meant for the tunable kernels.
-  const char* forced = spec.direction == Direction::backward_dq_convert ? nullptr : std::getenv("SIGJIT_FORCE_TILE");
-  if (forced && *forced) {
+  if (spec.direction != Direction::backward_dq_convert && env::text("SIGJIT_FORCE_TILE")) {
     const TileConfig c = choose_config(spec);
     return {get_kernel(dev.context, spec, c), c, "forced"};
   }
   if (std::optional<ResolvedKernel> done = resolved_kernel(dev, spec)) return *std::move(done);
   std::optional<ResolvedKernel> r = from_store(dev, spec);
-  if (!r && env_on("SIGJIT_AUTOTUNE") && spec.direction != Direction::backward_dq_convert) r = tuner::autotune_and_store(dev, spec);  // one config
+  if (!r && env::flag("SIGJIT_AUTOTUNE") && spec.direction != Direction::backward_dq_convert) r = tuner::autotune_and_store(dev, spec);  // one config
   if (!r) {
     const TileConfig c = default_config(spec);
     r = ResolvedKernel{get_kernel(dev.context, spec, c, nullptr,

@@ -2,7 +2,7 @@
 """The dependency rule of sigjit's source folders, checked on every #include.
 
 Folders depend only downward:
-    problem (what the user asks) <- cuda (driver utilities) <- kernels (the families)
+    base (the SIGJIT_* switches) <- problem (what the user asks) <- cuda (driver utilities) <- kernels (the families)
     <- jit (NVRTC, loaded-kernel table, store glue) <- tune <- runtime (entry points) <- cli
 and cache (the on-disk store) knows nothing of kernels; jit and everything above may use it.
 Public headers (include/sigjit/) and kernel templates (templates/sigjit/) may be included from
@@ -16,14 +16,15 @@ import re
 import sys
 
 BELOW = {
-    "problem": set(),
-    "cache": set(),
-    "cuda": {"problem"},
-    "kernels": {"problem", "cuda"},
-    "jit": {"problem", "cuda", "kernels", "cache"},
-    "tune": {"problem", "cuda", "kernels", "cache", "jit"},
-    "runtime": {"problem", "cuda", "kernels", "cache", "jit", "tune"},
-    "cli": {"problem", "cuda", "kernels", "cache", "jit", "tune", "runtime"},
+    "base": set(),
+    "problem": {"base"},
+    "cache": {"base"},
+    "cuda": {"base", "problem"},
+    "kernels": {"base", "problem", "cuda"},
+    "jit": {"base", "problem", "cuda", "kernels", "cache"},
+    "tune": {"base", "problem", "cuda", "kernels", "cache", "jit"},
+    "runtime": {"base", "problem", "cuda", "kernels", "cache", "jit", "tune"},
+    "cli": {"base", "problem", "cuda", "kernels", "cache", "jit", "tune", "runtime"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -146,7 +146,7 @@ wheel() {
 # own build directory build/asan (the default compiler; reruns are incremental): the library, the
 # CLI and sigjit_host_tests (the store, bundle, CLI cache, validation and C API tests:
 # tests/CMakeLists.txt), run without kernel compiles. Then the two fuzz targets (tests/fuzz),
-# built with clang-14 and libFuzzer in build/fuzz (only store.cpp and the harness: the library
+# built with clang-14 and libFuzzer in build/fuzz (only the store's files and the harness: the library
 # itself needs g++), each run for SIGJIT_FUZZ_SECONDS (default 60) from the checked-in seeds plus
 # the corpus grown on earlier runs (build/fuzz/corpus); without clang, build/asan's replay drivers
 # run the seeds. Any sanitizer report fails the step: reports are written under

@@ -2,7 +2,7 @@
 // process, a fixed device fingerprint, and a depth check that keeps the harness's own JSON/CBOR
 // parsing (used only to fix up checksums) from recursing on deep input.
 //
-// Each target compiles cache/store.cpp in (coverage of the store itself) and catches only
+// Each target compiles the store's sources in (coverage of the store itself) and catches only
 // sigjit::Error: any other exception, a crash, a sanitizer report or a hang is a finding.
 #pragma once
 

@@ -49,8 +49,10 @@ const Switch& find(std::string_view name) {
 
 }  // namespace
 
+const char* raw(std::string_view name) { return std::getenv(std::string(find(name).name).c_str()); }
+
 std::optional<std::string> text(std::string_view name) {
-  const char* v = std::getenv(std::string(find(name).name).c_str());
+  const char* v = raw(name);
   if (v == nullptr || *v == '\0') return std::nullopt;
   return std::string(v);
 }

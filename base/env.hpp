@@ -24,5 +24,7 @@ const std::vector<Switch>& switches();
 std::optional<std::string> text(std::string_view name);
 // Set, non-empty and not "0".
 bool flag(std::string_view name);
+// getenv's own answer (nullptr when unset), for readers that parse the text themselves.
+const char* raw(std::string_view name);
 
 }  // namespace sigjit::env

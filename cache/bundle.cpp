@@ -3,6 +3,8 @@
 // imported entry gets), over the index's merge policy; the store's lookup path never reads one.
 #include "cache/store_internal.hpp"
 
+#include "base/env.hpp"
+
 #include <sigjit/sigjit.hpp>
 
 #include <fmt/format.h>
@@ -73,7 +75,7 @@ std::string cbor_sha256_hex(const json& j) {
 }
 
 std::uint64_t max_bundle_bytes() {
-  if (const char* v = std::getenv("SIGJIT_MAX_BUNDLE_BYTES"); v != nullptr && *v != '\0') {
+  if (const char* v = env::raw("SIGJIT_MAX_BUNDLE_BYTES"); v != nullptr && *v != '\0') {
     char* end = nullptr;
     errno = 0;
     const unsigned long long n = std::strtoull(v, &end, 10);

@@ -3,6 +3,8 @@
 // from what it caches: nothing here knows what an index file or an entry means (store_internal.hpp).
 #include "cache/files.hpp"
 
+#include "base/env.hpp"
+
 #include <sigjit/sigjit.hpp>
 
 #include <fmt/format.h>
@@ -35,7 +37,7 @@ constexpr int kFaultExitCode = 86;
 std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
 
 bool env_flag(const char* name) {
-  const char* v = std::getenv(name);
+  const char* v = env::raw(name);
   return v != nullptr && *v != '\0' && std::string_view(v) != "0";
 }
 
@@ -44,7 +46,7 @@ namespace {
 bool fsync_enabled() { return !env_flag("SIGJIT_CACHE_NO_FSYNC"); }
 
 double lock_timeout_seconds() {
-  if (const char* v = std::getenv("SIGJIT_CACHE_LOCK_TIMEOUT"); v != nullptr && *v != '\0') {
+  if (const char* v = env::raw("SIGJIT_CACHE_LOCK_TIMEOUT"); v != nullptr && *v != '\0') {
     char* end = nullptr;
     const double t = std::strtod(v, &end);
     if (end != v && *end == '\0' && !std::isnan(t) && t >= 0) return t;  // inf or huge: wait without limit
@@ -230,7 +232,7 @@ void atomic_write(const fs::path& tmp_dir, const fs::path& target, const void* d
   if (!write_all(fd.get(), data, size)) give_up("write");
   if (fsync_enabled() && ::fsync(fd.get()) != 0) give_up("fsync");
   if (::close(fd.release()) != 0) give_up("close");
-  if (const char* f = std::getenv("SIGJIT_CACHE_FAULT"); f != nullptr && std::string_view(f) == "exit_before_rename")
+  if (const char* f = env::raw("SIGJIT_CACHE_FAULT"); f != nullptr && std::string_view(f) == "exit_before_rename")
     ::_exit(kFaultExitCode);
   if (::renameat(tmp_dir_fd.get(), tmp_name.c_str(), target_dir, target_name.c_str()) != 0) give_up("rename a temp file onto");
   if (fsync_enabled()) ::fsync(target_dir);  // best effort: some file systems refuse fsync on directories

@@ -9,6 +9,8 @@
 // write(2); a server that vanished must not kill the training process).
 #include "cache/remote.hpp"
 
+#include "base/env.hpp"
+
 #include <sigjit/sigjit.hpp>
 
 #include <fmt/format.h>
@@ -75,7 +77,7 @@ bool is_config_text(std::string_view c) {
 }
 
 bool verbose() {
-  const char* v = std::getenv("SIGJIT_VERBOSE_CACHE");
+  const char* v = env::raw("SIGJIT_VERBOSE_CACHE");
   return v != nullptr && *v != '\0' && std::string_view(v) != "0";
 }
 
@@ -141,7 +143,7 @@ bool is_host_char(char c, bool ipv6) {
 }
 
 milliseconds env_ms(const char* name, milliseconds fallback) {
-  const char* v = std::getenv(name);
+  const char* v = env::raw(name);
   if (v == nullptr || *v == '\0') return fallback;
   const auto ms = parse_int(v, 1, kMaxRemoteTimeout.count());
   if (!ms)
@@ -151,7 +153,7 @@ milliseconds env_ms(const char* name, milliseconds fallback) {
 }
 
 milliseconds env_backoff() {
-  const char* v = std::getenv(kRemoteBackoffEnv);
+  const char* v = env::raw(kRemoteBackoffEnv);
   if (v == nullptr || *v == '\0') return kDefaultRemoteBackoff;
   if (std::string_view(v) == "inf") return kBackoffForever;
   char* end = nullptr;
@@ -163,7 +165,7 @@ milliseconds env_backoff() {
 }
 
 bool env_write() {
-  const char* v = std::getenv(kRemoteWriteEnv);
+  const char* v = env::raw(kRemoteWriteEnv);
   if (v == nullptr || *v == '\0' || std::string_view(v) == "0") return false;
   if (std::string_view(v) == "1") return true;
   fail(fmt::format("{}='{}': expected 1 (publish tuned kernels to the remote tier) or 0 (read only, the default)", kRemoteWriteEnv,
@@ -440,10 +442,10 @@ RemoteConfig RemoteConfig::parse_url(std::string_view url, const char* what) {
 }
 
 std::optional<RemoteConfig> RemoteConfig::from_env() {
-  const char* url = std::getenv(kRemoteCacheEnv);
+  const char* url = env::raw(kRemoteCacheEnv);
   if (url == nullptr || *url == '\0') return std::nullopt;
   RemoteConfig c = parse_url(url);
-  if (const char* file = std::getenv(kRemotePasswordFileEnv); file != nullptr && *file != '\0') {
+  if (const char* file = env::raw(kRemotePasswordFileEnv); file != nullptr && *file != '\0') {
     if (!c.password.empty())
       fail(fmt::format("{} has a password and {} is set too; give the password once (the file keeps it out of the environment)",
                        kRemoteCacheEnv, kRemotePasswordFileEnv));

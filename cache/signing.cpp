@@ -3,6 +3,8 @@
 // maps OpenSSL's results to sigjit::Error or a log line.
 #include "cache/signing.hpp"
 
+#include "base/env.hpp"
+
 #include <sigjit/sigjit.hpp>
 
 #include <fmt/format.h>
@@ -268,7 +270,7 @@ KeyPairFiles generate_key_pair(const fs::path& private_pem, const fs::path& publ
 // ---- trusted public keys --------------------------------------------------------------------------
 
 TrustedKeys TrustedKeys::from_env() {
-  const char* v = std::getenv(kTrustedKeysEnv);
+  const char* v = env::raw(kTrustedKeysEnv);
   return from_list(v == nullptr ? std::string_view() : std::string_view(v));
 }
 

@@ -19,6 +19,8 @@
 //   SIGJIT_MAX_BUNDLE_BYTES=<bytes>          the largest bundle import reads (default 1 GiB).
 #include "cache/store_internal.hpp"
 
+#include "base/env.hpp"
+
 #include <sigjit/sigjit.hpp>
 
 #include <fmt/format.h>
@@ -142,7 +144,7 @@ void Store::create_layout() {
 }
 
 std::filesystem::path Store::default_root() {
-  if (const char* d = std::getenv("SIGJIT_CACHE_DIR"); d != nullptr && *d != '\0') return fs::path(d);
+  if (const char* d = env::raw("SIGJIT_CACHE_DIR"); d != nullptr && *d != '\0') return fs::path(d);
   // The XDG spec says to ignore a relative XDG_CACHE_HOME.
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0' && fs::path(x).is_absolute()) return fs::path(x) / "sigjit";
   if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') return fs::path(h) / ".cache" / "sigjit";

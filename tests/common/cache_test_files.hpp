@@ -1,4 +1,4 @@
-// Small file and fingerprint helpers shared by the kernel-store tests (tests/cpu/test_cache*.cpp):
+// Small file and fingerprint helpers shared by the kernel-store tests (tests/cpu/cache/test_cache*.cpp):
 // whole-file reads and writes, and one fixed device fingerprint that no real device produces.
 #pragma once
 

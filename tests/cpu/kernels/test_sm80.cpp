@@ -121,8 +121,8 @@ struct CompileOutcome {
 CompileOutcome compile_and_check(const KernelSpec& spec) {
   CompileOutcome r;
   // The portable family's kernel wherever an sm90 family is the default (sm_90a forward, and the
-  // fused backward at hd 64/128): the checks below are that family's; test_compile_sm90.cpp and
-  // test_compile_sm90_bwd.cpp cover the sm90 defaults.
+  // fused backward at hd 64/128): the checks below are that family's; test_sm90_fwd.cpp and
+  // test_sm90_bwd.cpp cover the sm90 defaults.
   const bool sm90_default = sigjit::sm90_family_supports(spec) || sigjit::sm90_backward_supports(spec);
   const TileConfig config = sm90_default ? sigjit::portable_config(spec) : sigjit::default_config(spec);
   r.name = sigjit::kernel_name(spec, config);
@@ -251,7 +251,7 @@ TEST(CompileAll, FusedBackwardAndConvertCompileForSm80AndSm90a) {
 // Top-left causal specs (tests/common/spec_matrix.hpp: every layout, hd 64 and 128, two feature
 // sets) through every portable kernel: the forward and the deterministic pair on sm_80 and
 // sm_90a, the fused backward (sm80 family) on both; the sm90 families' top-left kernels are in
-// test_compile_sm90.cpp and test_compile_sm90_bwd.cpp. Each compiles to its own "causaltl"
+// test_sm90_fwd.cpp and test_sm90_bwd.cpp. Each compiles to its own "causaltl"
 // entry point, without spills.
 TEST(CompileAll, CausalTopLeftCompilesEveryPortableKernel) {
   std::vector<KernelSpec> specs;
@@ -569,7 +569,7 @@ TEST(TileConfig, ParseInvertsDescribe) {
       EXPECT_EQ(p.describe(), c.describe());
       const auto* pt = p.get_if<sigjit::Sm80Tile>();
       const auto* ct = c.get_if<sigjit::Sm80Tile>();
-      if (!ct) continue;  // the Hopper families' round trips: test_compile_sm90*.cpp
+      if (!ct) continue;  // the Hopper families' round trips: test_sm90_*.cpp
       EXPECT_EQ(pt->block_m, ct->block_m) << c.describe();
       EXPECT_EQ(pt->block_n, ct->block_n) << c.describe();
       EXPECT_EQ(pt->warps, ct->warps) << c.describe();

@@ -115,7 +115,7 @@ TEST(KernelCatalogue, NamesConfigsAndSourcesMatchTheGolden) {
 
   if (const char* update = std::getenv("SIGJIT_UPDATE_GOLDEN"); update && std::string(update) == "1") {
     std::ofstream out(kGolden);
-    out << "# SHA-256 of the kernel catalogue per (arch, direction, head dim); see tests/cpu/test_kernel_catalogue.cpp\n";
+    out << "# SHA-256 of the kernel catalogue per (arch, direction, head dim); see tests/cpu/kernels/test_kernel_catalogue.cpp\n";
     for (const auto& [group, hash] : hashes) out << group << " " << hash << "\n";
     GTEST_SKIP() << "wrote " << kGolden;
   }

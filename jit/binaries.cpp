@@ -3,6 +3,7 @@
 #include "base/env.hpp"
 #include "jit/codegen.hpp"
 #include "jit/compiler.hpp"
+#include "jit/remote_tier.hpp"
 #include "jit/templates.hpp"
 
 #include <fmt/format.h>
@@ -105,7 +106,9 @@ void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfi
     if (entry.spec.is_null()) entry.spec = spec_to_json(spec);
     entry.cubin_sha256 = store->put_blob(cubin);
     entry.provenance.push_back({host_name(), now_utc(), SIGJIT_VERSION});
-    store->put_entry(fingerprint_for(dev, spec), entry);
+    const cache::DeviceFingerprint fp = fingerprint_for(dev, spec);
+    store->put_entry(fp, entry);
+    publish_stored(*store, fp, entry.problem_key);  // SIGJIT_REMOTE_CACHE_WRITE=1 with a signing key: signed and put
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sigjit: cache: could not store %s: %s\n", kernel_name(spec, config).c_str(), e.what());
   }

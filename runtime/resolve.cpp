@@ -1,6 +1,7 @@
 #include "runtime/resolve.hpp"
 
 #include "base/env.hpp"
+#include "jit/remote_tier.hpp"
 #include "tune/gpu.hpp"
 
 #include <fmt/format.h>
@@ -14,12 +15,29 @@ namespace sigjit::detail {
 
 namespace {
 
+// The local store, then the remote tier (jit/remote_tier.hpp): a verified remote entry is written
+// through to the store, whose merge decides what serves (a claim never displaces a measurement
+// made here). The tier is also asked when the store has only an untuned entry (a default compiled
+// here before a tuned one was published). Without a store, a remote hit serves directly.
 std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec& spec) {
   cache::Store* store = default_store();
-  if (!store) return std::nullopt;
+  cache::RemoteTier* tier = default_remote_tier();
+  if (!store && !tier) return std::nullopt;
   try {
-    const auto entry = store->lookup(fingerprint_for(dev, spec), problem_key(spec));
-    if (!entry || !store_entry_usable(spec, *entry)) return std::nullopt;
+    const cache::DeviceFingerprint fp = fingerprint_for(dev, spec);
+    std::optional<cache::Entry> entry = store ? store->lookup(fp, problem_key(spec)) : std::nullopt;
+    if (entry && !store_entry_usable(spec, *entry)) entry.reset();
+    if (tier && (!entry || !entry->tuned)) {
+      if (std::optional<RemoteHit> hit = fetch_remote(*tier, store, fp, spec)) {
+        if (!store) {
+          const TileConfig config = TileConfig::parse(hit->entry.config, "remote entry config");
+          return ResolvedKernel{get_kernel(dev.context, spec, config, &hit->cubin), config, "remote"};
+        }
+        entry = store->lookup(fp, problem_key(spec));
+        if (entry && !store_entry_usable(spec, *entry)) entry.reset();
+      }
+    }
+    if (!entry) return std::nullopt;
     if (!entry->measured_here() && entry->tuned && env::flag("SIGJIT_AUTOTUNE")) {
       // An imported timing is a claim: with SIGJIT_AUTOTUNE=1 it is re-measured here on first use.
       std::fprintf(stderr, "sigjit: cache: %s: the cached entry was not measured on this machine (%s); SIGJIT_AUTOTUNE=1 tunes it here\n",

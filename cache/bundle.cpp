@@ -258,7 +258,10 @@ ImportReport Store::import_bundle(const std::filesystem::path& file, const Devic
       put_blob_bytes(root_, p.cubin->data(), p.cubin->size());
       switch (put_entry_locked(root_, p.fp, p.entry, MergePolicy::keep_faster)) {
         case Outcome::added: ++rep.added; break;
-        case Outcome::replaced: ++rep.replaced; break;
+        case Outcome::replaced: ++rep.replaced; break;  // not from an import (every imported entry is a claim)
+        case Outcome::replaced_faster: ++rep.replaced_faster, ++rep.replaced; break;
+        case Outcome::replaced_untuned: ++rep.replaced_untuned, ++rep.replaced; break;
+        case Outcome::replaced_cubin_missing: ++rep.replaced_cubin_missing, ++rep.replaced; break;
         case Outcome::kept: ++rep.kept; break;
         case Outcome::kept_local_cubin_missing: ++rep.kept_local_cubin_missing; [[fallthrough]];
         case Outcome::kept_local: ++rep.kept_local, ++rep.kept; break;

@@ -365,6 +365,14 @@ bool beats(const Entry& a, const Entry& b) {
   return measured(a) && a.median_ms < b.median_ms;
 }
 
+// Why `a` beats `b` (beats(a, b) holds), following beats' order: only the last step compares
+// times; a tuned or timed entry over an untuned or untimed one is not a speed-up (F17).
+Outcome replaced_because(const Entry& a, const Entry& b) {
+  if (a.measured_here() != b.measured_here()) return Outcome::replaced;
+  if (a.tuned != b.tuned || measured(a) != measured(b)) return Outcome::replaced_untuned;
+  return Outcome::replaced_faster;
+}
+
 // Adds the loser's provenance records and rejected configs the winner lacks (linear: F8). An
 // entry measured here takes none of them from a claim (an entry of another origin): a claim's
 // provenance is forged as easily as its time.
@@ -463,11 +471,11 @@ Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, cons
     // its cubin gone: the measurement and its config stay, the runtime recompiles that config on
     // next use (resolve.cpp, from_store) and heals the entry with replace_if_current. Otherwise
     // deleting one blob would let any bundle displace a local measurement.
-    outcome = Outcome::replaced;
+    outcome = Outcome::replaced_cubin_missing;
     result = entry;
     merge_lists(result, cur.entry);
   } else if (beats(entry, cur.entry)) {
-    outcome = Outcome::replaced;
+    outcome = replaced_because(entry, cur.entry);
     result = entry;
     merge_lists(result, cur.entry);
   } else {

@@ -134,7 +134,12 @@ struct GcReport {
 
 struct ImportReport {
   int added = 0;
-  int replaced = 0;   // the bundle's entry was faster
+  int replaced = 0;   // the bundle's entry won (provenances merged), for one of these reasons:
+  int replaced_faster = 0;  // both timed, both tuned or both not: the bundle's time is lower
+  // Ours was an untuned default (or had no time): a tuned entry outranks it whatever its time, so
+  // this is no speed-up (measured beats unmeasured).
+  int replaced_untuned = 0;
+  int replaced_cubin_missing = 0;  // our cubin is missing and ours was not measured here: ours could only miss
   int kept = 0;       // ours was faster (provenances merged), or measured here
   // Of kept: ours was measured on this machine and the bundle's entry is a claim, which never
   // displaces it (kOriginLocal), whatever time it claims...

@@ -59,9 +59,21 @@ IndexRead read_index(const fs::path& path, const std::string& key, const std::st
 
 void cap_lists(Entry& e);
 std::pair<Entry, bool> merge_entries(const Entry& current, const Entry& incoming);
+// replaced: MergePolicy::replace, or an entry measured here over one that was not (never from an
+// import: an imported entry is a claim). replaced_faster, replaced_untuned, replaced_cubin_missing:
+// keep_faster's other reasons, as ImportReport counts them.
 // kept_local: kept because the current entry was measured here and the new one was not (F1);
 // kept_local_cubin_missing: the same, although the current entry's cubin is missing or unreadable.
-enum class Outcome { added, replaced, kept, kept_local, kept_local_cubin_missing };
+enum class Outcome {
+  added,
+  replaced,
+  replaced_faster,
+  replaced_untuned,
+  replaced_cubin_missing,
+  kept,
+  kept_local,
+  kept_local_cubin_missing
+};
 Outcome put_entry_locked(const fs::path& root, const DeviceFingerprint& fp, const Entry& entry_in, MergePolicy policy);
 bool replace_locked_if(const fs::path& root, const DeviceFingerprint& fp, const Entry& entry_in, const std::string& expected_sha);
 std::string digest_hex(const unsigned char* md);

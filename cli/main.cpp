@@ -601,7 +601,14 @@ int main(int argc, char** argv) {
         throw Error("import: no GPU here to check the bundle's device fingerprints against; pass --allow-foreign to import them anyway");
       }
       const auto r = store.import_bundle(bundle, local, allow_foreign);
-      fmt::print("added {}, replaced {} (faster), kept {} (ours faster, or measured here), refused {} foreign\n", r.added, r.replaced, r.kept,
+      // Why each replacement won (F17): a tuned entry over our untuned default is not a speed-up.
+      std::string why;
+      for (const auto& [n, reason] :
+           {std::pair{r.replaced_faster, "faster"}, std::pair{r.replaced_untuned, "tuned over our untuned default"},
+            std::pair{r.replaced_cubin_missing, "over ours whose cubin was missing"}})
+        if (n > 0) why += fmt::format("{}{} {}", why.empty() ? " (" : ", ", n, reason);
+      if (!why.empty()) why += ")";
+      fmt::print("added {}, replaced {}{}, kept {} (ours faster, or measured here), refused {} foreign\n", r.added, r.replaced, why, r.kept,
                  r.refused_foreign);
       if (r.kept_local > 0)
         fmt::print("  kept {} measured on this machine: an imported entry is a claim and never displaces a local measurement, "

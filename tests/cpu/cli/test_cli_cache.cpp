@@ -142,6 +142,52 @@ TEST_F(CliCache, ImportRejectsACorruptBundle) {
   EXPECT_THAT(missing.out, HasSubstr("/nonexistent/bundle.sjb"));
 }
 
+TEST_F(CliCache, ImportSaysWhyItReplaced) {  // F17
+  // The bundle holds two tuned entries (6.4 ms and 12.8 ms). The importing store has an untuned
+  // default of the first (no time: a tuned entry displaces it, but is not faster) and a slower
+  // imported claim of the second (20 ms: the bundle's entry is faster).
+  const fs::path bundle = root_ / "bundle.sjb";
+  ASSERT_EQ(sigjit_cli(root_, "export " + bundle.string() + " --all-devices").code, 0);
+  const DeviceFingerprint fp = fingerprint("NVIDIA H100 80GB HBM3");
+  const Entry theirs_untuned_target = *Store(root_).lookup(fp, keys_[0]);
+  const Entry theirs_faster = *Store(root_).lookup(fp, keys_[1]);
+  auto prepare = [&](const fs::path& dir) {
+    Store s(dir);
+    Entry untuned = theirs_untuned_target;
+    untuned.tuned = false;
+    untuned.median_ms = 0;
+    untuned.tflops = 0;
+    untuned.cubin_sha256 = s.put_blob(std::vector<char>(64, 'u'));
+    s.put_entry(fp, untuned);
+    Entry slower = theirs_faster;
+    slower.median_ms = 20.0;
+    slower.origin = sigjit::cache::kOriginImported;
+    slower.cubin_sha256 = s.put_blob(std::vector<char>(64, 's'));
+    s.put_entry(fp, slower);
+  };
+  prepare(other_);
+  const Result r = sigjit_cli(other_, "import " + bundle.string() + " --allow-foreign");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("replaced 2 (1 faster, 1 tuned over our untuned default)")) << r.out;
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("replaced 2 (faster)")));
+  EXPECT_TRUE(Store(other_).lookup(fp, keys_[0])->tuned);
+  EXPECT_EQ(Store(other_).lookup(fp, keys_[1])->median_ms, theirs_faster.median_ms);
+
+  // The library's report, with the third reason: the slower claim's cubin is gone, so the bundle's
+  // entry replaces it for that reason, not for its time.
+  const fs::path lib = other_.string() + "-lib";
+  prepare(lib);
+  const std::string sha = Store(lib).lookup(fp, keys_[1])->cubin_sha256;
+  ASSERT_TRUE(fs::remove(lib / "blobs" / sha.substr(0, 2) / (sha + ".cubin")));
+  const auto rep = Store(lib).import_bundle(bundle, nullptr, true);
+  fs::remove_all(lib);
+  EXPECT_EQ(rep.added, 0);
+  EXPECT_EQ(rep.replaced, 2);
+  EXPECT_EQ(rep.replaced_faster, 0);
+  EXPECT_EQ(rep.replaced_untuned, 1);
+  EXPECT_EQ(rep.replaced_cubin_missing, 1);
+}
+
 TEST_F(CliCache, VerifyReportsAFlippedBlobByte) {
   EXPECT_EQ(sigjit_cli(root_, "verify").code, 0);
   for (const auto& f : fs::recursive_directory_iterator(root_ / "blobs")) {

@@ -472,7 +472,7 @@ int main(int argc, char** argv) {
                       "fwd, or a backward kernel: bwd_fused (default backward: dK, dV, dQ atomics), bwd_dq_convert (its dQ "
                       "workspace -> dQ), bwd_dkdv and bwd_dq (the deterministic pair)")
       ->check(CLI::IsMember(option_names<sigjit::Direction>()));
-  compile->add_option("--tile", co.tile, "Tile config m<BM>n<BN>w<WARPS>s<STAGES>[qs] (sm80 family) or h<BM>x<BN>c<CONSUMERS>s<STAGES>[o][_pp][_f<Q>][_p] (sm90 family, --arch sm_90a) or hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, --direction bwd_fused --arch sm_90a) (default: the heuristic)");
+  compile->add_option("--tile", co.tile, fmt::format("Tile config: {} (default: the heuristic)", fmt::join(sigjit::tile_grammars(), " or ")));
   compile->add_option("--out", co.out_dir, "Directory for the .cu, .ptx and .cubin");
 
   TuneFlags tf;

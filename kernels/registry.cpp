@@ -41,6 +41,12 @@ std::string TileConfig::describe() const { return kernels::family_of(*this).desc
 
 int TileConfig::threads() const { return kernels::family_of(*this).threads(*this); }
 
+std::vector<std::string> tile_grammars() {
+  std::vector<std::string> out;
+  for (const kernels::Family* f : kernels::families()) out.emplace_back(f->grammar());
+  return out;
+}
+
 TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   if (text.size() <= kernels::kMaxConfigText) {
     for (const kernels::Family* f : kernels::families())
@@ -48,9 +54,7 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
   }
   const std::string shown =
       text.size() <= kernels::kMaxConfigText ? text : text.substr(0, kernels::kMaxConfigText) + fmt::format("... ({} characters)", text.size());
-  std::vector<std::string_view> grammars;
-  for (const kernels::Family* f : kernels::families()) grammars.push_back(f->grammar());
-  throw Error(fmt::format("{} '{}': expected {}; each number has 1 to 4 digits", what, shown, fmt::join(grammars, " or ")));
+  throw Error(fmt::format("{} '{}': expected {}; each number has 1 to 4 digits", what, shown, fmt::join(tile_grammars(), " or ")));
 }
 
 std::string check_config(const KernelSpec& spec, const TileConfig& config) { return kernels::family_of(config).check(spec, config); }

@@ -15,6 +15,9 @@ class Family;
 const Family& family_of(const TileConfig& config);
 }  // namespace kernels
 
+// Every family's config grammar with examples, for help texts and parse errors.
+std::vector<std::string> tile_grammars();
+
 // Empty when the config satisfies the template's static constraints and fits the arch;
 // otherwise the reason. Lets the tuner drop a config before paying for a compile.
 std::string check_config(const KernelSpec& spec, const TileConfig& config);

@@ -21,7 +21,7 @@ KernelSpec dq_convert_spec(const KernelSpec& s) {
   return c;
 }
 
-TileConfig dq_convert_config() { return TileConfig::sm80(64, 64, 4, 2, false); }
+TileConfig dq_convert_config() { return TileConfig(sigjit::Sm80Tile{64, 64, 4, 2, false}); }
 
 namespace kernels {
 namespace {
@@ -159,7 +159,7 @@ class Sm80 final : public Family {
     if (!(k.lit("m") && k.num(a) && k.lit("n") && k.num(b) && k.lit("w") && k.num(c) && k.lit("s") && k.num(d))) return std::nullopt;
     const bool q_in_smem = k.lit("qs");
     if (!k.done()) return std::nullopt;
-    return TileConfig::sm80(a, b, c, d, !q_in_smem);
+    return TileConfig(sigjit::Sm80Tile{a, b, c, d, !q_in_smem});
   }
 
   std::string describe(const TileConfig& config) const override {

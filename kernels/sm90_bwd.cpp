@@ -70,7 +70,7 @@ class Sm90Bwd final : public Family {
       throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what, text,
                               a, c, 64 * c));
     }
-    return TileConfig::sm90_bwd(b, c, d, overlap, bulk_dq);
+    return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq});
   }
 
   std::string describe(const TileConfig& config) const override {
@@ -152,7 +152,7 @@ TileConfig default_sm90_backward_config(const KernelSpec& spec) {
   // registers per consumer thread), the sigmoid overlapping the dP^T GEMM; hd 64: 128-query
   // steps, no overlap (it spills 4-8 B there with the exact sigmoid).
   constexpr bool bulk_dq = true;
-  return spec.head_dim <= 64 ? TileConfig::sm90_bwd(128, 2, 2, false, bulk_dq) : TileConfig::sm90_bwd(64, 2, 2, true, bulk_dq);
+  return spec.head_dim <= 64 ? TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, bulk_dq}) : TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, bulk_dq});
 }
 
 }  // namespace sigjit

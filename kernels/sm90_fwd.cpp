@@ -66,7 +66,7 @@ class Sm90Fwd final : public Family {
       throw Error(fmt::format("{} '{}': an sm90 config's BLOCK_M is 64 per consumer warpgroup, so h{}x...c{} needs BLOCK_M {}", what, text, a, c,
                               64 * c));
     }
-    return TileConfig::sm90(b, c, d, overlap, pingpong, quarters, persistent);
+    return TileConfig(sigjit::Sm90FwdTile{b, c, d, overlap, pingpong, quarters, persistent});
   }
 
   std::string describe(const TileConfig& config) const override {

@@ -27,17 +27,6 @@ class TileConfig {
   TileConfig(const Sm90FwdTile& t) : tile_(t) {}  // NOLINT(google-explicit-constructor)
   TileConfig(const Sm90BwdTile& t) : tile_(t) {}  // NOLINT(google-explicit-constructor)
 
-  static TileConfig sm80(int block_m, int block_n, int warps, int stages, bool q_in_regs = true) {
-    return Sm80Tile{block_m, block_n, warps, stages, q_in_regs};
-  }
-  static TileConfig sm90(int block_n, int consumers, int stages, bool overlap, bool pingpong = false, int fma_quarters = 0,
-                         bool persistent = false) {
-    return Sm90FwdTile{block_n, consumers, stages, overlap, pingpong, fma_quarters, persistent};
-  }
-  static TileConfig sm90_bwd(int block_q, int consumers, int stages, bool overlap, bool bulk_dq = false) {
-    return Sm90BwdTile{block_q, consumers, stages, overlap, bulk_dq};
-  }
-
   KernelFamily family() const { return static_cast<KernelFamily>(tile_.index()); }
   template <class T>
   const T& get() const { return std::get<T>(tile_); }  // throws std::bad_variant_access for another family's tile

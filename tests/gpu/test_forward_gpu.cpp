@@ -219,14 +219,14 @@ std::string tunable_case_name(const ::testing::TestParamInfo<TunableCase>& info)
 // Variants other than c3/c3p start from a two-warpgroup tile (hd 64's default has three, and
 // ping-pong needs two).
 TileConfig apply_variant(TileConfig c, const std::string& variant, int head_dim) {
-  if (c.get<sigjit::Sm90FwdTile>().consumers != 2 && variant != "c3" && variant != "c3p") c = TileConfig::sm90(128, 2, 2, true);
+  if (c.get<sigjit::Sm90FwdTile>().consumers != 2 && variant != "c3" && variant != "c3p") c = TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true});
   if (variant == "w192") {  // hd 64's 192-key tiles on the two-warpgroup tile
     c.get<sigjit::Sm90FwdTile>().block_n = 192;
     return c;
   }
   if (variant == "c3" || variant == "c3p") {  // BLOCK_M 192: 160 registers per consumer thread
     const bool persistent = variant == "c3p";   // 96 keys at hd 64: 128 spill in varlen when persistent
-    return TileConfig::sm90(head_dim == 128 ? 64 : persistent ? 96 : 128, 3, c.get<sigjit::Sm90FwdTile>().stages, true, false, 0, persistent);
+    return TileConfig(sigjit::Sm90FwdTile{head_dim == 128 ? 64 : persistent ? 96 : 128, 3, c.get<sigjit::Sm90FwdTile>().stages, true, false, 0, persistent});
   }
   c.get<sigjit::Sm90FwdTile>().overlap = variant != "ppno" && variant != "pno";
   c.get<sigjit::Sm90FwdTile>().pingpong = variant == "pp" || variant == "ppno" || variant == "ppf1" || variant == "ppp";

@@ -62,7 +62,7 @@ class CliCache : public ::testing::Test {
       e.problem_key = sigjit::problem_key(spec);
       e.spec = sigjit::spec_to_json(spec);
       e.config = "m128n64w4s2";
-      e.kernel_name = sigjit::kernel_name(spec, sigjit::TileConfig::sm80(128, 64, 4, 2));
+      e.kernel_name = sigjit::kernel_name(spec, sigjit::TileConfig(sigjit::Sm80Tile{128, 64, 4, 2}));
       e.tuned = true;
       e.median_ms = hd / 10.0;
       e.tflops = 300;

@@ -287,7 +287,7 @@ TEST(KernelName, IsAValidIdentifierNamingSpecAndConfig) {
   s.dtype = sigjit::DType::fp16;
   s.layout = sigjit::Layout::varlen;
   s.causal = true;
-  const std::string name = sigjit::kernel_name(s, TileConfig::sm80(64, 32, 4, 3));
+  const std::string name = sigjit::kernel_name(s, TileConfig(sigjit::Sm80Tile{64, 32, 4, 3}));
   EXPECT_THAT(name, AllOf(StartsWith("sigjit_fwd_"), HasSubstr("fp16"), HasSubstr("d96"), HasSubstr("varlen"), HasSubstr("causal"),
                           HasSubstr("m64n32w4s3"), HasSubstr("sm_80")));
   for (char ch : name) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_') << name;
@@ -311,7 +311,7 @@ TEST(KernelName, TuningHintsChangeNeitherNameNorCode) {
 TEST(KernelName, TopLeftCausalForksNameKeyAndCodeOnlyWhenCausal) {
   KernelSpec br = spec_for(128, "sm_80");
   br.causal = true;
-  const TileConfig c = TileConfig::sm80(128, 32, 4, 2, false);
+  const TileConfig c = TileConfig(sigjit::Sm80Tile{128, 32, 4, 2, false});
   EXPECT_EQ(sigjit::kernel_name(br, c), "sigjit_fwd_bf16_d128_dense_causal_logn_nosb_fast_m128n32w4s2qs_sm_80");
   EXPECT_EQ(sigjit::problem_key(br), "fwd_bf16_d128_dense_causal_logn_nosb_fast_gt8k_sm_80");
   EXPECT_FALSE(sigjit::spec_to_json(br).contains("causal_align"));
@@ -365,7 +365,7 @@ TEST(Codegen, EmitsConstantsAndTheEntryPoint) {
   KernelSpec s = spec_for(64);
   s.causal = true;
   s.sigmoid = sigjit::SigmoidMode::exact;
-  const TileConfig c = TileConfig::sm80(128, 128, 8, 2);
+  const TileConfig c = TileConfig(sigjit::Sm80Tile{128, 128, 8, 2});
   const std::string src = sigjit::emit_source(s, c);
   EXPECT_THAT(src, AllOf(HasSubstr("#include \"sigjit/fwd_sm80.cuh\""), HasSubstr("extern \"C\" __global__"), HasSubstr(sigjit::kernel_name(s, c)),
                          HasSubstr("/*head_dim*/ 64"), HasSubstr("/*block_m*/ 128"), HasSubstr("/*causal*/ true"), HasSubstr("/*exact*/ true")));
@@ -373,7 +373,7 @@ TEST(Codegen, EmitsConstantsAndTheEntryPoint) {
 
 TEST(Codegen, BackwardEmitsBothKernelsFromTheBackwardTemplate) {
   KernelSpec s = spec_for(64);
-  const TileConfig c = TileConfig::sm80(64, 64, 4, 2, false);
+  const TileConfig c = TileConfig(sigjit::Sm80Tile{64, 64, 4, 2, false});
   s.direction = sigjit::Direction::backward_dkdv;
   EXPECT_THAT(sigjit::emit_source(s, c), AllOf(HasSubstr("#include \"sigjit/bwd_sm80.cuh\""), HasSubstr("dkdv_kernel<Cfg>"),
                                                HasSubstr("SigjitBwdParams"), HasSubstr("/*q_in_regs*/ false")));
@@ -396,7 +396,7 @@ TEST(Codegen, FusedBackwardAndConvertKernels) {
   for (auto d : {sigjit::Direction::forward, sigjit::Direction::backward_dkdv, sigjit::Direction::backward_dq, sigjit::Direction::backward_fused,
                  sigjit::Direction::backward_dq_convert}) {
     s.direction = d;
-    names.insert(sigjit::kernel_name(s, TileConfig::sm80(64, 64, 4, 2, false)));
+    names.insert(sigjit::kernel_name(s, TileConfig(sigjit::Sm80Tile{64, 64, 4, 2, false})));
     keys.insert(sigjit::problem_key(s));
   }
   EXPECT_EQ(names.size(), 5u);
@@ -418,7 +418,7 @@ TEST(Codegen, FusedBackwardAndConvertKernels) {
   EXPECT_EQ(sigjit::default_config(convert).describe(), sigjit::dq_convert_config().describe());
   ASSERT_EQ(sigjit::candidate_configs(convert).size(), 1u);
   EXPECT_EQ(sigjit::smem_bytes(convert, sigjit::dq_convert_config()), 0);
-  EXPECT_THAT(sigjit::check_config(convert, TileConfig::sm80(128, 64, 4, 2, false)), HasSubstr("one config, m64n64w4s2qs"));
+  EXPECT_THAT(sigjit::check_config(convert, TileConfig(sigjit::Sm80Tile{128, 64, 4, 2, false})), HasSubstr("one config, m64n64w4s2qs"));
   EXPECT_THAT(sigjit::emit_source(convert, sigjit::dq_convert_config()), HasSubstr("dq_convert_kernel<Cfg>"));
 }
 
@@ -427,16 +427,16 @@ TEST(TileConfig, FusedBackwardSplitsDqOverTheWarps) {
   s.direction = sigjit::Direction::backward_fused;
   // 128-key tile over 8 warps, 32-query tile: 2 query m16 tiles, so 4 warps share each and would
   // get 24 of hd 96's columns each: not whole 16-column pairs.
-  EXPECT_THAT(sigjit::check_config(s, TileConfig::sm80(128, 32, 8, 2, false)), HasSubstr("head_dim=96"));
-  EXPECT_EQ(sigjit::check_config(s, TileConfig::sm80(128, 64, 8, 2, false)), "");
+  EXPECT_THAT(sigjit::check_config(s, TileConfig(sigjit::Sm80Tile{128, 32, 8, 2, false})), HasSubstr("head_dim=96"));
+  EXPECT_EQ(sigjit::check_config(s, TileConfig(sigjit::Sm80Tile{128, 64, 8, 2, false})), "");
   s.head_dim = 64;
-  EXPECT_EQ(sigjit::check_config(s, TileConfig::sm80(128, 32, 8, 2, false)), "");
+  EXPECT_EQ(sigjit::check_config(s, TileConfig(sigjit::Sm80Tile{128, 32, 8, 2, false})), "");
   // A 48-query tile has 3 m16 tiles: they do not split over 2 warps.
-  EXPECT_THAT(sigjit::check_config(s, TileConfig::sm80(32, 48, 2, 2, false)), HasSubstr("must divide"));
-  EXPECT_GT(sigjit::smem_bytes(s, TileConfig::sm80(128, 64, 8, 2, false)), [&] {
+  EXPECT_THAT(sigjit::check_config(s, TileConfig(sigjit::Sm80Tile{32, 48, 2, 2, false})), HasSubstr("must divide"));
+  EXPECT_GT(sigjit::smem_bytes(s, TileConfig(sigjit::Sm80Tile{128, 64, 8, 2, false})), [&] {
     KernelSpec d = s;
     d.direction = sigjit::Direction::backward_dkdv;
-    return sigjit::smem_bytes(d, TileConfig::sm80(128, 64, 8, 2, false));
+    return sigjit::smem_bytes(d, TileConfig(sigjit::Sm80Tile{128, 64, 8, 2, false}));
   }());
 }
 
@@ -475,9 +475,9 @@ TEST(KernelSpecJson, BackwardDirectionsRoundTrip) {
 TEST(Codegen, BackwardRejectsConfigsHoldingTheFixedTileInRegisters) {
   KernelSpec s = spec_for(64);
   s.direction = sigjit::Direction::backward_dkdv;
-  EXPECT_THAT(sigjit::check_config(s, TileConfig::sm80(64, 64, 4, 2, true)), HasSubstr("qs"));
+  EXPECT_THAT(sigjit::check_config(s, TileConfig(sigjit::Sm80Tile{64, 64, 4, 2, true})), HasSubstr("qs"));
   EXPECT_EQ(sigjit::check_config(s, sigjit::default_config(s)), "");
-  EXPECT_GT(sigjit::smem_bytes(s, TileConfig::sm80(64, 64, 4, 2, false)), sigjit::smem_bytes(spec_for(64), TileConfig::sm80(64, 64, 4, 2, false)));
+  EXPECT_GT(sigjit::smem_bytes(s, TileConfig(sigjit::Sm80Tile{64, 64, 4, 2, false})), sigjit::smem_bytes(spec_for(64), TileConfig(sigjit::Sm80Tile{64, 64, 4, 2, false})));
 }
 
 // ---- tile configs ------------------------------------------------------------------------------
@@ -499,8 +499,8 @@ TEST(TileConfig, DefaultAndCandidateConfigsPassCheckConfig) {
 
 TEST(TileConfig, SharedMemoryMatchesTheTemplateFormula) {
   // 2 bytes * (BLOCK_M + 2 * STAGES * BLOCK_N) rows of (D + 8) elements.
-  EXPECT_EQ(sigjit::smem_bytes(spec_for(128), TileConfig::sm80(128, 64, 8, 2)), 2 * (128 + 2 * 2 * 64) * 136);
-  EXPECT_EQ(sigjit::smem_bytes(spec_for(32), TileConfig::sm80(64, 32, 4, 3)), 2 * (64 + 2 * 3 * 32) * 40);
+  EXPECT_EQ(sigjit::smem_bytes(spec_for(128), TileConfig(sigjit::Sm80Tile{128, 64, 8, 2})), 2 * (128 + 2 * 2 * 64) * 136);
+  EXPECT_EQ(sigjit::smem_bytes(spec_for(32), TileConfig(sigjit::Sm80Tile{64, 32, 4, 3})), 2 * (64 + 2 * 3 * 32) * 40);
 }
 
 struct BadConfig {
@@ -532,7 +532,7 @@ TEST(TileConfig, CheckConfigRejectsBadConfigsWithAReason) {
     EXPECT_THAT(sigjit::check_config(s, b.config), HasSubstr(b.reason)) << s.describe() << " " << b.config.describe();
   }
   // The sm_80-only rejection above is about the arch, not the config.
-  EXPECT_EQ(sigjit::check_config(spec_for(128, "sm_90a"), TileConfig::sm80(128, 64, 8, 4)), "");
+  EXPECT_EQ(sigjit::check_config(spec_for(128, "sm_90a"), TileConfig(sigjit::Sm80Tile{128, 64, 8, 4})), "");
 }
 
 TEST(TileConfig, CompileKernelRejectsBadConfigsBeforeCompiling) {
@@ -595,15 +595,15 @@ TEST(TileConfig, ParseRejectsMalformedTextNamingTheSource) {
 
 TEST(TileConfig, QInSharedMemoryIsPartOfNameAndCode) {
   const KernelSpec s = spec_for(128);
-  TileConfig regs = TileConfig::sm80(128, 32, 4, 2, true), smem = TileConfig::sm80(128, 32, 4, 2, false);
+  TileConfig regs = TileConfig(sigjit::Sm80Tile{128, 32, 4, 2, true}), smem = TileConfig(sigjit::Sm80Tile{128, 32, 4, 2, false});
   EXPECT_NE(sigjit::kernel_name(s, regs), sigjit::kernel_name(s, smem));
   EXPECT_THAT(sigjit::kernel_name(s, smem), HasSubstr("m128n32w4s2qs_"));
   EXPECT_THAT(sigjit::emit_source(s, smem), HasSubstr("/*q_in_regs*/ false"));
   EXPECT_THAT(sigjit::emit_source(s, regs), HasSubstr("/*q_in_regs*/ true"));
   // Without the Q fragments the register estimate drops by D/4 per m16 tile: two m16 tiles of
   // hd 128 with a 64-key tile fit only with Q in shared memory.
-  EXPECT_THAT(sigjit::check_config(s, TileConfig::sm80(128, 64, 4, 2, true)), HasSubstr("would spill"));
-  EXPECT_EQ(sigjit::check_config(s, TileConfig::sm80(128, 64, 4, 2, false)), "");
+  EXPECT_THAT(sigjit::check_config(s, TileConfig(sigjit::Sm80Tile{128, 64, 4, 2, true})), HasSubstr("would spill"));
+  EXPECT_EQ(sigjit::check_config(s, TileConfig(sigjit::Sm80Tile{128, 64, 4, 2, false})), "");
 }
 
 // ---- ptxas report parsing ----------------------------------------------------------------------
@@ -703,7 +703,7 @@ TEST(Arch, RejectsMalformedAndOldTargets) {
 
 TEST(Arch, SharedMemoryLimitFollowsTheArch) {
   // 139264 B: more than the 99 KB of sm_86/sm_89/sm_120, less than sm_80's 163 KB and sm_90's 227 KB.
-  const TileConfig c = TileConfig::sm80(128, 64, 8, 3);
+  const TileConfig c = TileConfig(sigjit::Sm80Tile{128, 64, 8, 3});
   EXPECT_EQ(sigjit::smem_bytes(spec_for(128), c), 139264);
   for (const char* ok : {"sm_80", "sm_90", "sm_90a", "sm_100"}) EXPECT_EQ(sigjit::check_config(spec_for(128, ok), c), "") << ok;
   for (const char* small : {"sm_86", "sm_89", "sm_120"}) EXPECT_THAT(sigjit::check_config(spec_for(128, small), c), HasSubstr("shared memory")) << small;
@@ -836,7 +836,7 @@ TEST(Environment, FailOnSpillsRejectsASpillingKernel) {
     ScopedEnv off("SIGJIT_FAIL_ON_SPILLS", std::nullopt);
     for (const char* target : {"sm_90a", "sm_80"}) {
       const KernelSpec s = spec_for(256, target);
-      std::vector<TileConfig> configs{sigjit::default_config(s), TileConfig::sm80(128, 128, 4, 2), TileConfig::sm80(128, 64, 8, 2)};
+      std::vector<TileConfig> configs{sigjit::default_config(s), TileConfig(sigjit::Sm80Tile{128, 128, 4, 2}), TileConfig(sigjit::Sm80Tile{128, 64, 8, 2})};
       for (const auto& c : sigjit::candidate_configs(s)) configs.push_back(c);
       for (const TileConfig& c : configs) {
         if (!sigjit::check_config(s, c).empty()) continue;

@@ -212,7 +212,7 @@ TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
 // ---- configs ------------------------------------------------------------------------------------
 
 TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
-  for (const TileConfig& c : {TileConfig::sm90_bwd(64, 2, 2, true), TileConfig::sm90_bwd(128, 1, 3, false), TileConfig::sm90_bwd(64, 1, 4, true)}) {
+  for (const TileConfig& c : {TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true}), TileConfig(sigjit::Sm90BwdTile{128, 1, 3, false}), TileConfig(sigjit::Sm90BwdTile{64, 1, 4, true})}) {
     const TileConfig back = TileConfig::parse(c.describe(), "test");
     EXPECT_EQ(back.describe(), c.describe());
     EXPECT_EQ(back.family(), KernelFamily::sm90_bwd);
@@ -223,11 +223,11 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
     EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().overlap, c.get<sigjit::Sm90BwdTile>().overlap);
     EXPECT_EQ(back.threads(), 128 * (c.get<sigjit::Sm90BwdTile>().consumers + 1));
   }
-  EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, false).describe(), "hb128x64c2s2");
-  EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, true).describe(), "hb128x64c2s2o");
-  EXPECT_EQ(TileConfig::sm90_bwd(128, 1, 3, false).describe(), "hb64x128c1s3");
-  EXPECT_EQ(TileConfig::sm90_bwd(64, 2, 2, true, true).describe(), "hb128x64c2s2o_r");
-  EXPECT_EQ(TileConfig::sm90_bwd(128, 2, 2, false, true).describe(), "hb128x128c2s2_r");
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}).describe(), "hb128x64c2s2");
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true}).describe(), "hb128x64c2s2o");
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{128, 1, 3, false}).describe(), "hb64x128c1s3");
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true}).describe(), "hb128x64c2s2o_r");
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, true}).describe(), "hb128x128c2s2_r");
   for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o"}) {
     const TileConfig back = TileConfig::parse(text, "test");
     EXPECT_EQ(back.describe(), text);
@@ -235,8 +235,8 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
   }
   // The family is part of the kernel name (and so of the cache key).
   const KernelSpec s = bwd_spec(128);
-  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90_bwd(64, 2, 2, false)), HasSubstr("_hb128x64c2s2_sm_90a"));
-  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90_bwd(64, 2, 2, true)), HasSubstr("_hb128x64c2s2o_sm_90a"));
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false})), HasSubstr("_hb128x64c2s2_sm_90a"));
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true})), HasSubstr("_hb128x64c2s2o_sm_90a"));
 }
 
 TEST(Sm90BwdConfig, ParseRejectsMalformedAndInconsistentStrings) {
@@ -257,19 +257,19 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
     const char* reason;
   };
   const Bad bad[] = {
-      {"sm_90", 128, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "needs arch sm_90a"},
-      {"sm_80", 64, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "needs arch sm_90a"},
-      {"sm_90a", 96, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "head_dim=96"},
-      {"sm_90a", 256, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "head_dim=256"},
-      {"sm_90a", 128, Direction::backward_dkdv, TileConfig::sm90_bwd(64, 2, 2, false), "fused backward kernel only"},
-      {"sm_90a", 128, Direction::forward, TileConfig::sm90_bwd(64, 2, 2, false), "fused backward kernel only"},
-      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(96, 2, 2, false), "query block=96"},
-      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(64, 3, 2, false), "consumers=3"},
-      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 5, false), "stages=5"},
-      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(128, 2, 4, false), "shared memory"},
-      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(128, 1, 2, false), "registers"},
-      {"sm_90a", 128, Direction::backward_fused, TileConfig::sm90_bwd(64, 1, 2, false), "registers"},  // dQ of 128 columns in one warpgroup
-      {"sm_90a", 64, Direction::backward_fused, TileConfig::sm90_bwd(64, 2, 2, false), "64-column swizzle block"},  // 32 dQ columns each
+      {"sm_90", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "needs arch sm_90a"},
+      {"sm_80", 64, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "needs arch sm_90a"},
+      {"sm_90a", 96, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "head_dim=96"},
+      {"sm_90a", 256, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "head_dim=256"},
+      {"sm_90a", 128, Direction::backward_dkdv, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "fused backward kernel only"},
+      {"sm_90a", 128, Direction::forward, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "fused backward kernel only"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{96, 2, 2, false}), "query block=96"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 3, 2, false}), "consumers=3"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 5, false}), "stages=5"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{128, 2, 4, false}), "shared memory"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{128, 1, 2, false}), "registers"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 1, 2, false}), "registers"},  // dQ of 128 columns in one warpgroup
+      {"sm_90a", 64, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "64-column swizzle block"},  // 32 dQ columns each
   };
   for (const Bad& b : bad) {
     KernelSpec s = bwd_spec(b.head_dim, b.arch);
@@ -293,12 +293,12 @@ using sigjit::testing::expect_templates_reject;
 
 TEST(Sm90BwdConfig, TemplateStaticAssertsRejectForcedBadConfigs) {
   expect_templates_reject({
-      {bwd_spec(128), TileConfig::sm90_bwd(64, 3, 2, false), "sm90 backward: 1 or 2 consumer warpgroups"},
-      {bwd_spec(96), TileConfig::sm90_bwd(64, 2, 2, false), "sm90 backward: head dim 64 or 128"},
-      {bwd_spec(128), TileConfig::sm90_bwd(96, 2, 2, false), "sm90 backward BLOCK_M: 64 or 128"},
-      {bwd_spec(128), TileConfig::sm90_bwd(128, 2, 4, false), "exceeds the 227 KB of shared memory"},
-      {bwd_spec(128), TileConfig::sm90_bwd(128, 1, 2, false), "would spill"},
-      {bwd_spec(64), TileConfig::sm90_bwd(64, 2, 2, false), "the dQ split needs whole 64-column blocks"},
+      {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{64, 3, 2, false}), "sm90 backward: 1 or 2 consumer warpgroups"},
+      {bwd_spec(96), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "sm90 backward: head dim 64 or 128"},
+      {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{96, 2, 2, false}), "sm90 backward BLOCK_M: 64 or 128"},
+      {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{128, 2, 4, false}), "exceeds the 227 KB of shared memory"},
+      {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{128, 1, 2, false}), "would spill"},
+      {bwd_spec(64), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "the dQ split needs whole 64-column blocks"},
   });
 }
 

@@ -123,7 +123,7 @@ TEST(Sm90CompileAll, EveryCandidateConfigCompilesForRepresentativeSpecs) {
 // two-warpgroup tile: the ping-pong variants need two.
 TileConfig two_consumer_default(const KernelSpec& s) {
   const TileConfig def = sigjit::default_sm90_config(s);
-  return def.get<sigjit::Sm90FwdTile>().consumers == 2 ? def : TileConfig::sm90(128, 2, 2, true);
+  return def.get<sigjit::Sm90FwdTile>().consumers == 2 ? def : TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true});
 }
 
 // Issue 6's tunables (ping-pong, FMA-sigmoid fraction) on top of each spec's default tile: every
@@ -165,7 +165,7 @@ TEST(Sm90CompileAll, EachNewVariantCompilesWithoutSpillsOnRepresentativeSpecs) {
       const TileConfig base = two_consumer_default(s);
       for (const TileConfig& c : {with_tunables(base, true, true, 0), with_tunables(base, false, true, 0), with_tunables(base, true, false, 1),
                                   with_tunables(base, true, false, 2), with_tunables(base, true, true, 2), with_tunables(base, false, true, 2),
-                                  with_tunables(base, true, false, 4), TileConfig::sm90(96, 1, 2, true, false, 2)}) {
+                                  with_tunables(base, true, false, 4), TileConfig(sigjit::Sm90FwdTile{96, 1, 2, true, false, 2})}) {
         ASSERT_EQ(sigjit::check_config(s, c), "") << c.describe();
         // Quarters 3-4 are for experiments and the FMA-only accuracy tests, not candidates: every
         // sigmoid on the polynomial spills 8-28 B at hd 128 x 128 keys (ptxas, CUDA 13.0).
@@ -214,7 +214,7 @@ TEST(Sm90CompileAll, PersistentWithEachScheduleCompilesWithoutSpills) {
       // spill with score bias + exact at hd 128 whether persistent or not.
       const TileConfig base = two_consumer_default(s);
       for (TileConfig c : {with_tunables(base, true, true, 0), with_tunables(base, false, true, 0), with_tunables(base, false, false, 0),
-                           with_tunables(base, true, true, 1), TileConfig::sm90(96, 1, 2, true)}) {
+                           with_tunables(base, true, true, 1), TileConfig(sigjit::Sm90FwdTile{96, 1, 2, true})}) {
         c.get<sigjit::Sm90FwdTile>().persistent = true;
         ASSERT_EQ(sigjit::check_config(s, c), "") << c.describe() << " hd " << d;
         jobs.push_back({s, c, true});
@@ -265,8 +265,8 @@ TEST(Sm90CompileAll, EveryFeatureCompilesWithThreeConsumers) {
   for (const KernelSpec& s : all_sm90_specs()) {
     if (s.head_dim > 128) continue;
     const bool light = !s.causal && !s.score_bias && s.sigmoid == sigjit::SigmoidMode::fast;
-    const TileConfig plain = TileConfig::sm90(s.head_dim == 64 ? 128 : 64, 3, 2, true);
-    const TileConfig persistent = TileConfig::sm90(s.head_dim == 64 ? 96 : 64, 3, 2, true, false, 0, true);
+    const TileConfig plain = TileConfig(sigjit::Sm90FwdTile{s.head_dim == 64 ? 128 : 64, 3, 2, true});
+    const TileConfig persistent = TileConfig(sigjit::Sm90FwdTile{s.head_dim == 64 ? 96 : 64, 3, 2, true, false, 0, true});
     for (const TileConfig& c : {plain, persistent}) {
       EXPECT_EQ(sigjit::check_config(s, c), "") << c.describe();
       jobs.push_back({s, c, light});
@@ -304,7 +304,7 @@ TEST(Sm90Compile, FmaSigmoidFractionRemovesThatShareOfMufuOps) {
     const char* op = mode == sigjit::SigmoidMode::fast ? "tanh.approx.f32" : "ex2.approx";
     std::size_t counts[5];
     for (int q = 0; q <= 4; ++q) {
-      const sigjit::CompiledKernel k = sigjit::compile_kernel(s, TileConfig::sm90(128, 2, 2, true, false, q));
+      const sigjit::CompiledKernel k = sigjit::compile_kernel(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, false, q}));
       counts[q] = count_of(k.ptx, op);
       if (mode == sigjit::SigmoidMode::exact) EXPECT_EQ(count_of(k.ptx, "rcp.approx"), counts[q]) << q;
     }
@@ -353,7 +353,7 @@ TEST(Sm90Compile, PtxUsesTheHopperInstructions) {
 // ---- configs ------------------------------------------------------------------------------------
 
 TEST(Sm90Config, DescribeAndParseRoundTrip) {
-  for (const TileConfig& c : {TileConfig::sm90(128, 2, 2, true), TileConfig::sm90(64, 1, 3, false), TileConfig::sm90(256, 2, 4, true)}) {
+  for (const TileConfig& c : {TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true}), TileConfig(sigjit::Sm90FwdTile{64, 1, 3, false}), TileConfig(sigjit::Sm90FwdTile{256, 2, 4, true})}) {
     const TileConfig back = TileConfig::parse(c.describe(), "test");
     EXPECT_EQ(back.describe(), c.describe());
     EXPECT_EQ(back.family(), KernelFamily::sm90);
@@ -364,11 +364,11 @@ TEST(Sm90Config, DescribeAndParseRoundTrip) {
     EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().overlap, c.get<sigjit::Sm90FwdTile>().overlap);
     EXPECT_EQ(back.threads(), 128 * (c.get<sigjit::Sm90FwdTile>().consumers + 1));
   }
-  EXPECT_EQ(TileConfig::sm90(128, 2, 2, true).describe(), "h128x128c2s2o");
-  EXPECT_EQ(TileConfig::sm90(96, 1, 3, false).describe(), "h64x96c1s3");
+  EXPECT_EQ(TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true}).describe(), "h128x128c2s2o");
+  EXPECT_EQ(TileConfig(sigjit::Sm90FwdTile{96, 1, 3, false}).describe(), "h64x96c1s3");
   // Issue 6's tunables: suffixes only when on.
-  for (const TileConfig& c : {TileConfig::sm90(128, 2, 2, true, true, 0), TileConfig::sm90(128, 2, 3, false, true, 2),
-                              TileConfig::sm90(96, 1, 2, true, false, 1), TileConfig::sm90(64, 2, 2, true, true, 4)}) {
+  for (const TileConfig& c : {TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, true, 0}), TileConfig(sigjit::Sm90FwdTile{128, 2, 3, false, true, 2}),
+                              TileConfig(sigjit::Sm90FwdTile{96, 1, 2, true, false, 1}), TileConfig(sigjit::Sm90FwdTile{64, 2, 2, true, true, 4})}) {
     const TileConfig back = TileConfig::parse(c.describe(), "cache entry config");
     EXPECT_EQ(back.describe(), c.describe());
     EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().pingpong, c.get<sigjit::Sm90FwdTile>().pingpong) << c.describe();
@@ -376,12 +376,12 @@ TEST(Sm90Config, DescribeAndParseRoundTrip) {
     EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().overlap, c.get<sigjit::Sm90FwdTile>().overlap) << c.describe();
     EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().consumers, c.get<sigjit::Sm90FwdTile>().consumers) << c.describe();
   }
-  EXPECT_EQ(TileConfig::sm90(128, 2, 2, true, true, 0).describe(), "h128x128c2s2o_pp");
-  EXPECT_EQ(TileConfig::sm90(128, 2, 3, false, true, 2).describe(), "h128x128c2s3_pp_f2");
-  EXPECT_EQ(TileConfig::sm90(96, 1, 2, true, false, 1).describe(), "h64x96c1s2o_f1");
+  EXPECT_EQ(TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, true, 0}).describe(), "h128x128c2s2o_pp");
+  EXPECT_EQ(TileConfig(sigjit::Sm90FwdTile{128, 2, 3, false, true, 2}).describe(), "h128x128c2s3_pp_f2");
+  EXPECT_EQ(TileConfig(sigjit::Sm90FwdTile{96, 1, 2, true, false, 1}).describe(), "h64x96c1s2o_f1");
   // Persistent scheduling (_p), alone and after the other suffixes.
-  for (const TileConfig& c : {TileConfig::sm90(128, 2, 3, true, false, 0, true), TileConfig::sm90(96, 1, 2, false, false, 0, true),
-                              TileConfig::sm90(128, 2, 2, true, true, 1, true), TileConfig::sm90(64, 2, 2, false, true, 0, true)}) {
+  for (const TileConfig& c : {TileConfig(sigjit::Sm90FwdTile{128, 2, 3, true, false, 0, true}), TileConfig(sigjit::Sm90FwdTile{96, 1, 2, false, false, 0, true}),
+                              TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, true, 1, true}), TileConfig(sigjit::Sm90FwdTile{64, 2, 2, false, true, 0, true})}) {
     const TileConfig back = TileConfig::parse(c.describe(), "cache entry config");
     EXPECT_EQ(back.describe(), c.describe());
     EXPECT_TRUE(back.get<sigjit::Sm90FwdTile>().persistent) << c.describe();
@@ -392,9 +392,9 @@ TEST(Sm90Config, DescribeAndParseRoundTrip) {
     EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().stages, c.get<sigjit::Sm90FwdTile>().stages) << c.describe();
     EXPECT_EQ(back.get<sigjit::Sm90FwdTile>().block_n, c.get<sigjit::Sm90FwdTile>().block_n) << c.describe();
   }
-  EXPECT_EQ(TileConfig::sm90(128, 2, 3, true, false, 0, true).describe(), "h128x128c2s3o_p");
-  EXPECT_EQ(TileConfig::sm90(128, 2, 2, true, true, 1, true).describe(), "h128x128c2s2o_pp_f1_p");
-  EXPECT_EQ(TileConfig::sm90(96, 1, 2, false, false, 0, true).describe(), "h64x96c1s2_p");
+  EXPECT_EQ(TileConfig(sigjit::Sm90FwdTile{128, 2, 3, true, false, 0, true}).describe(), "h128x128c2s3o_p");
+  EXPECT_EQ(TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, true, 1, true}).describe(), "h128x128c2s2o_pp_f1_p");
+  EXPECT_EQ(TileConfig(sigjit::Sm90FwdTile{96, 1, 2, false, false, 0, true}).describe(), "h64x96c1s2_p");
   EXPECT_TRUE(TileConfig::parse("h128x128c2s2_p", "test").get<sigjit::Sm90FwdTile>().persistent);
   EXPECT_FALSE(TileConfig::parse("h128x128c2s2_p", "test").get<sigjit::Sm90FwdTile>().pingpong);
   EXPECT_FALSE(TileConfig::parse("h128x128c2s2_pp", "test").get<sigjit::Sm90FwdTile>().persistent);
@@ -434,29 +434,29 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
     const char* reason;
   };
   const Bad bad[] = {
-      {"sm_90", 128, TileConfig::sm90(128, 2, 2, true), "needs arch sm_90a"},
-      {"sm_80", 128, TileConfig::sm90(128, 2, 2, true), "needs arch sm_90a"},
-      {"sm_100a", 128, TileConfig::sm90(128, 2, 2, true), "needs arch sm_90a"},
-      {"sm_90a", 32, TileConfig::sm90(128, 2, 2, true), "head_dim=32"},
-      {"sm_90a", 96, TileConfig::sm90(128, 2, 2, true), "head_dim=96"},
-      {"sm_90a", 128, TileConfig::sm90(72, 2, 2, true), "block_n=72"},
-      {"sm_90a", 128, TileConfig::sm90(272, 2, 2, true), "block_n=272"},
-      {"sm_90a", 128, TileConfig::sm90(128, 4, 2, true), "consumers=4"},
-      {"sm_90a", 128, TileConfig::sm90(128, 3, 2, true), "3 consumer warpgroups"},
-      {"sm_90a", 128, TileConfig::sm90(64, 3, 2, true, true), "ping-pong"},
-      {"sm_90a", 128, TileConfig::sm90(128, 2, 5, true), "stages=5"},
-      {"sm_90a", 128, TileConfig::sm90(128, 2, 4, true), "shared memory"},
-      {"sm_90a", 256, TileConfig::sm90(128, 2, 2, true), "shared memory"},
-      {"sm_90a", 64, TileConfig::sm90(256, 2, 2, true), "registers"},
-      {"sm_90a", 128, TileConfig::sm90(128, 1, 2, true, true, 0), "ping-pong (_pp) needs 2 consumer warpgroups"},
-      {"sm_90a", 64, TileConfig::sm90(96, 1, 3, false, true, 1), "ping-pong (_pp) needs 2 consumer warpgroups"},
-      {"sm_90a", 128, TileConfig::sm90(128, 2, 2, true, false, 5), "fma_quarters=5"},
-      {"sm_90a", 128, TileConfig::sm90(128, 2, 2, true, true, -1), "fma_quarters=-1"},
-      {"sm_90", 128, TileConfig::sm90(128, 2, 2, true, true, 1), "needs arch sm_90a"},
-      {"sm_90", 128, TileConfig::sm90(128, 2, 2, true, false, 0, true), "needs arch sm_90a"},
-      {"sm_90a", 96, TileConfig::sm90(128, 2, 2, true, false, 0, true), "head_dim=96"},
-      {"sm_90a", 128, TileConfig::sm90(128, 2, 4, true, false, 0, true), "shared memory"},
-      {"sm_90a", 128, TileConfig::sm90(128, 1, 2, true, true, 0, true), "ping-pong (_pp) needs 2 consumer warpgroups"},
+      {"sm_90", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true}), "needs arch sm_90a"},
+      {"sm_80", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true}), "needs arch sm_90a"},
+      {"sm_100a", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true}), "needs arch sm_90a"},
+      {"sm_90a", 32, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true}), "head_dim=32"},
+      {"sm_90a", 96, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true}), "head_dim=96"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{72, 2, 2, true}), "block_n=72"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{272, 2, 2, true}), "block_n=272"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{128, 4, 2, true}), "consumers=4"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{128, 3, 2, true}), "3 consumer warpgroups"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{64, 3, 2, true, true}), "ping-pong"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 5, true}), "stages=5"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 4, true}), "shared memory"},
+      {"sm_90a", 256, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true}), "shared memory"},
+      {"sm_90a", 64, TileConfig(sigjit::Sm90FwdTile{256, 2, 2, true}), "registers"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{128, 1, 2, true, true, 0}), "ping-pong (_pp) needs 2 consumer warpgroups"},
+      {"sm_90a", 64, TileConfig(sigjit::Sm90FwdTile{96, 1, 3, false, true, 1}), "ping-pong (_pp) needs 2 consumer warpgroups"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, false, 5}), "fma_quarters=5"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, true, -1}), "fma_quarters=-1"},
+      {"sm_90", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, true, 1}), "needs arch sm_90a"},
+      {"sm_90", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, false, 0, true}), "needs arch sm_90a"},
+      {"sm_90a", 96, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, false, 0, true}), "head_dim=96"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{128, 2, 4, true, false, 0, true}), "shared memory"},
+      {"sm_90a", 128, TileConfig(sigjit::Sm90FwdTile{128, 1, 2, true, true, 0, true}), "ping-pong (_pp) needs 2 consumer warpgroups"},
   };
   for (const Bad& b : bad) {
     EXPECT_THAT(sigjit::check_config(spec_for(b.head_dim, b.arch), b.config), HasSubstr(b.reason)) << b.config.describe() << " " << b.arch;
@@ -470,7 +470,7 @@ TEST(Sm90Config, CheckConfigRejectsWithAReason) {
   }
   KernelSpec backward = spec_for(128);
   backward.direction = sigjit::Direction::backward_dq;
-  EXPECT_THAT(sigjit::check_config(backward, TileConfig::sm90(128, 2, 2, true)), HasSubstr("forward only"));
+  EXPECT_THAT(sigjit::check_config(backward, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true})), HasSubstr("forward only"));
   // The sm80 family has none of them: its tile has no such fields (kernels/tile_config.hpp) and
   // its grammar no such suffixes.
   for (const char* text : {"m128n64w4s2_pp", "m128n64w4s2_f2", "m128n64w4s2_p"}) EXPECT_THROW(TileConfig::parse(text, "test"), sigjit::Error) << text;
@@ -488,14 +488,14 @@ using sigjit::testing::expect_templates_reject;
 
 TEST(Sm90Config, TemplateStaticAssertsRejectForcedBadConfigs) {
   expect_templates_reject({
-      {spec_for(128), TileConfig::sm90(64, 4, 2, true), "sm90 family: 1, 2 or 3 consumer warpgroups"},
-      {spec_for(128), TileConfig::sm90(128, 3, 2, true), "O + S + P fragments exceed the consumer threads' registers"},
-      {spec_for(96), TileConfig::sm90(128, 2, 2, true), "sm90 family: head dim 64, 128 or 256"},
-      {spec_for(128), TileConfig::sm90(72, 2, 2, true), "sm90 BLOCK_N: a multiple of 16"},
-      {spec_for(128), TileConfig::sm90(128, 2, 4, true), "exceeds the 227 KB of shared memory"},
-      {spec_for(128), TileConfig::sm90(128, 1, 2, true, true, 0), "sm90 ping-pong needs 2 consumer warpgroups"},
-      {spec_for(128), TileConfig::sm90(128, 2, 2, true, false, 5), "sm90 FMA-sigmoid quarters: 0..4"},
-      {spec_for(128), TileConfig::sm90(128, 2, 4, true, false, 0, true), "exceeds the 227 KB of shared memory"},
+      {spec_for(128), TileConfig(sigjit::Sm90FwdTile{64, 4, 2, true}), "sm90 family: 1, 2 or 3 consumer warpgroups"},
+      {spec_for(128), TileConfig(sigjit::Sm90FwdTile{128, 3, 2, true}), "O + S + P fragments exceed the consumer threads' registers"},
+      {spec_for(96), TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true}), "sm90 family: head dim 64, 128 or 256"},
+      {spec_for(128), TileConfig(sigjit::Sm90FwdTile{72, 2, 2, true}), "sm90 BLOCK_N: a multiple of 16"},
+      {spec_for(128), TileConfig(sigjit::Sm90FwdTile{128, 2, 4, true}), "exceeds the 227 KB of shared memory"},
+      {spec_for(128), TileConfig(sigjit::Sm90FwdTile{128, 1, 2, true, true, 0}), "sm90 ping-pong needs 2 consumer warpgroups"},
+      {spec_for(128), TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, false, 5}), "sm90 FMA-sigmoid quarters: 0..4"},
+      {spec_for(128), TileConfig(sigjit::Sm90FwdTile{128, 2, 4, true, false, 0, true}), "exceeds the 227 KB of shared memory"},
   });
 }
 
@@ -590,30 +590,30 @@ TEST(Sm90Config, ShortSequencesDefaultToPersistentScheduling) {
 
 TEST(Sm90Config, KernelNameNamesTheFamily) {
   const KernelSpec s = spec_for(128);
-  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true)), HasSubstr("_h128x128c2s2o_sm_90a"));
-  EXPECT_NE(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true)), sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, false)));
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true})), HasSubstr("_h128x128c2s2o_sm_90a"));
+  EXPECT_NE(sigjit::kernel_name(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true})), sigjit::kernel_name(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, false})));
   std::set<std::string> names;
   for (bool pp : {false, true})
-    for (int q = 0; q <= 4; ++q) EXPECT_TRUE(names.insert(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, pp, q))).second) << pp << q;
-  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, true, 1)), HasSubstr("_h128x128c2s2o_pp_f1_sm_90a"));
+    for (int q = 0; q <= 4; ++q) EXPECT_TRUE(names.insert(sigjit::kernel_name(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, pp, q}))).second) << pp << q;
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, true, 1})), HasSubstr("_h128x128c2s2o_pp_f1_sm_90a"));
   for (bool pp : {false, true})
-    for (int q = 0; q <= 4; ++q) EXPECT_TRUE(names.insert(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, pp, q, true))).second) << pp << q;
-  EXPECT_THAT(sigjit::kernel_name(s, TileConfig::sm90(128, 2, 2, true, false, 0, true)), HasSubstr("_h128x128c2s2o_p_sm_90a"));
+    for (int q = 0; q <= 4; ++q) EXPECT_TRUE(names.insert(sigjit::kernel_name(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, pp, q, true}))).second) << pp << q;
+  EXPECT_THAT(sigjit::kernel_name(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, false, 0, true})), HasSubstr("_h128x128c2s2o_p_sm_90a"));
 }
 
 TEST(Sm90Codegen, EmitsTheSm90TemplateAndChecksSharedMemory) {
   const KernelSpec s = spec_for(128);
-  const TileConfig c = TileConfig::sm90(128, 2, 2, true);
+  const TileConfig c = TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true});
   const std::string src = sigjit::emit_source(s, c);
   EXPECT_THAT(src, HasSubstr("#include \"sigjit/fwd_sm90.cuh\""));
   EXPECT_THAT(src, HasSubstr("__launch_bounds__(Cfg::kThreads, 1)"));
   EXPECT_THAT(src, HasSubstr("__grid_constant__ SigjitFwdSm90Params"));
   EXPECT_THAT(src, HasSubstr("static_assert(Cfg::kSmemBytes == " + std::to_string(sigjit::smem_bytes(s, c))));
   EXPECT_THAT(src, HasSubstr("/*pingpong*/ false, /*fma_quarters*/ 0>"));
-  EXPECT_THAT(sigjit::emit_source(s, TileConfig::sm90(128, 2, 2, true, true, 2)), HasSubstr("/*pingpong*/ true, /*fma_quarters*/ 2>"));
+  EXPECT_THAT(sigjit::emit_source(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, true, 2})), HasSubstr("/*pingpong*/ true, /*fma_quarters*/ 2>"));
   // Persistent configs wrap the base config; the others do not mention it.
   EXPECT_THAT(src, Not(HasSubstr("Persistent")));
-  const TileConfig p = TileConfig::sm90(128, 2, 2, true, false, 0, true);
+  const TileConfig p = TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, false, 0, true});
   const std::string psrc = sigjit::emit_source(s, p);
   EXPECT_THAT(psrc, HasSubstr("using Cfg = sigjit::kern::FwdSm90PersistentConfig<sigjit::kern::FwdSm90Config<"));
   EXPECT_THAT(psrc, HasSubstr("/*fma_quarters*/ 0>>;"));

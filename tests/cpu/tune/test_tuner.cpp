@@ -66,7 +66,7 @@ TEST(TunerStats, SpreadIsZeroBelowThreeSamples) {
 
 fs::path data_dir() {
   if (const char* dir = std::getenv("SIGJIT_TEST_DATA_DIR")) return dir;
-  return fs::path(__FILE__).parent_path().parent_path() / "data";
+  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "data";  // tests/cpu/tune/ -> tests/data
 }
 
 struct TimingTable {
@@ -319,8 +319,8 @@ TEST(TunerTune, CompileFailureIsRecorded) {
 TEST(TunerTune, InvalidConfigsAreRejectedBeforeTheMeasurerSeesThem) {
   FakeMeasurer m = FakeMeasurer::h100(64);
   std::vector<TileConfig> configs = table_configs(64);
-  configs.push_back(TileConfig::sm80(96, 64, 4, 2));   // 96 is not a multiple of 16 * 4
-  configs.push_back(TileConfig::sm80(128, 64, 4, 7));  // stages outside 2..4
+  configs.push_back(TileConfig(sigjit::Sm80Tile{96, 64, 4, 2}));   // 96 is not a multiple of 16 * 4
+  configs.push_back(TileConfig(sigjit::Sm80Tile{128, 64, 4, 7}));  // stages outside 2..4
   const auto r = run(m, h100_spec(64), configs);
   EXPECT_EQ(winner(r), "m128n128w4s2");
   for (const char* name : {"m96n64w4s2", "m128n64w4s7"}) {
@@ -449,7 +449,7 @@ TEST(TunerTune, TargetSpreadStopsRepetition) {
 TEST(TunerTune, ProgressCountsStepsMonotonically) {
   const KernelSpec spec = h100_spec(64);
   std::vector<TileConfig> configs = sigjit::candidate_configs(spec);
-  configs.push_back(TileConfig::sm80(96, 64, 4, 2));  // rejected up front: still a step
+  configs.push_back(TileConfig(sigjit::Sm80Tile{96, 64, 4, 2}));  // rejected up front: still a step
   for (auto strategy : {tuner::Strategy::exhaustive, tuner::Strategy::successive_halving}) {
     FakeMeasurer m = FakeMeasurer::h100(64);
     m.verdicts["m64n32w4s2"] = {false, "wrong output: rel error 1 > 0.01"};

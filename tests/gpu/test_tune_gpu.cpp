@@ -185,5 +185,60 @@ TEST(TunedCacheChild, TunedConfigNotSlowerThanDefault) {
   EXPECT_LE(t.median(), d.median() * (1.0 + t.spread() + d.spread()));
 }
 
+// Issue 18 on the GPU. A stored entry whose cubin does not load (here: bytes that are no cubin,
+// under a valid digest, as a hostile bundle or a damaged disk could leave them) is found by
+// `verify --gpu`, which runs the cached bytes themselves, fails that entry, and heals it with a
+// fresh compile of its config; a second `verify --gpu` then passes, and a fresh process serves
+// the healed kernel correctly without compiling.
+TEST(TunedCache, VerifyGpuHealsACubinThatDoesNotLoad) {
+  SIGJIT_REQUIRE_GPU();
+  if (is_any_child()) GTEST_SKIP() << "parent test only";
+  const ScratchCache cache("heal-test");
+  const std::string& env = cache.env;
+  // One forward in a child stores the default kernel (an untuned local entry).
+  ASSERT_EQ(run_command(env + "SIGJIT_TUNED_CHILD=serve " + self_path() + " --gtest_filter='ServeChild.*'"), 0);
+  cache::Store store(cache.dir);
+  auto entries = store.list();
+  ASSERT_EQ(entries.size(), 1u);
+  const std::string junk = "not a cubin: issue 18's heal test";
+  cache::Entry broken = entries[0].entry;
+  broken.cubin_sha256 = store.put_blob(std::vector<char>(junk.begin(), junk.end()));
+  ASSERT_TRUE(store.replace_if_current(entries[0].fingerprint, broken, entries[0].entry.cubin_sha256));
+  EXPECT_EQ(run_command(env + SIGJIT_CLI_PATH + " verify --gpu"), 1) << "the cached bytes did not load: verify --gpu must say so";
+  entries = store.list();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_NE(entries[0].entry.cubin_sha256, broken.cubin_sha256) << "the entry must be healed";
+  EXPECT_EQ(entries[0].entry.config, broken.config) << "healed with its own config";
+  EXPECT_EQ(run_command(env + SIGJIT_CLI_PATH + " verify --gpu"), 0);
+  EXPECT_EQ(run_command(env + "SIGJIT_TUNED_CHILD=serve SIGJIT_EXPECT_NO_COMPILE=1 " + self_path() + " --gtest_filter='ServeChild.*'"), 0);
+}
+
+// F10 on the GPU: a cache directory that cannot be used (here a regular file) disables the cache
+// for the process with one line, and forward() still answers correctly.
+TEST(TunedCache, AnUnusableCacheDirectoryNeverFailsACall) {
+  SIGJIT_REQUIRE_GPU();
+  if (is_any_child()) GTEST_SKIP() << "parent test only";
+  const ScratchCache cache("unusable-test");
+  { std::ofstream(cache.dir) << "a file where the cache directory should be"; }
+  EXPECT_EQ(run_command(cache.env + "SIGJIT_TUNED_CHILD=serve " + self_path() + " --gtest_filter='ServeChild.*'"), 0);
+  EXPECT_TRUE(std::filesystem::is_regular_file(cache.dir)) << "the file must be left as it was";
+}
+
+// The child of the two tests above: one forward of the tuned case, checked against the fp64
+// reference; with SIGJIT_EXPECT_NO_COMPILE=1, served from the store without NVRTC.
+TEST(ServeChild, ForwardIsCorrect) {
+  if (!is_child("serve")) GTEST_SKIP() << "runs in the child process of TunedCache.VerifyGpuHeals... / AnUnusableCache...";
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  ForwardProblem p(tuned_case(), rng);
+  p.poison_output();
+  sigjit::forward(p.args(), nullptr);
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  const CaseResult r = p.check();
+  EXPECT_EQ(r.unwritten, 0);
+  EXPECT_LT(r.rel_error, error_bound(tuned_case()));
+  if (const char* v = std::getenv("SIGJIT_EXPECT_NO_COMPILE"); v && std::string(v) == "1") EXPECT_EQ(detail::compile_count(), 0);
+}
+
 }  // namespace
 }  // namespace sigjit::testing

@@ -9,11 +9,13 @@
 //   prune/gc   remove entries by key; remove temp files, unreferenced blobs, foreign entries
 // Errors: one line on stderr, exit code 1. Usage errors: exit code 2 (CLI11's own message).
 #include "cache/store.hpp"
+#include "cli/fleet.hpp"
 #include "cli/progress.hpp"
 #include "problem/names.hpp"
 #include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "jit/compiler.hpp"
+#include "tune/fleet.hpp"
 #include "tune/gpu.hpp"
 #include "tune/verify.hpp"
 #include "cuda/device.hpp"
@@ -61,6 +63,7 @@ struct TuneFlags {
               causal_align = "bottom-right";
   bool causal = false, directions_given = false;
   std::string lengths_file, workload_file, preset, strategy = "auto", arch;
+  std::string shard;  // K/N: this node's part of the workload (tune/fleet.hpp: shard_specs)
   double seconds_per_candidate = 2.0;
 };
 
@@ -317,17 +320,33 @@ int run_tune(const TuneFlags& f) {
   std::string why;
   const auto dev = try_device(&why);
   const sigjit::Arch arch = !f.arch.empty() ? sigjit::Arch::parse(f.arch) : dev ? dev->arch() : sigjit::Arch::parse("sm_90");
-  const tuner::Workload w = workload_for(f, arch);
+  tuner::Workload w = workload_for(f, arch);
   if (w.specs.empty()) throw Error("the workload is empty: give --head-dim/--layout/--seq, --workload or --preset");
+  if (!f.shard.empty()) {
+    const auto [k, n] = tuner::parse_shard(f.shard);
+    const std::size_t all = w.specs.size();
+    w.specs = tuner::shard_specs(w.specs, k, n);
+    fmt::print("shard {}/{}: {} of the workload's {} problems\n", k, n, w.specs.size(), all);
+    if (w.specs.empty()) return 0;
+  }
   if (!dev) return tune_without_gpu(w, why);
   tuner::TuneOptions options;
   options.strategy = strategy_from(f.strategy);
   options.budget.seconds_per_candidate = f.seconds_per_candidate;
   if (!w.user_lengths.empty()) options.user_lengths = &w.user_lengths;
   const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<cache::RemoteTier> fleet_tier;  // for the fleet lock, when the tier is configured and writable
+  if (auto rc = cache::RemoteConfig::from_env(); rc && rc->write) fleet_tier = std::make_unique<cache::RemoteTier>(*rc, cache::TrustedKeys{});
   int failed = 0;
   for (std::size_t i = 0; i < w.specs.size(); ++i) {
     const auto& spec = w.specs[i];
+    // One node of the fleet tunes a (spec, bucket, device): the others skip it (and pull it later).
+    const tuner::FleetTuneLock fleet_lock(fleet_tier.get(), tuner::fingerprint(*dev, spec), sigjit::problem_key(spec));
+    if (!fleet_lock.held()) {
+      fmt::print("[{}/{}] {}: skipped, another node is tuning it (fleet lock); `sigjit pull` fetches it\n", i + 1, w.specs.size(),
+                 sigjit::problem_key(spec));
+      continue;
+    }
     sigjit::cli::ProgressBar bar(fmt::format("[{}/{}] {}", i + 1, w.specs.size(), sigjit::problem_key(spec)), 0);
     options.progress = [&](int done, int total, const std::string& m) { bar.update(done, m, total); };
     try {
@@ -499,6 +518,17 @@ int main(int argc, char** argv) {
   tune->add_option("--preset", tf.preset, "Named workload: single-cell (hd 64,128, bf16, dense/padded/varlen, 512..16384, fwd and the backward the library runs by default)");
   tune->add_option("--strategy", tf.strategy, "auto, exhaustive or halving")->check(CLI::IsMember({"auto", "exhaustive", "halving"}));
   tune->add_option("--arch", tf.arch, "Target arch when there is no GPU (default sm_90)");
+  tune->add_option("--shard", tf.shard, "K/N: tune only the K-th of N disjoint parts of the workload (N nodes or GPUs, one part each)")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            try {
+              tuner::parse_shard(text);
+            } catch (const Error& e) {
+              return e.what();
+            }
+            return {};
+          },
+          "K/N"));
   tune->add_option("--seconds-per-candidate", tf.seconds_per_candidate, "Timing budget per candidate (seconds, > 0)")->check(seconds_check(false));
 
   std::string pattern;
@@ -530,6 +560,10 @@ int main(int argc, char** argv) {
       "1 GiB) are refused before they are read.");
   imp->add_option("file", bundle, "Bundle to read (a regular file)")->required();
   imp->add_flag("--allow-foreign", allow_foreign, "Also import entries for other device fingerprints");
+  bool import_list = false, import_dry_run = false;
+  imp->add_flag("--list", import_list, "List the bundle's entries; import nothing");
+  imp->add_flag("--dry-run", import_dry_run, "Say what importing would do here; write nothing");
+  imp->add_flag("--json", json, "With --list or --dry-run: JSON output");
 
   bool gpu_check = false;
   auto* verify = app.add_subcommand("verify", "Re-check every index checksum and cubin digest");
@@ -543,6 +577,9 @@ int main(int argc, char** argv) {
                                    "Remove entries whose problem key contains any of the patterns. Patterns that match every entry "
                                    "(of two or more) are refused unless --all is given");
   prune->add_option("patterns", prune_keys, "Problem key substrings (non-empty)");
+  bool prune_dry_run = false;
+  prune->add_flag("--dry-run", prune_dry_run, "List what would be removed; remove nothing");
+  prune->add_flag("--json", json, "With --dry-run: JSON output");
   prune->add_flag("--all", prune_all, "Remove every entry of every device (no patterns), or allow the patterns to match every entry");
   bool foreign = false;
   double temp_age = 3600;
@@ -554,6 +591,7 @@ int main(int argc, char** argv) {
                  "no sigjit process is writing the cache)")
       ->check(seconds_check(true));
 
+  sigjit::cli::add_fleet_verbs(app);  // keygen, push, pull, stats, config, clear (cli/fleet.cpp)
   if (argc > 1 && argv[1][0] != '-') {  // CLI11 would only say "A subcommand is required"
     const auto subs = app.get_subcommands([](const CLI::App*) { return true; });
     if (std::none_of(subs.begin(), subs.end(), [&](const CLI::App* a) { return a->check_name(argv[1]); })) {
@@ -566,7 +604,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int rc = app.exit(e);  // prints CLI11's message (or the help)
+    return rc == 0 ? 0 : 2;      // every usage error is exit status 2 (CLI11's own codes are 100+)
   }
   try {
     if (*info) return run_info();
@@ -575,6 +614,11 @@ int main(int argc, char** argv) {
     if (*list) return run_list(pattern, json, false);
     if (*show) return run_list(pattern, json, !json);
     if (*verify) return run_verify(gpu_check);
+    if (const std::optional<int> rc = sigjit::cli::run_fleet_verb()) return *rc;
+    if (*imp && (import_list || import_dry_run)) {
+      require_regular_file(bundle, "import");
+      return sigjit::cli::preview_import(bundle, import_list, json);
+    }
     // Readers and refused commands leave a missing or empty cache directory as they found it: the
     // layout is created by the first write (an import with entries to merge), never by export,
     // prune or gc (which have nothing to remove in an empty cache).
@@ -638,6 +682,7 @@ int main(int argc, char** argv) {
                                   "or a narrower pattern (`sigjit list PATTERN` shows what it matches)",
                                   hits, all.size()));
       }
+      if (prune_dry_run) return sigjit::cli::preview_prune(prune_keys, json);
       fmt::print("removed {} entries\n", store.prune(prune_keys, nullptr));
       return 0;
     }

@@ -243,7 +243,7 @@ void check_length(const std::string& v, std::size_t limit, const char* what) {
   if (v.size() > limit) fail(fmt::format("record's {} is {} bytes long, over the limit of {}", what, v.size(), limit));
 }
 
-// The same bounds the store applies to an entry it reads (cache/store.cpp), checked on a record
+// The same bounds the store applies to an entry it reads (cache/index.cpp), checked on a record
 // before anything else looks at its fields.
 void check_record_bounds(const DeviceFingerprint& fp, const Entry& e) {
   check_length(fp.gpu_name, kMaxNameLength, "fingerprint gpu_name");

@@ -27,12 +27,15 @@ const std::vector<Switch>& switches() {
       {"SIGJIT_REMOTE_CACHE_TIMEOUT_MS", "remote command deadline (default 1000)"},
       {"SIGJIT_REMOTE_CACHE_BACKOFF_S", "seconds the remote tier stays off after a failure (default 60, or inf)"},
       {"SIGJIT_TRUSTED_KEYS", "':'-separated Ed25519 public keys (files or directories) whose signed entries are loaded"},
-      {"SIGJIT_SIGNING_KEY", "an Ed25519 private key file (`sigjit keygen`): with SIGJIT_REMOTE_CACHE_WRITE=1, what this process compiles or tunes is signed and published"},
+      {"SIGJIT_SIGNING_KEY",
+       "an Ed25519 private key file (`sigjit keygen`): with SIGJIT_REMOTE_CACHE_WRITE=1, what this process compiles or tunes is signed and "
+       "published"},
       // Compilation
       {"SIGJIT_NVRTC_LIBRARY", "the NVRTC library to load (a path), before the usual search"},
       {"SIGJIT_TEMPLATE_DIR", "read the kernel templates from this directory instead of the embedded copies", true},
       {"SIGJIT_LINEINFO", "1: compile with -lineinfo (profilers map SASS to template lines)", true},
       {"SIGJIT_DUMP_DIR", "write each compiled kernel's .cu, .ptx and ptxas report there"},
+      {"SIGJIT_MAX_PARALLEL_COMPILES", "NVRTC compiles one process runs at once (default: the cores)"},
       {"SIGJIT_VERBOSE_COMPILE", "1: print each compile's spec, time and resources"},
       {"SIGJIT_FAIL_ON_SPILLS", "1: a kernel that spills registers is a compile error"},
   };

@@ -212,6 +212,12 @@ bool Store::replace_if_current(const DeviceFingerprint& fp, const Entry& entry, 
   return replace_locked_if(root_, fp, entry, expected_sha256);
 }
 
+std::shared_ptr<void> Store::lock_production(const DeviceFingerprint& fp, const std::string& problem_key) {
+  if (!is_valid_key(problem_key)) throw Error(fmt::format("cache: '{}' is not a valid problem key", problem_key.substr(0, 80)));
+  if (layout_pending_) create_layout();
+  return std::make_shared<KeyLock>(root_ / "locks" / (fp.id() + "." + problem_key + ".compile"));
+}
+
 std::vector<Store::Listed> Store::list() const {
   std::vector<Listed> out;
   for (const fs::path& dir : dirs_in(root_ / "index")) {

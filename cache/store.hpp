@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -181,6 +182,12 @@ class Store {
   // a cubin that failed to load and the promotion of a re-measured claim use it, so that neither
   // overwrites what another process wrote meanwhile. Returns whether it wrote.
   bool replace_if_current(const DeviceFingerprint& fp, const Entry& entry, const std::string& expected_sha256);
+  // Single flight of producing one key's entry (a compile) among the processes sharing the store:
+  // flock on locks/<fingerprint id>.<problem key>.compile, opened like the index locks (never
+  // through a link); the kernel drops it when its holder dies, so no stale lock outlives a crash.
+  // Waits up to SIGJIT_CACHE_LOCK_TIMEOUT and then throws sigjit::Error (the caller produces
+  // unlocked). Held until the returned handle is destroyed.
+  std::shared_ptr<void> lock_production(const DeviceFingerprint& fp, const std::string& problem_key);
 
   struct Listed {
     DeviceFingerprint fingerprint;

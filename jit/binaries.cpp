@@ -114,6 +114,22 @@ void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfi
   }
 }
 
+bool produce_once(cache::Store* store, const cache::DeviceFingerprint& fp, const std::string& key, const std::function<bool()>& ready,
+                  const std::function<void()>& produce) {
+  std::shared_ptr<void> lock;
+  if (store) {
+    try {
+      lock = store->lock_production(fp, key);
+    } catch (const std::exception& e) {
+      static std::once_flag once;
+      std::call_once(once, [&] { std::fprintf(stderr, "sigjit: cache: %s; compiling without waiting for other processes\n", e.what()); });
+    }
+    if (ready()) return false;
+  }
+  produce();
+  return true;
+}
+
 void heal_stored_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, const std::vector<char>& cubin,
                         const cache::Entry& broken) {
   cache::Store* store = default_store();

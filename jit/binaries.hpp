@@ -10,6 +10,7 @@
 #include "kernels/registry.hpp"
 #include "problem/spec.hpp"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,14 @@ void store_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfi
 // store's entry no longer references broken.cubin_sha256 (another process rewrote it). Best
 // effort, logged. keep_faster cannot do this: the heal has the same time, and a tie keeps the
 // broken entry forever (F9).
+// Single flight across the processes sharing `store`: under store->lock_production(fp, key),
+// `ready()` first (another process may have stored the kernel while this one waited) and
+// `produce()` (compile and store) only when it returns false. Without a store, or when the lock
+// cannot be had (timeout, a file system without flock: logged once), produce() runs unlocked.
+// Returns whether produce() ran.
+bool produce_once(cache::Store* store, const cache::DeviceFingerprint& fp, const std::string& problem_key, const std::function<bool()>& ready,
+                  const std::function<void()>& produce);
+
 void heal_stored_kernel(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config, const std::vector<char>& cubin,
                         const cache::Entry& broken);
 

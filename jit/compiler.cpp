@@ -7,7 +7,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -101,6 +106,58 @@ std::string nvrtc_version() {
   return fmt::format("{}.{}", major, minor);
 }
 
+namespace {
+
+// At most max_parallel_compiles() NVRTC compiles at once in this process: a training job's
+// threads, or the tuner's parallel compiles, never oversubscribe the host (each compile takes a
+// core and hundreds of MB).
+std::mutex gate_mutex;
+std::condition_variable gate_cv;
+int gate_in_use = 0;
+int gate_peak = 0;
+
+class CompileGate {
+ public:
+  CompileGate() {
+    const int limit = max_parallel_compiles();
+    std::unique_lock<std::mutex> lock(gate_mutex);
+    gate_cv.wait(lock, [&] { return gate_in_use < limit; });
+    gate_peak = std::max(gate_peak, ++gate_in_use);
+  }
+  ~CompileGate() {
+    {
+      std::lock_guard<std::mutex> lock(gate_mutex);
+      --gate_in_use;
+    }
+    gate_cv.notify_one();
+  }
+  CompileGate(const CompileGate&) = delete;
+  CompileGate& operator=(const CompileGate&) = delete;
+};
+
+}  // namespace
+
+int peak_parallel_compiles() {
+  std::lock_guard<std::mutex> lock(gate_mutex);
+  return gate_peak;
+}
+
+int max_parallel_compiles() {
+  static const int n = [] {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    const std::optional<std::string> v = env::text("SIGJIT_MAX_PARALLEL_COMPILES");
+    if (!v) return static_cast<int>(cores);
+    char* end = nullptr;
+    const long x = std::strtol(v->c_str(), &end, 10);
+    if (end == v->c_str() || *end != '\0' || x < 1 || x > 4096) {
+      std::fprintf(stderr, "sigjit: SIGJIT_MAX_PARALLEL_COMPILES=%s is not a number 1..4096; using %u (the cores)\n", v->c_str(), cores);
+      return static_cast<int>(cores);
+    }
+    return static_cast<int>(x);
+  }();
+  return n;
+}
+
 CompiledKernel compile_kernel(const KernelSpec& spec, const TileConfig& config) {
   if (const std::string why = check_config(spec, config); !why.empty()) {
     throw Error(fmt::format("tile config {} is invalid for {}: {}", config.describe(), spec.describe(), why));
@@ -123,7 +180,11 @@ CompiledKernel compile_kernel(const KernelSpec& spec, const TileConfig& config) 
                                             header_texts.data(), header_names.data()));
   std::vector<const char*> opts;
   for (const auto& o : k.options) opts.push_back(o.c_str());
-  const nvrtcResult status = api.nvrtcCompileProgram(*prog, static_cast<int>(opts.size()), opts.data());
+  nvrtcResult status;
+  {
+    const CompileGate gate;  // SIGJIT_MAX_PARALLEL_COMPILES
+    status = api.nvrtcCompileProgram(*prog, static_cast<int>(opts.size()), opts.data());
+  }
   k.log = program_log(*prog);
   if (status != NVRTC_SUCCESS) {
     dump(k);

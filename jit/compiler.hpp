@@ -46,6 +46,11 @@ std::vector<std::string> compile_options(const KernelSpec& spec);
 // SIGJIT_FAIL_ON_SPILLS, when ptxas reports spills).
 CompiledKernel compile_kernel(const KernelSpec& spec, const TileConfig& config);
 
+// NVRTC compiles run at once in this process: at most max_parallel_compiles()
+// (SIGJIT_MAX_PARALLEL_COMPILES, default the cores); the most seen so far (tests).
+int max_parallel_compiles();
+int peak_parallel_compiles();
+
 // Parses the ptxas -v report for one entry point.
 ResourceUsage parse_ptxas_report(const std::string& log, const std::string& kernel_name);
 

@@ -101,10 +101,15 @@ ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
   std::optional<ResolvedKernel> r = from_store(dev, spec);
   if (!r && env::flag("SIGJIT_AUTOTUNE") && spec.direction != Direction::backward_dq_convert) r = tuner::autotune_and_store(dev, spec);  // one config
   if (!r) {
+    // One process of those sharing the store compiles; the others wait, then load what it stored.
     const TileConfig c = default_config(spec);
-    r = ResolvedKernel{get_kernel(dev.context, spec, c, nullptr,
-                                  [&](const CompiledKernel& k) { store_kernel(dev, spec, c, k.cubin, cache::Entry{}); }),
-                       c, "compiled"};
+    produce_once(
+        default_store(), fingerprint_for(dev, spec), problem_key(spec), [&] { return (r = from_store(dev, spec)).has_value(); },
+        [&] {
+          r = ResolvedKernel{get_kernel(dev.context, spec, c, nullptr,
+                                        [&](const CompiledKernel& k) { store_kernel(dev, spec, c, k.cubin, cache::Entry{}); }),
+                             c, "compiled"};
+        });
   }
   std::lock_guard<std::mutex> lock(resolved_mutex());
   return resolved_table().emplace(std::make_pair(dev.context, problem_key(spec)), *r).first->second;

@@ -6,9 +6,9 @@
 // file and tests.
 #pragma once
 
-#include "problem/spec.hpp"
 #include "kernels/launch.hpp"
 #include "kernels/tile_config.hpp"
+#include "problem/spec.hpp"
 
 #include <optional>
 #include <string>

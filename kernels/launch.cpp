@@ -1,8 +1,8 @@
 #include "kernels/launch.hpp"
 
+#include "cuda/check.hpp"
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"
-#include "cuda/check.hpp"
 
 #include <fmt/format.h>
 
@@ -43,7 +43,8 @@ std::string tma_tensor_unsuitable(const TmaTensor& t) {
   if (reinterpret_cast<std::uintptr_t>(t.base) % 16 != 0) return fmt::format("{} is not 16-byte aligned", t.name);
   if (t.rows > 1 && !tma_stride_ok(t.strides.token)) return fmt::format("{}_strides.token={} is not a TMA stride", t.name, t.strides.token);
   if (t.heads > 1 && !tma_stride_ok(t.strides.head)) return fmt::format("{}_strides.head={} is not a TMA stride", t.name, t.strides.head);
-  if (t.batch > 1 && !tma_stride_ok(t.strides.batch)) return fmt::format("{}_strides.batch={} is not a TMA stride", t.name, t.strides.batch);
+  if (t.batch > 1 && !tma_stride_ok(t.strides.batch))
+    return fmt::format("{}_strides.batch={} is not a TMA stride", t.name, t.strides.batch);
   if (t.rows > (std::int64_t{1} << 31) - 1) return fmt::format("{} has more rows than TMA's 32-bit coordinates address", t.name);
   return {};
 }
@@ -81,8 +82,8 @@ SigjitFwdParams forward_params(const detail::Resolved& r) {
 
 void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params) {
   void* kernel_args[] = {params};
-  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(l.kernel.function, grid_x, grid_y, grid_z, l.kernel.threads, 1, 1, l.kernel.smem_bytes, l.stream,
-                                                  kernel_args, nullptr));
+  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(l.kernel.function, grid_x, grid_y, grid_z, l.kernel.threads, 1, 1, l.kernel.smem_bytes,
+                                                  l.stream, kernel_args, nullptr));
 }
 
 std::vector<TmaTensor> tma_tensors(const detail::Resolved& r, const SigjitBwdParams* backward) {
@@ -94,7 +95,8 @@ std::vector<TmaTensor> tma_tensors(const detail::Resolved& r, const SigjitBwdPar
                            {"k", a.k, a.k_strides, rows_k, a.heads_kv, batch},
                            {"v", a.v, a.v_strides, rows_k, a.heads_kv, batch}};
   if (backward) {
-    t.push_back({"dout", backward->dout, Strides{backward->do_stride_b, backward->do_stride_l, backward->do_stride_h}, rows_q, a.heads_q, batch});
+    t.push_back(
+        {"dout", backward->dout, Strides{backward->do_stride_b, backward->do_stride_l, backward->do_stride_h}, rows_q, a.heads_q, batch});
   }
   return t;
 }
@@ -131,7 +133,8 @@ void encode_tma_map(SigjitTensorMap& dst, const TmaTensor& t, const AttentionArg
 
 std::size_t dq_workspace_bytes(const detail::Resolved& r) {
   const AttentionArgs& a = r.args;
-  const std::size_t rows = a.layout == Layout::varlen ? static_cast<std::size_t>(a.total_q) : static_cast<std::size_t>(a.batch) * a.seqlen_q;
+  const std::size_t rows =
+      a.layout == Layout::varlen ? static_cast<std::size_t>(a.total_q) : static_cast<std::size_t>(a.batch) * a.seqlen_q;
   // 128 bits: the product must not wrap (to 0, which a 16-byte workspace would then satisfy).
   const unsigned __int128 bytes = static_cast<unsigned __int128>(rows) * a.heads_q * a.head_dim * sizeof(float);
   if (bytes > std::numeric_limits<std::int64_t>::max())
@@ -164,13 +167,13 @@ SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, v
   return bp;
 }
 
-void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel, const TileConfig& config,
-            int sm_count, CUstream stream) {
+void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel,
+            const TileConfig& config, int sm_count, CUstream stream) {
   family_of(config).launch({r, part, backward, kernel, sm_count, stream}, config);
 }
 
-void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused, const TileConfig& fused_config,
-                            const detail::LoadedKernel& convert, CUstream stream) {
+void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
+                            const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream) {
   const std::size_t bytes = dq_workspace_bytes(r);
   if (bytes > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
   launch(r, Direction::backward_fused, &params, fused, fused_config, 0, stream);

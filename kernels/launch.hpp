@@ -4,11 +4,11 @@
 #pragma once
 
 #include "cuda/loaded_kernel.hpp"
+#include "kernels/tile_config.hpp"
 #include "problem/call.hpp"
 #include "problem/spec.hpp"
 #include "sigjit/fwd_params.h"
 #include "sigjit/tensor_map.h"
-#include "kernels/tile_config.hpp"
 
 #include <cuda.h>
 
@@ -22,10 +22,10 @@ namespace sigjit::kernels {
 // One kernel launch of a validated call.
 struct Launch {
   const detail::Resolved& call;
-  Direction part;                      // the call's kernel: forward, or one backward kernel
-  const SigjitBwdParams* backward;     // the backward kernels' parameter block (null for the forward)
+  Direction part;                   // the call's kernel: forward, or one backward kernel
+  const SigjitBwdParams* backward;  // the backward kernels' parameter block (null for the forward)
   const detail::LoadedKernel& kernel;
-  int sm_count;                        // sizes persistent grids
+  int sm_count;  // sizes persistent grids
   CUstream stream;
 };
 
@@ -37,8 +37,8 @@ SigjitFwdParams forward_params(const detail::Resolved& r);
 void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params);
 
 // The kernel's family launches it (Family::launch); `backward` is the backward kernels' block.
-void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel, const TileConfig& config,
-            int sm_count, CUstream stream);
+void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel,
+            const TileConfig& config, int sm_count, CUstream stream);
 
 // Bytes of the fused backward's fp32 dQ workspace, contiguous [batch * seqlen_q (varlen:
 // total_q), heads_q, head_dim]; throws when the size does not fit memory.
@@ -48,8 +48,8 @@ std::size_t dq_workspace_bytes(const detail::Resolved& r);
 SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, void* dq_accum);
 
 // The fused backward on the stream: zero params.dq_accum, the fused kernel, the convert kernel.
-void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused, const TileConfig& fused_config,
-                            const detail::LoadedKernel& convert, CUstream stream);
+void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
+                            const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream);
 
 // ---- TMA (the Hopper families' loads) ----------------------------------------------------------
 

@@ -52,8 +52,9 @@ TileConfig TileConfig::parse(const std::string& text, const std::string& what) {
     for (const kernels::Family* f : kernels::families())
       if (auto c = f->parse(text, what)) return *c;
   }
-  const std::string shown =
-      text.size() <= kernels::kMaxConfigText ? text : text.substr(0, kernels::kMaxConfigText) + fmt::format("... ({} characters)", text.size());
+  const std::string shown = text.size() <= kernels::kMaxConfigText
+                                ? text
+                                : text.substr(0, kernels::kMaxConfigText) + fmt::format("... ({} characters)", text.size());
   throw Error(fmt::format("{} '{}': expected {}; each number has 1 to 4 digits", what, shown, fmt::join(tile_grammars(), " or ")));
 }
 
@@ -74,7 +75,9 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
   return out;
 }
 
-std::string kernel_name(const KernelSpec& s, const TileConfig& c) { return fmt::format("sigjit_{}_{}_{}", kernel_stem(s), c.describe(), s.arch.name()); }
+std::string kernel_name(const KernelSpec& s, const TileConfig& c) {
+  return fmt::format("sigjit_{}_{}_{}", kernel_stem(s), c.describe(), s.arch.name());
+}
 
 std::string emit_source(const KernelSpec& spec, const TileConfig& config) {
   return kernels::family_of(config).emit(spec, config, kernel_name(spec, config));

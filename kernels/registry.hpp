@@ -2,8 +2,8 @@
 // spec gets, every family's candidates. The only place that chooses between families.
 #pragma once
 
-#include "problem/spec.hpp"
 #include "kernels/tile_config.hpp"
+#include "problem/spec.hpp"
 
 #include <string>
 #include <vector>

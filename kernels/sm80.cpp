@@ -47,13 +47,13 @@ std::string check_dq_split(const KernelSpec& spec, const Sm80Tile& c) {
   const int query_tiles = c.block_n / 16;
   const int warps_m = std::min(query_tiles, c.warps);
   if (c.warps % warps_m != 0 || query_tiles % warps_m != 0) {
-    return fmt::format("block_n={} / warps={}: the fused kernel splits BLOCK_N/16={} query tiles over the warps, which must divide", c.block_n,
-                       c.warps, query_tiles);
+    return fmt::format("block_n={} / warps={}: the fused kernel splits BLOCK_N/16={} query tiles over the warps, which must divide",
+                       c.block_n, c.warps, query_tiles);
   }
   const int warps_d = c.warps / warps_m;
   if (spec.head_dim % (16 * warps_d) != 0) {
-    return fmt::format("warps={} over block_n={}: {} warps per query tile would split head_dim={} below 16 columns each", c.warps, c.block_n,
-                       warps_d, spec.head_dim);
+    return fmt::format("warps={} over block_n={}: {} warps per query tile would split head_dim={} below 16 columns each", c.warps,
+                       c.block_n, warps_d, spec.head_dim);
   }
   return {};
 }
@@ -71,20 +71,25 @@ std::string check_sm80(const KernelSpec& spec, const Sm80Tile& c) {
   }
   if (c.warps < 1 || c.warps > 16) return fmt::format("warps={} outside 1..16", c.warps);
   if (c.block_m % (16 * c.warps) != 0) return fmt::format("block_m={} is not a multiple of 16*warps={}", c.block_m, 16 * c.warps);
-  if (c.block_m / c.warps / 16 > 2) return fmt::format("block_m/warps={} rows per warp: at most 32 fit the register file", c.block_m / c.warps);
-  if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256) return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
+  if (c.block_m / c.warps / 16 > 2)
+    return fmt::format("block_m/warps={} rows per warp: at most 32 fit the register file", c.block_m / c.warps);
+  if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256)
+    return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
-  if (spec.direction != Direction::forward && c.q_in_regs) return "backward kernels read their fixed tiles from shared memory: use a qs config";
+  if (spec.direction != Direction::forward && c.q_in_regs)
+    return "backward kernels read their fixed tiles from shared memory: use a qs config";
   if (spec.direction == Direction::backward_fused) {
     if (std::string why = check_dq_split(spec, c); !why.empty()) return why;
   }
   const int smem = sm80_smem(spec, c);
-  if (smem > smem_limit(spec.arch)) return fmt::format("needs {} B of shared memory, {} allows {} B", smem, spec.arch.name(), smem_limit(spec.arch));
+  if (smem > smem_limit(spec.arch))
+    return fmt::format("needs {} B of shared memory, {} allows {} B", smem, spec.arch.name(), smem_limit(spec.arch));
   // Accumulators alone: O (D/2 per m16 tile) + S (block_n/2 per m16 tile) + Q (D/4 per m16 tile)
   // fp32/b32 registers. Backward: dK and dV (D/2 each) and S and dP per m16 tile.
   const int mtiles = c.block_m / c.warps / 16;
-  const int regs = spec.direction == Direction::forward ? mtiles * (spec.head_dim / 2 + c.block_n / 2 + (c.q_in_regs ? spec.head_dim / 4 : 0))
-                                                        : mtiles * (spec.head_dim + c.block_n);
+  const int regs = spec.direction == Direction::forward
+                       ? mtiles * (spec.head_dim / 2 + c.block_n / 2 + (c.q_in_regs ? spec.head_dim / 4 : 0))
+                       : mtiles * (spec.head_dim + c.block_n);
   if (spec.direction != Direction::forward && spec.head_dim > 128) return {};  // hd 256 backward: correctness only, spills accepted
   if (regs > 224) return fmt::format("about {} accumulator registers per thread: would spill", regs);
   return {};
@@ -120,7 +125,7 @@ Sm80Tile sm80_default(const KernelSpec& spec) {
   const bool heavy = spec.score_bias || spec.causal || spec.sigmoid == SigmoidMode::exact;
   return fit(spec, spec.head_dim <= 64    ? (heavy ? Sm80Tile{128, 64, 4, 2, false} : Sm80Tile{128, 128, 4, 2})
                    : spec.head_dim <= 128 ? (spec.score_bias && spec.sigmoid == SigmoidMode::exact ? Sm80Tile{128, 64, 8, 2, false}
-                                                                                            : Sm80Tile{128, 32, 4, 2, false})
+                                                                                                   : Sm80Tile{128, 32, 4, 2, false})
                                           : Sm80Tile{64, 32, 4, 2});
 }
 
@@ -200,10 +205,11 @@ class Sm80 final : public Family {
     // capped the dQ kernel at 168 registers to fit three blocks, and spilled).
     const char* bounds = forward || s.direction == Direction::backward_dq_convert ? "Cfg::kThreads" : "Cfg::kThreads, 1";
     // Backward: the template's shared-memory size must be the host's.
-    const std::string smem_check =
-        forward ? std::string()
-                : fmt::format("static_assert(sigjit::kern::BwdSmem<Cfg, {}>::kBytes == {}, \"host and template disagree on the backward shared memory size\");\n",
-                              backward_part(s.direction), sm80_smem(s, c));
+    const std::string smem_check = forward ? std::string()
+                                           : fmt::format(
+                                                 "static_assert(sigjit::kern::BwdSmem<Cfg, {}>::kBytes == {}, \"host and template disagree "
+                                                 "on the backward shared memory size\");\n",
+                                                 backward_part(s.direction), sm80_smem(s, c));
     return fmt::format(
         "// Generated by sigjit: {} | {}\n#include \"{}\"\n\n{}{}\n"
         "extern \"C\" __global__ void __launch_bounds__({}) {}(const __grid_constant__ {} params) {{\n"

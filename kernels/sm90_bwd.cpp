@@ -21,17 +21,20 @@ namespace {
 // alignment slack.
 int smem(const KernelSpec& spec, const Sm90BwdTile& c) {
   const int dq_stage = c.bulk_dq ? c.block_q * (4 * spec.head_dim + 32) : 0;  // fp32 rows padded by 32 B
-  return 2 * spec.head_dim * (2 * c.block_k() + 2 * c.stages * c.block_q) + 2 * 2 * c.block_k() * c.block_q + dq_stage + 8 * (1 + 3 * c.stages) +
-         1024;
+  return 2 * spec.head_dim * (2 * c.block_k() + 2 * c.stages * c.block_q) + 2 * 2 * c.block_k() * c.block_q + dq_stage +
+         8 * (1 + 3 * c.stages) + 1024;
 }
 
 // Mirrors BwdSm90Config's static_asserts with the same limits.
 std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
   if (spec.direction != Direction::backward_fused) return "the sm90 backward family (hb...) is the fused backward kernel only";
   if (!is_sm90a(spec.arch)) return fmt::format("the sm90 backward family (wgmma, setmaxnreg) needs arch sm_90a, not {}", spec.arch.name());
-  if (spec.head_dim != 64 && spec.head_dim != 128) return fmt::format("head_dim={}: the sm90 backward family supports 64 and 128", spec.head_dim);
-  if (c.block_q != 64 && c.block_q != 128) return fmt::format("query block={}: the sm90 backward takes 64 or 128 (whole dS^T column blocks)", c.block_q);
-  if (c.consumers != 1 && c.consumers != 2) return fmt::format("consumers={}: the sm90 backward takes 1 or 2 consumer warpgroups", c.consumers);
+  if (spec.head_dim != 64 && spec.head_dim != 128)
+    return fmt::format("head_dim={}: the sm90 backward family supports 64 and 128", spec.head_dim);
+  if (c.block_q != 64 && c.block_q != 128)
+    return fmt::format("query block={}: the sm90 backward takes 64 or 128 (whole dS^T column blocks)", c.block_q);
+  if (c.consumers != 1 && c.consumers != 2)
+    return fmt::format("consumers={}: the sm90 backward takes 1 or 2 consumer warpgroups", c.consumers);
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
   // BwdSm90Config's dQ split: by m64 query tiles where they divide over the consumers, else by
   // whole 64-column blocks of the head dim.
@@ -39,8 +42,9 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
   const int dq_mtiles = dq_split_rows ? c.block_q / 64 / c.consumers : c.block_q / 64;
   const int dq_cols = dq_split_rows ? spec.head_dim : spec.head_dim / c.consumers;
   if (dq_cols % 64 != 0) {
-    return fmt::format("query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
-                       c.block_q, c.consumers, spec.head_dim);
+    return fmt::format(
+        "query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
+        c.block_q, c.consumers, spec.head_dim);
   }
   const int bytes = smem(spec, c);
   if (bytes > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", bytes, 227 * 1024);
@@ -55,9 +59,7 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
 class Sm90Bwd final : public Family {
  public:
   KernelFamily id() const override { return KernelFamily::sm90_bwd; }
-  std::string_view grammar() const override {
-    return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, e.g. hb128x64c2s2o)";
-  }
+  std::string_view grammar() const override { return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][_r] (sm90 backward, e.g. hb128x64c2s2o)"; }
   bool serves(const KernelSpec& spec) const override { return sm90_backward_supports(spec); }
 
   std::optional<TileConfig> parse(std::string_view text, const std::string& what) const override {
@@ -67,8 +69,8 @@ class Sm90Bwd final : public Family {
     const bool overlap = k.lit("o"), bulk_dq = k.lit("_r");
     if (!k.done()) return std::nullopt;
     if (a != 64 * c) {
-      throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what, text,
-                              a, c, 64 * c));
+      throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what,
+                              text, a, c, 64 * c));
     }
     return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq});
   }
@@ -78,7 +80,9 @@ class Sm90Bwd final : public Family {
     return fmt::format("hb{}x{}c{}s{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "", t.bulk_dq ? "_r" : "");
   }
 
-  std::string check(const KernelSpec& spec, const TileConfig& config) const override { return kernels::check(spec, config.get<Sm90BwdTile>()); }
+  std::string check(const KernelSpec& spec, const TileConfig& config) const override {
+    return kernels::check(spec, config.get<Sm90BwdTile>());
+  }
   int smem_bytes(const KernelSpec& spec, const TileConfig& config) const override { return smem(spec, config.get<Sm90BwdTile>()); }
   int threads(const TileConfig& config) const override { return 128 * (config.get<Sm90BwdTile>().consumers + 1); }
   TileConfig default_config(const KernelSpec& spec) const override { return default_sm90_backward_config(spec); }
@@ -111,7 +115,9 @@ class Sm90Bwd final : public Family {
         s.describe(), describe(config), alias, name);
   }
 
-  std::string unsupported(const detail::Resolved& call, const SigjitBwdParams* backward) const override { return tma_unsuitable(call, backward); }
+  std::string unsupported(const detail::Resolved& call, const SigjitBwdParams* backward) const override {
+    return tma_unsuitable(call, backward);
+  }
 
   // The four tensor maps (Q and dO boxes: one step's query rows; K and V: the key block), then
   // one CTA per key block, kv head and batch.
@@ -152,7 +158,8 @@ TileConfig default_sm90_backward_config(const KernelSpec& spec) {
   // registers per consumer thread), the sigmoid overlapping the dP^T GEMM; hd 64: 128-query
   // steps, no overlap (it spills 4-8 B there with the exact sigmoid).
   constexpr bool bulk_dq = true;
-  return spec.head_dim <= 64 ? TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, bulk_dq}) : TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, bulk_dq});
+  return spec.head_dim <= 64 ? TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, bulk_dq})
+                             : TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, bulk_dq});
 }
 
 }  // namespace sigjit

@@ -1,8 +1,8 @@
 // The Hopper fused backward family's own decisions, for its file (kernels/sm90_bwd.cpp) and tests.
 #pragma once
 
-#include "problem/spec.hpp"
 #include "kernels/tile_config.hpp"
+#include "problem/spec.hpp"
 
 namespace sigjit {
 

@@ -28,18 +28,21 @@ std::string check(const KernelSpec& spec, const Sm90FwdTile& c) {
   if (spec.head_dim != 64 && spec.head_dim != 128 && spec.head_dim != 256) {
     return fmt::format("head_dim={}: the sm90 family supports 64, 128 and 256 (whole 128-byte swizzle rows)", spec.head_dim);
   }
-  if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256) return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
-  if (c.consumers < 1 || c.consumers > 3) return fmt::format("consumers={}: the sm90 family takes 1, 2 or 3 consumer warpgroups", c.consumers);
+  if (c.block_n % 16 != 0 || c.block_n < 16 || c.block_n > 256)
+    return fmt::format("block_n={} must be a multiple of 16 in [16, 256]", c.block_n);
+  if (c.consumers < 1 || c.consumers > 3)
+    return fmt::format("consumers={}: the sm90 family takes 1, 2 or 3 consumer warpgroups", c.consumers);
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
-  if (c.pingpong && c.consumers != 2) return fmt::format("ping-pong (_pp) needs 2 consumer warpgroups to alternate, not consumers={}", c.consumers);
+  if (c.pingpong && c.consumers != 2)
+    return fmt::format("ping-pong (_pp) needs 2 consumer warpgroups to alternate, not consumers={}", c.consumers);
   if (c.fma_quarters < 0 || c.fma_quarters > 4) return fmt::format("fma_quarters={} (_f) outside 0..4", c.fma_quarters);
   const int bytes = smem(spec, c);
   if (bytes > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", bytes, 227 * 1024);
   const int regs = spec.head_dim / 2 + c.block_n / 2 + c.block_n / 4;
   const int fragment_regs = c.consumers == 3 ? 128 : 192;  // FwdSm90Config::kFragmentRegs
   if (regs > fragment_regs) {
-    return fmt::format("about {} O, S and P registers per consumer thread, {} fit with {} consumer warpgroups: would spill", regs, fragment_regs,
-                       c.consumers);
+    return fmt::format("about {} O, S and P registers per consumer thread, {} fit with {} consumer warpgroups: would spill", regs,
+                       fragment_regs, c.consumers);
   }
   return {};
 }
@@ -63,8 +66,8 @@ class Sm90Fwd final : public Family {
     const bool persistent = k.lit("_p");
     if (!k.done()) return std::nullopt;
     if (a != 64 * c) {
-      throw Error(fmt::format("{} '{}': an sm90 config's BLOCK_M is 64 per consumer warpgroup, so h{}x...c{} needs BLOCK_M {}", what, text, a, c,
-                              64 * c));
+      throw Error(fmt::format("{} '{}': an sm90 config's BLOCK_M is 64 per consumer warpgroup, so h{}x...c{} needs BLOCK_M {}", what, text,
+                              a, c, 64 * c));
     }
     return TileConfig(sigjit::Sm90FwdTile{b, c, d, overlap, pingpong, quarters, persistent});
   }
@@ -75,7 +78,9 @@ class Sm90Fwd final : public Family {
                        t.fma_quarters != 0 ? fmt::format("_f{}", t.fma_quarters) : "", t.persistent ? "_p" : "");
   }
 
-  std::string check(const KernelSpec& spec, const TileConfig& config) const override { return kernels::check(spec, config.get<Sm90FwdTile>()); }
+  std::string check(const KernelSpec& spec, const TileConfig& config) const override {
+    return kernels::check(spec, config.get<Sm90FwdTile>());
+  }
   int smem_bytes(const KernelSpec& spec, const TileConfig& config) const override { return smem(spec, config.get<Sm90FwdTile>()); }
   int threads(const TileConfig& config) const override { return 128 * (config.get<Sm90FwdTile>().consumers + 1); }
   TileConfig default_config(const KernelSpec& spec) const override { return default_sm90_config(spec); }

@@ -1,8 +1,8 @@
 // The Hopper forward family's own decisions, for its file (kernels/sm90_fwd.cpp) and its tests.
 #pragma once
 
-#include "problem/spec.hpp"
 #include "kernels/tile_config.hpp"
+#include "problem/spec.hpp"
 
 namespace sigjit {
 

@@ -23,17 +23,23 @@ class TileConfig {
   using Tile = std::variant<Sm80Tile, Sm90FwdTile, Sm90BwdTile>;
 
   TileConfig() = default;
-  TileConfig(const Sm80Tile& t) : tile_(t) {}  // NOLINT(google-explicit-constructor): a tile is a config
+  TileConfig(const Sm80Tile& t) : tile_(t) {}     // NOLINT(google-explicit-constructor): a tile is a config
   TileConfig(const Sm90FwdTile& t) : tile_(t) {}  // NOLINT(google-explicit-constructor)
   TileConfig(const Sm90BwdTile& t) : tile_(t) {}  // NOLINT(google-explicit-constructor)
 
   KernelFamily family() const { return static_cast<KernelFamily>(tile_.index()); }
   template <class T>
-  const T& get() const { return std::get<T>(tile_); }  // throws std::bad_variant_access for another family's tile
+  const T& get() const {
+    return std::get<T>(tile_);
+  }  // throws std::bad_variant_access for another family's tile
   template <class T>
-  T& get() { return std::get<T>(tile_); }
+  T& get() {
+    return std::get<T>(tile_);
+  }
   template <class T>
-  const T* get_if() const { return std::get_if<T>(&tile_); }
+  const T* get_if() const {
+    return std::get_if<T>(&tile_);
+  }
 
   // The config string (each family's grammar, kernels/<family>.cpp); part of kernel names and
   // cache entries, so stable across versions.

@@ -8,10 +8,10 @@
 
 namespace sigjit {
 
-#define SIGJIT_TABLE(E, ...)                                                   \
-  const std::vector<std::pair<E, const char*>>& EnumNames<E>::table() {        \
-    static const std::vector<std::pair<E, const char*>> t{__VA_ARGS__};        \
-    return t;                                                                  \
+#define SIGJIT_TABLE(E, ...)                                            \
+  const std::vector<std::pair<E, const char*>>& EnumNames<E>::table() { \
+    static const std::vector<std::pair<E, const char*>> t{__VA_ARGS__}; \
+    return t;                                                           \
   }
 SIGJIT_TABLE(DType, {DType::bf16, "bf16"}, {DType::fp16, "fp16"})
 SIGJIT_TABLE(Layout, {Layout::dense, "dense"}, {Layout::padded, "padded"}, {Layout::varlen, "varlen"})

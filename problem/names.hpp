@@ -18,10 +18,10 @@ enum class SeqBucket;
 // Each enum's values and names, in declaration order.
 template <class E>
 struct EnumNames;
-#define SIGJIT_ENUM_NAMES(E, ...)                                                       \
-  template <>                                                                           \
-  struct EnumNames<E> {                                                                 \
-    static const std::vector<std::pair<E, const char*>>& table();                       \
+#define SIGJIT_ENUM_NAMES(E, ...)                                 \
+  template <>                                                     \
+  struct EnumNames<E> {                                           \
+    static const std::vector<std::pair<E, const char*>>& table(); \
   }
 SIGJIT_ENUM_NAMES(DType);        // bf16 fp16
 SIGJIT_ENUM_NAMES(Layout);       // dense padded varlen

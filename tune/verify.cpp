@@ -28,9 +28,7 @@ GpuVerification verify_on_gpu(cache::Store& store, const Device& dev, const Kern
   GpuVerification v;
   v.action = decide_gpu_check(facts);
   switch (v.action) {
-    case GpuCheckAction::keep:
-      v.fine_as_found = true;
-      break;
+    case GpuCheckAction::keep: v.fine_as_found = true; break;
     case GpuCheckAction::promote: {
       const Samples s = measure_config(dev, spec, config, 20);
       cache::Entry e = l.entry;

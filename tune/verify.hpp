@@ -32,7 +32,7 @@ GpuCheckAction decide_gpu_check(const GpuCheckFacts& facts);
 
 struct GpuVerification {
   GpuCheckAction action = GpuCheckAction::heal;
-  bool fine_as_found = false;  // ran, right output (a re-timed claim too)
+  bool fine_as_found = false;              // ran, right output (a re-timed claim too)
   double claimed_ms = 0, measured_ms = 0;  // promote: the claim and this machine's time
   bool stored = false;                     // promote: written (false: the entry changed meanwhile)
   std::string reason;                      // heal: why the cached cubin was replaced

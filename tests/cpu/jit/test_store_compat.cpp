@@ -9,10 +9,10 @@
 // The fixture is regenerated only on a deliberate format or key change:
 //   SIGJIT_WRITE_STORE_FIXTURE=1 build/tests/sigjit_cpu_tests --gtest_filter='StoreCompat.*'
 #include "cache/store.hpp"
-#include "tests/common/cache_test_files.hpp"
-#include "problem/spec.hpp"
 #include "kernels/registry.hpp"
+#include "problem/spec.hpp"
 #include "runtime/resolve.hpp"
+#include "tests/common/cache_test_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -107,7 +107,8 @@ TEST(StoreCompat, AStoreWrittenBeforeTheLayoutChangeStillServes) {
     const auto e = store.lookup(test::test_fp(), problem_key(spec));
     ASSERT_TRUE(e) << "no entry under today's problem key " << problem_key(spec);
     EXPECT_EQ(e->config, config_text);
-    EXPECT_TRUE(detail::store_entry_usable(spec, *e)) << e->config << " / " << e->kernel_name << " vs " << kernel_name(spec, TileConfig::parse(e->config, "entry"));
+    EXPECT_TRUE(detail::store_entry_usable(spec, *e))
+        << e->config << " / " << e->kernel_name << " vs " << kernel_name(spec, TileConfig::parse(e->config, "entry"));
     const auto blob = store.load_blob(e->cubin_sha256);
     ASSERT_TRUE(blob);
     EXPECT_EQ(*blob, fake_cubin(kernel_name(spec, TileConfig::parse(e->config, "entry"))));

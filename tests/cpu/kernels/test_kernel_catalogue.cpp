@@ -12,9 +12,9 @@
 // and SIGJIT_CATALOGUE_DUMP=file writes the full listing (one line per spec and candidate) to diff
 // two builds when a group's hash moves.
 #include "jit/codegen.hpp"
-#include "problem/spec.hpp"
-#include "kernels/registry.hpp"
 #include "jit/compiler.hpp"
+#include "kernels/registry.hpp"
+#include "problem/spec.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -92,8 +92,8 @@ void list_group(const Arch& arch, Direction dir, int head_dim, std::ostream& out
 std::map<std::string, std::string> catalogue_hashes(std::ostream* dump) {
   std::map<std::string, std::string> hashes;
   for (const char* arch : {"sm_80", "sm_86", "sm_90", "sm_90a"})
-    for (Direction dir : {Direction::forward, Direction::backward_dkdv, Direction::backward_dq, Direction::backward_fused,
-                          Direction::backward_dq_convert})
+    for (Direction dir :
+         {Direction::forward, Direction::backward_dkdv, Direction::backward_dq, Direction::backward_fused, Direction::backward_dq_convert})
       for (int d : supported_head_dims()) {
         std::ostringstream text;
         list_group(Arch::parse(arch), dir, d, text);

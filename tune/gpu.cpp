@@ -1,5 +1,8 @@
 #include "tune/gpu.hpp"
 
+#include "jit/remote_tier.hpp"
+#include "tune/fleet.hpp"
+
 #include "kernels/launch.hpp"
 #include "cuda/check.hpp"
 
@@ -423,6 +426,15 @@ tuner::Samples measure_config(const DeviceInfo& dev, const KernelSpec& spec, con
 
 std::optional<ResolvedKernel> autotune_and_store(const Device& dev, const KernelSpec& spec) {
   try {
+    // One node of a fleet tunes a (spec, bucket, device) (a lock in the writable remote tier, with
+    // a TTL): another node's lock makes this process use the default now; the tuned entry reaches
+    // it through the tier later (an untuned local entry asks the tier again, runtime/resolve.cpp).
+    const FleetTuneLock fleet_lock(default_remote_tier(), fingerprint_for(dev, spec), problem_key(spec));
+    if (!fleet_lock.held()) {
+      std::fprintf(stderr, "sigjit: SIGJIT_AUTOTUNE=1: %s is being tuned by another node (remote tier lock); using the default meanwhile\n",
+                   problem_key(spec).c_str());
+      return std::nullopt;
+    }
     std::fprintf(stderr, "sigjit: SIGJIT_AUTOTUNE=1: tuning %s\n", spec.describe().c_str());
     TuneOptions options;
     const tuner::TuneResult r = tune_and_store(dev, spec, options);

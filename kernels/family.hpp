@@ -36,7 +36,7 @@ class Family {
   virtual int threads(const TileConfig& config) const = 0;
   // The config used without tuning; only where serves(spec).
   virtual TileConfig default_config(const KernelSpec& spec) const = 0;
-  // Configs worth measuring (all pass check); the family's default among them where it serves.
+  // Configs worth measuring (all pass check); the registry adds the default where they lack it.
   virtual std::vector<TileConfig> candidates(const KernelSpec& spec) const = 0;
   // The translation unit: one include, the config alias, one extern "C" entry named `name`.
   virtual std::string emit(const KernelSpec& spec, const TileConfig& config, const std::string& name) const = 0;

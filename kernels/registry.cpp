@@ -72,6 +72,10 @@ std::vector<TileConfig> candidate_configs(const KernelSpec& spec) {
     if (!f->serves(spec)) continue;
     for (TileConfig& c : f->candidates(spec)) out.push_back(std::move(c));
   }
+  // The default always competes, so a tuned entry is never slower than the untuned default (it
+  // can fall outside a family's grid: hd 64's persistent default without overlap, narrowed tiles).
+  const TileConfig def = default_config(spec);
+  if (std::none_of(out.begin(), out.end(), [&](const TileConfig& c) { return c.describe() == def.describe(); })) out.push_back(def);
   return out;
 }
 

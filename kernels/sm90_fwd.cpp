@@ -107,9 +107,6 @@ class Sm90Fwd final : public Family {
     for (int consumers : {1, 2, 3})
       for (int bn : {64, 96, 128})
         for (int st : {2, 3}) add({bn, consumers, st, true, false, 0, true});
-    // The default always competes, so a tuned entry is never slower than the untuned default.
-    const TileConfig def = default_sm90_config(spec);
-    if (std::none_of(out.begin(), out.end(), [&](const TileConfig& c) { return describe(c) == describe(def); })) out.push_back(def);
     return out;
   }
 

@@ -365,11 +365,7 @@ void store_convert_kernel(const DeviceInfo& dev, const KernelSpec& fused_spec) {
 
 tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, const TuneOptions& options) {
   const tuner::Shape shape = tuner::representative_shape(spec, options.user_lengths);
-  std::vector<TileConfig> candidates = candidate_configs(spec);
-  const TileConfig fallback = default_config(spec);
-  if (std::none_of(candidates.begin(), candidates.end(), [&](const TileConfig& c) { return c.describe() == fallback.describe(); })) {
-    candidates.insert(candidates.begin(), fallback);
-  }
+  const std::vector<TileConfig> candidates = candidate_configs(spec);  // the default among them
   // Compile and load every candidate on all cores first; the measurer then finds them loaded.
   std::mutex mutex;
   int done = 0;

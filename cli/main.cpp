@@ -7,6 +7,7 @@
 //   export     one bundle file with chosen entries and their cubins; import merges one
 //   verify     re-check every digest (and, with --gpu, every local entry's output)
 //   prune/gc   remove entries by key; remove temp files, unreferenced blobs, foreign entries
+//   keygen, push, pull, stats, config, clear: the remote tier and cache management (cli/fleet.cpp)
 // Errors: one line on stderr, exit code 1. Usage errors: exit code 2 (CLI11's own message).
 #include "cache/store.hpp"
 #include "cli/fleet.hpp"

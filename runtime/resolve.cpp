@@ -19,9 +19,11 @@ namespace {
 // through to the store, whose merge decides what serves (a claim never displaces a measurement
 // made here). The tier is also asked when the store has only an untuned entry (a default compiled
 // here before a tuned one was published). Without a store, a remote hit serves directly.
-std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec& spec) {
+// `ask_remote` false: the local store only (the recheck under the compile lock, where what another
+// process produced, fetched or compiled, is already in the local store; no second GET).
+std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec& spec, bool ask_remote = true) {
   cache::Store* store = default_store();
-  cache::RemoteTier* tier = default_remote_tier();
+  cache::RemoteTier* tier = ask_remote ? default_remote_tier() : nullptr;
   if (!store && !tier) return std::nullopt;
   try {
     const cache::DeviceFingerprint fp = fingerprint_for(dev, spec);
@@ -104,7 +106,7 @@ ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
     // One process of those sharing the store compiles; the others wait, then load what it stored.
     const TileConfig c = default_config(spec);
     produce_once(
-        default_store(), fingerprint_for(dev, spec), problem_key(spec), [&] { return (r = from_store(dev, spec)).has_value(); },
+        default_store(), fingerprint_for(dev, spec), problem_key(spec), [&] { return (r = from_store(dev, spec, /*ask_remote=*/false)).has_value(); },
         [&] {
           r = ResolvedKernel{get_kernel(dev.context, spec, c, nullptr,
                                         [&](const CompiledKernel& k) { store_kernel(dev, spec, c, k.cubin, cache::Entry{}); }),

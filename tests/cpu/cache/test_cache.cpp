@@ -2,6 +2,7 @@
 // crash safety, multi-process concurrency, bundles, merge policy, verify/gc/prune, default_root.
 // CPU only; every test uses a fresh temp directory and takes well under a second or two.
 #include "cache/store.hpp"
+#include "tests/common/scoped_env.hpp"
 #include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "runtime/resolve.hpp"
@@ -47,26 +48,7 @@ using ::testing::HasSubstr;
 
 // ---- helpers -----------------------------------------------------------------------------------
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_.c_str(), old_->c_str(), 1);
-    else
-      ::unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
+using sigjit::test::ScopedEnv;
 
 using sigjit::test::read_text;
 using sigjit::test::test_fp;

@@ -8,6 +8,7 @@
 // server (bounded wait, then the breaker), and locks with a TTL. Without redis-server installed
 // the server tests skip, saying so (setup.sh installs it). Each test takes well under 2 s.
 #include "cache/remote.hpp"
+#include "tests/common/scoped_env.hpp"
 #include "cache/signing.hpp"
 #include "tests/common/cache_test_files.hpp"
 #include "tests/common/run_command.hpp"
@@ -60,26 +61,7 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kKeyA = "fwd_bf16_d128_dense_nocausal_logn_nosb_fast_le2k_sm_90a";
 constexpr const char* kKeyB = "fwd_bf16_d64_dense_nocausal_logn_nosb_fast_gt8k_sm_90a";
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::optional<std::string>& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      ::setenv(name, value->c_str(), 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_.c_str(), old_->c_str(), 1);
-    else
-      ::unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
+using sigjit::test::ScopedEnv;
 
 std::optional<std::string> find_program(const std::string& name) {
   const char* path = std::getenv("PATH");

@@ -4,6 +4,7 @@
 // template digest, spec, bucket, config, timings, cubin). CPU only, no server; each test uses a
 // fresh temp directory and takes milliseconds.
 #include "cache/signing.hpp"
+#include "tests/common/scoped_env.hpp"
 #include "tests/common/cache_test_files.hpp"
 
 #include <sigjit/sigjit.hpp>
@@ -59,26 +60,7 @@ std::string hex(const std::string& bytes) {
   return out;
 }
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::optional<std::string>& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      ::setenv(name, value->c_str(), 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_.c_str(), old_->c_str(), 1);
-    else
-      ::unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
+using sigjit::test::ScopedEnv;
 
 class Signing : public ::testing::Test {
  protected:

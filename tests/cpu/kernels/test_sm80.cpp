@@ -2,6 +2,7 @@
 // for sm_80 and sm_90a, tile configs are checked before compiling, kernel names are unique, the
 // ptxas report is parsed, and the debugging environment switches work.
 #include "jit/codegen.hpp"
+#include "tests/common/scoped_env.hpp"
 #include "problem/spec.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/sm90_fwd.hpp"
@@ -44,25 +45,7 @@ using sigjit::TileConfig;
 
 namespace fs = std::filesystem;
 
-// Sets (or unsets, with nullopt) an environment variable for the scope, restoring the old value.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value) setenv(name, value->c_str(), 1);
-    else unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_) setenv(name_, old_->c_str(), 1);
-    else unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+using sigjit::test::ScopedEnv;
 
 // A fresh directory under the system temp dir, removed at scope exit.
 class TempDir {

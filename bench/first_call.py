@@ -20,6 +20,7 @@ Cost: about 1-2 minutes on an H100, most of it TritonSigmoid's cold compile and 
     PYTHONPATH=python:/tmp/site SIGJIT_LIBRARY=build/libsigjit.so python3 bench/first_call.py --out DIR [--quick]
 """
 import argparse
+import io
 import json
 import math
 import os
@@ -51,6 +52,15 @@ def child(impl, profile=False):
     import torch
     torch.cuda.init()
     torch.randn(1, device="cuda").sum().item()  # context and allocator up before anything is timed
+    if os.environ.get("SIGJIT_FIRST_CALL_EXPLAIN"):
+        _explain_torch_backward()
+    # PyTorch's own one-time cost, whatever the attention library: the first autograd.grad or
+    # backward given grad_outputs imports torch.fx.experimental.symbolic_shapes, and with it sympy
+    # (about 2 s on an H200 machine, measured with --explain). A training step's loss.backward()
+    # never pays it. Paid here, before anything is timed, and reported on its own.
+    t = time.perf_counter()
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401
+    torch_grad_import_ms = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     dense, _, _ = attention(impl)
     import_ms = (time.perf_counter() - t) * 1e3
@@ -58,7 +68,7 @@ def child(impl, profile=False):
     q, k, v = (torch.randn(s["B"], s["L"], s["H"], s["D"], device="cuda", dtype=torch.bfloat16).requires_grad_() for _ in range(3))
     do = torch.randn_like(q)
     torch.cuda.synchronize()
-    out = {"impl": impl, "import_ms": import_ms}
+    out = {"impl": impl, "import_ms": import_ms, "torch_grad_import_ms": torch_grad_import_ms}
     free0, reserved0 = torch.cuda.mem_get_info()[0], torch.cuda.memory_reserved()
     for n in ("first", "second"):
         profiler = _start_profile(profile and n == "first")
@@ -80,6 +90,33 @@ def child(impl, profile=False):
     print("RESULT " + json.dumps(out), flush=True)
 
 
+def _explain_torch_backward():
+    """PyTorch's own first backward, before any attention call: a tiny graph, first on the calling
+    thread (cProfile sees it) and then on the autograd engine's device thread. What it costs, every
+    library's first backward in a fresh process costs too."""
+    import cProfile
+    import pstats
+    import torch
+    x = torch.randn(64, device="cuda", requires_grad=True)
+    for threaded in (False, True):
+        torch.autograd.set_multithreading_enabled(threaded)
+        profiler = cProfile.Profile() if not threaded else None
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        torch.autograd.grad((x * x).sum(), x)
+        torch.cuda.synchronize()
+        ms = (time.perf_counter() - t0) * 1e3
+        print(f"EXPLAIN torch's own first backward ({'engine thread' if threaded else 'calling thread'}): {ms:.1f} ms", flush=True)
+        if profiler:
+            profiler.disable()
+            buf = io.StringIO()
+            pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(12)
+            print("\n".join("EXPLAIN   " + x for x in buf.getvalue().splitlines() if x.strip()), flush=True)
+    torch.autograd.set_multithreading_enabled(True)
+
+
 def _explain_backward(o, q, k, v, do):
     """The first backward with its pieces timed: sigjit's backward runs on the autograd engine's
     device thread, where the main thread's cProfile sees nothing, so the library calls are timed
@@ -98,10 +135,20 @@ def _explain_backward(o, q, k, v, do):
             timed.setdefault(_name, []).append((time.perf_counter() - t0) * 1e3)
             return r
         setattr(_lib, name, wrapper)
+    import cProfile
+    import pstats
+    torch.autograd.set_multithreading_enabled(False)  # on this thread, where cProfile sees it
+    profiler = cProfile.Profile()
     t0 = time.perf_counter()
+    profiler.enable()
     torch.autograd.grad(o, (q, k, v), do)
     torch.cuda.synchronize()
+    profiler.disable()
     total = (time.perf_counter() - t0) * 1e3
+    torch.autograd.set_multithreading_enabled(True)
+    buf = io.StringIO()
+    pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(25)
+    print("\n".join("EXPLAIN   " + x for x in buf.getvalue().splitlines() if x.strip()), flush=True)
     print(f"EXPLAIN first backward {total:.1f} ms; inside sigjit._lib: " +
           ", ".join(f"{n} {sum(v):.1f} ms x{len(v)}" for n, v in timed.items()), flush=True)
 
@@ -146,7 +193,8 @@ def first_calls():
                     print("\n".join(x for x in (r.stderr + r.stdout).splitlines() if x.startswith(("sigjit:", "EXPLAIN"))), flush=True)
                 res = dict(json.loads(line[7:]), cache=state, process_s=wall)
                 print(f"{impl:>15} {state}: first fwd {res['first_fwd_ms']:9.1f} ms (then {res['second_fwd_ms']:.2f}), first bwd "
-                      f"{res['first_bwd_ms']:9.1f} ms (then {res['second_bwd_ms']:.2f}), import {res['import_ms']:.0f} ms, "
+                      f"{res['first_bwd_ms']:9.1f} ms (then {res['second_bwd_ms']:.2f}), import {res['import_ms']:.0f} ms "
+                      f"(+ torch's sympy {res['torch_grad_import_ms']:.0f} ms), "
                       f"modules {res['first_call_nontorch_mb']:.1f} MB", flush=True)
                 results.append(res)
     return results

@@ -51,6 +51,9 @@ build() {
   if [ ! -f /usr/include/openssl/evp.h ]; then  # headers carried in .deps, the image's own libcrypto
     ssl=(-DOPENSSL_INCLUDE_DIR="$PWD/.deps/usr/include" -DOPENSSL_CRYPTO_LIBRARY="$(ls /usr/lib/x86_64-linux-gnu/libcrypto.so* | head -1)")
   fi
+  if [ ! -f /usr/include/hiredis/hiredis.h ]; then  # hiredis carried in .deps (scripts/fetch_device_deps.sh)
+    ssl+=(-DSIGJIT_HIREDIS_LIBRARY="$(ls "$PWD"/.deps/usr/lib/*/libhiredis.so | head -1)" -DSIGJIT_HIREDIS_INCLUDE_DIR="$PWD/.deps/usr/include")
+  fi
   step "build"
   cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps/usr" "${ssl[@]}" >"$OUT/build.log" 2>&1 &&
     ninja -C build-dev sigjit_cli sigjit_gpu_tests sigjit_bench sigjit_shared sigjit_abi_dump >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; return 1; }  # not the CPU tests: CI runs those

@@ -183,9 +183,7 @@ def prepare(fn, *args, backward=None, **kwargs) -> None:
     key or value requires grad), without running anything. Call it with the shapes and options
     of your step before capturing a CUDA graph (then no call inside the capture compiles, loads,
     synchronises or allocates outside PyTorch's allocator), or at start-up to take the compile
-    off the first step. Tensors of the same shapes, dtype and layout; values are not read.
-    With backward, it also takes PyTorch's own one-time import that the first backward given
-    grad_outputs would pay (torch.fx.experimental.symbolic_shapes and sympy, seconds)."""
+    off the first step. Tensors of the same shapes, dtype and layout; values are not read."""
     if fn not in (sigmoid_attention, sigmoid_attention_padded, sigmoid_attention_varlen):
         _fail(f"fn={getattr(fn, '__name__', fn)!r}: expected sigmoid_attention, sigmoid_attention_padded or sigmoid_attention_varlen")
     with _backend().preparing(None if backward is None else _flag("backward", backward)):

@@ -227,11 +227,6 @@ def _prepare(request, q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q,
         args = _make_args(q, k, v, o, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
                           sigmoid_bias, exact_sigmoid, False)
         _lib.prepare(args, forward=True, backward=backward, deterministic=deterministic)
-    if backward:
-        # PyTorch's own one-time cost, taken here too: the first backward given grad_outputs
-        # (autograd.grad(o, x, g), o.backward(g)) imports symbolic_shapes and sympy, 2-3 s measured
-        # on an H200 machine (bench/RESULTS.md, first call).
-        import torch.fx.experimental.symbolic_shapes  # noqa: F401
 
 
 def _run(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, o: Options):

@@ -10,7 +10,7 @@
 namespace sigjit {
 
 struct TemplateFile {
-  std::string include_name;  // as written in #include, e.g. "sigjit/fwd_sm80.cuh"
+  std::string include_name;  // as written in #include, e.g. "sigjit/sm80/fwd.cuh"
   std::string text;
 };
 

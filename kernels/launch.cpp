@@ -22,7 +22,7 @@ void set_strides(sigjit_i64& batch, sigjit_i64& token, sigjit_i64& head, const S
 // The bytes are copied, so only the size must match; TMA needs the map 64-byte aligned (cuda.h
 // of CUDA 13 declares 128, CUDA 12 declared 64).
 static_assert(sizeof(SigjitTensorMap) == sizeof(CUtensorMap) && alignof(SigjitTensorMap) >= 64,
-              "templates/sigjit/tensor_map.h must mirror cuda.h's CUtensorMap");
+              "templates/sigjit/common/tensor_map.h must mirror cuda.h's CUtensorMap");
 
 // cuTensorMapEncodeTiled's requirements (cuda.h): byte strides multiples of 16 and below 2^40.
 bool tma_stride_ok(std::int64_t elems) {

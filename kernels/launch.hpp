@@ -7,8 +7,8 @@
 #include "kernels/tile_config.hpp"
 #include "problem/call.hpp"
 #include "problem/spec.hpp"
-#include "sigjit/fwd_params.h"
-#include "sigjit/tensor_map.h"
+#include "sigjit/common/params.h"
+#include "sigjit/common/tensor_map.h"
 
 #include <cuda.h>
 

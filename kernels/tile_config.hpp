@@ -14,8 +14,8 @@
 namespace sigjit {
 
 // The kernel families, in the order of TileConfig's alternatives: the portable mma.sync kernels
-// (templates/sigjit/fwd_sm80.cuh, bwd_sm80.cuh; any sm_80+), the Hopper forward (fwd_sm90.cuh:
-// TMA, wgmma, warp specialization; sm_90a) and the Hopper fused backward (bwd_sm90.cuh).
+// (templates/sigjit/sm80/fwd.cuh, sm80/bwd.cuh; any sm_80+), the Hopper forward (sm90/fwd.cuh:
+// TMA, wgmma, warp specialization; sm_90a) and the Hopper fused backward (sm90/bwd.cuh).
 enum class KernelFamily { sm80, sm90, sm90_bwd };
 
 class TileConfig {

@@ -16,7 +16,7 @@
 
 namespace sigjit {
 
-// Each kernel of the backward (templates/sigjit/bwd_sm80.cuh) is its own spec: the default
+// Each kernel of the backward (templates/sigjit/sm80/bwd.cuh) is its own spec: the default
 // path is backward_fused (dK, dV and dQ atomics into an fp32 workspace) then
 // backward_dq_convert (workspace -> dQ); the deterministic path is backward_dkdv then
 // backward_dq.

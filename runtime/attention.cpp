@@ -13,7 +13,7 @@
 #include "jit/kernel_table.hpp"
 #include "runtime/resolve.hpp"
 #include "cuda/workspace.hpp"
-#include "sigjit/fwd_params.h"
+#include "sigjit/common/params.h"
 
 #include <algorithm>
 #include <array>

@@ -4,7 +4,7 @@
 #include "kernels/registry.hpp"
 #include "jit/kernel_table.hpp"
 #include "problem/call.hpp"
-#include "sigjit/fwd_params.h"
+#include "sigjit/common/params.h"
 
 #include <cuda.h>
 

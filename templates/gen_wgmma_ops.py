@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Writes templates/sigjit/wgmma_ops.cuh: one inline-asm wrapper per wgmma N.
+"""Writes templates/sigjit/sm90/wgmma_ops.cuh: one inline-asm wrapper per wgmma N.
 
 Why generated: wgmma.mma_async names every accumulator register in its operand list (N/2 of
 them for f32), and an asm string must be a literal, so each N needs its own text. Generating
 them keeps the 16 shapes identical but for the count. Run it after editing; the output is
 committed (the kernels are compiled by NVRTC at run time from the embedded templates).
 
-    python3 templates/gen_wgmma_ops.py > templates/sigjit/wgmma_ops.cuh
+    python3 templates/gen_wgmma_ops.py > templates/sigjit/sm90/wgmma_ops.cuh
 """
 
 NS = list(range(16, 257, 16))
@@ -54,7 +54,7 @@ def main():
     print("// for O += P V); ss's TRANS_A is imm-trans-a (1: A is M-major, e.g. the backward's dS^T")
     print("// tile read as dS). accumulate = 0 gives D = A*B (scale-d false), else D += A*B. The")
     print("// accumulators are '+f' operands, so the compiler keeps them in registers; callers must still")
-    print("// wgmma_fence/commit/wait around them (see hopper_primitives.cuh).")
+    print("// wgmma_fence/commit/wait around them (see sm90/primitives.cuh).")
     print("#pragma once\n")
     print("namespace sigjit {\nnamespace kern {\n")
     print("typedef unsigned long long u64;")

@@ -7,14 +7,14 @@ namespace {
 
 // Three entry points sharing one shape: M = 64 rows (one warpgroup), K-major A [64 x KD] and
 // B [N x KD] (SS), P [64 x KEYS] in registers times V [KEYS x DV] (RS, V row-major = N-major B).
-// A fourth, dq_test (DV 64/128, 256 threads), is the sm90 backward's dQ path (bwd_sm90.cuh):
+// A fourth, dq_test (DV 64/128, 256 threads), is the sm90 backward's dQ path (sm90/bwd.cuh):
 // dS^T from accumulator-layout registers through store_ds into the swizzled tile, then issue_dq's
 // transposed-A SS wgmma against a TMA-loaded K (N-major B), split over two warpgroups as in the
 // default configs.
 const char* const kSource = R"(
-#include "sigjit/hopper_primitives.cuh"
+#include "sigjit/sm90/primitives.cuh"
 #if DV <= 128
-#include "sigjit/bwd_sm90.cuh"
+#include "sigjit/sm90/bwd.cuh"
 #endif
 using namespace sigjit::kern;
 

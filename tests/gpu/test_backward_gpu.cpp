@@ -118,7 +118,7 @@ TEST_P(BackwardMatrix, BothModesMatchFp64ReferenceAndDeterministicIsBitwise) {
 
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrix, ::testing::ValuesIn(backward_cases()), case_name);
 
-// ---- the same matrix on the sm90 backward family (bwd_sm90.cuh), forced -------------------------
+// ---- the same matrix on the sm90 backward family (sm90/bwd.cuh), forced -------------------------
 // true (problem/spec.hpp) keeps the family out of the defaults until
 // this suite passes on an H100. Runs on compute capability 9.0 only; cases at head dims the family
 // does not support are skipped; every other case must really take the sm90 path (TMA-describable

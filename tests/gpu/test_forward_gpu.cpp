@@ -325,7 +325,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, ForwardSm90Tunables, ::testing::ValuesIn(tuna
 // ---- top-left causal alignment (CausalAlign::top_left) on both families ----------------------
 // top_left_cases() (forward_problem.hpp) forced through each family: "sm80", the portable
 // family's default config (any GPU); "sm90", the sm90 default; "p", "ppp", "c3p": persistent
-// sm90 variants (the causal tile order of sm90_tile_schedule.h with the top-left key bounds).
+// sm90 variants (the causal tile order of sm90/tile_schedule.h with the top-left key bounds).
 // The sm90 ones run on compute capability 9.0 only. Plus long ragged varlen batches (many tiles
 // per persistent CTA, a sequence of 4096 queries over 2000 keys and one of 300 over 4096).
 

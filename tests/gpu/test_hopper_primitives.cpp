@@ -1,11 +1,11 @@
-// The Hopper primitives of templates/sigjit/hopper_primitives.cuh in isolation, on the device
+// The Hopper primitives of templates/sigjit/sm90/primitives.cuh in isolation, on the device
 // (CC 9.0 only): tiny NVRTC-compiled kernels load tiles with TMA into 128B-swizzled shared
 // memory and run one wgmma chain, compared with a CPU GEMM. They bisect the sm90 family: if
 //   SS    fails: K-major descriptors, TMA maps/swizzle, mbarrier tx counts or the accumulator layout;
 //   RS_V  fails (SS passing): the N-major (transposed) V descriptor (LBO/SBO) or the A fragment;
 //   CHAIN fails (both passing): the accumulator -> A-fragment conversion used for P;
 //   DQ    fails (RS passing): the sm90 backward's dS^T store (swizzle) or its transposed-A
-//         descriptor (bwd_sm90.cuh store_ds / issue_dq).
+//         descriptor (sm90/bwd.cuh store_ds / issue_dq).
 #include "cuda/device.hpp"
 #include "cuda/driver_api.hpp"
 #include "tests/common/gpu_env.hpp"
@@ -206,7 +206,7 @@ TEST_P(HopperPrimitives, BackwardDqFromStagedTransposedDsMatchesCpu) {
     for (int key = 0; key < keys; ++key) ds[q * keys + key] = ds_t.host[key * queries + q];
   const double err = relative_error(got, gemm_ab(ds, queries, keys, k));
   fmt::print("DQ {}x{}x{} (dS^T staged, transposed A, two warpgroups): max error / max |ref| = {:.3g}\n", queries, s.dv, keys, err);
-  EXPECT_LT(err, 1e-5) << "dS^T swizzled store, transposed-A descriptor or the dQ split (bwd_sm90.cuh store_ds / issue_dq)";
+  EXPECT_LT(err, 1e-5) << "dS^T swizzled store, transposed-A descriptor or the dQ split (sm90/bwd.cuh store_ds / issue_dq)";
   detail::driver().cuModuleUnload(module);
 }
 

@@ -10,7 +10,7 @@
 #include "jit/compiler.hpp"
 #include "jit/templates.hpp"
 #include "tests/common/spec_matrix.hpp"
-#include "sigjit/fwd_params.h"
+#include "sigjit/common/params.h"
 
 #include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
@@ -350,7 +350,7 @@ TEST(Codegen, EmitsConstantsAndTheEntryPoint) {
   s.sigmoid = sigjit::SigmoidMode::exact;
   const TileConfig c = TileConfig(sigjit::Sm80Tile{128, 128, 8, 2});
   const std::string src = sigjit::emit_source(s, c);
-  EXPECT_THAT(src, AllOf(HasSubstr("#include \"sigjit/fwd_sm80.cuh\""), HasSubstr("extern \"C\" __global__"), HasSubstr(sigjit::kernel_name(s, c)),
+  EXPECT_THAT(src, AllOf(HasSubstr("#include \"sigjit/sm80/fwd.cuh\""), HasSubstr("extern \"C\" __global__"), HasSubstr(sigjit::kernel_name(s, c)),
                          HasSubstr("/*head_dim*/ 64"), HasSubstr("/*block_m*/ 128"), HasSubstr("/*causal*/ true"), HasSubstr("/*exact*/ true")));
 }
 
@@ -358,7 +358,7 @@ TEST(Codegen, BackwardEmitsBothKernelsFromTheBackwardTemplate) {
   KernelSpec s = spec_for(64);
   const TileConfig c = TileConfig(sigjit::Sm80Tile{64, 64, 4, 2, false});
   s.direction = sigjit::Direction::backward_dkdv;
-  EXPECT_THAT(sigjit::emit_source(s, c), AllOf(HasSubstr("#include \"sigjit/bwd_sm80.cuh\""), HasSubstr("dkdv_kernel<Cfg>"),
+  EXPECT_THAT(sigjit::emit_source(s, c), AllOf(HasSubstr("#include \"sigjit/sm80/bwd.cuh\""), HasSubstr("dkdv_kernel<Cfg>"),
                                                HasSubstr("SigjitBwdParams"), HasSubstr("/*q_in_regs*/ false")));
   const std::string dkdv_name = sigjit::kernel_name(s, c);
   s.direction = sigjit::Direction::backward_dq;
@@ -373,7 +373,7 @@ TEST(Codegen, FusedBackwardAndConvertKernels) {
   // On sm_90a the Hopper family is the default; the portable kernel is its fallback.
   EXPECT_EQ(sigjit::default_config(s).family(), sigjit::KernelFamily::sm90_bwd);
   const TileConfig c = sigjit::portable_config(s);
-  EXPECT_THAT(sigjit::emit_source(s, c), AllOf(HasSubstr("#include \"sigjit/bwd_sm80.cuh\""), HasSubstr("dkdv_dq_fused_kernel<Cfg>"),
+  EXPECT_THAT(sigjit::emit_source(s, c), AllOf(HasSubstr("#include \"sigjit/sm80/bwd.cuh\""), HasSubstr("dkdv_dq_fused_kernel<Cfg>"),
                                                HasSubstr("SigjitBwdParams"), HasSubstr("BwdSmem<Cfg, 2>::kBytes == " + std::to_string(sigjit::smem_bytes(s, c)))));
   std::set<std::string> names, keys;
   for (auto d : {sigjit::Direction::forward, sigjit::Direction::backward_dkdv, sigjit::Direction::backward_dq, sigjit::Direction::backward_fused,
@@ -745,7 +745,7 @@ TEST(Environment, DumpDirKeepsTheSourceOfAFailedCompile) {
   TempDir dir, templates;
   for (const auto& f : sigjit::template_files()) {
     fs::create_directories((templates.path() / f.include_name).parent_path());
-    std::ofstream(templates.path() / f.include_name) << f.text << (f.include_name == "sigjit/fwd_sm80.cuh" ? "\n#error sigjit test: broken template\n" : "");
+    std::ofstream(templates.path() / f.include_name) << f.text << (f.include_name == "sigjit/sm80/fwd.cuh" ? "\n#error sigjit test: broken template\n" : "");
   }
   ScopedEnv tdir("SIGJIT_TEMPLATE_DIR", templates.path().string());
   ScopedEnv ddir("SIGJIT_DUMP_DIR", dir.path().string());
@@ -766,9 +766,9 @@ TEST(Environment, TemplateDirOverridesTheEmbeddedTemplates) {
   ASSERT_FALSE(embedded.empty());
   std::set<std::string> names;
   for (const auto& f : embedded) names.insert(f.include_name);
-  EXPECT_TRUE(names.count("sigjit/fwd_sm80.cuh"));
-  EXPECT_TRUE(names.count("sigjit/fwd_params.h"));
-  EXPECT_TRUE(names.count("sigjit/tile_primitives.cuh"));
+  EXPECT_TRUE(names.count("sigjit/sm80/fwd.cuh"));
+  EXPECT_TRUE(names.count("sigjit/common/params.h"));
+  EXPECT_TRUE(names.count("sigjit/common/tile_primitives.cuh"));
 
   TempDir templates;
   for (const auto& f : embedded) {
@@ -801,14 +801,14 @@ TEST(Environment, IncompleteTemplateDirNamesTheMissingFile) {
   TempDir templates;
   fs::create_directories(templates.path() / "sigjit");
   for (const auto& f : sigjit::template_files()) {
-    if (f.include_name != "sigjit/fwd_sm80.cuh") std::ofstream(templates.path() / f.include_name) << f.text;
+    if (f.include_name != "sigjit/sm80/fwd.cuh") std::ofstream(templates.path() / f.include_name) << f.text;
   }
   ScopedEnv env("SIGJIT_TEMPLATE_DIR", templates.path().string());
   try {
     sigjit::template_files();
     FAIL() << "an incomplete template dir was accepted";
   } catch (const sigjit::Error& e) {
-    EXPECT_THAT(e.what(), AllOf(StartsWith("SIGJIT_TEMPLATE_DIR="), HasSubstr("sigjit/fwd_sm80.cuh")));
+    EXPECT_THAT(e.what(), AllOf(StartsWith("SIGJIT_TEMPLATE_DIR="), HasSubstr("sigjit/sm80/fwd.cuh")));
   }
 }
 

@@ -1,4 +1,4 @@
-// The sm90 (Hopper wgmma) fused backward family (bwd_sm90.cuh) without a GPU: every backward
+// The sm90 (Hopper wgmma) fused backward family (sm90/bwd.cuh) without a GPU: every backward
 // spec it serves compiles for sm_90a with its default config, without spills at head dims 64/128
 // and without ptxas ignoring setmaxnreg or serializing wgmma; the PTX uses TMA, wgmma (with the
 // transposed-A dQ product) and vector dQ reductions; config strings round-trip and bad configs are
@@ -12,7 +12,7 @@
 #include "jit/templates.hpp"
 #include "tests/common/forced_compile.hpp"
 #include "tests/common/spec_matrix.hpp"
-#include "sigjit/bwd_sm90_params.h"
+#include "sigjit/sm90/bwd_params.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -12,7 +12,7 @@
 #include "jit/templates.hpp"
 #include "tests/common/forced_compile.hpp"
 #include "tests/common/spec_matrix.hpp"
-#include "sigjit/fwd_sm90_params.h"
+#include "sigjit/sm90/fwd_params.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -228,7 +228,7 @@ TEST(Sm90CompileAll, PersistentWithEachScheduleCompilesWithoutSpills) {
 // Top-left causal specs (tests/common/spec_matrix.hpp: every layout, hd 64 and 128, two feature
 // sets) with each default the length buckets give them (the short buckets' are persistent:
 // h192x128c3s2_p at hd 64, h128x..c2s3o_p at hd 128) and the two-consumer tile made persistent:
-// the tile order (sm90_tile_schedule.h) and the key bounds with the top-left diagonal, no spills.
+// the tile order (sm90/tile_schedule.h) and the key bounds with the top-left diagonal, no spills.
 TEST(Sm90CompileAll, CausalTopLeftCompilesWithEachDefaultAndPersistent) {
   std::vector<Job> jobs;
   std::set<std::string> seen;
@@ -605,7 +605,7 @@ TEST(Sm90Codegen, EmitsTheSm90TemplateAndChecksSharedMemory) {
   const KernelSpec s = spec_for(128);
   const TileConfig c = TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true});
   const std::string src = sigjit::emit_source(s, c);
-  EXPECT_THAT(src, HasSubstr("#include \"sigjit/fwd_sm90.cuh\""));
+  EXPECT_THAT(src, HasSubstr("#include \"sigjit/sm90/fwd.cuh\""));
   EXPECT_THAT(src, HasSubstr("__launch_bounds__(Cfg::kThreads, 1)"));
   EXPECT_THAT(src, HasSubstr("__grid_constant__ SigjitFwdSm90Params"));
   EXPECT_THAT(src, HasSubstr("static_assert(Cfg::kSmemBytes == " + std::to_string(sigjit::smem_bytes(s, c))));

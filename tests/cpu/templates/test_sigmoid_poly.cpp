@@ -1,8 +1,8 @@
-// The FMA-only sigmoid of templates/sigjit/sigmoid_poly.h, evaluated on the host by the same
+// The FMA-only sigmoid of templates/sigjit/common/sigmoid_poly.h, evaluated on the host by the same
 // code the sm90 kernels compile (explicit FMAs and exact bit casts: the host sees the device's
 // results bit for bit), over a dense range against a long double reference: the error bounds its
 // comment states hold.
-#include "sigjit/sigmoid_poly.h"
+#include "sigjit/common/sigmoid_poly.h"
 
 #include <gtest/gtest.h>
 

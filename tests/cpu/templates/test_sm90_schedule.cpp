@@ -1,10 +1,10 @@
-// The persistent sm90 forward's tile schedule (templates/sigjit/sm90_tile_schedule.h, the header
+// The persistent sm90 forward's tile schedule (templates/sigjit/sm90/tile_schedule.h, the header
 // the kernel includes), run on the host the way the kernel runs it: every CTA b of a grid of G
 // walks items t = b, b + G, ... with one cursor. For any grid size every valid (sequence, head,
 // query tile) must come out exactly once and no wholly padded tile at all; the order must keep
 // a head's query tiles side by side (L2 reuse of its K/V), give every CTA about the same causal
 // work, and read each sequence length at most once per CTA.
-#include "sigjit/sm90_tile_schedule.h"
+#include "sigjit/sm90/tile_schedule.h"
 
 #include <gtest/gtest.h>
 

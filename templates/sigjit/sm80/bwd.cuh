@@ -22,31 +22,10 @@
 // contributions exactly zero; padded gradient rows are written as zeros.
 #pragma once
 
-#include "sigjit/fwd_sm80.cuh"
+#include "sigjit/sm80/fwd.cuh"
 
 namespace sigjit {
 namespace kern {
-
-__device__ __forceinline__ const u16* tensor_row(const void* base, i64 sb, i64 sl, i64 sh, i64 batch, i64 row, int head) {
-  return (const u16*)base + batch * sb + row * sl + (i64)head * sh;
-}
-
-// Where one sequence's rows start (the varlen row offset, or the batch index for the others).
-struct SeqRows {
-  i64 batch;  // 0 for varlen
-  i64 q_row0, k_row0;
-};
-
-template <class C>
-__device__ __forceinline__ SeqRows seq_rows(const SigjitFwdParams& p, int b) {
-  SeqRows r{(i64)b, 0, 0};
-  if (C::kLayout == kVarlen) {
-    r.batch = 0;
-    r.q_row0 = clamp_len(p.cu_seqlens_q[b], p.total_q);
-    r.k_row0 = clamp_len(p.cu_seqlens_k[b], p.total_k);
-  }
-  return r;
-}
 
 // Packs an m16 x BLOCK_N fp32 accumulator tile into A-operand fragments of the next mma (the
 // accumulator layout of two n8 tiles is the A layout of one k16 step).
@@ -140,18 +119,6 @@ struct DkdvLayout {
   static_assert(kSmemBytes <= 227 * 1024, "dK/dV tile config exceeds the 227 KB shared memory of sm_90");
 };
 
-// Adds two consecutive fp32 values to global memory without reading them back (a reduction:
-// fire and forget). sm_90 has a vector form, one instruction for both (PTX ISA 8.1: CUDA 12.1+).
-__device__ __forceinline__ void red_add_f32x2(float* addr, float a, float b) {
-#if __CUDA_ARCH__ >= 900 && (__CUDACC_VER_MAJOR__ > 12 || (__CUDACC_VER_MAJOR__ == 12 && __CUDACC_VER_MINOR__ >= 1))
-  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");
-#else
-  asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(addr), "f"(a) : "memory");
-  asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(addr + 1), "f"(b) : "memory");
-#endif
-}
-
-// Stages this warp's dS^T fragments (keys as rows) in shared memory for the dQ product.
 template <class C>
 __device__ __forceinline__ void stage_ds(u16* ds_smem, const u32 (&ds_frag)[C::kMTiles][C::kBlockN / 16][4], int warp, int lane) {
   constexpr int kStride = DqSplit<C>::kDsStride;

@@ -1,5 +1,5 @@
 // Sigmoid-attention fused backward for sm_90a (Hopper): TMA + mbarrier ring + wgmma,
-// warp-specialized. The Hopper counterpart of dkdv_dq_fused_kernel (bwd_sm80.cuh).
+// warp-specialized. The Hopper counterpart of dkdv_dq_fused_kernel (sm80/bwd.cuh).
 //
 // What: one CTA per (key block of BLOCK_N = 64 * C rows, kv head, sequence); consumer
 // warpgroup w (of C) owns keys [64w, 64w + 64) of the block. Warpgroup 0 is the producer: one
@@ -26,7 +26,7 @@
 // query row from an fp32 staging tile instead); shared memory
 // 2 D (2 BLOCK_N + 2 STAGES BLOCK_M) + 4 BLOCK_N BLOCK_M (+ BLOCK_M (4 D + 32)) bytes; registers per consumer thread
 // about D (dK, dV) + max(BLOCK_M (S^T, dP^T), BLOCK_M/2 (P^T, dS^T fragments) + BLOCK_M D / (128 C) (dQ)).
-// Semantics (must match bwd_sm80.cuh): the causal diagonal of causal_diagonal_offset; keys past len_k and queries
+// Semantics (must match sm80/bwd.cuh): the causal diagonal of causal_diagonal_offset; keys past len_k and queries
 // past len_q inside a tile get P = dS = 0 (TMA reads neighbouring rows there: the next varlen
 // sequence, the padded layout's padding, or zeros past the buffer); dK/dV rows past len_k are
 // written as zeros up to the padded buffer's length; dQ rows past len_q get no atomics.
@@ -35,9 +35,9 @@
 // Not yet verified on a GPU: kSm90BackwardVerified (compiler/kernel_spec.hpp) gates its use.
 #pragma once
 
-#include "sigjit/bwd_sm80.cuh"
-#include "sigjit/bwd_sm90_params.h"
-#include "sigjit/hopper_primitives.cuh"
+#include "sigjit/common/sequence.cuh"
+#include "sigjit/sm90/bwd_params.h"
+#include "sigjit/sm90/primitives.cuh"
 
 namespace sigjit {
 namespace kern {

@@ -1,4 +1,4 @@
-// Parameter block of the sm90 forward family (fwd_sm90.cuh), passed by value as one
+// Parameter block of the sm90 forward family (sm90/fwd.cuh), passed by value as one
 // __grid_constant__ argument: the TMA tensor maps must live in param/const/global space, and a
 // __grid_constant__ parameter lets the kernel take their address without a copy. The maps come
 // first (64-byte aligned members); the rest is the sm80 block verbatim, so every pointer,
@@ -9,8 +9,8 @@
 // swizzle, zero fill out of bounds. Varlen: tokens = total rows, batch = 1.
 #pragma once
 
-#include "sigjit/fwd_params.h"
-#include "sigjit/tensor_map.h"
+#include "sigjit/common/params.h"
+#include "sigjit/common/tensor_map.h"
 
 struct SigjitFwdSm90Params {
   SigjitTensorMap q_map;  // box {64, BLOCK_M}

@@ -3,7 +3,7 @@
 //
 // What: each function is one PTX instruction or a short fixed sequence, named for what it does,
 // written from the PTX ISA (section numbers below refer to PTX ISA 8.x/9.0). Why: the sm90 kernel
-// (fwd_sm90.cuh) and the device tests of the primitives (tests/gpu/test_hopper_primitives.cpp)
+// (sm90/fwd.cuh) and the device tests of the primitives (tests/gpu/test_hopper_primitives.cpp)
 // share them, so a descriptor or barrier bug is found in isolation. Cost: nothing beyond the
 // instructions; everything is force-inlined. No CUDA headers: NVRTC compiles these without the
 // toolkit's include tree, so the tensor map is an opaque 128-byte struct (SigjitTensorMap).
@@ -16,9 +16,9 @@
 // one (rows = K, columns = N), with the descriptors built below.
 #pragma once
 
-#include "sigjit/tile_primitives.cuh"
-#include "sigjit/wgmma_ops.cuh"
-#include "sigjit/tensor_map.h"
+#include "sigjit/common/tile_primitives.cuh"
+#include "sigjit/sm90/wgmma_ops.cuh"
+#include "sigjit/common/tensor_map.h"
 
 namespace sigjit {
 namespace kern {

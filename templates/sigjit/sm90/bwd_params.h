@@ -1,4 +1,4 @@
-// Parameter block of the sm90 backward family (bwd_sm90.cuh), passed by value as one
+// Parameter block of the sm90 backward family (sm90/bwd.cuh), passed by value as one
 // __grid_constant__ argument like SigjitFwdSm90Params: the four TMA tensor maps first
 // (64-byte aligned), then the sm80 backward block verbatim, so pointers, strides, lengths and
 // the fp32 dQ workspace mean exactly what they mean for the sm80 fused kernel (and its
@@ -9,8 +9,8 @@
 // rows, 1, 1}, 128-byte swizzle, zero fill out of bounds. Varlen: tokens = total rows, batch = 1.
 #pragma once
 
-#include "sigjit/fwd_params.h"
-#include "sigjit/tensor_map.h"
+#include "sigjit/common/params.h"
+#include "sigjit/common/tensor_map.h"
 
 struct SigjitBwdSm90Params {
   SigjitTensorMap q_map;   // box {64, BLOCK_M} (query rows of one step)

@@ -10,8 +10,8 @@
 // the whole TMA latency once per key tile. Consumer warpgroup w owns query rows [64w, 64w + 64)
 // of the tile: per key tile it computes S = Q K^T with wgmma (A and B from 128B-swizzled shared
 // memory, both K-major), the sigmoid in registers (same fold, masks and fast/exact modes as
-// fwd_sm80.cuh), packs P to 16-bit A fragments in registers (the accumulator layout is the
-// A-fragment layout, see hopper_primitives.cuh) and accumulates O += P V with register-A wgmma,
+// sm80/fwd.cuh), packs P to 16-bit A fragments in registers (the accumulator layout is the
+// A-fragment layout, see sm90/primitives.cuh) and accumulates O += P V with register-A wgmma,
 // V read as an N-major B operand straight from its row-major tile. O is written from registers
 // with masked stores.
 // Why this shape: the tensor cores do the two GEMMs asynchronously, so the MUFU-bound sigmoid
@@ -26,7 +26,7 @@
 // Tunables of issue 6: PINGPONG (the two consumer warpgroups take turns issuing their GEMMs on
 // named barriers, see consume_pingpong; the default with the score bias at hd 128),
 // FMA_QUARTERS (that share of the sigmoids computed by the FMA-only polynomial of
-// sigmoid_poly.h, no MUFU op; slower wherever measured: the polynomial's 16 instructions per
+// common/sigmoid_poly.h, no MUFU op; slower wherever measured: the polynomial's 16 instructions per
 // score cost more issue slots than MUFU saves)
 // and persistent scheduling (FwdSm90PersistentConfig: a grid of about one CTA per SM loops over
 // the work tiles, see fwd_sm90_persistent; faster up to L 2048, the default there: see
@@ -35,7 +35,7 @@
 // Cost: per score 4*D FLOP of wgmma + one MUFU op (fast) or two (exact); shared memory
 // 2 * D * (BLOCK_M + 2 * STAGES * BLOCK_N) bytes; registers per consumer thread about
 // D/2 (O) + BLOCK_N/2 (S) + BLOCK_N/4 (P).
-// Semantics (must match fwd_sm80.cuh): the causal diagonal of causal_diagonal_offset; -log(n_k) or scalar bias;
+// Semantics (must match sm80/fwd.cuh): the causal diagonal of causal_diagonal_offset; -log(n_k) or scalar bias;
 // optional per-key score bias; keys at or past the sequence end inside a tile get P = 0 (TMA
 // reads them: the next varlen sequence's rows, the padded layout's padding, or zeros past the
 // buffer); rows past len_q are never written except that the padded layout writes zeros up to
@@ -44,11 +44,11 @@
 // reaches O as 0 * inf = NaN (sm80 never reads it); finite padding is harmless.
 #pragma once
 
-#include "sigjit/fwd_sm80.cuh"
-#include "sigjit/fwd_sm90_params.h"
-#include "sigjit/hopper_primitives.cuh"
-#include "sigjit/sigmoid_poly.h"
-#include "sigjit/sm90_tile_schedule.h"
+#include "sigjit/common/sequence.cuh"
+#include "sigjit/sm90/fwd_params.h"
+#include "sigjit/sm90/primitives.cuh"
+#include "sigjit/common/sigmoid_poly.h"
+#include "sigjit/sm90/tile_schedule.h"
 
 namespace sigjit {
 namespace kern {
@@ -72,7 +72,7 @@ struct FwdSm90Config {
   // Ping-pong: the consumer warpgroups take turns issuing their GEMMs (see consume_pingpong).
   static constexpr bool kPingpong = PINGPONG_;
   // Of each thread's 4 scores per n8 column block, elements e < kFmaQuarters take the FMA-only
-  // sigmoid (sigmoid_poly.h), the rest MUFU: a fraction kFmaQuarters / 4 of all scores.
+  // sigmoid (common/sigmoid_poly.h), the rest MUFU: a fraction kFmaQuarters / 4 of all scores.
   static constexpr int kFmaQuarters = FMA_QUARTERS_;
   // Named barriers of the ping-pong turns: kTurnBarrier + w is warpgroup w's turn (0 is
   // __syncthreads'); 256 = both consumer warpgroups' threads take part in each.
@@ -572,7 +572,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
 // ---- persistent scheduling (config suffix _p) ----------------------------------------------
 // What: gridDim.x CTAs (the host launches min(tiles, SMs x CTAs per SM)) each take work items
 // t = blockIdx.x + k * gridDim.x (a tile, or a causal unit of two), a static strided schedule
-// (order and index -> tile mapping: sm90_tile_schedule.h); the barriers are initialised once and their phases run on across
+// (order and index -> tile mapping: sm90/tile_schedule.h); the barriers are initialised once and their phases run on across
 // tiles (ring uses and Q loads are counted per CTA). Why: at L 512-1024 and for ragged batches
 // the per-CTA prologue (barrier init, tensor-map fetch, first loads) and the wave tail cost as
 // much as the math; a persistent CTA pays the prologue once and loads the next tile's K/V (and,

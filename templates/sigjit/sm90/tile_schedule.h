@@ -1,4 +1,4 @@
-// The work-tile schedule of the persistent sm90 forward (config suffix _p, fwd_sm90.cuh).
+// The work-tile schedule of the persistent sm90 forward (config suffix _p, sm90/fwd.cuh).
 //
 // What: a persistent CTA takes work items t = blockIdx.x + k * gridDim.x (a tile, or a causal
 // unit of two tiles); this header maps them to (sequence b, head h, first query row m_start).

@@ -7,7 +7,7 @@
 // for O += P V); ss's TRANS_A is imm-trans-a (1: A is M-major, e.g. the backward's dS^T
 // tile read as dS). accumulate = 0 gives D = A*B (scale-d false), else D += A*B. The
 // accumulators are '+f' operands, so the compiler keeps them in registers; callers must still
-// wgmma_fence/commit/wait around them (see hopper_primitives.cuh).
+// wgmma_fence/commit/wait around them (see sm90/primitives.cuh).
 #pragma once
 
 namespace sigjit {

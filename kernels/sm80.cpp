@@ -4,6 +4,7 @@
 #include "kernels/config_grammar.hpp"
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"
+#include "sigjit/sm80/limits.h"
 
 #include <fmt/format.h>
 
@@ -26,20 +27,11 @@ TileConfig dq_convert_config() { return TileConfig(sigjit::Sm80Tile{64, 64, 4, 2
 namespace kernels {
 namespace {
 
-int forward_smem(const KernelSpec& spec, const Sm80Tile& t) {
-  const int row = spec.head_dim + 8;
-  return 2 * (t.block_m * row + 2 * t.stages * t.block_n * row);
-}
-
+// Sizes from sm80/limits.h, which the templates' configs use too.
 int sm80_smem(const KernelSpec& spec, const Sm80Tile& t) {
-  if (spec.direction == Direction::forward) return forward_smem(spec, t);
+  if (spec.direction == Direction::forward) return kern::sm80::fwd_smem_bytes(spec.head_dim, t.block_m, t.block_n, t.stages);
   if (spec.direction == Direction::backward_dq_convert) return 0;  // registers only
-  // The backward kernels keep two fixed BLOCK_M tiles (K and V, or Q and dO) where the forward
-  // keeps one (Q); the fused kernel also stages dS^T, BLOCK_M x (BLOCK_N + 8) 16-bit values
-  // (mirrors BwdSmem in sm80/bwd.cuh).
-  const int fixed = 2 * t.block_m * (spec.head_dim + 8);
-  const int ds = spec.direction == Direction::backward_fused ? 2 * t.block_m * (t.block_n + 8) : 0;
-  return forward_smem(spec, t) + fixed + ds;
+  return kern::sm80::bwd_smem_bytes(spec.head_dim, t.block_m, t.block_n, t.stages, spec.direction == Direction::backward_fused);
 }
 
 // Mirrors DqSplit's static_asserts (sm80/bwd.cuh): how the fused kernel's dQ tile is split.
@@ -58,11 +50,7 @@ std::string check_dq_split(const KernelSpec& spec, const Sm80Tile& c) {
   return {};
 }
 
-// Opt-in shared memory per block: 227 KB on sm_90/sm_100, 163 KB on sm_80, 99 KB on the other
-// sm_8x and on sm_12x (consumer Blackwell).
-int smem_limit(const Arch& arch) {
-  return arch.major >= 9 && arch.major != 12 ? 227 * 1024 : (arch.major == 8 && arch.minor == 0 ? 163 * 1024 : 99 * 1024);
-}
+int smem_limit(const Arch& arch) { return kern::sm80::smem_limit(arch.major, arch.minor); }
 
 std::string check_sm80(const KernelSpec& spec, const Sm80Tile& c) {
   if (spec.direction == Direction::backward_dq_convert) {
@@ -91,7 +79,7 @@ std::string check_sm80(const KernelSpec& spec, const Sm80Tile& c) {
                        ? mtiles * (spec.head_dim / 2 + c.block_n / 2 + (c.q_in_regs ? spec.head_dim / 4 : 0))
                        : mtiles * (spec.head_dim + c.block_n);
   if (spec.direction != Direction::forward && spec.head_dim > 128) return {};  // hd 256 backward: correctness only, spills accepted
-  if (regs > 224) return fmt::format("about {} accumulator registers per thread: would spill", regs);
+  if (regs > kern::sm80::kAccumulatorRegisterLimit) return fmt::format("about {} accumulator registers per thread: would spill", regs);
   return {};
 }
 

@@ -6,26 +6,22 @@
 
 #include "kernels/config_grammar.hpp"
 #include "kernels/family.hpp"
+#include "sigjit/sm90/bwd_limits.h"
 #include "sigjit/sm90/bwd_params.h"
 
 #include <fmt/format.h>
 
-#include <algorithm>
 
 namespace sigjit {
 namespace kernels {
 namespace {
 
-// Mirrors BwdSm90Config::kSmemBytes: K and V (the key block), STAGES x (Q + dO) tiles of block_q
-// queries, two dS^T tiles, the bulk-dQ staging rows, 1 + 3 x STAGES mbarriers, 1024 bytes of
-// alignment slack.
 int smem(const KernelSpec& spec, const Sm90BwdTile& c) {
-  const int dq_stage = c.bulk_dq ? c.block_q * (4 * spec.head_dim + 32) : 0;  // fp32 rows padded by 32 B
-  return 2 * spec.head_dim * (2 * c.block_k() + 2 * c.stages * c.block_q) + 2 * 2 * c.block_k() * c.block_q + dq_stage +
-         8 * (1 + 3 * c.stages) + 1024;
+  return kern::sm90::bwd_smem_bytes(spec.head_dim, c.block_k(), c.block_q, c.stages, c.bulk_dq);
 }
 
-// Mirrors BwdSm90Config's static_asserts with the same limits.
+// BwdSm90Config's static_asserts as messages; sizes, the dQ split and limits from
+// sm90/bwd_limits.h, which the template's config uses too.
 std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
   if (spec.direction != Direction::backward_fused) return "the sm90 backward family (hb...) is the fused backward kernel only";
   if (!is_sm90a(spec.arch)) return fmt::format("the sm90 backward family (wgmma, setmaxnreg) needs arch sm_90a, not {}", spec.arch.name());
@@ -36,23 +32,15 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
   if (c.consumers != 1 && c.consumers != 2)
     return fmt::format("consumers={}: the sm90 backward takes 1 or 2 consumer warpgroups", c.consumers);
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
-  // BwdSm90Config's dQ split: by m64 query tiles where they divide over the consumers, else by
-  // whole 64-column blocks of the head dim.
-  const bool dq_split_rows = (c.block_q / 64) % c.consumers == 0;
-  const int dq_mtiles = dq_split_rows ? c.block_q / 64 / c.consumers : c.block_q / 64;
-  const int dq_cols = dq_split_rows ? spec.head_dim : spec.head_dim / c.consumers;
-  if (dq_cols % 64 != 0) {
+  if (kern::sm90::bwd_dq_cols(spec.head_dim, c.block_q, c.consumers) % 64 != 0) {
     return fmt::format(
         "query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
         c.block_q, c.consumers, spec.head_dim);
   }
   const int bytes = smem(spec, c);
-  if (bytes > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", bytes, 227 * 1024);
-  // BwdSm90Config::kRegEstimate: dK + dV, then the larger phase: S^T + dP^T, or this warpgroup's
-  // dQ tiles + the P^T and dS^T fragments.
-  const int dq_phase = dq_mtiles * dq_cols / 2 + c.block_q / 2;
-  const int regs = spec.head_dim + std::max(c.block_q, dq_phase);
-  if (regs > 192) return fmt::format("about {} dK, dV and S^T/dP^T or dQ registers per consumer thread: would spill", regs);
+  if (const int limit = kern::sm90::kSmemLimit; bytes > limit) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", bytes, limit);
+  const int regs = kern::sm90::bwd_register_estimate(spec.head_dim, c.block_q, c.consumers);
+  if (regs > kern::sm90::kBwdRegisterLimit) return fmt::format("about {} dK, dV and S^T/dP^T or dQ registers per consumer thread: would spill", regs);
   return {};
 }
 

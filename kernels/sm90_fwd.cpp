@@ -5,6 +5,7 @@
 
 #include "kernels/config_grammar.hpp"
 #include "kernels/family.hpp"
+#include "sigjit/sm90/fwd_limits.h"
 #include "sigjit/sm90/fwd_params.h"
 
 #include <fmt/format.h>
@@ -15,13 +16,12 @@ namespace sigjit {
 namespace kernels {
 namespace {
 
-// Mirrors FwdSm90Config::kSmemBytes: Q + STAGES x (K + V) tiles, 1 + 4 x STAGES mbarriers (one
-// more, q_empty, when persistent), and 1024 bytes to align the base to the 128B-swizzle atom.
 int smem(const KernelSpec& spec, const Sm90FwdTile& c) {
-  return 2 * spec.head_dim * (c.block_m() + 2 * c.stages * c.block_n) + 8 * (1 + 4 * c.stages + (c.persistent ? 1 : 0)) + 1024;
+  return kern::sm90::fwd_smem_bytes(spec.head_dim, c.block_m(), c.block_n, c.stages, c.persistent);
 }
 
-// Mirrors FwdSm90Config's static_asserts, in the same order, with the same limits.
+// FwdSm90Config's static_asserts as messages, in the same order; sizes and limits from
+// sm90/fwd_limits.h, which the template's config uses too.
 std::string check(const KernelSpec& spec, const Sm90FwdTile& c) {
   if (spec.direction != Direction::forward) return "the sm90 family is forward only";
   if (!is_sm90a(spec.arch)) return fmt::format("the sm90 family (wgmma, setmaxnreg) needs arch sm_90a, not {}", spec.arch.name());
@@ -37,9 +37,9 @@ std::string check(const KernelSpec& spec, const Sm90FwdTile& c) {
     return fmt::format("ping-pong (_pp) needs 2 consumer warpgroups to alternate, not consumers={}", c.consumers);
   if (c.fma_quarters < 0 || c.fma_quarters > 4) return fmt::format("fma_quarters={} (_f) outside 0..4", c.fma_quarters);
   const int bytes = smem(spec, c);
-  if (bytes > 227 * 1024) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", bytes, 227 * 1024);
-  const int regs = spec.head_dim / 2 + c.block_n / 2 + c.block_n / 4;
-  const int fragment_regs = c.consumers == 3 ? 128 : 192;  // FwdSm90Config::kFragmentRegs
+  if (const int limit = kern::sm90::kSmemLimit; bytes > limit) return fmt::format("needs {} B of shared memory, sm_90a allows {} B", bytes, limit);
+  const int regs = kern::sm90::fwd_fragment_regs(spec.head_dim, c.block_n);
+  const int fragment_regs = kern::sm90::fwd_fragment_regs_limit(c.consumers);
   if (regs > fragment_regs) {
     return fmt::format("about {} O, S and P registers per consumer thread, {} fit with {} consumer warpgroups: would spill", regs,
                        fragment_regs, c.consumers);

@@ -114,9 +114,11 @@ template <class C, bool FUSED>
 struct DkdvLayout {
   static constexpr int kFixedElems = C::kQElems;  // K or V: kBlockM rows
   static constexpr int kStreamElems = C::kKVElems;  // Q or dO: kBlockN rows
-  static constexpr int kSmemBytes = 2 * (2 * kFixedElems + 2 * C::kStages * kStreamElems + (FUSED ? DqSplit<C>::kDsElems : 0));
+  static constexpr int kSmemBytes = sm80::bwd_smem_bytes(C::kHeadDim, C::kBlockM, C::kBlockN, C::kStages, FUSED);
+  static_assert(kSmemBytes == 2 * (2 * kFixedElems + 2 * C::kStages * kStreamElems + (FUSED ? DqSplit<C>::kDsElems : 0)),
+                "sm80/limits.h: bwd_smem_bytes disagrees with the tiles above");
   static_assert(!C::kQInRegs, "the dK/dV kernel reads K and V fragments from shared memory");
-  static_assert(kSmemBytes <= 227 * 1024, "dK/dV tile config exceeds the 227 KB shared memory of sm_90");
+  static_assert(kSmemBytes <= sm80::kSmemLimitMax, "dK/dV tile config exceeds the 227 KB shared memory of sm_90");
 };
 
 template <class C>

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "sigjit/common/sequence.cuh"
+#include "sigjit/sm80/limits.h"
 
 namespace sigjit {
 namespace kern {
@@ -44,21 +45,22 @@ struct FwdConfig {
   static constexpr int kChunksPerRow = kHeadDim / 8; // 16-byte chunks per row
   // One 16-byte pad per row: 8 consecutive rows then start 16 bytes apart modulo 128, so the
   // eight row addresses of an ldmatrix hit eight distinct bank groups.
-  static constexpr int kRowStride = kHeadDim + 8;
+  static constexpr int kRowStride = sm80::row_elems(kHeadDim);
   static constexpr int kTileElems = kRowStride;  // per row
   static constexpr int kQElems = kBlockM * kRowStride;
   static constexpr int kKVElems = kBlockN * kRowStride;
-  static constexpr int kSmemBytes = 2 * (kQElems + 2 * kStages * kKVElems);
+  static constexpr int kSmemBytes = sm80::fwd_smem_bytes(kHeadDim, kBlockM, kBlockN, kStages);
+  static_assert(kSmemBytes == 2 * (kQElems + 2 * kStages * kKVElems), "sm80/limits.h: fwd_smem_bytes disagrees with the tiles above");
 
   static_assert(kHeadDim % 16 == 0 && kHeadDim >= 32 && kHeadDim <= 256, "head dim: a multiple of 16 in [32, 256]");
   static_assert(kWarps >= 1 && kWarps <= 16, "warps: 1..16");
   static_assert(kBlockM % (16 * kWarps) == 0, "BLOCK_M must give each warp a whole number of m16 tiles");
   static_assert(kMTiles <= 2, "more than two m16 tiles per warp does not fit the register file");
-  static_assert(kMTiles * (kHeadDim / 2 + kBlockN / 2 + (kQInRegs ? kHeadDim / 4 : 0)) <= 224,
+  static_assert(kMTiles * (kHeadDim / 2 + kBlockN / 2 + (kQInRegs ? kHeadDim / 4 : 0)) <= sm80::kAccumulatorRegisterLimit,
                 "O, S and Q fragments alone exceed 224 registers per thread: the kernel would spill");
   static_assert(kBlockN % 16 == 0 && kBlockN >= 16 && kBlockN <= 256, "BLOCK_N: a multiple of 16 in [16, 256]");
   static_assert(kStages >= 2 && kStages <= 4, "pipeline stages: 2..4");
-  static_assert(kSmemBytes <= 227 * 1024, "tile config exceeds the 227 KB shared memory of sm_90");
+  static_assert(kSmemBytes <= sm80::kSmemLimitMax, "tile config exceeds the 227 KB shared memory of sm_90");
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
 };
 

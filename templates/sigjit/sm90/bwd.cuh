@@ -36,6 +36,7 @@
 #pragma once
 
 #include "sigjit/common/sequence.cuh"
+#include "sigjit/sm90/bwd_limits.h"
 #include "sigjit/sm90/bwd_params.h"
 #include "sigjit/sm90/primitives.cuh"
 
@@ -78,9 +79,9 @@ struct BwdSm90Config {
   // How the consumers share the step's dQ tile: by m64 query tiles where there are enough,
   // else by head-dim columns (whole 64-column swizzle blocks, so that no K descriptor starts
   // inside a 128-byte swizzle atom).
-  static constexpr bool kDqSplitRows = kMTiles % kConsumers == 0;
-  static constexpr int kDqMTiles = kDqSplitRows ? kMTiles / kConsumers : kMTiles;  // per warpgroup
-  static constexpr int kDqCols = kDqSplitRows ? kHeadDim : kHeadDim / kConsumers;  // per warpgroup
+  static constexpr bool kDqSplitRows = sm90::bwd_dq_split_rows(kBlockM, kConsumers);
+  static constexpr int kDqMTiles = sm90::bwd_dq_mtiles(kBlockM, kConsumers);        // per warpgroup
+  static constexpr int kDqCols = sm90::bwd_dq_cols(kHeadDim, kBlockM, kConsumers);  // per warpgroup
   static constexpr int kDqAcc = kDqCols / 2;  // per m64 tile
   static constexpr int kKBlockBytes = kBlockN * 128;
   static constexpr int kQBlockBytes = kBlockM * 128;
@@ -95,12 +96,13 @@ struct BwdSm90Config {
   static constexpr int kDoOffset = kQOffset + kStages * kQBytes;
   static constexpr int kDsOffset = kDoOffset + kStages * kQBytes;
   // fp32 dQ staging rows padded by 32 bytes: the 8 rows of one warp store start 8 banks apart.
-  static constexpr int kDqStageStride = kHeadDim * 4 + 32;
+  static constexpr int kDqStageStride = sm90::bwd_dq_stage_row_bytes(kHeadDim);
   static constexpr int kDqStageOffset = kDsOffset + 2 * kDsBytes;
-  static constexpr int kDqStageBytes = kBulkDq ? kBlockM * kDqStageStride : 0;
+  static constexpr int kDqStageBytes = sm90::bwd_dq_stage_bytes(kHeadDim, kBlockM, kBulkDq);
   static constexpr int kBarOffset = kDqStageOffset + kDqStageBytes;
   static constexpr int kBarriers = 1 + 3 * kStages;
-  static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;  // + alignment slack
+  static constexpr int kSmemBytes = sm90::bwd_smem_bytes(kHeadDim, kBlockN, kBlockM, kStages, kBulkDq);
+  static_assert(kSmemBytes == kBarOffset + 8 * kBarriers + 1024, "sm90/bwd_limits.h: bwd_smem_bytes disagrees with the layout above");
   // setmaxnreg with two consumers: 128 * 24 + 256 * 240 = 64512 <= 65536 registers.
   static constexpr bool kRebalanceRegs = kConsumers == 2;
   static constexpr int kProducerRegs = 24;
@@ -114,12 +116,9 @@ struct BwdSm90Config {
   static_assert(kStages >= 2 && kStages <= 4, "sm90 backward pipeline stages: 2..4");
   static_assert(kBlockM <= 128 * kConsumers, "sm90 backward: one consumer thread per dQ row issues its bulk reduction");
   static_assert(kDqCols % 64 == 0, "sm90 backward: the dQ split needs whole 64-column blocks per warpgroup (BLOCK_M 128 with 2 consumers at hd 64)");
-  static_assert(kSmemBytes <= 227 * 1024, "sm90 backward tile config exceeds the 227 KB of shared memory per block");
-  // Live fp32/b32 registers per consumer thread: dK and dV throughout, plus either S^T and dP^T
-  // (sigmoid phase) or dQ and the P^T/dS^T fragments (GEMM phase). Mirrored by check_config.
-  static constexpr int kPhaseRegs = 2 * kSAcc > kDqMTiles * kDqAcc + 8 * kQSteps ? 2 * kSAcc : kDqMTiles * kDqAcc + 8 * kQSteps;
-  static constexpr int kRegEstimate = 2 * kDAcc + kPhaseRegs;
-  static_assert(kRegEstimate <= 192, "sm90 backward: dK, dV and the S^T/dP^T or dQ tiles exceed 192 registers per consumer thread: it would spill");
+  static_assert(kSmemBytes <= sm90::kSmemLimit, "sm90 backward tile config exceeds the 227 KB of shared memory per block");
+  static constexpr int kRegEstimate = sm90::bwd_register_estimate(kHeadDim, kBlockM, kConsumers);  // see bwd_limits.h
+  static_assert(kRegEstimate <= sm90::kBwdRegisterLimit, "sm90 backward: dK, dV and the S^T/dP^T or dQ tiles exceed 192 registers per consumer thread: it would spill");
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
 };
 

@@ -45,6 +45,7 @@
 #pragma once
 
 #include "sigjit/common/sequence.cuh"
+#include "sigjit/sm90/fwd_limits.h"
 #include "sigjit/sm90/fwd_params.h"
 #include "sigjit/sm90/primitives.cuh"
 #include "sigjit/common/sigmoid_poly.h"
@@ -97,7 +98,8 @@ struct FwdSm90Config {
   static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
   static constexpr int kBarriers = 1 + 4 * kStages;
   // + 1024: the dynamic shared memory base is only guaranteed 16-byte aligned.
-  static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;
+  static constexpr int kSmemBytes = sm90::fwd_smem_bytes(kHeadDim, kBlockM, kBlockN, kStages, false);
+  static_assert(kSmemBytes == kBarOffset + 8 * kBarriers + 1024, "sm90/fwd_limits.h: fwd_smem_bytes disagrees with the layout above");
   // setmaxnreg budgets: two consumers 128 * 24 + 256 * 240 = 64512, three (BLOCK_M 192, 512
   // threads) 128 * 24 + 384 * 160 = 64512, of 65536 registers.
   static constexpr bool kRebalanceRegs = kConsumers >= 2;
@@ -105,14 +107,14 @@ struct FwdSm90Config {
   static constexpr int kConsumerRegs = kConsumers == 3 ? 160 : 240;
   // What the O, S and P fragments may take of kConsumerRegs (the rest: addresses, loop state,
   // the sigmoid's temporaries), from ptxas's reports (CUDA 13.0) over every feature.
-  static constexpr int kFragmentRegs = kConsumers == 3 ? 128 : 192;
+  static constexpr int kFragmentRegs = sm90::fwd_fragment_regs_limit(kConsumers);
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "sm90 family: head dim 64, 128 or 256 (whole 128-byte swizzle rows)");
   static_assert(kBlockN % 16 == 0 && kBlockN >= 16 && kBlockN <= 256, "sm90 BLOCK_N: a multiple of 16 in [16, 256] (wgmma N and the TMA box limit)");
   static_assert(kConsumers >= 1 && kConsumers <= 3, "sm90 family: 1, 2 or 3 consumer warpgroups");
   static_assert(kStages >= 2 && kStages <= 4, "sm90 pipeline stages: 2..4");
-  static_assert(kSmemBytes <= 227 * 1024, "sm90 tile config exceeds the 227 KB of shared memory per block");
-  static_assert(kOAcc + kSAcc + kBlockN / 4 <= kFragmentRegs,
+  static_assert(kSmemBytes <= sm90::kSmemLimit, "sm90 tile config exceeds the 227 KB of shared memory per block");
+  static_assert(sm90::fwd_fragment_regs(kHeadDim, kBlockN) <= kFragmentRegs,
                 "sm90: O + S + P fragments exceed the consumer threads' registers: the kernel would spill");
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
   static_assert(!kPingpong || kConsumers == 2, "sm90 ping-pong needs 2 consumer warpgroups");
@@ -127,8 +129,8 @@ struct FwdSm90Config {
 template <class Base>
 struct FwdSm90PersistentConfig : Base {
   static constexpr int kBarriers = Base::kBarriers + 1;
-  static constexpr int kSmemBytes = Base::kSmemBytes + 8;
-  static_assert(kSmemBytes <= 227 * 1024, "sm90 tile config exceeds the 227 KB of shared memory per block");
+  static constexpr int kSmemBytes = sm90::fwd_smem_bytes(Base::kHeadDim, Base::kBlockM, Base::kBlockN, Base::kStages, true);
+  static_assert(kSmemBytes <= sm90::kSmemLimit, "sm90 tile config exceeds the 227 KB of shared memory per block");
 };
 
 // Whether C is persistent, as a constant function (a static data member would be emitted into

@@ -1,0 +1,49 @@
+// The Hopper fused backward's sizes, dQ split and limits as functions of its tile parameters
+// (block_k keys per CTA = 64 per consumer warpgroup, block_q queries per step). The template's
+// config (sm90/bwd.cuh) and the host's family (kernels/sm90_bwd.cpp) both compute from these.
+// Host and device: constexpr only, no CUDA.
+#pragma once
+
+#include "sigjit/common/host_device.h"
+#include "sigjit/sm90/limits.h"
+
+namespace sigjit {
+namespace kern {
+namespace sm90 {
+
+// The bulk-dQ staging tile (_r): block_q fp32 rows padded by 32 bytes, so that the 8 rows one
+// warp stores start 8 banks apart.
+SIGJIT_HD constexpr int bwd_dq_stage_row_bytes(int head_dim) { return head_dim * 4 + 32; }
+SIGJIT_HD constexpr int bwd_dq_stage_bytes(int head_dim, int block_q, bool bulk_dq) {
+  return bulk_dq ? block_q * bwd_dq_stage_row_bytes(head_dim) : 0;
+}
+
+// K and V, STAGES x (Q + dO) tiles, two dS^T tiles, the dQ staging rows, 1 + 3 x STAGES
+// mbarriers, 1024 bytes of alignment slack.
+SIGJIT_HD constexpr int bwd_smem_bytes(int head_dim, int block_k, int block_q, int stages, bool bulk_dq) {
+  return 2 * head_dim * (2 * block_k + 2 * stages * block_q) + 2 * 2 * block_k * block_q + bwd_dq_stage_bytes(head_dim, block_q, bulk_dq) +
+         8 * (1 + 3 * stages) + 1024;
+}
+
+// How the consumers share a step's dQ tile: by m64 query tiles where they divide over the
+// consumers, else by head-dim columns (whole 64-column swizzle blocks each).
+SIGJIT_HD constexpr bool bwd_dq_split_rows(int block_q, int consumers) { return (block_q / 64) % consumers == 0; }
+SIGJIT_HD constexpr int bwd_dq_mtiles(int block_q, int consumers) {
+  return bwd_dq_split_rows(block_q, consumers) ? block_q / 64 / consumers : block_q / 64;
+}
+SIGJIT_HD constexpr int bwd_dq_cols(int head_dim, int block_q, int consumers) {
+  return bwd_dq_split_rows(block_q, consumers) ? head_dim : head_dim / consumers;
+}
+
+// Live fp32/b32 registers per consumer thread: dK and dV throughout, plus the larger phase:
+// S^T and dP^T (sigmoid), or this warpgroup's dQ tiles and the P^T/dS^T fragments (GEMMs).
+SIGJIT_HD constexpr int bwd_register_estimate(int head_dim, int block_q, int consumers) {
+  const int sigmoid_phase = block_q;
+  const int gemm_phase = bwd_dq_mtiles(block_q, consumers) * bwd_dq_cols(head_dim, block_q, consumers) / 2 + block_q / 2;
+  return head_dim + (sigmoid_phase > gemm_phase ? sigmoid_phase : gemm_phase);
+}
+enum : int { kBwdRegisterLimit = 192 };  // above it ptxas spills (setmaxnreg gives the consumers 240)
+
+}  // namespace sm90
+}  // namespace kern
+}  // namespace sigjit

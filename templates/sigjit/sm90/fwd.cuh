@@ -24,7 +24,7 @@
 // C = 3 (BLOCK_M 192) feeds each K/V tile to three warpgroups, whose sigmoids and GEMMs the SM
 // interleaves without turns; it fits hd 64 up to 128 keys and hd 128 at 64 keys.
 // Tunables of issue 6: PINGPONG (the two consumer warpgroups take turns issuing their GEMMs on
-// named barriers, see consume_pingpong; the default with the score bias at hd 128),
+// named barriers, see turn_begin and consume; the default with the score bias at hd 128),
 // FMA_QUARTERS (that share of the sigmoids computed by the FMA-only polynomial of
 // common/sigmoid_poly.h, no MUFU op; slower wherever measured: the polynomial's 16 instructions per
 // score cost more issue slots than MUFU saves)
@@ -70,7 +70,7 @@ struct FwdSm90Config {
   static constexpr int kBiasMode = BIAS_MODE_;
   static constexpr bool kScoreBias = HAS_SCORE_BIAS_;
   static constexpr bool kExact = EXACT_SIGMOID_;
-  // Ping-pong: the consumer warpgroups take turns issuing their GEMMs (see consume_pingpong).
+  // Ping-pong: the consumer warpgroups take turns issuing their GEMMs (see turn_begin and consume).
   static constexpr bool kPingpong = PINGPONG_;
   // Of each thread's 4 scores per n8 column block, elements e < kFmaQuarters take the FMA-only
   // sigmoid (common/sigmoid_poly.h), the rest MUFU: a fraction kFmaQuarters / 4 of all scores.
@@ -388,83 +388,6 @@ __device__ __forceinline__ void skip_tile(const Sm90Smem<C>& sm, int n_blocks, i
   }
 }
 
-// One work tile. `ring0`: ring uses of the CTA's earlier tiles; `q_parity`: phase parity of this
-// tile's Q load on q_full (both 0 unless persistent).
-template <class C>
-__device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int m_start, int n_blocks,
-                                        int ring0, int q_parity) {
-  const SigjitFwdParams& p = params.p;
-  float o[C::kOAcc];
-  const Sm90Thread t = consumer_thread<C>(seq, m_start, o);
-  const int wg = t.wg, warp = t.warp, lane = t.lane;
-  const Sm90Rows& rows = t.rows;
-  if (n_blocks == 0) {
-    store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
-    return;
-  }
-  if (rows.wg_row0 >= seq.len_q) {  // a last query tile: these 64 rows are past the sequence end
-    skip_tile<C>(sm, n_blocks, ring0, q_parity);
-    store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
-    return;
-  }
-  const float bias = sequence_bias<C>(p, seq);
-  const SigmoidFold<C::kExact> sig(p.scale);
-  const SigmoidFold<true> poly_fold(p.scale);
-  float s[C::kSAcc];
-  u32 pf[C::kPSteps][4];
-
-  mbarrier_wait(sm.q_full(), q_parity);
-  wait_k(sm, ring0);
-  issue_scores<C>(s, sm, wg, ring0 % C::kStages);
-  wgmma_wait<0>();
-  pin_registers(s);
-  release_k(sm, ring0);
-  sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp);
-  pack_p<C>(pf, s);
-  for (int j = 1; j < n_blocks; ++j) {
-    const int u = ring0 + j;  // ring use of key tile j
-    if (C::kOverlap) {
-      // S_j and PV_{j-1} go to the tensor cores back to back; the sigmoid of S_j runs while
-      // PV_{j-1} is still in flight, so it must work in place on S (P_{j-1} is being read).
-      wait_k(sm, u);
-      issue_scores<C>(s, sm, wg, u % C::kStages);
-      wait_v(sm, u - 1);
-      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
-      wgmma_wait<1>();
-      pin_registers(s);
-      release_k(sm, u);
-      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
-      wgmma_wait<0>();
-      pin_registers(o);
-      for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
-      release_v(sm, u - 1);
-      pack_p<C>(pf, s);
-    } else {
-      wait_v(sm, u - 1);
-      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
-      wgmma_wait<0>();
-      pin_registers(o);
-      for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
-      release_v(sm, u - 1);
-      wait_k(sm, u);
-      issue_scores<C>(s, sm, wg, u % C::kStages);
-      wgmma_wait<0>();
-      pin_registers(s);
-      release_k(sm, u);
-      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
-      pack_p<C>(pf, s);
-    }
-  }
-  release_q(sm);
-  const int last = ring0 + n_blocks - 1;
-  wait_v(sm, last);
-  issue_pv<C>(o, pf, sm, last % C::kStages);
-  wgmma_wait<0>();
-  pin_registers(o);
-  release_v(sm, last);
-  store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, false);
-}
-
 // Ping-pong (FlashAttention-3's inter-warpgroup schedule, written for this kernel): the two
 // consumer warpgroups take turns issuing their wgmma groups, so that while one warpgroup's
 // GEMMs run on the tensor cores the other computes its sigmoid on MUFU/FMA, instead of both
@@ -489,28 +412,45 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
 // phase of the same iteration; the data of phase j needs stage uses up to j - STAGES released,
 // which both warpgroups did in iterations <= j - 1 (STAGES >= 2), before the turn of phase j.
 // Barrier ids and counts as immediates (a warpgroup-uniform branch picks one): no registers held
-// for them across the loop.
+// for them across the loop. Without ping-pong (C::kPingpong false) the turns are empty.
+template <class C>
+__device__ __forceinline__ void turn_first(int wg) {  // warpgroup 0 goes first
+  if (C::kPingpong && wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");
+}
+
 template <class C>
 __device__ __forceinline__ void turn_begin(int wg) {
+  if (!C::kPingpong) return;
   if (wg == 0) asm volatile("bar.sync %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");
   else asm volatile("bar.sync %0, %1;\n" ::"n"(C::kTurnBarrier + 1), "n"(C::kTurnThreads) : "memory");
 }
 
 template <class C>
 __device__ __forceinline__ void turn_end(int wg, bool last_phase) {
+  if (!C::kPingpong) return;
   if (wg == 0) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier + 1), "n"(C::kTurnThreads) : "memory");
   else if (!last_phase) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");
 }
 
+// One work tile of one consumer warpgroup, with or without ping-pong turns. `ring0`: ring uses
+// of the CTA's earlier tiles; `q_parity`: phase parity of this tile's Q load on q_full (both 0
+// unless persistent). Per key tile j: S_j = Q K_j^T, the sigmoid, P_j packed for O += P_j V_j.
+// With OVERLAP or ping-pong, S_j and PV_{j-1} go to the tensor cores in one issue phase (one
+// turn); without either, PV_{j-1} completes before S_j is issued.
 template <class C>
-__device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int m_start,
-                                                 int n_blocks, int ring0, int q_parity) {
+__device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int m_start, int n_blocks,
+                                        int ring0, int q_parity) {
   const SigjitFwdParams& p = params.p;
   float o[C::kOAcc];
   const Sm90Thread t = consumer_thread<C>(seq, m_start, o);
   const int wg = t.wg, warp = t.warp, lane = t.lane;
   const Sm90Rows& rows = t.rows;
-  if (n_blocks == 0) {  // both warpgroups leave here (n_blocks is per tile): no turns taken
+  if (n_blocks == 0) {  // with ping-pong both warpgroups leave here (n_blocks is per tile): no turns taken
+    store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
+    return;
+  }
+  if (!C::kPingpong && rows.wg_row0 >= seq.len_q) {  // a last query tile: these 64 rows are past the sequence end
+    skip_tile<C>(sm, n_blocks, ring0, q_parity);
     store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, true);
     return;
   }
@@ -520,7 +460,7 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   float s[C::kSAcc];
   u32 pf[C::kPSteps][4];
 
-  if (wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");  // wg 0 goes first
+  turn_first<C>(wg);
   mbarrier_wait(sm.q_full(), q_parity);
   wait_k(sm, ring0);
   turn_begin<C>(wg);
@@ -532,32 +472,50 @@ __device__ __forceinline__ void consume_pingpong(const SigjitFwdSm90Params& para
   sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, 0, lane, warp);
   pack_p<C>(pf, s);
   for (int j = 1; j < n_blocks; ++j) {
-    // One phase: S_j and PV_{j-1} back to back (PV reads P_{j-1} from pf, S_j writes s).
     const int u = ring0 + j;  // ring use of key tile j
-    wait_k(sm, u);
-    turn_begin<C>(wg);
-    issue_scores<C>(s, sm, wg, u % C::kStages);
-    wait_v(sm, u - 1);  // loaded with K_{j-1}: in practice never waits, so holding the turn is fine
-    issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
-    turn_end<C>(wg, false);
-    if (C::kOverlap) {  // the sigmoid of S_j also overlaps this warpgroup's own PV_{j-1}
-      wgmma_wait<1>();
-      pin_registers(s);
-      release_k(sm, u);
-      sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
-      wgmma_wait<0>();
-      pin_registers(o);
-      for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
+    if (C::kOverlap || C::kPingpong) {
+      // One phase: S_j and PV_{j-1} back to back (PV reads P_{j-1} from pf, S_j writes s).
+      wait_k(sm, u);
+      turn_begin<C>(wg);
+      issue_scores<C>(s, sm, wg, u % C::kStages);
+      wait_v(sm, u - 1);  // loaded with K_{j-1}: in practice never waits, so holding the turn is fine
+      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
+      turn_end<C>(wg, false);
+      if (C::kOverlap) {
+        // The sigmoid of S_j runs while PV_{j-1} is still in flight, so it must work in place
+        // on S (P_{j-1} is being read).
+        wgmma_wait<1>();
+        pin_registers(s);
+        release_k(sm, u);
+        sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
+        wgmma_wait<0>();
+        pin_registers(o);
+        for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
+      } else {
+        wgmma_wait<0>();
+        pin_registers(s);
+        pin_registers(o);
+        for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
+        release_k(sm, u);
+        sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
+      }
+      release_v(sm, u - 1);
+      pack_p<C>(pf, s);
     } else {
+      wait_v(sm, u - 1);
+      issue_pv<C>(o, pf, sm, (u - 1) % C::kStages);
       wgmma_wait<0>();
-      pin_registers(s);
       pin_registers(o);
       for (int kk = 0; kk < C::kPSteps; ++kk) pin_registers(pf[kk]);
+      release_v(sm, u - 1);
+      wait_k(sm, u);
+      issue_scores<C>(s, sm, wg, u % C::kStages);
+      wgmma_wait<0>();
+      pin_registers(s);
       release_k(sm, u);
       sigmoid_tile_sm90<C>(s, sig, poly_fold, seq, bias, rows, j, lane, warp);
+      pack_p<C>(pf, s);
     }
-    release_v(sm, u - 1);
-    pack_p<C>(pf, s);
   }
   release_q(sm);
   const int last = ring0 + n_blocks - 1;
@@ -639,8 +597,7 @@ __device__ __forceinline__ void consume_tiles(const SigjitFwdSm90Params& params,
   for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); next_tile<C>(c)) {
     const SeqSlice seq = locate_sequence<C>(p, tile.b, tile.h);
     const int n_blocks = key_tile_count<C>(seq, tile.m_start);
-    if (C::kPingpong) consume_pingpong<C>(params, sm, seq, tile.m_start, n_blocks, ring, q_loads & 1);
-    else consume<C>(params, sm, seq, tile.m_start, n_blocks, ring, q_loads & 1);
+    consume<C>(params, sm, seq, tile.m_start, n_blocks, ring, q_loads & 1);
     if (n_blocks > 0) {
       ring += n_blocks;
       ++q_loads;
@@ -704,8 +661,7 @@ __device__ __forceinline__ void fwd_sm90_kernel(const SigjitFwdSm90Params& param
     if (threadIdx.x == 0 && n_blocks > 0) produce<C>(params, sm, b, h, m_start, n_blocks, 0);
   } else {
     if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
-    if (C::kPingpong) consume_pingpong<C>(params, sm, seq, m_start, n_blocks, 0, 0);
-    else consume<C>(params, sm, seq, m_start, n_blocks, 0, 0);
+    consume<C>(params, sm, seq, m_start, n_blocks, 0, 0);
   }
 }
 

@@ -175,6 +175,8 @@ std::uint64_t random64() {
 
 }  // namespace
 
+int open_cache_subdir(const fs::path& root, const fs::path& rel) { return open_cache_dir(root, rel); }
+
 void ensure_dir(const fs::path& dir) {
   std::error_code ec;
   if (fs::is_directory(dir, ec)) return;

@@ -48,6 +48,9 @@ int read_all(const fs::path& path, Buffer& out, struct stat* st = nullptr, std::
              bool follow_link = false);
 bool write_all(int fd, const void* data, std::size_t size);
 void ensure_dir(const fs::path& dir);
+// <root>/<rel> opened as a directory to create or rename files in, following no symbolic link
+// below the root and creating what is missing (as atomic_write does); throws Error naming it.
+int open_cache_subdir(const fs::path& root, const fs::path& rel);
 void atomic_write(const fs::path& tmp_dir, const fs::path& target, const void* data, std::size_t size, const char* outside = nullptr);
 void atomic_write(const fs::path& tmp_dir, const fs::path& target, const std::string& data);
 double age_seconds(const struct stat& st);

@@ -736,29 +736,36 @@ struct RemoteTier::Impl {
     return RemoteStatus::ok;
   }
 
-  std::optional<std::string> get_value(const std::string& key, bool* rejected_out) {
+  // nullopt with *why: miss, error, unavailable or rejected.
+  std::optional<std::string> get_value(const std::string& key, RemoteOutcome* why) {
     const Outcome o = command({"GET", key}, config.max_record_bytes + 64, "GET");
     if (o.failure == Failure::oversize) {
-      *rejected_out = true;
+      *why = RemoteOutcome::rejected;
       log_once(fmt::format("{}: the value is over {} bytes; not read (a miss)", describe_key(key), config.max_record_bytes));
       return std::nullopt;
     }
-    if (o.failure != Failure::none) return std::nullopt;
+    if (o.failure != Failure::none) {
+      *why = o.failure == Failure::breaker ? RemoteOutcome::unavailable : RemoteOutcome::error;
+      return std::nullopt;
+    }
     const redisReply* r = o.reply.get();
     if (r->type == REDIS_REPLY_NIL) {
+      *why = RemoteOutcome::miss;
       if (verbose()) std::fputs(fmt::format("sigjit: remote cache {}: {}: not cached (miss)\n", url, describe_key(key)).c_str(), stderr);
       return std::nullopt;
     }
     if (r->type == REDIS_REPLY_ERROR) {
+      *why = RemoteOutcome::error;
       log_once(fmt::format("GET {} refused: {}", describe_key(key), printable(reply_text(r))));
       return std::nullopt;
     }
     if (r->type != REDIS_REPLY_STRING) {
-      *rejected_out = true;
+      *why = RemoteOutcome::rejected;
       log_once(fmt::format("GET {}: unexpected reply type {}", describe_key(key), r->type));
       return std::nullopt;
     }
     bytes_read += r->len;
+    *why = RemoteOutcome::hit;
     return std::string(reply_text(r));
   }
 };
@@ -791,29 +798,33 @@ RemoteStats RemoteTier::stats() const {
   return RemoteStats{i.hits, i.misses, i.rejected, i.failures, i.trips, i.writes, i.bytes_read, i.bytes_written};
 }
 
-std::optional<RemoteRecord> RemoteTier::get(const DeviceFingerprint& fp, const std::string& problem_key) {
+std::optional<RemoteRecord> RemoteTier::get(const DeviceFingerprint& fp, const std::string& problem_key, RemoteOutcome* outcome) {
   Impl& i = *impl_;
+  RemoteOutcome ignored;
+  RemoteOutcome& why = outcome != nullptr ? *outcome : ignored;
   std::string key;
   try {
     key = remote_key(fp, problem_key);
   } catch (const Error& e) {
     i.log_once(e.what());
     ++i.misses;
+    why = RemoteOutcome::miss;
     return std::nullopt;
   }
-  bool rejected = false;
-  const std::optional<std::string> value = i.get_value(key, &rejected);
+  const std::optional<std::string> value = i.get_value(key, &why);
   if (!value) {
-    ++(rejected ? i.rejected : i.misses);
+    ++(why == RemoteOutcome::rejected ? i.rejected : i.misses);
     return std::nullopt;
   }
   try {
     RemoteRecord r = decode_record(*value, key, i.trusted, i.config.max_record_bytes);
     if (r.fingerprint != fp || r.entry.problem_key != problem_key) fail("record is for another device or problem");
     ++i.hits;
+    why = RemoteOutcome::hit;
     return r;
   } catch (const std::exception& e) {
     ++i.rejected;
+    why = RemoteOutcome::rejected;
     i.log_once(fmt::format("{}: rejected, not loaded (a miss): {}", describe_key(key), e.what()));
     return std::nullopt;
   }
@@ -829,8 +840,8 @@ std::optional<std::string> RemoteTier::get_raw(const std::string& key) {
   if (key.rfind(kRemotePrefix, 0) != 0 || key.size() > kMaxRemoteKeyBytes)
     fail(fmt::format("remote cache: key '{}' is not a key of this tier (it starts with {}, at most {} bytes)", printable(key),
                      kRemotePrefix, kMaxRemoteKeyBytes));
-  bool rejected = false;
-  return impl_->get_value(key, &rejected);
+  RemoteOutcome why;
+  return impl_->get_value(key, &why);
 }
 
 RemoteStatus RemoteTier::put_raw(const std::string& key, std::string_view value, PutMode mode) {

@@ -130,6 +130,15 @@ const char* to_string(RemoteStatus s);
 
 enum class PutMode { replace, if_absent };
 
+// What one get found (the lookup counters tell these apart: cache/counters.hpp).
+enum class RemoteOutcome {
+  hit,
+  miss,         // absent (or a key this tier cannot form)
+  error,        // the command failed now (timeout, connection, protocol) or the server refused it
+  unavailable,  // not sent: the circuit breaker is open after an earlier failure
+  rejected,     // a value that failed bounds, parsing, binding or its signature
+};
+
 struct RemoteLock {
   std::string key;
   std::string token;  // random; only its holder releases or extends the lock
@@ -162,8 +171,8 @@ class RemoteTier {
   RemoteStats stats() const;
 
   // A verified record for (fp, problem_key), or nullopt: absent, the server unavailable, or a
-  // record rejected (logged once per key and reason, never returned).
-  std::optional<RemoteRecord> get(const DeviceFingerprint& fp, const std::string& problem_key);
+  // record rejected (logged once per key and reason, never returned). `outcome`: which of these.
+  std::optional<RemoteRecord> get(const DeviceFingerprint& fp, const std::string& problem_key, RemoteOutcome* outcome = nullptr);
   // Publishes a signed record under remote_key(its fingerprint, its problem key); read_only
   // without a round trip when writes are off. Throws sigjit::Error for a malformed record.
   RemoteStatus put(const RemoteRecord& record, PutMode mode = PutMode::replace);

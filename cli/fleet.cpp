@@ -1,6 +1,7 @@
 #include "cli/fleet.hpp"
 
 #include "base/env.hpp"
+#include "cache/counters.hpp"
 #include "cache/remote.hpp"
 #include "cache/signing.hpp"
 #include "cache/store.hpp"
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <map>
 
@@ -41,6 +43,7 @@ void print_json(const json& j) { fmt::print("{}\n", j.dump(2, ' ', true, json::e
 struct Options {
   std::string priv, pub, pattern, device;
   bool json = false;
+  bool zero = false;
 };
 Options opts;
 CLI::App *keygen_cmd, *push_cmd, *pull_cmd, *stats_cmd, *config_cmd, *clear_cmd;
@@ -141,7 +144,50 @@ int run_pull() {
   return rejected ? 1 : 0;
 }
 
+// The persisted lookup counters (cache/counters.hpp), by tier.
+json counters_json(const cache::CounterReport& r) {
+  json tiers = json::object();
+  for (std::size_t i = 0; i < cache::kCounterCount; ++i) {
+    const std::string name = cache::counter_name(static_cast<cache::Counter>(i));
+    const std::size_t dot = name.find('.');
+    tiers[name.substr(0, dot)][name.substr(dot + 1)] = r.totals[i];
+  }
+  return {{"tiers", tiers}, {"files", r.files}, {"problems", r.problems},
+          {"zeroed_at", r.zeroed_at ? json(*r.zeroed_at) : json(nullptr)}};
+}
+
+void print_counters(const cache::CounterReport& r) {
+  const auto& t = r.totals;
+  const auto at = [&](cache::Counter c) { return t[static_cast<std::size_t>(c)]; };
+  using C = cache::Counter;
+  std::string since;
+  if (r.zeroed_at) {
+    const std::time_t z = static_cast<std::time_t>(*r.zeroed_at);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&z));
+    since = fmt::format(" since {} (`sigjit stats --zero`)", buf);
+  }
+  fmt::print("lookups{} by the processes using this cache (saved every {} s and at exit):\n", since, cache::kFlushInterval.count());
+  fmt::print("  in-process table: {} hits, {} misses\n", at(C::process_hit), at(C::process_miss));
+  fmt::print("  local store:      {} hits, {} misses\n", at(C::local_hit), at(C::local_miss));
+  fmt::print("  remote tier:      {} hits, {} misses, {} errors (timeouts, connections, refused commands), {} not asked (breaker open), "
+             "{} records refused (signature, format, key, unusable)\n",
+             at(C::remote_hit), at(C::remote_miss), at(C::remote_error), at(C::remote_unavailable), at(C::remote_refused));
+  for (const auto& p : r.problems) fmt::print("  skipped {}\n", clean(p));
+}
+
+int run_zero() {
+  const fs::path root = cache::Store::default_root();
+  const int n = cache::zero_counters(root);
+  if (opts.json)
+    print_json({{"root", root.string()}, {"files_zeroed", n}});
+  else
+    fmt::print("zeroed the lookup counters of {} ({} files)\n", clean(root.string()), n);
+  return 0;
+}
+
 int run_stats() {
+  if (opts.zero) return run_zero();
   const cache::Store store(cache::Store::default_root(), cache::Store::Open::existing);
   json local = {{"root", store.root().string()}, {"bytes", store.size_bytes()}};
   std::map<std::string, std::pair<std::string, int>> devices;
@@ -173,9 +219,9 @@ int run_stats() {
               {"entries", keys ? json(keys->size()) : json(nullptr)},
               {"scan_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()}};
   }
-  const char* counters = "hits and misses are counted per process (RemoteTier::stats; SIGJIT_VERBOSE_CACHE=1 logs each), not persisted";
+  const cache::CounterReport counters = cache::read_counters(store.root());
   if (opts.json) {
-    print_json({{"local", local}, {"remote", remote}, {"counters", counters}});
+    print_json({{"local", local}, {"remote", remote}, {"counters", counters_json(counters)}});
     return 0;
   }
   fmt::print("local store {}: {} entries ({} tuned), {:.1f} MB\n", clean(store.root().string()), total, tuned, store.size_bytes() / 1e6);
@@ -188,7 +234,7 @@ int run_stats() {
   else
     fmt::print("remote tier {} ({}): {} entries\n", remote["server"].get<std::string>(), config_write_text(remote["writable"].get<bool>()),
                remote["entries"].get<std::size_t>());
-  fmt::print("note: {}\n", counters);
+  print_counters(counters);
   return 0;
 }
 
@@ -246,8 +292,10 @@ void add_fleet_verbs(CLI::App& app) {
   pull_cmd = app.add_subcommand("pull", "Copy the remote tier's entries signed by a key of SIGJIT_TRUSTED_KEYS into the local store (as claims)");
   pull_cmd->add_option("--device", opts.device, "Only entries whose GPU name contains this (or whose fingerprint id is this)");
   pull_cmd->add_flag("--json", opts.json, "JSON output");
-  stats_cmd = app.add_subcommand("stats", "Entries per device and origin, sizes; the remote tier's reachability and entry count");
+  stats_cmd = app.add_subcommand("stats", "Entries per device and origin, sizes; the remote tier's reachability and entry count; "
+                                          "lookup hits and misses per tier");
   stats_cmd->add_flag("--json", opts.json, "JSON output");
+  stats_cmd->add_flag("--zero,-z", opts.zero, "Reset the lookup counters to zero");
   config_cmd = app.add_subcommand("config", "Every SIGJIT_* setting: its value in force, and whether it is set or the default");
   config_cmd->add_flag("--json", opts.json, "JSON output");
   clear_cmd = app.add_subcommand("clear", "Remove every entry and cubin of the local cache (a directory marked as a sigjit cache)");

@@ -1,6 +1,7 @@
 #include "jit/binaries.hpp"
 
 #include "base/env.hpp"
+#include "cache/counters.hpp"
 #include "jit/codegen.hpp"
 #include "jit/compiler.hpp"
 #include "jit/remote_tier.hpp"
@@ -85,6 +86,7 @@ cache::Store* default_store() {
     try {
       root = cache::Store::default_root().string();
       store = std::make_unique<cache::Store>(cache::Store::default_root());
+      cache::persist_counters(store->root());  // `sigjit stats` reads them
     } catch (const std::exception& e) {
       std::fprintf(stderr,
                    "sigjit: cache disabled for this process: %s (cache directory %s); kernels are compiled instead. Set "

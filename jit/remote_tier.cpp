@@ -1,6 +1,7 @@
 #include "jit/remote_tier.hpp"
 
 #include "base/env.hpp"
+#include "cache/counters.hpp"
 #include "jit/binaries.hpp"
 
 #include <fmt/format.h>
@@ -113,12 +114,21 @@ cache::Entry write_through(cache::Store& store, const cache::RemoteRecord& recor
 std::optional<RemoteHit> fetch_remote(cache::RemoteTier& tier, cache::Store* store, const cache::DeviceFingerprint& fp,
                                       const KernelSpec& spec) {
   const std::string key = problem_key(spec);
-  std::optional<cache::RemoteRecord> record = tier.get(fp, key);
-  if (!record) return std::nullopt;
+  cache::RemoteOutcome outcome = cache::RemoteOutcome::miss;
+  std::optional<cache::RemoteRecord> record = tier.get(fp, key, &outcome);
+  if (!record) {
+    cache::count(outcome == cache::RemoteOutcome::error         ? cache::Counter::remote_error
+                 : outcome == cache::RemoteOutcome::unavailable ? cache::Counter::remote_unavailable
+                 : outcome == cache::RemoteOutcome::rejected    ? cache::Counter::remote_refused
+                                                                : cache::Counter::remote_miss);
+    return std::nullopt;
+  }
   if (const std::string why = remote_record_problem(*record, key); !why.empty()) {
+    cache::count(cache::Counter::remote_refused);
     log_once(fmt::format("{}: not loaded (a miss): {}", key, why));
     return std::nullopt;
   }
+  cache::count(cache::Counter::remote_hit);
   RemoteHit hit{record->entry, record->cubin};
   hit.entry.origin = cache::kOriginImported;
   if (store) {
@@ -132,6 +142,25 @@ std::optional<RemoteHit> fetch_remote(cache::RemoteTier& tier, cache::Store* sto
     std::fprintf(stderr, "sigjit: remote cache: %s: hit (%s, signed by %s)\n", key.c_str(), record->entry.config.c_str(),
                  cache::key_id_short(record->signature.key_id).c_str());
   return hit;
+}
+
+std::optional<StoredKernel> lookup_stored(cache::Store* store, cache::RemoteTier* tier, const cache::DeviceFingerprint& fp,
+                                          const KernelSpec& spec) {
+  const std::string key = problem_key(spec);
+  std::optional<cache::Entry> entry = store ? store->lookup(fp, key) : std::nullopt;
+  if (entry && !store_entry_usable(spec, *entry)) entry.reset();
+  bool remote = false;
+  if (tier && (!entry || !entry->tuned)) {  // an untuned default here: the fleet may have tuned it
+    if (std::optional<RemoteHit> hit = fetch_remote(*tier, store, fp, spec)) {
+      if (!store) return StoredKernel{std::move(hit->entry), std::move(hit->cubin), true};
+      remote = true;
+      entry = store->lookup(fp, key);  // what the merge kept: a claim never displaces a measurement made here
+      if (entry && !store_entry_usable(spec, *entry)) entry.reset();
+    }
+  }
+  if (store) cache::count(entry && !remote ? cache::Counter::local_hit : cache::Counter::local_miss);
+  if (!entry) return std::nullopt;
+  return StoredKernel{*std::move(entry), std::nullopt, remote};
 }
 
 const char* to_string(PublishResult r) {

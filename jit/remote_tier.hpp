@@ -47,10 +47,24 @@ std::string remote_record_problem(const cache::RemoteRecord& record, const std::
 // never displaces a measurement made here). Returns the entry as written. Throws on I/O errors.
 cache::Entry write_through(cache::Store& store, const cache::RemoteRecord& record);
 
-// get, check, write through (when `store` is not null). nullopt: a miss (absent, unavailable,
-// rejected: logged by the tier; unusable: logged here once per key).
+// get, check, write through (when `store` is not null), counted (cache/counters.hpp). nullopt: a
+// miss (absent, unavailable, rejected: logged by the tier; unusable: logged here once per key).
 std::optional<RemoteHit> fetch_remote(cache::RemoteTier& tier, cache::Store* store, const cache::DeviceFingerprint& fp,
                                       const KernelSpec& spec);
+
+// What the local store, then the remote tier, hold for `spec` (the runtime's order before tuning
+// or compiling): the store's usable entry, unless it is untuned or absent and the tier has one (a
+// verified record, written through to the store, whose merge decides what serves: a claim never
+// displaces a measurement made here). Counts the local store's hit or miss and the tier's outcome
+// (cache/counters.hpp). `store` or `tier` may be null (disabled, or the recheck under a compile
+// lock, which asks the store only).
+struct StoredKernel {
+  cache::Entry entry;
+  std::optional<std::vector<char>> cubin;  // set when there is no store: the record's own cubin
+  bool remote = false;                     // fetched from the tier by this call
+};
+std::optional<StoredKernel> lookup_stored(cache::Store* store, cache::RemoteTier* tier, const cache::DeviceFingerprint& fp,
+                                          const KernelSpec& spec);
 
 enum class PublishResult { published, kept_theirs, skipped, failed };
 const char* to_string(PublishResult r);

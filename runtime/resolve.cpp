@@ -1,6 +1,7 @@
 #include "runtime/resolve.hpp"
 
 #include "base/env.hpp"
+#include "cache/counters.hpp"
 #include "jit/remote_tier.hpp"
 #include "tune/gpu.hpp"
 
@@ -15,47 +16,38 @@ namespace sigjit::detail {
 
 namespace {
 
-// The local store, then the remote tier (jit/remote_tier.hpp): a verified remote entry is written
-// through to the store, whose merge decides what serves (a claim never displaces a measurement
-// made here). The tier is also asked when the store has only an untuned entry (a default compiled
-// here before a tuned one was published). Without a store, a remote hit serves directly.
-// `ask_remote` false: the local store only (the recheck under the compile lock, where what another
-// process produced, fetched or compiled, is already in the local store; no second GET).
+// The local store, then the remote tier (jit/remote_tier.hpp: lookup_stored). Without a store, a
+// remote hit serves directly. `ask_remote` false: the local store only (the recheck under the
+// compile lock, where what another process produced, fetched or compiled, is already in the local
+// store; no second GET).
 std::optional<ResolvedKernel> from_store(const DeviceInfo& dev, const KernelSpec& spec, bool ask_remote = true) {
   cache::Store* store = default_store();
   cache::RemoteTier* tier = ask_remote ? default_remote_tier() : nullptr;
   if (!store && !tier) return std::nullopt;
   try {
-    const cache::DeviceFingerprint fp = fingerprint_for(dev, spec);
-    std::optional<cache::Entry> entry = store ? store->lookup(fp, problem_key(spec)) : std::nullopt;
-    if (entry && !store_entry_usable(spec, *entry)) entry.reset();
-    if (tier && (!entry || !entry->tuned)) {
-      if (std::optional<RemoteHit> hit = fetch_remote(*tier, store, fp, spec)) {
-        if (!store) {
-          const TileConfig config = TileConfig::parse(hit->entry.config, "remote entry config");
-          return ResolvedKernel{get_kernel(dev.context, spec, config, &hit->cubin), config, "remote"};
-        }
-        entry = store->lookup(fp, problem_key(spec));
-        if (entry && !store_entry_usable(spec, *entry)) entry.reset();
-      }
+    std::optional<StoredKernel> found = lookup_stored(store, tier, fingerprint_for(dev, spec), spec);
+    if (!found) return std::nullopt;
+    if (found->cubin) {
+      const TileConfig config = TileConfig::parse(found->entry.config, "remote entry config");
+      return ResolvedKernel{get_kernel(dev.context, spec, config, &*found->cubin), config, "remote"};
     }
-    if (!entry) return std::nullopt;
-    if (!entry->measured_here() && entry->tuned && env::flag("SIGJIT_AUTOTUNE")) {
+    const cache::Entry& entry = found->entry;
+    if (!entry.measured_here() && entry.tuned && env::flag("SIGJIT_AUTOTUNE")) {
       // An imported timing is a claim: with SIGJIT_AUTOTUNE=1 it is re-measured here on first use.
       std::fprintf(stderr, "sigjit: cache: %s: the cached entry was not measured on this machine (%s); SIGJIT_AUTOTUNE=1 tunes it here\n",
-                   problem_key(spec).c_str(), entry->origin.c_str());
+                   problem_key(spec).c_str(), entry.origin.c_str());
       return std::nullopt;
     }
-    const TileConfig config = TileConfig::parse(entry->config, "cache entry config");
+    const TileConfig config = TileConfig::parse(entry.config, "cache entry config");
     // Missing or corrupt (logged by the store), or it did not load: get_kernel compiles the entry's
     // own config (not the default: an entry measured here keeps its tuned config, and no bundle
     // may displace it meanwhile, see put_entry_locked) and the fresh cubin replaces the entry's
     // (F9), unless another process rewrote the entry meanwhile. get_kernel's own callback says so;
     // the process-wide compile count would also see other threads' compiles.
-    const auto blob = store->load_blob(entry->cubin_sha256);
+    const auto blob = store->load_blob(entry.cubin_sha256);
     return ResolvedKernel{get_kernel(dev.context, spec, config, blob ? &*blob : nullptr,
-                                     [&](const CompiledKernel& k) { heal_stored_kernel(dev, spec, config, k.cubin, *entry); }),
-                          config, "store"};
+                                     [&](const CompiledKernel& k) { heal_stored_kernel(dev, spec, config, k.cubin, entry); }),
+                          config, found->remote ? "remote" : "store"};
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sigjit: cache: %s; compiling instead\n", e.what());
     return std::nullopt;
@@ -99,7 +91,11 @@ ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
     const TileConfig c = choose_config(spec);
     return {get_kernel(dev.context, spec, c), c, "forced"};
   }
-  if (std::optional<ResolvedKernel> done = resolved_kernel(dev, spec)) return *std::move(done);
+  if (std::optional<ResolvedKernel> done = resolved_kernel(dev, spec)) {
+    cache::count(cache::Counter::process_hit);
+    return *std::move(done);
+  }
+  cache::count(cache::Counter::process_miss);
   std::optional<ResolvedKernel> r = from_store(dev, spec);
   if (!r && env::flag("SIGJIT_AUTOTUNE") && spec.direction != Direction::backward_dq_convert) r = tuner::autotune_and_store(dev, spec);  // one config
   if (!r) {

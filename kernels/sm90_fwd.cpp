@@ -7,6 +7,7 @@
 #include "kernels/family.hpp"
 #include "sigjit/sm90/fwd_limits.h"
 #include "sigjit/sm90/fwd_params.h"
+#include "sigjit/sm90/tile_schedule.h"
 
 #include <fmt/format.h>
 
@@ -133,10 +134,8 @@ class Sm90Fwd final : public Family {
 
   std::string unsupported(const detail::Resolved& call, const SigjitBwdParams*) const override { return tma_unsuitable(call); }
 
-  // Q boxes of block_m rows, K and V boxes of block_n. One CTA per query tile, head and batch;
-  // persistent: min(work tiles, SMs x resident CTAs) CTAs in grid x, each striding over the
-  // tiles by gridDim.x (the tile count is the dense one, an upper bound for padded and varlen
-  // calls, whose valid count only the device knows).
+  // Q boxes of block_m rows, K and V boxes of block_n; the grid from the kernel's own schedule
+  // (sm90/tile_schedule.h: launch_grid).
   void launch(const Launch& l, const TileConfig& config) const override {
     const Sm90FwdTile& t = config.get<Sm90FwdTile>();
     const AttentionArgs& a = l.call.args;
@@ -147,11 +146,9 @@ class Sm90Fwd final : public Family {
     encode_tma_map(params.k_map, tensors[1], a, t.block_n);
     encode_tma_map(params.v_map, tensors[2], a, t.block_n);
     params.p = forward_params(l.call);
-    const unsigned grid_m = static_cast<unsigned>((a.seqlen_q + t.block_m() - 1) / t.block_m());
-    if (!t.persistent) return launch_kernel(l, grid_m, a.heads_q, a.batch, &params);
-    const std::int64_t tiles = std::int64_t{grid_m} * a.heads_q * a.batch;
-    const std::int64_t slots = std::int64_t{std::max(l.sm_count, 1)} * std::max(l.kernel.ctas_per_sm, 1);
-    launch_kernel(l, static_cast<unsigned>(std::max<std::int64_t>(1, std::min(tiles, slots))), 1, 1, &params);
+    const long long slots = static_cast<long long>(std::max(l.sm_count, 1)) * std::max(l.kernel.ctas_per_sm, 1);
+    const sched::Grid grid = sched::launch_grid(t.persistent, t.block_m(), sched::Shape{a.batch, a.heads_q, a.seqlen_q}, slots);
+    launch_kernel(l, grid.x, grid.y, grid.z, &params);
   }
 };
 

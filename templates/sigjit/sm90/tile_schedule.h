@@ -88,6 +88,23 @@ SIGJIT_SCHED_HD int dense_tile_count(const Shape& s) {
   return (s.seqlen_q + BLOCK_M - 1) / BLOCK_M * s.batch * s.heads;
 }
 
+// The grid the host launches, from the same schedule the kernel follows: one CTA per (query
+// tile, head, sequence), or persistent: as many CTAs as can be resident (`slots`: SMs x CTAs
+// per SM), at most one per tile, each striding over the work items by gridDim.x in the order
+// above. The dense tile count bounds the padded and varlen ones, whose valid count only the
+// device knows.
+struct Grid {
+  unsigned x, y, z;
+};
+
+SIGJIT_SCHED_HD Grid launch_grid(bool persistent, int block_m, const Shape& s, long long slots) {
+  const int m_tiles = (s.seqlen_q + block_m - 1) / block_m;
+  if (!persistent) return Grid{(unsigned)m_tiles, (unsigned)s.heads, (unsigned)s.batch};
+  const long long tiles = (long long)m_tiles * s.heads * s.batch;
+  const long long ctas = tiles < slots ? tiles : slots;
+  return Grid{(unsigned)(ctas > 1 ? ctas : 1), 1u, 1u};
+}
+
 // Work items of a sequence with n query tiles per head: tiles, or causal units (n / 2 per head
 // of a tile and its mirror, then for an odd n a unit per two heads' middle tiles).
 template <Order ORDER>

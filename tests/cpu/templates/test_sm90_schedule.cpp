@@ -91,6 +91,25 @@ TEST(Sm90Schedule, DenseCoversEveryTileOnceForAnyGrid) {
     }
 }
 
+// The host's grid comes from the same header: one CTA per tile, or persistent with at most one
+// CTA per tile and at most one per resident slot, and the schedule run on exactly that grid
+// covers every tile once.
+TEST(Sm90Schedule, LaunchGridFromTheSchedule) {
+  using sigjit::sched::launch_grid;
+  const sigjit::sched::Grid tiles = launch_grid(false, kBlockM, Shape{3, 5, 300}, 132);
+  EXPECT_EQ(tiles.x, 3u);  // ceil(300 / 128) query tiles
+  EXPECT_EQ(tiles.y, 5u);
+  EXPECT_EQ(tiles.z, 3u);
+  EXPECT_EQ(launch_grid(true, kBlockM, Shape{3, 5, 300}, 132).x, 45u);         // fewer tiles than slots
+  EXPECT_EQ(launch_grid(true, kBlockM, Shape{4, 16, 16384}, 132 * 2).x, 264u);  // more tiles than slots
+  EXPECT_EQ(launch_grid(true, kBlockM, Shape{1, 1, 0}, 132).x, 1u);           // never an empty grid
+  for (const Problem& p : {dense(3, 5, 300), dense(4, 16, 1024), dense(2, 3, 129)}) {
+    const sigjit::sched::Grid g = launch_grid(true, kBlockM, p.shape, 132);
+    EXPECT_EQ(g.y * g.z, 1u);
+    expect_exact_cover(p, walk<Order::tiles, true>(p, static_cast<int>(g.x)), "persistent launch grid");
+  }
+}
+
 TEST(Sm90Schedule, RaggedCoversEveryValidTileOnceAndNoPaddedTile) {
   std::mt19937 rng(3);
   std::vector<Problem> problems{ragged({1, 16384, 1, 300, 64}, 4, 16384), ragged({0, 0, 0}, 2, 512), ragged({16384, 5000, 1}, 3, 16384),

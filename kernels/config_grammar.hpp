@@ -40,4 +40,18 @@ inline bool is_sm90a(const Arch& a) { return a.major == 9 && a.minor == 0 && a.a
 // top-left specs, so that every other spec's source is what it was before the parameter.
 inline const char* top_left_arg(const KernelSpec& s) { return s.top_left() ? ", /*causal_top_left*/ true" : ""; }
 
+// The templates' own enumerators (common/sequence.cuh) as the emitted TU's arguments: the TU
+// reads as names, and the instantiation (an int parameter) is the same as with the numbers.
+inline const char* layout_arg(const KernelSpec& s) {
+  switch (s.layout) {
+    case Layout::dense: return "sigjit::kern::kDense";
+    case Layout::padded: return "sigjit::kern::kPadded";
+    case Layout::varlen: return "sigjit::kern::kVarlen";
+  }
+  return "?";
+}
+inline const char* bias_mode_arg(const KernelSpec& s) {
+  return s.bias_mode == BiasMode::log_n ? "sigjit::kern::kBiasLogN" : "sigjit::kern::kBiasScalar";
+}
+
 }  // namespace sigjit::kernels

@@ -186,9 +186,9 @@ class Sm80 final : public Family {
     // the fixed tile from shared memory, so their configs always have q_in_regs false.
     const std::string alias = fmt::format(
         "using Cfg = sigjit::kern::FwdConfig</*head_dim*/ {}, /*block_m*/ {}, /*block_n*/ {}, /*warps*/ {}, /*stages*/ {},\n"
-        "    /*bf16*/ {}, /*layout*/ {}, /*causal*/ {}, /*bias_mode*/ {}, /*score_bias*/ {}, /*exact*/ {}, /*q_in_regs*/ {}{}>;\n",
-        s.head_dim, c.block_m, c.block_n, c.warps, c.stages, s.dtype == DType::bf16, static_cast<int>(s.layout), s.causal,
-        static_cast<int>(s.bias_mode), s.score_bias, s.sigmoid == SigmoidMode::exact, c.q_in_regs, top_left_arg(s));
+        "    /*bf16*/ {}, {}, /*causal*/ {}, {}, /*score_bias*/ {}, /*exact*/ {}, /*q_in_regs*/ {}{}>;\n",
+        s.head_dim, c.block_m, c.block_n, c.warps, c.stages, s.dtype == DType::bf16, layout_arg(s), s.causal,
+        bias_mode_arg(s), s.score_bias, s.sigmoid == SigmoidMode::exact, c.q_in_regs, top_left_arg(s));
     // Backward: one block per SM is enough, so ptxas may use every register (without the 1 it
     // capped the dQ kernel at 168 registers to fit three blocks, and spilled).
     const char* bounds = forward || s.direction == Direction::backward_dq_convert ? "Cfg::kThreads" : "Cfg::kThreads, 1";

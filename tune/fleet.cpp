@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 
 namespace sigjit::tuner {
@@ -35,16 +36,53 @@ std::vector<KernelSpec> shard_specs(const std::vector<KernelSpec>& specs, int k,
 
 FleetTuneLock::FleetTuneLock(cache::RemoteTier* tier, const cache::DeviceFingerprint& fp, const std::string& problem_key,
                              std::chrono::milliseconds ttl)
-    : tier_(tier) {
+    : tier_(tier), problem_key_(problem_key), ttl_(ttl) {
   if (!tier_ || !tier_->writable()) return;
   cache::RemoteLock lock;
   const cache::RemoteStatus s = tier_->try_lock(fp, problem_key, ttl, &lock);
-  if (s == cache::RemoteStatus::ok) lock_ = lock;
   held_ = s != cache::RemoteStatus::absent;
+  if (s != cache::RemoteStatus::ok) return;
+  lock_ = lock;
+  try {
+    refresher_ = std::thread([this] { refresh_until_stopped(); });
+  } catch (const std::exception& e) {  // no thread to be had: the TTL still bounds the lock
+    std::fprintf(stderr, "sigjit: fleet lock %s: not refreshed (%s); a tune longer than %lld ms may be repeated by another node\n",
+                 problem_key_.c_str(), e.what(), static_cast<long long>(ttl_.count()));
+  }
+}
+
+void FleetTuneLock::refresh_until_stopped() {
+  const auto every = std::max(ttl_ / 3, std::chrono::milliseconds(1));
+  std::unique_lock lock(mutex_);
+  while (!stop_.wait_for(lock, every, [this] { return stopping_; })) {
+    lock.unlock();
+    cache::RemoteStatus s = cache::RemoteStatus::unavailable;
+    try {
+      s = tier_->refresh_lock(*lock_, ttl_);
+    } catch (const std::exception&) {  // a ttl try_lock accepted: not expected; the next tick tries again
+    }
+    lock.lock();
+    if (s == cache::RemoteStatus::absent) {  // unavailable or refused: try again next tick, the TTL still runs
+      lost_ = true;
+      std::fprintf(stderr,
+                   "sigjit: fleet lock %s: lost (it expired while the remote tier was unreachable, or was removed); another node may "
+                   "tune this key too: this one finishes, and publishing keeps the faster entry\n",
+                   problem_key_.c_str());
+      return;
+    }
+  }
 }
 
 FleetTuneLock::~FleetTuneLock() {
-  if (tier_ && lock_) tier_->unlock(*lock_);
+  if (refresher_.joinable()) {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    stop_.notify_all();
+    refresher_.join();
+  }
+  if (tier_ && lock_ && !lost_) tier_->unlock(*lock_);  // unlock compares the token too: never another node's lock
 }
 
 }  // namespace sigjit::tuner

@@ -431,6 +431,11 @@ EntrySignature sign_entry(const PrivateKey& key, const DeviceFingerprint& fp, co
 
 std::string verify_entry(const TrustedKeys& trusted, const DeviceFingerprint& fp, const Entry& entry, const std::vector<char>& cubin,
                          const EntrySignature& sig) {
+  return verify_entry(trusted, fp, entry, std::string_view(cubin.data(), cubin.size()), sig);
+}
+
+std::string verify_entry(const TrustedKeys& trusted, const DeviceFingerprint& fp, const Entry& entry, std::string_view cubin,
+                         const EntrySignature& sig) {
   try {
     const std::string digest = sha256_hex(cubin.data(), cubin.size());
     if (digest != entry.cubin_sha256)

@@ -135,5 +135,8 @@ EntrySignature sign_entry(const PrivateKey& key, const DeviceFingerprint& fp, co
 // for the log); never throws for bad input.
 std::string verify_entry(const TrustedKeys& trusted, const DeviceFingerprint& fp, const Entry& entry, const std::vector<char>& cubin,
                          const EntrySignature& sig);
+// The same over cubin bytes held elsewhere (a bundle's CBOR byte string), without a copy.
+std::string verify_entry(const TrustedKeys& trusted, const DeviceFingerprint& fp, const Entry& entry, std::string_view cubin,
+                         const EntrySignature& sig);
 
 }  // namespace sigjit::cache

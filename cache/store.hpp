@@ -32,13 +32,18 @@
 
 namespace sigjit::cache {
 
+class PrivateKey;   // cache/signing.hpp
+class TrustedKeys;  // cache/signing.hpp
+
 // Index files: version 2 added Entry::origin. Version 1 files are still read (their origin is
 // "unknown": they cannot prove where they came from); every write is version 2.
 inline constexpr int kFormatVersion = 2;
 inline constexpr int kOldestReadableFormatVersion = 1;
-// Bundles keep version 1: a version-2 entry's extra "origin" field is ignored by older readers,
-// and import never trusts it anyway (every imported entry is a claim, see Entry::origin).
-inline constexpr int kBundleFormatVersion = 1;
+// Bundles: version 2 added each entry's signature (see ImportOptions); version 1 bundles carry
+// none and are still read. The version changed so that an older sigjit refuses a signed bundle
+// instead of ignoring its signatures. An entry's "origin" field is never believed either way.
+inline constexpr int kBundleFormatVersion = 2;
+inline constexpr int kOldestReadableBundleFormatVersion = 1;
 
 // Bounds on everything the store reads (index files, bundles), checked before or while parsing,
 // never after building an unbounded tree. Each violation is a named error or a logged miss.
@@ -59,9 +64,9 @@ inline constexpr std::size_t kMaxBundleValues = 1u << 22;  // JSON values in a b
 // measurements are trusted. An entry that was not measured here (imported from a bundle, or an
 // index file of format 1) never displaces one that was, whatever time it claims; it is used
 // (its cubin runs: importing a bundle means running its code) until a local tune or
-// `sigjit verify --gpu` re-measures it here. A signature check (trusted keys of a cluster tier)
-// would be the one place that may return a trusted origin for an imported entry: see
-// Store::import_bundle.
+// `sigjit verify --gpu` re-measures it here. A signed entry (remote tier, bundle) is a claim too:
+// its signature proves who vouches for it (a provenance record remote:<key id> or bundle:<key id>),
+// not that its timing holds on this machine.
 inline constexpr const char* kOriginLocal = "local";        // compiled or tuned by this machine's sigjit
 inline constexpr const char* kOriginImported = "imported";  // from a bundle: its timings are claims
 inline constexpr const char* kOriginUnknown = "unknown";    // read from a format-1 index file
@@ -133,6 +138,43 @@ struct GcReport {
   std::uint64_t bytes_freed = 0;
 };
 
+// A bundle entry's signature (format 2) as import found it.
+enum class BundleSignature {
+  none,       // unsigned (every entry of a format-1 bundle)
+  trusted,    // verified against a trusted key: imported with a provenance record bundle:<key id>
+  untrusted,  // signed by a key that is not trusted: refused
+  invalid,    // malformed, or not over this entry and cubin (altered, or copied from another): refused
+};
+const char* to_string(BundleSignature s);  // "unsigned", "trusted", "untrusted", "invalid"
+
+// One entry of a bundle as import saw it (`sigjit import --list` prints these); the fields it
+// could not parse stay empty.
+struct BundleItem {
+  DeviceFingerprint fingerprint;
+  std::string problem_key;
+  std::string config;
+  bool tuned = false;
+  double median_ms = 0;
+  BundleSignature signature = BundleSignature::none;
+  std::string key_id;   // the signer the bundle names (64 hex digits), when well-formed
+  std::string refused;  // why it was not imported (also a line of ImportReport::problems unless foreign); "" when merged
+};
+
+struct ImportOptions {
+  // The keys signed entries must verify against; nullptr: SIGJIT_TRUSTED_KEYS, read only when
+  // the bundle holds a signed entry (an unusable list then fails the import, naming it).
+  const TrustedKeys* trusted = nullptr;
+  // Refuse unsigned entries (all of a format-1 bundle), so a fleet imports only what a trusted key signed.
+  bool require_signed = false;
+};
+
+struct ExportReport {
+  int exported = 0;
+  int skipped = 0;          // cubin missing or corrupted (each noted on stderr)
+  int signed_entries = 0;   // signed with the key given
+  int unsigned_claims = 0;  // not made on this machine (origin other than local): exported unsigned, never re-signed
+};
+
 struct ImportReport {
   int added = 0;
   int replaced = 0;   // the bundle's entry won (provenances merged), for one of these reasons:
@@ -149,7 +191,11 @@ struct ImportReport {
   // next use (and `sigjit verify --gpu` does now) and stores it under our entry.
   int kept_local_cubin_missing = 0;
   int refused_foreign = 0;
+  int signed_trusted = 0;     // entries whose signature verified (imported, unless refused for another reason)
+  int refused_signature = 0;  // signed by an untrusted key, or a signature that does not verify: never written
+  int refused_unsigned = 0;   // unsigned while ImportOptions::require_signed
   std::vector<std::string> problems;
+  std::vector<BundleItem> items;  // one per entry of the bundle, in its order
 };
 
 enum class MergePolicy { keep_faster, replace };
@@ -211,7 +257,15 @@ class Store {
   // Returns the number exported; entries whose cubin is missing or corrupted are skipped (each
   // noted on stderr) and counted in *skipped.
   int export_bundle(const std::filesystem::path& file, const std::vector<Listed>& entries, int* skipped = nullptr) const;
-  ImportReport import_bundle(const std::filesystem::path& file, const DeviceFingerprint* local, bool allow_foreign);
+  // The same, signing with `signer` (when not null) each entry made on this machine (origin
+  // local): sign_entry over the entry and its cubin, stored beside the entry. Claims are exported
+  // unsigned (a node vouches only for what it made, as `sigjit push`).
+  ExportReport export_bundle(const std::filesystem::path& file, const std::vector<Listed>& entries, const PrivateKey* signer) const;
+  // Merges a bundle (format 1 or 2). A signed entry is imported only if verify_entry accepts its
+  // signature against options.trusted (then with a provenance record bundle:<key id>); one that
+  // does not verify is refused with its reason and never written. Every imported entry is a claim.
+  ImportReport import_bundle(const std::filesystem::path& file, const DeviceFingerprint* local, bool allow_foreign,
+                             const ImportOptions& options = {});
 
  private:
   void create_layout();  // the directories and, for a new or empty root, the marker

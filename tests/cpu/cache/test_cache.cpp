@@ -691,8 +691,9 @@ TEST_F(CacheBundle, CorruptBundlesAreRejected) {
   EXPECT_THROW(b.import_bundle(bundle, &fp, false), sigjit::Error);
   EXPECT_THROW(b.import_bundle(dir_ / "missing.sjb", &fp, false), sigjit::Error);
 
-  // Wrong magic / version with a valid checksum.
-  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{{"magic", "sigjit-bundel"}, {"format_version", 2}}) {
+  // Wrong magic / version (newer than this sigjit, or older than format 1) with a valid checksum.
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
+           {"magic", "sigjit-bundel"}, {"format_version", sigjit::cache::kBundleFormatVersion + 1}, {"format_version", 0}}) {
     json j = json::from_cbor(good);
     j[field] = value;
     j.erase("checksum");

@@ -26,10 +26,10 @@ const std::vector<Switch>& switches() {
       {"SIGJIT_REMOTE_CACHE_CONNECT_TIMEOUT_MS", "remote connect timeout (default 200)"},
       {"SIGJIT_REMOTE_CACHE_TIMEOUT_MS", "remote command deadline (default 1000)"},
       {"SIGJIT_REMOTE_CACHE_BACKOFF_S", "seconds the remote tier stays off after a failure (default 60, or inf)"},
-      {"SIGJIT_TRUSTED_KEYS", "':'-separated Ed25519 public keys (files or directories) whose signed entries are loaded"},
+      {"SIGJIT_TRUSTED_KEYS", "':'-separated Ed25519 public keys (files or directories) whose signed entries are loaded (remote tier, bundles)"},
       {"SIGJIT_SIGNING_KEY",
        "an Ed25519 private key file (`sigjit keygen`): with SIGJIT_REMOTE_CACHE_WRITE=1, what this process compiles or tunes is signed and "
-       "published"},
+       "published; `sigjit export` signs the bundle's entries made here with it"},
       // Compilation
       {"SIGJIT_NVRTC_LIBRARY", "the NVRTC library to load (a path), before the usual search"},
       {"SIGJIT_TEMPLATE_DIR", "read the kernel templates from this directory instead of the embedded copies", true},

@@ -16,6 +16,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <set>
 
 namespace sigjit::cli {
 
@@ -312,7 +313,19 @@ std::optional<int> run_fleet_verb() {
   return std::nullopt;
 }
 
-int preview_import(const std::string& bundle, bool list, bool json_out) {
+// An entry's signature as import --list shows it.
+std::string signature_text(const cache::BundleItem& it) {
+  const std::string by = it.key_id.empty() ? "" : "signed by " + cache::key_id_short(it.key_id) + " ";
+  switch (it.signature) {
+    case cache::BundleSignature::none: return "unsigned";
+    case cache::BundleSignature::trusted: return by + "(trusted)";
+    case cache::BundleSignature::untrusted: return by + "(untrusted)";
+    case cache::BundleSignature::invalid: return by + "(invalid)";
+  }
+  return "?";
+}
+
+int preview_import(const std::string& bundle, bool list, bool json_out, bool require_signed) {
   const cache::Store here(cache::Store::default_root(), cache::Store::Open::existing);
   char tmpl[] = "/tmp/sigjit-import-preview-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw Error("import: cannot make a temporary directory");
@@ -325,30 +338,52 @@ int preview_import(const std::string& bundle, bool list, bool json_out) {
     }
   } cleanup{tmp};
   cache::Store scratch(tmp / "store");
-  const cache::ImportReport r = scratch.import_bundle(bundle, nullptr, true);
+  cache::ImportOptions options;
+  options.require_signed = require_signed;
+  const cache::ImportReport r = scratch.import_bundle(bundle, nullptr, true, options);
   json rows = json::array();
-  int add = 0, merge = 0, keep_local = 0;
-  for (const auto& l : scratch.list()) {
-    const auto ours = here.lookup(l.fingerprint, l.entry.problem_key);
-    const std::string action = !ours ? "add" : ours->measured_here() ? "keep ours (measured here)" : "merge (keep the faster)";
-    (!ours ? add : ours->measured_here() ? keep_local : merge)++;
-    rows.push_back({{"fingerprint_id", l.fingerprint.id()}, {"gpu", l.fingerprint.gpu_name}, {"problem_key", l.entry.problem_key},
-                    {"config", l.entry.config}, {"tuned", l.entry.tuned}, {"median_ms", l.entry.median_ms}, {"action", action}});
+  int add = 0, merge = 0, keep_local = 0, refused = 0;
+  std::map<std::string, int> signatures;
+  std::set<std::pair<std::string, std::string>> counted;  // a bundle's duplicates merge into one entry
+  for (std::size_t n = 0; n < r.items.size(); ++n) {
+    const cache::BundleItem& it = r.items[n];
+    ++signatures[cache::to_string(it.signature)];
+    std::string action;
+    if (!it.refused.empty()) {
+      action = "refused: " + it.refused;
+      ++refused;
+    } else {
+      const auto ours = here.lookup(it.fingerprint, it.problem_key);
+      action = !ours ? "add" : ours->measured_here() ? "keep ours (measured here)" : "merge (keep the faster)";
+      if (counted.emplace(it.fingerprint.id(), it.problem_key).second) (!ours ? add : ours->measured_here() ? keep_local : merge)++;
+    }
+    rows.push_back({{"index", n}, {"fingerprint_id", it.problem_key.empty() ? "" : it.fingerprint.id()}, {"gpu", it.fingerprint.gpu_name},
+                    {"problem_key", it.problem_key}, {"config", it.config}, {"tuned", it.tuned}, {"median_ms", it.median_ms},
+                    {"signature", cache::to_string(it.signature)}, {"key_id", it.key_id.empty() ? json(nullptr) : json(it.key_id)},
+                    {"action", action}});
   }
   if (json_out) {
-    print_json({{"entries", rows}, {"problems", r.problems}, {"would_add", add}, {"would_merge", merge}, {"would_keep_local", keep_local}});
+    print_json({{"entries", rows}, {"problems", r.problems}, {"signatures", signatures}, {"would_add", add}, {"would_merge", merge},
+                {"would_keep_local", keep_local}, {"would_refuse", refused}});
   } else {
-    for (const auto& row : rows)
-      fmt::print("  {} {:<58} {:<16} {:>5} {:>9.4f}{}\n", row["fingerprint_id"].get<std::string>(), clean(row["problem_key"].get<std::string>()),
-                 clean(row["config"].get<std::string>()), row["tuned"].get<bool>() ? "yes" : "no", row["median_ms"].get<double>(),
-                 list ? "" : "  " + row["action"].get<std::string>());
+    for (std::size_t n = 0; n < rows.size(); ++n) {
+      const auto& row = rows[n];
+      const std::string& action = row["action"].get_ref<const std::string&>();
+      fmt::print("  {:<16} {:<58} {:<16} {:>5} {:>9.4f}  {}{}\n", row["fingerprint_id"].get<std::string>(),
+                 clean(row["problem_key"].get<std::string>()), clean(row["config"].get<std::string>()), row["tuned"].get<bool>() ? "yes" : "no",
+                 row["median_ms"].get<double>(), signature_text(r.items[n]),
+                 list && action.rfind("refused", 0) != 0 ? "" : "  " + clean(action));
+    }
     for (const auto& p : r.problems) fmt::print(stderr, "  problem: {}\n", clean(p));
     if (list)
       fmt::print("{} entries in {}\n", rows.size(), clean(bundle));
     else
-      fmt::print("dry run (nothing written): would add {}, merge {} by the usual rule, keep {} measured here; device fingerprints are checked "
-                 "when importing for real\n",
-                 add, merge, keep_local);
+      fmt::print("dry run (nothing written): would add {}, merge {} by the usual rule, keep {} measured here{}; device fingerprints are "
+                 "checked when importing for real\n",
+                 add, merge, keep_local, refused ? fmt::format(", refuse {}", refused) : "");
+    std::string sig_line;
+    for (const auto& [status, count] : signatures) sig_line += fmt::format("{}{} {}", sig_line.empty() ? "" : ", ", count, status);
+    if (!rows.empty()) fmt::print("signatures: {} (checked against {})\n", sig_line, cache::kTrustedKeysEnv);
   }
   return r.problems.empty() ? 0 : 1;
 }

@@ -16,9 +16,10 @@ void add_fleet_verbs(CLI::App& app);
 // sigjit::Error for a failure (main prints it and exits 1).
 std::optional<int> run_fleet_verb();
 
-// import --list / --dry-run: what the bundle holds, and what importing it would do here, without
-// writing the cache (the bundle is read into a temporary store). Returns the exit status.
-int preview_import(const std::string& bundle, bool list, bool json);
+// import --list / --dry-run: what the bundle holds (each entry's signature: trusted, untrusted,
+// invalid or unsigned), and what importing it would do here, without writing the cache (the
+// bundle is read into a temporary store). Returns the exit status.
+int preview_import(const std::string& bundle, bool list, bool json, bool require_signed);
 // prune --dry-run: the entries the patterns would remove.
 int preview_prune(const std::vector<std::string>& patterns, bool json);
 

@@ -9,6 +9,8 @@
 //   prune/gc   remove entries by key; remove temp files, unreferenced blobs, foreign entries
 //   keygen, push, pull, stats, config, clear: the remote tier and cache management (cli/fleet.cpp)
 // Errors: one line on stderr, exit code 1. Usage errors: exit code 2 (CLI11's own message).
+#include "base/env.hpp"
+#include "cache/signing.hpp"
 #include "cache/store.hpp"
 #include "cli/fleet.hpp"
 #include "cli/progress.hpp"
@@ -416,6 +418,20 @@ const cache::DeviceFingerprint* local_fingerprint(std::optional<cache::DeviceFin
   return &*holder;
 }
 
+// export's signing key: --sign, else SIGJIT_SIGNING_KEY (the remote publisher's key signs bundles
+// too), else none. A key that was asked for and cannot be used fails the export: never a silent
+// unsigned bundle.
+std::optional<cache::PrivateKey> export_signing_key(const std::string& sign_option) {
+  const bool from_option = !sign_option.empty();
+  const std::optional<std::string> file = from_option ? std::optional<std::string>(sign_option) : sigjit::env::text("SIGJIT_SIGNING_KEY");
+  if (!file) return std::nullopt;
+  try {
+    return cache::PrivateKey::load(*file);
+  } catch (const Error& e) {
+    throw Error(fmt::format("export: {}: {}", from_option ? "--sign" : "SIGJIT_SIGNING_KEY", e.what()));
+  }
+}
+
 // verify --gpu for one local entry (tune/verify.hpp); returns whether it was fine as found.
 bool verify_entry_on_gpu(cache::Store& store, const tuner::Device& dev, const sigjit::KernelSpec& spec, const cache::Store::Listed& l) {
   const tuner::GpuVerification v = tuner::verify_on_gpu(store, dev, spec, l);
@@ -550,6 +566,10 @@ int main(int argc, char** argv) {
       ->required();
   exp->add_option("--match", pattern, "Only problem keys containing this");
   exp->add_flag("--all-devices", all_devices, "Include entries of every device fingerprint, not just this GPU's");
+  std::string sign_key;
+  exp->add_option("--sign", sign_key,
+                  "Sign each entry made on this machine with this Ed25519 private key (`sigjit keygen`); default "
+                  "SIGJIT_SIGNING_KEY when set. Claims (imported entries) are exported unsigned, never re-signed");
   auto* imp = app.add_subcommand(
       "import",
       "Merge a bundle into the cache. IMPORTING A BUNDLE MEANS RUNNING ITS CODE: its cubins are loaded and launched by every\n"
@@ -558,12 +578,18 @@ int main(int argc, char** argv) {
       "claims: an imported entry never displaces one measured on this machine, not even one whose cubin is missing\n"
       "(its own config is recompiled on next use), and `sigjit verify --gpu` runs, checks and re-times imported\n"
       "entries here (SIGJIT_AUTOTUNE=1 re-tunes them on first use). Bundles over SIGJIT_MAX_BUNDLE_BYTES (default\n"
-      "1 GiB) are refused before they are read.");
+      "1 GiB) are refused before they are read.\n"
+      "Signed bundles (`sigjit export --sign KEY`, or SIGJIT_SIGNING_KEY): each signed entry is imported only if its\n"
+      "Ed25519 signature over the entry and its cubin's SHA-256 is by a key of SIGJIT_TRUSTED_KEYS (it then gets a\n"
+      "provenance record bundle:<key id>, and is still a claim); an entry signed by another key, altered, or carrying\n"
+      "a signature made for another entry or cubin is refused with its reason and never written. --require-signed\n"
+      "refuses unsigned entries too (every entry of an older, unsigned bundle).");
   imp->add_option("file", bundle, "Bundle to read (a regular file)")->required();
   imp->add_flag("--allow-foreign", allow_foreign, "Also import entries for other device fingerprints");
-  bool import_list = false, import_dry_run = false;
-  imp->add_flag("--list", import_list, "List the bundle's entries; import nothing");
-  imp->add_flag("--dry-run", import_dry_run, "Say what importing would do here; write nothing");
+  bool import_list = false, import_dry_run = false, require_signed = false;
+  imp->add_flag("--require-signed", require_signed, "Refuse every entry not signed by a key of SIGJIT_TRUSTED_KEYS");
+  imp->add_flag("--list", import_list, "List the bundle's entries and their signatures; import nothing");
+  imp->add_flag("--dry-run", import_dry_run, "Say what importing would do here, signatures included; write nothing");
   imp->add_flag("--json", json, "With --list or --dry-run: JSON output");
 
   bool gpu_check = false;
@@ -618,7 +644,7 @@ int main(int argc, char** argv) {
     if (const std::optional<int> rc = sigjit::cli::run_fleet_verb()) return *rc;
     if (*imp && (import_list || import_dry_run)) {
       require_regular_file(bundle, "import");
-      return sigjit::cli::preview_import(bundle, import_list, json);
+      return sigjit::cli::preview_import(bundle, import_list, json, require_signed);
     }
     // Readers and refused commands leave a missing or empty cache directory as they found it: the
     // layout is created by the first write (an import with entries to merge), never by export,
@@ -632,12 +658,15 @@ int main(int argc, char** argv) {
         if (!local) throw Error("export: no GPU to tell this device's entries apart; pass --all-devices");
         std::erase_if(entries, [&](const auto& l) { return l.fingerprint.id() != local->id() && l.fingerprint.gpu_name != local->gpu_name; });
       }
-      int skipped = 0;
-      const int n = store.export_bundle(bundle, entries, &skipped);
+      const std::optional<cache::PrivateKey> signer = export_signing_key(sign_key);  // before anything is written
+      const cache::ExportReport r = store.export_bundle(bundle, entries, signer ? &*signer : nullptr);
       // With "-" the bundle is stdout: the summary goes to stderr.
-      fmt::print(bundle == "-" ? stderr : stdout, "exported {} entries to {}{}\n", n, bundle == "-" ? "stdout" : bundle,
-                 skipped ? fmt::format("; skipped {} whose cubin is missing or corrupted (`sigjit verify` lists them)", skipped) : "");
-      return skipped ? 1 : 0;
+      fmt::print(bundle == "-" ? stderr : stdout, "exported {} entries to {}{}{}\n", r.exported, bundle == "-" ? "stdout" : bundle,
+                 signer ? fmt::format("; {} signed by key {}{}", r.signed_entries, cache::key_id_short(signer->key_id()),
+                                      r.unsigned_claims ? fmt::format(", {} claims unsigned (a claim is never re-signed)", r.unsigned_claims) : "")
+                        : "",
+                 r.skipped ? fmt::format("; skipped {} whose cubin is missing or corrupted (`sigjit verify` lists them)", r.skipped) : "");
+      return r.skipped ? 1 : 0;
     }
     if (*imp) {
       require_regular_file(bundle, "import");
@@ -645,7 +674,9 @@ int main(int argc, char** argv) {
       if (!local && !allow_foreign) {
         throw Error("import: no GPU here to check the bundle's device fingerprints against; pass --allow-foreign to import them anyway");
       }
-      const auto r = store.import_bundle(bundle, local, allow_foreign);
+      cache::ImportOptions options;
+      options.require_signed = require_signed;
+      const auto r = store.import_bundle(bundle, local, allow_foreign, options);
       // Why each replacement won (F17): a tuned entry over our untuned default is not a speed-up.
       std::string why;
       for (const auto& [n, reason] :
@@ -663,6 +694,10 @@ int main(int argc, char** argv) {
         fmt::print("  {} of them: our cubin is missing or unreadable; the entry stays ours, and the next use (or `sigjit verify "
                    "--gpu`) recompiles its config\n",
                    r.kept_local_cubin_missing);
+      if (r.signed_trusted + r.refused_signature + r.refused_unsigned > 0)
+        fmt::print("  signatures: {} verified by a trusted key (provenance bundle:<key id>), {} refused (untrusted key or signature "
+                   "not over the entry and cubin), {} unsigned refused (--require-signed)\n",
+                   r.signed_trusted, r.refused_signature, r.refused_unsigned);
       for (const auto& p : r.problems) fmt::print(stderr, "  problem: {}\n", printable(p));
       if (r.refused_foreign && !allow_foreign) fmt::print(stderr, "  entries for other GPUs/drivers were refused; --allow-foreign imports them\n");
       return r.problems.empty() ? 0 : 1;

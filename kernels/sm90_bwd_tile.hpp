@@ -12,7 +12,6 @@ struct Sm90BwdTile {
   int stages = 2;
   bool overlap = false;
   bool bulk_dq = false;
-  bool lean_consumers = false;  // _y: consumers get 232 registers, not 240 (a demonstration tunable)
   int block_k() const { return 64 * consumers; }
 };
 

@@ -44,8 +44,7 @@ namespace sigjit {
 namespace kern {
 
 template <int HEAD_DIM_, int BLOCK_M_, int CONSUMERS_, int STAGES_, bool OVERLAP_, bool IS_BF16_, int LAYOUT_, bool CAUSAL_, int BIAS_MODE_,
-          bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool BULK_DQ_ = false, bool CAUSAL_TOP_LEFT_ = false,
-          bool LEAN_CONSUMERS_ = false>
+          bool HAS_SCORE_BIAS_, bool EXACT_SIGMOID_, bool BULK_DQ_ = false, bool CAUSAL_TOP_LEFT_ = false>
 struct BwdSm90Config {
   static constexpr int kHeadDim = HEAD_DIM_;
   static constexpr int kBlockM = BLOCK_M_;  // query rows per step
@@ -107,8 +106,7 @@ struct BwdSm90Config {
   // setmaxnreg with two consumers: 128 * 24 + 256 * 240 = 64512 <= 65536 registers.
   static constexpr bool kRebalanceRegs = kConsumers == 2;
   static constexpr int kProducerRegs = 24;
-  // _y (a demonstration tunable, issue 19): setmaxnreg gives the consumers 232 registers, not 240.
-  static constexpr int kConsumerRegs = LEAN_CONSUMERS_ ? 232 : 240;
+  static constexpr int kConsumerRegs = 240;
   static constexpr int kDsBarrier = 1;  // named barriers of the consumers (0 is __syncthreads')
   static constexpr int kDqBarrier = 2;
 

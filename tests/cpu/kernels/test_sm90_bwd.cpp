@@ -239,21 +239,6 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
   EXPECT_THAT(sigjit::kernel_name(s, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true})), HasSubstr("_hb128x64c2s2o_sm_90a"));
 }
 
-// _y, the tunable added to show what adding one touches (issue 19): it parses, round-trips,
-// reaches the template, and the kernel gives its consumers 232 registers.
-TEST(Sm90BwdConfig, LeanConsumersTunable) {
-  const KernelSpec s = bwd_spec(128);
-  const TileConfig c = TileConfig::parse("hb128x64c2s2o_r_y", "test");
-  EXPECT_TRUE(c.get<sigjit::Sm90BwdTile>().lean_consumers);
-  EXPECT_EQ(c.describe(), "hb128x64c2s2o_r_y");
-  EXPECT_EQ(sigjit::check_config(s, c), "");
-  EXPECT_THAT(sigjit::emit_source(s, c), HasSubstr("/*lean_consumers*/ true>;"));
-  std::string ptx;
-  ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "");
-  EXPECT_NE(ptx.find("setmaxnreg.inc.sync.aligned.u32 232"), std::string::npos);
-  EXPECT_EQ(ptx.find("setmaxnreg.inc.sync.aligned.u32 240"), std::string::npos);
-}
-
 TEST(Sm90BwdConfig, ParseRejectsMalformedAndInconsistentStrings) {
   const auto message = sigjit::testing::tile_parse_error;
   EXPECT_THAT(message("hb96x64c2s2"), HasSubstr("64 per consumer warpgroup"));

@@ -3,7 +3,7 @@
 #
 #   ./setup.sh          install missing packages, configure (Release, Ninja), build
 #   ./setup.sh --test   the same, then the CPU tests, the GPU tests (they skip without a GPU),
-#                       the host code's tests under ASan+UBSan (build/asan), the two fuzz targets (build/fuzz),
+#                       the host code's tests under ASan+UBSan (build/asan), the three fuzz targets (build/fuzz),
 #                       find_package(sigjit) consumers (C++17, C) built against an install tree,
 #                       and the Python wheel: built (build/dist), installed into a fresh venv, tested
 #
@@ -145,17 +145,18 @@ wheel() {
 # The host code that parses what the cache, bundles and callers hand it, under ASan+UBSan, in its
 # own build directory build/asan (the default compiler; reruns are incremental): the library, the
 # CLI and sigjit_host_tests (the store, bundle, CLI cache, validation and C API tests:
-# tests/CMakeLists.txt), run without kernel compiles. Then the two fuzz targets (tests/fuzz),
-# built with clang-14 and libFuzzer in build/fuzz (only the store's files and the harness: the library
-# itself needs g++), each run for SIGJIT_FUZZ_SECONDS (default 60) from the checked-in seeds plus
-# the corpus grown on earlier runs (build/fuzz/corpus); without clang, build/asan's replay drivers
-# run the seeds. Any sanitizer report fails the step: reports are written under
-# build/asan/sanitizer-reports, and it must stay empty.
+# tests/CMakeLists.txt), run without kernel compiles. Then the three fuzz targets (tests/fuzz: index
+# files, bundles, remote tier records), built with clang-14 and libFuzzer in build/fuzz (only the
+# store's and the record decoder's files and the harness: the library itself needs g++), each run
+# for SIGJIT_FUZZ_SECONDS (default 40, so the step still fuzzes two minutes, as two targets at 60 did)
+# from the checked-in seeds plus the corpus grown on earlier runs (build/fuzz/corpus); without
+# clang, build/asan's replay drivers run the seeds. Any sanitizer report fails the step: reports
+# are written under build/asan/sanitizer-reports, and it must stay empty.
 sanitizers() {
-  local dir=$BUILD/asan fuzz=$BUILD/fuzz secs=${SIGJIT_FUZZ_SECONDS:-60}
+  local dir=$BUILD/asan fuzz=$BUILD/fuzz secs=${SIGJIT_FUZZ_SECONDS:-40}
   cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DSIGJIT_SANITIZE=ON \
     -DSIGJIT_BUILD_BENCH=OFF "${cmake_cuda[@]}" >"$BUILD/asan-configure.log" 2>&1 || { tail -20 "$BUILD/asan-configure.log"; return 1; }
-  cmake --build "$dir" -j "$jobs" --target sigjit_host_tests sigjit_cli fuzz_index fuzz_bundle || return 1
+  cmake --build "$dir" -j "$jobs" --target sigjit_host_tests sigjit_cli fuzz_index fuzz_bundle fuzz_record || return 1
   local fuzzers=$dir/tests/fuzz
   if command -v clang++-14 >/dev/null; then
     CXX=clang++-14 cmake -S "$ROOT/tests/fuzz" -B "$fuzz" -G Ninja >"$BUILD/fuzz-configure.log" 2>&1 &&
@@ -169,7 +170,7 @@ sanitizers() {
   local ok=1 t
   # TuneWithoutGpu compiles every candidate with NVRTC: the compile tests' job, not this step's.
   env "${env[@]}" "$dir/tests/sigjit_host_tests" --gtest_brief=1 --gtest_filter='-CliCache.TuneWithoutGpu*' || ok=0
-  for t in index bundle; do
+  for t in index bundle record; do
     mkdir -p "$fuzz/corpus/$t"
     say "sanitizers: fuzz_$t for ${secs} s ($fuzzers)"
     env "${env[@]}" "$fuzzers/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -max_len=16384 \

@@ -1,6 +1,6 @@
-// Shared by the libFuzzer targets fuzz_index.cpp and fuzz_bundle.cpp: a scratch cache per
-// process, a fixed device fingerprint, and a depth check that keeps the harness's own JSON/CBOR
-// parsing (used only to fix up checksums) from recursing on deep input.
+// Shared by the libFuzzer targets fuzz_index.cpp, fuzz_bundle.cpp and fuzz_record.cpp: a scratch
+// cache per process, a fixed device fingerprint, and a depth check that keeps the harness's own
+// JSON/CBOR parsing (used only to fix up checksums and signatures) from recursing on deep input.
 //
 // Each target compiles the store's sources in (coverage of the store itself) and catches only
 // sigjit::Error: any other exception, a crash, a sanitizer report or a hang is a finding.

@@ -1,5 +1,6 @@
-// The Redis tier (cache/remote.hpp) against a real redis-server started here, on 127.0.0.1 and a
-// free port, with a temp directory and no persistence (stopped at the end of each test), and
+// The Redis tier (cache/remote.hpp) against a real redis-server started here (tests/common/
+// redis_server.hpp: 127.0.0.1, a free port, a temp directory, no persistence; stopped at the end
+// of each test), and
 // against fake servers (plain TCP listener threads) that never answer, trickle or flood.
 // Covers: URL and environment parsing, keys, record framing and its bounds, round trip, a
 // read-only client never writing (checked by a Redis ACL user that may not write), tampered,
@@ -11,7 +12,7 @@
 #include "tests/common/scoped_env.hpp"
 #include "cache/signing.hpp"
 #include "tests/common/cache_test_files.hpp"
-#include "tests/common/run_command.hpp"
+#include "tests/common/redis_server.hpp"
 
 #include <sigjit/sigjit.hpp>
 
@@ -19,13 +20,9 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -51,7 +48,6 @@ using sigjit::cache::RemoteRecord;
 using sigjit::cache::RemoteStatus;
 using sigjit::cache::RemoteTier;
 using sigjit::cache::TrustedKeys;
-using sigjit::test::run_command;
 using sigjit::test::test_fp;
 using sigjit::test::write_text;
 using ::testing::HasSubstr;
@@ -62,20 +58,6 @@ constexpr const char* kKeyA = "fwd_bf16_d128_dense_nocausal_logn_nosb_fast_le2k_
 constexpr const char* kKeyB = "fwd_bf16_d64_dense_nocausal_logn_nosb_fast_gt8k_sm_90a";
 
 using sigjit::test::ScopedEnv;
-
-std::optional<std::string> find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
-  dirs += ":/usr/sbin:/usr/bin";
-  std::size_t start = 0;
-  while (start <= dirs.size()) {
-    const std::size_t end = std::min(dirs.find(':', start), dirs.size());
-    const fs::path candidate = fs::path(dirs.substr(start, end - start)) / name;
-    start = end + 1;
-    if (!candidate.parent_path().empty() && ::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  }
-  return std::nullopt;
-}
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
@@ -94,65 +76,6 @@ int listen_socket(int* port) {
   *port = ntohs(addr.sin_port);
   return fd;
 }
-
-int free_port() {
-  int port = 0;
-  const int fd = listen_socket(&port);
-  if (fd >= 0) ::close(fd);
-  return port;
-}
-
-// A real redis-server: no persistence, loopback only, its files in `dir`.
-class RedisServer {
- public:
-  RedisServer(std::string binary, std::string cli, fs::path dir) : binary_(std::move(binary)), cli_(std::move(cli)), dir_(std::move(dir)) {}
-  ~RedisServer() { stop(); }
-
-  // Starts on `port` (0: a free one) and waits until it answers PING (at most 5 s).
-  bool start(int port = 0) {
-    port_ = port != 0 ? port : free_port();
-    const std::string port_text = std::to_string(port_);
-    const std::string log = (dir_ / "redis.log").string();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int null = ::open("/dev/null", O_RDWR);
-      ::dup2(null, 1);
-      ::dup2(null, 2);
-      ::execl(binary_.c_str(), binary_.c_str(), "--port", port_text.c_str(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-              "--dir", dir_.c_str(), "--logfile", log.c_str(), "--daemonize", "no", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    if (pid_ < 0) return false;
-    const auto t0 = Clock::now();
-    while (ms_since(t0) < 5000) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      if (cli("PING").find("PONG") != std::string::npos) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    stop();
-    return false;
-  }
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  int port() const { return port_; }
-  // redis-cli against this server (admin work the tier does not do: ACLs, stats).
-  std::string cli(const std::string& args) const {
-    return run_command(cli_ + " -h 127.0.0.1 -p " + std::to_string(port_) + " " + args + " 2>&1").out;
-  }
-
- private:
-  std::string binary_, cli_;
-  fs::path dir_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-};
 
 // A TCP server that accepts and then never answers (silent), answers with a bulk string header
 // and then one byte every 50 ms (trickle), or with a header and 8 MB as fast as it can (flood).
@@ -446,12 +369,10 @@ TEST_F(RemoteRecordFormat, EncodeRefusesUnsignedOrMismatchedRecords) {
 class RemoteTierTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto server = find_program("redis-server");
-    const auto cli = find_program("redis-cli");
-    if (!server || !cli)
+    redis_ = std::make_unique<sigjit::test::TestRedis>(dir_.path());
+    if (!redis_->installed())
       GTEST_SKIP() << "redis-server or redis-cli is not installed (apt-get install redis-server; ./setup.sh installs it): "
                       "the remote tier's tests need a real server";
-    redis_ = std::make_unique<RedisServer>(*server, *cli, dir_.path());
     bool started = false;
     for (int attempt = 0; attempt < 3 && !started; ++attempt) started = redis_->start();  // a free port may be taken meanwhile
     ASSERT_TRUE(started) << "redis-server did not start; its log: " << sigjit::test::read_text(dir_.path() / "redis.log");
@@ -474,7 +395,7 @@ class RemoteTierTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<sigjit::test::TestRedis> redis_;
   sigjit::cache::KeyPairFiles publisher_, stranger_;
   TrustedKeys trusted_;
   DeviceFingerprint fp_ = test_fp();
@@ -782,7 +703,7 @@ TEST(RemoteTierFake, FloodingServerIsCutOffAtTheBound) {
 }
 
 TEST(RemoteTierFake, RefusedConnectionIsAMissAtOnce) {
-  RemoteConfig c = RemoteConfig::parse_url("redis://127.0.0.1:" + std::to_string(free_port()));
+  RemoteConfig c = RemoteConfig::parse_url("redis://127.0.0.1:" + std::to_string(sigjit::test::free_tcp_port()));
   RemoteTier tier(c, TrustedKeys{});
   const auto t0 = Clock::now();
   EXPECT_FALSE(tier.get(test_fp(), kKeyA));

@@ -745,7 +745,7 @@ TEST(Environment, DumpDirKeepsTheSourceOfAFailedCompile) {
   TempDir dir, templates;
   for (const auto& f : sigjit::template_files()) {
     fs::create_directories((templates.path() / f.include_name).parent_path());
-    std::ofstream(templates.path() / f.include_name) << f.text << (f.include_name == "sigjit/sm80/fwd.cuh" ? "\n#error sigjit test: broken template\n" : "");
+    std::ofstream(templates.path() / f.include_name) << f.text << (f.include_name == "sigjit/common/sequence.cuh" ? "\n#error sigjit test: broken template\n" : "");
   }
   ScopedEnv tdir("SIGJIT_TEMPLATE_DIR", templates.path().string());
   ScopedEnv ddir("SIGJIT_DUMP_DIR", dir.path().string());
@@ -799,8 +799,8 @@ TEST(Environment, MissingTemplateDirNamesTheVariable) {
 TEST(Environment, IncompleteTemplateDirNamesTheMissingFile) {
   // Every embedded template but one: the error must name exactly the missing file.
   TempDir templates;
-  fs::create_directories(templates.path() / "sigjit");
   for (const auto& f : sigjit::template_files()) {
+    fs::create_directories((templates.path() / f.include_name).parent_path());
     if (f.include_name != "sigjit/sm80/fwd.cuh") std::ofstream(templates.path() / f.include_name) << f.text;
   }
   ScopedEnv env("SIGJIT_TEMPLATE_DIR", templates.path().string());

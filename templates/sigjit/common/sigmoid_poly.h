@@ -34,18 +34,17 @@
 // for bit (the device compiles without fast-math; nothing here is subnormal).
 #pragma once
 
-#if defined(__CUDACC__)
-#define SIGJIT_HOST_DEVICE __host__ __device__ __forceinline__
-#else
+#include "sigjit/common/host_device.h"
+
+#if !defined(__CUDACC__)
 #include <cmath>
 #include <cstring>
-#define SIGJIT_HOST_DEVICE inline
 #endif
 
 namespace sigjit {
 namespace poly {
 
-SIGJIT_HOST_DEVICE float fma32(float a, float b, float c) {
+SIGJIT_HD_INLINE float fma32(float a, float b, float c) {
 #if defined(__CUDA_ARCH__)
   return __fmaf_rn(a, b, c);
 #else
@@ -53,7 +52,7 @@ SIGJIT_HOST_DEVICE float fma32(float a, float b, float c) {
 #endif
 }
 
-SIGJIT_HOST_DEVICE unsigned bits_of(float x) {
+SIGJIT_HD_INLINE unsigned bits_of(float x) {
 #if defined(__CUDA_ARCH__)
   return __float_as_uint(x);
 #else
@@ -63,7 +62,7 @@ SIGJIT_HOST_DEVICE unsigned bits_of(float x) {
 #endif
 }
 
-SIGJIT_HOST_DEVICE float float_of(unsigned u) {
+SIGJIT_HD_INLINE float float_of(unsigned u) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(u);
 #else
@@ -73,7 +72,7 @@ SIGJIT_HOST_DEVICE float float_of(unsigned u) {
 #endif
 }
 
-SIGJIT_HOST_DEVICE float clamp_exponent(float t) {
+SIGJIT_HD_INLINE float clamp_exponent(float t) {
 #if defined(__CUDA_ARCH__)
   return fmaxf(fminf(t, 125.0f), -125.0f);
 #else
@@ -83,7 +82,7 @@ SIGJIT_HOST_DEVICE float clamp_exponent(float t) {
 
 // 2^t for t in [-125, 125] (clamped by the caller).
 template <bool PRECISE>
-SIGJIT_HOST_DEVICE float exp2_poly(float t) {
+SIGJIT_HD_INLINE float exp2_poly(float t) {
   const float kRound = 12582912.0f;  // 1.5 * 2^23
   const float j = t + kRound;
   const float f = t - (j - kRound);
@@ -106,7 +105,7 @@ SIGJIT_HOST_DEVICE float exp2_poly(float t) {
 
 // 1 / d for d in [1, 2^126): integer-trick seed and Newton steps.
 template <bool PRECISE>
-SIGJIT_HOST_DEVICE float reciprocal_newton(float d) {
+SIGJIT_HD_INLINE float reciprocal_newton(float d) {
   float r = float_of(0x7EF311C0u - bits_of(d));
   const int steps = PRECISE ? 3 : 2;
   for (int i = 0; i < steps; ++i) {
@@ -118,7 +117,7 @@ SIGJIT_HOST_DEVICE float reciprocal_newton(float d) {
 
 // 1 / (1 + 2^t): the sigmoid of x with t = -x log2(e).
 template <bool PRECISE>
-SIGJIT_HOST_DEVICE float sigmoid_poly(float t) {
+SIGJIT_HD_INLINE float sigmoid_poly(float t) {
   const float e = exp2_poly<PRECISE>(clamp_exponent(t));
   return reciprocal_newton<PRECISE>(1.0f + e);
 }

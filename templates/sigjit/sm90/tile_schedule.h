@@ -48,11 +48,7 @@
 // sequence late in a ragged batch can still form the tail.
 #pragma once
 
-#if defined(__CUDACC__)
-#define SIGJIT_SCHED_HD __host__ __device__ __forceinline__
-#else
-#define SIGJIT_SCHED_HD inline
-#endif
+#include "sigjit/common/host_device.h"
 
 namespace sigjit {
 namespace sched {
@@ -84,7 +80,7 @@ struct Shape {
 };
 
 template <int BLOCK_M>
-SIGJIT_SCHED_HD int dense_tile_count(const Shape& s) {
+SIGJIT_HD_INLINE int dense_tile_count(const Shape& s) {
   return (s.seqlen_q + BLOCK_M - 1) / BLOCK_M * s.batch * s.heads;
 }
 
@@ -97,7 +93,7 @@ struct Grid {
   unsigned x, y, z;
 };
 
-SIGJIT_SCHED_HD Grid launch_grid(bool persistent, int block_m, const Shape& s, long long slots) {
+SIGJIT_HD_INLINE Grid launch_grid(bool persistent, int block_m, const Shape& s, long long slots) {
   const int m_tiles = (s.seqlen_q + block_m - 1) / block_m;
   if (!persistent) return Grid{(unsigned)m_tiles, (unsigned)s.heads, (unsigned)s.batch};
   const long long tiles = (long long)m_tiles * s.heads * s.batch;
@@ -108,14 +104,14 @@ SIGJIT_SCHED_HD Grid launch_grid(bool persistent, int block_m, const Shape& s, l
 // Work items of a sequence with n query tiles per head: tiles, or causal units (n / 2 per head
 // of a tile and its mirror, then for an odd n a unit per two heads' middle tiles).
 template <Order ORDER>
-SIGJIT_SCHED_HD int items_per_sequence(int n, int heads) {
+SIGJIT_HD_INLINE int items_per_sequence(int n, int heads) {
   return ORDER == Order::causal_units ? n / 2 * heads + n % 2 * ((heads + 1) / 2) : n * heads;
 }
 
 // The cursor's tile of causal unit u of a sequence with n query tiles per head: on the unit's
 // first tile (c.mirror != 2) it also records whether a second follows.
 template <int BLOCK_M>
-SIGJIT_SCHED_HD void causal_unit_tile(TileCursor& c, int u, int n, int heads, Tile& tile) {
+SIGJIT_HD_INLINE void causal_unit_tile(TileCursor& c, int u, int n, int heads, Tile& tile) {
   const int pairs = n / 2;                                // units per head of a tile and its mirror
   const int inner = pairs > 1 ? (pairs - 1) * heads : 0;  // those with k >= 1
   const int middles = n % 2 * ((heads + 1) / 2);          // units of two heads' middle tiles
@@ -140,7 +136,7 @@ SIGJIT_SCHED_HD void causal_unit_tile(TileCursor& c, int u, int n, int heads, Ti
 
 // Query tile `local` (< query tiles x heads) of one sequence in the non-causal order: whole tiles by
 // head, then the partial one of each head.
-SIGJIT_SCHED_HD void sequence_tile(int local, int whole, int heads, int block_m, Tile& tile) {
+SIGJIT_HD_INLINE void sequence_tile(int local, int whole, int heads, int block_m, Tile& tile) {
   if (local < whole * heads) {
     tile.h = local / whole;
     tile.m_start = (local - tile.h * whole) * block_m;
@@ -153,7 +149,7 @@ SIGJIT_SCHED_HD void sequence_tile(int local, int whole, int heads, int block_m,
 // Tile t of the dense order (t < dense_tile_count), Order::tiles or causal_rows. The non-causal
 // order also enumerates the padded layout's wholly padded tiles for their zero pass.
 template <int BLOCK_M, Order ORDER = Order::tiles>
-SIGJIT_SCHED_HD Tile dense_tile(int t, const Shape& s) {
+SIGJIT_HD_INLINE Tile dense_tile(int t, const Shape& s) {
   const int m_tiles = (s.seqlen_q + BLOCK_M - 1) / BLOCK_M;
   Tile tile;
   if (ORDER == Order::tiles) {
@@ -172,13 +168,13 @@ SIGJIT_SCHED_HD Tile dense_tile(int t, const Shape& s) {
 // `query_rows(b)`: valid query rows of sequence b, at most seqlen_q (padded / varlen; unused
 // when DENSE).
 template <int BLOCK_M>
-SIGJIT_SCHED_HD void enter_sequence(TileCursor& c, int rows) {
+SIGJIT_HD_INLINE void enter_sequence(TileCursor& c, int rows) {
   c.tiles = (rows + BLOCK_M - 1) / BLOCK_M;
   c.whole = rows / BLOCK_M;
 }
 
 template <int BLOCK_M, bool DENSE, class QueryRows>
-SIGJIT_SCHED_HD TileCursor first_tile(int t0, const Shape& s, const QueryRows& query_rows) {
+SIGJIT_HD_INLINE TileCursor first_tile(int t0, const Shape& s, const QueryRows& query_rows) {
   TileCursor c{t0, 0, 0, 0, 0, 0};
   if (!DENSE && s.batch > 0) enter_sequence<BLOCK_M>(c, query_rows(0));
   return c;
@@ -187,7 +183,7 @@ SIGJIT_SCHED_HD TileCursor first_tile(int t0, const Shape& s, const QueryRows& q
 // Decodes the cursor into `tile`; false once c.t is past the last work item. Moves the cursor
 // forward (c.t must not decrease between calls).
 template <int BLOCK_M, Order ORDER, bool DENSE, class QueryRows>
-SIGJIT_SCHED_HD bool locate_tile(TileCursor& c, const Shape& s, const QueryRows& query_rows, Tile& tile) {
+SIGJIT_HD_INLINE bool locate_tile(TileCursor& c, const Shape& s, const QueryRows& query_rows, Tile& tile) {
   if (DENSE) {
     const int m_tiles = (s.seqlen_q + BLOCK_M - 1) / BLOCK_M, per_sequence = items_per_sequence<ORDER>(m_tiles, s.heads);
     if (c.t >= per_sequence * s.batch) return false;
@@ -222,7 +218,7 @@ SIGJIT_SCHED_HD bool locate_tile(TileCursor& c, const Shape& s, const QueryRows&
 // The cursor's next tile for CTA-strided scheduling over `grid` CTAs: a causal unit's second
 // tile, else the next work item.
 template <Order ORDER>
-SIGJIT_SCHED_HD void advance_tile(TileCursor& c, int grid) {
+SIGJIT_HD_INLINE void advance_tile(TileCursor& c, int grid) {
   if (ORDER == Order::causal_units && c.mirror == 1) {
     c.mirror = 2;
     return;

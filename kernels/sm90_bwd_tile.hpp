@@ -3,15 +3,17 @@
 
 namespace sigjit {
 
-// "hb128x64c2s2[o][_r]": 64 keys per consumer warpgroup (a CTA's key block), block_q query rows
-// per step; overlap: the sigmoid of S^T overlaps the dP^T GEMM; bulk_dq: dQ added by one bulk
-// reduction per row from shared memory.
+// "hb128x64c2s2[o][e][_r]": 64 keys per consumer warpgroup (a CTA's key block), block_q query
+// rows per step; overlap: the sigmoid of S^T overlaps the dP^T GEMM; early_scores: the next
+// step's S^T GEMM is issued before this step's dS barrier and dQ GEMM; bulk_dq: dQ added by one
+// bulk reduction per row from shared memory.
 struct Sm90BwdTile {
   int block_q = 64;
   int consumers = 2;
   int stages = 2;
   bool overlap = false;
   bool bulk_dq = false;
+  bool early_scores = false;
   int block_k() const { return 64 * consumers; }
 };
 

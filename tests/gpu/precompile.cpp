@@ -84,7 +84,14 @@ void precompile_backward(const std::vector<CaseSpec>& cases) {
   precompile_work(work);
 }
 
-void precompile_backward_sm90(const std::vector<CaseSpec>& cases, bool bulk_dq) {
+TileConfig sm90_backward_test_config(const KernelSpec& spec, Sm90BwdVariant variant) {
+  TileConfig config = default_sm90_backward_config(spec);
+  config.get<sigjit::Sm90BwdTile>().bulk_dq = variant.bulk_dq;
+  config.get<sigjit::Sm90BwdTile>().early_scores = variant.early_scores;
+  return config;
+}
+
+void precompile_backward_sm90(const std::vector<CaseSpec>& cases, Sm90BwdVariant variant) {
   const detail::DeviceInfo dev = detail::current_device();
   std::vector<std::pair<KernelSpec, TileConfig>> work;
   std::set<std::string> seen;
@@ -93,8 +100,7 @@ void precompile_backward_sm90(const std::vector<CaseSpec>& cases, bool bulk_dq) 
     KernelSpec spec = case_kernel_spec(c, dev, rng);
     spec.direction = Direction::backward_fused;
     if (!sm90_backward_supports(spec)) continue;
-    TileConfig config = default_sm90_backward_config(spec);
-    config.get<sigjit::Sm90BwdTile>().bulk_dq = bulk_dq;
+    const TileConfig config = sm90_backward_test_config(spec, variant);
     for (const auto& [s, cfg] : {std::make_pair(spec, config), std::make_pair(dq_convert_spec(spec), dq_convert_config())}) {
       if (seen.insert(kernel_name(s, cfg)).second) work.emplace_back(s, cfg);
     }

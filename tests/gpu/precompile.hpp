@@ -29,8 +29,16 @@ void precompile_work(const std::vector<std::pair<KernelSpec, TileConfig>>& work)
 // kernel, and the deterministic dK/dV and dQ pair.
 void precompile_backward(const std::vector<CaseSpec>& cases);
 
-// The sm90 backward family's default config (fused kernel; with bulk_dq, its bulk-dQ variant)
-// and the dQ convert kernel of every case it supports (head dim 64/128), for BackwardMatrixSm90.
-void precompile_backward_sm90(const std::vector<CaseSpec>& cases, bool bulk_dq = false);
+// Which of the sm90 backward family's tunables a GPU test sets on its default tile.
+struct Sm90BwdVariant {
+  bool bulk_dq = false;       // _r: dQ by bulk reductions from shared memory
+  bool early_scores = false;  // e: the next step's S^T issued before the dS barrier
+  std::string label() const { return std::string(bulk_dq ? "bulk" : "atomic") + (early_scores ? "-early" : ""); }
+};
+TileConfig sm90_backward_test_config(const KernelSpec& spec, Sm90BwdVariant variant);
+
+// That config of the sm90 backward family (fused kernel) and the dQ convert kernel of every case
+// it supports (head dim 64/128), for the BackwardMatrixSm90 suites.
+void precompile_backward_sm90(const std::vector<CaseSpec>& cases, Sm90BwdVariant variant);
 
 }  // namespace sigjit::testing

@@ -138,29 +138,33 @@ class ScopedForceTile {
   ~ScopedForceTile() { unsetenv("SIGJIT_FORCE_TILE"); }
 };
 
-class BackwardMatrixSm90 : public ::testing::TestWithParam<CaseSpec> {
+// The sm90 family's default tile with each dQ path (per-thread atomics; _r: bulk reductions
+// from shared memory) and with early scores (e: the next step's S^T issued before the dS
+// barrier), each a suite of its own so that one can be filtered or sharded alone.
+template <bool BULK_DQ, bool EARLY_SCORES>
+class BackwardMatrixSm90Variant : public ::testing::TestWithParam<CaseSpec> {
  public:
+  static constexpr Sm90BwdVariant kVariant{BULK_DQ, EARLY_SCORES};
   static void SetUpTestSuite() {
-    if (sm90_backward_unavailable_reason().empty()) precompile_backward_sm90(cases_to_run(backward_cases(), "BackwardMatrixSm90"));
+    if (!sm90_backward_unavailable_reason().empty()) return;
+    precompile_backward_sm90(cases_to_run(backward_cases(), suite_name()), kVariant);
+  }
+  static std::string suite_name() {
+    if (EARLY_SCORES) return "BackwardMatrixSm90EarlyScores";
+    return BULK_DQ ? "BackwardMatrixSm90BulkDq" : "BackwardMatrixSm90";
   }
 };
+using BackwardMatrixSm90 = BackwardMatrixSm90Variant<false, false>;
+using BackwardMatrixSm90BulkDq = BackwardMatrixSm90Variant<true, false>;
+using BackwardMatrixSm90EarlyScores = BackwardMatrixSm90Variant<true, true>;
 
-// The same with the bulk dQ reductions (_r: dQ staged in shared memory, cp.reduce.async.bulk).
-class BackwardMatrixSm90BulkDq : public ::testing::TestWithParam<CaseSpec> {
- public:
-  static void SetUpTestSuite() {
-    if (sm90_backward_unavailable_reason().empty()) precompile_backward_sm90(cases_to_run(backward_cases(), "BackwardMatrixSm90BulkDq"), true);
-  }
-};
-
-void run_sm90_backward_case(const CaseSpec& spec, bool bulk_dq) {
+void run_sm90_backward_case(const CaseSpec& spec, Sm90BwdVariant variant) {
   if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
   std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
   KernelSpec ks = case_kernel_spec(spec, detail::current_device(), rng);
   ks.direction = Direction::backward_fused;
   if (!sm90_backward_supports(ks)) GTEST_SKIP() << "the sm90 backward family does not serve " << ks.describe() << " (the sm80 path does)";
-  TileConfig config = default_sm90_backward_config(ks);
-  config.get<sigjit::Sm90BwdTile>().bulk_dq = bulk_dq;
+  const TileConfig config = sm90_backward_test_config(ks, variant);
   ForwardProblem problem(spec, rng);
   problem.enable_backward(rng);
   {
@@ -174,16 +178,20 @@ void run_sm90_backward_case(const CaseSpec& spec, bool bulk_dq) {
   for (int run = 0; run < 2; ++run) {  // the second run reuses (and must re-zero) the workspace
     CaseResult r;
     ASSERT_NO_THROW(r = run_and_check(problem, fast));
-    expect_good(spec, r, run == 0 ? "sm90-atomic" : "sm90-atomic-2nd-run");
+    const std::string mode = "sm90-" + variant.label() + (run == 0 ? "" : "-2nd-run");
+    expect_good(spec, r, mode.c_str());
   }
 }
 
-TEST_P(BackwardMatrixSm90, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), false); }
+TEST_P(BackwardMatrixSm90, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
 
-TEST_P(BackwardMatrixSm90BulkDq, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), true); }
+TEST_P(BackwardMatrixSm90BulkDq, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
+
+TEST_P(BackwardMatrixSm90EarlyScores, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90BulkDq, ::testing::ValuesIn(backward_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90EarlyScores, ::testing::ValuesIn(backward_cases()), case_name);
 
 // ---- top-left causal alignment (CausalAlign::top_left) through every backward kernel ----------
 // top_left_cases() (forward_problem.hpp; padded, varlen and dense, lengths differing both ways, a
@@ -223,8 +231,8 @@ class BackwardTopLeft : public ::testing::TestWithParam<CaseSpec> {
     }
     precompile_work(work);
     if (sm90_backward_unavailable_reason().empty()) {
-      precompile_backward_sm90(cases);
-      precompile_backward_sm90(cases, true);
+      for (const Sm90BwdVariant variant : {Sm90BwdVariant{false, false}, Sm90BwdVariant{true, false}, Sm90BwdVariant{true, true}})
+        precompile_backward_sm90(cases, variant);
     }
   }
 };
@@ -258,16 +266,15 @@ TEST_P(BackwardTopLeft, EveryBackwardKernelMatchesFp64Reference) {
     }
   }
   if (!sm90_backward_unavailable_reason().empty() || !sm90_backward_supports(ks)) return;  // the sm90 family does not apply here
-  for (const bool bulk_dq : {false, true}) {
-    TileConfig config = default_sm90_backward_config(ks);
-    config.get<sigjit::Sm90BwdTile>().bulk_dq = bulk_dq;
+  for (const Sm90BwdVariant variant : {Sm90BwdVariant{false, false}, Sm90BwdVariant{true, false}, Sm90BwdVariant{true, true}}) {
+    const TileConfig config = sm90_backward_test_config(ks, variant);
     const detail::Resolved res = detail::resolve(problem.args());
     const SigjitBwdParams bp = kernels::backward_params(res, detail::resolve_gradients(res, problem.grads()), nullptr);
     ASSERT_EQ(kernels::tma_unsuitable(res, &bp), "") << "this case would fall back to the sm80 fused kernel";
     fmt::print("[bwd top-left sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
     const ScopedForceTile force(config.describe());
     ASSERT_NO_THROW(r = run_and_check(problem, BackwardOptions{}));
-    expect_good(spec, r, bulk_dq ? "top-left-sm90-bulk" : "top-left-sm90-atomic");
+    expect_good(spec, r, ("top-left-sm90-" + variant.label()).c_str());
   }
 }
 

@@ -122,6 +122,30 @@ struct BwdSm90Config {
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
 };
 
+// Early scores (tile suffix e): step i+1's S^T GEMM is issued before the consumers meet at step
+// i's dS barrier, so the tensor cores have work through that barrier, the largest stall of the
+// backward (bench/PROFILE-backward.md, lever 2: 18 % of the stall samples), and beside the dQ
+// GEMM. Order per step: dK/dV(i) issued, dS^T(i) stored while it runs, dK/dV awaited (which frees
+// the P^T/dS^T fragments), S^T(i+1) issued, dS barrier, dQ(i). Issuing S^T(i+1) before the dS^T
+// stores instead kept the fragments live beside it and spilled with score bias and the exact
+// sigmoid (hd 64) or dQ atomics (hd 128).
+// Cost: the next step's S^T (BLOCK_M / 2 registers) stays live across the dQ GEMM and its
+// epilogue; one extra K Q^T per CTA and kv head (the last step's, discarded). A wrapper, like
+// FwdSm90PersistentConfig, so that no existing kernel's PTX changes.
+template <class Base>
+struct BwdSm90EarlyScoresConfig : Base {};  // registers: see bwd_register_estimate
+
+// Whether C issues the next step's S^T early, as a constant function (a static data member
+// would be emitted into the PTX of every config).
+template <class C>
+struct Sm90BwdPipeline {
+  static __device__ constexpr bool early_scores() { return false; }
+};
+template <class Base>
+struct Sm90BwdPipeline<BwdSm90EarlyScoresConfig<Base>> {
+  static __device__ constexpr bool early_scores() { return true; }
+};
+
 template <class C>
 struct BwdSm90Smem {
   u32 base;
@@ -415,10 +439,21 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   }
   const SigmoidFold<C::kExact> sig(p.scale);
 
+  constexpr bool early = Sm90BwdPipeline<C>::early_scores();
   float dk[C::kDAcc], dv[C::kDAcc];
   zero_regs<C>(dk);
   zero_regs<C>(dv);
+  // S^T, then P^T. Early: the first step's S^T is issued and awaited here, so that every step
+  // starts with no GEMM in flight whatever path it came from (a first-step branch inside the
+  // loop made ptxas serialize every wgmma: it could no longer tell which group a wait retires).
+  float s[C::kSAcc];
   if (w.total_steps > 0) mbarrier_wait(sm_in.kv_full(), 0);
+  if (early && w.total_steps > 0) {
+    mbarrier_wait(sm_in.q_full(0), 0);
+    issue_transposed_scores<C>(s, sm_in.k(), sm_in.q(0), wg);
+    wgmma_wait<0>();
+    pin_registers(s);
+  }
   for (int i = 0; i < w.total_steps; ++i) {
     // The shared base passes through an empty asm each step, so ptxas rebuilds the ~50 wgmma
     // descriptors and dS^T addresses from it (a few integer adds) instead of hoisting them all
@@ -431,9 +466,11 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     const int h = h_kv * p.kv_group + i / w.steps_per_head;
     const int m_start = (w.m_first + i % w.steps_per_head) * C::kBlockM;
 
-    float s[C::kSAcc], dp[C::kSAcc];
-    mbarrier_wait(sm.q_full(stage), phase);
-    issue_transposed_scores<C>(s, sm.k(), sm.q(stage), wg);  // S^T = K Q^T
+    float dp[C::kSAcc];
+    if (!early) {
+      mbarrier_wait(sm.q_full(stage), phase);
+      issue_transposed_scores<C>(s, sm.k(), sm.q(stage), wg);  // S^T = K Q^T
+    }
     mbarrier_wait(sm.do_full(stage), phase);
     issue_transposed_scores<C>(dp, sm.v(), sm.dout(stage), wg);  // dP^T = V dO^T
     if (C::kOverlap) {
@@ -464,19 +501,41 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     const int buf = i % 2;
     store_ds<C>(sm.ds(buf), dsf, wg, warp, lane);
     fence_proxy_async_shared();  // the generic-proxy stores before the dQ wgmma's async reads
+    if (early) {
+      // dK/dV done (it ran under the dS^T stores), which frees the P^T/dS^T fragments, then the
+      // next step's S^T = K Q^T, which runs through the dS barrier and beside the dQ GEMM. The
+      // last step recomputes its own and discards it: every step then issues the same GEMMs (a
+      // conditional one made ptxas serialize all of them), for one extra K Q^T per CTA and kv
+      // head while this step's stage is still held.
+      wgmma_wait<0>();
+      pin_registers(dv);
+      pin_registers(dk);
+#pragma unroll
+      for (int kk = 0; kk < C::kQSteps; ++kk) {
+        pin_registers(pf[kk]);
+        pin_registers(dsf[kk]);
+      }
+      const bool last = i + 1 == w.total_steps;
+      const int next = last ? stage : (i + 1) % C::kStages;
+      if (!last) mbarrier_wait(sm.q_full(next), ((i + 1) / C::kStages) & 1);
+      issue_transposed_scores<C>(s, sm.k(), sm.q(next), wg);
+    }
     named_barrier_sync(C::kDsBarrier, C::kConsumers * 128);
     float dq[C::kDqMTiles][C::kDqAcc];
     issue_dq<C>(dq, sm, buf, wg);
     wgmma_wait<0>();
     pin_registers(dv);
     pin_registers(dk);
+    if (!early) {  // (early: the fragments' GEMMs were awaited before the dS barrier)
 #pragma unroll
-    for (int kk = 0; kk < C::kQSteps; ++kk) {
-      pin_registers(pf[kk]);
-      pin_registers(dsf[kk]);
+      for (int kk = 0; kk < C::kQSteps; ++kk) {
+        pin_registers(pf[kk]);
+        pin_registers(dsf[kk]);
+      }
     }
 #pragma unroll
     for (int mt = 0; mt < C::kDqMTiles; ++mt) pin_registers(dq[mt]);
+    if (early) pin_registers(s);
     mbarrier_arrive(sm.empty(stage));  // Q and dO of this stage are no longer read
 
     float* dqa = bp.dq_accum + seq_at.batch * bp.dqa_stride_b + seq_at.q_row0 * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;

@@ -36,7 +36,8 @@ SIGJIT_HD constexpr int bwd_dq_cols(int head_dim, int block_q, int consumers) {
 }
 
 // Live fp32/b32 registers per consumer thread: dK and dV throughout, plus the larger phase:
-// S^T and dP^T (sigmoid), or this warpgroup's dQ tiles and the P^T/dS^T fragments (GEMMs).
+// S^T and dP^T (sigmoid), or this warpgroup's dQ tiles and the P^T/dS^T fragments (GEMMs). Early
+// scores (sm90/bwd.cuh) hold the next step's S^T in place of the fragments, the same count.
 SIGJIT_HD constexpr int bwd_register_estimate(int head_dim, int block_q, int consumers) {
   const int sigmoid_phase = block_q;
   const int gemm_phase = bwd_dq_mtiles(block_q, consumers) * bwd_dq_cols(head_dim, block_q, consumers) / 2 + block_q / 2;

@@ -22,6 +22,8 @@
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,19 +59,8 @@ std::string compile_problems(const KernelSpec& spec, const TileConfig& config, s
   return sigjit::testing::sm90_compile_problems(spec, config, sizeof(SigjitBwdSm90Params), true, usage, ptx);
 }
 
-// The default config and its bulk-dQ variant (_r) of every spec.
-TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
-  const std::vector<KernelSpec> specs = all_sm90_bwd_specs();
-  ASSERT_EQ(specs.size(), 2u * 96u);
-  std::vector<std::pair<KernelSpec, TileConfig>> jobs;
-  for (const KernelSpec& s : specs) {
-    ASSERT_TRUE(sigjit::sm90_backward_supports(s)) << s.describe();
-    TileConfig c = sigjit::default_sm90_backward_config(s);
-    c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
-    jobs.emplace_back(s, c);
-    c.get<sigjit::Sm90BwdTile>().bulk_dq = true;
-    jobs.emplace_back(s, c);
-  }
+// Compiles every (spec, config) on all cores; each problem (spills included) is a failure.
+void expect_all_compile(const std::vector<std::pair<KernelSpec, TileConfig>>& jobs) {
   const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
   std::printf("compiling %zu sm90 backward kernels on %u threads\n", jobs.size(), workers);
   std::vector<std::string> failures;
@@ -89,8 +80,47 @@ TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
 }
 
+// Every candidate the tuner may time compiles without spills (each tunable's every value), for
+// the plain spec and the heaviest (padded, causal, score bias, exact sigmoid) at hd 64 and 128.
+TEST(Sm90BwdCompileAll, EveryCandidateCompilesWithoutSpills) {
+  std::vector<std::pair<KernelSpec, TileConfig>> jobs;
+  for (int d : {64, 128})
+    for (bool heavy : {false, true}) {
+      KernelSpec s = bwd_spec(d);
+      if (heavy) {
+        s.layout = sigjit::Layout::padded;
+        s.causal = true;
+        s.score_bias = true;
+        s.sigmoid = sigjit::SigmoidMode::exact;
+      }
+      for (const TileConfig& c : sigjit::candidate_configs(s))
+        if (c.family() == KernelFamily::sm90_bwd) jobs.emplace_back(s, c);
+    }
+  expect_all_compile(jobs);
+}
+
+// The default config with atomics, with bulk dQ (_r) and with bulk dQ and early scores (e) for
+// every spec.
+TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
+  const std::vector<KernelSpec> specs = all_sm90_bwd_specs();
+  ASSERT_EQ(specs.size(), 2u * 96u);
+  std::vector<std::pair<KernelSpec, TileConfig>> jobs;
+  for (const KernelSpec& s : specs) {
+    ASSERT_TRUE(sigjit::sm90_backward_supports(s)) << s.describe();
+    TileConfig c = sigjit::default_sm90_backward_config(s);
+    c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
+    jobs.emplace_back(s, c);
+    c.get<sigjit::Sm90BwdTile>().bulk_dq = true;
+    jobs.emplace_back(s, c);
+    c.get<sigjit::Sm90BwdTile>().early_scores = true;
+    jobs.emplace_back(s, c);
+  }
+  expect_all_compile(jobs);
+}
+
 // Top-left causal specs (tests/common/spec_matrix.hpp: every layout, hd 64 and 128, two feature
-// sets) with the default config and with dQ atomics instead of bulk reductions: the key block's
+// sets) with the default config, with early scores and with dQ atomics instead of bulk
+// reductions: the key block's
 // query range with the top-left diagonal, its own "causaltl" kernel, no spills.
 TEST(Sm90BwdCompileAll, CausalTopLeftCompilesWithTheDefaultConfigAndAtomics) {
   std::vector<std::pair<KernelSpec, TileConfig>> jobs;
@@ -100,27 +130,15 @@ TEST(Sm90BwdCompileAll, CausalTopLeftCompilesWithTheDefaultConfigAndAtomics) {
     ASSERT_EQ(c.family(), KernelFamily::sm90_bwd) << s.describe();
     EXPECT_THAT(sigjit::emit_source(s, c), HasSubstr("/*causal_top_left*/ true>;"));
     jobs.emplace_back(s, c);
+    c.get<sigjit::Sm90BwdTile>().early_scores = true;
+    jobs.emplace_back(s, c);
+    c.get<sigjit::Sm90BwdTile>().early_scores = false;
     c.get<sigjit::Sm90BwdTile>().bulk_dq = !c.get<sigjit::Sm90BwdTile>().bulk_dq;
     jobs.emplace_back(s, c);
   }
-  ASSERT_EQ(jobs.size(), 24u);
-  std::vector<std::string> failures;
-  std::mutex mutex;
-  std::atomic<std::size_t> next{0};
-  auto work = [&] {
-    for (std::size_t i = next++; i < jobs.size(); i = next++) {
-      const std::string name = sigjit::kernel_name(jobs[i].first, jobs[i].second);
-      std::string why = compile_problems(jobs[i].first, jobs[i].second);
-      if (name.find("_causaltl_") == std::string::npos) why += " name lacks _causaltl_";
-      std::lock_guard<std::mutex> lock(mutex);
-      if (!why.empty()) failures.push_back(name + ": " + why);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t) pool.emplace_back(work);
-  for (auto& t : pool) t.join();
-  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
-  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+  ASSERT_EQ(jobs.size(), 36u);
+  for (const auto& [spec, config] : jobs) EXPECT_THAT(sigjit::kernel_name(spec, config), HasSubstr("_causaltl_"));
+  expect_all_compile(jobs);
 }
 
 TEST(Sm90BwdCompile, DefaultConfigsReportRegistersWithoutSpills) {
@@ -128,7 +146,8 @@ TEST(Sm90BwdCompile, DefaultConfigsReportRegistersWithoutSpills) {
   // heaviest variant (padded, causal, score bias, exact).
   for (int d : {64, 128})
     for (bool heavy : {false, true})
-      for (bool bulk : {false, true}) {
+      for (int variant = 0; variant < 3; ++variant) {  // atomics, bulk dQ, bulk dQ with early scores
+      const bool bulk = variant > 0;
       KernelSpec s = bwd_spec(d);
       if (heavy) {
         s.layout = sigjit::Layout::padded;
@@ -138,6 +157,7 @@ TEST(Sm90BwdCompile, DefaultConfigsReportRegistersWithoutSpills) {
       }
       TileConfig c = sigjit::default_sm90_backward_config(s);
       c.get<sigjit::Sm90BwdTile>().bulk_dq = bulk;
+      c.get<sigjit::Sm90BwdTile>().early_scores = variant == 2;
       sigjit::ResourceUsage u;
       EXPECT_EQ(compile_problems(s, c, &u), "") << c.describe();
       std::printf("hd%d%s %s: %s\n", d, heavy ? " heavy" : "", c.describe().c_str(), u.describe().c_str());
@@ -209,6 +229,58 @@ TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
   }
 }
 
+// The wgmma and barrier instructions of a PTX text in order, by kind: "rs" (register-A wgmma: dV,
+// dK), "ss" (shared-memory operands, not transposed: S^T, dP^T), "ss-t" (both transposed: dQ),
+// "bar", "wait0", "wait1".
+std::vector<std::string> gemm_sequence(const std::string& ptx) {
+  std::vector<std::string> seq;
+  std::istringstream in(ptx);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("wgmma.mma_async") != std::string::npos) {
+      if (line.find("}, {%r") != std::string::npos) seq.push_back("rs");
+      else if (line.find("p, 1, 1, 1, 1;") != std::string::npos) seq.push_back("ss-t");
+      else if (line.find("p, 1, 1, 0, 0;") != std::string::npos) seq.push_back("ss");
+      else seq.push_back("?" + line);
+    } else if (line.find("bar.sync") != std::string::npos) {
+      seq.push_back("bar");
+    } else if (line.find("wgmma.wait_group.sync.aligned 0;") != std::string::npos) {
+      seq.push_back("wait0");
+    } else if (line.find("wgmma.wait_group.sync.aligned 1;") != std::string::npos) {
+      seq.push_back("wait1");
+    }
+  }
+  return seq;
+}
+
+// Early scores (e) in the PTX: per step the dK/dV GEMMs (register A), a wait for them, the next
+// step's S^T (D/16 shared-memory wgmmas), then the dS barrier and the dQ GEMM (transposed
+// operands). Without e the dS barrier follows the dK/dV GEMMs directly and dQ is issued with them
+// still in flight.
+TEST(Sm90BwdCompile, EarlyScoresIssueTheNextScoresBeforeTheDsBarrier) {
+  for (int d : {64, 128})
+    for (bool early : {false, true}) {
+      const KernelSpec s = bwd_spec(d);
+      TileConfig c = sigjit::default_sm90_backward_config(s);
+      c.get<sigjit::Sm90BwdTile>().early_scores = early;
+      std::string ptx;
+      ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
+      const std::vector<std::string> seq = gemm_sequence(ptx);
+      const auto last_rs = std::find(seq.rbegin(), seq.rend(), "rs");
+      ASSERT_NE(last_rs, seq.rend()) << c.describe() << ": no register-A wgmma (dK/dV)";
+      std::vector<std::string> after(last_rs.base(), seq.end());  // what follows the step's last dK/dV wgmma
+      const std::vector<std::string> next_scores(d / 16, "ss");
+      std::vector<std::string> expected;
+      if (early) {
+        expected.emplace_back("wait0");
+        expected.insert(expected.end(), next_scores.begin(), next_scores.end());
+      }
+      for (const char* x : {"bar", "ss-t"}) expected.emplace_back(x);
+      after.resize(std::min(after.size(), expected.size()));
+      EXPECT_EQ(after, expected) << c.describe();
+      for (const std::string& kind : seq) EXPECT_NE(kind[0], '?') << kind;
+    }
+}
+
 // ---- configs ------------------------------------------------------------------------------------
 
 TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
@@ -228,10 +300,13 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
   EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{128, 1, 3, false}).describe(), "hb64x128c1s3");
   EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true}).describe(), "hb128x64c2s2o_r");
   EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, true}).describe(), "hb128x128c2s2_r");
-  for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o"}) {
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true, true}).describe(), "hb128x64c2s2oe_r");
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{128, 2, 3, false, false, true}).describe(), "hb128x128c2s3e");
+  for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o", "hb128x64c2s2oe_r", "hb128x128c2s2e_r", "hb64x64c1s2e"}) {
     const TileConfig back = TileConfig::parse(text, "test");
     EXPECT_EQ(back.describe(), text);
     EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().bulk_dq, std::string(text).find("_r") != std::string::npos) << text;
+    EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().early_scores, std::string(text).find('e') != std::string::npos) << text;
   }
   // The family is part of the kernel name (and so of the cache key).
   const KernelSpec s = bwd_spec(128);
@@ -246,6 +321,9 @@ TEST(Sm90BwdConfig, ParseRejectsMalformedAndInconsistentStrings) {
   EXPECT_THAT(message("hb128x64c2s2oo"), HasSubstr("SIGJIT_FORCE_TILE 'hb128x64c2s2oo'"));
   EXPECT_THAT(message("hb128x64c2s2_ro"), HasSubstr("expected"));  // suffixes in a fixed order
   EXPECT_THAT(message("hb128x64c2s2o_r_r"), HasSubstr("expected"));
+  EXPECT_THAT(message("hb128x64c2s2eo"), HasSubstr("expected"));
+  EXPECT_THAT(message("hb128x64c2s2oee"), HasSubstr("expected"));
+  EXPECT_THAT(message("hb128x64c2s2o_re"), HasSubstr("expected"));
 }
 
 TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
@@ -313,6 +391,17 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
     }
     EXPECT_EQ(sigjit::default_config(s).family(), KernelFamily::sm90_bwd) << d;
     EXPECT_GT(sm90_bwd, 0) << d;
+    // Early scores are a tunable the tuner measures: the default tile with e is a candidate, and
+    // every candidate with e also comes without it.
+    std::set<std::string> names;
+    for (const TileConfig& c : sigjit::candidate_configs(s)) names.insert(c.describe());
+    TileConfig with_e = sigjit::default_sm90_backward_config(s);
+    with_e.get<sigjit::Sm90BwdTile>().early_scores = true;
+    EXPECT_EQ(names.count(with_e.describe()), 1u) << with_e.describe();
+    for (const std::string& name : names) {
+      const std::size_t e = name.find('e');
+      if (name.rfind("hb", 0) == 0 && e != std::string::npos) EXPECT_EQ(names.count(name.substr(0, e) + name.substr(e + 1)), 1u) << name;
+    }
   }
   // Never for other directions, archs or head dims.
   KernelSpec dkdv = bwd_spec(128);

@@ -3,6 +3,7 @@
 #include "cuda/check.hpp"
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"
+#include "sigjit/sm90/bwd_limits.h"
 
 #include <fmt/format.h>
 
@@ -109,24 +110,49 @@ std::string tma_unsuitable(const detail::Resolved& r, const SigjitBwdParams* bac
   return {};
 }
 
-void encode_tma_map(SigjitTensorMap& dst, const TmaTensor& t, const AttentionArgs& a, int box_rows) {
+namespace {
+
+// One 4-D tiled map with a 128-byte swizzle (the box's rows span 128 bytes), zero fill out of
+// bounds, copied into the parameter block's slot; a driver refusal names the tensor.
+void encode_swizzled_map(SigjitTensorMap& dst, const char* name, const void* base, CUtensorMapDataType type, const cuuint64_t (&dims)[4],
+                         const std::array<cuuint64_t, 3>& strides, cuuint32_t box_cols, cuuint32_t box_rows) {
   CUtensorMap map{};
-  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(a.head_dim), static_cast<cuuint64_t>(t.rows), static_cast<cuuint64_t>(t.heads),
-                              static_cast<cuuint64_t>(t.batch)};
-  const std::array<cuuint64_t, 3> strides = tma_byte_strides(t, a.head_dim);
-  // One box is one 64-column (128-byte) block of box_rows rows: the 128B swizzle's span.
-  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows), 1, 1};
+  const cuuint32_t box[4] = {box_cols, box_rows, 1, 1};
   const cuuint32_t element_strides[4] = {1, 1, 1, 1};
-  const CUresult st = detail::driver().cuTensorMapEncodeTiled(
-      &map, a.dtype == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(t.base), dims,
-      strides.data(), box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const CUresult st = detail::driver().cuTensorMapEncodeTiled(&map, type, 4, const_cast<void*>(base), dims, strides.data(), box, element_strides,
+                                                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                                              CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (st != CUDA_SUCCESS) {
-    throw Error(fmt::format("{}: cuTensorMapEncodeTiled failed ({}) for dims [{}, {}, {}, {}], byte strides [{}, {}, {}]", t.name,
+    throw Error(fmt::format("{}: cuTensorMapEncodeTiled failed ({}) for dims [{}, {}, {}, {}], byte strides [{}, {}, {}]", name,
                             detail::cu_error_text(st), dims[0], dims[1], dims[2], dims[3], strides[0], strides[1], strides[2]),
                 ErrorKind::cuda);
   }
+  static_assert(sizeof(dst) == sizeof(map), "SigjitTensorMap must be a CUtensorMap's 128 bytes");
   std::memcpy(&dst, &map, sizeof(dst));
+}
+
+}  // namespace
+
+void encode_tma_map(SigjitTensorMap& dst, const TmaTensor& t, const AttentionArgs& a, int box_rows) {
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(a.head_dim), static_cast<cuuint64_t>(t.rows), static_cast<cuuint64_t>(t.heads),
+                              static_cast<cuuint64_t>(t.batch)};
+  // One box is one 64-column (128-byte) block of box_rows rows: the 128B swizzle's span.
+  encode_swizzled_map(dst, t.name, t.base, a.dtype == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, dims,
+                      tma_byte_strides(t, a.head_dim), 64, static_cast<cuuint32_t>(box_rows));
+}
+
+void encode_dq_accum_map(SigjitTensorMap& dst, const SigjitBwdParams& bp, const AttentionArgs& a, int box_rows) {
+  const bool varlen = a.layout == Layout::varlen;
+  const std::int64_t rows = varlen ? a.total_q : a.seqlen_q, batch = varlen ? 1 : a.batch;
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(a.head_dim), static_cast<cuuint64_t>(rows), static_cast<cuuint64_t>(a.heads_q),
+                              static_cast<cuuint64_t>(batch)};
+  // The workspace is dense and 16-byte aligned (check_workspace, backward_params): every stride
+  // is a multiple of 16 bytes at head dims 64 and 128; a batch of one gets the whole tensor's size.
+  const std::int64_t token = bp.dqa_stride_l * 4, head = bp.dqa_stride_h * 4;
+  const std::array<cuuint64_t, 3> strides = {static_cast<cuuint64_t>(token), static_cast<cuuint64_t>(head),
+                                             static_cast<cuuint64_t>(batch > 1 ? bp.dqa_stride_b * 4 : token * rows)};
+  encode_swizzled_map(dst, "dq workspace", bp.dq_accum, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, dims, strides, kern::sm90::kBwdDqWriterBoxCols,
+                      static_cast<cuuint32_t>(box_rows));
 }
 
 // ---- launches ------------------------------------------------------------------------------------

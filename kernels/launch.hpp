@@ -73,4 +73,9 @@ std::string tma_unsuitable(const detail::Resolved& r, const SigjitBwdParams* bac
 // parameter block's slot.
 void encode_tma_map(SigjitTensorMap& dst, const TmaTensor& t, const AttentionArgs& a, int box_rows);
 
+// The fp32 dQ workspace (bp.dq_accum, with bp's dqa strides) as a tensor map for tensor bulk
+// reductions: dims {head_dim, rows, heads_q, batch}, box {32, box_rows} (128 bytes a row: the
+// 128B swizzle's span), 128-byte swizzle.
+void encode_dq_accum_map(SigjitTensorMap& dst, const SigjitBwdParams& bp, const AttentionArgs& a, int box_rows);
+
 }  // namespace sigjit::kernels

@@ -17,7 +17,7 @@ namespace kernels {
 namespace {
 
 int smem(const KernelSpec& spec, const Sm90BwdTile& c) {
-  return kern::sm90::bwd_smem_bytes(spec.head_dim, c.block_k(), c.block_q, c.stages, c.bulk_dq);
+  return kern::sm90::bwd_smem_bytes(spec.head_dim, c.block_k(), c.block_q, c.stages, c.bulk_dq, c.dq_writer);
 }
 
 // BwdSm90Config's static_asserts as messages; sizes, the dQ split and limits from
@@ -32,6 +32,7 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
   if (c.consumers != 1 && c.consumers != 2)
     return fmt::format("consumers={}: the sm90 backward takes 1 or 2 consumer warpgroups", c.consumers);
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
+  if (c.bulk_dq && c.dq_writer) return "dQ by bulk row reductions (_r) and by the writer warp (_w) exclude each other: pick one";
   if (kern::sm90::bwd_dq_cols(spec.head_dim, c.block_q, c.consumers) % 64 != 0) {
     return fmt::format(
         "query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
@@ -52,10 +53,12 @@ bool spills_in_practice(const KernelSpec& spec, const Sm90BwdTile& c) {
   return c.early_scores && !c.bulk_dq && spec.head_dim == 128;
 }
 
+enum class DqPath { atomics, bulk_rows, writer };
+
 class Sm90Bwd final : public Family {
  public:
   KernelFamily id() const override { return KernelFamily::sm90_bwd; }
-  std::string_view grammar() const override { return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][e][_r] (sm90 backward, e.g. hb128x64c2s2oe_r)"; }
+  std::string_view grammar() const override { return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][e][_r|_w] (sm90 backward, e.g. hb128x64c2s2oe_r)"; }
   bool serves(const KernelSpec& spec) const override { return sm90_backward_supports(spec); }
 
   std::optional<TileConfig> parse(std::string_view text, const std::string& what) const override {
@@ -65,18 +68,19 @@ class Sm90Bwd final : public Family {
     const bool overlap = k.lit("o");
     const bool early_scores = k.lit("e");
     const bool bulk_dq = k.lit("_r");
+    const bool dq_writer = !bulk_dq && k.lit("_w");
     if (!k.done()) return std::nullopt;
     if (a != 64 * c) {
       throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what,
                               text, a, c, 64 * c));
     }
-    return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq, early_scores});
+    return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq, early_scores, dq_writer});
   }
 
   std::string describe(const TileConfig& config) const override {
     const Sm90BwdTile& t = config.get<Sm90BwdTile>();
-    return fmt::format("hb{}x{}c{}s{}{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "", t.early_scores ? "e" : "",
-                       t.bulk_dq ? "_r" : "");
+    return fmt::format("hb{}x{}c{}s{}{}{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "", t.early_scores ? "e" : "",
+                       t.bulk_dq ? "_r" : "", t.dq_writer ? "_w" : "");
   }
 
   std::string check(const KernelSpec& spec, const TileConfig& config) const override {
@@ -92,9 +96,9 @@ class Sm90Bwd final : public Family {
       for (int consumers : {1, 2})
         for (int st : {2, 3})
           for (bool overlap : {true, false})
-            for (bool bulk_dq : {false, true})
+            for (DqPath dq : {DqPath::atomics, DqPath::bulk_rows, DqPath::writer})
               for (bool early_scores : {false, true}) {
-                const Sm90BwdTile t{bq, consumers, st, overlap, bulk_dq, early_scores};
+                const Sm90BwdTile t{bq, consumers, st, overlap, dq == DqPath::bulk_rows, early_scores, dq == DqPath::writer};
                 if (kernels::check(spec, t).empty() && !spills_in_practice(spec, t)) out.emplace_back(t);
               }
     return out;
@@ -102,14 +106,15 @@ class Sm90Bwd final : public Family {
 
   std::string emit(const KernelSpec& s, const TileConfig& config, const std::string& name) const override {
     const Sm90BwdTile& c = config.get<Sm90BwdTile>();
+    const bool tuned = c.early_scores || c.dq_writer;
     const std::string alias = fmt::format(
         "using Cfg = {}sigjit::kern::BwdSm90Config</*head_dim*/ {}, /*block_q*/ {}, /*consumers*/ {}, /*stages*/ {}, /*overlap*/ {},\n"
         "    /*bf16*/ {}, {}, /*causal*/ {}, {}, /*score_bias*/ {}, /*exact*/ {}, /*bulk_dq*/ {}{}>{};\n"
         "static_assert(Cfg::kSmemBytes == {}, \"host and template disagree on the sm90 backward shared memory size\");\n",
-        // Early scores wrap the base config (BwdSm90EarlyScoresConfig).
-        c.early_scores ? "sigjit::kern::BwdSm90EarlyScoresConfig<" : "", s.head_dim, c.block_q, c.consumers, c.stages, c.overlap,
-        s.dtype == DType::bf16, layout_arg(s), s.causal, bias_mode_arg(s), s.score_bias, s.sigmoid == SigmoidMode::exact, c.bulk_dq,
-        top_left_arg(s), c.early_scores ? ">" : "", smem(s, c));
+        // Early scores and the dQ writer wrap the base config (BwdSm90Tuned).
+        tuned ? "sigjit::kern::BwdSm90Tuned<" : "", s.head_dim, c.block_q, c.consumers, c.stages, c.overlap, s.dtype == DType::bf16,
+        layout_arg(s), s.causal, bias_mode_arg(s), s.score_bias, s.sigmoid == SigmoidMode::exact, c.bulk_dq, top_left_arg(s),
+        tuned ? fmt::format(", /*early_scores*/ {}, /*dq_writer*/ {}>", c.early_scores, c.dq_writer) : "", smem(s, c));
     return fmt::format(
         "// Generated by sigjit: {} | {}\n#include \"sigjit/sm90/bwd.cuh\"\n\n{}\n"
         "extern \"C\" __global__ void __launch_bounds__(Cfg::kThreads, 1) {}(const __grid_constant__ SigjitBwdSm90Params params) {{\n"
@@ -137,6 +142,7 @@ class Sm90Bwd final : public Family {
     encode_tma_map(params.v_map, tensors[2], a, t.block_k());
     encode_tma_map(params.do_map, tensors[3], a, t.block_q);
     params.p = *l.backward;
+    if (t.dq_writer && params.p.dq_accum != nullptr) encode_dq_accum_map(params.dqa_map, params.p, a, t.block_q);
     launch_kernel(l, static_cast<unsigned>((a.seqlen_k + t.block_k() - 1) / t.block_k()), a.heads_kv, a.batch, &params);
   }
 };

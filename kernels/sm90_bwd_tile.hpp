@@ -3,10 +3,11 @@
 
 namespace sigjit {
 
-// "hb128x64c2s2[o][e][_r]": 64 keys per consumer warpgroup (a CTA's key block), block_q query
-// rows per step; overlap: the sigmoid of S^T overlaps the dP^T GEMM; early_scores: the next
-// step's S^T GEMM is issued before this step's dS barrier and dQ GEMM; bulk_dq: dQ added by one
-// bulk reduction per row from shared memory.
+// "hb128x64c2s2[o][e][_r|_w]": 64 keys per consumer warpgroup (a CTA's key block), block_q
+// query rows per step; overlap: the sigmoid of S^T overlaps the dP^T GEMM; early_scores: the
+// next step's S^T GEMM is issued before this step's dS barrier and dQ GEMM; dQ added to the
+// workspace by per-thread atomics, by one bulk reduction per row from shared memory (bulk_dq,
+// _r), or by a writer warp's tensor bulk reductions from swizzled staging tiles (dq_writer, _w).
 struct Sm90BwdTile {
   int block_q = 64;
   int consumers = 2;
@@ -14,6 +15,7 @@ struct Sm90BwdTile {
   bool overlap = false;
   bool bulk_dq = false;
   bool early_scores = false;
+  bool dq_writer = false;
   int block_k() const { return 64 * consumers; }
 };
 

@@ -1,36 +1,42 @@
 #!/usr/bin/env bash
 # Issue 21's backward levers on the device, each tunable against the current default, in the calls
 # the 10-minute limit allows. Logs, CSVs and summary.md in $OUT.
-#   bwd_levers.sh check    build; the GPU correctness suites of the early-scores variant (e: the
-#                          dense/padded/varlen matrix with GQA, causal, score bias, lengths 1 and
-#                          17, 4096 and 16384, against fp64, poisoned gradients, run twice) and the
-#                          top-left cases; compute-sanitizer on small e cases; SASS of the e kernels
-#   bwd_levers.sh bench    build; sigjit's backward with the default tile and with e (LEVER_TILES_128,
-#                          LEVER_TILES_64) over the dense grid (causal and not) and 25 % padded, then
-#                          TritonSigmoid's and cuDNN SDPA's backward in the same call (compare.py)
-#   bwd_levers.sh profile  ncu of the e kernels at L 16384 (scripts/device/profile.sh), for
-#                          bench/PROFILE-backward.md's predicted-vs-measured table
+#   bwd_levers.sh check SUITE  build; one GPU correctness suite of a lever (SUITE: EarlyScores, DqWriter
+#                              or DqWriterEarlyScores: the dense/padded/varlen matrix with GQA, causal,
+#                              score bias, lengths 1 and 17, 4096 and 16384, against fp64, poisoned
+#                              gradients, run twice); compute-sanitizer on two small cases of it; SASS
+#   bwd_levers.sh top-left     build; the top-left cases through every dQ path and early scores
+#   bwd_levers.sh bench        build; sigjit's backward with the default tile and each lever
+#                              (LEVER_TILES_128, LEVER_TILES_64) over the dense grid (causal and not)
+#                              and 25 % padded, then TritonSigmoid's and cuDNN SDPA's backward in the
+#                              same call (compare.py)
+#   bwd_levers.sh profile      ncu of the last tile of each list at L 16384 (scripts/device/profile.sh),
+#                              for bench/PROFILE-backward.md's predicted-vs-measured table
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
 run=scripts/device_run.sh
-tiles128=${LEVER_TILES_128:-hb128x64c2s2o_r;hb128x64c2s2oe_r}
-tiles64=${LEVER_TILES_64:-hb128x128c2s2_r;hb128x128c2s2e_r}
+tiles128=${LEVER_TILES_128:-hb128x64c2s2o_r;hb128x64c2s2oe_r;hb128x64c2s2o_w;hb128x64c2s2oe_w}
+tiles64=${LEVER_TILES_64:-hb128x128c2s2_r;hb128x128c2s2e_r;hb128x128c2s2_w;hb128x128c2s2e_w}
 seq=${LEVER_SEQ:-512,1024,2048,4096,8192,16384}
 
 check() {
+  local suite=BackwardMatrixSm90${1:?check needs a suite: EarlyScores, DqWriter or DqWriterEarlyScores}
   $run build || exit 1
-  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90EarlyScores.*' "${CHECK_TIMEOUT_S:-300}" gpu_tests_early.log
-  $run gpu-tests 'TopLeft/BackwardTopLeft.*' 150 gpu_tests_top_left.log
-  SANITIZE_TOOLS="memcheck racecheck synccheck" $run sanitize \
-    'Matrix/BackwardMatrixSm90EarlyScores.*dense_d64_bf16_causal_logn_exact_q200*:Matrix/BackwardMatrixSm90EarlyScores.*varlen_d128_fp16_causal_logn_sb_gqa_exact*' 90
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "Matrix/$suite.*" "${CHECK_TIMEOUT_S:-330}" "gpu_tests_$suite.log"
+  $run sanitize "Matrix/$suite.*dense_d64_bf16_causal_logn_exact_q200*:Matrix/$suite.*varlen_d128_fp16_causal_logn_sb_gqa_exact*" 60
   [ "${DRY_RUN:-0}" = 1 ] && return
   for tile in ${tiles128//;/ }; do
     $run sigjit compile --head-dim 128 --arch sm_90a --direction bwd_fused --tile "$tile" --out "$OUT/sass_$tile" >/dev/null
     cuobjdump --dump-sass "$OUT/sass_$tile"/*.cubin >"$OUT/sass_$tile.txt" 2>&1
-    echo "$tile: HGMMA $(grep -c HGMMA "$OUT/sass_$tile.txt"), DEPBAR $(grep -c 'WARPGROUP.DEPBAR' "$OUT/sass_$tile.txt")"
+    echo "$tile: HGMMA $(grep -c HGMMA "$OUT/sass_$tile.txt"), DEPBAR $(grep -c 'WARPGROUP.DEPBAR' "$OUT/sass_$tile.txt"), UTMAREDG $(grep -c UTMAREDG "$OUT/sass_$tile.txt")"
     rm -rf "$OUT/sass_$tile"
   done
+}
+
+top_left() {
+  $run build || exit 1
+  $run gpu-tests 'TopLeft/BackwardTopLeft.*' "${CHECK_TIMEOUT_S:-300}" gpu_tests_top_left.log
 }
 
 bench() {
@@ -52,6 +58,8 @@ profile() {
 }
 
 case "${1:-}" in
-  check | bench | profile) "$1" ;;
-  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  check) check "${2:-}" ;;
+  top-left) top_left ;;
+  bench | profile) "$1" ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

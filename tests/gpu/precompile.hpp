@@ -33,7 +33,10 @@ void precompile_backward(const std::vector<CaseSpec>& cases);
 struct Sm90BwdVariant {
   bool bulk_dq = false;       // _r: dQ by bulk reductions from shared memory
   bool early_scores = false;  // e: the next step's S^T issued before the dS barrier
-  std::string label() const { return std::string(bulk_dq ? "bulk" : "atomic") + (early_scores ? "-early" : ""); }
+  bool dq_writer = false;     // _w: dQ by a writer warp's tensor bulk reductions
+  std::string label() const {
+    return std::string(dq_writer ? "writer" : bulk_dq ? "bulk" : "atomic") + (early_scores ? "-early" : "");
+  }
 };
 TileConfig sm90_backward_test_config(const KernelSpec& spec, Sm90BwdVariant variant);
 

@@ -139,17 +139,19 @@ class ScopedForceTile {
 };
 
 // The sm90 family's default tile with each dQ path (per-thread atomics; _r: bulk reductions
-// from shared memory) and with early scores (e: the next step's S^T issued before the dS
-// barrier), each a suite of its own so that one can be filtered or sharded alone.
-template <bool BULK_DQ, bool EARLY_SCORES>
+// from shared memory; _w: a writer warp's tensor bulk reductions) and with early scores (e: the
+// next step's S^T issued before the dS barrier), each a suite of its own so that one can be
+// filtered or sharded alone.
+template <bool BULK_DQ, bool EARLY_SCORES, bool DQ_WRITER = false>
 class BackwardMatrixSm90Variant : public ::testing::TestWithParam<CaseSpec> {
  public:
-  static constexpr Sm90BwdVariant kVariant{BULK_DQ, EARLY_SCORES};
+  static constexpr Sm90BwdVariant kVariant{BULK_DQ, EARLY_SCORES, DQ_WRITER};
   static void SetUpTestSuite() {
     if (!sm90_backward_unavailable_reason().empty()) return;
     precompile_backward_sm90(cases_to_run(backward_cases(), suite_name()), kVariant);
   }
   static std::string suite_name() {
+    if (DQ_WRITER) return EARLY_SCORES ? "BackwardMatrixSm90DqWriterEarlyScores" : "BackwardMatrixSm90DqWriter";
     if (EARLY_SCORES) return "BackwardMatrixSm90EarlyScores";
     return BULK_DQ ? "BackwardMatrixSm90BulkDq" : "BackwardMatrixSm90";
   }
@@ -157,6 +159,8 @@ class BackwardMatrixSm90Variant : public ::testing::TestWithParam<CaseSpec> {
 using BackwardMatrixSm90 = BackwardMatrixSm90Variant<false, false>;
 using BackwardMatrixSm90BulkDq = BackwardMatrixSm90Variant<true, false>;
 using BackwardMatrixSm90EarlyScores = BackwardMatrixSm90Variant<true, true>;
+using BackwardMatrixSm90DqWriter = BackwardMatrixSm90Variant<false, false, true>;
+using BackwardMatrixSm90DqWriterEarlyScores = BackwardMatrixSm90Variant<false, true, true>;
 
 void run_sm90_backward_case(const CaseSpec& spec, Sm90BwdVariant variant) {
   if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
@@ -189,16 +193,23 @@ TEST_P(BackwardMatrixSm90BulkDq, FusedSm90MatchesFp64Reference) { run_sm90_backw
 
 TEST_P(BackwardMatrixSm90EarlyScores, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
 
+TEST_P(BackwardMatrixSm90DqWriter, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
+
+TEST_P(BackwardMatrixSm90DqWriterEarlyScores, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
+
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90BulkDq, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90EarlyScores, ::testing::ValuesIn(backward_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriter, ::testing::ValuesIn(backward_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriterEarlyScores, ::testing::ValuesIn(backward_cases()), case_name);
 
 // ---- top-left causal alignment (CausalAlign::top_left) through every backward kernel ----------
 // top_left_cases() (forward_problem.hpp; padded, varlen and dense, lengths differing both ways, a
 // sequence without keys and one without queries; not strided) plus a long ragged varlen batch: the
 // deterministic pair (two runs bit for bit), the portable fused kernel forced (its default
-// config), and on compute capability 9.0 the Hopper fused kernel with dQ atomics and with bulk
-// dQ reductions, each against the fp64 reference gradients.
+// config), and on compute capability 9.0 the Hopper fused kernel with each dQ path (atomics,
+// bulk row reductions, the writer warp) and early scores, each against the fp64 reference
+// gradients.
 
 std::vector<CaseSpec> top_left_backward_cases() {
   std::vector<CaseSpec> cases = top_left_cases();
@@ -214,6 +225,8 @@ std::vector<CaseSpec> top_left_backward_cases() {
   }
   return cases;
 }
+
+const Sm90BwdVariant kTopLeftSm90Variants[] = {{false, false, false}, {true, false, false}, {true, true, false}, {false, false, true}};
 
 class BackwardTopLeft : public ::testing::TestWithParam<CaseSpec> {
  public:
@@ -231,8 +244,7 @@ class BackwardTopLeft : public ::testing::TestWithParam<CaseSpec> {
     }
     precompile_work(work);
     if (sm90_backward_unavailable_reason().empty()) {
-      for (const Sm90BwdVariant variant : {Sm90BwdVariant{false, false}, Sm90BwdVariant{true, false}, Sm90BwdVariant{true, true}})
-        precompile_backward_sm90(cases, variant);
+      for (const Sm90BwdVariant& variant : kTopLeftSm90Variants) precompile_backward_sm90(cases, variant);
     }
   }
 };
@@ -266,7 +278,7 @@ TEST_P(BackwardTopLeft, EveryBackwardKernelMatchesFp64Reference) {
     }
   }
   if (!sm90_backward_unavailable_reason().empty() || !sm90_backward_supports(ks)) return;  // the sm90 family does not apply here
-  for (const Sm90BwdVariant variant : {Sm90BwdVariant{false, false}, Sm90BwdVariant{true, false}, Sm90BwdVariant{true, true}}) {
+  for (const Sm90BwdVariant& variant : kTopLeftSm90Variants) {
     const TileConfig config = sm90_backward_test_config(ks, variant);
     const detail::Resolved res = detail::resolve(problem.args());
     const SigjitBwdParams bp = kernels::backward_params(res, detail::resolve_gradients(res, problem.grads()), nullptr);

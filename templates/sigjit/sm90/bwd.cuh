@@ -122,28 +122,48 @@ struct BwdSm90Config {
   static_assert(kLayout >= kDense && kLayout <= kVarlen, "unknown layout");
 };
 
+// Tunables after the base config's parameters, as a wrapper (like FwdSm90PersistentConfig) so
+// that no existing kernel's PTX changes.
 // Early scores (tile suffix e): step i+1's S^T GEMM is issued before the consumers meet at step
 // i's dS barrier, so the tensor cores have work through that barrier, the largest stall of the
 // backward (bench/PROFILE-backward.md, lever 2: 18 % of the stall samples), and beside the dQ
 // GEMM. Order per step: dK/dV(i) issued, dS^T(i) stored while it runs, dK/dV awaited (which frees
 // the P^T/dS^T fragments), S^T(i+1) issued, dS barrier, dQ(i). Issuing S^T(i+1) before the dS^T
 // stores instead kept the fragments live beside it and spilled with score bias and the exact
-// sigmoid (hd 64) or dQ atomics (hd 128).
-// Cost: the next step's S^T (BLOCK_M / 2 registers) stays live across the dQ GEMM and its
-// epilogue; one extra K Q^T per CTA and kv head (the last step's, discarded). A wrapper, like
-// FwdSm90PersistentConfig, so that no existing kernel's PTX changes.
-template <class Base>
-struct BwdSm90EarlyScoresConfig : Base {};  // registers: see bwd_register_estimate
+// sigmoid (hd 64) or dQ atomics (hd 128). Cost: the next step's S^T (BLOCK_M / 2 registers) stays
+// live across the dQ GEMM and its epilogue; one extra K Q^T per CTA and kv head (the last step's,
+// discarded).
+// dQ writer (tile suffix _w): warp 1 of the producer warpgroup drains dQ (lever 1, ~9.5 % of the
+// consumers' stall samples: waiting for their own reductions, the two staging barriers of _r and
+// the issue loop). The consumers store the step's dQ tile into one of two fp32 staging tiles,
+// laid out as the tensor map's boxes, and arrive on its "full" mbarrier; the writer issues one
+// tensor bulk reduction per 32-column box into the dQ workspace, waits until they have read the
+// tile and frees it on its "empty" mbarrier. Rows past len_q add zeros (their dS is 0) inside
+// the tensor map's bounds. Cost: 2 * BLOCK_M * D * 4 bytes of shared memory and 4 mbarriers.
+template <class Base, bool EARLY_SCORES, bool DQ_WRITER>
+struct BwdSm90Tuned : Base {
+  static_assert(!(DQ_WRITER && Base::kBulkDq), "sm90 backward: the dQ writer (_w) replaces the consumers' bulk reductions (_r)");
+  static constexpr int kDqTileBytes = sm90::bwd_dq_writer_tile_bytes(Base::kHeadDim, Base::kBlockM);
+  static constexpr int kDqBoxBytes = Base::kBlockM * 128;  // 32 fp32 columns of every row
+  static constexpr int kBarOffset = Base::kBarOffset + sm90::bwd_dq_writer_stage_bytes(Base::kHeadDim, Base::kBlockM, DQ_WRITER);
+  static constexpr int kBarriers = Base::kBarriers + (DQ_WRITER ? sm90::kBwdDqWriterBarriers : 0);
+  static constexpr int kSmemBytes =
+      sm90::bwd_smem_bytes(Base::kHeadDim, Base::kBlockN, Base::kBlockM, Base::kStages, Base::kBulkDq, DQ_WRITER);
+  static_assert(kSmemBytes == kBarOffset + 8 * kBarriers + 1024, "sm90/bwd_limits.h: bwd_smem_bytes disagrees with the dQ writer's layout");
+  static_assert(kSmemBytes <= sm90::kSmemLimit, "sm90 backward tile config exceeds the 227 KB of shared memory per block");
+};
 
-// Whether C issues the next step's S^T early, as a constant function (a static data member
-// would be emitted into the PTX of every config).
+// C's tunables, as constant functions (a static data member would be emitted into the PTX of
+// every config).
 template <class C>
 struct Sm90BwdPipeline {
   static __device__ constexpr bool early_scores() { return false; }
+  static __device__ constexpr bool dq_writer() { return false; }
 };
-template <class Base>
-struct Sm90BwdPipeline<BwdSm90EarlyScoresConfig<Base>> {
-  static __device__ constexpr bool early_scores() { return true; }
+template <class Base, bool EARLY_SCORES, bool DQ_WRITER>
+struct Sm90BwdPipeline<BwdSm90Tuned<Base, EARLY_SCORES, DQ_WRITER>> {
+  static __device__ constexpr bool early_scores() { return EARLY_SCORES; }
+  static __device__ constexpr bool dq_writer() { return DQ_WRITER; }
 };
 
 template <class C>
@@ -159,6 +179,13 @@ struct BwdSm90Smem {
   __device__ __forceinline__ u32 q_full(int s) const { return base + C::kBarOffset + 8 * (1 + s); }
   __device__ __forceinline__ u32 do_full(int s) const { return base + C::kBarOffset + 8 * (1 + C::kStages + s); }
   __device__ __forceinline__ u32 empty(int s) const { return base + C::kBarOffset + 8 * (1 + 2 * C::kStages + s); }
+  // The dQ writer's (_w) staging tiles (after the base layout's staging, 1024-byte aligned) and
+  // their mbarriers (after the base layout's).
+  __device__ __forceinline__ u32 dq_tile(int buf) const {
+    return base + C::kDqStageOffset + C::kDqStageBytes + buf * sm90::bwd_dq_writer_tile_bytes(C::kHeadDim, C::kBlockM);
+  }
+  __device__ __forceinline__ u32 dq_full(int buf) const { return base + C::kBarOffset + 8 * (1 + 3 * C::kStages + buf); }
+  __device__ __forceinline__ u32 dq_empty(int buf) const { return base + C::kBarOffset + 8 * (3 + 3 * C::kStages + buf); }
 };
 
 // The work of one CTA: which query blocks of which heads it visits, in step order.
@@ -194,6 +221,12 @@ __device__ __forceinline__ void bwd_init_barriers(const BwdSm90Smem<C>& sm) {
     mbarrier_init(sm.do_full(s), 1);
     mbarrier_init(sm.empty(s), C::kConsumers * 128);  // every consumer thread releases
   }
+  if constexpr (Sm90BwdPipeline<C>::dq_writer()) {
+    for (int buf = 0; buf < 2; ++buf) {
+      mbarrier_init(sm.dq_full(buf), C::kConsumers * 128);  // every consumer thread stores its share
+      mbarrier_init(sm.dq_empty(buf), 1);                   // the writer, once the reductions have read it
+    }
+  }
   fence_barrier_init();
 }
 
@@ -224,6 +257,33 @@ __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, c
     mbarrier_arrive_expect_tx(sm.do_full(stage), C::kQBytes);
     tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.dout(stage), params.do_map, sm.do_full(stage), row, h, batch);
   }
+}
+
+// The dQ writer (_w; warp 1 of the producer warpgroup, one thread): per step, waits for the
+// consumers' dQ tile, adds it box by box to the fp32 workspace with tensor bulk reductions and
+// frees the tile once they have read it. Same step order as the producer's loads.
+template <class C>
+__device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv) {
+  const SigjitFwdParams& p = params.p.fwd;
+  int q_row0 = 0, batch = blockIdx.z;
+  if (C::kLayout == kVarlen) {
+    q_row0 = clamp_len(p.cu_seqlens_q[blockIdx.z], p.total_q);
+    batch = 0;
+  }
+  for (int i = 0; i < w.total_steps; ++i) {
+    const int buf = i % 2;
+    mbarrier_wait(sm.dq_full(buf), (i / 2) & 1);
+    const int h = h_kv * p.kv_group + i / w.steps_per_head;
+    const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
+#pragma unroll
+    for (int box = 0; box < C::kHeadDim / sm90::kBwdDqWriterBoxCols; ++box) {
+      tma_reduce_add_4d(params.dqa_map, sm.dq_tile(buf) + box * C::kDqBoxBytes, box * sm90::kBwdDqWriterBoxCols, row, h, batch);
+    }
+    bulk_commit();
+    bulk_wait_read<0>();
+    mbarrier_arrive(sm.dq_empty(buf));
+  }
+  bulk_wait<0>();  // the reductions are done before the CTA (and its shared memory) goes
 }
 
 // X^T = F T^T for this warpgroup's 64 key rows of the fixed tile F (K or V) against the streamed
@@ -395,6 +455,39 @@ __device__ __forceinline__ void bulk_add_dq_sm90(float* dqa, i64 row_stride, con
   }
 }
 
+// _w: this warpgroup's share of dQ into staging tile i % 2, once the writer has drained what step
+// i - 2 left there, laid out as the tensor map's boxes (32 fp32 columns x BLOCK_M rows, 128-byte
+// swizzle: 16-byte chunk j of row r at chunk j ^ (r % 8)); then this thread's arrival on the
+// tile's "full" mbarrier, after the proxy fence that lets the writer's TMA read what it stored.
+template <class C>
+__device__ __forceinline__ void hand_dq_to_writer(const float (&dq)[C::kDqMTiles][C::kDqAcc], const BwdSm90Smem<C>& sm, int i, int wg, int warp,
+                                                  int lane) {
+  const int buf = i % 2;
+  if (i >= 2) mbarrier_wait(sm.dq_empty(buf), (i / 2 - 1) & 1);
+  const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;  // whole 32-column boxes
+  const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
+  const u32 tile = sm.dq_tile(buf) + (u32)(col0 / sm90::kBwdDqWriterBoxCols) * C::kDqBoxBytes;
+  // Columns nt * 8 + 2 (lane % 4) + {0, 1} of n8 tile nt sit in box nt / 4, 16-byte chunk
+  // 2 (nt % 4) + (lane % 4) / 2, bytes 8 (lane % 2); the swizzle XORs the chunk with row % 8
+  // = lane / 4, the same for this thread's two rows. The XOR term passes through an empty asm
+  // so that ptxas recomputes the 16 store addresses each step instead of keeping them in
+  // registers across the loop (it spilled them at hd 128).
+  u32 chunk_xor = (u32)((lane % 4) / 2) ^ (u32)(lane / 4);
+  asm volatile("" : "+r"(chunk_xor));
+#pragma unroll
+  for (int mt = 0; mt < C::kDqMTiles; ++mt) {
+    const u32 row_addr = tile + (u32)((mt0 + mt) * 64 + warp * 16 + lane / 4) * 128 + (u32)(lane % 2) * 8;
+#pragma unroll
+    for (int nt = 0; nt < C::kDqCols / 8; ++nt) {
+      const u32 addr = row_addr + (u32)(nt / 4) * C::kDqBoxBytes + (((u32)(2 * (nt % 4))) ^ chunk_xor) * 16;
+      st_shared_f32x2(addr, dq[mt][4 * nt], dq[mt][4 * nt + 1]);
+      st_shared_f32x2(addr + 8 * 128, dq[mt][4 * nt + 2], dq[mt][4 * nt + 3]);
+    }
+  }
+  fence_proxy_async_shared();
+  mbarrier_arrive(sm.dq_full(buf));
+}
+
 // dK or dV rows of this thread: values below len_k, zeros up to clear_rows (padded layout).
 template <class C>
 __device__ __forceinline__ void store_grad_rows(u16* out, i64 row_stride, const float (&acc)[C::kDAcc], float scale, int key0, int len_k,
@@ -539,15 +632,19 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     mbarrier_arrive(sm.empty(stage));  // Q and dO of this stage are no longer read
 
     float* dqa = bp.dq_accum + seq_at.batch * bp.dqa_stride_b + seq_at.q_row0 * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;
-    if (C::kBulkDq) bulk_add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, sm.dq_stage(), m_start, seq.len_q, tid, wg, warp, lane);
+    if constexpr (Sm90BwdPipeline<C>::dq_writer()) hand_dq_to_writer<C>(dq, sm, i, wg, warp, lane);
+    else if (C::kBulkDq) bulk_add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, sm.dq_stage(), m_start, seq.len_q, tid, wg, warp, lane);
     else add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, m_start, seq.len_q, wg, warp, lane);
   }
   // The staging tile must stay allocated until the last reductions are done.
   if (C::kBulkDq && tid < C::kBlockM) bulk_wait<0>();
 
   const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
-  u16* dk_out = (u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, seq_at.batch, seq_at.k_row0, h_kv);
-  u16* dv_out = (u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, seq_at.batch, seq_at.k_row0, h_kv);
+  // With the dQ writer the loop never needs the sequence's rows: read them again here rather
+  // than keep them live across it (ptxas spilled them at hd 128, varlen, causal, e_w).
+  const SeqRows out_at = Sm90BwdPipeline<C>::dq_writer() ? seq_rows<C>(p, blockIdx.z) : seq_at;
+  u16* dk_out = (u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, out_at.batch, out_at.k_row0, h_kv);
+  u16* dv_out = (u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, out_at.batch, out_at.k_row0, h_kv);
   store_grad_rows<C>(dk_out, bp.dk_stride_l, dk, p.scale, rows.key0, seq.len_k, clear_rows, lane);
   store_grad_rows<C>(dv_out, bp.dv_stride_l, dv, 1.0f, rows.key0, seq.len_k, clear_rows, lane);
 }
@@ -575,6 +672,11 @@ __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& param
     if (threadIdx.x == 0) {
       const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group));
       if (w.total_steps > 0) bwd_produce<C>(params, sm, w, h_kv);
+    } else if constexpr (Sm90BwdPipeline<C>::dq_writer()) {
+      if (threadIdx.x == 32) {
+        const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group));
+        if (w.total_steps > 0) bwd_write_dq<C>(params, sm, w, h_kv);
+      }
     }
   } else {
     if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();

@@ -18,11 +18,21 @@ SIGJIT_HD constexpr int bwd_dq_stage_bytes(int head_dim, int block_q, bool bulk_
   return bulk_dq ? block_q * bwd_dq_stage_row_bytes(head_dim) : 0;
 }
 
-// K and V, STAGES x (Q + dO) tiles, two dS^T tiles, the dQ staging rows, 1 + 3 x STAGES
-// mbarriers, 1024 bytes of alignment slack.
-SIGJIT_HD constexpr int bwd_smem_bytes(int head_dim, int block_k, int block_q, int stages, bool bulk_dq) {
+// The dQ writer's staging (_w): two fp32 tiles of block_q rows, each in boxes of 32 columns (the
+// 128 bytes a 128B-swizzled TMA box row may span), swizzled as TMA reads them, so that the
+// writer warp hands each box to one tensor bulk reduction. Two: the consumers fill one while the
+// writer drains the other. Then two more mbarrier pairs (full, empty per tile).
+enum : int { kBwdDqWriterBoxCols = 32, kBwdDqWriterBarriers = 4 };
+SIGJIT_HD constexpr int bwd_dq_writer_tile_bytes(int head_dim, int block_q) { return block_q * head_dim * 4; }
+SIGJIT_HD constexpr int bwd_dq_writer_stage_bytes(int head_dim, int block_q, bool dq_writer) {
+  return dq_writer ? 2 * bwd_dq_writer_tile_bytes(head_dim, block_q) : 0;
+}
+
+// K and V, STAGES x (Q + dO) tiles, two dS^T tiles, the dQ staging (rows for _r, swizzled tiles
+// for _w), 1 + 3 x STAGES mbarriers (+ 4 for _w), 1024 bytes of alignment slack.
+SIGJIT_HD constexpr int bwd_smem_bytes(int head_dim, int block_k, int block_q, int stages, bool bulk_dq, bool dq_writer = false) {
   return 2 * head_dim * (2 * block_k + 2 * stages * block_q) + 2 * 2 * block_k * block_q + bwd_dq_stage_bytes(head_dim, block_q, bulk_dq) +
-         8 * (1 + 3 * stages) + 1024;
+         bwd_dq_writer_stage_bytes(head_dim, block_q, dq_writer) + 8 * (1 + 3 * stages + (dq_writer ? kBwdDqWriterBarriers : 0)) + 1024;
 }
 
 // How the consumers share a step's dQ tile: by m64 query tiles where they divide over the

@@ -18,4 +18,7 @@ struct SigjitBwdSm90Params {
   SigjitTensorMap v_map;   // box {64, BLOCK_N}
   SigjitTensorMap do_map;  // box {64, BLOCK_M}
   SigjitBwdParams p;
+  // The fp32 dQ workspace (p.dq_accum) for the dQ writer's tensor reductions (_w only): box {32,
+  // BLOCK_M}, 128-byte swizzle. Last, so that the other members keep their offsets.
+  SigjitTensorMap dqa_map;
 };

@@ -101,6 +101,17 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, u32 src, u32 byt
   asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src), "r"(bytes) : "memory");
 }
 
+// Adds the box at `src` (laid out as the tensor map's box: swizzled, element type from the map)
+// element-wise to the 4-D tensor at coordinates (c0 innermost .. c3), asynchronously, in this
+// thread's bulk group; the tensor map clips rows past its bounds (PTX ISA 9.7.9.25.5.2
+// cp.reduce.async.bulk.tensor).
+__device__ __forceinline__ void tma_reduce_add_4d(const SigjitTensorMap& map, u32 src, int c0, int c1, int c2, int c3) {
+  asm volatile("cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group [%0, {%1, %2, %3, %4}], [%5];\n" ::"l"(
+                   tensor_map_address(map)),
+               "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(src)
+               : "memory");
+}
+
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 
 template <int N>

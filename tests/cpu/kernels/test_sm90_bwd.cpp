@@ -99,8 +99,8 @@ TEST(Sm90BwdCompileAll, EveryCandidateCompilesWithoutSpills) {
   expect_all_compile(jobs);
 }
 
-// The default config with atomics, with bulk dQ (_r) and with bulk dQ and early scores (e) for
-// every spec.
+// The default config with atomics, with bulk dQ (_r), with bulk dQ and early scores (e) and with
+// the dQ writer and early scores (e_w) for every spec.
 TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
   const std::vector<KernelSpec> specs = all_sm90_bwd_specs();
   ASSERT_EQ(specs.size(), 2u * 96u);
@@ -114,13 +114,16 @@ TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
     jobs.emplace_back(s, c);
     c.get<sigjit::Sm90BwdTile>().early_scores = true;
     jobs.emplace_back(s, c);
+    c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
+    c.get<sigjit::Sm90BwdTile>().dq_writer = true;
+    jobs.emplace_back(s, c);
   }
   expect_all_compile(jobs);
 }
 
 // Top-left causal specs (tests/common/spec_matrix.hpp: every layout, hd 64 and 128, two feature
-// sets) with the default config, with early scores and with dQ atomics instead of bulk
-// reductions: the key block's
+// sets) with the default config, with early scores, with dQ atomics instead of bulk reductions
+// and with the dQ writer: the key block's
 // query range with the top-left diagonal, its own "causaltl" kernel, no spills.
 TEST(Sm90BwdCompileAll, CausalTopLeftCompilesWithTheDefaultConfigAndAtomics) {
   std::vector<std::pair<KernelSpec, TileConfig>> jobs;
@@ -133,10 +136,12 @@ TEST(Sm90BwdCompileAll, CausalTopLeftCompilesWithTheDefaultConfigAndAtomics) {
     c.get<sigjit::Sm90BwdTile>().early_scores = true;
     jobs.emplace_back(s, c);
     c.get<sigjit::Sm90BwdTile>().early_scores = false;
-    c.get<sigjit::Sm90BwdTile>().bulk_dq = !c.get<sigjit::Sm90BwdTile>().bulk_dq;
+    c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
+    jobs.emplace_back(s, c);
+    c.get<sigjit::Sm90BwdTile>().dq_writer = true;
     jobs.emplace_back(s, c);
   }
-  ASSERT_EQ(jobs.size(), 36u);
+  ASSERT_EQ(jobs.size(), 48u);
   for (const auto& [spec, config] : jobs) EXPECT_THAT(sigjit::kernel_name(spec, config), HasSubstr("_causaltl_"));
   expect_all_compile(jobs);
 }
@@ -229,6 +234,29 @@ TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
   }
 }
 
+// The dQ writer (_w): one tensor bulk reduction per 32-column box of the step's dQ tile, issued
+// by the writer (the consumers issue no reduction and meet at no staging barrier: only
+// __syncthreads and the dS barrier remain), and the smem of two fp32 staging tiles.
+TEST(Sm90BwdCompile, DqWriterReducesSwizzledBoxesWithTensorBulkReductions) {
+  for (int d : {64, 128}) {
+    const KernelSpec s = bwd_spec(d);
+    TileConfig c = atomic_dq_config(s);
+    c.get<sigjit::Sm90BwdTile>().dq_writer = true;
+    std::string ptx;
+    ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
+    EXPECT_EQ(count_of(ptx, "cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group"), static_cast<std::size_t>(d / 32)) << d;
+    EXPECT_EQ(count_of(ptx, "cp.reduce.async.bulk.global"), 0u) << d;  // no per-row bulk reductions (_r)
+    EXPECT_EQ(count_of(ptx, "red.global.add"), 0u) << d;
+    EXPECT_EQ(count_of(ptx, "bar.sync"), 2u) << d;
+    for (const char* insn : {"cp.async.bulk.wait_group.read 0;", "cp.async.bulk.wait_group 0;", "st.shared.v2.f32", "fence.proxy.async.shared::cta"}) {
+      EXPECT_NE(ptx.find(insn), std::string::npos) << d << " " << insn;
+    }
+    const int block_q = c.get<sigjit::Sm90BwdTile>().block_q;
+    EXPECT_EQ(sigjit::smem_bytes(s, c) - sigjit::smem_bytes(s, atomic_dq_config(s)), 2 * block_q * d * 4 + 4 * 8) << d;
+    EXPECT_LE(sigjit::smem_bytes(s, c), 232448) << d;
+  }
+}
+
 // The wgmma and barrier instructions of a PTX text in order, by kind: "rs" (register-A wgmma: dV,
 // dK), "ss" (shared-memory operands, not transposed: S^T, dP^T), "ss-t" (both transposed: dQ),
 // "bar", "wait0", "wait1".
@@ -302,11 +330,14 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
   EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, true}).describe(), "hb128x128c2s2_r");
   EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true, true}).describe(), "hb128x64c2s2oe_r");
   EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{128, 2, 3, false, false, true}).describe(), "hb128x128c2s3e");
-  for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o", "hb128x64c2s2oe_r", "hb128x128c2s2e_r", "hb64x64c1s2e"}) {
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, true, true}).describe(), "hb128x64c2s2oe_w");
+  for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o", "hb128x64c2s2oe_r", "hb128x128c2s2e_r", "hb64x64c1s2e",
+                           "hb128x64c2s2o_w", "hb128x128c2s2e_w"}) {
     const TileConfig back = TileConfig::parse(text, "test");
     EXPECT_EQ(back.describe(), text);
     EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().bulk_dq, std::string(text).find("_r") != std::string::npos) << text;
     EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().early_scores, std::string(text).find('e') != std::string::npos) << text;
+    EXPECT_EQ(back.get<sigjit::Sm90BwdTile>().dq_writer, std::string(text).find("_w") != std::string::npos) << text;
   }
   // The family is part of the kernel name (and so of the cache key).
   const KernelSpec s = bwd_spec(128);
@@ -324,6 +355,8 @@ TEST(Sm90BwdConfig, ParseRejectsMalformedAndInconsistentStrings) {
   EXPECT_THAT(message("hb128x64c2s2eo"), HasSubstr("expected"));
   EXPECT_THAT(message("hb128x64c2s2oee"), HasSubstr("expected"));
   EXPECT_THAT(message("hb128x64c2s2o_re"), HasSubstr("expected"));
+  EXPECT_THAT(message("hb128x64c2s2_r_w"), HasSubstr("expected"));
+  EXPECT_THAT(message("hb128x64c2s2_we"), HasSubstr("expected"));
 }
 
 TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
@@ -348,6 +381,8 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
       {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{128, 1, 2, false}), "registers"},
       {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 1, 2, false}), "registers"},  // dQ of 128 columns in one warpgroup
       {"sm_90a", 64, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "64-column swizzle block"},  // 32 dQ columns each
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true, false, true}), "exclude each other"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 3, true, false, false, true}), "shared memory"},
   };
   for (const Bad& b : bad) {
     KernelSpec s = bwd_spec(b.head_dim, b.arch);
@@ -377,6 +412,8 @@ TEST(Sm90BwdConfig, TemplateStaticAssertsRejectForcedBadConfigs) {
       {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{128, 2, 4, false}), "exceeds the 227 KB of shared memory"},
       {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{128, 1, 2, false}), "would spill"},
       {bwd_spec(64), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "the dQ split needs whole 64-column blocks"},
+      {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true, false, true}), "the dQ writer (_w) replaces the consumers' bulk reductions"},
+      {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{64, 2, 3, true, false, false, true}), "exceeds the 227 KB of shared memory"},
   });
 }
 

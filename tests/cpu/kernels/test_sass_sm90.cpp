@@ -5,6 +5,7 @@
 // where the toolkit lacks it, from NVIDIA's PyPI wheels that setup.sh installs into build/tools.
 #include "problem/spec.hpp"
 #include "kernels/registry.hpp"
+#include "kernels/sm90_bwd_tile.hpp"
 #include "kernels/sm90_fwd.hpp"
 #include "jit/compiler.hpp"
 
@@ -102,6 +103,42 @@ TEST(Sm90Sass, DefaultKernelsRunHgmmaInTheKeyLoopAndLoadWithTma) {
       EXPECT_GT(s.tma_loads, 0) << what;
       std::printf("%s\n", what.c_str());
     }
+  }
+}
+
+// The backward levers (issue 21) in machine code: early scores (e) keep HGMMA in the step loop
+// without serializing it (each wait retires one group, not every wgmma), and the dQ writer (_w)
+// issues one UTMAREDG (tensor bulk reduction) per 32-column box, where the consumers issue no
+// per-row bulk reduction (UBLKRED) and no atomics (RED).
+TEST(Sm90Sass, BackwardLeversKeepHgmmaInTheLoopAndReduceDqWithTma) {
+  if (std::string(SIGJIT_CUOBJDUMP).empty()) {
+    GTEST_SKIP() << "cuobjdump not found (neither in the CUDA toolkit nor in build/tools); ./setup.sh installs it from PyPI "
+                    "(nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm)";
+  }
+  for (int d : {64, 128}) {
+    KernelSpec spec;
+    spec.head_dim = d;
+    spec.direction = sigjit::Direction::backward_fused;
+    spec.arch = sigjit::Arch::parse("sm_90a");
+    sigjit::TileConfig config = sigjit::default_config(spec);
+    sigjit::Sm90BwdTile& tile = config.get<sigjit::Sm90BwdTile>();
+    tile.early_scores = true;
+    tile.bulk_dq = false;
+    tile.dq_writer = true;
+    const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, config);
+    const std::string sass = dump_sass(k.cubin, k.name);
+    ASSERT_EQ(sass.find("[command failed]"), std::string::npos) << k.name << "\n" << sass.substr(0, 2000);
+    const SassSummary s = summarize(sass);
+    EXPECT_TRUE(s.hgmma_in_a_loop) << k.name;
+    EXPECT_EQ(s.hmma, 0) << k.name;
+    std::size_t tma_reductions = 0, row_reductions = 0, atomics = 0;
+    for (std::size_t at = sass.find("UTMAREDG"); at != std::string::npos; at = sass.find("UTMAREDG", at + 1)) ++tma_reductions;
+    for (std::size_t at = sass.find("UBLKRED"); at != std::string::npos; at = sass.find("UBLKRED", at + 1)) ++row_reductions;
+    for (std::size_t at = sass.find(" RED."); at != std::string::npos; at = sass.find(" RED.", at + 1)) ++atomics;
+    EXPECT_EQ(tma_reductions, static_cast<std::size_t>(d / 32)) << k.name;
+    EXPECT_EQ(row_reductions, 0u) << k.name;
+    EXPECT_EQ(atomics, 0u) << k.name;
+    std::printf("%s: %d HGMMA, %zu UTMAREDG\n", k.name.c_str(), s.hgmma, tma_reductions);
   }
 }
 

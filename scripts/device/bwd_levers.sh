@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Issue 21's backward levers on the device, each tunable against the current default, in the calls
-# the 10-minute limit allows. Logs, CSVs and summary.md in $OUT.
-#   bwd_levers.sh check SUITE  build; one GPU correctness suite of a lever (SUITE: EarlyScores, DqWriter
-#                              or DqWriterEarlyScores: the dense/padded/varlen matrix with GQA, causal,
-#                              score bias, lengths 1 and 17, 4096 and 16384, against fp64, poisoned
-#                              gradients, run twice); compute-sanitizer on two small cases of it; SASS
-#   bwd_levers.sh top-left     build; the top-left cases through every dQ path and early scores
-#   bwd_levers.sh bench        build; sigjit's backward with the default tile and each lever
-#                              (LEVER_TILES_128, LEVER_TILES_64) over the dense grid (causal and not)
-#                              and 25 % padded, then TritonSigmoid's and cuDNN SDPA's backward in the
-#                              same call (compare.py)
-#   bwd_levers.sh profile      ncu of the last tile of each list at L 16384 (scripts/device/profile.sh),
-#                              for bench/PROFILE-backward.md's predicted-vs-measured table
+# the 10-minute limit allows (the four verbs fit one 30-minute session). Logs, CSVs and summary.md
+# in $OUT.
+#   bwd_levers.sh check     build; the GPU correctness suites of the levers: BackwardMatrixSm90
+#                           EarlyScores, DqWriter and DqWriterEarlyScores (the dense/padded/varlen
+#                           matrix with GQA, causal, score bias, lengths 1 and 17, 4096 and 16384,
+#                           against fp64, poisoned gradients, run twice), each under
+#                           SUITE_TIMEOUT_S; then the SASS of the lever tiles
+#   bwd_levers.sh sanitize  build; compute-sanitizer memcheck, racecheck and synccheck on two small
+#                           cases of the combined lever (e_w); then the top-left cases through every
+#                           dQ path and early scores
+#   bwd_levers.sh bench     build; sigjit's backward with the default tile and each lever
+#                           (LEVER_TILES_128, LEVER_TILES_64) over the dense grid (causal and not)
+#                           and 25 % padded, then TritonSigmoid's and cuDNN SDPA's backward in the
+#                           same call (compare.py)
+#   bwd_levers.sh profile   ncu of the last tile of each list at L 16384 (scripts/device/profile.sh),
+#                           for bench/PROFILE-backward.md's predicted-vs-measured table
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -21,10 +25,10 @@ tiles64=${LEVER_TILES_64:-hb128x128c2s2_r;hb128x128c2s2e_r;hb128x128c2s2_w;hb128
 seq=${LEVER_SEQ:-512,1024,2048,4096,8192,16384}
 
 check() {
-  local suite=BackwardMatrixSm90${1:?check needs a suite: EarlyScores, DqWriter or DqWriterEarlyScores}
   $run build || exit 1
-  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "Matrix/$suite.*" "${CHECK_TIMEOUT_S:-330}" "gpu_tests_$suite.log"
-  $run sanitize "Matrix/$suite.*dense_d64_bf16_causal_logn_exact_q200*:Matrix/$suite.*varlen_d128_fp16_causal_logn_sb_gqa_exact*" 60
+  for suite in EarlyScores DqWriter DqWriterEarlyScores; do
+    SIGJIT_BACKWARD_PATH=fused $run gpu-tests "Matrix/BackwardMatrixSm90$suite.*" "${SUITE_TIMEOUT_S:-150}" "gpu_tests_$suite.log"
+  done
   [ "${DRY_RUN:-0}" = 1 ] && return
   for tile in ${tiles128//;/ }; do
     $run sigjit compile --head-dim 128 --arch sm_90a --direction bwd_fused --tile "$tile" --out "$OUT/sass_$tile" >/dev/null
@@ -34,9 +38,11 @@ check() {
   done
 }
 
-top_left() {
+sanitize() {
+  local suite=Matrix/BackwardMatrixSm90DqWriterEarlyScores
   $run build || exit 1
-  $run gpu-tests 'TopLeft/BackwardTopLeft.*' "${CHECK_TIMEOUT_S:-300}" gpu_tests_top_left.log
+  $run sanitize "$suite.*dense_d64_bf16_causal_logn_exact_q200*:$suite.*varlen_d128_fp16_causal_logn_sb_gqa_exact*" 60
+  $run gpu-tests 'TopLeft/BackwardTopLeft.*' "${TOP_LEFT_TIMEOUT_S:-240}" gpu_tests_top_left.log
 }
 
 bench() {
@@ -58,8 +64,6 @@ profile() {
 }
 
 case "${1:-}" in
-  check) check "${2:-}" ;;
-  top-left) top_left ;;
-  bench | profile) "$1" ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  check | sanitize | bench | profile) "$1" ;;
+  *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -50,7 +50,7 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
 // (4-12 B with top-left causal, score bias and the exact sigmoid: the atomics' addresses beside
 // the next S^T). Forcing one still works; the tuner does not time them.
 bool spills_in_practice(const KernelSpec& spec, const Sm90BwdTile& c) {
-  return c.early_scores && !c.bulk_dq && spec.head_dim == 128;
+  return c.early_scores && !c.bulk_dq && !c.dq_writer && spec.head_dim == 128;
 }
 
 enum class DqPath { atomics, bulk_rows, writer };
@@ -91,17 +91,7 @@ class Sm90Bwd final : public Family {
   TileConfig default_config(const KernelSpec& spec) const override { return default_sm90_backward_config(spec); }
 
   std::vector<TileConfig> candidates(const KernelSpec& spec) const override {
-    std::vector<TileConfig> out;
-    for (int bq : {64, 128})
-      for (int consumers : {1, 2})
-        for (int st : {2, 3})
-          for (bool overlap : {true, false})
-            for (DqPath dq : {DqPath::atomics, DqPath::bulk_rows, DqPath::writer})
-              for (bool early_scores : {false, true}) {
-                const Sm90BwdTile t{bq, consumers, st, overlap, dq == DqPath::bulk_rows, early_scores, dq == DqPath::writer};
-                if (kernels::check(spec, t).empty() && !spills_in_practice(spec, t)) out.emplace_back(t);
-              }
-    return out;
+    return sm90_backward_tiles(spec, kSm90BackwardLeversVerified);
   }
 
   std::string emit(const KernelSpec& s, const TileConfig& config, const std::string& name) const override {
@@ -155,6 +145,22 @@ const Family& sm90_bwd_family() {
 }
 
 }  // namespace kernels
+
+std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_levers) {
+  using kernels::DqPath;
+  std::vector<TileConfig> out;
+  for (int bq : {64, 128})
+    for (int consumers : {1, 2})
+      for (int st : {2, 3})
+        for (bool overlap : {true, false})
+          for (DqPath dq : {DqPath::atomics, DqPath::bulk_rows, DqPath::writer})
+            for (bool early_scores : {false, true}) {
+              if (!with_levers && (early_scores || dq == DqPath::writer)) continue;
+              const Sm90BwdTile t{bq, consumers, st, overlap, dq == DqPath::bulk_rows, early_scores, dq == DqPath::writer};
+              if (kernels::check(spec, t).empty() && !kernels::spills_in_practice(spec, t)) out.emplace_back(t);
+            }
+  return out;
+}
 
 bool sm90_backward_supports(const KernelSpec& spec) {
   return spec.direction == Direction::backward_fused && kernels::is_sm90a(spec.arch) && (spec.head_dim == 64 || spec.head_dim == 128);

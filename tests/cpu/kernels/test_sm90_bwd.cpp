@@ -80,8 +80,9 @@ void expect_all_compile(const std::vector<std::pair<KernelSpec, TileConfig>>& jo
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
 }
 
-// Every candidate the tuner may time compiles without spills (each tunable's every value), for
-// the plain spec and the heaviest (padded, causal, score bias, exact sigmoid) at hd 64 and 128.
+// Every tile the tuner may time compiles without spills (each tunable's every value, the levers
+// included before the device has verified them), for the plain spec and the heaviest (padded,
+// causal, score bias, exact sigmoid) at hd 64 and 128.
 TEST(Sm90BwdCompileAll, EveryCandidateCompilesWithoutSpills) {
   std::vector<std::pair<KernelSpec, TileConfig>> jobs;
   for (int d : {64, 128})
@@ -93,8 +94,7 @@ TEST(Sm90BwdCompileAll, EveryCandidateCompilesWithoutSpills) {
         s.score_bias = true;
         s.sigmoid = sigjit::SigmoidMode::exact;
       }
-      for (const TileConfig& c : sigjit::candidate_configs(s))
-        if (c.family() == KernelFamily::sm90_bwd) jobs.emplace_back(s, c);
+      for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true)) jobs.emplace_back(s, c);
     }
   expect_all_compile(jobs);
 }
@@ -428,17 +428,26 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
     }
     EXPECT_EQ(sigjit::default_config(s).family(), KernelFamily::sm90_bwd) << d;
     EXPECT_GT(sm90_bwd, 0) << d;
-    // Early scores are a tunable the tuner measures: the default tile with e is a candidate, and
-    // every candidate with e also comes without it.
+    // The levers (e, _w) are tiles the tuner times once the device has verified them; until
+    // then no candidate has one. With them, the default tile with e and with e_w is a tile, and
+    // every tile with e also comes without it.
+    for (const TileConfig& c : sigjit::candidate_configs(s)) {
+      if (c.family() != KernelFamily::sm90_bwd || sigjit::kSm90BackwardLeversVerified) continue;
+      EXPECT_FALSE(c.get<sigjit::Sm90BwdTile>().early_scores || c.get<sigjit::Sm90BwdTile>().dq_writer) << c.describe();
+    }
     std::set<std::string> names;
-    for (const TileConfig& c : sigjit::candidate_configs(s)) names.insert(c.describe());
-    TileConfig with_e = sigjit::default_sm90_backward_config(s);
-    with_e.get<sigjit::Sm90BwdTile>().early_scores = true;
-    EXPECT_EQ(names.count(with_e.describe()), 1u) << with_e.describe();
+    for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true)) names.insert(c.describe());
+    TileConfig lever = sigjit::default_sm90_backward_config(s);
+    lever.get<sigjit::Sm90BwdTile>().early_scores = true;
+    EXPECT_EQ(names.count(lever.describe()), 1u) << lever.describe();
+    lever.get<sigjit::Sm90BwdTile>().bulk_dq = false;
+    lever.get<sigjit::Sm90BwdTile>().dq_writer = true;
+    EXPECT_EQ(names.count(lever.describe()), 1u) << lever.describe();
     for (const std::string& name : names) {
       const std::size_t e = name.find('e');
-      if (name.rfind("hb", 0) == 0 && e != std::string::npos) EXPECT_EQ(names.count(name.substr(0, e) + name.substr(e + 1)), 1u) << name;
+      if (e != std::string::npos) EXPECT_EQ(names.count(name.substr(0, e) + name.substr(e + 1)), 1u) << name;
     }
+    EXPECT_EQ(sigjit::sm90_backward_tiles(s, sigjit::kSm90BackwardLeversVerified).size(), static_cast<std::size_t>(sm90_bwd)) << d;
   }
   // Never for other directions, archs or head dims.
   KernelSpec dkdv = bwd_spec(128);

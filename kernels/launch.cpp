@@ -3,7 +3,7 @@
 #include "cuda/check.hpp"
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"
-#include "sigjit/sm90/bwd_limits.h"
+#include "sigjit/sm90/dq_stage_layout.h"
 
 #include <fmt/format.h>
 
@@ -151,7 +151,7 @@ void encode_dq_accum_map(SigjitTensorMap& dst, const SigjitBwdParams& bp, const 
   const std::int64_t token = bp.dqa_stride_l * 4, head = bp.dqa_stride_h * 4;
   const std::array<cuuint64_t, 3> strides = {static_cast<cuuint64_t>(token), static_cast<cuuint64_t>(head),
                                              static_cast<cuuint64_t>(batch > 1 ? bp.dqa_stride_b * 4 : token * rows)};
-  encode_swizzled_map(dst, "dq workspace", bp.dq_accum, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, dims, strides, kern::sm90::kBwdDqWriterBoxCols,
+  encode_swizzled_map(dst, "dq workspace", bp.dq_accum, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, dims, strides, kern::sm90::kDqStageBoxCols,
                       static_cast<cuuint32_t>(box_rows));
 }
 

@@ -38,6 +38,7 @@
 #include "sigjit/common/sequence.cuh"
 #include "sigjit/sm90/bwd_limits.h"
 #include "sigjit/sm90/bwd_params.h"
+#include "sigjit/sm90/dq_stage_layout.h"
 #include "sigjit/sm90/primitives.cuh"
 
 namespace sigjit {
@@ -144,7 +145,7 @@ template <class Base, bool EARLY_SCORES, bool DQ_WRITER>
 struct BwdSm90Tuned : Base {
   static_assert(!(DQ_WRITER && Base::kBulkDq), "sm90 backward: the dQ writer (_w) replaces the consumers' bulk reductions (_r)");
   static constexpr int kDqTileBytes = sm90::bwd_dq_writer_tile_bytes(Base::kHeadDim, Base::kBlockM);
-  static constexpr int kDqBoxBytes = Base::kBlockM * 128;  // 32 fp32 columns of every row
+  static constexpr int kDqBoxBytes = Base::kBlockM * sm90::kDqStageRowBytes;  // 32 fp32 columns of every row
   static constexpr int kBarOffset = Base::kBarOffset + sm90::bwd_dq_writer_stage_bytes(Base::kHeadDim, Base::kBlockM, DQ_WRITER);
   static constexpr int kBarriers = Base::kBarriers + (DQ_WRITER ? sm90::kBwdDqWriterBarriers : 0);
   static constexpr int kSmemBytes =
@@ -276,8 +277,8 @@ __device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, 
     const int h = h_kv * p.kv_group + i / w.steps_per_head;
     const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
 #pragma unroll
-    for (int box = 0; box < C::kHeadDim / sm90::kBwdDqWriterBoxCols; ++box) {
-      tma_reduce_add_4d(params.dqa_map, sm.dq_tile(buf) + box * C::kDqBoxBytes, box * sm90::kBwdDqWriterBoxCols, row, h, batch);
+    for (int box = 0; box < C::kHeadDim / sm90::kDqStageBoxCols; ++box) {
+      tma_reduce_add_4d(params.dqa_map, sm.dq_tile(buf) + box * C::kDqBoxBytes, box * sm90::kDqStageBoxCols, row, h, batch);
     }
     bulk_commit();
     bulk_wait_read<0>();
@@ -456,9 +457,9 @@ __device__ __forceinline__ void bulk_add_dq_sm90(float* dqa, i64 row_stride, con
 }
 
 // _w: this warpgroup's share of dQ into staging tile i % 2, once the writer has drained what step
-// i - 2 left there, laid out as the tensor map's boxes (32 fp32 columns x BLOCK_M rows, 128-byte
-// swizzle: 16-byte chunk j of row r at chunk j ^ (r % 8)); then this thread's arrival on the
-// tile's "full" mbarrier, after the proxy fence that lets the writer's TMA read what it stored.
+// i - 2 left there, laid out as the tensor map's boxes (sm90/dq_stage_layout.h); then this
+// thread's arrival on the tile's "full" mbarrier, after the proxy fence that lets the writer's
+// TMA read what it stored.
 template <class C>
 __device__ __forceinline__ void hand_dq_to_writer(const float (&dq)[C::kDqMTiles][C::kDqAcc], const BwdSm90Smem<C>& sm, int i, int wg, int warp,
                                                   int lane) {
@@ -466,22 +467,20 @@ __device__ __forceinline__ void hand_dq_to_writer(const float (&dq)[C::kDqMTiles
   if (i >= 2) mbarrier_wait(sm.dq_empty(buf), (i / 2 - 1) & 1);
   const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;  // whole 32-column boxes
   const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
-  const u32 tile = sm.dq_tile(buf) + (u32)(col0 / sm90::kBwdDqWriterBoxCols) * C::kDqBoxBytes;
-  // Columns nt * 8 + 2 (lane % 4) + {0, 1} of n8 tile nt sit in box nt / 4, 16-byte chunk
-  // 2 (nt % 4) + (lane % 4) / 2, bytes 8 (lane % 2); the swizzle XORs the chunk with row % 8
-  // = lane / 4, the same for this thread's two rows. The XOR term passes through an empty asm
-  // so that ptxas recomputes the 16 store addresses each step instead of keeping them in
-  // registers across the loop (it spilled them at hd 128).
-  u32 chunk_xor = (u32)((lane % 4) / 2) ^ (u32)(lane / 4);
+  const u32 tile = sm.dq_tile(buf) + (u32)(col0 / sm90::kDqStageBoxCols) * C::kDqBoxBytes;
+  // The layout: sm90/dq_stage_layout.h. The XOR term passes through an empty asm so that ptxas
+  // recomputes the 16 store addresses each step instead of keeping them in registers across the
+  // loop (it spilled them at hd 128).
+  u32 chunk_xor = sm90::dq_stage_chunk_xor(lane);
   asm volatile("" : "+r"(chunk_xor));
 #pragma unroll
   for (int mt = 0; mt < C::kDqMTiles; ++mt) {
-    const u32 row_addr = tile + (u32)((mt0 + mt) * 64 + warp * 16 + lane / 4) * 128 + (u32)(lane % 2) * 8;
+    const int r0 = (mt0 + mt) * 64 + warp * 16 + lane / 4;
 #pragma unroll
     for (int nt = 0; nt < C::kDqCols / 8; ++nt) {
-      const u32 addr = row_addr + (u32)(nt / 4) * C::kDqBoxBytes + (((u32)(2 * (nt % 4))) ^ chunk_xor) * 16;
+      const u32 addr = tile + sm90::dq_stage_fragment_offset(r0, nt, lane, chunk_xor, C::kDqBoxBytes);
       st_shared_f32x2(addr, dq[mt][4 * nt], dq[mt][4 * nt + 1]);
-      st_shared_f32x2(addr + 8 * 128, dq[mt][4 * nt + 2], dq[mt][4 * nt + 3]);
+      st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, dq[mt][4 * nt + 2], dq[mt][4 * nt + 3]);
     }
   }
   fence_proxy_async_shared();

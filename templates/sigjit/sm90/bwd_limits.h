@@ -19,10 +19,10 @@ SIGJIT_HD constexpr int bwd_dq_stage_bytes(int head_dim, int block_q, bool bulk_
 }
 
 // The dQ writer's staging (_w): two fp32 tiles of block_q rows, each in boxes of 32 columns (the
-// 128 bytes a 128B-swizzled TMA box row may span), swizzled as TMA reads them, so that the
-// writer warp hands each box to one tensor bulk reduction. Two: the consumers fill one while the
+// 128 bytes a 128B-swizzled TMA box row may span), swizzled as TMA reads them (sm90/
+// dq_stage_layout.h), so that the writer warp hands each box to one tensor bulk reduction. Two: the consumers fill one while the
 // writer drains the other. Then two more mbarrier pairs (full, empty per tile).
-enum : int { kBwdDqWriterBoxCols = 32, kBwdDqWriterBarriers = 4 };
+enum : int { kBwdDqWriterBarriers = 4 };
 SIGJIT_HD constexpr int bwd_dq_writer_tile_bytes(int head_dim, int block_q) { return block_q * head_dim * 4; }
 SIGJIT_HD constexpr int bwd_dq_writer_stage_bytes(int head_dim, int block_q, bool dq_writer) {
   return dq_writer ? 2 * bwd_dq_writer_tile_bytes(head_dim, block_q) : 0;

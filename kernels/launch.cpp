@@ -171,6 +171,21 @@ std::size_t dq_workspace_bytes(const detail::Resolved& r) {
   return static_cast<std::size_t>(bytes);
 }
 
+DqCounters dq_counters(const detail::Resolved& r) {
+  const AttentionArgs& a = r.args;
+  DqCounters c;
+  c.per_head = (a.seqlen_q + 63) / 64;
+  const std::int64_t per_seq = std::int64_t{a.heads_q} * c.per_head;
+  if (per_seq > std::numeric_limits<int>::max()) {
+    throw Error(fmt::format("deterministic backward: heads_q={} x seqlen_q={} / 64 query blocks overflow the ordered dQ counters' index; "
+                            "split the heads over calls",
+                            a.heads_q, a.seqlen_q));
+  }
+  c.per_seq = static_cast<int>(per_seq);
+  c.bytes = static_cast<std::size_t>(a.batch) * static_cast<std::size_t>(c.per_seq) * sizeof(int);
+  return c;
+}
+
 SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, void* dq_accum) {
   const AttentionArgs& a = r.args;
   SigjitBwdParams bp{};

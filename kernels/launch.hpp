@@ -44,6 +44,15 @@ void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* ba
 // total_q), heads_q, head_dim]; throws when the size does not fit memory.
 std::size_t dq_workspace_bytes(const detail::Resolved& r);
 
+// The ordered dQ reduction's counters (the deterministic mode's Hopper path): one int per
+// (sequence, query head, 64 query rows of the buffer), after the dQ workspace's fp32 values.
+struct DqCounters {
+  int per_head = 0;  // ceil(seqlen_q / 64)
+  int per_seq = 0;   // heads_q * per_head
+  std::size_t bytes = 0;
+};
+DqCounters dq_counters(const detail::Resolved& r);
+
 // The backward kernels' parameter block; dq_accum may be null (deterministic path).
 SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, void* dq_accum);
 

@@ -33,6 +33,7 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
     return fmt::format("consumers={}: the sm90 backward takes 1 or 2 consumer warpgroups", c.consumers);
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
   if (c.bulk_dq && c.dq_writer) return "dQ by bulk row reductions (_r) and by the writer warp (_w) exclude each other: pick one";
+  if (c.ordered_dq && !c.dq_writer) return "the ordered dQ reduction is the writer warp's: _wd, not d without _w";
   if (kern::sm90::bwd_dq_cols(spec.head_dim, c.block_q, c.consumers) % 64 != 0) {
     return fmt::format(
         "query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
@@ -48,9 +49,11 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
 // Valid configs that ptxas (CUDA 13.0) compiles with a few bytes of spills for some features
 // although the register estimate allows them: early scores with per-thread dQ atomics at hd 128
 // (4-12 B with top-left causal, score bias and the exact sigmoid: the atomics' addresses beside
-// the next S^T). Forcing one still works; the tuner does not time them.
+// the next S^T), and the dQ writer without early scores at hd 64 with 128-query steps (16 B with
+// score bias and the exact sigmoid). Forcing one still works; the tuner does not time them.
 bool spills_in_practice(const KernelSpec& spec, const Sm90BwdTile& c) {
-  return c.early_scores && !c.bulk_dq && !c.dq_writer && spec.head_dim == 128;
+  if (c.early_scores && !c.bulk_dq && !c.dq_writer && spec.head_dim == 128) return true;
+  return c.dq_writer && !c.early_scores && spec.head_dim == 64 && c.block_q == 128;
 }
 
 enum class DqPath { atomics, bulk_rows, writer };
@@ -58,7 +61,7 @@ enum class DqPath { atomics, bulk_rows, writer };
 class Sm90Bwd final : public Family {
  public:
   KernelFamily id() const override { return KernelFamily::sm90_bwd; }
-  std::string_view grammar() const override { return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][e][_r|_w] (sm90 backward, e.g. hb128x64c2s2oe_r)"; }
+  std::string_view grammar() const override { return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][e][_r|_w[d]] (sm90 backward, e.g. hb128x64c2s2oe_r)"; }
   bool serves(const KernelSpec& spec) const override { return sm90_backward_supports(spec); }
 
   std::optional<TileConfig> parse(std::string_view text, const std::string& what) const override {
@@ -69,18 +72,19 @@ class Sm90Bwd final : public Family {
     const bool early_scores = k.lit("e");
     const bool bulk_dq = k.lit("_r");
     const bool dq_writer = !bulk_dq && k.lit("_w");
+    const bool ordered_dq = dq_writer && k.lit("d");
     if (!k.done()) return std::nullopt;
     if (a != 64 * c) {
       throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what,
                               text, a, c, 64 * c));
     }
-    return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq, early_scores, dq_writer});
+    return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq, early_scores, dq_writer, ordered_dq});
   }
 
   std::string describe(const TileConfig& config) const override {
     const Sm90BwdTile& t = config.get<Sm90BwdTile>();
-    return fmt::format("hb{}x{}c{}s{}{}{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "", t.early_scores ? "e" : "",
-                       t.bulk_dq ? "_r" : "", t.dq_writer ? "_w" : "");
+    return fmt::format("hb{}x{}c{}s{}{}{}{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "", t.early_scores ? "e" : "",
+                       t.bulk_dq ? "_r" : "", t.dq_writer ? "_w" : "", t.ordered_dq ? "d" : "");
   }
 
   std::string check(const KernelSpec& spec, const TileConfig& config) const override {
@@ -96,7 +100,7 @@ class Sm90Bwd final : public Family {
 
   std::string emit(const KernelSpec& s, const TileConfig& config, const std::string& name) const override {
     const Sm90BwdTile& c = config.get<Sm90BwdTile>();
-    const bool tuned = c.early_scores || c.dq_writer;
+    const bool tuned = c.early_scores || c.dq_writer || c.ordered_dq;
     const std::string alias = fmt::format(
         "using Cfg = {}sigjit::kern::BwdSm90Config</*head_dim*/ {}, /*block_q*/ {}, /*consumers*/ {}, /*stages*/ {}, /*overlap*/ {},\n"
         "    /*bf16*/ {}, {}, /*causal*/ {}, {}, /*score_bias*/ {}, /*exact*/ {}, /*bulk_dq*/ {}{}>{};\n"
@@ -104,7 +108,9 @@ class Sm90Bwd final : public Family {
         // Early scores and the dQ writer wrap the base config (BwdSm90Tuned).
         tuned ? "sigjit::kern::BwdSm90Tuned<" : "", s.head_dim, c.block_q, c.consumers, c.stages, c.overlap, s.dtype == DType::bf16,
         layout_arg(s), s.causal, bias_mode_arg(s), s.score_bias, s.sigmoid == SigmoidMode::exact, c.bulk_dq, top_left_arg(s),
-        tuned ? fmt::format(", /*early_scores*/ {}, /*dq_writer*/ {}>", c.early_scores, c.dq_writer) : "", smem(s, c));
+        tuned ? fmt::format(", /*early_scores*/ {}, /*dq_writer*/ {}{}>", c.early_scores, c.dq_writer, c.ordered_dq ? ", /*ordered_dq*/ true" : "")
+              : "",
+        smem(s, c));
     return fmt::format(
         "// Generated by sigjit: {} | {}\n#include \"sigjit/sm90/bwd.cuh\"\n\n{}\n"
         "extern \"C\" __global__ void __launch_bounds__(Cfg::kThreads, 1) {}(const __grid_constant__ SigjitBwdSm90Params params) {{\n"
@@ -133,6 +139,13 @@ class Sm90Bwd final : public Family {
     encode_tma_map(params.do_map, tensors[3], a, t.block_q);
     params.p = *l.backward;
     if (t.dq_writer && params.p.dq_accum != nullptr) encode_dq_accum_map(params.dqa_map, params.p, a, t.block_q);
+    if (t.ordered_dq) {
+      // The counters follow the fp32 accumulators in the ordered path's workspace (run_ordered).
+      const DqCounters counters = dq_counters(l.call);
+      params.dq_counters = reinterpret_cast<int*>(reinterpret_cast<char*>(params.p.dq_accum) + dq_workspace_bytes(l.call));
+      params.dq_counters_per_head = counters.per_head;
+      params.dq_counters_per_seq = counters.per_seq;
+    }
     launch_kernel(l, static_cast<unsigned>((a.seqlen_k + t.block_k() - 1) / t.block_k()), a.heads_kv, a.batch, &params);
   }
 };

@@ -3,11 +3,12 @@
 
 namespace sigjit {
 
-// "hb128x64c2s2[o][e][_r|_w]": 64 keys per consumer warpgroup (a CTA's key block), block_q
+// "hb128x64c2s2[o][e][_r|_w[d]]": 64 keys per consumer warpgroup (a CTA's key block), block_q
 // query rows per step; overlap: the sigmoid of S^T overlaps the dP^T GEMM; early_scores: the
 // next step's S^T GEMM is issued before this step's dS barrier and dQ GEMM; dQ added to the
 // workspace by per-thread atomics, by one bulk reduction per row from shared memory (bulk_dq,
-// _r), or by a writer warp's tensor bulk reductions from swizzled staging tiles (dq_writer, _w).
+// _r), or by a writer warp's tensor bulk reductions from swizzled staging tiles (dq_writer, _w),
+// in key-block order with ordered_dq (_wd: the deterministic mode's, never a tuner candidate).
 struct Sm90BwdTile {
   int block_q = 64;
   int consumers = 2;
@@ -16,6 +17,7 @@ struct Sm90BwdTile {
   bool bulk_dq = false;
   bool early_scores = false;
   bool dq_writer = false;
+  bool ordered_dq = false;
   int block_k() const { return 64 * consumers; }
 };
 

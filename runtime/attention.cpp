@@ -7,6 +7,7 @@
 
 #include "jit/codegen.hpp"
 #include "kernels/family.hpp"
+#include "kernels/sm90_bwd.hpp"
 #include "jit/compiler.hpp"
 #include "cuda/check.hpp"
 #include "cuda/device.hpp"
@@ -196,11 +197,60 @@ FusedKernels fused_kernels(const DeviceInfo& dev, const Resolved& r, KernelSpec 
 void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, SigjitBwdParams params, void* caller_workspace,
                CUstream stream) {
   const auto [fused, convert] = fused_kernels(dev, r, spec, params);
+  if (fused.config.family() == KernelFamily::sm90_bwd && fused.config.get<Sm90BwdTile>().ordered_dq) {
+    throw Error(fmt::format("tile {}: the ordered dQ reduction (_wd) belongs to the deterministic mode, whose workspace holds its "
+                            "counters; call backward() with deterministic=true (SIGJIT_BACKWARD_PATH=ordered until it is the default)",
+                            fused.config.describe()));
+  }
   const std::size_t bytes = kernels::dq_workspace_bytes(r);
   std::optional<WorkspaceLease> lease;
   if (caller_workspace == nullptr && bytes > 0) lease.emplace(acquire_workspace(dev.context, stream, bytes));
   params.dq_accum = static_cast<float*>(caller_workspace ? caller_workspace : lease ? reinterpret_cast<void*>(lease->ptr()) : nullptr);
   kernels::enqueue_fused_backward(r, params, fused.kernel, fused.config, convert.kernel, stream);
+}
+
+// The deterministic mode on the Hopper backward: the fused kernel with the dQ writer adding in
+// key-block order (_wd), then the convert kernel; dK/dV are deterministic by construction (one
+// CTA owns each key block). Its workspace (the fp32 dQ values and the counters) is always the
+// library's: the deterministic mode takes none from the caller. Empty when the Hopper family does
+// not serve the call (arch, head dim, tensors TMA cannot describe): the two-kernel pair does.
+std::optional<TileConfig> ordered_config(const Resolved& r, KernelSpec spec, const SigjitBwdParams& params) {
+  spec.direction = Direction::backward_fused;
+  if (!sm90_backward_supports(spec) || !kernels::tma_unsuitable(r, &params).empty()) return std::nullopt;
+  // With early scores: without them ptxas spills 16 B at hd 64 with score bias and the exact
+  // sigmoid (CUDA 13.0).
+  TileConfig config = default_sm90_backward_config(spec);
+  Sm90BwdTile& t = config.get<Sm90BwdTile>();
+  t.bulk_dq = false;
+  t.early_scores = true;
+  t.dq_writer = true;
+  t.ordered_dq = true;
+  return config;
+}
+
+struct OrderedKernels {
+  LoadedKernel fused;
+  ResolvedKernel convert;
+};
+
+OrderedKernels ordered_kernels(const DeviceInfo& dev, KernelSpec spec, const TileConfig& config) {
+  spec.direction = Direction::backward_fused;
+  return {get_kernel(dev.context, spec, config), resolve_kernel(dev, dq_convert_spec(spec))};
+}
+
+void run_ordered(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, SigjitBwdParams params, const TileConfig& config,
+                 CUstream stream) {
+  const auto [fused, dq_convert] = ordered_kernels(dev, spec, config);
+  // No query rows: no dQ and no counters, but the fused kernel still writes dK and dV (zeros).
+  const std::size_t bytes = kernels::dq_workspace_bytes(r) + kernels::dq_counters(r).bytes;
+  std::optional<WorkspaceLease> lease;
+  if (bytes > 0) {
+    lease.emplace(acquire_workspace(dev.context, stream, bytes));
+    params.dq_accum = reinterpret_cast<float*>(lease->ptr());
+    SIGJIT_CHECK_CU(driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
+  }
+  kernels::launch(r, Direction::backward_fused, &params, fused, config, 0, stream);
+  if (bytes > 0) kernels::launch(r, Direction::backward_dq_convert, &params, dq_convert.kernel, dq_convert.config, 0, stream);
 }
 
 }  // namespace
@@ -209,17 +259,27 @@ void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec,
 
 namespace {
 
+// SIGJIT_BACKWARD_PATH, a switch for GPU tests and benchmarks: fused or two_kernel route
+// non-deterministic calls; ordered sends deterministic calls to the Hopper fused kernel with the
+// ordered dQ reduction before it is their default (kSm90BackwardLeversVerified).
+std::optional<std::string> forced_backward_path() {
+  std::optional<std::string> path = env::text("SIGJIT_BACKWARD_PATH");
+  if (path && *path != "fused" && *path != "two_kernel" && *path != "ordered") {
+    throw Error(fmt::format("SIGJIT_BACKWARD_PATH={}: expected fused, two_kernel or ordered", *path));
+  }
+  return path;
+}
+
 // Non-deterministic calls take the fused path (one kernel, dQ accumulated by atomics or bulk
-// reductions); SIGJIT_BACKWARD_PATH=two_kernel sends them to the deterministic pair instead (GPU
-// tests, the benchmark).
+// reductions); SIGJIT_BACKWARD_PATH=two_kernel sends them to the deterministic pair instead.
 bool use_fused_backward(const BackwardOptions& options) {
   if (options.deterministic) return false;
-  const std::optional<std::string> forced = env::text("SIGJIT_BACKWARD_PATH");
-  if (!forced) return true;
-  const std::string& path = *forced;
-  if (path == "fused") return true;
-  if (path == "two_kernel") return false;
-  throw Error(fmt::format("SIGJIT_BACKWARD_PATH={}: expected fused or two_kernel", path));
+  return forced_backward_path() != "two_kernel";
+}
+
+// Deterministic calls on the Hopper family's ordered dQ path, where it serves them.
+bool use_ordered_backward(const BackwardOptions& options) {
+  return options.deterministic && (kSm90BackwardLeversVerified || forced_backward_path() == "ordered");
 }
 
 }  // namespace
@@ -250,7 +310,14 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
 
   const SigjitBwdParams params = kernels::backward_params(r, g, nullptr);
   const KernelSpec spec = detail::forward_spec(r, dev.arch());
-  if (!fused) return detail::run_deterministic(dev, r, spec, params, cu_stream);
+  if (!fused) {
+    if (use_ordered_backward(options)) {
+      if (const std::optional<TileConfig> ordered = detail::ordered_config(r, spec, params)) {
+        return detail::run_ordered(dev, r, spec, params, *ordered, cu_stream);
+      }
+    }
+    return detail::run_deterministic(dev, r, spec, params, cu_stream);
+  }
   detail::run_fused(dev, r, spec, params, caller_workspace ? options.workspace : nullptr, cu_stream);
 }
 
@@ -268,11 +335,18 @@ void prepare(const AttentionArgs& args, const PrepareOptions& options) {
   g.dout = a.o, g.dq = const_cast<void*>(a.q), g.dk = const_cast<void*>(a.k), g.dv = const_cast<void*>(a.v);
   g.dout_strides = a.o_strides, g.dq_strides = a.q_strides, g.dk_strides = a.k_strides, g.dv_strides = a.v_strides;
   const KernelSpec spec = detail::forward_spec(r, dev.arch());
-  if (!use_fused_backward(BackwardOptions{options.deterministic})) {
-    detail::deterministic_kernels(dev, spec);
+  const BackwardOptions mode{options.deterministic};
+  const SigjitBwdParams params = kernels::backward_params(r, detail::resolve_gradients(r, g), nullptr);
+  if (!use_fused_backward(mode)) {
+    const std::optional<TileConfig> ordered = use_ordered_backward(mode) ? detail::ordered_config(r, spec, params) : std::nullopt;
+    if (ordered) {
+      detail::ordered_kernels(dev, spec, *ordered);
+    } else {
+      detail::deterministic_kernels(dev, spec);
+    }
     return;
   }
-  detail::fused_kernels(dev, r, spec, kernels::backward_params(r, detail::resolve_gradients(r, g), nullptr));
+  detail::fused_kernels(dev, r, spec, params);
 }
 
 void release_backward_workspaces() {

@@ -5,15 +5,18 @@
 #   bwd_levers.sh check     build; the GPU correctness suites of the levers: BackwardMatrixSm90
 #                           EarlyScores, DqWriter and DqWriterEarlyScores (the dense/padded/varlen
 #                           matrix with GQA, causal, score bias, lengths 1 and 17, 4096 and 16384,
-#                           against fp64, poisoned gradients, run twice), each under
-#                           SUITE_TIMEOUT_S; then the SASS of the lever tiles
+#                           against fp64, poisoned gradients, run twice) and BackwardMatrixOrdered
+#                           (the deterministic mode on the ordered dQ reduction: also bitwise run to
+#                           run), each under SUITE_TIMEOUT_S; then the SASS of the lever tiles
 #   bwd_levers.sh sanitize  build; compute-sanitizer memcheck, racecheck and synccheck on two small
-#                           cases of the combined lever (e_w); then the top-left cases through every
-#                           dQ path and early scores
+#                           cases of the combined lever (e_w) and one of the ordered reduction; then
+#                           the top-left cases through every dQ path, early scores and the ordered
+#                           deterministic mode
 #   bwd_levers.sh bench     build; sigjit's backward with the default tile and each lever
 #                           (LEVER_TILES_128, LEVER_TILES_64) over the dense grid (causal and not)
-#                           and 25 % padded, then TritonSigmoid's and cuDNN SDPA's backward in the
-#                           same call (compare.py)
+#                           and 25 % padded, the deterministic mode on the two-kernel pair and on
+#                           the ordered reduction, then TritonSigmoid's and cuDNN SDPA's backward in
+#                           the same call (compare.py)
 #   bwd_levers.sh profile   ncu of the last tile of each list at L 16384 (scripts/device/profile.sh),
 #                           for bench/PROFILE-backward.md's predicted-vs-measured table
 set -uo pipefail
@@ -26,9 +29,10 @@ seq=${LEVER_SEQ:-512,1024,2048,4096,8192,16384}
 
 check() {
   $run build || exit 1
-  for suite in EarlyScores DqWriter DqWriterEarlyScores; do
-    SIGJIT_BACKWARD_PATH=fused $run gpu-tests "Matrix/BackwardMatrixSm90$suite.*" "${SUITE_TIMEOUT_S:-150}" "gpu_tests_$suite.log"
+  for suite in Sm90EarlyScores Sm90DqWriter Sm90DqWriterEarlyScores Ordered; do
+    SIGJIT_BACKWARD_PATH=fused $run gpu-tests "Matrix/BackwardMatrix$suite.*" "${SUITE_TIMEOUT_S:-130}" "gpu_tests_$suite.log"
   done
+  $run gpu-tests 'BackwardOrdered.*' 60 gpu_tests_ordered_refusal.log
   [ "${DRY_RUN:-0}" = 1 ] && return
   for tile in ${tiles128//;/ }; do
     $run sigjit compile --head-dim 128 --arch sm_90a --direction bwd_fused --tile "$tile" --out "$OUT/sass_$tile" >/dev/null
@@ -39,9 +43,9 @@ check() {
 }
 
 sanitize() {
-  local suite=Matrix/BackwardMatrixSm90DqWriterEarlyScores
+  local suite=Matrix/BackwardMatrixSm90DqWriterEarlyScores ordered=Matrix/BackwardMatrixOrdered
   $run build || exit 1
-  $run sanitize "$suite.*dense_d64_bf16_causal_logn_exact_q200*:$suite.*varlen_d128_fp16_causal_logn_sb_gqa_exact*" 60
+  $run sanitize "$suite.*dense_d64_bf16_causal_logn_exact_q200*:$suite.*varlen_d128_fp16_causal_logn_sb_gqa_exact*:$ordered.*varlen_d128_fp16_causal_logn_sb_gqa_exact*" 80
   $run gpu-tests 'TopLeft/BackwardTopLeft.*' "${TOP_LEFT_TIMEOUT_S:-240}" gpu_tests_top_left.log
 }
 
@@ -51,6 +55,9 @@ bench() {
   $run bench --direction bwd --head-dim 128 --seq "$seq" --pad 0 --causal --tiles "$tiles128"
   $run bench --direction bwd --head-dim 64 --seq "$seq" --pad 0,25 --tiles "$tiles64"
   $run bench --direction bwd --head-dim 64 --seq "$seq" --pad 0 --causal --tiles "$tiles64"
+  $run bench --direction bwd --deterministic --seq 1024,4096,16384 --pad 0
+  # Its own CSV: the rows of both deterministic paths are labelled sigjit-det.
+  SIGJIT_BACKWARD_PATH=ordered $run bench --direction bwd --deterministic --seq 1024,4096,16384 --pad 0 --csv "$OUT/bench_det_ordered.csv"
   timeout "${COMPARE_TIMEOUT_S:-300}" $run pybench compare.py --out "$OUT/compare" --impl triton-sigmoid,sdpa-cudnn --direction bwd \
     --seq "$seq" --pad 0
   $run summarize "bash scripts/device/bwd_levers.sh bench"

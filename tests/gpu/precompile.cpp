@@ -88,8 +88,9 @@ TileConfig sm90_backward_test_config(const KernelSpec& spec, Sm90BwdVariant vari
   TileConfig config = default_sm90_backward_config(spec);
   config.get<sigjit::Sm90BwdTile>().bulk_dq = variant.bulk_dq;
   config.get<sigjit::Sm90BwdTile>().early_scores = variant.early_scores;
-  config.get<sigjit::Sm90BwdTile>().dq_writer = variant.dq_writer;
-  if (variant.dq_writer) config.get<sigjit::Sm90BwdTile>().bulk_dq = false;
+  config.get<sigjit::Sm90BwdTile>().dq_writer = variant.dq_writer || variant.ordered_dq;
+  config.get<sigjit::Sm90BwdTile>().ordered_dq = variant.ordered_dq;
+  if (variant.dq_writer || variant.ordered_dq) config.get<sigjit::Sm90BwdTile>().bulk_dq = false;
   return config;
 }
 

@@ -34,8 +34,9 @@ struct Sm90BwdVariant {
   bool bulk_dq = false;       // _r: dQ by bulk reductions from shared memory
   bool early_scores = false;  // e: the next step's S^T issued before the dS barrier
   bool dq_writer = false;     // _w: dQ by a writer warp's tensor bulk reductions
+  bool ordered_dq = false;    // _wd: ... in key-block order (the deterministic mode)
   std::string label() const {
-    return std::string(dq_writer ? "writer" : bulk_dq ? "bulk" : "atomic") + (early_scores ? "-early" : "");
+    return std::string(ordered_dq ? "ordered" : dq_writer ? "writer" : bulk_dq ? "bulk" : "atomic") + (early_scores ? "-early" : "");
   }
 };
 TileConfig sm90_backward_test_config(const KernelSpec& spec, Sm90BwdVariant variant);

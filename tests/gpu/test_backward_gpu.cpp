@@ -16,6 +16,8 @@
 #include "runtime/attention.hpp"
 #include "problem/call.hpp"
 #include "cuda/workspace.hpp"
+#include "jit/kernel_table.hpp"
+#include "tests/common/scoped_env.hpp"
 
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -203,13 +205,77 @@ INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90EarlyScores, ::testing::Value
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriter, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriterEarlyScores, ::testing::ValuesIn(backward_cases()), case_name);
 
+// ---- the deterministic mode on the Hopper family: the ordered dQ reduction (_wd) ----------------
+// SIGJIT_BACKWARD_PATH=ordered sends deterministic calls to the fused kernel whose dQ writer adds
+// in key-block order (until kSm90BackwardLeversVerified makes it their default). Every case the
+// family serves must match fp64, give the same gradient bits on a second run (the workspace is
+// the library's, zeroed again), and really have run the ordered kernel.
+constexpr Sm90BwdVariant kOrdered{false, true, true, true};  // runtime/attention.cpp: ordered_config
+
+class BackwardMatrixOrdered : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (sm90_backward_unavailable_reason().empty()) precompile_backward_sm90(cases_to_run(backward_cases(), "BackwardMatrixOrdered"), kOrdered);
+  }
+};
+
+TEST_P(BackwardMatrixOrdered, DeterministicModeIsBitwiseAndMatchesFp64Reference) {
+  if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
+  const CaseSpec& spec = GetParam();
+  std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
+  KernelSpec ks = case_kernel_spec(spec, detail::current_device(), rng);
+  ks.direction = Direction::backward_fused;
+  if (!sm90_backward_supports(ks)) GTEST_SKIP() << "the sm90 backward family does not serve " << ks.describe() << " (the two-kernel pair does)";
+  ForwardProblem problem(spec, rng);
+  problem.enable_backward(rng);
+  {
+    const detail::Resolved r = detail::resolve(problem.args());
+    const SigjitBwdParams bp = kernels::backward_params(r, detail::resolve_gradients(r, problem.grads()), nullptr);
+    ASSERT_EQ(kernels::tma_unsuitable(r, &bp), "") << "this case would fall back to the two-kernel pair";
+  }
+  const sigjit::test::ScopedEnv path("SIGJIT_BACKWARD_PATH", "ordered");
+  BackwardOptions det;
+  det.deterministic = true;
+  CaseResult r;
+  ASSERT_NO_THROW(r = run_and_check(problem, det));
+  expect_good(spec, r, "ordered");
+  const std::vector<std::uint16_t> first = problem.gradient_bits();
+  ASSERT_NO_THROW(r = run_and_check(problem, det));
+  expect_good(spec, r, "ordered-2nd-run");
+  EXPECT_TRUE(problem.gradient_bits() == first) << "ordered dQ: two runs gave different gradient bits";
+  EXPECT_FALSE(detail::kernel_image(detail::current_device().context, ks, sm90_backward_test_config(ks, kOrdered)).empty())
+      << "the ordered kernel was not loaded: the call took another path";
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixOrdered, ::testing::ValuesIn(backward_cases()), case_name);
+
+// A forced _wd tile on the fast path would find no counters in the caller's workspace: refused
+// with what to do instead, before any launch.
+TEST(BackwardOrdered, ForcedOrderedTileOnTheFastPathIsRefused) {
+  if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
+  CaseSpec spec{Layout::dense, 128, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast};
+  spec.lens_q = spec.lens_k = {256};
+  std::mt19937 rng(7);
+  ForwardProblem problem(spec, rng);
+  problem.enable_backward(rng);
+  KernelSpec ks = case_kernel_spec(spec, detail::current_device(), rng);
+  ks.direction = Direction::backward_fused;
+  const ScopedForceTile force(sm90_backward_test_config(ks, kOrdered).describe());
+  try {
+    sigjit::backward(problem.args(), problem.grads(), nullptr, BackwardOptions{});
+    ADD_FAILURE() << "the fast path ran an ordered tile";
+  } catch (const sigjit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to the deterministic mode"), std::string::npos) << e.what();
+  }
+}
+
 // ---- top-left causal alignment (CausalAlign::top_left) through every backward kernel ----------
 // top_left_cases() (forward_problem.hpp; padded, varlen and dense, lengths differing both ways, a
 // sequence without keys and one without queries; not strided) plus a long ragged varlen batch: the
 // deterministic pair (two runs bit for bit), the portable fused kernel forced (its default
 // config), and on compute capability 9.0 the Hopper fused kernel with each dQ path (atomics,
 // bulk row reductions, the writer warp) and early scores, each against the fp64 reference
-// gradients.
+// gradients, and the deterministic mode on its ordered dQ reduction (two runs bit for bit).
 
 std::vector<CaseSpec> top_left_backward_cases() {
   std::vector<CaseSpec> cases = top_left_cases();
@@ -245,6 +311,7 @@ class BackwardTopLeft : public ::testing::TestWithParam<CaseSpec> {
     precompile_work(work);
     if (sm90_backward_unavailable_reason().empty()) {
       for (const Sm90BwdVariant& variant : kTopLeftSm90Variants) precompile_backward_sm90(cases, variant);
+      precompile_backward_sm90(cases, kOrdered);
     }
   }
 };
@@ -288,6 +355,13 @@ TEST_P(BackwardTopLeft, EveryBackwardKernelMatchesFp64Reference) {
     ASSERT_NO_THROW(r = run_and_check(problem, BackwardOptions{}));
     expect_good(spec, r, ("top-left-sm90-" + variant.label()).c_str());
   }
+  // The deterministic mode on the ordered dQ reduction: fp64 and bitwise.
+  const sigjit::test::ScopedEnv ordered("SIGJIT_BACKWARD_PATH", "ordered");
+  ASSERT_NO_THROW(r = run_and_check(problem, det));
+  expect_good(spec, r, "top-left-sm90-ordered");
+  const std::vector<std::uint16_t> ordered_bits = problem.gradient_bits();
+  ASSERT_NO_THROW(run_and_check(problem, det));
+  EXPECT_TRUE(problem.gradient_bits() == ordered_bits) << "ordered dQ: two runs gave different gradient bits";
 }
 
 INSTANTIATE_TEST_SUITE_P(TopLeft, BackwardTopLeft, ::testing::ValuesIn(top_left_backward_cases()), case_name);

@@ -141,9 +141,19 @@ struct BwdSm90Config {
 // tensor bulk reduction per 32-column box into the dQ workspace, waits until they have read the
 // tile and frees it on its "empty" mbarrier. Rows past len_q add zeros (their dS is 0) inside
 // the tensor map's bounds. Cost: 2 * BLOCK_M * D * 4 bytes of shared memory and 4 mbarriers.
-template <class Base, bool EARLY_SCORES, bool DQ_WRITER>
+// Ordered dQ (_wd, the deterministic mode): the writer of key block n adds a step's dQ only after
+// key blocks 0..n-1 have added theirs to the same query block, so every dQ element receives its
+// additions in one order: bitwise reproducible. The blocks that add into a query block are always
+// 0..n_max (causal in either alignment, any layout: a block past len_k adds nothing), so "wait
+// until the counter is n, add, wait until the additions are done, increment" is the protocol.
+// Progress needs the CTAs of lower blockIdx.x resident or finished first (they are launched
+// first). Cost: each CTA starts its first addition about n reduction latencies late, then keeps
+// pace (the two staging tiles absorb the stagger); the writer waits for its reductions' writes,
+// not only their reads.
+template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ = false>
 struct BwdSm90Tuned : Base {
   static_assert(!(DQ_WRITER && Base::kBulkDq), "sm90 backward: the dQ writer (_w) replaces the consumers' bulk reductions (_r)");
+  static_assert(!ORDERED_DQ || DQ_WRITER, "sm90 backward: the ordered dQ reduction (d) is the dQ writer's (_wd)");
   static constexpr int kDqTileBytes = sm90::bwd_dq_writer_tile_bytes(Base::kHeadDim, Base::kBlockM);
   static constexpr int kDqBoxBytes = Base::kBlockM * sm90::kDqStageRowBytes;  // 32 fp32 columns of every row
   static constexpr int kBarOffset = Base::kBarOffset + sm90::bwd_dq_writer_stage_bytes(Base::kHeadDim, Base::kBlockM, DQ_WRITER);
@@ -160,11 +170,13 @@ template <class C>
 struct Sm90BwdPipeline {
   static __device__ constexpr bool early_scores() { return false; }
   static __device__ constexpr bool dq_writer() { return false; }
+  static __device__ constexpr bool ordered_dq() { return false; }
 };
-template <class Base, bool EARLY_SCORES, bool DQ_WRITER>
-struct Sm90BwdPipeline<BwdSm90Tuned<Base, EARLY_SCORES, DQ_WRITER>> {
+template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ>
+struct Sm90BwdPipeline<BwdSm90Tuned<Base, EARLY_SCORES, DQ_WRITER, ORDERED_DQ>> {
   static __device__ constexpr bool early_scores() { return EARLY_SCORES; }
   static __device__ constexpr bool dq_writer() { return DQ_WRITER; }
+  static __device__ constexpr bool ordered_dq() { return ORDERED_DQ; }
 };
 
 template <class C>
@@ -275,13 +287,26 @@ __device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, 
     const int buf = i % 2;
     mbarrier_wait(sm.dq_full(buf), (i / 2) & 1);
     const int h = h_kv * p.kv_group + i / w.steps_per_head;
-    const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
+    const int m_start = (w.m_first + i % w.steps_per_head) * C::kBlockM;
+    int* counter = nullptr;
+    if constexpr (Sm90BwdPipeline<C>::ordered_dq()) {
+      counter = params.dq_counters + (i64)blockIdx.z * params.dq_counters_per_seq + h * params.dq_counters_per_head + m_start / 64;
+      while (ld_acquire_gpu(counter) != (int)blockIdx.x) {
+      }
+      fence_proxy_async_global();  // the earlier blocks' additions before this block's
+    }
 #pragma unroll
     for (int box = 0; box < C::kHeadDim / sm90::kDqStageBoxCols; ++box) {
-      tma_reduce_add_4d(params.dqa_map, sm.dq_tile(buf) + box * C::kDqBoxBytes, box * sm90::kDqStageBoxCols, row, h, batch);
+      tma_reduce_add_4d(params.dqa_map, sm.dq_tile(buf) + box * C::kDqBoxBytes, box * sm90::kDqStageBoxCols, q_row0 + m_start, h, batch);
     }
     bulk_commit();
-    bulk_wait_read<0>();
+    if constexpr (Sm90BwdPipeline<C>::ordered_dq()) {
+      bulk_wait<0>();              // the additions are done, not only read
+      fence_proxy_async_global();  // ... and ordered before the release
+      red_release_gpu_add(counter, 1);
+    } else {
+      bulk_wait_read<0>();
+    }
     mbarrier_arrive(sm.dq_empty(buf));
   }
   bulk_wait<0>();  // the reductions are done before the CTA (and its shared memory) goes

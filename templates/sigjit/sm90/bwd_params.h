@@ -21,4 +21,9 @@ struct SigjitBwdSm90Params {
   // The fp32 dQ workspace (p.dq_accum) for the dQ writer's tensor reductions (_w only): box {32,
   // BLOCK_M}, 128-byte swizzle. Last, so that the other members keep their offsets.
   SigjitTensorMap dqa_map;
+  // The ordered dQ reduction (_wd, the deterministic mode): one counter per (sequence, query head,
+  // 64 query rows), zeroed with the workspace; the key blocks add into a query block in order.
+  int* dq_counters;
+  int dq_counters_per_head;  // ceil(seqlen_q / 64): seqlen_q the buffer length (varlen: the longest)
+  int dq_counters_per_seq;   // heads_q * dq_counters_per_head
 };

@@ -112,7 +112,7 @@ TEST_F(BackwardApi, BackwardPathOverrideIsCheckedBeforeTheDevice) {
   setenv("SIGJIT_BACKWARD_PATH", "fastest", 1);
   const std::string error = backward_error(valid_args(), valid_grads());
   unsetenv("SIGJIT_BACKWARD_PATH");
-  EXPECT_THAT(error, HasSubstr("SIGJIT_BACKWARD_PATH=fastest: expected fused or two_kernel"));
+  EXPECT_THAT(error, HasSubstr("SIGJIT_BACKWARD_PATH=fastest: expected fused, two_kernel or ordered"));
 }
 
 TEST_F(BackwardApi, CApiReportsNullGradients) {

@@ -96,6 +96,20 @@ void expect_good(const CaseSpec& spec, const CaseResult& r, const char* mode) {
   EXPECT_LT(r.rel_error, backward_error_bound(spec)) << mode;
 }
 
+// The deterministic mode twice on the same inputs (gradients poisoned each time): each run against
+// fp64, and the second run's gradient bits equal to the first's.
+void expect_deterministic_and_bitwise(ForwardProblem& problem, const CaseSpec& spec, const std::string& mode) {
+  BackwardOptions det;
+  det.deterministic = true;
+  CaseResult r;
+  ASSERT_NO_THROW(r = run_and_check(problem, det));
+  expect_good(spec, r, mode.c_str());
+  const std::vector<std::uint16_t> first = problem.gradient_bits();
+  ASSERT_NO_THROW(r = run_and_check(problem, det));
+  expect_good(spec, r, (mode + "-2nd-run").c_str());
+  EXPECT_TRUE(problem.gradient_bits() == first) << mode << ": two runs gave different gradient bits";
+}
+
 TEST_P(BackwardMatrix, BothModesMatchFp64ReferenceAndDeterministicIsBitwise) {
   SIGJIT_REQUIRE_GPU();
   const CaseSpec& spec = GetParam();
@@ -108,14 +122,7 @@ TEST_P(BackwardMatrix, BothModesMatchFp64ReferenceAndDeterministicIsBitwise) {
     ASSERT_NO_THROW(r = run_and_check(problem, fast));
     expect_good(spec, r, run == 0 ? "atomic" : "atomic-2nd-run");
   }
-  BackwardOptions det;
-  det.deterministic = true;
-  CaseResult r;
-  ASSERT_NO_THROW(r = run_and_check(problem, det));
-  expect_good(spec, r, "deterministic");
-  const std::vector<std::uint16_t> first = problem.gradient_bits();
-  ASSERT_NO_THROW(run_and_check(problem, det));
-  EXPECT_TRUE(problem.gradient_bits() == first) << "deterministic mode: two runs gave different gradient bits";
+  expect_deterministic_and_bitwise(problem, spec, "deterministic");
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrix, ::testing::ValuesIn(backward_cases()), case_name);
@@ -234,15 +241,7 @@ TEST_P(BackwardMatrixOrdered, DeterministicModeIsBitwiseAndMatchesFp64Reference)
     ASSERT_EQ(kernels::tma_unsuitable(r, &bp), "") << "this case would fall back to the two-kernel pair";
   }
   const sigjit::test::ScopedEnv path("SIGJIT_BACKWARD_PATH", "ordered");
-  BackwardOptions det;
-  det.deterministic = true;
-  CaseResult r;
-  ASSERT_NO_THROW(r = run_and_check(problem, det));
-  expect_good(spec, r, "ordered");
-  const std::vector<std::uint16_t> first = problem.gradient_bits();
-  ASSERT_NO_THROW(r = run_and_check(problem, det));
-  expect_good(spec, r, "ordered-2nd-run");
-  EXPECT_TRUE(problem.gradient_bits() == first) << "ordered dQ: two runs gave different gradient bits";
+  expect_deterministic_and_bitwise(problem, spec, "ordered");
   EXPECT_FALSE(detail::kernel_image(detail::current_device().context, ks, sm90_backward_test_config(ks, kOrdered)).empty())
       << "the ordered kernel was not loaded: the call took another path";
 }
@@ -325,14 +324,8 @@ TEST_P(BackwardTopLeft, EveryBackwardKernelMatchesFp64Reference) {
   ForwardProblem problem(spec, rng);
   problem.enable_backward(rng);
 
-  BackwardOptions det;
-  det.deterministic = true;
+  expect_deterministic_and_bitwise(problem, spec, "top-left-deterministic");
   CaseResult r;
-  ASSERT_NO_THROW(r = run_and_check(problem, det));
-  expect_good(spec, r, "top-left-deterministic");
-  const std::vector<std::uint16_t> first = problem.gradient_bits();
-  ASSERT_NO_THROW(run_and_check(problem, det));
-  EXPECT_TRUE(problem.gradient_bits() == first) << "deterministic mode: two runs gave different gradient bits";
 
   ks.direction = Direction::backward_fused;
   const TileConfig sm80 = portable_config(ks);
@@ -355,13 +348,8 @@ TEST_P(BackwardTopLeft, EveryBackwardKernelMatchesFp64Reference) {
     ASSERT_NO_THROW(r = run_and_check(problem, BackwardOptions{}));
     expect_good(spec, r, ("top-left-sm90-" + variant.label()).c_str());
   }
-  // The deterministic mode on the ordered dQ reduction: fp64 and bitwise.
   const sigjit::test::ScopedEnv ordered("SIGJIT_BACKWARD_PATH", "ordered");
-  ASSERT_NO_THROW(r = run_and_check(problem, det));
-  expect_good(spec, r, "top-left-sm90-ordered");
-  const std::vector<std::uint16_t> ordered_bits = problem.gradient_bits();
-  ASSERT_NO_THROW(run_and_check(problem, det));
-  EXPECT_TRUE(problem.gradient_bits() == ordered_bits) << "ordered dQ: two runs gave different gradient bits";
+  expect_deterministic_and_bitwise(problem, spec, "top-left-sm90-ordered");
 }
 
 INSTANTIATE_TEST_SUITE_P(TopLeft, BackwardTopLeft, ::testing::ValuesIn(top_left_backward_cases()), case_name);

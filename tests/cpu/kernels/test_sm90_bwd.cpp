@@ -45,6 +45,18 @@ KernelSpec bwd_spec(int head_dim, const char* arch = "sm_90a") {
   return s;
 }
 
+// The plain spec, or the heaviest: padded, causal, score bias, exact sigmoid.
+KernelSpec bwd_spec_of(int head_dim, bool heavy) {
+  KernelSpec s = bwd_spec(head_dim);
+  if (heavy) {
+    s.layout = sigjit::Layout::padded;
+    s.causal = true;
+    s.score_bias = true;
+    s.sigmoid = sigjit::SigmoidMode::exact;
+  }
+  return s;
+}
+
 // Every code-changing backward feature at hd 64/128 for sm_90a, as fused backward specs.
 std::vector<KernelSpec> all_sm90_bwd_specs() {
   std::vector<KernelSpec> out = sigjit::testing::all_forward_specs(Arch::parse("sm_90a"), {64, 128});
@@ -98,13 +110,7 @@ TEST(Sm90BwdCompileAll, EveryCandidateCompilesWithoutSpills) {
   std::vector<std::pair<KernelSpec, TileConfig>> jobs;
   for (int d : {64, 128})
     for (bool heavy : {false, true}) {
-      KernelSpec s = bwd_spec(d);
-      if (heavy) {
-        s.layout = sigjit::Layout::padded;
-        s.causal = true;
-        s.score_bias = true;
-        s.sigmoid = sigjit::SigmoidMode::exact;
-      }
+      const KernelSpec s = bwd_spec_of(d, heavy);
       for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true)) jobs.emplace_back(s, c);
     }
   expect_all_compile(jobs);
@@ -165,13 +171,7 @@ TEST(Sm90BwdCompile, DefaultConfigsReportRegistersWithoutSpills) {
     for (bool heavy : {false, true})
       for (int variant = 0; variant < 3; ++variant) {  // atomics, bulk dQ, bulk dQ with early scores
       const bool bulk = variant > 0;
-      KernelSpec s = bwd_spec(d);
-      if (heavy) {
-        s.layout = sigjit::Layout::padded;
-        s.causal = true;
-        s.score_bias = true;
-        s.sigmoid = sigjit::SigmoidMode::exact;
-      }
+      const KernelSpec s = bwd_spec_of(d, heavy);
       TileConfig c = sigjit::default_sm90_backward_config(s);
       c.get<sigjit::Sm90BwdTile>().bulk_dq = bulk;
       c.get<sigjit::Sm90BwdTile>().early_scores = variant == 2;

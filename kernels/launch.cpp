@@ -209,8 +209,8 @@ SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, v
 }
 
 void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel,
-            const TileConfig& config, int sm_count, CUstream stream) {
-  family_of(config).launch({r, part, backward, kernel, sm_count, stream}, config);
+            const TileConfig& config, int sm_count, CUstream stream, bool ordered_workspace) {
+  family_of(config).launch({r, part, backward, kernel, sm_count, stream, ordered_workspace}, config);
 }
 
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
@@ -219,6 +219,15 @@ void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& pa
   if (bytes > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
   launch(r, Direction::backward_fused, &params, fused, fused_config, 0, stream);
   if (bytes > 0) launch(r, Direction::backward_dq_convert, &params, convert, dq_convert_config(), 0, stream);
+}
+
+void enqueue_ordered_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
+                              const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream) {
+  // No query rows: no dQ and no counters, but the fused kernel still writes dK and dV (zeros).
+  const std::size_t values = dq_workspace_bytes(r), bytes = values + dq_counters(r).bytes;
+  if (bytes > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
+  launch(r, Direction::backward_fused, &params, fused, fused_config, 0, stream, /*ordered_workspace=*/true);
+  if (values > 0) launch(r, Direction::backward_dq_convert, &params, convert, dq_convert_config(), 0, stream);
 }
 
 }  // namespace sigjit::kernels

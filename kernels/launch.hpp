@@ -27,6 +27,9 @@ struct Launch {
   const detail::LoadedKernel& kernel;
   int sm_count;  // sizes persistent grids
   CUstream stream;
+  // The backward's workspace also holds the ordered dQ reduction's counters, after its fp32
+  // values (enqueue_ordered_backward); only then may an ordered tile (_wd) launch.
+  bool ordered_workspace = false;
 };
 
 // The forward kernels' parameter block (also the first member of the backward's).
@@ -38,7 +41,7 @@ void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned g
 
 // The kernel's family launches it (Family::launch); `backward` is the backward kernels' block.
 void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel,
-            const TileConfig& config, int sm_count, CUstream stream);
+            const TileConfig& config, int sm_count, CUstream stream, bool ordered_workspace = false);
 
 // Bytes of the fused backward's fp32 dQ workspace, contiguous [batch * seqlen_q (varlen:
 // total_q), heads_q, head_dim]; throws when the size does not fit memory.
@@ -59,6 +62,12 @@ SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, v
 // The fused backward on the stream: zero params.dq_accum, the fused kernel, the convert kernel.
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream);
+
+// The deterministic mode's Hopper path on the stream: zero params.dq_accum's fp32 values and the
+// ordered reduction's counters after them (dq_workspace_bytes + dq_counters bytes, the caller's
+// lease), the fused kernel with its ordered tile, the convert kernel.
+void enqueue_ordered_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
+                              const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream);
 
 // ---- TMA (the Hopper families' loads) ----------------------------------------------------------
 

@@ -127,6 +127,15 @@ class Sm90Bwd final : public Family {
   void launch(const Launch& l, const TileConfig& config) const override {
     const Sm90BwdTile& t = config.get<Sm90BwdTile>();
     const AttentionArgs& a = l.call.args;
+    // An ordered tile finds its counters after the fp32 values of the ordered path's workspace
+    // only: any other workspace (the fast path's, the caller's, the tuner's) would have the
+    // kernel wait on and write past its end, whoever chose the tile (a forced tile, an imported
+    // cache entry). Refused before any work.
+    if (t.ordered_dq && !l.ordered_workspace) {
+      throw Error(fmt::format("tile {}: the ordered dQ reduction (_wd) belongs to the deterministic mode, whose workspace holds its "
+                              "counters; call backward() with deterministic=true (SIGJIT_BACKWARD_PATH=ordered until it is the default)",
+                              describe(config)));
+    }
     if (a.seqlen_k == 0 || a.batch == 0) return;
     if (const std::string why = tma_unsuitable(l.call, l.backward); !why.empty()) {
       throw Error(fmt::format("sm90 backward kernel {}: {}", describe(config), why));
@@ -139,8 +148,7 @@ class Sm90Bwd final : public Family {
     encode_tma_map(params.do_map, tensors[3], a, t.block_q);
     params.p = *l.backward;
     if (t.dq_writer && params.p.dq_accum != nullptr) encode_dq_accum_map(params.dqa_map, params.p, a, t.block_q);
-    if (t.ordered_dq) {
-      // The counters follow the fp32 accumulators in the ordered path's workspace (run_ordered).
+    if (t.ordered_dq) {  // the counters follow the fp32 values (enqueue_ordered_backward)
       const DqCounters counters = dq_counters(l.call);
       params.dq_counters = reinterpret_cast<int*>(reinterpret_cast<char*>(params.p.dq_accum) + dq_workspace_bytes(l.call));
       params.dq_counters_per_head = counters.per_head;

@@ -197,11 +197,6 @@ FusedKernels fused_kernels(const DeviceInfo& dev, const Resolved& r, KernelSpec 
 void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, SigjitBwdParams params, void* caller_workspace,
                CUstream stream) {
   const auto [fused, convert] = fused_kernels(dev, r, spec, params);
-  if (fused.config.family() == KernelFamily::sm90_bwd && fused.config.get<Sm90BwdTile>().ordered_dq) {
-    throw Error(fmt::format("tile {}: the ordered dQ reduction (_wd) belongs to the deterministic mode, whose workspace holds its "
-                            "counters; call backward() with deterministic=true (SIGJIT_BACKWARD_PATH=ordered until it is the default)",
-                            fused.config.describe()));
-  }
   const std::size_t bytes = kernels::dq_workspace_bytes(r);
   std::optional<WorkspaceLease> lease;
   if (caller_workspace == nullptr && bytes > 0) lease.emplace(acquire_workspace(dev.context, stream, bytes));
@@ -241,16 +236,13 @@ OrderedKernels ordered_kernels(const DeviceInfo& dev, KernelSpec spec, const Til
 void run_ordered(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, SigjitBwdParams params, const TileConfig& config,
                  CUstream stream) {
   const auto [fused, dq_convert] = ordered_kernels(dev, spec, config);
-  // No query rows: no dQ and no counters, but the fused kernel still writes dK and dV (zeros).
   const std::size_t bytes = kernels::dq_workspace_bytes(r) + kernels::dq_counters(r).bytes;
   std::optional<WorkspaceLease> lease;
   if (bytes > 0) {
     lease.emplace(acquire_workspace(dev.context, stream, bytes));
     params.dq_accum = reinterpret_cast<float*>(lease->ptr());
-    SIGJIT_CHECK_CU(driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
   }
-  kernels::launch(r, Direction::backward_fused, &params, fused, config, 0, stream);
-  if (bytes > 0) kernels::launch(r, Direction::backward_dq_convert, &params, dq_convert.kernel, dq_convert.config, 0, stream);
+  kernels::enqueue_ordered_backward(r, params, fused, config, dq_convert.kernel, stream);
 }
 
 }  // namespace

@@ -248,8 +248,8 @@ TEST_P(BackwardMatrixOrdered, DeterministicModeIsBitwiseAndMatchesFp64Reference)
 
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixOrdered, ::testing::ValuesIn(backward_cases()), case_name);
 
-// A forced _wd tile on the fast path would find no counters in the caller's workspace: refused
-// with what to do instead, before any launch.
+// A forced _wd tile on the fast path would find no counters in its workspace: refused with what
+// to do instead, before its launch (tests/cpu: Sm90BwdLaunch covers the family's check itself).
 TEST(BackwardOrdered, ForcedOrderedTileOnTheFastPathIsRefused) {
   if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
   CaseSpec spec{Layout::dense, 128, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast};

@@ -7,6 +7,9 @@
 #include "jit/codegen.hpp"
 #include "problem/spec.hpp"
 #include "kernels/registry.hpp"
+#include "cuda/loaded_kernel.hpp"
+#include "problem/call.hpp"
+#include "kernels/launch.hpp"
 #include "kernels/sm90_bwd.hpp"
 #include "jit/compiler.hpp"
 #include "jit/templates.hpp"
@@ -343,6 +346,32 @@ TEST(Sm90BwdCompile, EarlyScoresIssueTheNextScoresBeforeTheDsBarrier) {
       EXPECT_EQ(after, expected) << c.describe();
       for (const std::string& kind : seq) EXPECT_NE(kind[0], '?') << kind;
     }
+}
+
+// An ordered tile (_wd) finds its counters only in the ordered path's workspace
+// (enqueue_ordered_backward). Launched any other way (a forced tile on the fast path, an imported
+// cache entry in the tuner or `sigjit verify`) it would wait on and write past the end of a
+// plain dQ workspace: the family refuses it before any driver call, naming the tile and what to
+// do instead.
+TEST(Sm90BwdLaunch, AnOrderedTileLaunchesOnlyOnTheOrderedWorkspace) {
+  sigjit::AttentionArgs a;
+  a.batch = 1, a.seqlen_q = a.seqlen_k = 256, a.heads_q = a.heads_kv = 2, a.head_dim = 128;
+  a.q = reinterpret_cast<void*>(0x10000), a.k = reinterpret_cast<void*>(0x20000), a.v = reinterpret_cast<void*>(0x30000);
+  a.o = reinterpret_cast<void*>(0x40000);
+  const sigjit::detail::Resolved r = sigjit::detail::resolve(a);
+  sigjit::Gradients g;
+  g.dout = reinterpret_cast<void*>(0x50000), g.dq = reinterpret_cast<void*>(0x60000);
+  g.dk = reinterpret_cast<void*>(0x70000), g.dv = reinterpret_cast<void*>(0x80000);
+  const SigjitBwdParams bp = sigjit::kernels::backward_params(r, sigjit::detail::resolve_gradients(r, g), reinterpret_cast<void*>(0x90000));
+  const TileConfig ordered = ordered_dq_config(bwd_spec(128));
+  const sigjit::detail::LoadedKernel kernel{};  // never launched
+  try {
+    sigjit::kernels::launch(r, Direction::backward_fused, &bp, kernel, ordered, 0, nullptr);
+    ADD_FAILURE() << "launched " << ordered.describe() << " on a plain workspace";
+  } catch (const sigjit::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr(ordered.describe() + ": the ordered dQ reduction (_wd) belongs to the deterministic mode"));
+    EXPECT_THAT(e.what(), HasSubstr("deterministic=true"));
+  }
 }
 
 // ---- configs ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include "jit/binaries.hpp"
 #include "jit/remote_tier.hpp"
 #include "kernels/registry.hpp"
+#include "tests/common/cache_test_files.hpp"
 #include "tests/common/redis_server.hpp"
 #include "tests/common/run_command.hpp"
 
@@ -36,18 +37,7 @@ using sigjit::cache::TrustedKeys;
 using sigjit::detail::lookup_stored;
 using sigjit::detail::publish_entry;
 using sigjit::detail::PublishResult;
-
-sigjit::cache::DeviceFingerprint fp_of() {
-  sigjit::cache::DeviceFingerprint f;
-  f.gpu_name = "NVIDIA H100 80GB HBM3";
-  f.cc_major = 9;
-  f.sm_count = 132;
-  f.driver_version = 12040;
-  f.nvrtc_version = "13.0";
-  f.codegen_version = 3;
-  f.compile_options = "--gpu-architecture=sm_90a templates=0123456789abcdef";
-  return f;
-}
+using sigjit::test::test_fp;
 
 KernelSpec spec_of(int head_dim, sigjit::SeqBucket bucket) {
   KernelSpec s;
@@ -118,43 +108,43 @@ TEST(LookupCounters, EachTierCountsWhatItAnswered) {
 
   const KernelSpec here = spec_of(128, sigjit::SeqBucket::up_to_2k), fleet = spec_of(64, sigjit::SeqBucket::up_to_2k),
                    nowhere = spec_of(128, sigjit::SeqBucket::over_8k), stranger = spec_of(64, sigjit::SeqBucket::over_8k);
-  store.put_entry(fp_of(), tuned_entry(here, bytes_of("here")));
-  ASSERT_EQ(publish_entry(writer, PrivateKey::load(a.private_pem), fp_of(), tuned_entry(fleet, bytes_of("fleet")), bytes_of("fleet")),
+  store.put_entry(test_fp(), tuned_entry(here, bytes_of("here")));
+  ASSERT_EQ(publish_entry(writer, PrivateKey::load(a.private_pem), test_fp(), tuned_entry(fleet, bytes_of("fleet")), bytes_of("fleet")),
             PublishResult::published);
-  ASSERT_EQ(publish_entry(writer, PrivateKey::load(b.private_pem), fp_of(), tuned_entry(stranger, bytes_of("s")), bytes_of("s")),
+  ASSERT_EQ(publish_entry(writer, PrivateKey::load(b.private_pem), test_fp(), tuned_entry(stranger, bytes_of("s")), bytes_of("s")),
             PublishResult::published);
 
   Delta d1;
-  const auto local = lookup_stored(&store, &reader, fp_of(), here);
+  const auto local = lookup_stored(&store, &reader, test_fp(), here);
   ASSERT_TRUE(local);
   EXPECT_FALSE(local->remote);
   EXPECT_EQ(d1.added(), (Counts{{"local.hit", 1}})) << "a tuned local entry: the tier is not asked";
 
   Delta d2;
-  const auto remote = lookup_stored(&store, &reader, fp_of(), fleet);
+  const auto remote = lookup_stored(&store, &reader, test_fp(), fleet);
   ASSERT_TRUE(remote);
   EXPECT_TRUE(remote->remote);
   EXPECT_EQ(d2.added(), (Counts{{"local.miss", 1}, {"remote.hit", 1}}));
   Delta d2b;
-  EXPECT_TRUE(lookup_stored(&store, &reader, fp_of(), fleet));
+  EXPECT_TRUE(lookup_stored(&store, &reader, test_fp(), fleet));
   EXPECT_EQ(d2b.added(), (Counts{{"local.hit", 1}})) << "written through: the next lookup is local";
 
   Delta d3;
-  EXPECT_FALSE(lookup_stored(&store, &reader, fp_of(), nowhere));
+  EXPECT_FALSE(lookup_stored(&store, &reader, test_fp(), nowhere));
   EXPECT_EQ(d3.added(), (Counts{{"local.miss", 1}, {"remote.miss", 1}}));
 
   Delta d4;
-  EXPECT_FALSE(lookup_stored(&store, &reader, fp_of(), stranger));
+  EXPECT_FALSE(lookup_stored(&store, &reader, test_fp(), stranger));
   EXPECT_EQ(d4.added(), (Counts{{"local.miss", 1}, {"remote.refused", 1}}));
 
   Delta d5;
-  EXPECT_FALSE(lookup_stored(nullptr, &reader, fp_of(), nowhere));  // no store: the local tier is not counted
+  EXPECT_FALSE(lookup_stored(nullptr, &reader, test_fp(), nowhere));  // no store: the local tier is not counted
   EXPECT_EQ(d5.added(), (Counts{{"remote.miss", 1}}));
 
   redis.stop();
   Delta d6;
-  EXPECT_FALSE(lookup_stored(&store, &reader, fp_of(), nowhere));
-  EXPECT_FALSE(lookup_stored(&store, &reader, fp_of(), nowhere));
+  EXPECT_FALSE(lookup_stored(&store, &reader, test_fp(), nowhere));
+  EXPECT_FALSE(lookup_stored(&store, &reader, test_fp(), nowhere));
   EXPECT_EQ(d6.added(), (Counts{{"local.miss", 2}, {"remote.error", 1}, {"remote.unavailable", 1}}));
 
   // Persisted under the store's root and shown by `sigjit stats`.

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Issue 22's first device step: the rates bench/MODEL-fp8.md's time model rests on (wgmma e4m3 and
+# bf16, MUFU tanh and ex2, the e4m3x2 conversion, FFMA, the FMA-only sigmoid), per SM per clock,
+# from bench/fp8_rates.cu. Log in $OUT/fp8_rates.log. About 20 s with the build.
+set -uo pipefail
+export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
+cd "$(dirname "$0")/../.." || exit 1
+nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I templates bench/fp8_rates.cu -o "$OUT/fp8_rates.bin" || exit 1
+{ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader; "$OUT/fp8_rates.bin"; } 2>&1 | tee "$OUT/fp8_rates.log"
+rm -f "$OUT/fp8_rates.bin"

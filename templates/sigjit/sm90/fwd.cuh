@@ -47,7 +47,9 @@
 #include "sigjit/common/sequence.cuh"
 #include "sigjit/sm90/fwd_limits.h"
 #include "sigjit/sm90/fwd_params.h"
+#include "sigjit/sm90/fp8_layout.h"
 #include "sigjit/sm90/primitives.cuh"
+#include "sigjit/sm90/wgmma_fp8_ops.cuh"
 #include "sigjit/common/sigmoid_poly.h"
 #include "sigjit/sm90/tile_schedule.h"
 
@@ -129,8 +131,38 @@ struct FwdSm90Config {
 template <class Base>
 struct FwdSm90PersistentConfig : Base {
   static constexpr int kBarriers = Base::kBarriers + 1;
-  static constexpr int kSmemBytes = sm90::fwd_smem_bytes(Base::kHeadDim, Base::kBlockM, Base::kBlockN, Base::kStages, true);
+  static constexpr int kSmemBytes = Base::kSmemBytes + 8;  // fwd_smem_bytes(..., persistent): the q_empty barrier
   static_assert(kSmemBytes <= sm90::kSmemLimit, "sm90 tile config exceeds the 227 KB of shared memory per block");
+};
+
+// FP8 forward (issue 22; sm90/fp8_layout.h says where V and P live): e4m3 Q, K and V, f32
+// accumulators, bf16 O, built on a bf16 base config (whose kBf16 then names O's type). A wrapper
+// like the persistent one, so that no existing config's PTX changes. What differs: one byte an
+// element (Q and K rows of head_dim bytes, one swizzled column block: 128-byte rows in the 128B
+// swizzle at hd 128, 64-byte rows in the 64B swizzle at hd 64), S = Q K^T in k32 steps of FP8
+// wgmma, V read as the prologue's V^T tile (head_dim rows of BLOCK_N = 128 keys, K-major, as FP8
+// wgmma needs), P packed to e4m3 (times 2^8) in k32 steps, the descale factors folded into the
+// sigmoid's scale and O's, and a prologue kernel that writes V^T (fwd_sm90_fp8_vt_prologue).
+// Wrap it in FwdSm90PersistentConfig for the persistent schedule, never the other way round.
+template <class Base>
+struct FwdSm90Fp8Config : Base {
+  static constexpr int kRowBytes = Base::kHeadDim;  // one e4m3 per byte
+  static constexpr int kColBlocks = 1;
+  static constexpr int kQBlockBytes = Base::kBlockM * kRowBytes;
+  static constexpr int kKVBlockBytes = Base::kBlockN * kRowBytes;
+  static constexpr int kQBytes = kQBlockBytes;
+  static constexpr int kKVBytes = Base::kBlockN * Base::kHeadDim;  // a K tile, or a V^T tile (head_dim rows of BLOCK_N keys)
+  static constexpr int kPSteps = Base::kBlockN / 32;               // k32 steps of O += P V
+  static constexpr int kKOffset = kQBytes;
+  static constexpr int kVOffset = kKOffset + Base::kStages * kKVBytes;
+  static constexpr int kBarOffset = kVOffset + Base::kStages * kKVBytes;
+  static constexpr int kSmemBytes = sm90::fwd_smem_bytes(Base::kHeadDim, Base::kBlockM, Base::kBlockN, Base::kStages, false, 1);
+  static_assert(kSmemBytes == kBarOffset + 8 * Base::kBarriers + 1024, "sm90/fwd_limits.h: fwd_smem_bytes disagrees with the FP8 layout");
+  static_assert(Base::kBf16, "the FP8 forward writes bf16 O: build it on a bf16 base config");
+  static_assert(Base::kHeadDim == 64 || Base::kHeadDim == 128, "FP8 forward: head dim 64 or 128");
+  static_assert(Base::kBlockN == 128, "FP8 forward: BLOCK_N 128 (each V^T row one 128-byte swizzle row)");
+  static_assert(sm90::fwd_fp8_fragment_regs(Base::kHeadDim, Base::kBlockN) <= Base::kFragmentRegs,
+                "sm90 FP8: O + S + P fragments exceed the consumer threads' registers: the kernel would spill");
 };
 
 // Whether C is persistent, as a constant function (a static data member would be emitted into
@@ -143,6 +175,24 @@ template <class Base>
 struct Sm90Schedule<FwdSm90PersistentConfig<Base>> {
   static __device__ constexpr bool persistent() { return true; }
 };
+
+// Whether C is an FP8 config (seen through the persistent wrapper), as a constant function.
+template <class C>
+struct Sm90Fp8 {
+  static __device__ constexpr bool on() { return false; }
+};
+template <class Base>
+struct Sm90Fp8<FwdSm90Fp8Config<Base>> {
+  static __device__ constexpr bool on() { return true; }
+};
+template <class Base>
+struct Sm90Fp8<FwdSm90PersistentConfig<Base>> : Sm90Fp8<Base> {};
+
+// The FP8 parameter block around the 16-bit one (its first member: the kernel's own
+// __grid_constant__ parameter, so the cast stays inside the parameter object).
+__device__ __forceinline__ const SigjitFwdSm90Fp8Params& fp8_params(const SigjitFwdSm90Params& base) {
+  return *reinterpret_cast<const SigjitFwdSm90Fp8Params*>(&base);
+}
 
 // Buffer rows where this (sequence, head) starts: varlen rows of the packed buffers (clamped
 // like locate_sequence), else 0 with the batch index as the tensor maps' outer coordinate.
@@ -211,7 +261,12 @@ __device__ __forceinline__ void produce(const SigjitFwdSm90Params& params, const
     tma_load_tile<C::kColBlocks, C::kKVBlockBytes>(sm.k(stage), params.k_map, sm.k_full(stage), row, h_kv, batch);
     if (u >= C::kStages) mbarrier_wait(sm.v_empty(stage), released_parity);
     mbarrier_arrive_expect_tx(sm.v_full(stage), C::kKVBytes);
-    tma_load_tile<C::kColBlocks, C::kKVBlockBytes>(sm.v(stage), params.v_map, sm.v_full(stage), row, h_kv, batch);
+    if constexpr (Sm90Fp8<C>::on()) {  // V^T: box {BLOCK_N keys, head_dim rows} at this sequence's columns
+      const long long column = sm90::fp8_vt_column0(C::kLayout == kVarlen, b, k_row0) + (long long)j * C::kBlockN;
+      tma_load_4d(sm.v(stage), params.v_map, sm.v_full(stage), (int)column, 0, h_kv, batch);
+    } else {
+      tma_load_tile<C::kColBlocks, C::kKVBlockBytes>(sm.v(stage), params.v_map, sm.v_full(stage), row, h_kv, batch);
+    }
   }
 }
 
@@ -225,30 +280,48 @@ struct Sm90Rows {
 // S = Q K_j^T for this warpgroup's 64 rows: D/16 wgmma k-steps, one commit group.
 template <class C>
 __device__ __forceinline__ void issue_scores(float (&s)[C::kSAcc], const Sm90Smem<C>& sm, int wg, int stage) {
-  const u64 a0 = kmajor_descriptor(sm.q(), wg * 64, 0);
-  const u64 b0 = kmajor_descriptor(sm.k(stage), 0, 0);
-  wgmma_fence();
+  if constexpr (Sm90Fp8<C>::on()) {  // D/32 k32 steps of 32 bytes inside each row
+    const u64 a0 = kmajor_descriptor_bytes(sm.q() + wg * 64 * C::kRowBytes, C::kRowBytes);
+    const u64 b0 = kmajor_descriptor_bytes(sm.k(stage), C::kRowBytes);
+    wgmma_fence();
 #pragma unroll
-  for (int kk = 0; kk < C::kHeadDim / 16; ++kk) {
-    const int block = kk / 4, k_bytes = (kk % 4) * 32;
-    const u64 a = descriptor_advance(a0, block * C::kQBlockBytes + k_bytes);
-    const u64 b = descriptor_advance(b0, block * C::kKVBlockBytes + k_bytes);
-    Wgmma<C::kBlockN>::template ss<C::kBf16, 0>(s, a, b, kk > 0 ? 1 : 0);
+    for (int kk = 0; kk < C::kHeadDim / 32; ++kk)
+      WgmmaFp8<C::kBlockN>::ss(s, descriptor_advance(a0, kk * 32), descriptor_advance(b0, kk * 32), kk > 0 ? 1 : 0);
+    wgmma_commit();
+  } else {
+    const u64 a0 = kmajor_descriptor(sm.q(), wg * 64, 0);
+    const u64 b0 = kmajor_descriptor(sm.k(stage), 0, 0);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < C::kHeadDim / 16; ++kk) {
+      const int block = kk / 4, k_bytes = (kk % 4) * 32;
+      const u64 a = descriptor_advance(a0, block * C::kQBlockBytes + k_bytes);
+      const u64 b = descriptor_advance(b0, block * C::kKVBlockBytes + k_bytes);
+      Wgmma<C::kBlockN>::template ss<C::kBf16, 0>(s, a, b, kk > 0 ? 1 : 0);
+    }
+    wgmma_commit();
   }
-  wgmma_commit();
 }
 
 // O += P V_j: BLOCK_N/16 register-A wgmma k-steps over the N-major V tile, one commit group.
 template <class C>
 __device__ __forceinline__ void issue_pv(float (&o)[C::kOAcc], const u32 (&pf)[C::kPSteps][4], const Sm90Smem<C>& sm, int stage) {
-  const u64 b0 = mnmajor_descriptor(sm.v(stage), 0, C::kKVBlockBytes);
-  wgmma_fence();
+  if constexpr (Sm90Fp8<C>::on()) {  // V^T: head_dim rows of 128 key bytes, K-major
+    const u64 b0 = kmajor_descriptor_bytes(sm.v(stage), 128);
+    wgmma_fence();
 #pragma unroll
-  for (int kk = 0; kk < C::kPSteps; ++kk) {
-    const u64 b = descriptor_advance(b0, kk * 16 * 128);
-    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(o, pf[kk], b, 1);
+    for (int kk = 0; kk < C::kPSteps; ++kk) WgmmaFp8<C::kHeadDim>::rs(o, pf[kk], descriptor_advance(b0, kk * 32), 1);
+    wgmma_commit();
+  } else {
+    const u64 b0 = mnmajor_descriptor(sm.v(stage), 0, C::kKVBlockBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < C::kPSteps; ++kk) {
+      const u64 b = descriptor_advance(b0, kk * 16 * 128);
+      Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(o, pf[kk], b, 1);
+    }
+    wgmma_commit();
   }
-  wgmma_commit();
 }
 
 // P = sigmoid(scale * S + bias + s_k) in place; MASKED zeroes keys past the sequence end and,
@@ -298,8 +371,18 @@ __device__ __forceinline__ void sigmoid_tile_sm90(float (&s)[C::kSAcc], const Si
 
 template <class C>
 __device__ __forceinline__ void pack_p(u32 (&pf)[C::kPSteps][4], const float (&s)[C::kSAcc]) {
+  if constexpr (Sm90Fp8<C>::on()) {  // e4m3(P 2^8), four scores a register (sm90/fp8_layout.h)
+    constexpr float kScale = (float)(1 << sm90::kFp8PScaleLog2);
 #pragma unroll
-  for (int kk = 0; kk < C::kPSteps; ++kk) accumulator_to_a_fragment<C::kBf16>(pf[kk], s, kk);
+    for (int kk = 0; kk < C::kPSteps; ++kk)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        pf[kk][q] = pack_e4m3x4(s[16 * kk + sm90::fp8_p_source(q, 0)] * kScale, s[16 * kk + sm90::fp8_p_source(q, 1)] * kScale,
+                                s[16 * kk + sm90::fp8_p_source(q, 2)] * kScale, s[16 * kk + sm90::fp8_p_source(q, 3)] * kScale);
+  } else {
+#pragma unroll
+    for (int kk = 0; kk < C::kPSteps; ++kk) accumulator_to_a_fragment<C::kBf16>(pf[kk], s, kk);
+  }
 }
 
 // Ring use j's K once S_j has completed, its V once O += P_j V_j has.
@@ -432,14 +515,34 @@ __device__ __forceinline__ void turn_end(int wg, bool last_phase) {
   else if (!last_phase) asm volatile("bar.arrive %0, %1;\n" ::"n"(C::kTurnBarrier), "n"(C::kTurnThreads) : "memory");
 }
 
+// The FP8 descale factors of (sequence b, query head h): S's, q_descale k_descale, and O's,
+// v_descale 2^-8 (P was stored times 2^8). Unused (and compiled away) for 16-bit configs.
+struct Sm90Descale {
+  float score, out;
+};
+
+template <class C>
+__device__ __forceinline__ Sm90Descale fp8_descale(const SigjitFwdSm90Params& params, int b, int h) {
+  if constexpr (!Sm90Fp8<C>::on()) {
+    return {1.0f, 1.0f};
+  } else {
+    const SigjitFwdSm90Fp8Params& f = fp8_params(params);
+    const i64 at = (i64)b * f.descale_stride_b + (i64)(h / params.p.kv_group) * f.descale_stride_h;
+    const float q = f.q_descale ? __ldg(f.q_descale + at) : 1.0f;
+    const float k = f.k_descale ? __ldg(f.k_descale + at) : 1.0f;
+    const float v = f.v_descale ? __ldg(f.v_descale + at) : 1.0f;
+    return {q * k, v * (1.0f / (float)(1 << sm90::kFp8PScaleLog2))};
+  }
+}
+
 // One work tile of one consumer warpgroup, with or without ping-pong turns. `ring0`: ring uses
 // of the CTA's earlier tiles; `q_parity`: phase parity of this tile's Q load on q_full (both 0
 // unless persistent). Per key tile j: S_j = Q K_j^T, the sigmoid, P_j packed for O += P_j V_j.
 // With OVERLAP or ping-pong, S_j and PV_{j-1} go to the tensor cores in one issue phase (one
 // turn); without either, PV_{j-1} completes before S_j is issued.
 template <class C>
-__device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int m_start, int n_blocks,
-                                        int ring0, int q_parity) {
+__device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const Sm90Smem<C>& sm, const SeqSlice& seq, int b, int h, int m_start,
+                                        int n_blocks, int ring0, int q_parity) {
   const SigjitFwdParams& p = params.p;
   float o[C::kOAcc];
   const Sm90Thread t = consumer_thread<C>(seq, m_start, o);
@@ -455,8 +558,10 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
     return;
   }
   const float bias = sequence_bias<C>(p, seq);
-  const SigmoidFold<C::kExact> sig(p.scale);
-  const SigmoidFold<true> poly_fold(p.scale);
+  const Sm90Descale descale = fp8_descale<C>(params, b, h);
+  const float scale = Sm90Fp8<C>::on() ? p.scale * descale.score : p.scale;
+  const SigmoidFold<C::kExact> sig(scale);
+  const SigmoidFold<true> poly_fold(scale);
   float s[C::kSAcc];
   u32 pf[C::kPSteps][4];
 
@@ -526,6 +631,10 @@ __device__ __forceinline__ void consume(const SigjitFwdSm90Params& params, const
   wgmma_wait<0>();
   pin_registers(o);
   release_v(sm, last);
+  if constexpr (Sm90Fp8<C>::on()) {
+#pragma unroll
+    for (int i = 0; i < C::kOAcc; ++i) o[i] *= descale.out;
+  }
   store_rows_sm90<C>(seq, p.o_stride_l, o, t.my_row0, lane, false);
 }
 
@@ -597,7 +706,7 @@ __device__ __forceinline__ void consume_tiles(const SigjitFwdSm90Params& params,
   for (sched::TileCursor c = first_tile<C>(p); locate_tile<C>(p, c, tile); next_tile<C>(c)) {
     const SeqSlice seq = locate_sequence<C>(p, tile.b, tile.h);
     const int n_blocks = key_tile_count<C>(seq, tile.m_start);
-    consume<C>(params, sm, seq, tile.m_start, n_blocks, ring, q_loads & 1);
+    consume<C>(params, sm, seq, tile.b, tile.h, tile.m_start, n_blocks, ring, q_loads & 1);
     if (n_blocks > 0) {
       ring += n_blocks;
       ++q_loads;
@@ -661,8 +770,68 @@ __device__ __forceinline__ void fwd_sm90_kernel(const SigjitFwdSm90Params& param
     if (threadIdx.x == 0 && n_blocks > 0) produce<C>(params, sm, b, h, m_start, n_blocks, 0);
   } else {
     if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
-    consume<C>(params, sm, seq, m_start, n_blocks, 0, 0);
+    consume<C>(params, sm, seq, b, h, m_start, n_blocks, 0, 0);
   }
+}
+
+// ---- FP8: the V^T prologue and the entry point ----------------------------------------------
+// fwd_sm90_fp8_vt_prologue writes V^T for the FP8 kernel (sm90/fp8_layout.h): on grid
+// (column blocks of 64, heads_kv, batch), each CTA copies 64 keys x head_dim bytes of one
+// (sequence, kv head) from V into shared memory (16-byte loads; keys past the sequence end read
+// as zeros) and writes them out as head_dim rows of 64 columns, permuted within every 16 keys
+// (16-byte stores). It writes every column from the sequence's origin to the next one's (dense
+// and padded: the slab's columns), so V^T holds no stale bytes where the main kernel's last tile
+// reads past a sequence: those keys get P = 0, and their V must be finite (0 x NaN is NaN).
+// Cost: one read and one write of V's valid rows.
+template <class C>
+__device__ __forceinline__ void fwd_sm90_fp8_vt_prologue(const SigjitFwdSm90Fp8Params& f) {
+  static_assert(Sm90Fp8<C>::on(), "the V^T prologue belongs to an FP8 config");
+  constexpr int kKeys = 64, kChunks = C::kHeadDim / 16;  // 16-byte chunks of a V row
+  __shared__ __align__(16) unsigned char tile[kKeys * C::kHeadDim];
+  const SigjitFwdParams& p = f.base.p;
+  const int b = blockIdx.z, h_kv = blockIdx.y, key0 = blockIdx.x * kKeys;
+  const bool varlen = C::kLayout == kVarlen;
+  int len_k, k_row0 = 0;
+  if (varlen) {
+    k_row0 = clamp_len(p.cu_seqlens_k[b], p.total_k);
+    len_k = clamp_len(p.cu_seqlens_k[b + 1], p.total_k) - k_row0;
+    len_k = len_k < 0 ? 0 : len_k;
+  } else {
+    len_k = C::kLayout == kPadded ? clamp_len(p.seq_lens_k[b], p.seqlen_k) : p.seqlen_k;
+  }
+  const long long column0 = sm90::fp8_vt_column0(varlen, b, k_row0);
+  const long long span = !varlen ? f.vt_columns
+                         : b + 1 < p.batch ? sm90::fp8_vt_column0(true, b + 1, clamp_len(p.cu_seqlens_k[b + 1], p.total_k)) - column0
+                                           : f.vt_columns - column0;
+  if (key0 >= span) return;
+  const unsigned char* v = (const unsigned char*)p.v + (varlen ? 0 : (i64)b * p.v_stride_b) + (i64)k_row0 * p.v_stride_l + (i64)h_kv * p.v_stride_h;
+  for (int i = threadIdx.x; i < kKeys * kChunks; i += blockDim.x) {
+    const int key = i / kChunks, chunk = i % kChunks;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (key0 + key < len_k) val = __ldg((const uint4*)(v + (i64)(key0 + key) * p.v_stride_l) + chunk);
+    *(uint4*)(tile + key * C::kHeadDim + chunk * 16) = val;
+  }
+  __syncthreads();
+  unsigned char* vt = f.vt + (varlen ? 0 : (i64)b * f.vt_stride_b) + (i64)h_kv * f.vt_stride_h + column0 + key0;
+  const int columns = span - key0 < kKeys ? (int)(span - key0) : kKeys;  // a multiple of 16
+  for (int i = threadIdx.x; i < C::kHeadDim * (columns / 16); i += blockDim.x) {
+    const int d = i % C::kHeadDim, group = i / C::kHeadDim;
+    u32 w[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      u32 word = 0;
+#pragma unroll
+      for (int t = 0; t < 4; ++t) word |= (u32)tile[(16 * group + sm90::fp8_pv_key(4 * r + t)) * C::kHeadDim + d] << (8 * t);
+      w[r] = word;
+    }
+    *(uint4*)(vt + (i64)d * f.vt_columns + 16 * group) = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+template <class C>
+__device__ __forceinline__ void fwd_sm90_fp8_kernel(const SigjitFwdSm90Fp8Params& params) {
+  static_assert(Sm90Fp8<C>::on(), "fwd_sm90_fp8_kernel needs an FP8 config (FwdSm90Fp8Config)");
+  fwd_sm90_kernel<C>(params.base);
 }
 
 }  // namespace kern

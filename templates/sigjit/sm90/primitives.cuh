@@ -233,6 +233,20 @@ __device__ __forceinline__ u64 kmajor_descriptor(u32 block_addr, int row0, int k
   return smem_descriptor(block_addr + row0 * 128 + k_elems * 2, 16, 1024);
 }
 
+// K-major operand of one-byte elements (FP8) whose rows are `row_bytes` long: 128-byte rows in
+// the 128B swizzle (SBO 1024, as above), 64-byte rows (FP8 at head dim 64) in the 64B swizzle
+// (swizzle mode 2: 8 rows of 64 bytes = 512-byte atoms, SBO 512). K steps of 32 elements add 32
+// bytes to the start address, as for 16-bit K steps of 16.
+__device__ __forceinline__ u64 kmajor_descriptor_bytes(u32 tile_addr, int row_bytes) {
+  if (row_bytes == 128) return smem_descriptor(tile_addr, 16, 1024);
+  u64 d = 0;
+  d |= (u64)((tile_addr & 0x3FFFF) >> 4);
+  d |= (u64)(16 >> 4) << 16;
+  d |= (u64)(512 >> 4) << 32;
+  d |= 2ull << 62;
+  return d;
+}
+
 // MN-major B operand (V: rows = K = keys, columns = N = head dim): K rows starting at `k_row0`
 // (a multiple of 8) of a tile whose 64-column blocks lie `block_bytes` apart.
 __device__ __forceinline__ u64 mnmajor_descriptor(u32 tile_addr, int k_row0, u32 block_bytes) {
@@ -264,6 +278,15 @@ __device__ __forceinline__ void accumulator_to_a_fragment(u32 (&a)[4], const flo
   a[1] = pack_half2<IS_BF16>(d[8 * kk + 2], d[8 * kk + 3]);
   a[2] = pack_half2<IS_BF16>(d[8 * kk + 4], d[8 * kk + 5]);
   a[3] = pack_half2<IS_BF16>(d[8 * kk + 6], d[8 * kk + 7]);
+}
+
+// Four f32 values as four e4m3 bytes, x0 in the lowest (cvt.rn.satfinite.e4m3x2.f32 d, a, b puts
+// a in the upper byte of d, b in the lower; satfinite clamps to +-448 instead of NaN).
+__device__ __forceinline__ u32 pack_e4m3x4(float x0, float x1, float x2, float x3) {
+  unsigned short lo, hi;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(lo) : "f"(x1), "f"(x0));
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(hi) : "f"(x3), "f"(x2));
+  return (u32)lo | ((u32)hi << 16);
 }
 
 }  // namespace kern

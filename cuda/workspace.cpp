@@ -43,7 +43,7 @@ std::shared_ptr<Buffer> buffer_for(CUcontext context, CUstream stream) {
 
 }  // namespace
 
-WorkspaceLease acquire_workspace(CUcontext context, CUstream stream, std::size_t bytes) {
+WorkspaceLease acquire_workspace(CUcontext context, CUstream stream, std::size_t bytes, const char* purpose, const char* instead) {
   const std::shared_ptr<Buffer> b = buffer_for(context, stream);
   std::unique_lock<std::mutex> lock(b->mutex);
   // A context destroyed and re-created (cudaDeviceReset) took the old allocation with it.
@@ -56,8 +56,7 @@ WorkspaceLease acquire_workspace(CUcontext context, CUstream stream, std::size_t
     }
     if (const CUresult st = driver().cuMemAlloc(&b->ptr, bytes); st != CUDA_SUCCESS) {
       b->ptr = 0;
-      throw Error(fmt::format("workspace: could not allocate the backward's {} B dQ workspace: {}; pass BackwardOptions::workspace or "
-                              "use deterministic mode (no workspace)", bytes, cu_error_text(st)), ErrorKind::cuda);
+      throw Error(fmt::format("workspace: could not allocate {} B for {}: {}; {}", bytes, purpose, cu_error_text(st), instead), ErrorKind::cuda);
     }
     ++g_allocations;
     b->bytes = bytes;

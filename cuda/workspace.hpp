@@ -1,4 +1,4 @@
-// The fused backward's fp32 dQ workspace when the caller passes none: one device buffer per
+// The fused backward's fp32 dQ workspace when the caller passes none (and the FP8 forward's V^T): one device buffer per
 // (context, stream), grown when a call needs more and otherwise reused, so the steady state
 // allocates nothing.
 // Why per stream: calls on different streams may run concurrently and must not share a buffer;
@@ -31,8 +31,10 @@ class WorkspaceLease {
 };
 
 // At least `bytes` bytes (256-byte aligned) for work on `stream` in `context` (current on the
-// calling thread), locked until the lease is destroyed.
-WorkspaceLease acquire_workspace(CUcontext context, CUstream stream, std::size_t bytes);
+// calling thread), locked until the lease is destroyed. `purpose` and `instead` complete the
+// out-of-memory error: what the buffer is for, and what the caller can do.
+WorkspaceLease acquire_workspace(CUcontext context, CUstream stream, std::size_t bytes, const char* purpose = "the backward's dQ workspace",
+                                 const char* instead = "pass BackwardOptions::workspace or use deterministic mode (no workspace)");
 
 // Frees every workspace of `context` after synchronising it (waits for calls in flight).
 void release_workspaces(CUcontext context);

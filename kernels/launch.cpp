@@ -4,6 +4,7 @@
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"
 #include "sigjit/sm90/dq_stage_layout.h"
+#include "sigjit/sm90/fp8_layout.h"
 
 #include <fmt/format.h>
 
@@ -26,25 +27,26 @@ static_assert(sizeof(SigjitTensorMap) == sizeof(CUtensorMap) && alignof(SigjitTe
               "templates/sigjit/common/tensor_map.h must mirror cuda.h's CUtensorMap");
 
 // cuTensorMapEncodeTiled's requirements (cuda.h): byte strides multiples of 16 and below 2^40.
-bool tma_stride_ok(std::int64_t elems) {
-  const std::int64_t bytes = elems * 2;
+bool tma_stride_ok(std::int64_t elems, int elem_bytes) {
+  const std::int64_t bytes = elems * elem_bytes;
   return bytes > 0 && bytes % 16 == 0 && bytes < (std::int64_t{1} << 40);
 }
 
 // Byte strides for the map's three outer dimensions. A dimension of extent 1 is never stepped,
 // so its stride is replaced by the packed one (its own may be anything the validation allowed).
 std::array<cuuint64_t, 3> tma_byte_strides(const TmaTensor& t, int head_dim) {
-  const std::int64_t token = t.rows > 1 ? t.strides.token * 2 : std::int64_t{head_dim} * 2;
-  const std::int64_t head = t.heads > 1 ? t.strides.head * 2 : token * t.rows;
-  const std::int64_t batch = t.batch > 1 ? t.strides.batch * 2 : head * t.heads;
+  const int e = t.elem_bytes;
+  const std::int64_t token = t.rows > 1 ? t.strides.token * e : std::int64_t{head_dim} * e;
+  const std::int64_t head = t.heads > 1 ? t.strides.head * e : token * t.rows;
+  const std::int64_t batch = t.batch > 1 ? t.strides.batch * e : head * t.heads;
   return {static_cast<cuuint64_t>(token), static_cast<cuuint64_t>(head), static_cast<cuuint64_t>(batch)};
 }
 
 std::string tma_tensor_unsuitable(const TmaTensor& t) {
   if (reinterpret_cast<std::uintptr_t>(t.base) % 16 != 0) return fmt::format("{} is not 16-byte aligned", t.name);
-  if (t.rows > 1 && !tma_stride_ok(t.strides.token)) return fmt::format("{}_strides.token={} is not a TMA stride", t.name, t.strides.token);
-  if (t.heads > 1 && !tma_stride_ok(t.strides.head)) return fmt::format("{}_strides.head={} is not a TMA stride", t.name, t.strides.head);
-  if (t.batch > 1 && !tma_stride_ok(t.strides.batch))
+  if (t.rows > 1 && !tma_stride_ok(t.strides.token, t.elem_bytes)) return fmt::format("{}_strides.token={} is not a TMA stride", t.name, t.strides.token);
+  if (t.heads > 1 && !tma_stride_ok(t.strides.head, t.elem_bytes)) return fmt::format("{}_strides.head={} is not a TMA stride", t.name, t.strides.head);
+  if (t.batch > 1 && !tma_stride_ok(t.strides.batch, t.elem_bytes))
     return fmt::format("{}_strides.batch={} is not a TMA stride", t.name, t.strides.batch);
   if (t.rows > (std::int64_t{1} << 31) - 1) return fmt::format("{} has more rows than TMA's 32-bit coordinates address", t.name);
   return {};
@@ -92,9 +94,10 @@ std::vector<TmaTensor> tma_tensors(const detail::Resolved& r, const SigjitBwdPar
   const bool varlen = a.layout == Layout::varlen;
   const std::int64_t rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
   const std::int64_t batch = varlen ? 1 : a.batch;
-  std::vector<TmaTensor> t{{"q", a.q, a.q_strides, rows_q, a.heads_q, batch},
-                           {"k", a.k, a.k_strides, rows_k, a.heads_kv, batch},
-                           {"v", a.v, a.v_strides, rows_k, a.heads_kv, batch}};
+  const int bytes = a.dtype == DType::fp8_e4m3 ? 1 : 2;
+  std::vector<TmaTensor> t{{"q", a.q, a.q_strides, rows_q, a.heads_q, batch, bytes},
+                           {"k", a.k, a.k_strides, rows_k, a.heads_kv, batch, bytes},
+                           {"v", a.v, a.v_strides, rows_k, a.heads_kv, batch, bytes}};
   if (backward) {
     t.push_back(
         {"dout", backward->dout, Strides{backward->do_stride_b, backward->do_stride_l, backward->do_stride_h}, rows_q, a.heads_q, batch});
@@ -112,15 +115,17 @@ std::string tma_unsuitable(const detail::Resolved& r, const SigjitBwdParams* bac
 
 namespace {
 
-// One 4-D tiled map with a 128-byte swizzle (the box's rows span 128 bytes), zero fill out of
-// bounds, copied into the parameter block's slot; a driver refusal names the tensor.
+// One 4-D tiled map with a 128-byte swizzle (the box's rows span 128 bytes; 64-byte rows take
+// the 64-byte swizzle), zero fill out of bounds, copied into the parameter block's slot; a driver
+// refusal names the tensor.
 void encode_swizzled_map(SigjitTensorMap& dst, const char* name, const void* base, CUtensorMapDataType type, const cuuint64_t (&dims)[4],
-                         const std::array<cuuint64_t, 3>& strides, cuuint32_t box_cols, cuuint32_t box_rows) {
+                         const std::array<cuuint64_t, 3>& strides, cuuint32_t box_cols, cuuint32_t box_rows,
+                         CUtensorMapSwizzle swizzle = CU_TENSOR_MAP_SWIZZLE_128B) {
   CUtensorMap map{};
   const cuuint32_t box[4] = {box_cols, box_rows, 1, 1};
   const cuuint32_t element_strides[4] = {1, 1, 1, 1};
   const CUresult st = detail::driver().cuTensorMapEncodeTiled(&map, type, 4, const_cast<void*>(base), dims, strides.data(), box, element_strides,
-                                                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                                              CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
                                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (st != CUDA_SUCCESS) {
     throw Error(fmt::format("{}: cuTensorMapEncodeTiled failed ({}) for dims [{}, {}, {}, {}], byte strides [{}, {}, {}]", name,
@@ -136,9 +141,41 @@ void encode_swizzled_map(SigjitTensorMap& dst, const char* name, const void* bas
 void encode_tma_map(SigjitTensorMap& dst, const TmaTensor& t, const AttentionArgs& a, int box_rows) {
   const cuuint64_t dims[4] = {static_cast<cuuint64_t>(a.head_dim), static_cast<cuuint64_t>(t.rows), static_cast<cuuint64_t>(t.heads),
                               static_cast<cuuint64_t>(t.batch)};
+  if (t.elem_bytes == 1) {  // FP8 Q and K: one box of whole head_dim-byte rows (sm90/fwd.cuh, FwdSm90Fp8Config)
+    encode_swizzled_map(dst, t.name, t.base, CU_TENSOR_MAP_DATA_TYPE_UINT8, dims, tma_byte_strides(t, a.head_dim),
+                        static_cast<cuuint32_t>(a.head_dim), static_cast<cuuint32_t>(box_rows),
+                        a.head_dim == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B);
+    return;
+  }
   // One box is one 64-column (128-byte) block of box_rows rows: the 128B swizzle's span.
   encode_swizzled_map(dst, t.name, t.base, a.dtype == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, dims,
                       tma_byte_strides(t, a.head_dim), 64, static_cast<cuuint32_t>(box_rows));
+}
+
+Fp8VtLayout fp8_vt_layout(const detail::Resolved& r) {
+  const AttentionArgs& a = r.args;
+  const bool varlen = a.layout == Layout::varlen;
+  Fp8VtLayout l;
+  l.columns = kern::sm90::fp8_vt_columns(varlen, a.batch, varlen ? a.total_k : a.seqlen_k);
+  l.slabs = varlen ? 1 : a.batch;
+  const unsigned __int128 bytes = static_cast<unsigned __int128>(l.slabs) * a.heads_kv * a.head_dim * l.columns;
+  if (bytes > (static_cast<unsigned __int128>(1) << 62)) {
+    throw Error(fmt::format("the FP8 forward's V^T workspace would take {:.3g} B; split the batch", static_cast<double>(bytes)));
+  }
+  l.bytes = static_cast<std::size_t>(bytes);
+  // A varlen sequence's columns run to the next one's origin: its length rounded up to 16 plus
+  // at most 16 + 32 more, and the last one's up to 64 more (fp8_vt_column0, fp8_vt_columns).
+  const std::int64_t span = varlen ? static_cast<std::int64_t>(a.seqlen_k) + 96 : l.columns;
+  l.prologue_blocks = std::max<std::int64_t>(1, (span + 63) / 64);
+  return l;
+}
+
+void encode_fp8_vt_map(SigjitTensorMap& dst, void* vt, const Fp8VtLayout& layout, const AttentionArgs& a) {
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(layout.columns), static_cast<cuuint64_t>(a.head_dim), static_cast<cuuint64_t>(a.heads_kv),
+                              static_cast<cuuint64_t>(layout.slabs)};
+  const cuuint64_t row = static_cast<cuuint64_t>(layout.columns), head = row * a.head_dim;
+  encode_swizzled_map(dst, "v (FP8 V^T workspace)", vt, CU_TENSOR_MAP_DATA_TYPE_UINT8, dims, {row, head, head * a.heads_kv}, 128,
+                      static_cast<cuuint32_t>(a.head_dim));
 }
 
 void encode_dq_accum_map(SigjitTensorMap& dst, const SigjitBwdParams& bp, const AttentionArgs& a, int box_rows) {

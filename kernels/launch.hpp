@@ -79,6 +79,7 @@ struct TmaTensor {
   std::int64_t rows;
   std::int64_t heads;
   std::int64_t batch;
+  int elem_bytes = 2;  // 1: FP8
 };
 
 // Q, K, V; and dO (Q's shape, its own pointer and strides) when `backward` is given.
@@ -86,6 +87,20 @@ std::vector<TmaTensor> tma_tensors(const detail::Resolved& r, const SigjitBwdPar
 
 // Empty when tensor maps can describe every tensor of the call; otherwise why not.
 std::string tma_unsuitable(const detail::Resolved& r, const SigjitBwdParams* backward = nullptr);
+
+// The FP8 forward's V^T workspace (templates/sigjit/sm90/fp8_layout.h): [slabs][heads_kv]
+// [head_dim][columns] bytes, one slab per batch (varlen: one), and the prologue's grid width.
+struct Fp8VtLayout {
+  std::int64_t columns = 0;
+  std::int64_t slabs = 0;
+  std::size_t bytes = 0;
+  std::int64_t prologue_blocks = 0;  // 64-column blocks per (sequence, kv head)
+};
+Fp8VtLayout fp8_vt_layout(const detail::Resolved& r);
+
+// The V^T workspace as a tensor map: dims {columns, head_dim, heads_kv, slabs}, box {128 keys,
+// head_dim rows}, 128-byte swizzle.
+void encode_fp8_vt_map(SigjitTensorMap& dst, void* vt, const Fp8VtLayout& layout, const AttentionArgs& a);
 
 // A 128B-swizzled map whose box is one 64-column block of `box_rows` rows, copied into the
 // parameter block's slot.

@@ -144,7 +144,8 @@ class Sm80 final : public Family {
   std::string_view grammar() const override {
     return "m<BLOCK_M>n<BLOCK_N>w<WARPS>s<STAGES>[qs] (sm80 family, e.g. m128n64w4s2 or m128n64w4s2qs)";
   }
-  bool serves(const KernelSpec&) const override { return true; }
+  // Every 16-bit spec; FP8 is Hopper only (sm90 family).
+  bool serves(const KernelSpec& spec) const override { return spec.dtype != DType::fp8_e4m3; }
 
   std::optional<TileConfig> parse(std::string_view text, const std::string&) const override {
     int a = 0, b = 0, c = 0, d = 0;

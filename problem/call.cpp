@@ -96,8 +96,22 @@ void check_positive(const char* name, int value, int limit = 1 << 30) {
 Resolved resolve(const AttentionArgs& in) {
   Resolved r{in, 0.0f};
   AttentionArgs& a = r.args;
-  if (a.dtype != DType::bf16 && a.dtype != DType::fp16)
-    fail(fmt::format("dtype={}: must be bf16 or fp16 (0 or 1)", static_cast<int>(a.dtype)));
+  if (a.dtype != DType::bf16 && a.dtype != DType::fp16 && a.dtype != DType::fp8_e4m3)
+    fail(fmt::format("dtype={}: must be bf16, fp16 or fp8_e4m3 (0, 1 or 2)", static_cast<int>(a.dtype)));
+  const bool fp8 = a.dtype == DType::fp8_e4m3;
+  if (fp8 && a.head_dim != 64 && a.head_dim != 128) {
+    fail(fmt::format("head_dim={}: dtype fp8_e4m3 supports head dims 64 and 128; use bf16 or fp16 for head_dim {}", a.head_dim, a.head_dim));
+  }
+  if (!fp8 && (a.q_descale || a.k_descale || a.v_descale)) {
+    fail("q_descale/k_descale/v_descale: descale factors belong to dtype fp8_e4m3; pass nullptr for bf16 and fp16");
+  }
+  for (const auto& [name, ptr] : {std::pair<const char*, const float*>{"q_descale", a.q_descale}, {"k_descale", a.k_descale}, {"v_descale", a.v_descale}}) {
+    if (reinterpret_cast<std::uintptr_t>(ptr) % 4 != 0) fail(fmt::format("{}: pointer is not 4-byte aligned (fp32 array expected)", name));
+  }
+  if (a.descale_stride_batch < 0 || a.descale_stride_head < 0) {
+    fail(fmt::format("descale_stride_batch={}, descale_stride_head={}: must be >= 0 (0: the same factor for every batch or head)",
+                     a.descale_stride_batch, a.descale_stride_head));
+  }
   if (a.layout != Layout::dense && a.layout != Layout::padded && a.layout != Layout::varlen)
     fail(fmt::format("layout={}: must be dense, padded or varlen (0, 1 or 2)", static_cast<int>(a.layout)));
   const auto& dims = supported_head_dims();
@@ -134,6 +148,13 @@ Resolved resolve(const AttentionArgs& in) {
   a.o_strides = check_strides("o", a.o_strides, varlen, rows_q, a.heads_q, a.head_dim, a.batch);
   a.k_strides = check_strides("k", a.k_strides, varlen, rows_k, a.heads_kv, a.head_dim, a.batch);
   a.v_strides = check_strides("v", a.v_strides, varlen, rows_k, a.heads_kv, a.head_dim, a.batch);
+  if (fp8) {  // one-byte elements: 16-byte vectors and TMA strides take multiples of 16 elements
+    for (const auto& [name, st] : {std::pair<const char*, const Strides*>{"q", &a.q_strides}, {"k", &a.k_strides}, {"v", &a.v_strides}}) {
+      for (const auto& [dim, value] : {std::pair<const char*, std::int64_t>{"batch", st->batch}, {"token", st->token}, {"head", st->head}}) {
+        if (value % 16 != 0) fail(fmt::format("{}_strides.{}={}: dtype fp8_e4m3 needs strides that are multiples of 16 elements (16 bytes)", name, dim, value));
+      }
+    }
+  }
   if (!varlen && a.batch > 1 && a.seqlen_q > 0 && !disjoint({{a.o_strides.batch, a.batch}, {a.o_strides.token, a.seqlen_q}, {a.o_strides.head, a.heads_q}}, a.head_dim)) {
     // The batch need not be the outermost dimension (e.g. O as [L, B, H, D]); (token, head) were
     // checked above, so the batch stride is what makes positions collide.

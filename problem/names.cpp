@@ -13,7 +13,7 @@ namespace sigjit {
     static const std::vector<std::pair<E, const char*>> t{__VA_ARGS__}; \
     return t;                                                           \
   }
-SIGJIT_TABLE(DType, {DType::bf16, "bf16"}, {DType::fp16, "fp16"})
+SIGJIT_TABLE(DType, {DType::bf16, "bf16"}, {DType::fp16, "fp16"}, {DType::fp8_e4m3, "fp8"})
 SIGJIT_TABLE(Layout, {Layout::dense, "dense"}, {Layout::padded, "padded"}, {Layout::varlen, "varlen"})
 SIGJIT_TABLE(BiasMode, {BiasMode::log_n, "log_n"}, {BiasMode::scalar, "scalar"})
 SIGJIT_TABLE(SigmoidMode, {SigmoidMode::fast, "fast"}, {SigmoidMode::exact, "exact"})

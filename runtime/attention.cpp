@@ -8,6 +8,7 @@
 #include "jit/codegen.hpp"
 #include "kernels/family.hpp"
 #include "kernels/sm90_bwd.hpp"
+#include "kernels/sm90_fwd.hpp"
 #include "jit/compiler.hpp"
 #include "cuda/check.hpp"
 #include "cuda/device.hpp"
@@ -49,7 +50,15 @@ KernelSpec forward_spec(const Resolved& r, const Arch& arch) {
 
 ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r) {
   const KernelSpec spec = forward_spec(r, dev.arch());
+  if (spec.dtype == DType::fp8_e4m3 && !sm90_family_supports(spec)) {
+    throw Error(fmt::format("dtype=fp8_e4m3: the FP8 forward runs on Hopper GPUs (sm_90a: H100, H200); this device is {} ({}); "
+                            "use bf16 or fp16 here", dev.name, spec.arch.name()));
+  }
   ResolvedKernel k = resolve_kernel(dev, spec);
+  if (const std::string why = kernels::family_of(k.config).unsupported(r, nullptr); !why.empty() && spec.dtype == DType::fp8_e4m3) {
+    throw Error(fmt::format("dtype=fp8_e4m3: {}; the FP8 forward has no portable fallback (its loads are TMA's): pass 16-byte aligned "
+                            "tensors whose strides are multiples of 16 elements", why));
+  }
   if (!kernels::family_of(k.config).unsupported(r, nullptr).empty()) {
     // Tensors the kernel's loads cannot describe (TMA: strides, alignment): the portable family
     // serves the call.
@@ -146,6 +155,9 @@ Resolved resolve_backward(const AttentionArgs& args) {
   // O is not read by the backward; stand q in for it so that a bad gradient pointer is reported
   // under its own name by resolve_gradients, never as "o".
   if (with_output.o == nullptr) with_output.o = const_cast<void*>(args.q);
+  if (args.dtype == DType::fp8_e4m3) {
+    throw Error("dtype=fp8_e4m3: FP8 is forward only (inference); the backward takes bf16 or fp16 tensors");
+  }
   return resolve(with_output);
 }
 
@@ -316,6 +328,7 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
 void prepare(const AttentionArgs& args, const PrepareOptions& options) {
   // Resolve exactly as forward() and backward() do, so that the kernels loaded here are the
   // ones their launches look up in the in-process table; nothing touches the tensors.
+  if (options.backward) detail::resolve_backward(args);  // its refusals (FP8) come first, as backward()'s would
   const detail::Resolved r = options.forward ? detail::resolve(args) : detail::resolve_backward(args);
   const detail::DeviceInfo dev = detail::current_device();
   if (options.forward) detail::forward_kernel(dev, r);

@@ -38,7 +38,9 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-enum class DType { bf16, fp16 };
+// fp8_e4m3: Q, K and V in float8_e4m3fn with descale factors (AttentionArgs::q_descale...), O in
+// bf16; forward only, Hopper (sm_90a), head dims 64 and 128: for inference.
+enum class DType { bf16, fp16, fp8_e4m3 };
 enum class Layout {
   dense,   // [B, L, H, D], arbitrary batch/token/head strides, last dim contiguous
   padded,  // dense plus seq_lens_q/seq_lens_k [B] (trailing padding); padded O rows are zeroed
@@ -109,6 +111,17 @@ struct AttentionArgs {
   const float* score_bias = nullptr;  // optional fp32 per-key bias s[B, seqlen_k] (varlen: [total_k])
   std::int64_t score_bias_stride = 0; // batch stride of score_bias in elements; 0: seqlen_k
   SigmoidMode sigmoid = SigmoidMode::fast;
+
+  // dtype fp8_e4m3 only (FlashAttention-3's convention): Q, K and V hold e4m3 values that the
+  // descale factors map back, S = q_descale * k_descale * (Q K^T) and O = v_descale * (P V). Each
+  // is an optional device float array read at [b * descale_stride_batch + h_kv * descale_stride_head]
+  // (h_kv: the key/value head; FlashAttention-3's [batch, heads_kv] tensors: strides heads_kv and 1;
+  // one factor per tensor: both 0, the default). Null: 1. O is bf16.
+  const float* q_descale = nullptr;
+  const float* k_descale = nullptr;
+  const float* v_descale = nullptr;
+  std::int64_t descale_stride_batch = 0;
+  std::int64_t descale_stride_head = 0;
 };
 
 // Checks every argument that can be checked without the device (and host length copies when

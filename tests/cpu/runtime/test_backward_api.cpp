@@ -217,3 +217,14 @@ TEST_F(BackwardApi, CApiOptionsAndWorkspaceSize) {
 }
 
 }  // namespace
+
+namespace {
+
+// FP8 is forward only: the backward refuses it by name before any device access.
+TEST(BackwardApiFp8, IsRefusedBeforeAnyDeviceAccess) {
+  sigjit::AttentionArgs a = valid_args();
+  a.dtype = sigjit::DType::fp8_e4m3;
+  EXPECT_THAT(backward_error(a, valid_grads()), ::testing::AllOf(::testing::StartsWith("dtype=fp8_e4m3"), ::testing::HasSubstr("forward only")));
+}
+
+}  // namespace

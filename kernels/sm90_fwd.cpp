@@ -121,6 +121,15 @@ class Sm90Fwd final : public Family {
     for (int consumers : {1, 2, 3})
       for (int bn : {64, 96, 128})
         for (int st : {2, 3}) add({bn, consumers, st, true, false, 0, true});
+    // FP8: the MUFU wall (bench/MODEL-fp8.md) makes the FMA-sigmoid split a first-class tunable:
+    // a quarter or a half of the sigmoids on the FMA pipes, with and without ping-pong.
+    if (spec.dtype == DType::fp8_e4m3)
+      for (int quarters : {1, 2})
+        for (int st : {2, 3}) {
+          add({128, 2, st, true, false, quarters});
+          add({128, 2, st, true, true, quarters});
+          add({128, 3, st, false, false, quarters});
+        }
     return out;
   }
 
@@ -244,6 +253,16 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   constexpr bool overlap = true, pingpong = true;
   const bool persistent = sm90_persistent_pays(spec);
   Sm90FwdTile t;
+  if (spec.dtype == DType::fp8_e4m3) {
+    // FP8 (not yet measured; bench/MODEL-fp8.md): 128-key tiles only (V^T rows), the 16-bit
+    // shapes where they build without spills (ptxas, CUDA 13.0): with the score bias, hd 64 takes
+    // two consumer warpgroups instead of three, and hd 128 with the exact sigmoid drops the
+    // overlap (4-8 B spilled otherwise).
+    if (spec.head_dim <= 64) t = spec.score_bias ? Sm90FwdTile{128, 2, 3, overlap} : Sm90FwdTile{128, 3, 2, !overlap};
+    else t = Sm90FwdTile{128, 2, 3, !(spec.score_bias && spec.sigmoid == SigmoidMode::exact)};
+    t.persistent = persistent;
+    return t;
+  }
   if (spec.head_dim <= 64)
     t = spec.score_bias ? Sm90FwdTile{96, 3, 3, !overlap} : Sm90FwdTile{128, 3, 2, !overlap};
   else if (spec.head_dim <= 128 && spec.score_bias)

@@ -625,4 +625,108 @@ TEST(Sm90Codegen, EmitsTheSm90TemplateAndChecksSharedMemory) {
   EXPECT_THAT(psrc, HasSubstr("static_assert(Cfg::kSmemBytes == " + std::to_string(sigjit::smem_bytes(s, c) + 8)));
 }
 
+// ---- FP8 (issue 22) ----------------------------------------------------------------------------
+
+// Every forward feature in FP8 (one dtype: e4m3 in, bf16 out) at hd 64 and 128.
+std::vector<KernelSpec> all_fp8_specs() {
+  std::vector<KernelSpec> out;
+  for (KernelSpec s : sigjit::testing::all_forward_specs(spec_for(64).arch, {64, 128}))
+    if (s.dtype == sigjit::DType::bf16) {
+      s.dtype = sigjit::DType::fp8_e4m3;
+      out.push_back(s);
+    }
+  for (KernelSpec s : sigjit::testing::top_left_causal_specs(spec_for(64).arch, {64, 128})) {
+    s.dtype = sigjit::DType::fp8_e4m3;
+    out.push_back(s);
+  }
+  return out;
+}
+
+// An FP8 (spec, config): what sm90_compile_problems finds (with the FP8 parameter block), plus
+// the V^T prologue's entry point, QGMMA rather than HGMMA, and no 16-bit wgmma left in the PTX.
+std::string fp8_compile_problems(const KernelSpec& spec, const TileConfig& config, bool forbid_spills) {
+  std::string ptx;
+  std::string why = sigjit::testing::sm90_compile_problems(spec, config, sizeof(SigjitFwdSm90Fp8Params), forbid_spills, nullptr, &ptx);
+  const std::string name = sigjit::kernel_name(spec, config);
+  if (ptx.find(".entry " + name + "_vt(") == std::string::npos) why += "; no V^T prologue entry " + name + "_vt";
+  if (ptx.find(".e4m3.e4m3") == std::string::npos) why += "; no e4m3 wgmma in the PTX";
+  if (ptx.find(".bf16.bf16") != std::string::npos || ptx.find(".f16.f16") != std::string::npos) why += "; a 16-bit wgmma in the FP8 kernel";
+  return why;
+}
+
+std::vector<std::string> compile_fp8_jobs(const std::vector<Job>& jobs) {
+  std::vector<std::string> failures;
+  std::mutex mutex;
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < jobs.size(); i = next++) {
+      const std::string why = fp8_compile_problems(jobs[i].spec, jobs[i].config, jobs[i].forbid_spills);
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!why.empty()) failures.push_back(sigjit::kernel_name(jobs[i].spec, jobs[i].config) + ": " + why);
+    }
+  };
+  std::printf("compiling %zu FP8 kernels\n", jobs.size());
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+  return failures;
+}
+
+TEST(Sm90Fp8CompileAll, EveryFeatureCompilesWithItsDefaultWithoutSpills) {
+  std::vector<Job> jobs;
+  std::set<std::string> seen;
+  for (KernelSpec s : all_fp8_specs())
+    for (sigjit::SeqBucket bucket : {sigjit::SeqBucket::over_8k, sigjit::SeqBucket::up_to_512}) {  // plain and persistent defaults
+      s.bucket = bucket;
+      const TileConfig c = sigjit::default_config(s);
+      ASSERT_EQ(c.family(), KernelFamily::sm90) << s.describe();
+      ASSERT_EQ(sigjit::check_config(s, c), "") << s.describe();
+      if (seen.insert(sigjit::kernel_name(s, c)).second) jobs.push_back({s, c, true});
+    }
+  const std::vector<std::string> failures = compile_fp8_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+TEST(Sm90Fp8CompileAll, EveryCandidateCompilesForTheHeaviestSpecs) {
+  std::vector<Job> jobs;
+  for (int d : {64, 128}) {
+    KernelSpec s = spec_for(d);
+    s.dtype = sigjit::DType::fp8_e4m3;
+    s.layout = sigjit::Layout::varlen;
+    s.causal = true;
+    s.score_bias = true;
+    s.sigmoid = sigjit::SigmoidMode::exact;
+    for (const TileConfig& c : sigjit::candidate_configs(s)) {
+      ASSERT_EQ(c.family(), KernelFamily::sm90) << c.describe();
+      ASSERT_EQ(c.get<sigjit::Sm90FwdTile>().block_n, 128) << c.describe();
+      jobs.push_back({s, c, false});
+    }
+  }
+  ASSERT_GE(jobs.size(), 12u);
+  const std::vector<std::string> failures = compile_fp8_jobs(jobs);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
+  for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+}
+
+TEST(Sm90Fp8, WhatTheFamilyRefusesItSaysWhy) {
+  KernelSpec s = spec_for(128);
+  s.dtype = sigjit::DType::fp8_e4m3;
+  EXPECT_THAT(sigjit::check_config(s, TileConfig(sigjit::Sm90FwdTile{96, 2, 3, true})), HasSubstr("BLOCK_N is 128"));
+  s.head_dim = 256;
+  EXPECT_FALSE(sigjit::sm90_family_supports(s));
+  s.head_dim = 128;
+  s.arch = Arch::parse("sm_90");  // no wgmma without the a
+  EXPECT_FALSE(sigjit::sm90_family_supports(s));
+  // No portable family claims FP8: candidates come from the sm90 family alone.
+  s.arch = Arch::parse("sm_90a");
+  for (const TileConfig& c : sigjit::candidate_configs(s)) EXPECT_EQ(c.family(), KernelFamily::sm90) << c.describe();
+}
+
+TEST(Sm90Fp8, TheTemplateRejectsWhatCheckConfigRefuses) {
+  KernelSpec s = spec_for(128);
+  s.dtype = sigjit::DType::fp8_e4m3;
+  sigjit::testing::expect_templates_reject({{s, TileConfig(sigjit::Sm90FwdTile{64, 2, 2, true}), "FP8 forward: BLOCK_N 128"}});
+}
+
 }  // namespace

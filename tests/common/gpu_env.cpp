@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 namespace sigjit::testing {
@@ -54,6 +55,31 @@ float bf16_to_float(std::uint16_t h) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+float e4m3_to_float(std::uint8_t b) {
+  const int sign = b >> 7, e = (b >> 3) & 15, m = b & 7;
+  if (e == 15 && m == 7) return std::numeric_limits<float>::quiet_NaN();
+  const float magnitude = e == 0 ? std::ldexp(static_cast<float>(m), -9) : std::ldexp(1.0f + m / 8.0f, e - 7);
+  return sign ? -magnitude : magnitude;
+}
+
+std::uint8_t float_to_e4m3(float f) {
+  if (std::isnan(f)) return 0x7f;
+  const std::uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  const float a = std::fabs(f);
+  if (a >= 448.0f) return sign | 0x7e;  // satfinite
+  if (a < std::ldexp(1.0f, -6)) {        // subnormal: multiples of 2^-9, nearest even
+    const int m = static_cast<int>(std::nearbyint(std::ldexp(a, 9)));
+    return sign | static_cast<std::uint8_t>(m);  // m == 8 is the smallest normal's code, 0x08
+  }
+  int e = 0;
+  const float mant = std::frexp(a, &e) * 2.0f;  // a = mant 2^(e - 1), mant in [1, 2)
+  e -= 1;
+  int m = static_cast<int>(std::nearbyint((mant - 1.0f) * 8.0f));
+  if (m == 8) m = 0, ++e;
+  if (e > 8 || (e == 8 && m == 7)) return sign | 0x7e;
+  return sign | static_cast<std::uint8_t>(((e + 7) << 3) | m);
+}
+
 std::uint16_t float_to_fp16(float f) {
   // Via _Float16 where the compiler has it (g++ >= 12 on x86-64), which rounds to nearest even.
   const _Float16 h = static_cast<_Float16>(f);

@@ -53,5 +53,10 @@ std::uint16_t float_to_bf16(float f);
 float bf16_to_float(std::uint16_t h);
 std::uint16_t float_to_fp16(float f);
 float fp16_to_float(std::uint16_t h);
+// float8_e4m3fn (1 sign, 4 exponent bits with bias 7, 3 mantissa bits; no infinities, NaN is
+// S.1111.111, largest 448): round to nearest even, saturating to +-448 like the device's
+// cvt.rn.satfinite (NaN stays NaN).
+std::uint8_t float_to_e4m3(float f);
+float e4m3_to_float(std::uint8_t b);
 
 }  // namespace sigjit::testing

@@ -12,7 +12,8 @@ const char* layout_name(Layout l) { return l == Layout::dense ? "dense" : l == L
 }  // namespace
 
 std::string CaseSpec::name() const {
-  return fmt::format("{}_d{}_{}_{}_{}{}{}_{}_q{}_k{}{}", layout_name(layout), head_dim, dtype == DType::bf16 ? "bf16" : "fp16",
+  const char* type = dtype == DType::bf16 ? "bf16" : dtype == DType::fp16 ? "fp16" : fp8_per_tensor ? "fp8t" : "fp8";
+  return fmt::format("{}_d{}_{}_{}_{}{}{}_{}_q{}_k{}{}", layout_name(layout), head_dim, type,
                      !causal                                 ? "full"
                      : causal_align == CausalAlign::top_left ? "causaltl"
                                                              : "causal",
@@ -27,6 +28,11 @@ std::string CaseSpec::name() const {
 // Measured on H100 2026-11-23 (bench/results/2026-11-23-h100-gpu-tests.log), max over the
 // matrix: bf16 exact 2.5e-3, bf16 fast 3.3e-3, fp16 exact 3.1e-4, fp16 fast 3.7e-4.
 double error_bound(const CaseSpec& spec) {
+  // FP8 (not yet measured on a GPU): P is stored in e4m3, whose relative rounding error is
+  // uniform in +-2^-4 (RMS 3.6 %), and O sums many such terms with random signs of V, so the
+  // norm-wise error of O is about that RMS; the bound leaves room for the fast sigmoid and for
+  // the subnormal P values of long sequences (bench/MODEL-fp8.md, point 4).
+  if (spec.dtype == DType::fp8_e4m3) return 0.05;
   const double base = spec.dtype == DType::bf16 ? 6e-3 : 8e-4;
   return spec.sigmoid == SigmoidMode::exact ? base : base + 1.5e-3;
 }
@@ -36,7 +42,7 @@ std::vector<float> ForwardProblem::random_tensor(std::size_t n, std::mt19937& rn
   std::vector<float> out(n);
   for (auto& x : out) {
     const float r = dist(rng);
-    x = spec_.dtype == DType::bf16 ? bf16_to_float(float_to_bf16(r)) : fp16_to_float(float_to_fp16(r));
+    x = spec_.dtype == DType::bf16 ? bf16_to_float(float_to_bf16(r)) : spec_.dtype == DType::fp16 ? fp16_to_float(float_to_fp16(r)) : r;
   }
   return out;
 }
@@ -46,6 +52,45 @@ void ForwardProblem::upload_u16(DeviceBuffer& dst, const std::vector<float>& val
   for (std::size_t i = 0; i < values.size(); ++i) bits[i] = spec_.dtype == DType::bf16 ? float_to_bf16(values[i]) : float_to_fp16(values[i]);
   dst = DeviceBuffer(bits.size() * 2);
   dst.upload(bits.data(), bits.size() * 2);
+}
+
+std::vector<float> ForwardProblem::fp8_descale(int tensor) const {
+  // Non-powers of two, different per tensor, sequence and head (unless per tensor), sized so
+  // that N(0, 1) inputs fill e4m3's range without saturating: |x| < 7 gives |x / s| < 448.
+  std::vector<float> out(static_cast<std::size_t>(args_.batch) * args_.heads_kv);
+  for (int b = 0; b < args_.batch; ++b)
+    for (int h = 0; h < args_.heads_kv; ++h) {
+      const int k = spec_.fp8_per_tensor ? tensor : b + 2 * h + tensor;
+      out[static_cast<std::size_t>(b) * args_.heads_kv + h] = (1.0f + 0.5f * static_cast<float>(k % 3)) / 64.0f;
+    }
+  return out;
+}
+
+void ForwardProblem::quantize_fp8(DeviceBuffer& dst, std::vector<float>& values, const Strides& s, int rows, int heads,
+                                  const std::vector<float>& descale) {
+  std::vector<std::uint8_t> bytes(values.size(), 0);
+  const bool varlen = spec_.layout == Layout::varlen;
+  const int group = heads / args_.heads_kv;  // Q heads per kv head (1 for K and V)
+  const auto quantize_row = [&](int b, std::size_t offset) {
+    for (int h = 0; h < heads; ++h) {
+      const float d = descale[static_cast<std::size_t>(b) * args_.heads_kv + h / group];
+      for (int i = 0; i < args_.head_dim; ++i) {
+        const std::size_t at = offset + static_cast<std::size_t>(h) * s.head + i;
+        bytes[at] = float_to_e4m3(values[at] / d);
+        values[at] = e4m3_to_float(bytes[at]) * d;
+      }
+    }
+  };
+  if (varlen) {
+    const std::vector<int>& cu = &values == &q_ ? cu_q_ : cu_k_;
+    for (int b = 0; b < args_.batch; ++b)
+      for (int r = cu[b]; r < cu[b + 1]; ++r) quantize_row(b, static_cast<std::size_t>(r) * s.token);
+  } else {
+    for (int b = 0; b < args_.batch; ++b)
+      for (int r = 0; r < rows; ++r) quantize_row(b, static_cast<std::size_t>(b) * s.batch + static_cast<std::size_t>(r) * s.token);
+  }
+  dst = DeviceBuffer(bytes.size());
+  dst.upload(bytes.data(), bytes.size());
 }
 
 ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(spec) {
@@ -94,9 +139,25 @@ ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(
   k_ = random_tensor(span(ks, rows_k, a.heads_kv), rng);
   v_ = random_tensor(span(vs, rows_k, a.heads_kv), rng);
   o_elems_ = span(os, rows_q, a.heads_q);
-  upload_u16(dq_, q_);
-  upload_u16(dk_, k_);
-  upload_u16(dv_, v_);
+  if (spec.dtype == DType::fp8_e4m3) {
+    const float* descale[3] = {};
+    for (int t = 0; t < 3; ++t) {
+      const std::vector<float> factors = fp8_descale(t);
+      ddescale_[t] = DeviceBuffer(factors.size() * 4);
+      ddescale_[t].upload(factors.data(), factors.size() * 4);
+      descale[t] = ddescale_[t].as<float>();
+    }
+    quantize_fp8(dq_, q_, qs, rows_q, a.heads_q, fp8_descale(0));
+    quantize_fp8(dk_, k_, ks, rows_k, a.heads_kv, fp8_descale(1));
+    quantize_fp8(dv_, v_, vs, rows_k, a.heads_kv, fp8_descale(2));
+    a.q_descale = descale[0], a.k_descale = descale[1], a.v_descale = descale[2];
+    a.descale_stride_batch = spec.fp8_per_tensor ? 0 : a.heads_kv;
+    a.descale_stride_head = spec.fp8_per_tensor ? 0 : 1;
+  } else {
+    upload_u16(dq_, q_);
+    upload_u16(dk_, k_);
+    upload_u16(dv_, v_);
+  }
   do_ = DeviceBuffer(o_elems_ * 2);
   a.q = dq_.get(), a.k = dk_.get(), a.v = dv_.get(), a.o = do_.get();
   if (spec.score_bias) {
@@ -141,7 +202,7 @@ CaseResult ForwardProblem::check(bool compute_reference) const {
   double err2 = 0, ref2 = 0;
   const bool padded = spec_.layout == Layout::padded;
   for (std::size_t i = 0; i < o_elems_; ++i) {
-    const float got = spec_.dtype == DType::bf16 ? bf16_to_float(bits[i]) : fp16_to_float(bits[i]);
+    const float got = spec_.dtype == DType::fp16 ? fp16_to_float(bits[i]) : bf16_to_float(bits[i]);  // FP8 writes bf16 O
     switch (ref.state[i]) {
       case OutState::untouched:
         r.clobbered += bits[i] != 0xFFFF;

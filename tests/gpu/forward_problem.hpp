@@ -32,6 +32,9 @@ struct CaseSpec {
   // The causal diagonal (last, so that positional initialisers above stay valid): top-left cases
   // are named "causaltl".
   CausalAlign causal_align = CausalAlign::bottom_right;
+  // dtype fp8_e4m3: one descale factor per tensor (strides 0) instead of one per (sequence, kv
+  // head) (FlashAttention-3's [batch, heads_kv]).
+  bool fp8_per_tensor = false;
   std::string name() const;
 };
 
@@ -128,13 +131,18 @@ class ForwardProblem {
  private:
   std::vector<float> random_tensor(std::size_t n, std::mt19937& rng);
   void upload_u16(DeviceBuffer& dst, const std::vector<float>& values);
+  // FP8: quantizes `values` (a tensor of `heads` heads over `rows` buffer rows) to e4m3 with the
+  // descale factor of each element's (sequence, kv head), uploads the bytes to `dst` and leaves
+  // the dequantized values (what the reference sees) in `values`.
+  void quantize_fp8(DeviceBuffer& dst, std::vector<float>& values, const Strides& s, int rows, int heads, const std::vector<float>& descale);
+  std::vector<float> fp8_descale(int tensor) const;  // [batch, heads_kv] factors of Q (0), K (1) or V (2)
 
   CaseSpec spec_;
   AttentionArgs args_;
   std::vector<float> q_, k_, v_, score_bias_;
   std::vector<int> seq_q_, seq_k_, cu_q_, cu_k_;
   std::size_t o_elems_ = 0;
-  DeviceBuffer dq_, dk_, dv_, do_, dsb_, dlq_, dlk_;
+  DeviceBuffer dq_, dk_, dv_, do_, dsb_, dlq_, dlk_, ddescale_[3];
   std::vector<float> dout_;
   std::size_t k_elems_ = 0;
   Gradients grads_;

@@ -1,5 +1,6 @@
 // sigjit-bench: forward and backward throughput on TritonSigmoid's grid (16384 tokens per batch,
-// hidden 2048, heads = 2048 / head_dim), bf16. TFLOPS counted as TritonSigmoid counts them:
+// hidden 2048, heads = 2048 / head_dim), bf16 (or --dtype fp8: e4m3 Q, K, V, bf16 O; rows labelled
+// sigjit-fp8). TFLOPS counted as TritonSigmoid counts them:
 // forward 4*H*D*sum(Lq*Lk) over valid tokens only, halved when causal; backward (timed alone)
 // 2.5x that. Each timed call is bracketed by CUDA events and preceded by a 256 MB L2 flush; the
 // median of --reps calls after --warmup is reported. The backward is the default fast path (fused
@@ -64,11 +65,19 @@ void fill_random(void* dst, size_t elems, std::mt19937& rng) {
   BENCH_CUDA(cudaMemcpy(dst, host.data(), elems * 2, cudaMemcpyHostToDevice));
 }
 
+// Random e4m3 bytes of moderate magnitude (exponents 2^-2..2^1, both signs), never NaN: FP8 timing
+// inputs (the accuracy tests quantize real values; the rate does not depend on them).
+void fill_random_e4m3(void* dst, size_t elems, std::mt19937& rng) {
+  std::vector<uint8_t> host(elems);
+  for (auto& b : host) b = static_cast<uint8_t>((rng() & 0x80) | (0x28 + rng() % 24));
+  BENCH_CUDA(cudaMemcpy(dst, host.data(), elems, cudaMemcpyHostToDevice));
+}
+
 struct Result {
   double median_ms, min_ms, max_ms, tflops;
 };
 
-Result run_point(const Point& pt, bool backward, bool deterministic, int warmup, int reps, sigjit::SigmoidMode mode, DeviceMem& flush) {
+Result run_point(const Point& pt, bool backward, bool deterministic, bool fp8, int warmup, int reps, sigjit::SigmoidMode mode, DeviceMem& flush) {
   const int batch = std::max(1, 16384 / pt.seq_len), heads = 2048 / pt.head_dim, D = pt.head_dim;
   const std::vector<int> lens = seq_lengths(pt.seq_len, batch, pt.pad_percent);
   std::mt19937 rng(1234);
@@ -79,15 +88,15 @@ Result run_point(const Point& pt, bool backward, bool deterministic, int warmup,
   a.sigmoid = mode;
   a.layout = pt.layout;
   a.batch = batch;
+  a.dtype = fp8 ? sigjit::DType::fp8_e4m3 : sigjit::DType::bf16;
   std::vector<int> cu{0};
   for (int l : lens) cu.push_back(cu.back() + l);
   const bool varlen = pt.layout == sigjit::Layout::varlen;
   const size_t rows = varlen ? cu.back() : static_cast<size_t>(batch) * pt.seq_len;
   const size_t elems = rows * heads * D;
-  DeviceMem q(elems * 2), k(elems * 2), v(elems * 2), o(elems * 2), lq(cu.size() * 4);
-  fill_random(q.p, elems, rng);
-  fill_random(k.p, elems, rng);
-  fill_random(v.p, elems, rng);
+  const size_t in_bytes = fp8 ? 1 : 2;
+  DeviceMem q(elems * in_bytes), k(elems * in_bytes), v(elems * in_bytes), o(elems * 2), lq(cu.size() * 4);
+  for (DeviceMem* t : {&q, &k, &v}) fp8 ? fill_random_e4m3(t->p, elems, rng) : fill_random(t->p, elems, rng);
   // Gradient buffers only when timing the backward (dO random, dQ/dK/dV written by the call).
   const size_t grad_bytes = backward ? elems * 2 : 16;
   DeviceMem dout(grad_bytes), dq(grad_bytes), dk(grad_bytes), dv(grad_bytes);
@@ -158,6 +167,7 @@ int main(int argc, char** argv) {
   std::string directions = "fwd", head_dims = "64,128", seqs = "512,1024,2048,4096,8192,16384", pads = "0,25,50", csv, layout_name = "auto", sigmoid = "fast", tiles;
   int warmup = 5, reps = 30;
   bool causal = false, deterministic = false;
+  std::string dtype = "bf16";
   app.add_option("--direction", directions, "fwd, bwd or fwd,bwd (bwd is timed alone, FLOPs 2.5x forward)");
   app.add_flag("--deterministic", deterministic,
                "Time the deterministic backward (two kernels, no atomics) instead of the default fused one; its rows are "
@@ -168,6 +178,7 @@ int main(int argc, char** argv) {
   app.add_option("--layout", layout_name, "auto (dense at 0% padding, else padded), dense, padded or varlen");
   app.add_flag("--causal", causal, "Causal masking");
   app.add_option("--sigmoid", sigmoid, "fast or exact")->check(CLI::IsMember({"fast", "exact"}));
+  app.add_option("--dtype", dtype, "bf16, or fp8 (forward only: e4m3 Q, K, V, bf16 O; rows labelled sigjit-fp8)")->check(CLI::IsMember({"bf16", "fp8"}));
   app.add_option("--warmup", warmup, "Untimed launches per point");
   app.add_option("--reps", reps, "Timed launches per point (median reported)");
   app.add_option("--csv", csv, "Append results to this CSV file");
@@ -210,10 +221,11 @@ int main(int argc, char** argv) {
             const char* lname = layout == sigjit::Layout::dense ? "dense" : layout == sigjit::Layout::padded ? "padded" : "varlen";
             try {
               const bool det = deterministic && dir == "bwd";
-              const Result r = run_point({hd, L, pad, causal, layout}, dir == "bwd", det, warmup, reps, sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast, flush);
-              const std::string tile_label = (tile.empty() ? std::string("default") : tile) + (det ? " det" : "");
+              const bool fp8 = dtype == "fp8";
+              const Result r = run_point({hd, L, pad, causal, layout}, dir == "bwd", det, fp8, warmup, reps, sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast, flush);
+              const std::string tile_label = (tile.empty() ? std::string("default") : tile) + (det ? " det" : "") + (fp8 ? " fp8" : "");
               fmt::print("{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10.4f} {:>10.1f}\n", dir, hd, L, pad, lname, causal, tile_label, r.median_ms, r.tflops);
-              if (out) fmt::print(out, "{},{},{},{},{},{},{},{},{},{:.5f},{:.5f},{:.5f},{:.2f}\n", det ? "sigjit-det" : "sigjit", prop.name, hd, L, pad, lname, causal ? 1 : 0, tile.empty() ? "default" : tile, dir, r.median_ms, r.min_ms, r.max_ms, r.tflops);
+              if (out) fmt::print(out, "{},{},{},{},{},{},{},{},{},{:.5f},{:.5f},{:.5f},{:.2f}\n", det ? "sigjit-det" : fp8 ? "sigjit-fp8" : "sigjit", prop.name, hd, L, pad, lname, causal ? 1 : 0, tile.empty() ? "default" : tile, dir, r.median_ms, r.min_ms, r.max_ms, r.tflops);
             } catch (const sigjit::Error& e) {
               fmt::print("{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} error: {}\n", dir, hd, L, pad, lname, causal, tile, e.what());
             }

@@ -40,9 +40,16 @@ def load(path):
                 best[CEILING][f"bf16 {r['L']}^3"] = max(float(r["tflops"]), best[CEILING].get(f"bf16 {r['L']}^3", 0.0))
                 continue
             key = (int(r["hd"]), int(r["L"]), int(r["pad"]), r["layout"], r["causal"], r["dir"])
-            name = r["impl"] if r["impl"] != "sigjit" or r["tile"] == "default" else f"sigjit[{r['tile']}]"
+            sigjit_impl = r["impl"] in ("sigjit", "sigjit-fp8")
+            name = r["impl"] if not sigjit_impl or r["tile"] == "default" else f"{r['impl']}[{r['tile']}]"
             best[key][name] = float(r["tflops"])
     return best, device
+
+
+def sweep_label(name):
+    """'sigjit[TILE]' -> 'TILE', 'sigjit-fp8[TILE]' -> 'fp8 TILE'."""
+    impl, tile = name[:-1].split("[", 1)
+    return tile if impl == "sigjit" else f"{impl[7:]} {tile}"
 
 
 def table(best):
@@ -53,6 +60,7 @@ def table(best):
     ceiling = max(ceilings.values()) if ceilings else None
     best = {k: v for k, v in best.items() if k != CEILING}
     det = any("sigjit-det" in d for d in best.values())
+    fp8 = any("sigjit-fp8" in d for d in best.values())
     head = "| hd | L | pad % | layout | causal | dir | sigjit TFLOPS | TritonSigmoid TFLOPS | sigjit / TritonSigmoid |"
     rule = "|---|---|---|---|---|---|---|---|---|"
     if ceiling:
@@ -60,6 +68,9 @@ def table(best):
         rule += "---|"
     if det:
         head += " sigjit deterministic TFLOPS | deterministic time / default time |"
+        rule += "---|---|"
+    if fp8:  # sigjit-bench --dtype fp8: the best of its tiles against bf16 in the same run
+        head += " sigjit FP8 TFLOPS | FP8 / bf16 |"
         rule += "---|---|"
     out = []
     if ceiling:
@@ -70,7 +81,8 @@ def table(best):
     for key in sorted(best):
         d = best[key]
         s, t, sd = d.get("sigjit"), d.get("triton-sigmoid"), d.get("sigjit-det")
-        if s is None and t is None and sd is None:
+        s8 = max([v for n, v in d.items() if n == "sigjit-fp8" or n.startswith("sigjit-fp8[")], default=None)
+        if s is None and t is None and sd is None and s8 is None:
             continue
         ratio = f"{s / t:.2f}" if s and t else ""
         row = f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {'yes' if key[4] == '1' else 'no'} | {key[5]} | {f(s)} | {f(t)} | {ratio} |"
@@ -78,13 +90,15 @@ def table(best):
             row += f" {f'{s / ceiling:.2f}' if s else ''} |"
         if det:
             row += f" {f(sd)} | {f'{s / sd:.2f}' if s and sd else ''} |"
+        if fp8:
+            row += f" {f(s8)} | {f'{s8 / s:.2f}' if s and s8 else ''} |"
         out.append(row)
-    sweeps = {k: {n: v for n, v in d.items() if n.startswith("sigjit[")} for k, d in best.items()}
+    sweeps = {k: {n: v for n, v in d.items() if n.startswith(("sigjit[", "sigjit-fp8["))} for k, d in best.items()}
     sweeps = {k: v for k, v in sweeps.items() if v}
     if sweeps:
         out.append("\nTile sweeps (TFLOPS):")
         for key in sorted(sweeps):
-            out.append(f"- hd {key[0]} L {key[1]}: " + ", ".join(f"{n[7:-1]} {v:.1f}" for n, v in sorted(sweeps[key].items(), key=lambda kv: -kv[1])))
+            out.append(f"- hd {key[0]} L {key[1]}: " + ", ".join(f"{sweep_label(n)} {v:.1f}" for n, v in sorted(sweeps[key].items(), key=lambda kv: -kv[1])))
     return "\n".join(out)
 
 

@@ -59,6 +59,16 @@ class SummarizeTest(unittest.TestCase):
         self.assertTrue(rows[1].endswith("|  | 1.03 |"), rows[1])  # no TritonSigmoid: no ratio, still the ceiling
 
 
+    def test_fp8_column_is_the_best_fp8_tile_over_bf16_and_its_tiles_are_swept(self):
+        text = render(GRID + "sigjit-fp8,H,64,512,0,dense,0,default,fwd,1,1,1,500\n"
+                             "sigjit-fp8,H,64,512,0,dense,0,h192x128c3s2_f1,fwd,1,1,1,620\n")
+        rows = grid_rows(text)
+        self.assertIn("sigjit FP8 TFLOPS | FP8 / bf16", text)
+        self.assertTrue(rows[0].endswith("| 620.0 | 1.82 |"), rows[0])  # 620 / 341 (the bf16 default)
+        self.assertTrue(rows[1].endswith("|  |  |"), rows[1])  # no FP8 at this point
+        self.assertIn("fp8 h192x128c3s2_f1 620.0", text)
+        self.assertIn("| 341.0 | 220.0 | 1.55 |", rows[0], "FP8 rows must not displace the bf16 default")
+
     def test_first_call_sections_from_two_devices_each_with_its_parts(self):
         ragged = {"device": "GPU-B", "ragged": {"lens": [3, 2], "B": 2, "L": 3, "H": 1, "D": 64, "padding_pct": 16.7,
                                                 "rows": [{"impl": "sigjit padded", "ms": 1.5, "tflops": 2.0}]}}

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -16,7 +17,10 @@ thread_local std::string g_last_error;
 // `sigmoid`, rounded up to the struct's alignment as the compiler rounds sizeof.
 constexpr std::size_t kArgsSizeV1 = (offsetof(sigjit_attention_args, causal_align) + alignof(sigjit_attention_args) - 1) /
                                     alignof(sigjit_attention_args) * alignof(sigjit_attention_args);
-static_assert(kArgsSizeV1 < sizeof(sigjit_attention_args), "struct_size must tell the two versions of sigjit_attention_args apart");
+// sizeof(sigjit_attention_args) before the FP8 descale factors were appended: up to reserved0.
+constexpr std::size_t kArgsSizeV2 = offsetof(sigjit_attention_args, q_descale);
+static_assert(kArgsSizeV1 < kArgsSizeV2 && kArgsSizeV2 < sizeof(sigjit_attention_args),
+              "struct_size must tell the three versions of sigjit_attention_args apart");
 
 sigjit::Strides to_cpp(const sigjit_strides& s) { return {s.batch, s.token, s.head}; }
 
@@ -51,27 +55,26 @@ sigjit::AttentionArgs to_cpp(const sigjit_attention_args& c) {
   a.score_bias_stride = c.score_bias_stride;
   a.sigmoid = static_cast<sigjit::SigmoidMode>(raw_enum(c.sigmoid));
   a.causal_align = static_cast<sigjit::CausalAlign>(raw_enum(c.causal_align));
+  a.q_descale = c.q_descale, a.k_descale = c.k_descale, a.v_descale = c.v_descale;
+  a.descale_stride_batch = c.descale_stride_batch, a.descale_stride_head = c.descale_stride_head;
   return a;
 }
 
-// The caller's struct as this version's: a previous-version struct (struct_size kArgsSizeV1) is
-// read only as far as it reaches, the rest keeps sigjit_attention_args_default()'s values
-// (causal_align bottom-right). Empty message when the size is one of the two.
+// The caller's struct as this version's: a previous-version struct (struct_size kArgsSizeV1 or
+// kArgsSizeV2) is read only as far as it reaches, the rest keeps sigjit_attention_args_default()'s
+// values (causal_align bottom-right, no descale factors). Empty message when the size is one of the three.
 std::string read_args(const sigjit_attention_args* in, sigjit_attention_args& out) {
-  if (in->struct_size == static_cast<int32_t>(sizeof(sigjit_attention_args))) {
-    out = *in;
-    if (out.reserved0 != 0) return "args.reserved0: must be 0 (sigjit_attention_args_default() sets it)";
-    return {};
+  const auto size = static_cast<std::size_t>(in->struct_size);
+  if (in->struct_size <= 0 || (size != sizeof(sigjit_attention_args) && size != kArgsSizeV2 && size != kArgsSizeV1)) {
+    return "args.struct_size=" + std::to_string(in->struct_size) + ": does not match this library's sigjit_attention_args (" +
+           std::to_string(sizeof(sigjit_attention_args)) + " bytes; " + std::to_string(kArgsSizeV2) + " before the FP8 descale factors, " +
+           std::to_string(kArgsSizeV1) + " before causal_align); rebuild against the installed sigjit.h";
   }
-  if (in->struct_size == static_cast<int32_t>(kArgsSizeV1)) {
-    out = sigjit_attention_args_default();
-    std::memcpy(&out, in, offsetof(sigjit_attention_args, causal_align));
-    out.struct_size = sizeof(sigjit_attention_args);
-    return {};
-  }
-  return "args.struct_size=" + std::to_string(in->struct_size) + ": does not match this library's sigjit_attention_args (" +
-         std::to_string(sizeof(sigjit_attention_args)) + " bytes, or " + std::to_string(kArgsSizeV1) +
-         " for the version before causal_align); rebuild against the installed sigjit.h";
+  out = sigjit_attention_args_default();
+  std::memcpy(&out, in, size == kArgsSizeV1 ? offsetof(sigjit_attention_args, causal_align) : std::min(size, sizeof(out)));
+  out.struct_size = sizeof(sigjit_attention_args);
+  if (size != kArgsSizeV1 && out.reserved0 != 0) return "args.reserved0: must be 0 (sigjit_attention_args_default() sets it)";
+  return {};
 }
 
 template <class F>

@@ -14,7 +14,8 @@ extern "C" {
 struct CUstream_st;
 
 typedef enum { SIGJIT_OK = 0, SIGJIT_ERROR_INVALID_ARGUMENT = 1, SIGJIT_ERROR_CUDA = 2, SIGJIT_ERROR_COMPILE = 3, SIGJIT_ERROR_INTERNAL = 4 } sigjit_status;
-typedef enum { SIGJIT_BF16 = 0, SIGJIT_FP16 = 1 } sigjit_dtype;
+/* SIGJIT_FP8_E4M3: Q, K, V float8_e4m3fn with descale factors, O bf16; forward only, Hopper. */
+typedef enum { SIGJIT_BF16 = 0, SIGJIT_FP16 = 1, SIGJIT_FP8_E4M3 = 2 } sigjit_dtype;
 typedef enum { SIGJIT_DENSE = 0, SIGJIT_PADDED = 1, SIGJIT_VARLEN = 2 } sigjit_layout;
 typedef enum { SIGJIT_BIAS_LOG_N = 0, SIGJIT_BIAS_SCALAR = 1 } sigjit_bias_mode;
 typedef enum { SIGJIT_SIGMOID_FAST = 0, SIGJIT_SIGMOID_EXACT = 1 } sigjit_sigmoid_mode;
@@ -60,6 +61,14 @@ typedef struct {
   /* Must be 0. On LP64 the field above fits in what was the struct's tail padding, so without
    * this one struct_size could not tell the two versions apart. */
   int32_t reserved0;
+  /* Added with SIGJIT_FP8_E4M3; a struct_size that ends before them (either earlier
+   * sizeof(sigjit_attention_args)) is accepted and means no descale factors. Meanings as in
+   * sigjit::AttentionArgs: device float arrays read at [b * descale_stride_batch + h_kv *
+   * descale_stride_head], NULL = 1. */
+  const float* q_descale;
+  const float* k_descale;
+  const float* v_descale;
+  int64_t descale_stride_batch, descale_stride_head;
 } sigjit_attention_args;
 
 /* Gradients for sigjit_backward (field meanings as in sigjit::Gradients). */

@@ -18,13 +18,13 @@ from typing import NamedTuple, Optional, Sequence
 
 # ---- enums and status codes (sigjit.h) ------------------------------------------------------
 OK, ERROR_INVALID_ARGUMENT, ERROR_CUDA, ERROR_COMPILE, ERROR_INTERNAL = 0, 1, 2, 3, 4
-BF16, FP16 = 0, 1
+BF16, FP16, FP8_E4M3 = 0, 1, 2
 DENSE, PADDED, VARLEN = 0, 1, 2
 BIAS_LOG_N, BIAS_SCALAR = 0, 1
 SIGMOID_FAST, SIGMOID_EXACT = 0, 1
 CAUSAL_BOTTOM_RIGHT, CAUSAL_TOP_LEFT = 0, 1
 
-DTYPES = {"bf16": BF16, "fp16": FP16}
+DTYPES = {"bf16": BF16, "fp16": FP16, "fp8": FP8_E4M3}
 LAYOUTS = {"dense": DENSE, "padded": PADDED, "varlen": VARLEN}
 CAUSAL_ALIGNS = {"bottom_right": CAUSAL_BOTTOM_RIGHT, "top_left": CAUSAL_TOP_LEFT}
 
@@ -101,6 +101,11 @@ class AttentionArgs(ctypes.Structure):
         ("sigmoid", _c_enum),
         ("causal_align", _c_enum),
         ("reserved0", ctypes.c_int32),
+        ("q_descale", ctypes.POINTER(ctypes.c_float)),
+        ("k_descale", ctypes.POINTER(ctypes.c_float)),
+        ("v_descale", ctypes.POINTER(ctypes.c_float)),
+        ("descale_stride_batch", ctypes.c_int64),
+        ("descale_stride_head", ctypes.c_int64),
     ]
 
 
@@ -344,11 +349,13 @@ def make_args(*, dtype: str, layout: str, batch: int, seqlen_q: int, seqlen_k: i
               q: TensorRef, k: TensorRef, v: TensorRef, o: Optional[TensorRef], total_q: int = 0, total_k: int = 0,
               lens_q: int = 0, lens_k: int = 0, causal: bool = False, scale: Optional[float] = None,
               sigmoid_bias: Optional[float] = None, score_bias: int = 0, score_bias_stride: int = 0,
-              exact_sigmoid: bool = False, validate_lengths: bool = False, causal_align: str = "bottom_right") -> AttentionArgs:
+              exact_sigmoid: bool = False, validate_lengths: bool = False, causal_align: str = "bottom_right",
+              descale: tuple = (0, 0, 0), descale_strides: tuple = (0, 0)) -> AttentionArgs:
     """One sigjit_attention_args from plain values. lens_q/lens_k are device pointers to
     seq_lens (padded) or cu_seqlens (varlen); sigmoid_bias None = the library's -log(n) default;
     causal_align "bottom_right" (query i sees keys j <= i + len_k - len_q) or "top_left" (j <= i,
-    TritonSigmoid's rule)."""
+    TritonSigmoid's rule); descale: device pointers (0: none) to the fp8 dtype's q, k and v descale
+    factors, read at [b * descale_strides[0] + h_kv * descale_strides[1]]."""
     if dtype not in DTYPES:
         raise InvalidArgumentError(f"dtype={dtype!r}: must be one of {', '.join(DTYPES)}", ERROR_INVALID_ARGUMENT)
     if layout not in LAYOUTS:
@@ -384,6 +391,11 @@ def make_args(*, dtype: str, layout: str, batch: int, seqlen_q: int, seqlen_k: i
         a.score_bias = ctypes.cast(ctypes.c_void_p(score_bias), ctypes.POINTER(ctypes.c_float))
         a.score_bias_stride = _checked("score_bias_stride", score_bias_stride, _INT64)
     a.sigmoid = SIGMOID_EXACT if exact_sigmoid else SIGMOID_FAST
+    for name, p in zip(("q_descale", "k_descale", "v_descale"), descale):
+        if _checked(name, p, _PTR):
+            setattr(a, name, ctypes.cast(ctypes.c_void_p(p), ctypes.POINTER(ctypes.c_float)))
+    a.descale_stride_batch = _checked("descale_stride_batch", descale_strides[0], _INT64)
+    a.descale_stride_head = _checked("descale_stride_head", descale_strides[1], _INT64)
     return a
 
 

@@ -53,6 +53,11 @@ int main() {
   FIELD(sigjit_attention_args, sigmoid);
   FIELD(sigjit_attention_args, causal_align);
   FIELD(sigjit_attention_args, reserved0);
+  FIELD(sigjit_attention_args, q_descale);
+  FIELD(sigjit_attention_args, k_descale);
+  FIELD(sigjit_attention_args, v_descale);
+  FIELD(sigjit_attention_args, descale_stride_batch);
+  FIELD(sigjit_attention_args, descale_stride_head);
 
   std::printf("sigjit_gradients.sizeof %zu\n", sizeof(sigjit_gradients));
   FIELD(sigjit_gradients, dout);

@@ -704,6 +704,33 @@ TEST(CApi, PreviousStructSizeIsAcceptedAndReadsBottomRight) {
   EXPECT_THAT(sigjit_last_error(), ::testing::Not(StartsWith("args.struct_size")));
 }
 
+// A caller built against the header before the FP8 descale factors (struct up to reserved0):
+// accepted, and the library reads nothing past it; the full size reads the factors.
+TEST(CApi, StructSizeBeforeTheDescaleFactorsIsAcceptedAndReadsNone) {
+  constexpr std::size_t kV2 = offsetof(sigjit_attention_args, q_descale);
+  struct alignas(8) Previous {
+    unsigned char bytes[kV2];
+  };
+  sigjit_attention_args current = c_dense_args();
+  auto old = std::make_unique<Previous>();
+  std::memcpy(old->bytes, &current, kV2);
+  const int32_t size = static_cast<int32_t>(kV2);
+  std::memcpy(old->bytes + offsetof(sigjit_attention_args, struct_size), &size, sizeof(size));
+  EXPECT_EQ(sigjit_validate(reinterpret_cast<const sigjit_attention_args*>(old->bytes)), SIGJIT_OK) << sigjit_last_error();
+  // Garbage where the factors would be (a misaligned pointer, a negative stride): not read at the
+  // old size, refused at the full size.
+  current.k_descale = reinterpret_cast<const float*>(std::uintptr_t{0x10002});
+  current.descale_stride_head = -3;
+  current.struct_size = size;
+  EXPECT_EQ(sigjit_validate(&current), SIGJIT_OK) << sigjit_last_error();
+  current.struct_size = sizeof(sigjit_attention_args);
+  EXPECT_EQ(sigjit_validate(&current), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), StartsWith("q_descale/k_descale/v_descale"));  // bf16 with descales
+  current.dtype = SIGJIT_FP8_E4M3;
+  EXPECT_EQ(sigjit_validate(&current), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), StartsWith("k_descale"));
+}
+
 TEST(CApi, WrongStructSize) {
   sigjit_attention_args a = c_dense_args();
   for (int32_t size : {0, static_cast<int32_t>(sizeof(a)) - 4, static_cast<int32_t>(sizeof(a)) - 16, static_cast<int32_t>(sizeof(a)) + 8}) {

@@ -84,7 +84,7 @@ TEST(CApiBounds, OutOfRangeEnumsAreNamedWithTheirAllowedValues) {
     const char* allowed;
   };
   const Case cases[] = {
-      {"dtype", offsetof(sigjit_attention_args, dtype), "bf16 or fp16 (0 or 1)"},
+      {"dtype", offsetof(sigjit_attention_args, dtype), "bf16, fp16 or fp8_e4m3 (0, 1 or 2)"},
       {"layout", offsetof(sigjit_attention_args, layout), "dense, padded or varlen (0, 1 or 2)"},
       {"bias_mode", offsetof(sigjit_attention_args, bias_mode), "log_n or scalar (0 or 1)"},
       {"sigmoid", offsetof(sigjit_attention_args, sigmoid), "fast or exact (0 or 1)"},

@@ -109,7 +109,8 @@ def _backend():
 
 # ---- TritonSigmoid's functions -------------------------------------------------------------------
 def sigmoid_attention(query, key, value, is_causal=False, scale=None, sigmoid_bias=None, score_mod=None, *, causal=None,
-                      score_bias=None, exact_sigmoid=None, causal_align="top_left", deterministic=False):
+                      score_bias=None, exact_sigmoid=None, causal_align="top_left", deterministic=False, q_descale=None,
+                      k_descale=None, v_descale=None):
     """Sigmoid attention over dense [B, L, H, D] tensors: O = sigmoid(scale Q K^T + bias + s_k) V.
 
     TritonSigmoid's signature and meaning: query [B, Lq, Hq, D]; key, value [B, Lk, Hkv, D] (Hq a
@@ -120,16 +121,21 @@ def sigmoid_attention(query, key, value, is_causal=False, scale=None, sigmoid_bi
     is_causal), score_bias (= score_mod), exact_sigmoid (1/(1+exp(-x)) to 2e-6; None follows
     TRITON_SIGMOID_ACCURATE at import, default the faster tanh form), deterministic (bitwise reproducible
     backward, slower). Returns [B, Lq, Hq, D].
+    FP8 (inference, Hopper): query, key and value in torch.float8_e4m3fn, D 64 or 128, with
+    FlashAttention-3's q_descale, k_descale, v_descale (float32 [B, Hkv], or one-element tensors
+    for one factor per tensor; None = 1): S = q_descale k_descale Q K^T, O = v_descale P V; the
+    output is bfloat16; no gradient.
     """
     opts = options(is_causal=is_causal, causal=causal, causal_align=causal_align, scale=scale, sigmoid_bias=sigmoid_bias,
                    exact_sigmoid=exact_sigmoid, deterministic=deterministic)
     score_mod = _either("score_mod", score_mod, "score_bias", score_bias)
-    return _backend().dense(query, key, value, score_mod, opts)
+    return _backend().dense(query, key, value, score_mod, opts, (q_descale, k_descale, v_descale))
 
 
 def sigmoid_attention_padded(query, key, value, seq_lens_k=None, seq_lens_q=None, is_causal=False, scale=None,
                              sigmoid_bias=None, score_mod=None, *, causal=None, score_bias=None, exact_sigmoid=None,
-                             causal_align="top_left", check_lengths=False, deterministic=False):
+                             causal_align="top_left", check_lengths=False, deterministic=False, q_descale=None, k_descale=None,
+                             v_descale=None):
     """Sigmoid attention over a padded batch: [B, L, H, D] buffers with trailing padding.
 
     TritonSigmoid's signature, order and meaning: seq_lens_k, then seq_lens_q, each [B] valid
@@ -143,13 +149,13 @@ def sigmoid_attention_padded(query, key, value, seq_lens_k=None, seq_lens_q=None
     opts = options(is_causal=is_causal, causal=causal, causal_align=causal_align, scale=scale, sigmoid_bias=sigmoid_bias,
                    exact_sigmoid=exact_sigmoid, check_lengths=check_lengths, deterministic=deterministic)
     score_mod = _either("score_mod", score_mod, "score_bias", score_bias)
-    return _backend().padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, opts)
+    return _backend().padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, opts, (q_descale, k_descale, v_descale))
 
 
 # ---- FlashAttention's form ----------------------------------------------------------------------
 def sigmoid_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None,
                              sigmoid_bias=None, score_bias=None, exact_sigmoid=False, check_lengths=False, softmax_scale=None,
-                             causal_align="bottom_right", deterministic=False):
+                             causal_align="bottom_right", deterministic=False, q_descale=None, k_descale=None, v_descale=None):
     """Sigmoid attention over packed sequences, as flash_attn_varlen_func takes them.
 
     q: [total_q, Hq, D]; k, v: [total_k, Hkv, D]; cu_seqlens_q/_k: [B + 1] prefix sums from 0
@@ -162,7 +168,7 @@ def sigmoid_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, 
     opts = options(is_causal=False, causal=causal, causal_align=causal_align,
                    scale=_either("scale", scale, "softmax_scale", softmax_scale), sigmoid_bias=sigmoid_bias,
                    exact_sigmoid=exact_sigmoid, check_lengths=check_lengths, deterministic=deterministic)
-    return _backend().varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, opts)
+    return _backend().varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, opts, (q_descale, k_descale, v_descale))
 
 
 # ---- reference and preparation --------------------------------------------------------------------

@@ -36,6 +36,9 @@ from ._api import Options, _fail
 
 Tensor = torch.Tensor
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+_FP8 = getattr(torch, "float8_e4m3fn", None)  # PyTorch >= 2.1
+if _FP8 is not None:
+    _DTYPES[_FP8] = "fp8"
 _FAKE_PTR = 1 << 20  # aligned, non-null stand-in address: fake tensors have no storage
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
@@ -59,7 +62,7 @@ def _ptr(t: Optional[Tensor], fake: bool) -> int:
 
 
 def _make_args(q, k, v, o, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale, sigmoid_bias,
-               exact_sigmoid, check_lengths, fake=False) -> _lib.AttentionArgs:
+               exact_sigmoid, check_lengths, fake=False, descale=(None, None, None)) -> _lib.AttentionArgs:
     if layout == "varlen":
         batch, seqlen_q, seqlen_k = lens_q.shape[0] - 1, max_seqlen_q, max_seqlen_k
         total_q, total_k, heads_q, heads_kv = q.shape[0], k.shape[0], q.shape[1], k.shape[1]
@@ -73,7 +76,40 @@ def _make_args(q, k, v, o, lens_q, lens_k, score_bias, layout, max_seqlen_q, max
                           v=_ref(v, fake), o=_ref(o, fake) if o is not None else None, lens_q=_ptr(lens_q, fake),
                           lens_k=_ptr(lens_k, fake), causal=causal, causal_align=causal_align, scale=scale, sigmoid_bias=sigmoid_bias,
                           score_bias=_ptr(score_bias, fake), score_bias_stride=sb_stride, exact_sigmoid=exact_sigmoid,
-                          validate_lengths=check_lengths)
+                          validate_lengths=check_lengths, descale=tuple(_ptr(d, fake) for d in descale),
+                          descale_strides=_descale_strides(descale))
+
+
+def _descale_strides(descale) -> tuple:
+    """(batch, head) element strides of the [B, Hkv] descale tensors (all alike), (0, 0) for one factor."""
+    given = [d for d in descale if d is not None]
+    if not given or given[0].numel() == 1:
+        return (0, 0)
+    return (given[0].stride(0), given[0].stride(1))
+
+
+def _descales(descale, q: Tensor, batch: int, heads_kv: int) -> tuple:
+    """FlashAttention-3's q/k/v_descale, checked: float32 [B, Hkv] (or one element: per tensor) on q's
+    device, all three alike; None stays None (a factor of 1)."""
+    if all(d is None for d in descale):
+        return (None, None, None)
+    if q.dtype != _FP8:
+        _fail(f"q_descale/k_descale/v_descale: descale factors belong to torch.float8_e4m3fn inputs, not {q.dtype}; pass None")
+    out, shape = [], None
+    for name, d in zip(("q_descale", "k_descale", "v_descale"), descale):
+        if d is None:
+            out.append(None)
+            continue
+        if not isinstance(d, torch.Tensor) or not d.dtype.is_floating_point:
+            _fail(f"{name}: expected a floating-point torch.Tensor of shape [{batch}, {heads_kv}] or one element, got {type(d).__name__}")
+        if d.numel() != 1 and tuple(d.shape) != (batch, heads_kv):
+            _fail(f"{name}: expected shape [{batch}, {heads_kv}] (batch, key/value heads) or one element, got {tuple(d.shape)}")
+        d = d.detach().to(device=q.device, dtype=torch.float32).contiguous()
+        if shape is not None and d.numel() != shape:
+            _fail("q_descale/k_descale/v_descale: give all of them per tensor or all per [batch, key/value head]")
+        shape = d.numel()
+        out.append(d)
+    return tuple(out)
 
 
 def _stream(device: torch.device) -> int:
@@ -82,13 +118,13 @@ def _stream(device: torch.device) -> int:
 
 # ---- the two library calls ----------------------------------------------------------------------
 def _forward_impl(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale, sigmoid_bias,
-                  exact_sigmoid, check_lengths) -> Tensor:
+                  exact_sigmoid, check_lengths, descale=(None, None, None)) -> Tensor:
     q, k, v = _describable(q), _describable(k), _describable(v)
     alloc = torch.zeros if layout == "varlen" else torch.empty  # varlen: rows outside the sequences are not written
     with torch.cuda.device(q.device):
-        o = alloc(q.shape, dtype=q.dtype, device=q.device)
+        o = alloc(q.shape, dtype=torch.bfloat16 if q.dtype == _FP8 else q.dtype, device=q.device)  # FP8: bf16 O
         args = _make_args(q, k, v, o, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
-                          sigmoid_bias, exact_sigmoid, check_lengths)
+                          sigmoid_bias, exact_sigmoid, check_lengths, descale=descale)
         _lib.forward(args, _stream(q.device))
     return o
 
@@ -229,9 +265,11 @@ def _prepare(request, q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q,
         _lib.prepare(args, forward=True, backward=backward, deterministic=deterministic)
 
 
-def _run(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, o: Options):
+def _run(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, o: Options, descale=(None, None, None)):
     args = (q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, o.causal, o.causal_align, o.scale, o.sigmoid_bias,
             o.exact_sigmoid, o.check_lengths, o.deterministic)
+    if q.dtype == _FP8:
+        return _run_fp8(args, descale)
     if torch.compiler.is_compiling():  # first: the thread-local below would break the graph
         return _attention_forward(*args)
     request = getattr(_preparing, "request", None)
@@ -244,6 +282,26 @@ def _run(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k
     return _forward_impl(*args[:-1])
 
 
+def _run_fp8(args, descale):
+    """The FP8 forward: inference only, eager only (no custom op yet, so no torch.compile)."""
+    q, k, v = args[:3]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        _fail("FP8 inputs: sigjit's FP8 attention is forward only (inference); run it under torch.no_grad() or "
+              "torch.inference_mode(), or train in bfloat16")
+    if torch.compiler.is_compiling() or not _eager(args[:6]):
+        _fail("FP8 inputs: torch.compile, export and functorch transforms are not supported for FP8 yet; call it eagerly")
+    request = getattr(_preparing, "request", None)
+    if request is not None:
+        if request["backward"]:
+            _fail("prepare(backward=True): FP8 attention has no backward")
+        q2, k2, v2 = _describable(q), _describable(k), _describable(v)
+        with torch.cuda.device(q.device):
+            o = torch.empty(q.shape, dtype=torch.bfloat16, device=q.device)
+            _lib.prepare(_make_args(q2, k2, v2, o, *args[3:14], False, descale=descale), forward=True, backward=False, deterministic=False)
+        return None
+    return _forward_impl(*args[:-1], descale=descale)
+
+
 # ---- argument checks ------------------------------------------------------------------------------
 def _check_tensors(q: Tensor, k: Tensor, v: Tensor, ndim: int, shape_text: str, names=("query", "key", "value")) -> None:
     for name, t in zip(names, (q, k, v)):
@@ -254,7 +312,8 @@ def _check_tensors(q: Tensor, k: Tensor, v: Tensor, ndim: int, shape_text: str, 
         if t.dtype not in _DTYPES:
             hint = (f"; sigjit has no fp32 kernels: cast with {name}.to(torch.bfloat16) (or float16), and the output back with "
                     ".float() if needed" if t.dtype == torch.float32 else "")
-            _fail(f"{name}.dtype={t.dtype}: sigjit supports torch.bfloat16 and torch.float16{hint}")
+            _fail(f"{name}.dtype={t.dtype}: sigjit supports torch.bfloat16 and torch.float16 (and torch.float8_e4m3fn for the "
+                  f"FP8 forward on Hopper){hint}")
         if t.device.type != "cuda":
             _fail(f"{name}.device={t.device}: sigjit runs on CUDA devices; move {', '.join(names)} to one CUDA device "
                   "(sigjit.torch.sigmoid_attention_ref runs anywhere)")
@@ -318,14 +377,15 @@ def _same_batch(q: Tensor, k: Tensor) -> None:
 
 
 # ---- entry points of sigjit._api ------------------------------------------------------------------
-def dense(query, key, value, score_mod, o: Options):
+def dense(query, key, value, score_mod, o: Options, descale=(None, None, None)):
     _check_tensors(query, key, value, 4, "[B, L, H, D]")
     _same_batch(query, key)
     sb = _score_bias(score_mod, "score_mod", (key.shape[0], key.shape[1]), query.device)
-    return _run(query, key, value, None, None, sb, "dense", query.shape[1], key.shape[1], o)
+    descale = _descales(descale, query, query.shape[0], key.shape[2])
+    return _run(query, key, value, None, None, sb, "dense", query.shape[1], key.shape[1], o, descale)
 
 
-def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options):
+def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options, descale=(None, None, None)):
     _check_tensors(query, key, value, 4, "[B, L, H, D]")
     _same_batch(query, key)
     B = query.shape[0]
@@ -335,10 +395,11 @@ def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options):
         seq_lens_k = torch.full((B,), key.shape[1], dtype=torch.int32, device=query.device)
     lq, lk = _lengths(seq_lens_q, "seq_lens_q", B, query.device), _lengths(seq_lens_k, "seq_lens_k", B, query.device)
     sb = _score_bias(score_mod, "score_mod", (B, key.shape[1]), query.device)
-    return _run(query, key, value, lq, lk, sb, "padded", query.shape[1], key.shape[1], o)
+    descale = _descales(descale, query, B, key.shape[2])
+    return _run(query, key, value, lq, lk, sb, "padded", query.shape[1], key.shape[1], o, descale)
 
 
-def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, o: Options):
+def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, o: Options, descale=(None, None, None)):
     _check_tensors(q, k, v, 3, "[total_tokens, H, D]", names=("q", "k", "v"))
     if not isinstance(cu_seqlens_q, torch.Tensor) or cu_seqlens_q.dim() != 1 or cu_seqlens_q.shape[0] < 1:
         _fail("cu_seqlens_q: expected an integer torch.Tensor of shape [B + 1] (prefix sums of the query lengths, from 0)")
@@ -346,7 +407,8 @@ def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scor
     cq, ck = _lengths(cu_seqlens_q, "cu_seqlens_q", B + 1, q.device), _lengths(cu_seqlens_k, "cu_seqlens_k", B + 1, q.device)
     max_seqlen_q, max_seqlen_k = _max_seqlen("max_seqlen_q", max_seqlen_q), _max_seqlen("max_seqlen_k", max_seqlen_k)
     sb = _score_bias(score_bias, "score_bias", (k.shape[0],), q.device)
-    return _run(q, k, v, cq, ck, sb, "varlen", max_seqlen_q, max_seqlen_k, o)
+    descale = _descales(descale, q, B, k.shape[1])
+    return _run(q, k, v, cq, ck, sb, "varlen", max_seqlen_q, max_seqlen_k, o, descale)
 
 
 def reference(q, k, v, seq_lens_k, seq_lens_q, scale, sigmoid_bias, upcast, reorder_ops, causal, score_mod) -> Tensor:

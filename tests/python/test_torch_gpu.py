@@ -273,6 +273,63 @@ class Forward(unittest.TestCase):
         self.assertLess(err, bound(q.dtype))
 
 
+# ---- FP8 ---------------------------------------------------------------------------------------
+@unittest.skipUnless(HAVE_CUDA, NO_CUDA)
+class Fp8(unittest.TestCase):
+    """The FP8 forward (issue 22) through sigjit.torch: e4m3 inputs with FlashAttention-3's descale
+    factors, bf16 output, against the fp64 reference of the dequantized inputs; forward only."""
+
+    def setUp(self):
+        if torch.cuda.get_device_capability() != (9, 0):
+            self.skipTest("FP8 runs on Hopper (compute capability 9.0)")
+
+    def quantized(self, x, descale):
+        """e4m3 codes of x / descale (descale [B, H] over dims 0 and 2, or one element) and their dequantized values."""
+        d = descale.view(-1, 1, descale.shape[-1], 1) if descale.numel() > 1 else descale
+        codes = (x / d).to(torch.float8_e4m3fn)
+        return codes, codes.float() * d
+
+    def test_dense_per_head_and_per_tensor_descale(self):
+        B, L, Hq, Hkv = 2, 300, 4, 2
+        for D, per_tensor in itertools.product((64, 128), (False, True)):
+            x = qkv(B, L, L, Hq, Hkv, D, dtype=torch.float32, seed=D)
+            scales = [torch.full((1,), 1 / 64, device="cuda")] * 3 if per_tensor else \
+                [(1 + 0.5 * torch.arange(B * Hkv, device="cuda").view(B, Hkv) % 3) / 64 + t / 256 for t in range(3)]
+            qkv8, deq = zip(*(self.quantized(t, s.repeat_interleave(Hq // Hkv, 1) if i == 0 and s.numel() > 1 else s)
+                              for i, (t, s) in enumerate(zip(x, scales))))
+            with torch.no_grad():
+                out = sigmoid_attention(*qkv8, causal=True, q_descale=scales[0], k_descale=scales[1], v_descale=scales[2])
+            self.assertEqual((out.shape, out.dtype), (qkv8[0].shape, torch.bfloat16))
+            ref = reference(*deq, [L] * B, [L] * B, causal=True, align="top_left")
+            err = rel_err(out, ref)
+            report(f"fp8 dense hd{D} per_tensor={per_tensor}", rel_error=err)
+            self.assertLess(err, 0.05)
+
+    def test_varlen(self):
+        lens, H, D = [1, 17, 400, 1000], 2, 128
+        x = [randn(sum(lens), H, D, dtype=torch.float32, seed=s) for s in (5, 6, 7)]
+        s = torch.full((1,), 1 / 64, device="cuda")
+        codes = [(t / s).to(torch.float8_e4m3fn) for t in x]
+        with torch.no_grad():
+            out = sigmoid_attention_varlen(*codes, cu(lens), cu(lens), max(lens), max(lens), causal=True, q_descale=s, k_descale=s,
+                                           v_descale=s)
+        ref = reference(*(c.float() * s for c in codes), lens, lens, varlen=True, causal=True)
+        err = rel_err(out, ref)
+        report("fp8 varlen hd128", rel_error=err)
+        self.assertLess(err, 0.05)
+
+    def test_refusals_name_the_argument(self):
+        q = randn(1, 64, 2, 64, dtype=torch.float32, seed=1).to(torch.float8_e4m3fn)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, "q_descale"):
+            bf = q.to(torch.bfloat16)
+            sigmoid_attention(bf, bf, bf, q_descale=torch.ones(1, device="cuda"))
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, "k_descale: expected shape"):
+            sigmoid_attention(q, q, q, k_descale=torch.ones(3, 3, device="cuda"))
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, "head dims 64 and 128"):
+            q256 = randn(1, 64, 2, 256, dtype=torch.float32, seed=1).to(torch.float8_e4m3fn)
+            sigmoid_attention(q256, q256, q256)
+
+
 # ---- errors -------------------------------------------------------------------------------------
 @unittest.skipUnless(HAVE_CUDA, NO_CUDA)
 class Errors(unittest.TestCase):

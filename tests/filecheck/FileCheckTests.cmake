@@ -69,8 +69,8 @@ sigjit_cli_test(old_arch EXPECT_EXIT nonzero STDERR_LINES 1 MATCH "^sigjit: erro
                 ARGS compile --arch sm_75)
 sigjit_cli_test(malformed_arch EXPECT_EXIT nonzero STDERR_LINES 1 MATCH "^sigjit: error: arch: 'sm90' is not a target"
                 ARGS compile --arch sm90)
-sigjit_cli_test(bad_dtype EXPECT_EXIT nonzero STDERR_LINES 2 MATCH "--dtype" "fp8"
-                ARGS compile --dtype fp8)
+sigjit_cli_test(bad_dtype EXPECT_EXIT nonzero STDERR_LINES 2 MATCH "--dtype" "fp4"
+                ARGS compile --dtype fp4)
 sigjit_cli_test(no_subcommand EXPECT_EXIT nonzero STDERR_LINES 2 MATCH "subcommand is required" ARGS)
 sigjit_cli_test(unknown_subcommand EXPECT_EXIT nonzero MATCH "subcommand" ARGS frobnicate)
 sigjit_cli_test(help EXPECT_EXIT zero STDERR_LINES 0 MATCH "Usage:" "compile" "info" ARGS --help)

@@ -837,7 +837,7 @@ TEST(TunerWorkload, JsonErrorsNameTheField) {
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 1.5}]})"), {"specs[0].seq", "expected an integer"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "causal": "no"}]})"), {"specs[0].causal", "true or false"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "score_bias": 1}]})"), {"specs[0].score_bias", "true or false"});
-  expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "dtype": "fp8"}]})"), {"specs[0].dtype", "bf16, fp16"});
+  expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "dtype": "fp4"}]})"), {"specs[0].dtype", "bf16, fp16, fp8"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "dtype": 16}]})"), {"specs[0].dtype", "expected a string"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "layout": "jagged"}]})"), {"specs[0].layout", "dense, padded, varlen"});
   expect_error(parse(R"({"specs": [{"head_dim": 64, "seq": 512, "bias": "alibi"}]})"), {"specs[0].bias", "log_n, scalar"});

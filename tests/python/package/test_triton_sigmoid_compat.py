@@ -80,15 +80,16 @@ class Recorder:
     def __init__(self):
         self.calls = []
 
-    def dense(self, query, key, value, score_mod, opts):
-        self.calls.append(dict(fn="dense", query=query, key=key, value=value, score_mod=score_mod, opts=opts))
+    def dense(self, query, key, value, score_mod, opts, descale):
+        self.calls.append(dict(fn="dense", query=query, key=key, value=value, score_mod=score_mod, opts=opts, descale=descale))
 
-    def padded(self, query, key, value, seq_lens_k, seq_lens_q, score_mod, opts):
+    def padded(self, query, key, value, seq_lens_k, seq_lens_q, score_mod, opts, descale):
         self.calls.append(dict(fn="padded", query=query, key=key, value=value, seq_lens_k=seq_lens_k, seq_lens_q=seq_lens_q,
-                               score_mod=score_mod, opts=opts))
+                               score_mod=score_mod, opts=opts, descale=descale))
 
-    def varlen(self, q, k, v, cu_q, cu_k, max_q, max_k, score_bias, opts):
-        self.calls.append(dict(fn="varlen", cu_q=cu_q, cu_k=cu_k, max_q=max_q, max_k=max_k, score_bias=score_bias, opts=opts))
+    def varlen(self, q, k, v, cu_q, cu_k, max_q, max_k, score_bias, opts, descale):
+        self.calls.append(dict(fn="varlen", cu_q=cu_q, cu_k=cu_k, max_q=max_q, max_k=max_k, score_bias=score_bias, opts=opts,
+                               descale=descale))
 
 
 class Binding(unittest.TestCase):
@@ -146,6 +147,15 @@ class Binding(unittest.TestCase):
         self.assertEqual(self.last()["opts"].causal_align, "bottom_right")
         _api.sigmoid_attention_varlen("q", "k", "v", "cq", "ck", 8, 8, causal=True)
         self.assertEqual(self.last()["opts"].causal_align, "bottom_right")  # FlashAttention's rule for its form
+
+    def test_fp8_descale_factors_are_flash_attention_3s_keywords(self):
+        for call in (lambda **kw: _api.sigmoid_attention("Q", "K", "V", **kw),
+                     lambda **kw: _api.sigmoid_attention_padded("Q", "K", "V", **kw),
+                     lambda **kw: _api.sigmoid_attention_varlen("q", "k", "v", "CQ", "CK", 7, 9, **kw)):
+            call(q_descale="DQ", v_descale="DV")
+            self.assertEqual(self.last()["descale"], ("DQ", None, "DV"))
+            call()
+            self.assertEqual(self.last()["descale"], (None, None, None))
 
     def test_varlen_is_flash_attention_form(self):
         _api.sigmoid_attention_varlen("q", "k", "v", "CQ", "CK", 7, 9, softmax_scale=0.1)

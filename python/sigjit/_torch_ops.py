@@ -85,12 +85,33 @@ def _descale_strides(descale) -> tuple:
     given = [d for d in descale if d is not None]
     if not given or given[0].numel() == 1:
         return (0, 0)
+    if given[0].dim() == 1:  # [Hkv]: the same factors for every sequence
+        return (0, given[0].stride(0))
     return (given[0].stride(0), given[0].stride(1))
 
 
+def quantize_fp8(x: Tensor, heads_dim: int = -2):
+    """x quantized to torch.float8_e4m3fn with one descale factor per head (amax / 448, so the
+    largest magnitude of each head maps to e4m3's largest normal): returns (codes, descale), descale
+    float32 [H] over dimension `heads_dim` (default: the second to last, as in [B, L, H, D] and
+    [T, H, D]), ready for q_descale/k_descale/v_descale. The on-the-fly quantization of bf16/fp16
+    inputs for the FP8 forward."""
+    if _FP8 is None:
+        _fail("quantize_fp8: this PyTorch has no torch.float8_e4m3fn (PyTorch 2.1 or newer)")
+    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point or x.dim() < 2:
+        _fail("quantize_fp8: expected a floating-point torch.Tensor with a heads dimension")
+    dim = heads_dim % x.dim()
+    others = [d for d in range(x.dim()) if d != dim]
+    amax = x.detach().abs().float().amax(dim=others)
+    descale = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    return (x.float() / descale.view(shape)).to(_FP8), descale
+
+
 def _descales(descale, q: Tensor, batch: int, heads_kv: int) -> tuple:
-    """FlashAttention-3's q/k/v_descale, checked: float32 [B, Hkv] (or one element: per tensor) on q's
-    device, all three alike; None stays None (a factor of 1)."""
+    """FlashAttention-3's q/k/v_descale, checked: float32 [B, Hkv], [Hkv] (one per head, every
+    sequence) or one element (per tensor) on q's device, all three alike; None stays None (1)."""
     if all(d is None for d in descale):
         return (None, None, None)
     if q.dtype != _FP8:
@@ -102,12 +123,12 @@ def _descales(descale, q: Tensor, batch: int, heads_kv: int) -> tuple:
             continue
         if not isinstance(d, torch.Tensor) or not d.dtype.is_floating_point:
             _fail(f"{name}: expected a floating-point torch.Tensor of shape [{batch}, {heads_kv}] or one element, got {type(d).__name__}")
-        if d.numel() != 1 and tuple(d.shape) != (batch, heads_kv):
-            _fail(f"{name}: expected shape [{batch}, {heads_kv}] (batch, key/value heads) or one element, got {tuple(d.shape)}")
+        if d.numel() != 1 and tuple(d.shape) not in ((batch, heads_kv), (heads_kv,)):
+            _fail(f"{name}: expected shape [{batch}, {heads_kv}] (batch, key/value heads), [{heads_kv}] or one element, got {tuple(d.shape)}")
         d = d.detach().to(device=q.device, dtype=torch.float32).contiguous()
-        if shape is not None and d.numel() != shape:
-            _fail("q_descale/k_descale/v_descale: give all of them per tensor or all per [batch, key/value head]")
-        shape = d.numel()
+        if shape is not None and tuple(d.shape) != shape and not (d.numel() == 1 and math.prod(shape) == 1):
+            _fail("q_descale/k_descale/v_descale: give all of them with one shape ([batch, key/value heads], [key/value heads] or one element)")
+        shape = tuple(d.shape)
         out.append(d)
     return tuple(out)
 

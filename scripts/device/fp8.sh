@@ -2,7 +2,8 @@
 # Issue 22's FP8 forward on the device, in the calls the 10-minute limit allows. Logs and CSVs in $OUT.
 #   fp8.sh check   build; the FP8 GPU tests (Fp8Forward: every layout x hd 64/128 x causal x score
 #                  bias x GQA against fp64 of the dequantized inputs, 4096 and 16384, refusals)
-#                  under FP8_TIMEOUT_S; then the rate microbenchmark (fp8_rates.sh)
+#                  under FP8_TIMEOUT_S; the rate microbenchmark (fp8_rates.sh); the downstream check
+#                  (bench/fp8_downstream.py: cosine similarity of a layer stack's output, FP8 vs bf16)
 #   fp8.sh bench   build; the FP8 and bf16 forwards over the dense grid (hd 64 and 128, causal and
 #                  not) and 25 % padded, each FMA-sigmoid split (FP8_TILES_128/64), in one call
 set -uo pipefail
@@ -19,6 +20,7 @@ check() {
   [ "${DRY_RUN:-0}" = 1 ] && return
   grep -E '^\[fp8\]' "$OUT/gpu_tests_fp8.log" | sort -t= -k3 -g | tail -5
   bash scripts/device/fp8_rates.sh
+  timeout 120 $run pybench fp8_downstream.py --out "$OUT/fp8_downstream.md"
 }
 
 bench() {

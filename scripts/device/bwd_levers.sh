@@ -17,6 +17,8 @@
 #                           and 25 % padded, the deterministic mode on the two-kernel pair and on
 #                           the ordered reduction, then TritonSigmoid's and cuDNN SDPA's backward in
 #                           the same call (compare.py)
+#   bwd_levers.sh ragged    the padded/varlen split on the ragged single-cell batch (bench/ragged_split.py:
+#                           forward, forward+backward and the dQ workspace zeroing at each size)
 #   bwd_levers.sh profile   ncu of the last tile of each list at L 16384 (scripts/device/profile.sh),
 #                           for bench/PROFILE-backward.md's predicted-vs-measured table
 set -uo pipefail
@@ -70,7 +72,12 @@ profile() {
   mv "$OUT/profile.tgz" "$OUT/profile_hd64.tgz"
 }
 
+ragged() {
+  $run build || exit 1
+  timeout 240 $run pybench ragged_split.py --out "$OUT/ragged_split.md"
+}
+
 case "${1:-}" in
-  check | sanitize | bench | profile) "$1" ;;
+  check | sanitize | bench | ragged | profile) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

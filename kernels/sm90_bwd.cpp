@@ -188,13 +188,19 @@ bool sm90_backward_supports(const KernelSpec& spec) {
 }
 
 TileConfig default_sm90_backward_config(const KernelSpec& spec) {
-  // Two consumer warpgroups over 128 keys (half the dQ reductions of 64 keys), dQ added by bulk
-  // reductions (_r) (bench/NOTES.md#sm90-backward-defaults). hd 128: 64-query steps (192 live
-  // registers per consumer thread), the sigmoid overlapping the dP^T GEMM; hd 64: 128-query
-  // steps, no overlap (it spills 4-8 B there with the exact sigmoid).
-  constexpr bool bulk_dq = true;
-  return spec.head_dim <= 64 ? TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, bulk_dq})
-                             : TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, bulk_dq});
+  // Two consumer warpgroups over 128 keys (half the dQ reductions of 64 keys)
+  // (bench/NOTES.md#sm90-backward-defaults). hd 128: 64-query steps (192 live registers per
+  // consumer thread), the sigmoid overlapping the dP^T GEMM; hd 64: 128-query steps, no overlap (it
+  // spills 4-8 B there with the exact sigmoid). dQ (issue 21, bench/RESULTS-backward.md, H100
+  // 2026-12-05): the dQ writer warp (_w) at hd 128, 8-18 % over the bulk row reductions (_r) at
+  // every length, causal too; at hd 64 the writer needs early scores (e_w: without them it spills)
+  // and gains 4-6 % from 4096 keys, within +-2 % of _r below, where _r stays.
+  if (spec.head_dim <= 64) {
+    const bool long_keys = spec.bucket == SeqBucket::up_to_8k || spec.bucket == SeqBucket::over_8k;
+    return long_keys ? TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, false, /*early_scores*/ true, /*dq_writer*/ true})
+                     : TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, /*bulk_dq*/ true});
+  }
+  return TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, /*dq_writer*/ true});
 }
 
 }  // namespace sigjit

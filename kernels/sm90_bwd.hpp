@@ -13,11 +13,12 @@ bool sm90_backward_supports(const KernelSpec& spec);
 // The sm90_bwd config used without tuning (also what the GPU tests force).
 TileConfig default_sm90_backward_config(const KernelSpec& spec);
 
-// Whether the tuner times the issue 21 levers (early scores e, the dQ writer _w). False until
-// their GPU suites and compute-sanitizer have passed on a device (scripts/device/bwd_levers.sh):
-// a tune must never run a kernel that could hang. Forced tiles (SIGJIT_FORCE_TILE, --tiles) reach
-// them either way.
-inline constexpr bool kSm90BackwardLeversVerified = false;
+// Whether the tuner times the issue 21 levers (early scores e, the dQ writer _w) and the
+// deterministic mode uses the ordered dQ reduction (_wd). True since their GPU suites (the whole
+// backward matrix for e, _w, e_w and the ordered mode, bitwise run to run), compute-sanitizer
+// (memcheck, racecheck, synccheck) and the top-left cases passed on an H100 (2026-12-05,
+// scripts/device/bwd_levers.sh check and sanitize): a tune must never run a kernel that could hang.
+inline constexpr bool kSm90BackwardLeversVerified = true;
 
 // Every valid tile the tuner could time for the spec, the levers included when with_levers
 // (the family's candidates pass kSm90BackwardLeversVerified).

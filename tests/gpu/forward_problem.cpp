@@ -123,8 +123,10 @@ ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(
   const int rows_q = varlen ? a.total_q : a.seqlen_q, rows_k = varlen ? a.total_k : a.seqlen_k;
   const int batches = varlen ? 1 : a.batch;
   if (spec.strided) {
-    // Q/O: 8-element gap after every head; K: head-major [B, H, L, D]; V: contiguous.
-    a.q_strides = {0, static_cast<std::int64_t>(a.heads_q) * (D + 8), D + 8};
+    // Q/O: a gap after every head (8 elements, 16 bytes; FP8: 16 elements, as its strides must be
+    // multiples of 16); K: head-major [B, H, L, D]; V: contiguous.
+    const int gap = spec.dtype == DType::fp8_e4m3 ? 16 : 8;
+    a.q_strides = {0, static_cast<std::int64_t>(a.heads_q) * (D + gap), D + gap};
     a.q_strides.batch = rows_q * a.q_strides.token;
     a.o_strides = a.q_strides;
     a.k_strides = {static_cast<std::int64_t>(a.heads_kv) * rows_k * D, D, static_cast<std::int64_t>(rows_k) * D};

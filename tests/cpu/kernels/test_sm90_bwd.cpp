@@ -74,10 +74,21 @@ std::string compile_problems(const KernelSpec& spec, const TileConfig& config, s
   return sigjit::testing::sm90_compile_problems(spec, config, sizeof(SigjitBwdSm90Params), true, usage, ptx);
 }
 
+// The default's tile shape (queries, consumers, stages, overlap) with dQ by bulk row reductions
+// and no lever: the base the variants below add one lever at a time to, whatever dQ path the
+// default itself takes (since issue 21: the writer at hd 128, e_w at hd 64 from 4096 keys).
+TileConfig base_tile(const KernelSpec& spec) {
+  TileConfig c = sigjit::default_sm90_backward_config(spec);
+  sigjit::Sm90BwdTile& t = c.get<sigjit::Sm90BwdTile>();
+  t.bulk_dq = true;
+  t.early_scores = t.dq_writer = t.ordered_dq = false;
+  return c;
+}
+
 // The deterministic mode's Hopper tile (runtime/attention.cpp: ordered_config): the default
 // with early scores and the dQ writer adding in key-block order.
 TileConfig ordered_dq_config(const KernelSpec& spec) {
-  TileConfig c = sigjit::default_sm90_backward_config(spec);
+  TileConfig c = base_tile(spec);
   c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
   c.get<sigjit::Sm90BwdTile>().early_scores = true;
   c.get<sigjit::Sm90BwdTile>().dq_writer = true;
@@ -127,7 +138,7 @@ TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
   std::vector<std::pair<KernelSpec, TileConfig>> jobs;
   for (const KernelSpec& s : specs) {
     ASSERT_TRUE(sigjit::sm90_backward_supports(s)) << s.describe();
-    TileConfig c = sigjit::default_sm90_backward_config(s);
+    TileConfig c = base_tile(s);
     c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
     jobs.emplace_back(s, c);
     c.get<sigjit::Sm90BwdTile>().bulk_dq = true;
@@ -152,8 +163,9 @@ TEST(Sm90BwdCompileAll, CausalTopLeftCompilesWithTheDefaultConfigAndAtomics) {
     s.direction = Direction::backward_fused;
     TileConfig c = sigjit::default_config(s);
     ASSERT_EQ(c.family(), KernelFamily::sm90_bwd) << s.describe();
-    EXPECT_THAT(sigjit::emit_source(s, c), HasSubstr("/*causal_top_left*/ true>;"));
+    EXPECT_THAT(sigjit::emit_source(s, c), HasSubstr("/*causal_top_left*/ true>"));
     jobs.emplace_back(s, c);
+    c = base_tile(s);
     c.get<sigjit::Sm90BwdTile>().early_scores = true;
     jobs.emplace_back(s, c);
     c.get<sigjit::Sm90BwdTile>().early_scores = false;
@@ -175,7 +187,7 @@ TEST(Sm90BwdCompile, DefaultConfigsReportRegistersWithoutSpills) {
       for (int variant = 0; variant < 3; ++variant) {  // atomics, bulk dQ, bulk dQ with early scores
       const bool bulk = variant > 0;
       const KernelSpec s = bwd_spec_of(d, heavy);
-      TileConfig c = sigjit::default_sm90_backward_config(s);
+      TileConfig c = base_tile(s);
       c.get<sigjit::Sm90BwdTile>().bulk_dq = bulk;
       c.get<sigjit::Sm90BwdTile>().early_scores = variant == 2;
       sigjit::ResourceUsage u;
@@ -199,7 +211,7 @@ TEST(Sm90BwdCompile, OtherValidConfigsCompile) {
 // The default config with dQ added by per-thread atomics (the default itself uses the bulk
 // reduction, _r): the tests below cover both.
 TileConfig atomic_dq_config(const KernelSpec& s) {
-  TileConfig c = sigjit::default_sm90_backward_config(s);
+  TileConfig c = base_tile(s);
   c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
   return c;
 }
@@ -235,7 +247,7 @@ TEST(Sm90BwdCompile, PtxUsesTheHopperInstructionsAndNoMmaSync) {
 TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
   for (int d : {64, 128}) {
     const KernelSpec s = bwd_spec(d);
-    TileConfig c = sigjit::default_sm90_backward_config(s);
+    TileConfig c = base_tile(s);
     c.get<sigjit::Sm90BwdTile>().bulk_dq = true;
     std::string ptx;
     ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
@@ -327,7 +339,7 @@ TEST(Sm90BwdCompile, EarlyScoresIssueTheNextScoresBeforeTheDsBarrier) {
   for (int d : {64, 128})
     for (bool early : {false, true}) {
       const KernelSpec s = bwd_spec(d);
-      TileConfig c = sigjit::default_sm90_backward_config(s);
+      TileConfig c = base_tile(s);
       c.get<sigjit::Sm90BwdTile>().early_scores = early;
       std::string ptx;
       ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
@@ -466,6 +478,19 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
     }
   }
   for (int d : {64, 128}) EXPECT_EQ(sigjit::check_config(bwd_spec(d), sigjit::default_sm90_backward_config(bwd_spec(d))), "") << d;
+  // The defaults issue 21's measurements chose (bench/RESULTS-backward.md, H100 2026-12-05): the dQ
+  // writer at hd 128 at every length; at hd 64 early scores with the writer from 4096 keys, bulk
+  // row reductions below.
+  KernelSpec s = bwd_spec(128);
+  for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::over_8k}) {
+    s.bucket = b;
+    EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), "hb128x64c2s2o_w");
+  }
+  s = bwd_spec(64);
+  s.bucket = sigjit::SeqBucket::up_to_8k;
+  EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), "hb128x128c2s2e_w");
+  s.bucket = sigjit::SeqBucket::up_to_2k;
+  EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), "hb128x128c2s2_r");
   // _r belongs to the sm90 backward family only: another family's tile has no such field
   // (kernels/tile_config.hpp), and its grammar no such suffix.
   EXPECT_THROW(TileConfig::parse("h128x128c2s2o_r", "test"), sigjit::Error);
@@ -499,8 +524,9 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
     }
     EXPECT_EQ(sigjit::default_config(s).family(), KernelFamily::sm90_bwd) << d;
     EXPECT_GT(sm90_bwd, 0) << d;
-    // The levers (e, _w) are tiles the tuner times once the device has verified them; until
-    // then no candidate has one. With them, the default tile with e and with e_w is a tile, and
+    // The levers (e, _w) are tiles the tuner times once the device has verified them (it has:
+    // kSm90BackwardLeversVerified); until then no candidate has one. The base tile with e and
+    // with e_w is a tile, and
     // every tile with e also comes without it, but for the writer's at hd 64 with 128-query
     // steps, which spill without e.
     for (const TileConfig& c : sigjit::candidate_configs(s)) {
@@ -509,7 +535,7 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
     }
     std::set<std::string> names;
     for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true)) names.insert(c.describe());
-    TileConfig lever = sigjit::default_sm90_backward_config(s);
+    TileConfig lever = base_tile(s);
     lever.get<sigjit::Sm90BwdTile>().early_scores = true;
     EXPECT_EQ(names.count(lever.describe()), 1u) << lever.describe();
     lever.get<sigjit::Sm90BwdTile>().bulk_dq = false;

@@ -137,7 +137,7 @@ namespace {
 
 // A caller's workspace, checked before any device access. Needs `need` bytes.
 void check_workspace(const BackwardOptions& o, std::size_t need) {
-  if (o.deterministic || (o.workspace == nullptr && o.workspace_bytes == 0)) return;
+  if ((o.workspace == nullptr && o.workspace_bytes == 0) || need == 0) return;  // none given, or none used
   if (o.workspace == nullptr) {
     throw Error(fmt::format("workspace: null pointer with workspace_bytes={}; pass a device buffer of at least {} B "
                             "(backward_workspace_size), or neither to let sigjit manage one", o.workspace_bytes, need));
@@ -246,11 +246,13 @@ OrderedKernels ordered_kernels(const DeviceInfo& dev, KernelSpec spec, const Til
 }
 
 void run_ordered(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, SigjitBwdParams params, const TileConfig& config,
-                 CUstream stream) {
+                 void* caller_workspace, CUstream stream) {
   const auto [fused, dq_convert] = ordered_kernels(dev, spec, config);
   const std::size_t bytes = kernels::dq_workspace_bytes(r) + kernels::dq_counters(r).bytes;
   std::optional<WorkspaceLease> lease;
-  if (bytes > 0) {
+  if (caller_workspace != nullptr) {
+    params.dq_accum = static_cast<float*>(caller_workspace);  // checked: backward_workspace_size(args, true) bytes
+  } else if (bytes > 0) {
     lease.emplace(acquire_workspace(dev.context, stream, bytes));
     params.dq_accum = reinterpret_cast<float*>(lease->ptr());
   }
@@ -288,9 +290,22 @@ bool use_ordered_backward(const BackwardOptions& options) {
 
 }  // namespace
 
+namespace {
+
+// What a call's workspace must hold: the fast path's fp32 dQ values; in deterministic mode the
+// ordered path's values and counters wherever it may run (head dims 64 and 128: the Hopper
+// family's; on other GPUs the two-kernel pair takes it and ignores the workspace), else nothing.
+std::size_t workspace_need(const detail::Resolved& r, bool deterministic) {
+  if (!deterministic) return kernels::dq_workspace_bytes(r);
+  const int hd = r.args.head_dim;
+  if (!use_ordered_backward(BackwardOptions{true}) || (hd != 64 && hd != 128)) return 0;
+  return kernels::dq_workspace_bytes(r) + kernels::dq_counters(r).bytes;
+}
+
+}  // namespace
+
 std::size_t backward_workspace_size(const AttentionArgs& args, bool deterministic) {
-  const detail::Resolved r = detail::resolve_backward(args);
-  return deterministic ? 0 : kernels::dq_workspace_bytes(r);
+  return workspace_need(detail::resolve_backward(args), deterministic);
 }
 
 void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, const BackwardOptions& options) {
@@ -298,9 +313,9 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
   const detail::Resolved r = detail::resolve_backward(args);
   detail::check_host_lengths(r);
   const Gradients g = detail::resolve_gradients(r, grads);
-  const std::size_t need = options.deterministic ? 0 : kernels::dq_workspace_bytes(r);
+  const std::size_t need = workspace_need(r, options.deterministic);
   detail::check_workspace(options, need);
-  const bool caller_workspace = !options.deterministic && options.workspace != nullptr && need > 0;
+  const bool caller_workspace = options.workspace != nullptr && need > 0;
   const bool fused = use_fused_backward(options);
   const detail::DeviceInfo dev = detail::current_device();
   const AttentionArgs& a = r.args;
@@ -317,7 +332,7 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
   if (!fused) {
     if (use_ordered_backward(options)) {
       if (const std::optional<TileConfig> ordered = detail::ordered_config(r, spec, params)) {
-        return detail::run_ordered(dev, r, spec, params, *ordered, cu_stream);
+        return detail::run_ordered(dev, r, spec, params, *ordered, caller_workspace ? options.workspace : nullptr, cu_stream);
       }
     }
     return detail::run_deterministic(dev, r, spec, params, cu_stream);

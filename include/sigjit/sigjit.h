@@ -85,9 +85,9 @@ typedef struct {
  * struct_size tells the library which version the caller was built against. */
 typedef struct {
   int32_t struct_size;   /* sizeof(sigjit_backward_options), for ABI checks */
-  int32_t deterministic; /* nonzero: two kernels, no atomics, no workspace, bitwise identical gradients run to run */
-  void* workspace;       /* fast path's fp32 dQ workspace: NULL = managed by sigjit (one per context and stream),
-                            else 16-byte aligned device memory of sigjit_backward_workspace_size() bytes or more */
+  int32_t deterministic; /* nonzero: bitwise identical gradients run to run (Hopper: the ordered dQ reduction) */
+  void* workspace;       /* fp32 dQ workspace: NULL = managed by sigjit (one per context and stream), else 16-byte
+                            aligned device memory of sigjit_backward_workspace_size() bytes or more */
   size_t workspace_bytes;
 } sigjit_backward_options;
 
@@ -100,7 +100,8 @@ sigjit_status sigjit_backward(const sigjit_attention_args* args, const sigjit_gr
 /* options: NULL means sigjit_backward_options_default(). */
 sigjit_status sigjit_backward_ex(const sigjit_attention_args* args, const sigjit_gradients* grads, const sigjit_backward_options* options,
                                  struct CUstream_st* stream);
-/* *bytes = the fast path's workspace size for args (0 when deterministic is nonzero); validates args. */
+/* *bytes = the workspace size a call with these args and this deterministic flag needs (as
+ * sigjit::backward_workspace_size: deterministic mode needs one on Hopper at head dims 64/128, else 0); validates args. */
 sigjit_status sigjit_backward_workspace_size(const sigjit_attention_args* args, int32_t deterministic, size_t* bytes);
 /* What sigjit_prepare loads (field meanings as in sigjit::PrepareOptions). Initialise with
  * sigjit_prepare_options_default() (forward only); struct_size as in sigjit_backward_options. */

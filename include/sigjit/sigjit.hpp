@@ -152,17 +152,21 @@ struct BackwardOptions {
   // tiles for dQ): bitwise identical gradients run to run, at the cost of computing S and dP
   // twice (7 GEMMs per score instead of 5).
   bool deterministic = false;
-  // The fast path's fp32 dQ workspace: at least backward_workspace_size(args) bytes, 16-byte
+  // The fp32 dQ workspace: at least backward_workspace_size(args, deterministic) bytes, 16-byte
   // aligned, device memory of the current context, not used by anything else until the call's
   // work on its stream has finished. It is zeroed on the stream by every call. Null: sigjit
   // keeps one per (context, stream) itself, grown when too small and reused, never freed per call
-  // (the driver frees it with the context). Ignored when deterministic.
+  // (the driver frees it with the context); pass one to keep allocations out of a CUDA graph
+  // capture. Deterministic mode uses it on Hopper at head dims 64 and 128 (the ordered dQ
+  // reduction: values and counters); the two-kernel pair elsewhere ignores it.
   void* workspace = nullptr;
   std::size_t workspace_bytes = 0;
 };
 
-// Bytes of dQ workspace the fast path needs for these arguments: 4 * head_dim * heads_q *
-// (batch * seqlen_q, or total_q for varlen); 0 when deterministic. Validates the arguments.
+// Bytes of dQ workspace a call needs for these arguments: 4 * head_dim * heads_q * (batch *
+// seqlen_q, or total_q for varlen); deterministic, that plus 4 bytes per (sequence, query head,
+// 64 buffer rows) for the ordered reduction's counters at head dims 64 and 128, else 0.
+// Validates the arguments.
 std::size_t backward_workspace_size(const AttentionArgs& args, bool deterministic = false);
 
 // Computes dQ, dK and dV (dK/dV summed over the query heads of each GQA group; padded rows and

@@ -268,6 +268,35 @@ TEST(BackwardOrdered, ForcedOrderedTileOnTheFastPathIsRefused) {
   }
 }
 
+// The deterministic mode's ordered reduction in a caller's workspace (what the PyTorch binding
+// passes, so that a CUDA graph capture allocates nothing outside PyTorch's pool): the workspace
+// is poisoned first (the call zeroes it), and the gradients are bitwise those of the library-held
+// workspace.
+TEST(BackwardOrdered, CallerWorkspaceGivesTheSameBits) {
+  if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
+  CaseSpec spec{Layout::varlen, 128, DType::bf16, true, BiasMode::log_n, true, true, SigmoidMode::exact};
+  spec.lens_q = {1, 300, 1000};
+  spec.lens_k = {17, 300, 777};
+  spec.row_step = 5;
+  std::mt19937 rng(11);
+  ForwardProblem problem(spec, rng);
+  problem.enable_backward(rng);
+  BackwardOptions det;
+  det.deterministic = true;
+  const CaseResult own = run_and_check(problem, det);
+  expect_good(spec, own, "ordered-library-workspace");
+  const std::vector<std::uint16_t> bits = problem.gradient_bits();
+  const std::size_t bytes = sigjit::backward_workspace_size(problem.args(), true);
+  ASSERT_GT(bytes, 0u);
+  DeviceBuffer workspace(bytes);
+  workspace.fill_byte(0x7F);
+  det.workspace = workspace.get();
+  det.workspace_bytes = bytes;
+  const CaseResult caller = run_and_check(problem, det);
+  expect_good(spec, caller, "ordered-caller-workspace");
+  EXPECT_TRUE(problem.gradient_bits() == bits) << "the caller's workspace changed the deterministic gradients";
+}
+
 // ---- top-left causal alignment (CausalAlign::top_left) through every backward kernel ----------
 // top_left_cases() (forward_problem.hpp; padded, varlen and dense, lengths differing both ways, a
 // sequence without keys and one without queries; not strided) plus a long ragged varlen batch: the

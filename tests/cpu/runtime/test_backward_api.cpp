@@ -14,6 +14,7 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 void* fake(std::uintptr_t address) { return reinterpret_cast<void*>(address); }
 
@@ -133,7 +134,14 @@ constexpr std::size_t kDenseWorkspace = 4u * 2 * 64 * 4 * 64;  // fp32 x batch x
 TEST_F(BackwardApi, WorkspaceSizeIsOneFp32PerDqElement) {
   sigjit::AttentionArgs a = valid_args();  // 2 x 64 queries, 4 query heads (GQA over 2 kv heads), hd 64
   EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace);
-  EXPECT_EQ(sigjit::backward_workspace_size(a, /*deterministic=*/true), 0u);
+  // Deterministic: the ordered reduction's values and counters (2 sequences x 4 query heads x one
+  // 64-row block) at hd 64 and 128; nothing where the two-kernel pair serves every GPU (hd 32).
+  EXPECT_EQ(sigjit::backward_workspace_size(a, /*deterministic=*/true), kDenseWorkspace + 4u * 2 * 4 * 1);
+  {
+    sigjit::AttentionArgs small = a;
+    small.head_dim = 32;
+    EXPECT_EQ(sigjit::backward_workspace_size(small, /*deterministic=*/true), 0u);
+  }
   a.seqlen_k = 333;  // keys do not matter
   EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace);
   a.layout = sigjit::Layout::padded;  // the whole buffer, padding included
@@ -171,12 +179,21 @@ TEST_F(BackwardApi, CallerWorkspaceIsCheckedByNameWithTheSizeNeeded) {
   EXPECT_THAT(backward_error(valid_args(), valid_grads(), o), Not(HasSubstr("workspace")));
 }
 
-TEST_F(BackwardApi, DeterministicModeIgnoresTheWorkspace) {
+// Deterministic mode takes a workspace where the ordered reduction may run (hd 64 and 128), checked
+// like the fast path's, and ignores one where only the two-kernel pair serves (hd 32).
+TEST_F(BackwardApi, DeterministicModeChecksTheWorkspaceWhereItUsesOne) {
   sigjit::BackwardOptions o;
   o.deterministic = true;
   o.workspace = fake(0x90004);
   o.workspace_bytes = 1;
-  EXPECT_THAT(backward_error(valid_args(), valid_grads(), o), Not(HasSubstr("workspace")));
+  EXPECT_THAT(backward_error(valid_args(), valid_grads(), o), AllOf(StartsWith("workspace: pointer"), HasSubstr("16-byte aligned")));
+  o.workspace = fake(0x90000);
+  EXPECT_THAT(backward_error(valid_args(), valid_grads(), o),
+              AllOf(StartsWith("workspace: workspace_bytes=1 is too small"), HasSubstr(std::to_string(kDenseWorkspace + 32))));
+  sigjit::AttentionArgs a = valid_args();
+  a.head_dim = 32;
+  o.workspace = fake(0x90004);
+  EXPECT_THAT(backward_error(a, valid_grads(), o), Not(HasSubstr("workspace")));
 }
 
 TEST_F(BackwardApi, CApiOptionsAndWorkspaceSize) {
@@ -193,7 +210,7 @@ TEST_F(BackwardApi, CApiOptionsAndWorkspaceSize) {
   ASSERT_EQ(sigjit_backward_workspace_size(&a, 0, &bytes), SIGJIT_OK) << sigjit_last_error();
   EXPECT_EQ(bytes, kDenseWorkspace);
   ASSERT_EQ(sigjit_backward_workspace_size(&a, 1, &bytes), SIGJIT_OK);
-  EXPECT_EQ(bytes, 0u);
+  EXPECT_EQ(bytes, kDenseWorkspace + 32u);  // the ordered reduction's counters: 2 x 4 x 1 ints
   EXPECT_EQ(sigjit_backward_workspace_size(&a, 0, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
   EXPECT_THAT(sigjit_last_error(), HasSubstr("bytes: null pointer"));
   a.head_dim = 80;

@@ -12,8 +12,9 @@ struct LoadedKernel {
   // CTAs of this kernel resident per SM (the driver's occupancy at load time), which sizes
   // persistent grids without a driver call per launch.
   int ctas_per_sm = 0;
-  // A second entry point of the same module, `<name>_vt`, where the family has one (the FP8
-  // forward's V^T prologue; 256 threads, static shared memory only).
+  // A second entry point of the same module, where the spec has one (second_entry_suffix,
+  // kernels/registry.hpp: the FP8 forward's V^T prologue, the padded dQ workspace zeroing);
+  // static shared memory only.
   CUfunction prologue = nullptr;
 };
 

@@ -39,7 +39,9 @@ CUresult try_load(Entry& e, const std::string& name, const KernelSpec& spec, con
   if (st != CUDA_SUCCESS) return st;
   LoadedKernel k;
   st = driver().cuModuleGetFunction(&k.function, e.module, name.c_str());
-  if (st == CUDA_SUCCESS && spec.dtype == DType::fp8_e4m3) st = driver().cuModuleGetFunction(&k.prologue, e.module, (name + "_vt").c_str());
+  if (const std::string_view suffix = second_entry_suffix(spec); st == CUDA_SUCCESS && !suffix.empty()) {
+    st = driver().cuModuleGetFunction(&k.prologue, e.module, (name + std::string(suffix)).c_str());
+  }
   if (st == CUDA_SUCCESS) {
     k.smem_bytes = smem_bytes(spec, config);
     k.threads = config.threads();

@@ -250,10 +250,33 @@ void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* ba
   family_of(config).launch({r, part, backward, kernel, sm_count, stream, ordered_workspace}, config);
 }
 
+namespace {
+
+// Zeroes the dQ workspace's `bytes` of values before the reductions: in the padded layout only
+// the sequences' valid rows (the convert module's second entry; the other rows are never read),
+// elsewhere all of it (a varlen workspace holds only valid rows).
+void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& convert, std::size_t bytes,
+                       CUstream stream) {
+  const AttentionArgs& a = r.args;
+  if (a.layout != Layout::padded) {
+    SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
+    return;
+  }
+  if (convert.prologue == nullptr) throw Error("the padded dQ convert module has no workspace zeroing entry (<name>_zero)", ErrorKind::cuda);
+  const int rows = dq_convert_config().get<Sm80Tile>().block_m;  // the zero kernel's rows per CTA
+  const unsigned row_blocks = static_cast<unsigned>((a.seqlen_q + rows - 1) / rows);
+  SigjitBwdParams copy = params;
+  void* args[] = {&copy};
+  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(convert.prologue, row_blocks, 1, static_cast<unsigned>(a.batch),
+                                                  static_cast<unsigned>(convert.threads), 1, 1, 0, stream, args, nullptr));
+}
+
+}  // namespace
+
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream) {
   const std::size_t bytes = dq_workspace_bytes(r);
-  if (bytes > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
+  if (bytes > 0) zero_dq_workspace(r, params, convert, bytes, stream);
   launch(r, Direction::backward_fused, &params, fused, fused_config, 0, stream);
   if (bytes > 0) launch(r, Direction::backward_dq_convert, &params, convert, dq_convert_config(), 0, stream);
 }
@@ -261,8 +284,11 @@ void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& pa
 void enqueue_ordered_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                               const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream) {
   // No query rows: no dQ and no counters, but the fused kernel still writes dK and dV (zeros).
-  const std::size_t values = dq_workspace_bytes(r), bytes = values + dq_counters(r).bytes;
-  if (bytes > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
+  const std::size_t values = dq_workspace_bytes(r), counters = dq_counters(r).bytes;
+  if (values > 0) zero_dq_workspace(r, params, convert, values, stream);
+  if (counters > 0) {
+    SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum) + values, 0, counters, stream));
+  }
   launch(r, Direction::backward_fused, &params, fused, fused_config, 0, stream, /*ordered_workspace=*/true);
   if (values > 0) launch(r, Direction::backward_dq_convert, &params, convert, dq_convert_config(), 0, stream);
 }

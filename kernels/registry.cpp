@@ -83,6 +83,12 @@ std::string kernel_name(const KernelSpec& s, const TileConfig& c) {
   return fmt::format("sigjit_{}_{}_{}", kernel_stem(s), c.describe(), s.arch.name());
 }
 
+std::string_view second_entry_suffix(const KernelSpec& s) {
+  if (s.dtype == DType::fp8_e4m3 && s.direction == Direction::forward) return "_vt";
+  if (s.direction == Direction::backward_dq_convert && s.layout == Layout::padded) return "_zero";
+  return {};
+}
+
 std::string emit_source(const KernelSpec& spec, const TileConfig& config) {
   return kernels::family_of(config).emit(spec, config, kernel_name(spec, config));
 }

@@ -6,6 +6,7 @@
 #include "problem/spec.hpp"
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sigjit {
@@ -41,6 +42,11 @@ std::string emit_source(const KernelSpec& spec, const TileConfig& config);
 
 // Deterministic entry-point name; distinct for every distinct binary.
 std::string kernel_name(const KernelSpec& spec, const TileConfig& config);
+
+// A module's second entry point, `<kernel_name><suffix>`, where the spec has one: the FP8
+// forward's V^T prologue ("_vt") and the padded layout's dQ workspace zeroing in the dQ convert
+// module ("_zero"); empty for none. The loader binds it as LoadedKernel::prologue.
+std::string_view second_entry_suffix(const KernelSpec& spec);
 
 // The dQ convert kernel depends only on dtype, head dim and layout, and has one config:
 // callers resolve it under this normalised spec so that every backward spec shares one binary.

@@ -14,7 +14,8 @@
 //    cost is the workspace (4 bytes per dQ element, zeroed per call), the atomics' traffic and
 //    run-to-run differences in the last bits of dQ (the order of the adds varies).
 //  - dq_convert_kernel: scales the workspace, rounds it to the tensor dtype and writes dQ with
-//    its strides (padded rows as zeros); a bandwidth-bound pass over dQ.
+//    its strides (padded rows as zeros); a bandwidth-bound pass over dQ. Its module's second
+//    entry, dq_workspace_zero_kernel (padded layout), zeroes the workspace's valid rows first.
 //  - dq_kernel (deterministic): one CTA per (query tile, head, sequence), the forward's shape:
 //    S = Q K^T, dP = dO V^T, dQ += dS K, with Q and dO read from shared memory. With
 //    dkdv_kernel: 7 GEMMs per score (S and dP computed twice), no workspace, no atomics.
@@ -340,6 +341,25 @@ __device__ __forceinline__ void dq_convert_kernel(const SigjitBwdParams& bp) {
     }
     *(uint4*)(dq + (i64)(m_start + row) * bp.dq_stride_l + col) = val;
   }
+}
+
+// The padded layout's dQ workspace zeroing, in place of a memset of the whole buffer: only the
+// valid query rows of each sequence are ever reduced into and read back (dq_convert_kernel writes
+// the padded rows' zeros without reading them), so only they are zeroed: on a ragged batch
+// mostly padding (bench/ragged_split.py: 84 %) this is the varlen layout's memset instead of
+// 6x that. One CTA per (BLOCK_M query rows, sequence); a row's heads x head_dim floats are
+// contiguous, so a CTA's rows are one span of float4 stores.
+template <class C>
+__device__ __forceinline__ void dq_workspace_zero_kernel(const SigjitBwdParams& bp) {
+  static_assert(C::kLayout == kPadded, "only the padded layout zeroes its dQ workspace by rows");
+  const SigjitFwdParams& p = bp.fwd;
+  const int b = blockIdx.z, m_start = blockIdx.x * C::kBlockM;
+  const int len_q = clamp_len(p.seq_lens_q[b], p.seqlen_q);
+  if (m_start >= len_q) return;
+  const int rows = len_q - m_start < C::kBlockM ? len_q - m_start : C::kBlockM;
+  float4* span = (float4*)(bp.dq_accum + (i64)b * bp.dqa_stride_b + (i64)m_start * bp.dqa_stride_l);
+  const i64 vectors = (i64)rows * bp.dqa_stride_l / 4;
+  for (i64 i = threadIdx.x; i < vectors; i += C::kThreads) span[i] = make_float4(0.f, 0.f, 0.f, 0.f);
 }
 
 // Dynamic shared memory of each backward kernel (the generated TU checks the host's formula

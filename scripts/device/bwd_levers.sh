@@ -18,7 +18,7 @@
 #                           the ordered reduction, then TritonSigmoid's and cuDNN SDPA's backward in
 #                           the same call (compare.py)
 #   bwd_levers.sh ragged    the padded/varlen split on the ragged single-cell batch (bench/ragged_split.py:
-#                           forward, forward+backward and the dQ workspace zeroing at each size)
+#                           forward, forward+backward, the floor of the padding's zero writes)
 #   bwd_levers.sh profile   ncu of the last tile of each list at L 16384 (scripts/device/profile.sh),
 #                           for bench/PROFILE-backward.md's predicted-vs-measured table
 set -uo pipefail

@@ -246,8 +246,8 @@ SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, v
 }
 
 void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel,
-            const TileConfig& config, int sm_count, CUstream stream, bool ordered_workspace) {
-  family_of(config).launch({r, part, backward, kernel, sm_count, stream, ordered_workspace}, config);
+            const TileConfig& config, int sm_count, CUstream stream, bool ordered_workspace, void* forward_workspace) {
+  family_of(config).launch({r, part, backward, kernel, sm_count, stream, ordered_workspace, forward_workspace}, config);
 }
 
 namespace {

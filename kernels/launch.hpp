@@ -30,6 +30,9 @@ struct Launch {
   // The backward's workspace also holds the ordered dQ reduction's counters, after its fp32
   // values (enqueue_ordered_backward); only then may an ordered tile (_wd) launch.
   bool ordered_workspace = false;
+  // The caller's workspace for a forward that needs one (the FP8 V^T, fp8_vt_layout: checked
+  // large enough); null: the library's per-stream pool.
+  void* forward_workspace = nullptr;
 };
 
 // The forward kernels' parameter block (also the first member of the backward's).
@@ -41,7 +44,7 @@ void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned g
 
 // The kernel's family launches it (Family::launch); `backward` is the backward kernels' block.
 void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel,
-            const TileConfig& config, int sm_count, CUstream stream, bool ordered_workspace = false);
+            const TileConfig& config, int sm_count, CUstream stream, bool ordered_workspace = false, void* forward_workspace = nullptr);
 
 // Bytes of the fused backward's fp32 dQ workspace, contiguous [batch * seqlen_q (varlen:
 // total_q), heads_q, head_dim]; throws when the size does not fit memory.

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 
 namespace sigjit {
 namespace kernels {
@@ -197,17 +198,22 @@ class Sm90Fwd final : public Family {
     const AttentionArgs& a = l.call.args;
     if (l.kernel.prologue == nullptr) throw Error(fmt::format("sm90 FP8 kernel {}: its module has no V^T prologue (<name>_vt)", describe(TileConfig(t))), ErrorKind::cuda);
     const Fp8VtLayout vt = fp8_vt_layout(l.call);
-    CUcontext context = nullptr;
-    SIGJIT_CHECK_CU(detail::driver().cuCtxGetCurrent(&context));
-    const detail::WorkspaceLease lease = detail::acquire_workspace(context, l.stream, vt.bytes, "the FP8 forward's V^T",
-                                                                   "free device memory or run fewer tokens per call");
+    std::optional<detail::WorkspaceLease> lease;  // the library's, unless the caller passed one (forward_workspace_size)
+    unsigned char* workspace = static_cast<unsigned char*>(l.forward_workspace);
+    if (workspace == nullptr) {
+      CUcontext context = nullptr;
+      SIGJIT_CHECK_CU(detail::driver().cuCtxGetCurrent(&context));
+      lease.emplace(detail::acquire_workspace(context, l.stream, vt.bytes, "the FP8 forward's V^T",
+                                              "free device memory, run fewer tokens per call, or pass ForwardOptions::workspace"));
+      workspace = reinterpret_cast<unsigned char*>(lease->ptr());
+    }
     SigjitFwdSm90Fp8Params params{};
     const std::vector<TmaTensor> tensors = tma_tensors(l.call);
     encode_tma_map(params.base.q_map, tensors[0], a, t.block_m());
     encode_tma_map(params.base.k_map, tensors[1], a, t.block_n);
-    encode_fp8_vt_map(params.base.v_map, reinterpret_cast<void*>(lease.ptr()), vt, a);
+    encode_fp8_vt_map(params.base.v_map, workspace, vt, a);
     params.base.p = forward_params(l.call);
-    params.vt = reinterpret_cast<unsigned char*>(lease.ptr());
+    params.vt = workspace;
     params.q_descale = a.q_descale;
     params.k_descale = a.k_descale;
     params.v_descale = a.v_descale;

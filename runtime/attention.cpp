@@ -104,8 +104,28 @@ void validate_lengths(const Resolved& r, CUstream stream) {
   check_lengths(r, q.data(), k.data());
 }
 
-}  // namespace
+// A caller's workspace, checked before any device access. Needs `need` bytes, which `size_fn`
+// (backward_workspace_size or forward_workspace_size) reports.
+void check_workspace(const void* workspace, std::size_t bytes, std::size_t need, const char* size_fn) {
+  if ((workspace == nullptr && bytes == 0) || need == 0) return;  // none given, or none used
+  if (workspace == nullptr) {
+    throw Error(fmt::format("workspace: null pointer with workspace_bytes={}; pass a device buffer of at least {} B "
+                            "({}), or neither to let sigjit manage one", bytes, need, size_fn));
+  }
+  if (reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0) {
+    throw Error(fmt::format("workspace: pointer {} is not 16-byte aligned; pass a 16-byte aligned buffer of at least {} B", workspace, need));
+  }
+  if (bytes < need) {
+    throw Error(fmt::format("workspace: workspace_bytes={} is too small; this call needs {} B ({})", bytes, need, size_fn));
+  }
+}
 
+// The FP8 forward's V^T; 16-bit forwards need nothing.
+std::size_t forward_workspace_need(const Resolved& r) {
+  return r.args.dtype == DType::fp8_e4m3 ? kernels::fp8_vt_layout(r).bytes : 0;
+}
+
+}  // namespace
 
 }  // namespace detail
 
@@ -114,13 +134,21 @@ void validate(const AttentionArgs& args) {
   detail::check_host_lengths(r);
 }
 
-void forward(const AttentionArgs& args, Stream stream) {
+void forward(const AttentionArgs& args, Stream stream) { forward(args, stream, ForwardOptions{}); }
+
+std::size_t forward_workspace_size(const AttentionArgs& args) { return detail::forward_workspace_need(detail::resolve(args)); }
+
+void forward(const AttentionArgs& args, Stream stream, const ForwardOptions& options) {
   // Every check the host can make comes before the first CUDA call (current_device).
   const detail::Resolved r = detail::resolve(args);
   detail::check_host_lengths(r);
+  const std::size_t need = detail::forward_workspace_need(r);
+  detail::check_workspace(options.workspace, options.workspace_bytes, need, "forward_workspace_size");
+  void* workspace = need > 0 ? options.workspace : nullptr;
   const detail::DeviceInfo dev = detail::current_device();
   const AttentionArgs& a = r.args;
-  for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"o", a.o}}) {
+  for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"o", a.o},
+                                  {"workspace", workspace ? workspace : a.q}}) {
     detail::check_device_pointer(name, ptr);
   }
   CUstream cu_stream = reinterpret_cast<CUstream>(stream);
@@ -128,27 +156,12 @@ void forward(const AttentionArgs& args, Stream stream) {
   if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
 
   const detail::ResolvedKernel k = detail::forward_kernel(dev, r);
-  kernels::launch(r, Direction::forward, nullptr, k.kernel, k.config, dev.sm_count, cu_stream);
+  kernels::launch(r, Direction::forward, nullptr, k.kernel, k.config, dev.sm_count, cu_stream, false, workspace);
 }
 
 namespace detail {
 
 namespace {
-
-// A caller's workspace, checked before any device access. Needs `need` bytes.
-void check_workspace(const BackwardOptions& o, std::size_t need) {
-  if ((o.workspace == nullptr && o.workspace_bytes == 0) || need == 0) return;  // none given, or none used
-  if (o.workspace == nullptr) {
-    throw Error(fmt::format("workspace: null pointer with workspace_bytes={}; pass a device buffer of at least {} B "
-                            "(backward_workspace_size), or neither to let sigjit manage one", o.workspace_bytes, need));
-  }
-  if (reinterpret_cast<std::uintptr_t>(o.workspace) % 16 != 0) {
-    throw Error(fmt::format("workspace: pointer {} is not 16-byte aligned; pass a 16-byte aligned buffer of at least {} B", o.workspace, need));
-  }
-  if (o.workspace_bytes < need) {
-    throw Error(fmt::format("workspace: workspace_bytes={} is too small; this call needs {} B (backward_workspace_size)", o.workspace_bytes, need));
-  }
-}
 
 Resolved resolve_backward(const AttentionArgs& args) {
   AttentionArgs with_output = args;
@@ -314,7 +327,7 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
   detail::check_host_lengths(r);
   const Gradients g = detail::resolve_gradients(r, grads);
   const std::size_t need = workspace_need(r, options.deterministic);
-  detail::check_workspace(options, need);
+  detail::check_workspace(options.workspace, options.workspace_bytes, need, "backward_workspace_size");
   const bool caller_workspace = options.workspace != nullptr && need > 0;
   const bool fused = use_fused_backward(options);
   const detail::DeviceInfo dev = detail::current_device();

@@ -128,8 +128,38 @@ sigjit_status sigjit_validate(const sigjit_attention_args* args) {
   return guarded(args, [](const sigjit::AttentionArgs& a) { sigjit::validate(a); });
 }
 
-sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream) {
-  return guarded(args, [stream](const sigjit::AttentionArgs& a) { sigjit::forward(a, stream); });
+sigjit_forward_options sigjit_forward_options_default(void) {
+  sigjit_forward_options o{};
+  o.struct_size = sizeof(sigjit_forward_options);
+  return o;
+}
+
+sigjit_status sigjit_forward_ex(const sigjit_attention_args* args, const sigjit_forward_options* options, struct CUstream_st* stream) {
+  if (options != nullptr && options->struct_size != static_cast<int32_t>(sizeof(sigjit_forward_options))) {
+    g_last_error = "options.struct_size: does not match this library's sigjit_forward_options; initialise it with "
+                   "sigjit_forward_options_default() and rebuild against the installed sigjit.h";
+    return SIGJIT_ERROR_INVALID_ARGUMENT;
+  }
+  if (options != nullptr && options->reserved0 != 0) {
+    g_last_error = "options.reserved0: must be 0; initialise the options with sigjit_forward_options_default()";
+    return SIGJIT_ERROR_INVALID_ARGUMENT;
+  }
+  return guarded(args, [options, stream](const sigjit::AttentionArgs& a) {
+    sigjit::ForwardOptions o;
+    if (options != nullptr) o.workspace = options->workspace, o.workspace_bytes = options->workspace_bytes;
+    sigjit::forward(a, stream, o);
+  });
+}
+
+sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream) { return sigjit_forward_ex(args, nullptr, stream); }
+
+sigjit_status sigjit_forward_workspace_size(const sigjit_attention_args* args, size_t* bytes) {
+  if (bytes == nullptr) {
+    g_last_error = "bytes: null pointer; pass the address of a size_t to receive the workspace size";
+    return SIGJIT_ERROR_INVALID_ARGUMENT;
+  }
+  *bytes = 0;
+  return guarded(args, [bytes](const sigjit::AttentionArgs& a) { *bytes = sigjit::forward_workspace_size(a); });
 }
 
 sigjit_backward_options sigjit_backward_options_default(void) {

@@ -91,10 +91,27 @@ typedef struct {
   size_t workspace_bytes;
 } sigjit_backward_options;
 
+/* Options of sigjit_forward_ex (field meanings as in sigjit::ForwardOptions). Initialise with
+ * sigjit_forward_options_default(); struct_size as in sigjit_backward_options. */
+typedef struct {
+  int32_t struct_size; /* sizeof(sigjit_forward_options), for ABI checks */
+  int32_t reserved0;   /* must be 0 */
+  void* workspace;     /* the FP8 forward's V^T workspace: NULL = managed by sigjit (one per context and stream), else
+                          16-byte aligned device memory of sigjit_forward_workspace_size() bytes or more */
+  size_t workspace_bytes;
+} sigjit_forward_options;
+
 sigjit_attention_args sigjit_attention_args_default(void);
 sigjit_backward_options sigjit_backward_options_default(void); /* fast path, sigjit-managed workspace */
+sigjit_forward_options sigjit_forward_options_default(void);   /* sigjit-managed workspace */
 sigjit_status sigjit_validate(const sigjit_attention_args* args);
+/* sigjit_forward_ex with the default options. */
 sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream);
+/* options: NULL means sigjit_forward_options_default(). */
+sigjit_status sigjit_forward_ex(const sigjit_attention_args* args, const sigjit_forward_options* options, struct CUstream_st* stream);
+/* *bytes = the workspace a forward with these args needs (as sigjit::forward_workspace_size: the
+ * FP8 forward's V^T, 0 for 16-bit dtypes); validates args. */
+sigjit_status sigjit_forward_workspace_size(const sigjit_attention_args* args, size_t* bytes);
 /* sigjit_backward_ex with the default options (the fast path, sigjit-managed workspace). */
 sigjit_status sigjit_backward(const sigjit_attention_args* args, const sigjit_gradients* grads, struct CUstream_st* stream);
 /* options: NULL means sigjit_backward_options_default(). */

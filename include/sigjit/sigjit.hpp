@@ -132,6 +132,23 @@ void validate(const AttentionArgs& args);
 // compiles it (about a second) and validate_lengths without host copies syncs the stream.
 void forward(const AttentionArgs& args, Stream stream);
 
+// What forward() may use besides the tensors.
+struct ForwardOptions {
+  // The FP8 forward's workspace (V transposed to e4m3 V^T, written and read within the call): at
+  // least forward_workspace_size(args) bytes, 16-byte aligned, device memory of the current
+  // context, not used by anything else until the call's work on its stream has finished. Null:
+  // sigjit keeps one per (context, stream), as for the backward; pass one to keep allocations out
+  // of a CUDA graph capture. 16-bit forwards need none and ignore it.
+  void* workspace = nullptr;
+  std::size_t workspace_bytes = 0;
+};
+
+// Bytes of workspace forward(args) needs: the FP8 forward's V^T (heads_kv x head_dim x the keys
+// rounded up per sequence, one byte each), 0 for 16-bit dtypes. Validates the arguments.
+std::size_t forward_workspace_size(const AttentionArgs& args);
+
+void forward(const AttentionArgs& args, Stream stream, const ForwardOptions& options);
+
 // Gradients of the forward described by AttentionArgs (whose `o` is not read and may be null).
 // dO is laid out like O, dQ like Q, dK and dV like K and V, each with its own strides (zero:
 // contiguous). The score bias is not trainable: it gets no gradient.

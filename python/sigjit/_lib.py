@@ -140,6 +140,15 @@ class BackwardOptions(ctypes.Structure):
     ]
 
 
+class ForwardOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_int32),
+        ("reserved0", ctypes.c_int32),
+        ("workspace", ctypes.c_void_p),
+        ("workspace_bytes", ctypes.c_size_t),
+    ]
+
+
 # ---- loading ----------------------------------------------------------------------------------
 _LIB_NAME = "libsigjit.so"
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -198,6 +207,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sigjit_validate.argtypes = [args_p]
     lib.sigjit_forward.restype = ctypes.c_int
     lib.sigjit_forward.argtypes = [args_p, ctypes.c_void_p]
+    lib.sigjit_forward_options_default.restype = ForwardOptions
+    lib.sigjit_forward_options_default.argtypes = []
+    lib.sigjit_forward_ex.restype = ctypes.c_int
+    lib.sigjit_forward_ex.argtypes = [args_p, ctypes.POINTER(ForwardOptions), ctypes.c_void_p]
+    lib.sigjit_forward_workspace_size.restype = ctypes.c_int
+    lib.sigjit_forward_workspace_size.argtypes = [args_p, ctypes.POINTER(ctypes.c_size_t)]
     lib.sigjit_backward.restype = ctypes.c_int
     lib.sigjit_backward.argtypes = [args_p, grads_p, ctypes.c_void_p]
     lib.sigjit_backward_options_default.restype = BackwardOptions
@@ -219,6 +234,7 @@ def _declare(lib: ctypes.CDLL) -> None:
 def _check_struct_size(lib: ctypes.CDLL) -> None:
     for name, size, mirror in (("sigjit_attention_args", lib.sigjit_attention_args_default().struct_size, AttentionArgs),
                                ("sigjit_backward_options", lib.sigjit_backward_options_default().struct_size, BackwardOptions),
+                               ("sigjit_forward_options", lib.sigjit_forward_options_default().struct_size, ForwardOptions),
                                ("sigjit_prepare_options", lib.sigjit_prepare_options_default().struct_size, PrepareOptions)):
         if size != ctypes.sizeof(mirror):
             raise ImportError(f"{_lib_path}: {name} is {size} bytes in the library but {ctypes.sizeof(mirror)} in "
@@ -243,9 +259,20 @@ def validate(args: AttentionArgs) -> None:
     _check(load().sigjit_validate(ctypes.byref(args)), "")
 
 
-def forward(args: AttentionArgs, stream: int = 0) -> None:
-    """Launches the forward on `stream` (a cudaStream_t as an int; 0 = legacy default stream)."""
-    _check(load().sigjit_forward(ctypes.byref(args), ctypes.c_void_p(stream or None)), "")
+def forward(args: AttentionArgs, stream: int = 0, *, workspace: int = 0, workspace_bytes: int = 0) -> None:
+    """Launches the forward on `stream` (a cudaStream_t as an int; 0 = legacy default stream).
+    workspace: for the FP8 forward, a device pointer of at least forward_workspace_size() bytes
+    (16-byte aligned); 0 = sigjit manages one per context and stream."""
+    o = load().sigjit_forward_options_default()
+    o.workspace, o.workspace_bytes = workspace or None, workspace_bytes
+    _check(load().sigjit_forward_ex(ctypes.byref(args), ctypes.byref(o), ctypes.c_void_p(stream or None)), "")
+
+
+def forward_workspace_size(args: AttentionArgs) -> int:
+    """Bytes of workspace forward() needs for args (the FP8 forward's V^T; 0 for 16-bit); validates args."""
+    n = ctypes.c_size_t(0)
+    _check(load().sigjit_forward_workspace_size(ctypes.byref(args), ctypes.byref(n)), "")
+    return n.value
 
 
 def backward(args: AttentionArgs, grads: Gradients, stream: int = 0, *, deterministic: bool = False, workspace: int = 0,

@@ -146,7 +146,11 @@ def _forward_impl(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max
         o = alloc(q.shape, dtype=torch.bfloat16 if q.dtype == _FP8 else q.dtype, device=q.device)  # FP8: bf16 O
         args = _make_args(q, k, v, o, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
                           sigmoid_bias, exact_sigmoid, check_lengths, descale=descale)
-        _lib.forward(args, _stream(q.device))
+        # FP8: the V^T workspace from PyTorch's caching allocator, as the backward's dQ workspace,
+        # so that a CUDA graph capture allocates nothing outside PyTorch's pool.
+        nbytes = _lib.forward_workspace_size(args) if q.dtype == _FP8 else 0
+        workspace = torch.empty(nbytes, dtype=torch.uint8, device=q.device) if nbytes else None
+        _lib.forward(args, _stream(q.device), workspace=0 if workspace is None else workspace.data_ptr(), workspace_bytes=nbytes)
     return o
 
 

@@ -189,6 +189,12 @@ ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(
 
 void ForwardProblem::poison_output() { do_.fill_byte(0xFF); }  // 0xFFFF is NaN in bf16 and fp16
 
+std::vector<std::uint16_t> ForwardProblem::output_bits() const {
+  std::vector<std::uint16_t> bits(o_elems_);
+  do_.download(bits.data(), bits.size() * 2);
+  return bits;
+}
+
 CaseResult ForwardProblem::check(bool compute_reference) const {
   CaseResult r;
   std::vector<std::uint16_t> bits(o_elems_);

@@ -115,6 +115,8 @@ class ForwardProblem {
   const AttentionArgs& args() const { return args_; }
   void poison_output();
   CaseResult check(bool compute_reference = true) const;
+  // The output buffer's raw bits, to compare two runs bit for bit.
+  std::vector<std::uint16_t> output_bits() const;
 
   // Backward: random dO plus poisoned dQ/dK/dV buffers laid out like Q/K/V.
   void enable_backward(std::mt19937& rng);

@@ -5,6 +5,7 @@
 // 16384 with the default bias (where typical P values reach e4m3's subnormals: bench/MODEL-fp8.md).
 // Each case prints its error ([fp8] lines) for bench/RESULTS-fp8.md.
 #include "cuda/device.hpp"
+#include "cuda/workspace.hpp"
 #include "kernels/launch.hpp"
 #include "problem/call.hpp"
 #include "tests/gpu/forward_problem.hpp"
@@ -111,6 +112,60 @@ TEST(Fp8ForwardRefusals, MisalignedTensorsAreRefusedByName) {
   ASSERT_NO_THROW(sigjit::forward(problem.args(), nullptr));
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_EQ(problem.check().unwritten, 0);
+}
+
+// The caller's V^T workspace (ForwardOptions, what the PyTorch binding passes): poisoned first,
+// it gives the library workspace's output bit for bit and makes the library allocate nothing;
+// then the same call captured in a CUDA graph (global capture mode: no allocation, no sync may
+// happen inside) and replayed gives the same bits again.
+TEST(Fp8ForwardWorkspace, CallerWorkspaceGivesTheSameBitsAndCapturesInAGraph) {
+  if (const std::string why = hopper_unavailable_reason(); !why.empty()) GTEST_SKIP() << "FP8 test skipped: " << why;
+  CaseSpec spec{Layout::dense, 128, DType::fp8_e4m3, true, BiasMode::log_n, true, true, SigmoidMode::fast, {300, 300}, {300, 300}};
+  std::mt19937 rng(11);
+  ForwardProblem problem(spec, rng);
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  problem.poison_output();
+  ASSERT_NO_THROW(sigjit::forward(problem.args(), stream));  // the library's workspace; loads the kernel
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  const CaseResult first = problem.check();
+  EXPECT_EQ(first.unwritten, 0);
+  EXPECT_LT(first.rel_error, error_bound(spec));
+  const std::vector<std::uint16_t> bits = problem.output_bits();
+
+  const std::size_t need = sigjit::forward_workspace_size(problem.args());
+  ASSERT_GT(need, 0u);
+  DeviceBuffer workspace(need);
+  workspace.fill_byte(0x7F);  // e4m3 NaN: the prologue must write every byte the kernel reads
+  ForwardOptions options;
+  options.workspace = workspace.get();
+  options.workspace_bytes = need;
+  const long allocations = detail::workspace_allocation_count();
+  problem.poison_output();
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  ASSERT_NO_THROW(sigjit::forward(problem.args(), stream, options));
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  EXPECT_TRUE(problem.output_bits() == bits) << "the caller's workspace changed the output";
+  EXPECT_EQ(detail::workspace_allocation_count(), allocations) << "a caller's workspace must not make the library allocate";
+
+  cudaStream_t capture;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&capture, cudaStreamNonBlocking), cudaSuccess);
+  cudaGraph_t graph = nullptr;
+  problem.poison_output();
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  ASSERT_EQ(cudaStreamBeginCapture(capture, cudaStreamCaptureModeGlobal), cudaSuccess);
+  EXPECT_NO_THROW(sigjit::forward(problem.args(), capture, options));
+  ASSERT_EQ(cudaStreamEndCapture(capture, &graph), cudaSuccess) << "the forward broke the capture";
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, capture), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(capture), cudaSuccess);
+  EXPECT_TRUE(problem.output_bits() == bits) << "the graph's replay differs from the direct call";
+  EXPECT_EQ(detail::workspace_allocation_count(), allocations);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  ASSERT_EQ(cudaStreamDestroy(capture), cudaSuccess);
+  ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
 }
 
 }  // namespace

@@ -78,6 +78,9 @@ class StructLayout(unittest.TestCase):
     def test_backward_options(self):
         self.check_struct("sigjit_backward_options", _lib.BackwardOptions)
 
+    def test_forward_options(self):
+        self.check_struct("sigjit_forward_options", _lib.ForwardOptions)
+
     def test_prepare_options(self):
         self.check_struct("sigjit_prepare_options", _lib.PrepareOptions)
 

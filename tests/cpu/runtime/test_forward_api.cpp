@@ -1,0 +1,115 @@
+// forward()'s ForwardOptions: the FP8 forward's caller workspace (what the PyTorch binding passes
+// so that a CUDA graph capture allocates nothing outside PyTorch's pool), its size, its checks and
+// the C API mirror, without a GPU: every check here comes before the first device call.
+#include <sigjit/sigjit.h>
+#include <sigjit/sigjit.hpp>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+void* fake(std::uintptr_t address) { return reinterpret_cast<void*>(address); }
+
+sigjit::AttentionArgs fp8_args() {
+  sigjit::AttentionArgs a;
+  a.batch = 2, a.seqlen_q = 100, a.seqlen_k = 100, a.heads_q = 4, a.heads_kv = 2, a.head_dim = 64;
+  a.dtype = sigjit::DType::fp8_e4m3;
+  a.q = fake(0x10000), a.k = fake(0x20000), a.v = fake(0x30000), a.o = fake(0x40000);
+  return a;
+}
+
+// V^T as the prologue writes it: per (sequence, kv head) head_dim rows of the keys rounded up
+// to the permutation's 16-key groups, one byte each (sm90/fp8_layout.h).
+constexpr std::size_t kDenseVt = 2u * 2 * 64 * 112;
+
+std::string forward_error(const sigjit::AttentionArgs& a, const sigjit::ForwardOptions& o) {
+  try {
+    sigjit::forward(a, nullptr, o);
+  } catch (const sigjit::Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(ForwardApi, WorkspaceSizeIsTheFp8VtAndZeroFor16Bit) {
+  sigjit::AttentionArgs a = fp8_args();
+  EXPECT_EQ(sigjit::forward_workspace_size(a), kDenseVt);
+  a.layout = sigjit::Layout::varlen;  // one slab over total_k, plus the gaps between sequences
+  a.total_q = a.total_k = 150;
+  static const std::int32_t cu[3] = {0, 100, 150};
+  a.cu_seqlens_q = a.cu_seqlens_k = cu;
+  a.host_cu_seqlens_q = a.host_cu_seqlens_k = cu;
+  EXPECT_EQ(sigjit::forward_workspace_size(a), 2u * 64 * (160 + 32 * 3));
+  for (const auto dtype : {sigjit::DType::bf16, sigjit::DType::fp16}) {
+    sigjit::AttentionArgs b = fp8_args();
+    b.dtype = dtype;
+    EXPECT_EQ(sigjit::forward_workspace_size(b), 0u);
+  }
+  sigjit::AttentionArgs bad = fp8_args();
+  bad.head_dim = 96;  // FP8 serves hd 64 and 128: the size validates like forward()
+  EXPECT_THROW(sigjit::forward_workspace_size(bad), sigjit::Error);
+}
+
+TEST(ForwardApi, CallerWorkspaceIsCheckedByNameWithTheSizeNeeded) {
+  const std::string need = std::to_string(kDenseVt) + " B";
+  sigjit::ForwardOptions o;
+  o.workspace_bytes = kDenseVt;  // no pointer
+  EXPECT_THAT(forward_error(fp8_args(), o), AllOf(StartsWith("workspace: null pointer"), HasSubstr(need), HasSubstr("forward_workspace_size")));
+  o.workspace = fake(0x90008);  // misaligned
+  EXPECT_THAT(forward_error(fp8_args(), o), AllOf(StartsWith("workspace: pointer"), HasSubstr("16-byte aligned")));
+  o.workspace = fake(0x90000);
+  o.workspace_bytes = kDenseVt - 1;
+  EXPECT_THAT(forward_error(fp8_args(), o), AllOf(HasSubstr("too small"), HasSubstr(need)));
+  o.workspace_bytes = kDenseVt;  // right: on to the device checks
+  EXPECT_THAT(forward_error(fp8_args(), o), Not(HasSubstr("workspace")));
+  // A 16-bit forward uses none: whatever is passed is ignored.
+  sigjit::AttentionArgs b = fp8_args();
+  b.dtype = sigjit::DType::bf16;
+  o.workspace = fake(0x90008), o.workspace_bytes = 1;
+  EXPECT_THAT(forward_error(b, o), Not(HasSubstr("workspace")));
+}
+
+TEST(ForwardApi, CApiOptionsAndWorkspaceSize) {
+  const sigjit_forward_options d = sigjit_forward_options_default();
+  EXPECT_EQ(d.struct_size, static_cast<int32_t>(sizeof(sigjit_forward_options)));
+  EXPECT_EQ(d.reserved0, 0);
+  EXPECT_EQ(d.workspace, nullptr);
+  EXPECT_EQ(d.workspace_bytes, 0u);
+
+  sigjit_attention_args a = sigjit_attention_args_default();
+  a.batch = 2, a.seqlen_q = a.seqlen_k = 100, a.heads_q = 4, a.heads_kv = 2, a.head_dim = 64;
+  a.dtype = SIGJIT_FP8_E4M3;
+  a.q = fake(0x10000), a.k = fake(0x20000), a.v = fake(0x30000), a.o = fake(0x40000);
+  size_t bytes = 1;
+  ASSERT_EQ(sigjit_forward_workspace_size(&a, &bytes), SIGJIT_OK) << sigjit_last_error();
+  EXPECT_EQ(bytes, kDenseVt);
+  EXPECT_EQ(sigjit_forward_workspace_size(&a, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("bytes: null pointer"));
+
+  sigjit_forward_options o = sigjit_forward_options_default();
+  o.struct_size -= 8;  // built against another version
+  EXPECT_EQ(sigjit_forward_ex(&a, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("options.struct_size"));
+  o = sigjit_forward_options_default();
+  o.reserved0 = 1;
+  EXPECT_EQ(sigjit_forward_ex(&a, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("options.reserved0"));
+  o = sigjit_forward_options_default();
+  o.workspace = fake(0x90000), o.workspace_bytes = 64;
+  EXPECT_EQ(sigjit_forward_ex(&a, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), AllOf(HasSubstr("workspace: workspace_bytes=64"), HasSubstr(std::to_string(kDenseVt) + " B")));
+  // NULL options are the defaults: validation reaches the device checks.
+  EXPECT_NE(sigjit_forward_ex(&a, nullptr, nullptr), SIGJIT_OK);
+  EXPECT_THAT(sigjit_last_error(), Not(HasSubstr("options")));
+}
+
+}  // namespace

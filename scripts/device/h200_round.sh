@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The H200 round for issues 21 and 22: the numbers their targets are judged by, each in one call
 # under the 10-minute limit. Logs, CSVs and summary.md in $OUT.
-#   h200_round.sh backward  build; the default-routed backward matrix and the ordered mode's caller-
-#                           workspace test; then sigjit's, TritonSigmoid's and cuDNN SDPA's backward
+#   h200_round.sh backward  build; the default-routed backward matrix, the workspace tests (the
+#                           padded layout's valid-row zeroing under a NaN-poisoned caller workspace,
+#                           the ordered mode's caller workspace); then sigjit's, TritonSigmoid's and cuDNN SDPA's backward
 #                           in the same process (compare.py: dense and 25 % padded, then causal)
 #   h200_round.sh ragged    build; the ragged single-cell batch (bench/ragged_split.py --fp8): padded
 #                           and varlen forward and forward+backward, TritonSigmoid padded, the floor
 #                           of the padding's zero writes, and the FP8 forward on both layouts
-#   h200_round.sh fp8       build; the FP8 and bf16 forwards over the dense and padded grid
+#   h200_round.sh fp8       build; the FP8 caller-workspace and graph-capture test; the FP8 and bf16 forwards over the dense and padded grid
 #                           (fp8.sh bench, default tiles only), then whether PyTorch's cuDNN SDPA takes
 #                           e4m3 inputs (bench/fp8_cudnn_probe.py) and its forward where it does
 set -uo pipefail
@@ -18,7 +19,7 @@ seq=${ROUND_SEQ:-512,1024,2048,4096,8192,16384}
 
 backward() {
   $run build || exit 1
-  $run gpu-tests 'Matrix/BackwardMatrix.*:BackwardOrdered.*' "${TESTS_TIMEOUT_S:-150}" gpu_tests_bwd_default.log
+  $run gpu-tests 'Matrix/BackwardMatrix.*:BackwardOrdered.*:BackwardWorkspace.*' "${TESTS_TIMEOUT_S:-150}" gpu_tests_bwd_default.log
   timeout "${COMPARE_TIMEOUT_S:-220}" $run pybench compare.py --out "$OUT/compare" --impl sigjit,triton-sigmoid,sdpa-cudnn \
     --direction bwd --seq "$seq" --pad 0,25
   timeout "${COMPARE_TIMEOUT_S:-160}" $run pybench compare.py --out "$OUT/compare_causal" --impl sigjit,triton-sigmoid,sdpa-cudnn \
@@ -31,6 +32,8 @@ ragged() {
 }
 
 fp8() {
+  $run build || exit 1
+  $run gpu-tests 'Fp8ForwardWorkspace.*:Fp8ForwardRefusals.*' 60 gpu_tests_fp8_workspace.log
   FP8_TILES_128=default FP8_TILES_64=default bash scripts/device/fp8.sh bench
   timeout 120 $run pybench fp8_cudnn_probe.py --out "$OUT/fp8_cudnn.md"
 }

@@ -10,7 +10,8 @@
 #                           of the padding's zero writes, and the FP8 forward on both layouts
 #   h200_round.sh fp8       build; the FP8 caller-workspace and graph-capture test; the FP8 and bf16 forwards over the dense and padded grid
 #                           (fp8.sh bench, default tiles only), then whether PyTorch's cuDNN SDPA takes
-#                           e4m3 inputs (bench/fp8_cudnn_probe.py) and its forward where it does
+#                           e4m3 inputs (bench/fp8_cudnn_probe.py) and its forward where it does;
+#                           the error on FlashAttention-3's outlier distribution (bench/fp8_error.py)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -36,6 +37,7 @@ fp8() {
   $run gpu-tests 'Fp8ForwardWorkspace.*:Fp8ForwardRefusals.*' 60 gpu_tests_fp8_workspace.log
   FP8_TILES_128=default FP8_TILES_64=default bash scripts/device/fp8.sh bench
   timeout 120 $run pybench fp8_cudnn_probe.py --out "$OUT/fp8_cudnn.md"
+  timeout 90 $run pybench fp8_error.py --out "$OUT/fp8_error.md"
 }
 
 case "${1:-}" in

@@ -10,7 +10,6 @@ printed and recorded: issue 22 asks for cuDNN's FP8 SDPA in the same run "if PyT
 """
 import argparse
 import os
-import statistics
 import sys
 
 import torch
@@ -18,22 +17,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from grid import shape  # noqa: E402
+from bench_report import emit, l2_flush_buffer, timed  # noqa: E402
 
-
-def timed(fn, flush, reps=20):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    ms = []
-    for _ in range(reps):
-        flush.zero_()
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        ms.append(start.elapsed_time(stop))
-    return statistics.median(ms)
 
 
 def cudnn(q, k, v):
@@ -46,7 +31,7 @@ def main():
     ap.add_argument("--out")
     args = ap.parse_args()
     from sigjit.torch import quantize_fp8, sigmoid_attention
-    flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    flush = l2_flush_buffer()
     lines = [f"cuDNN SDPA with FP8 inputs on {torch.cuda.get_device_name()}, torch {torch.__version__} "
              f"(cuDNN {torch.backends.cudnn.version()}); forward TFLOPS, 4 B H L^2 D / time.", "",
              "| hd | L | cuDNN FP8 | cuDNN bf16 | sigjit FP8 | sigjit bf16 |", "|---|---|---|---|---|---|"]
@@ -71,11 +56,7 @@ def main():
             print(lines[-1], flush=True)
     if refusal:
         lines += ["", f"PyTorch's cuDNN SDPA refused e4m3 inputs: {refusal}"]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text + "\n\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import math
 import torch
 
 from sigjit.torch import quantize_fp8, sigmoid_attention
+from bench_report import emit
 
 
 def layer_params(hidden, gen):
@@ -67,11 +68,7 @@ def main():
         cos = torch.nn.functional.cosine_similarity(got.flatten(0, 1), ref.flatten(0, 1), dim=-1)
         err = [((g - r).norm() / r.norm()).item() for g, r in zip(got_att, ref_att)]
         lines.append(f"| {hd} | {cos.min().item():.5f} | {cos.mean().item():.5f} | {err[0]:.4f} | {err[-1]:.4f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text + "\n\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import argparse
 import torch
 
 from sigjit.torch import quantize_fp8, sigmoid_attention, sigmoid_attention_ref
+from bench_report import emit
 
 
 def outlier_inputs(B, L, H, D, gen):
@@ -58,11 +59,7 @@ def main():
             lines.append(f"| {D} | {path} | {against} | {rmse:.2e} | {100 * rel:.2f} % |")
             print(lines[-1], flush=True)
         lines.append(f"| {D} | (O itself) | fp64 | {ref.pow(2).mean().sqrt().item():.2e} (RMS of O) | |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text + "\n\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ kernel can come on this batch.
 """
 import argparse
 import math
-import statistics
 
 import torch
 
 from sigjit.torch import quantize_fp8, sigmoid_attention_padded, sigmoid_attention_varlen
+from bench_report import emit, l2_flush_buffer, timed
 
 
 def lengths(count=48, lo=200, hi=16000, mean=2300, seed=0):
@@ -29,21 +29,6 @@ def lengths(count=48, lo=200, hi=16000, mean=2300, seed=0):
     raw = torch.exp(torch.randn(count, generator=gen) * sigma + mu)
     return [int(x) for x in raw.clamp(lo, hi)]
 
-
-def timed(fn, reps, flush):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    ms = []
-    for _ in range(reps):
-        flush.zero_()
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        ms.append(start.elapsed_time(stop))
-    return statistics.median(ms)
 
 
 def main():
@@ -57,7 +42,7 @@ def main():
     B, Lmax, total = len(lens), max(lens), sum(lens)
     flop_fwd = sum(4.0 * H * D * n * n for n in lens)
     gen = torch.Generator(device="cuda").manual_seed(1)
-    flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    flush = l2_flush_buffer()
 
     def rnd(*shape):
         return torch.randn(*shape, generator=gen, device="cuda").to(torch.bfloat16)
@@ -136,11 +121,7 @@ def main():
     lines += ["", f"Floor: the zeros of the padded rows of O, dQ, dK and dV ({pad_zeros.numel() * 2 / 1e9:.2f} GB) take {floor:.3f} ms "
               f"to write on this GPU, {100 * floor / t['varlen fwd+bwd']:.1f} % of varlen's forward+backward; the padded layout's "
               f"gap is {gap:.3f} ms ({100 * gap / t['varlen fwd+bwd']:.1f} %), {gap - floor:.3f} ms above the floor."]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text + "\n\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

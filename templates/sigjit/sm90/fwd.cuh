@@ -779,10 +779,12 @@ __device__ __forceinline__ void fwd_sm90_kernel(const SigjitFwdSm90Params& param
 // (column blocks of 64, heads_kv, batch), each CTA copies 64 keys x head_dim bytes of one
 // (sequence, kv head) from V into shared memory (16-byte loads; keys past the sequence end read
 // as zeros) and writes them out as head_dim rows of 64 columns, permuted within every 16 keys
-// (16-byte stores). It writes every column from the sequence's origin to the next one's (dense
-// and padded: the slab's columns), so V^T holds no stale bytes where the main kernel's last tile
-// reads past a sequence: those keys get P = 0, and their V must be finite (0 x NaN is NaN).
-// Cost: one read and one write of V's valid rows.
+// (16-byte stores). It writes every column from the sequence's origin to the next one's (dense:
+// the slab's columns; padded: up to the end of the sequence's last key tile, past which the
+// kernel reads nothing, so a ragged batch's padding costs no writes), so V^T holds no stale bytes
+// where the main kernel's last tile reads past a sequence: those keys get P = 0, and their V must
+// be finite (0 x NaN is NaN).
+// Cost: one read and one write of V's valid rows (rounded up to BLOCK_N keys).
 template <class C>
 __device__ __forceinline__ void fwd_sm90_fp8_vt_prologue(const SigjitFwdSm90Fp8Params& f) {
   static_assert(Sm90Fp8<C>::on(), "the V^T prologue belongs to an FP8 config");
@@ -800,9 +802,11 @@ __device__ __forceinline__ void fwd_sm90_fp8_vt_prologue(const SigjitFwdSm90Fp8P
     len_k = C::kLayout == kPadded ? clamp_len(p.seq_lens_k[b], p.seqlen_k) : p.seqlen_k;
   }
   const long long column0 = sm90::fp8_vt_column0(varlen, b, k_row0);
-  const long long span = !varlen ? f.vt_columns
-                         : b + 1 < p.batch ? sm90::fp8_vt_column0(true, b + 1, clamp_len(p.cu_seqlens_k[b + 1], p.total_k)) - column0
-                                           : f.vt_columns - column0;
+  const long long tiles_end = (long long)(len_k + C::kBlockN - 1) / C::kBlockN * C::kBlockN;
+  const long long span = C::kLayout == kDense ? f.vt_columns
+                         : C::kLayout == kPadded ? (tiles_end < f.vt_columns ? tiles_end : f.vt_columns)
+                         : b + 1 < p.batch       ? sm90::fp8_vt_column0(true, b + 1, clamp_len(p.cu_seqlens_k[b + 1], p.total_k)) - column0
+                                                 : f.vt_columns - column0;
   if (key0 >= span) return;
   const unsigned char* v = (const unsigned char*)p.v + (varlen ? 0 : (i64)b * p.v_stride_b) + (i64)k_row0 * p.v_stride_l + (i64)h_kv * p.v_stride_h;
   for (int i = threadIdx.x; i < kKeys * kChunks; i += blockDim.x) {

@@ -128,29 +128,32 @@ def compare_section(path, figure=None, results_dir=".", directions=None):
         key = (int(r["hd"]), r["dir"], int(r["pad"]), int(r["L"]), r["causal"])
         points.setdefault(key, {})[r["impl"]] = float(r["tflops"])
     impls = [(i, label) for i, label in COMPARE_IMPLS if any(i in d for d in points.values())]
+    # Ratios against each baseline measured: TritonSigmoid (the incumbent) and cuDNN's SDPA (issue 21's bar).
+    baselines = [(i, label) for i, label in impls if i in ("triton-sigmoid", "sdpa-cudnn")]
     out = [f"## sigjit, TritonSigmoid and SDPA in one process (`bench/compare.py`)\n",
            f"Device: {device}. Source: `{path}`. bf16, TritonSigmoid's grid (16384 tokens per batch, hidden 2048); "
            "TFLOPS over valid tokens (forward 4·H·D·Σ L², halved when causal; backward timed alone, 2.5x the forward's FLOPs). "
            "sigjit through its PyTorch binding (`sigjit.torch`), TritonSigmoid 0.1.2, SDPA (softmax attention: a reference "
            "point, not the same computation; dense points only). CUDA-event medians of GPU time with L2 flushed before each call. "
            "Ratio > 1: sigjit faster.\n",
-           "| hd | dir | pad % | L | causal | " + " | ".join(label for _, label in impls) + " | sigjit / TritonSigmoid |",
-           "|---|---|---|---|---|" + "---|" * len(impls) + "---|"]
+           "| hd | dir | pad % | L | causal | " + " | ".join(label for _, label in impls) + " | "
+           + " | ".join(f"sigjit / {label}" for _, label in baselines) + " |",
+           "|---|---|---|---|---|" + "---|" * (len(impls) + len(baselines))]
     ratios = {}
     for key in sorted(points, key=lambda k: (k[0], k[1] != "fwd", k[2], k[3], k[4])):
         d = points[key]
-        s, t = d.get("sigjit"), d.get("triton-sigmoid")
-        ratio = ""
-        if s and t:
-            ratios.setdefault((key[0], key[1]), []).append(s / t)
-            ratio = f"{s / t:.2f}"
-        cells = " | ".join(f"{d[i]:.1f}" if i in d else "" for i, _ in impls)
-        out.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {'yes' if key[4] == '1' else 'no'} | {cells} | {ratio} |")
+        cells = [f"{d[i]:.1f}" if i in d else "" for i, _ in impls]
+        for b, label in baselines:
+            s, t = d.get("sigjit"), d.get(b)
+            cells.append(f"{s / t:.2f}" if s and t else "")
+            if s and t:
+                ratios.setdefault((key[0], key[1], label), []).append(s / t)
+        out.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {'yes' if key[4] == '1' else 'no'} | " + " | ".join(cells) + " |")
     if ratios:
         out.append("")
-        for (hd, d), rs in sorted(ratios.items(), key=lambda kv: (kv[0][0], kv[0][1] != "fwd")):
+        for (hd, d, label), rs in sorted(ratios.items(), key=lambda kv: (kv[0][0], kv[0][1] != "fwd", kv[0][2])):
             gm = math.exp(sum(map(math.log, rs)) / len(rs))
-            out.append(f"- hd {hd} {d}: sigjit / TritonSigmoid geometric mean {gm:.2f} over {len(rs)} points "
+            out.append(f"- hd {hd} {d}: sigjit / {label} geometric mean {gm:.2f} over {len(rs)} points "
                        f"(min {min(rs):.2f}, max {max(rs):.2f})")
     if figure:
         out.append(f"\n![sigjit, TritonSigmoid and SDPA TFLOPS]({os.path.relpath(figure, results_dir)})")

@@ -216,6 +216,28 @@ def _attention_backward_fake(dout, q, k, v, lens_q, lens_k, score_bias, layout, 
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
+# FP8 (inference): forward only, so no autograd formula; the descale factors are inputs.
+@torch.library.custom_op("sigjit::attention_forward_fp8", mutates_args=())
+def _attention_forward_fp8(q: Tensor, k: Tensor, v: Tensor, lens_q: Optional[Tensor], lens_k: Optional[Tensor],
+                           score_bias: Optional[Tensor], layout: str, max_seqlen_q: int, max_seqlen_k: int, causal: bool,
+                           causal_align: str, scale: Optional[float], sigmoid_bias: Optional[float], exact_sigmoid: bool,
+                           check_lengths: bool, q_descale: Optional[Tensor], k_descale: Optional[Tensor],
+                           v_descale: Optional[Tensor]) -> Tensor:
+    return _forward_impl(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
+                         sigmoid_bias, exact_sigmoid, check_lengths, descale=(q_descale, k_descale, v_descale))
+
+
+@_attention_forward_fp8.register_fake
+def _attention_forward_fp8_fake(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
+                                sigmoid_bias, exact_sigmoid, check_lengths, q_descale, k_descale, v_descale):
+    descale = (q_descale, k_descale, v_descale)
+    if _static(q, k, v, lens_q, score_bias, *descale):
+        fq, fk, fv = _describable(q, True), _describable(k, True), _describable(v, True)
+        _lib.validate(_make_args(fq, fk, fv, fq, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align,
+                                 scale, sigmoid_bias, exact_sigmoid, False, fake=True, descale=descale))
+    return q.new_empty(q.shape, dtype=torch.bfloat16)
+
+
 def _setup_context(ctx, inputs, output):
     q, k, v, lens_q, lens_k, score_bias, *options = inputs
     ctx.save_for_backward(q, k, v, lens_q, lens_k, score_bias)
@@ -308,13 +330,13 @@ def _run(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k
 
 
 def _run_fp8(args, descale):
-    """The FP8 forward: inference only, eager only (no custom op yet, so no torch.compile)."""
+    """The FP8 forward: inference only; eager, or the custom op sigjit::attention_forward_fp8 under tracing."""
     q, k, v = args[:3]
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         _fail("FP8 inputs: sigjit's FP8 attention is forward only (inference); run it under torch.no_grad() or "
               "torch.inference_mode(), or train in bfloat16")
-    if torch.compiler.is_compiling() or not _eager(args[:6]):
-        _fail("FP8 inputs: torch.compile, export and functorch transforms are not supported for FP8 yet; call it eagerly")
+    if torch.compiler.is_compiling() or not _eager(args[:6] + tuple(descale)):
+        return _attention_forward_fp8(*args[:-1], *descale)
     request = getattr(_preparing, "request", None)
     if request is not None:
         if request["backward"]:

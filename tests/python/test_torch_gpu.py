@@ -318,6 +318,27 @@ class Fp8(unittest.TestCase):
         report("fp8 varlen hd128", rel_error=err)
         self.assertLess(err, 0.05)
 
+    def test_compile_fullgraph_and_opcheck(self):
+        # Under torch.compile the FP8 call is the custom op sigjit::attention_forward_fp8 (forward
+        # only): one graph, the eager call's bits; opcheck checks the op's fake against the real one.
+        from sigjit.torch import quantize_fp8
+        torch._dynamo.reset()
+        lens = i32([256, 100])
+        (q8, qd), (k8, kd), (v8, vd) = (quantize_fp8(x) for x in qkv(2, 256, 256, 4, 2, 128, seed=43))
+
+        def f(q, k, v, qs, ks, vs):
+            return sigmoid_attention_padded(q, k, v, seq_lens_q=lens, seq_lens_k=lens, causal=True, q_descale=qs, k_descale=ks,
+                                            v_descale=vs)
+
+        with torch.no_grad():
+            eager = f(q8, k8, v8, qd, kd, vd)
+            compiled = torch.compile(f, fullgraph=True)(q8, k8, v8, qd, kd, vd)
+        self.assertEqual((compiled.shape, compiled.dtype), (eager.shape, torch.bfloat16))
+        self.assertTrue(torch.equal(compiled, eager), "torch.compile changed the FP8 output")
+        op = torch.ops.sigjit.attention_forward_fp8.default
+        torch.library.opcheck(op, (q8, k8, v8, lens, lens, None, "padded", 256, 256, True, "top_left", None, None, False, False,
+                                   qd, kd, vd), test_utils=("test_schema", "test_faketensor"))
+
     def test_refusals_name_the_argument(self):
         q = randn(1, 64, 2, 64, dtype=torch.float32, seed=1).to(torch.float8_e4m3fn)
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, "q_descale"):

@@ -110,7 +110,7 @@ def _backend():
 # ---- TritonSigmoid's functions -------------------------------------------------------------------
 def sigmoid_attention(query, key, value, is_causal=False, scale=None, sigmoid_bias=None, score_mod=None, *, causal=None,
                       score_bias=None, exact_sigmoid=None, causal_align="top_left", deterministic=False, q_descale=None,
-                      k_descale=None, v_descale=None):
+                      k_descale=None, v_descale=None, fp8=False):
     """Sigmoid attention over dense [B, L, H, D] tensors: O = sigmoid(scale Q K^T + bias + s_k) V.
 
     TritonSigmoid's signature and meaning: query [B, Lq, Hq, D]; key, value [B, Lk, Hkv, D] (Hq a
@@ -124,18 +124,19 @@ def sigmoid_attention(query, key, value, is_causal=False, scale=None, sigmoid_bi
     FP8 (inference, Hopper): query, key and value in torch.float8_e4m3fn, D 64 or 128, with
     FlashAttention-3's q_descale, k_descale, v_descale (float32 [B, Hkv], or one-element tensors
     for one factor per tensor; None = 1): S = q_descale k_descale Q K^T, O = v_descale P V; the
-    output is bfloat16; no gradient.
+    output is bfloat16; no gradient. fp8=True: the same from bf16/fp16 inputs, quantized here (one
+    factor per key/value head, quantize_fp8), the one-line switch for inference.
     """
     opts = options(is_causal=is_causal, causal=causal, causal_align=causal_align, scale=scale, sigmoid_bias=sigmoid_bias,
                    exact_sigmoid=exact_sigmoid, deterministic=deterministic)
     score_mod = _either("score_mod", score_mod, "score_bias", score_bias)
-    return _backend().dense(query, key, value, score_mod, opts, (q_descale, k_descale, v_descale))
+    return _backend().dense(query, key, value, score_mod, opts, (q_descale, k_descale, v_descale), quantize=_flag("fp8", fp8))
 
 
 def sigmoid_attention_padded(query, key, value, seq_lens_k=None, seq_lens_q=None, is_causal=False, scale=None,
                              sigmoid_bias=None, score_mod=None, *, causal=None, score_bias=None, exact_sigmoid=None,
                              causal_align="top_left", check_lengths=False, deterministic=False, q_descale=None, k_descale=None,
-                             v_descale=None):
+                             v_descale=None, fp8=False):
     """Sigmoid attention over a padded batch: [B, L, H, D] buffers with trailing padding.
 
     TritonSigmoid's signature, order and meaning: seq_lens_k, then seq_lens_q, each [B] valid
@@ -149,13 +150,15 @@ def sigmoid_attention_padded(query, key, value, seq_lens_k=None, seq_lens_q=None
     opts = options(is_causal=is_causal, causal=causal, causal_align=causal_align, scale=scale, sigmoid_bias=sigmoid_bias,
                    exact_sigmoid=exact_sigmoid, check_lengths=check_lengths, deterministic=deterministic)
     score_mod = _either("score_mod", score_mod, "score_bias", score_bias)
-    return _backend().padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, opts, (q_descale, k_descale, v_descale))
+    return _backend().padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, opts, (q_descale, k_descale, v_descale),
+                             quantize=_flag("fp8", fp8))
 
 
 # ---- FlashAttention's form ----------------------------------------------------------------------
 def sigmoid_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None,
                              sigmoid_bias=None, score_bias=None, exact_sigmoid=False, check_lengths=False, softmax_scale=None,
-                             causal_align="bottom_right", deterministic=False, q_descale=None, k_descale=None, v_descale=None):
+                             causal_align="bottom_right", deterministic=False, q_descale=None, k_descale=None, v_descale=None,
+                             fp8=False):
     """Sigmoid attention over packed sequences, as flash_attn_varlen_func takes them.
 
     q: [total_q, Hq, D]; k, v: [total_k, Hkv, D]; cu_seqlens_q/_k: [B + 1] prefix sums from 0
@@ -168,7 +171,8 @@ def sigmoid_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, 
     opts = options(is_causal=False, causal=causal, causal_align=causal_align,
                    scale=_either("scale", scale, "softmax_scale", softmax_scale), sigmoid_bias=sigmoid_bias,
                    exact_sigmoid=exact_sigmoid, check_lengths=check_lengths, deterministic=deterministic)
-    return _backend().varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, opts, (q_descale, k_descale, v_descale))
+    return _backend().varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, opts, (q_descale, k_descale, v_descale),
+                             quantize=_flag("fp8", fp8))
 
 
 # ---- reference and preparation --------------------------------------------------------------------

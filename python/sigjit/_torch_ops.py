@@ -109,6 +109,31 @@ def quantize_fp8(x: Tensor, heads_dim: int = -2):
     return (x.float() / descale.view(shape)).to(_FP8), descale
 
 
+def _quantized(q: Tensor, k: Tensor, v: Tensor, descale, quantize: bool):
+    """fp8=True: bf16/fp16 q, k and v quantized to e4m3 here for the FP8 forward, one factor per
+    key/value head (a query head shares its GQA group's, as FlashAttention-3's q_descale is
+    indexed); returns them with their descale factors. Otherwise the arguments unchanged."""
+    if not quantize:
+        return q, k, v, descale
+    if any(d is not None for d in descale):
+        _fail("fp8=True quantizes the inputs itself: pass bf16/fp16 query, key and value without q_descale/k_descale/v_descale "
+              "(or torch.float8_e4m3fn inputs with them, and fp8=False)")
+    if q.dtype == _FP8:
+        return q, k, v, descale
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        _fail("fp8=True: sigjit's FP8 attention is forward only (inference); run it under torch.no_grad() or "
+              "torch.inference_mode(), or drop fp8=True to train in bfloat16")
+    heads_q, heads_kv = q.shape[-2], k.shape[-2]
+    if heads_kv == 0 or heads_q % heads_kv != 0:
+        _fail(f"heads: query has {heads_q}, key/value {heads_kv}; query heads must be a multiple of key/value heads")
+    (k8, kd), (v8, vd) = quantize_fp8(k), quantize_fp8(v)
+    groups = q.unflatten(-2, (heads_kv, heads_q // heads_kv))  # [..., Hkv, G, D]
+    amax = groups.detach().abs().float().amax(dim=[d for d in range(groups.dim()) if d != groups.dim() - 3])
+    qd = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
+    q8 = (groups.float() / qd.view(-1, 1, 1)).to(_FP8).flatten(-3, -2)
+    return q8, k8, v8, (qd, kd, vd)
+
+
 def _descales(descale, q: Tensor, batch: int, heads_kv: int) -> tuple:
     """FlashAttention-3's q/k/v_descale, checked: float32 [B, Hkv], [Hkv] (one per head, every
     sequence) or one element (per tensor) on q's device, all three alike; None stays None (1)."""
@@ -424,17 +449,19 @@ def _same_batch(q: Tensor, k: Tensor) -> None:
 
 
 # ---- entry points of sigjit._api ------------------------------------------------------------------
-def dense(query, key, value, score_mod, o: Options, descale=(None, None, None)):
+def dense(query, key, value, score_mod, o: Options, descale=(None, None, None), quantize=False):
     _check_tensors(query, key, value, 4, "[B, L, H, D]")
     _same_batch(query, key)
+    query, key, value, descale = _quantized(query, key, value, descale, quantize)
     sb = _score_bias(score_mod, "score_mod", (key.shape[0], key.shape[1]), query.device)
     descale = _descales(descale, query, query.shape[0], key.shape[2])
     return _run(query, key, value, None, None, sb, "dense", query.shape[1], key.shape[1], o, descale)
 
 
-def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options, descale=(None, None, None)):
+def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options, descale=(None, None, None), quantize=False):
     _check_tensors(query, key, value, 4, "[B, L, H, D]")
     _same_batch(query, key)
+    query, key, value, descale = _quantized(query, key, value, descale, quantize)
     B = query.shape[0]
     if seq_lens_q is None:
         seq_lens_q = torch.full((B,), query.shape[1], dtype=torch.int32, device=query.device)
@@ -446,8 +473,10 @@ def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options, des
     return _run(query, key, value, lq, lk, sb, "padded", query.shape[1], key.shape[1], o, descale)
 
 
-def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, o: Options, descale=(None, None, None)):
+def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, o: Options, descale=(None, None, None),
+           quantize=False):
     _check_tensors(q, k, v, 3, "[total_tokens, H, D]", names=("q", "k", "v"))
+    q, k, v, descale = _quantized(q, k, v, descale, quantize)
     if not isinstance(cu_seqlens_q, torch.Tensor) or cu_seqlens_q.dim() != 1 or cu_seqlens_q.shape[0] < 1:
         _fail("cu_seqlens_q: expected an integer torch.Tensor of shape [B + 1] (prefix sums of the query lengths, from 0)")
     B = cu_seqlens_q.shape[0] - 1

@@ -318,6 +318,30 @@ class Fp8(unittest.TestCase):
         report("fp8 varlen hd128", rel_error=err)
         self.assertLess(err, 0.05)
 
+    def test_fp8_true_quantizes_bf16_inputs(self):
+        # The one-line switch: bf16 inputs and fp8=True give the FP8 forward of their per-(kv head)
+        # quantization, bit for bit what passing the codes and factors by hand gives, within the
+        # FP8 bound of the bf16 reference; with GQA a query head shares its group's factor.
+        from sigjit.torch import quantize_fp8
+        q, k, v = qkv(2, 300, 300, 8, 2, 128, seed=44)
+        with torch.no_grad():
+            out = sigmoid_attention(q, k, v, True, fp8=True)
+            amax = q.float().abs().unflatten(2, (2, 4)).amax(dim=(0, 1, 3, 4))
+            qd = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
+            q8 = (q.float().unflatten(2, (2, 4)) / qd.view(-1, 1, 1)).to(torch.float8_e4m3fn).flatten(2, 3)
+            (k8, kd), (v8, vd) = quantize_fp8(k), quantize_fp8(v)
+            by_hand = sigmoid_attention(q8, k8, v8, True, q_descale=qd, k_descale=kd, v_descale=vd)
+            bf16 = sigmoid_attention(q, k, v, True)
+        self.assertEqual(out.dtype, torch.bfloat16)
+        self.assertTrue(torch.equal(out, by_hand), "fp8=True differs from quantizing by hand")
+        err = rel_err(out, bf16)
+        report("fp8=True vs bf16, hd128 GQA 8/2 causal", rel_error=err)
+        self.assertLess(err, 0.05)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, "fp8=True quantizes the inputs itself"):
+            sigmoid_attention(q, k, v, fp8=True, q_descale=qd)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, "fp8=True: sigjit's FP8 attention is forward only"):
+            sigmoid_attention(q.detach().requires_grad_(), k, v, fp8=True)
+
     def test_compile_fullgraph_and_opcheck(self):
         # Under torch.compile the FP8 call is the custom op sigjit::attention_forward_fp8 (forward
         # only): one graph, the eager call's bits; opcheck checks the op's fake against the real one.

@@ -19,7 +19,7 @@ from pathlib import Path
 from unittest import mock
 
 import sigjit
-from sigjit import _api
+from sigjit import InvalidArgumentError, _api
 
 TRITON_FILES = {
     "sigmoid_attention": "sigmoid_triton_dense.py",
@@ -80,16 +80,17 @@ class Recorder:
     def __init__(self):
         self.calls = []
 
-    def dense(self, query, key, value, score_mod, opts, descale):
-        self.calls.append(dict(fn="dense", query=query, key=key, value=value, score_mod=score_mod, opts=opts, descale=descale))
+    def dense(self, query, key, value, score_mod, opts, descale, quantize):
+        self.calls.append(dict(fn="dense", query=query, key=key, value=value, score_mod=score_mod, opts=opts, descale=descale,
+                               quantize=quantize))
 
-    def padded(self, query, key, value, seq_lens_k, seq_lens_q, score_mod, opts, descale):
+    def padded(self, query, key, value, seq_lens_k, seq_lens_q, score_mod, opts, descale, quantize):
         self.calls.append(dict(fn="padded", query=query, key=key, value=value, seq_lens_k=seq_lens_k, seq_lens_q=seq_lens_q,
-                               score_mod=score_mod, opts=opts, descale=descale))
+                               score_mod=score_mod, opts=opts, descale=descale, quantize=quantize))
 
-    def varlen(self, q, k, v, cu_q, cu_k, max_q, max_k, score_bias, opts, descale):
+    def varlen(self, q, k, v, cu_q, cu_k, max_q, max_k, score_bias, opts, descale, quantize):
         self.calls.append(dict(fn="varlen", cu_q=cu_q, cu_k=cu_k, max_q=max_q, max_k=max_k, score_bias=score_bias, opts=opts,
-                               descale=descale))
+                               descale=descale, quantize=quantize))
 
 
 class Binding(unittest.TestCase):
@@ -156,6 +157,16 @@ class Binding(unittest.TestCase):
             self.assertEqual(self.last()["descale"], ("DQ", None, "DV"))
             call()
             self.assertEqual(self.last()["descale"], (None, None, None))
+            self.assertFalse(self.last()["quantize"])
+
+    def test_fp8_true_asks_for_quantization_and_is_checked(self):
+        for call in (lambda **kw: _api.sigmoid_attention("Q", "K", "V", **kw),
+                     lambda **kw: _api.sigmoid_attention_padded("Q", "K", "V", **kw),
+                     lambda **kw: _api.sigmoid_attention_varlen("q", "k", "v", "CQ", "CK", 7, 9, **kw)):
+            call(fp8=True)
+            self.assertTrue(self.last()["quantize"])
+            with self.assertRaisesRegex(InvalidArgumentError, "fp8='yes': expected True or False"):
+                call(fp8="yes")
 
     def test_varlen_is_flash_attention_form(self):
         _api.sigmoid_attention_varlen("q", "k", "v", "CQ", "CK", 7, 9, softmax_scale=0.1)

@@ -1,13 +1,36 @@
 // Uses only the public headers of an installed sigjit and libsigjit.so (C++17): validates a call
 // with an unsupported head_dim and checks that the sigjit::Error thrown inside the library is
-// caught here as one (its typeinfo is exported), as an invalid argument naming head_dim.
+// caught here as one (its typeinfo is exported), as an invalid argument naming head_dim. It also
+// takes the address of every free function sigjit.hpp declares, so that one the library does not
+// export (cmake/sigjit_c_api.map) fails this program's link.
 #include <sigjit/sigjit.h>
 #include <sigjit/sigjit.hpp>
 
 #include <cstdio>
 #include <string>
 
+// Every free function of sigjit.hpp, each overload by its own type: the link needs all of them.
+void (*const kForward)(const sigjit::AttentionArgs&, sigjit::Stream) = sigjit::forward;
+void (*const kForwardWithOptions)(const sigjit::AttentionArgs&, sigjit::Stream, const sigjit::ForwardOptions&) = sigjit::forward;
+const void* const kCppApi[] = {
+    reinterpret_cast<const void*>(&sigjit::validate),
+    reinterpret_cast<const void*>(kForward),
+    reinterpret_cast<const void*>(kForwardWithOptions),
+    reinterpret_cast<const void*>(&sigjit::forward_workspace_size),
+    reinterpret_cast<const void*>(&sigjit::backward),
+    reinterpret_cast<const void*>(&sigjit::backward_workspace_size),
+    reinterpret_cast<const void*>(&sigjit::prepare),
+    reinterpret_cast<const void*>(&sigjit::release_backward_workspaces),
+    reinterpret_cast<const void*>(&sigjit::version),
+};
+
 int main() {
+  for (const void* f : kCppApi) {
+    if (f == nullptr) {
+      std::fprintf(stderr, "consumer: FAIL: a sigjit.hpp function resolved to null\n");
+      return 1;
+    }
+  }
   alignas(16) static unsigned char buffer[16];
   sigjit::AttentionArgs args;
   args.batch = 1;

@@ -95,7 +95,8 @@ def quantize_fp8(x: Tensor, heads_dim: int = -2):
     largest magnitude of each head maps to e4m3's largest normal): returns (codes, descale), descale
     float32 [H] over dimension `heads_dim` (default: the second to last, as in [B, L, H, D] and
     [T, H, D]), ready for q_descale/k_descale/v_descale. The on-the-fly quantization of bf16/fp16
-    inputs for the FP8 forward."""
+    inputs for the FP8 forward. The maximum is over the whole tensor, padding included: zero the
+    padding first, or let fp8=True quantize (it reads only the valid rows)."""
     if _FP8 is None:
         _fail("quantize_fp8: this PyTorch has no torch.float8_e4m3fn (PyTorch 2.1 or newer)")
     if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point or x.dim() < 2:
@@ -109,10 +110,29 @@ def quantize_fp8(x: Tensor, heads_dim: int = -2):
     return (x.float() / descale.view(shape)).to(_FP8), descale
 
 
-def _quantized(q: Tensor, k: Tensor, v: Tensor, descale, quantize: bool):
+def _quantize_per_kv_head(x: Tensor, heads_kv: int, valid: Optional[Tensor]):
+    """x [..., H, D] (H a multiple of heads_kv) to e4m3 with one factor per key/value head: amax / 448
+    over that head's group of heads and over the valid tokens only (`valid`: a bool mask over x's
+    token dimensions, or None for all), so that padding, which the kernels never read, cannot
+    spoil a head's scale with garbage (NaN, Inf or huge values in a torch.empty buffer)."""
+    groups = x.unflatten(-2, (heads_kv, x.shape[-2] // heads_kv))  # [..., Hkv, G, D]
+    if groups.numel() == 0:
+        descale = torch.ones(heads_kv, dtype=torch.float32, device=x.device)
+    else:
+        magnitude = groups.detach().abs().float()
+        if valid is not None:
+            magnitude = torch.where(valid[..., None, None, None], magnitude, 0.0)
+        amax = magnitude.amax(dim=[d for d in range(groups.dim()) if d != groups.dim() - 3])
+        descale = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
+    return (groups.float() / descale.view(-1, 1, 1)).to(_FP8).flatten(-3, -2), descale
+
+
+def _quantized(q: Tensor, k: Tensor, v: Tensor, descale, quantize: bool, valid_q: Optional[Tensor] = None,
+               valid_k: Optional[Tensor] = None):
     """fp8=True: bf16/fp16 q, k and v quantized to e4m3 here for the FP8 forward, one factor per
     key/value head (a query head shares its GQA group's, as FlashAttention-3's q_descale is
-    indexed); returns them with their descale factors. Otherwise the arguments unchanged."""
+    indexed), computed over the valid tokens (valid_q, valid_k: masks over the token dimensions,
+    None for all); returns them with their descale factors. Otherwise the arguments unchanged."""
     if not quantize:
         return q, k, v, descale
     if any(d is not None for d in descale):
@@ -120,18 +140,21 @@ def _quantized(q: Tensor, k: Tensor, v: Tensor, descale, quantize: bool):
               "(or torch.float8_e4m3fn inputs with them, and fp8=False)")
     if q.dtype == _FP8:
         return q, k, v, descale
+    if _FP8 is None:
+        _fail("fp8=True: this PyTorch has no torch.float8_e4m3fn (PyTorch 2.1 or newer)")
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         _fail("fp8=True: sigjit's FP8 attention is forward only (inference); run it under torch.no_grad() or "
               "torch.inference_mode(), or drop fp8=True to train in bfloat16")
     heads_q, heads_kv = q.shape[-2], k.shape[-2]
     if heads_kv == 0 or heads_q % heads_kv != 0:
         _fail(f"heads: query has {heads_q}, key/value {heads_kv}; query heads must be a multiple of key/value heads")
-    (k8, kd), (v8, vd) = quantize_fp8(k), quantize_fp8(v)
-    groups = q.unflatten(-2, (heads_kv, heads_q // heads_kv))  # [..., Hkv, G, D]
-    amax = groups.detach().abs().float().amax(dim=[d for d in range(groups.dim()) if d != groups.dim() - 3])
-    qd = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
-    q8 = (groups.float() / qd.view(-1, 1, 1)).to(_FP8).flatten(-3, -2)
+    (q8, qd), (k8, kd), (v8, vd) = (_quantize_per_kv_head(x, heads_kv, m) for x, m in ((q, valid_q), (k, valid_k), (v, valid_k)))
     return q8, k8, v8, (qd, kd, vd)
+
+
+def _valid_rows(lengths: Tensor, rows: int) -> Tensor:
+    """[B, rows] mask of the padded layout's valid rows (lengths [B], on the device: no sync)."""
+    return torch.arange(rows, device=lengths.device)[None, :] < lengths.to(torch.int64)[:, None]
 
 
 def _descales(descale, q: Tensor, batch: int, heads_kv: int) -> tuple:
@@ -461,13 +484,15 @@ def dense(query, key, value, score_mod, o: Options, descale=(None, None, None), 
 def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options, descale=(None, None, None), quantize=False):
     _check_tensors(query, key, value, 4, "[B, L, H, D]")
     _same_batch(query, key)
-    query, key, value, descale = _quantized(query, key, value, descale, quantize)
     B = query.shape[0]
     if seq_lens_q is None:
         seq_lens_q = torch.full((B,), query.shape[1], dtype=torch.int32, device=query.device)
     if seq_lens_k is None:
         seq_lens_k = torch.full((B,), key.shape[1], dtype=torch.int32, device=query.device)
     lq, lk = _lengths(seq_lens_q, "seq_lens_q", B, query.device), _lengths(seq_lens_k, "seq_lens_k", B, query.device)
+    if quantize:
+        query, key, value, descale = _quantized(query, key, value, descale, True, _valid_rows(lq, query.shape[1]),
+                                                _valid_rows(lk, key.shape[1]))
     sb = _score_bias(score_mod, "score_mod", (B, key.shape[1]), query.device)
     descale = _descales(descale, query, B, key.shape[2])
     return _run(query, key, value, lq, lk, sb, "padded", query.shape[1], key.shape[1], o, descale)
@@ -476,11 +501,12 @@ def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options, des
 def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, o: Options, descale=(None, None, None),
            quantize=False):
     _check_tensors(q, k, v, 3, "[total_tokens, H, D]", names=("q", "k", "v"))
-    q, k, v, descale = _quantized(q, k, v, descale, quantize)
     if not isinstance(cu_seqlens_q, torch.Tensor) or cu_seqlens_q.dim() != 1 or cu_seqlens_q.shape[0] < 1:
         _fail("cu_seqlens_q: expected an integer torch.Tensor of shape [B + 1] (prefix sums of the query lengths, from 0)")
     B = cu_seqlens_q.shape[0] - 1
     cq, ck = _lengths(cu_seqlens_q, "cu_seqlens_q", B + 1, q.device), _lengths(cu_seqlens_k, "cu_seqlens_k", B + 1, q.device)
+    if quantize:  # rows past the last sequence are not read: leave them out of the scales
+        q, k, v, descale = _quantized(q, k, v, descale, True, _valid_rows(cq[-1:], q.shape[0])[0], _valid_rows(ck[-1:], k.shape[0])[0])
     max_seqlen_q, max_seqlen_k = _max_seqlen("max_seqlen_q", max_seqlen_q), _max_seqlen("max_seqlen_k", max_seqlen_k)
     sb = _score_bias(score_bias, "score_bias", (k.shape[0],), q.device)
     descale = _descales(descale, q, B, k.shape[1])

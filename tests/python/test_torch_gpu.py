@@ -337,6 +337,16 @@ class Fp8(unittest.TestCase):
         err = rel_err(out, bf16)
         report("fp8=True vs bf16, hd128 GQA 8/2 causal", rel_error=err)
         self.assertLess(err, 0.05)
+        # Padded: the factors come from the valid rows only, so NaN in the padding changes nothing.
+        lens = i32([300, 120])
+        dirty = [x.clone() for x in (q, k, v)]
+        for x in dirty:
+            x[1, 120:] = float("nan")
+        with torch.no_grad():
+            clean_out = sigmoid_attention_padded(q, k, v, lens, lens, fp8=True)
+            dirty_out = sigmoid_attention_padded(*dirty, lens, lens, fp8=True)
+        self.assertTrue(torch.equal(clean_out[1, :120], dirty_out[1, :120]) and torch.equal(clean_out[0], dirty_out[0]),
+                        "NaN padding changed the FP8 scales")
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, "fp8=True quantizes the inputs itself"):
             sigmoid_attention(q, k, v, fp8=True, q_descale=qd)
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, "fp8=True: sigjit's FP8 attention is forward only"):

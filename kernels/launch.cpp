@@ -267,7 +267,7 @@ void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params,
   const unsigned row_blocks = static_cast<unsigned>((a.seqlen_q + rows - 1) / rows);
   SigjitBwdParams copy = params;
   void* args[] = {&copy};
-  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(convert.prologue, row_blocks, 1, static_cast<unsigned>(a.batch),
+  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(convert.prologue, row_blocks, static_cast<unsigned>(a.heads_q), static_cast<unsigned>(a.batch),
                                                   static_cast<unsigned>(convert.threads), 1, 1, 0, stream, args, nullptr));
 }
 

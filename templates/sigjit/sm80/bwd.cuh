@@ -347,19 +347,21 @@ __device__ __forceinline__ void dq_convert_kernel(const SigjitBwdParams& bp) {
 // valid query rows of each sequence are ever reduced into and read back (dq_convert_kernel writes
 // the padded rows' zeros without reading them), so only they are zeroed: on a ragged batch
 // mostly padding (bench/ragged_split.py: 84 %) this is the varlen layout's memset instead of
-// 6x that. One CTA per (BLOCK_M query rows, sequence); a row's heads x head_dim floats are
-// contiguous, so a CTA's rows are one span of float4 stores.
+// 6x that. One CTA per (BLOCK_M query rows, head, sequence), the convert kernel's grid, so that
+// even a small batch spreads over the SMs; 16-byte stores, head_dim floats per row.
 template <class C>
 __device__ __forceinline__ void dq_workspace_zero_kernel(const SigjitBwdParams& bp) {
   static_assert(C::kLayout == kPadded, "only the padded layout zeroes its dQ workspace by rows");
   const SigjitFwdParams& p = bp.fwd;
-  const int b = blockIdx.z, m_start = blockIdx.x * C::kBlockM;
+  const int b = blockIdx.z, h = blockIdx.y, m_start = blockIdx.x * C::kBlockM;
   const int len_q = clamp_len(p.seq_lens_q[b], p.seqlen_q);
   if (m_start >= len_q) return;
   const int rows = len_q - m_start < C::kBlockM ? len_q - m_start : C::kBlockM;
-  float4* span = (float4*)(bp.dq_accum + (i64)b * bp.dqa_stride_b + (i64)m_start * bp.dqa_stride_l);
-  const i64 vectors = (i64)rows * bp.dqa_stride_l / 4;
-  for (i64 i = threadIdx.x; i < vectors; i += C::kThreads) span[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+  float* acc = bp.dq_accum + (i64)b * bp.dqa_stride_b + (i64)m_start * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;
+  constexpr int kVectorsPerRow = C::kHeadDim / 4;
+  for (int i = threadIdx.x; i < rows * kVectorsPerRow; i += C::kThreads) {
+    *(float4*)(acc + (i64)(i / kVectorsPerRow) * bp.dqa_stride_l + (i % kVectorsPerRow) * 4) = make_float4(0.f, 0.f, 0.f, 0.f);
+  }
 }
 
 // Dynamic shared memory of each backward kernel (the generated TU checks the host's formula

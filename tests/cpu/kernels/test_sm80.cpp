@@ -420,6 +420,13 @@ TEST(DqConvert, OnlyThePaddedModuleHasTheWorkspaceZeroingEntry) {
     EXPECT_EQ(sigjit::second_entry_suffix(convert), layout == sigjit::Layout::padded ? "_zero" : "") << convert.describe();
     EXPECT_NE(ptx.find(".entry " + name + "("), std::string::npos) << convert.describe();
   }
+  for (int head_dim : {32, 64, 96, 256}) {  // the zeroing's row split at every head dim
+    KernelSpec s = spec_for(head_dim);
+    s.layout = sigjit::Layout::padded;
+    const KernelSpec convert = sigjit::dq_convert_spec(s);
+    const std::string ptx = sigjit::compile_kernel(convert, sigjit::dq_convert_config()).ptx;
+    EXPECT_NE(ptx.find(".entry " + sigjit::kernel_name(convert, sigjit::dq_convert_config()) + "_zero("), std::string::npos) << head_dim;
+  }
 }
 
 TEST(TileConfig, FusedBackwardSplitsDqOverTheWarps) {

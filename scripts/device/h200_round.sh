@@ -5,7 +5,7 @@
 #                           padded layout's valid-row zeroing under a NaN-poisoned caller workspace,
 #                           the ordered mode's caller workspace); then sigjit's, TritonSigmoid's and cuDNN SDPA's backward
 #                           in the same process (compare.py: dense and 25 % padded, then causal)
-#   h200_round.sh all       the essentials of the three below in one 10-minute call, for a session
+#   h200_round.sh all       the essentials of the three below in one call of about 8 minutes, for a session
 #                           that may get only one: this round's new GPU tests (padded and workspace
 #                           cases), compare.py's backward at L 1024/4096/16384 (dense, 25 % padded,
 #                           causal), the ragged batch with FP8, the FP8 forward at L 16384 and the
@@ -35,13 +35,13 @@ backward() {
 all() {
   local impls=sigjit,triton-sigmoid,sdpa-cudnn
   $run build || exit 1
-  $run gpu-tests '*BackwardWorkspace*:BackwardOrdered.*:Matrix/BackwardMatrix.*padded*:Fp8ForwardWorkspace.*:Matrix/Fp8Forward.*padded*' 100 gpu_tests_round.log
-  timeout 130 $run pybench compare.py --out "$OUT/compare" --impl "$impls" --direction bwd --seq 1024,4096,16384 --pad 0,25
-  timeout 60 $run pybench compare.py --out "$OUT/compare_causal" --impl "$impls" --direction bwd --seq 4096,16384 --pad 0 --causal
-  timeout 100 $run pybench ragged_split.py --fp8 --reps 10 --out "$OUT/ragged_split.md"
-  timeout 50 $run bench --direction fwd --dtype fp8 --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8.csv"
-  timeout 30 $run bench --direction fwd --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8.csv"
-  timeout 50 $run pybench fp8_cudnn_probe.py --out "$OUT/fp8_cudnn.md"
+  $run gpu-tests '*BackwardWorkspace*:BackwardOrdered.*:Matrix/BackwardMatrix.*padded*:Fp8ForwardWorkspace.*:Matrix/Fp8Forward.*padded*' 90 gpu_tests_round.log
+  timeout 120 $run pybench compare.py --out "$OUT/compare" --impl "$impls" --direction bwd --seq 1024,4096,16384 --pad 0,25 --target-ms 200
+  timeout 40 $run pybench compare.py --out "$OUT/compare_causal" --impl "$impls" --direction bwd --seq 16384 --pad 0 --causal --target-ms 200
+  timeout 80 $run pybench ragged_split.py --fp8 --reps 10 --out "$OUT/ragged_split.md"
+  timeout 40 $run bench --direction fwd --dtype fp8 --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8.csv"
+  timeout 25 $run bench --direction fwd --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8.csv"
+  timeout 40 $run pybench fp8_cudnn_probe.py --out "$OUT/fp8_cudnn.md"
 }
 
 ragged() {

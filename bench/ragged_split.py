@@ -4,12 +4,11 @@ What: 48 sequences with log-normal lengths in [200, 16000] (mean about 2300), hd
 bf16; the same sequences once padded ([B, L_max, H, D] with seq_lens) and once packed (varlen).
 Times, each the median of --reps CUDA-event measurements after warm-up with the L2 flushed
 before each: the forward alone, the forward plus backward (autograd.grad: no accumulation into
-.grad), and the floor of the padded layout's extra cost: zeroing as many bytes as the padded rows
-of O, dQ, dK and dV hold, which the padded layout must write and the packed one does not have.
-Prints TFLOPS (forward+backward 3.5x the forward's valid-token FLOPs), the padded/varlen gap and
-how far above that floor it sits.
-Why: issue 21 asks for the padded layout within 3 % of varlen; the floor says how close any
-kernel can come on this batch.
+.grad), and, for scale, zeroing as many bytes as the padded rows of O, dQ, dK and dV hold (the
+padded layout must write them, the packed one has none; inside the kernels they overlap compute).
+Prints TFLOPS (forward+backward 3.5x the forward's valid-token FLOPs) and the padded/varlen gap;
+with --fp8 also the FP8 forward on both layouts, and TritonSigmoid padded where installed.
+Why: issue 21 asks for the padded layout within 3 % of varlen.
 
     python3 bench/ragged_split.py [--reps 20] [--out file.md] [--fp8]
 """
@@ -72,8 +71,8 @@ def main():
     def varlen_both():
         torch.autograd.grad(sigmoid_attention_varlen(qv, kv, vv, cu, cu, Lmax, Lmax), (qv, kv, vv), dov)
 
-    # The floor: the padded layout must write zeros into every padded row of O, dQ, dK and dV,
-    # which the packed layout does not have; at best that costs zeroing those bytes.
+    # The padded layout must write zeros into every padded row of O, dQ, dK and dV, which the
+    # packed layout does not have: what those bytes cost on their own, for scale.
     pad_rows = B * Lmax - total
     pad_zeros = torch.empty(4 * pad_rows * H * D, dtype=torch.bfloat16, device="cuda")
     parts = [("padded fwd", padded_fwd), ("varlen fwd", varlen_fwd), ("padded fwd+bwd", padded_both), ("varlen fwd+bwd", varlen_both),
@@ -100,7 +99,7 @@ def main():
         def fp8_varlen():
             sigmoid_attention_varlen(qv8, kv8, vv8, cu, cu, Lmax, Lmax, q_descale=qvd, k_descale=kvd, v_descale=vvd)
         parts += [("FP8 padded fwd", fp8_padded), ("FP8 varlen fwd", fp8_varlen)]
-    t = {name: timed(fn, args.reps, flush) for name, fn in parts}
+    t = {name: timed(fn, flush, args.reps) for name, fn in parts}
     tf = lambda ms, mult: mult * flop_fwd / (ms * 1e-3) / 1e12  # noqa: E731
     lines = [f"Ragged batch on {torch.cuda.get_device_name()}: {B} sequences, lengths {min(lens)}-{max(lens)}, mean {total / B:.0f}, "
              f"buffer {Lmax} ({100 * (1 - total / (B * Lmax)):.0f} % padding), hd {D}, {H} heads, bf16; medians of {args.reps}.", "",
@@ -117,10 +116,11 @@ def main():
             f8, b16 = t[f"FP8 {layout} fwd"], t[f"{layout} fwd"]
             lines.append(f"| {layout} | {f8:.3f} | {tf(f8, 1.0):.0f} | {b16 / f8:.2f}x |")
     gap = t["padded fwd+bwd"] - t["varlen fwd+bwd"]
-    floor = t["padding zeros"]
-    lines += ["", f"Floor: the zeros of the padded rows of O, dQ, dK and dV ({pad_zeros.numel() * 2 / 1e9:.2f} GB) take {floor:.3f} ms "
-              f"to write on this GPU, {100 * floor / t['varlen fwd+bwd']:.1f} % of varlen's forward+backward; the padded layout's "
-              f"gap is {gap:.3f} ms ({100 * gap / t['varlen fwd+bwd']:.1f} %), {gap - floor:.3f} ms above the floor."]
+    zeros_ms = t["padding zeros"]  # standalone, not a bound: the kernels overlap these writes
+    lines += ["", f"The padded layout's gap is {gap:.3f} ms ({100 * gap / t['varlen fwd+bwd']:.1f} % of varlen's forward+backward). "
+              f"The zeros it must write into the padded rows of O, dQ, dK and dV ({pad_zeros.numel() * 2 / 1e9:.2f} GB) take "
+              f"{zeros_ms:.3f} ms on their own ({100 * zeros_ms / t['varlen fwd+bwd']:.1f} %); inside the kernels they overlap compute, "
+              "so the gap can fall below that."]
     emit(lines, args.out)
 
 

@@ -262,13 +262,15 @@ void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params,
     SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
     return;
   }
-  if (convert.prologue == nullptr) throw Error("the padded dQ convert module has no workspace zeroing entry (<name>_zero)", ErrorKind::cuda);
+  if (convert.prologue == nullptr)
+    throw Error("the padded dQ convert module has no workspace zeroing entry (<name>_zero)", ErrorKind::cuda);
   const int rows = dq_convert_config().get<Sm80Tile>().block_m;  // the zero kernel's rows per CTA
   const unsigned row_blocks = static_cast<unsigned>((a.seqlen_q + rows - 1) / rows);
   SigjitBwdParams copy = params;
   void* args[] = {&copy};
-  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(convert.prologue, row_blocks, static_cast<unsigned>(a.heads_q), static_cast<unsigned>(a.batch),
-                                                  static_cast<unsigned>(convert.threads), 1, 1, 0, stream, args, nullptr));
+  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(convert.prologue, row_blocks, static_cast<unsigned>(a.heads_q),
+                                                  static_cast<unsigned>(a.batch), static_cast<unsigned>(convert.threads), 1, 1, 0, stream,
+                                                  args, nullptr));
 }
 
 }  // namespace

@@ -109,11 +109,14 @@ void validate_lengths(const Resolved& r, CUstream stream) {
 void check_workspace(const void* workspace, std::size_t bytes, std::size_t need, const char* size_fn) {
   if ((workspace == nullptr && bytes == 0) || need == 0) return;  // none given, or none used
   if (workspace == nullptr) {
-    throw Error(fmt::format("workspace: null pointer with workspace_bytes={}; pass a device buffer of at least {} B "
-                            "({}), or neither to let sigjit manage one", bytes, need, size_fn));
+    throw Error(
+        fmt::format("workspace: null pointer with workspace_bytes={}; pass a device buffer of at least {} B "
+                    "({}), or neither to let sigjit manage one",
+                    bytes, need, size_fn));
   }
   if (reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0) {
-    throw Error(fmt::format("workspace: pointer {} is not 16-byte aligned; pass a 16-byte aligned buffer of at least {} B", workspace, need));
+    throw Error(
+        fmt::format("workspace: pointer {} is not 16-byte aligned; pass a 16-byte aligned buffer of at least {} B", workspace, need));
   }
   if (bytes < need) {
     throw Error(fmt::format("workspace: workspace_bytes={} is too small; this call needs {} B ({})", bytes, need, size_fn));
@@ -121,9 +124,7 @@ void check_workspace(const void* workspace, std::size_t bytes, std::size_t need,
 }
 
 // The FP8 forward's V^T; 16-bit forwards need nothing.
-std::size_t forward_workspace_need(const Resolved& r) {
-  return r.args.dtype == DType::fp8_e4m3 ? kernels::fp8_vt_layout(r).bytes : 0;
-}
+std::size_t forward_workspace_need(const Resolved& r) { return r.args.dtype == DType::fp8_e4m3 ? kernels::fp8_vt_layout(r).bytes : 0; }
 
 }  // namespace
 
@@ -147,8 +148,8 @@ void forward(const AttentionArgs& args, Stream stream, const ForwardOptions& opt
   void* workspace = need > 0 ? options.workspace : nullptr;
   const detail::DeviceInfo dev = detail::current_device();
   const AttentionArgs& a = r.args;
-  for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"o", a.o},
-                                  {"workspace", workspace ? workspace : a.q}}) {
+  for (const auto& [name, ptr] :
+       {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"o", a.o}, {"workspace", workspace ? workspace : a.q}}) {
     detail::check_device_pointer(name, ptr);
   }
   CUstream cu_stream = reinterpret_cast<CUstream>(stream);

@@ -136,8 +136,9 @@ sigjit_forward_options sigjit_forward_options_default(void) {
 
 sigjit_status sigjit_forward_ex(const sigjit_attention_args* args, const sigjit_forward_options* options, struct CUstream_st* stream) {
   if (options != nullptr && options->struct_size != static_cast<int32_t>(sizeof(sigjit_forward_options))) {
-    g_last_error = "options.struct_size: does not match this library's sigjit_forward_options; initialise it with "
-                   "sigjit_forward_options_default() and rebuild against the installed sigjit.h";
+    g_last_error =
+        "options.struct_size: does not match this library's sigjit_forward_options; initialise it with "
+        "sigjit_forward_options_default() and rebuild against the installed sigjit.h";
     return SIGJIT_ERROR_INVALID_ARGUMENT;
   }
   if (options != nullptr && options->reserved0 != 0) {
@@ -151,7 +152,9 @@ sigjit_status sigjit_forward_ex(const sigjit_attention_args* args, const sigjit_
   });
 }
 
-sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream) { return sigjit_forward_ex(args, nullptr, stream); }
+sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream) {
+  return sigjit_forward_ex(args, nullptr, stream);
+}
 
 sigjit_status sigjit_forward_workspace_size(const sigjit_attention_args* args, size_t* bytes) {
   if (bytes == nullptr) {

@@ -175,8 +175,16 @@ TEST(Fp8ForwardWorkspace, CallerWorkspaceGivesTheSameBitsAndCapturesInAGraph) {
   for (Layout layout : {Layout::dense, Layout::padded, Layout::varlen}) {
     SCOPED_TRACE(static_cast<int>(layout));
     const bool dense = layout == Layout::dense;
-    CaseSpec spec{layout, 128, DType::fp8_e4m3, true, BiasMode::log_n, true, true, SigmoidMode::fast,
-                  dense ? std::vector<int>{300, 300} : std::vector<int>{300, 130, 1}, dense ? std::vector<int>{300, 300} : std::vector<int>{300, 130, 1}};
+    CaseSpec spec{layout,
+                  128,
+                  DType::fp8_e4m3,
+                  true,
+                  BiasMode::log_n,
+                  true,
+                  true,
+                  SigmoidMode::fast,
+                  dense ? std::vector<int>{300, 300} : std::vector<int>{300, 130, 1},
+                  dense ? std::vector<int>{300, 300} : std::vector<int>{300, 130, 1}};
     check_caller_workspace(spec);
   }
 }

@@ -63,7 +63,8 @@ TEST(ForwardApi, CallerWorkspaceIsCheckedByNameWithTheSizeNeeded) {
   const std::string need = std::to_string(kDenseVt) + " B";
   sigjit::ForwardOptions o;
   o.workspace_bytes = kDenseVt;  // no pointer
-  EXPECT_THAT(forward_error(fp8_args(), o), AllOf(StartsWith("workspace: null pointer"), HasSubstr(need), HasSubstr("forward_workspace_size")));
+  EXPECT_THAT(forward_error(fp8_args(), o),
+              AllOf(StartsWith("workspace: null pointer"), HasSubstr(need), HasSubstr("forward_workspace_size")));
   o.workspace = fake(0x90008);  // misaligned
   EXPECT_THAT(forward_error(fp8_args(), o), AllOf(StartsWith("workspace: pointer"), HasSubstr("16-byte aligned")));
   o.workspace = fake(0x90000);

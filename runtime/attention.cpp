@@ -148,10 +148,10 @@ void forward(const AttentionArgs& args, Stream stream, const ForwardOptions& opt
   void* workspace = need > 0 ? options.workspace : nullptr;
   const detail::DeviceInfo dev = detail::current_device();
   const AttentionArgs& a = r.args;
-  for (const auto& [name, ptr] :
-       {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"o", a.o}, {"workspace", workspace ? workspace : a.q}}) {
+  for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"o", a.o}}) {
     detail::check_device_pointer(name, ptr);
   }
+  if (workspace != nullptr) detail::check_device_pointer("workspace", workspace);  // one driver call, only when given
   CUstream cu_stream = reinterpret_cast<CUstream>(stream);
   detail::validate_lengths(r, cu_stream);
   if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
@@ -334,9 +334,10 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
   const detail::DeviceInfo dev = detail::current_device();
   const AttentionArgs& a = r.args;
   for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", a.q}, {"k", a.k}, {"v", a.v}, {"dout", g.dout}, {"dq", g.dq},
-                                  {"dk", g.dk}, {"dv", g.dv}, {"workspace", caller_workspace ? options.workspace : a.q}}) {
+                                  {"dk", g.dk}, {"dv", g.dv}}) {
     detail::check_device_pointer(name, ptr);
   }
+  if (caller_workspace) detail::check_device_pointer("workspace", options.workspace);
   CUstream cu_stream = reinterpret_cast<CUstream>(stream);
   detail::validate_lengths(r, cu_stream);
   if (a.batch == 0 || (a.seqlen_q == 0 && a.seqlen_k == 0)) return;

@@ -16,6 +16,8 @@
 #   scripts/device_run.sh bench ARGS...             build-dev's sigjit-bench ARGS, appending to $OUT/bench.csv
 #   scripts/device_run.sh triton ARGS...            TritonSigmoid's benchmark (bench/triton_bench.py ARGS), same CSV
 #   scripts/device_run.sh python                    the PyTorch binding's GPU tests (python/run_device_tests.sh)
+#   scripts/device_run.sh pyunit TESTS [TIMEOUT_S]  the binding's GPU tests TESTS only (unittest names, e.g.
+#                                                   test_torch_gpu.Fp8) under TIMEOUT_S (default 120), log in $OUT
 #   scripts/device_run.sh pybench SCRIPT ARGS...    bench/SCRIPT (compare.py, first_call.py, matmul_ceiling.py, ...)
 #                                                   with TritonSigmoid and the binding importable
 #   scripts/device_run.sh sigjit ARGS...            build-dev's sigjit CLI, nothing added to its output
@@ -159,6 +161,15 @@ python_tests() {
   grep -E "^\[case\] (drop-in|cuda graph|vs TritonSigmoid)" "$OUT/python_wheel.log" | head -60
 }
 
+pyunit() {
+  local tests=$1 seconds=${2:-120}
+  binding_env || return 1
+  step "the binding's GPU tests $tests (limit $seconds s)"
+  (cd tests/python && timeout "$seconds" python3 -m unittest -v "$tests") >"$OUT/python_${tests//./_}.log" 2>&1
+  echo "python $tests exit code $? (124: timed out)"
+  grep -E "^(OK|FAILED)|(ERROR|FAIL): |skipped '|^\[case\]" "$OUT/python_${tests//./_}.log" | head -30
+}
+
 pybench() {
   local script=$1
   shift
@@ -182,6 +193,7 @@ case $verb in  # the arguments, checked before anything runs
   sanitize) [ $# -ge 1 ] && [ $# -le 2 ] && [[ ${2:-0} =~ ^[0-9]+$ ]] || usage ;;
   bench | triton | sigjit) ;;
   pybench) [ $# -ge 1 ] && [ -f "bench/$1" ] || usage ;;
+  pyunit) [ $# -ge 1 ] && [ $# -le 2 ] && [[ $1 =~ ^[[:alnum:]_.]+$ ]] && [[ ${2:-0} =~ ^[0-9]+$ ]] || usage ;;
   summarize) [ $# -le 1 ] || usage ;;
   -h | --help | help) usage 0 ;;
   *) usage ;;

@@ -10,6 +10,9 @@
 #                           tests), compare.py's backward at L 1024/4096/16384 (dense, 25 % padded,
 #                           causal), the ragged batch with FP8 and the FP8 forward at L 16384, each
 #                           under its own time limit
+#   h200_round.sh checks    build; what has not yet run on a GPU: the FP8 error on FlashAttention-3's outlier
+#                           distribution (fp8_error.py), the binding's FP8 tests, the dense and varlen
+#                           halves of the default-routed backward matrix
 #   h200_round.sh ragged    build; the ragged single-cell batch (bench/ragged_split.py --fp8): padded
 #                           and varlen forward and forward+backward, TritonSigmoid padded, the floor
 #                           of the padding's zero writes, and the FP8 forward on both layouts
@@ -45,6 +48,13 @@ all() {
   timeout 25 $run bench --direction fwd --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8.csv"
 }
 
+checks() {
+  $run build || exit 1
+  timeout 60 $run pybench fp8_error.py --out "$OUT/fp8_error.md"
+  $run pyunit test_torch_gpu.Fp8 90
+  $run gpu-tests 'Matrix/BackwardMatrix.*/dense_d64*:Matrix/BackwardMatrix.*/dense_d128*:Matrix/BackwardMatrix.*/varlen_d64*:Matrix/BackwardMatrix.*/varlen_d128*' "${TESTS_TIMEOUT_S:-200}" gpu_tests_bwd_dense_varlen.log
+}
+
 ragged() {
   $run build || exit 1
   timeout 300 $run pybench ragged_split.py --fp8 --out "$OUT/ragged_split.md"
@@ -59,6 +69,6 @@ fp8() {
 }
 
 case "${1:-}" in
-  all | backward | ragged | fp8) "$1" ;;
+  all | backward | checks | ragged | fp8) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -55,7 +55,7 @@ struct SpecOptions {
   std::string bias = "log_n";
   bool score_bias = false;
   std::string sigmoid = "fast";
-  std::string arch = "sm_90";
+  std::string arch = "sm_90a";  // what an H100 or H200 compiles for (cuda/device.cpp)
   std::string direction = "fwd";
   std::string tile;
   std::string out_dir;
@@ -217,6 +217,7 @@ int run_compile(const SpecOptions& o) {
     throw Error(fmt::format("--head-dim: must be one of 32, 64, 96, 128, 256 (got {})",
                             o.head_dim == 0 ? "an empty value or 0" : std::to_string(o.head_dim)));
   const sigjit::KernelSpec spec = spec_from_options(o);
+  if (const std::string why = sigjit::unserved_reason(spec); !why.empty()) throw Error(fmt::format("--dtype {}: {}", o.dtype, why));
   const sigjit::TileConfig config = o.tile.empty() ? sigjit::default_config(spec) : sigjit::TileConfig::parse(o.tile, "--tile");
   if (!o.out_dir.empty()) {  // before the compile: a bad --out fails at once
     std::error_code ec;
@@ -322,7 +323,7 @@ int tune_without_gpu(const tuner::Workload& w, const std::string& why) {
 int run_tune(const TuneFlags& f) {
   std::string why;
   const auto dev = try_device(&why);
-  const sigjit::Arch arch = !f.arch.empty() ? sigjit::Arch::parse(f.arch) : dev ? dev->arch() : sigjit::Arch::parse("sm_90");
+  const sigjit::Arch arch = !f.arch.empty() ? sigjit::Arch::parse(f.arch) : dev ? dev->arch() : sigjit::Arch::parse("sm_90a");
   tuner::Workload w = workload_for(f, arch);
   if (w.specs.empty()) throw Error("the workload is empty: give --head-dim/--layout/--seq, --workload or --preset");
   if (!f.shard.empty()) {
@@ -492,7 +493,7 @@ int main(int argc, char** argv) {
   SpecOptions co;
   auto* compile = app.add_subcommand("compile", "Generate and compile one kernel (no GPU needed); print registers, shared memory, spills");
   compile->add_option("--head-dim", co.head_dim, "Head dimension")->check(CLI::IsMember(sigjit::supported_head_dims()));
-  compile->add_option("--dtype", co.dtype, "bf16 or fp16")->check(CLI::IsMember(option_names<sigjit::DType>()));
+  compile->add_option("--dtype", co.dtype, "bf16, fp16 or fp8 (e4m3 inputs, bf16 output: the Hopper forward, head dims 64 and 128)")->check(CLI::IsMember(option_names<sigjit::DType>()));
   compile->add_option("--layout", co.layout, "dense, padded or varlen")->check(CLI::IsMember(option_names<sigjit::Layout>()));
   compile->add_flag("--causal", co.causal, "Causal masking");
   compile
@@ -503,7 +504,7 @@ int main(int argc, char** argv) {
   compile->add_option("--bias", co.bias, "log_n (default) or scalar")->check(CLI::IsMember(option_names<sigjit::BiasMode>()));
   compile->add_flag("--score-bias", co.score_bias, "Per-key score bias");
   compile->add_option("--sigmoid", co.sigmoid, "fast or exact")->check(CLI::IsMember(option_names<sigjit::SigmoidMode>()));
-  compile->add_option("--arch", co.arch, "Target, e.g. sm_80, sm_90, sm_90a");
+  compile->add_option("--arch", co.arch, "Target, e.g. sm_80, sm_90, sm_90a (default: H100 and H200's sm_90a)");
   compile->add_option("--direction", co.direction,
                       "fwd, or a backward kernel: bwd_fused (default backward: dK, dV, dQ atomics), bwd_dq_convert (its dQ "
                       "workspace -> dQ), bwd_dkdv and bwd_dq (the deterministic pair)")
@@ -518,7 +519,7 @@ int main(int argc, char** argv) {
                                   "Each candidate's output is checked against the default config before it may win.\n"
                                   "Without a GPU: compiles every candidate and prints its resources.");
   tune->add_option("--head-dim", tf.head_dims, "Head dims, e.g. 64,128");
-  tune->add_option("--dtype", tf.dtypes, "bf16,fp16");
+  tune->add_option("--dtype", tf.dtypes, "bf16,fp16,fp8 (fp8: the Hopper forward, head dims 64 and 128)");
   tune->add_option("--layout", tf.layouts, "dense,padded,varlen");
   tune->add_option("--seq", tf.seqs, "Sequence lengths or a range of powers of two, e.g. 512..16384 (each maps to its bucket)");
   tune->add_flag("--causal", tf.causal, "Causal masking");
@@ -534,7 +535,7 @@ int main(int argc, char** argv) {
   tune->add_option("--workload", tf.workload_file, "JSON workload file instead of the flags");
   tune->add_option("--preset", tf.preset, "Named workload: single-cell (hd 64,128, bf16, dense/padded/varlen, 512..16384, fwd and the backward the library runs by default)");
   tune->add_option("--strategy", tf.strategy, "auto, exhaustive or halving")->check(CLI::IsMember({"auto", "exhaustive", "halving"}));
-  tune->add_option("--arch", tf.arch, "Target arch when there is no GPU (default sm_90)");
+  tune->add_option("--arch", tf.arch, "Target arch when there is no GPU (default sm_90a: H100, H200)");
   tune->add_option("--shard", tf.shard, "K/N: tune only the K-th of N disjoint parts of the workload (N nodes or GPUs, one part each)")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {

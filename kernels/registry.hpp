@@ -26,6 +26,11 @@ std::string check_config(const KernelSpec& spec, const TileConfig& config);
 // Dynamic shared memory of the spec's kernel (what the launch requests).
 int smem_bytes(const KernelSpec& spec, const TileConfig& config);
 
+// Empty when some family serves the spec; otherwise why none does and what would be served (every
+// 16-bit spec has the portable family; FP8 has the Hopper forward only). Front ends check it before
+// asking for a default or candidates, which would otherwise hand back a config that cannot build.
+std::string unserved_reason(const KernelSpec& spec);
+
 // The config used when nothing better is known (no tuning result): the default of the most
 // specialised family that serves the spec.
 TileConfig default_config(const KernelSpec& spec);

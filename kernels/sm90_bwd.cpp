@@ -184,7 +184,10 @@ std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_le
 }
 
 bool sm90_backward_supports(const KernelSpec& spec) {
-  return spec.direction == Direction::backward_fused && kernels::is_sm90a(spec.arch) && (spec.head_dim == 64 || spec.head_dim == 128);
+  // 16-bit only: FP8 is forward only (inference), and an e4m3 spec here would build a kernel that
+  // reads bytes as halves.
+  return spec.direction == Direction::backward_fused && spec.dtype != DType::fp8_e4m3 && kernels::is_sm90a(spec.arch) &&
+         (spec.head_dim == 64 || spec.head_dim == 128);
 }
 
 TileConfig default_sm90_backward_config(const KernelSpec& spec) {

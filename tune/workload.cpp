@@ -27,6 +27,8 @@
 // "bwd_dq". The dQ convert kernel has one config and is never tuned.
 #include "tune/tuner.hpp"
 
+#include "kernels/registry.hpp"
+
 #include "problem/names.hpp"
 
 #include <fmt/format.h>
@@ -125,7 +127,10 @@ void require_nonempty(const std::string& what, const std::vector<T>& v, const st
   if (v.empty()) throw Error(fmt::format("{}: empty list; give at least one of {}", what, allowed));
 }
 
-void add_unique(Workload& w, std::set<std::string>& keys, const KernelSpec& s) {
+// `what` names where the spec came from: a spec no kernel serves (FP8 off the Hopper forward) is
+// refused here, so the tuner never compiles a fallback config that cannot build.
+void add_unique(Workload& w, std::set<std::string>& keys, const KernelSpec& s, const std::string& what) {
+  if (const std::string why = unserved_reason(s); !why.empty()) throw Error(fmt::format("{}: {}", what, why));
   if (keys.insert(problem_key(s)).second) w.specs.push_back(s);
 }
 
@@ -243,7 +248,7 @@ Workload build_from_flags(const WorkloadFlags& f, const Arch& arch, const Namer&
                   s.sigmoid = sg;
                   s.bucket = seq_bucket_for(len);
                   s.arch = arch;
-                  add_unique(w, keys, s);
+                  add_unique(w, keys, s, name("dtypes"));
                 }
   if (!f.lengths_file.empty()) w.user_lengths = read_lengths_file(name("lengths_file"), f.lengths_file);
   return w;
@@ -346,7 +351,8 @@ Workload workload_from_json(const nlohmann::json& j, const Arch& arch) {
     Workload w;
     std::set<std::string> keys;
     for (std::size_t i = 0; i < specs.size(); ++i) {
-      for (const KernelSpec& s : specs_from_workload_json(fmt::format("workload JSON: specs[{}]", i), specs[i], arch)) add_unique(w, keys, s);
+      const std::string where = fmt::format("workload JSON: specs[{}]", i);
+      for (const KernelSpec& s : specs_from_workload_json(where, specs[i], arch)) add_unique(w, keys, s, where);
     }
     if (j.contains("lengths")) w.user_lengths = lengths_from_json("workload JSON: lengths", j["lengths"]);
     return w;

@@ -417,6 +417,28 @@ TEST_F(CliCache, MessagesNameTheArgument) {  // F16, F17
   EXPECT_THAT(r.out, HasSubstr("--temp-age"));
 }
 
+// The offline commands default to what an H100/H200 runs (sm_90a), so `--dtype fp8` builds the
+// FP8 forward there; anywhere no kernel serves FP8 they refuse by name instead of handing NVRTC a
+// portable config it cannot build for e4m3.
+TEST_F(CliCache, Fp8CompilesForHopperByDefaultAndIsRefusedElsewhere) {
+  Result r = sigjit_cli(root_, "compile --dtype fp8 --head-dim 64 --layout varlen");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("fwd fp8 hd64 varlen"));
+  EXPECT_THAT(r.out, HasSubstr("sm_90a"));
+  EXPECT_THAT(r.out, HasSubstr("config    h"));  // the Hopper family's grammar
+  r = sigjit_cli(root_, "compile --dtype fp8 --head-dim 128 --arch sm_90");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--dtype fp8: no kernel serves"));
+  EXPECT_THAT(r.out, HasSubstr("arch sm_90a"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("NVRTC")));
+  r = sigjit_cli(root_, "compile --dtype fp8 --head-dim 128 --direction bwd_fused");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("forward only"));
+  r = sigjit_cli(root_, "tune --dtype fp8 --head-dim 64 --seq 4096 --direction bwd");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--dtype: no kernel serves bwd_fused fp8"));
+}
+
 TEST_F(CliCache, CompileOutIntoAFileSaysSo) {  // F16
   const fs::path file = root_.string() + "-file";
   std::ofstream(file) << "x";

@@ -920,6 +920,41 @@ TEST(TunerWorkload, BackwardDirectionsMapToTheirKernels) {
   EXPECT_EQ(w.specs[2].direction, D::backward_fused);
 }
 
+// FP8 is the Hopper forward alone: a workload that asks for it anywhere else is refused before any
+// compile (it used to fall back to a portable config that NVRTC cannot build for e4m3).
+TEST(TunerWorkload, Fp8IsTunedOnlyWhereAKernelServesIt) {
+  const Arch sm90a = Arch::parse("sm_90a");
+  tuner::WorkloadFlags f;
+  f.dtypes = {"fp8"};
+  f.head_dims = {64, 128};
+  f.layouts = {"dense", "padded", "varlen"};
+  f.seq_lens = {512, 16384};
+  const tuner::Workload w = tuner::workload_from_flags(f, sm90a);
+  ASSERT_EQ(w.specs.size(), 12u);
+  for (const auto& s : w.specs) {
+    EXPECT_EQ(s.dtype, sigjit::DType::fp8_e4m3);
+    EXPECT_EQ(sigjit::unserved_reason(s), "") << s.describe();
+    for (const sigjit::TileConfig& c : sigjit::candidate_configs(s)) EXPECT_EQ(c.family(), sigjit::KernelFamily::sm90) << c.describe();
+  }
+  expect_error([&] { tuner::workload_from_flags(f, kSm90); }, {"--dtype", "fp8", "sm_90a", "arch=sm_90"});  // no wgmma without the a
+  f.directions = {"fwd", "bwd"};
+  expect_error([&] { tuner::workload_from_flags(f, sm90a); }, {"--dtype", "bwd_fused fp8", "forward only"});
+  f.directions = {"bwd_det"};
+  expect_error([&] { tuner::workload_from_flags(f, sm90a); }, {"--dtype", "fp8", "forward only"});
+  f.directions = {"fwd"};
+  f.head_dims = {32};
+  expect_error([&] { tuner::workload_from_flags(f, sm90a); }, {"--dtype", "hd32", "head dims 64 and 128"});
+  expect_error([] { tuner::workload_from_json(nlohmann::json::parse(R"({"specs": [{"head_dim": 64, "dtype": "fp8", "seq": 512, "direction": "bwd"}]})"),
+                                              Arch::parse("sm_90a")); },
+               {"workload JSON: specs[0]", "forward only"});
+  // Every 16-bit spec is served (the portable family at least).
+  f.dtypes = {"bf16", "fp16"};
+  f.head_dims = {32, 64, 96, 128, 256};
+  f.directions = {"fwd", "bwd", "bwd_det"};
+  EXPECT_NO_THROW(tuner::workload_from_flags(f, kSm90));
+  EXPECT_NO_THROW(tuner::workload_from_flags(f, Arch::parse("sm_80")));
+}
+
 TEST(TunerWorkload, PresetNames) {
   const auto names = tuner::preset_names();
   EXPECT_THAT(names, ::testing::Contains("single-cell"));

@@ -13,6 +13,9 @@
 #   h200_round.sh checks    build; what has not yet run on a GPU: the FP8 error on FlashAttention-3's outlier
 #                           distribution (fp8_error.py), the binding's FP8 tests, the dense and varlen
 #                           halves of the default-routed backward matrix
+#   h200_round.sh fp8tune   build; `sigjit tune --dtype fp8` at L 16384 (hd 64, 128), the FP8 and bf16 forwards
+#                           through the tuned cache, the FP8 tune of the ragged batch's padded and varlen
+#                           buckets (hd 128), then the ragged batch (bench/ragged_split.py --fp8)
 #   h200_round.sh ragged    build; the ragged single-cell batch (bench/ragged_split.py --fp8): padded
 #                           and varlen forward and forward+backward, TritonSigmoid padded, the floor
 #                           of the padding's zero writes, and the FP8 forward on both layouts
@@ -55,6 +58,18 @@ checks() {
   $run gpu-tests 'Matrix/BackwardMatrix.*/dense_d64*:Matrix/BackwardMatrix.*/dense_d128*:Matrix/BackwardMatrix.*/varlen_d64*:Matrix/BackwardMatrix.*/varlen_d128*' "${TESTS_TIMEOUT_S:-200}" gpu_tests_bwd_dense_varlen.log
 }
 
+fp8tune() {
+  $run build || exit 1
+  local tune=(timeout 100 ./build-dev/sigjit tune --dtype fp8 --head-dim 64,128 --seq 16384 --layout dense --seconds-per-candidate 1)
+  echo "=== $(date +%T) ${tune[*]}" && "${tune[@]}" >"$OUT/fp8_tune_dense.log" 2>&1; echo "exit $?"; grep -vE '^ +[0-9]+/[0-9]+ ' "$OUT/fp8_tune_dense.log" | tail -30
+  # After tuning, sigjit-bench resolves through the cache (its "default" row is the tuned entry).
+  timeout 40 $run bench --direction fwd --dtype fp8 --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8_tuned.csv"
+  timeout 25 $run bench --direction fwd --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8_tuned.csv"
+  tune=(timeout 110 ./build-dev/sigjit tune --dtype fp8 --head-dim 128 --seq 512..16384 --layout padded,varlen --strategy halving --seconds-per-candidate 0.3)
+  echo "=== $(date +%T) ${tune[*]}" && "${tune[@]}" >"$OUT/fp8_tune_ragged.log" 2>&1; echo "exit $?"; grep -vE '^ +[0-9]+/[0-9]+ ' "$OUT/fp8_tune_ragged.log" | tail -30
+  timeout 100 $run pybench ragged_split.py --fp8 --kernels --reps 5 --out "$OUT/ragged_split_fp8_tuned.md"
+}
+
 ragged() {
   $run build || exit 1
   timeout 300 $run pybench ragged_split.py --fp8 --out "$OUT/ragged_split.md"
@@ -69,6 +84,6 @@ fp8() {
 }
 
 case "${1:-}" in
-  all | backward | checks | ragged | fp8) "$1" ;;
+  all | backward | checks | fp8tune | ragged | fp8) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

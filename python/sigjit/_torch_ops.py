@@ -103,10 +103,15 @@ def quantize_fp8(x: Tensor, heads_dim: int = -2):
         _fail("quantize_fp8: expected a floating-point torch.Tensor with a heads dimension")
     dim = heads_dim % x.dim()
     others = [d for d in range(x.dim()) if d != dim]
-    amax = x.detach().abs().float().amax(dim=others)
-    descale = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
     shape = [1] * x.dim()
     shape[dim] = -1
+    return _scaled_to_e4m3(x, x.detach().abs().float().amax(dim=others), shape)
+
+
+def _scaled_to_e4m3(x: Tensor, amax: Tensor, shape):
+    """x in e4m3 with descale amax / 448 (viewed as `shape` against x), so that each group's largest
+    magnitude maps to e4m3's largest normal; an all-zero group keeps a tiny positive factor."""
+    descale = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
     return (x.float() / descale.view(shape)).to(_FP8), descale
 
 
@@ -117,14 +122,13 @@ def _quantize_per_kv_head(x: Tensor, heads_kv: int, valid: Optional[Tensor]):
     spoil a head's scale with garbage (NaN, Inf or huge values in a torch.empty buffer)."""
     groups = x.unflatten(-2, (heads_kv, x.shape[-2] // heads_kv))  # [..., Hkv, G, D]
     if groups.numel() == 0:
-        descale = torch.ones(heads_kv, dtype=torch.float32, device=x.device)
-    else:
-        magnitude = groups.detach().abs().float()
-        if valid is not None:
-            magnitude = torch.where(valid[..., None, None, None], magnitude, 0.0)
-        amax = magnitude.amax(dim=[d for d in range(groups.dim()) if d != groups.dim() - 3])
-        descale = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
-    return (groups.float() / descale.view(-1, 1, 1)).to(_FP8).flatten(-3, -2), descale
+        return groups.to(_FP8).flatten(-3, -2), torch.ones(heads_kv, dtype=torch.float32, device=x.device)
+    magnitude = groups.detach().abs().float()
+    if valid is not None:
+        magnitude = torch.where(valid[..., None, None, None], magnitude, 0.0)
+    amax = magnitude.amax(dim=[d for d in range(groups.dim()) if d != groups.dim() - 3])
+    codes, descale = _scaled_to_e4m3(groups, amax, (-1, 1, 1))
+    return codes.flatten(-3, -2), descale
 
 
 def _quantized(q: Tensor, k: Tensor, v: Tensor, descale, quantize: bool, valid_q: Optional[Tensor] = None,

@@ -60,6 +60,7 @@ checks() {
 
 fp8tune() {
   $run build || exit 1
+  $run pyunit test_torch_gpu.Fp8 60
   local tune=(timeout 100 ./build-dev/sigjit tune --dtype fp8 --head-dim 64,128 --seq 16384 --layout dense --seconds-per-candidate 1)
   echo "=== $(date +%T) ${tune[*]}" && "${tune[@]}" >"$OUT/fp8_tune_dense.log" 2>&1; echo "exit $?"; grep -vE '^ +[0-9]+/[0-9]+ ' "$OUT/fp8_tune_dense.log" | tail -30
   # After tuning, sigjit-bench resolves through the cache (its "default" row is the tuned entry).

@@ -13,9 +13,10 @@
 #   h200_round.sh checks    build; what has not yet run on a GPU: the FP8 error on FlashAttention-3's outlier
 #                           distribution (fp8_error.py), the binding's FP8 tests, the dense and varlen
 #                           halves of the default-routed backward matrix
-#   h200_round.sh fp8tune   build; `sigjit tune --dtype fp8` at L 16384 (hd 64, 128), the FP8 and bf16 forwards
-#                           through the tuned cache, the FP8 tune of the ragged batch's padded and varlen
-#                           buckets (hd 128), then the ragged batch (bench/ragged_split.py --fp8)
+#   h200_round.sh fp8tune   build; the binding's FP8 tests; `sigjit tune --dtype fp8` at L 16384 (hd 64, 128),
+#                           the FP8 and bf16 forwards through the tuned cache, the ragged batch with its
+#                           kernel split (bench/ragged_split.py --fp8 --kernels), then the FP8 tune of
+#                           the ragged batch's padded and varlen buckets (hd 128)
 #   h200_round.sh ragged    build; the ragged single-cell batch (bench/ragged_split.py --fp8): padded
 #                           and varlen forward and forward+backward, TritonSigmoid padded, the floor
 #                           of the padding's zero writes, and the FP8 forward on both layouts
@@ -66,9 +67,9 @@ fp8tune() {
   # After tuning, sigjit-bench resolves through the cache (its "default" row is the tuned entry).
   timeout 40 $run bench --direction fwd --dtype fp8 --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8_tuned.csv"
   timeout 25 $run bench --direction fwd --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8_tuned.csv"
+  timeout 100 $run pybench ragged_split.py --fp8 --kernels --reps 5 --out "$OUT/ragged_split_kernels.md"
   tune=(timeout 110 ./build-dev/sigjit tune --dtype fp8 --head-dim 128 --seq 512..16384 --layout padded,varlen --strategy halving --seconds-per-candidate 0.3)
   echo "=== $(date +%T) ${tune[*]}" && "${tune[@]}" >"$OUT/fp8_tune_ragged.log" 2>&1; echo "exit $?"; grep -vE '^ +[0-9]+/[0-9]+ ' "$OUT/fp8_tune_ragged.log" | tail -30
-  timeout 100 $run pybench ragged_split.py --fp8 --kernels --reps 5 --out "$OUT/ragged_split_fp8_tuned.md"
 }
 
 ragged() {

@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--out")
     ap.add_argument("--fp8", action="store_true", help="also the FP8 forward (e4m3 inputs quantized per head) on both layouts")
+    ap.add_argument("--no-triton", action="store_true", help="leave TritonSigmoid out (its autotuning takes a minute)")
     ap.add_argument("--kernels", action="store_true", help="also the GPU time per kernel of each layout's forward+backward (torch.profiler)")
     args = ap.parse_args()
     H, D = 8, 128
@@ -81,6 +82,8 @@ def main():
     parts = [("padded fwd", padded_fwd), ("varlen fwd", varlen_fwd), ("padded fwd+bwd", padded_both), ("varlen fwd+bwd", varlen_both),
              ("padding zeros", pad_zeros.zero_)]
     try:  # the incumbent on the same padded batch, where installed
+        if args.no_triton:
+            raise ImportError("left out (--no-triton)")
         import triton_sigmoid
 
         def triton_fwd():

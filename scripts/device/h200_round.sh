@@ -15,7 +15,7 @@
 #                           halves of the default-routed backward matrix
 #   h200_round.sh fp8tune   build; the binding's FP8 tests; `sigjit tune --dtype fp8` at L 16384 (hd 64, 128),
 #                           the FP8 and bf16 forwards through the tuned cache, the ragged batch with its
-#                           kernel split (bench/ragged_split.py --fp8 --kernels), then the FP8 tune of
+#                           kernel split (bench/ragged_split.py --kernels), then the FP8 tune of
 #                           the ragged batch's padded and varlen buckets (hd 128)
 #   h200_round.sh ragged    build; the ragged single-cell batch (bench/ragged_split.py --fp8): padded
 #                           and varlen forward and forward+backward, TritonSigmoid padded, the floor

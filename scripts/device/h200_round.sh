@@ -17,6 +17,8 @@
 #                           the FP8 and bf16 forwards through the tuned cache, the ragged batch with its
 #                           kernel split (bench/ragged_split.py --kernels), then the FP8 tune of
 #                           the ragged batch's padded and varlen buckets (hd 128)
+#   h200_round.sh last      build; the ragged batch's kernel split; the FP8 tuner test; the binding's CPU
+#                           tensor tests (the FP8 quantization)
 #   h200_round.sh ragged    build; the ragged single-cell batch (bench/ragged_split.py --fp8): padded
 #                           and varlen forward and forward+backward, TritonSigmoid padded, the floor
 #                           of the padding's zero writes, and the FP8 forward on both layouts
@@ -72,6 +74,13 @@ fp8tune() {
   echo "=== $(date +%T) ${tune[*]}" && "${tune[@]}" >"$OUT/fp8_tune_ragged.log" 2>&1; echo "exit $?"; grep -vE '^ +[0-9]+/[0-9]+ ' "$OUT/fp8_tune_ragged.log" | tail -30
 }
 
+last() {  # what this session's last minutes of device time must cover, in priority order
+  $run build || exit 1
+  timeout 60 $run pybench ragged_split.py --no-triton --kernels --reps 5 --out "$OUT/ragged_split_kernels.md"
+  $run gpu-tests 'TunedCache.Fp8*' 60 gpu_tests_tune_fp8.log
+  $run pyunit test_binding_cpu.TorchImport 30
+}
+
 ragged() {
   $run build || exit 1
   timeout 300 $run pybench ragged_split.py --fp8 --out "$OUT/ragged_split.md"
@@ -86,6 +95,6 @@ fp8() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | ragged | fp8) "$1" ;;
+  all | backward | checks | fp8tune | last | ragged | fp8) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

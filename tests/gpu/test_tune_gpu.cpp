@@ -117,6 +117,57 @@ TEST(TunedBackwardChild, BackwardServedFromStoreWithoutCompiling) {
   EXPECT_LT(r.rel_error, backward_error_bound(c));
 }
 
+// `sigjit tune --dtype fp8` (issue 22: FP8 through the tuner): the FP8 family's candidates timed
+// on e4m3 inputs, each checked against the default config, the winner stored with its V^T
+// prologue in the same module; `verify --gpu` re-runs it; a fresh process's padded FP8 forward
+// then compiles nothing and matches fp64 of the dequantized inputs.
+CaseSpec fp8_tuned_case() {
+  CaseSpec c{Layout::padded, 128, DType::fp8_e4m3, false, BiasMode::log_n, false, false, SigmoidMode::fast, {1500, 700}, {1500, 700}};
+  c.row_step = 37;
+  return c;
+}
+
+std::string fp8_unavailable_reason() {
+  if (std::string why = gpu_unavailable_reason(); !why.empty()) return why;
+  const detail::DeviceInfo dev = detail::current_device();
+  if (dev.cc_major != 9 || dev.cc_minor != 0) return fmt::format("FP8 runs on compute capability 9.0 (Hopper); this GPU is {}.{}", dev.cc_major, dev.cc_minor);
+  return {};
+}
+
+TEST(TunedCache, Fp8TuneThenFreshProcessCompilesNothing) {
+  if (const std::string why = fp8_unavailable_reason(); !why.empty()) GTEST_SKIP() << "FP8 tuning test skipped: " << why;
+  if (is_any_child()) GTEST_SKIP() << "parent test only";
+  const ScratchCache cache("tune-fp8-test");
+  const std::string& env = cache.env;
+  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " tune --dtype fp8 --head-dim 128 --layout padded --seq 1500 --seconds-per-candidate 0.2"), 0);
+  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " verify --gpu"), 0);
+  cache::Store store(cache.dir);
+  const auto entries = store.list();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_TRUE(entries[0].entry.tuned);
+  EXPECT_EQ(entries[0].entry.spec.at("dtype").get<std::string>(), "fp8");
+  EXPECT_EQ(entries[0].entry.config.rfind('h', 0), 0u) << "an FP8 entry must hold a Hopper-family config: " << entries[0].entry.config;
+  EXPECT_GT(entries[0].entry.tflops, 0);
+  EXPECT_EQ(run_command(env + "SIGJIT_TUNED_CHILD=fp8 " + self_path() + " --gtest_filter='TunedFp8Child.*'"), 0);
+}
+
+TEST(TunedFp8Child, ServedFromStoreWithoutCompiling) {
+  if (!is_child("fp8")) GTEST_SKIP() << "runs in the child process of TunedCache.Fp8TuneThenFreshProcessCompilesNothing";
+  SIGJIT_REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  ForwardProblem p(fp8_tuned_case(), rng);
+  p.poison_output();
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  sigjit::forward(p.args(), nullptr);
+  SIGJIT_CUDA_OK(cudaGetLastError());
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_EQ(detail::compile_count(), 0) << "the tuned FP8 kernel must come from the store";
+  const CaseResult r = p.check();
+  EXPECT_EQ(r.unwritten, 0);
+  EXPECT_EQ(r.nonzero_padding, 0);
+  EXPECT_LT(r.rel_error, error_bound(fp8_tuned_case()));
+}
+
 // SIGJIT_AUTOTUNE=1: the first forward of an untuned spec tunes it, answers correctly and
 // stores a tuned entry; a fresh process without the variable then compiles nothing.
 TEST(Autotune, FirstUseTunesStoresAndIsReused) {

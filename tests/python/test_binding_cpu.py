@@ -298,6 +298,42 @@ class TorchImport(unittest.TestCase):
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"q: expected 3 dimensions"):
             sigmoid_attention_varlen(q, q, q, None, None, 16, 16)
 
+    def test_fp8_quantization_maps_each_heads_amax_to_448(self):
+        # The on-the-fly quantization of fp8=True and quantize_fp8 (plain tensor math, so CPU
+        # tensors do): each head's (or key/value head group's) largest magnitude becomes e4m3's
+        # largest normal, descale = amax / 448, and padding never enters a factor.
+        if importlib.util.find_spec("torch") is None:
+            self.skipTest("torch is not installed (CI)")
+        import torch
+        if not hasattr(torch, "float8_e4m3fn"):
+            self.skipTest("this PyTorch has no float8_e4m3fn")
+        from sigjit._torch_ops import _quantize_per_kv_head, quantize_fp8
+        gen = torch.Generator().manual_seed(7)
+        x = torch.randn(2, 33, 4, 64, generator=gen) * torch.tensor([1.0, 3.0, 0.1, 20.0]).view(1, 1, 4, 1)
+        codes, descale = quantize_fp8(x)
+        self.assertEqual(codes.dtype, torch.float8_e4m3fn)
+        self.assertEqual(tuple(descale.shape), (4,))
+        amax = x.abs().amax(dim=(0, 1, 3))
+        torch.testing.assert_close(descale, amax / 448)
+        self.assertTrue(torch.equal(codes.float().abs().amax(dim=(0, 1, 3)), torch.full((4,), 448.0)))
+        err = ((codes.float() * descale.view(1, 1, 4, 1) - x).norm() / x.norm()).item()
+        self.assertLess(err, 0.05, "e4m3's rounding is about 3.6 % per element")
+        # Two key/value heads of two query heads each; padding (the last 10 rows of sequence 1) is
+        # NaN and huge values, and must not reach the factors.
+        valid = torch.ones(2, 33, dtype=torch.bool)
+        valid[1, 23:] = False
+        dirty = x.clone()
+        dirty[1, 23:] = float("nan")
+        dirty[1, 30:] = 1e30
+        codes, descale = _quantize_per_kv_head(dirty, 2, valid)
+        self.assertEqual(tuple(descale.shape), (2,))
+        groups = torch.where(valid[..., None, None], x, 0.0).unflatten(-2, (2, 2))
+        torch.testing.assert_close(descale, groups.abs().amax(dim=(0, 1, 3, 4)) / 448)
+        self.assertTrue(torch.isfinite(codes[valid].float()).all())
+        zeros, ones = _quantize_per_kv_head(x[:, :0], 2, None)
+        self.assertEqual(zeros.shape[1], 0)
+        self.assertTrue(torch.equal(ones, torch.ones(2)))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

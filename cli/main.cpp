@@ -493,7 +493,8 @@ int main(int argc, char** argv) {
   SpecOptions co;
   auto* compile = app.add_subcommand("compile", "Generate and compile one kernel (no GPU needed); print registers, shared memory, spills");
   compile->add_option("--head-dim", co.head_dim, "Head dimension")->check(CLI::IsMember(sigjit::supported_head_dims()));
-  compile->add_option("--dtype", co.dtype, "bf16, fp16 or fp8 (e4m3 inputs, bf16 output: the Hopper forward, head dims 64 and 128)")->check(CLI::IsMember(option_names<sigjit::DType>()));
+  compile->add_option("--dtype", co.dtype, "bf16, fp16 or fp8 (e4m3 inputs, bf16 output: the Hopper forward, head dims 64 and 128)")
+      ->check(CLI::IsMember(option_names<sigjit::DType>()));
   compile->add_option("--layout", co.layout, "dense, padded or varlen")->check(CLI::IsMember(option_names<sigjit::Layout>()));
   compile->add_flag("--causal", co.causal, "Causal masking");
   compile

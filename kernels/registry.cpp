@@ -65,9 +65,10 @@ int smem_bytes(const KernelSpec& spec, const TileConfig& config) { return kernel
 std::string unserved_reason(const KernelSpec& spec) {
   const auto& list = kernels::families();
   if (std::any_of(list.begin(), list.end(), [&](const kernels::Family* f) { return f->serves(spec); })) return {};
-  return fmt::format("no kernel serves {}: dtype fp8 is the Hopper forward only (direction fwd, head dims 64 and 128, arch sm_90a: "
-                     "H100, H200); use bf16 or fp16 elsewhere",
-                     spec.describe());
+  return fmt::format(
+      "no kernel serves {}: dtype fp8 is the Hopper forward only (direction fwd, head dims 64 and 128, arch sm_90a: "
+      "H100, H200); use bf16 or fp16 elsewhere",
+      spec.describe());
 }
 
 TileConfig default_config(const KernelSpec& spec) { return kernels::most_specialised(spec).default_config(spec); }

@@ -130,7 +130,8 @@ CaseSpec fp8_tuned_case() {
 std::string fp8_unavailable_reason() {
   if (std::string why = gpu_unavailable_reason(); !why.empty()) return why;
   const detail::DeviceInfo dev = detail::current_device();
-  if (dev.cc_major != 9 || dev.cc_minor != 0) return fmt::format("FP8 runs on compute capability 9.0 (Hopper); this GPU is {}.{}", dev.cc_major, dev.cc_minor);
+  if (dev.cc_major != 9 || dev.cc_minor != 0)
+    return fmt::format("FP8 runs on compute capability 9.0 (Hopper); this GPU is {}.{}", dev.cc_major, dev.cc_minor);
   return {};
 }
 
@@ -139,7 +140,8 @@ TEST(TunedCache, Fp8TuneThenFreshProcessCompilesNothing) {
   if (is_any_child()) GTEST_SKIP() << "parent test only";
   const ScratchCache cache("tune-fp8-test");
   const std::string& env = cache.env;
-  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " tune --dtype fp8 --head-dim 128 --layout padded --seq 1500 --seconds-per-candidate 0.2"), 0);
+  ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " tune --dtype fp8 --head-dim 128 --layout padded --seq 1500 --seconds-per-candidate 0.2"),
+            0);
   ASSERT_EQ(run_command(env + SIGJIT_CLI_PATH + " verify --gpu"), 0);
   cache::Store store(cache.dir);
   const auto entries = store.list();

@@ -944,9 +944,12 @@ TEST(TunerWorkload, Fp8IsTunedOnlyWhereAKernelServesIt) {
   f.directions = {"fwd"};
   f.head_dims = {32};
   expect_error([&] { tuner::workload_from_flags(f, sm90a); }, {"--dtype", "hd32", "head dims 64 and 128"});
-  expect_error([] { tuner::workload_from_json(nlohmann::json::parse(R"({"specs": [{"head_dim": 64, "dtype": "fp8", "seq": 512, "direction": "bwd"}]})"),
-                                              Arch::parse("sm_90a")); },
-               {"workload JSON: specs[0]", "forward only"});
+  expect_error(
+      [] {
+        tuner::workload_from_json(nlohmann::json::parse(R"({"specs": [{"head_dim": 64, "dtype": "fp8", "seq": 512, "direction": "bwd"}]})"),
+                                  Arch::parse("sm_90a"));
+      },
+      {"workload JSON: specs[0]", "forward only"});
   // Every 16-bit spec is served (the portable family at least).
   f.dtypes = {"bf16", "fp16"};
   f.head_dims = {32, 64, 96, 128, 256};

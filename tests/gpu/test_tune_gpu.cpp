@@ -59,6 +59,24 @@ CaseSpec tuned_case() {
   return c;
 }
 
+// One forward of case c through the public API on poisoned output, checked against fp64, with the
+// NVRTC compile count so far (void: its CUDA checks are fatal assertions).
+struct ServedForward {
+  CaseResult result;
+  int compiles = 0;
+};
+
+void forward_once(const CaseSpec& c, ServedForward& out) {
+  std::mt19937 rng(std::random_device{}());
+  ForwardProblem p(c, rng);
+  p.poison_output();
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  sigjit::forward(p.args(), nullptr);
+  SIGJIT_CUDA_OK(cudaGetLastError());
+  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+  out = {p.check(), static_cast<int>(detail::compile_count())};
+}
+
 TEST(TunedCache, TuneThenFreshProcessCompilesNothing) {
   SIGJIT_REQUIRE_GPU();
   if (is_any_child()) GTEST_SKIP() << "parent test only";
@@ -156,18 +174,12 @@ TEST(TunedCache, Fp8TuneThenFreshProcessCompilesNothing) {
 TEST(TunedFp8Child, ServedFromStoreWithoutCompiling) {
   if (!is_child("fp8")) GTEST_SKIP() << "runs in the child process of TunedCache.Fp8TuneThenFreshProcessCompilesNothing";
   SIGJIT_REQUIRE_GPU();
-  std::mt19937 rng(std::random_device{}());
-  ForwardProblem p(fp8_tuned_case(), rng);
-  p.poison_output();
-  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
-  sigjit::forward(p.args(), nullptr);
-  SIGJIT_CUDA_OK(cudaGetLastError());
-  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
-  EXPECT_EQ(detail::compile_count(), 0) << "the tuned FP8 kernel must come from the store";
-  const CaseResult r = p.check();
-  EXPECT_EQ(r.unwritten, 0);
-  EXPECT_EQ(r.nonzero_padding, 0);
-  EXPECT_LT(r.rel_error, error_bound(fp8_tuned_case()));
+  ServedForward f;
+  ASSERT_NO_FATAL_FAILURE(forward_once(fp8_tuned_case(), f));
+  EXPECT_EQ(f.compiles, 0) << "the tuned FP8 kernel must come from the store";
+  EXPECT_EQ(f.result.unwritten, 0);
+  EXPECT_EQ(f.result.nonzero_padding, 0);
+  EXPECT_LT(f.result.rel_error, error_bound(fp8_tuned_case()));
 }
 
 // SIGJIT_AUTOTUNE=1: the first forward of an untuned spec tunes it, answers correctly and
@@ -187,17 +199,11 @@ TEST(Autotune, FirstUseTunesStoresAndIsReused) {
 TEST(AutotuneChild, TunesOnFirstUseAndAnswersCorrectly) {
   if (!is_child("autotune")) GTEST_SKIP() << "runs in the child process of Autotune.FirstUseTunesStoresAndIsReused";
   SIGJIT_REQUIRE_GPU();
-  std::mt19937 rng(std::random_device{}());
-  ForwardProblem p(tuned_case(), rng);
-  p.poison_output();
-  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
-  sigjit::forward(p.args(), nullptr);
-  SIGJIT_CUDA_OK(cudaGetLastError());
-  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
-  EXPECT_GT(detail::compile_count(), 1) << "tuning compiles several candidates";
-  const CaseResult r = p.check();
-  EXPECT_EQ(r.unwritten, 0);
-  EXPECT_LT(r.rel_error, error_bound(tuned_case()));
+  ServedForward f;
+  ASSERT_NO_FATAL_FAILURE(forward_once(tuned_case(), f));
+  EXPECT_GT(f.compiles, 1) << "tuning compiles several candidates";
+  EXPECT_EQ(f.result.unwritten, 0);
+  EXPECT_LT(f.result.rel_error, error_bound(tuned_case()));
 }
 
 TEST(TunedCacheChild, FirstCallServedFromStoreWithoutCompiling) {
@@ -282,15 +288,11 @@ TEST(TunedCache, AnUnusableCacheDirectoryNeverFailsACall) {
 TEST(ServeChild, ForwardIsCorrect) {
   if (!is_child("serve")) GTEST_SKIP() << "runs in the child process of TunedCache.VerifyGpuHeals... / AnUnusableCache...";
   SIGJIT_REQUIRE_GPU();
-  std::mt19937 rng(std::random_device{}());
-  ForwardProblem p(tuned_case(), rng);
-  p.poison_output();
-  sigjit::forward(p.args(), nullptr);
-  SIGJIT_CUDA_OK(cudaDeviceSynchronize());
-  const CaseResult r = p.check();
-  EXPECT_EQ(r.unwritten, 0);
-  EXPECT_LT(r.rel_error, error_bound(tuned_case()));
-  if (const char* v = std::getenv("SIGJIT_EXPECT_NO_COMPILE"); v && std::string(v) == "1") EXPECT_EQ(detail::compile_count(), 0);
+  ServedForward f;
+  ASSERT_NO_FATAL_FAILURE(forward_once(tuned_case(), f));
+  EXPECT_EQ(f.result.unwritten, 0);
+  EXPECT_LT(f.result.rel_error, error_bound(tuned_case()));
+  if (const char* v = std::getenv("SIGJIT_EXPECT_NO_COMPILE"); v && std::string(v) == "1") EXPECT_EQ(f.compiles, 0);
 }
 
 }  // namespace

@@ -57,6 +57,8 @@ std::string check_sm80(const KernelSpec& spec, const Sm80Tile& c) {
     const std::string only = dq_convert_config().describe();
     return TileConfig(c).describe() == only ? "" : fmt::format("the dQ convert kernel has one config, {}", only);
   }
+  if (spec.dtype == DType::fp8_e4m3)
+    return "the portable family (m... tiles) has no FP8 kernel; dtype fp8 takes the Hopper family's h<BM>x<BN>... tiles (sm_90a)";
   if (c.warps < 1 || c.warps > 16) return fmt::format("warps={} outside 1..16", c.warps);
   if (c.block_m % (16 * c.warps) != 0) return fmt::format("block_m={} is not a multiple of 16*warps={}", c.block_m, 16 * c.warps);
   if (c.block_m / c.warps / 16 > 2)

@@ -431,6 +431,9 @@ TEST_F(CliCache, Fp8CompilesForHopperByDefaultAndIsRefusedElsewhere) {
   EXPECT_THAT(r.out, HasSubstr("--dtype fp8: no kernel serves"));
   EXPECT_THAT(r.out, HasSubstr("arch sm_90a"));
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("NVRTC")));
+  r = sigjit_cli(root_, "compile --dtype fp8 --head-dim 128 --tile m128n64w4s2");  // a portable tile: the family's own reason
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("has no FP8 kernel"));
   r = sigjit_cli(root_, "compile --dtype fp8 --head-dim 128 --direction bwd_fused");
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.out, HasSubstr("forward only"));

@@ -14,6 +14,7 @@ const std::vector<Switch>& switches() {
       {"SIGJIT_AUTOTUNE", "1: tune a spec on first use when the cache has no measured entry for it"},
       {"SIGJIT_FORCE_TILE", "a tile config (e.g. h128x128c2s3o) used for every tunable kernel, bypassing the cache"},
       {"SIGJIT_BACKWARD_PATH", "fused (default) or two_kernel: the non-deterministic backward's kernels"},
+      {"SIGJIT_PADDED_DQ_ZERO", "convert (default) or fused: which kernel writes the padded layout's zero dQ rows on the Hopper backward"},
       {"SIGJIT_VERBOSE_CACHE", "1: log every cache miss and remote-tier event"},
       {"SIGJIT_CACHE_LOCK_TIMEOUT", "seconds a writer waits for a per-key lock (default 30)"},
       {"SIGJIT_CACHE_NO_FSYNC", "1: skip fsync of cache writes (tests; a crash may then lose an entry)"},

@@ -1,5 +1,6 @@
 #include "kernels/launch.hpp"
 
+#include "base/env.hpp"
 #include "cuda/check.hpp"
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"
@@ -10,6 +11,8 @@
 
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <string>
 
 namespace sigjit::kernels {
 
@@ -273,26 +276,47 @@ void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params,
                                                   args, nullptr));
 }
 
+// SIGJIT_PADDED_DQ_ZERO=fused: the Hopper fused kernel's wholly padded key blocks write the padded
+// dQ rows' zeros (common/padded_rows.h) while the other CTAs compute, instead of the convert kernel
+// after them. A switch, default convert, until a GPU run of the padded backward matrix checks it
+// (scripts/device/h200_round.sh paddeddq).
+bool fused_kernel_zeroes_padded_dq() {
+  const std::optional<std::string> who = env::text("SIGJIT_PADDED_DQ_ZERO");
+  if (!who || *who == "convert") return false;
+  if (*who == "fused") return true;
+  throw Error(fmt::format("SIGJIT_PADDED_DQ_ZERO={}: expected convert or fused", *who));
+}
+
+// Both kernels read the choice from the same parameter block, so they always agree on it.
+SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {
+  const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
+  params.dq_pad_zero_key_block = 0;
+  if (r.args.layout == Layout::padded && tile != nullptr && fused_kernel_zeroes_padded_dq()) params.dq_pad_zero_key_block = tile->block_k();
+  return params;
+}
+
 }  // namespace
 
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream) {
+  const SigjitBwdParams p = with_padded_dq_zeroing(r, params, fused_config);
   const std::size_t bytes = dq_workspace_bytes(r);
-  if (bytes > 0) zero_dq_workspace(r, params, convert, bytes, stream);
-  launch(r, Direction::backward_fused, &params, fused, fused_config, 0, stream);
-  if (bytes > 0) launch(r, Direction::backward_dq_convert, &params, convert, dq_convert_config(), 0, stream);
+  if (bytes > 0) zero_dq_workspace(r, p, convert, bytes, stream);
+  launch(r, Direction::backward_fused, &p, fused, fused_config, 0, stream);
+  if (bytes > 0) launch(r, Direction::backward_dq_convert, &p, convert, dq_convert_config(), 0, stream);
 }
 
 void enqueue_ordered_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                               const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream) {
   // No query rows: no dQ and no counters, but the fused kernel still writes dK and dV (zeros).
+  const SigjitBwdParams p = with_padded_dq_zeroing(r, params, fused_config);
   const std::size_t values = dq_workspace_bytes(r), counters = dq_counters(r).bytes;
-  if (values > 0) zero_dq_workspace(r, params, convert, values, stream);
+  if (values > 0) zero_dq_workspace(r, p, convert, values, stream);
   if (counters > 0) {
-    SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum) + values, 0, counters, stream));
+    SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(p.dq_accum) + values, 0, counters, stream));
   }
-  launch(r, Direction::backward_fused, &params, fused, fused_config, 0, stream, /*ordered_workspace=*/true);
-  if (values > 0) launch(r, Direction::backward_dq_convert, &params, convert, dq_convert_config(), 0, stream);
+  launch(r, Direction::backward_fused, &p, fused, fused_config, 0, stream, /*ordered_workspace=*/true);
+  if (values > 0) launch(r, Direction::backward_dq_convert, &p, convert, dq_convert_config(), 0, stream);
 }
 
 }  // namespace sigjit::kernels

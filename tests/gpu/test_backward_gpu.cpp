@@ -24,6 +24,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 
 namespace sigjit::testing {
@@ -247,6 +248,91 @@ TEST_P(BackwardMatrixOrdered, DeterministicModeIsBitwiseAndMatchesFp64Reference)
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixOrdered, ::testing::ValuesIn(backward_cases()), case_name);
+
+// ---- the padded dQ rows' zeros from the Hopper fused kernel (SIGJIT_PADDED_DQ_ZERO=fused) -------
+// Padded batches whose sequences meet both cases of common/padded_rows.h: wholly padded key blocks
+// that zero a share of the padded dQ rows, and a sequence whose keys reach every key block (its
+// padded rows stay with the convert kernel); a sequence without queries or keys. Poisoned
+// gradients against fp64 on the fast path (the default tile, and a tile of the other key block
+// size) and on the ordered deterministic path, whose bits must equal those of the convert kernel's
+// zeros: the switch moves zero stores only.
+std::vector<CaseSpec> padded_dq_zero_cases() {
+  std::vector<CaseSpec> cases;
+  for (int hd : {64, 128})
+    for (bool causal : {false, true}) {
+      CaseSpec c{Layout::padded, hd, DType::bf16, causal, BiasMode::log_n, hd == 128, causal, SigmoidMode::fast};
+      c.lens_q = {17, 1000, 1, 200, 0};
+      c.lens_k = {777, 30, 1, 300, 0};
+      cases.push_back(c);
+    }
+  CaseSpec ragged{Layout::padded,    128, DType::bf16, false, BiasMode::log_n, false, true, SigmoidMode::fast, {4096, 17, 300, 1},
+                  {4096, 17, 300, 1}};
+  ragged.row_step = 16;
+  cases.push_back(ragged);
+  return cases;
+}
+
+// A tile the family's tuner may pick whose key block differs from the default's.
+TileConfig other_key_block_tile(const KernelSpec& spec) {
+  const int block_k = default_sm90_backward_config(spec).get<Sm90BwdTile>().block_k();
+  for (const TileConfig& t : sm90_backward_tiles(spec, false))
+    if (t.get<Sm90BwdTile>().block_k() != block_k) return t;
+  throw std::runtime_error("the sm90 backward family offers one key block only; update padded_dq_zero_cases");
+}
+
+class BackwardPaddedDqZero : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (!sm90_backward_unavailable_reason().empty()) return;
+    const std::vector<CaseSpec> cases = cases_to_run(padded_dq_zero_cases(), "BackwardPaddedDqZero");
+    precompile_backward(cases);
+    precompile_backward_sm90(cases, kOrdered);
+  }
+};
+
+TEST_P(BackwardPaddedDqZero, FusedKernelZeroesThePaddedRowsTheConvertKernelSkips) {
+  if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
+  const CaseSpec& spec = GetParam();
+  std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
+  KernelSpec ks = case_kernel_spec(spec, detail::current_device(), rng);
+  ks.direction = Direction::backward_fused;
+  ASSERT_TRUE(sm90_backward_supports(ks)) << ks.describe();
+  ForwardProblem problem(spec, rng);
+  problem.enable_backward(rng);
+  {
+    const detail::Resolved r = detail::resolve(problem.args());
+    const SigjitBwdParams bp = kernels::backward_params(r, detail::resolve_gradients(r, problem.grads()), nullptr);
+    ASSERT_EQ(kernels::tma_unsuitable(r, &bp), "") << "this case would not take the Hopper kernel";
+  }
+  BackwardOptions det;
+  det.deterministic = true;
+  std::vector<std::uint16_t> convert_bits;
+  {
+    const sigjit::test::ScopedEnv path("SIGJIT_BACKWARD_PATH", "ordered");
+    const sigjit::test::ScopedEnv zero("SIGJIT_PADDED_DQ_ZERO", "convert");
+    CaseResult r;
+    ASSERT_NO_THROW(r = run_and_check(problem, det));
+    expect_good(spec, r, "ordered-convert-zeros");
+    convert_bits = problem.gradient_bits();
+  }
+  const sigjit::test::ScopedEnv zero("SIGJIT_PADDED_DQ_ZERO", "fused");
+  for (const bool other_tile : {false, true}) {
+    std::optional<ScopedForceTile> force;
+    if (other_tile) force.emplace(other_key_block_tile(ks).describe());
+    for (int run = 0; run < 2; ++run) {
+      CaseResult r;
+      ASSERT_NO_THROW(r = run_and_check(problem, BackwardOptions{}));
+      expect_good(spec, r, fmt::format("fused-zeros{}{}", other_tile ? "-other-key-block" : "", run ? "-2nd-run" : "").c_str());
+    }
+  }
+  const sigjit::test::ScopedEnv path("SIGJIT_BACKWARD_PATH", "ordered");
+  CaseResult r;
+  ASSERT_NO_THROW(r = run_and_check(problem, det));
+  expect_good(spec, r, "ordered-fused-zeros");
+  EXPECT_TRUE(problem.gradient_bits() == convert_bits) << "the fused kernel's zero rows changed the deterministic gradients";
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardPaddedDqZero, ::testing::ValuesIn(padded_dq_zero_cases()), case_name);
 
 // A forced _wd tile on the fast path would find no counters in its workspace: refused with what
 // to do instead, before its launch (tests/cpu: Sm90BwdLaunch covers the family's check itself).

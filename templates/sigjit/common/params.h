@@ -53,4 +53,9 @@ struct SigjitBwdParams {
   sigjit_i64 dk_stride_b, dk_stride_l, dk_stride_h;
   sigjit_i64 dv_stride_b, dv_stride_l, dv_stride_h;
   sigjit_i64 dqa_stride_b, dqa_stride_l, dqa_stride_h;
+  // Padded layout: the Hopper fused kernel's key block when its wholly padded key blocks zero
+  // the padded dQ rows (common/padded_rows.h), which the convert kernel then skips; 0 = the
+  // convert kernel writes them.
+  int dq_pad_zero_key_block;
+  int pad_;
 };

@@ -6,6 +6,7 @@
 // so one definition serves sm80 and sm90 alike.
 #pragma once
 
+#include "sigjit/common/padded_rows.h"
 #include "sigjit/common/params.h"
 #include "sigjit/common/tile_primitives.cuh"
 

@@ -315,7 +315,8 @@ __device__ __forceinline__ void dkdv_dq_fused_kernel(const SigjitBwdParams& bp) 
 
 // dQ = scale * workspace, rounded to the tensor dtype: one CTA per (BLOCK_M query rows, head,
 // sequence), 8 elements (two float4 loads, one 16-byte store) per thread and step. Padded rows
-// are written as zeros; varlen rows outside the sequences are not touched.
+// are written as zeros, unless the Hopper fused kernel wrote them (common/padded_rows.h); varlen
+// rows outside the sequences are not touched.
 template <class C>
 __device__ __forceinline__ void dq_convert_kernel(const SigjitBwdParams& bp) {
   const SigjitFwdParams& p = bp.fwd;
@@ -325,7 +326,9 @@ __device__ __forceinline__ void dq_convert_kernel(const SigjitBwdParams& bp) {
   u16* dq = (u16*)tensor_row(bp.dq, bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, rows.batch, rows.q_row0, h);
   const float* acc = bp.dq_accum + rows.batch * bp.dqa_stride_b + rows.q_row0 * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;
   const int valid_rows = seq.len_q - m_start;
-  int write_rows = seq.rows_to_clear - m_start > valid_rows ? seq.rows_to_clear - m_start : valid_rows;
+  const bool zeroed = C::kLayout == kPadded && fused_zeroes_padded_dq(seq.len_k, p.seqlen_k, bp.dq_pad_zero_key_block);
+  const int clear_to = zeroed ? seq.len_q : seq.rows_to_clear;
+  int write_rows = clear_to - m_start > valid_rows ? clear_to - m_start : valid_rows;
   write_rows = write_rows > C::kBlockM ? C::kBlockM : write_rows;
   for (int c = threadIdx.x; c < write_rows * C::kChunksPerRow; c += C::kThreads) {
     const int row = c / C::kChunksPerRow;

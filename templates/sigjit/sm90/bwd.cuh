@@ -682,6 +682,18 @@ __device__ __forceinline__ void store_zero_key_rows(const SigjitBwdParams& bp, i
   store_zero_rows<C>((u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, b, 0, h_kv), bp.dv_stride_l, n_start, end);
 }
 
+// This key block's share of the padded dQ rows (common/padded_rows.h) for each query head of its
+// group: zeros, with every thread of the CTA.
+template <class C>
+__device__ __forceinline__ void store_zero_query_rows(const SigjitBwdParams& bp, const SeqSlice& seq, int b, int h_kv, int key_block) {
+  const SigjitFwdParams& p = bp.fwd;
+  const RowRange rows = dq_rows_zeroed_by_key_block(key_block, seq.len_q, p.seqlen_q, seq.len_k, p.seqlen_k, C::kBlockN);
+  for (int g = 0; g < p.kv_group; ++g) {
+    u16* dq = (u16*)tensor_row(bp.dq, bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, b, 0, h_kv * p.kv_group + g);
+    store_zero_rows<C>(dq, bp.dq_stride_l, rows.begin, rows.end);
+  }
+}
+
 template <class C>
 __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& params) {
   extern __shared__ __align__(1024) unsigned char bwd_sm90_smem[];
@@ -693,8 +705,12 @@ __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& param
     if (n_start >= seq.len_k) {
       // A wholly padded key block: its zero rows, and none of the pipeline's setup (barriers,
       // role split), which costs as much as the stores. Ragged batches are mostly such blocks
-      // (84 % of the CTAs of bench/ragged_split.py's batch).
-      if (C::kLayout == kPadded && n_start < p.seqlen_k) store_zero_key_rows<C>(params.p, b, h_kv, n_start);
+      // (84 % of the CTAs of bench/ragged_split.py's batch), so they also take the padded dQ rows
+      // off the convert kernel when the launch asks (dq_pad_zero_key_block).
+      if (C::kLayout == kPadded && n_start < p.seqlen_k) {
+        store_zero_key_rows<C>(params.p, b, h_kv, n_start);
+        if (params.p.dq_pad_zero_key_block != 0) store_zero_query_rows<C>(params.p, seq, b, h_kv, blockIdx.x);
+      }
       return;
     }
   }

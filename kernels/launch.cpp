@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -173,6 +174,63 @@ Fp8VtLayout fp8_vt_layout(const detail::Resolved& r) {
   return l;
 }
 
+Fp8QuantizeLayout fp8_quantize_layout(const detail::Resolved& r) {
+  const AttentionArgs& a = r.args;
+  const bool varlen = a.layout == Layout::varlen;
+  const unsigned __int128 rows_q = varlen ? a.total_q : static_cast<unsigned __int128>(a.batch) * a.seqlen_q;
+  const unsigned __int128 rows_k = varlen ? a.total_k : static_cast<unsigned __int128>(a.batch) * a.seqlen_k;
+  const auto aligned = [](unsigned __int128 bytes) { return (bytes + 255) / 256 * 256; };
+  Fp8QuantizeLayout l;
+  l.factors = 3 * static_cast<std::size_t>(a.batch) * a.heads_kv;
+  unsigned __int128 at = 0;
+  const auto place = [&](std::size_t& offset, unsigned __int128 bytes) {
+    offset = static_cast<std::size_t>(at);
+    at += aligned(bytes);
+  };
+  place(l.q8, rows_q * a.heads_q * a.head_dim);
+  place(l.k8, rows_k * a.heads_kv * a.head_dim);
+  place(l.v8, rows_k * a.heads_kv * a.head_dim);
+  place(l.amax, l.factors * sizeof(float));
+  place(l.descale, l.factors * sizeof(float));
+  l.vt = static_cast<std::size_t>(at);
+  at += fp8_vt_layout(r).bytes;
+  if (at > (static_cast<unsigned __int128>(1) << 62)) {
+    throw Error(fmt::format("fp8=true: the quantized copies of q, k and v would take {:.3g} B; split the batch", static_cast<double>(at)));
+  }
+  l.bytes = static_cast<std::size_t>(at);
+  return l;
+}
+
+SigjitQuantizeParams fp8_quantize_params(const detail::Resolved& r, unsigned char* workspace, const Fp8QuantizeLayout& layout) {
+  SigjitQuantizeParams qp{};
+  qp.src = forward_params(r);
+  qp.q8 = workspace + layout.q8;
+  qp.k8 = workspace + layout.k8;
+  qp.v8 = workspace + layout.v8;
+  qp.amax = reinterpret_cast<float*>(workspace + layout.amax);
+  qp.descale = reinterpret_cast<float*>(workspace + layout.descale);
+  qp.heads_kv = r.args.heads_kv;
+  return qp;
+}
+
+void enqueue_fp8_quantize(const detail::Resolved& r, const SigjitQuantizeParams& params, const detail::LoadedKernel& kernel,
+                          CUstream stream) {
+  const AttentionArgs& a = r.args;
+  if (kernel.prologue == nullptr) throw Error("the FP8 quantization module has no amax entry (<name>_amax)", ErrorKind::cuda);
+  const int rows_per_cta = dq_convert_config().get<Sm80Tile>().block_m;
+  const unsigned grid_x = static_cast<unsigned>((std::max(a.seqlen_q, a.seqlen_k) + rows_per_cta - 1) / rows_per_cta);
+  const unsigned grid_y = static_cast<unsigned>(a.heads_q + 2 * a.heads_kv);
+  if (grid_x == 0 || a.batch == 0) return;
+  SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.amax), 0,
+                                                   3 * static_cast<std::size_t>(a.batch) * a.heads_kv * sizeof(float), stream));
+  SigjitQuantizeParams copy = params;
+  void* args[] = {&copy};
+  for (CUfunction f : {kernel.prologue, kernel.function}) {
+    SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(f, grid_x, grid_y, static_cast<unsigned>(a.batch),
+                                                    static_cast<unsigned>(kernel.threads), 1, 1, 0, stream, args, nullptr));
+  }
+}
+
 void encode_fp8_vt_map(SigjitTensorMap& dst, void* vt, const Fp8VtLayout& layout, const AttentionArgs& a) {
   const cuuint64_t dims[4] = {static_cast<cuuint64_t>(layout.columns), static_cast<cuuint64_t>(a.head_dim), static_cast<cuuint64_t>(a.heads_kv),
                               static_cast<cuuint64_t>(layout.slabs)};
@@ -279,7 +337,7 @@ void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params,
 // SIGJIT_PADDED_DQ_ZERO=fused: the Hopper fused kernel's wholly padded key blocks write the padded
 // dQ rows' zeros (common/padded_rows.h) while the other CTAs compute, instead of the convert kernel
 // after them. A switch, default convert, until a GPU run of the padded backward matrix checks it
-// (scripts/device/h200_round.sh paddeddq).
+// (scripts/device/h200_round.sh pending).
 bool fused_kernel_zeroes_padded_dq() {
   const std::optional<std::string> who = env::text("SIGJIT_PADDED_DQ_ZERO");
   if (!who || *who == "convert") return false;

@@ -101,6 +101,25 @@ struct Fp8VtLayout {
 };
 Fp8VtLayout fp8_vt_layout(const detail::Resolved& r);
 
+// ForwardOptions::fp8 (templates/sigjit/common/quantize_fp8.cuh): the e4m3 copies of a bf16 call's
+// Q, K and V, dense ([batch, seqlen, heads, head_dim], varlen [total, heads, head_dim]), then
+// amax and descale ([3][batch][heads_kv] floats each), then the FP8 forward's V^T; byte offsets
+// in the forward's workspace, each 256-byte aligned.
+struct Fp8QuantizeLayout {
+  std::size_t q8 = 0, k8 = 0, v8 = 0, amax = 0, descale = 0, vt = 0;
+  std::size_t factors = 0;  // 3 * batch * heads_kv
+  std::size_t bytes = 0;    // the whole workspace, V^T included
+};
+Fp8QuantizeLayout fp8_quantize_layout(const detail::Resolved& r);
+
+// The quantization's parameter block for the bf16 call r over the workspace at `workspace`.
+SigjitQuantizeParams fp8_quantize_params(const detail::Resolved& r, unsigned char* workspace, const Fp8QuantizeLayout& layout);
+
+// Zeroes amax, then launches the amax pass (kernel.prologue) and the quantization (kernel.function)
+// over (ceil(max(seqlen_q, seqlen_k) / 64), heads_q + 2 heads_kv, batch).
+void enqueue_fp8_quantize(const detail::Resolved& r, const SigjitQuantizeParams& params, const detail::LoadedKernel& kernel,
+                          CUstream stream);
+
 // The V^T workspace as a tensor map: dims {columns, head_dim, heads_kv, slabs}, box {128 keys,
 // head_dim rows}, 128-byte swizzle.
 void encode_fp8_vt_map(SigjitTensorMap& dst, void* vt, const Fp8VtLayout& layout, const AttentionArgs& a);

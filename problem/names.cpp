@@ -19,7 +19,8 @@ SIGJIT_TABLE(BiasMode, {BiasMode::log_n, "log_n"}, {BiasMode::scalar, "scalar"})
 SIGJIT_TABLE(SigmoidMode, {SigmoidMode::fast, "fast"}, {SigmoidMode::exact, "exact"})
 SIGJIT_TABLE(CausalAlign, {CausalAlign::bottom_right, "bottom_right"}, {CausalAlign::top_left, "top_left"})
 SIGJIT_TABLE(Direction, {Direction::forward, "fwd"}, {Direction::backward_dkdv, "bwd_dkdv"}, {Direction::backward_dq, "bwd_dq"},
-             {Direction::backward_fused, "bwd_fused"}, {Direction::backward_dq_convert, "bwd_dq_convert"})
+             {Direction::backward_fused, "bwd_fused"}, {Direction::backward_dq_convert, "bwd_dq_convert"},
+             {Direction::fp8_quantize, "fp8_quantize"})
 SIGJIT_TABLE(SeqBucket, {SeqBucket::up_to_512, "le512"}, {SeqBucket::up_to_2k, "le2k"}, {SeqBucket::up_to_8k, "le8k"},
              {SeqBucket::over_8k, "gt8k"})
 #undef SIGJIT_TABLE

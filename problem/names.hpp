@@ -28,7 +28,7 @@ SIGJIT_ENUM_NAMES(Layout);       // dense padded varlen
 SIGJIT_ENUM_NAMES(BiasMode);     // log_n scalar
 SIGJIT_ENUM_NAMES(SigmoidMode);  // fast exact
 SIGJIT_ENUM_NAMES(CausalAlign);  // bottom_right top_left
-SIGJIT_ENUM_NAMES(Direction);    // fwd bwd_dkdv bwd_dq bwd_fused bwd_dq_convert
+SIGJIT_ENUM_NAMES(Direction);    // fwd bwd_dkdv bwd_dq bwd_fused bwd_dq_convert fp8_quantize
 SIGJIT_ENUM_NAMES(SeqBucket);    // le512 le2k le8k gt8k
 #undef SIGJIT_ENUM_NAMES
 

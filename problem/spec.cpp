@@ -20,7 +20,9 @@ const char* layout_tag(Layout l) { return name_of(l); }
 
 const char* direction_tag(Direction d) { return name_of(d); }
 
-bool is_backward(Direction d) { return d != Direction::forward; }
+bool is_backward(Direction d) { return d != Direction::forward && d != Direction::fp8_quantize; }
+
+bool has_fixed_config(Direction d) { return d == Direction::backward_dq_convert || d == Direction::fp8_quantize; }
 
 std::string Arch::name() const { return fmt::format("sm_{}{}{}", major, minor, arch_specific ? "a" : ""); }
 

@@ -19,12 +19,14 @@ namespace sigjit {
 // Each kernel of the backward (templates/sigjit/sm80/bwd.cuh) is its own spec: the default
 // path is backward_fused (dK, dV and dQ atomics into an fp32 workspace) then
 // backward_dq_convert (workspace -> dQ); the deterministic path is backward_dkdv then
-// backward_dq.
-enum class Direction { forward, backward_dkdv, backward_dq, backward_fused, backward_dq_convert };
-// "fwd", "bwd_dkdv", "bwd_dq", "bwd_fused", "bwd_dq_convert"
+// backward_dq. fp8_quantize: the FP8 forward's on-the-fly quantization of bf16 inputs
+// (ForwardOptions::fp8; spec.dtype is the inputs' dtype).
+enum class Direction { forward, backward_dkdv, backward_dq, backward_fused, backward_dq_convert, fp8_quantize };
+// "fwd", "bwd_dkdv", "bwd_dq", "bwd_fused", "bwd_dq_convert", "fp8_quantize"
 const char* direction_tag(Direction d);
 bool is_backward(Direction d);
-
+// Kernels with one config, never tuned nor forced: the dQ convert and the FP8 quantization.
+bool has_fixed_config(Direction d);
 
 // Target architecture as NVRTC names it, e.g. "sm_80", "sm_90", "sm_90a".
 struct Arch {

@@ -48,12 +48,21 @@ KernelSpec forward_spec(const Resolved& r, const Arch& arch) {
   return s;
 }
 
+namespace {
+
+void require_fp8_device(const DeviceInfo& dev, KernelSpec spec, const char* what) {
+  spec.dtype = DType::fp8_e4m3;
+  if (!sm90_family_supports(spec)) {
+    throw Error(fmt::format("{}: the FP8 forward runs on Hopper GPUs (sm_90a: H100, H200); this device is {} ({}); use bf16 or fp16 here",
+                            what, dev.name, spec.arch.name()));
+  }
+}
+
+}  // namespace
+
 ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r) {
   const KernelSpec spec = forward_spec(r, dev.arch());
-  if (spec.dtype == DType::fp8_e4m3 && !sm90_family_supports(spec)) {
-    throw Error(fmt::format("dtype=fp8_e4m3: the FP8 forward runs on Hopper GPUs (sm_90a: H100, H200); this device is {} ({}); "
-                            "use bf16 or fp16 here", dev.name, spec.arch.name()));
-  }
+  if (spec.dtype == DType::fp8_e4m3) require_fp8_device(dev, spec, "dtype=fp8_e4m3");
   ResolvedKernel k = resolve_kernel(dev, spec);
   if (const std::string why = kernels::family_of(k.config).unsupported(r, nullptr); !why.empty() && spec.dtype == DType::fp8_e4m3) {
     throw Error(fmt::format("dtype=fp8_e4m3: {}; the FP8 forward has no portable fallback (its loads are TMA's): pass 16-byte aligned "
@@ -123,8 +132,92 @@ void check_workspace(const void* workspace, std::size_t bytes, std::size_t need,
   }
 }
 
-// The FP8 forward's V^T; 16-bit forwards need nothing.
-std::size_t forward_workspace_need(const Resolved& r) { return r.args.dtype == DType::fp8_e4m3 ? kernels::fp8_vt_layout(r).bytes : 0; }
+// The FP8 forward's V^T; with options.fp8 also the quantized copies (fp8_quantize_layout);
+// 16-bit forwards need nothing.
+std::size_t forward_workspace_need(const Resolved& r, const ForwardOptions& options) {
+  if (options.fp8) return kernels::fp8_quantize_layout(r).bytes;
+  return r.args.dtype == DType::fp8_e4m3 ? kernels::fp8_vt_layout(r).bytes : 0;
+}
+
+// options.fp8 quantizes bf16 inputs and computes their factors itself.
+void check_fp8_option(const AttentionArgs& a) {
+  if (a.dtype == DType::fp8_e4m3) {
+    throw Error("options.fp8: q, k and v are already float8_e4m3fn; leave fp8 false and pass their q_descale/k_descale/v_descale");
+  }
+  if (a.dtype != DType::bf16) {
+    throw Error("options.fp8: quantizes bf16 q, k and v (the FP8 forward writes a bf16 o); dtype=fp16: convert the inputs to bf16 first");
+  }
+  if (a.q_descale || a.k_descale || a.v_descale) {
+    throw Error(
+        "options.fp8: computes one descale factor per (sequence, key/value head) itself; pass q_descale, k_descale and v_descale "
+        "as nullptr");
+  }
+}
+
+// With options.fp8 the call must also be one the FP8 forward takes on contiguous copies (head
+// dims 64 and 128, O's strides): refused here, on the host, not after the quantization.
+Resolved resolve_forward(const AttentionArgs& args, const ForwardOptions& options) {
+  if (!options.fp8) return resolve(args);
+  check_fp8_option(args);
+  Resolved r = resolve(args);
+  AttentionArgs as_fp8 = r.args;
+  as_fp8.dtype = DType::fp8_e4m3;
+  as_fp8.q_strides = as_fp8.k_strides = as_fp8.v_strides = Strides{};
+  try {
+    resolve(as_fp8);
+  } catch (const Error& e) {
+    throw Error(fmt::format("options.fp8: {}", e.what()));
+  }
+  return r;
+}
+
+// The bf16 call r as the FP8 call on its quantized copies in the workspace at `base`.
+AttentionArgs quantized_args(const Resolved& r, unsigned char* base, const kernels::Fp8QuantizeLayout& layout) {
+  AttentionArgs f = r.args;
+  f.dtype = DType::fp8_e4m3;
+  f.q = base + layout.q8;
+  f.k = base + layout.k8;
+  f.v = base + layout.v8;
+  f.q_strides = f.k_strides = f.v_strides = Strides{};  // the copies are contiguous
+  const float* descale = reinterpret_cast<const float*>(base + layout.descale);
+  const std::size_t per_tensor = layout.factors / 3;
+  f.q_descale = descale;
+  f.k_descale = descale + per_tensor;
+  f.v_descale = descale + 2 * per_tensor;
+  f.descale_stride_batch = r.args.heads_kv;
+  f.descale_stride_head = 1;
+  return f;
+}
+
+KernelSpec fp8_quantize_spec(const KernelSpec& forward) {
+  KernelSpec s;
+  s.direction = Direction::fp8_quantize;
+  s.dtype = forward.dtype;
+  s.head_dim = forward.head_dim;
+  s.layout = forward.layout;
+  s.arch = forward.arch;
+  return s;
+}
+
+// options.fp8 after validation: the quantization into the workspace (the caller's, or the
+// stream's, held for the whole call), then the FP8 forward on the copies.
+void forward_quantized(const Resolved& r, const DeviceInfo& dev, CUstream stream, const ForwardOptions& options) {
+  const KernelSpec spec = forward_spec(r, dev.arch());
+  require_fp8_device(dev, spec, "options.fp8");
+  const kernels::Fp8QuantizeLayout layout = kernels::fp8_quantize_layout(r);
+  std::optional<WorkspaceLease> lease;
+  unsigned char* base = static_cast<unsigned char*>(options.workspace);
+  if (base == nullptr) {
+    lease.emplace(acquire_workspace(dev.context, stream, layout.bytes, "options.fp8's quantized q, k, v and V^T",
+                                    "free device memory, run fewer tokens per call, or pass ForwardOptions::workspace"));
+    base = reinterpret_cast<unsigned char*>(lease->ptr());
+  }
+  const Resolved fp8 = resolve(quantized_args(r, base, layout));
+  const ResolvedKernel k = forward_kernel(dev, fp8);
+  const ResolvedKernel quantize = resolve_kernel(dev, fp8_quantize_spec(spec));
+  kernels::enqueue_fp8_quantize(r, kernels::fp8_quantize_params(r, base, layout), quantize.kernel, stream);
+  kernels::launch(fp8, Direction::forward, nullptr, k.kernel, k.config, dev.sm_count, stream, false, base + layout.vt);
+}
 
 }  // namespace
 
@@ -137,13 +230,17 @@ void validate(const AttentionArgs& args) {
 
 void forward(const AttentionArgs& args, Stream stream) { forward(args, stream, ForwardOptions{}); }
 
-std::size_t forward_workspace_size(const AttentionArgs& args) { return detail::forward_workspace_need(detail::resolve(args)); }
+std::size_t forward_workspace_size(const AttentionArgs& args) { return forward_workspace_size(args, ForwardOptions{}); }
+
+std::size_t forward_workspace_size(const AttentionArgs& args, const ForwardOptions& options) {
+  return detail::forward_workspace_need(detail::resolve_forward(args, options), options);
+}
 
 void forward(const AttentionArgs& args, Stream stream, const ForwardOptions& options) {
   // Every check the host can make comes before the first CUDA call (current_device).
-  const detail::Resolved r = detail::resolve(args);
+  const detail::Resolved r = detail::resolve_forward(args, options);
   detail::check_host_lengths(r);
-  const std::size_t need = detail::forward_workspace_need(r);
+  const std::size_t need = detail::forward_workspace_need(r, options);
   detail::check_workspace(options.workspace, options.workspace_bytes, need, "forward_workspace_size");
   void* workspace = need > 0 ? options.workspace : nullptr;
   const detail::DeviceInfo dev = detail::current_device();
@@ -156,6 +253,7 @@ void forward(const AttentionArgs& args, Stream stream, const ForwardOptions& opt
   detail::validate_lengths(r, cu_stream);
   if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
 
+  if (options.fp8) return detail::forward_quantized(r, dev, cu_stream, options);
   const detail::ResolvedKernel k = detail::forward_kernel(dev, r);
   kernels::launch(r, Direction::forward, nullptr, k.kernel, k.config, dev.sm_count, cu_stream, false, workspace);
 }

@@ -134,22 +134,30 @@ sigjit_forward_options sigjit_forward_options_default(void) {
   return o;
 }
 
-sigjit_status sigjit_forward_ex(const sigjit_attention_args* args, const sigjit_forward_options* options, struct CUstream_st* stream) {
-  if (options != nullptr && options->struct_size != static_cast<int32_t>(sizeof(sigjit_forward_options))) {
+namespace {
+
+// The C options as sigjit::ForwardOptions; false (with g_last_error set) for a struct of another
+// version. (The field fp8 was reserved0, which had to be 0: every older caller means fp8 = 0.)
+bool forward_options_from(const sigjit_forward_options* options, sigjit::ForwardOptions& out) {
+  if (options == nullptr) return true;
+  if (options->struct_size != static_cast<int32_t>(sizeof(sigjit_forward_options))) {
     g_last_error =
         "options.struct_size: does not match this library's sigjit_forward_options; initialise it with "
         "sigjit_forward_options_default() and rebuild against the installed sigjit.h";
-    return SIGJIT_ERROR_INVALID_ARGUMENT;
+    return false;
   }
-  if (options != nullptr && options->reserved0 != 0) {
-    g_last_error = "options.reserved0: must be 0; initialise the options with sigjit_forward_options_default()";
-    return SIGJIT_ERROR_INVALID_ARGUMENT;
-  }
-  return guarded(args, [options, stream](const sigjit::AttentionArgs& a) {
-    sigjit::ForwardOptions o;
-    if (options != nullptr) o.workspace = options->workspace, o.workspace_bytes = options->workspace_bytes;
-    sigjit::forward(a, stream, o);
-  });
+  out.fp8 = options->fp8 != 0;
+  out.workspace = options->workspace;
+  out.workspace_bytes = options->workspace_bytes;
+  return true;
+}
+
+}  // namespace
+
+sigjit_status sigjit_forward_ex(const sigjit_attention_args* args, const sigjit_forward_options* options, struct CUstream_st* stream) {
+  sigjit::ForwardOptions o;
+  if (!forward_options_from(options, o)) return SIGJIT_ERROR_INVALID_ARGUMENT;
+  return guarded(args, [&o, stream](const sigjit::AttentionArgs& a) { sigjit::forward(a, stream, o); });
 }
 
 sigjit_status sigjit_forward(const sigjit_attention_args* args, struct CUstream_st* stream) {
@@ -163,6 +171,17 @@ sigjit_status sigjit_forward_workspace_size(const sigjit_attention_args* args, s
   }
   *bytes = 0;
   return guarded(args, [bytes](const sigjit::AttentionArgs& a) { *bytes = sigjit::forward_workspace_size(a); });
+}
+
+sigjit_status sigjit_forward_workspace_size_ex(const sigjit_attention_args* args, const sigjit_forward_options* options, size_t* bytes) {
+  if (bytes == nullptr) {
+    g_last_error = "bytes: null pointer; pass the address of a size_t to receive the workspace size";
+    return SIGJIT_ERROR_INVALID_ARGUMENT;
+  }
+  *bytes = 0;
+  sigjit::ForwardOptions o;
+  if (!forward_options_from(options, o)) return SIGJIT_ERROR_INVALID_ARGUMENT;
+  return guarded(args, [bytes, &o](const sigjit::AttentionArgs& a) { *bytes = sigjit::forward_workspace_size(a, o); });
 }
 
 sigjit_backward_options sigjit_backward_options_default(void) {

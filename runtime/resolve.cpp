@@ -86,8 +86,9 @@ TileConfig choose_config(const KernelSpec& spec) {
 }  // namespace
 
 ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
-  // The dQ convert kernel has one config: a forced tile is meant for the tunable kernels.
-  if (spec.direction != Direction::backward_dq_convert && env::text("SIGJIT_FORCE_TILE")) {
+  // The dQ convert and FP8 quantization kernels have one config: a forced tile is meant for the
+  // tunable kernels.
+  if (!has_fixed_config(spec.direction) && env::text("SIGJIT_FORCE_TILE")) {
     const TileConfig c = choose_config(spec);
     return {get_kernel(dev.context, spec, c), c, "forced"};
   }
@@ -97,7 +98,7 @@ ResolvedKernel resolve_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
   }
   cache::count(cache::Counter::process_miss);
   std::optional<ResolvedKernel> r = from_store(dev, spec);
-  if (!r && env::flag("SIGJIT_AUTOTUNE") && spec.direction != Direction::backward_dq_convert) r = tuner::autotune_and_store(dev, spec);  // one config
+  if (!r && env::flag("SIGJIT_AUTOTUNE") && !has_fixed_config(spec.direction)) r = tuner::autotune_and_store(dev, spec);  // one config
   if (!r) {
     // One process of those sharing the store compiles; the others wait, then load what it stored.
     const TileConfig c = default_config(spec);

@@ -166,6 +166,7 @@ class GpuMeasurer final : public tuner::Measurer {
       case Direction::backward_fused:
       case Direction::backward_dq_convert:
         return kernels::enqueue_fused_backward(problem_, bwd_params_, partners_.fused, partners_.fused_config, partners_.convert, nullptr);
+      case Direction::fp8_quantize: break;  // refused by tune_and_store and check_on_gpu
     }
   }
 
@@ -374,7 +375,17 @@ void store_convert_kernel(const DeviceInfo& dev, const KernelSpec& fused_spec) {
 
 }  // namespace
 
+namespace {
+
+void refuse_untunable(const KernelSpec& spec) {
+  if (spec.direction == Direction::fp8_quantize)
+    throw Error(fmt::format("{}: the FP8 quantization has one config and no tuner measurement; nothing to tune", spec.describe()));
+}
+
+}  // namespace
+
 tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, const TuneOptions& options) {
+  refuse_untunable(spec);
   const tuner::Shape shape = tuner::representative_shape(spec, options.user_lengths);
   const std::vector<TileConfig> candidates = candidate_configs(spec);  // the default among them
   // Compile and load every candidate on all cores first; the measurer then finds them loaded.
@@ -415,6 +426,7 @@ tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, 
 }
 
 tuner::Verdict check_on_gpu(const DeviceInfo& dev, const KernelSpec& spec, const TileConfig& config) {
+  refuse_untunable(spec);
   try {
     GpuMeasurer measurer(dev, spec, tuner::representative_shape(spec));
     return measurer.check(spec, config);

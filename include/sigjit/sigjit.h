@@ -95,7 +95,8 @@ typedef struct {
  * sigjit_forward_options_default(); struct_size as in sigjit_backward_options. */
 typedef struct {
   int32_t struct_size; /* sizeof(sigjit_forward_options), for ABI checks */
-  int32_t reserved0;   /* must be 0 */
+  int32_t fp8;         /* nonzero: bf16 q/k/v quantized on the fly to e4m3 for the FP8 forward (sigjit::ForwardOptions::fp8);
+                          was reserved0, which had to be 0 */
   void* workspace;     /* the FP8 forward's V^T workspace: NULL = managed by sigjit (one per context and stream), else
                           16-byte aligned device memory of sigjit_forward_workspace_size() bytes or more */
   size_t workspace_bytes;
@@ -112,6 +113,9 @@ sigjit_status sigjit_forward_ex(const sigjit_attention_args* args, const sigjit_
 /* *bytes = the workspace a forward with these args needs (as sigjit::forward_workspace_size: the
  * FP8 forward's V^T, 0 for 16-bit dtypes); validates args. */
 sigjit_status sigjit_forward_workspace_size(const sigjit_attention_args* args, size_t* bytes);
+/* The same for a call with these options (options.fp8: the quantized copies too); options: NULL
+ * means sigjit_forward_options_default(). */
+sigjit_status sigjit_forward_workspace_size_ex(const sigjit_attention_args* args, const sigjit_forward_options* options, size_t* bytes);
 /* sigjit_backward_ex with the default options (the fast path, sigjit-managed workspace). */
 sigjit_status sigjit_backward(const sigjit_attention_args* args, const sigjit_gradients* grads, struct CUstream_st* stream);
 /* options: NULL means sigjit_backward_options_default(). */

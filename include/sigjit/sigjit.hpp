@@ -141,11 +141,20 @@ struct ForwardOptions {
   // of a CUDA graph capture. 16-bit forwards need none and ignore it.
   void* workspace = nullptr;
   std::size_t workspace_bytes = 0;
+  // bf16 Q, K and V through the FP8 forward (Hopper): quantized on the fly to e4m3 copies in the
+  // workspace, one descale factor per (sequence, key/value head) = the largest magnitude of its
+  // valid rows / 448 (a query head shares its GQA group's factor), then the FP8 forward on them;
+  // O stays bf16. The arguments are a bf16 call's, with no descale factors. Costs two passes over
+  // the inputs before the forward; relative error as bench/RESULTS-fp8.md states for the FP8 path.
+  bool fp8 = false;
 };
 
 // Bytes of workspace forward(args) needs: the FP8 forward's V^T (heads_kv x head_dim x the keys
 // rounded up per sequence, one byte each), 0 for 16-bit dtypes. Validates the arguments.
 std::size_t forward_workspace_size(const AttentionArgs& args);
+// The same for forward(args, stream, options): with options.fp8 also the e4m3 copies of Q, K and
+// V (one byte an element) and the factors.
+std::size_t forward_workspace_size(const AttentionArgs& args, const ForwardOptions& options);
 
 void forward(const AttentionArgs& args, Stream stream, const ForwardOptions& options);
 

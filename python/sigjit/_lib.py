@@ -143,7 +143,7 @@ class BackwardOptions(ctypes.Structure):
 class ForwardOptions(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_int32),
-        ("reserved0", ctypes.c_int32),
+        ("fp8", ctypes.c_int32),
         ("workspace", ctypes.c_void_p),
         ("workspace_bytes", ctypes.c_size_t),
     ]

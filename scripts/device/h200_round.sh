@@ -26,10 +26,12 @@
 #                           (fp8.sh bench, default tiles only), then whether PyTorch's cuDNN SDPA takes
 #                           e4m3 inputs (bench/fp8_cudnn_probe.py) and its forward where it does;
 #                           the error on FlashAttention-3's outlier distribution (bench/fp8_error.py)
-#   h200_round.sh paddeddq  build; SIGJIT_PADDED_DQ_ZERO=fused (the Hopper fused kernel's idle key blocks write
-#                           the padded dQ rows' zeros): its own suite, the padded halves of the default and
-#                           ordered backward matrices under it, then the ragged batch's kernel split with
-#                           convert and with fused zeros (what it bought: PROFILE-backward.md predicts 0.4 ms)
+#   h200_round.sh pending   build; what 2026-12-05's second session wrote without a GPU, in priority order:
+#                           ForwardOptions::fp8 (the suite Fp8OnTheFly); SIGJIT_PADDED_DQ_ZERO=fused (the
+#                           Hopper fused kernel's idle key blocks write the padded dQ rows' zeros): its suite,
+#                           the padded halves of the default and ordered backward matrices under it, then the
+#                           ragged batch's kernel split with convert and with fused zeros (PROFILE-backward.md
+#                           predicts 0.4 ms less)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -98,17 +100,18 @@ fp8() {
   timeout 90 $run pybench fp8_error.py --out "$OUT/fp8_error.md"
 }
 
-paddeddq() {
+pending() {
   $run build || exit 1
+  $run gpu-tests 'Matrix/Fp8OnTheFly.*' 90 gpu_tests_fp8_on_the_fly.log
   $run gpu-tests 'Matrix/BackwardPaddedDqZero.*' 150 gpu_tests_padded_dq_zero.log
   SIGJIT_PADDED_DQ_ZERO=fused $run gpu-tests 'Matrix/BackwardMatrix.*/padded_d*:Matrix/BackwardMatrixOrdered.*/padded_d*' \
     "${TESTS_TIMEOUT_S:-200}" gpu_tests_bwd_padded_fused_zero.log
   for who in convert fused; do
-    SIGJIT_PADDED_DQ_ZERO=$who timeout 70 $run pybench ragged_split.py --no-triton --kernels --reps 5 --out "$OUT/ragged_split_kernels_$who.md"
+    SIGJIT_PADDED_DQ_ZERO=$who timeout 60 $run pybench ragged_split.py --no-triton --kernels --reps 5 --out "$OUT/ragged_split_kernels_$who.md"
   done
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | last | ragged | fp8 | paddeddq) "$1" ;;
+  all | backward | checks | fp8tune | last | ragged | fp8 | pending) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

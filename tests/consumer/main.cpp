@@ -12,11 +12,15 @@
 // Every free function of sigjit.hpp, each overload by its own type: the link needs all of them.
 void (*const kForward)(const sigjit::AttentionArgs&, sigjit::Stream) = sigjit::forward;
 void (*const kForwardWithOptions)(const sigjit::AttentionArgs&, sigjit::Stream, const sigjit::ForwardOptions&) = sigjit::forward;
+std::size_t (*const kForwardWorkspace)(const sigjit::AttentionArgs&) = sigjit::forward_workspace_size;
+std::size_t (*const kForwardWorkspaceWithOptions)(const sigjit::AttentionArgs&,
+                                                  const sigjit::ForwardOptions&) = sigjit::forward_workspace_size;
 const void* const kCppApi[] = {
     reinterpret_cast<const void*>(&sigjit::validate),
     reinterpret_cast<const void*>(kForward),
     reinterpret_cast<const void*>(kForwardWithOptions),
-    reinterpret_cast<const void*>(&sigjit::forward_workspace_size),
+    reinterpret_cast<const void*>(kForwardWorkspace),
+    reinterpret_cast<const void*>(kForwardWorkspaceWithOptions),
     reinterpret_cast<const void*>(&sigjit::backward),
     reinterpret_cast<const void*>(&sigjit::backward_workspace_size),
     reinterpret_cast<const void*>(&sigjit::prepare),

@@ -76,7 +76,7 @@ int main() {
   FIELD(sigjit_backward_options, workspace_bytes);
   std::printf("sigjit_forward_options.sizeof %zu\n", sizeof(sigjit_forward_options));
   FIELD(sigjit_forward_options, struct_size);
-  FIELD(sigjit_forward_options, reserved0);
+  FIELD(sigjit_forward_options, fp8);
   FIELD(sigjit_forward_options, workspace);
   FIELD(sigjit_forward_options, workspace_bytes);
   std::printf("sigjit_prepare_options.sizeof %zu\n", sizeof(sigjit_prepare_options));

@@ -59,3 +59,18 @@ struct SigjitBwdParams {
   int dq_pad_zero_key_block;
   int pad_;
 };
+
+// The FP8 forward's on-the-fly quantization (common/quantize_fp8.cuh): src holds the call's bf16
+// Q, K, V and lengths; q8/k8/v8 are the dense e4m3 copies ([batch, seqlen, heads, head_dim], varlen
+// [total, heads, head_dim]); amax and descale are [3 (Q, K, V)][batch][heads_kv] floats, amax
+// zeroed before the first pass.
+struct SigjitQuantizeParams {
+  SigjitFwdParams src;
+  void* q8;
+  void* k8;
+  void* v8;
+  float* amax;
+  float* descale;
+  int heads_kv;
+  int pad_;
+};

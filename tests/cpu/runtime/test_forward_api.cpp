@@ -31,6 +31,10 @@ sigjit::AttentionArgs fp8_args() {
 // to the permutation's 16-key groups, one byte each (sm90/fp8_layout.h).
 constexpr std::size_t kDenseVt = 2u * 2 * 64 * 112;
 
+// options.fp8's copies before the V^T: Q (2 x 100 rows x 4 heads x 64 B), K and V (2 heads
+// each), then amax and descale (3 x 2 x 2 floats each), every part rounded up to 256 B.
+constexpr std::size_t kDenseQuantized = 51200 + 25600 + 25600 + 256 + 256;
+
 std::string forward_error(const sigjit::AttentionArgs& a, const sigjit::ForwardOptions& o) {
   try {
     sigjit::forward(a, nullptr, o);
@@ -82,7 +86,7 @@ TEST(ForwardApi, CallerWorkspaceIsCheckedByNameWithTheSizeNeeded) {
 TEST(ForwardApi, CApiOptionsAndWorkspaceSize) {
   const sigjit_forward_options d = sigjit_forward_options_default();
   EXPECT_EQ(d.struct_size, static_cast<int32_t>(sizeof(sigjit_forward_options)));
-  EXPECT_EQ(d.reserved0, 0);
+  EXPECT_EQ(d.fp8, 0);
   EXPECT_EQ(d.workspace, nullptr);
   EXPECT_EQ(d.workspace_bytes, 0u);
 
@@ -101,9 +105,16 @@ TEST(ForwardApi, CApiOptionsAndWorkspaceSize) {
   EXPECT_EQ(sigjit_forward_ex(&a, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
   EXPECT_THAT(sigjit_last_error(), HasSubstr("options.struct_size"));
   o = sigjit_forward_options_default();
-  o.reserved0 = 1;
+  o.fp8 = 1;  // on e4m3 inputs: refused by name
   EXPECT_EQ(sigjit_forward_ex(&a, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
-  EXPECT_THAT(sigjit_last_error(), HasSubstr("options.reserved0"));
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("options.fp8: q, k and v are already float8_e4m3fn"));
+  a.dtype = SIGJIT_BF16;  // the size with the quantized copies, as the C++ overload reports
+  ASSERT_EQ(sigjit_forward_workspace_size_ex(&a, &o, &bytes), SIGJIT_OK) << sigjit_last_error();
+  EXPECT_EQ(bytes, kDenseQuantized + kDenseVt);
+  ASSERT_EQ(sigjit_forward_workspace_size_ex(&a, nullptr, &bytes), SIGJIT_OK) << sigjit_last_error();
+  EXPECT_EQ(bytes, 0u);
+  EXPECT_EQ(sigjit_forward_workspace_size_ex(&a, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
+  a.dtype = SIGJIT_FP8_E4M3;
   o = sigjit_forward_options_default();
   o.workspace = fake(0x90000), o.workspace_bytes = 64;
   EXPECT_EQ(sigjit_forward_ex(&a, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
@@ -111,6 +122,49 @@ TEST(ForwardApi, CApiOptionsAndWorkspaceSize) {
   // NULL options are the defaults: validation reaches the device checks.
   EXPECT_NE(sigjit_forward_ex(&a, nullptr, nullptr), SIGJIT_OK);
   EXPECT_THAT(sigjit_last_error(), Not(HasSubstr("options")));
+}
+
+// ForwardOptions::fp8 (bf16 inputs quantized on the fly): what it takes, refused by name before
+// any device call, and the workspace its copies add.
+TEST(ForwardApi, Fp8OptionTakesBf16InputsWithoutFactors) {
+  sigjit::ForwardOptions o;
+  o.fp8 = true;
+  sigjit::AttentionArgs bf16 = fp8_args();
+  bf16.dtype = sigjit::DType::bf16;
+  EXPECT_EQ(sigjit::forward_workspace_size(bf16, o), kDenseQuantized + kDenseVt);
+  EXPECT_EQ(sigjit::forward_workspace_size(bf16), 0u);  // without the option, a 16-bit forward needs none
+
+  EXPECT_THAT(forward_error(fp8_args(), o), StartsWith("options.fp8: q, k and v are already float8_e4m3fn"));
+  sigjit::AttentionArgs fp16 = bf16;
+  fp16.dtype = sigjit::DType::fp16;
+  EXPECT_THAT(forward_error(fp16, o), AllOf(StartsWith("options.fp8:"), HasSubstr("convert the inputs to bf16")));
+  sigjit::AttentionArgs with_factors = bf16;
+  static const float one = 1.f;
+  with_factors.k_descale = &one;
+  EXPECT_THAT(forward_error(with_factors, o), AllOf(StartsWith("options.fp8:"), HasSubstr("k_descale")));
+  sigjit::AttentionArgs hd96 = bf16;  // a bf16 head dim the FP8 forward does not serve
+  hd96.head_dim = 96;
+  EXPECT_THAT(forward_error(hd96, o), AllOf(StartsWith("options.fp8: "), HasSubstr("head_dim")));
+  EXPECT_THROW(sigjit::forward_workspace_size(hd96, o), sigjit::Error);
+
+  // Caller workspaces are checked against the whole size, copies included.
+  o.workspace = fake(0x90000);
+  o.workspace_bytes = kDenseQuantized + kDenseVt - 1;
+  EXPECT_THAT(forward_error(bf16, o), AllOf(HasSubstr("too small"), HasSubstr(std::to_string(kDenseQuantized + kDenseVt) + " B")));
+  o.workspace_bytes += 1;  // right: on to the device checks
+  EXPECT_THAT(forward_error(bf16, o), Not(HasSubstr("workspace")));
+
+  // Varlen: the copies hold total_q and total_k rows.
+  sigjit::AttentionArgs varlen = bf16;
+  varlen.layout = sigjit::Layout::varlen;
+  varlen.total_q = varlen.total_k = 150;
+  static const std::int32_t cu[3] = {0, 100, 150};
+  varlen.cu_seqlens_q = varlen.cu_seqlens_k = cu;
+  varlen.host_cu_seqlens_q = varlen.host_cu_seqlens_k = cu;
+  sigjit::AttentionArgs varlen_fp8 = varlen;
+  varlen_fp8.dtype = sigjit::DType::fp8_e4m3;
+  EXPECT_EQ(sigjit::forward_workspace_size(varlen, sigjit::ForwardOptions{.fp8 = true}),
+            38400u + 19200 + 19200 + 256 + 256 + sigjit::forward_workspace_size(varlen_fp8));
 }
 
 }  // namespace

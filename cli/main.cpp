@@ -506,9 +506,11 @@ int main(int argc, char** argv) {
   compile->add_flag("--score-bias", co.score_bias, "Per-key score bias");
   compile->add_option("--sigmoid", co.sigmoid, "fast or exact")->check(CLI::IsMember(option_names<sigjit::SigmoidMode>()));
   compile->add_option("--arch", co.arch, "Target, e.g. sm_80, sm_90, sm_90a (default: H100 and H200's sm_90a)");
-  compile->add_option("--direction", co.direction,
-                      "fwd, or a backward kernel: bwd_fused (default backward: dK, dV, dQ atomics), bwd_dq_convert (its dQ "
-                      "workspace -> dQ), bwd_dkdv and bwd_dq (the deterministic pair)")
+  compile
+      ->add_option("--direction", co.direction,
+                   "fwd, or a backward kernel: bwd_fused (default backward: dK, dV, dQ atomics), bwd_dq_convert (its dQ "
+                   "workspace -> dQ), bwd_dkdv and bwd_dq (the deterministic pair); or fp8_quantize (ForwardOptions::fp8's "
+                   "bf16 -> e4m3 quantization, --dtype bf16)")
       ->check(CLI::IsMember(option_names<sigjit::Direction>()));
   compile->add_option("--tile", co.tile, fmt::format("Tile config: {} (default: the heuristic)", fmt::join(sigjit::tile_grammars(), " or ")));
   compile->add_option("--out", co.out_dir, "Directory for the .cu, .ptx and .cubin");

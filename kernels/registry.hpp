@@ -50,12 +50,16 @@ std::string kernel_name(const KernelSpec& spec, const TileConfig& config);
 
 // A module's second entry point, `<kernel_name><suffix>`, where the spec has one: the FP8
 // forward's V^T prologue ("_vt") and the padded layout's dQ workspace zeroing in the dQ convert
-// module ("_zero"); empty for none. The loader binds it as LoadedKernel::prologue.
+// module ("_zero"), the FP8 quantization's amax pass ("_amax"); empty for none. The loader binds it
+// as LoadedKernel::prologue.
 std::string_view second_entry_suffix(const KernelSpec& spec);
 
 // The dQ convert kernel depends only on dtype, head dim and layout, and has one config:
 // callers resolve it under this normalised spec so that every backward spec shares one binary.
 KernelSpec dq_convert_spec(const KernelSpec& backward_spec);
+// The FP8 forward's on-the-fly quantization (ForwardOptions::fp8) for a forward spec: the bf16
+// inputs' kernel of its head dim, layout and arch (one config, dq_convert_config's tile).
+KernelSpec fp8_quantize_spec(const KernelSpec& forward_spec);
 TileConfig dq_convert_config();
 
 }  // namespace sigjit

@@ -22,6 +22,16 @@ KernelSpec dq_convert_spec(const KernelSpec& s) {
   return c;
 }
 
+KernelSpec fp8_quantize_spec(const KernelSpec& f) {
+  KernelSpec s;
+  s.direction = Direction::fp8_quantize;
+  s.dtype = DType::bf16;
+  s.head_dim = f.head_dim;
+  s.layout = f.layout;
+  s.arch = f.arch;
+  return s;
+}
+
 TileConfig dq_convert_config() { return TileConfig(sigjit::Sm80Tile{64, 64, 4, 2, false}); }
 
 namespace kernels {

@@ -189,21 +189,27 @@ AttentionArgs quantized_args(const Resolved& r, unsigned char* base, const kerne
   return f;
 }
 
-KernelSpec fp8_quantize_spec(const KernelSpec& forward) {
-  KernelSpec s;
-  s.direction = Direction::fp8_quantize;
-  s.dtype = forward.dtype;
-  s.head_dim = forward.head_dim;
-  s.layout = forward.layout;
-  s.arch = forward.arch;
-  return s;
+}  // namespace
+
+// options.fp8's two kernels for the bf16 call r, with the copies at `base`: the quantization and
+// the FP8 forward on them (which depends on the copies' layout and alignment only, not on where
+// the workspace is: every part of it is 256-byte aligned from a 16-byte aligned base).
+Fp8Kernels fp8_kernels(const DeviceInfo& dev, const Resolved& r, unsigned char* base) {
+  if (base == nullptr) base = reinterpret_cast<unsigned char*>(std::uintptr_t{1} << 20);  // never dereferenced
+  const KernelSpec spec = forward_spec(r, dev.arch());
+  require_fp8_device(dev, spec, "options.fp8");
+  const kernels::Fp8QuantizeLayout layout = kernels::fp8_quantize_layout(r);
+  Resolved fp8 = resolve(quantized_args(r, base, layout));
+  ResolvedKernel forward = forward_kernel(dev, fp8);
+  return {resolve_kernel(dev, fp8_quantize_spec(spec)), std::move(forward), std::move(fp8)};
 }
+
+namespace {
 
 // options.fp8 after validation: the quantization into the workspace (the caller's, or the
 // stream's, held for the whole call), then the FP8 forward on the copies.
 void forward_quantized(const Resolved& r, const DeviceInfo& dev, CUstream stream, const ForwardOptions& options) {
-  const KernelSpec spec = forward_spec(r, dev.arch());
-  require_fp8_device(dev, spec, "options.fp8");
+  require_fp8_device(dev, forward_spec(r, dev.arch()), "options.fp8");
   const kernels::Fp8QuantizeLayout layout = kernels::fp8_quantize_layout(r);
   std::optional<WorkspaceLease> lease;
   unsigned char* base = static_cast<unsigned char*>(options.workspace);
@@ -212,11 +218,9 @@ void forward_quantized(const Resolved& r, const DeviceInfo& dev, CUstream stream
                                     "free device memory, run fewer tokens per call, or pass ForwardOptions::workspace"));
     base = reinterpret_cast<unsigned char*>(lease->ptr());
   }
-  const Resolved fp8 = resolve(quantized_args(r, base, layout));
-  const ResolvedKernel k = forward_kernel(dev, fp8);
-  const ResolvedKernel quantize = resolve_kernel(dev, fp8_quantize_spec(spec));
-  kernels::enqueue_fp8_quantize(r, kernels::fp8_quantize_params(r, base, layout), quantize.kernel, stream);
-  kernels::launch(fp8, Direction::forward, nullptr, k.kernel, k.config, dev.sm_count, stream, false, base + layout.vt);
+  const Fp8Kernels k = fp8_kernels(dev, r, base);
+  kernels::enqueue_fp8_quantize(r, kernels::fp8_quantize_params(r, base, layout), k.quantize.kernel, stream);
+  kernels::launch(k.call, Direction::forward, nullptr, k.forward.kernel, k.forward.config, dev.sm_count, stream, false, base + layout.vt);
 }
 
 }  // namespace
@@ -457,9 +461,16 @@ void prepare(const AttentionArgs& args, const PrepareOptions& options) {
   // Resolve exactly as forward() and backward() do, so that the kernels loaded here are the
   // ones their launches look up in the in-process table; nothing touches the tensors.
   if (options.backward) detail::resolve_backward(args);  // its refusals (FP8) come first, as backward()'s would
-  const detail::Resolved r = options.forward ? detail::resolve(args) : detail::resolve_backward(args);
+  ForwardOptions forward_options;
+  forward_options.fp8 = options.fp8;
+  if (options.fp8 && !options.forward) throw Error("options.fp8: prepares the forward's FP8 kernels; set options.forward too");
+  const detail::Resolved r = options.forward ? detail::resolve_forward(args, forward_options) : detail::resolve_backward(args);
   const detail::DeviceInfo dev = detail::current_device();
-  if (options.forward) detail::forward_kernel(dev, r);
+  if (options.fp8) {
+    detail::fp8_kernels(dev, r);
+  } else if (options.forward) {
+    detail::forward_kernel(dev, r);
+  }
   if (!options.backward) return;
   const AttentionArgs& a = r.args;
   // Gradients laid out like the tensors they belong to (dO like O): the layout that decides

@@ -1,9 +1,10 @@
 #pragma once
 
-#include "problem/spec.hpp"
-#include "kernels/registry.hpp"
+#include "jit/binaries.hpp"
 #include "jit/kernel_table.hpp"
+#include "kernels/registry.hpp"
 #include "problem/call.hpp"
+#include "problem/spec.hpp"
 #include "sigjit/common/params.h"
 
 #include <cuda.h>
@@ -20,5 +21,15 @@ KernelSpec forward_spec(const Resolved& r, const Arch& arch);
 struct DeviceInfo;
 struct ResolvedKernel;
 ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r);
+
+// ForwardOptions::fp8's kernels for the bf16 call r: the quantization, and the FP8 forward on
+// the copies at `base` (call: r as that FP8 call). base null: a placeholder address, for
+// prepare(), which loads the kernels without launching them.
+struct Fp8Kernels {
+  ResolvedKernel quantize;
+  ResolvedKernel forward;
+  Resolved call;
+};
+Fp8Kernels fp8_kernels(const DeviceInfo& dev, const Resolved& r, unsigned char* base = nullptr);
 
 }  // namespace sigjit::detail

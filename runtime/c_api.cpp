@@ -236,18 +236,23 @@ sigjit_prepare_options sigjit_prepare_options_default(void) {
   return o;
 }
 
+// sizeof(sigjit_prepare_options) before fp8 was appended.
+constexpr std::int32_t kPrepareOptionsSizeV1 = offsetof(sigjit_prepare_options, fp8);
+
 sigjit_status sigjit_prepare(const sigjit_attention_args* args, const sigjit_prepare_options* options) {
-  if (options != nullptr && options->struct_size != static_cast<int32_t>(sizeof(sigjit_prepare_options))) {
+  const std::int32_t size = options != nullptr ? options->struct_size : static_cast<std::int32_t>(sizeof(sigjit_prepare_options));
+  if (size != static_cast<std::int32_t>(sizeof(sigjit_prepare_options)) && size != kPrepareOptionsSizeV1) {
     g_last_error = "options.struct_size: does not match this library's sigjit_prepare_options; initialise it with "
                    "sigjit_prepare_options_default() and rebuild against the installed sigjit.h";
     return SIGJIT_ERROR_INVALID_ARGUMENT;
   }
-  const sigjit_prepare_options o = options != nullptr ? *options : sigjit_prepare_options_default();
-  return guarded(args, [o](const sigjit::AttentionArgs& a) {
-    sigjit::PrepareOptions p;
-    p.forward = o.forward != 0, p.backward = o.backward != 0, p.deterministic = o.deterministic != 0;
-    sigjit::prepare(a, p);
-  });
+  // Field by field: an older caller's struct ends before fp8, which must not be read.
+  sigjit::PrepareOptions p;
+  if (options != nullptr) {
+    p.forward = options->forward != 0, p.backward = options->backward != 0, p.deterministic = options->deterministic != 0;
+    p.fp8 = size > kPrepareOptionsSizeV1 && options->fp8 != 0;
+  }
+  return guarded(args, [p](const sigjit::AttentionArgs& a) { sigjit::prepare(a, p); });
 }
 
 sigjit_status sigjit_release_backward_workspaces(void) {

@@ -363,13 +363,13 @@ std::vector<std::pair<TileConfig, std::string>> compile_in_parallel(const Kernel
 
 namespace {
 
-// The fused kernel's partner, so that a process using the tuned backward compiles nothing. Its
-// one config is stored as an untuned entry unless the store already has it.
-void store_convert_kernel(const DeviceInfo& dev, const KernelSpec& fused_spec) {
-  const KernelSpec spec = dq_convert_spec(fused_spec);
+// A tuned kernel's fixed-config partner (the fused backward's dQ convert, the FP8 forward's
+// on-the-fly quantization), so that a process using the tuned cache compiles nothing. Its one
+// config is stored as an untuned entry unless the store already has it.
+void store_partner_kernel(const DeviceInfo& dev, const KernelSpec& spec) {
   cache::Store* store = default_store();
   if (!store || store->lookup(fingerprint_for(dev, spec), problem_key(spec))) return;
-  get_kernel(dev.context, spec, dq_convert_config());  // loaded by the measurer already: no compile
+  get_kernel(dev.context, spec, dq_convert_config());  // the convert: loaded by the measurer already
   store_kernel(dev, spec, dq_convert_config(), kernel_image(dev.context, spec, dq_convert_config()), cache::Entry{});
 }
 
@@ -421,7 +421,8 @@ tuner::TuneResult tune_and_store(const DeviceInfo& dev, const KernelSpec& spec, 
     if (!c.verdict.ok) entry.rejected.push_back({c.config.describe(), c.verdict.reason});
   }
   store_kernel(dev, spec, result.best->config, kernel_image(dev.context, spec, result.best->config), entry);
-  if (spec.direction == Direction::backward_fused) store_convert_kernel(dev, spec);
+  if (spec.direction == Direction::backward_fused) store_partner_kernel(dev, dq_convert_spec(spec));
+  if (spec.direction == Direction::forward && spec.dtype == DType::fp8_e4m3) store_partner_kernel(dev, fp8_quantize_spec(spec));
   return result;
 }
 

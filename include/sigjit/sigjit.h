@@ -131,6 +131,9 @@ typedef struct {
   int32_t forward;       /* nonzero: the kernel sigjit_forward launches */
   int32_t backward;      /* nonzero: the kernels sigjit_backward_ex launches ... */
   int32_t deterministic; /* ... with this options.deterministic */
+  /* Added with sigjit_forward_options.fp8; a struct_size that ends before it (the previous
+   * sizeof(sigjit_prepare_options)) is accepted and means 0. */
+  int32_t fp8; /* nonzero, with forward: the kernels sigjit_forward_ex launches with options.fp8 = 1 */
 } sigjit_prepare_options;
 
 sigjit_prepare_options sigjit_prepare_options_default(void);

@@ -204,6 +204,7 @@ struct PrepareOptions {
   bool forward = true;         // the kernel forward(args) launches
   bool backward = false;       // the kernels backward(args, grads, stream, {deterministic}) launches,
   bool deterministic = false;  // for gradients laid out like the tensors they belong to (dO like O)
+  bool fp8 = false;            // with forward: the kernels forward(args, stream, {.fp8 = true}) launches
 };
 
 // Loads every kernel that forward() (and, when asked, backward()) would launch for these

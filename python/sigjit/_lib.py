@@ -128,6 +128,7 @@ class PrepareOptions(ctypes.Structure):
         ("forward", ctypes.c_int32),
         ("backward", ctypes.c_int32),
         ("deterministic", ctypes.c_int32),
+        ("fp8", ctypes.c_int32),
     ]
 
 

@@ -84,6 +84,7 @@ int main() {
   FIELD(sigjit_prepare_options, forward);
   FIELD(sigjit_prepare_options, backward);
   FIELD(sigjit_prepare_options, deterministic);
+  FIELD(sigjit_prepare_options, fp8);
 
   // Enum sizes: ctypes mirrors them as c_int.
   std::printf("enum.sizeof %zu\n", sizeof(sigjit_layout));

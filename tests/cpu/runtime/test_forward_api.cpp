@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -165,6 +166,44 @@ TEST(ForwardApi, Fp8OptionTakesBf16InputsWithoutFactors) {
   varlen_fp8.dtype = sigjit::DType::fp8_e4m3;
   EXPECT_EQ(sigjit::forward_workspace_size(varlen, sigjit::ForwardOptions{.fp8 = true}),
             38400u + 19200 + 19200 + 256 + 256 + sigjit::forward_workspace_size(varlen_fp8));
+}
+
+// prepare() with PrepareOptions::fp8 validates like forward() with ForwardOptions::fp8 (host
+// checks first), and the C struct of the previous version (without fp8) is still accepted.
+TEST(ForwardApi, PrepareFp8ChecksLikeTheForwardAndTheOldCStructStillWorks) {
+  const auto prepare_error = [](const sigjit::AttentionArgs& a, const sigjit::PrepareOptions& p) -> std::string {
+    try {
+      sigjit::prepare(a, p);
+    } catch (const sigjit::Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  sigjit::PrepareOptions p;
+  p.fp8 = true;
+  EXPECT_THAT(prepare_error(fp8_args(), p), StartsWith("options.fp8: q, k and v are already float8_e4m3fn"));
+  sigjit::AttentionArgs bf16 = fp8_args();
+  bf16.dtype = sigjit::DType::bf16;
+  bf16.head_dim = 96;
+  EXPECT_THAT(prepare_error(bf16, p), AllOf(StartsWith("options.fp8: "), HasSubstr("head_dim")));
+  p.forward = false;
+  EXPECT_THAT(prepare_error(bf16, p), HasSubstr("set options.forward too"));
+
+  sigjit_attention_args a = sigjit_attention_args_default();
+  a.batch = 2, a.seqlen_q = a.seqlen_k = 100, a.heads_q = 4, a.heads_kv = 2, a.head_dim = 64;
+  a.dtype = SIGJIT_FP8_E4M3;
+  a.q = fake(0x10000), a.k = fake(0x20000), a.v = fake(0x30000), a.o = fake(0x40000);
+  sigjit_prepare_options o = sigjit_prepare_options_default();
+  EXPECT_EQ(o.fp8, 0);
+  o.fp8 = 1;
+  EXPECT_EQ(sigjit_prepare(&a, &o), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("options.fp8: q, k and v are already"));
+  o.struct_size = static_cast<int32_t>(offsetof(sigjit_prepare_options, fp8));  // built against the previous sigjit.h
+  EXPECT_NE(sigjit_prepare(&a, &o), SIGJIT_OK);                                 // no GPU here: the device check, never fp8's refusal
+  EXPECT_THAT(sigjit_last_error(), Not(HasSubstr("options")));
+  o.struct_size = 12;
+  EXPECT_EQ(sigjit_prepare(&a, &o), SIGJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(sigjit_last_error(), HasSubstr("options.struct_size"));
 }
 
 }  // namespace

@@ -213,6 +213,18 @@ SigjitQuantizeParams fp8_quantize_params(const detail::Resolved& r, unsigned cha
   return qp;
 }
 
+void enqueue_varlen_tail_zero(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& convert,
+                              CUstream stream) {
+  const AttentionArgs& a = r.args;
+  if (a.layout != Layout::varlen || (a.total_q == 0 && a.total_k == 0)) return;
+  if (convert.prologue == nullptr) throw Error("the varlen dQ convert module has no tail zeroing entry (<name>_tail)", ErrorKind::cuda);
+  constexpr unsigned kCtasPerHead = 8;  // strides over any tail; an empty one costs a load per CTA
+  SigjitBwdParams copy = params;
+  void* args[] = {&copy};
+  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(convert.prologue, kCtasPerHead, static_cast<unsigned>(a.heads_q), 1,
+                                                  static_cast<unsigned>(convert.threads), 1, 1, 0, stream, args, nullptr));
+}
+
 void enqueue_fp8_quantize(const detail::Resolved& r, const SigjitQuantizeParams& params, const detail::LoadedKernel& kernel,
                           CUstream stream) {
   const AttentionArgs& a = r.args;

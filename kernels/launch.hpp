@@ -115,6 +115,12 @@ Fp8QuantizeLayout fp8_quantize_layout(const detail::Resolved& r);
 // The quantization's parameter block for the bf16 call r over the workspace at `workspace`.
 SigjitQuantizeParams fp8_quantize_params(const detail::Resolved& r, unsigned char* workspace, const Fp8QuantizeLayout& layout);
 
+// The varlen layout's rows past cu_seqlens[batch] of params.dq (the forward passes O there), and
+// of params.dk and params.dv where non-null: zeros, by the dQ convert module's second entry
+// (sm80/bwd.cuh varlen_tail_zero_kernel). Nothing for the other layouts.
+void enqueue_varlen_tail_zero(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& convert,
+                              CUstream stream);
+
 // Zeroes amax, then launches the amax pass (kernel.prologue) and the quantization (kernel.function)
 // over (ceil(max(seqlen_q, seqlen_k) / 64), heads_q + 2 heads_kv, batch).
 void enqueue_fp8_quantize(const detail::Resolved& r, const SigjitQuantizeParams& params, const detail::LoadedKernel& kernel,

@@ -95,6 +95,7 @@ std::string kernel_name(const KernelSpec& s, const TileConfig& c) {
 std::string_view second_entry_suffix(const KernelSpec& s) {
   if (s.dtype == DType::fp8_e4m3 && s.direction == Direction::forward) return "_vt";
   if (s.direction == Direction::backward_dq_convert && s.layout == Layout::padded) return "_zero";
+  if (s.direction == Direction::backward_dq_convert && s.layout == Layout::varlen) return "_tail";
   if (s.direction == Direction::fp8_quantize) return "_amax";
   return {};
 }

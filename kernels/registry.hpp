@@ -50,8 +50,8 @@ std::string kernel_name(const KernelSpec& spec, const TileConfig& config);
 
 // A module's second entry point, `<kernel_name><suffix>`, where the spec has one: the FP8
 // forward's V^T prologue ("_vt") and the padded layout's dQ workspace zeroing in the dQ convert
-// module ("_zero"), the FP8 quantization's amax pass ("_amax"); empty for none. The loader binds it
-// as LoadedKernel::prologue.
+// module ("_zero"), the varlen layout's tail zeroing in it ("_tail"), the FP8 quantization's amax
+// pass ("_amax"); empty for none. The loader binds it as LoadedKernel::prologue.
 std::string_view second_entry_suffix(const KernelSpec& spec);
 
 // The dQ convert kernel depends only on dtype, head dim and layout, and has one config:

@@ -223,11 +223,11 @@ class Sm80 final : public Family {
         "  sigjit::kern::{}<Cfg>(params);\n}}\n",
         s.describe(), describe(config), forward ? "sigjit/sm80/fwd.cuh" : "sigjit/sm80/bwd.cuh", alias, smem_check, bounds, name,
         forward ? "SigjitFwdParams" : "SigjitBwdParams", body(s.direction));
-    if (!second_entry_suffix(s).empty()) {  // the padded dQ convert module's workspace zeroing
+    if (!second_entry_suffix(s).empty()) {  // the dQ convert module's padded workspace zeroing or varlen tail zeroing
       source += fmt::format(
           "\nextern \"C\" __global__ void __launch_bounds__(Cfg::kThreads) {}{}(const __grid_constant__ SigjitBwdParams params) {{\n"
-          "  sigjit::kern::dq_workspace_zero_kernel<Cfg>(params);\n}}\n",
-          name, second_entry_suffix(s));
+          "  sigjit::kern::{}<Cfg>(params);\n}}\n",
+          name, second_entry_suffix(s), s.layout == Layout::padded ? "dq_workspace_zero_kernel" : "varlen_tail_zero_kernel");
     }
     return source;
   }

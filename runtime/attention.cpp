@@ -191,6 +191,21 @@ AttentionArgs quantized_args(const Resolved& r, unsigned char* base, const kerne
 
 }  // namespace
 
+void zero_varlen_tails(const DeviceInfo& dev, const Resolved& r, const SigjitBwdParams& params, CUstream stream) {
+  if (r.args.layout != Layout::varlen) return;
+  KernelSpec spec = forward_spec(r, dev.arch());
+  if (spec.dtype == DType::fp8_e4m3) spec.dtype = DType::bf16;  // the FP8 forward's O is bf16 (zeros are zeros in both 16-bit dtypes)
+  kernels::enqueue_varlen_tail_zero(r, params, resolve_kernel(dev, dq_convert_spec(spec)).kernel, stream);
+}
+
+SigjitBwdParams output_tail(const Resolved& r) {
+  SigjitBwdParams bp{};
+  bp.fwd = kernels::forward_params(r);
+  bp.dq = r.args.o;
+  bp.dq_stride_b = r.args.o_strides.batch, bp.dq_stride_l = r.args.o_strides.token, bp.dq_stride_h = r.args.o_strides.head;
+  return bp;
+}
+
 // options.fp8's two kernels for the bf16 call r, with the copies at `base`: the quantization and
 // the FP8 forward on them (which depends on the copies' layout and alignment only, not on where
 // the workspace is: every part of it is 256-byte aligned from a 16-byte aligned base).
@@ -255,7 +270,8 @@ void forward(const AttentionArgs& args, Stream stream, const ForwardOptions& opt
   if (workspace != nullptr) detail::check_device_pointer("workspace", workspace);  // one driver call, only when given
   CUstream cu_stream = reinterpret_cast<CUstream>(stream);
   detail::validate_lengths(r, cu_stream);
-  if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing to write
+  detail::zero_varlen_tails(dev, r, detail::output_tail(r), cu_stream);                           // rows no sequence owns (varlen)
+  if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing else to write
 
   if (options.fp8) return detail::forward_quantized(r, dev, cu_stream, options);
   const detail::ResolvedKernel k = detail::forward_kernel(dev, r);
@@ -442,9 +458,10 @@ void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, 
   if (caller_workspace) detail::check_device_pointer("workspace", options.workspace);
   CUstream cu_stream = reinterpret_cast<CUstream>(stream);
   detail::validate_lengths(r, cu_stream);
+  const SigjitBwdParams params = kernels::backward_params(r, g, nullptr);
+  detail::zero_varlen_tails(dev, r, params, cu_stream);  // rows no sequence owns (varlen)
   if (a.batch == 0 || (a.seqlen_q == 0 && a.seqlen_k == 0)) return;
 
-  const SigjitBwdParams params = kernels::backward_params(r, g, nullptr);
   const KernelSpec spec = detail::forward_spec(r, dev.arch());
   if (!fused) {
     if (use_ordered_backward(options)) {
@@ -466,6 +483,11 @@ void prepare(const AttentionArgs& args, const PrepareOptions& options) {
   if (options.fp8 && !options.forward) throw Error("options.fp8: prepares the forward's FP8 kernels; set options.forward too");
   const detail::Resolved r = options.forward ? detail::resolve_forward(args, forward_options) : detail::resolve_backward(args);
   const detail::DeviceInfo dev = detail::current_device();
+  if (r.args.layout == Layout::varlen) {  // every varlen call zeroes the rows outside its sequences
+    KernelSpec spec = detail::forward_spec(r, dev.arch());
+    spec.dtype = spec.dtype == DType::fp8_e4m3 ? DType::bf16 : spec.dtype;
+    detail::resolve_kernel(dev, dq_convert_spec(spec));
+  }
   if (options.fp8) {
     detail::fp8_kernels(dev, r);
   } else if (options.forward) {

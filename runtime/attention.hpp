@@ -22,6 +22,11 @@ struct DeviceInfo;
 struct ResolvedKernel;
 ResolvedKernel forward_kernel(const DeviceInfo& dev, const Resolved& r);
 
+// The varlen layout's rows outside the sequences (past cu_seqlens[batch]) of the call's outputs:
+// zeros (kernels::enqueue_varlen_tail_zero); params: the backward's, or output_tail(r) for O.
+void zero_varlen_tails(const DeviceInfo& dev, const Resolved& r, const SigjitBwdParams& params, CUstream stream);
+SigjitBwdParams output_tail(const Resolved& r);
+
 // ForwardOptions::fp8's kernels for the bf16 call r: the quantization, and the FP8 forward on
 // the copies at `base` (call: r as that FP8 call). base null: a placeholder address, for
 // prepare(), which loads the kernels without launching them.

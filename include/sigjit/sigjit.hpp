@@ -128,8 +128,9 @@ struct AttentionArgs {
 // given); throws Error on the first problem.
 void validate(const AttentionArgs& args);
 
-// Computes O. Asynchronous with respect to the host, except that a first call per kernel
-// compiles it (about a second) and validate_lengths without host copies syncs the stream.
+// Computes O (padded rows are zeros, and so are varlen rows past cu_seqlens_q[batch]).
+// Asynchronous with respect to the host, except that a first call per kernel compiles it (about
+// a second) and validate_lengths without host copies syncs the stream.
 void forward(const AttentionArgs& args, Stream stream);
 
 // What forward() may use besides the tensors.
@@ -196,7 +197,7 @@ struct BackwardOptions {
 std::size_t backward_workspace_size(const AttentionArgs& args, bool deterministic = false);
 
 // Computes dQ, dK and dV (dK/dV summed over the query heads of each GQA group; padded rows and
-// keys get exactly zero; varlen rows outside the sequences are not written).
+// keys get exactly zero, and so do varlen rows past cu_seqlens_q[batch] / cu_seqlens_k[batch]).
 void backward(const AttentionArgs& args, const Gradients& grads, Stream stream, const BackwardOptions& options = {});
 
 // What prepare() loads.

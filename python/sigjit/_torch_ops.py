@@ -193,9 +193,8 @@ def _stream(device: torch.device) -> int:
 def _forward_impl(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale, sigmoid_bias,
                   exact_sigmoid, check_lengths, descale=(None, None, None)) -> Tensor:
     q, k, v = _describable(q), _describable(k), _describable(v)
-    alloc = torch.zeros if layout == "varlen" else torch.empty  # varlen: rows outside the sequences are not written
-    with torch.cuda.device(q.device):
-        o = alloc(q.shape, dtype=torch.bfloat16 if q.dtype == _FP8 else q.dtype, device=q.device)  # FP8: bf16 O
+    with torch.cuda.device(q.device):  # every row is written, varlen rows outside the sequences as zeros
+        o = torch.empty(q.shape, dtype=torch.bfloat16 if q.dtype == _FP8 else q.dtype, device=q.device)  # FP8: bf16 O
         args = _make_args(q, k, v, o, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
                           sigmoid_bias, exact_sigmoid, check_lengths, descale=descale)
         # FP8: the V^T workspace from PyTorch's caching allocator, as the backward's dQ workspace,
@@ -211,11 +210,10 @@ def _backward_impl(dout, q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen
     # dout from autograd is often expanded (loss = out.sum() gives stride 0 everywhere): copy it.
     dout = _describable(dout.to(q.dtype))
     q, k, v = _describable(q), _describable(k), _describable(v)
-    alloc = torch.zeros if layout == "varlen" else torch.empty  # varlen: rows/keys outside the sequences are not written
-    with torch.cuda.device(q.device):
-        dq = alloc(q.shape, dtype=q.dtype, device=q.device)
-        dk = alloc(k.shape, dtype=k.dtype, device=k.device)
-        dv = alloc(v.shape, dtype=v.dtype, device=v.device)
+    with torch.cuda.device(q.device):  # every row is written, varlen rows outside the sequences as zeros
+        dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+        dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+        dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
         args = _make_args(q, k, v, None, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
                           sigmoid_bias, exact_sigmoid, check_lengths)
         grads = _lib.make_gradients(_ref(dout, False), _ref(dq, False), _ref(dk, False), _ref(dv, False))

@@ -27,7 +27,9 @@
 #                           e4m3 inputs (bench/fp8_cudnn_probe.py) and its forward where it does;
 #                           the error on FlashAttention-3's outlier distribution (bench/fp8_error.py)
 #   h200_round.sh pending   build; what 2026-12-05's second session wrote without a GPU, in priority order:
-#                           ForwardOptions::fp8 (the suite Fp8OnTheFly); SIGJIT_PADDED_DQ_ZERO=fused (the
+#                           ForwardOptions::fp8 (the suite Fp8OnTheFly) and the varlen tail's zeros
+#                           (BackwardVarlenTail; the binding's gradient tests, now on torch.empty outputs);
+#                           SIGJIT_PADDED_DQ_ZERO=fused (the
 #                           Hopper fused kernel's idle key blocks write the padded dQ rows' zeros): its suite,
 #                           the padded halves of the default and ordered backward matrices under it, then the
 #                           ragged batch's kernel split with convert and with fused zeros (PROFILE-backward.md
@@ -102,7 +104,9 @@ fp8() {
 
 pending() {
   $run build || exit 1
-  $run gpu-tests 'Matrix/Fp8OnTheFly.*' 90 gpu_tests_fp8_on_the_fly.log
+  $run gpu-tests 'Matrix/Fp8OnTheFly.*:Matrix/BackwardVarlenTail.*' 120 gpu_tests_fp8_on_the_fly_varlen_tail.log
+  $run pyunit test_torch_gpu.Gradients 90
+  $run pyunit test_torch_gpu.Forward 60
   $run gpu-tests 'Matrix/BackwardPaddedDqZero.*' 150 gpu_tests_padded_dq_zero.log
   SIGJIT_PADDED_DQ_ZERO=fused $run gpu-tests 'Matrix/BackwardMatrix.*/padded_d*:Matrix/BackwardMatrixOrdered.*/padded_d*' \
     "${TESTS_TIMEOUT_S:-200}" gpu_tests_bwd_padded_fused_zero.log

@@ -13,13 +13,13 @@ const char* layout_name(Layout l) { return l == Layout::dense ? "dense" : l == L
 
 std::string CaseSpec::name() const {
   const char* type = dtype == DType::bf16 ? "bf16" : dtype == DType::fp16 ? "fp16" : fp8_per_tensor ? "fp8t" : "fp8";
-  return fmt::format("{}_d{}_{}_{}_{}{}{}_{}_q{}_k{}{}", layout_name(layout), head_dim, type,
+  return fmt::format("{}_d{}_{}_{}_{}{}{}_{}_q{}_k{}{}{}", layout_name(layout), head_dim, type,
                      !causal                                 ? "full"
                      : causal_align == CausalAlign::top_left ? "causaltl"
                                                              : "causal",
                      bias_mode == BiasMode::log_n ? "logn" : "scalar", score_bias ? "_sb" : "", gqa ? "_gqa" : "",
                      sigmoid == SigmoidMode::fast ? "fast" : "exact", fmt::join(lens_q, "-"), fmt::join(lens_k, "-"),
-                     strided ? "_strided" : "");
+                     strided ? "_strided" : "", varlen_tail ? fmt::format("_tail{}", varlen_tail) : "");
 }
 
 // Bounds on ||out - ref|| / ||ref||. Exact sigmoid: output rounding dominates (bf16 has 8
@@ -115,8 +115,8 @@ ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(
     cu_k_.assign(1, 0);
     for (int l : seq_q_) cu_q_.push_back(cu_q_.back() + l);
     for (int l : seq_k_) cu_k_.push_back(cu_k_.back() + l);
-    a.total_q = cu_q_.back();
-    a.total_k = cu_k_.back();
+    a.total_q = cu_q_.back() + spec.varlen_tail;
+    a.total_k = cu_k_.back() + spec.varlen_tail;
   }
   a.seqlen_q = *std::max_element(seq_q_.begin(), seq_q_.end());
   a.seqlen_k = *std::max_element(seq_k_.begin(), seq_k_.end());
@@ -187,6 +187,15 @@ ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(
   }
 }
 
+std::vector<std::size_t> ForwardProblem::tail_elements(const Strides& s, int first_row, int rows, int heads) const {
+  std::vector<std::size_t> out;
+  if (spec_.layout != Layout::varlen) return out;
+  for (int row = first_row; row < first_row + rows; ++row)
+    for (int h = 0; h < heads; ++h)
+      for (int d = 0; d < args_.head_dim; ++d) out.push_back(static_cast<std::size_t>(row * s.token + h * s.head + d));
+  return out;
+}
+
 void ForwardProblem::poison_output() { do_.fill_byte(0xFF); }  // 0xFFFF is NaN in bf16 and fp16
 
 std::vector<std::uint16_t> ForwardProblem::output_bits() const {
@@ -209,7 +218,16 @@ CaseResult ForwardProblem::check(bool compute_reference) const {
   const RefOutput ref = reference_forward_sampled(in, o_elems_, spec_.row_step);
   double err2 = 0, ref2 = 0;
   const bool padded = spec_.layout == Layout::padded;
+  std::vector<bool> tail(o_elems_, false);  // varlen rows no sequence owns: exact zeros
+  const int D = args_.head_dim;
+  for (std::size_t i : tail_elements(effective_strides(args_.o_strides, args_.total_q, args_.heads_q, D), cu_q_.empty() ? 0 : cu_q_.back(),
+                                     spec_.varlen_tail, args_.heads_q)) {
+    tail[i] = true;
+    r.unwritten += bits[i] == 0xFFFF;
+    r.nonzero_padding += bits[i] != 0xFFFF && bits[i] != 0;
+  }
   for (std::size_t i = 0; i < o_elems_; ++i) {
+    if (tail[i]) continue;
     const float got = spec_.dtype == DType::fp16 ? fp16_to_float(bits[i]) : bf16_to_float(bits[i]);  // FP8 writes bf16 O
     switch (ref.state[i]) {
       case OutState::untouched:
@@ -313,6 +331,16 @@ CaseResult ForwardProblem::check_backward() const {
     r.rel_error = std::max(r.rel_error, ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2));
     offset += part->size();
   }
+  // The varlen tail rows (the reference leaves them 0, compared above): exact zeros.
+  const int D = args_.head_dim;
+  const std::size_t q_size = q_.size();
+  for (std::size_t i :
+       tail_elements(effective_strides(grads_.dq_strides, args_.total_q, args_.heads_q, D), cu_q_.back(), spec_.varlen_tail, args_.heads_q))
+    r.nonzero_padding += bits[i] != 0 && bits[i] != 0xFFFF;
+  for (const std::size_t base : {q_size, q_size + k_elems_})
+    for (std::size_t i : tail_elements(effective_strides(grads_.dk_strides, args_.total_k, args_.heads_kv, D), cu_k_.back(),
+                                       spec_.varlen_tail, args_.heads_kv))
+      r.nonzero_padding += bits[base + i] != 0 && bits[base + i] != 0xFFFF;
   return r;
 }
 

@@ -35,6 +35,9 @@ struct CaseSpec {
   // dtype fp8_e4m3: one descale factor per tensor (strides 0) instead of one per (sequence, kv
   // head) (FlashAttention-3's [batch, heads_kv]).
   bool fp8_per_tensor = false;
+  // varlen: buffer rows past cu_seqlens[batch] in Q/O and K/V (no sequence owns them): every
+  // output must hold exact zeros there (checked as padding: nonzero_padding).
+  int varlen_tail = 0;
   std::string name() const;
 };
 
@@ -131,6 +134,9 @@ class ForwardProblem {
   std::vector<std::uint16_t> gradient_bits() const;
 
  private:
+  // Element offsets of the varlen tail rows (CaseSpec::varlen_tail) of a tensor laid out by s.
+  std::vector<std::size_t> tail_elements(const Strides& s, int first_row, int rows, int heads) const;
+
   std::vector<float> random_tensor(std::size_t n, std::mt19937& rng);
   void upload_u16(DeviceBuffer& dst, const std::vector<float>& values);
   // FP8: quantizes `values` (a tensor of `heads` heads over `rows` buffer rows) to e4m3 with the

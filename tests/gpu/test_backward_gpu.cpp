@@ -334,6 +334,59 @@ TEST_P(BackwardPaddedDqZero, FusedKernelZeroesThePaddedRowsTheConvertKernelSkips
 
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardPaddedDqZero, ::testing::ValuesIn(padded_dq_zero_cases()), case_name);
 
+// ---- varlen buffers longer than their sequences: zeros past cu_seqlens[batch] ----------------------
+// Rows no sequence owns (CaseSpec::varlen_tail, 100 of them in Q/O and K/V) get exact zeros in O,
+// dQ, dK and dV on every path (the binding allocates with torch.empty), poisoned before each call:
+// the forward, the fast path, the deterministic mode's default, and each path forced (two_kernel,
+// ordered). The last sequence has no tokens, so the tail starts where an empty sequence ends.
+std::vector<CaseSpec> varlen_tail_cases() {
+  std::vector<CaseSpec> cases;
+  for (int hd : {64, 128}) {
+    CaseSpec c{Layout::varlen, hd,   DType::bf16,       hd == 128,       BiasMode::log_n,
+               hd == 128,      true, SigmoidMode::fast, {1, 17, 200, 0}, {1, 30, 200, 0}};
+    c.varlen_tail = 100;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+class BackwardVarlenTail : public ::testing::TestWithParam<CaseSpec> {
+ public:
+  static void SetUpTestSuite() {
+    if (!gpu_unavailable_reason().empty()) return;
+    const std::vector<CaseSpec> cases = cases_to_run(varlen_tail_cases(), "BackwardVarlenTail");
+    precompile_backward(cases);
+    if (sm90_backward_unavailable_reason().empty()) precompile_backward_sm90(cases, kOrdered);
+  }
+};
+
+TEST_P(BackwardVarlenTail, EveryOutputIsZeroPastTheSequences) {
+  SIGJIT_REQUIRE_GPU();
+  const CaseSpec& spec = GetParam();
+  std::mt19937 rng(std::hash<std::string>{}(spec.name()) ^ static_cast<unsigned>(std::random_device{}()));
+  ForwardProblem problem(spec, rng);
+  problem.poison_output();
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  ASSERT_NO_THROW(sigjit::forward(problem.args(), nullptr));
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const CaseResult fwd = problem.check();
+  EXPECT_EQ(fwd.unwritten, 0) << "forward: O rows left unwritten (the tail's included)";
+  EXPECT_EQ(fwd.nonzero_padding, 0) << "forward: O rows past cu_seqlens_q[batch] must be exactly zero";
+  EXPECT_EQ(fwd.clobbered, 0);
+  EXPECT_LT(fwd.rel_error, error_bound(spec));
+  problem.enable_backward(rng);
+  BackwardOptions det;
+  det.deterministic = true;
+  for (const char* path : {"fused", "two_kernel", "ordered"}) {
+    const sigjit::test::ScopedEnv forced("SIGJIT_BACKWARD_PATH", path);
+    CaseResult r;
+    ASSERT_NO_THROW(r = run_and_check(problem, std::string(path) == "fused" ? BackwardOptions{} : det)) << path;
+    expect_good(spec, r, path);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardVarlenTail, ::testing::ValuesIn(varlen_tail_cases()), case_name);
+
 // A forced _wd tile on the fast path would find no counters in its workspace: refused with what
 // to do instead, before its launch (tests/cpu: Sm90BwdLaunch covers the family's check itself).
 TEST(BackwardOrdered, ForcedOrderedTileOnTheFastPathIsRefused) {

@@ -475,6 +475,20 @@ class Gradients(unittest.TestCase):
         self.check_grads("varlen gqa", lambda q, k, v: sigmoid_attention_varlen(q, k, v, cu(lens), cu(lens), 257, 257),
                          lambda q, k, v: reference(q, k, v, lens, lens, varlen=True), (q[0], k[0], v[0]))
 
+    def test_varlen_tail_is_zero(self):
+        # A buffer longer than its sequences: the rows past cu_seqlens[-1] come back as zeros in
+        # the output and in every gradient. The binding allocates them with torch.empty (the
+        # library zeroes that tail), so the caching allocator is first handed a NaN block to reuse.
+        lens, tail = [90, 3], 40
+        q, k, v = qkv(1, sum(lens) + tail, sum(lens) + tail, 8, 2, 64, seed=38)
+        leaves = [x[0].detach().clone().requires_grad_() for x in (q, k, v)]
+        torch.full((16 << 20,), float("nan"), device="cuda")
+        out = sigmoid_attention_varlen(*leaves, cu(lens), cu(lens), max(lens), max(lens))
+        out.backward(torch.ones_like(out))
+        for name, t in (("out", out), ("dq", leaves[0].grad), ("dk", leaves[1].grad), ("dv", leaves[2].grad)):
+            self.assertTrue(bool((t[sum(lens):] == 0).all()), f"{name}: rows past cu_seqlens[-1] must be zeros")
+            self.assertTrue(bool(t[:sum(lens)].isfinite().all()), f"{name}: the sequences' rows must be finite")
+
     def test_score_bias_not_trainable(self):
         t = qkv(2, 128, 128, 4, 4, 64, seed=33)
         sb = randn(2, 128, dtype=torch.float32, seed=34).requires_grad_()

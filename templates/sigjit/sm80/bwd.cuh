@@ -367,6 +367,30 @@ __device__ __forceinline__ void dq_workspace_zero_kernel(const SigjitBwdParams& 
   }
 }
 
+// The varlen layout's buffer rows past cu_seqlens[batch], which no sequence owns: zeros, so that a
+// caller's buffer longer than its sequences holds no garbage there (autograd hands every row of
+// a gradient on; the binding allocates with torch.empty). Zeroes bp.dq's rows past
+// cu_seqlens_q[batch] (total_q rows, head blockIdx.y of heads_q) and, where non-null, bp.dk's and
+// bp.dv's past cu_seqlens_k[batch] (heads_kv heads); the forward passes O as dq. A grid of a few
+// CTAs per query head strides over the tail, so one launch serves any tail length, and an empty
+// tail (the common case) costs a load of cu_seqlens[batch] per CTA.
+template <class C>
+__device__ __forceinline__ void varlen_tail_zero_kernel(const SigjitBwdParams& bp) {
+  static_assert(C::kLayout == kVarlen, "only the varlen layout has rows outside its sequences");
+  const SigjitFwdParams& p = bp.fwd;
+  const int h = blockIdx.y, step = gridDim.x * C::kBlockM;
+  const auto zero_tail = [&](void* base, i64 row_stride, i64 head_stride, int head, int begin, int end) {
+    u16* t = (u16*)base + (i64)head * head_stride;
+    for (int row = begin + (int)blockIdx.x * C::kBlockM; row < end; row += step)
+      store_zero_rows<C>(t, row_stride, row, end - row < C::kBlockM ? end : row + C::kBlockM);
+  };
+  if (bp.dq != nullptr) zero_tail(bp.dq, bp.dq_stride_l, bp.dq_stride_h, h, clamp_len(p.cu_seqlens_q[p.batch], p.total_q), p.total_q);
+  if (h % p.kv_group != 0) return;
+  const int k_begin = clamp_len(p.cu_seqlens_k[p.batch], p.total_k);
+  if (bp.dk != nullptr) zero_tail(bp.dk, bp.dk_stride_l, bp.dk_stride_h, h / p.kv_group, k_begin, p.total_k);
+  if (bp.dv != nullptr) zero_tail(bp.dv, bp.dv_stride_l, bp.dv_stride_h, h / p.kv_group, k_begin, p.total_k);
+}
+
 // Dynamic shared memory of each backward kernel (the generated TU checks the host's formula
 // against it). PART: 0 dK/dV, 1 dQ, 2 fused, 3 dQ convert.
 template <class C, int PART>

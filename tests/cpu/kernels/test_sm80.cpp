@@ -405,28 +405,34 @@ TEST(Codegen, FusedBackwardAndConvertKernels) {
   EXPECT_THAT(sigjit::emit_source(convert, sigjit::dq_convert_config()), HasSubstr("dq_convert_kernel<Cfg>"));
 }
 
-// The padded layout zeroes only its sequences' valid dQ workspace rows (issue 21: the whole
-// buffer's memset cost the ragged batch 14 % of its backward gap), through a second entry point
-// of the convert module; the other layouts keep one entry and the memset.
-TEST(DqConvert, OnlyThePaddedModuleHasTheWorkspaceZeroingEntry) {
+// The convert module's second entry point: the padded layout zeroes only its sequences' valid dQ
+// workspace rows (issue 21: the whole buffer's memset cost the ragged batch 14 % of its backward
+// gap); the varlen layout zeroes the rows past cu_seqlens[batch] of every output (_tail, launched
+// by every varlen call); the dense layout has one entry.
+TEST(DqConvert, PaddedModuleZeroesTheWorkspaceAndVarlenModuleTheTail) {
   for (const auto layout : {sigjit::Layout::dense, sigjit::Layout::padded, sigjit::Layout::varlen}) {
     KernelSpec s = spec_for(128);
     s.layout = layout;
     const KernelSpec convert = sigjit::dq_convert_spec(s);
     const std::string name = sigjit::kernel_name(convert, sigjit::dq_convert_config());
     const std::string ptx = sigjit::compile_kernel(convert, sigjit::dq_convert_config()).ptx;
-    const bool zeroing = ptx.find(".entry " + name + "_zero(") != std::string::npos;
-    EXPECT_EQ(zeroing, layout == sigjit::Layout::padded) << convert.describe();
-    EXPECT_EQ(sigjit::second_entry_suffix(convert), layout == sigjit::Layout::padded ? "_zero" : "") << convert.describe();
+    const std::string suffix = layout == sigjit::Layout::padded ? "_zero" : layout == sigjit::Layout::varlen ? "_tail" : "";
+    EXPECT_EQ(sigjit::second_entry_suffix(convert), suffix) << convert.describe();
+    EXPECT_EQ(ptx.find(".entry " + name + "_zero(") != std::string::npos, layout == sigjit::Layout::padded) << convert.describe();
+    EXPECT_EQ(ptx.find(".entry " + name + "_tail(") != std::string::npos, layout == sigjit::Layout::varlen) << convert.describe();
     EXPECT_NE(ptx.find(".entry " + name + "("), std::string::npos) << convert.describe();
   }
-  for (int head_dim : {32, 64, 96, 256}) {  // the zeroing's row split at every head dim
-    KernelSpec s = spec_for(head_dim);
-    s.layout = sigjit::Layout::padded;
-    const KernelSpec convert = sigjit::dq_convert_spec(s);
-    const std::string ptx = sigjit::compile_kernel(convert, sigjit::dq_convert_config()).ptx;
-    EXPECT_NE(ptx.find(".entry " + sigjit::kernel_name(convert, sigjit::dq_convert_config()) + "_zero("), std::string::npos) << head_dim;
-  }
+  for (int head_dim : {32, 64, 96, 256})  // the second entries' row split at every head dim
+    for (const auto layout : {sigjit::Layout::padded, sigjit::Layout::varlen}) {
+      KernelSpec s = spec_for(head_dim);
+      s.layout = layout;
+      const KernelSpec convert = sigjit::dq_convert_spec(s);
+      const std::string ptx = sigjit::compile_kernel(convert, sigjit::dq_convert_config()).ptx;
+      EXPECT_NE(ptx.find(".entry " + sigjit::kernel_name(convert, sigjit::dq_convert_config()) +
+                         std::string(sigjit::second_entry_suffix(convert)) + "("),
+                std::string::npos)
+          << head_dim;
+    }
 }
 
 TEST(TileConfig, FusedBackwardSplitsDqOverTheWarps) {

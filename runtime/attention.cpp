@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -160,6 +161,14 @@ Resolved resolve_forward(const AttentionArgs& args, const ForwardOptions& option
   if (!options.fp8) return resolve(args);
   check_fp8_option(args);
   Resolved r = resolve(args);
+  // The quantization's grid has a y of heads_q + 2 heads_kv, and its factors an int index.
+  const std::int64_t grid_y = std::int64_t{r.args.heads_q} + 2 * std::int64_t{r.args.heads_kv};
+  if (grid_y > 65535 || 3 * std::int64_t{r.args.batch} * r.args.heads_kv > std::numeric_limits<int>::max()) {
+    throw Error(
+        fmt::format("options.fp8: heads_q + 2 heads_kv = {} (at most 65535) or 3 x batch x heads_kv = {} is too large for the "
+                    "quantization; split the heads or the batch over calls",
+                    grid_y, 3 * std::int64_t{r.args.batch} * r.args.heads_kv));
+  }
   AttentionArgs as_fp8 = r.args;
   as_fp8.dtype = DType::fp8_e4m3;
   as_fp8.q_strides = as_fp8.k_strides = as_fp8.v_strides = Strides{};

@@ -97,8 +97,9 @@ typedef struct {
   int32_t struct_size; /* sizeof(sigjit_forward_options), for ABI checks */
   int32_t fp8;         /* nonzero: bf16 q/k/v quantized on the fly to e4m3 for the FP8 forward (sigjit::ForwardOptions::fp8);
                           was reserved0, which had to be 0 */
-  void* workspace;     /* the FP8 forward's V^T workspace: NULL = managed by sigjit (one per context and stream), else
-                          16-byte aligned device memory of sigjit_forward_workspace_size() bytes or more */
+  void* workspace;     /* the FP8 forward's V^T workspace (with fp8 also the quantized copies): NULL = managed by sigjit
+                          (one per context and stream), else 16-byte aligned device memory of
+                          sigjit_forward_workspace_size_ex() bytes or more */
   size_t workspace_bytes;
 } sigjit_forward_options;
 

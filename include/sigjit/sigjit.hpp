@@ -135,11 +135,12 @@ void forward(const AttentionArgs& args, Stream stream);
 
 // What forward() may use besides the tensors.
 struct ForwardOptions {
-  // The FP8 forward's workspace (V transposed to e4m3 V^T, written and read within the call): at
-  // least forward_workspace_size(args) bytes, 16-byte aligned, device memory of the current
-  // context, not used by anything else until the call's work on its stream has finished. Null:
-  // sigjit keeps one per (context, stream), as for the backward; pass one to keep allocations out
-  // of a CUDA graph capture. 16-bit forwards need none and ignore it.
+  // The FP8 forward's workspace (V transposed to e4m3 V^T, and with fp8 below the quantized
+  // copies, written and read within the call): at least forward_workspace_size(args, options)
+  // bytes, 16-byte aligned, device memory of the current context, not used by anything else until
+  // the call's work on its stream has finished. Null: sigjit keeps one per (context, stream), as
+  // for the backward; pass one to keep allocations out of a CUDA graph capture. 16-bit forwards
+  // without fp8 need none and ignore it.
   void* workspace = nullptr;
   std::size_t workspace_bytes = 0;
   // bf16 Q, K and V through the FP8 forward (Hopper): quantized on the fly to e4m3 copies in the

@@ -13,13 +13,13 @@ const char* layout_name(Layout l) { return l == Layout::dense ? "dense" : l == L
 
 std::string CaseSpec::name() const {
   const char* type = dtype == DType::bf16 ? "bf16" : dtype == DType::fp16 ? "fp16" : fp8_per_tensor ? "fp8t" : "fp8";
-  return fmt::format("{}_d{}_{}_{}_{}{}{}_{}_q{}_k{}{}{}", layout_name(layout), head_dim, type,
+  return fmt::format("{}_d{}_{}_{}_{}{}{}_{}_q{}_k{}{}{}{}", layout_name(layout), head_dim, type,
                      !causal                                 ? "full"
                      : causal_align == CausalAlign::top_left ? "causaltl"
                                                              : "causal",
                      bias_mode == BiasMode::log_n ? "logn" : "scalar", score_bias ? "_sb" : "", gqa ? "_gqa" : "",
                      sigmoid == SigmoidMode::fast ? "fast" : "exact", fmt::join(lens_q, "-"), fmt::join(lens_k, "-"),
-                     strided ? "_strided" : "", varlen_tail ? fmt::format("_tail{}", varlen_tail) : "");
+                     strided ? "_strided" : "", varlen_tail ? fmt::format("_tail{}", varlen_tail) : "", head_scales ? "_scaled" : "");
 }
 
 // Bounds on ||out - ref|| / ||ref||. Exact sigmoid: output rounding dominates (bf16 has 8
@@ -141,6 +141,24 @@ ForwardProblem::ForwardProblem(const CaseSpec& spec, std::mt19937& rng) : spec_(
   k_ = random_tensor(span(ks, rows_k, a.heads_kv), rng);
   v_ = random_tensor(span(vs, rows_k, a.heads_kv), rng);
   o_elems_ = span(os, rows_q, a.heads_q);
+  if (spec.head_scales) {  // powers of two: the bf16/fp16 values stay exact
+    const int group = a.heads_q / a.heads_kv;
+    for (int t = 0; t < 3; ++t) {
+      std::vector<float>& x = t == 0 ? q_ : t == 1 ? k_ : v_;
+      const Strides& s = t == 0 ? qs : t == 1 ? ks : vs;
+      const int heads = t == 0 ? a.heads_q : a.heads_kv;
+      for (int b = 0; b < a.batch; ++b) {
+        const int first = varlen ? (t == 0 ? cu_q_[b] : cu_k_[b]) : 0;
+        const int end = varlen ? (t == 0 ? cu_q_[b + 1] : cu_k_[b + 1]) : (t == 0 ? rows_q : rows_k);
+        const std::int64_t base = varlen ? 0 : b * s.batch;
+        for (int row = first; row < end; ++row)
+          for (int h = 0; h < heads; ++h) {
+            const float f = std::ldexp(1.0f, (b + (t == 0 ? h / group : h) + t) % 5 - 2);
+            for (int d = 0; d < D; ++d) x[static_cast<std::size_t>(base + row * s.token + h * s.head + d)] *= f;
+          }
+      }
+    }
+  }
   if (spec.dtype == DType::fp8_e4m3) {
     const float* descale[3] = {};
     for (int t = 0; t < 3; ++t) {
@@ -332,6 +350,7 @@ CaseResult ForwardProblem::check_backward() const {
     offset += part->size();
   }
   // The varlen tail rows (the reference leaves them 0, compared above): exact zeros.
+  if (spec_.layout != Layout::varlen) return r;
   const int D = args_.head_dim;
   const std::size_t q_size = q_.size();
   for (std::size_t i :

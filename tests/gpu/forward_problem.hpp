@@ -38,6 +38,10 @@ struct CaseSpec {
   // varlen: buffer rows past cu_seqlens[batch] in Q/O and K/V (no sequence owns them): every
   // output must hold exact zeros there (checked as padding: nonzero_padding).
   int varlen_tail = 0;
+  // 16-bit inputs: each (sequence, kv head) of Q, K and V scaled by its own power of two,
+  // 2^((b + h_kv + tensor) % 5 - 2), so that a per-(sequence, head) factor applied to the wrong
+  // sequence, head or tensor moves the scores by 2x or more (the FP8 on-the-fly quantization's test).
+  bool head_scales = false;
   std::string name() const;
 };
 

@@ -77,7 +77,7 @@ struct Result {
   double median_ms, min_ms, max_ms, tflops;
 };
 
-Result run_point(const Point& pt, bool backward, bool deterministic, bool fp8, int warmup, int reps, sigjit::SigmoidMode mode, DeviceMem& flush) {
+Result run_point(const Point& pt, bool backward, bool deterministic, bool fp8, bool quantize, int warmup, int reps, sigjit::SigmoidMode mode, DeviceMem& flush) {
   const int batch = std::max(1, 16384 / pt.seq_len), heads = 2048 / pt.head_dim, D = pt.head_dim;
   const std::vector<int> lens = seq_lengths(pt.seq_len, batch, pt.pad_percent);
   std::mt19937 rng(1234);
@@ -105,7 +105,9 @@ Result run_point(const Point& pt, bool backward, bool deterministic, bool fp8, i
   g.dout = dout.p, g.dq = dq.p, g.dk = dk.p, g.dv = dv.p;
   sigjit::BackwardOptions bwd_options;
   bwd_options.deterministic = deterministic;
-  const auto call = [&] { backward ? sigjit::backward(a, g, nullptr, bwd_options) : sigjit::forward(a, nullptr); };
+  sigjit::ForwardOptions fwd_options;
+  fwd_options.fp8 = quantize;  // bf16 inputs quantized on the fly: the quantization is timed with the forward
+  const auto call = [&] { backward ? sigjit::backward(a, g, nullptr, bwd_options) : sigjit::forward(a, nullptr, fwd_options); };
   a.q = q.p, a.k = k.p, a.v = v.p, a.o = o.p;
   a.seqlen_q = a.seqlen_k = pt.seq_len;
   if (pt.layout == sigjit::Layout::padded) {
@@ -178,7 +180,10 @@ int main(int argc, char** argv) {
   app.add_option("--layout", layout_name, "auto (dense at 0% padding, else padded), dense, padded or varlen");
   app.add_flag("--causal", causal, "Causal masking");
   app.add_option("--sigmoid", sigmoid, "fast or exact")->check(CLI::IsMember({"fast", "exact"}));
-  app.add_option("--dtype", dtype, "bf16, or fp8 (forward only: e4m3 Q, K, V, bf16 O; rows labelled sigjit-fp8)")->check(CLI::IsMember({"bf16", "fp8"}));
+  app.add_option("--dtype", dtype,
+                 "bf16, fp8 (forward only: e4m3 Q, K, V, bf16 O; rows labelled sigjit-fp8) or fp8q (bf16 Q, K, V quantized on the fly, "
+                 "ForwardOptions::fp8, the quantization timed with the forward; rows labelled sigjit-fp8q)")
+      ->check(CLI::IsMember({"bf16", "fp8", "fp8q"}));
   app.add_option("--warmup", warmup, "Untimed launches per point");
   app.add_option("--reps", reps, "Timed launches per point (median reported)");
   app.add_option("--csv", csv, "Append results to this CSV file");
@@ -221,11 +226,11 @@ int main(int argc, char** argv) {
             const char* lname = layout == sigjit::Layout::dense ? "dense" : layout == sigjit::Layout::padded ? "padded" : "varlen";
             try {
               const bool det = deterministic && dir == "bwd";
-              const bool fp8 = dtype == "fp8";
-              const Result r = run_point({hd, L, pad, causal, layout}, dir == "bwd", det, fp8, warmup, reps, sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast, flush);
-              const std::string tile_label = (tile.empty() ? std::string("default") : tile) + (det ? " det" : "") + (fp8 ? " fp8" : "");
+              const bool fp8 = dtype == "fp8", quantize = dtype == "fp8q";
+              const Result r = run_point({hd, L, pad, causal, layout}, dir == "bwd", det, fp8, quantize, warmup, reps, sigmoid == "exact" ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast, flush);
+              const std::string tile_label = (tile.empty() ? std::string("default") : tile) + (det ? " det" : "") + (fp8 ? " fp8" : quantize ? " fp8q" : "");
               fmt::print("{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10.4f} {:>10.1f}\n", dir, hd, L, pad, lname, causal, tile_label, r.median_ms, r.tflops);
-              if (out) fmt::print(out, "{},{},{},{},{},{},{},{},{},{:.5f},{:.5f},{:.5f},{:.2f}\n", det ? "sigjit-det" : fp8 ? "sigjit-fp8" : "sigjit", prop.name, hd, L, pad, lname, causal ? 1 : 0, tile.empty() ? "default" : tile, dir, r.median_ms, r.min_ms, r.max_ms, r.tflops);
+              if (out) fmt::print(out, "{},{},{},{},{},{},{},{},{},{:.5f},{:.5f},{:.5f},{:.2f}\n", det ? "sigjit-det" : fp8 ? "sigjit-fp8" : quantize ? "sigjit-fp8q" : "sigjit", prop.name, hd, L, pad, lname, causal ? 1 : 0, tile.empty() ? "default" : tile, dir, r.median_ms, r.min_ms, r.max_ms, r.tflops);
             } catch (const sigjit::Error& e) {
               fmt::print("{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} error: {}\n", dir, hd, L, pad, lname, causal, tile, e.what());
             }

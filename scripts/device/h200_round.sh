@@ -107,6 +107,9 @@ pending() {
   $run gpu-tests 'Matrix/Fp8OnTheFly.*:Matrix/BackwardVarlenTail.*' 120 gpu_tests_fp8_on_the_fly_varlen_tail.log
   $run pyunit test_torch_gpu.Gradients 90
   $run pyunit test_torch_gpu.Forward 60
+  # What the on-the-fly quantization costs (RESULTS-fp8.md predicts 5 % of the FP8 forward at L 16384).
+  timeout 40 $run bench --direction fwd --dtype fp8q --head-dim 64,128 --seq 1024,16384 --pad 0 --csv "$OUT/fp8q.csv"
+  timeout 30 $run bench --direction fwd --dtype fp8 --head-dim 64,128 --seq 1024,16384 --pad 0 --csv "$OUT/fp8q.csv"
   $run gpu-tests 'Matrix/BackwardPaddedDqZero.*' 150 gpu_tests_padded_dq_zero.log
   SIGJIT_PADDED_DQ_ZERO=fused $run gpu-tests 'Matrix/BackwardMatrix.*/padded_d*:Matrix/BackwardMatrixOrdered.*/padded_d*' \
     "${TESTS_TIMEOUT_S:-200}" gpu_tests_bwd_padded_fused_zero.log

@@ -349,7 +349,7 @@ void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params,
 // SIGJIT_PADDED_DQ_ZERO=fused: the Hopper fused kernel's wholly padded key blocks write the padded
 // dQ rows' zeros (common/padded_rows.h) while the other CTAs compute, instead of the convert kernel
 // after them. A switch, default convert, until a GPU run of the padded backward matrix checks it
-// (scripts/device/h200_round.sh pending).
+// (scripts/device/h200_round.sh paddeddq).
 bool fused_kernel_zeroes_padded_dq() {
   const std::optional<std::string> who = env::text("SIGJIT_PADDED_DQ_ZERO");
   if (!who || *who == "convert") return false;

@@ -26,10 +26,11 @@
 #                           (fp8.sh bench, default tiles only), then whether PyTorch's cuDNN SDPA takes
 #                           e4m3 inputs (bench/fp8_cudnn_probe.py) and its forward where it does;
 #                           the error on FlashAttention-3's outlier distribution (bench/fp8_error.py)
-#   h200_round.sh pending   build; what 2026-12-05's second session wrote without a GPU, in priority order:
-#                           ForwardOptions::fp8 (the suite Fp8OnTheFly) and the varlen tail's zeros
-#                           (BackwardVarlenTail; the binding's gradient tests, now on torch.empty outputs);
-#                           SIGJIT_PADDED_DQ_ZERO=fused (the
+#   h200_round.sh pending   build; what 2026-12-05's second session wrote without a GPU, first part:
+#                           ForwardOptions::fp8 (the suite Fp8OnTheFly, sigjit-bench --dtype fp8q beside fp8)
+#                           and the varlen tail's zeros (BackwardVarlenTail; the binding's gradient and
+#                           forward tests, now on torch.empty outputs)
+#   h200_round.sh paddeddq  the second part, on the same warm machine: SIGJIT_PADDED_DQ_ZERO=fused (the
 #                           Hopper fused kernel's idle key blocks write the padded dQ rows' zeros): its suite,
 #                           the padded halves of the default and ordered backward matrices under it, then the
 #                           ragged batch's kernel split with convert and with fused zeros (PROFILE-backward.md
@@ -102,7 +103,7 @@ fp8() {
   timeout 90 $run pybench fp8_error.py --out "$OUT/fp8_error.md"
 }
 
-pending() {
+pending() {  # about 8 minutes: its build, then the new suites and what they cost
   $run build || exit 1
   $run gpu-tests 'Matrix/Fp8OnTheFly.*:Matrix/BackwardVarlenTail.*' 120 gpu_tests_fp8_on_the_fly_varlen_tail.log
   $run pyunit test_torch_gpu.Gradients 90
@@ -110,6 +111,10 @@ pending() {
   # What the on-the-fly quantization costs (RESULTS-fp8.md predicts 5 % of the FP8 forward at L 16384).
   timeout 40 $run bench --direction fwd --dtype fp8q --head-dim 64,128 --seq 1024,16384 --pad 0 --csv "$OUT/fp8q.csv"
   timeout 30 $run bench --direction fwd --dtype fp8 --head-dim 64,128 --seq 1024,16384 --pad 0 --csv "$OUT/fp8q.csv"
+}
+
+paddeddq() {  # about 8 minutes on a warm machine (build-dev kept): SIGJIT_PADDED_DQ_ZERO=fused
+  $run build || exit 1
   $run gpu-tests 'Matrix/BackwardPaddedDqZero.*' 150 gpu_tests_padded_dq_zero.log
   SIGJIT_PADDED_DQ_ZERO=fused $run gpu-tests 'Matrix/BackwardMatrix.*/padded_d*:Matrix/BackwardMatrixOrdered.*/padded_d*' \
     "${TESTS_TIMEOUT_S:-200}" gpu_tests_bwd_padded_fused_zero.log
@@ -119,6 +124,6 @@ pending() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | last | ragged | fp8 | pending) "$1" ;;
+  all | backward | checks | fp8tune | last | ragged | fp8 | pending | paddeddq) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -31,8 +31,7 @@ namespace sigjit::testing {
 namespace {
 
 // These tests verify the fused path (on sm_90a at head dims 64/128: the Hopper family, the
-// default once true is set), whatever true routes
-// non-deterministic calls to.
+// default), whatever SIGJIT_BACKWARD_PATH in the environment would route non-deterministic calls to.
 const bool kFusedPathForced = [] { return setenv("SIGJIT_BACKWARD_PATH", "fused", 0) == 0; }();
 
 // For helpers that return a value (gtest's ASSERT needs a void function): throws instead.
@@ -129,8 +128,8 @@ TEST_P(BackwardMatrix, BothModesMatchFp64ReferenceAndDeterministicIsBitwise) {
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrix, ::testing::ValuesIn(backward_cases()), case_name);
 
 // ---- the same matrix on the sm90 backward family (sm90/bwd.cuh), forced -------------------------
-// true (problem/spec.hpp) keeps the family out of the defaults until
-// this suite passes on an H100. Runs on compute capability 9.0 only; cases at head dims the family
+// The family is the default on sm_90a at head dims 64 and 128 since these suites passed on an
+// H100; each variant below is forced on its default tile. Runs on compute capability 9.0 only; cases at head dims the family
 // does not support are skipped; every other case must really take the sm90 path (TMA-describable
 // tensors, else run_fused would silently fall back to the sm80 fused kernel). The fast path only:
 // the deterministic pair does not involve the family.
@@ -215,9 +214,9 @@ INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriterEarlyScores, ::testin
 
 // ---- the deterministic mode on the Hopper family: the ordered dQ reduction (_wd) ----------------
 // SIGJIT_BACKWARD_PATH=ordered sends deterministic calls to the fused kernel whose dQ writer adds
-// in key-block order (until kSm90BackwardLeversVerified makes it their default). Every case the
-// family serves must match fp64, give the same gradient bits on a second run (the workspace is
-// the library's, zeroed again), and really have run the ordered kernel.
+// in key-block order (their default wherever kSm90BackwardLeversVerified, kernels/sm90_bwd.hpp).
+// Every case the family serves must match fp64, give the same gradient bits on a second run (the
+// workspace is the library's, zeroed again), and really have run the ordered kernel.
 constexpr Sm90BwdVariant kOrdered{false, true, true, true};  // runtime/attention.cpp: ordered_config
 
 class BackwardMatrixOrdered : public ::testing::TestWithParam<CaseSpec> {

@@ -32,7 +32,6 @@
 // written as zeros up to the padded buffer's length; dQ rows past len_q get no atomics.
 // Known difference: non-finite values in the padding of dO/Q/K/V inside a tile reach dK/dV/dQ as
 // 0 * inf = NaN (sm80 never reads them); finite padding is harmless.
-// Not yet verified on a GPU: kSm90BackwardVerified (compiler/kernel_spec.hpp) gates its use.
 #pragma once
 
 #include "sigjit/common/sequence.cuh"

@@ -243,6 +243,7 @@ void forward_quantized(const Resolved& r, const DeviceInfo& dev, CUstream stream
     base = reinterpret_cast<unsigned char*>(lease->ptr());
   }
   const Fp8Kernels k = fp8_kernels(dev, r, base);
+  zero_varlen_tails(dev, r, output_tail(r), stream);  // O's rows no sequence owns (varlen)
   kernels::enqueue_fp8_quantize(r, kernels::fp8_quantize_params(r, base, layout), k.quantize.kernel, stream);
   kernels::launch(k.call, Direction::forward, nullptr, k.forward.kernel, k.forward.config, dev.sm_count, stream, false, base + layout.vt);
 }
@@ -279,11 +280,13 @@ void forward(const AttentionArgs& args, Stream stream, const ForwardOptions& opt
   if (workspace != nullptr) detail::check_device_pointer("workspace", workspace);  // one driver call, only when given
   CUstream cu_stream = reinterpret_cast<CUstream>(stream);
   detail::validate_lengths(r, cu_stream);
-  detail::zero_varlen_tails(dev, r, detail::output_tail(r), cu_stream);                           // rows no sequence owns (varlen)
-  if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) return;  // nothing else to write
-
+  if (a.batch == 0 || a.seqlen_q == 0 || (a.layout == Layout::varlen && a.total_q == 0)) {
+    return detail::zero_varlen_tails(dev, r, detail::output_tail(r), cu_stream);  // varlen: O may still hold rows no sequence owns
+  }
   if (options.fp8) return detail::forward_quantized(r, dev, cu_stream, options);
+  // Kernels first: a refusal (an FP8 call TMA cannot describe) comes before any launch.
   const detail::ResolvedKernel k = detail::forward_kernel(dev, r);
+  detail::zero_varlen_tails(dev, r, detail::output_tail(r), cu_stream);  // rows no sequence owns (varlen)
   kernels::launch(r, Direction::forward, nullptr, k.kernel, k.config, dev.sm_count, cu_stream, false, workspace);
 }
 

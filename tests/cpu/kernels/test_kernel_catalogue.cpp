@@ -2,7 +2,8 @@
 // direction, dtype, head dim, layout, causal diagonal, bias, score bias, sigmoid and length
 // bucket), its problem key, default config, every tuner candidate's config string, kernel name,
 // shared-memory size and generated source, and the NVRTC options, hashed per (arch, direction,
-// head dim) group and compared with tests/golden/kernel_catalogue.txt.
+// head dim) group and compared with tests/golden/kernel_catalogue.txt. FP8 (the Hopper forward and
+// its on-the-fly quantization) has groups of its own.
 //
 // Why: kernel names, config strings and problem keys are cache keys (a cache written by one build
 // must serve the next), and the generated source with the options and templates is the binary.
@@ -21,8 +22,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -50,9 +53,9 @@ class Sha256 {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
 };
 
-std::vector<KernelSpec> group_specs(const Arch& arch, Direction dir, int head_dim) {
+std::vector<KernelSpec> group_specs(const Arch& arch, Direction dir, int head_dim, std::initializer_list<DType> dtypes) {
   std::vector<KernelSpec> out;
-  for (auto dtype : {DType::bf16, DType::fp16})
+  for (auto dtype : dtypes)
     for (auto layout : {Layout::dense, Layout::padded, Layout::varlen})
       for (int causal : {0, 1, 2})  // none, bottom-right, top-left
         for (auto bias : {BiasMode::log_n, BiasMode::scalar})
@@ -76,9 +79,25 @@ std::vector<KernelSpec> group_specs(const Arch& arch, Direction dir, int head_di
   return out;
 }
 
+// The FP8 forward's specs where a family serves them (the Hopper forward only), and the
+// quantization kernels its on-the-fly option loads: one per layout, whatever else the spec says.
+std::vector<KernelSpec> fp8_group_specs(const Arch& arch, Direction dir, int head_dim) {
+  std::vector<KernelSpec> out;
+  for (const KernelSpec& s : group_specs(arch, Direction::forward, head_dim, {DType::fp8_e4m3})) {
+    if (!unserved_reason(s).empty()) continue;
+    if (dir == Direction::forward) {
+      out.push_back(s);
+      continue;
+    }
+    const KernelSpec q = fp8_quantize_spec(s);
+    if (std::none_of(out.begin(), out.end(), [&](const KernelSpec& o) { return problem_key(o) == problem_key(q); })) out.push_back(q);
+  }
+  return out;
+}
+
 // One line per spec, then one per candidate: everything that names or makes a binary.
-void list_group(const Arch& arch, Direction dir, int head_dim, std::ostream& out) {
-  for (const KernelSpec& s : group_specs(arch, dir, head_dim)) {
+void list_specs(const std::vector<KernelSpec>& specs, std::ostream& out) {
+  for (const KernelSpec& s : specs) {
     const TileConfig def = default_config(s);
     out << fmt::format("spec {} | {} | default {} {} | options {}\n", problem_key(s), s.describe(), def.describe(), kernel_name(s, def),
                        fmt::join(compile_options(s), " "));
@@ -89,18 +108,32 @@ void list_group(const Arch& arch, Direction dir, int head_dim, std::ostream& out
   }
 }
 
+const char* const kArchs[] = {"sm_80", "sm_86", "sm_90", "sm_90a"};
+
+void add_group(const std::string& group, const std::vector<KernelSpec>& specs, std::map<std::string, std::string>& hashes,
+               std::ostream* dump) {
+  std::ostringstream text;
+  list_specs(specs, text);
+  Sha256 h;
+  h.add(text.str());
+  hashes[group] = h.hex();
+  if (dump) *dump << text.str();
+}
+
 std::map<std::string, std::string> catalogue_hashes(std::ostream* dump) {
   std::map<std::string, std::string> hashes;
-  for (const char* arch : {"sm_80", "sm_86", "sm_90", "sm_90a"})
+  for (const char* arch : kArchs)
     for (Direction dir :
          {Direction::forward, Direction::backward_dkdv, Direction::backward_dq, Direction::backward_fused, Direction::backward_dq_convert})
+      for (int d : supported_head_dims())
+        add_group(fmt::format("{} {} d{}", arch, direction_tag(dir), d), group_specs(Arch::parse(arch), dir, d, {DType::bf16, DType::fp16}),
+                  hashes, dump);
+  // FP8 in groups of its own, so that adding it left the 16-bit groups' hashes as they were.
+  for (const char* arch : kArchs)
+    for (Direction dir : {Direction::forward, Direction::fp8_quantize})
       for (int d : supported_head_dims()) {
-        std::ostringstream text;
-        list_group(Arch::parse(arch), dir, d, text);
-        Sha256 h;
-        h.add(text.str());
-        hashes[fmt::format("{} {} d{}", arch, direction_tag(dir), d)] = h.hex();
-        if (dump) *dump << text.str();
+        const auto specs = fp8_group_specs(Arch::parse(arch), dir, d);
+        if (!specs.empty()) add_group(fmt::format("{} {} fp8 d{}", arch, direction_tag(dir), d), specs, hashes, dump);
       }
   return hashes;
 }
@@ -111,7 +144,8 @@ TEST(KernelCatalogue, NamesConfigsAndSourcesMatchTheGolden) {
   std::unique_ptr<std::ofstream> dump;
   if (const char* path = std::getenv("SIGJIT_CATALOGUE_DUMP")) dump = std::make_unique<std::ofstream>(path);
   const auto hashes = catalogue_hashes(dump.get());
-  ASSERT_EQ(hashes.size(), 4u * 5u * supported_head_dims().size());
+  // The 16-bit groups, then the FP8 forward and its quantization at head dims 64 and 128 on sm_90a.
+  ASSERT_EQ(hashes.size(), 4u * 5u * supported_head_dims().size() + 2u * 2u);
 
   if (const char* update = std::getenv("SIGJIT_UPDATE_GOLDEN"); update && std::string(update) == "1") {
     std::ofstream out(kGolden);

@@ -124,8 +124,9 @@ def sigmoid_attention(query, key, value, is_causal=False, scale=None, sigmoid_bi
     FP8 (inference, Hopper): query, key and value in torch.float8_e4m3fn, D 64 or 128, with
     FlashAttention-3's q_descale, k_descale, v_descale (float32 [B, Hkv], or one-element tensors
     for one factor per tensor; None = 1): S = q_descale k_descale Q K^T, O = v_descale P V; the
-    output is bfloat16; no gradient. fp8=True: the same from bf16/fp16 inputs, quantized here (one
-    factor per key/value head, quantize_fp8), the one-line switch for inference.
+    output is bfloat16; no gradient. fp8=True: the same from bf16/fp16 inputs, the one-line switch
+    for inference: bf16 is quantized inside the library (one factor per sequence and key/value
+    head), fp16 here (one factor per key/value head, quantize_fp8).
     """
     opts = options(is_causal=is_causal, causal=causal, causal_align=causal_align, scale=scale, sigmoid_bias=sigmoid_bias,
                    exact_sigmoid=exact_sigmoid, deterministic=deterministic)

@@ -214,6 +214,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sigjit_forward_ex.argtypes = [args_p, ctypes.POINTER(ForwardOptions), ctypes.c_void_p]
     lib.sigjit_forward_workspace_size.restype = ctypes.c_int
     lib.sigjit_forward_workspace_size.argtypes = [args_p, ctypes.POINTER(ctypes.c_size_t)]
+    lib.sigjit_forward_workspace_size_ex.restype = ctypes.c_int
+    lib.sigjit_forward_workspace_size_ex.argtypes = [args_p, ctypes.POINTER(ForwardOptions), ctypes.POINTER(ctypes.c_size_t)]
     lib.sigjit_backward.restype = ctypes.c_int
     lib.sigjit_backward.argtypes = [args_p, grads_p, ctypes.c_void_p]
     lib.sigjit_backward_options_default.restype = BackwardOptions
@@ -260,19 +262,28 @@ def validate(args: AttentionArgs) -> None:
     _check(load().sigjit_validate(ctypes.byref(args)), "")
 
 
-def forward(args: AttentionArgs, stream: int = 0, *, workspace: int = 0, workspace_bytes: int = 0) -> None:
-    """Launches the forward on `stream` (a cudaStream_t as an int; 0 = legacy default stream).
-    workspace: for the FP8 forward, a device pointer of at least forward_workspace_size() bytes
-    (16-byte aligned); 0 = sigjit manages one per context and stream."""
+def _forward_options(fp8: bool, workspace: int = 0, workspace_bytes: int = 0) -> ForwardOptions:
     o = load().sigjit_forward_options_default()
-    o.workspace, o.workspace_bytes = workspace or None, workspace_bytes
+    o.fp8, o.workspace, o.workspace_bytes = int(fp8), workspace or None, workspace_bytes
+    return o
+
+
+def forward(args: AttentionArgs, stream: int = 0, *, fp8: bool = False, workspace: int = 0, workspace_bytes: int = 0) -> None:
+    """Launches the forward on `stream` (a cudaStream_t as an int; 0 = legacy default stream).
+    fp8: bf16 q, k and v quantized to e4m3 in the library (one factor per sequence and key/value
+    head) for the FP8 forward. workspace: for the FP8 forward, a device pointer of at least
+    forward_workspace_size(args, fp8) bytes (16-byte aligned); 0 = sigjit manages one per context
+    and stream."""
+    o = _forward_options(fp8, workspace, workspace_bytes)
     _check(load().sigjit_forward_ex(ctypes.byref(args), ctypes.byref(o), ctypes.c_void_p(stream or None)), "")
 
 
-def forward_workspace_size(args: AttentionArgs) -> int:
-    """Bytes of workspace forward() needs for args (the FP8 forward's V^T; 0 for 16-bit); validates args."""
+def forward_workspace_size(args: AttentionArgs, fp8: bool = False) -> int:
+    """Bytes of workspace forward(args, fp8=fp8) needs (the FP8 forward's V^T, with fp8 also the
+    quantized copies; 0 for 16-bit); validates args."""
     n = ctypes.c_size_t(0)
-    _check(load().sigjit_forward_workspace_size(ctypes.byref(args), ctypes.byref(n)), "")
+    o = _forward_options(fp8)
+    _check(load().sigjit_forward_workspace_size_ex(ctypes.byref(args), ctypes.byref(o), ctypes.byref(n)), "")
     return n.value
 
 
@@ -287,11 +298,11 @@ def backward(args: AttentionArgs, grads: Gradients, stream: int = 0, *, determin
     _check(load().sigjit_backward_ex(ctypes.byref(args), ctypes.byref(grads), ctypes.byref(o), ctypes.c_void_p(stream or None)), "")
 
 
-def prepare(args: AttentionArgs, *, forward: bool = True, backward: bool = False, deterministic: bool = False) -> None:
-    """Loads (kernel cache or NVRTC) every kernel forward(args) and, with backward=True,
+def prepare(args: AttentionArgs, *, forward: bool = True, backward: bool = False, deterministic: bool = False, fp8: bool = False) -> None:
+    """Loads (kernel cache or NVRTC) every kernel forward(args, fp8=fp8) and, with backward=True,
     backward(args, ..., deterministic=deterministic) would launch, launching nothing."""
     o = load().sigjit_prepare_options_default()
-    o.forward, o.backward, o.deterministic = int(forward), int(backward), int(deterministic)
+    o.forward, o.backward, o.deterministic, o.fp8 = int(forward), int(backward), int(deterministic), int(fp8)
     _check(load().sigjit_prepare(ctypes.byref(args), ctypes.byref(o)), "")
 
 

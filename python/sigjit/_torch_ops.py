@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import threading
 from contextlib import contextmanager
-from typing import Optional
+from typing import Callable, Optional
 
 try:
     import torch
@@ -131,19 +131,22 @@ def _quantize_per_kv_head(x: Tensor, heads_kv: int, valid: Optional[Tensor]):
     return codes.flatten(-3, -2), descale
 
 
-def _quantized(q: Tensor, k: Tensor, v: Tensor, descale, quantize: bool, valid_q: Optional[Tensor] = None,
-               valid_k: Optional[Tensor] = None):
-    """fp8=True: bf16/fp16 q, k and v quantized to e4m3 here for the FP8 forward, one factor per
-    key/value head (a query head shares its GQA group's, as FlashAttention-3's q_descale is
-    indexed), computed over the valid tokens (valid_q, valid_k: masks over the token dimensions,
-    None for all); returns them with their descale factors. Otherwise the arguments unchanged."""
+def _quantized(q: Tensor, k: Tensor, v: Tensor, descale, quantize: bool, valid_q: Optional[Callable[[], Tensor]] = None,
+               valid_k: Optional[Callable[[], Tensor]] = None):
+    """fp8=True: q, k and v for the FP8 forward, with their descale factors and whether the library
+    quantizes them. bf16: the library does (ForwardOptions::fp8: one factor per (sequence,
+    key/value head) over the valid rows, two kernels, no PyTorch ops). fp16, which the library's
+    quantization does not take: e4m3 here, one factor per key/value head over the whole batch (a
+    query head shares its GQA group's, as FlashAttention-3's q_descale is indexed), computed over
+    the valid tokens (valid_q, valid_k: callables giving masks over the token dimensions, None for
+    all). Otherwise the arguments unchanged."""
     if not quantize:
-        return q, k, v, descale
+        return q, k, v, descale, False
     if any(d is not None for d in descale):
         _fail("fp8=True quantizes the inputs itself: pass bf16/fp16 query, key and value without q_descale/k_descale/v_descale "
               "(or torch.float8_e4m3fn inputs with them, and fp8=False)")
     if q.dtype == _FP8:
-        return q, k, v, descale
+        return q, k, v, descale, False
     if _FP8 is None:
         _fail("fp8=True: this PyTorch has no torch.float8_e4m3fn (PyTorch 2.1 or newer)")
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
@@ -152,8 +155,11 @@ def _quantized(q: Tensor, k: Tensor, v: Tensor, descale, quantize: bool, valid_q
     heads_q, heads_kv = q.shape[-2], k.shape[-2]
     if heads_kv == 0 or heads_q % heads_kv != 0:
         _fail(f"heads: query has {heads_q}, key/value {heads_kv}; query heads must be a multiple of key/value heads")
-    (q8, qd), (k8, kd), (v8, vd) = (_quantize_per_kv_head(x, heads_kv, m) for x, m in ((q, valid_q), (k, valid_k), (v, valid_k)))
-    return q8, k8, v8, (qd, kd, vd)
+    if q.dtype == torch.bfloat16:
+        return q, k, v, descale, True
+    masks = (valid_q() if valid_q else None, valid_k() if valid_k else None)
+    (q8, qd), (k8, kd), (v8, vd) = (_quantize_per_kv_head(x, heads_kv, m) for x, m in ((q, masks[0]), (k, masks[1]), (v, masks[1])))
+    return q8, k8, v8, (qd, kd, vd), False
 
 
 def _valid_rows(lengths: Tensor, rows: int) -> Tensor:
@@ -191,17 +197,20 @@ def _stream(device: torch.device) -> int:
 
 # ---- the two library calls ----------------------------------------------------------------------
 def _forward_impl(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale, sigmoid_bias,
-                  exact_sigmoid, check_lengths, descale=(None, None, None)) -> Tensor:
+                  exact_sigmoid, check_lengths, descale=(None, None, None), quantize=False) -> Tensor:
+    """quantize: bf16 q, k, v quantized to e4m3 by the library for the FP8 forward (fp8=True)."""
     q, k, v = _describable(q), _describable(k), _describable(v)
     with torch.cuda.device(q.device):  # every row is written, varlen rows outside the sequences as zeros
         o = torch.empty(q.shape, dtype=torch.bfloat16 if q.dtype == _FP8 else q.dtype, device=q.device)  # FP8: bf16 O
         args = _make_args(q, k, v, o, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
                           sigmoid_bias, exact_sigmoid, check_lengths, descale=descale)
-        # FP8: the V^T workspace from PyTorch's caching allocator, as the backward's dQ workspace,
-        # so that a CUDA graph capture allocates nothing outside PyTorch's pool.
-        nbytes = _lib.forward_workspace_size(args) if q.dtype == _FP8 else 0
+        # FP8: the V^T workspace (with quantize, the e4m3 copies too) from PyTorch's caching
+        # allocator, as the backward's dQ workspace, so that a CUDA graph capture allocates
+        # nothing outside PyTorch's pool.
+        nbytes = _lib.forward_workspace_size(args, fp8=quantize) if q.dtype == _FP8 or quantize else 0
         workspace = torch.empty(nbytes, dtype=torch.uint8, device=q.device) if nbytes else None
-        _lib.forward(args, _stream(q.device), workspace=0 if workspace is None else workspace.data_ptr(), workspace_bytes=nbytes)
+        _lib.forward(args, _stream(q.device), fp8=quantize, workspace=0 if workspace is None else workspace.data_ptr(),
+                     workspace_bytes=nbytes)
     return o
 
 
@@ -272,14 +281,14 @@ def _attention_forward_fp8(q: Tensor, k: Tensor, v: Tensor, lens_q: Optional[Ten
                            score_bias: Optional[Tensor], layout: str, max_seqlen_q: int, max_seqlen_k: int, causal: bool,
                            causal_align: str, scale: Optional[float], sigmoid_bias: Optional[float], exact_sigmoid: bool,
                            check_lengths: bool, q_descale: Optional[Tensor], k_descale: Optional[Tensor],
-                           v_descale: Optional[Tensor]) -> Tensor:
+                           v_descale: Optional[Tensor], quantize: bool) -> Tensor:
     return _forward_impl(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
-                         sigmoid_bias, exact_sigmoid, check_lengths, descale=(q_descale, k_descale, v_descale))
+                         sigmoid_bias, exact_sigmoid, check_lengths, descale=(q_descale, k_descale, v_descale), quantize=quantize)
 
 
 @_attention_forward_fp8.register_fake
 def _attention_forward_fp8_fake(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, causal, causal_align, scale,
-                                sigmoid_bias, exact_sigmoid, check_lengths, q_descale, k_descale, v_descale):
+                                sigmoid_bias, exact_sigmoid, check_lengths, q_descale, k_descale, v_descale, quantize):
     descale = (q_descale, k_descale, v_descale)
     if _static(q, k, v, lens_q, score_bias, *descale):
         fq, fk, fv = _describable(q, True), _describable(k, True), _describable(v, True)
@@ -362,11 +371,12 @@ def _prepare(request, q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q,
         _lib.prepare(args, forward=True, backward=backward, deterministic=deterministic)
 
 
-def _run(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, o: Options, descale=(None, None, None)):
+def _run(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, o: Options, descale=(None, None, None),
+         quantize=False):
     args = (q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k, o.causal, o.causal_align, o.scale, o.sigmoid_bias,
             o.exact_sigmoid, o.check_lengths, o.deterministic)
-    if q.dtype == _FP8:
-        return _run_fp8(args, descale)
+    if q.dtype == _FP8 or quantize:
+        return _run_fp8(args, descale, quantize)
     if torch.compiler.is_compiling():  # first: the thread-local below would break the graph
         return _attention_forward(*args)
     request = getattr(_preparing, "request", None)
@@ -379,14 +389,15 @@ def _run(q, k, v, lens_q, lens_k, score_bias, layout, max_seqlen_q, max_seqlen_k
     return _forward_impl(*args[:-1])
 
 
-def _run_fp8(args, descale):
-    """The FP8 forward: inference only; eager, or the custom op sigjit::attention_forward_fp8 under tracing."""
+def _run_fp8(args, descale, quantize):
+    """The FP8 forward (quantize: of bf16 inputs, quantized by the library): inference only; eager,
+    or the custom op sigjit::attention_forward_fp8 under tracing."""
     q, k, v = args[:3]
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         _fail("FP8 inputs: sigjit's FP8 attention is forward only (inference); run it under torch.no_grad() or "
               "torch.inference_mode(), or train in bfloat16")
     if torch.compiler.is_compiling() or not _eager(args[:6] + tuple(descale)):
-        return _attention_forward_fp8(*args[:-1], *descale)
+        return _attention_forward_fp8(*args[:-1], *descale, quantize)
     request = getattr(_preparing, "request", None)
     if request is not None:
         if request["backward"]:
@@ -394,9 +405,10 @@ def _run_fp8(args, descale):
         q2, k2, v2 = _describable(q), _describable(k), _describable(v)
         with torch.cuda.device(q.device):
             o = torch.empty(q.shape, dtype=torch.bfloat16, device=q.device)
-            _lib.prepare(_make_args(q2, k2, v2, o, *args[3:14], False, descale=descale), forward=True, backward=False, deterministic=False)
+            _lib.prepare(_make_args(q2, k2, v2, o, *args[3:14], False, descale=descale), forward=True, backward=False, deterministic=False,
+                         fp8=quantize)
         return None
-    return _forward_impl(*args[:-1], descale=descale)
+    return _forward_impl(*args[:-1], descale=descale, quantize=quantize)
 
 
 # ---- argument checks ------------------------------------------------------------------------------
@@ -477,10 +489,10 @@ def _same_batch(q: Tensor, k: Tensor) -> None:
 def dense(query, key, value, score_mod, o: Options, descale=(None, None, None), quantize=False):
     _check_tensors(query, key, value, 4, "[B, L, H, D]")
     _same_batch(query, key)
-    query, key, value, descale = _quantized(query, key, value, descale, quantize)
+    query, key, value, descale, in_library = _quantized(query, key, value, descale, quantize)
     sb = _score_bias(score_mod, "score_mod", (key.shape[0], key.shape[1]), query.device)
     descale = _descales(descale, query, query.shape[0], key.shape[2])
-    return _run(query, key, value, None, None, sb, "dense", query.shape[1], key.shape[1], o, descale)
+    return _run(query, key, value, None, None, sb, "dense", query.shape[1], key.shape[1], o, descale, in_library)
 
 
 def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options, descale=(None, None, None), quantize=False):
@@ -492,12 +504,11 @@ def padded(query, key, value, seq_lens_k, seq_lens_q, score_mod, o: Options, des
     if seq_lens_k is None:
         seq_lens_k = torch.full((B,), key.shape[1], dtype=torch.int32, device=query.device)
     lq, lk = _lengths(seq_lens_q, "seq_lens_q", B, query.device), _lengths(seq_lens_k, "seq_lens_k", B, query.device)
-    if quantize:
-        query, key, value, descale = _quantized(query, key, value, descale, True, _valid_rows(lq, query.shape[1]),
-                                                _valid_rows(lk, key.shape[1]))
+    query, key, value, descale, in_library = _quantized(query, key, value, descale, quantize, lambda: _valid_rows(lq, query.shape[1]),
+                                                        lambda: _valid_rows(lk, key.shape[1]))
     sb = _score_bias(score_mod, "score_mod", (B, key.shape[1]), query.device)
     descale = _descales(descale, query, B, key.shape[2])
-    return _run(query, key, value, lq, lk, sb, "padded", query.shape[1], key.shape[1], o, descale)
+    return _run(query, key, value, lq, lk, sb, "padded", query.shape[1], key.shape[1], o, descale, in_library)
 
 
 def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, score_bias, o: Options, descale=(None, None, None),
@@ -507,12 +518,13 @@ def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scor
         _fail("cu_seqlens_q: expected an integer torch.Tensor of shape [B + 1] (prefix sums of the query lengths, from 0)")
     B = cu_seqlens_q.shape[0] - 1
     cq, ck = _lengths(cu_seqlens_q, "cu_seqlens_q", B + 1, q.device), _lengths(cu_seqlens_k, "cu_seqlens_k", B + 1, q.device)
-    if quantize:  # rows past the last sequence are not read: leave them out of the scales
-        q, k, v, descale = _quantized(q, k, v, descale, True, _valid_rows(cq[-1:], q.shape[0])[0], _valid_rows(ck[-1:], k.shape[0])[0])
+    # Rows past the last sequence are not read: they stay out of the scales.
+    q, k, v, descale, in_library = _quantized(q, k, v, descale, quantize, lambda: _valid_rows(cq[-1:], q.shape[0])[0],
+                                              lambda: _valid_rows(ck[-1:], k.shape[0])[0])
     max_seqlen_q, max_seqlen_k = _max_seqlen("max_seqlen_q", max_seqlen_q), _max_seqlen("max_seqlen_k", max_seqlen_k)
     sb = _score_bias(score_bias, "score_bias", (k.shape[0],), q.device)
     descale = _descales(descale, q, B, k.shape[1])
-    return _run(q, k, v, cq, ck, sb, "varlen", max_seqlen_q, max_seqlen_k, o, descale)
+    return _run(q, k, v, cq, ck, sb, "varlen", max_seqlen_q, max_seqlen_k, o, descale, in_library)
 
 
 def reference(q, k, v, seq_lens_k, seq_lens_q, scale, sigmoid_bias, upcast, reorder_ops, causal, score_mod) -> Tensor:

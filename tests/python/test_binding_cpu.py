@@ -219,6 +219,17 @@ class Validation(unittest.TestCase):
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"^workspace: pointer .* is not 16-byte aligned"):
             _lib.backward(dense_args(o=None), grads, workspace=FAKE + 4, workspace_bytes=1 << 20)
 
+    def test_forward_workspace_with_fp8(self):
+        # fp8=True (the library quantizes bf16 q, k, v): the workspace holds one e4m3 byte per
+        # element of each, the factors and V^T on top; 16-bit calls need none; fp16 is refused.
+        self.assertEqual(_lib.forward_workspace_size(dense_args()), 0)
+        elements = 3 * 2 * 128 * 8 * 64
+        self.assertGreaterEqual(_lib.forward_workspace_size(dense_args(), fp8=True), elements + 2 * 128 * 8 * 64)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"options\.fp8"):
+            _lib.forward_workspace_size(dense_args(dtype="fp16"), fp8=True)
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"options\.fp8"):
+            _lib.forward(dense_args(head_dim=96), fp8=True)
+
     def test_forward_fails_cleanly(self):
         # No GPU: a CudaError (no driver/device); on a GPU machine the fake pointers are rejected
         # as not device memory. Either way an exception with a message, never a crash.

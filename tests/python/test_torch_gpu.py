@@ -319,26 +319,38 @@ class Fp8(unittest.TestCase):
         self.assertLess(err, 0.05)
 
     def test_fp8_true_quantizes_bf16_inputs(self):
-        # The one-line switch: bf16 inputs and fp8=True give the FP8 forward of their per-(kv head)
-        # quantization, bit for bit what passing the codes and factors by hand gives, within the
-        # FP8 bound of the bf16 reference; with GQA a query head shares its group's factor.
-        from sigjit.torch import quantize_fp8
+        # The one-line switch: bf16 inputs and fp8=True give the FP8 forward of the library's
+        # quantization (ForwardOptions::fp8), one factor per (sequence, key/value head): scaling one
+        # sequence's V by a power of two scales its output rows exactly and leaves the other
+        # sequence's bits alone, which factors shared across the batch would not. Within the FP8
+        # bound of the bf16 forward; with GQA a query head shares its group's factor.
         q, k, v = qkv(2, 300, 300, 8, 2, 128, seed=44)
+        v_scaled = v.clone()
+        v_scaled[1] *= 2.0**-6
         with torch.no_grad():
             out = sigmoid_attention(q, k, v, True, fp8=True)
-            amax = q.float().abs().unflatten(2, (2, 4)).amax(dim=(0, 1, 3, 4))
-            qd = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
-            q8 = (q.float().unflatten(2, (2, 4)) / qd.view(-1, 1, 1)).to(torch.float8_e4m3fn).flatten(2, 3)
-            (k8, kd), (v8, vd) = quantize_fp8(k), quantize_fp8(v)
-            by_hand = sigmoid_attention(q8, k8, v8, True, q_descale=qd, k_descale=kd, v_descale=vd)
+            out_scaled = sigmoid_attention(q, k, v_scaled, True, fp8=True)
             bf16 = sigmoid_attention(q, k, v, True)
         self.assertEqual(out.dtype, torch.bfloat16)
-        self.assertTrue(torch.equal(out, by_hand), "fp8=True differs from quantizing by hand")
+        self.assertTrue(torch.equal(out_scaled[0], out[0]), "scaling sequence 1 changed sequence 0's output")
+        self.assertTrue(torch.equal(out_scaled[1], out[1] * 2.0**-6), "the factors are not per sequence")
         err = rel_err(out, bf16)
         report("fp8=True vs bf16, hd128 GQA 8/2 causal", rel_error=err)
         # End to end: the e4m3 rounding of Q, K and V adds to the P quantization that the kernel
         # tests bound at 5 % against the dequantized inputs (H100, 2026-12-05: 5.4 % here).
         self.assertLess(err, 0.08)
+        # fp16 inputs, which the library's quantization does not take: quantized by the binding,
+        # one factor per key/value head, bit for bit what passing the codes and factors by hand gives.
+        from sigjit.torch import quantize_fp8
+        qh, kh, vh = q.half(), k.half(), v.half()
+        with torch.no_grad():
+            out_fp16 = sigmoid_attention(qh, kh, vh, True, fp8=True)
+            amax = qh.float().abs().unflatten(2, (2, 4)).amax(dim=(0, 1, 3, 4))
+            qd = (amax / 448.0).clamp_min(torch.finfo(torch.float32).tiny)
+            q8 = (qh.float().unflatten(2, (2, 4)) / qd.view(-1, 1, 1)).to(torch.float8_e4m3fn).flatten(2, 3)
+            (k8, kd), (v8, vd) = quantize_fp8(kh), quantize_fp8(vh)
+            by_hand = sigmoid_attention(q8, k8, v8, True, q_descale=qd, k_descale=kd, v_descale=vd)
+        self.assertTrue(torch.equal(out_fp16, by_hand), "fp8=True on fp16 differs from quantizing by hand")
         # Padded: the factors come from the valid rows only, so NaN in the padding changes nothing.
         lens = i32([300, 120])
         dirty = [x.clone() for x in (q, k, v)]
@@ -351,8 +363,9 @@ class Fp8(unittest.TestCase):
                         "NaN padding changed the FP8 scales")
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, "fp8=True quantizes the inputs itself"):
             sigmoid_attention(q, k, v, fp8=True, q_descale=qd)
-        with self.assertRaisesRegex(sigjit.InvalidArgumentError, "fp8=True: sigjit's FP8 attention is forward only"):
-            sigmoid_attention(q.detach().requires_grad_(), k, v, fp8=True)
+        for x in (q, qh):
+            with self.assertRaisesRegex(sigjit.InvalidArgumentError, "fp8=True: sigjit's FP8 attention is forward only"):
+                sigmoid_attention(x.detach().requires_grad_(), k.to(x.dtype), v.to(x.dtype), fp8=True)
 
     def test_compile_fullgraph_and_opcheck(self):
         # Under torch.compile the FP8 call is the custom op sigjit::attention_forward_fp8 (forward
@@ -373,7 +386,18 @@ class Fp8(unittest.TestCase):
         self.assertTrue(torch.equal(compiled, eager), "torch.compile changed the FP8 output")
         op = torch.ops.sigjit.attention_forward_fp8.default
         torch.library.opcheck(op, (q8, k8, v8, lens, lens, None, "padded", 256, 256, True, "top_left", None, None, False, False,
-                                   qd, kd, vd), test_utils=("test_faketensor",))  # test_schema multiplies the inputs: no e4m3 mul in torch
+                                   qd, kd, vd, False), test_utils=("test_faketensor",))  # test_schema multiplies the inputs: no e4m3 mul in torch
+        # fp8=True on bf16 inputs: the same op with quantize set, the library quantizing.
+        q, k, v = qkv(2, 256, 256, 4, 2, 128, seed=45)
+
+        def g(q, k, v):
+            return sigmoid_attention_padded(q, k, v, seq_lens_q=lens, seq_lens_k=lens, fp8=True)
+
+        with torch.no_grad():
+            eager = g(q, k, v)
+            compiled = torch.compile(g, fullgraph=True)(q, k, v)
+        self.assertEqual((compiled.shape, compiled.dtype), (eager.shape, torch.bfloat16))
+        self.assertTrue(torch.equal(compiled, eager), "torch.compile changed fp8=True's output")
 
     def test_refusals_name_the_argument(self):
         q = randn(1, 64, 2, 64, dtype=torch.float32, seed=1).to(torch.float8_e4m3fn)

@@ -17,6 +17,7 @@
 #                           the FP8 and bf16 forwards through the tuned cache, the ragged batch with its
 #                           kernel split (bench/ragged_split.py --kernels), then the FP8 tune of
 #                           the ragged batch's padded and varlen buckets (hd 128)
+#   h200_round.sh fp8tune16k  fp8tune's dense L 16384 half only (tune, then FP8 and bf16 through the tuned cache)
 #   h200_round.sh last      build; the ragged batch's kernel split; the FP8 tuner test; the binding's CPU
 #                           tensor tests (the FP8 quantization)
 #   h200_round.sh ragged    build; the ragged single-cell batch (bench/ragged_split.py --fp8): padded
@@ -124,7 +125,15 @@ paddeddq() {  # about 8 minutes on a warm machine (build-dev kept): SIGJIT_PADDE
   done
 }
 
+fp8tune16k() {  # about 4 minutes on a warm machine: the FP8 tune of L 16384 only (issue 22's dense targets)
+  $run build || exit 1
+  local tune=(timeout 150 ./build-dev/sigjit tune --dtype fp8 --head-dim 64,128 --seq 16384 --layout dense --seconds-per-candidate 1)
+  echo "=== $(date +%T) ${tune[*]}" && "${tune[@]}" >"$OUT/fp8_tune_dense.log" 2>&1; echo "exit $?"; grep -vE '^ +[0-9]+/[0-9]+ ' "$OUT/fp8_tune_dense.log" | tail -30
+  timeout 40 $run bench --direction fwd --dtype fp8 --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8_tuned.csv"
+  timeout 25 $run bench --direction fwd --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8_tuned.csv"
+}
+
 case "${1:-}" in
-  all | backward | checks | fp8tune | last | ragged | fp8 | pending | paddeddq) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | ragged | fp8 | pending | paddeddq) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

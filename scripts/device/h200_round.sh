@@ -17,6 +17,8 @@
 #                           the FP8 and bf16 forwards through the tuned cache, the ragged batch with its
 #                           kernel split (bench/ragged_split.py --kernels), then the FP8 tune of
 #                           the ragged batch's padded and varlen buckets (hd 128)
+#   h200_round.sh one       pending's and paddeddq's essentials in one call: the three new suites, the binding's
+#                           FP8 tests, the ragged kernel split with convert and fused zeros, fp8q beside fp8
 #   h200_round.sh fp8tune16k  fp8tune's dense L 16384 half only (tune, then FP8 and bf16 through the tuned cache)
 #   h200_round.sh last      build; the ragged batch's kernel split; the FP8 tuner test; the binding's CPU
 #                           tensor tests (the FP8 quantization)
@@ -125,6 +127,20 @@ paddeddq() {  # about 8 minutes on a warm machine (build-dev kept): SIGJIT_PADDE
   done
 }
 
+one() {  # pending and paddeddq's essentials in one call under the 10-minute limit, in priority order,
+  # for a session whose device starts rarely: later steps are skipped once 8.5 minutes have gone
+  $run build || exit 1
+  $run gpu-tests 'Matrix/Fp8OnTheFly.*:Matrix/BackwardVarlenTail.*:Matrix/BackwardPaddedDqZero.*' 180 gpu_tests_one.log
+  ((SECONDS < 420)) && $run pyunit test_torch_gpu.Fp8 60
+  for who in convert fused; do
+    ((SECONDS < 470)) && SIGJIT_PADDED_DQ_ZERO=$who timeout 55 $run pybench ragged_split.py --no-triton --kernels --reps 5 \
+      --out "$OUT/ragged_split_kernels_$who.md"
+  done
+  ((SECONDS < 520)) && timeout 25 $run bench --direction fwd --dtype fp8q --head-dim 128 --seq 16384 --pad 0 --csv "$OUT/fp8q.csv"
+  ((SECONDS < 550)) && timeout 20 $run bench --direction fwd --dtype fp8 --head-dim 128 --seq 16384 --pad 0 --csv "$OUT/fp8q.csv"
+  echo "=== one: done at ${SECONDS} s"
+}
+
 fp8tune16k() {  # about 4 minutes on a warm machine: the FP8 tune of L 16384 only (issue 22's dense targets)
   $run build || exit 1
   local tune=(timeout 150 ./build-dev/sigjit tune --dtype fp8 --head-dim 64,128 --seq 16384 --layout dense --seconds-per-candidate 1)
@@ -134,6 +150,6 @@ fp8tune16k() {  # about 4 minutes on a warm machine: the FP8 tune of L 16384 onl
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | ragged | fp8 | pending | paddeddq) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -14,7 +14,7 @@ const std::vector<Switch>& switches() {
       {"SIGJIT_AUTOTUNE", "1: tune a spec on first use when the cache has no measured entry for it"},
       {"SIGJIT_FORCE_TILE", "a tile config (e.g. h128x128c2s3o) used for every tunable kernel, bypassing the cache"},
       {"SIGJIT_BACKWARD_PATH", "fused (default) or two_kernel: the non-deterministic backward's kernels"},
-      {"SIGJIT_PADDED_DQ_ZERO", "convert (default) or fused: which kernel writes the padded layout's zero dQ rows on the Hopper backward"},
+      {"SIGJIT_PADDED_DQ_ZERO", "fused (default) or convert: which kernel writes the padded layout's zero dQ rows on the Hopper backward"},
       {"SIGJIT_VERBOSE_CACHE", "1: log every cache miss and remote-tier event"},
       {"SIGJIT_CACHE_LOCK_TIMEOUT", "seconds a writer waits for a per-key lock (default 30)"},
       {"SIGJIT_CACHE_NO_FSYNC", "1: skip fsync of cache writes (tests; a crash may then lose an entry)"},
@@ -27,7 +27,8 @@ const std::vector<Switch>& switches() {
       {"SIGJIT_REMOTE_CACHE_CONNECT_TIMEOUT_MS", "remote connect timeout (default 200)"},
       {"SIGJIT_REMOTE_CACHE_TIMEOUT_MS", "remote command deadline (default 1000)"},
       {"SIGJIT_REMOTE_CACHE_BACKOFF_S", "seconds the remote tier stays off after a failure (default 60, or inf)"},
-      {"SIGJIT_TRUSTED_KEYS", "':'-separated Ed25519 public keys (files or directories) whose signed entries are loaded (remote tier, bundles)"},
+      {"SIGJIT_TRUSTED_KEYS",
+       "':'-separated Ed25519 public keys (files or directories) whose signed entries are loaded (remote tier, bundles)"},
       {"SIGJIT_SIGNING_KEY",
        "an Ed25519 private key file (`sigjit keygen`): with SIGJIT_REMOTE_CACHE_WRITE=1, what this process compiles or tunes is signed and "
        "published; `sigjit export` signs the bundle's entries made here with it"},

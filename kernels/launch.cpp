@@ -346,14 +346,15 @@ void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params,
                                                   args, nullptr));
 }
 
-// SIGJIT_PADDED_DQ_ZERO=fused: the Hopper fused kernel's wholly padded key blocks write the padded
-// dQ rows' zeros (common/padded_rows.h) while the other CTAs compute, instead of the convert kernel
-// after them. A switch, default convert, until a GPU run of the padded backward matrix checks it
-// (scripts/device/h200_round.sh paddeddq).
+// The Hopper fused kernel's wholly padded key blocks write the padded dQ rows' zeros
+// (common/padded_rows.h) while the other CTAs compute, instead of the convert kernel after them:
+// the default since the padded backward matrices passed with it (H100, 2026-12-06), where it cut
+// the ragged batch's padded forward+backward by about 0.1 ms (bench/PROFILE-backward.md).
+// SIGJIT_PADDED_DQ_ZERO=convert restores the convert kernel's zeros, for comparison.
 bool fused_kernel_zeroes_padded_dq() {
   const std::optional<std::string> who = env::text("SIGJIT_PADDED_DQ_ZERO");
-  if (!who || *who == "convert") return false;
-  if (*who == "fused") return true;
+  if (!who || *who == "fused") return true;
+  if (*who == "convert") return false;
   throw Error(fmt::format("SIGJIT_PADDED_DQ_ZERO={}: expected convert or fused", *who));
 }
 

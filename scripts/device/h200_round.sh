@@ -34,10 +34,11 @@
 #                           and the varlen tail's zeros (BackwardVarlenTail; the binding's gradient and
 #                           forward tests, now on torch.empty outputs)
 #   h200_round.sh paddeddq  the second part, on the same warm machine: SIGJIT_PADDED_DQ_ZERO=fused (the
-#                           Hopper fused kernel's idle key blocks write the padded dQ rows' zeros): its suite,
-#                           the padded halves of the default and ordered backward matrices under it, then the
-#                           ragged batch's kernel split with convert and with fused zeros (PROFILE-backward.md
-#                           predicts 0.4 ms less); the binding's FP8 tests (fp8=True now quantizes bf16 in the library)
+#                           Hopper fused kernel's idle key blocks write the padded dQ rows' zeros; the default
+#                           since the H100 run of 2026-12-06): its suite, the padded halves of the default and
+#                           ordered backward matrices under it, then the ragged batch's kernel split with
+#                           convert and with fused zeros (H100: about 0.1 ms less; PROFILE-backward.md
+#                           predicted 0.4); the binding's FP8 tests (fp8=True quantizes bf16 in the library)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1

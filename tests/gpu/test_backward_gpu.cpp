@@ -272,7 +272,8 @@ std::vector<CaseSpec> padded_dq_zero_cases() {
 }
 
 // A tile the family's tuner may pick whose key block differs from the default's; none where every
-// tile of the spec has the default's key block (hd 128: one consumer warpgroup over 64 keys spills).
+// tile of the spec has the default's key block (hd 128: kernels/sm90_bwd.cpp admits no one-consumer
+// tile, so every key block there is 128 keys).
 std::optional<TileConfig> other_key_block_tile(const KernelSpec& spec) {
   const int block_k = default_sm90_backward_config(spec).get<Sm90BwdTile>().block_k();
   for (const TileConfig& t : sm90_backward_tiles(spec, /*with_levers=*/true))

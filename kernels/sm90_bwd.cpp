@@ -17,7 +17,7 @@ namespace kernels {
 namespace {
 
 int smem(const KernelSpec& spec, const Sm90BwdTile& c) {
-  return kern::sm90::bwd_smem_bytes(spec.head_dim, c.block_k(), c.block_q, c.stages, c.bulk_dq, c.dq_writer);
+  return kern::sm90::bwd_smem_bytes(spec.head_dim, c.block_k(), c.block_q, c.stages, c.bulk_dq, c.dq_writer, c.local_dq);
 }
 
 // BwdSm90Config's static_asserts as messages; sizes, the dQ split and limits from
@@ -34,6 +34,16 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
   if (c.stages < 2 || c.stages > 4) return fmt::format("stages={} outside 2..4", c.stages);
   if (c.bulk_dq && c.dq_writer) return "dQ by bulk row reductions (_r) and by the writer warp (_w) exclude each other: pick one";
   if (c.ordered_dq && !c.dq_writer) return "the ordered dQ reduction is the writer warp's: _wd, not d without _w";
+  if (c.local_dq) {
+    if (!c.dq_writer) return "warpgroup-local dQ sums in the writer warp's staging tile: _wl, not l without _w";
+    if (c.ordered_dq) return "warpgroup-local dQ (_wl) and the ordered reduction (_wd) exclude each other: pick one";
+    if (c.early_scores) return "warpgroup-local dQ (_wl) does not take early scores (e): drop one";
+    if (c.consumers != 2)
+      return fmt::format("consumers={}: warpgroup-local dQ (_wl) sums the partials of 2 consumer warpgroups", c.consumers);
+    if (const int regs = kern::sm90::bwd_register_estimate(spec.head_dim, c.block_q, c.consumers, true);
+        regs > kern::sm90::kBwdRegisterLimit)
+      return fmt::format("about {} dK, dV and warpgroup-local dQ registers per consumer thread: would spill", regs);
+  }
   if (kern::sm90::bwd_dq_cols(spec.head_dim, c.block_q, c.consumers) % 64 != 0) {
     return fmt::format(
         "query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
@@ -61,7 +71,9 @@ enum class DqPath { atomics, bulk_rows, writer };
 class Sm90Bwd final : public Family {
  public:
   KernelFamily id() const override { return KernelFamily::sm90_bwd; }
-  std::string_view grammar() const override { return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][e][_r|_w[d]] (sm90 backward, e.g. hb128x64c2s2oe_r)"; }
+  std::string_view grammar() const override {
+    return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][e][_r|_w[l|d]] (sm90 backward, e.g. hb128x64c2s2oe_r)";
+  }
   bool serves(const KernelSpec& spec) const override { return sm90_backward_supports(spec); }
 
   std::optional<TileConfig> parse(std::string_view text, const std::string& what) const override {
@@ -72,19 +84,21 @@ class Sm90Bwd final : public Family {
     const bool early_scores = k.lit("e");
     const bool bulk_dq = k.lit("_r");
     const bool dq_writer = !bulk_dq && k.lit("_w");
+    const bool local_dq = dq_writer && k.lit("l");
     const bool ordered_dq = dq_writer && k.lit("d");
     if (!k.done()) return std::nullopt;
     if (a != 64 * c) {
       throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what,
                               text, a, c, 64 * c));
     }
-    return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq, early_scores, dq_writer, ordered_dq});
+    return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq, early_scores, dq_writer, ordered_dq, local_dq});
   }
 
   std::string describe(const TileConfig& config) const override {
     const Sm90BwdTile& t = config.get<Sm90BwdTile>();
-    return fmt::format("hb{}x{}c{}s{}{}{}{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "", t.early_scores ? "e" : "",
-                       t.bulk_dq ? "_r" : "", t.dq_writer ? "_w" : "", t.ordered_dq ? "d" : "");
+    return fmt::format("hb{}x{}c{}s{}{}{}{}{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "",
+                       t.early_scores ? "e" : "", t.bulk_dq ? "_r" : "", t.dq_writer ? "_w" : "", t.local_dq ? "l" : "",
+                       t.ordered_dq ? "d" : "");
   }
 
   std::string check(const KernelSpec& spec, const TileConfig& config) const override {
@@ -95,12 +109,12 @@ class Sm90Bwd final : public Family {
   TileConfig default_config(const KernelSpec& spec) const override { return default_sm90_backward_config(spec); }
 
   std::vector<TileConfig> candidates(const KernelSpec& spec) const override {
-    return sm90_backward_tiles(spec, kSm90BackwardLeversVerified);
+    return sm90_backward_tiles(spec, kSm90BackwardLeversVerified, kSm90BackwardLocalDqVerified);
   }
 
   std::string emit(const KernelSpec& s, const TileConfig& config, const std::string& name) const override {
     const Sm90BwdTile& c = config.get<Sm90BwdTile>();
-    const bool tuned = c.early_scores || c.dq_writer || c.ordered_dq;
+    const bool tuned = c.early_scores || c.dq_writer || c.ordered_dq || c.local_dq;
     const std::string alias = fmt::format(
         "using Cfg = {}sigjit::kern::BwdSm90Config</*head_dim*/ {}, /*block_q*/ {}, /*consumers*/ {}, /*stages*/ {}, /*overlap*/ {},\n"
         "    /*bf16*/ {}, {}, /*causal*/ {}, {}, /*score_bias*/ {}, /*exact*/ {}, /*bulk_dq*/ {}{}>{};\n"
@@ -108,7 +122,9 @@ class Sm90Bwd final : public Family {
         // Early scores and the dQ writer wrap the base config (BwdSm90Tuned).
         tuned ? "sigjit::kern::BwdSm90Tuned<" : "", s.head_dim, c.block_q, c.consumers, c.stages, c.overlap, s.dtype == DType::bf16,
         layout_arg(s), s.causal, bias_mode_arg(s), s.score_bias, s.sigmoid == SigmoidMode::exact, c.bulk_dq, top_left_arg(s),
-        tuned ? fmt::format(", /*early_scores*/ {}, /*dq_writer*/ {}{}>", c.early_scores, c.dq_writer, c.ordered_dq ? ", /*ordered_dq*/ true" : "")
+        tuned ? fmt::format(", /*early_scores*/ {}, /*dq_writer*/ {}{}{}>", c.early_scores, c.dq_writer,
+                            c.ordered_dq || c.local_dq ? fmt::format(", /*ordered_dq*/ {}", c.ordered_dq) : "",
+                            c.local_dq ? ", /*local_dq*/ true" : "")
               : "",
         smem(s, c));
     return fmt::format(
@@ -167,7 +183,7 @@ const Family& sm90_bwd_family() {
 
 }  // namespace kernels
 
-std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_levers) {
+std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_levers, bool with_local_dq) {
   using kernels::DqPath;
   std::vector<TileConfig> out;
   for (int bq : {64, 128})
@@ -175,11 +191,14 @@ std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_le
       for (int st : {2, 3})
         for (bool overlap : {true, false})
           for (DqPath dq : {DqPath::atomics, DqPath::bulk_rows, DqPath::writer})
-            for (bool early_scores : {false, true}) {
-              if (!with_levers && (early_scores || dq == DqPath::writer)) continue;
-              const Sm90BwdTile t{bq, consumers, st, overlap, dq == DqPath::bulk_rows, early_scores, dq == DqPath::writer};
-              if (kernels::check(spec, t).empty() && !kernels::spills_in_practice(spec, t)) out.emplace_back(t);
-            }
+            for (bool early_scores : {false, true})
+              for (bool local_dq : {false, true}) {
+                if (!with_levers && (early_scores || dq == DqPath::writer)) continue;
+                if (!with_local_dq && local_dq) continue;
+                Sm90BwdTile t{bq, consumers, st, overlap, dq == DqPath::bulk_rows, early_scores, dq == DqPath::writer};
+                t.local_dq = local_dq;
+                if (kernels::check(spec, t).empty() && !kernels::spills_in_practice(spec, t)) out.emplace_back(t);
+              }
   return out;
 }
 

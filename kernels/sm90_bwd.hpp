@@ -19,9 +19,13 @@ TileConfig default_sm90_backward_config(const KernelSpec& spec);
 // (memcheck, racecheck, synccheck) and the top-left cases passed on an H100 (2026-12-05,
 // scripts/device/bwd_levers.sh check and sanitize): a tune must never run a kernel that could hang.
 inline constexpr bool kSm90BackwardLeversVerified = true;
+// The same gate for warpgroup-local dQ (_wl, issue 21 lever 3): false until its GPU suite
+// (BackwardMatrixSm90DqWriterLocal), compute-sanitizer and a measurement against the default have
+// run on the device; forcing the tile (SIGJIT_FORCE_TILE) works meanwhile.
+inline constexpr bool kSm90BackwardLocalDqVerified = false;
 
-// Every valid tile the tuner could time for the spec, the levers included when with_levers
-// (the family's candidates pass kSm90BackwardLeversVerified).
-std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_levers);
+// Every valid tile the tuner could time for the spec, the levers included when with_levers, the
+// warpgroup-local dQ tiles when with_local_dq (the family's candidates pass the two gates above).
+std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_levers, bool with_local_dq);
 
 }  // namespace sigjit

@@ -39,6 +39,13 @@
 #                           ordered backward matrices under it, then the ragged batch's kernel split with
 #                           convert and with fused zeros (H100: about 0.1 ms less; PROFILE-backward.md
 #                           predicted 0.4); the binding's FP8 tests (fp8=True quantizes bf16 in the library)
+#   h200_round.sh localdq   build; warpgroup-local dQ (_wl, issue 21 lever 3; PROFILE-backward.md predicts
+#                           +5-10 % at hd 128): its backward matrix, compute-sanitizer on two small
+#                           cases, then sigjit-bench against the default tiles (dense, causal, 25 % padded)
+#   h200_round.sh stagestore  build; the dQ writer's bank-conflict-free staging stores: the writer, e_w,
+#                           ordered and local backward matrices, compute-sanitizer, then the default
+#                           tiles against themselves on the templates before the change (STAGE_BASE, a
+#                           templates/ copy carried beside the tree: SIGJIT_TEMPLATE_DIR), alternated
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -150,7 +157,41 @@ fp8tune16k() {  # about 4 minutes on a warm machine: the FP8 tune of L 16384 onl
   timeout 25 $run bench --direction fwd --head-dim 64,128 --seq 16384 --pad 0 --csv "$OUT/fp8_tuned.csv"
 }
 
+localdq() {  # about 7 minutes: correctness first, then what it buys, each step skipped once its time is gone
+  local suite=Matrix/BackwardMatrixSm90DqWriterLocal
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$suite.*" 170 gpu_tests_local_dq.log
+  ((SECONDS < 330)) && $run sanitize "$suite.*dense_d64_bf16_causal_logn_exact_q200*:$suite.*varlen_d128_fp16_causal_logn_sb_gqa_exact*" 70
+  ((SECONDS < 400)) && timeout 70 $run bench --direction bwd --head-dim 128 --seq 1024,4096,16384 --pad 0,25 \
+    --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wl;hb128x64c2s2_wl' --csv "$OUT/local_dq.csv"
+  ((SECONDS < 470)) && timeout 70 $run bench --direction bwd --head-dim 64 --seq 1024,4096,16384 --pad 0,25 \
+    --tiles 'hb128x128c2s2_r;hb128x128c2s2e_w;hb128x128c2s2_wl;hb128x128c2s2o_wl' --csv "$OUT/local_dq.csv"
+  ((SECONDS < 540)) && timeout 50 $run bench --direction bwd --head-dim 64,128 --seq 16384 --pad 0 --causal \
+    --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wl;hb128x128c2s2e_w;hb128x128c2s2_wl' --csv "$OUT/local_dq.csv"
+  echo "=== localdq: done at ${SECONDS} s"
+}
+
+stagestore() {  # about 8 minutes
+  local base=${STAGE_BASE:-.base/templates} w=Matrix/BackwardMatrixSm90DqWriter
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$w.*:${w}EarlyScores.*:Matrix/BackwardMatrixOrdered.*" 260 gpu_tests_stage_store.log
+  ((SECONDS < 330)) && $run sanitize "${w}EarlyScores.*dense_d64_bf16_causal_logn_exact_q200*:$w.*varlen_d128_fp16_causal_logn_sb_gqa_exact*" 60
+  for round in 1 2; do
+    for who in base new; do
+      ((SECONDS < 330 + 90 * round)) || continue
+      local env=()
+      [ "$who" = base ] && env=(env "SIGJIT_TEMPLATE_DIR=$PWD/$base")
+      "${env[@]}" timeout 45 $run bench --direction bwd --head-dim 128 --seq 1024,4096,16384 --pad 0 --tiles 'hb128x64c2s2o_w' \
+        --csv "$OUT/stage_store_$who.csv"
+      "${env[@]}" timeout 45 $run bench --direction bwd --head-dim 64 --seq 1024,4096,16384 --pad 0 --tiles 'hb128x128c2s2e_w' \
+        --csv "$OUT/stage_store_$who.csv"
+    done
+  done
+  ((SECONDS < 540)) && SIGJIT_BACKWARD_PATH=fused $run gpu-tests "${w}Local.*_d128_*" 50 gpu_tests_stage_store_local.log
+  echo "=== stagestore: done at ${SECONDS} s"
+}
+
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -90,7 +90,9 @@ TileConfig sm90_backward_test_config(const KernelSpec& spec, Sm90BwdVariant vari
   config.get<sigjit::Sm90BwdTile>().early_scores = variant.early_scores;
   config.get<sigjit::Sm90BwdTile>().dq_writer = variant.dq_writer || variant.ordered_dq;
   config.get<sigjit::Sm90BwdTile>().ordered_dq = variant.ordered_dq;
-  if (variant.dq_writer || variant.ordered_dq) config.get<sigjit::Sm90BwdTile>().bulk_dq = false;
+  config.get<sigjit::Sm90BwdTile>().local_dq = variant.local_dq;
+  if (variant.local_dq) config.get<sigjit::Sm90BwdTile>().dq_writer = true;
+  if (variant.dq_writer || variant.ordered_dq || variant.local_dq) config.get<sigjit::Sm90BwdTile>().bulk_dq = false;
   return config;
 }
 

@@ -35,8 +35,14 @@ struct Sm90BwdVariant {
   bool early_scores = false;  // e: the next step's S^T issued before the dS barrier
   bool dq_writer = false;     // _w: dQ by a writer warp's tensor bulk reductions
   bool ordered_dq = false;    // _wd: ... in key-block order (the deterministic mode)
+  bool local_dq = false;      // _wl: ... of each warpgroup's own keys, summed in shared memory
   std::string label() const {
-    return std::string(ordered_dq ? "ordered" : dq_writer ? "writer" : bulk_dq ? "bulk" : "atomic") + (early_scores ? "-early" : "");
+    return std::string(ordered_dq  ? "ordered"
+                       : local_dq  ? "writer-local"
+                       : dq_writer ? "writer"
+                       : bulk_dq   ? "bulk"
+                                   : "atomic") +
+           (early_scores ? "-early" : "");
   }
 };
 TileConfig sm90_backward_test_config(const KernelSpec& spec, Sm90BwdVariant variant);

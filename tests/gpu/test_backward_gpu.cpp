@@ -151,15 +151,16 @@ class ScopedForceTile {
 // from shared memory; _w: a writer warp's tensor bulk reductions) and with early scores (e: the
 // next step's S^T issued before the dS barrier), each a suite of its own so that one can be
 // filtered or sharded alone.
-template <bool BULK_DQ, bool EARLY_SCORES, bool DQ_WRITER = false>
+template <bool BULK_DQ, bool EARLY_SCORES, bool DQ_WRITER = false, bool LOCAL_DQ = false>
 class BackwardMatrixSm90Variant : public ::testing::TestWithParam<CaseSpec> {
  public:
-  static constexpr Sm90BwdVariant kVariant{BULK_DQ, EARLY_SCORES, DQ_WRITER};
+  static constexpr Sm90BwdVariant kVariant{BULK_DQ, EARLY_SCORES, DQ_WRITER, false, LOCAL_DQ};
   static void SetUpTestSuite() {
     if (!sm90_backward_unavailable_reason().empty()) return;
     precompile_backward_sm90(cases_to_run(backward_cases(), suite_name()), kVariant);
   }
   static std::string suite_name() {
+    if (LOCAL_DQ) return "BackwardMatrixSm90DqWriterLocal";
     if (DQ_WRITER) return EARLY_SCORES ? "BackwardMatrixSm90DqWriterEarlyScores" : "BackwardMatrixSm90DqWriter";
     if (EARLY_SCORES) return "BackwardMatrixSm90EarlyScores";
     return BULK_DQ ? "BackwardMatrixSm90BulkDq" : "BackwardMatrixSm90";
@@ -170,6 +171,8 @@ using BackwardMatrixSm90BulkDq = BackwardMatrixSm90Variant<true, false>;
 using BackwardMatrixSm90EarlyScores = BackwardMatrixSm90Variant<true, true>;
 using BackwardMatrixSm90DqWriter = BackwardMatrixSm90Variant<false, false, true>;
 using BackwardMatrixSm90DqWriterEarlyScores = BackwardMatrixSm90Variant<false, true, true>;
+// Warpgroup-local dQ (_wl): on the default tile's query block and overlap, without early scores.
+using BackwardMatrixSm90DqWriterLocal = BackwardMatrixSm90Variant<false, false, true, true>;
 
 void run_sm90_backward_case(const CaseSpec& spec, Sm90BwdVariant variant) {
   if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
@@ -206,11 +209,14 @@ TEST_P(BackwardMatrixSm90DqWriter, FusedSm90MatchesFp64Reference) { run_sm90_bac
 
 TEST_P(BackwardMatrixSm90DqWriterEarlyScores, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
 
+TEST_P(BackwardMatrixSm90DqWriterLocal, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
+
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90BulkDq, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90EarlyScores, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriter, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriterEarlyScores, ::testing::ValuesIn(backward_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriterLocal, ::testing::ValuesIn(backward_cases()), case_name);
 
 // ---- the deterministic mode on the Hopper family: the ordered dQ reduction (_wd) ----------------
 // SIGJIT_BACKWARD_PATH=ordered sends deterministic calls to the fused kernel whose dQ writer adds
@@ -276,7 +282,7 @@ std::vector<CaseSpec> padded_dq_zero_cases() {
 // tile, so every key block there is 128 keys).
 std::optional<TileConfig> other_key_block_tile(const KernelSpec& spec) {
   const int block_k = default_sm90_backward_config(spec).get<Sm90BwdTile>().block_k();
-  for (const TileConfig& t : sm90_backward_tiles(spec, /*with_levers=*/true))
+  for (const TileConfig& t : sm90_backward_tiles(spec, /*with_levers=*/true, /*with_local_dq=*/false))
     if (t.get<Sm90BwdTile>().block_k() != block_k) return t;
   return std::nullopt;
 }

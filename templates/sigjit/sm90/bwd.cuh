@@ -149,18 +149,35 @@ struct BwdSm90Config {
 // first). Cost: each CTA starts its first addition about n reduction latencies late, then keeps
 // pace (the two staging tiles absorb the stagger); the writer waits for its reductions' writes,
 // not only their reads.
-template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ = false>
+// Warpgroup-local dQ (_wl, lever 3 of bench/PROFILE-backward.md): each consumer warpgroup computes
+// the whole step's dQ tile over its own 64 keys (dS of its dS^T rows times its K rows), so no
+// warpgroup waits for the other's dS^T: the shared dS barrier, the largest stall, goes, and with it
+// the lock step that kept both warpgroups' elementwise work off the tensor cores at the same time.
+// The partials meet in the writer's staging tile: warpgroup 0 stores its own, warpgroup 1 adds
+// its own to it (only warpgroup 1 ever waits for the other, so warpgroup 0 may run a step ahead)
+// and the writer reduces the sum as before: the same L2 reduction bytes. Cost: dK/dV are awaited
+// before the dQ GEMM (the fragments must die first: 192 live registers either way), and 2 x BLOCK_M
+// x D x 4 more bytes of shared-memory traffic per step (warpgroup 1 loads the partial back); 2
+// mbarriers.
+template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ = false, bool LOCAL_DQ = false>
 struct BwdSm90Tuned : Base {
   static_assert(!(DQ_WRITER && Base::kBulkDq), "sm90 backward: the dQ writer (_w) replaces the consumers' bulk reductions (_r)");
   static_assert(!ORDERED_DQ || DQ_WRITER, "sm90 backward: the ordered dQ reduction (d) is the dQ writer's (_wd)");
+  static_assert(
+      !LOCAL_DQ || (DQ_WRITER && !ORDERED_DQ && !EARLY_SCORES && Base::kConsumers == 2),
+      "sm90 backward: warpgroup-local dQ (_wl) is the dQ writer's with two consumers, without early scores or the ordered reduction");
+  static_assert(!LOCAL_DQ || sm90::bwd_register_estimate(Base::kHeadDim, Base::kBlockM, Base::kConsumers, true) <= sm90::kBwdRegisterLimit,
+                "sm90 backward: warpgroup-local dQ tiles, dK and dV exceed 192 registers per consumer thread: it would spill");
   static constexpr int kDqTileBytes = sm90::bwd_dq_writer_tile_bytes(Base::kHeadDim, Base::kBlockM);
   static constexpr int kDqBoxBytes = Base::kBlockM * sm90::kDqStageRowBytes;  // 32 fp32 columns of every row
   static constexpr int kBarOffset = Base::kBarOffset + sm90::bwd_dq_writer_stage_bytes(Base::kHeadDim, Base::kBlockM, DQ_WRITER);
-  static constexpr int kBarriers = Base::kBarriers + (DQ_WRITER ? sm90::kBwdDqWriterBarriers : 0);
+  static constexpr int kBarriers =
+      Base::kBarriers + (DQ_WRITER ? sm90::kBwdDqWriterBarriers : 0) + (LOCAL_DQ ? sm90::kBwdDqLocalBarriers : 0);
   static constexpr int kSmemBytes =
-      sm90::bwd_smem_bytes(Base::kHeadDim, Base::kBlockN, Base::kBlockM, Base::kStages, Base::kBulkDq, DQ_WRITER);
+      sm90::bwd_smem_bytes(Base::kHeadDim, Base::kBlockN, Base::kBlockM, Base::kStages, Base::kBulkDq, DQ_WRITER, LOCAL_DQ);
   static_assert(kSmemBytes == kBarOffset + 8 * kBarriers + 1024, "sm90/bwd_limits.h: bwd_smem_bytes disagrees with the dQ writer's layout");
   static_assert(kSmemBytes <= sm90::kSmemLimit, "sm90 backward tile config exceeds the 227 KB of shared memory per block");
+  static constexpr int kLocalDsBarrier = 3;  // + warpgroup: each warpgroup's own dS^T rows are stored (_wl)
 };
 
 // C's tunables, as constant functions (a static data member would be emitted into the PTX of
@@ -170,12 +187,14 @@ struct Sm90BwdPipeline {
   static __device__ constexpr bool early_scores() { return false; }
   static __device__ constexpr bool dq_writer() { return false; }
   static __device__ constexpr bool ordered_dq() { return false; }
+  static __device__ constexpr bool local_dq() { return false; }
 };
-template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ>
-struct Sm90BwdPipeline<BwdSm90Tuned<Base, EARLY_SCORES, DQ_WRITER, ORDERED_DQ>> {
+template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ, bool LOCAL_DQ>
+struct Sm90BwdPipeline<BwdSm90Tuned<Base, EARLY_SCORES, DQ_WRITER, ORDERED_DQ, LOCAL_DQ>> {
   static __device__ constexpr bool early_scores() { return EARLY_SCORES; }
   static __device__ constexpr bool dq_writer() { return DQ_WRITER; }
   static __device__ constexpr bool ordered_dq() { return ORDERED_DQ; }
+  static __device__ constexpr bool local_dq() { return LOCAL_DQ; }
 };
 
 template <class C>
@@ -198,6 +217,8 @@ struct BwdSm90Smem {
   }
   __device__ __forceinline__ u32 dq_full(int buf) const { return base + C::kBarOffset + 8 * (1 + 3 * C::kStages + buf); }
   __device__ __forceinline__ u32 dq_empty(int buf) const { return base + C::kBarOffset + 8 * (3 + 3 * C::kStages + buf); }
+  // _wl: warpgroup 0's partial dQ tile is in staging tile buf (after the writer's mbarriers).
+  __device__ __forceinline__ u32 dq_partial(int buf) const { return base + C::kBarOffset + 8 * (5 + 3 * C::kStages + buf); }
 };
 
 // The work of one CTA: which query blocks of which heads it visits, in step order.
@@ -234,9 +255,12 @@ __device__ __forceinline__ void bwd_init_barriers(const BwdSm90Smem<C>& sm) {
     mbarrier_init(sm.empty(s), C::kConsumers * 128);  // every consumer thread releases
   }
   if constexpr (Sm90BwdPipeline<C>::dq_writer()) {
+    // Every consumer thread stores its share; _wl: warpgroup 1's threads, once they have added theirs.
+    constexpr int dq_storers = Sm90BwdPipeline<C>::local_dq() ? 128 : C::kConsumers * 128;
     for (int buf = 0; buf < 2; ++buf) {
-      mbarrier_init(sm.dq_full(buf), C::kConsumers * 128);  // every consumer thread stores its share
-      mbarrier_init(sm.dq_empty(buf), 1);                   // the writer, once the reductions have read it
+      mbarrier_init(sm.dq_full(buf), dq_storers);
+      mbarrier_init(sm.dq_empty(buf), 1);                                                    // the writer, once the reductions have read it
+      if constexpr (Sm90BwdPipeline<C>::local_dq()) mbarrier_init(sm.dq_partial(buf), 128);  // warpgroup 0's threads
     }
   }
   fence_barrier_init();
@@ -363,6 +387,25 @@ __device__ __forceinline__ void issue_dq(float (&dq)[C::kDqMTiles][C::kDqAcc], c
   wgmma_commit();
 }
 
+// _wl: this warpgroup's partial of the whole step's dQ tile (every m64 query tile, every head-dim
+// column) = dS K over its own 64 keys: A = dS read M-major from its rows of the dS^T tile, B = the
+// same rows of K read N-major across its 64-column blocks, one commit group.
+template <class C>
+__device__ __forceinline__ void issue_local_dq(float (&dq)[C::kBlockM / 64][C::kHeadDim / 2], const BwdSm90Smem<C>& sm, int buf, int wg) {
+  wgmma_fence();
+#pragma unroll
+  for (int mt = 0; mt < C::kBlockM / 64; ++mt) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const int key = wg * 64 + kk * 16;
+      const u64 a = mnmajor_descriptor(sm.ds(buf) + mt * C::kDsBlockBytes, key, C::kDsBlockBytes);
+      const u64 b = mnmajor_descriptor(sm.k(), key, C::kKBlockBytes);
+      Wgmma<C::kHeadDim>::template ss<C::kBf16, 1, 1>(dq[mt], a, b, kk > 0 ? 1 : 0);
+    }
+  }
+  wgmma_commit();
+}
+
 // Per-thread constants of a consumer: its key rows and their sigmoid addends.
 struct BwdSm90Rows {
   int key0;          // key (in the sequence) of accumulator rows lane/4; +8 for the second
@@ -450,6 +493,7 @@ __device__ __forceinline__ void add_dq_sm90(float* dqa, i64 row_stride, const fl
 __device__ __forceinline__ void st_shared_f32x2(u32 addr, float a, float b) {
   asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(a), "f"(b) : "memory");
 }
+__device__ __forceinline__ void st_shared_f32x2(u32 addr, float2 v) { st_shared_f32x2(addr, v.x, v.y); }
 
 // kBulkDq: this warpgroup's dQ accumulators into the fp32 staging tile (row-major, padded rows),
 // then one bulk reduction per query row below len_q, issued by consumer thread `row`. The
@@ -480,6 +524,13 @@ __device__ __forceinline__ void bulk_add_dq_sm90(float* dqa, i64 row_stride, con
   }
 }
 
+// The two values a thread stores into the dQ staging tile for n8 tile nt of its row r0 (half 0)
+// or r0 + 8 (half 1).
+template <int N>
+__device__ __forceinline__ float2 staged_pair(const float (&acc)[N], int nt, int half) {
+  return make_float2(acc[4 * nt + 2 * half], acc[4 * nt + 2 * half + 1]);
+}
+
 // _w: this warpgroup's share of dQ into staging tile i % 2, once the writer has drained what step
 // i - 2 left there, laid out as the tensor map's boxes (sm90/dq_stage_layout.h); then this
 // thread's arrival on the tile's "full" mbarrier, after the proxy fence that lets the writer's
@@ -503,12 +554,87 @@ __device__ __forceinline__ void hand_dq_to_writer(const float (&dq)[C::kDqMTiles
 #pragma unroll
     for (int nt = 0; nt < C::kDqCols / 8; ++nt) {
       const u32 addr = tile + sm90::dq_stage_fragment_offset(r0, nt, lane, chunk_xor, C::kDqBoxBytes);
-      st_shared_f32x2(addr, dq[mt][4 * nt], dq[mt][4 * nt + 1]);
-      st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, dq[mt][4 * nt + 2], dq[mt][4 * nt + 3]);
+      st_shared_f32x2(addr, staged_pair(dq[mt], nt, 0));
+      st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, staged_pair(dq[mt], nt, 1));
     }
   }
   fence_proxy_async_shared();
   mbarrier_arrive(sm.dq_full(buf));
+}
+
+__device__ __forceinline__ float2 ld_shared_f32x2(u32 addr) {
+  float2 v;
+  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "r"(addr) : "memory");
+  return v;
+}
+
+// _wl: the step's dQ tile, the sum of both warpgroups' partials, into staging tile i % 2.
+// Warpgroup 0 stores its partial once the writer has drained what step i - 2 left there and hands
+// it over on the tile's partial mbarrier; warpgroup 1 waits for it, adds its own (a thread owns
+// the same elements in both: the accumulator layout does not depend on the warpgroup) and arrives
+// on "full" for the writer, after the proxy fence that lets the writer's TMA read its stores.
+template <class C>
+__device__ __forceinline__ void hand_local_dq_to_writer(const float (&dq)[C::kBlockM / 64][C::kHeadDim / 2], const BwdSm90Smem<C>& sm,
+                                                        int i, int wg, int warp, int lane) {
+  const int buf = i % 2;
+  const u32 tile = sm.dq_tile(buf);
+  u32 chunk_xor = sm90::dq_stage_chunk_xor(lane);  // recomputed each step, as in hand_dq_to_writer
+  asm volatile("" : "+r"(chunk_xor));
+  if (wg == 0) {
+    if (i >= 2) mbarrier_wait(sm.dq_empty(buf), (i / 2 - 1) & 1);
+#pragma unroll
+    for (int mt = 0; mt < C::kBlockM / 64; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < C::kHeadDim / 8; ++nt) {
+        const u32 addr = tile + sm90::dq_stage_fragment_offset(mt * 64 + warp * 16 + lane / 4, nt, lane, chunk_xor, C::kDqBoxBytes);
+        st_shared_f32x2(addr, staged_pair(dq[mt], nt, 0));
+        st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, staged_pair(dq[mt], nt, 1));
+      }
+    }
+    mbarrier_arrive(sm.dq_partial(buf));
+    return;
+  }
+  mbarrier_wait(sm.dq_partial(buf), (i / 2) & 1);
+#pragma unroll
+  for (int mt = 0; mt < C::kBlockM / 64; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < C::kHeadDim / 8; ++nt) {
+      const u32 addr = tile + sm90::dq_stage_fragment_offset(mt * 64 + warp * 16 + lane / 4, nt, lane, chunk_xor, C::kDqBoxBytes);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const u32 row_addr = addr + half * 8 * sm90::kDqStageRowBytes;
+        const float2 sum = ld_shared_f32x2(row_addr), own = staged_pair(dq[mt], nt, half);
+        st_shared_f32x2(row_addr, make_float2(sum.x + own.x, sum.y + own.y));
+      }
+    }
+  }
+  fence_proxy_async_shared();
+  mbarrier_arrive(sm.dq_full(buf));
+}
+
+// _wl, after the step's dK/dV GEMM was issued and its dS^T rows stored: this warpgroup alone
+// meets on its rows, awaits dK/dV (the P^T/dS^T fragments die before the dQ tile goes live),
+// computes its partial dQ, frees the Q/dO stage and hands the partial on.
+template <class C>
+__device__ __forceinline__ void local_dq_step(float (&dv)[C::kDAcc], float (&dk)[C::kDAcc], u32 (&pf)[C::kQSteps][4],
+                                              u32 (&dsf)[C::kQSteps][4], const BwdSm90Smem<C>& sm, int i, int stage, int wg, int warp,
+                                              int lane) {
+  named_barrier_sync(C::kLocalDsBarrier + wg, 128);
+  wgmma_wait<0>();
+  pin_registers(dv);
+  pin_registers(dk);
+#pragma unroll
+  for (int kk = 0; kk < C::kQSteps; ++kk) {
+    pin_registers(pf[kk]);
+    pin_registers(dsf[kk]);
+  }
+  float dq[C::kBlockM / 64][C::kHeadDim / 2];
+  issue_local_dq<C>(dq, sm, i % 2, wg);
+  wgmma_wait<0>();
+#pragma unroll
+  for (int mt = 0; mt < C::kBlockM / 64; ++mt) pin_registers(dq[mt]);
+  mbarrier_arrive(sm.empty(stage));  // Q and dO of this stage are no longer read
+  hand_local_dq_to_writer<C>(dq, sm, i, wg, warp, lane);
 }
 
 // dK or dV rows of this thread: values below len_k, zeros up to clear_rows (padded layout).
@@ -617,6 +743,10 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     const int buf = i % 2;
     store_ds<C>(sm.ds(buf), dsf, wg, warp, lane);
     fence_proxy_async_shared();  // the generic-proxy stores before the dQ wgmma's async reads
+    if constexpr (Sm90BwdPipeline<C>::local_dq()) {
+      local_dq_step<C>(dv, dk, pf, dsf, sm, i, stage, wg, warp, lane);
+      continue;
+    }
     if (early) {
       // dK/dV done (it ran under the dS^T stores), which frees the P^T/dS^T fragments, then the
       // next step's S^T = K Q^T, which runs through the dS barrier and beside the dQ GEMM. The

@@ -28,11 +28,17 @@ SIGJIT_HD constexpr int bwd_dq_writer_stage_bytes(int head_dim, int block_q, boo
   return dq_writer ? 2 * bwd_dq_writer_tile_bytes(head_dim, block_q) : 0;
 }
 
+// Warpgroup-local dQ (_wl): the writer's two staging tiles, plus one mbarrier per tile on which
+// consumer warpgroup 0 hands its partial tile to warpgroup 1, which adds its own.
+enum : int { kBwdDqLocalBarriers = 2 };
+
 // K and V, STAGES x (Q + dO) tiles, two dS^T tiles, the dQ staging (rows for _r, swizzled tiles
-// for _w), 1 + 3 x STAGES mbarriers (+ 4 for _w), 1024 bytes of alignment slack.
-SIGJIT_HD constexpr int bwd_smem_bytes(int head_dim, int block_k, int block_q, int stages, bool bulk_dq, bool dq_writer = false) {
+// for _w), 1 + 3 x STAGES mbarriers (+ 4 for _w, + 2 for _wl), 1024 bytes of alignment slack.
+SIGJIT_HD constexpr int bwd_smem_bytes(int head_dim, int block_k, int block_q, int stages, bool bulk_dq, bool dq_writer = false,
+                                       bool local_dq = false) {
   return 2 * head_dim * (2 * block_k + 2 * stages * block_q) + 2 * 2 * block_k * block_q + bwd_dq_stage_bytes(head_dim, block_q, bulk_dq) +
-         bwd_dq_writer_stage_bytes(head_dim, block_q, dq_writer) + 8 * (1 + 3 * stages + (dq_writer ? kBwdDqWriterBarriers : 0)) + 1024;
+         bwd_dq_writer_stage_bytes(head_dim, block_q, dq_writer) +
+         8 * (1 + 3 * stages + (dq_writer ? kBwdDqWriterBarriers : 0) + (local_dq ? kBwdDqLocalBarriers : 0)) + 1024;
 }
 
 // How the consumers share a step's dQ tile: by m64 query tiles where they divide over the
@@ -48,9 +54,14 @@ SIGJIT_HD constexpr int bwd_dq_cols(int head_dim, int block_q, int consumers) {
 // Live fp32/b32 registers per consumer thread: dK and dV throughout, plus the larger phase:
 // S^T and dP^T (sigmoid), or this warpgroup's dQ tiles and the P^T/dS^T fragments (GEMMs). Early
 // scores (sm90/bwd.cuh) hold the next step's S^T in place of the fragments, the same count.
-SIGJIT_HD constexpr int bwd_register_estimate(int head_dim, int block_q, int consumers) {
+// Warpgroup-local dQ (_wl) awaits dK/dV (freeing the fragments) before its dQ GEMM, whose tile
+// is the whole step's: block_q x head_dim over the warpgroup's own 64 keys.
+SIGJIT_HD constexpr int bwd_register_estimate(int head_dim, int block_q, int consumers, bool local_dq = false) {
   const int sigmoid_phase = block_q;
-  const int gemm_phase = bwd_dq_mtiles(block_q, consumers) * bwd_dq_cols(head_dim, block_q, consumers) / 2 + block_q / 2;
+  const int fragments = block_q / 2;
+  const int local_dq_tile = block_q * head_dim / 128;
+  const int gemm_phase = local_dq ? (fragments > local_dq_tile ? fragments : local_dq_tile)
+                                  : bwd_dq_mtiles(block_q, consumers) * bwd_dq_cols(head_dim, block_q, consumers) / 2 + fragments;
   return head_dim + (sigmoid_phase > gemm_phase ? sigmoid_phase : gemm_phase);
 }
 enum : int { kBwdRegisterLimit = 192 };  // above it ptxas spills (setmaxnreg gives the consumers 240)

@@ -125,7 +125,7 @@ TEST(Sm90BwdCompileAll, EveryCandidateCompilesWithoutSpills) {
   for (int d : {64, 128})
     for (bool heavy : {false, true}) {
       const KernelSpec s = bwd_spec_of(d, heavy);
-      for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true)) jobs.emplace_back(s, c);
+      for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true, /*with_local_dq=*/true)) jobs.emplace_back(s, c);
     }
   expect_all_compile(jobs);
 }
@@ -360,6 +360,36 @@ TEST(Sm90BwdCompile, EarlyScoresIssueTheNextScoresBeforeTheDsBarrier) {
     }
 }
 
+// Warpgroup-local dQ (_wl) beside the writer tile it extends (_w), same spec: two more mbarriers
+// (warpgroup 0 hands its partial over), warpgroup 1 loads the partial back from the staging tile,
+// and at hd 128 each warpgroup's dQ GEMM spans the head dim over its own 64 keys: 4 more m64n128
+// k-steps where the writer tile's dQ was m64n64 over 128 keys.
+TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
+  const auto count = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  for (int d : {64, 128}) {
+    const KernelSpec s = bwd_spec(d);
+    TileConfig writer = base_tile(s);
+    writer.get<sigjit::Sm90BwdTile>().bulk_dq = writer.get<sigjit::Sm90BwdTile>().early_scores = false;
+    writer.get<sigjit::Sm90BwdTile>().dq_writer = true;
+    TileConfig local = writer;
+    local.get<sigjit::Sm90BwdTile>().local_dq = true;
+    std::string writer_ptx, local_ptx;
+    ASSERT_EQ(compile_problems(s, writer, nullptr, &writer_ptx), "") << writer.describe();
+    ASSERT_EQ(compile_problems(s, local, nullptr, &local_ptx), "") << local.describe();
+    EXPECT_EQ(count(local_ptx, "mbarrier.init"), count(writer_ptx, "mbarrier.init") + 2) << local.describe();
+    EXPECT_EQ(count(writer_ptx, "ld.shared.v2.f32"), 0u) << writer.describe();
+    EXPECT_GT(count(local_ptx, "ld.shared.v2.f32"), 0u) << local.describe();
+    if (d == 128) {
+      const std::string n128 = "wgmma.mma_async.sync.aligned.m64n128k16";
+      EXPECT_EQ(count(local_ptx, n128), count(writer_ptx, n128) + 4) << local.describe();
+    }
+  }
+}
+
 // An ordered tile (_wd) finds its counters only in the ordered path's workspace
 // (enqueue_ordered_backward). Launched any other way (a forced tile on the fast path, an imported
 // cache entry in the tuner or `sigjit verify`) it would wait on and write past the end of a
@@ -410,6 +440,9 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
   EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, true, true}).describe(), "hb128x64c2s2oe_w");
   EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, true, true}).describe(), "hb128x64c2s2o_wd");
   EXPECT_TRUE(TileConfig::parse("hb128x128c2s2e_wd", "test").get<sigjit::Sm90BwdTile>().ordered_dq);
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, true, false, true}).describe(), "hb128x64c2s2o_wl");
+  const sigjit::Sm90BwdTile local = TileConfig::parse("hb128x128c2s2_wl", "test").get<sigjit::Sm90BwdTile>();
+  EXPECT_TRUE(local.local_dq && local.dq_writer && !local.ordered_dq && !local.early_scores);
   for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o", "hb128x64c2s2oe_r", "hb128x128c2s2e_r", "hb64x64c1s2e",
                            "hb128x64c2s2o_w", "hb128x128c2s2e_w"}) {
     const TileConfig back = TileConfig::parse(text, "test");
@@ -438,6 +471,9 @@ TEST(Sm90BwdConfig, ParseRejectsMalformedAndInconsistentStrings) {
   EXPECT_THAT(message("hb128x64c2s2_we"), HasSubstr("expected"));
   EXPECT_THAT(message("hb128x64c2s2_rd"), HasSubstr("expected"));  // d orders the writer's reductions only
   EXPECT_THAT(message("hb128x64c2s2od"), HasSubstr("expected"));
+  EXPECT_THAT(message("hb128x64c2s2ol"), HasSubstr("expected"));  // l sums in the writer's staging tile: _wl only
+  EXPECT_THAT(message("hb128x64c2s2_rl"), HasSubstr("expected"));
+  EXPECT_THAT(message("hb128x64c2s2_wdl"), HasSubstr("expected"));
 }
 
 TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
@@ -460,11 +496,23 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
       {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 5, false}), "stages=5"},
       {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{128, 2, 4, false}), "shared memory"},
       {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{128, 1, 2, false}), "registers"},
-      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 1, 2, false}), "registers"},  // dQ of 128 columns in one warpgroup
-      {"sm_90a", 64, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "64-column swizzle block"},  // 32 dQ columns each
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 1, 2, false}),
+       "registers"},  // dQ of 128 columns in one warpgroup
+      {"sm_90a", 64, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}),
+       "64-column swizzle block"},  // 32 dQ columns each
       {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true, false, true}), "exclude each other"},
       {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 3, true, false, false, true}), "shared memory"},
-      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true, false, false, true}), "writer warp's"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true, false, false, true}),
+       "writer warp's"},
+      // Warpgroup-local dQ (_wl): the writer's, two consumers, neither early scores nor the ordered reduction.
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, false, false, true}),
+       "not l without _w"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, true, true, true}),
+       "pick one"},
+      {"sm_90a", 64, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, false, true, true, false, true}),
+       "early scores"},
+      {"sm_90a", 64, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{128, 1, 2, false, false, false, true, false, true}),
+       "sums the partials of 2"},
   };
   for (const Bad& b : bad) {
     KernelSpec s = bwd_spec(b.head_dim, b.arch);
@@ -507,9 +555,12 @@ TEST(Sm90BwdConfig, TemplateStaticAssertsRejectForcedBadConfigs) {
       {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{128, 2, 4, false}), "exceeds the 227 KB of shared memory"},
       {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{128, 1, 2, false}), "would spill"},
       {bwd_spec(64), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, false}), "the dQ split needs whole 64-column blocks"},
-      {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true, false, true}), "the dQ writer (_w) replaces the consumers' bulk reductions"},
+      {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, true, false, true}),
+       "the dQ writer (_w) replaces the consumers' bulk reductions"},
       {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{64, 2, 3, true, false, false, true}), "exceeds the 227 KB of shared memory"},
       {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, false, true}), "is the dQ writer's (_wd)"},
+      {bwd_spec(64), TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, false, true, true, false, true}),
+       "warpgroup-local dQ (_wl) is the dQ writer's"},
   });
 }
 
@@ -534,7 +585,7 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
       EXPECT_FALSE(c.get<sigjit::Sm90BwdTile>().early_scores || c.get<sigjit::Sm90BwdTile>().dq_writer) << c.describe();
     }
     std::set<std::string> names;
-    for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true)) names.insert(c.describe());
+    for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true, /*with_local_dq=*/true)) names.insert(c.describe());
     TileConfig lever = base_tile(s);
     lever.get<sigjit::Sm90BwdTile>().early_scores = true;
     EXPECT_EQ(names.count(lever.describe()), 1u) << lever.describe();
@@ -548,9 +599,12 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
       const bool spills_without_e = d == 64 && t.dq_writer && t.block_q == 128;  // kernels/sm90_bwd.cpp: spills_in_practice
       EXPECT_EQ(names.count(name.substr(0, e) + name.substr(e + 1)), spills_without_e ? 0u : 1u) << name;
     }
-    EXPECT_EQ(sigjit::sm90_backward_tiles(s, sigjit::kSm90BackwardLeversVerified).size(), static_cast<std::size_t>(sm90_bwd)) << d;
+    EXPECT_EQ(sigjit::sm90_backward_tiles(s, sigjit::kSm90BackwardLeversVerified, sigjit::kSm90BackwardLocalDqVerified).size(),
+              static_cast<std::size_t>(sm90_bwd))
+        << d;
     // The ordered dQ reduction is the deterministic mode's, never a tuner's choice.
-    for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true)) EXPECT_FALSE(c.get<sigjit::Sm90BwdTile>().ordered_dq);
+    for (const TileConfig& c : sigjit::sm90_backward_tiles(s, /*with_levers=*/true, /*with_local_dq=*/true))
+      EXPECT_FALSE(c.get<sigjit::Sm90BwdTile>().ordered_dq);
   }
   // Never for other directions, archs or head dims.
   KernelSpec dkdv = bwd_spec(128);

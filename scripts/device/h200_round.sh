@@ -46,6 +46,9 @@
 #                           ordered and local backward matrices, compute-sanitizer, then the default
 #                           tiles against themselves on the templates before the change (STAGE_BASE, a
 #                           templates/ copy carried beside the tree: SIGJIT_TEMPLATE_DIR), alternated
+#   h200_round.sh raggedgap the ragged batch's padded-versus-varlen gap (issue 21's 3 % target) three
+#                           times in one call, 10 calls each, to see the run-to-run spread the target
+#                           sits in (no build step: run it after another mode on the same machine)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -191,7 +194,13 @@ stagestore() {  # about 8 minutes
   echo "=== stagestore: done at ${SECONDS} s"
 }
 
+raggedgap() {
+  for i in 1 2 3; do
+    timeout 90 $run pybench ragged_split.py --no-triton --reps 10 --out "$OUT/ragged_gap_$i.md" | grep -E '^\| fwd|padded layout'
+  done
+}
+
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

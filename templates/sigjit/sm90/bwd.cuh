@@ -524,11 +524,13 @@ __device__ __forceinline__ void bulk_add_dq_sm90(float* dqa, i64 row_stride, con
   }
 }
 
-// The two values a thread stores into the dQ staging tile for n8 tile nt of its row r0 (half 0)
-// or r0 + 8 (half 1).
+// The two values a thread stores into the dQ staging tile in store slot nt for its row r0 (half 0)
+// or r0 + 8 (half 1): n8 tile nt's, or nt ^ 2's where the slot swaps (sm90/dq_stage_layout.h). A
+// select, not an index: indexing the accumulators by a per-thread value would put them in local memory.
 template <int N>
-__device__ __forceinline__ float2 staged_pair(const float (&acc)[N], int nt, int half) {
-  return make_float2(acc[4 * nt + 2 * half], acc[4 * nt + 2 * half + 1]);
+__device__ __forceinline__ float2 staged_pair(const float (&acc)[N], int nt, bool swap, int half) {
+  const int own = 4 * nt + 2 * half, other = 4 * (nt ^ 2) + 2 * half;
+  return make_float2(swap ? acc[other] : acc[own], swap ? acc[other + 1] : acc[own + 1]);
 }
 
 // _w: this warpgroup's share of dQ into staging tile i % 2, once the writer has drained what step
@@ -543,19 +545,23 @@ __device__ __forceinline__ void hand_dq_to_writer(const float (&dq)[C::kDqMTiles
   const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;  // whole 32-column boxes
   const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
   const u32 tile = sm.dq_tile(buf) + (u32)(col0 / sm90::kDqStageBoxCols) * C::kDqBoxBytes;
-  // The layout: sm90/dq_stage_layout.h. The XOR term passes through an empty asm so that ptxas
-  // recomputes the 16 store addresses each step instead of keeping them in registers across the
-  // loop (it spilled them at hd 128).
-  u32 chunk_xor = sm90::dq_stage_chunk_xor(lane);
+  // The layout and the conflict-free store order: sm90/dq_stage_layout.h. The XOR term passes
+  // through an empty asm so that ptxas recomputes the 16 store addresses each step instead of
+  // keeping them in registers across the loop (it spilled them at hd 128). With early scores the
+  // plain order: the selects spilled 8 B at hd 128 (padded and varlen causal, e_w and the ordered
+  // mode's e_wd), and at hd 64, where e_w is the default, the order measured no difference (H100).
+  constexpr bool reorder = !Sm90BwdPipeline<C>::early_scores();
+  u32 chunk_xor = reorder ? sm90::dq_stage_store_chunk_xor(lane) : sm90::dq_stage_chunk_xor(lane);
   asm volatile("" : "+r"(chunk_xor));
+  const bool swap = reorder && sm90::dq_stage_store_swaps(lane);
 #pragma unroll
   for (int mt = 0; mt < C::kDqMTiles; ++mt) {
     const int r0 = (mt0 + mt) * 64 + warp * 16 + lane / 4;
 #pragma unroll
     for (int nt = 0; nt < C::kDqCols / 8; ++nt) {
       const u32 addr = tile + sm90::dq_stage_fragment_offset(r0, nt, lane, chunk_xor, C::kDqBoxBytes);
-      st_shared_f32x2(addr, staged_pair(dq[mt], nt, 0));
-      st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, staged_pair(dq[mt], nt, 1));
+      st_shared_f32x2(addr, staged_pair(dq[mt], nt, swap, 0));
+      st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, staged_pair(dq[mt], nt, swap, 1));
     }
   }
   fence_proxy_async_shared();
@@ -578,8 +584,9 @@ __device__ __forceinline__ void hand_local_dq_to_writer(const float (&dq)[C::kBl
                                                         int i, int wg, int warp, int lane) {
   const int buf = i % 2;
   const u32 tile = sm.dq_tile(buf);
-  u32 chunk_xor = sm90::dq_stage_chunk_xor(lane);  // recomputed each step, as in hand_dq_to_writer
+  u32 chunk_xor = sm90::dq_stage_store_chunk_xor(lane);  // recomputed each step, as in hand_dq_to_writer
   asm volatile("" : "+r"(chunk_xor));
+  const bool swap = sm90::dq_stage_store_swaps(lane);
   if (wg == 0) {
     if (i >= 2) mbarrier_wait(sm.dq_empty(buf), (i / 2 - 1) & 1);
 #pragma unroll
@@ -587,8 +594,8 @@ __device__ __forceinline__ void hand_local_dq_to_writer(const float (&dq)[C::kBl
 #pragma unroll
       for (int nt = 0; nt < C::kHeadDim / 8; ++nt) {
         const u32 addr = tile + sm90::dq_stage_fragment_offset(mt * 64 + warp * 16 + lane / 4, nt, lane, chunk_xor, C::kDqBoxBytes);
-        st_shared_f32x2(addr, staged_pair(dq[mt], nt, 0));
-        st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, staged_pair(dq[mt], nt, 1));
+        st_shared_f32x2(addr, staged_pair(dq[mt], nt, swap, 0));
+        st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, staged_pair(dq[mt], nt, swap, 1));
       }
     }
     mbarrier_arrive(sm.dq_partial(buf));
@@ -603,7 +610,7 @@ __device__ __forceinline__ void hand_local_dq_to_writer(const float (&dq)[C::kBl
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const u32 row_addr = addr + half * 8 * sm90::kDqStageRowBytes;
-        const float2 sum = ld_shared_f32x2(row_addr), own = staged_pair(dq[mt], nt, half);
+        const float2 sum = ld_shared_f32x2(row_addr), own = staged_pair(dq[mt], nt, swap, half);
         st_shared_f32x2(row_addr, make_float2(sum.x + own.x, sum.y + own.y));
       }
     }

@@ -33,6 +33,19 @@ SIGJIT_HD constexpr unsigned dq_stage_fragment_offset(int r0, int nt, int lane, 
   return (unsigned)(r0 * kDqStageRowBytes + (lane % 2) * 8 + (nt / 4) * box_bytes) + (((unsigned)(2 * (nt % 4))) ^ chunk_xor) * 16u;
 }
 
+// Bank-conflict-free stores: in store slot nt a thread stores n8 tile nt, or nt ^ 2 when its rows
+// are odd (lane / 4 odd). Why: a warp's 64-bit stores are served per half-warp, rows r0..r0+3
+// (or +4..+7); under the swizzle rows r and r ^ 1 put the 32 bytes of one n8 tile into the same
+// two 16-byte chunks, i.e. the same 8 banks, so storing tile nt in every row takes two wavefronts
+// per half-warp (ncu, H100 2026-12-06: 2x the ideal on every dQ staging store). Tile nt ^ 2 lies
+// in the other half of the row: the half-warp's 128 bytes then cover the 32 banks once. The
+// slot's address is the stored tile's: dq_stage_fragment_offset(r0, nt, lane, dq_stage_store_chunk_xor(lane), ...).
+SIGJIT_HD constexpr bool dq_stage_store_swaps(int lane) { return ((lane / 4) & 1) != 0; }
+SIGJIT_HD constexpr int dq_stage_store_tile(int nt, int lane) { return dq_stage_store_swaps(lane) ? nt ^ 2 : nt; }
+SIGJIT_HD constexpr unsigned dq_stage_store_chunk_xor(int lane) {
+  return dq_stage_chunk_xor(lane) ^ (dq_stage_store_swaps(lane) ? 4u : 0u);
+}
+
 }  // namespace sm90
 }  // namespace kern
 }  // namespace sigjit

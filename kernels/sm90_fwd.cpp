@@ -261,11 +261,14 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
   const bool persistent = sm90_persistent_pays(spec);
   Sm90FwdTile t;
   if (spec.dtype == DType::fp8_e4m3) {
-    // FP8 (not yet measured; bench/MODEL-fp8.md): 128-key tiles only (V^T rows), the 16-bit
-    // shapes where they build without spills (ptxas, CUDA 13.0): with the score bias, hd 64 takes
-    // two consumer warpgroups instead of three, and hd 128 with the exact sigmoid drops the
-    // overlap (4-8 B spilled otherwise).
-    if (spec.head_dim <= 64) t = spec.score_bias ? Sm90FwdTile{128, 2, 3, overlap} : Sm90FwdTile{128, 3, 2, !overlap};
+    // FP8 (bench/RESULTS-fp8.md): 128-key tiles only (V^T rows), the 16-bit shapes where they
+    // build without spills (ptxas, CUDA 13.0): with the score bias, hd 64 takes two consumer
+    // warpgroups instead of three, and hd 128 with the exact sigmoid drops the overlap (4-8 B
+    // spilled otherwise). hd 64 overlaps: the tuner's pick at L 16384 and 1.4-2.2 % faster than
+    // without at L 1024-16384 (H100, 2026-12-06), but not with the exact sigmoid (varlen spilled).
+    const bool exact = spec.sigmoid == SigmoidMode::exact;
+    if (spec.head_dim <= 64)
+      t = spec.score_bias ? Sm90FwdTile{128, 2, 3, overlap} : Sm90FwdTile{128, 3, 2, !exact};
     else t = Sm90FwdTile{128, 2, 3, !(spec.score_bias && spec.sigmoid == SigmoidMode::exact)};
     t.persistent = persistent;
     return t;

@@ -619,14 +619,10 @@ __device__ __forceinline__ void hand_local_dq_to_writer(const float (&dq)[C::kBl
   mbarrier_arrive(sm.dq_full(buf));
 }
 
-// _wl, after the step's dK/dV GEMM was issued and its dS^T rows stored: this warpgroup alone
-// meets on its rows, awaits dK/dV (the P^T/dS^T fragments die before the dQ tile goes live),
-// computes its partial dQ, frees the Q/dO stage and hands the partial on.
+// Waits for every GEMM in flight, dK/dV's included, which frees the P^T/dS^T fragments it read.
 template <class C>
-__device__ __forceinline__ void local_dq_step(float (&dv)[C::kDAcc], float (&dk)[C::kDAcc], u32 (&pf)[C::kQSteps][4],
-                                              u32 (&dsf)[C::kQSteps][4], const BwdSm90Smem<C>& sm, int i, int stage, int wg, int warp,
-                                              int lane) {
-  named_barrier_sync(C::kLocalDsBarrier + wg, 128);
+__device__ __forceinline__ void await_dkdv(float (&dv)[C::kDAcc], float (&dk)[C::kDAcc], u32 (&pf)[C::kQSteps][4],
+                                           u32 (&dsf)[C::kQSteps][4]) {
   wgmma_wait<0>();
   pin_registers(dv);
   pin_registers(dk);
@@ -635,6 +631,17 @@ __device__ __forceinline__ void local_dq_step(float (&dv)[C::kDAcc], float (&dk)
     pin_registers(pf[kk]);
     pin_registers(dsf[kk]);
   }
+}
+
+// _wl, after the step's dK/dV GEMM was issued and its dS^T rows stored: this warpgroup alone
+// meets on its rows, awaits dK/dV (the P^T/dS^T fragments die before the dQ tile goes live),
+// computes its partial dQ, frees the Q/dO stage and hands the partial on.
+template <class C>
+__device__ __forceinline__ void local_dq_step(float (&dv)[C::kDAcc], float (&dk)[C::kDAcc], u32 (&pf)[C::kQSteps][4],
+                                              u32 (&dsf)[C::kQSteps][4], const BwdSm90Smem<C>& sm, int i, int stage, int wg, int warp,
+                                              int lane) {
+  named_barrier_sync(C::kLocalDsBarrier + wg, 128);
+  await_dkdv<C>(dv, dk, pf, dsf);
   float dq[C::kBlockM / 64][C::kHeadDim / 2];
   issue_local_dq<C>(dq, sm, i % 2, wg);
   wgmma_wait<0>();
@@ -760,14 +767,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
       // last step recomputes its own and discards it: every step then issues the same GEMMs (a
       // conditional one made ptxas serialize all of them), for one extra K Q^T per CTA and kv
       // head while this step's stage is still held.
-      wgmma_wait<0>();
-      pin_registers(dv);
-      pin_registers(dk);
-#pragma unroll
-      for (int kk = 0; kk < C::kQSteps; ++kk) {
-        pin_registers(pf[kk]);
-        pin_registers(dsf[kk]);
-      }
+      await_dkdv<C>(dv, dk, pf, dsf);
       const bool last = i + 1 == w.total_steps;
       const int next = last ? stage : (i + 1) % C::kStages;
       if (!last) mbarrier_wait(sm.q_full(next), ((i + 1) / C::kStages) & 1);

@@ -269,7 +269,8 @@ TileConfig default_sm90_config(const KernelSpec& spec) {
     const bool exact = spec.sigmoid == SigmoidMode::exact;
     if (spec.head_dim <= 64)
       t = spec.score_bias ? Sm90FwdTile{128, 2, 3, overlap} : Sm90FwdTile{128, 3, 2, !exact};
-    else t = Sm90FwdTile{128, 2, 3, !(spec.score_bias && spec.sigmoid == SigmoidMode::exact)};
+    else
+      t = Sm90FwdTile{128, 2, 3, !(spec.score_bias && exact)};
     t.persistent = persistent;
     return t;
   }

@@ -66,6 +66,7 @@ bench() {
 }
 
 profile() {
+  [ "${DRY_RUN:-0}" = 1 ] && { PROFILE_HD="128 64" bash scripts/device/profile.sh; return; }
   PROFILE_HD=128 PROFILE_ARGS="--direction bwd --seq 16384 --pad 0 --warmup 2 --reps 2 --tiles ${tiles128##*;}" bash scripts/device/profile.sh
   mv "$OUT/profile.tgz" "$OUT/profile_hd128.tgz"
   PROFILE_HD=64 PROFILE_ARGS="--direction bwd --seq 16384 --pad 0 --warmup 2 --reps 2 --tiles ${tiles64##*;}" bash scripts/device/profile.sh

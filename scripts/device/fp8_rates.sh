@@ -5,6 +5,10 @@
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  echo "dry-run: nvcc -gencode=arch=compute_90a,code=sm_90a bench/fp8_rates.cu, then run it under nvidia-smi's clocks"
+  exit 0
+fi
 nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I templates bench/fp8_rates.cu -o "$OUT/fp8_rates.bin" || exit 1
 { nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader; "$OUT/fp8_rates.bin"; } 2>&1 | tee "$OUT/fp8_rates.log"
 rm -f "$OUT/fp8_rates.bin"

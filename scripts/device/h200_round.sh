@@ -49,6 +49,13 @@
 #   h200_round.sh raggedgap the ragged batch's padded-versus-varlen gap (issue 21's 3 % target) three
 #                           times in one call, 10 calls each, to see the run-to-run spread the target
 #                           sits in (no build step: run it after another mode on the same machine)
+#   h200_round.sh slope     build; dS = dP * fma(-P, P, P) (sigmoid_slope, every backward kernel): the
+#                           default-routed, top-left and ordered backward matrices, then the hd 128 and
+#                           hd 64 defaults against themselves on the templates before the change
+#                           (STAGE_BASE, as stagestore), alternated twice
+#   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
+#                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
+#                           hd 128 first (run it after slope on the same machine: no build step)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -194,6 +201,36 @@ stagestore() {  # about 8 minutes
   echo "=== stagestore: done at ${SECONDS} s"
 }
 
+# The defaults against themselves on carried templates (SIGJIT_TEMPLATE_DIR), alternated: ab_defaults NAME ROUNDS
+ab_defaults() {
+  local base=${STAGE_BASE:-.base/templates} name=$1 rounds=$2 round who
+  for ((round = 1; round <= rounds; ++round)); do
+    for who in base new; do
+      ((SECONDS < 530)) || continue
+      local env=()
+      [ "$who" = base ] && env=(env "SIGJIT_TEMPLATE_DIR=$PWD/$base")
+      "${env[@]}" timeout 60 $run bench --direction bwd --head-dim 64,128 --seq 1024,4096,16384 --pad 0 --csv "$OUT/${name}_$who.csv"
+    done
+  done
+}
+
+slope() {  # about 9 minutes
+  $run build || exit 1
+  $run gpu-tests 'Matrix/BackwardMatrix.*:TopLeft/BackwardTopLeft.*:Matrix/BackwardMatrixOrdered.*' 330 gpu_tests_slope.log
+  ab_defaults slope 2
+  echo "=== slope: done at ${SECONDS} s"
+}
+
+slope2() {  # about 9 minutes on the machine slope built on
+  local w=Matrix/BackwardMatrixSm90DqWriter
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$w.*:${w}EarlyScores.*" 200 gpu_tests_slope_forced.log
+  for d in 128 64; do
+    ((SECONDS < 480)) && timeout 170 $run pybench compare.py --out "$OUT/compare_d$d" --impl sigjit,triton-sigmoid,sdpa-cudnn \
+      --head-dim $d --direction bwd --seq 1024,4096,16384 --pad 0 --target-ms 200
+  done
+  echo "=== slope2: done at ${SECONDS} s"
+}
+
 raggedgap() {
   for i in 1 2 3; do
     timeout 90 $run pybench ragged_split.py --no-triton --reps 10 --out "$OUT/ragged_gap_$i.md" | grep -E '^\| fwd|padded layout|^dry-run' ||
@@ -202,6 +239,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -63,7 +63,7 @@ __device__ __forceinline__ void sigmoid_grad_tile_t(u32 (&p_frag)[C::kMTiles][C:
           p = key > query + causal_offset ? 0.0f : p;
         }
         s[mt][nt][e] = p;
-        dp[mt][nt][e] = dp[mt][nt][e] * p * (1.0f - p);
+        dp[mt][nt][e] = sig.grad(dp[mt][nt][e], p);
       }
     }
   }

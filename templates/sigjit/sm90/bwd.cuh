@@ -432,7 +432,7 @@ __device__ __forceinline__ void sigmoid_sm90(float (&s)[C::kSAcc], float (&dp)[C
         p = visible ? p : 0.0f;
       }
       s[4 * nt + e] = p;
-      if (WITH_GRAD) dp[4 * nt + e] = dp[4 * nt + e] * p * (1.0f - p);
+      if (WITH_GRAD) dp[4 * nt + e] = sig.grad(dp[4 * nt + e], p);
     }
   }
 }
@@ -441,7 +441,7 @@ __device__ __forceinline__ void sigmoid_sm90(float (&s)[C::kSAcc], float (&dp)[C
 template <class C>
 __device__ __forceinline__ void sigmoid_grad_sm90(float (&dp)[C::kSAcc], const float (&p)[C::kSAcc]) {
 #pragma unroll
-  for (int i = 0; i < C::kSAcc; ++i) dp[i] = dp[i] * p[i] * (1.0f - p[i]);
+  for (int i = 0; i < C::kSAcc; ++i) dp[i] = SigmoidFold<C::kExact>::grad(dp[i], p[i]);
 }
 
 template <class C>

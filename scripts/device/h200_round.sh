@@ -53,6 +53,9 @@
 #                           default-routed, top-left and ordered backward matrices, then the hd 128 and
 #                           hd 64 defaults against themselves on the templates before the change
 #                           (STAGE_BASE, as stagestore), alternated twice
+#   h200_round.sh tiles     build; the backward tiles against each other after slope: hd 64 with and without
+#                           early scores and overlap on the writer (which no longer spills without e), and _r;
+#                           hd 128's writer tiles; dense L 1024/4096/16384 and causal L 16384, twice
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
 #                           hd 128 first (run it after slope on the same machine: no build step)
@@ -231,6 +234,18 @@ slope2() {  # about 9 minutes on the machine slope built on
   echo "=== slope2: done at ${SECONDS} s"
 }
 
+tiles() {  # about 5 minutes
+  local t64='hb128x128c2s2e_w;hb128x128c2s2_w;hb128x128c2s2o_w;hb128x128c2s2oe_w;hb128x128c2s2_r'
+  local t128='hb128x64c2s2o_w;hb128x64c2s2oe_w;hb128x64c2s2_w'
+  $run build || exit 1
+  for round in 1 2; do
+    ((SECONDS < 420)) && timeout 90 $run bench --direction bwd --head-dim 64 --seq 1024,4096,16384 --pad 0 --tiles "$t64" --csv "$OUT/tiles.csv"
+    ((SECONDS < 460)) && timeout 60 $run bench --direction bwd --head-dim 128 --seq 1024,4096,16384 --pad 0 --tiles "$t128" --csv "$OUT/tiles.csv"
+    ((SECONDS < 520)) && timeout 50 $run bench --direction bwd --head-dim 64 --seq 16384 --pad 0 --causal --tiles "$t64" --csv "$OUT/tiles.csv"
+  done
+  echo "=== tiles: done at ${SECONDS} s"
+}
+
 raggedgap() {
   for i in 1 2 3; do
     timeout 90 $run pybench ragged_split.py --no-triton --reps 10 --out "$OUT/ragged_gap_$i.md" | grep -E '^\| fwd|padded layout|^dry-run' ||
@@ -239,6 +254,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -578,8 +578,7 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
     // The levers (e, _w) are tiles the tuner times once the device has verified them (it has:
     // kSm90BackwardLeversVerified); until then no candidate has one. The base tile with e and
     // with e_w is a tile, and
-    // every tile with e also comes without it, but for the writer's at hd 64 with 128-query
-    // steps, which spill without e.
+    // every tile with e also comes without it.
     for (const TileConfig& c : sigjit::candidate_configs(s)) {
       if (c.family() != KernelFamily::sm90_bwd || sigjit::kSm90BackwardLeversVerified) continue;
       EXPECT_FALSE(c.get<sigjit::Sm90BwdTile>().early_scores || c.get<sigjit::Sm90BwdTile>().dq_writer) << c.describe();
@@ -595,9 +594,7 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
     for (const std::string& name : names) {
       const std::size_t e = name.find('e');
       if (e == std::string::npos) continue;
-      const sigjit::Sm90BwdTile t = TileConfig::parse(name, "test").get<sigjit::Sm90BwdTile>();
-      const bool spills_without_e = d == 64 && t.dq_writer && t.block_q == 128;  // kernels/sm90_bwd.cpp: spills_in_practice
-      EXPECT_EQ(names.count(name.substr(0, e) + name.substr(e + 1)), spills_without_e ? 0u : 1u) << name;
+      EXPECT_EQ(names.count(name.substr(0, e) + name.substr(e + 1)), 1u) << name;
     }
     EXPECT_EQ(sigjit::sm90_backward_tiles(s, sigjit::kSm90BackwardLeversVerified, sigjit::kSm90BackwardLocalDqVerified).size(),
               static_cast<std::size_t>(sm90_bwd))

@@ -210,18 +210,27 @@ bool sm90_backward_supports(const KernelSpec& spec) {
 
 TileConfig default_sm90_backward_config(const KernelSpec& spec) {
   // Two consumer warpgroups over 128 keys (half the dQ reductions of 64 keys)
-  // (bench/NOTES.md#sm90-backward-defaults). hd 128: 64-query steps (192 live registers per
-  // consumer thread), the sigmoid overlapping the dP^T GEMM; hd 64: 128-query steps, no overlap (it
-  // spills 4-8 B there with the exact sigmoid). dQ (issue 21, bench/RESULTS-backward.md, H100
-  // 2026-12-05): the dQ writer warp (_w) at hd 128, 8-18 % over the bulk row reductions (_r) at
-  // every length, causal too; at hd 64 the writer needs early scores (e_w: without them it spills)
-  // and gains 4-6 % from 4096 keys, within +-2 % of _r below, where _r stays.
-  if (spec.head_dim <= 64) {
-    const bool long_keys = spec.bucket == SeqBucket::up_to_8k || spec.bucket == SeqBucket::over_8k;
-    return long_keys ? TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, false, /*early_scores*/ true, /*dq_writer*/ true})
-                     : TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, /*bulk_dq*/ true});
-  }
-  return TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, /*dq_writer*/ true});
+  // (bench/NOTES.md#sm90-backward-defaults), the sigmoid overlapping the dP^T GEMM, and the dQ
+  // writer warp (_w) at every length, causal too. Query steps: 64 at hd 128 (192 live registers
+  // per consumer thread), 128 at hd 64. Measured (bench/PROFILE-backward.md): _w was 8-18 % over
+  // the bulk row reductions (_r) at hd 128 (H100, 2026-12-05); at hd 64, after the conflict-free
+  // staging stores and the two-instruction dS let it compile without spills, o_w beat e_w by
+  // 1-4 % from 4096 keys and _r by 6 % at 1024 (H200, 2026-12-06).
+  const int block_q = spec.head_dim <= 64 ? 128 : 64;
+  return TileConfig(sigjit::Sm90BwdTile{block_q, 2, 2, /*overlap*/ true, false, false, /*dq_writer*/ true});
+}
+
+TileConfig sm90_backward_variant(const KernelSpec& spec, const Sm90BwdTile& levers) {
+  TileConfig config = default_sm90_backward_config(spec);
+  Sm90BwdTile& t = config.get<Sm90BwdTile>();
+  const bool plain_writer = levers.dq_writer && !levers.bulk_dq && !levers.early_scores && !levers.ordered_dq && !levers.local_dq;
+  if (spec.head_dim <= 64 && !plain_writer) t.overlap = false;
+  t.bulk_dq = levers.bulk_dq;
+  t.early_scores = levers.early_scores;
+  t.dq_writer = levers.dq_writer;
+  t.ordered_dq = levers.ordered_dq;
+  t.local_dq = levers.local_dq;
+  return config;
 }
 
 }  // namespace sigjit

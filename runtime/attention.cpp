@@ -368,15 +368,10 @@ void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec,
 std::optional<TileConfig> ordered_config(const Resolved& r, KernelSpec spec, const SigjitBwdParams& params) {
   spec.direction = Direction::backward_fused;
   if (!sm90_backward_supports(spec) || !kernels::tma_unsuitable(r, &params).empty()) return std::nullopt;
-  // With early scores: without them ptxas spills 16 B at hd 64 with score bias and the exact
-  // sigmoid (CUDA 13.0).
-  TileConfig config = default_sm90_backward_config(spec);
-  Sm90BwdTile& t = config.get<Sm90BwdTile>();
-  t.bulk_dq = false;
-  t.early_scores = true;
-  t.dq_writer = true;
-  t.ordered_dq = true;
-  return config;
+  // With early scores, as measured (bench/PROFILE-backward.md: 0.93-1.08x the default's time).
+  Sm90BwdTile levers;
+  levers.early_scores = levers.dq_writer = levers.ordered_dq = true;
+  return sm90_backward_variant(spec, levers);
 }
 
 struct OrderedKernels {

@@ -235,7 +235,7 @@ slope2() {  # about 9 minutes on the machine slope built on
 }
 
 tiles() {  # about 5 minutes
-  local t64='hb128x128c2s2e_w;hb128x128c2s2_w;hb128x128c2s2o_w;hb128x128c2s2oe_w;hb128x128c2s2_r'
+  local t64='hb128x128c2s2e_w;hb128x128c2s2_w;hb128x128c2s2o_w;hb128x128c2s2oe_w;hb128x128c2s2_r;hb128x128c2s2o_r'
   local t128='hb128x64c2s2o_w;hb128x64c2s2oe_w;hb128x64c2s2_w'
   $run build || exit 1
   for round in 1 2; do

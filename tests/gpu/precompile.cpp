@@ -85,15 +85,13 @@ void precompile_backward(const std::vector<CaseSpec>& cases) {
 }
 
 TileConfig sm90_backward_test_config(const KernelSpec& spec, Sm90BwdVariant variant) {
-  TileConfig config = default_sm90_backward_config(spec);
-  config.get<sigjit::Sm90BwdTile>().bulk_dq = variant.bulk_dq;
-  config.get<sigjit::Sm90BwdTile>().early_scores = variant.early_scores;
-  config.get<sigjit::Sm90BwdTile>().dq_writer = variant.dq_writer || variant.ordered_dq;
-  config.get<sigjit::Sm90BwdTile>().ordered_dq = variant.ordered_dq;
-  config.get<sigjit::Sm90BwdTile>().local_dq = variant.local_dq;
-  if (variant.local_dq) config.get<sigjit::Sm90BwdTile>().dq_writer = true;
-  if (variant.dq_writer || variant.ordered_dq || variant.local_dq) config.get<sigjit::Sm90BwdTile>().bulk_dq = false;
-  return config;
+  sigjit::Sm90BwdTile levers;
+  levers.early_scores = variant.early_scores;
+  levers.ordered_dq = variant.ordered_dq;
+  levers.local_dq = variant.local_dq;
+  levers.dq_writer = variant.dq_writer || variant.ordered_dq || variant.local_dq;
+  levers.bulk_dq = variant.bulk_dq && !levers.dq_writer;
+  return sigjit::sm90_backward_variant(spec, levers);
 }
 
 void precompile_backward_sm90(const std::vector<CaseSpec>& cases, Sm90BwdVariant variant) {

@@ -74,26 +74,20 @@ std::string compile_problems(const KernelSpec& spec, const TileConfig& config, s
   return sigjit::testing::sm90_compile_problems(spec, config, sizeof(SigjitBwdSm90Params), true, usage, ptx);
 }
 
-// The default's tile shape (queries, consumers, stages, overlap) with dQ by bulk row reductions
-// and no lever: the base the variants below add one lever at a time to, whatever dQ path the
-// default itself takes (since issue 21: the writer at hd 128, e_w at hd 64 from 4096 keys).
+// The default's tile shape with dQ by bulk row reductions and no lever: the base the variants
+// below add one lever at a time to (kernels/sm90_bwd.hpp: sm90_backward_variant).
 TileConfig base_tile(const KernelSpec& spec) {
-  TileConfig c = sigjit::default_sm90_backward_config(spec);
-  sigjit::Sm90BwdTile& t = c.get<sigjit::Sm90BwdTile>();
-  t.bulk_dq = true;
-  t.early_scores = t.dq_writer = t.ordered_dq = false;
-  return c;
+  sigjit::Sm90BwdTile levers;
+  levers.bulk_dq = true;
+  return sigjit::sm90_backward_variant(spec, levers);
 }
 
-// The deterministic mode's Hopper tile (runtime/attention.cpp: ordered_config): the default
-// with early scores and the dQ writer adding in key-block order.
+// The deterministic mode's Hopper tile (runtime/attention.cpp: ordered_config): the default's
+// shape with early scores and the dQ writer adding in key-block order.
 TileConfig ordered_dq_config(const KernelSpec& spec) {
-  TileConfig c = base_tile(spec);
-  c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
-  c.get<sigjit::Sm90BwdTile>().early_scores = true;
-  c.get<sigjit::Sm90BwdTile>().dq_writer = true;
-  c.get<sigjit::Sm90BwdTile>().ordered_dq = true;
-  return c;
+  sigjit::Sm90BwdTile levers;
+  levers.early_scores = levers.dq_writer = levers.ordered_dq = true;
+  return sigjit::sm90_backward_variant(spec, levers);
 }
 
 // Compiles every (spec, config) on all cores; each problem (spills included) is a failure.
@@ -130,14 +124,16 @@ TEST(Sm90BwdCompileAll, EveryCandidateCompilesWithoutSpills) {
   expect_all_compile(jobs);
 }
 
-// The default config with atomics, with bulk dQ (_r), with bulk dQ and early scores (e), with the
-// dQ writer and early scores (e_w), and the deterministic mode's ordered dQ (_wd) for every spec.
+// The default config itself, its shape with atomics, with bulk dQ (_r), with bulk dQ and early
+// scores (e), with the dQ writer and early scores (e_w), and the deterministic mode's ordered dQ
+// (_wd) for every spec.
 TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
   const std::vector<KernelSpec> specs = all_sm90_bwd_specs();
   ASSERT_EQ(specs.size(), 2u * 96u);
   std::vector<std::pair<KernelSpec, TileConfig>> jobs;
   for (const KernelSpec& s : specs) {
     ASSERT_TRUE(sigjit::sm90_backward_supports(s)) << s.describe();
+    jobs.emplace_back(s, sigjit::default_sm90_backward_config(s));
     TileConfig c = base_tile(s);
     c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
     jobs.emplace_back(s, c);
@@ -526,19 +522,15 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
     }
   }
   for (int d : {64, 128}) EXPECT_EQ(sigjit::check_config(bwd_spec(d), sigjit::default_sm90_backward_config(bwd_spec(d))), "") << d;
-  // The defaults issue 21's measurements chose (bench/RESULTS-backward.md, H100 2026-12-05): the dQ
-  // writer at hd 128 at every length; at hd 64 early scores with the writer from 4096 keys, bulk
-  // row reductions below.
-  KernelSpec s = bwd_spec(128);
-  for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::over_8k}) {
-    s.bucket = b;
-    EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), "hb128x64c2s2o_w");
+  // The defaults issue 21's measurements chose (bench/PROFILE-backward.md): the overlapped dQ
+  // writer at every length, 64-query steps at hd 128 (H100 2026-12-05), 128 at hd 64 (H200 2026-12-06).
+  for (const auto& [d, tile] : {std::pair{128, "hb128x64c2s2o_w"}, std::pair{64, "hb128x128c2s2o_w"}}) {
+    KernelSpec s = bwd_spec(d);
+    for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::over_8k}) {
+      s.bucket = b;
+      EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), tile) << d;
+    }
   }
-  s = bwd_spec(64);
-  s.bucket = sigjit::SeqBucket::up_to_8k;
-  EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), "hb128x128c2s2e_w");
-  s.bucket = sigjit::SeqBucket::up_to_2k;
-  EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), "hb128x128c2s2_r");
   // _r belongs to the sm90 backward family only: another family's tile has no such field
   // (kernels/tile_config.hpp), and its grammar no such suffix.
   EXPECT_THROW(TileConfig::parse("h128x128c2s2o_r", "test"), sigjit::Error);

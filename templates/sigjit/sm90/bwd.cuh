@@ -549,7 +549,7 @@ __device__ __forceinline__ void hand_dq_to_writer(const float (&dq)[C::kDqMTiles
   // through an empty asm so that ptxas recomputes the 16 store addresses each step instead of
   // keeping them in registers across the loop (it spilled them at hd 128). With early scores the
   // plain order: the selects spilled 8 B at hd 128 (padded and varlen causal, e_w and the ordered
-  // mode's e_wd), and at hd 64, where e_w is the default, the order measured no difference (H100).
+  // mode's e_wd), and at hd 64 the order measured no difference under e_w (H100).
   constexpr bool reorder = !Sm90BwdPipeline<C>::early_scores();
   u32 chunk_xor = reorder ? sm90::dq_stage_store_chunk_xor(lane) : sm90::dq_stage_chunk_xor(lane);
   asm volatile("" : "+r"(chunk_xor));

@@ -533,6 +533,24 @@ __device__ __forceinline__ float2 staged_pair(const float (&acc)[N], int nt, boo
   return make_float2(swap ? acc[other] : acc[own], swap ? acc[other + 1] : acc[own + 1]);
 }
 
+// This thread's dQ fragments, n8 tiles 0..NT-1 of m64 tiles mt0.., into the staging tile at
+// `tile` in the conflict-free store order (or the plain one where swap is false and chunk_xor is
+// dq_stage_chunk_xor's): two 64-bit stores per slot, rows r0 and r0 + 8.
+template <int NT, int MT, int N>
+__device__ __forceinline__ void store_dq_stage(u32 tile, const float (&dq)[MT][N], int mt0, int warp, int lane, u32 chunk_xor, bool swap,
+                                               int box_bytes) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int r0 = (mt0 + mt) * 64 + warp * 16 + lane / 4;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const u32 addr = tile + sm90::dq_stage_fragment_offset(r0, nt, lane, chunk_xor, box_bytes);
+      st_shared_f32x2(addr, staged_pair(dq[mt], nt, swap, 0));
+      st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, staged_pair(dq[mt], nt, swap, 1));
+    }
+  }
+}
+
 // _w: this warpgroup's share of dQ into staging tile i % 2, once the writer has drained what step
 // i - 2 left there, laid out as the tensor map's boxes (sm90/dq_stage_layout.h); then this
 // thread's arrival on the tile's "full" mbarrier, after the proxy fence that lets the writer's
@@ -554,16 +572,7 @@ __device__ __forceinline__ void hand_dq_to_writer(const float (&dq)[C::kDqMTiles
   u32 chunk_xor = reorder ? sm90::dq_stage_store_chunk_xor(lane) : sm90::dq_stage_chunk_xor(lane);
   asm volatile("" : "+r"(chunk_xor));
   const bool swap = reorder && sm90::dq_stage_store_swaps(lane);
-#pragma unroll
-  for (int mt = 0; mt < C::kDqMTiles; ++mt) {
-    const int r0 = (mt0 + mt) * 64 + warp * 16 + lane / 4;
-#pragma unroll
-    for (int nt = 0; nt < C::kDqCols / 8; ++nt) {
-      const u32 addr = tile + sm90::dq_stage_fragment_offset(r0, nt, lane, chunk_xor, C::kDqBoxBytes);
-      st_shared_f32x2(addr, staged_pair(dq[mt], nt, swap, 0));
-      st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, staged_pair(dq[mt], nt, swap, 1));
-    }
-  }
+  store_dq_stage<C::kDqCols / 8>(tile, dq, mt0, warp, lane, chunk_xor, swap, C::kDqBoxBytes);
   fence_proxy_async_shared();
   mbarrier_arrive(sm.dq_full(buf));
 }
@@ -589,15 +598,7 @@ __device__ __forceinline__ void hand_local_dq_to_writer(const float (&dq)[C::kBl
   const bool swap = sm90::dq_stage_store_swaps(lane);
   if (wg == 0) {
     if (i >= 2) mbarrier_wait(sm.dq_empty(buf), (i / 2 - 1) & 1);
-#pragma unroll
-    for (int mt = 0; mt < C::kBlockM / 64; ++mt) {
-#pragma unroll
-      for (int nt = 0; nt < C::kHeadDim / 8; ++nt) {
-        const u32 addr = tile + sm90::dq_stage_fragment_offset(mt * 64 + warp * 16 + lane / 4, nt, lane, chunk_xor, C::kDqBoxBytes);
-        st_shared_f32x2(addr, staged_pair(dq[mt], nt, swap, 0));
-        st_shared_f32x2(addr + 8 * sm90::kDqStageRowBytes, staged_pair(dq[mt], nt, swap, 1));
-      }
-    }
+    store_dq_stage<C::kHeadDim / 8>(tile, dq, 0, warp, lane, chunk_xor, swap, C::kDqBoxBytes);
     mbarrier_arrive(sm.dq_partial(buf));
     return;
   }

@@ -537,6 +537,28 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
   EXPECT_THROW(TileConfig::parse("m128n32w8s2qs_r", "test"), sigjit::Error);
 }
 
+// The deterministic mode and the forced GPU suites take their tiles from sm90_backward_variant:
+// the default's shape with their dQ path, where at hd 64 only the plain writer (the default
+// itself) overlaps, since overlap with atomics or _r spills with the exact sigmoid there.
+TEST(Sm90BwdConfig, VariantsKeepTheDefaultShapeAndOverlapOnlyWhereItCompilesClean) {
+  auto variant = [](int d, bool bulk_dq, bool early_scores, bool dq_writer, bool ordered_dq) {
+    sigjit::Sm90BwdTile levers;
+    levers.bulk_dq = bulk_dq;
+    levers.early_scores = early_scores;
+    levers.dq_writer = dq_writer;
+    levers.ordered_dq = ordered_dq;
+    return sigjit::sm90_backward_variant(bwd_spec(d), levers).describe();
+  };
+  EXPECT_EQ(variant(64, false, false, true, false), sigjit::default_sm90_backward_config(bwd_spec(64)).describe());
+  EXPECT_EQ(variant(64, false, false, false, false), "hb128x128c2s2");
+  EXPECT_EQ(variant(64, true, false, false, false), "hb128x128c2s2_r");
+  EXPECT_EQ(variant(64, false, true, true, false), "hb128x128c2s2e_w");
+  EXPECT_EQ(variant(64, false, true, true, true), "hb128x128c2s2e_wd");  // the deterministic mode's, as measured
+  EXPECT_EQ(variant(128, false, false, true, false), sigjit::default_sm90_backward_config(bwd_spec(128)).describe());
+  EXPECT_EQ(variant(128, true, false, false, false), "hb128x64c2s2o_r");
+  EXPECT_EQ(variant(128, false, true, true, true), "hb128x64c2s2oe_wd");
+}
+
 using sigjit::testing::expect_templates_reject;
 
 TEST(Sm90BwdConfig, TemplateStaticAssertsRejectForcedBadConfigs) {

@@ -80,7 +80,20 @@ __global__ void __launch_bounds__(256, 1) tensor_rate(int groups, float* sink, l
   if (threadIdx.x == 0) cycles[blockIdx.x] = stop - start;
 }
 
-enum class Unit { ffma, tanh, ex2, cvt_e4m3x2, sigmoid_fma };
+enum class Unit { ffma, tanh, ex2, cvt_e4m3x2, sigmoid_fma, ex2_f16x2, ex2_bf16x2, tanh_f16x2 };
+
+// The packed forms give two results an instruction. Whether the MUFU pipe also retires two a lane
+// a clock (a P path for FP8 at half the MUFU time) or splits them into two scalar ops is the
+// hardware's answer, not the ISA's: the rate below and the SASS (fp8_rates.sh) tell.
+template <Unit U>
+__device__ __forceinline__ u32 packed_mufu(u32 x) {
+  u32 y;
+  if constexpr (U == Unit::ex2_f16x2) asm volatile("ex2.approx.f16x2 %0, %1;" : "=r"(y) : "r"(x));
+  if constexpr (U == Unit::ex2_bf16x2) asm volatile("ex2.approx.ftz.bf16x2 %0, %1;" : "=r"(y) : "r"(x));
+  if constexpr (U == Unit::tanh_f16x2) asm volatile("tanh.approx.f16x2 %0, %1;" : "=r"(y) : "r"(x));
+  return y ^ 0x00010001u;  // one LOP beside each MUFU op, as the scalar units' FADD
+}
+
 
 template <Unit U>
 __device__ __forceinline__ float step(float x, float c, u32& acc) {
@@ -102,6 +115,8 @@ __device__ __forceinline__ float step(float x, float c, u32& acc) {
     return x;
   }
   if constexpr (U == Unit::sigmoid_fma) return sigjit::poly::sigmoid_poly<false>(x * c) - 0.5f;
+  if constexpr (U == Unit::ex2_f16x2 || U == Unit::ex2_bf16x2 || U == Unit::tanh_f16x2)
+    return __uint_as_float(packed_mufu<U>(__float_as_uint(x)));
   return x;
 }
 
@@ -202,6 +217,10 @@ int main() {
   report("FFMA", measure([&] { unit_rate<Unit::ffma><<<sms, 1024>>>(iters, sink, cycles); }, results, sms, cycles), 128);
   report("MUFU tanh.approx (+FADD)", measure([&] { unit_rate<Unit::tanh><<<sms, 1024>>>(iters, sink, cycles); }, results, sms, cycles), 16);
   report("MUFU ex2.approx (+FMUL)", measure([&] { unit_rate<Unit::ex2><<<sms, 1024>>>(iters, sink, cycles); }, results, sms, cycles), 16);
+  // Model 32: two halves a lane a clock if the pipe packs; 16 if it splits them.
+  report("MUFU ex2.approx.f16x2, halves", measure([&] { unit_rate<Unit::ex2_f16x2><<<sms, 1024>>>(iters, sink, cycles); }, 2 * results, sms, cycles), 32);
+  report("MUFU ex2.approx.bf16x2, halves", measure([&] { unit_rate<Unit::ex2_bf16x2><<<sms, 1024>>>(iters, sink, cycles); }, 2 * results, sms, cycles), 32);
+  report("MUFU tanh.approx.f16x2, halves", measure([&] { unit_rate<Unit::tanh_f16x2><<<sms, 1024>>>(iters, sink, cycles); }, 2 * results, sms, cycles), 32);
   report("cvt e4m3x2 (+LOP), pairs", measure([&] { unit_rate<Unit::cvt_e4m3x2><<<sms, 1024>>>(iters, sink, cycles); }, results, sms, cycles), 64);
   report("sigmoid_poly<fast>, scores", measure([&] { unit_rate<Unit::sigmoid_fma><<<sms, 1024>>>(iters / 4, sink, cycles); }, results / 4, sms, cycles), 128.0 / 16);
   std::printf("model column: bench/MODEL-fp8.md's rates (cvt: assumed half the FMA pipe; FMA sigmoid: 16 issue slots a score)\n");

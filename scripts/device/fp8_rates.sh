@@ -11,4 +11,8 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
 fi
 nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I templates bench/fp8_rates.cu -o "$OUT/fp8_rates.bin" || exit 1
 { nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader; "$OUT/fp8_rates.bin"; } 2>&1 | tee "$OUT/fp8_rates.log"
+# Which MUFU instructions each unit became (a packed PTX op may be split into scalar ones).
+if command -v cuobjdump >/dev/null; then
+  cuobjdump -sass "$OUT/fp8_rates.bin" | grep -E 'Function|MUFU' | sed 's/^ *//' | awk '/Function/ {f=$0; n=0} /MUFU/ && n < 4 {print f " :: " $0; n++}' | tee -a "$OUT/fp8_rates.log"
+fi
 rm -f "$OUT/fp8_rates.bin"

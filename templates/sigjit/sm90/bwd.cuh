@@ -332,7 +332,10 @@ __device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, 
     }
     mbarrier_arrive(sm.dq_empty(buf));
   }
-  bulk_wait<0>();  // the reductions are done before the CTA (and its shared memory) goes
+  // No wait for the last reductions' writes: their shared-memory reads are done (above), which is
+  // all the CTA's exit needs, and a bulk operation's global writes are visible once the kernel
+  // ends (the convert kernel runs after it), as CUTLASS's TMA-store epilogues rely on. Waiting for
+  // them held every CTA for the L2 reductions' round trip after its last step.
 }
 
 // X^T = F T^T for this warpgroup's 64 key rows of the fixed tile F (K or V) against the streamed
@@ -797,8 +800,9 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     else if (C::kBulkDq) bulk_add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, sm.dq_stage(), m_start, seq.len_q, tid, wg, warp, lane);
     else add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, m_start, seq.len_q, wg, warp, lane);
   }
-  // The staging tile must stay allocated until the last reductions are done.
-  if (C::kBulkDq && tid < C::kBlockM) bulk_wait<0>();
+  // The staging tile must stay allocated until the last reductions have read it (their writes
+  // need not be waited for: see bwd_write_dq).
+  if (C::kBulkDq && tid < C::kBlockM) bulk_wait_read<0>();
 
   const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
   // With the dQ writer the loop never needs the sequence's rows: read them again here rather

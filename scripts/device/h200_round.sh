@@ -56,6 +56,14 @@
 #   h200_round.sh tiles     build; the backward tiles against each other after slope: hd 64 with and without
 #                           early scores and overlap on the writer (which no longer spills without e), and _r;
 #                           hd 128's writer tiles; dense L 1024/4096/16384 and causal L 16384, twice
+#   h200_round.sh tail      build; the CTA tail without the wait for the last dQ reductions' writes: the
+#                           default-routed backward matrix, the defaults against themselves on the templates
+#                           before it (STAGE_BASE, as stagestore), alternated twice; the backward's time by
+#                           kernel (bench/bwd_split.py: workspace zeroing, fused kernel, dQ convert)
+#   h200_round.sh ratios    build; the default-routed matrix's varlen hd 128 and 256 cases (tail's limit
+#                           ended before them); compare.py's hd 128 backward (dense, 25 % padded, causal
+#                           L 16384); the deterministic backward against the default at L 4096 and 16384
+#   h200_round.sh ratios2   build; ratios' hd 128 compare.py points at L 4096 and 16384, dense and causal
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
 #                           hd 128 first (run it after slope on the same machine: no build step)
@@ -246,6 +254,38 @@ tiles() {  # about 5 minutes
   echo "=== tiles: done at ${SECONDS} s"
 }
 
+tail() {  # about 8 minutes
+  $run build || exit 1
+  $run gpu-tests 'Matrix/BackwardMatrix.*' 150 gpu_tests_tail.log
+  ab_defaults tail 2
+  ((SECONDS < 520)) && timeout 60 $run pybench bwd_split.py --head-dim 64,128 --seq 1024,4096,16384 --out "$OUT/bwd_split.md"
+  echo "=== tail: done at ${SECONDS} s"
+}
+
+ratios2() {  # about 5 minutes: ratios' compare.py points its time limit cut (TritonSigmoid autotunes each shape)
+  local impls=sigjit,triton-sigmoid,sdpa-cudnn
+  $run build || exit 1
+  timeout 200 $run pybench compare.py --out "$OUT/compare_d128" --impl "$impls" --head-dim 128 --direction bwd --seq 4096,16384 \
+    --pad 0 --target-ms 200
+  timeout 130 $run pybench compare.py --out "$OUT/compare_d128_causal" --impl "$impls" --head-dim 128 --direction bwd --seq 16384 \
+    --pad 0 --causal --target-ms 200
+  echo "=== ratios2: done at ${SECONDS} s"
+}
+
+ratios() {  # about 7 minutes: what `all` and `tail` left out, on the final defaults
+  local impls=sigjit,triton-sigmoid,sdpa-cudnn
+  $run build || exit 1
+  $run gpu-tests 'Matrix/BackwardMatrix.*varlen_d128*:Matrix/BackwardMatrix.*varlen_d256*' 90 gpu_tests_ratios.log
+  timeout 170 $run pybench compare.py --out "$OUT/compare_d128" --impl "$impls" --head-dim 128 --direction bwd --seq 1024,4096,16384 \
+    --pad 0,25 --target-ms 200
+  timeout 60 $run pybench compare.py --out "$OUT/compare_d128_causal" --impl "$impls" --head-dim 128 --direction bwd --seq 16384 \
+    --pad 0 --causal --target-ms 200
+  for det in "" --deterministic; do
+    ((SECONDS < 540)) && timeout 45 $run bench --direction bwd $det --head-dim 64,128 --seq 4096,16384 --pad 0 --csv "$OUT/deterministic.csv"
+  done
+  echo "=== ratios: done at ${SECONDS} s"
+}
+
 raggedgap() {
   for i in 1 2 3; do
     timeout 90 $run pybench ragged_split.py --no-triton --reps 10 --out "$OUT/ragged_gap_$i.md" | grep -E '^\| fwd|padded layout|^dry-run' ||
@@ -254,6 +294,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

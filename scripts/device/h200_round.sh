@@ -63,6 +63,8 @@
 #   h200_round.sh ratios    build; the default-routed matrix's varlen hd 128 and 256 cases (tail's limit
 #                           ended before them); compare.py's hd 128 backward (dense, 25 % padded, causal
 #                           L 16384); the deterministic backward against the default at L 4096 and 16384
+#   h200_round.sh tailcheck build; the bulk-dQ (_r) matrix at hd 64 and 128 and compute-sanitizer (memcheck,
+#                           racecheck, synccheck) on a writer and a bulk-dQ case: both paths the tail change touched
 #   h200_round.sh ratios2   build; ratios' hd 128 compare.py points at L 4096 and 16384, dense and causal
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
@@ -262,6 +264,13 @@ tail() {  # about 8 minutes
   echo "=== tail: done at ${SECONDS} s"
 }
 
+tailcheck() {  # about 5 minutes: the other path the tail change touched (bulk dQ, _r) and compute-sanitizer
+  $run build || exit 1
+  $run gpu-tests 'Matrix/BackwardMatrixSm90BulkDq.*_d64_*:Matrix/BackwardMatrixSm90BulkDq.*_d128_*' 150 gpu_tests_bulk_dq.log
+  $run sanitize 'Matrix/BackwardMatrix.*/dense_d64_bf16_causal_logn_exact_q200_200_k200_200:Matrix/BackwardMatrixSm90BulkDq.*/varlen_d128_bf16_full_logn_sb_gqa_exact*' 60
+  echo "=== tailcheck: done at ${SECONDS} s"
+}
+
 ratios2() {  # about 5 minutes: ratios' compare.py points its time limit cut (TritonSigmoid autotunes each shape)
   local impls=sigjit,triton-sigmoid,sdpa-cudnn
   $run build || exit 1
@@ -294,6 +303,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

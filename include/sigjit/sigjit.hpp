@@ -176,9 +176,12 @@ struct Gradients {
 // workspace to dQ. dQ then differs from run to run in its last bits (the order of the adds
 // varies); dK and dV do not.
 struct BackwardOptions {
-  // Two kernels without atomics or workspace (one over key tiles for dK/dV, one over query
-  // tiles for dQ): bitwise identical gradients run to run, at the cost of computing S and dP
-  // twice (7 GEMMs per score instead of 5).
+  // Bitwise identical gradients run to run. On Hopper at head dims 64 and 128: the fused kernel
+  // with its key blocks adding into each dQ row block in a fixed order (counters in the
+  // workspace), then the convert; 1.04-1.18x the default's time from L 4096
+  // (bench/PROFILE-backward.md). Elsewhere: two kernels without atomics or workspace (one over
+  // key tiles for dK/dV, one over query tiles for dQ), which compute S and dP twice (7 GEMMs per
+  // score instead of 5).
   bool deterministic = false;
   // The fp32 dQ workspace: at least backward_workspace_size(args, deterministic) bytes, 16-byte
   // aligned, device memory of the current context, not used by anything else until the call's

@@ -16,7 +16,7 @@ import argparse
 
 import torch
 
-from bench_report import emit
+from bench_report import emit, gpu_us_by_kernel
 from sigjit.torch import sigmoid_attention
 
 PARTS = (("zeroing", lambda n: n.startswith("Memset") or n.endswith("_zero")),
@@ -38,20 +38,11 @@ def split_one(hd, L, causal, calls):
     def fn():
         return torch.autograd.grad(o, (q, k, v), do, retain_graph=True)
 
-    from torch.profiler import ProfilerActivity, profile
-    fn()  # compiled and warm before profiling
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(calls):
-            fn()
-        torch.cuda.synchronize()
-    us = {}
-    names = {}
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA:
-            part = part_of(e.name)
-            us[part] = us.get(part, 0.0) + e.time_range.elapsed_us() / calls
-            names.setdefault(part, set()).add(e.name)
+    us, names = {}, {}
+    for name, t in gpu_us_by_kernel(fn, calls).items():
+        part = part_of(name)
+        us[part] = us.get(part, 0.0) + t
+        names.setdefault(part, set()).add(name)
     flop = 2.5 * 4.0 * H * hd * B * L * L * (0.5 if causal else 1.0)
     return us, names, flop
 

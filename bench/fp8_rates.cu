@@ -94,7 +94,6 @@ __device__ __forceinline__ u32 packed_mufu(u32 x) {
   return y ^ 0x00010001u;  // one LOP beside each MUFU op, as the scalar units' FADD
 }
 
-
 template <Unit U>
 __device__ __forceinline__ float step(float x, float c, u32& acc) {
   if constexpr (U == Unit::ffma) return __fmaf_rn(x, c, 0.5f);
@@ -218,9 +217,12 @@ int main() {
   report("MUFU tanh.approx (+FADD)", measure([&] { unit_rate<Unit::tanh><<<sms, 1024>>>(iters, sink, cycles); }, results, sms, cycles), 16);
   report("MUFU ex2.approx (+FMUL)", measure([&] { unit_rate<Unit::ex2><<<sms, 1024>>>(iters, sink, cycles); }, results, sms, cycles), 16);
   // Model 32: two halves a lane a clock if the pipe packs; 16 if it splits them.
-  report("MUFU ex2.approx.f16x2, halves", measure([&] { unit_rate<Unit::ex2_f16x2><<<sms, 1024>>>(iters, sink, cycles); }, 2 * results, sms, cycles), 32);
-  report("MUFU ex2.approx.bf16x2, halves", measure([&] { unit_rate<Unit::ex2_bf16x2><<<sms, 1024>>>(iters, sink, cycles); }, 2 * results, sms, cycles), 32);
-  report("MUFU tanh.approx.f16x2, halves", measure([&] { unit_rate<Unit::tanh_f16x2><<<sms, 1024>>>(iters, sink, cycles); }, 2 * results, sms, cycles), 32);
+  report("MUFU ex2.approx.f16x2, halves",
+         measure([&] { unit_rate<Unit::ex2_f16x2><<<sms, 1024>>>(iters, sink, cycles); }, 2 * results, sms, cycles), 32);
+  report("MUFU ex2.approx.bf16x2, halves",
+         measure([&] { unit_rate<Unit::ex2_bf16x2><<<sms, 1024>>>(iters, sink, cycles); }, 2 * results, sms, cycles), 32);
+  report("MUFU tanh.approx.f16x2, halves",
+         measure([&] { unit_rate<Unit::tanh_f16x2><<<sms, 1024>>>(iters, sink, cycles); }, 2 * results, sms, cycles), 32);
   report("cvt e4m3x2 (+LOP), pairs", measure([&] { unit_rate<Unit::cvt_e4m3x2><<<sms, 1024>>>(iters, sink, cycles); }, results, sms, cycles), 64);
   report("sigmoid_poly<fast>, scores", measure([&] { unit_rate<Unit::sigmoid_fma><<<sms, 1024>>>(iters / 4, sink, cycles); }, results / 4, sms, cycles), 128.0 / 16);
   std::printf("model column: bench/MODEL-fp8.md's rates (cvt: assumed half the FMA pipe; FMA sigmoid: 16 issue slots a score)\n");

@@ -20,7 +20,7 @@ import math
 import torch
 
 from sigjit.torch import quantize_fp8, sigmoid_attention_padded, sigmoid_attention_varlen
-from bench_report import emit, l2_flush_buffer, timed
+from bench_report import emit, gpu_us_by_kernel, l2_flush_buffer, timed
 
 
 def lengths(count=48, lo=200, hi=16000, mean=2300, seed=0):
@@ -135,22 +135,12 @@ def main():
 def kernel_split(fns, calls):
     """Markdown rows: GPU microseconds per call of every kernel the layouts' calls launch, widest
     difference first. Back to back, no L2 flush between calls (a 15 ms call barely notices)."""
-    from torch.profiler import ProfilerActivity, profile
-
     per_call = {}
     for layout, fn in fns.items():
-        fn()  # compiled and warm before profiling
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(calls):
-                fn()
-            torch.cuda.synchronize()
-        us_by_kernel = {}
-        for e in prof.events():  # device-side records only: kernels, memsets, copies
-            if e.device_type == torch.autograd.DeviceType.CUDA:
-                name = e.name.replace(f"_{layout}_", "_<layout>_")  # sigjit's kernels by role, across the two layouts
-                us_by_kernel[name] = us_by_kernel.get(name, 0.0) + e.time_range.elapsed_us() / calls
-        per_call[layout] = us_by_kernel
+        per_call[layout] = {}
+        for name, us in gpu_us_by_kernel(fn, calls).items():
+            name = name.replace(f"_{layout}_", "_<layout>_")  # sigjit's kernels by role, across the two layouts
+            per_call[layout][name] = per_call[layout].get(name, 0.0) + us
     names = set().union(*(d.keys() for d in per_call.values()))
     rows = []
     for n in names:

@@ -73,10 +73,13 @@ __device__ __forceinline__ SeqSlice locate_sequence(const SigjitFwdParams& p, in
   return s;
 }
 
+// Zeros in rows [row_begin, row_end), 16 bytes a store, by `threads` threads from `thread` (by
+// default the whole CTA).
 template <class C>
-__device__ __forceinline__ void store_zero_rows(u16* o, i64 row_stride, int row_begin, int row_end) {
+__device__ __forceinline__ void store_zero_rows(u16* o, i64 row_stride, int row_begin, int row_end, int thread = threadIdx.x,
+                                                int threads = C::kThreads) {
   const int chunks = (row_end - row_begin) * C::kChunksPerRow;
-  for (int c = threadIdx.x; c < chunks; c += C::kThreads) {
+  for (int c = thread; c < chunks; c += threads) {
     const int row = row_begin + c / C::kChunksPerRow;
     const int col = (c % C::kChunksPerRow) * 8;
     *(uint4*)(o + (i64)row * row_stride + col) = make_uint4(0, 0, 0, 0);

@@ -231,9 +231,9 @@ struct BwdSm90Work {
 };
 
 template <class C>
-__device__ __forceinline__ BwdSm90Work bwd_sm90_work(const SigjitFwdParams& p, const SeqSlice& seq) {
+__device__ __forceinline__ BwdSm90Work bwd_sm90_work(const SigjitFwdParams& p, const SeqSlice& seq, int key_block) {
   BwdSm90Work w;
-  w.n_start = blockIdx.x * C::kBlockN;
+  w.n_start = key_block * C::kBlockN;
   w.causal_offset = causal_diagonal_offset<C>(seq);
   w.m_first = 0;
   if (C::kCausal) {  // query i sees key j when j <= i + offset
@@ -266,26 +266,31 @@ __device__ __forceinline__ void bwd_init_barriers(const BwdSm90Smem<C>& sm) {
   fence_barrier_init();
 }
 
-// The producer: one thread issues every load of the CTA, in consumption order.
+// The producer: one thread issues every load of the CTA, in consumption order. g0: the steps the
+// CTA ran before this key block (persistent, _wp; else 0), which index the Q/dO ring's stages and
+// phases; the previous block's K and V are free once its last step's stage is released, after the
+// GEMMs that read them.
 template <class C>
-__device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv) {
+__device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv, int b,
+                                            int g0) {
   const SigjitFwdParams& p = params.p.fwd;
   int q_row0, k_row0, batch;
   if (C::kLayout == kVarlen) {
-    q_row0 = clamp_len(p.cu_seqlens_q[blockIdx.z], p.total_q);
-    k_row0 = clamp_len(p.cu_seqlens_k[blockIdx.z], p.total_k);
+    q_row0 = clamp_len(p.cu_seqlens_q[b], p.total_q);
+    k_row0 = clamp_len(p.cu_seqlens_k[b], p.total_k);
     batch = 0;
   } else {
     q_row0 = k_row0 = 0;
-    batch = blockIdx.z;
+    batch = b;
   }
+  if (g0 > 0) mbarrier_wait(sm.empty((g0 - 1) % C::kStages), ((g0 - 1) / C::kStages) & 1);
   mbarrier_arrive_expect_tx(sm.kv_full(), 2 * C::kKBytes);
   tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.k(), params.k_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
   tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.v(), params.v_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
   for (int i = 0; i < w.total_steps; ++i) {
-    const int stage = i % C::kStages;
-    // Use i of a stage needs use i - STAGES released: the (i / STAGES - 1)-th phase of empty.
-    if (i >= C::kStages) mbarrier_wait(sm.empty(stage), (i / C::kStages - 1) & 1);
+    const int g = g0 + i, stage = g % C::kStages;
+    // Use g of a stage needs use g - STAGES released: the (g / STAGES - 1)-th phase of empty.
+    if (g >= C::kStages) mbarrier_wait(sm.empty(stage), (g / C::kStages - 1) & 1);
     const int h = h_kv * p.kv_group + i / w.steps_per_head;
     const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
     mbarrier_arrive_expect_tx(sm.q_full(stage), C::kQBytes);
@@ -299,22 +304,23 @@ __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, c
 // consumers' dQ tile, adds it box by box to the fp32 workspace with tensor bulk reductions and
 // frees the tile once they have read it. Same step order as the producer's loads.
 template <class C>
-__device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv) {
+__device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv, int b,
+                                             int key_block, int g0) {
   const SigjitFwdParams& p = params.p.fwd;
-  int q_row0 = 0, batch = blockIdx.z;
+  int q_row0 = 0, batch = b;
   if (C::kLayout == kVarlen) {
-    q_row0 = clamp_len(p.cu_seqlens_q[blockIdx.z], p.total_q);
+    q_row0 = clamp_len(p.cu_seqlens_q[b], p.total_q);
     batch = 0;
   }
   for (int i = 0; i < w.total_steps; ++i) {
-    const int buf = i % 2;
-    mbarrier_wait(sm.dq_full(buf), (i / 2) & 1);
+    const int g = g0 + i, buf = g % 2;
+    mbarrier_wait(sm.dq_full(buf), (g / 2) & 1);
     const int h = h_kv * p.kv_group + i / w.steps_per_head;
     const int m_start = (w.m_first + i % w.steps_per_head) * C::kBlockM;
     int* counter = nullptr;
     if constexpr (Sm90BwdPipeline<C>::ordered_dq()) {
-      counter = params.dq_counters + (i64)blockIdx.z * params.dq_counters_per_seq + h * params.dq_counters_per_head + m_start / 64;
-      while (ld_acquire_gpu(counter) != (int)blockIdx.x) {
+      counter = params.dq_counters + (i64)b * params.dq_counters_per_seq + h * params.dq_counters_per_head + m_start / 64;
+      while (ld_acquire_gpu(counter) != key_block) {
       }
       fence_proxy_async_global();  // the earlier blocks' additions before this block's
     }
@@ -680,13 +686,15 @@ __device__ __forceinline__ void zero_regs(float (&r)[N]) {
   for (int i = 0; i < N; ++i) r[i] = 0.0f;
 }
 
+// One key block's steps and its dK/dV. g0 and kv_phase: the steps the CTA ran before it and the
+// phase of K/V's mbarrier (persistent, _wp; else 0 and 0).
 template <class C>
 __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm_in, const SeqSlice& seq, const BwdSm90Work& w,
-                                            int h_kv) {
+                                            int h_kv, int b, int g0, u32 kv_phase) {
   const SigjitBwdParams& bp = params.p;
   const SigjitFwdParams& p = bp.fwd;
   const int tid = threadIdx.x - 128, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
-  const SeqRows seq_at = seq_rows<C>(p, blockIdx.z);
+  const SeqRows seq_at = seq_rows<C>(p, b);
   BwdSm90Rows rows;
   rows.key0 = w.n_start + wg * 64 + warp * 16 + lane / 4;
   const float bias = sequence_bias<C>(p, seq);
@@ -707,10 +715,10 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   // starts with no GEMM in flight whatever path it came from (a first-step branch inside the
   // loop made ptxas serialize every wgmma: it could no longer tell which group a wait retires).
   float s[C::kSAcc];
-  if (w.total_steps > 0) mbarrier_wait(sm_in.kv_full(), 0);
+  if (w.total_steps > 0) mbarrier_wait(sm_in.kv_full(), kv_phase);
   if (early && w.total_steps > 0) {
-    mbarrier_wait(sm_in.q_full(0), 0);
-    issue_transposed_scores<C>(s, sm_in.k(), sm_in.q(0), wg);
+    mbarrier_wait(sm_in.q_full(g0 % C::kStages), (g0 / C::kStages) & 1);
+    issue_transposed_scores<C>(s, sm_in.k(), sm_in.q(g0 % C::kStages), wg);
     wgmma_wait<0>();
     pin_registers(s);
   }
@@ -721,8 +729,8 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     u32 base = sm_in.base;
     asm volatile("" : "+r"(base));
     const BwdSm90Smem<C> sm{base};
-    const int stage = i % C::kStages;
-    const u32 phase = (i / C::kStages) & 1;
+    const int g = g0 + i, stage = g % C::kStages;
+    const u32 phase = (g / C::kStages) & 1;
     const int h = h_kv * p.kv_group + i / w.steps_per_head;
     const int m_start = (w.m_first + i % w.steps_per_head) * C::kBlockM;
 
@@ -758,11 +766,11 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     }
     issue_dkdv<C>(dv, dk, pf, dsf, sm, stage);
 
-    const int buf = i % 2;
+    const int buf = g % 2;
     store_ds<C>(sm.ds(buf), dsf, wg, warp, lane);
     fence_proxy_async_shared();  // the generic-proxy stores before the dQ wgmma's async reads
     if constexpr (Sm90BwdPipeline<C>::local_dq()) {
-      local_dq_step<C>(dv, dk, pf, dsf, sm, i, stage, wg, warp, lane);
+      local_dq_step<C>(dv, dk, pf, dsf, sm, g, stage, wg, warp, lane);
       continue;
     }
     if (early) {
@@ -773,8 +781,8 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
       // head while this step's stage is still held.
       await_dkdv<C>(dv, dk, pf, dsf);
       const bool last = i + 1 == w.total_steps;
-      const int next = last ? stage : (i + 1) % C::kStages;
-      if (!last) mbarrier_wait(sm.q_full(next), ((i + 1) / C::kStages) & 1);
+      const int next = last ? stage : (g + 1) % C::kStages;
+      if (!last) mbarrier_wait(sm.q_full(next), ((g + 1) / C::kStages) & 1);
       issue_transposed_scores<C>(s, sm.k(), sm.q(next), wg);
     }
     named_barrier_sync(C::kDsBarrier, C::kConsumers * 128);
@@ -796,7 +804,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     mbarrier_arrive(sm.empty(stage));  // Q and dO of this stage are no longer read
 
     float* dqa = bp.dq_accum + seq_at.batch * bp.dqa_stride_b + seq_at.q_row0 * bp.dqa_stride_l + (i64)h * bp.dqa_stride_h;
-    if constexpr (Sm90BwdPipeline<C>::dq_writer()) hand_dq_to_writer<C>(dq, sm, i, wg, warp, lane);
+    if constexpr (Sm90BwdPipeline<C>::dq_writer()) hand_dq_to_writer<C>(dq, sm, g, wg, warp, lane);
     else if (C::kBulkDq) bulk_add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, sm.dq_stage(), m_start, seq.len_q, tid, wg, warp, lane);
     else add_dq_sm90<C>(dqa, bp.dqa_stride_l, dq, m_start, seq.len_q, wg, warp, lane);
   }
@@ -807,7 +815,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
   // With the dQ writer the loop never needs the sequence's rows: read them again here rather
   // than keep them live across it (ptxas spilled them at hd 128, varlen, causal, e_w).
-  const SeqRows out_at = Sm90BwdPipeline<C>::dq_writer() ? seq_rows<C>(p, blockIdx.z) : seq_at;
+  const SeqRows out_at = Sm90BwdPipeline<C>::dq_writer() ? seq_rows<C>(p, b) : seq_at;
   u16* dk_out = (u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, out_at.batch, out_at.k_row0, h_kv);
   u16* dv_out = (u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, out_at.batch, out_at.k_row0, h_kv);
   store_grad_rows<C>(dk_out, bp.dk_stride_l, dk, p.scale, rows.key0, seq.len_k, clear_rows, lane);
@@ -817,21 +825,25 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
 // dK and dV rows [n_start, n_start + BLOCK_N) of a padded sequence past its keys: zeros, with
 // every thread of the CTA.
 template <class C>
-__device__ __forceinline__ void store_zero_key_rows(const SigjitBwdParams& bp, int b, int h_kv, int n_start) {
+__device__ __forceinline__ void store_zero_key_rows(const SigjitBwdParams& bp, int b, int h_kv, int n_start, int thread = threadIdx.x,
+                                                    int threads = C::kThreads) {
   const int end = n_start + C::kBlockN < bp.fwd.seqlen_k ? n_start + C::kBlockN : bp.fwd.seqlen_k;
-  store_zero_rows<C>((u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, b, 0, h_kv), bp.dk_stride_l, n_start, end);
-  store_zero_rows<C>((u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, b, 0, h_kv), bp.dv_stride_l, n_start, end);
+  store_zero_rows<C>((u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, b, 0, h_kv), bp.dk_stride_l, n_start, end,
+                     thread, threads);
+  store_zero_rows<C>((u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, b, 0, h_kv), bp.dv_stride_l, n_start, end,
+                     thread, threads);
 }
 
 // This key block's share of the padded dQ rows (common/padded_rows.h) for each query head of its
 // group: zeros, with every thread of the CTA.
 template <class C>
-__device__ __forceinline__ void store_zero_query_rows(const SigjitBwdParams& bp, const SeqSlice& seq, int b, int h_kv, int key_block) {
+__device__ __forceinline__ void store_zero_query_rows(const SigjitBwdParams& bp, const SeqSlice& seq, int b, int h_kv, int key_block,
+                                                      int thread = threadIdx.x, int threads = C::kThreads) {
   const SigjitFwdParams& p = bp.fwd;
   const RowRange rows = dq_rows_zeroed_by_key_block(key_block, seq.len_q, p.seqlen_q, seq.len_k, p.seqlen_k, C::kBlockN);
   for (int g = 0; g < p.kv_group; ++g) {
     u16* dq = (u16*)tensor_row(bp.dq, bp.dq_stride_b, bp.dq_stride_l, bp.dq_stride_h, b, 0, h_kv * p.kv_group + g);
-    store_zero_rows<C>(dq, bp.dq_stride_l, rows.begin, rows.end);
+    store_zero_rows<C>(dq, bp.dq_stride_l, rows.begin, rows.end, thread, threads);
   }
 }
 
@@ -865,18 +877,18 @@ __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& param
   if (threadIdx.x < 128) {
     if (C::kRebalanceRegs) setmaxnreg_dec<C::kProducerRegs>();
     if (threadIdx.x == 0) {
-      const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group));
-      if (w.total_steps > 0) bwd_produce<C>(params, sm, w, h_kv);
+      const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group), blockIdx.x);
+      if (w.total_steps > 0) bwd_produce<C>(params, sm, w, h_kv, b, 0);
     } else if constexpr (Sm90BwdPipeline<C>::dq_writer()) {
       if (threadIdx.x == 32) {
-        const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group));
-        if (w.total_steps > 0) bwd_write_dq<C>(params, sm, w, h_kv);
+        const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group), blockIdx.x);
+        if (w.total_steps > 0) bwd_write_dq<C>(params, sm, w, h_kv, b, blockIdx.x, 0);
       }
     }
   } else {
     if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
     const SeqSlice seq = locate_sequence<C>(p, b, h_kv * p.kv_group);
-    bwd_consume<C>(params, sm, seq, bwd_sm90_work<C>(p, seq), h_kv);
+    bwd_consume<C>(params, sm, seq, bwd_sm90_work<C>(p, seq, blockIdx.x), h_kv, b, 0, 0);
   }
 }
 

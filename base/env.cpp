@@ -15,6 +15,8 @@ const std::vector<Switch>& switches() {
       {"SIGJIT_FORCE_TILE", "a tile config (e.g. h128x128c2s3o) used for every tunable kernel, bypassing the cache"},
       {"SIGJIT_BACKWARD_PATH", "fused (default) or two_kernel: the non-deterministic backward's kernels"},
       {"SIGJIT_PADDED_DQ_ZERO", "fused (default) or convert: which kernel writes the padded layout's zero dQ rows on the Hopper backward"},
+      {"SIGJIT_PERSISTENT_BWD_CTAS",
+       "test hook: at most this many CTAs for the persistent Hopper backward (_wp), so that each walks many key tiles"},
       {"SIGJIT_VERBOSE_CACHE", "1: log every cache miss and remote-tier event"},
       {"SIGJIT_CACHE_LOCK_TIMEOUT", "seconds a writer waits for a per-key lock (default 30)"},
       {"SIGJIT_CACHE_NO_FSYNC", "1: skip fsync of cache writes (tests; a crash may then lose an entry)"},

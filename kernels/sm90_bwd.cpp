@@ -4,13 +4,21 @@
 // default fused backward wherever it serves.
 #include "kernels/sm90_bwd.hpp"
 
+#include "base/env.hpp"
+#include "cuda/check.hpp"
 #include "kernels/config_grammar.hpp"
 #include "kernels/family.hpp"
 #include "sigjit/sm90/bwd_limits.h"
 #include "sigjit/sm90/bwd_params.h"
+#include "sigjit/sm90/bwd_schedule.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <charconv>
+#include <limits>
+#include <optional>
+#include <string>
 
 namespace sigjit {
 namespace kernels {
@@ -44,6 +52,8 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
         regs > kern::sm90::kBwdRegisterLimit)
       return fmt::format("about {} dK, dV and warpgroup-local dQ registers per consumer thread: would spill", regs);
   }
+  if (c.persistent && (!c.dq_writer || c.early_scores || c.ordered_dq || c.local_dq))
+    return "the persistent schedule is the plain dQ writer's: _wp, without early scores (e), _wd or _wl";
   if (kern::sm90::bwd_dq_cols(spec.head_dim, c.block_q, c.consumers) % 64 != 0) {
     return fmt::format(
         "query block={} over {} consumers at head_dim={}: the dQ split would cut a 64-column swizzle block (use query block 128)",
@@ -71,7 +81,7 @@ class Sm90Bwd final : public Family {
  public:
   KernelFamily id() const override { return KernelFamily::sm90_bwd; }
   std::string_view grammar() const override {
-    return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][e][_r|_w[l|d]] (sm90 backward, e.g. hb128x64c2s2oe_r)";
+    return "hb<KEYS>x<QUERIES>c<CONSUMERS>s<STAGES>[o][e][_r|_w[l|d|p]] (sm90 backward, e.g. hb128x64c2s2oe_r)";
   }
   bool serves(const KernelSpec& spec) const override { return sm90_backward_supports(spec); }
 
@@ -85,19 +95,20 @@ class Sm90Bwd final : public Family {
     const bool dq_writer = !bulk_dq && k.lit("_w");
     const bool local_dq = dq_writer && k.lit("l");
     const bool ordered_dq = dq_writer && k.lit("d");
+    const bool persistent = dq_writer && k.lit("p");
     if (!k.done()) return std::nullopt;
     if (a != 64 * c) {
       throw Error(fmt::format("{} '{}': an sm90 backward config's key block is 64 per consumer warpgroup, so hb{}x...c{} needs hb{}", what,
                               text, a, c, 64 * c));
     }
-    return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq, early_scores, dq_writer, ordered_dq, local_dq});
+    return TileConfig(sigjit::Sm90BwdTile{b, c, d, overlap, bulk_dq, early_scores, dq_writer, ordered_dq, local_dq, persistent});
   }
 
   std::string describe(const TileConfig& config) const override {
     const Sm90BwdTile& t = config.get<Sm90BwdTile>();
-    return fmt::format("hb{}x{}c{}s{}{}{}{}{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "",
+    return fmt::format("hb{}x{}c{}s{}{}{}{}{}{}{}{}", t.block_k(), t.block_q, t.consumers, t.stages, t.overlap ? "o" : "",
                        t.early_scores ? "e" : "", t.bulk_dq ? "_r" : "", t.dq_writer ? "_w" : "", t.local_dq ? "l" : "",
-                       t.ordered_dq ? "d" : "");
+                       t.ordered_dq ? "d" : "", t.persistent ? "p" : "");
   }
 
   std::string check(const KernelSpec& spec, const TileConfig& config) const override {
@@ -108,7 +119,7 @@ class Sm90Bwd final : public Family {
   TileConfig default_config(const KernelSpec& spec) const override { return default_sm90_backward_config(spec); }
 
   std::vector<TileConfig> candidates(const KernelSpec& spec) const override {
-    return sm90_backward_tiles(spec, kSm90BackwardLeversVerified, kSm90BackwardLocalDqVerified);
+    return sm90_backward_tiles(spec, kSm90BackwardLeversVerified, kSm90BackwardLocalDqVerified, kSm90BackwardPersistentVerified);
   }
 
   std::string emit(const KernelSpec& s, const TileConfig& config, const std::string& name) const override {
@@ -121,9 +132,10 @@ class Sm90Bwd final : public Family {
         // Early scores and the dQ writer wrap the base config (BwdSm90Tuned).
         tuned ? "sigjit::kern::BwdSm90Tuned<" : "", s.head_dim, c.block_q, c.consumers, c.stages, c.overlap, s.dtype == DType::bf16,
         layout_arg(s), s.causal, bias_mode_arg(s), s.score_bias, s.sigmoid == SigmoidMode::exact, c.bulk_dq, top_left_arg(s),
-        tuned ? fmt::format(", /*early_scores*/ {}, /*dq_writer*/ {}{}{}>", c.early_scores, c.dq_writer,
-                            c.ordered_dq || c.local_dq ? fmt::format(", /*ordered_dq*/ {}", c.ordered_dq) : "",
-                            c.local_dq ? ", /*local_dq*/ true" : "")
+        tuned ? fmt::format(", /*early_scores*/ {}, /*dq_writer*/ {}{}{}{}>", c.early_scores, c.dq_writer,
+                            c.ordered_dq || c.local_dq || c.persistent ? fmt::format(", /*ordered_dq*/ {}", c.ordered_dq) : "",
+                            c.local_dq || c.persistent ? fmt::format(", /*local_dq*/ {}", c.local_dq) : "",
+                            c.persistent ? ", /*persistent*/ true" : "")
               : "",
         smem(s, c));
     return fmt::format(
@@ -169,7 +181,34 @@ class Sm90Bwd final : public Family {
       params.dq_counters_per_head = counters.per_head;
       params.dq_counters_per_seq = counters.per_seq;
     }
+    if (t.persistent) {
+      const long long tiles = sched::bwd_tiles(a.seqlen_k, t.block_k(), a.heads_kv, a.batch);
+      if (tiles > std::numeric_limits<int>::max())
+        throw Error(fmt::format("sm90 backward kernel {}: {} key tiles overflow the persistent schedule's index; split the batch",
+                                describe(config), tiles));
+      launch_kernel(l, static_cast<unsigned>(std::min<long long>(tiles, sm_count(l))), 1, 1, &params);
+      return;
+    }
     launch_kernel(l, static_cast<unsigned>((a.seqlen_k + t.block_k() - 1) / t.block_k()), a.heads_kv, a.batch, &params);
+  }
+
+ private:
+  // One CTA per SM (the tile takes the SM's shared memory): the launch's SM count, else the
+  // current device's; SIGJIT_PERSISTENT_BWD_CTAS caps it (tests: every CTA walks many tiles).
+  static int sm_count(const Launch& l) {
+    if (const std::optional<std::string> cap = env::text("SIGJIT_PERSISTENT_BWD_CTAS")) {
+      int n = 0;
+      const auto [end, ec] = std::from_chars(cap->data(), cap->data() + cap->size(), n);
+      if (ec != std::errc() || end != cap->data() + cap->size() || n < 1)
+        throw Error(fmt::format("SIGJIT_PERSISTENT_BWD_CTAS={}: expected a positive integer", *cap));
+      return n;
+    }
+    if (l.sm_count > 0) return l.sm_count;
+    CUdevice device = 0;
+    int count = 0;
+    SIGJIT_CHECK_CU(detail::driver().cuCtxGetDevice(&device));
+    SIGJIT_CHECK_CU(detail::driver().cuDeviceGetAttribute(&count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device));
+    return std::max(count, 1);
   }
 };
 
@@ -182,7 +221,7 @@ const Family& sm90_bwd_family() {
 
 }  // namespace kernels
 
-std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_levers, bool with_local_dq) {
+std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_levers, bool with_local_dq, bool with_persistent) {
   using kernels::DqPath;
   std::vector<TileConfig> out;
   for (int bq : {64, 128})
@@ -197,6 +236,8 @@ std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_le
                 Sm90BwdTile t{bq, consumers, st, overlap, dq == DqPath::bulk_rows, early_scores, dq == DqPath::writer};
                 t.local_dq = local_dq;
                 if (kernels::check(spec, t).empty() && !kernels::spills_in_practice(spec, t)) out.emplace_back(t);
+                t.persistent = true;  // short sequences: the launch and a key block's setup paid once per CTA
+                if (with_persistent && kernels::check(spec, t).empty() && !kernels::spills_in_practice(spec, t)) out.emplace_back(t);
               }
   return out;
 }
@@ -230,6 +271,7 @@ TileConfig sm90_backward_variant(const KernelSpec& spec, const Sm90BwdTile& leve
   t.dq_writer = levers.dq_writer;
   t.ordered_dq = levers.ordered_dq;
   t.local_dq = levers.local_dq;
+  t.persistent = levers.persistent;
   return config;
 }
 

@@ -30,9 +30,13 @@ inline constexpr bool kSm90BackwardLeversVerified = true;
 // measured 0.84-0.97x the default at every point (bench/PROFILE-backward.md), so timing it would
 // only lengthen tunes. Forcing the tile (SIGJIT_FORCE_TILE) works.
 inline constexpr bool kSm90BackwardLocalDqVerified = false;
+// The persistent schedule (_wp) joins the tuner's candidates once its GPU suite and
+// compute-sanitizer have passed on a device; until then only a forced tile runs it.
+inline constexpr bool kSm90BackwardPersistentVerified = false;
 
 // Every valid tile the tuner could time for the spec, the levers included when with_levers, the
-// warpgroup-local dQ tiles when with_local_dq (the family's candidates pass the two gates above).
-std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_levers, bool with_local_dq);
+// warpgroup-local dQ tiles when with_local_dq, the persistent ones when with_persistent (the
+// family's candidates pass the three gates above).
+std::vector<TileConfig> sm90_backward_tiles(const KernelSpec& spec, bool with_levers, bool with_local_dq, bool with_persistent = true);
 
 }  // namespace sigjit

@@ -63,6 +63,8 @@
 #   h200_round.sh ratios    build; the default-routed matrix's varlen hd 128 and 256 cases (tail's limit
 #                           ended before them); compare.py's hd 128 backward (dense, 25 % padded, causal
 #                           L 16384); the deterministic backward against the default at L 4096 and 16384
+#   h200_round.sh persistent build; the persistent backward (_wp): its forced matrix (grid capped at 3 CTAs),
+#                           then against the writer it extends (_w) at L 512-4096, hd 64 and 128, twice
 #   h200_round.sh tailcheck build; the bulk-dQ (_r) matrix at hd 64 and 128 and compute-sanitizer (memcheck,
 #                           racecheck, synccheck) on a writer and a bulk-dQ case: both paths the tail change touched
 #   h200_round.sh ratios2   build; ratios' hd 128 compare.py points at L 4096 and 16384, dense and causal
@@ -264,6 +266,18 @@ tail() {  # about 8 minutes
   echo "=== tail: done at ${SECONDS} s"
 }
 
+persistent() {  # about 4 minutes: the persistent backward (_wp)'s forced matrix, then against the one-CTA-per-tile writer
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 120 gpu_tests_persistent.log
+  for round in 1 2; do
+    ((SECONDS < 250)) && timeout 30 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048,4096 --pad 0 \
+      --tiles 'hb128x128c2s2o_w;hb128x128c2s2o_wp' --csv "$OUT/persistent.csv"
+    ((SECONDS < 270)) && timeout 30 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096 --pad 0 \
+      --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/persistent.csv"
+  done
+  echo "=== persistent: done at ${SECONDS} s"
+}
+
 tailcheck() {  # about 5 minutes: the other path the tail change touched (bulk dQ, _r) and compute-sanitizer
   $run build || exit 1
   $run gpu-tests 'Matrix/BackwardMatrixSm90BulkDq.*_d64_*:Matrix/BackwardMatrixSm90BulkDq.*_d128_*' 150 gpu_tests_bulk_dq.log
@@ -303,6 +317,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -89,7 +89,8 @@ TileConfig sm90_backward_test_config(const KernelSpec& spec, Sm90BwdVariant vari
   levers.early_scores = variant.early_scores;
   levers.ordered_dq = variant.ordered_dq;
   levers.local_dq = variant.local_dq;
-  levers.dq_writer = variant.dq_writer || variant.ordered_dq || variant.local_dq;
+  levers.persistent = variant.persistent;
+  levers.dq_writer = variant.dq_writer || variant.ordered_dq || variant.local_dq || variant.persistent;
   levers.bulk_dq = variant.bulk_dq && !levers.dq_writer;
   return sigjit::sm90_backward_variant(spec, levers);
 }

@@ -36,12 +36,14 @@ struct Sm90BwdVariant {
   bool dq_writer = false;     // _w: dQ by a writer warp's tensor bulk reductions
   bool ordered_dq = false;    // _wd: ... in key-block order (the deterministic mode)
   bool local_dq = false;      // _wl: ... of each warpgroup's own keys, summed in shared memory
+  bool persistent = false;    // _wp: ... by CTAs that walk the key tiles
   std::string label() const {
-    return std::string(ordered_dq  ? "ordered"
-                       : local_dq  ? "writer-local"
-                       : dq_writer ? "writer"
-                       : bulk_dq   ? "bulk"
-                                   : "atomic") +
+    return std::string(ordered_dq   ? "ordered"
+                       : local_dq   ? "writer-local"
+                       : persistent ? "writer-persistent"
+                       : dq_writer  ? "writer"
+                       : bulk_dq    ? "bulk"
+                                    : "atomic") +
            (early_scores ? "-early" : "");
   }
 };

@@ -151,16 +151,17 @@ class ScopedForceTile {
 // from shared memory; _w: a writer warp's tensor bulk reductions) and with early scores (e: the
 // next step's S^T issued before the dS barrier), each a suite of its own so that one can be
 // filtered or sharded alone.
-template <bool BULK_DQ, bool EARLY_SCORES, bool DQ_WRITER = false, bool LOCAL_DQ = false>
+template <bool BULK_DQ, bool EARLY_SCORES, bool DQ_WRITER = false, bool LOCAL_DQ = false, bool PERSISTENT = false>
 class BackwardMatrixSm90Variant : public ::testing::TestWithParam<CaseSpec> {
  public:
-  static constexpr Sm90BwdVariant kVariant{BULK_DQ, EARLY_SCORES, DQ_WRITER, false, LOCAL_DQ};
+  static constexpr Sm90BwdVariant kVariant{BULK_DQ, EARLY_SCORES, DQ_WRITER, false, LOCAL_DQ, PERSISTENT};
   static void SetUpTestSuite() {
     if (!sm90_backward_unavailable_reason().empty()) return;
     precompile_backward_sm90(cases_to_run(backward_cases(), suite_name()), kVariant);
   }
   static std::string suite_name() {
     if (LOCAL_DQ) return "BackwardMatrixSm90DqWriterLocal";
+    if (PERSISTENT) return "BackwardMatrixSm90DqWriterPersistent";
     if (DQ_WRITER) return EARLY_SCORES ? "BackwardMatrixSm90DqWriterEarlyScores" : "BackwardMatrixSm90DqWriter";
     if (EARLY_SCORES) return "BackwardMatrixSm90EarlyScores";
     return BULK_DQ ? "BackwardMatrixSm90BulkDq" : "BackwardMatrixSm90";
@@ -173,6 +174,10 @@ using BackwardMatrixSm90DqWriter = BackwardMatrixSm90Variant<false, false, true>
 using BackwardMatrixSm90DqWriterEarlyScores = BackwardMatrixSm90Variant<false, true, true>;
 // Warpgroup-local dQ (_wl): on the default tile's query block and overlap, without early scores.
 using BackwardMatrixSm90DqWriterLocal = BackwardMatrixSm90Variant<false, false, true, true>;
+// The persistent writer (_wp) on the default tile's shape, its grid capped at 3 CTAs so that each
+// walks many key tiles: wholly padded ones, causal ones without a step, and the stage, phase and
+// staging-buffer counts carried across them.
+using BackwardMatrixSm90DqWriterPersistent = BackwardMatrixSm90Variant<false, false, true, false, true>;
 
 void run_sm90_backward_case(const CaseSpec& spec, Sm90BwdVariant variant) {
   if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
@@ -190,6 +195,7 @@ void run_sm90_backward_case(const CaseSpec& spec, Sm90BwdVariant variant) {
   }
   fmt::print("[bwd sm90] {} with SIGJIT_FORCE_TILE={}\n", spec.name(), config.describe());
   const ScopedForceTile force(config.describe());
+  const sigjit::test::ScopedEnv few_ctas("SIGJIT_PERSISTENT_BWD_CTAS", variant.persistent ? "3" : nullptr);
   BackwardOptions fast;
   for (int run = 0; run < 2; ++run) {  // the second run reuses (and must re-zero) the workspace
     CaseResult r;
@@ -211,12 +217,15 @@ TEST_P(BackwardMatrixSm90DqWriterEarlyScores, FusedSm90MatchesFp64Reference) { r
 
 TEST_P(BackwardMatrixSm90DqWriterLocal, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
 
+TEST_P(BackwardMatrixSm90DqWriterPersistent, FusedSm90MatchesFp64Reference) { run_sm90_backward_case(GetParam(), kVariant); }
+
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90BulkDq, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90EarlyScores, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriter, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriterEarlyScores, ::testing::ValuesIn(backward_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriterLocal, ::testing::ValuesIn(backward_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Matrix, BackwardMatrixSm90DqWriterPersistent, ::testing::ValuesIn(backward_cases()), case_name);
 
 // ---- the deterministic mode on the Hopper family: the ordered dQ reduction (_wd) ----------------
 // SIGJIT_BACKWARD_PATH=ordered sends deterministic calls to the fused kernel whose dQ writer adds

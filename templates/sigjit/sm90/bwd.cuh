@@ -37,6 +37,7 @@
 #include "sigjit/common/sequence.cuh"
 #include "sigjit/sm90/bwd_limits.h"
 #include "sigjit/sm90/bwd_params.h"
+#include "sigjit/sm90/bwd_schedule.h"
 #include "sigjit/sm90/dq_stage_layout.h"
 #include "sigjit/sm90/primitives.cuh"
 
@@ -159,8 +160,16 @@ struct BwdSm90Config {
 // before the dQ GEMM (the fragments must die first: 192 live registers either way), and 2 x BLOCK_M
 // x D x 4 more bytes of shared-memory traffic per step (warpgroup 1 loads the partial back); 2
 // mbarriers.
-template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ = false, bool LOCAL_DQ = false>
+// Persistent (_wp): min(key tiles, SMs) CTAs, each walking key tiles round-robin
+// (sm90/bwd_schedule.h); the Q/dO ring, the dS^T buffers and the writer's staging tiles keep
+// their step count across tiles, and the producer loads the next tile's K/V once the last step
+// of this one has released its stage (its GEMMs were the last to read K and V). What it hides:
+// the launch and setup per key block, and the next block's loads under this block's dK/dV
+// stores. The plain writer only: the ordered reduction's progress rests on blockIdx order.
+template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ = false, bool LOCAL_DQ = false, bool PERSISTENT = false>
 struct BwdSm90Tuned : Base {
+  static_assert(!PERSISTENT || (DQ_WRITER && !EARLY_SCORES && !ORDERED_DQ && !LOCAL_DQ),
+                "sm90 backward: the persistent schedule (_wp) is the plain dQ writer's, without early scores, _wd or _wl");
   static_assert(!(DQ_WRITER && Base::kBulkDq), "sm90 backward: the dQ writer (_w) replaces the consumers' bulk reductions (_r)");
   static_assert(!ORDERED_DQ || DQ_WRITER, "sm90 backward: the ordered dQ reduction (d) is the dQ writer's (_wd)");
   static_assert(
@@ -188,13 +197,15 @@ struct Sm90BwdPipeline {
   static __device__ constexpr bool dq_writer() { return false; }
   static __device__ constexpr bool ordered_dq() { return false; }
   static __device__ constexpr bool local_dq() { return false; }
+  static __device__ constexpr bool persistent() { return false; }
 };
-template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ, bool LOCAL_DQ>
-struct Sm90BwdPipeline<BwdSm90Tuned<Base, EARLY_SCORES, DQ_WRITER, ORDERED_DQ, LOCAL_DQ>> {
+template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ, bool LOCAL_DQ, bool PERSISTENT>
+struct Sm90BwdPipeline<BwdSm90Tuned<Base, EARLY_SCORES, DQ_WRITER, ORDERED_DQ, LOCAL_DQ, PERSISTENT>> {
   static __device__ constexpr bool early_scores() { return EARLY_SCORES; }
   static __device__ constexpr bool dq_writer() { return DQ_WRITER; }
   static __device__ constexpr bool ordered_dq() { return ORDERED_DQ; }
   static __device__ constexpr bool local_dq() { return LOCAL_DQ; }
+  static __device__ constexpr bool persistent() { return PERSISTENT; }
 };
 
 template <class C>
@@ -847,9 +858,65 @@ __device__ __forceinline__ void store_zero_query_rows(const SigjitBwdParams& bp,
   }
 }
 
+// _wp: each role walks the CTA's key tiles (sm90/bwd_schedule.h) with its own copy of the
+// schedule and the same step count, so the three agree on every stage, phase and buffer without
+// talking. Wholly padded key blocks cost the consumers their zero rows and the others nothing.
+template <class C>
+__device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm) {
+  const SigjitFwdParams& p = params.p.fwd;
+  const int heads_kv = p.heads_q / p.kv_group, key_blocks = sched::bwd_key_blocks(p.seqlen_k, C::kBlockN);
+  const int tiles = key_blocks * heads_kv * p.batch;  // fits an int: checked on the host
+  if (threadIdx.x < 128) {
+    if (C::kRebalanceRegs) setmaxnreg_dec<C::kProducerRegs>();
+    if (threadIdx.x != 0 && threadIdx.x != 32) return;
+    int g = 0;
+    for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+      const sched::BwdTile tile = sched::bwd_tile(t, key_blocks, heads_kv);
+      const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group), tile.key_block);
+      if (w.total_steps == 0) continue;
+      if (threadIdx.x == 0)
+        bwd_produce<C>(params, sm, w, tile.head_kv, tile.batch, g);
+      else
+        bwd_write_dq<C>(params, sm, w, tile.head_kv, tile.batch, tile.key_block, g);
+      g += w.total_steps;
+    }
+    return;
+  }
+  if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
+  int g = 0;
+  u32 kv_phase = 0;
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const sched::BwdTile tile = sched::bwd_tile(t, key_blocks, heads_kv);
+    const SeqSlice seq = locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group);
+    const int n_start = tile.key_block * C::kBlockN;
+    if (n_start >= seq.len_k) {  // as bwd_sm90_kernel's wholly padded key block, by the consumers
+      if (C::kLayout == kPadded && n_start < p.seqlen_k) {
+        const int thread = threadIdx.x - 128, threads = C::kThreads - 128;
+        store_zero_key_rows<C>(params.p, tile.batch, tile.head_kv, n_start, thread, threads);
+        if (params.p.dq_pad_zero_key_block != 0)
+          store_zero_query_rows<C>(params.p, seq, tile.batch, tile.head_kv, tile.key_block, thread, threads);
+      }
+      continue;
+    }
+    const BwdSm90Work w = bwd_sm90_work<C>(p, seq, tile.key_block);
+    bwd_consume<C>(params, sm, seq, w, tile.head_kv, tile.batch, g, kv_phase);
+    if (w.total_steps > 0) {
+      g += w.total_steps;
+      kv_phase ^= 1;
+    }
+  }
+}
+
 template <class C>
 __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& params) {
   extern __shared__ __align__(1024) unsigned char bwd_sm90_smem[];
+  if constexpr (Sm90BwdPipeline<C>::persistent()) {
+    const BwdSm90Smem<C> sm{(shared_address(bwd_sm90_smem) + 1023u) & ~1023u};
+    if (threadIdx.x == 0) bwd_init_barriers<C>(sm);
+    __syncthreads();
+    bwd_sm90_persistent<C>(params, sm);
+    return;
+  }
   const SigjitFwdParams& p = params.p.fwd;
   const int b = blockIdx.z, h_kv = blockIdx.y;
   {

@@ -386,6 +386,36 @@ TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
   }
 }
 
+// The persistent writer (_wp) beside the writer tile it extends (_w), same spec: the same
+// mbarriers and shared memory (the next tile's K/V wait on the last step's ring stage, no barrier
+// of their own), and a loop over key tiles striding by the grid (%nctaid.x) where the one-tile
+// kernel reads its tile from %ctaid.y and %ctaid.z.
+TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
+  const auto count = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  for (int d : {64, 128}) {
+    const KernelSpec s = bwd_spec_of(d, /*heavy=*/true);  // padded: the wholly padded key blocks' zero rows too
+    sigjit::Sm90BwdTile levers;
+    levers.dq_writer = true;
+    const TileConfig writer = sigjit::sm90_backward_variant(s, levers);
+    levers.persistent = true;
+    const TileConfig persistent = sigjit::sm90_backward_variant(s, levers);
+    std::string writer_ptx, persistent_ptx;
+    ASSERT_EQ(compile_problems(s, writer, nullptr, &writer_ptx), "") << writer.describe();
+    ASSERT_EQ(compile_problems(s, persistent, nullptr, &persistent_ptx), "") << persistent.describe();
+    EXPECT_EQ(count(persistent_ptx, "mbarrier.init"), count(writer_ptx, "mbarrier.init")) << persistent.describe();
+    EXPECT_EQ(sigjit::check_config(s, persistent), "");
+    EXPECT_EQ(sigjit::smem_bytes(s, persistent), sigjit::smem_bytes(s, writer));
+    EXPECT_GT(count(persistent_ptx, "%nctaid.x"), 0u) << persistent.describe();
+    EXPECT_EQ(count(writer_ptx, "%nctaid.x"), 0u) << writer.describe();
+    EXPECT_EQ(count(persistent_ptx, "%ctaid.y") + count(persistent_ptx, "%ctaid.z"), 0u) << persistent.describe();
+    EXPECT_GT(count(writer_ptx, "%ctaid.z"), 0u) << writer.describe();
+  }
+}
+
 // An ordered tile (_wd) finds its counters only in the ordered path's workspace
 // (enqueue_ordered_backward). Launched any other way (a forced tile on the fast path, an imported
 // cache entry in the tuner or `sigjit verify`) it would wait on and write past the end of a
@@ -439,6 +469,9 @@ TEST(Sm90BwdConfig, DescribeAndParseRoundTrip) {
   EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, true, false, true}).describe(), "hb128x64c2s2o_wl");
   const sigjit::Sm90BwdTile local = TileConfig::parse("hb128x128c2s2_wl", "test").get<sigjit::Sm90BwdTile>();
   EXPECT_TRUE(local.local_dq && local.dq_writer && !local.ordered_dq && !local.early_scores);
+  EXPECT_EQ(TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, true, false, false, true}).describe(), "hb128x64c2s2o_wp");
+  const sigjit::Sm90BwdTile persistent = TileConfig::parse("hb128x128c2s2o_wp", "test").get<sigjit::Sm90BwdTile>();
+  EXPECT_TRUE(persistent.persistent && persistent.dq_writer && persistent.overlap && !persistent.local_dq && !persistent.ordered_dq);
   for (const char* text : {"hb128x64c2s2o_r", "hb128x128c2s2_r", "hb128x64c2s3o", "hb128x64c2s2oe_r", "hb128x128c2s2e_r", "hb64x64c1s2e",
                            "hb128x64c2s2o_w", "hb128x128c2s2e_w"}) {
     const TileConfig back = TileConfig::parse(text, "test");
@@ -470,6 +503,9 @@ TEST(Sm90BwdConfig, ParseRejectsMalformedAndInconsistentStrings) {
   EXPECT_THAT(message("hb128x64c2s2ol"), HasSubstr("expected"));  // l sums in the writer's staging tile: _wl only
   EXPECT_THAT(message("hb128x64c2s2_rl"), HasSubstr("expected"));
   EXPECT_THAT(message("hb128x64c2s2_wdl"), HasSubstr("expected"));
+  EXPECT_THAT(message("hb128x64c2s2op"), HasSubstr("expected"));  // p: the writer's persistent schedule, _wp only
+  EXPECT_THAT(message("hb128x64c2s2_rp"), HasSubstr("expected"));
+  EXPECT_THAT(message("hb128x64c2s2_wpd"), HasSubstr("expected"));
 }
 
 TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
@@ -509,6 +545,11 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
        "early scores"},
       {"sm_90a", 64, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{128, 1, 2, false, false, false, true, false, true}),
        "sums the partials of 2"},
+      // The persistent schedule (_wp): the plain writer's.
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, true, true, false, false, true}),
+       "the persistent schedule is the plain dQ writer's"},
+      {"sm_90a", 128, Direction::backward_fused, TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, false, false, false, true}),
+       "the persistent schedule is the plain dQ writer's"},
   };
   for (const Bad& b : bad) {
     KernelSpec s = bwd_spec(b.head_dim, b.arch);
@@ -557,6 +598,10 @@ TEST(Sm90BwdConfig, VariantsKeepTheDefaultShapeAndOverlapOnlyWhereItCompilesClea
   EXPECT_EQ(variant(128, false, false, true, false), sigjit::default_sm90_backward_config(bwd_spec(128)).describe());
   EXPECT_EQ(variant(128, true, false, false, false), "hb128x64c2s2o_r");
   EXPECT_EQ(variant(128, false, true, true, true), "hb128x64c2s2oe_wd");
+  sigjit::Sm90BwdTile persistent;
+  persistent.dq_writer = persistent.persistent = true;
+  EXPECT_EQ(sigjit::sm90_backward_variant(bwd_spec(64), persistent).describe(), "hb128x128c2s2o_wp");
+  EXPECT_EQ(sigjit::sm90_backward_variant(bwd_spec(128), persistent).describe(), "hb128x64c2s2o_wp");
 }
 
 using sigjit::testing::expect_templates_reject;
@@ -575,6 +620,8 @@ TEST(Sm90BwdConfig, TemplateStaticAssertsRejectForcedBadConfigs) {
       {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, false, false, true}), "is the dQ writer's (_wd)"},
       {bwd_spec(64), TileConfig(sigjit::Sm90BwdTile{128, 2, 2, false, false, true, true, false, true}),
        "warpgroup-local dQ (_wl) is the dQ writer's"},
+      {bwd_spec(128), TileConfig(sigjit::Sm90BwdTile{64, 2, 2, true, false, true, true, false, false, true}),
+       "the persistent schedule (_wp) is the plain dQ writer's"},
   });
 }
 
@@ -610,7 +657,9 @@ TEST(Sm90BwdConfig, GateKeepsTheFamilyOutOfDefaultsAndCandidates) {
       if (e == std::string::npos) continue;
       EXPECT_EQ(names.count(name.substr(0, e) + name.substr(e + 1)), 1u) << name;
     }
-    EXPECT_EQ(sigjit::sm90_backward_tiles(s, sigjit::kSm90BackwardLeversVerified, sigjit::kSm90BackwardLocalDqVerified).size(),
+    EXPECT_EQ(sigjit::sm90_backward_tiles(s, sigjit::kSm90BackwardLeversVerified, sigjit::kSm90BackwardLocalDqVerified,
+                                          sigjit::kSm90BackwardPersistentVerified)
+                  .size(),
               static_cast<std::size_t>(sm90_bwd))
         << d;
     // The ordered dQ reduction is the deterministic mode's, never a tuner's choice.

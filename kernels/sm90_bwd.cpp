@@ -257,8 +257,15 @@ TileConfig default_sm90_backward_config(const KernelSpec& spec) {
   // the bulk row reductions (_r) at hd 128 (H100, 2026-12-05); at hd 64, after the conflict-free
   // staging stores and the two-instruction dS let it compile without spills, o_w beat e_w by
   // 1-4 % from 4096 keys and _r by 6 % at 1024 (H200, 2026-12-06).
+  // Persistent (_wp) at hd 64, dense and non-causal, up to 2k keys: +2.4-4.8 % over _w at L
+  // 512-2048, within the spread at 4096; at hd 128 it measured 2-6 % slower (H100, 2026-12-06,
+  // bench/PROFILE-backward.md). Padded, varlen and causal were not measured persistent: the tuner
+  // times _wp there.
   const int block_q = spec.head_dim <= 64 ? 128 : 64;
-  return TileConfig(sigjit::Sm90BwdTile{block_q, 2, 2, /*overlap*/ true, false, false, /*dq_writer*/ true});
+  sigjit::Sm90BwdTile t{block_q, 2, 2, /*overlap*/ true, false, false, /*dq_writer*/ true};
+  t.persistent = spec.head_dim <= 64 && spec.layout == Layout::dense && !spec.causal &&
+                 (spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k);
+  return TileConfig(t);
 }
 
 TileConfig sm90_backward_variant(const KernelSpec& spec, const Sm90BwdTile& levers) {

@@ -30,9 +30,11 @@ inline constexpr bool kSm90BackwardLeversVerified = true;
 // measured 0.84-0.97x the default at every point (bench/PROFILE-backward.md), so timing it would
 // only lengthen tunes. Forcing the tile (SIGJIT_FORCE_TILE) works.
 inline constexpr bool kSm90BackwardLocalDqVerified = false;
-// The persistent schedule (_wp) joins the tuner's candidates once its GPU suite and
-// compute-sanitizer have passed on a device; until then only a forced tile runs it.
-inline constexpr bool kSm90BackwardPersistentVerified = false;
+// The persistent schedule (_wp) is a tuner candidate since its forced GPU suite passed on an H100
+// (2026-12-06: BackwardMatrixSm90DqWriterPersistent, 210 cases over every layout, causal
+// alignment, GQA and score bias, with the grid capped at 3 CTAs so that each walks many key
+// tiles). compute-sanitizer has not yet run on it (the session's device time was spent).
+inline constexpr bool kSm90BackwardPersistentVerified = true;
 
 // Every valid tile the tuner could time for the spec, the levers included when with_levers, the
 // warpgroup-local dQ tiles when with_local_dq, the persistent ones when with_persistent (the

@@ -565,11 +565,22 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
   for (int d : {64, 128}) EXPECT_EQ(sigjit::check_config(bwd_spec(d), sigjit::default_sm90_backward_config(bwd_spec(d))), "") << d;
   // The defaults issue 21's measurements chose (bench/PROFILE-backward.md): the overlapped dQ
   // writer at every length, 64-query steps at hd 128 (H100 2026-12-05), 128 at hd 64 (H200 2026-12-06).
+  // At hd 64 the persistent writer (_wp) up to 2k keys, dense and non-causal (H100 2026-12-06).
   for (const auto& [d, tile] : {std::pair{128, "hb128x64c2s2o_w"}, std::pair{64, "hb128x128c2s2o_w"}}) {
     KernelSpec s = bwd_spec(d);
-    for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::over_8k}) {
+    for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::up_to_8k,
+                                sigjit::SeqBucket::over_8k}) {
       s.bucket = b;
-      EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), tile) << d;
+      const bool short_bucket = b == sigjit::SeqBucket::up_to_512 || b == sigjit::SeqBucket::up_to_2k;
+      EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), std::string(tile) + (d == 64 && short_bucket ? "p" : "")) << d;
+      for (bool causal : {false, true})
+        for (sigjit::Layout layout : {sigjit::Layout::padded, sigjit::Layout::varlen, sigjit::Layout::dense}) {
+          KernelSpec other = s;
+          other.causal = causal;
+          other.layout = layout;
+          if (!causal && layout == sigjit::Layout::dense) continue;
+          EXPECT_EQ(sigjit::default_sm90_backward_config(other).describe(), tile) << other.describe();
+        }
     }
   }
   // _r belongs to the sm90 backward family only: another family's tile has no such field
@@ -590,12 +601,12 @@ TEST(Sm90BwdConfig, VariantsKeepTheDefaultShapeAndOverlapOnlyWhereItCompilesClea
     levers.ordered_dq = ordered_dq;
     return sigjit::sm90_backward_variant(bwd_spec(d), levers).describe();
   };
-  EXPECT_EQ(variant(64, false, false, true, false), sigjit::default_sm90_backward_config(bwd_spec(64)).describe());
+  EXPECT_EQ(variant(64, false, false, true, false), "hb128x128c2s2o_w");  // the default's, without the persistent schedule
   EXPECT_EQ(variant(64, false, false, false, false), "hb128x128c2s2");
   EXPECT_EQ(variant(64, true, false, false, false), "hb128x128c2s2_r");
   EXPECT_EQ(variant(64, false, true, true, false), "hb128x128c2s2e_w");
   EXPECT_EQ(variant(64, false, true, true, true), "hb128x128c2s2e_wd");  // the deterministic mode's, as measured
-  EXPECT_EQ(variant(128, false, false, true, false), sigjit::default_sm90_backward_config(bwd_spec(128)).describe());
+  EXPECT_EQ(variant(128, false, false, true, false), "hb128x64c2s2o_w");
   EXPECT_EQ(variant(128, true, false, false, false), "hb128x64c2s2o_r");
   EXPECT_EQ(variant(128, false, true, true, true), "hb128x64c2s2oe_wd");
   sigjit::Sm90BwdTile persistent;

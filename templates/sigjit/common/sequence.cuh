@@ -74,12 +74,13 @@ __device__ __forceinline__ SeqSlice locate_sequence(const SigjitFwdParams& p, in
 }
 
 // Zeros in rows [row_begin, row_end), 16 bytes a store, by `threads` threads from `thread` (by
-// default the whole CTA).
+// default, thread < 0, the whole CTA; threadIdx.x is then read where the loop starts, as before
+// the parameters existed, which keeps the kernels that pass none unchanged).
 template <class C>
-__device__ __forceinline__ void store_zero_rows(u16* o, i64 row_stride, int row_begin, int row_end, int thread = threadIdx.x,
+__device__ __forceinline__ void store_zero_rows(u16* o, i64 row_stride, int row_begin, int row_end, int thread = -1,
                                                 int threads = C::kThreads) {
   const int chunks = (row_end - row_begin) * C::kChunksPerRow;
-  for (int c = thread; c < chunks; c += threads) {
+  for (int c = thread < 0 ? (int)threadIdx.x : thread; c < chunks; c += threads) {
     const int row = row_begin + c / C::kChunksPerRow;
     const int col = (c % C::kChunksPerRow) * 8;
     *(uint4*)(o + (i64)row * row_stride + col) = make_uint4(0, 0, 0, 0);

@@ -277,6 +277,18 @@ __device__ __forceinline__ void bwd_init_barriers(const BwdSm90Smem<C>& sm) {
   fence_barrier_init();
 }
 
+// The sequence (and key block) a role works on: the persistent schedule's, else blockIdx read where
+// it is needed, so that the one-tile kernels compile as before the schedule existed (a blockIdx
+// held in a register from the kernel's start changed their allocation).
+template <class C>
+__device__ __forceinline__ int tile_batch(int b) {
+  return Sm90BwdPipeline<C>::persistent() ? b : (int)blockIdx.z;
+}
+template <class C>
+__device__ __forceinline__ int tile_key_block(int key_block) {
+  return Sm90BwdPipeline<C>::persistent() ? key_block : (int)blockIdx.x;
+}
+
 // The producer: one thread issues every load of the CTA, in consumption order. g0: the steps the
 // CTA ran before this key block (persistent, _wp; else 0), which index the Q/dO ring's stages and
 // phases; the previous block's K and V are free once its last step's stage is released, after the
@@ -287,12 +299,12 @@ __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, c
   const SigjitFwdParams& p = params.p.fwd;
   int q_row0, k_row0, batch;
   if (C::kLayout == kVarlen) {
-    q_row0 = clamp_len(p.cu_seqlens_q[b], p.total_q);
-    k_row0 = clamp_len(p.cu_seqlens_k[b], p.total_k);
+    q_row0 = clamp_len(p.cu_seqlens_q[tile_batch<C>(b)], p.total_q);
+    k_row0 = clamp_len(p.cu_seqlens_k[tile_batch<C>(b)], p.total_k);
     batch = 0;
   } else {
     q_row0 = k_row0 = 0;
-    batch = b;
+    batch = tile_batch<C>(b);
   }
   if (g0 > 0) mbarrier_wait(sm.empty((g0 - 1) % C::kStages), ((g0 - 1) / C::kStages) & 1);
   mbarrier_arrive_expect_tx(sm.kv_full(), 2 * C::kKBytes);
@@ -318,9 +330,9 @@ template <class C>
 __device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv, int b,
                                              int key_block, int g0) {
   const SigjitFwdParams& p = params.p.fwd;
-  int q_row0 = 0, batch = b;
+  int q_row0 = 0, batch = tile_batch<C>(b);
   if (C::kLayout == kVarlen) {
-    q_row0 = clamp_len(p.cu_seqlens_q[b], p.total_q);
+    q_row0 = clamp_len(p.cu_seqlens_q[tile_batch<C>(b)], p.total_q);
     batch = 0;
   }
   for (int i = 0; i < w.total_steps; ++i) {
@@ -330,8 +342,8 @@ __device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, 
     const int m_start = (w.m_first + i % w.steps_per_head) * C::kBlockM;
     int* counter = nullptr;
     if constexpr (Sm90BwdPipeline<C>::ordered_dq()) {
-      counter = params.dq_counters + (i64)b * params.dq_counters_per_seq + h * params.dq_counters_per_head + m_start / 64;
-      while (ld_acquire_gpu(counter) != key_block) {
+      counter = params.dq_counters + (i64)tile_batch<C>(b) * params.dq_counters_per_seq + h * params.dq_counters_per_head + m_start / 64;
+      while (ld_acquire_gpu(counter) != tile_key_block<C>(key_block)) {
       }
       fence_proxy_async_global();  // the earlier blocks' additions before this block's
     }
@@ -705,7 +717,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   const SigjitBwdParams& bp = params.p;
   const SigjitFwdParams& p = bp.fwd;
   const int tid = threadIdx.x - 128, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
-  const SeqRows seq_at = seq_rows<C>(p, b);
+  const SeqRows seq_at = seq_rows<C>(p, tile_batch<C>(b));
   BwdSm90Rows rows;
   rows.key0 = w.n_start + wg * 64 + warp * 16 + lane / 4;
   const float bias = sequence_bias<C>(p, seq);
@@ -719,6 +731,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   const SigmoidFold<C::kExact> sig(p.scale);
 
   constexpr bool early = Sm90BwdPipeline<C>::early_scores();
+  static_assert(!early || !Sm90BwdPipeline<C>::persistent(), "early scores index the ring by the key block's own steps");
   float dk[C::kDAcc], dv[C::kDAcc];
   zero_regs<C>(dk);
   zero_regs<C>(dv);
@@ -728,8 +741,10 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   float s[C::kSAcc];
   if (w.total_steps > 0) mbarrier_wait(sm_in.kv_full(), kv_phase);
   if (early && w.total_steps > 0) {
-    mbarrier_wait(sm_in.q_full(g0 % C::kStages), (g0 / C::kStages) & 1);
-    issue_transposed_scores<C>(s, sm_in.k(), sm_in.q(g0 % C::kStages), wg);
+    // (early scores are never persistent: g0 is 0, and the step index below is i; written with g,
+    // ptxas spilled 4 B at hd 64 with score bias and the exact sigmoid)
+    mbarrier_wait(sm_in.q_full(0), 0);
+    issue_transposed_scores<C>(s, sm_in.k(), sm_in.q(0), wg);
     wgmma_wait<0>();
     pin_registers(s);
   }
@@ -792,8 +807,8 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
       // head while this step's stage is still held.
       await_dkdv<C>(dv, dk, pf, dsf);
       const bool last = i + 1 == w.total_steps;
-      const int next = last ? stage : (g + 1) % C::kStages;
-      if (!last) mbarrier_wait(sm.q_full(next), ((g + 1) / C::kStages) & 1);
+      const int next = last ? stage : (i + 1) % C::kStages;
+      if (!last) mbarrier_wait(sm.q_full(next), ((i + 1) / C::kStages) & 1);
       issue_transposed_scores<C>(s, sm.k(), sm.q(next), wg);
     }
     named_barrier_sync(C::kDsBarrier, C::kConsumers * 128);
@@ -826,7 +841,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
   // With the dQ writer the loop never needs the sequence's rows: read them again here rather
   // than keep them live across it (ptxas spilled them at hd 128, varlen, causal, e_w).
-  const SeqRows out_at = Sm90BwdPipeline<C>::dq_writer() ? seq_rows<C>(p, b) : seq_at;
+  const SeqRows out_at = Sm90BwdPipeline<C>::dq_writer() ? seq_rows<C>(p, tile_batch<C>(b)) : seq_at;
   u16* dk_out = (u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, out_at.batch, out_at.k_row0, h_kv);
   u16* dv_out = (u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, out_at.batch, out_at.k_row0, h_kv);
   store_grad_rows<C>(dk_out, bp.dk_stride_l, dk, p.scale, rows.key0, seq.len_k, clear_rows, lane);
@@ -836,7 +851,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
 // dK and dV rows [n_start, n_start + BLOCK_N) of a padded sequence past its keys: zeros, with
 // every thread of the CTA.
 template <class C>
-__device__ __forceinline__ void store_zero_key_rows(const SigjitBwdParams& bp, int b, int h_kv, int n_start, int thread = threadIdx.x,
+__device__ __forceinline__ void store_zero_key_rows(const SigjitBwdParams& bp, int b, int h_kv, int n_start, int thread = -1,
                                                     int threads = C::kThreads) {
   const int end = n_start + C::kBlockN < bp.fwd.seqlen_k ? n_start + C::kBlockN : bp.fwd.seqlen_k;
   store_zero_rows<C>((u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, b, 0, h_kv), bp.dk_stride_l, n_start, end,
@@ -849,7 +864,7 @@ __device__ __forceinline__ void store_zero_key_rows(const SigjitBwdParams& bp, i
 // group: zeros, with every thread of the CTA.
 template <class C>
 __device__ __forceinline__ void store_zero_query_rows(const SigjitBwdParams& bp, const SeqSlice& seq, int b, int h_kv, int key_block,
-                                                      int thread = threadIdx.x, int threads = C::kThreads) {
+                                                      int thread = -1, int threads = C::kThreads) {
   const SigjitFwdParams& p = bp.fwd;
   const RowRange rows = dq_rows_zeroed_by_key_block(key_block, seq.len_q, p.seqlen_q, seq.len_k, p.seqlen_k, C::kBlockN);
   for (int g = 0; g < p.kv_group; ++g) {

@@ -356,16 +356,18 @@ TEST(Sm90BwdCompile, EarlyScoresIssueTheNextScoresBeforeTheDsBarrier) {
     }
 }
 
+// How often `what` occurs in `text` (a PTX listing).
+std::size_t occurrences(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 // Warpgroup-local dQ (_wl) beside the writer tile it extends (_w), same spec: two more mbarriers
 // (warpgroup 0 hands its partial over), warpgroup 1 loads the partial back from the staging tile,
 // and at hd 128 each warpgroup's dQ GEMM spans the head dim over its own 64 keys: 4 more m64n128
 // k-steps where the writer tile's dQ was m64n64 over 128 keys.
 TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
-  const auto count = [](const std::string& text, const std::string& what) {
-    std::size_t n = 0;
-    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-  };
   for (int d : {64, 128}) {
     const KernelSpec s = bwd_spec(d);
     TileConfig writer = base_tile(s);
@@ -376,12 +378,12 @@ TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
     std::string writer_ptx, local_ptx;
     ASSERT_EQ(compile_problems(s, writer, nullptr, &writer_ptx), "") << writer.describe();
     ASSERT_EQ(compile_problems(s, local, nullptr, &local_ptx), "") << local.describe();
-    EXPECT_EQ(count(local_ptx, "mbarrier.init"), count(writer_ptx, "mbarrier.init") + 2) << local.describe();
-    EXPECT_EQ(count(writer_ptx, "ld.shared.v2.f32"), 0u) << writer.describe();
-    EXPECT_GT(count(local_ptx, "ld.shared.v2.f32"), 0u) << local.describe();
+    EXPECT_EQ(occurrences(local_ptx, "mbarrier.init"), occurrences(writer_ptx, "mbarrier.init") + 2) << local.describe();
+    EXPECT_EQ(occurrences(writer_ptx, "ld.shared.v2.f32"), 0u) << writer.describe();
+    EXPECT_GT(occurrences(local_ptx, "ld.shared.v2.f32"), 0u) << local.describe();
     if (d == 128) {
       const std::string n128 = "wgmma.mma_async.sync.aligned.m64n128k16";
-      EXPECT_EQ(count(local_ptx, n128), count(writer_ptx, n128) + 4) << local.describe();
+      EXPECT_EQ(occurrences(local_ptx, n128), occurrences(writer_ptx, n128) + 4) << local.describe();
     }
   }
 }
@@ -391,11 +393,6 @@ TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
 // of their own), and a loop over key tiles striding by the grid (%nctaid.x) where the one-tile
 // kernel reads its tile from %ctaid.y and %ctaid.z.
 TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
-  const auto count = [](const std::string& text, const std::string& what) {
-    std::size_t n = 0;
-    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-  };
   for (int d : {64, 128}) {
     const KernelSpec s = bwd_spec_of(d, /*heavy=*/true);  // padded: the wholly padded key blocks' zero rows too
     sigjit::Sm90BwdTile levers;
@@ -406,13 +403,13 @@ TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
     std::string writer_ptx, persistent_ptx;
     ASSERT_EQ(compile_problems(s, writer, nullptr, &writer_ptx), "") << writer.describe();
     ASSERT_EQ(compile_problems(s, persistent, nullptr, &persistent_ptx), "") << persistent.describe();
-    EXPECT_EQ(count(persistent_ptx, "mbarrier.init"), count(writer_ptx, "mbarrier.init")) << persistent.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "mbarrier.init"), occurrences(writer_ptx, "mbarrier.init")) << persistent.describe();
     EXPECT_EQ(sigjit::check_config(s, persistent), "");
     EXPECT_EQ(sigjit::smem_bytes(s, persistent), sigjit::smem_bytes(s, writer));
-    EXPECT_GT(count(persistent_ptx, "%nctaid.x"), 0u) << persistent.describe();
-    EXPECT_EQ(count(writer_ptx, "%nctaid.x"), 0u) << writer.describe();
-    EXPECT_EQ(count(persistent_ptx, "%ctaid.y") + count(persistent_ptx, "%ctaid.z"), 0u) << persistent.describe();
-    EXPECT_GT(count(writer_ptx, "%ctaid.z"), 0u) << writer.describe();
+    EXPECT_GT(occurrences(persistent_ptx, "%nctaid.x"), 0u) << persistent.describe();
+    EXPECT_EQ(occurrences(writer_ptx, "%nctaid.x"), 0u) << writer.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "%ctaid.y") + occurrences(persistent_ptx, "%ctaid.z"), 0u) << persistent.describe();
+    EXPECT_GT(occurrences(writer_ptx, "%ctaid.z"), 0u) << writer.describe();
   }
 }
 

@@ -65,6 +65,13 @@ std::optional<std::string> text(std::string_view name) {
   return std::string(v);
 }
 
+std::optional<long long> parse_int(std::string_view s, long long lo, long long hi) {
+  if (s.empty() || s.size() > 12 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+  const long long v = std::stoll(std::string(s));
+  if (v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
 bool flag(std::string_view name) {
   const auto v = text(name);
   return v && *v != "0";

@@ -27,4 +27,8 @@ bool flag(std::string_view name);
 // getenv's own answer (nullptr when unset), for readers that parse the text themselves.
 const char* raw(std::string_view name);
 
+// Decimal digits only (no sign, no spaces, at most 12 digits), within [lo, hi]; nullopt otherwise.
+// The one integer parser for switch values and URL fields, so that they all refuse the same text.
+std::optional<long long> parse_int(std::string_view s, long long lo, long long hi);
+
 }  // namespace sigjit::env

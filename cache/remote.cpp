@@ -129,14 +129,6 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
-// Decimal digits only, within [lo, hi]; nullopt otherwise.
-std::optional<long long> parse_int(std::string_view s, long long lo, long long hi) {
-  if (s.empty() || s.size() > 12 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
-  const long long v = std::stoll(std::string(s));
-  if (v < lo || v > hi) return std::nullopt;
-  return v;
-}
-
 bool is_host_char(char c, bool ipv6) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.') return true;
   return ipv6 ? (c == ':' || c == '%') : (c == '-' || c == '_');
@@ -145,7 +137,7 @@ bool is_host_char(char c, bool ipv6) {
 milliseconds env_ms(const char* name, milliseconds fallback) {
   const char* v = env::raw(name);
   if (v == nullptr || *v == '\0') return fallback;
-  const auto ms = parse_int(v, 1, kMaxRemoteTimeout.count());
+  const auto ms = env::parse_int(v, 1, kMaxRemoteTimeout.count());
   if (!ms)
     fail(fmt::format("{}='{}': expected milliseconds from 1 to {}, e.g. {}", name, printable(v), kMaxRemoteTimeout.count(),
                      fallback.count()));
@@ -429,12 +421,12 @@ RemoteConfig RemoteConfig::parse_url(std::string_view url, const char* what) {
   if (!std::all_of(c.host.begin(), c.host.end(), [&](char ch) { return is_host_char(ch, ipv6); }))
     throw bad(fmt::format("the host '{}' has characters other than letters, digits, '.', '-', '_'", printable(c.host)));
   if (!port_text.empty()) {
-    const auto port = parse_int(port_text, 1, 65535);
+    const auto port = env::parse_int(port_text, 1, 65535);
     if (!port) throw bad(fmt::format("port '{}' is not a number from 1 to 65535", printable(port_text)));
     c.port = static_cast<int>(*port);
   }
   if (path.size() > 1) {
-    const auto db = parse_int(path.substr(1), 0, 65535);
+    const auto db = env::parse_int(path.substr(1), 0, 65535);
     if (!db) throw bad(fmt::format("database '{}' is not a number from 0 to 65535", printable(path.substr(1))));
     c.db = static_cast<int>(*db);
   }

@@ -147,13 +147,12 @@ int max_parallel_compiles() {
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     const std::optional<std::string> v = env::text("SIGJIT_MAX_PARALLEL_COMPILES");
     if (!v) return static_cast<int>(cores);
-    char* end = nullptr;
-    const long x = std::strtol(v->c_str(), &end, 10);
-    if (end == v->c_str() || *end != '\0' || x < 1 || x > 4096) {
+    const std::optional<long long> x = env::parse_int(*v, 1, 4096);
+    if (!x) {
       std::fprintf(stderr, "sigjit: SIGJIT_MAX_PARALLEL_COMPILES=%s is not a number 1..4096; using %u (the cores)\n", v->c_str(), cores);
       return static_cast<int>(cores);
     }
-    return static_cast<int>(x);
+    return static_cast<int>(*x);
   }();
   return n;
 }

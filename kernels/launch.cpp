@@ -369,11 +369,11 @@ SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParam
 }  // namespace
 
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
-                            const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream) {
+                            const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream) {
   const SigjitBwdParams p = with_padded_dq_zeroing(r, params, fused_config);
   const std::size_t bytes = dq_workspace_bytes(r);
   if (bytes > 0) zero_dq_workspace(r, p, convert, bytes, stream);
-  launch(r, Direction::backward_fused, &p, fused, fused_config, 0, stream);
+  launch(r, Direction::backward_fused, &p, fused, fused_config, sm_count, stream);
   if (bytes > 0) launch(r, Direction::backward_dq_convert, &p, convert, dq_convert_config(), 0, stream);
 }
 

@@ -63,8 +63,9 @@ DqCounters dq_counters(const detail::Resolved& r);
 SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, void* dq_accum);
 
 // The fused backward on the stream: zero params.dq_accum, the fused kernel, the convert kernel.
+// sm_count (the device's) sizes a persistent fused kernel's grid.
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
-                            const TileConfig& fused_config, const detail::LoadedKernel& convert, CUstream stream);
+                            const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream);
 
 // The deterministic mode's Hopper path on the stream: zero params.dq_accum's fp32 values and the
 // ordered reduction's counters after them (dq_workspace_bytes + dq_counters bytes, the caller's

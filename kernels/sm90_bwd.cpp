@@ -15,7 +15,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <limits>
 #include <optional>
 #include <string>
@@ -193,18 +192,17 @@ class Sm90Bwd final : public Family {
   }
 
  private:
-  // One CTA per SM (the tile takes the SM's shared memory): the launch's SM count, else the
-  // current device's; SIGJIT_PERSISTENT_BWD_CTAS caps it (tests: every CTA walks many tiles).
+  // One CTA per SM (the tile takes the SM's shared memory): the device's SM count, which the
+  // runtime and the tuner pass with the launch; SIGJIT_PERSISTENT_BWD_CTAS overrides it (tests:
+  // every CTA walks many tiles).
   static int sm_count(const Launch& l) {
     if (const std::optional<std::string> cap = env::text("SIGJIT_PERSISTENT_BWD_CTAS")) {
-      int n = 0;
-      const auto [end, ec] = std::from_chars(cap->data(), cap->data() + cap->size(), n);
-      if (ec != std::errc() || end != cap->data() + cap->size() || n < 1)
-        throw Error(fmt::format("SIGJIT_PERSISTENT_BWD_CTAS={}: expected a positive integer", *cap));
-      return n;
+      const std::optional<long long> n = env::parse_int(*cap, 1, std::numeric_limits<int>::max());
+      if (!n) throw Error(fmt::format("SIGJIT_PERSISTENT_BWD_CTAS={}: expected a positive integer", *cap));
+      return static_cast<int>(*n);
     }
     if (l.sm_count > 0) return l.sm_count;
-    CUdevice device = 0;
+    CUdevice device = 0;  // a launch without the count (none in the library): the current device's
     int count = 0;
     SIGJIT_CHECK_CU(detail::driver().cuCtxGetDevice(&device));
     SIGJIT_CHECK_CU(detail::driver().cuDeviceGetAttribute(&count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device));

@@ -357,7 +357,7 @@ void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec,
   std::optional<WorkspaceLease> lease;
   if (caller_workspace == nullptr && bytes > 0) lease.emplace(acquire_workspace(dev.context, stream, bytes));
   params.dq_accum = static_cast<float*>(caller_workspace ? caller_workspace : lease ? reinterpret_cast<void*>(lease->ptr()) : nullptr);
-  kernels::enqueue_fused_backward(r, params, fused.kernel, fused.config, convert.kernel, stream);
+  kernels::enqueue_fused_backward(r, params, fused.kernel, fused.config, convert.kernel, dev.sm_count, stream);
 }
 
 // The deterministic mode on the Hopper backward: the fused kernel with the dQ writer adding in

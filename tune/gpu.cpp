@@ -165,7 +165,8 @@ class GpuMeasurer final : public tuner::Measurer {
       case Direction::backward_dq: return kernels::launch(problem_, spec_.direction, &bwd_params_, k, config, 0, nullptr);
       case Direction::backward_fused:
       case Direction::backward_dq_convert:
-        return kernels::enqueue_fused_backward(problem_, bwd_params_, partners_.fused, partners_.fused_config, partners_.convert, nullptr);
+        return kernels::enqueue_fused_backward(problem_, bwd_params_, partners_.fused, partners_.fused_config, partners_.convert,
+                                              dev_.sm_count, nullptr);
       case Direction::fp8_quantize: break;  // refused by tune_and_store and check_on_gpu
     }
   }

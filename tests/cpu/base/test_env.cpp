@@ -73,4 +73,17 @@ TEST(EnvSwitches, ReadersFollowTheTable) {
   EXPECT_THROW(sigjit::env::text("SIGJIT_NOT_A_SWITCH"), std::logic_error);
 }
 
+TEST(EnvSwitches, IntegersAreDecimalDigitsWithinTheRange) {
+  using sigjit::env::parse_int;
+  EXPECT_EQ(parse_int("0", 0, 10), 0);
+  EXPECT_EQ(parse_int("132", 1, 2147483647), 132);
+  EXPECT_EQ(parse_int("10", 1, 10), 10);
+  EXPECT_EQ(parse_int("999999999999", 0, 999999999999LL), 999999999999LL);
+  for (const char* bad : {"", "-1", "+3", " 3", "3 ", "3x", "0x10", "1e3", "1.5", "9999999999999"})
+    EXPECT_FALSE(parse_int(bad, 0, 999999999999LL)) << "'" << bad << "' was accepted";
+  EXPECT_FALSE(parse_int("0", 1, 10));
+  EXPECT_FALSE(parse_int("11", 1, 10));
+  EXPECT_FALSE(parse_int("2147483648", 1, 2147483647));
+}
+
 }  // namespace

@@ -68,6 +68,11 @@
 #   h200_round.sh tailcheck build; the bulk-dQ (_r) matrix at hd 64 and 128 and compute-sanitizer (memcheck,
 #                           racecheck, synccheck) on a writer and a bulk-dQ case: both paths the tail change touched
 #   h200_round.sh ratios2   build; ratios' hd 128 compare.py points at L 4096 and 16384, dense and causal
+#   h200_round.sh verify    build; after the persistent schedule's refactor of the one-tile kernels (548ef9d)
+#                           and the SM count passed with the launch: the default-routed backward matrix,
+#                           then the persistent (_wp) forced matrix
+#   h200_round.sh verify2   the same machine after verify (no build): compute-sanitizer on two _wp cases
+#                           and a default-routed varlen case; the backward's time by kernel (bwd_split.py)
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
 #                           hd 128 first (run it after slope on the same machine: no build step)
@@ -285,6 +290,20 @@ tailcheck() {  # about 5 minutes: the other path the tail change touched (bulk d
   echo "=== tailcheck: done at ${SECONDS} s"
 }
 
+verify() {  # about 7 minutes
+  $run build || exit 1
+  $run gpu-tests 'Matrix/BackwardMatrix.*' 260 gpu_tests_verify_default.log
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 120 gpu_tests_verify_persistent.log
+  echo "=== verify: done at ${SECONDS} s"
+}
+
+verify2() {  # about 5 minutes
+  local wp=Matrix/BackwardMatrixSm90DqWriterPersistent.*
+  SIGJIT_BACKWARD_PATH=fused $run sanitize "$wp/dense_d64_bf16_full_logn_exact_q200*:$wp/padded_d64_bf16_causal_logn_sb_exact*:Matrix/BackwardMatrix.*/varlen_d128_bf16_causal_logn_sb_gqa_exact*" 100
+  ((SECONDS < 480)) && timeout 90 $run pybench bwd_split.py --head-dim 64,128 --seq 1024,4096,16384 --out "$OUT/bwd_split.md"
+  echo "=== verify2: done at ${SECONDS} s"
+}
+
 ratios2() {  # about 5 minutes: ratios' compare.py points its time limit cut (TritonSigmoid autotunes each shape)
   local impls=sigjit,triton-sigmoid,sdpa-cudnn
   $run build || exit 1
@@ -317,6 +336,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

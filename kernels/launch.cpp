@@ -281,6 +281,14 @@ std::size_t dq_workspace_bytes(const detail::Resolved& r) {
   return static_cast<std::size_t>(bytes);
 }
 
+std::size_t fused_workspace_bytes(const detail::Resolved& r) { return r.args.batch == 0 ? 0 : dq_workspace_bytes(r) + kTileCounterBytes; }
+
+int* tile_counter(const detail::Resolved& r, const SigjitBwdParams& params) {
+  if (params.dq_accum == nullptr)
+    throw Error("sm90 persistent backward: launched without the workspace that holds its tile counter (internal)");
+  return reinterpret_cast<int*>(reinterpret_cast<char*>(params.dq_accum) + dq_workspace_bytes(r));
+}
+
 DqCounters dq_counters(const detail::Resolved& r) {
   const AttentionArgs& a = r.args;
   DqCounters c;
@@ -325,16 +333,20 @@ void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* ba
 
 namespace {
 
-// Zeroes the dQ workspace's `bytes` of values before the reductions: in the padded layout only
-// the sequences' valid rows (the convert module's second entry; the other rows are never read),
-// elsewhere all of it (a varlen workspace holds only valid rows).
+// Zeroes the dQ workspace's `bytes` of values before the reductions, and the `tail` bytes after
+// them (the persistent kernel's tile counter): in the padded layout only the sequences' valid
+// rows (the convert module's second entry; the other rows are never read), elsewhere all of it
+// (a varlen workspace holds only valid rows) in one memset with the tail.
 void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& convert, std::size_t bytes,
-                       CUstream stream) {
+                       std::size_t tail, CUstream stream) {
   const AttentionArgs& a = r.args;
+  const auto base = reinterpret_cast<CUdeviceptr>(params.dq_accum);
   if (a.layout != Layout::padded) {
-    SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(params.dq_accum), 0, bytes, stream));
+    if (bytes + tail > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(base, 0, bytes + tail, stream));
     return;
   }
+  if (tail > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(base + bytes, 0, tail, stream));
+  if (bytes == 0) return;
   if (convert.prologue == nullptr)
     throw Error("the padded dQ convert module has no workspace zeroing entry (<name>_zero)", ErrorKind::cuda);
   const int rows = dq_convert_config().get<Sm80Tile>().block_m;  // the zero kernel's rows per CTA
@@ -372,7 +384,8 @@ void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& pa
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream) {
   const SigjitBwdParams p = with_padded_dq_zeroing(r, params, fused_config);
   const std::size_t bytes = dq_workspace_bytes(r);
-  if (bytes > 0) zero_dq_workspace(r, p, convert, bytes, stream);
+  const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
+  zero_dq_workspace(r, p, convert, bytes, tile != nullptr && tile->persistent ? kTileCounterBytes : 0, stream);
   launch(r, Direction::backward_fused, &p, fused, fused_config, sm_count, stream);
   if (bytes > 0) launch(r, Direction::backward_dq_convert, &p, convert, dq_convert_config(), 0, stream);
 }
@@ -382,7 +395,7 @@ void enqueue_ordered_backward(const detail::Resolved& r, const SigjitBwdParams& 
   // No query rows: no dQ and no counters, but the fused kernel still writes dK and dV (zeros).
   const SigjitBwdParams p = with_padded_dq_zeroing(r, params, fused_config);
   const std::size_t values = dq_workspace_bytes(r), counters = dq_counters(r).bytes;
-  if (values > 0) zero_dq_workspace(r, p, convert, values, stream);
+  if (values > 0) zero_dq_workspace(r, p, convert, values, 0, stream);
   if (counters > 0) {
     SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(p.dq_accum) + values, 0, counters, stream));
   }

@@ -50,6 +50,13 @@ void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* ba
 // total_q), heads_q, head_dim]; throws when the size does not fit memory.
 std::size_t dq_workspace_bytes(const detail::Resolved& r);
 
+// The fast (fused) backward's workspace: the fp32 dQ values, then kTileCounterBytes whose first
+// int is the persistent kernel's (_wp) tile counter; 0 for an empty batch (nothing launches).
+inline constexpr std::size_t kTileCounterBytes = 16;
+std::size_t fused_workspace_bytes(const detail::Resolved& r);
+// The tile counter in the fused backward's workspace (params.dq_accum).
+int* tile_counter(const detail::Resolved& r, const SigjitBwdParams& params);
+
 // The ordered dQ reduction's counters (the deterministic mode's Hopper path): one int per
 // (sequence, query head, 64 query rows of the buffer), after the dQ workspace's fp32 values.
 struct DqCounters {
@@ -62,8 +69,9 @@ DqCounters dq_counters(const detail::Resolved& r);
 // The backward kernels' parameter block; dq_accum may be null (deterministic path).
 SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, void* dq_accum);
 
-// The fused backward on the stream: zero params.dq_accum, the fused kernel, the convert kernel.
-// sm_count (the device's) sizes a persistent fused kernel's grid.
+// The fused backward on the stream: zero params.dq_accum (fused_workspace_bytes: the values, and
+// the tile counter for a persistent kernel), the fused kernel, the convert kernel. sm_count (the
+// device's) sizes a persistent fused kernel's grid.
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream);
 

@@ -24,7 +24,7 @@ namespace kernels {
 namespace {
 
 int smem(const KernelSpec& spec, const Sm90BwdTile& c) {
-  return kern::sm90::bwd_smem_bytes(spec.head_dim, c.block_k(), c.block_q, c.stages, c.bulk_dq, c.dq_writer, c.local_dq);
+  return kern::sm90::bwd_smem_bytes(spec.head_dim, c.block_k(), c.block_q, c.stages, c.bulk_dq, c.dq_writer, c.local_dq, c.persistent);
 }
 
 // BwdSm90Config's static_asserts as messages; sizes, the dQ split and limits from
@@ -182,10 +182,12 @@ class Sm90Bwd final : public Family {
     }
     if (t.persistent) {
       const long long tiles = sched::bwd_tiles(a.seqlen_k, t.block_k(), a.heads_kv, a.batch);
-      if (tiles > std::numeric_limits<int>::max())
+      const long long grid = std::min<long long>(tiles, sm_count(l));
+      if (tiles + grid > std::numeric_limits<int>::max())  // the last claims pass the last tile by up to grid
         throw Error(fmt::format("sm90 backward kernel {}: {} key tiles overflow the persistent schedule's index; split the batch",
                                 describe(config), tiles));
-      launch_kernel(l, static_cast<unsigned>(std::min<long long>(tiles, sm_count(l))), 1, 1, &params);
+      params.tile_counter = tile_counter(l.call, params.p);
+      launch_kernel(l, static_cast<unsigned>(grid), 1, 1, &params);
       return;
     }
     launch_kernel(l, static_cast<unsigned>((a.seqlen_k + t.block_k() - 1) / t.block_k()), a.heads_kv, a.batch, &params);

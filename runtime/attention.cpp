@@ -353,7 +353,7 @@ FusedKernels fused_kernels(const DeviceInfo& dev, const Resolved& r, KernelSpec 
 void run_fused(const DeviceInfo& dev, const Resolved& r, const KernelSpec& spec, SigjitBwdParams params, void* caller_workspace,
                CUstream stream) {
   const auto [fused, convert] = fused_kernels(dev, r, spec, params);
-  const std::size_t bytes = kernels::dq_workspace_bytes(r);
+  const std::size_t bytes = kernels::fused_workspace_bytes(r);
   std::optional<WorkspaceLease> lease;
   if (caller_workspace == nullptr && bytes > 0) lease.emplace(acquire_workspace(dev.context, stream, bytes));
   params.dq_accum = static_cast<float*>(caller_workspace ? caller_workspace : lease ? reinterpret_cast<void*>(lease->ptr()) : nullptr);
@@ -431,11 +431,11 @@ bool use_ordered_backward(const BackwardOptions& options) {
 
 namespace {
 
-// What a call's workspace must hold: the fast path's fp32 dQ values; in deterministic mode the
+// What a call's workspace must hold: the fast path's fp32 dQ values and tile counter; in deterministic mode the
 // ordered path's values and counters wherever it may run (head dims 64 and 128: the Hopper
 // family's; on other GPUs the two-kernel pair takes it and ignores the workspace), else nothing.
 std::size_t workspace_need(const detail::Resolved& r, bool deterministic) {
-  if (!deterministic) return kernels::dq_workspace_bytes(r);
+  if (!deterministic) return kernels::fused_workspace_bytes(r);
   const int hd = r.args.head_dim;
   if (!use_ordered_backward(BackwardOptions{true}) || (hd != 64 && hd != 128)) return 0;
   return kernels::dq_workspace_bytes(r) + kernels::dq_counters(r).bytes;

@@ -259,7 +259,7 @@ class GpuMeasurer final : public tuner::Measurer {
     Gradients g;
     g.dout = dout_->get(), g.dq = dq_->get(), g.dk = dk_->get(), g.dv = dv_->get();
     const Gradients resolved = resolve_gradients(problem_, g);
-    workspace_ = std::make_unique<DeviceAlloc>(fused_path() ? kernels::dq_workspace_bytes(problem_) : 0);
+    workspace_ = std::make_unique<DeviceAlloc>(fused_path() ? kernels::fused_workspace_bytes(problem_) : 0);
     bwd_params_ = kernels::backward_params(problem_, resolved, fused_path() ? workspace_->get() : nullptr);
     flops_ *= spec_.direction == Direction::backward_dkdv ? 2.0 : spec_.direction == Direction::backward_dq ? 1.5 : 2.5;
   }

@@ -180,10 +180,10 @@ struct BwdSm90Tuned : Base {
   static constexpr int kDqTileBytes = sm90::bwd_dq_writer_tile_bytes(Base::kHeadDim, Base::kBlockM);
   static constexpr int kDqBoxBytes = Base::kBlockM * sm90::kDqStageRowBytes;  // 32 fp32 columns of every row
   static constexpr int kBarOffset = Base::kBarOffset + sm90::bwd_dq_writer_stage_bytes(Base::kHeadDim, Base::kBlockM, DQ_WRITER);
-  static constexpr int kBarriers =
-      Base::kBarriers + (DQ_WRITER ? sm90::kBwdDqWriterBarriers : 0) + (LOCAL_DQ ? sm90::kBwdDqLocalBarriers : 0);
+  static constexpr int kBarriers = Base::kBarriers + (DQ_WRITER ? sm90::kBwdDqWriterBarriers : 0) +
+                                   (LOCAL_DQ ? sm90::kBwdDqLocalBarriers : 0) + (PERSISTENT ? sm90::kBwdTileQueueWords : 0);
   static constexpr int kSmemBytes =
-      sm90::bwd_smem_bytes(Base::kHeadDim, Base::kBlockN, Base::kBlockM, Base::kStages, Base::kBulkDq, DQ_WRITER, LOCAL_DQ);
+      sm90::bwd_smem_bytes(Base::kHeadDim, Base::kBlockN, Base::kBlockM, Base::kStages, Base::kBulkDq, DQ_WRITER, LOCAL_DQ, PERSISTENT);
   static_assert(kSmemBytes == kBarOffset + 8 * kBarriers + 1024, "sm90/bwd_limits.h: bwd_smem_bytes disagrees with the dQ writer's layout");
   static_assert(kSmemBytes <= sm90::kSmemLimit, "sm90 backward tile config exceeds the 227 KB of shared memory per block");
   static constexpr int kLocalDsBarrier = 3;  // + warpgroup: each warpgroup's own dS^T rows are stored (_wl)
@@ -230,6 +230,11 @@ struct BwdSm90Smem {
   __device__ __forceinline__ u32 dq_empty(int buf) const { return base + C::kBarOffset + 8 * (3 + 3 * C::kStages + buf); }
   // _wl: warpgroup 0's partial dQ tile is in staging tile buf (after the writer's mbarriers).
   __device__ __forceinline__ u32 dq_partial(int buf) const { return base + C::kBarOffset + 8 * (5 + 3 * C::kStages + buf); }
+  // _wp's tile queue (after the writer's mbarriers; _wl is never persistent): slot s's full and
+  // empty mbarriers and its tile index.
+  __device__ __forceinline__ u32 tile_full(int s) const { return base + C::kBarOffset + 8 * (5 + 3 * C::kStages + s); }
+  __device__ __forceinline__ u32 tile_empty(int s) const { return base + C::kBarOffset + 8 * (7 + 3 * C::kStages + s); }
+  __device__ __forceinline__ u32 tile_slot(int s) const { return base + C::kBarOffset + 8 * (9 + 3 * C::kStages + s); }
 };
 
 // The work of one CTA: which query blocks of which heads it visits, in step order.
@@ -272,6 +277,12 @@ __device__ __forceinline__ void bwd_init_barriers(const BwdSm90Smem<C>& sm) {
       mbarrier_init(sm.dq_full(buf), dq_storers);
       mbarrier_init(sm.dq_empty(buf), 1);                                                    // the writer, once the reductions have read it
       if constexpr (Sm90BwdPipeline<C>::local_dq()) mbarrier_init(sm.dq_partial(buf), 128);  // warpgroup 0's threads
+    }
+  }
+  if constexpr (Sm90BwdPipeline<C>::persistent()) {
+    for (int slot = 0; slot < 2; ++slot) {
+      mbarrier_init(sm.tile_full(slot), 1);                         // the producer posts
+      mbarrier_init(sm.tile_empty(slot), 1 + C::kConsumers * 128);  // the writer and every consumer thread take
     }
   }
   fence_barrier_init();
@@ -873,34 +884,69 @@ __device__ __forceinline__ void store_zero_query_rows(const SigjitBwdParams& bp,
   }
 }
 
-// _wp: each role walks the CTA's key tiles (sm90/bwd_schedule.h) with its own copy of the
-// schedule and the same step count, so the three agree on every stage, phase and buffer without
-// talking. Wholly padded key blocks cost the consumers their zero rows and the others nothing.
+// _wp's tile queue. The producer takes the grid's first tiles by blockIdx, then claims each next
+// one from a global counter, as the one-CTA-per-tile grid hands the next tile to the SM that frees
+// first (a fixed round-robin deal let the CTAs drift and ended on the slowest one: hd 128 lost
+// 2-6 %, bench/PROFILE-backward.md). It posts tile j in slot j % 2; the writer and the consumers
+// take them in the same order, so the three roles agree on every tile. An index >= tiles ends
+// the CTA.
+template <class C>
+__device__ __forceinline__ void post_tile(const BwdSm90Smem<C>& sm, int j, int tile) {
+  const int slot = j & 1;
+  if (j >= 2) mbarrier_wait(sm.tile_empty(slot), (j / 2 - 1) & 1);  // everyone took tile j - 2
+  st_shared_u32(sm.tile_slot(slot), (u32)tile);
+  mbarrier_arrive(sm.tile_full(slot));  // release: the slot's store is seen by whoever waits
+}
+template <class C>
+__device__ __forceinline__ int take_tile(const BwdSm90Smem<C>& sm, int j) {
+  const int slot = j & 1;
+  mbarrier_wait(sm.tile_full(slot), (j / 2) & 1);
+  u32 tile;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(tile) : "r"(sm.tile_slot(slot)) : "memory");
+  mbarrier_arrive(sm.tile_empty(slot));
+  return (int)tile;
+}
+
+// _wp: the producer claims key tiles (sm90/bwd_schedule.h's order) one ahead, so the claim's round
+// trip hides under the current tile's loads; each role carries the same step count across tiles,
+// so the three agree on every stage, phase and buffer. Wholly padded key blocks cost the
+// consumers their zero rows and the others nothing.
 template <class C>
 __device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm) {
   const SigjitFwdParams& p = params.p.fwd;
   const int heads_kv = p.heads_q / p.kv_group, key_blocks = sched::bwd_key_blocks(p.seqlen_k, C::kBlockN);
-  const int tiles = key_blocks * heads_kv * p.batch;  // fits an int: checked on the host
+  const int tiles = key_blocks * heads_kv * p.batch;  // + gridDim.x fits an int: checked on the host
   if (threadIdx.x < 128) {
     if (C::kRebalanceRegs) setmaxnreg_dec<C::kProducerRegs>();
     if (threadIdx.x != 0 && threadIdx.x != 32) return;
-    int g = 0;
-    for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const bool producer = threadIdx.x == 0;
+    int g = 0, t = (int)blockIdx.x;
+    if (producer) post_tile<C>(sm, 0, t);
+    for (int j = 0;; ++j) {
+      if (!producer) t = take_tile<C>(sm, j);
+      if (t >= tiles) return;
+      const int next = producer ? sched::bwd_claimed_tile(atomicAdd(params.tile_counter, 1), (int)gridDim.x) : 0;
       const sched::BwdTile tile = sched::bwd_tile(t, key_blocks, heads_kv);
       const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group), tile.key_block);
-      if (w.total_steps == 0) continue;
-      if (threadIdx.x == 0)
-        bwd_produce<C>(params, sm, w, tile.head_kv, tile.batch, g);
-      else
-        bwd_write_dq<C>(params, sm, w, tile.head_kv, tile.batch, tile.key_block, g);
-      g += w.total_steps;
+      if (w.total_steps > 0) {
+        if (producer)
+          bwd_produce<C>(params, sm, w, tile.head_kv, tile.batch, g);
+        else
+          bwd_write_dq<C>(params, sm, w, tile.head_kv, tile.batch, tile.key_block, g);
+        g += w.total_steps;
+      }
+      if (producer) {
+        post_tile<C>(sm, j + 1, next);
+        t = next;
+      }
     }
-    return;
   }
   if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
   int g = 0;
   u32 kv_phase = 0;
-  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+  for (int j = 0;; ++j) {
+    const int t = take_tile<C>(sm, j);
+    if (t >= tiles) return;
     const sched::BwdTile tile = sched::bwd_tile(t, key_blocks, heads_kv);
     const SeqSlice seq = locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group);
     const int n_start = tile.key_block * C::kBlockN;

@@ -32,13 +32,20 @@ SIGJIT_HD constexpr int bwd_dq_writer_stage_bytes(int head_dim, int block_q, boo
 // consumer warpgroup 0 hands its partial tile to warpgroup 1, which adds its own.
 enum : int { kBwdDqLocalBarriers = 2 };
 
+// The persistent schedule's (_wp) tile queue: two slots of one tile index, each with a full and an
+// empty mbarrier, in 8-byte words after the other mbarriers.
+enum : int { kBwdTileQueueWords = 6 };
+
 // K and V, STAGES x (Q + dO) tiles, two dS^T tiles, the dQ staging (rows for _r, swizzled tiles
-// for _w), 1 + 3 x STAGES mbarriers (+ 4 for _w, + 2 for _wl), 1024 bytes of alignment slack.
+// for _w), 1 + 3 x STAGES mbarriers (+ 4 for _w, + 2 for _wl, + the tile queue for _wp), 1024
+// bytes of alignment slack.
 SIGJIT_HD constexpr int bwd_smem_bytes(int head_dim, int block_k, int block_q, int stages, bool bulk_dq, bool dq_writer = false,
-                                       bool local_dq = false) {
+                                       bool local_dq = false, bool persistent = false) {
   return 2 * head_dim * (2 * block_k + 2 * stages * block_q) + 2 * 2 * block_k * block_q + bwd_dq_stage_bytes(head_dim, block_q, bulk_dq) +
          bwd_dq_writer_stage_bytes(head_dim, block_q, dq_writer) +
-         8 * (1 + 3 * stages + (dq_writer ? kBwdDqWriterBarriers : 0) + (local_dq ? kBwdDqLocalBarriers : 0)) + 1024;
+         8 * (1 + 3 * stages + (dq_writer ? kBwdDqWriterBarriers : 0) + (local_dq ? kBwdDqLocalBarriers : 0) +
+              (persistent ? kBwdTileQueueWords : 0)) +
+         1024;
 }
 
 // How the consumers share a step's dQ tile: by m64 query tiles where they divide over the

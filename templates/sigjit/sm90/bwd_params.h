@@ -26,4 +26,7 @@ struct SigjitBwdSm90Params {
   int* dq_counters;
   int dq_counters_per_head;  // ceil(seqlen_q / 64): seqlen_q the buffer length (varlen: the longest)
   int dq_counters_per_seq;   // heads_q * dq_counters_per_head
+  // The persistent schedule (_wp): key tiles handed out past the grid's first ones, zeroed with
+  // the workspace (its last 16 bytes).
+  int* tile_counter;
 };

@@ -1,15 +1,19 @@
 // The work-tile schedule of the persistent sm90 backward (tile suffix _wp, sm90/bwd.cuh).
 //
-// What: a persistent CTA takes key tiles t = blockIdx.x + k * gridDim.x; a tile is (key block,
-// kv head, sequence) with the key block fastest, the order the one-CTA-per-tile grid launches
-// them in, so that the CTAs running at once share a few heads' Q and dO in L2.
+// What: a persistent CTA c starts with key tile c and then claims one tile at a time from a global
+// counter (atomicAdd; tile = grid + the counter's old value) until a claim passes the last tile.
+// A tile is (key block, kv head, sequence) with the key block fastest, the order the
+// one-CTA-per-tile grid launches them in, so that the CTAs running at once share a few heads' Q
+// and dO in L2.
 // Why: a key block's fixed cost (launch, barrier init, K/V load, dK/dV stores) is 1.8-3.3 query
 // steps, a fifth of the time at L 1024 (bench/PROFILE-backward.md); a CTA that stays loads the
-// next block's K/V and Q/dO under this block's dK/dV stores and pays the launch once.
-// Cost: nothing per tile beyond a division and a modulo; tiles of unequal cost (causal, ragged)
-// are dealt round-robin, not balanced.
-// Shared by host and device: tests/cpu/templates/test_sm90_schedule.cpp checks that every tile is taken
-// exactly once for any grid.
+// next block's K/V and Q/dO under this block's dK/dV stores and pays the launch once. Claimed,
+// not dealt round-robin: a fixed deal let the CTAs drift apart and ended on the slowest one's
+// 16 tiles (hd 128 measured 2-6 % below one CTA per tile); claims hand each tile to the CTA that
+// frees first, as the hardware does for the one-CTA-per-tile grid, causal and ragged tiles too.
+// Cost: one atomicAdd per tile (issued a tile ahead), a 4-byte counter zeroed with the workspace.
+// Shared by host and device: tests/cpu/templates/test_sm90_bwd_schedule.cpp runs the claims under
+// random interleavings and checks that every tile is taken exactly once for any grid.
 #pragma once
 
 #include "sigjit/common/host_device.h"
@@ -27,6 +31,10 @@ SIGJIT_HD constexpr int bwd_key_blocks(int seqlen_k, int block_k) { return (seql
 SIGJIT_HD constexpr long long bwd_tiles(int seqlen_k, int block_k, int heads_kv, int batch) {
   return (long long)bwd_key_blocks(seqlen_k, block_k) * heads_kv * batch;
 }
+
+// The tile a claim gets: the counter's value before the claim's atomicAdd, past the grid's first
+// tiles (blockIdx.x).
+SIGJIT_HD constexpr int bwd_claimed_tile(int counter_before, int grid) { return grid + counter_before; }
 
 SIGJIT_HD constexpr BwdTile bwd_tile(int t, int key_blocks, int heads_kv) {
   return BwdTile{t % key_blocks, (t / key_blocks) % heads_kv, t / key_blocks / heads_kv};

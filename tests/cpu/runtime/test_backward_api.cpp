@@ -130,10 +130,11 @@ TEST_F(BackwardApi, CApiReportsNullGradients) {
 // ---- workspace ------------------------------------------------------------------------------
 
 constexpr std::size_t kDenseWorkspace = 4u * 2 * 64 * 4 * 64;  // fp32 x batch x seqlen_q x heads_q x head_dim
+constexpr std::size_t kTileCounter = 16;                       // after the fast path's values: the persistent kernel's
 
 TEST_F(BackwardApi, WorkspaceSizeIsOneFp32PerDqElement) {
   sigjit::AttentionArgs a = valid_args();  // 2 x 64 queries, 4 query heads (GQA over 2 kv heads), hd 64
-  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace);
+  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace + kTileCounter);
   // Deterministic: the ordered reduction's values and counters (2 sequences x 4 query heads x one
   // 64-row block) at hd 64 and 128; nothing where the two-kernel pair serves every GPU (hd 32).
   EXPECT_EQ(sigjit::backward_workspace_size(a, /*deterministic=*/true), kDenseWorkspace + 4u * 2 * 4 * 1);
@@ -143,15 +144,15 @@ TEST_F(BackwardApi, WorkspaceSizeIsOneFp32PerDqElement) {
     EXPECT_EQ(sigjit::backward_workspace_size(small, /*deterministic=*/true), 0u);
   }
   a.seqlen_k = 333;  // keys do not matter
-  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace);
+  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace + kTileCounter);
   a.layout = sigjit::Layout::padded;  // the whole buffer, padding included
   a.seq_lens_q = a.seq_lens_k = static_cast<const std::int32_t*>(fake(0x80000));
-  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace);
+  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace + kTileCounter);
   a = valid_args();
   a.layout = sigjit::Layout::varlen;  // packed rows: total_q
   a.total_q = 100, a.total_k = 90;
   a.cu_seqlens_q = a.cu_seqlens_k = static_cast<const std::int32_t*>(fake(0x80000));
-  EXPECT_EQ(sigjit::backward_workspace_size(a), 4u * 100 * 4 * 64);
+  EXPECT_EQ(sigjit::backward_workspace_size(a), 4u * 100 * 4 * 64 + kTileCounter);
   a = valid_args();
   a.batch = 0;
   EXPECT_EQ(sigjit::backward_workspace_size(a), 0u);
@@ -208,7 +209,7 @@ TEST_F(BackwardApi, CApiOptionsAndWorkspaceSize) {
   a.q = fake(0x10000), a.k = fake(0x20000), a.v = fake(0x30000);
   size_t bytes = 1;
   ASSERT_EQ(sigjit_backward_workspace_size(&a, 0, &bytes), SIGJIT_OK) << sigjit_last_error();
-  EXPECT_EQ(bytes, kDenseWorkspace);
+  EXPECT_EQ(bytes, kDenseWorkspace + kTileCounter);
   ASSERT_EQ(sigjit_backward_workspace_size(&a, 1, &bytes), SIGJIT_OK);
   EXPECT_EQ(bytes, kDenseWorkspace + 32u);  // the ordered reduction's counters: 2 x 4 x 1 ints
   EXPECT_EQ(sigjit_backward_workspace_size(&a, 0, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);

@@ -68,9 +68,12 @@ std::string check(const KernelSpec& spec, const Sm90BwdTile& c) {
 // Valid configs that ptxas (CUDA 13.0) compiles with a few bytes of spills for some features
 // although the register estimate allows them: early scores with per-thread dQ atomics at hd 128
 // (4-12 B with top-left causal, score bias and the exact sigmoid: the atomics' addresses beside
-// the next S^T). Forcing one still works; the tuner does not time them. (The dQ writer without
+// the next S^T), and the persistent writer at hd 64 with the exact sigmoid without causal masking
+// (4-32 B with score bias or padding: the tile loop's state beside the exact sigmoid's). Forcing
+// one still works; the tuner does not time them and no default takes them. (The dQ writer without
 // early scores at hd 64 spilled 16 B until the conflict-free staging stores; it compiles clean now.)
 bool spills_in_practice(const KernelSpec& spec, const Sm90BwdTile& c) {
+  if (c.persistent && spec.head_dim <= 64 && spec.sigmoid == SigmoidMode::exact && !spec.causal) return true;
   return c.early_scores && !c.bulk_dq && !c.dq_writer && spec.head_dim == 128;
 }
 
@@ -265,6 +268,7 @@ TileConfig default_sm90_backward_config(const KernelSpec& spec) {
   sigjit::Sm90BwdTile t{block_q, 2, 2, /*overlap*/ true, false, false, /*dq_writer*/ true};
   t.persistent = spec.head_dim <= 64 && spec.layout == Layout::dense && !spec.causal &&
                  (spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k);
+  if (t.persistent && kernels::spills_in_practice(spec, t)) t.persistent = false;
   return TileConfig(t);
 }
 

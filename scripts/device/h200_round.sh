@@ -293,7 +293,7 @@ tailcheck() {  # about 5 minutes: the other path the tail change touched (bulk d
 verify() {  # about 7 minutes
   $run build || exit 1
   $run gpu-tests 'Matrix/BackwardMatrix.*' 260 gpu_tests_verify_default.log
-  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 120 gpu_tests_verify_persistent.log
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*:BackwardWorkspace.*' 120 gpu_tests_verify_persistent.log
   echo "=== verify: done at ${SECONDS} s"
 }
 

@@ -890,6 +890,17 @@ __device__ __forceinline__ void store_zero_query_rows(const SigjitBwdParams& bp,
 // 2-6 %, bench/PROFILE-backward.md). It posts tile j in slot j % 2; the writer and the consumers
 // take them in the same order, so the three roles agree on every tile. An index >= tiles ends
 // the CTA.
+// The schedule's tile count and a tile's coordinates, from the parameters at each use: held in
+// registers across a tile they spilled at hd 128 (padded, causal, score bias, exact sigmoid).
+template <class C>
+__device__ __forceinline__ int bwd_tile_count(const SigjitFwdParams& p) {  // + gridDim.x fits an int: checked on the host
+  return (int)sched::bwd_tiles(p.seqlen_k, C::kBlockN, p.heads_q / p.kv_group, p.batch);
+}
+template <class C>
+__device__ __forceinline__ sched::BwdTile bwd_tile_at(const SigjitFwdParams& p, int t) {
+  return sched::bwd_tile(t, sched::bwd_key_blocks(p.seqlen_k, C::kBlockN), p.heads_q / p.kv_group);
+}
+
 template <class C>
 __device__ __forceinline__ void post_tile(const BwdSm90Smem<C>& sm, int j, int tile) {
   const int slot = j & 1;
@@ -907,47 +918,49 @@ __device__ __forceinline__ int take_tile(const BwdSm90Smem<C>& sm, int j) {
   return (int)tile;
 }
 
-// _wp: the producer claims key tiles (sm90/bwd_schedule.h's order) one ahead, so the claim's round
-// trip hides under the current tile's loads; each role carries the same step count across tiles,
+// _wp: the producer claims key tiles (sm90/bwd_schedule.h's order) and posts them to the writer
+// and the consumers; each role carries the same step count across tiles,
 // so the three agree on every stage, phase and buffer. Wholly padded key blocks cost the
 // consumers their zero rows and the others nothing.
 template <class C>
 __device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm) {
   const SigjitFwdParams& p = params.p.fwd;
-  const int heads_kv = p.heads_q / p.kv_group, key_blocks = sched::bwd_key_blocks(p.seqlen_k, C::kBlockN);
-  const int tiles = key_blocks * heads_kv * p.batch;  // + gridDim.x fits an int: checked on the host
   if (threadIdx.x < 128) {
     if (C::kRebalanceRegs) setmaxnreg_dec<C::kProducerRegs>();
-    if (threadIdx.x != 0 && threadIdx.x != 32) return;
-    const bool producer = threadIdx.x == 0;
-    int g = 0, t = (int)blockIdx.x;
-    if (producer) post_tile<C>(sm, 0, t);
-    for (int j = 0;; ++j) {
-      if (!producer) t = take_tile<C>(sm, j);
-      if (t >= tiles) return;
-      const int next = producer ? sched::bwd_claimed_tile(atomicAdd(params.tile_counter, 1), (int)gridDim.x) : 0;
-      const sched::BwdTile tile = sched::bwd_tile(t, key_blocks, heads_kv);
-      const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group), tile.key_block);
-      if (w.total_steps > 0) {
-        if (producer)
-          bwd_produce<C>(params, sm, w, tile.head_kv, tile.batch, g);
-        else
-          bwd_write_dq<C>(params, sm, w, tile.head_kv, tile.batch, tile.key_block, g);
+    // Two loops, not one with a role test: 24 registers hold one role's state, not both.
+    int g = 0;
+    if (threadIdx.x == 0) {
+      int t = (int)blockIdx.x;
+      post_tile<C>(sm, 0, t);
+      for (int j = 1; t < bwd_tile_count<C>(p); ++j) {
+        const sched::BwdTile tile = bwd_tile_at<C>(p, t);
+        const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group), tile.key_block);
+        if (w.total_steps > 0) bwd_produce<C>(params, sm, w, tile.head_kv, tile.batch, g);
+        g += w.total_steps;
+        // Claimed once this tile's loads are issued: the consumers still have a ring of steps to
+        // go, which hides the atomic's round trip.
+        t = sched::bwd_claimed_tile(atomicAdd(params.tile_counter, 1), (int)gridDim.x);
+        post_tile<C>(sm, j, t);
+      }
+    } else if (threadIdx.x == 32) {
+      for (int j = 0;; ++j) {
+        const int t = take_tile<C>(sm, j);
+        if (t >= bwd_tile_count<C>(p)) return;
+        const sched::BwdTile tile = bwd_tile_at<C>(p, t);
+        const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group), tile.key_block);
+        if (w.total_steps > 0) bwd_write_dq<C>(params, sm, w, tile.head_kv, tile.batch, tile.key_block, g);
         g += w.total_steps;
       }
-      if (producer) {
-        post_tile<C>(sm, j + 1, next);
-        t = next;
-      }
     }
+    return;
   }
   if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
   int g = 0;
   u32 kv_phase = 0;
   for (int j = 0;; ++j) {
     const int t = take_tile<C>(sm, j);
-    if (t >= tiles) return;
-    const sched::BwdTile tile = sched::bwd_tile(t, key_blocks, heads_kv);
+    if (t >= bwd_tile_count<C>(p)) return;
+    const sched::BwdTile tile = bwd_tile_at<C>(p, t);
     const SeqSlice seq = locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group);
     const int n_start = tile.key_block * C::kBlockN;
     if (n_start >= seq.len_k) {  // as bwd_sm90_kernel's wholly padded key block, by the consumers

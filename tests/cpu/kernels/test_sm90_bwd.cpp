@@ -145,6 +145,10 @@ TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
     c.get<sigjit::Sm90BwdTile>().dq_writer = true;
     jobs.emplace_back(s, c);
     jobs.emplace_back(s, ordered_dq_config(s));
+    KernelSpec short_keys = s;  // the short buckets' default where it differs (_wp at hd 64, dense)
+    short_keys.bucket = sigjit::SeqBucket::up_to_2k;
+    const TileConfig short_default = sigjit::default_sm90_backward_config(short_keys);
+    if (short_default.describe() != sigjit::default_sm90_backward_config(s).describe()) jobs.emplace_back(short_keys, short_default);
   }
   expect_all_compile(jobs);
 }
@@ -392,10 +396,11 @@ TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
   }
 }
 
-// The persistent writer (_wp) beside the writer tile it extends (_w), same spec: the same
-// mbarriers and shared memory (the next tile's K/V wait on the last step's ring stage, no barrier
-// of their own), and a loop over key tiles striding by the grid (%nctaid.x) where the one-tile
-// kernel reads its tile from %ctaid.y and %ctaid.z.
+// The persistent writer (_wp) beside the writer tile it extends (_w), same spec: the writer's
+// mbarriers plus the tile queue's four (the next tile's K/V wait on the last step's ring stage, no
+// barrier of their own) and 48 bytes more shared memory; tiles claimed with a global atomic past
+// the grid's first ones (%nctaid.x), where the one-tile kernel reads its tile from %ctaid.y and
+// %ctaid.z.
 TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
   for (int d : {64, 128}) {
     const KernelSpec s = bwd_spec_of(d, /*heavy=*/true);  // padded: the wholly padded key blocks' zero rows too
@@ -407,9 +412,11 @@ TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
     std::string writer_ptx, persistent_ptx;
     ASSERT_EQ(compile_problems(s, writer, nullptr, &writer_ptx), "") << writer.describe();
     ASSERT_EQ(compile_problems(s, persistent, nullptr, &persistent_ptx), "") << persistent.describe();
-    EXPECT_EQ(occurrences(persistent_ptx, "mbarrier.init"), occurrences(writer_ptx, "mbarrier.init")) << persistent.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "mbarrier.init"), occurrences(writer_ptx, "mbarrier.init") + 4) << persistent.describe();
     EXPECT_EQ(sigjit::check_config(s, persistent), "");
-    EXPECT_EQ(sigjit::smem_bytes(s, persistent), sigjit::smem_bytes(s, writer));
+    EXPECT_EQ(sigjit::smem_bytes(s, persistent), sigjit::smem_bytes(s, writer) + 48);
+    EXPECT_EQ(occurrences(persistent_ptx, "atom.global.add.u32"), 1u) << persistent.describe();
+    EXPECT_EQ(occurrences(writer_ptx, "atom.global.add.u32"), 0u) << writer.describe();
     EXPECT_GT(occurrences(persistent_ptx, "%nctaid.x"), 0u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "%nctaid.x"), 0u) << writer.describe();
     EXPECT_EQ(occurrences(persistent_ptx, "%ctaid.y") + occurrences(persistent_ptx, "%ctaid.z"), 0u) << persistent.describe();
@@ -574,6 +581,9 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
       s.bucket = b;
       const bool short_bucket = b == sigjit::SeqBucket::up_to_512 || b == sigjit::SeqBucket::up_to_2k;
       EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), std::string(tile) + (d == 64 && short_bucket ? "p" : "")) << d;
+      KernelSpec exact = s;  // _wp spills there at hd 64 (spills_in_practice): the one-tile writer
+      exact.sigmoid = sigjit::SigmoidMode::exact;
+      EXPECT_EQ(sigjit::default_sm90_backward_config(exact).describe(), tile) << exact.describe();
       for (bool causal : {false, true})
         for (sigjit::Layout layout : {sigjit::Layout::padded, sigjit::Layout::varlen, sigjit::Layout::dense}) {
           KernelSpec other = s;

@@ -162,18 +162,19 @@ TEST_F(BackwardApi, WorkspaceSizeIsOneFp32PerDqElement) {
 }
 
 TEST_F(BackwardApi, CallerWorkspaceIsCheckedByNameWithTheSizeNeeded) {
-  const std::string need = std::to_string(kDenseWorkspace) + " B";
+  constexpr std::size_t kNeed = kDenseWorkspace + kTileCounter;
+  const std::string need = std::to_string(kNeed) + " B";
   sigjit::BackwardOptions o;
-  o.workspace_bytes = kDenseWorkspace;  // no pointer
+  o.workspace_bytes = kNeed;  // no pointer
   EXPECT_THAT(backward_error(valid_args(), valid_grads(), o), AllOf(HasSubstr("workspace: null pointer"), HasSubstr(need)));
   o.workspace = fake(0x90004);  // misaligned
   EXPECT_THAT(backward_error(valid_args(), valid_grads(), o), AllOf(HasSubstr("workspace: pointer"), HasSubstr("16-byte aligned"), HasSubstr(need)));
   o.workspace = fake(0x90000);
-  o.workspace_bytes = kDenseWorkspace - 4;  // one float short
+  o.workspace_bytes = kDenseWorkspace;  // the values without the tile counter
   EXPECT_THAT(backward_error(valid_args(), valid_grads(), o),
-              AllOf(HasSubstr("workspace: workspace_bytes=" + std::to_string(kDenseWorkspace - 4)), HasSubstr("too small"), HasSubstr(need)));
+              AllOf(HasSubstr("workspace: workspace_bytes=" + std::to_string(kDenseWorkspace)), HasSubstr("too small"), HasSubstr(need)));
   // Gradient tensors are checked first, and a valid workspace passes on to the device checks.
-  o.workspace_bytes = kDenseWorkspace;
+  o.workspace_bytes = kNeed;
   sigjit::Gradients g = valid_grads();
   g.dk = nullptr;
   EXPECT_THAT(backward_error(valid_args(), g, o), HasSubstr("dk: null pointer"));
@@ -228,7 +229,8 @@ TEST_F(BackwardApi, CApiOptionsAndWorkspaceSize) {
   o = sigjit_backward_options_default();
   o.workspace = fake(0x90000), o.workspace_bytes = 64;
   EXPECT_EQ(sigjit_backward_ex(&a, &g, &o, nullptr), SIGJIT_ERROR_INVALID_ARGUMENT);
-  EXPECT_THAT(sigjit_last_error(), AllOf(HasSubstr("workspace: workspace_bytes=64"), HasSubstr(std::to_string(kDenseWorkspace) + " B")));
+  EXPECT_THAT(sigjit_last_error(),
+              AllOf(HasSubstr("workspace: workspace_bytes=64"), HasSubstr(std::to_string(kDenseWorkspace + kTileCounter) + " B")));
   // NULL options are the defaults: validation reaches the device checks (no GPU here, or fake pointers).
   EXPECT_NE(sigjit_backward_ex(&a, &g, nullptr, nullptr), SIGJIT_OK);
   EXPECT_THAT(sigjit_last_error(), Not(HasSubstr("options")));

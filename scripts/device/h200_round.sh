@@ -72,7 +72,8 @@
 #                           and the SM count passed with the launch: the default-routed backward matrix,
 #                           then the persistent (_wp) forced matrix
 #   h200_round.sh verify2   the same machine after verify (no build): compute-sanitizer on two _wp cases
-#                           and a default-routed varlen case; the backward's time by kernel (bwd_split.py)
+#                           and a default-routed varlen case; _wp against _w (as persistent, twice); the
+#                           backward's time by kernel (bwd_split.py)
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
 #                           hd 128 first (run it after slope on the same machine: no build step)
@@ -300,6 +301,12 @@ verify() {  # about 7 minutes
 verify2() {  # about 5 minutes
   local wp=Matrix/BackwardMatrixSm90DqWriterPersistent.*
   SIGJIT_BACKWARD_PATH=fused $run sanitize "$wp/dense_d64_bf16_full_logn_exact_q200*:$wp/padded_d64_bf16_causal_logn_sb_exact*:Matrix/BackwardMatrix.*/varlen_d128_bf16_causal_logn_sb_gqa_exact*" 100
+  for round in 1 2; do  # the claimed schedule (_wp) against the one-CTA-per-tile writer (_w), as persistent()
+    ((SECONDS < 400)) && timeout 30 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048,4096 --pad 0 \
+      --tiles 'hb128x128c2s2o_w;hb128x128c2s2o_wp' --csv "$OUT/persistent.csv"
+    ((SECONDS < 430)) && timeout 30 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096 --pad 0 \
+      --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/persistent.csv"
+  done
   ((SECONDS < 480)) && timeout 90 $run pybench bwd_split.py --head-dim 64,128 --seq 1024,4096,16384 --out "$OUT/bwd_split.md"
   echo "=== verify2: done at ${SECONDS} s"
 }

@@ -10,8 +10,8 @@ namespace sigjit {
 // _r), or by a writer warp's tensor bulk reductions from swizzled staging tiles (dq_writer, _w),
 // in key-block order with ordered_dq (_wd: the deterministic mode's, never a tuner candidate);
 // local_dq (_wl): each consumer warpgroup's dQ over its own keys, summed in the staging tile (no
-// dS barrier between the warpgroups); persistent (_wp): min(key tiles, SMs) CTAs walking the key
-// tiles round-robin (sm90/bwd_schedule.h), the plain writer's only.
+// dS barrier between the warpgroups); persistent (_wp): min(key tiles, SMs) CTAs claiming the key
+// tiles from a counter in the workspace (sm90/bwd_schedule.h), the plain writer's only.
 struct Sm90BwdTile {
   int block_q = 64;
   int consumers = 2;

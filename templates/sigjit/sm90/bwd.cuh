@@ -160,7 +160,7 @@ struct BwdSm90Config {
 // before the dQ GEMM (the fragments must die first: 192 live registers either way), and 2 x BLOCK_M
 // x D x 4 more bytes of shared-memory traffic per step (warpgroup 1 loads the partial back); 2
 // mbarriers.
-// Persistent (_wp): min(key tiles, SMs) CTAs, each walking key tiles round-robin
+// Persistent (_wp): min(key tiles, SMs) CTAs, each taking key tiles from a global counter
 // (sm90/bwd_schedule.h); the Q/dO ring, the dS^T buffers and the writer's staging tiles keep
 // their step count across tiles, and the producer loads the next tile's K/V once the last step
 // of this one has released its stage (its GEMMs were the last to read K and V). What it hides:
@@ -886,8 +886,8 @@ __device__ __forceinline__ void store_zero_query_rows(const SigjitBwdParams& bp,
 
 // _wp's tile queue. The producer takes the grid's first tiles by blockIdx, then claims each next
 // one from a global counter, as the one-CTA-per-tile grid hands the next tile to the SM that frees
-// first (a fixed round-robin deal let the CTAs drift and ended on the slowest one: hd 128 lost
-// 2-6 %, bench/PROFILE-backward.md). It posts tile j in slot j % 2; the writer and the consumers
+// first (a fixed round-robin deal ends on its slowest CTA's share: bench/PROFILE-backward.md).
+// It posts tile j in slot j % 2; the writer and the consumers
 // take them in the same order, so the three roles agree on every tile. An index >= tiles ends
 // the CTA.
 // The schedule's tile count and a tile's coordinates, from the parameters at each use: held in

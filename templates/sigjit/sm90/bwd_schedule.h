@@ -8,9 +8,10 @@
 // Why: a key block's fixed cost (launch, barrier init, K/V load, dK/dV stores) is 1.8-3.3 query
 // steps, a fifth of the time at L 1024 (bench/PROFILE-backward.md); a CTA that stays loads the
 // next block's K/V and Q/dO under this block's dK/dV stores and pays the launch once. Claimed,
-// not dealt round-robin: a fixed deal let the CTAs drift apart and ended on the slowest one's
-// 16 tiles (hd 128 measured 2-6 % below one CTA per tile); claims hand each tile to the CTA that
-// frees first, as the hardware does for the one-CTA-per-tile grid, causal and ragged tiles too.
+// not dealt round-robin: a fixed deal ends with its slowest CTA's share (the round-robin _wp
+// measured 2-6 % below one CTA per tile at hd 128; bench/PROFILE-backward.md); claims hand each
+// tile to the CTA that frees first, as the hardware does for the one-CTA-per-tile grid, causal
+// and ragged tiles too.
 // Cost: one atomicAdd per tile (issued a tile ahead), a 4-byte counter zeroed with the workspace.
 // Shared by host and device: tests/cpu/templates/test_sm90_bwd_schedule.cpp runs the claims under
 // random interleavings and checks that every tile is taken exactly once for any grid.

@@ -74,6 +74,8 @@
 #   h200_round.sh verify2   the same machine after verify (no build): compute-sanitizer on two _wp cases
 #                           and a default-routed varlen case; _wp against _w (as persistent, twice); the
 #                           backward's time by kernel (bwd_split.py)
+#   h200_round.sh short     build; compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024 and 2048,
+#                           hd 64 and 128, dense: the short lengths where the persistent default (_wp) runs
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
 #                           hd 128 first (run it after slope on the same machine: no build step)
@@ -311,6 +313,13 @@ verify2() {  # about 5 minutes
   echo "=== verify2: done at ${SECONDS} s"
 }
 
+short() {  # about 5 minutes
+  $run build || exit 1
+  timeout 300 $run pybench compare.py --out "$OUT/compare_short" --impl sigjit,triton-sigmoid,sdpa-cudnn --direction bwd \
+    --seq 1024,2048 --pad 0 --target-ms 200
+  echo "=== short: done at ${SECONDS} s"
+}
+
 ratios2() {  # about 5 minutes: ratios' compare.py points its time limit cut (TritonSigmoid autotunes each shape)
   local impls=sigjit,triton-sigmoid,sdpa-cudnn
   $run build || exit 1
@@ -343,6 +352,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

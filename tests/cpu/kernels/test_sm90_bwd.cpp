@@ -145,7 +145,7 @@ TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
     c.get<sigjit::Sm90BwdTile>().dq_writer = true;
     jobs.emplace_back(s, c);
     jobs.emplace_back(s, ordered_dq_config(s));
-    KernelSpec short_keys = s;  // the short buckets' default where it differs (_wp at hd 64, dense)
+    KernelSpec short_keys = s;  // the short buckets' default where it differs (_wp at hd 64)
     short_keys.bucket = sigjit::SeqBucket::up_to_2k;
     const TileConfig short_default = sigjit::default_sm90_backward_config(short_keys);
     if (short_default.describe() != sigjit::default_sm90_backward_config(s).describe()) jobs.emplace_back(short_keys, short_default);
@@ -573,7 +573,8 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
   for (int d : {64, 128}) EXPECT_EQ(sigjit::check_config(bwd_spec(d), sigjit::default_sm90_backward_config(bwd_spec(d))), "") << d;
   // The defaults issue 21's measurements chose (bench/PROFILE-backward.md): the overlapped dQ
   // writer at every length, 64-query steps at hd 128 (H100 2026-12-05), 128 at hd 64 (H200 2026-12-06).
-  // At hd 64 the persistent writer (_wp) up to 2k keys, dense and non-causal (H100 2026-12-06).
+  // At hd 64 the persistent writer (_wp) up to 2k keys, every layout and causal too, except where
+  // it spills (the exact sigmoid without causal masking) (H100 2026-12-06).
   for (const auto& [d, tile] : {std::pair{128, "hb128x64c2s2o_w"}, std::pair{64, "hb128x128c2s2o_w"}}) {
     KernelSpec s = bwd_spec(d);
     for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::up_to_8k,
@@ -589,8 +590,12 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
           KernelSpec other = s;
           other.causal = causal;
           other.layout = layout;
-          if (!causal && layout == sigjit::Layout::dense) continue;
-          EXPECT_EQ(sigjit::default_sm90_backward_config(other).describe(), tile) << other.describe();
+          EXPECT_EQ(sigjit::default_sm90_backward_config(other).describe(), std::string(tile) + (d == 64 && short_bucket ? "p" : ""))
+              << other.describe();
+          other.sigmoid = sigjit::SigmoidMode::exact;
+          EXPECT_EQ(sigjit::default_sm90_backward_config(other).describe(),
+                    std::string(tile) + (d == 64 && short_bucket && causal ? "p" : ""))
+              << other.describe();
         }
     }
   }

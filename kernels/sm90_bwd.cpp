@@ -261,9 +261,9 @@ TileConfig default_sm90_backward_config(const KernelSpec& spec) {
   // staging stores and the two-instruction dS let it compile without spills, o_w beat e_w by
   // 1-4 % from 4096 keys and _r by 6 % at 1024 (H200, 2026-12-06).
   // Persistent (_wp, tiles claimed from a counter) at hd 64 up to 2k keys, every layout, causal
-  // too: over _w at L 512 / 1024 / 2048, dense +2.7 / +2.4 / +1.9 %, 25 % padded +6 / +5 / +3 %,
+  // too: over _w at L 512 / 1024 / 2048, dense +3 / +2.3 / +2 %, 25 % padded +6 / +5 / +3 %,
   // varlen +9 / +6 / +3 %, causal +11 / +6.5 / +2 %; within 1 % at L 4096 (H100, 2026-12-06,
-  // bench/PROFILE-backward.md). Where it would spill, _w. At hd 128 _wp stays 1-2 % slower up to
+  // bench/PROFILE-backward.md). Where it would spill, _w. At hd 128 _wp stays 1.5-2 % slower up to
   // 2k keys and 4 % causal at 4096: _w.
   const int block_q = spec.head_dim <= 64 ? 128 : 64;
   sigjit::Sm90BwdTile t{block_q, 2, 2, /*overlap*/ true, false, false, /*dq_writer*/ true};

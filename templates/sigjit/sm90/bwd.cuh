@@ -884,12 +884,6 @@ __device__ __forceinline__ void store_zero_query_rows(const SigjitBwdParams& bp,
   }
 }
 
-// _wp's tile queue. The producer takes the grid's first tiles by blockIdx, then claims each next
-// one from a global counter, as the one-CTA-per-tile grid hands the next tile to the SM that frees
-// first (a fixed round-robin deal ends on its slowest CTA's share: bench/PROFILE-backward.md).
-// It posts tile j in slot j % 2; the writer and the consumers
-// take them in the same order, so the three roles agree on every tile. An index >= tiles ends
-// the CTA.
 // The schedule's tile count and a tile's coordinates, from the parameters at each use: held in
 // registers across a tile they spilled at hd 128 (padded, causal, score bias, exact sigmoid).
 template <class C>
@@ -901,6 +895,11 @@ __device__ __forceinline__ sched::BwdTile bwd_tile_at(const SigjitFwdParams& p, 
   return sched::bwd_tile(t, sched::bwd_key_blocks(p.seqlen_k, C::kBlockN), p.heads_q / p.kv_group);
 }
 
+// _wp's tile queue. The producer takes the grid's first tiles by blockIdx, then claims each next
+// one from a global counter, as the one-CTA-per-tile grid hands the next tile to the SM that frees
+// first (a fixed round-robin deal ends on its slowest CTA's share: bench/PROFILE-backward.md). It
+// posts tile j in slot j % 2; the writer and the consumers take them in the same order, so the
+// three roles agree on every tile. An index >= the tile count ends the CTA.
 template <class C>
 __device__ __forceinline__ void post_tile(const BwdSm90Smem<C>& sm, int j, int tile) {
   const int slot = j & 1;
@@ -919,9 +918,9 @@ __device__ __forceinline__ int take_tile(const BwdSm90Smem<C>& sm, int j) {
 }
 
 // _wp: the producer claims key tiles (sm90/bwd_schedule.h's order) and posts them to the writer
-// and the consumers; each role carries the same step count across tiles,
-// so the three agree on every stage, phase and buffer. Wholly padded key blocks cost the
-// consumers their zero rows and the others nothing.
+// and the consumers; each role carries the same step count across tiles, so the three agree on
+// every stage, phase and buffer. Wholly padded key blocks cost the consumers their zero rows and
+// the others nothing.
 template <class C>
 __device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm) {
   const SigjitFwdParams& p = params.p.fwd;

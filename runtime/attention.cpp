@@ -431,9 +431,10 @@ bool use_ordered_backward(const BackwardOptions& options) {
 
 namespace {
 
-// What a call's workspace must hold: the fast path's fp32 dQ values and tile counter; in deterministic mode the
-// ordered path's values and counters wherever it may run (head dims 64 and 128: the Hopper
-// family's; on other GPUs the two-kernel pair takes it and ignores the workspace), else nothing.
+// What a call's workspace must hold: the fast path's fp32 dQ values and tile counter; in
+// deterministic mode the ordered path's values and counters wherever it may run (head dims 64 and
+// 128: the Hopper family's; on other GPUs the two-kernel pair takes it and ignores the
+// workspace), else nothing.
 std::size_t workspace_need(const detail::Resolved& r, bool deterministic) {
   if (!deterministic) return kernels::fused_workspace_bytes(r);
   const int hd = r.args.head_dim;

@@ -281,7 +281,14 @@ std::size_t dq_workspace_bytes(const detail::Resolved& r) {
   return static_cast<std::size_t>(bytes);
 }
 
-std::size_t fused_workspace_bytes(const detail::Resolved& r) { return r.args.batch == 0 ? 0 : dq_workspace_bytes(r) + kTileCounterBytes; }
+std::size_t persistent_counter_bytes(const detail::Resolved& r) {
+  const std::size_t done = static_cast<std::size_t>(r.args.batch) * sizeof(int);
+  return kTileCounterBytes + (done + 15) / 16 * 16;
+}
+
+std::size_t fused_workspace_bytes(const detail::Resolved& r) {
+  return r.args.batch == 0 ? 0 : dq_workspace_bytes(r) + persistent_counter_bytes(r);
+}
 
 int* tile_counter(const detail::Resolved& r, const SigjitBwdParams& params) {
   if (params.dq_accum == nullptr)
@@ -334,13 +341,18 @@ void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* ba
 namespace {
 
 // Zeroes the dQ workspace's `bytes` of values before the reductions, and the `tail` bytes after
-// them (the persistent kernel's tile counter): in the padded layout only the sequences' valid
-// rows (the convert module's second entry; the other rows are never read), elsewhere all of it
-// (a varlen workspace holds only valid rows) in one memset with the tail.
+// them (the persistent kernel's counters): in the padded layout only the sequences' valid rows
+// (the convert module's second entry; the other rows are never read), elsewhere all of it (a
+// varlen workspace holds only valid rows) in one memset with the tail. params.dq_zeroed_in_kernel:
+// only the tail (the persistent kernel zeroes the values).
 void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& convert, std::size_t bytes,
                        std::size_t tail, CUstream stream) {
   const AttentionArgs& a = r.args;
   const auto base = reinterpret_cast<CUdeviceptr>(params.dq_accum);
+  if (params.dq_zeroed_in_kernel != 0) {
+    if (tail > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(base + bytes, 0, tail, stream));
+    return;
+  }
   if (a.layout != Layout::padded) {
     if (bytes + tail > 0) SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(base, 0, bytes + tail, stream));
     return;
@@ -378,14 +390,32 @@ SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParam
   return params;
 }
 
+// The persistent fused kernel (_wp) zeroes its dQ workspace with its idle warps while it computes
+// (sm90/bwd_schedule.h), instead of a memset that runs alone before it: the default.
+// SIGJIT_BWD_DQ_ZERO=memset restores the memset, for comparison.
+bool persistent_kernel_zeroes_dq() {
+  const std::optional<std::string> who = env::text("SIGJIT_BWD_DQ_ZERO");
+  if (!who || *who == "kernel") return true;
+  if (*who == "memset") return false;
+  throw Error(fmt::format("SIGJIT_BWD_DQ_ZERO={}: expected kernel or memset", *who));
+}
+
+// (Without keys the fused kernel does not launch, and the memset zeroes what the convert reads.)
+SigjitBwdParams with_dq_zeroing(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {
+  const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
+  const bool launches = r.args.seqlen_k > 0 && r.args.batch > 0 && params.dq_accum != nullptr;
+  params.dq_zeroed_in_kernel = tile != nullptr && tile->persistent && launches && persistent_kernel_zeroes_dq() ? 1 : 0;
+  return params;
+}
+
 }  // namespace
 
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream) {
-  const SigjitBwdParams p = with_padded_dq_zeroing(r, params, fused_config);
+  const SigjitBwdParams p = with_dq_zeroing(r, with_padded_dq_zeroing(r, params, fused_config), fused_config);
   const std::size_t bytes = dq_workspace_bytes(r);
   const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
-  zero_dq_workspace(r, p, convert, bytes, tile != nullptr && tile->persistent ? kTileCounterBytes : 0, stream);
+  zero_dq_workspace(r, p, convert, bytes, tile != nullptr && tile->persistent ? persistent_counter_bytes(r) : 0, stream);
   launch(r, Direction::backward_fused, &p, fused, fused_config, sm_count, stream);
   if (bytes > 0) launch(r, Direction::backward_dq_convert, &p, convert, dq_convert_config(), 0, stream);
 }

@@ -50,11 +50,15 @@ void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* ba
 // total_q), heads_q, head_dim]; throws when the size does not fit memory.
 std::size_t dq_workspace_bytes(const detail::Resolved& r);
 
-// The fast (fused) backward's workspace: the fp32 dQ values, then kTileCounterBytes whose first
-// int is the persistent kernel's (_wp) tile counter; 0 for an empty batch (nothing launches).
+// The fast (fused) backward's workspace: the fp32 dQ values, then the persistent kernel's (_wp)
+// counters: 16 bytes holding its tile counter and its zeroing jobs' counter, then one int per
+// sequence counting the zeroing jobs done, rounded up to 16 bytes; 0 for an empty batch
+// (nothing launches).
 inline constexpr std::size_t kTileCounterBytes = 16;
+std::size_t persistent_counter_bytes(const detail::Resolved& r);
 std::size_t fused_workspace_bytes(const detail::Resolved& r);
-// The tile counter in the fused backward's workspace (params.dq_accum).
+// The tile counter in the fused backward's workspace (params.dq_accum); the zeroing jobs' counter
+// is the next int, the done counters start kTileCounterBytes after it.
 int* tile_counter(const detail::Resolved& r, const SigjitBwdParams& params);
 
 // The ordered dQ reduction's counters (the deterministic mode's Hopper path): one int per
@@ -70,8 +74,9 @@ DqCounters dq_counters(const detail::Resolved& r);
 SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, void* dq_accum);
 
 // The fused backward on the stream: zero params.dq_accum (fused_workspace_bytes: the values, and
-// the tile counter for a persistent kernel), the fused kernel, the convert kernel. sm_count (the
-// device's) sizes a persistent fused kernel's grid.
+// the counters for a persistent kernel, which zeroes the values itself unless
+// SIGJIT_BWD_DQ_ZERO=memset), the fused kernel, the convert kernel. sm_count (the device's) sizes
+// a persistent fused kernel's grid.
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream);
 

@@ -190,6 +190,7 @@ class Sm90Bwd final : public Family {
         throw Error(fmt::format("sm90 backward kernel {}: {} key tiles overflow the persistent schedule's index; split the batch",
                                 describe(config), tiles));
       params.tile_counter = tile_counter(l.call, params.p);
+      if (params.p.dq_zeroed_in_kernel != 0) set_dq_zero_jobs(params, a);
       launch_kernel(l, static_cast<unsigned>(grid), 1, 1, &params);
       return;
     }
@@ -200,6 +201,20 @@ class Sm90Bwd final : public Family {
   // One CTA per SM (the tile takes the SM's shared memory): the device's SM count, which the
   // runtime and the tuner pass with the launch; SIGJIT_PERSISTENT_BWD_CTAS overrides it (tests:
   // every CTA walks many tiles).
+  // The zeroing jobs' counters follow the tile counter (persistent_counter_bytes); the jobs are
+  // sm90/bwd_schedule.h's for this call's workspace rows.
+  static void set_dq_zero_jobs(SigjitBwdSm90Params& params, const AttentionArgs& a) {
+    const int rows_per_job = sched::dq_zero_rows_per_job(static_cast<long long>(a.heads_q) * a.head_dim);
+    const int jobs_per_seq = sched::dq_zero_jobs_per_seq(a.seqlen_q, rows_per_job);
+    if (static_cast<long long>(jobs_per_seq) * a.batch > std::numeric_limits<int>::max())
+      throw Error(
+          fmt::format("sm90 persistent backward: {} x {} dQ zeroing jobs overflow their index; split the batch", a.batch, jobs_per_seq));
+    params.dq_zero_next = params.tile_counter + 1;
+    params.dq_zero_done = params.tile_counter + kTileCounterBytes / sizeof(int);
+    params.dq_zero_rows_per_job = rows_per_job;
+    params.dq_zero_jobs_per_seq = jobs_per_seq;
+  }
+
   static int sm_count(const Launch& l) {
     if (const std::optional<std::string> cap = env::text("SIGJIT_PERSISTENT_BWD_CTAS")) {
       const std::optional<long long> n = env::parse_int(*cap, 1, std::numeric_limits<int>::max());

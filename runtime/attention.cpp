@@ -431,7 +431,8 @@ bool use_ordered_backward(const BackwardOptions& options) {
 
 namespace {
 
-// What a call's workspace must hold: the fast path's fp32 dQ values and tile counter; in
+// What a call's workspace must hold: the fast path's fp32 dQ values and the persistent kernel's
+// counters; in
 // deterministic mode the ordered path's values and counters wherever it may run (head dims 64 and
 // 128: the Hopper family's; on other GPUs the two-kernel pair takes it and ignores the
 // workspace), else nothing.

@@ -76,6 +76,11 @@
 #                           backward's time by kernel (bwd_split.py)
 #   h200_round.sh short     build; compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024 and 2048,
 #                           hd 64 and 128, dense: the short lengths where the persistent default (_wp) runs
+#   h200_round.sh zero      build; the persistent kernel zeroing its own dQ workspace (6th session of
+#                           2026-12-06): the forced _wp matrix and the workspace suite (poisoned caller
+#                           workspaces, both zeroings, every layout), compute-sanitizer on two _wp cases,
+#                           then _wp zeroing in the kernel against _wp with the memset
+#                           (SIGJIT_BWD_DQ_ZERO=memset) and against _w, L 512-4096, alternated twice
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
 #                           hd 128 first (run it after slope on the same machine: no build step)
@@ -320,6 +325,26 @@ short() {  # about 5 minutes
   echo "=== short: done at ${SECONDS} s"
 }
 
+zero() {  # about 9 minutes
+  local wp=Matrix/BackwardMatrixSm90DqWriterPersistent.*
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$wp:BackwardWorkspace.*" 130 gpu_tests_zero.log
+  SIGJIT_BACKWARD_PATH=fused $run sanitize "$wp/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*:$wp/padded_d128_bf16_full_logn_gqa_exact_q1_17_*" 70
+  for round in 1 2; do
+    for zero in kernel memset; do
+      export SIGJIT_BWD_DQ_ZERO=$zero
+      ((SECONDS < 430)) && timeout 30 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048,4096 --pad 0,25 \
+        --tiles 'hb128x128c2s2o_wp' --csv "$OUT/zero.csv"
+      ((SECONDS < 450)) && timeout 25 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048 --pad 25 --layout varlen \
+        --tiles 'hb128x128c2s2o_wp' --csv "$OUT/zero_varlen.csv"
+      ((SECONDS < 470)) && timeout 25 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096 --pad 0 \
+        --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/zero.csv"
+      unset SIGJIT_BWD_DQ_ZERO
+    done
+  done
+  echo "=== zero: done at ${SECONDS} s"
+}
+
 ratios2() {  # about 5 minutes: ratios' compare.py points its time limit cut (TritonSigmoid autotunes each shape)
   local impls=sigjit,triton-sigmoid,sdpa-cudnn
   $run build || exit 1
@@ -352,6 +377,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

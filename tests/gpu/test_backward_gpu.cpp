@@ -572,34 +572,41 @@ TEST(BackwardWorkspace, CallerWorkspaceIsZeroedAndUsed) {
   SIGJIT_CUDA_OK(cudaFree(ws));
 }
 
-// The persistent tile's counter sits after the dQ values in the caller's workspace: poisoned
-// there (0xFF: a claim would then start at the grid's last tile and take it twice), each call
-// must zero it, in the dense layout's one memset and beside the padded layout's row zeroing.
-TEST(BackwardWorkspace, PersistentTileCounterIsZeroedInACallersWorkspace) {
+// The persistent kernel's counters sit after the dQ values in the caller's workspace, and the
+// kernel zeroes the values itself: poisoned (0xFF: NaN values; a claim would start at the grid's
+// last tile and take it twice, a zeroing job counted done before it ran), each call must zero
+// the counters and every value it reads. Both zeroings (the kernel's warps, and the memset
+// SIGJIT_BWD_DQ_ZERO=memset restores), in every layout; 3 CTAs, so that a few warps do every
+// zeroing job while the writers of other sequences wait for theirs.
+TEST(BackwardWorkspace, PersistentKernelZeroesACallersWorkspace) {
   if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
-  for (const Layout layout : {Layout::dense, Layout::padded}) {
-    CaseSpec spec{layout, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast};
-    spec.lens_q = spec.lens_k = {700, 333};
-    if (layout == Layout::dense) spec.lens_q = spec.lens_k = {700, 700};
-    std::mt19937 rng(11);
-    ForwardProblem problem(spec, rng);
-    problem.enable_backward(rng);
-    const ScopedForceTile force("hb128x128c2s2o_wp");
-    const sigjit::test::ScopedEnv few_ctas("SIGJIT_PERSISTENT_BWD_CTAS", "3");
-    const std::size_t need = sigjit::backward_workspace_size(problem.args());
-    void* ws = nullptr;
-    SIGJIT_CUDA_OK(cudaMalloc(&ws, need));
-    BackwardOptions o;
-    o.workspace = ws;
-    o.workspace_bytes = need;
-    for (int run = 0; run < 2; ++run) {
-      SIGJIT_CUDA_OK(cudaMemset(ws, 0xFF, need));
-      CaseResult r;
-      ASSERT_NO_THROW(r = run_and_check(problem, o));
-      expect_good(spec, r, "persistent-caller-workspace");
+  for (const char* zeroing : {"kernel", "memset"})
+    for (const Layout layout : {Layout::dense, Layout::padded, Layout::varlen}) {
+      SCOPED_TRACE(std::string(zeroing) + " zeroing, layout " + std::to_string(static_cast<int>(layout)));
+      CaseSpec spec{layout, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast};
+      spec.lens_q = spec.lens_k = {700, 333, 0, 65};
+      spec.lens_k[3] = 0;  // queries without keys: dQ zero, read from zeroed rows
+      if (layout == Layout::dense) spec.lens_q = spec.lens_k = {700, 700};
+      std::mt19937 rng(11);
+      ForwardProblem problem(spec, rng);
+      problem.enable_backward(rng);
+      const ScopedForceTile force("hb128x128c2s2o_wp");
+      const sigjit::test::ScopedEnv few_ctas("SIGJIT_PERSISTENT_BWD_CTAS", "3");
+      const sigjit::test::ScopedEnv zero("SIGJIT_BWD_DQ_ZERO", zeroing);
+      const std::size_t need = sigjit::backward_workspace_size(problem.args());
+      void* ws = nullptr;
+      SIGJIT_CUDA_OK(cudaMalloc(&ws, need));
+      BackwardOptions o;
+      o.workspace = ws;
+      o.workspace_bytes = need;
+      for (int run = 0; run < 2; ++run) {
+        SIGJIT_CUDA_OK(cudaMemset(ws, 0xFF, need));
+        CaseResult r;
+        ASSERT_NO_THROW(r = run_and_check(problem, o));
+        expect_good(spec, r, "persistent-caller-workspace");
+      }
+      SIGJIT_CUDA_OK(cudaFree(ws));
     }
-    SIGJIT_CUDA_OK(cudaFree(ws));
-  }
 }
 
 // The library's workspace: one allocation per (context, stream), reused by every later call that

@@ -40,7 +40,8 @@ struct SigjitFwdParams {
 // Backward: the forward's parameters plus the gradients. dO and dQ share Q's layout
 // rules (their own strides); dK and dV share K's. dq_accum is the fused kernel's fp32 dQ
 // workspace, contiguous [batch, seqlen_q, heads_q, head_dim] (varlen: [total_q, heads_q,
-// head_dim]), zeroed before every call; null for the deterministic kernels.
+// head_dim]), zeroed for every call (before it, or by the persistent kernel: dq_zeroed_in_kernel);
+// null for the deterministic kernels.
 struct SigjitBwdParams {
   SigjitFwdParams fwd;
   const void* dout;
@@ -57,7 +58,9 @@ struct SigjitBwdParams {
   // the padded dQ rows (common/padded_rows.h), which the convert kernel then skips; 0 = the
   // convert kernel writes them.
   int dq_pad_zero_key_block;
-  int pad_;
+  // 1: the Hopper persistent fused kernel (_wp) zeroes dq_accum itself, while it computes, and
+  // the launch passes it the counters for that (sm90/bwd_params.h); 0: zeroed before the launch.
+  int dq_zeroed_in_kernel;
 };
 
 // The FP8 forward's on-the-fly quantization (common/quantize_fp8.cuh): src holds the call's bf16

@@ -166,6 +166,9 @@ struct BwdSm90Config {
 // of this one has released its stage (its GEMMs were the last to read K and V). What it hides:
 // the launch and setup per key block, and the next block's loads under this block's dK/dV
 // stores. The plain writer only: the ordered reduction's progress rests on blockIdx order.
+// Its producer warpgroup's two idle warps zero the dQ workspace meanwhile, sequence by sequence,
+// and the writer waits for its sequence's zeros (bwd_zero_dq): the memset before the kernel ran
+// alone, 41 us at every length on an H100 (bench/PROFILE-backward.md).
 template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ = false, bool LOCAL_DQ = false, bool PERSISTENT = false>
 struct BwdSm90Tuned : Base {
   static_assert(!PERSISTENT || (DQ_WRITER && !EARLY_SCORES && !ORDERED_DQ && !LOCAL_DQ),
@@ -334,6 +337,45 @@ __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, c
   }
 }
 
+// _wp's dQ workspace zeroing (sm90/bwd_schedule.h), by each of the producer warpgroup's two idle
+// warps: claims jobs until none is left, stores zeros over the job's rows (every head: one
+// contiguous range), then counts the job done for its sequence with release semantics, so that
+// a writer that reads the count also sees the zeros (the warp's stores are ordered before lane
+// 0's release by __syncwarp). Waits for nothing, so every claimed job finishes.
+template <class C>
+__device__ __forceinline__ void bwd_zero_dq(const SigjitBwdSm90Params& params) {
+  const SigjitBwdParams& bp = params.p;
+  const int lane = threadIdx.x % 32, jobs = bp.fwd.batch * params.dq_zero_jobs_per_seq;
+  for (;;) {
+    int j = 0;
+    if (lane == 0) j = atomicAdd(params.dq_zero_next, 1);
+    j = __shfl_sync(0xffffffffu, j, 0);
+    if (j >= jobs) return;
+    const int b = j / params.dq_zero_jobs_per_seq;
+    const sched::DqZeroJob job =
+        sched::dq_zero_job(j, params.dq_zero_jobs_per_seq, params.dq_zero_rows_per_job, locate_sequence<C>(bp.fwd, b, 0).len_q);
+    if (job.row_begin == job.row_end) continue;
+    const SeqRows rows = seq_rows<C>(bp.fwd, b);
+    float4* dst = (float4*)(bp.dq_accum + rows.batch * bp.dqa_stride_b + (rows.q_row0 + job.row_begin) * bp.dqa_stride_l);
+    const int vectors = (int)((job.row_end - job.row_begin) * bp.dqa_stride_l / 4);  // <= kDqZeroJobBytes / 16
+#pragma unroll 4
+    for (int v = lane; v < vectors; v += 32) dst[v] = make_float4(0.f, 0.f, 0.f, 0.f);
+    __syncwarp();
+    if (lane == 0) red_release_gpu_add(params.dq_zero_done + b, 1);
+  }
+}
+
+// _wp, when the kernel zeroes its workspace: the writer's wait, before it adds into sequence b,
+// for every job of b that stores; then its reductions (async proxy) follow the zeros.
+template <class C>
+__device__ __forceinline__ void wait_dq_zeroed(const SigjitBwdSm90Params& params, int b) {
+  if (params.dq_zero_done == nullptr) return;
+  const int target = sched::dq_zero_jobs_stored(locate_sequence<C>(params.p.fwd, b, 0).len_q, params.dq_zero_rows_per_job);
+  while (ld_acquire_gpu(params.dq_zero_done + b) < target) {
+  }
+  fence_proxy_async_global();
+}
+
 // The dQ writer (_w; warp 1 of the producer warpgroup, one thread): per step, waits for the
 // consumers' dQ tile, adds it box by box to the fp32 workspace with tensor bulk reductions and
 // frees the tile once they have read it. Same step order as the producer's loads.
@@ -346,6 +388,7 @@ __device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, 
     q_row0 = clamp_len(p.cu_seqlens_q[tile_batch<C>(b)], p.total_q);
     batch = 0;
   }
+  if constexpr (Sm90BwdPipeline<C>::persistent()) wait_dq_zeroed<C>(params, tile_batch<C>(b));
   for (int i = 0; i < w.total_steps; ++i) {
     const int g = g0 + i, buf = g % 2;
     mbarrier_wait(sm.dq_full(buf), (g / 2) & 1);
@@ -950,6 +993,8 @@ __device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& p
         if (w.total_steps > 0) bwd_write_dq<C>(params, sm, w, tile.head_kv, tile.batch, tile.key_block, g);
         g += w.total_steps;
       }
+    } else if (threadIdx.x >= 64 && params.dq_zero_done != nullptr) {
+      bwd_zero_dq<C>(params);
     }
     return;
   }

@@ -29,4 +29,11 @@ struct SigjitBwdSm90Params {
   // The persistent schedule (_wp): key tiles handed out past the grid's first ones, zeroed with
   // the workspace (its last 16 bytes).
   int* tile_counter;
+  // _wp's dQ workspace zeroing (sm90/bwd_schedule.h's jobs), when the launch leaves it to the
+  // kernel (dq_zero_done non-null; else the workspace was zeroed before it): the job counter (in
+  // the tile counter's 16 bytes) and one done counter per sequence after them, zeroed by the host.
+  int* dq_zero_next;
+  int* dq_zero_done;
+  int dq_zero_rows_per_job;
+  int dq_zero_jobs_per_seq;
 };

@@ -13,6 +13,7 @@
 // tile to the CTA that frees first, as the hardware does for the one-CTA-per-tile grid, causal
 // and ragged tiles too.
 // Cost: one atomicAdd per tile (issued a tile ahead), a 4-byte counter zeroed with the workspace.
+// The same kernel zeroes its dQ workspace (dq_zero_job below).
 // Shared by host and device: tests/cpu/templates/test_sm90_bwd_schedule.cpp runs the claims under
 // random interleavings and checks that every tile is taken exactly once for any grid.
 #pragma once
@@ -40,6 +41,37 @@ SIGJIT_HD constexpr int bwd_claimed_tile(int counter_before, int grid) { return 
 SIGJIT_HD constexpr BwdTile bwd_tile(int t, int key_blocks, int heads_kv) {
   return BwdTile{t % key_blocks, (t / key_blocks) % heads_kv, t / key_blocks / heads_kv};
 }
+
+// The dQ workspace zeroed by the persistent kernel's idle warps instead of a memset before it
+// (bench/PROFILE-backward.md: the memset ran alone, 41 us at every length on an H100, a twentieth
+// of the backward at L 1024). A zeroing job is up to kDqZeroJobBytes of one sequence's rows, every
+// head (a workspace row is heads_q x head_dim contiguous floats); job j is sequence
+// j / jobs_per_seq, rows from (j % jobs_per_seq) x rows_per_job, in the order the tiles are
+// claimed. Jobs past a sequence's valid rows store nothing, so only valid rows are zeroed (the
+// padded layout's padding is never read). Each job that stores adds 1 to its sequence's done
+// counter; the dQ writer reduces into a sequence once the counter reaches dq_zero_jobs_stored.
+inline constexpr long long kDqZeroJobBytes = 128 * 1024;
+
+// Rows per job for workspace rows of row_floats floats: at least one.
+SIGJIT_HD constexpr int dq_zero_rows_per_job(long long row_floats) {
+  return row_floats * 4 >= kDqZeroJobBytes ? 1 : (int)(kDqZeroJobBytes / (row_floats * 4));
+}
+
+// Jobs per sequence of a buffer of seqlen_q rows (the longest sequence's, for varlen).
+SIGJIT_HD constexpr int dq_zero_jobs_per_seq(int seqlen_q, int rows_per_job) { return (seqlen_q + rows_per_job - 1) / rows_per_job; }
+
+struct DqZeroJob {
+  int seq, row_begin, row_end;  // rows of the sequence; row_begin == row_end: nothing to store
+};
+
+SIGJIT_HD constexpr DqZeroJob dq_zero_job(int j, int jobs_per_seq, int rows_per_job, int len_q) {
+  const int seq = j / jobs_per_seq, begin = (j % jobs_per_seq) * rows_per_job;
+  if (begin >= len_q) return DqZeroJob{seq, len_q, len_q};
+  return DqZeroJob{seq, begin, len_q - begin < rows_per_job ? len_q : begin + rows_per_job};
+}
+
+// The jobs of a sequence of len_q valid rows that store (and count): the writer's target.
+SIGJIT_HD constexpr int dq_zero_jobs_stored(int len_q, int rows_per_job) { return (len_q + rows_per_job - 1) / rows_per_job; }
 
 }  // namespace sched
 }  // namespace sigjit

@@ -20,6 +20,12 @@ using sigjit::sched::bwd_key_blocks;
 using sigjit::sched::bwd_tile;
 using sigjit::sched::bwd_tiles;
 using sigjit::sched::BwdTile;
+using sigjit::sched::dq_zero_job;
+using sigjit::sched::dq_zero_jobs_per_seq;
+using sigjit::sched::dq_zero_jobs_stored;
+using sigjit::sched::dq_zero_rows_per_job;
+using sigjit::sched::DqZeroJob;
+using sigjit::sched::kDqZeroJobBytes;
 
 TEST(Sm90BwdSchedule, EveryKeyTileOnceForAnyGrid) {
   struct Shape {
@@ -71,6 +77,46 @@ TEST(Sm90BwdSchedule, KeyBlocksRunFastestThenHeadsThenSequences) {
   EXPECT_EQ(bwd_tile(31, key_blocks, heads_kv).head_kv, 3);
   EXPECT_EQ(bwd_tile(32, key_blocks, heads_kv).batch, 1);
   EXPECT_EQ(bwd_tile(32, key_blocks, heads_kv).head_kv, 0);
+}
+
+// The kernel's dQ zeroing jobs, as its zeroing warps take them (any order): every valid row of
+// every sequence is stored exactly once, no job stores past its sequence's valid rows or more than
+// kDqZeroJobBytes, and the jobs that store are as many as the writer waits for
+// (dq_zero_jobs_stored), so it neither waits forever nor reduces into a row not yet zeroed.
+TEST(Sm90BwdSchedule, DqZeroJobsCoverEveryValidRowOnce) {
+  struct Shape {
+    long long row_floats;  // heads_q x head_dim
+    int seqlen_q;
+    std::vector<int> lens_q;
+  };
+  for (const Shape& s : {Shape{2048, 1024, {1024, 1024}}, Shape{1024, 16000, {16000, 200, 0, 2301, 1, 17}}, Shape{64, 100, {100, 99, 3}},
+                         Shape{32768 * 2, 33, {33, 32}}, Shape{8 * 128, 1, {1, 0}}}) {
+    const int rows_per_job = dq_zero_rows_per_job(s.row_floats);
+    ASSERT_GE(rows_per_job, 1);
+    EXPECT_TRUE(rows_per_job == 1 || rows_per_job * s.row_floats * 4 <= kDqZeroJobBytes) << "a job stays within its bytes";
+    EXPECT_GT((rows_per_job + 1) * s.row_floats * 4, kDqZeroJobBytes) << "and takes as many rows as fit";
+    const int per_seq = dq_zero_jobs_per_seq(s.seqlen_q, rows_per_job);
+    const int batch = static_cast<int>(s.lens_q.size());
+    std::vector<std::vector<int>> stored(batch);
+    std::vector<int> done(batch, 0);
+    for (int b = 0; b < batch; ++b) stored[b].assign(s.lens_q[b], 0);
+    for (int j = 0; j < batch * per_seq; ++j) {
+      const int seq = j / per_seq;
+      const DqZeroJob job = dq_zero_job(j, per_seq, rows_per_job, s.lens_q[seq]);
+      ASSERT_EQ(job.seq, seq);
+      ASSERT_LE(0, job.row_begin);
+      ASSERT_LE(job.row_begin, job.row_end);
+      ASSERT_LE(job.row_end, s.lens_q[seq]) << "job " << j << " stores past its sequence's valid rows";
+      ASSERT_LE(job.row_end - job.row_begin, rows_per_job);
+      if (job.row_begin == job.row_end) continue;
+      ++done[seq];
+      for (int row = job.row_begin; row < job.row_end; ++row) ++stored[seq][row];
+    }
+    for (int b = 0; b < batch; ++b) {
+      EXPECT_EQ(done[b], dq_zero_jobs_stored(s.lens_q[b], rows_per_job)) << "sequence " << b;
+      for (int row = 0; row < s.lens_q[b]; ++row) ASSERT_EQ(stored[b][row], 1) << "sequence " << b << " row " << row;
+    }
+  }
 }
 
 }  // namespace

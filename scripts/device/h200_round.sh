@@ -79,8 +79,16 @@
 #   h200_round.sh zero      build; the persistent kernel zeroing its own dQ workspace (6th session of
 #                           2026-12-06): the forced _wp matrix and the workspace suite (poisoned caller
 #                           workspaces, both zeroings, every layout), compute-sanitizer on two _wp cases,
-#                           then _wp zeroing in the kernel against _wp with the memset
-#                           (SIGJIT_BWD_DQ_ZERO=memset) and against _w, L 512-4096, alternated twice
+#                           then _wp zeroing in the kernel against _wp with the memset (SIGJIT_BWD_DQ_ZERO=memset)
+#                           and against _w at hd 128, L 512-4096, one round (the calls of 16:55 and 17:06 UTC
+#                           also timed the dQ convert inside the kernel, since removed: bench/PROFILE-backward.md)
+#   h200_round.sh zerob     build; zero's round again, then _w against _wp at L 4096 and 8192 (hd 64 and
+#                           128), where the defaults may move
+#   h200_round.sh zerofinal build; the session's final code: the forced _wp matrix and the workspace suite, the
+#                           default-routed hd 128 matrix (its _wp defaults), hd 128 causal _w against _wp at
+#                           L 1024 and 2048, then compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/2048
+#   h200_round.sh zero2     the same machine after zero (no build): zero's second round, then the backward's
+#                           time by kernel (bwd_split.py)
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
 #                           hd 128 first (run it after slope on the same machine: no build step)
@@ -325,24 +333,55 @@ short() {  # about 5 minutes
   echo "=== short: done at ${SECONDS} s"
 }
 
+zero_round() {  # one round of the persistent kernel's own dQ zeroing against the memset, and _w at hd 128
+  local zeroing
+  for zeroing in kernel memset; do
+    export SIGJIT_BWD_DQ_ZERO=$zeroing
+    ((SECONDS < $1)) && timeout 30 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048,4096 --pad 0,25 \
+      --tiles 'hb128x128c2s2o_wp' --csv "$OUT/zero_$zeroing.csv"
+    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048 --pad 25 --layout varlen \
+      --tiles 'hb128x128c2s2o_wp' --csv "$OUT/zero_$zeroing.csv"
+    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096 --pad 0 \
+      --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/zero_$zeroing.csv"
+  done
+  unset SIGJIT_BWD_DQ_ZERO
+}
+
 zero() {  # about 9 minutes
   local wp=Matrix/BackwardMatrixSm90DqWriterPersistent.*
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$wp:BackwardWorkspace.*" 130 gpu_tests_zero.log
   SIGJIT_BACKWARD_PATH=fused $run sanitize "$wp/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*:$wp/padded_d128_bf16_full_logn_gqa_exact_q1_17_*" 70
-  for round in 1 2; do
-    for zero in kernel memset; do
-      export SIGJIT_BWD_DQ_ZERO=$zero
-      ((SECONDS < 430)) && timeout 30 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048,4096 --pad 0,25 \
-        --tiles 'hb128x128c2s2o_wp' --csv "$OUT/zero.csv"
-      ((SECONDS < 450)) && timeout 25 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048 --pad 25 --layout varlen \
-        --tiles 'hb128x128c2s2o_wp' --csv "$OUT/zero_varlen.csv"
-      ((SECONDS < 470)) && timeout 25 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096 --pad 0 \
-        --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/zero.csv"
-      unset SIGJIT_BWD_DQ_ZERO
-    done
-  done
+  zero_round 520
   echo "=== zero: done at ${SECONDS} s"
+}
+
+zerob() {  # about 4 minutes: zero's round again, then _w against _wp where the defaults may move
+  $run build || exit 1
+  zero_round 330
+  ((SECONDS < 400)) && timeout 40 $run bench --direction bwd --head-dim 64 --seq 4096,8192 --pad 0 \
+    --tiles 'hb128x128c2s2o_w;hb128x128c2s2o_wp' --csv "$OUT/zero_defaults.csv"
+  ((SECONDS < 450)) && timeout 40 $run bench --direction bwd --head-dim 128 --seq 4096,8192 --pad 0 \
+    --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/zero_defaults.csv"
+  echo "=== zerob: done at ${SECONDS} s"
+}
+
+zerofinal() {  # about 8 minutes: the final code of the 6th session (in-kernel zeroing, hd 128's _wp defaults)
+  local wp=Matrix/BackwardMatrixSm90DqWriterPersistent.*
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$wp:BackwardWorkspace.*" 70 gpu_tests_final_persistent.log
+  $run gpu-tests 'Matrix/BackwardMatrix.*_d128_*' 90 gpu_tests_final_default_d128.log
+  ((SECONDS < 300)) && timeout 25 $run bench --direction bwd --head-dim 128 --seq 1024,2048 --pad 0 --causal \
+    --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/final_d128_causal.csv"
+  ((SECONDS < 330)) && timeout 200 $run pybench compare.py --out "$OUT/compare_short" --impl sigjit,triton-sigmoid,sdpa-cudnn \
+    --direction bwd --seq 1024,2048 --pad 0 --target-ms 200
+  echo "=== zerofinal: done at ${SECONDS} s"
+}
+
+zero2() {  # about 6 minutes, after zero on the same machine (no build)
+  zero_round 300
+  ((SECONDS < 420)) && timeout 90 $run pybench bwd_split.py --head-dim 64,128 --seq 1024,2048,16384 --out "$OUT/bwd_split.md"
+  echo "=== zero2: done at ${SECONDS} s"
 }
 
 ratios2() {  # about 5 minutes: ratios' compare.py points its time limit cut (TritonSigmoid autotunes each shape)
@@ -377,6 +416,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

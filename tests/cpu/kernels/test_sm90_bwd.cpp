@@ -145,10 +145,12 @@ TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
     c.get<sigjit::Sm90BwdTile>().dq_writer = true;
     jobs.emplace_back(s, c);
     jobs.emplace_back(s, ordered_dq_config(s));
-    KernelSpec short_keys = s;  // the short buckets' default where it differs (_wp at hd 64)
-    short_keys.bucket = sigjit::SeqBucket::up_to_2k;
-    const TileConfig short_default = sigjit::default_sm90_backward_config(short_keys);
-    if (short_default.describe() != sigjit::default_sm90_backward_config(s).describe()) jobs.emplace_back(short_keys, short_default);
+    for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::up_to_8k}) {
+      KernelSpec shorter = s;  // the shorter buckets' default where it differs (_wp)
+      shorter.bucket = b;
+      const TileConfig shorter_default = sigjit::default_sm90_backward_config(shorter);
+      if (shorter_default.describe() != sigjit::default_sm90_backward_config(s).describe()) jobs.emplace_back(shorter, shorter_default);
+    }
   }
   expect_all_compile(jobs);
 }
@@ -573,30 +575,31 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
   for (int d : {64, 128}) EXPECT_EQ(sigjit::check_config(bwd_spec(d), sigjit::default_sm90_backward_config(bwd_spec(d))), "") << d;
   // The defaults issue 21's measurements chose (bench/PROFILE-backward.md): the overlapped dQ
   // writer at every length, 64-query steps at hd 128 (H100 2026-12-05), 128 at hd 64 (H200 2026-12-06).
-  // At hd 64 the persistent writer (_wp) up to 2k keys, every layout and causal too, except where
-  // it spills (the exact sigmoid without causal masking) (H100 2026-12-06).
+  // The persistent writer (_wp) up to 2k keys, every layout and causal too (H100 2026-12-06), and at
+  // hd 128 also up to 8k keys without causal masking, since it zeroes its own dQ workspace (H100
+  // 2026-12-06, sixth session); except where it spills (hd 64, the exact sigmoid without causal
+  // masking).
+  const auto persistent_default = [](int d, sigjit::SeqBucket b, bool causal, bool exact) {
+    const bool short_bucket = b == sigjit::SeqBucket::up_to_512 || b == sigjit::SeqBucket::up_to_2k;
+    if (d == 64 && exact && !causal) return false;
+    return short_bucket || (d == 128 && b == sigjit::SeqBucket::up_to_8k && !causal);
+  };
   for (const auto& [d, tile] : {std::pair{128, "hb128x64c2s2o_w"}, std::pair{64, "hb128x128c2s2o_w"}}) {
     KernelSpec s = bwd_spec(d);
     for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_512, sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::up_to_8k,
                                 sigjit::SeqBucket::over_8k}) {
       s.bucket = b;
-      const bool short_bucket = b == sigjit::SeqBucket::up_to_512 || b == sigjit::SeqBucket::up_to_2k;
-      EXPECT_EQ(sigjit::default_sm90_backward_config(s).describe(), std::string(tile) + (d == 64 && short_bucket ? "p" : "")) << d;
-      KernelSpec exact = s;  // _wp spills there at hd 64 (spills_in_practice): the one-tile writer
-      exact.sigmoid = sigjit::SigmoidMode::exact;
-      EXPECT_EQ(sigjit::default_sm90_backward_config(exact).describe(), tile) << exact.describe();
       for (bool causal : {false, true})
-        for (sigjit::Layout layout : {sigjit::Layout::padded, sigjit::Layout::varlen, sigjit::Layout::dense}) {
-          KernelSpec other = s;
-          other.causal = causal;
-          other.layout = layout;
-          EXPECT_EQ(sigjit::default_sm90_backward_config(other).describe(), std::string(tile) + (d == 64 && short_bucket ? "p" : ""))
-              << other.describe();
-          other.sigmoid = sigjit::SigmoidMode::exact;
-          EXPECT_EQ(sigjit::default_sm90_backward_config(other).describe(),
-                    std::string(tile) + (d == 64 && short_bucket && causal ? "p" : ""))
-              << other.describe();
-        }
+        for (bool exact : {false, true})
+          for (sigjit::Layout layout : {sigjit::Layout::padded, sigjit::Layout::varlen, sigjit::Layout::dense}) {
+            KernelSpec other = s;
+            other.causal = causal;
+            other.layout = layout;
+            other.sigmoid = exact ? sigjit::SigmoidMode::exact : sigjit::SigmoidMode::fast;
+            EXPECT_EQ(sigjit::default_sm90_backward_config(other).describe(),
+                      std::string(tile) + (persistent_default(d, b, causal, exact) ? "p" : ""))
+                << other.describe();
+          }
     }
   }
   // _r belongs to the sm90 backward family only: another family's tile has no such field

@@ -402,7 +402,8 @@ TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
 // mbarriers plus the tile queue's four (the next tile's K/V wait on the last step's ring stage, no
 // barrier of their own) and 48 bytes more shared memory; tiles claimed with a global atomic past
 // the grid's first ones (%nctaid.x), where the one-tile kernel reads its tile from %ctaid.y and
-// %ctaid.z.
+// %ctaid.z; the dQ workspace's zeroing jobs claimed with a second atomic, each counted done with a
+// release add that the writer's acquire read waits for (the one-tile writer has neither).
 TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
   for (int d : {64, 128}) {
     const KernelSpec s = bwd_spec_of(d, /*heavy=*/true);  // padded: the wholly padded key blocks' zero rows too
@@ -417,8 +418,12 @@ TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
     EXPECT_EQ(occurrences(persistent_ptx, "mbarrier.init"), occurrences(writer_ptx, "mbarrier.init") + 4) << persistent.describe();
     EXPECT_EQ(sigjit::check_config(s, persistent), "");
     EXPECT_EQ(sigjit::smem_bytes(s, persistent), sigjit::smem_bytes(s, writer) + 48);
-    EXPECT_EQ(occurrences(persistent_ptx, "atom.global.add.u32"), 1u) << persistent.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "atom.global.add.u32"), 2u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "atom.global.add.u32"), 0u) << writer.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "red.release.gpu.global.add"), 1u) << persistent.describe();
+    EXPECT_EQ(occurrences(writer_ptx, "red.release.gpu.global.add"), 0u) << writer.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "ld.acquire.gpu.global"), 1u) << persistent.describe();
+    EXPECT_EQ(occurrences(writer_ptx, "ld.acquire.gpu.global"), 0u) << writer.describe();
     EXPECT_GT(occurrences(persistent_ptx, "%nctaid.x"), 0u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "%nctaid.x"), 0u) << writer.describe();
     EXPECT_EQ(occurrences(persistent_ptx, "%ctaid.y") + occurrences(persistent_ptx, "%ctaid.z"), 0u) << persistent.describe();

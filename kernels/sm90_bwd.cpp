@@ -279,13 +279,14 @@ TileConfig default_sm90_backward_config(const KernelSpec& spec) {
   // too: over _w at L 512 / 1024 / 2048, dense +3 / +2.3 / +2 %, 25 % padded +6 / +5 / +3 %,
   // varlen +9 / +6 / +3 %, causal +11 / +6.5 / +2 %; within 1 % at L 4096 (H100, 2026-12-06,
   // bench/PROFILE-backward.md). Since _wp zeroes its own dQ workspace (no memset before it), it
-  // also leads at hd 128: dense +3.5 / +6 / +5.5 / +1 to +9 / +4 % at L 512 / 1024 / 2048 / 4096 /
-  // 8192 (H100, 2026-12-06, three rounds), so up to 8k keys there, causal only up to 2k (it was
-  // 4 % behind causal at L 4096 before the zeroing moved). Where it would spill, _w.
+  // also leads at hd 128 without causal masking: dense +3.4 / +6.4 / +5.8 / +4.9 / +4.1 % at L 512
+  // / 1024 / 2048 / 4096 / 8192 (H100, 2026-12-06, two rounds), so up to 8k keys there; causal
+  // it trails (-1.5 / -3 % at L 1024 / 2048, same machine): _w. Where it would spill, _w.
   const int block_q = spec.head_dim <= 64 ? 128 : 64;
   sigjit::Sm90BwdTile t{block_q, 2, 2, /*overlap*/ true, false, false, /*dq_writer*/ true};
   const bool short_keys = spec.bucket == SeqBucket::up_to_512 || spec.bucket == SeqBucket::up_to_2k;
-  t.persistent = short_keys || (spec.head_dim > 64 && spec.bucket == SeqBucket::up_to_8k && !spec.causal);
+  if (spec.head_dim <= 64) t.persistent = short_keys;
+  else t.persistent = !spec.causal && (short_keys || spec.bucket == SeqBucket::up_to_8k);
   if (t.persistent && kernels::spills_in_practice(spec, t)) t.persistent = false;
   return TileConfig(t);
 }

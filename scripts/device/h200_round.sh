@@ -373,7 +373,7 @@ zerofinal() {  # about 8 minutes: the final code of the 6th session (in-kernel z
   $run gpu-tests 'Matrix/BackwardMatrix.*_d128_*' 90 gpu_tests_final_default_d128.log
   ((SECONDS < 300)) && timeout 25 $run bench --direction bwd --head-dim 128 --seq 1024,2048 --pad 0 --causal \
     --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/final_d128_causal.csv"
-  ((SECONDS < 330)) && timeout 200 $run pybench compare.py --out "$OUT/compare_short" --impl sigjit,triton-sigmoid,sdpa-cudnn \
+  ((SECONDS < 290)) && timeout 170 $run pybench compare.py --out "$OUT/compare_short" --impl sigjit,triton-sigmoid,sdpa-cudnn \
     --direction bwd --seq 1024,2048 --pad 0 --target-ms 200
   echo "=== zerofinal: done at ${SECONDS} s"
 }

@@ -580,14 +580,14 @@ TEST(Sm90BwdConfig, CheckConfigRejectsWithAReason) {
   for (int d : {64, 128}) EXPECT_EQ(sigjit::check_config(bwd_spec(d), sigjit::default_sm90_backward_config(bwd_spec(d))), "") << d;
   // The defaults issue 21's measurements chose (bench/PROFILE-backward.md): the overlapped dQ
   // writer at every length, 64-query steps at hd 128 (H100 2026-12-05), 128 at hd 64 (H200 2026-12-06).
-  // The persistent writer (_wp) up to 2k keys, every layout and causal too (H100 2026-12-06), and at
-  // hd 128 also up to 8k keys without causal masking, since it zeroes its own dQ workspace (H100
-  // 2026-12-06, sixth session); except where it spills (hd 64, the exact sigmoid without causal
-  // masking).
+  // The persistent writer (_wp) at hd 64 up to 2k keys, every layout and causal too (H100
+  // 2026-12-06), except where it spills (the exact sigmoid without causal masking); at hd 128,
+  // since it zeroes its own dQ workspace, up to 8k keys without causal masking (H100 2026-12-06,
+  // sixth session: causal it trailed _w).
   const auto persistent_default = [](int d, sigjit::SeqBucket b, bool causal, bool exact) {
     const bool short_bucket = b == sigjit::SeqBucket::up_to_512 || b == sigjit::SeqBucket::up_to_2k;
-    if (d == 64 && exact && !causal) return false;
-    return short_bucket || (d == 128 && b == sigjit::SeqBucket::up_to_8k && !causal);
+    if (d == 64) return short_bucket && (causal || !exact);
+    return !causal && (short_bucket || b == sigjit::SeqBucket::up_to_8k);
   };
   for (const auto& [d, tile] : {std::pair{128, "hb128x64c2s2o_w"}, std::pair{64, "hb128x128c2s2o_w"}}) {
     KernelSpec s = bwd_spec(d);

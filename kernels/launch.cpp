@@ -370,17 +370,21 @@ void zero_dq_workspace(const detail::Resolved& r, const SigjitBwdParams& params,
                                                   args, nullptr));
 }
 
+// A switch between the default and one alternative, for comparisons: true unless it names the
+// alternative; any other value is an error naming both.
+bool default_unless_switched(const char* name, const char* default_value, const char* alternative) {
+  const std::optional<std::string> value = env::text(name);
+  if (!value || *value == default_value) return true;
+  if (*value == alternative) return false;
+  throw Error(fmt::format("{}={}: expected {} or {}", name, *value, alternative, default_value));
+}
+
 // The Hopper fused kernel's wholly padded key blocks write the padded dQ rows' zeros
 // (common/padded_rows.h) while the other CTAs compute, instead of the convert kernel after them:
 // the default since the padded backward matrices passed with it (H100, 2026-12-06), where it cut
 // the ragged batch's padded forward+backward by about 0.1 ms (bench/PROFILE-backward.md).
 // SIGJIT_PADDED_DQ_ZERO=convert restores the convert kernel's zeros, for comparison.
-bool fused_kernel_zeroes_padded_dq() {
-  const std::optional<std::string> who = env::text("SIGJIT_PADDED_DQ_ZERO");
-  if (!who || *who == "fused") return true;
-  if (*who == "convert") return false;
-  throw Error(fmt::format("SIGJIT_PADDED_DQ_ZERO={}: expected convert or fused", *who));
-}
+bool fused_kernel_zeroes_padded_dq() { return default_unless_switched("SIGJIT_PADDED_DQ_ZERO", "fused", "convert"); }
 
 // Both kernels read the choice from the same parameter block, so they always agree on it.
 SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {
@@ -393,12 +397,7 @@ SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParam
 // The persistent fused kernel (_wp) zeroes its dQ workspace with its idle warps while it computes
 // (sm90/bwd_schedule.h), instead of a memset that runs alone before it: the default.
 // SIGJIT_BWD_DQ_ZERO=memset restores the memset, for comparison.
-bool persistent_kernel_zeroes_dq() {
-  const std::optional<std::string> who = env::text("SIGJIT_BWD_DQ_ZERO");
-  if (!who || *who == "kernel") return true;
-  if (*who == "memset") return false;
-  throw Error(fmt::format("SIGJIT_BWD_DQ_ZERO={}: expected kernel or memset", *who));
-}
+bool persistent_kernel_zeroes_dq() { return default_unless_switched("SIGJIT_BWD_DQ_ZERO", "kernel", "memset"); }
 
 // (Without keys the fused kernel does not launch, and the memset zeroes what the convert reads.)
 SigjitBwdParams with_dq_zeroing(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {

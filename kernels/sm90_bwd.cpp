@@ -198,9 +198,6 @@ class Sm90Bwd final : public Family {
   }
 
  private:
-  // One CTA per SM (the tile takes the SM's shared memory): the device's SM count, which the
-  // runtime and the tuner pass with the launch; SIGJIT_PERSISTENT_BWD_CTAS overrides it (tests:
-  // every CTA walks many tiles).
   // The zeroing jobs' counters follow the tile counter (persistent_counter_bytes); the jobs are
   // sm90/bwd_schedule.h's for this call's workspace rows.
   static void set_dq_zero_jobs(SigjitBwdSm90Params& params, const AttentionArgs& a) {
@@ -215,6 +212,9 @@ class Sm90Bwd final : public Family {
     params.dq_zero_jobs_per_seq = jobs_per_seq;
   }
 
+  // One CTA per SM (the tile takes the SM's shared memory): the device's SM count, which the
+  // runtime and the tuner pass with the launch; SIGJIT_PERSISTENT_BWD_CTAS overrides it (tests:
+  // every CTA walks many tiles).
   static int sm_count(const Launch& l) {
     if (const std::optional<std::string> cap = env::text("SIGJIT_PERSISTENT_BWD_CTAS")) {
       const std::optional<long long> n = env::parse_int(*cap, 1, std::numeric_limits<int>::max());

@@ -169,6 +169,16 @@ class Sm90Bwd final : public Family {
     if (const std::string why = tma_unsuitable(l.call, l.backward); !why.empty()) {
       throw Error(fmt::format("sm90 backward kernel {}: {}", describe(config), why));
     }
+    // The persistent grid before any driver call, so that a bad SIGJIT_PERSISTENT_BWD_CTAS or an
+    // overflowing tile count is refused with nothing done.
+    long long grid = 0;
+    if (t.persistent) {
+      const long long tiles = sched::bwd_tiles(a.seqlen_k, t.block_k(), a.heads_kv, a.batch);
+      grid = std::min<long long>(tiles, sm_count(l));
+      if (tiles + grid > std::numeric_limits<int>::max())  // the last claims pass the last tile by up to grid
+        throw Error(fmt::format("sm90 backward kernel {}: {} key tiles overflow the persistent schedule's index; split the batch",
+                                describe(config), tiles));
+    }
     SigjitBwdSm90Params params{};
     const std::vector<TmaTensor> tensors = tma_tensors(l.call, l.backward);
     encode_tma_map(params.q_map, tensors[0], a, t.block_q);
@@ -184,11 +194,6 @@ class Sm90Bwd final : public Family {
       params.dq_counters_per_seq = counters.per_seq;
     }
     if (t.persistent) {
-      const long long tiles = sched::bwd_tiles(a.seqlen_k, t.block_k(), a.heads_kv, a.batch);
-      const long long grid = std::min<long long>(tiles, sm_count(l));
-      if (tiles + grid > std::numeric_limits<int>::max())  // the last claims pass the last tile by up to grid
-        throw Error(fmt::format("sm90 backward kernel {}: {} key tiles overflow the persistent schedule's index; split the batch",
-                                describe(config), tiles));
       params.tile_counter = tile_counter(l.call, params.p);
       if (params.p.dq_zeroed_in_kernel != 0) set_dq_zero_jobs(params, a);
       launch_kernel(l, static_cast<unsigned>(grid), 1, 1, &params);

@@ -4,18 +4,19 @@
 // transposed-A dQ product) and vector dQ reductions; config strings round-trip and bad configs are
 // refused by check_config and, when forced past it, by the template's static_asserts; while
 // true is false neither the default nor the tuner's candidates use the family.
-#include "jit/codegen.hpp"
-#include "problem/spec.hpp"
-#include "kernels/registry.hpp"
 #include "cuda/loaded_kernel.hpp"
-#include "problem/call.hpp"
-#include "kernels/launch.hpp"
-#include "kernels/sm90_bwd.hpp"
+#include "jit/codegen.hpp"
 #include "jit/compiler.hpp"
 #include "jit/templates.hpp"
-#include "tests/common/forced_compile.hpp"
-#include "tests/common/spec_matrix.hpp"
+#include "kernels/launch.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/sm90_bwd.hpp"
+#include "problem/call.hpp"
+#include "problem/spec.hpp"
 #include "sigjit/sm90/bwd_params.h"
+#include "tests/common/forced_compile.hpp"
+#include "tests/common/scoped_env.hpp"
+#include "tests/common/spec_matrix.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -454,6 +455,41 @@ TEST(Sm90BwdLaunch, AnOrderedTileLaunchesOnlyOnTheOrderedWorkspace) {
   } catch (const sigjit::Error& e) {
     EXPECT_THAT(e.what(), HasSubstr(ordered.describe() + ": the ordered dQ reduction (_wd) belongs to the deterministic mode"));
     EXPECT_THAT(e.what(), HasSubstr("deterministic=true"));
+  }
+}
+
+// The persistent tile's switches are refused by name, with the values they take, before any driver
+// call: a bad SIGJIT_PERSISTENT_BWD_CTAS in the family's launch, a bad SIGJIT_BWD_DQ_ZERO in the
+// fused backward's enqueue (whose zeroing both kernels' launches must agree on).
+TEST(Sm90BwdLaunch, PersistentSwitchesAreRefusedByNameBeforeAnyDriverCall) {
+  sigjit::AttentionArgs a;
+  a.batch = 1, a.seqlen_q = a.seqlen_k = 256, a.heads_q = a.heads_kv = 2, a.head_dim = 128;
+  a.q = reinterpret_cast<void*>(0x10000), a.k = reinterpret_cast<void*>(0x20000), a.v = reinterpret_cast<void*>(0x30000);
+  a.o = reinterpret_cast<void*>(0x40000);
+  const sigjit::detail::Resolved r = sigjit::detail::resolve(a);
+  sigjit::Gradients g;
+  g.dout = reinterpret_cast<void*>(0x50000), g.dq = reinterpret_cast<void*>(0x60000);
+  g.dk = reinterpret_cast<void*>(0x70000), g.dv = reinterpret_cast<void*>(0x80000);
+  const SigjitBwdParams bp = sigjit::kernels::backward_params(r, sigjit::detail::resolve_gradients(r, g), reinterpret_cast<void*>(0x90000));
+  sigjit::Sm90BwdTile levers;
+  levers.dq_writer = levers.persistent = true;
+  const TileConfig persistent = sigjit::sm90_backward_variant(bwd_spec(128), levers);
+  const sigjit::detail::LoadedKernel kernel{};  // never launched
+  for (const char* bad : {"0", "-3", "many", "1e3"}) {
+    const sigjit::test::ScopedEnv ctas("SIGJIT_PERSISTENT_BWD_CTAS", bad);
+    try {
+      sigjit::kernels::launch(r, Direction::backward_fused, &bp, kernel, persistent, 132, nullptr);
+      ADD_FAILURE() << "launched with SIGJIT_PERSISTENT_BWD_CTAS=" << bad;
+    } catch (const sigjit::Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr(std::string("SIGJIT_PERSISTENT_BWD_CTAS=") + bad + ": expected a positive integer"));
+    }
+  }
+  const sigjit::test::ScopedEnv zero("SIGJIT_BWD_DQ_ZERO", "kernels");
+  try {
+    sigjit::kernels::enqueue_fused_backward(r, bp, kernel, persistent, kernel, 132, nullptr);
+    ADD_FAILURE() << "enqueued with SIGJIT_BWD_DQ_ZERO=kernels";
+  } catch (const sigjit::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("SIGJIT_BWD_DQ_ZERO=kernels: expected memset or kernel"));
   }
 }
 

@@ -432,12 +432,14 @@ TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
   }
 }
 
-// An ordered tile (_wd) finds its counters only in the ordered path's workspace
-// (enqueue_ordered_backward). Launched any other way (a forced tile on the fast path, an imported
-// cache entry in the tuner or `sigjit verify`) it would wait on and write past the end of a
-// plain dQ workspace: the family refuses it before any driver call, naming the tile and what to
-// do instead.
-TEST(Sm90BwdLaunch, AnOrderedTileLaunchesOnlyOnTheOrderedWorkspace) {
+// A dense hd 128 backward call on fake (never dereferenced) device pointers, for launches that
+// must be refused before any driver call.
+struct FakeBackwardCall {
+  sigjit::detail::Resolved r;
+  SigjitBwdParams bp;
+};
+
+FakeBackwardCall fake_backward_call() {
   sigjit::AttentionArgs a;
   a.batch = 1, a.seqlen_q = a.seqlen_k = 256, a.heads_q = a.heads_kv = 2, a.head_dim = 128;
   a.q = reinterpret_cast<void*>(0x10000), a.k = reinterpret_cast<void*>(0x20000), a.v = reinterpret_cast<void*>(0x30000);
@@ -447,6 +449,18 @@ TEST(Sm90BwdLaunch, AnOrderedTileLaunchesOnlyOnTheOrderedWorkspace) {
   g.dout = reinterpret_cast<void*>(0x50000), g.dq = reinterpret_cast<void*>(0x60000);
   g.dk = reinterpret_cast<void*>(0x70000), g.dv = reinterpret_cast<void*>(0x80000);
   const SigjitBwdParams bp = sigjit::kernels::backward_params(r, sigjit::detail::resolve_gradients(r, g), reinterpret_cast<void*>(0x90000));
+  return {r, bp};
+}
+
+// An ordered tile (_wd) finds its counters only in the ordered path's workspace
+// (enqueue_ordered_backward). Launched any other way (a forced tile on the fast path, an imported
+// cache entry in the tuner or `sigjit verify`) it would wait on and write past the end of a
+// plain dQ workspace: the family refuses it before any driver call, naming the tile and what to
+// do instead.
+TEST(Sm90BwdLaunch, AnOrderedTileLaunchesOnlyOnTheOrderedWorkspace) {
+  const FakeBackwardCall call = fake_backward_call();
+  const sigjit::detail::Resolved& r = call.r;
+  const SigjitBwdParams& bp = call.bp;
   const TileConfig ordered = ordered_dq_config(bwd_spec(128));
   const sigjit::detail::LoadedKernel kernel{};  // never launched
   try {
@@ -462,15 +476,9 @@ TEST(Sm90BwdLaunch, AnOrderedTileLaunchesOnlyOnTheOrderedWorkspace) {
 // call: a bad SIGJIT_PERSISTENT_BWD_CTAS in the family's launch, a bad SIGJIT_BWD_DQ_ZERO in the
 // fused backward's enqueue (whose zeroing both kernels' launches must agree on).
 TEST(Sm90BwdLaunch, PersistentSwitchesAreRefusedByNameBeforeAnyDriverCall) {
-  sigjit::AttentionArgs a;
-  a.batch = 1, a.seqlen_q = a.seqlen_k = 256, a.heads_q = a.heads_kv = 2, a.head_dim = 128;
-  a.q = reinterpret_cast<void*>(0x10000), a.k = reinterpret_cast<void*>(0x20000), a.v = reinterpret_cast<void*>(0x30000);
-  a.o = reinterpret_cast<void*>(0x40000);
-  const sigjit::detail::Resolved r = sigjit::detail::resolve(a);
-  sigjit::Gradients g;
-  g.dout = reinterpret_cast<void*>(0x50000), g.dq = reinterpret_cast<void*>(0x60000);
-  g.dk = reinterpret_cast<void*>(0x70000), g.dv = reinterpret_cast<void*>(0x80000);
-  const SigjitBwdParams bp = sigjit::kernels::backward_params(r, sigjit::detail::resolve_gradients(r, g), reinterpret_cast<void*>(0x90000));
+  const FakeBackwardCall call = fake_backward_call();
+  const sigjit::detail::Resolved& r = call.r;
+  const SigjitBwdParams& bp = call.bp;
   sigjit::Sm90BwdTile levers;
   levers.dq_writer = levers.persistent = true;
   const TileConfig persistent = sigjit::sm90_backward_variant(bwd_spec(128), levers);

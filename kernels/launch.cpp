@@ -4,6 +4,7 @@
 #include "cuda/check.hpp"
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"
+#include "sigjit/sm90/bwd_schedule.h"
 #include "sigjit/sm90/dq_stage_layout.h"
 #include "sigjit/sm90/fp8_layout.h"
 
@@ -89,8 +90,23 @@ SigjitFwdParams forward_params(const detail::Resolved& r) {
 
 void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params) {
   void* kernel_args[] = {params};
-  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(l.kernel.function, grid_x, grid_y, grid_z, l.kernel.threads, 1, 1, l.kernel.smem_bytes,
-                                                  l.stream, kernel_args, nullptr));
+  const bool handoff = l.part == Direction::backward_dq_convert && l.backward != nullptr && l.backward->dq_reduced != nullptr;
+  if (!handoff) {
+    SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(l.kernel.function, grid_x, grid_y, grid_z, l.kernel.threads, 1, 1,
+                                                    l.kernel.smem_bytes, l.stream, kernel_args, nullptr));
+    return;
+  }
+  CUlaunchAttribute early{};
+  early.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  early.value.programmaticStreamSerializationAllowed = 1;
+  CUlaunchConfig config{};
+  config.gridDimX = grid_x, config.gridDimY = grid_y, config.gridDimZ = grid_z;
+  config.blockDimX = static_cast<unsigned>(l.kernel.threads), config.blockDimY = config.blockDimZ = 1;
+  config.sharedMemBytes = static_cast<unsigned>(l.kernel.smem_bytes);
+  config.hStream = l.stream;
+  config.attrs = &early;
+  config.numAttrs = 1;
+  SIGJIT_CHECK_CU(detail::driver().cuLaunchKernelEx(&config, l.kernel.function, kernel_args, nullptr));
 }
 
 std::vector<TmaTensor> tma_tensors(const detail::Resolved& r, const SigjitBwdParams* backward) {
@@ -281,10 +297,12 @@ std::size_t dq_workspace_bytes(const detail::Resolved& r) {
   return static_cast<std::size_t>(bytes);
 }
 
-std::size_t persistent_counter_bytes(const detail::Resolved& r) {
-  const std::size_t done = static_cast<std::size_t>(r.args.batch) * sizeof(int);
-  return kTileCounterBytes + (done + 15) / 16 * 16;
+std::size_t per_sequence_counter_bytes(const detail::Resolved& r) {
+  const std::size_t bytes = static_cast<std::size_t>(r.args.batch) * sizeof(int);
+  return (bytes + 15) / 16 * 16;
 }
+
+std::size_t persistent_counter_bytes(const detail::Resolved& r) { return kTileCounterBytes + 2 * per_sequence_counter_bytes(r); }
 
 std::size_t fused_workspace_bytes(const detail::Resolved& r) {
   return r.args.batch == 0 ? 0 : dq_workspace_bytes(r) + persistent_counter_bytes(r);
@@ -399,11 +417,21 @@ SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParam
 // SIGJIT_BWD_DQ_ZERO=memset restores the memset, for comparison.
 bool persistent_kernel_zeroes_dq() { return default_unless_switched("SIGJIT_BWD_DQ_ZERO", "kernel", "memset"); }
 
+// The convert kernel after the persistent fused kernel starts on the SMs its last wave frees and
+// converts each sequence once its key tiles are counted done (common/params.h), instead of after
+// the whole kernel: the default. SIGJIT_BWD_DQ_CONVERT=after restores the plain launch.
+bool convert_overlaps_persistent_kernel() { return default_unless_switched("SIGJIT_BWD_DQ_CONVERT", "overlap", "after"); }
+
 // (Without keys the fused kernel does not launch, and the memset zeroes what the convert reads.)
-SigjitBwdParams with_dq_zeroing(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {
+SigjitBwdParams with_persistent_passes(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {
   const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
   const bool launches = r.args.seqlen_k > 0 && r.args.batch > 0 && params.dq_accum != nullptr;
-  params.dq_zeroed_in_kernel = tile != nullptr && tile->persistent && launches && persistent_kernel_zeroes_dq() ? 1 : 0;
+  const bool persistent = tile != nullptr && tile->persistent && launches;
+  params.dq_zeroed_in_kernel = persistent && persistent_kernel_zeroes_dq() ? 1 : 0;
+  if (persistent && convert_overlaps_persistent_kernel()) {
+    params.dq_reduced = tile_counter(r, params) + (kTileCounterBytes + per_sequence_counter_bytes(r)) / sizeof(int);
+    params.dq_reduced_target = static_cast<int>(sched::bwd_tiles(r.args.seqlen_k, tile->block_k(), r.args.heads_kv, 1));
+  }
   return params;
 }
 
@@ -411,7 +439,7 @@ SigjitBwdParams with_dq_zeroing(const detail::Resolved& r, SigjitBwdParams param
 
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream) {
-  const SigjitBwdParams p = with_dq_zeroing(r, with_padded_dq_zeroing(r, params, fused_config), fused_config);
+  const SigjitBwdParams p = with_persistent_passes(r, with_padded_dq_zeroing(r, params, fused_config), fused_config);
   const std::size_t bytes = dq_workspace_bytes(r);
   const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
   zero_dq_workspace(r, p, convert, bytes, tile != nullptr && tile->persistent ? persistent_counter_bytes(r) : 0, stream);

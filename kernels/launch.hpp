@@ -39,7 +39,9 @@ struct Launch {
 SigjitFwdParams forward_params(const detail::Resolved& r);
 
 // cuLaunchKernel with the loaded kernel's threads and shared memory; `params` is the kernel's
-// one __grid_constant__ argument.
+// one __grid_constant__ argument. A dQ convert whose parameters carry the handoff counters
+// (SigjitBwdParams::dq_reduced) is launched with programmatic stream serialization, so it may
+// start while the fused kernel before it runs.
 void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params);
 
 // The kernel's family launches it (Family::launch); `backward` is the backward kernels' block.
@@ -51,10 +53,11 @@ void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* ba
 std::size_t dq_workspace_bytes(const detail::Resolved& r);
 
 // The fast (fused) backward's workspace: the fp32 dQ values, then the persistent kernel's (_wp)
-// counters: 16 bytes holding its tile counter and its zeroing jobs' counter, then one int per
-// sequence counting the zeroing jobs done, rounded up to 16 bytes; 0 for an empty batch
-// (nothing launches).
+// counters: 16 bytes holding its tile counter and its zeroing jobs' counter, then two arrays of
+// one int per sequence, each rounded up to 16 bytes: the zeroing jobs done, and the key tiles
+// whose dQ is reduced (the convert's handoff); 0 for an empty batch (nothing launches).
 inline constexpr std::size_t kTileCounterBytes = 16;
+std::size_t per_sequence_counter_bytes(const detail::Resolved& r);  // one array's
 std::size_t persistent_counter_bytes(const detail::Resolved& r);
 std::size_t fused_workspace_bytes(const detail::Resolved& r);
 // The tile counter in the fused backward's workspace (params.dq_accum); the zeroing jobs' counter
@@ -75,8 +78,9 @@ SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, v
 
 // The fused backward on the stream: zero params.dq_accum (fused_workspace_bytes: the values, and
 // the counters for a persistent kernel, which zeroes the values itself unless
-// SIGJIT_BWD_DQ_ZERO=memset), the fused kernel, the convert kernel. sm_count (the device's) sizes
-// a persistent fused kernel's grid.
+// SIGJIT_BWD_DQ_ZERO=memset), the fused kernel, the convert kernel: after a persistent kernel a
+// programmatic dependent launch that converts sequences as their tiles finish, unless
+// SIGJIT_BWD_DQ_CONVERT=after. sm_count (the device's) sizes a persistent fused kernel's grid.
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream);
 

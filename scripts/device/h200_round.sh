@@ -87,6 +87,10 @@
 #   h200_round.sh zerofinal build; the session's final code: the forced _wp matrix and the workspace suite, the
 #                           default-routed hd 128 matrix (its _wp defaults), hd 128 causal _w against _wp at
 #                           L 1024 and 2048, then compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/2048
+#   h200_round.sh check7    build; what the 6th session's last commits did not run on a GPU: the workspace
+#                           suite and the forced _wp matrix alone, the default-routed hd 128 matrix (causal back
+#                           on _w), hd 128 _wp against _w in the 25 % padded and varlen layouts, then compare.py's
+#                           backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/2048
 #   h200_round.sh zero2     the same machine after zero (no build): zero's second round, then the backward's
 #                           time by kernel (bwd_split.py)
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
@@ -378,6 +382,21 @@ zerofinal() {  # about 8 minutes: the final code of the 6th session (in-kernel z
   echo "=== zerofinal: done at ${SECONDS} s"
 }
 
+check7() {  # about 9 minutes, each step under its own limit
+  local wp=Matrix/BackwardMatrixSm90DqWriterPersistent.*
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.*' 60 gpu_tests_workspace.log
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$wp" 110 gpu_tests_persistent.log
+  $run gpu-tests 'Matrix/BackwardMatrix.*_d128_*' 80 gpu_tests_default_d128.log
+  ((SECONDS < 330)) && timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024,2048,4096 --pad 25 \
+    --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/d128_padded.csv"
+  ((SECONDS < 360)) && timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024,2048,4096 --pad 25 --layout varlen \
+    --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/d128_varlen.csv"
+  ((SECONDS < 400)) && timeout 170 $run pybench compare.py --out "$OUT/compare_short" --impl sigjit,triton-sigmoid,sdpa-cudnn \
+    --direction bwd --seq 1024,2048 --pad 0 --target-ms 200
+  echo "=== check7: done at ${SECONDS} s"
+}
+
 zero2() {  # about 6 minutes, after zero on the same machine (no build)
   zero_round 300
   ((SECONDS < 420)) && timeout 90 $run pybench bwd_split.py --head-dim 64,128 --seq 1024,2048,16384 --out "$OUT/bwd_split.md"
@@ -416,6 +435,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

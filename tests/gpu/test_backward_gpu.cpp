@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <optional>
 #include <stdexcept>
+#include <utility>
 
 namespace sigjit::testing {
 namespace {
@@ -576,13 +577,16 @@ TEST(BackwardWorkspace, CallerWorkspaceIsZeroedAndUsed) {
 // kernel zeroes the values itself: poisoned (0xFF: NaN values; a claim would start at the grid's
 // last tile and take it twice, a zeroing job counted done before it ran), each call must zero
 // the counters and every value it reads. Both zeroings (the kernel's warps, and the memset
-// SIGJIT_BWD_DQ_ZERO=memset restores), in every layout; 3 CTAs, so that a few warps do every
-// zeroing job while the writers of other sequences wait for theirs.
+// SIGJIT_BWD_DQ_ZERO=memset restores) and both converts (the handoff, whose CTAs start on the
+// SMs the 3 fused CTAs leave free and wait for each sequence's tiles, and the convert after the
+// kernel), in every layout; 3 CTAs, so that a few warps do every zeroing job while the writers of
+// other sequences wait for theirs.
 TEST(BackwardWorkspace, PersistentKernelZeroesACallersWorkspace) {
   if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
-  for (const char* zeroing : {"kernel", "memset"})
+  const std::pair<const char*, const char*> passes[] = {{"kernel", "overlap"}, {"memset", "overlap"}, {"kernel", "after"}};
+  for (const auto& [zeroing, convert] : passes)
     for (const Layout layout : {Layout::dense, Layout::padded, Layout::varlen}) {
-      SCOPED_TRACE(std::string(zeroing) + " zeroing, layout " + std::to_string(static_cast<int>(layout)));
+      SCOPED_TRACE(std::string(zeroing) + " zeroing, convert " + convert + ", layout " + std::to_string(static_cast<int>(layout)));
       CaseSpec spec{layout, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast};
       spec.lens_q = spec.lens_k = {700, 333, 0, 65};
       spec.lens_k[3] = 0;  // queries without keys: dQ zero, read from zeroed rows
@@ -593,6 +597,7 @@ TEST(BackwardWorkspace, PersistentKernelZeroesACallersWorkspace) {
       const ScopedForceTile force("hb128x128c2s2o_wp");
       const sigjit::test::ScopedEnv few_ctas("SIGJIT_PERSISTENT_BWD_CTAS", "3");
       const sigjit::test::ScopedEnv zero("SIGJIT_BWD_DQ_ZERO", zeroing);
+      const sigjit::test::ScopedEnv handoff("SIGJIT_BWD_DQ_CONVERT", convert);
       const std::size_t need = sigjit::backward_workspace_size(problem.args());
       void* ws = nullptr;
       SIGJIT_CUDA_OK(cudaMalloc(&ws, need));

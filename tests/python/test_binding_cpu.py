@@ -210,12 +210,13 @@ class Validation(unittest.TestCase):
 
     def test_backward_workspace(self):
         # 2 sequences x 128 rows x 8 heads x 64 dims x 4 bytes, then the persistent backward's
-        # counters (16 bytes, and one int per sequence rounded up to 16); in deterministic mode (the
-        # ordered dQ reduction at hd 64) the values plus one int per (sequence, head, 64 rows).
-        self.assertEqual(_lib.workspace_size(dense_args(o=None)), 2 * 128 * 8 * 64 * 4 + 16 + 16)
+        # counters (16 bytes, and two arrays of one int per sequence, each rounded up to 16); in
+        # deterministic mode (the ordered dQ reduction at hd 64) the values plus one int per
+        # (sequence, head, 64 rows).
+        self.assertEqual(_lib.workspace_size(dense_args(o=None)), 2 * 128 * 8 * 64 * 4 + 16 + 16 + 16)
         self.assertEqual(_lib.workspace_size(dense_args(o=None), deterministic=True), 2 * 128 * 8 * 64 * 4 + 2 * 8 * 2 * 4)
         grads = _lib.make_gradients(ref(), ref(), ref(), ref())
-        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"^workspace: workspace_bytes=64 is too small; this call needs 524320 B"):
+        with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"^workspace: workspace_bytes=64 is too small; this call needs 524336 B"):
             _lib.backward(dense_args(o=None), grads, workspace=FAKE, workspace_bytes=64)
         with self.assertRaisesRegex(sigjit.InvalidArgumentError, r"^workspace: pointer .* is not 16-byte aligned"):
             _lib.backward(dense_args(o=None), grads, workspace=FAKE + 4, workspace_bytes=1 << 20)

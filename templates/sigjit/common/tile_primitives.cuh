@@ -123,5 +123,35 @@ __device__ __forceinline__ float fast_log(float x) {
   return y * 0.6931471805599453f;
 }
 
+
+// ---- ordering across CTAs and kernels (PTX ISA 9.7.13.4 memory consistency; griddepcontrol) --------
+// A counter read with acquire semantics at gpu scope: what its releaser wrote before the release
+// is visible to this thread afterwards.
+__device__ __forceinline__ int ld_acquire_gpu(const int* counter) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(counter) : "memory");
+  return v;
+}
+
+// Adds to a counter with release semantics at gpu scope (after everything this thread wrote).
+__device__ __forceinline__ void red_release_gpu_add(int* counter, int v) {
+  asm volatile("red.release.gpu.global.add.s32 [%0], %1;\n" ::"l"(counter), "r"(v) : "memory");
+}
+
+// Programmatic dependent launch (sm_90+; no-ops before, and when the launch did not ask for it).
+// launch_dependents: the kernel launched after this one with programmatic stream serialization
+// may start once every CTA of this grid has issued it or exited (once per CTA is enough).
+// wait: blocks until the grids this one depends on have completed and their writes are visible.
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void griddep_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 }  // namespace kern
 }  // namespace sigjit

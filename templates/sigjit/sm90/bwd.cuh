@@ -168,7 +168,9 @@ struct BwdSm90Config {
 // stores. The plain writer only: the ordered reduction's progress rests on blockIdx order.
 // Its producer warpgroup's two idle warps zero the dQ workspace meanwhile, sequence by sequence,
 // and the writer waits for its sequence's zeros (bwd_zero_dq): the memset before the kernel ran
-// alone, 41 us at every length on an H100 (bench/PROFILE-backward.md).
+// alone, 41 us at every length on an H100 (bench/PROFILE-backward.md). With the convert handoff
+// the writer counts each tile's reductions done per sequence, and the producer lets the convert
+// kernel launch after its last claim (count_tile_reduced; common/params.h).
 template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ = false, bool LOCAL_DQ = false, bool PERSISTENT = false>
 struct BwdSm90Tuned : Base {
   static_assert(!PERSISTENT || (DQ_WRITER && !EARLY_SCORES && !ORDERED_DQ && !LOCAL_DQ),
@@ -374,6 +376,22 @@ __device__ __forceinline__ void wait_dq_zeroed(const SigjitBwdSm90Params& params
   while (ld_acquire_gpu(params.dq_zero_done + b) < target) {
   }
   fence_proxy_async_global();
+}
+
+// _wp with the convert handoff (common/params.h's dq_reduced): the writer counts each key tile
+// done for its sequence, with release semantics, once the tile's reductions are written (not only
+// read: the convert kernel reads them) and the sequence's zeros are in (waited for here by a tile
+// without steps, which never reduced).
+template <class C>
+__device__ __forceinline__ void count_tile_reduced(const SigjitBwdSm90Params& params, int b, bool reduced) {
+  if (params.p.dq_reduced == nullptr) return;
+  if (reduced) {
+    bulk_wait<0>();
+    fence_proxy_async_global();
+  } else {
+    wait_dq_zeroed<C>(params, b);
+  }
+  red_release_gpu_add(params.p.dq_reduced + b, 1);
 }
 
 // The dQ writer (_w; warp 1 of the producer warpgroup, one thread): per step, waits for the
@@ -984,6 +1002,9 @@ __device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& p
         t = sched::bwd_claimed_tile(atomicAdd(params.tile_counter, 1), (int)gridDim.x);
         post_tile<C>(sm, j, t);
       }
+      // This CTA is on its last tile: once every CTA is, the convert kernel may launch (it runs
+      // on the SMs that free up, converting the sequences already counted done).
+      griddep_launch_dependents();
     } else if (threadIdx.x == 32) {
       for (int j = 0;; ++j) {
         const int t = take_tile<C>(sm, j);
@@ -991,6 +1012,7 @@ __device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& p
         const sched::BwdTile tile = bwd_tile_at<C>(p, t);
         const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group), tile.key_block);
         if (w.total_steps > 0) bwd_write_dq<C>(params, sm, w, tile.head_kv, tile.batch, tile.key_block, g);
+        count_tile_reduced<C>(params, tile.batch, w.total_steps > 0);
         g += w.total_steps;
       }
     } else if (threadIdx.x >= 64 && params.dq_zero_done != nullptr) {

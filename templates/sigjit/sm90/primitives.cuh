@@ -112,20 +112,6 @@ __device__ __forceinline__ void tma_reduce_add_4d(const SigjitTensorMap& map, u3
                : "memory");
 }
 
-// ---- ordering across CTAs through global counters (PTX ISA 9.7.13.4 memory consistency) ----------
-// A counter read with acquire semantics at gpu scope: what its releaser wrote before the release
-// is visible to this thread afterwards.
-__device__ __forceinline__ int ld_acquire_gpu(const int* counter) {
-  int v;
-  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(counter) : "memory");
-  return v;
-}
-
-// Adds to a counter with release semantics at gpu scope (after everything this thread wrote).
-__device__ __forceinline__ void red_release_gpu_add(int* counter, int v) {
-  asm volatile("red.release.gpu.global.add.s32 [%0], %1;\n" ::"l"(counter), "r"(v) : "memory");
-}
-
 // Orders this thread's async-proxy accesses to global memory (bulk and tensor copies and
 // reductions) with its generic-proxy ones, both ways.
 __device__ __forceinline__ void fence_proxy_async_global() { asm volatile("fence.proxy.async.global;\n" ::: "memory"); }

@@ -10,6 +10,7 @@
 #include "jit/compiler.hpp"
 #include "jit/templates.hpp"
 #include "tests/common/spec_matrix.hpp"
+#include "tests/common/text_count.hpp"
 #include "sigjit/common/params.h"
 
 #include <gmock/gmock.h>
@@ -414,6 +415,24 @@ TEST(Codegen, FusedBackwardAndConvertKernels) {
   EXPECT_EQ(sigjit::smem_bytes(convert, sigjit::dq_convert_config()), 0);
   EXPECT_THAT(sigjit::check_config(convert, TileConfig(sigjit::Sm80Tile{128, 64, 4, 2, false})), HasSubstr("one config, m64n64w4s2qs"));
   EXPECT_THAT(sigjit::emit_source(convert, sigjit::dq_convert_config()), HasSubstr("dq_convert_kernel<Cfg>"));
+}
+
+// The convert's handoff from the Hopper persistent backward (SigjitBwdParams::dq_reduced): on
+// sm_90a the kernel polls its sequence's counter with acquire reads, backing off, and its last CTA
+// waits for the fused kernel (griddepcontrol.wait); for sm_80, where no programmatic dependent
+// launch exists, the wait compiles away and only the (never taken) poll remains.
+TEST(DqConvert, HandoffWaitsForTheSequencesTilesAndTheLastCtaForTheKernel) {
+  using sigjit::test::occurrences;
+  for (const char* arch : {"sm_90a", "sm_80"}) {
+    KernelSpec s = spec_for(128, arch);
+    s.layout = sigjit::Layout::padded;
+    const KernelSpec convert = sigjit::dq_convert_spec(s);
+    const std::string ptx = sigjit::compile_kernel(convert, sigjit::dq_convert_config()).ptx;
+    const bool hopper = std::string(arch) == "sm_90a";
+    EXPECT_EQ(occurrences(ptx, "griddepcontrol.wait"), hopper ? 1u : 0u) << arch;
+    EXPECT_GE(occurrences(ptx, "ld.acquire.gpu.global"), 1u) << arch;
+    EXPECT_GE(occurrences(ptx, "nanosleep"), 1u) << arch;
+  }
 }
 
 // The convert module's second entry point: the padded layout zeroes only its sequences' valid dQ

@@ -17,6 +17,7 @@
 #include "tests/common/forced_compile.hpp"
 #include "tests/common/scoped_env.hpp"
 #include "tests/common/spec_matrix.hpp"
+#include "tests/common/text_count.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -367,12 +368,7 @@ TEST(Sm90BwdCompile, EarlyScoresIssueTheNextScoresBeforeTheDsBarrier) {
     }
 }
 
-// How often `what` occurs in `text` (a PTX listing).
-std::size_t occurrences(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
+using sigjit::test::occurrences;
 
 // Warpgroup-local dQ (_wl) beside the writer tile it extends (_w), same spec: two more mbarriers
 // (warpgroup 0 hands its partial over), warpgroup 1 loads the partial back from the staging tile,
@@ -404,7 +400,10 @@ TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
 // barrier of their own) and 48 bytes more shared memory; tiles claimed with a global atomic past
 // the grid's first ones (%nctaid.x), where the one-tile kernel reads its tile from %ctaid.y and
 // %ctaid.z; the dQ workspace's zeroing jobs claimed with a second atomic, each counted done with a
-// release add that the writer's acquire read waits for (the one-tile writer has neither).
+// release add that the writer's acquire read waits for (the one-tile writer has neither); each
+// key tile counted reduced for the convert's handoff with a second release add, after a wait for
+// the bulk reductions' writes (the ordered tile's wait; the plain writer waits for reads only),
+// and the convert kernel allowed to launch once the producer's claims run out.
 TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
   for (int d : {64, 128}) {
     const KernelSpec s = bwd_spec_of(d, /*heavy=*/true);  // padded: the wholly padded key blocks' zero rows too
@@ -421,10 +420,14 @@ TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
     EXPECT_EQ(sigjit::smem_bytes(s, persistent), sigjit::smem_bytes(s, writer) + 48);
     EXPECT_EQ(occurrences(persistent_ptx, "atom.global.add.u32"), 2u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "atom.global.add.u32"), 0u) << writer.describe();
-    EXPECT_EQ(occurrences(persistent_ptx, "red.release.gpu.global.add"), 1u) << persistent.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "red.release.gpu.global.add"), 2u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "red.release.gpu.global.add"), 0u) << writer.describe();
-    EXPECT_EQ(occurrences(persistent_ptx, "ld.acquire.gpu.global"), 1u) << persistent.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "ld.acquire.gpu.global"), 2u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "ld.acquire.gpu.global"), 0u) << writer.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "cp.async.bulk.wait_group "), 1u) << persistent.describe();
+    EXPECT_EQ(occurrences(writer_ptx, "cp.async.bulk.wait_group "), 0u) << writer.describe();
+    EXPECT_EQ(occurrences(persistent_ptx, "griddepcontrol.launch_dependents"), 1u) << persistent.describe();
+    EXPECT_EQ(occurrences(writer_ptx, "griddepcontrol"), 0u) << writer.describe();
     EXPECT_GT(occurrences(persistent_ptx, "%nctaid.x"), 0u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "%nctaid.x"), 0u) << writer.describe();
     EXPECT_EQ(occurrences(persistent_ptx, "%ctaid.y") + occurrences(persistent_ptx, "%ctaid.z"), 0u) << persistent.describe();
@@ -473,8 +476,9 @@ TEST(Sm90BwdLaunch, AnOrderedTileLaunchesOnlyOnTheOrderedWorkspace) {
 }
 
 // The persistent tile's switches are refused by name, with the values they take, before any driver
-// call: a bad SIGJIT_PERSISTENT_BWD_CTAS in the family's launch, a bad SIGJIT_BWD_DQ_ZERO in the
-// fused backward's enqueue (whose zeroing both kernels' launches must agree on).
+// call: a bad SIGJIT_PERSISTENT_BWD_CTAS in the family's launch, a bad SIGJIT_BWD_DQ_ZERO or
+// SIGJIT_BWD_DQ_CONVERT in the fused backward's enqueue (whose zeroing and handoff both kernels'
+// launches must agree on).
 TEST(Sm90BwdLaunch, PersistentSwitchesAreRefusedByNameBeforeAnyDriverCall) {
   const FakeBackwardCall call = fake_backward_call();
   const sigjit::detail::Resolved& r = call.r;
@@ -492,12 +496,21 @@ TEST(Sm90BwdLaunch, PersistentSwitchesAreRefusedByNameBeforeAnyDriverCall) {
       EXPECT_THAT(e.what(), HasSubstr(std::string("SIGJIT_PERSISTENT_BWD_CTAS=") + bad + ": expected a positive integer"));
     }
   }
-  const sigjit::test::ScopedEnv zero("SIGJIT_BWD_DQ_ZERO", "kernels");
+  {
+    const sigjit::test::ScopedEnv zero("SIGJIT_BWD_DQ_ZERO", "kernels");
+    try {
+      sigjit::kernels::enqueue_fused_backward(r, bp, kernel, persistent, kernel, 132, nullptr);
+      ADD_FAILURE() << "enqueued with SIGJIT_BWD_DQ_ZERO=kernels";
+    } catch (const sigjit::Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("SIGJIT_BWD_DQ_ZERO=kernels: expected memset or kernel"));
+    }
+  }
+  const sigjit::test::ScopedEnv convert("SIGJIT_BWD_DQ_CONVERT", "later");
   try {
     sigjit::kernels::enqueue_fused_backward(r, bp, kernel, persistent, kernel, 132, nullptr);
-    ADD_FAILURE() << "enqueued with SIGJIT_BWD_DQ_ZERO=kernels";
+    ADD_FAILURE() << "enqueued with SIGJIT_BWD_DQ_CONVERT=later";
   } catch (const sigjit::Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("SIGJIT_BWD_DQ_ZERO=kernels: expected memset or kernel"));
+    EXPECT_THAT(e.what(), HasSubstr("SIGJIT_BWD_DQ_CONVERT=later: expected after or overlap"));
   }
 }
 

@@ -12,6 +12,7 @@
 #include "jit/templates.hpp"
 #include "tests/common/forced_compile.hpp"
 #include "tests/common/spec_matrix.hpp"
+#include "tests/common/text_count.hpp"
 #include "sigjit/sm90/fwd_params.h"
 
 #include <gmock/gmock.h>
@@ -299,11 +300,7 @@ TEST(Sm90Compile, NewVariantsReportRegistersAndSharedMemory) {
     }
 }
 
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
+using sigjit::test::occurrences;
 
 TEST(Sm90Compile, FmaSigmoidFractionRemovesThatShareOfMufuOps) {
   // The PTX holds each sigmoid site unrolled, so MUFU op counts scale with the MUFU share:
@@ -315,8 +312,8 @@ TEST(Sm90Compile, FmaSigmoidFractionRemovesThatShareOfMufuOps) {
     std::size_t counts[5];
     for (int q = 0; q <= 4; ++q) {
       const sigjit::CompiledKernel k = sigjit::compile_kernel(s, TileConfig(sigjit::Sm90FwdTile{128, 2, 2, true, false, q}));
-      counts[q] = count_of(k.ptx, op);
-      if (mode == sigjit::SigmoidMode::exact) EXPECT_EQ(count_of(k.ptx, "rcp.approx"), counts[q]) << q;
+      counts[q] = occurrences(k.ptx, op);
+      if (mode == sigjit::SigmoidMode::exact) EXPECT_EQ(occurrences(k.ptx, "rcp.approx"), counts[q]) << q;
     }
     ASSERT_GT(counts[0], 0u);
     for (int q = 1; q <= 4; ++q) EXPECT_EQ(counts[q] * 4, counts[0] * (4 - q)) << op << " q=" << q;
@@ -330,11 +327,11 @@ TEST(Sm90Compile, PingPongPtxTakesTurnsOnNamedBarriers) {
   // Turn barriers 1 (warpgroup 0's) and 2 (warpgroup 1's), 256 threads, ids as immediates:
   // a sync and an arrival on each per phase site (first, loop, last).
   for (const char* insn : {"bar.sync 1, 256;", "bar.sync 2, 256;", "bar.arrive 1, 256;", "bar.arrive 2, 256;"}) {
-    EXPECT_GE(count_of(pp.ptx, insn), 3u) << insn;
-    EXPECT_EQ(count_of(plain.ptx, insn), 0u) << insn;
+    EXPECT_GE(occurrences(pp.ptx, insn), 3u) << insn;
+    EXPECT_EQ(occurrences(plain.ptx, insn), 0u) << insn;
   }
-  EXPECT_EQ(count_of(plain.ptx, "bar.arrive"), 0u);
-  EXPECT_EQ(count_of(plain.ptx, "bar.sync"), 1u);  // __syncthreads only
+  EXPECT_EQ(occurrences(plain.ptx, "bar.arrive"), 0u);
+  EXPECT_EQ(occurrences(plain.ptx, "bar.sync"), 1u);  // __syncthreads only
   EXPECT_THAT(pp.ptx, HasSubstr("wgmma.wait_group.sync.aligned 1"));
 }
 

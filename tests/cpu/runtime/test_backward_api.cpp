@@ -131,8 +131,8 @@ TEST_F(BackwardApi, CApiReportsNullGradients) {
 
 constexpr std::size_t kDenseWorkspace = 4u * 2 * 64 * 4 * 64;  // fp32 x batch x seqlen_q x heads_q x head_dim
 // After the fast path's values, the persistent kernel's counters: 16 bytes (its tile and zeroing
-// job counters), then one int per sequence (2) rounded up to 16 bytes.
-constexpr std::size_t kTileCounter = 16 + 16;
+// job counters), then two arrays of one int per sequence (2), each rounded up to 16 bytes.
+constexpr std::size_t kTileCounter = 16 + 16 + 16;
 
 TEST_F(BackwardApi, WorkspaceSizeIsOneFp32PerDqElement) {
   sigjit::AttentionArgs a = valid_args();  // 2 x 64 queries, 4 query heads (GQA over 2 kv heads), hd 64
@@ -156,8 +156,8 @@ TEST_F(BackwardApi, WorkspaceSizeIsOneFp32PerDqElement) {
   a.cu_seqlens_q = a.cu_seqlens_k = static_cast<const std::int32_t*>(fake(0x80000));
   EXPECT_EQ(sigjit::backward_workspace_size(a), 4u * 100 * 4 * 64 + kTileCounter);
   a = valid_args();
-  a.batch = 5;  // the per-sequence counters: 20 bytes, rounded up to 32
-  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace / 2 * 5 + 16 + 32);
+  a.batch = 5;  // each array of per-sequence counters: 20 bytes, rounded up to 32
+  EXPECT_EQ(sigjit::backward_workspace_size(a), kDenseWorkspace / 2 * 5 + 16 + 2 * 32);
   a.batch = 0;
   EXPECT_EQ(sigjit::backward_workspace_size(a), 0u);
   a = valid_args();

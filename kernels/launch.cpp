@@ -417,18 +417,20 @@ SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParam
 // SIGJIT_BWD_DQ_ZERO=memset restores the memset, for comparison.
 bool persistent_kernel_zeroes_dq() { return default_unless_switched("SIGJIT_BWD_DQ_ZERO", "kernel", "memset"); }
 
-// The convert kernel after the persistent fused kernel starts on the SMs its last wave frees and
-// converts each sequence once its key tiles are counted done (common/params.h), instead of after
-// the whole kernel: the default. SIGJIT_BWD_DQ_CONVERT=after restores the plain launch.
-bool convert_overlaps_persistent_kernel() { return default_unless_switched("SIGJIT_BWD_DQ_CONVERT", "overlap", "after"); }
+// The convert kernel after a fused kernel with the dQ writer (_w, _wp) starts on the SMs its last
+// wave frees and converts each sequence once its key tiles are counted done (common/params.h),
+// instead of after the whole kernel: the default. SIGJIT_BWD_DQ_CONVERT=after restores the plain
+// launch.
+bool convert_overlaps_fused_kernel() { return default_unless_switched("SIGJIT_BWD_DQ_CONVERT", "overlap", "after"); }
 
-// (Without keys the fused kernel does not launch, and the memset zeroes what the convert reads.)
-SigjitBwdParams with_persistent_passes(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {
+// The fused kernel's passes beside its GEMMs: the persistent kernel's own dQ zeroing, and the
+// writer tiles' handoff to the convert. (Without keys the fused kernel does not launch, and the
+// memset zeroes what the convert reads.)
+SigjitBwdParams with_fused_passes(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {
   const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
-  const bool launches = r.args.seqlen_k > 0 && r.args.batch > 0 && params.dq_accum != nullptr;
-  const bool persistent = tile != nullptr && tile->persistent && launches;
-  params.dq_zeroed_in_kernel = persistent && persistent_kernel_zeroes_dq() ? 1 : 0;
-  if (persistent && convert_overlaps_persistent_kernel()) {
+  const bool launches = tile != nullptr && r.args.seqlen_k > 0 && r.args.batch > 0 && params.dq_accum != nullptr;
+  params.dq_zeroed_in_kernel = launches && tile->persistent && persistent_kernel_zeroes_dq() ? 1 : 0;
+  if (launches && tile->dq_writer && !tile->ordered_dq && convert_overlaps_fused_kernel()) {
     params.dq_reduced = tile_counter(r, params) + (kTileCounterBytes + per_sequence_counter_bytes(r)) / sizeof(int);
     params.dq_reduced_target = static_cast<int>(sched::bwd_tiles(r.args.seqlen_k, tile->block_k(), r.args.heads_kv, 1));
   }
@@ -439,10 +441,11 @@ SigjitBwdParams with_persistent_passes(const detail::Resolved& r, SigjitBwdParam
 
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream) {
-  const SigjitBwdParams p = with_persistent_passes(r, with_padded_dq_zeroing(r, params, fused_config), fused_config);
+  const SigjitBwdParams p = with_fused_passes(r, with_padded_dq_zeroing(r, params, fused_config), fused_config);
   const std::size_t bytes = dq_workspace_bytes(r);
   const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
-  zero_dq_workspace(r, p, convert, bytes, tile != nullptr && tile->persistent ? persistent_counter_bytes(r) : 0, stream);
+  const bool counters = tile != nullptr && (tile->persistent || p.dq_reduced != nullptr);
+  zero_dq_workspace(r, p, convert, bytes, counters ? persistent_counter_bytes(r) : 0, stream);
   launch(r, Direction::backward_fused, &p, fused, fused_config, sm_count, stream);
   if (bytes > 0) launch(r, Direction::backward_dq_convert, &p, convert, dq_convert_config(), 0, stream);
 }

@@ -52,10 +52,11 @@ void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* ba
 // total_q), heads_q, head_dim]; throws when the size does not fit memory.
 std::size_t dq_workspace_bytes(const detail::Resolved& r);
 
-// The fast (fused) backward's workspace: the fp32 dQ values, then the persistent kernel's (_wp)
-// counters: 16 bytes holding its tile counter and its zeroing jobs' counter, then two arrays of
-// one int per sequence, each rounded up to 16 bytes: the zeroing jobs done, and the key tiles
-// whose dQ is reduced (the convert's handoff); 0 for an empty batch (nothing launches).
+// The fast (fused) backward's workspace: the fp32 dQ values, then the Hopper fused kernel's
+// counters: 16 bytes holding the persistent kernel's (_wp) tile counter and zeroing jobs'
+// counter, then two arrays of one int per sequence, each rounded up to 16 bytes: _wp's zeroing
+// jobs done, and the key tiles whose dQ is reduced (the convert's handoff from _w and _wp); 0 for
+// an empty batch (nothing launches).
 inline constexpr std::size_t kTileCounterBytes = 16;
 std::size_t per_sequence_counter_bytes(const detail::Resolved& r);  // one array's
 std::size_t persistent_counter_bytes(const detail::Resolved& r);
@@ -78,8 +79,8 @@ SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, v
 
 // The fused backward on the stream: zero params.dq_accum (fused_workspace_bytes: the values, and
 // the counters for a persistent kernel, which zeroes the values itself unless
-// SIGJIT_BWD_DQ_ZERO=memset), the fused kernel, the convert kernel: after a persistent kernel a
-// programmatic dependent launch that converts sequences as their tiles finish, unless
+// SIGJIT_BWD_DQ_ZERO=memset), the fused kernel, the convert kernel: after a dQ writer tile (_w,
+// _wp) a programmatic dependent launch that converts sequences as their tiles finish, unless
 // SIGJIT_BWD_DQ_CONVERT=after. sm_count (the device's) sizes a persistent fused kernel's grid.
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream);

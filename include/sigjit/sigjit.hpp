@@ -195,7 +195,7 @@ struct BackwardOptions {
 };
 
 // Bytes of dQ workspace a call needs for these arguments: 4 * head_dim * heads_q * (batch *
-// seqlen_q, or total_q for varlen), plus the persistent kernel's counters, 16 + 2 * (4 * batch
+// seqlen_q, or total_q for varlen), plus the Hopper fused kernel's counters, 16 + 2 * (4 * batch
 // rounded up to a multiple of 16) (0 for an empty batch); deterministic, the values plus 4 bytes per
 // (sequence, query head, 64 buffer rows) for the ordered reduction's counters at head dims 64 and
 // 128, else 0. Validates the arguments.

@@ -61,11 +61,12 @@ struct SigjitBwdParams {
   // 1: the Hopper persistent fused kernel (_wp) zeroes dq_accum itself, while it computes, and
   // the launch passes it the counters for that (sm90/bwd_params.h); 0: zeroed before the launch.
   int dq_zeroed_in_kernel;
-  // The persistent fused kernel's dQ handoff, when dq_reduced is non-null: the convert kernel is
-  // launched while the fused kernel runs (programmatic dependent launch), and each of its CTAs
-  // waits until its sequence's key tiles are all counted (dq_reduced[b] == dq_reduced_target)
-  // before it reads dq_accum. The dQ writer counts a tile once its reductions are written and its
-  // sequence's zeroing (dq_zeroed_in_kernel) is done. Null: the convert runs after the kernel.
+  // The Hopper fused kernel's dQ handoff (its dQ writer tiles), when dq_reduced is non-null: the
+  // convert kernel is launched while the fused kernel runs (programmatic dependent launch), and
+  // each of its CTAs waits until its sequence's key tiles are all counted (dq_reduced[b] ==
+  // dq_reduced_target) before it reads dq_accum. The dQ writer counts a tile once its reductions
+  // are written and its sequence's zeroing (dq_zeroed_in_kernel) is done; a wholly padded key
+  // block counts at once. Null: the convert runs after the kernel.
   int* dq_reduced;
   int dq_reduced_target;
   int pad_;

@@ -378,17 +378,18 @@ __device__ __forceinline__ void wait_dq_zeroed(const SigjitBwdSm90Params& params
   fence_proxy_async_global();
 }
 
-// _wp with the convert handoff (common/params.h's dq_reduced): the writer counts each key tile
-// done for its sequence, with release semantics, once the tile's reductions are written (not only
-// read: the convert kernel reads them) and the sequence's zeros are in (waited for here by a tile
-// without steps, which never reduced).
+// The dQ writer tiles' (_w, _wp) convert handoff (common/params.h's dq_reduced): the writer
+// counts each key tile done for its sequence, with release semantics, once the tile's reductions
+// are written (not only read: the convert kernel reads them) and the sequence's zeros are in
+// (_wp: waited for here by a tile without steps, which never reduced).
 template <class C>
 __device__ __forceinline__ void count_tile_reduced(const SigjitBwdSm90Params& params, int b, bool reduced) {
+  if constexpr (Sm90BwdPipeline<C>::ordered_dq()) return;  // the deterministic path has no handoff
   if (params.p.dq_reduced == nullptr) return;
   if (reduced) {
     bulk_wait<0>();
     fence_proxy_async_global();
-  } else {
+  } else if constexpr (Sm90BwdPipeline<C>::persistent()) {
     wait_dq_zeroed<C>(params, b);
   }
   red_release_gpu_add(params.p.dq_reduced + b, 1);
@@ -1071,6 +1072,9 @@ __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& param
         store_zero_key_rows<C>(params.p, b, h_kv, n_start);
         if (params.p.dq_pad_zero_key_block != 0) store_zero_query_rows<C>(params.p, seq, b, h_kv, blockIdx.x);
       }
+      if constexpr (Sm90BwdPipeline<C>::dq_writer() && !Sm90BwdPipeline<C>::ordered_dq()) {  // nothing reduced: counted at once
+        if (threadIdx.x == 0 && params.p.dq_reduced != nullptr) red_release_gpu_add(params.p.dq_reduced + b, 1);
+      }
       return;
     }
   }
@@ -1088,8 +1092,11 @@ __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& param
       if (w.total_steps > 0) bwd_produce<C>(params, sm, w, h_kv, b, 0);
     } else if constexpr (Sm90BwdPipeline<C>::dq_writer()) {
       if (threadIdx.x == 32) {
+        // The convert may launch once every CTA has started (it runs on the SMs the last wave frees).
+        if constexpr (!Sm90BwdPipeline<C>::ordered_dq()) griddep_launch_dependents();
         const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group), blockIdx.x);
         if (w.total_steps > 0) bwd_write_dq<C>(params, sm, w, h_kv, b, blockIdx.x, 0);
+        count_tile_reduced<C>(params, b, w.total_steps > 0);
       }
     }
   } else {

@@ -35,6 +35,8 @@
 
 namespace {
 
+using sigjit::test::occurrences;
+
 using ::testing::HasSubstr;
 using sigjit::Arch;
 using sigjit::Direction;
@@ -220,12 +222,6 @@ TileConfig atomic_dq_config(const KernelSpec& s) {
   return c;
 }
 
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 TEST(Sm90BwdCompile, PtxUsesTheHopperInstructionsAndNoMmaSync) {
   const KernelSpec s = bwd_spec(128);
   std::string ptx;
@@ -240,12 +236,12 @@ TEST(Sm90BwdCompile, PtxUsesTheHopperInstructionsAndNoMmaSync) {
     EXPECT_NE(ptx.find(insn), std::string::npos) << insn;  // (no gmock HasSubstr: it prints all the PTX)
   }
   // __syncthreads after the barrier init, and the consumers' dS^T barrier (named, id 1).
-  EXPECT_EQ(count_of(ptx, "bar.sync"), 2u);
-  EXPECT_EQ(count_of(ptx, "mma.sync.aligned"), 0u);
-  EXPECT_EQ(count_of(ptx, "atom.global"), 0u);
+  EXPECT_EQ(occurrences(ptx, "bar.sync"), 2u);
+  EXPECT_EQ(occurrences(ptx, "mma.sync.aligned"), 0u);
+  EXPECT_EQ(occurrences(ptx, "atom.global"), 0u);
   // Four TMA loads per step at hd 128 (Q, dO: two 64-column boxes each) plus four for K and V.
-  EXPECT_EQ(count_of(ptx, "cp.async.bulk.tensor.4d"), 8u);
-  EXPECT_EQ(count_of(ptx, "cp.reduce.async.bulk"), 0u);
+  EXPECT_EQ(occurrences(ptx, "cp.async.bulk.tensor.4d"), 8u);
+  EXPECT_EQ(occurrences(ptx, "cp.reduce.async.bulk"), 0u);
 }
 
 TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
@@ -261,9 +257,9 @@ TEST(Sm90BwdCompile, BulkDqVariantReducesRowsFromSharedMemory) {
     }
     // Only the reductions' reads of the staging tile are waited for, also at the end: their writes
     // are visible once the kernel ends.
-    EXPECT_EQ(count_of(ptx, "cp.async.bulk.wait_group 0;"), 0u) << d;
-    EXPECT_EQ(count_of(ptx, "red.global.add"), 0u) << d;
-    EXPECT_EQ(count_of(ptx, "bar.sync"), 4u) << d;  // __syncthreads, the dS^T barrier, the two staging barriers
+    EXPECT_EQ(occurrences(ptx, "cp.async.bulk.wait_group 0;"), 0u) << d;
+    EXPECT_EQ(occurrences(ptx, "red.global.add"), 0u) << d;
+    EXPECT_EQ(occurrences(ptx, "bar.sync"), 4u) << d;  // __syncthreads, the dS^T barrier, the two staging barriers
     EXPECT_EQ(sigjit::smem_bytes(s, c) - sigjit::smem_bytes(s, atomic_dq_config(s)), c.get<sigjit::Sm90BwdTile>().block_q * (4 * d + 32)) << d;
   }
 }
@@ -278,14 +274,16 @@ TEST(Sm90BwdCompile, DqWriterReducesSwizzledBoxesWithTensorBulkReductions) {
     c.get<sigjit::Sm90BwdTile>().dq_writer = true;
     std::string ptx;
     ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
-    EXPECT_EQ(count_of(ptx, "cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group"), static_cast<std::size_t>(d / 32)) << d;
-    EXPECT_EQ(count_of(ptx, "cp.reduce.async.bulk.global"), 0u) << d;  // no per-row bulk reductions (_r)
-    EXPECT_EQ(count_of(ptx, "red.global.add"), 0u) << d;
-    EXPECT_EQ(count_of(ptx, "bar.sync"), 2u) << d;
+    EXPECT_EQ(occurrences(ptx, "cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group"), static_cast<std::size_t>(d / 32)) << d;
+    EXPECT_EQ(occurrences(ptx, "cp.reduce.async.bulk.global"), 0u) << d;  // no per-row bulk reductions (_r)
+    EXPECT_EQ(occurrences(ptx, "red.global.add"), 0u) << d;
+    EXPECT_EQ(occurrences(ptx, "bar.sync"), 2u) << d;
     for (const char* insn : {"cp.async.bulk.wait_group.read 0;", "st.shared.v2.f32", "fence.proxy.async.shared::cta"}) {
       EXPECT_NE(ptx.find(insn), std::string::npos) << d << " " << insn;
     }
-    EXPECT_EQ(count_of(ptx, "cp.async.bulk.wait_group 0;"), 0u) << d;  // reads only, at the end too (bwd_write_dq)
+    // Reads only, at the end too (bwd_write_dq), but for the convert's handoff: once, after the
+    // last step, its tile is counted reduced (count_tile_reduced).
+    EXPECT_EQ(occurrences(ptx, "cp.async.bulk.wait_group 0;"), 1u) << d;
     const int block_q = c.get<sigjit::Sm90BwdTile>().block_q;
     EXPECT_EQ(sigjit::smem_bytes(s, c) - sigjit::smem_bytes(s, atomic_dq_config(s)), 2 * block_q * d * 4 + 4 * 8) << d;
     EXPECT_LE(sigjit::smem_bytes(s, c), 232448) << d;
@@ -294,7 +292,9 @@ TEST(Sm90BwdCompile, DqWriterReducesSwizzledBoxesWithTensorBulkReductions) {
 
 // The ordered dQ reduction (_wd): the writer acquires its query block's counter before adding,
 // waits for its additions' writes (not only their reads), fences the async proxy and releases
-// the counter; without d it waits for reads only and touches no counter.
+// the counter, and has no convert handoff; without d it waits for reads only per step and
+// touches no counter but the handoff's: a release add once its tile's writes are done (another
+// for a wholly padded key block), after one wait for them and a proxy fence.
 TEST(Sm90BwdCompile, OrderedDqWaitsForItsTurnAndReleasesAfterItsWrites) {
   for (int d : {64, 128})
     for (bool ordered : {false, true}) {
@@ -303,16 +303,15 @@ TEST(Sm90BwdCompile, OrderedDqWaitsForItsTurnAndReleasesAfterItsWrites) {
       c.get<sigjit::Sm90BwdTile>().ordered_dq = ordered;
       std::string ptx;
       ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
-      EXPECT_EQ(count_of(ptx, "ld.acquire.gpu.global.b32"), ordered ? 1u : 0u) << c.describe();
-      EXPECT_EQ(count_of(ptx, "red.release.gpu.global.add.s32"), ordered ? 1u : 0u) << c.describe();
-      EXPECT_EQ(count_of(ptx, "fence.proxy.async.global;"), ordered ? 2u : 0u) << c.describe();
-      EXPECT_EQ(count_of(ptx, "cp.async.bulk.wait_group.read 0;"), ordered ? 0u : 1u) << c.describe();
-      EXPECT_EQ(count_of(ptx, "cp.async.bulk.wait_group 0;"), ordered ? 1u : 0u) << c.describe();  // per step (ordered), none at the end
+      EXPECT_EQ(occurrences(ptx, "ld.acquire.gpu.global.b32"), ordered ? 1u : 0u) << c.describe();
+      EXPECT_EQ(occurrences(ptx, "red.release.gpu.global.add.s32"), ordered ? 1u : 2u) << c.describe();
+      EXPECT_EQ(occurrences(ptx, "fence.proxy.async.global;"), ordered ? 2u : 1u) << c.describe();
+      EXPECT_EQ(occurrences(ptx, "cp.async.bulk.wait_group.read 0;"), ordered ? 0u : 1u) << c.describe();
+      EXPECT_EQ(occurrences(ptx, "cp.async.bulk.wait_group 0;"), 1u) << c.describe();  // per step (ordered), or the handoff's at the end
+      EXPECT_EQ(occurrences(ptx, "griddepcontrol"), ordered ? 0u : 1u) << c.describe();
       const std::size_t acquire = ptx.find("ld.acquire.gpu"), reduce = ptx.find("cp.reduce.async.bulk.tensor"), release = ptx.find("red.release.gpu");
-      if (ordered) {
-        EXPECT_LT(acquire, reduce) << c.describe();
-        EXPECT_LT(reduce, release) << c.describe();
-      }
+      EXPECT_LT(reduce, release) << c.describe();
+      if (ordered) EXPECT_LT(acquire, reduce) << c.describe();
     }
 }
 
@@ -368,8 +367,6 @@ TEST(Sm90BwdCompile, EarlyScoresIssueTheNextScoresBeforeTheDsBarrier) {
     }
 }
 
-using sigjit::test::occurrences;
-
 // Warpgroup-local dQ (_wl) beside the writer tile it extends (_w), same spec: two more mbarriers
 // (warpgroup 0 hands its partial over), warpgroup 1 loads the partial back from the staging tile,
 // and at hd 128 each warpgroup's dQ GEMM spans the head dim over its own 64 keys: 4 more m64n128
@@ -400,10 +397,11 @@ TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
 // barrier of their own) and 48 bytes more shared memory; tiles claimed with a global atomic past
 // the grid's first ones (%nctaid.x), where the one-tile kernel reads its tile from %ctaid.y and
 // %ctaid.z; the dQ workspace's zeroing jobs claimed with a second atomic, each counted done with a
-// release add that the writer's acquire read waits for (the one-tile writer has neither); each
-// key tile counted reduced for the convert's handoff with a second release add, after a wait for
-// the bulk reductions' writes (the ordered tile's wait; the plain writer waits for reads only),
-// and the convert kernel allowed to launch once the producer's claims run out.
+// release add that the writer's acquire reads wait for (the one-tile writer has none of these).
+// Both count each key tile reduced for the convert's handoff with a release add, after a wait for
+// the bulk reductions' writes (the plain writer otherwise waits for their reads only), and let the
+// convert launch: _wp once its claims run out, _w at its start; _w's wholly padded key blocks
+// count at once, with a release add of their own.
 TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
   for (int d : {64, 128}) {
     const KernelSpec s = bwd_spec_of(d, /*heavy=*/true);  // padded: the wholly padded key blocks' zero rows too
@@ -421,13 +419,13 @@ TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
     EXPECT_EQ(occurrences(persistent_ptx, "atom.global.add.u32"), 2u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "atom.global.add.u32"), 0u) << writer.describe();
     EXPECT_EQ(occurrences(persistent_ptx, "red.release.gpu.global.add"), 2u) << persistent.describe();
-    EXPECT_EQ(occurrences(writer_ptx, "red.release.gpu.global.add"), 0u) << writer.describe();
+    EXPECT_EQ(occurrences(writer_ptx, "red.release.gpu.global.add"), 2u) << writer.describe();
     EXPECT_EQ(occurrences(persistent_ptx, "ld.acquire.gpu.global"), 2u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "ld.acquire.gpu.global"), 0u) << writer.describe();
-    EXPECT_EQ(occurrences(persistent_ptx, "cp.async.bulk.wait_group "), 1u) << persistent.describe();
-    EXPECT_EQ(occurrences(writer_ptx, "cp.async.bulk.wait_group "), 0u) << writer.describe();
-    EXPECT_EQ(occurrences(persistent_ptx, "griddepcontrol.launch_dependents"), 1u) << persistent.describe();
-    EXPECT_EQ(occurrences(writer_ptx, "griddepcontrol"), 0u) << writer.describe();
+    for (const std::string* ptx : {&persistent_ptx, &writer_ptx}) {
+      EXPECT_EQ(occurrences(*ptx, "cp.async.bulk.wait_group "), 1u) << d;
+      EXPECT_EQ(occurrences(*ptx, "griddepcontrol.launch_dependents"), 1u) << d;
+    }
     EXPECT_GT(occurrences(persistent_ptx, "%nctaid.x"), 0u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "%nctaid.x"), 0u) << writer.describe();
     EXPECT_EQ(occurrences(persistent_ptx, "%ctaid.y") + occurrences(persistent_ptx, "%ctaid.z"), 0u) << persistent.describe();

@@ -92,9 +92,10 @@
 #                           on _w), hd 128 _wp against _w in the 25 % padded and varlen layouts, then compare.py's
 #                           backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/2048
 #   h200_round.sh handoff   build; the convert's handoff from _wp (7th session of 2026-12-06): the workspace
-#                           suite (both zeroings, both converts), the forced _wp matrix, compute-sanitizer on a
-#                           _wp case, then _wp with the handoff against SIGJIT_BWD_DQ_CONVERT=after, two rounds,
-#                           hd 64 and 128, dense and 25 % padded, then compare.py's backward at L 1024/2048
+#                           suite (both zeroings, both converts), the forced _wp matrix, the default-routed
+#                           matrix (_w and _wp), compute-sanitizer on a _wp case, then the handoff against
+#                           SIGJIT_BWD_DQ_CONVERT=after, two rounds: _wp hd 64 and 128 dense and 25 % padded,
+#                           _w hd 128 causal and hd 64 from 4k keys; then compare.py's backward at L 1024/2048
 #   h200_round.sh zero2     the same machine after zero (no build): zero's second round, then the backward's
 #                           time by kernel (bwd_split.py)
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
@@ -409,6 +410,10 @@ handoff_round() {  # one round: _wp with the convert's handoff against the conve
       --tiles 'hb128x128c2s2o_wp' --csv "$OUT/handoff_$convert.csv"
     ((SECONDS < $1)) && timeout 30 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096,8192 --pad 0,25 \
       --tiles 'hb128x64c2s2o_wp' --csv "$OUT/handoff_$convert.csv"
+    ((SECONDS < $1)) && timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024,2048,4096 --pad 0 --causal \
+      --tiles 'hb128x64c2s2o_w' --csv "$OUT/handoff_$convert.csv"
+    ((SECONDS < $1)) && timeout 20 $run bench --direction bwd --head-dim 64 --seq 4096,16384 --pad 0 \
+      --tiles 'hb128x128c2s2o_w' --csv "$OUT/handoff_$convert.csv"
   done
   unset SIGJIT_BWD_DQ_CONVERT
 }
@@ -417,7 +422,8 @@ handoff() {  # about 9 minutes, each step under its own limit
   local wp=Matrix/BackwardMatrixSm90DqWriterPersistent.*
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.*' 60 gpu_tests_workspace.log
-  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$wp" 100 gpu_tests_persistent.log
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$wp" 90 gpu_tests_persistent.log
+  $run gpu-tests 'Matrix/BackwardMatrix.*' 80 gpu_tests_default.log
   SIGJIT_BACKWARD_PATH=fused $run sanitize "$wp/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*" 50
   handoff_round 330
   handoff_round 420

@@ -92,10 +92,11 @@
 #                           on _w), hd 128 _wp against _w in the 25 % padded and varlen layouts, then compare.py's
 #                           backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/2048
 #   h200_round.sh handoff   build; the convert's handoff from _wp (7th session of 2026-12-06): the workspace
-#                           suite (both zeroings, both converts), the forced _wp matrix, the default-routed
-#                           matrix (_w and _wp), compute-sanitizer on a _wp case, then the handoff against
-#                           SIGJIT_BWD_DQ_CONVERT=after, two rounds: _wp hd 64 and 128 dense and 25 % padded,
-#                           _w hd 128 causal and hd 64 from 4k keys; then compare.py's backward at L 1024/2048
+#                           suite (both zeroings, both converts), one round of the handoff against
+#                           SIGJIT_BWD_DQ_CONVERT=after (_wp hd 64 and 128, dense and 25 % padded; _w hd 128
+#                           causal and hd 64 at 4k keys), then the default-routed and forced _wp matrices
+#   h200_round.sh handoff2  build; compute-sanitizer (memcheck, racecheck) on a _wp case, a second round, then
+#                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/2048
 #   h200_round.sh zero2     the same machine after zero (no build): zero's second round, then the backward's
 #                           time by kernel (bwd_split.py)
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
@@ -402,35 +403,41 @@ check7() {  # about 9 minutes, each step under its own limit
   echo "=== check7: done at ${SECONDS} s"
 }
 
-handoff_round() {  # one round: _wp with the convert's handoff against the convert after the kernel
+handoff_round() {  # one round: the convert's handoff against the convert after the kernel, under $1 s
   local convert
   for convert in overlap after; do
     export SIGJIT_BWD_DQ_CONVERT=$convert
-    ((SECONDS < $1)) && timeout 30 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048,4096 --pad 0,25 \
+    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048 --pad 0,25 \
       --tiles 'hb128x128c2s2o_wp' --csv "$OUT/handoff_$convert.csv"
-    ((SECONDS < $1)) && timeout 30 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096,8192 --pad 0,25 \
+    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096 --pad 0,25 \
       --tiles 'hb128x64c2s2o_wp' --csv "$OUT/handoff_$convert.csv"
-    ((SECONDS < $1)) && timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024,2048,4096 --pad 0 --causal \
+    ((SECONDS < $1)) && timeout 20 $run bench --direction bwd --head-dim 128 --seq 1024,2048 --pad 0 --causal \
       --tiles 'hb128x64c2s2o_w' --csv "$OUT/handoff_$convert.csv"
-    ((SECONDS < $1)) && timeout 20 $run bench --direction bwd --head-dim 64 --seq 4096,16384 --pad 0 \
+    ((SECONDS < $1)) && timeout 20 $run bench --direction bwd --head-dim 64 --seq 4096 --pad 0 \
       --tiles 'hb128x128c2s2o_w' --csv "$OUT/handoff_$convert.csv"
   done
   unset SIGJIT_BWD_DQ_CONVERT
 }
 
-handoff() {  # about 9 minutes, each step under its own limit
-  local wp=Matrix/BackwardMatrixSm90DqWriterPersistent.*
+handoff() {  # about 9 minutes, each step under its own limit: correctness, one A/B round, the matrices
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.*' 60 gpu_tests_workspace.log
-  SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$wp" 90 gpu_tests_persistent.log
-  $run gpu-tests 'Matrix/BackwardMatrix.*' 80 gpu_tests_default.log
-  SIGJIT_BACKWARD_PATH=fused $run sanitize "$wp/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*" 50
-  handoff_round 330
-  handoff_round 420
+  handoff_round 360
   python3 bench/ab_table.py "$OUT/handoff_overlap.csv" "$OUT/handoff_after.csv" --names overlap,after | tee "$OUT/handoff_ab.md"
-  ((SECONDS < 420)) && timeout 150 $run pybench compare.py --out "$OUT/compare_short" --impl sigjit,triton-sigmoid,sdpa-cudnn \
-    --direction bwd --seq 1024,2048 --pad 0 --target-ms 200
+  ((SECONDS < 470)) && $run gpu-tests 'Matrix/BackwardMatrix.*' 60 gpu_tests_default.log
+  ((SECONDS < 520)) && SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 50 gpu_tests_persistent.log
   echo "=== handoff: done at ${SECONDS} s"
+}
+
+handoff2() {  # about 9 minutes: the second call (its own build): sanitizer, a second round, the ratios
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused SANITIZE_TOOLS="memcheck racecheck" $run sanitize \
+    "Matrix/BackwardMatrixSm90DqWriterPersistent.*/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*" 45
+  handoff_round 330
+  python3 bench/ab_table.py "$OUT/handoff_overlap.csv" "$OUT/handoff_after.csv" --names overlap,after | tee "$OUT/handoff_ab.md"
+  ((SECONDS < 390)) && timeout 170 $run pybench compare.py --out "$OUT/compare_short" --impl sigjit,triton-sigmoid,sdpa-cudnn \
+    --direction bwd --seq 1024,2048 --pad 0 --target-ms 200
+  echo "=== handoff2: done at ${SECONDS} s"
 }
 
 zero2() {  # about 6 minutes, after zero on the same machine (no build)
@@ -471,6 +478,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -123,7 +123,6 @@ __device__ __forceinline__ float fast_log(float x) {
   return y * 0.6931471805599453f;
 }
 
-
 // ---- ordering across CTAs and kernels (PTX ISA 9.7.13.4 memory consistency; griddepcontrol) --------
 // A counter read with acquire semantics at gpu scope: what its releaser wrote before the release
 // is visible to this thread afterwards.

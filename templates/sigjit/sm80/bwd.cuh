@@ -16,8 +16,8 @@
 //  - dq_convert_kernel: scales the workspace, rounds it to the tensor dtype and writes dQ with
 //    its strides (padded rows as zeros); a bandwidth-bound pass over dQ. Its module's second
 //    entry, dq_workspace_zero_kernel (padded layout), zeroes the workspace's valid rows first.
-//    After the Hopper persistent fused kernel it is launched early and converts each sequence
-//    once that kernel has counted its key tiles done, on the SMs its last wave frees.
+//    After the Hopper fused kernel's dQ writer tiles it is launched early and converts each
+//    sequence once that kernel has counted its key tiles done, on the SMs its last wave frees.
 //  - dq_kernel (deterministic): one CTA per (query tile, head, sequence), the forward's shape:
 //    S = Q K^T, dP = dO V^T, dQ += dS K, with Q and dO read from shared memory. With
 //    dkdv_kernel: 7 GEMMs per score (S and dP computed twice), no workspace, no atomics.
@@ -315,13 +315,9 @@ __device__ __forceinline__ void dkdv_dq_fused_kernel(const SigjitBwdParams& bp) 
   dkdv_kernel_impl<C, true>(bp);
 }
 
-// dQ = scale * workspace, rounded to the tensor dtype: one CTA per (BLOCK_M query rows, head,
-// sequence), 8 elements (two float4 loads, one 16-byte store) per thread and step. Padded rows
-// are written as zeros, unless the Hopper fused kernel wrote them (common/padded_rows.h); varlen
-// rows outside the sequences are not touched.
-// Launched while the Hopper persistent fused kernel runs (bp.dq_reduced), a CTA first waits for
-// its sequence's key tiles (common/params.h); polled by one thread, backing off, since the CTAs of
-// the last sequences wait for the rest of the kernel.
+// Launched while a Hopper fused kernel with the dQ writer runs (bp.dq_reduced), a convert CTA
+// first waits for its sequence's key tiles (common/params.h); polled by one thread, backing off,
+// since the CTAs of the last sequences wait for the rest of the kernel.
 __device__ __forceinline__ void wait_dq_reduced(const SigjitBwdParams& bp, int b) {
   if (threadIdx.x == 0) {
     for (unsigned ns = 256; ld_acquire_gpu(bp.dq_reduced + b) < bp.dq_reduced_target; ns = ns < 4096 ? 2 * ns : ns) __nanosleep(ns);
@@ -336,6 +332,10 @@ __device__ __forceinline__ bool last_cta() {
   return blockIdx.x == gridDim.x - 1 && blockIdx.y == gridDim.y - 1 && blockIdx.z == gridDim.z - 1;
 }
 
+// dQ = scale * workspace, rounded to the tensor dtype: one CTA per (BLOCK_M query rows, head,
+// sequence), 8 elements (two float4 loads, one 16-byte store) per thread and step. Padded rows
+// are written as zeros, unless the Hopper fused kernel wrote them (common/padded_rows.h); varlen
+// rows outside the sequences are not touched.
 template <class C>
 __device__ __forceinline__ void dq_convert_kernel(const SigjitBwdParams& bp) {
   const SigjitFwdParams& p = bp.fwd;

@@ -92,8 +92,8 @@ void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned g
   void* kernel_args[] = {params};
   const bool handoff = l.part == Direction::backward_dq_convert && l.backward != nullptr && l.backward->dq_reduced != nullptr;
   if (!handoff) {
-    SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(l.kernel.function, grid_x, grid_y, grid_z, l.kernel.threads, 1, 1,
-                                                    l.kernel.smem_bytes, l.stream, kernel_args, nullptr));
+    SIGJIT_CHECK_CU(detail::driver().cuLaunchKernel(l.kernel.function, grid_x, grid_y, grid_z, l.kernel.threads, 1, 1, l.kernel.smem_bytes,
+                                                    l.stream, kernel_args, nullptr));
     return;
   }
   CUlaunchAttribute early{};

@@ -2,16 +2,16 @@
 // for sm_80 and sm_90a, tile configs are checked before compiling, kernel names are unique, the
 // ptxas report is parsed, and the debugging environment switches work.
 #include "jit/codegen.hpp"
-#include "tests/common/scoped_env.hpp"
-#include "problem/spec.hpp"
-#include "kernels/registry.hpp"
-#include "kernels/sm90_fwd.hpp"
-#include "kernels/sm90_bwd.hpp"
 #include "jit/compiler.hpp"
 #include "jit/templates.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/sm90_bwd.hpp"
+#include "kernels/sm90_fwd.hpp"
+#include "problem/spec.hpp"
+#include "sigjit/common/params.h"
+#include "tests/common/scoped_env.hpp"
 #include "tests/common/spec_matrix.hpp"
 #include "tests/common/text_count.hpp"
-#include "sigjit/common/params.h"
 
 #include <gmock/gmock.h>
 #include <nlohmann/json.hpp>

@@ -274,7 +274,8 @@ TEST(Sm90BwdCompile, DqWriterReducesSwizzledBoxesWithTensorBulkReductions) {
     c.get<sigjit::Sm90BwdTile>().dq_writer = true;
     std::string ptx;
     ASSERT_EQ(compile_problems(s, c, nullptr, &ptx), "") << c.describe();
-    EXPECT_EQ(occurrences(ptx, "cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group"), static_cast<std::size_t>(d / 32)) << d;
+    EXPECT_EQ(occurrences(ptx, "cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group"), static_cast<std::size_t>(d / 32))
+        << d;
     EXPECT_EQ(occurrences(ptx, "cp.reduce.async.bulk.global"), 0u) << d;  // no per-row bulk reductions (_r)
     EXPECT_EQ(occurrences(ptx, "red.global.add"), 0u) << d;
     EXPECT_EQ(occurrences(ptx, "bar.sync"), 2u) << d;
@@ -494,21 +495,17 @@ TEST(Sm90BwdLaunch, PersistentSwitchesAreRefusedByNameBeforeAnyDriverCall) {
       EXPECT_THAT(e.what(), HasSubstr(std::string("SIGJIT_PERSISTENT_BWD_CTAS=") + bad + ": expected a positive integer"));
     }
   }
-  {
-    const sigjit::test::ScopedEnv zero("SIGJIT_BWD_DQ_ZERO", "kernels");
+  const struct {
+    const char *name, *value, *allowed;
+  } switches[] = {{"SIGJIT_BWD_DQ_ZERO", "kernels", "memset or kernel"}, {"SIGJIT_BWD_DQ_CONVERT", "later", "after or overlap"}};
+  for (const auto& sw : switches) {
+    const sigjit::test::ScopedEnv env(sw.name, sw.value);
     try {
       sigjit::kernels::enqueue_fused_backward(r, bp, kernel, persistent, kernel, 132, nullptr);
-      ADD_FAILURE() << "enqueued with SIGJIT_BWD_DQ_ZERO=kernels";
+      ADD_FAILURE() << "enqueued with " << sw.name << "=" << sw.value;
     } catch (const sigjit::Error& e) {
-      EXPECT_THAT(e.what(), HasSubstr("SIGJIT_BWD_DQ_ZERO=kernels: expected memset or kernel"));
+      EXPECT_THAT(e.what(), HasSubstr(std::string(sw.name) + "=" + sw.value + ": expected " + sw.allowed));
     }
-  }
-  const sigjit::test::ScopedEnv convert("SIGJIT_BWD_DQ_CONVERT", "later");
-  try {
-    sigjit::kernels::enqueue_fused_backward(r, bp, kernel, persistent, kernel, 132, nullptr);
-    ADD_FAILURE() << "enqueued with SIGJIT_BWD_DQ_CONVERT=later";
-  } catch (const sigjit::Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("SIGJIT_BWD_DQ_CONVERT=later: expected after or overlap"));
   }
 }
 

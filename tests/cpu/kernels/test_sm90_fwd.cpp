@@ -5,15 +5,15 @@
 // static_asserts when forced past it; config strings round-trip; the default stays sm80 until
 // the switch is flipped.
 #include "jit/codegen.hpp"
-#include "problem/spec.hpp"
-#include "kernels/registry.hpp"
-#include "kernels/sm90_fwd.hpp"
 #include "jit/compiler.hpp"
 #include "jit/templates.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/sm90_fwd.hpp"
+#include "problem/spec.hpp"
+#include "sigjit/sm90/fwd_params.h"
 #include "tests/common/forced_compile.hpp"
 #include "tests/common/spec_matrix.hpp"
 #include "tests/common/text_count.hpp"
-#include "sigjit/sm90/fwd_params.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

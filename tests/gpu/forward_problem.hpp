@@ -136,6 +136,8 @@ class ForwardProblem {
   CaseResult check_backward() const;
   // The three gradient buffers' raw bits, to compare two runs bit for bit.
   std::vector<std::uint16_t> gradient_bits() const;
+  // The same, read by copies on `stream` only: what the stream's next work sees.
+  std::vector<std::uint16_t> gradient_bits(cudaStream_t stream) const;
 
  private:
   // Element offsets of the varlen tail rows (CaseSpec::varlen_tail) of a tensor laid out by s.

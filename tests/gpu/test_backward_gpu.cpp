@@ -614,6 +614,62 @@ TEST(BackwardWorkspace, PersistentKernelZeroesACallersWorkspace) {
     }
 }
 
+// The convert's handoff (the default after the dQ writer tiles, _w and _wp) starts the convert while
+// the fused kernel runs; its last CTA waits for that kernel, so the stream's next work still sees
+// every gradient: copies enqueued right after the call, dK and dV first (the fused kernel's last
+// writes), must read what a device-wide synchronisation reads, and no poison. Then the same call
+// captured in a CUDA graph (a programmatic edge) and replayed. Padded, with a sequence shorter than
+// a key block (wholly padded key blocks count at once), at hd 64 on both writer tiles.
+TEST(BackwardWorkspace, ConvertHandoffKeepsStreamOrderAndCapturesInAGraph) {
+  if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
+  for (const char* tile : {"hb128x128c2s2o_wp", "hb128x128c2s2o_w"}) {
+    SCOPED_TRACE(tile);
+    CaseSpec spec{Layout::padded, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast};
+    spec.lens_q = spec.lens_k = {1000, 333, 17, 640};
+    std::mt19937 rng(13);
+    ForwardProblem problem(spec, rng);
+    problem.enable_backward(rng);
+    const ScopedForceTile force(tile);
+    const std::size_t need = sigjit::backward_workspace_size(problem.args());
+    void* ws = nullptr;
+    SIGJIT_CUDA_OK(cudaMalloc(&ws, need));
+    BackwardOptions o;
+    o.workspace = ws;
+    o.workspace_bytes = need;
+    cudaStream_t stream = nullptr;
+    SIGJIT_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+    problem.poison_gradients();
+    SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+    ASSERT_NO_THROW(sigjit::backward(problem.args(), problem.grads(), stream, o));
+    const std::vector<std::uint16_t> stream_read = problem.gradient_bits(stream);
+    SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_TRUE(stream_read == problem.gradient_bits()) << "the stream's next copies saw the gradients before they were written";
+    expect_good(spec, problem.check_backward(), "handoff-stream-order");
+
+    AttentionArgs in_graph = problem.args();
+    in_graph.validate_lengths = false;  // a capture cannot copy the lengths to the host
+    cudaGraph_t graph = nullptr;
+    SIGJIT_CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    EXPECT_NO_THROW(sigjit::backward(in_graph, problem.grads(), stream, o));
+    SIGJIT_CUDA_OK(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    SIGJIT_CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int replay = 0; replay < 2; ++replay) {
+      problem.poison_gradients();
+      SIGJIT_CUDA_OK(cudaMemset(ws, 0xFF, need));
+      SIGJIT_CUDA_OK(cudaDeviceSynchronize());
+      SIGJIT_CUDA_OK(cudaGraphLaunch(exec, stream));
+      SIGJIT_CUDA_OK(cudaStreamSynchronize(stream));
+      expect_good(spec, problem.check_backward(), "handoff-graph-replay");
+    }
+    SIGJIT_CUDA_OK(cudaGraphExecDestroy(exec));
+    SIGJIT_CUDA_OK(cudaGraphDestroy(graph));
+    SIGJIT_CUDA_OK(cudaStreamDestroy(stream));
+    SIGJIT_CUDA_OK(cudaFree(ws));
+  }
+}
+
 // The library's workspace: one allocation per (context, stream), reused by every later call that
 // fits, grown once for a bigger problem, allocated again after release_backward_workspaces().
 TEST(BackwardWorkspace, LibraryWorkspaceIsReusedPerStream) {

@@ -419,13 +419,13 @@ handoff_round() {  # one round: the convert's handoff against the convert after 
   unset SIGJIT_BWD_DQ_CONVERT
 }
 
-handoff() {  # about 9 minutes, each step under its own limit: correctness, one A/B round, the matrices
+handoff() {  # about 8 minutes, each step under its own limit: correctness, one A/B round, the matrices
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.*' 60 gpu_tests_workspace.log
-  handoff_round 360
+  handoff_round 290
   python3 bench/ab_table.py "$OUT/handoff_overlap.csv" "$OUT/handoff_after.csv" --names overlap,after | tee "$OUT/handoff_ab.md"
-  ((SECONDS < 470)) && $run gpu-tests 'Matrix/BackwardMatrix.*' 60 gpu_tests_default.log
-  ((SECONDS < 520)) && SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 50 gpu_tests_persistent.log
+  ((SECONDS < 380)) && $run gpu-tests 'Matrix/BackwardMatrix.*' 50 gpu_tests_default.log
+  ((SECONDS < 430)) && SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 40 gpu_tests_persistent.log
   echo "=== handoff: done at ${SECONDS} s"
 }
 

@@ -403,20 +403,18 @@ check7() {  # about 9 minutes, each step under its own limit
   echo "=== check7: done at ${SECONDS} s"
 }
 
-handoff_round() {  # one round: the convert's handoff against the convert after the kernel, under $1 s
-  local convert
-  for convert in overlap after; do
-    export SIGJIT_BWD_DQ_CONVERT=$convert
-    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048 --pad 0,25 \
-      --tiles 'hb128x128c2s2o_wp' --csv "$OUT/handoff_$convert.csv"
-    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096 --pad 0,25 \
-      --tiles 'hb128x64c2s2o_wp' --csv "$OUT/handoff_$convert.csv"
-    ((SECONDS < $1)) && timeout 20 $run bench --direction bwd --head-dim 128 --seq 1024,2048 --pad 0 --causal \
-      --tiles 'hb128x64c2s2o_w' --csv "$OUT/handoff_$convert.csv"
-    ((SECONDS < $1)) && timeout 20 $run bench --direction bwd --head-dim 64 --seq 4096 --pad 0 \
-      --tiles 'hb128x128c2s2o_w' --csv "$OUT/handoff_$convert.csv"
+handoff_round() {  # one round: the convert's handoff against the convert after the kernel, point set by point set, under $1 s
+  local convert point
+  local points=("--head-dim 64 --seq 512,1024,2048 --pad 0,25 --tiles hb128x128c2s2o_wp"
+    "--head-dim 128 --seq 512,1024,2048,4096 --pad 0,25 --tiles hb128x64c2s2o_wp"
+    "--head-dim 128 --seq 1024,2048 --pad 0 --causal --tiles hb128x64c2s2o_w"
+    "--head-dim 64 --seq 4096 --pad 0 --tiles hb128x128c2s2o_w")
+  for point in "${points[@]}"; do
+    for convert in overlap after; do
+      # shellcheck disable=SC2086  # the point's words are separate arguments
+      ((SECONDS < $1)) && SIGJIT_BWD_DQ_CONVERT=$convert timeout 25 $run bench --direction bwd $point --csv "$OUT/handoff_$convert.csv"
+    done
   done
-  unset SIGJIT_BWD_DQ_CONVERT
 }
 
 handoff() {  # about 8 minutes, each step under its own limit: correctness, one A/B round, the matrices

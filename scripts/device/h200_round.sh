@@ -417,13 +417,13 @@ handoff_round() {  # one round: the convert's handoff against the convert after 
   done
 }
 
-handoff() {  # about 8 minutes, each step under its own limit: correctness, one A/B round, the matrices
+handoff() {  # about 6.5 minutes, each step under its own limit: correctness, one A/B round, the matrices
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.*' 60 gpu_tests_workspace.log
-  handoff_round 290
+  handoff_round 250
   python3 bench/ab_table.py "$OUT/handoff_overlap.csv" "$OUT/handoff_after.csv" --names overlap,after | tee "$OUT/handoff_ab.md"
-  ((SECONDS < 380)) && $run gpu-tests 'Matrix/BackwardMatrix.*' 50 gpu_tests_default.log
-  ((SECONDS < 430)) && SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 40 gpu_tests_persistent.log
+  ((SECONDS < 320)) && $run gpu-tests 'Matrix/BackwardMatrix.*' 40 gpu_tests_default.log
+  ((SECONDS < 365)) && SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 25 gpu_tests_persistent.log
   echo "=== handoff: done at ${SECONDS} s"
 }
 

@@ -630,6 +630,7 @@ TEST(BackwardWorkspace, ConvertHandoffKeepsStreamOrderAndCapturesInAGraph) {
     ForwardProblem problem(spec, rng);
     problem.enable_backward(rng);
     const ScopedForceTile force(tile);
+    const sigjit::test::ScopedEnv handoff("SIGJIT_BWD_DQ_CONVERT", "overlap");
     const std::size_t need = sigjit::backward_workspace_size(problem.args());
     void* ws = nullptr;
     SIGJIT_CUDA_OK(cudaMalloc(&ws, need));

@@ -417,11 +417,16 @@ handoff_round() {  # one round: the convert's handoff against the convert after 
   done
 }
 
+handoff_table() {  # the round(s) so far, overlap beside after (none in a dry run)
+  [ -f "$OUT/handoff_overlap.csv" ] && [ -f "$OUT/handoff_after.csv" ] &&
+    python3 bench/ab_table.py "$OUT/handoff_overlap.csv" "$OUT/handoff_after.csv" --names overlap,after | tee "$OUT/handoff_ab.md"
+}
+
 handoff() {  # about 6.5 minutes, each step under its own limit: correctness, one A/B round, the matrices
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.*' 60 gpu_tests_workspace.log
   handoff_round 250
-  python3 bench/ab_table.py "$OUT/handoff_overlap.csv" "$OUT/handoff_after.csv" --names overlap,after | tee "$OUT/handoff_ab.md"
+  handoff_table
   ((SECONDS < 320)) && $run gpu-tests 'Matrix/BackwardMatrix.*' 40 gpu_tests_default.log
   ((SECONDS < 365)) && SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 25 gpu_tests_persistent.log
   echo "=== handoff: done at ${SECONDS} s"
@@ -432,7 +437,7 @@ handoff2() {  # about 9 minutes: the second call (its own build): sanitizer, a s
   SIGJIT_BACKWARD_PATH=fused SANITIZE_TOOLS="memcheck racecheck" $run sanitize \
     "Matrix/BackwardMatrixSm90DqWriterPersistent.*/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*" 45
   handoff_round 330
-  python3 bench/ab_table.py "$OUT/handoff_overlap.csv" "$OUT/handoff_after.csv" --names overlap,after | tee "$OUT/handoff_ab.md"
+  handoff_table
   ((SECONDS < 390)) && timeout 170 $run pybench compare.py --out "$OUT/compare_short" --impl sigjit,triton-sigmoid,sdpa-cudnn \
     --direction bwd --seq 1024,2048 --pad 0 --target-ms 200
   echo "=== handoff2: done at ${SECONDS} s"

@@ -40,8 +40,8 @@ sigjit_filecheck_test(bwd_fused_sm90a bwd_fused.check PREFIXES CHECK SM90 ARGS -
 sigjit_filecheck_test(bwd_sm90_family bwd_sm90.check PREFIXES CHECK ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a --tile hb128x64c2s2o)
 sigjit_filecheck_test(bwd_sm90_bulk_dq bwd_sm90_bulk.check PREFIXES CHECK ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a --tile hb128x64c2s2o_r)
 # No --tile: the default fused backward on sm_90a is the Hopper family with bulk dQ reductions.
-sigjit_filecheck_test(bwd_default_sm90a bwd_sm90_writer.check PREFIXES CHECK ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a)
-sigjit_filecheck_test(bwd_sm90_writer bwd_sm90_writer.check PREFIXES CHECK ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a --tile hb128x64c2s2o_w)
+sigjit_filecheck_test(bwd_default_sm90a bwd_sm90_writer.check PREFIXES CHECK HANDOFF ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a)
+sigjit_filecheck_test(bwd_sm90_writer bwd_sm90_writer.check PREFIXES CHECK HANDOFF ABSENT ARGS --direction bwd_fused --head-dim 128 --arch sm_90a --tile hb128x64c2s2o_w)
 sigjit_filecheck_test(bwd_fused_sm80 bwd_fused.check PREFIXES CHECK SM80 ARGS --direction bwd_fused --head-dim 128 --arch sm_80)
 
 # ---- CLI error paths ---------------------------------------------------------------------------

@@ -417,11 +417,11 @@ SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParam
 // SIGJIT_BWD_DQ_ZERO=memset restores the memset, for comparison.
 bool persistent_kernel_zeroes_dq() { return default_unless_switched("SIGJIT_BWD_DQ_ZERO", "kernel", "memset"); }
 
-// The convert kernel after a fused kernel with the dQ writer (_w, _wp) starts on the SMs its last
-// wave frees and converts each sequence once its key tiles are counted done (common/params.h),
-// instead of after the whole kernel: the default. SIGJIT_BWD_DQ_CONVERT=after restores the plain
-// launch.
-bool convert_overlaps_fused_kernel() { return default_unless_switched("SIGJIT_BWD_DQ_CONVERT", "overlap", "after"); }
+// SIGJIT_BWD_DQ_CONVERT=overlap: the convert kernel after a fused kernel with the dQ writer (_w,
+// _wp) starts on the SMs its last wave frees and converts each sequence once its key tiles are
+// counted done (common/params.h), instead of after the whole kernel. Not the default until a GPU
+// has measured it (bench/PROFILE-backward.md: built without one).
+bool convert_overlaps_fused_kernel() { return !default_unless_switched("SIGJIT_BWD_DQ_CONVERT", "after", "overlap"); }
 
 // The fused kernel's passes beside its GEMMs: the persistent kernel's own dQ zeroing, and the
 // writer tiles' handoff to the convert. (Without keys the fused kernel does not launch, and the

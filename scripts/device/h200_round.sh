@@ -427,14 +427,16 @@ handoff() {  # about 6.5 minutes, each step under its own limit: correctness, on
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.*' 60 gpu_tests_workspace.log
   handoff_round 250
   handoff_table
+  export SIGJIT_BWD_DQ_CONVERT=overlap  # the matrices on the handoff (not yet the default)
   ((SECONDS < 320)) && $run gpu-tests 'Matrix/BackwardMatrix.*' 40 gpu_tests_default.log
   ((SECONDS < 365)) && SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 25 gpu_tests_persistent.log
+  unset SIGJIT_BWD_DQ_CONVERT
   echo "=== handoff: done at ${SECONDS} s"
 }
 
 handoff2() {  # about 9 minutes: the second call (its own build): sanitizer, a second round, the ratios
   $run build || exit 1
-  SIGJIT_BACKWARD_PATH=fused SANITIZE_TOOLS="memcheck racecheck" $run sanitize \
+  SIGJIT_BWD_DQ_CONVERT=overlap SIGJIT_BACKWARD_PATH=fused SANITIZE_TOOLS="memcheck racecheck" $run sanitize \
     "Matrix/BackwardMatrixSm90DqWriterPersistent.*/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*" 45
   handoff_round 330
   handoff_table

@@ -497,7 +497,7 @@ TEST(Sm90BwdLaunch, PersistentSwitchesAreRefusedByNameBeforeAnyDriverCall) {
   }
   const struct {
     const char *name, *value, *allowed;
-  } switches[] = {{"SIGJIT_BWD_DQ_ZERO", "kernels", "memset or kernel"}, {"SIGJIT_BWD_DQ_CONVERT", "later", "after or overlap"}};
+  } switches[] = {{"SIGJIT_BWD_DQ_ZERO", "kernels", "memset or kernel"}, {"SIGJIT_BWD_DQ_CONVERT", "later", "overlap or after"}};
   for (const auto& sw : switches) {
     const sigjit::test::ScopedEnv env(sw.name, sw.value);
     try {

@@ -95,6 +95,8 @@
 #                           suite (both zeroings, both converts), one round of the handoff against
 #                           SIGJIT_BWD_DQ_CONVERT=after (_wp hd 64 and 128, dense and 25 % padded; _w hd 128
 #                           causal and hd 64 at 4k keys), then the default-routed and forced _wp matrices
+#   h200_round.sh handoffmin  build; handoff's essentials in about 4 minutes: the handoff's GPU tests, then the A/B
+#                           at hd 128 L 1024/2048 (_wp), hd 128 causal L 1024 (_w), hd 64 L 1024 (_wp)
 #   h200_round.sh handoff2  build; compute-sanitizer (memcheck, racecheck) on a _wp case, a second round, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/2048
 #   h200_round.sh zero2     the same machine after zero (no build): zero's second round, then the backward's
@@ -434,6 +436,22 @@ handoff() {  # about 6.5 minutes, each step under its own limit: correctness, on
   echo "=== handoff: done at ${SECONDS} s"
 }
 
+handoffmin() {  # about 4 minutes, for a session's last device time: the handoff's correctness, then its main points
+  local convert point
+  local points=("--head-dim 128 --seq 1024,2048 --pad 0 --tiles hb128x64c2s2o_wp"
+    "--head-dim 128 --seq 1024 --pad 0 --causal --tiles hb128x64c2s2o_w" "--head-dim 64 --seq 1024 --pad 0 --tiles hb128x128c2s2o_wp")
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*' 45 gpu_tests_workspace.log
+  for point in "${points[@]}"; do
+    for convert in overlap after; do
+      # shellcheck disable=SC2086  # the point's words are separate arguments
+      ((SECONDS < 220)) && SIGJIT_BWD_DQ_CONVERT=$convert timeout 20 $run bench --direction bwd $point --csv "$OUT/handoff_$convert.csv"
+    done
+  done
+  handoff_table
+  echo "=== handoffmin: done at ${SECONDS} s"
+}
+
 handoff2() {  # about 9 minutes: the second call (its own build): sanitizer, a second round, the ratios
   $run build || exit 1
   SIGJIT_BWD_DQ_CONVERT=overlap SIGJIT_BACKWARD_PATH=fused SANITIZE_TOOLS="memcheck racecheck" $run sanitize \
@@ -483,6 +501,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -573,6 +573,28 @@ TEST(BackwardWorkspace, CallerWorkspaceIsZeroedAndUsed) {
   SIGJIT_CUDA_OK(cudaFree(ws));
 }
 
+// A caller's backward workspace of exactly the size the call needs, freed with the scope.
+class CallerWorkspace {
+ public:
+  explicit CallerWorkspace(const AttentionArgs& args) : bytes_(sigjit::backward_workspace_size(args)) {
+    if (cudaMalloc(&ptr_, bytes_) != cudaSuccess) throw std::runtime_error("cudaMalloc of the backward workspace failed");
+  }
+  CallerWorkspace(const CallerWorkspace&) = delete;
+  CallerWorkspace& operator=(const CallerWorkspace&) = delete;
+  ~CallerWorkspace() { cudaFree(ptr_); }
+  BackwardOptions options() const {
+    BackwardOptions o;
+    o.workspace = ptr_;
+    o.workspace_bytes = bytes_;
+    return o;
+  }
+  cudaError_t poison() const { return cudaMemset(ptr_, 0xFF, bytes_); }  // NaN values, counters past any target
+
+ private:
+  std::size_t bytes_;
+  void* ptr_ = nullptr;
+};
+
 // The persistent kernel's counters sit after the dQ values in the caller's workspace, and the
 // kernel zeroes the values itself: poisoned (0xFF: NaN values; a claim would start at the grid's
 // last tile and take it twice, a zeroing job counted done before it ran), each call must zero
@@ -598,19 +620,13 @@ TEST(BackwardWorkspace, PersistentKernelZeroesACallersWorkspace) {
       const sigjit::test::ScopedEnv few_ctas("SIGJIT_PERSISTENT_BWD_CTAS", "3");
       const sigjit::test::ScopedEnv zero("SIGJIT_BWD_DQ_ZERO", zeroing);
       const sigjit::test::ScopedEnv handoff("SIGJIT_BWD_DQ_CONVERT", convert);
-      const std::size_t need = sigjit::backward_workspace_size(problem.args());
-      void* ws = nullptr;
-      SIGJIT_CUDA_OK(cudaMalloc(&ws, need));
-      BackwardOptions o;
-      o.workspace = ws;
-      o.workspace_bytes = need;
+      const CallerWorkspace ws(problem.args());
       for (int run = 0; run < 2; ++run) {
-        SIGJIT_CUDA_OK(cudaMemset(ws, 0xFF, need));
+        SIGJIT_CUDA_OK(ws.poison());
         CaseResult r;
-        ASSERT_NO_THROW(r = run_and_check(problem, o));
+        ASSERT_NO_THROW(r = run_and_check(problem, ws.options()));
         expect_good(spec, r, "persistent-caller-workspace");
       }
-      SIGJIT_CUDA_OK(cudaFree(ws));
     }
 }
 
@@ -631,12 +647,8 @@ TEST(BackwardWorkspace, ConvertHandoffKeepsStreamOrderAndCapturesInAGraph) {
     problem.enable_backward(rng);
     const ScopedForceTile force(tile);
     const sigjit::test::ScopedEnv handoff("SIGJIT_BWD_DQ_CONVERT", "overlap");
-    const std::size_t need = sigjit::backward_workspace_size(problem.args());
-    void* ws = nullptr;
-    SIGJIT_CUDA_OK(cudaMalloc(&ws, need));
-    BackwardOptions o;
-    o.workspace = ws;
-    o.workspace_bytes = need;
+    const CallerWorkspace ws(problem.args());
+    const BackwardOptions o = ws.options();
     cudaStream_t stream = nullptr;
     SIGJIT_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
@@ -658,7 +670,7 @@ TEST(BackwardWorkspace, ConvertHandoffKeepsStreamOrderAndCapturesInAGraph) {
     SIGJIT_CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
     for (int replay = 0; replay < 2; ++replay) {
       problem.poison_gradients();
-      SIGJIT_CUDA_OK(cudaMemset(ws, 0xFF, need));
+      SIGJIT_CUDA_OK(ws.poison());
       SIGJIT_CUDA_OK(cudaDeviceSynchronize());
       SIGJIT_CUDA_OK(cudaGraphLaunch(exec, stream));
       SIGJIT_CUDA_OK(cudaStreamSynchronize(stream));
@@ -667,7 +679,6 @@ TEST(BackwardWorkspace, ConvertHandoffKeepsStreamOrderAndCapturesInAGraph) {
     SIGJIT_CUDA_OK(cudaGraphExecDestroy(exec));
     SIGJIT_CUDA_OK(cudaGraphDestroy(graph));
     SIGJIT_CUDA_OK(cudaStreamDestroy(stream));
-    SIGJIT_CUDA_OK(cudaFree(ws));
   }
 }
 

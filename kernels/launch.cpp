@@ -302,10 +302,10 @@ std::size_t per_sequence_counter_bytes(const detail::Resolved& r) {
   return (bytes + 15) / 16 * 16;
 }
 
-std::size_t persistent_counter_bytes(const detail::Resolved& r) { return kTileCounterBytes + 2 * per_sequence_counter_bytes(r); }
+std::size_t fused_counter_bytes(const detail::Resolved& r) { return kTileCounterBytes + 2 * per_sequence_counter_bytes(r); }
 
 std::size_t fused_workspace_bytes(const detail::Resolved& r) {
-  return r.args.batch == 0 ? 0 : dq_workspace_bytes(r) + persistent_counter_bytes(r);
+  return r.args.batch == 0 ? 0 : dq_workspace_bytes(r) + fused_counter_bytes(r);
 }
 
 int* tile_counter(const detail::Resolved& r, const SigjitBwdParams& params) {
@@ -445,7 +445,7 @@ void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& pa
   const std::size_t bytes = dq_workspace_bytes(r);
   const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
   const bool counters = tile != nullptr && (tile->persistent || p.dq_reduced != nullptr);
-  zero_dq_workspace(r, p, convert, bytes, counters ? persistent_counter_bytes(r) : 0, stream);
+  zero_dq_workspace(r, p, convert, bytes, counters ? fused_counter_bytes(r) : 0, stream);
   launch(r, Direction::backward_fused, &p, fused, fused_config, sm_count, stream);
   if (bytes > 0) launch(r, Direction::backward_dq_convert, &p, convert, dq_convert_config(), 0, stream);
 }

@@ -59,7 +59,7 @@ std::size_t dq_workspace_bytes(const detail::Resolved& r);
 // an empty batch (nothing launches).
 inline constexpr std::size_t kTileCounterBytes = 16;
 std::size_t per_sequence_counter_bytes(const detail::Resolved& r);  // one array's
-std::size_t persistent_counter_bytes(const detail::Resolved& r);
+std::size_t fused_counter_bytes(const detail::Resolved& r);
 std::size_t fused_workspace_bytes(const detail::Resolved& r);
 // The tile counter in the fused backward's workspace (params.dq_accum); the zeroing jobs' counter
 // is the next int, the done counters start kTileCounterBytes after it.
@@ -81,7 +81,8 @@ SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, v
 // the counters for a persistent kernel, which zeroes the values itself unless
 // SIGJIT_BWD_DQ_ZERO=memset), the fused kernel, the convert kernel: with
 // SIGJIT_BWD_DQ_CONVERT=overlap, after a dQ writer tile (_w, _wp), a programmatic dependent launch
-// that converts sequences as their tiles finish. sm_count (the device's) sizes a persistent fused kernel's grid.
+// that converts sequences as their tiles finish. sm_count (the device's) sizes a persistent fused
+// kernel's grid.
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream);
 

@@ -203,7 +203,7 @@ class Sm90Bwd final : public Family {
   }
 
  private:
-  // The zeroing jobs' counters follow the tile counter (persistent_counter_bytes); the jobs are
+  // The zeroing jobs' counters follow the tile counter (fused_counter_bytes); the jobs are
   // sm90/bwd_schedule.h's for this call's workspace rows.
   static void set_dq_zero_jobs(SigjitBwdSm90Params& params, const AttentionArgs& a) {
     const int rows_per_job = sched::dq_zero_rows_per_job(static_cast<long long>(a.heads_q) * a.head_dim);

@@ -16,8 +16,9 @@
 //  - dq_convert_kernel: scales the workspace, rounds it to the tensor dtype and writes dQ with
 //    its strides (padded rows as zeros); a bandwidth-bound pass over dQ. Its module's second
 //    entry, dq_workspace_zero_kernel (padded layout), zeroes the workspace's valid rows first.
-//    After the Hopper fused kernel's dQ writer tiles it is launched early and converts each
-//    sequence once that kernel has counted its key tiles done, on the SMs its last wave frees.
+//    With SIGJIT_BWD_DQ_CONVERT=overlap, after the Hopper fused kernel's dQ writer tiles, it is
+//    launched early and converts each sequence once that kernel has counted its key tiles done,
+//    on the SMs its last wave frees.
 //  - dq_kernel (deterministic): one CTA per (query tile, head, sequence), the forward's shape:
 //    S = Q K^T, dP = dO V^T, dQ += dS K, with Q and dO read from shared memory. With
 //    dkdv_kernel: 7 GEMMs per score (S and dP computed twice), no workspace, no atomics.

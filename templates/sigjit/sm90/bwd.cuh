@@ -169,8 +169,8 @@ struct BwdSm90Config {
 // Its producer warpgroup's two idle warps zero the dQ workspace meanwhile, sequence by sequence,
 // and the writer waits for its sequence's zeros (bwd_zero_dq): the memset before the kernel ran
 // alone, 41 us at every length on an H100 (bench/PROFILE-backward.md). With the convert handoff
-// the writer counts each tile's reductions done per sequence, and the producer lets the convert
-// kernel launch after its last claim (count_tile_reduced; common/params.h).
+// (SIGJIT_BWD_DQ_CONVERT=overlap) the writer counts each tile's reductions done per sequence, and
+// the producer lets the convert kernel launch after its last claim (count_tile_reduced).
 template <class Base, bool EARLY_SCORES, bool DQ_WRITER, bool ORDERED_DQ = false, bool LOCAL_DQ = false, bool PERSISTENT = false>
 struct BwdSm90Tuned : Base {
   static_assert(!PERSISTENT || (DQ_WRITER && !EARLY_SCORES && !ORDERED_DQ && !LOCAL_DQ),

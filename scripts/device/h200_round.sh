@@ -104,6 +104,10 @@
 #   h200_round.sh slope2    the forced writer and early-scores matrices under the change, then
 #                           compare.py's backward (sigjit, TritonSigmoid, cuDNN SDPA) at L 1024/4096/16384,
 #                           hd 128 first (run it after slope on the same machine: no build step)
+#   h200_round.sh desc      build; the backward's wgmma descriptors built once per operand and advanced by an
+#                           immediate (8th session of 2026-12-06; the forward's change gave +3-5 %): the
+#                           default-routed matrix and the workspace and ordered suites, the defaults against
+#                           the templates before it (STAGE_BASE, as stagestore), then handoffmin's A/B
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -436,19 +440,35 @@ handoff() {  # about 6.5 minutes, each step under its own limit: correctness, on
   echo "=== handoff: done at ${SECONDS} s"
 }
 
-handoffmin() {  # about 4 minutes, for a session's last device time: the handoff's correctness, then its main points
+handoff_ab() {  # handoffmin's A/B points, overlap beside after, while SECONDS < $1
   local convert point
   local points=("--head-dim 128 --seq 1024,2048 --pad 0 --tiles hb128x64c2s2o_wp"
     "--head-dim 128 --seq 1024 --pad 0 --causal --tiles hb128x64c2s2o_w" "--head-dim 64 --seq 1024 --pad 0 --tiles hb128x128c2s2o_wp")
-  $run build || exit 1
-  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*' 45 gpu_tests_workspace.log
   for point in "${points[@]}"; do
     for convert in overlap after; do
       # shellcheck disable=SC2086  # the point's words are separate arguments
-      ((SECONDS < 220)) && SIGJIT_BWD_DQ_CONVERT=$convert timeout 20 $run bench --direction bwd $point --csv "$OUT/handoff_$convert.csv"
+      ((SECONDS < $1)) && SIGJIT_BWD_DQ_CONVERT=$convert timeout 20 $run bench --direction bwd $point --csv "$OUT/handoff_$convert.csv"
     done
   done
   handoff_table
+}
+
+desc() {  # about 8 minutes: the descriptors' correctness, their A/B, then the handoff's
+  $run build || exit 1
+  $run gpu-tests 'Matrix/BackwardMatrix.*' 100 gpu_tests_desc.log
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*:BackwardOrdered.*' 60 \
+    gpu_tests_workspace.log
+  ab_defaults desc 1
+  [ -f "$OUT/desc_base.csv" ] && [ -f "$OUT/desc_new.csv" ] &&
+    python3 bench/ab_table.py "$OUT/desc_new.csv" "$OUT/desc_base.csv" --names advance,rebuild | tee "$OUT/desc_ab.md"
+  handoff_ab 520
+  echo "=== desc: done at ${SECONDS} s"
+}
+
+handoffmin() {  # about 4 minutes, for a session's last device time: the handoff's correctness, then its main points
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*' 45 gpu_tests_workspace.log
+  handoff_ab 220
   echo "=== handoffmin: done at ${SECONDS} s"
 }
 
@@ -501,6 +521,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -444,12 +444,14 @@ __device__ __forceinline__ void bwd_write_dq(const SigjitBwdSm90Params& params, 
 // tile T (Q or dO): D/16 SS wgmma k-steps, one commit group.
 template <class C>
 __device__ __forceinline__ void issue_transposed_scores(float (&acc)[C::kSAcc], u32 fixed, u32 streamed, int wg) {
+  const u64 a0 = kmajor_descriptor(fixed, wg * 64, 0);
+  const u64 b0 = kmajor_descriptor(streamed, 0, 0);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < C::kHeadDim / 16; ++kk) {
-    const int block = kk / 4, k_elems = (kk % 4) * 16;
-    const u64 a = kmajor_descriptor(fixed + block * C::kKBlockBytes, wg * 64, k_elems);
-    const u64 b = kmajor_descriptor(streamed + block * C::kQBlockBytes, 0, k_elems);
+    const int block = kk / 4, k_bytes = (kk % 4) * 32;
+    const u64 a = descriptor_advance(a0, block * C::kKBlockBytes + k_bytes);
+    const u64 b = descriptor_advance(b0, block * C::kQBlockBytes + k_bytes);
     Wgmma<C::kBlockM>::template ss<C::kBf16, 0>(acc, a, b, kk > 0 ? 1 : 0);
   }
   wgmma_commit();
@@ -459,14 +461,16 @@ __device__ __forceinline__ void issue_transposed_scores(float (&acc)[C::kSAcc], 
 template <class C>
 __device__ __forceinline__ void issue_dkdv(float (&dv)[C::kDAcc], float (&dk)[C::kDAcc], const u32 (&pf)[C::kQSteps][4],
                                            const u32 (&dsf)[C::kQSteps][4], const BwdSm90Smem<C>& sm, int stage) {
+  const u64 dout0 = mnmajor_descriptor(sm.dout(stage), 0, C::kQBlockBytes);
+  const u64 q0 = mnmajor_descriptor(sm.q(stage), 0, C::kQBlockBytes);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < C::kQSteps; ++kk) {
-    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(dv, pf[kk], mnmajor_descriptor(sm.dout(stage), kk * 16, C::kQBlockBytes), 1);
+    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(dv, pf[kk], descriptor_advance(dout0, kk * 16 * 128), 1);
   }
 #pragma unroll
   for (int kk = 0; kk < C::kQSteps; ++kk) {
-    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(dk, dsf[kk], mnmajor_descriptor(sm.q(stage), kk * 16, C::kQBlockBytes), 1);
+    Wgmma<C::kHeadDim>::template rs<C::kBf16, 1>(dk, dsf[kk], descriptor_advance(q0, kk * 16 * 128), 1);
   }
   wgmma_commit();
 }
@@ -479,13 +483,15 @@ __device__ __forceinline__ void issue_dq(float (&dq)[C::kDqMTiles][C::kDqAcc], c
   const int col0 = C::kDqSplitRows ? 0 : wg * C::kDqCols;
   const int mt0 = C::kDqSplitRows ? wg * C::kDqMTiles : 0;
   const u32 k_cols = sm.k() + (col0 / 64) * C::kKBlockBytes + (col0 % 64) * 2;
+  const u64 a0 = mnmajor_descriptor(sm.ds(buf) + mt0 * C::kDsBlockBytes, 0, C::kDsBlockBytes);
+  const u64 b0 = mnmajor_descriptor(k_cols, 0, C::kKBlockBytes);
   wgmma_fence();
 #pragma unroll
   for (int mt = 0; mt < C::kDqMTiles; ++mt) {
 #pragma unroll
     for (int kk = 0; kk < C::kKeySteps; ++kk) {
-      const u64 a = mnmajor_descriptor(sm.ds(buf) + (mt0 + mt) * C::kDsBlockBytes, kk * 16, C::kDsBlockBytes);
-      const u64 b = mnmajor_descriptor(k_cols, kk * 16, C::kKBlockBytes);
+      const u64 a = descriptor_advance(a0, mt * C::kDsBlockBytes + kk * 16 * 128);
+      const u64 b = descriptor_advance(b0, kk * 16 * 128);
       Wgmma<C::kDqCols>::template ss<C::kBf16, 1, 1>(dq[mt], a, b, kk > 0 ? 1 : 0);
     }
   }
@@ -497,14 +503,15 @@ __device__ __forceinline__ void issue_dq(float (&dq)[C::kDqMTiles][C::kDqAcc], c
 // same rows of K read N-major across its 64-column blocks, one commit group.
 template <class C>
 __device__ __forceinline__ void issue_local_dq(float (&dq)[C::kBlockM / 64][C::kHeadDim / 2], const BwdSm90Smem<C>& sm, int buf, int wg) {
+  const u64 a0 = mnmajor_descriptor(sm.ds(buf), wg * 64, C::kDsBlockBytes);
+  const u64 b0 = mnmajor_descriptor(sm.k(), wg * 64, C::kKBlockBytes);
   wgmma_fence();
 #pragma unroll
   for (int mt = 0; mt < C::kBlockM / 64; ++mt) {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      const int key = wg * 64 + kk * 16;
-      const u64 a = mnmajor_descriptor(sm.ds(buf) + mt * C::kDsBlockBytes, key, C::kDsBlockBytes);
-      const u64 b = mnmajor_descriptor(sm.k(), key, C::kKBlockBytes);
+      const u64 a = descriptor_advance(a0, mt * C::kDsBlockBytes + kk * 16 * 128);
+      const u64 b = descriptor_advance(b0, kk * 16 * 128);
       Wgmma<C::kHeadDim>::template ss<C::kBf16, 1, 1>(dq[mt], a, b, kk > 0 ? 1 : 0);
     }
   }
@@ -822,9 +829,10 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     pin_registers(s);
   }
   for (int i = 0; i < w.total_steps; ++i) {
-    // The shared base passes through an empty asm each step, so ptxas rebuilds the ~50 wgmma
-    // descriptors and dS^T addresses from it (a few integer adds) instead of hoisting them all
-    // out of the loop into registers, which spilled at hd 128.
+    // The shared base passes through an empty asm each step, so ptxas rebuilds the GEMMs' base
+    // descriptors and dS^T addresses from it (a few integer adds; each wgmma's descriptor is then
+    // one immediate add, descriptor_advance) instead of hoisting them all out of the loop into
+    // registers, which spilled at hd 128.
     u32 base = sm_in.base;
     asm volatile("" : "+r"(base));
     const BwdSm90Smem<C> sm{base};

@@ -108,6 +108,7 @@
 #                           immediate (8th session of 2026-12-06; the forward's change gave +3-5 %): the
 #                           default-routed matrix and the workspace and ordered suites, the defaults against
 #                           the templates before it (STAGE_BASE, as stagestore), then handoffmin's A/B
+#   h200_round.sh descmin   desc's build, a 45 s slice of its matrix and its A/B only (about 4.5 minutes)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -455,14 +456,23 @@ handoff_ab() {  # handoffmin's A/B points, overlap beside after, while SECONDS <
 
 desc() {  # about 8 minutes: the descriptors' correctness, their A/B, then the handoff's
   $run build || exit 1
-  $run gpu-tests 'Matrix/BackwardMatrix.*' 100 gpu_tests_desc.log
-  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*:BackwardOrdered.*' 60 \
-    gpu_tests_workspace.log
+  $run gpu-tests 'Matrix/BackwardMatrix.*' 75 gpu_tests_desc.log
   ab_defaults desc 1
   [ -f "$OUT/desc_base.csv" ] && [ -f "$OUT/desc_new.csv" ] &&
     python3 bench/ab_table.py "$OUT/desc_new.csv" "$OUT/desc_base.csv" --names advance,rebuild | tee "$OUT/desc_ab.md"
-  handoff_ab 520
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*:BackwardOrdered.*' 50 \
+    gpu_tests_workspace.log
+  handoff_ab "${DESC_END_S:-520}"
   echo "=== desc: done at ${SECONDS} s"
+}
+
+descmin() {  # about 4.5 minutes: desc without the workspace suite and the handoff
+  $run build || exit 1
+  $run gpu-tests 'Matrix/BackwardMatrix.*' 45 gpu_tests_desc.log
+  ab_defaults desc 1
+  [ -f "$OUT/desc_base.csv" ] && [ -f "$OUT/desc_new.csv" ] &&
+    python3 bench/ab_table.py "$OUT/desc_new.csv" "$OUT/desc_base.csv" --names advance,rebuild | tee "$OUT/desc_ab.md"
+  echo "=== descmin: done at ${SECONDS} s"
 }
 
 handoffmin() {  # about 4 minutes, for a session's last device time: the handoff's correctness, then its main points
@@ -521,6 +531,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -812,6 +812,10 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
 
   constexpr bool early = Sm90BwdPipeline<C>::early_scores();
   static_assert(!early || !Sm90BwdPipeline<C>::persistent(), "early scores index the ring by the key block's own steps");
+  // The overlapped dQ-writer tiles but _wl: with the shuffled warpgroup index, ptxas (CUDA 13.0)
+  // spilled 4-16 B in the tiles without overlap at hd 64 and in _wl at hd 128 with score bias and
+  // the exact sigmoid, and 4 B in the atomics tile at hd 128, varlen causal.
+  constexpr bool uniform_descriptors = C::kOverlap && Sm90BwdPipeline<C>::dq_writer() && !Sm90BwdPipeline<C>::local_dq();
   float dk[C::kDAcc], dv[C::kDAcc];
   zero_regs<C>(dk);
   zero_regs<C>(dv);
@@ -832,9 +836,13 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     // The shared base passes through an empty asm each step, so ptxas rebuilds the GEMMs' base
     // descriptors and dS^T addresses from it (a few integer adds; each wgmma's descriptor is then
     // one immediate add, descriptor_advance) instead of hoisting them all out of the loop into
-    // registers, which spilled at hd 128.
+    // registers, which spilled at hd 128. Where registers allow (uniform_descriptors), shuffles
+    // tell ptxas that the base and the warpgroup index are warp-uniform, so the descriptors live
+    // in uniform registers (no R2UR per wgmma: 50 a step at hd 128, 30 at hd 64).
     u32 base = sm_in.base;
     asm volatile("" : "+r"(base));
+    if constexpr (uniform_descriptors) base = __shfl_sync(0xFFFFFFFFu, base, 0);
+    const int wg_u = uniform_descriptors ? __shfl_sync(0xFFFFFFFFu, wg, 0) : wg;
     const BwdSm90Smem<C> sm{base};
     const int g = g0 + i, stage = g % C::kStages;
     const u32 phase = (g / C::kStages) & 1;
@@ -844,10 +852,10 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
     float dp[C::kSAcc];
     if (!early) {
       mbarrier_wait(sm.q_full(stage), phase);
-      issue_transposed_scores<C>(s, sm.k(), sm.q(stage), wg);  // S^T = K Q^T
+      issue_transposed_scores<C>(s, sm.k(), sm.q(stage), wg_u);  // S^T = K Q^T
     }
     mbarrier_wait(sm.do_full(stage), phase);
-    issue_transposed_scores<C>(dp, sm.v(), sm.dout(stage), wg);  // dP^T = V dO^T
+    issue_transposed_scores<C>(dp, sm.v(), sm.dout(stage), wg_u);  // dP^T = V dO^T
     if (C::kOverlap) {
       wgmma_wait<1>();  // S^T is ready; its sigmoid overlaps the dP^T GEMM
     } else {
@@ -890,11 +898,11 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
       const bool last = i + 1 == w.total_steps;
       const int next = last ? stage : (i + 1) % C::kStages;
       if (!last) mbarrier_wait(sm.q_full(next), ((i + 1) / C::kStages) & 1);
-      issue_transposed_scores<C>(s, sm.k(), sm.q(next), wg);
+      issue_transposed_scores<C>(s, sm.k(), sm.q(next), wg_u);
     }
     named_barrier_sync(C::kDsBarrier, C::kConsumers * 128);
     float dq[C::kDqMTiles][C::kDqAcc];
-    issue_dq<C>(dq, sm, buf, wg);
+    issue_dq<C>(dq, sm, buf, wg_u);
     wgmma_wait<0>();
     pin_registers(dv);
     pin_registers(dk);

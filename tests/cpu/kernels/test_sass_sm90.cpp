@@ -3,11 +3,12 @@
 // tiles with TMA (UTMALDG) and contain no mma.sync-era HMMA. ptxas can silently serialize or drop
 // wgmma; the PTX FileCheck cannot see that, the SASS can. cuobjdump comes with the CUDA toolkit or,
 // where the toolkit lacks it, from NVIDIA's PyPI wheels that setup.sh installs into build/tools.
-#include "problem/spec.hpp"
+#include "jit/compiler.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/sm90_bwd_tile.hpp"
 #include "kernels/sm90_fwd.hpp"
-#include "jit/compiler.hpp"
+#include "problem/spec.hpp"
+#include "tests/common/text_count.hpp"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -139,6 +140,34 @@ TEST(Sm90Sass, BackwardLeversKeepHgmmaInTheLoopAndReduceDqWithTma) {
     EXPECT_EQ(row_reductions, 0u) << k.name;
     EXPECT_EQ(atomics, 0u) << k.name;
     std::printf("%s: %d HGMMA, %zu UTMAREDG\n", k.name.c_str(), s.hgmma, tma_reductions);
+  }
+}
+
+// The backward defaults' wgmma descriptors live in uniform registers (sm90/bwd.cuh, bwd_consume's
+// step base): between the first and the last HGMMA at most one R2UR per four HGMMA. Rebuilt in
+// vector registers, each descriptor took its own R2UR (50 for 32 HGMMA at hd 128, 30 at hd 64).
+TEST(Sm90Sass, BackwardDefaultsKeepWgmmaDescriptorsInUniformRegisters) {
+  if (std::string(SIGJIT_CUOBJDUMP).empty()) {
+    GTEST_SKIP() << "cuobjdump not found (neither in the CUDA toolkit nor in build/tools); ./setup.sh installs it from PyPI "
+                    "(nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm)";
+  }
+  for (int d : {64, 128}) {
+    for (const sigjit::SeqBucket bucket : {sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::over_8k}) {  // _wp, then _w
+      KernelSpec spec;
+      spec.head_dim = d;
+      spec.direction = sigjit::Direction::backward_fused;
+      spec.bucket = bucket;
+      spec.arch = sigjit::Arch::parse("sm_90a");
+      const sigjit::CompiledKernel k = sigjit::compile_kernel(spec, sigjit::default_config(spec));
+      const std::string sass = dump_sass(k.cubin, k.name);
+      ASSERT_EQ(sass.find("[command failed]"), std::string::npos) << k.name << "\n" << sass.substr(0, 2000);
+      const std::size_t first = sass.find("HGMMA."), last = sass.rfind("HGMMA.");
+      ASSERT_NE(first, std::string::npos) << k.name;
+      const std::string loop = sass.substr(first, last - first);
+      const std::size_t hgmma = sigjit::test::occurrences(loop, "HGMMA.") + 1, r2ur = sigjit::test::occurrences(loop, "R2UR");
+      EXPECT_LE(4 * r2ur, hgmma) << k.name << ": " << r2ur << " R2UR among " << hgmma << " HGMMA";
+      std::printf("%s: %zu HGMMA, %zu R2UR between them\n", k.name.c_str(), hgmma, r2ur);
+    }
   }
 }
 

@@ -45,6 +45,11 @@ std::string dump_sass(const std::vector<char>& cubin, const std::string& tag) {
   return sass;
 }
 
+bool have_cuobjdump() { return !std::string(SIGJIT_CUOBJDUMP).empty(); }
+constexpr const char* kNoCuobjdump =
+    "cuobjdump not found (neither in the CUDA toolkit nor in build/tools); ./setup.sh installs it from PyPI "
+    "(nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm)";
+
 struct SassSummary {
   int hgmma = 0, hmma = 0, tma_loads = 0;
   bool hgmma_in_a_loop = false;
@@ -78,10 +83,7 @@ SassSummary summarize(const std::string& sass) {
 }
 
 TEST(Sm90Sass, DefaultKernelsRunHgmmaInTheKeyLoopAndLoadWithTma) {
-  if (std::string(SIGJIT_CUOBJDUMP).empty()) {
-    GTEST_SKIP() << "cuobjdump not found (neither in the CUDA toolkit nor in build/tools); ./setup.sh installs it from PyPI "
-                    "(nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm)";
-  }
+  if (!have_cuobjdump()) GTEST_SKIP() << kNoCuobjdump;
   // Each default tile as it is and made persistent (_p: the key loop nested in a tile loop).
   for (int d : {64, 128, 256}) {
     for (int variant = 0; variant < 4; ++variant) {
@@ -112,10 +114,7 @@ TEST(Sm90Sass, DefaultKernelsRunHgmmaInTheKeyLoopAndLoadWithTma) {
 // issues one UTMAREDG (tensor bulk reduction) per 32-column box, where the consumers issue no
 // per-row bulk reduction (UBLKRED) and no atomics (RED).
 TEST(Sm90Sass, BackwardLeversKeepHgmmaInTheLoopAndReduceDqWithTma) {
-  if (std::string(SIGJIT_CUOBJDUMP).empty()) {
-    GTEST_SKIP() << "cuobjdump not found (neither in the CUDA toolkit nor in build/tools); ./setup.sh installs it from PyPI "
-                    "(nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm)";
-  }
+  if (!have_cuobjdump()) GTEST_SKIP() << kNoCuobjdump;
   for (int d : {64, 128}) {
     KernelSpec spec;
     spec.head_dim = d;
@@ -147,10 +146,7 @@ TEST(Sm90Sass, BackwardLeversKeepHgmmaInTheLoopAndReduceDqWithTma) {
 // step base): between the first and the last HGMMA at most one R2UR per four HGMMA. Rebuilt in
 // vector registers, each descriptor took its own R2UR (50 for 32 HGMMA at hd 128, 30 at hd 64).
 TEST(Sm90Sass, BackwardDefaultsKeepWgmmaDescriptorsInUniformRegisters) {
-  if (std::string(SIGJIT_CUOBJDUMP).empty()) {
-    GTEST_SKIP() << "cuobjdump not found (neither in the CUDA toolkit nor in build/tools); ./setup.sh installs it from PyPI "
-                    "(nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm)";
-  }
+  if (!have_cuobjdump()) GTEST_SKIP() << kNoCuobjdump;
   for (int d : {64, 128}) {
     for (const sigjit::SeqBucket bucket : {sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::over_8k}) {  // _wp, then _w
       KernelSpec spec;

@@ -46,6 +46,10 @@ const std::vector<Switch>& switches() {
       {"SIGJIT_MAX_PARALLEL_COMPILES", "NVRTC compiles one process runs at once (default: the cores)"},
       {"SIGJIT_VERBOSE_COMPILE", "1: print each compile's spec, time and resources"},
       {"SIGJIT_FAIL_ON_SPILLS", "1: a kernel that spills registers is a compile error"},
+      {"SIGJIT_TRACE_TILES",
+       "a CSV path: the Hopper backward records each key tile's SM and %globaltimer times, and every launch that recorded "
+       "tiles synchronizes its stream and overwrites the file (bench/tile_timeline.py reads it; slows every launch)",
+       true},
   };
   return table;
 }

@@ -8,14 +8,18 @@
 
 namespace sigjit::detail {
 
-#define SIGJIT_DRIVER_FUNCTIONS(X)                                                                                      \
-  X(cuInit) X(cuGetErrorName) X(cuGetErrorString) X(cuDriverGetVersion) X(cuDeviceGet) X(cuDeviceGetCount)              \
-  X(cuDeviceGetName) X(cuDeviceGetAttribute) X(cuDevicePrimaryCtxRetain) X(cuCtxGetCurrent) X(cuCtxSetCurrent)          \
-  X(cuCtxGetDevice) X(cuModuleLoadData) X(cuModuleUnload) X(cuModuleGetFunction) X(cuFuncSetAttribute)                  \
-  X(cuFuncGetAttribute) X(cuLaunchKernel) X(cuLaunchKernelEx) X(cuPointerGetAttribute) X(cuMemcpyDtoHAsync)             \
-  X(cuStreamSynchronize) X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD) X(cuMemcpyDtoH) X(cuMemsetD8)                       \
-  X(cuMemsetD8Async) X(cuCtxSynchronize) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord)                            \
-  X(cuEventSynchronize) X(cuEventElapsedTime) X(cuTensorMapEncodeTiled) X(cuOccupancyMaxActiveBlocksPerMultiprocessor)
+// Wrapped by hand: clang-format indents each line of the list further than the one before.
+// clang-format off
+#define SIGJIT_DRIVER_FUNCTIONS(X)                                                                                    \
+  X(cuInit) X(cuGetErrorName) X(cuGetErrorString) X(cuDriverGetVersion) X(cuDeviceGet) X(cuDeviceGetCount)            \
+  X(cuDeviceGetName) X(cuDeviceGetAttribute) X(cuDevicePrimaryCtxRetain) X(cuCtxGetCurrent) X(cuCtxSetCurrent)        \
+  X(cuCtxGetDevice) X(cuModuleLoadData) X(cuModuleUnload) X(cuModuleGetFunction) X(cuModuleGetGlobal)                 \
+  X(cuFuncSetAttribute) X(cuFuncGetAttribute) X(cuLaunchKernel) X(cuLaunchKernelEx) X(cuPointerGetAttribute)          \
+  X(cuMemcpyDtoHAsync) X(cuStreamSynchronize) X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD) X(cuMemcpyDtoH)              \
+  X(cuMemsetD8) X(cuMemsetD8Async) X(cuCtxSynchronize) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord)            \
+  X(cuEventSynchronize) X(cuEventElapsedTime) X(cuTensorMapEncodeTiled)                                               \
+  X(cuOccupancyMaxActiveBlocksPerMultiprocessor)
+// clang-format on
 
 struct DriverApi {
 #define SIGJIT_DECLARE(name) decltype(&::name) name = nullptr;

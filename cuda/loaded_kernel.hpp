@@ -16,6 +16,9 @@ struct LoadedKernel {
   // kernels/registry.hpp: the FP8 forward's V^T prologue, the padded dQ workspace zeroing);
   // static shared memory only.
   CUfunction prologue = nullptr;
+  // The module's tile trace (SIGJIT_TRACE_TILES builds only; else 0): launch_kernel clears it
+  // before the launch and writes it out after.
+  CUdeviceptr tile_trace = 0;
 };
 
 }  // namespace sigjit::detail

@@ -74,6 +74,7 @@ std::string ResourceUsage::describe() const {
 std::vector<std::string> compile_options(const KernelSpec& spec) {
   std::vector<std::string> opts{"--gpu-architecture=" + spec.arch.name(), "--std=c++17", "--ptxas-options=-v", "-DNDEBUG"};
   if (env::flag("SIGJIT_LINEINFO")) opts.push_back("-lineinfo");
+  if (env::text("SIGJIT_TRACE_TILES")) opts.push_back("-DSIGJIT_TRACE_TILES=1");
   return opts;
 }
 

@@ -6,6 +6,8 @@
 //   SIGJIT_VERBOSE_COMPILE=1 print each compile's spec, time and resource report to stderr
 //   SIGJIT_FAIL_ON_SPILLS=1  treat register spills as a compile error
 //   SIGJIT_LINEINFO=1        add -lineinfo (changes the binary, so it is part of compile_options)
+//   SIGJIT_TRACE_TILES=path  define SIGJIT_TRACE_TILES: the kernels record a tile trace
+//                            (common/params.h's SigjitTileTrace; also part of compile_options)
 #pragma once
 
 #include "jit/nvrtc_api.hpp"

@@ -1,5 +1,6 @@
 #include "jit/kernel_table.hpp"
 
+#include "base/env.hpp"
 #include "cuda/check.hpp"
 
 #include <atomic>
@@ -23,11 +24,21 @@ struct Entry {
 
 std::atomic<long> g_compiles{0};
 
+// The debug switches that change the binary but not the kernel's name (jit/compiler.hpp) are part
+// of the key, so a process that turns one on after a launch (a test, a tracing run) loads the
+// other binary instead of reusing the one already loaded.
+std::string table_key(const std::string& name) {
+  std::string key = name;
+  if (env::flag("SIGJIT_LINEINFO")) key += "+lineinfo";
+  if (env::text("SIGJIT_TRACE_TILES")) key += "+trace";
+  return key;
+}
+
 std::shared_ptr<Entry> entry_for(CUcontext context, const std::string& name) {
   static std::mutex table_mutex;
   static std::map<std::pair<CUcontext, std::string>, std::shared_ptr<Entry>> table;
   std::lock_guard<std::mutex> lock(table_mutex);
-  auto& slot = table[{context, name}];
+  auto& slot = table[{context, table_key(name)}];
   if (!slot) slot = std::make_shared<Entry>();
   return slot;
 }
@@ -51,6 +62,10 @@ CUresult try_load(Entry& e, const std::string& name, const KernelSpec& spec, con
   // one driver call per load, none per launch.
   if (st == CUDA_SUCCESS) {
     st = driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&k.ctas_per_sm, k.function, k.threads, k.smem_bytes);
+  }
+  if (st == CUDA_SUCCESS && env::text("SIGJIT_TRACE_TILES")) {
+    size_t bytes = 0;  // not found: a module that records no tiles
+    if (driver().cuModuleGetGlobal(&k.tile_trace, &bytes, e.module, "sigjit_tile_trace") != CUDA_SUCCESS) k.tile_trace = 0;
   }
   if (st != CUDA_SUCCESS) {
     driver().cuModuleUnload(e.module);

@@ -11,10 +11,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace sigjit::kernels {
 
@@ -88,7 +90,33 @@ SigjitFwdParams forward_params(const detail::Resolved& r) {
   return p;
 }
 
-void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params) {
+namespace {
+
+// SIGJIT_TRACE_TILES: the launch's tile records, written as CSV (bench/tile_timeline.py). A launch
+// that recorded nothing (another kernel of the same call) leaves the file as it is, so the file
+// holds the last traced launch.
+static_assert(sizeof(SigjitTileTrace) == 32, "templates/sigjit/common/params.h's SigjitTileTrace is read as 32-byte records");
+constexpr size_t kTileTraceBytes = sizeof(SigjitTileTrace) * SIGJIT_TILE_TRACE_CAP;
+
+void write_tile_trace(const detail::LoadedKernel& k, CUstream stream) {
+  std::vector<SigjitTileTrace> records(SIGJIT_TILE_TRACE_CAP);
+  SIGJIT_CHECK_CU(detail::driver().cuStreamSynchronize(stream));
+  SIGJIT_CHECK_CU(detail::driver().cuMemcpyDtoH(records.data(), k.tile_trace, kTileTraceBytes));
+  std::string csv = "tile,sm,cta,begin_ns,end_ns,reduced_ns\n";
+  for (size_t t = 0; t < records.size(); ++t) {
+    const SigjitTileTrace& r = records[t];
+    if (r.begin_ns != 0 || r.reduced_ns != 0) csv += fmt::format("{},{},{},{},{},{}\n", t, r.sm, r.cta, r.begin_ns, r.end_ns, r.reduced_ns);
+  }
+  if (csv.find('\n') + 1 == csv.size()) return;
+  const std::string path = *env::text("SIGJIT_TRACE_TILES");
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  const bool written = f != nullptr && std::fwrite(csv.data(), 1, csv.size(), f) == csv.size();
+  if (f != nullptr) std::fclose(f);
+  if (!written) throw Error(fmt::format("SIGJIT_TRACE_TILES={}: cannot write the tile trace there; point it at a writable file", path));
+}
+
+// One launch as the kernel asks: the dQ convert after a dQ writer may start early (handoff).
+void launch_untraced(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params) {
   void* kernel_args[] = {params};
   const bool handoff = l.part == Direction::backward_dq_convert && l.backward != nullptr && l.backward->dq_reduced != nullptr;
   if (!handoff) {
@@ -107,6 +135,15 @@ void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned g
   config.attrs = &early;
   config.numAttrs = 1;
   SIGJIT_CHECK_CU(detail::driver().cuLaunchKernelEx(&config, l.kernel.function, kernel_args, nullptr));
+}
+
+}  // namespace
+
+void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params) {
+  if (l.kernel.tile_trace == 0) return launch_untraced(l, grid_x, grid_y, grid_z, params);
+  SIGJIT_CHECK_CU(detail::driver().cuMemsetD8Async(l.kernel.tile_trace, 0, kTileTraceBytes, l.stream));
+  launch_untraced(l, grid_x, grid_y, grid_z, params);
+  write_tile_trace(l.kernel, l.stream);
 }
 
 std::vector<TmaTensor> tma_tensors(const detail::Resolved& r, const SigjitBwdParams* backward) {

@@ -109,6 +109,9 @@
 #                           default-routed matrix and the workspace and ordered suites, the defaults against
 #                           the templates before it (STAGE_BASE, as stagestore), then handoffmin's A/B
 #   h200_round.sh descmin   desc's build, a 45 s slice of its matrix and its A/B only (about 4.5 minutes)
+#   h200_round.sh timeline  build; the tile trace's GPU test, then SIGJIT_TRACE_TILES traces of _wp and _w (hd 128
+#                           causal at L 1024 and 2048, hd 128 dense and hd 64 causal at L 1024) and
+#                           bench/tile_timeline.py over them: why _wp loses causal at hd 128 (about 4 minutes)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -475,6 +478,26 @@ descmin() {  # about 4.5 minutes: desc without the workspace suite and the hando
   echo "=== descmin: done at ${SECONDS} s"
 }
 
+timeline() {  # about 4 minutes: where _wp's and _w's tiles ran, one traced launch each
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardTileTrace.*' 40 gpu_tests_trace.log
+  local point name args tile blocks schedule
+  local points=("d128_causal_1024:--head-dim 128 --seq 1024 --causal:hb128x64c2s2o:8" "d128_causal_2048:--head-dim 128 --seq 2048 --causal:hb128x64c2s2o:16"
+    "d128_dense_1024:--head-dim 128 --seq 1024:hb128x64c2s2o:8" "d64_causal_1024:--head-dim 64 --seq 1024 --causal:hb128x128c2s2o:8")
+  for point in "${points[@]}"; do
+    IFS=: read -r name args tile blocks <<<"$point"
+    for schedule in wp w; do
+      # shellcheck disable=SC2086  # the point's words are separate arguments
+      ((SECONDS < 420)) && SIGJIT_TRACE_TILES="$OUT/trace_${name}_$schedule.csv" timeout 40 $run bench --direction bwd $args --pad 0 \
+        --tiles "${tile}_$schedule" --csv "$OUT/trace_bench.csv"
+    done
+    if ls "$OUT/trace_${name}"_*.csv >/dev/null 2>&1; then
+      python3 bench/tile_timeline.py "$OUT/trace_${name}"_*.csv --key-blocks "$blocks" 2>&1 | tee -a "$OUT/timeline.md"
+    fi
+  done
+  echo "=== timeline: done at ${SECONDS} s"
+}
+
 handoffmin() {  # about 4 minutes, for a session's last device time: the handoff's correctness, then its main points
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*' 45 gpu_tests_workspace.log
@@ -531,6 +554,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin | timeline) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -23,7 +23,14 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -679,6 +686,75 @@ TEST(BackwardWorkspace, ConvertHandoffKeepsStreamOrderAndCapturesInAGraph) {
     SIGJIT_CUDA_OK(cudaGraphExecDestroy(exec));
     SIGJIT_CUDA_OK(cudaGraphDestroy(graph));
     SIGJIT_CUDA_OK(cudaStreamDestroy(stream));
+  }
+}
+
+struct TraceRecord {
+  long long tile, sm, cta, begin_ns, end_ns, reduced_ns;
+};
+
+std::vector<TraceRecord> read_tile_trace(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::vector<TraceRecord> rows;
+  if (!std::getline(in, line) || line != "tile,sm,cta,begin_ns,end_ns,reduced_ns") return rows;
+  while (std::getline(in, line)) {
+    TraceRecord r{};
+    if (std::sscanf(line.c_str(), "%lld,%lld,%lld,%lld,%lld,%lld", &r.tile, &r.sm, &r.cta, &r.begin_ns, &r.end_ns, &r.reduced_ns) == 6)
+      rows.push_back(r);
+  }
+  return rows;
+}
+
+// SIGJIT_TRACE_TILES (bench/tile_timeline.py's input): one record per key tile, each tile once,
+// consumers' begin <= end <= the writer's end, on a real SM; the persistent kernel's 3 CTAs walk
+// their tiles one after another, the one-tile writer's CTA is its tile. The gradients stay right.
+// Dense hd 64, 2 sequences x 2 heads x 6 key blocks of 128 (700 keys): 24 tiles.
+TEST(BackwardTileTrace, RecordsEveryKeyTileOnceInOrderOfItsRoles) {
+  if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
+  int sms = 0;
+  SIGJIT_CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  for (const char* tile : {"hb128x128c2s2o_wp", "hb128x128c2s2o_w"}) {
+    SCOPED_TRACE(tile);
+    const bool persistent = std::string(tile).ends_with("_wp");
+    CaseSpec spec{Layout::dense, 64, DType::bf16, false, BiasMode::log_n, false, false, SigmoidMode::fast};
+    spec.lens_q = spec.lens_k = {700, 700};
+    std::mt19937 rng(17);
+    ForwardProblem problem(spec, rng);
+    problem.enable_backward(rng);
+    const std::string path = (std::filesystem::temp_directory_path() / fmt::format("sigjit-trace-{}-{}.csv", getpid(), tile)).string();
+    std::filesystem::remove(path);
+    {
+      const ScopedForceTile force(tile);
+      const sigjit::test::ScopedEnv trace("SIGJIT_TRACE_TILES", path.c_str());
+      const sigjit::test::ScopedEnv few_ctas("SIGJIT_PERSISTENT_BWD_CTAS", persistent ? "3" : nullptr);
+      CaseResult r;
+      ASSERT_NO_THROW(r = run_and_check(problem, BackwardOptions{}));
+      expect_good(spec, r, "traced");
+    }
+    std::vector<TraceRecord> rows = read_tile_trace(path);
+    std::filesystem::remove(path);
+    ASSERT_EQ(rows.size(), 24u) << "one record per key tile in " << path;
+    std::map<long long, std::vector<TraceRecord>> by_cta;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const TraceRecord& t = rows[i];
+      EXPECT_EQ(t.tile, static_cast<long long>(i));
+      EXPECT_GT(t.begin_ns, 0);
+      EXPECT_LE(t.begin_ns, t.end_ns) << "tile " << t.tile;
+      EXPECT_LE(t.end_ns, t.reduced_ns) << "tile " << t.tile << ": the writer finishes a tile after its consumers";
+      EXPECT_LT(t.sm, sms);
+      if (!persistent) EXPECT_EQ(t.cta, t.tile);
+      by_cta[t.cta].push_back(t);
+    }
+    if (!persistent) continue;
+    EXPECT_EQ(by_cta.size(), 3u) << "SIGJIT_PERSISTENT_BWD_CTAS=3";
+    for (auto& [cta, tiles] : by_cta) {
+      EXPECT_LT(cta, 3);
+      std::sort(tiles.begin(), tiles.end(), [](const TraceRecord& a, const TraceRecord& b) { return a.begin_ns < b.begin_ns; });
+      for (std::size_t i = 1; i < tiles.size(); ++i)
+        EXPECT_LE(tiles[i - 1].end_ns, tiles[i].begin_ns)
+            << "CTA " << cta << " began tile " << tiles[i].tile << " before ending " << tiles[i - 1].tile;
+    }
   }
 }
 

@@ -37,6 +37,20 @@ struct SigjitFwdParams {
   int pad_;
 };
 
+// SIGJIT_TRACE_TILES (base/env.cpp), a debug build of the kernels: one record per work tile,
+// indexed by the tile's place in launch order (key block fastest, as the one-CTA-per-tile grid),
+// in the module's global sigjit_tile_trace; the host copies it out after the launch. Why: a
+// persistent schedule's loss is in where its tiles ran and waited, which no total time shows.
+// Times are %globaltimer nanoseconds, comparable across SMs.
+#define SIGJIT_TILE_TRACE_CAP 65536
+struct SigjitTileTrace {
+  unsigned long long begin_ns;    // the consumers took the tile
+  unsigned long long end_ns;      // the consumers finished it (dK/dV stores issued)
+  unsigned long long reduced_ns;  // the dQ writer finished it (0 where dQ is not written by a writer warp)
+  unsigned int sm;                // %smid
+  unsigned int cta;               // linear CTA index (blockIdx.x for persistent grids)
+};
+
 // Backward: the forward's parameters plus the gradients. dO and dQ share Q's layout
 // rules (their own strides); dK and dV share K's. dq_accum is the fused kernel's fp32 dQ
 // workspace, contiguous [batch, seqlen_q, heads_q, head_dim] (varlen: [total_q, heads_q,

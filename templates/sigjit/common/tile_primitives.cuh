@@ -4,6 +4,8 @@
 // NVRTC on a machine that has only libnvrtc, not the toolkit's include tree.
 #pragma once
 
+#include "sigjit/common/params.h"
+
 namespace sigjit {
 namespace kern {
 
@@ -149,6 +151,51 @@ __device__ __forceinline__ void griddep_launch_dependents() {
 __device__ __forceinline__ void griddep_wait() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// ---- Tile trace (debug: SIGJIT_TRACE_TILES, common/params.h's SigjitTileTrace) ---------------
+// Compiled in only when the switch is on, which changes the binary and the cache key; otherwise
+// the calls are empty. One thread per role records, so no record is written twice.
+
+__device__ __forceinline__ unsigned long long global_timer_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+  return t;
+}
+
+#ifdef SIGJIT_TRACE_TILES
+}  // namespace kern
+}  // namespace sigjit
+extern "C" {
+__device__ SigjitTileTrace sigjit_tile_trace[SIGJIT_TILE_TRACE_CAP];
+}
+namespace sigjit {
+namespace kern {
+#endif
+
+// The one-CTA-per-tile grid's tile: blockIdx.x fastest, the order persistent schedules claim in.
+__device__ __forceinline__ int launch_order_tile() { return (int)(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z)); }
+
+__device__ __forceinline__ void trace_tile_begin(int tile) {
+#ifdef SIGJIT_TRACE_TILES
+  if (tile < 0 || tile >= SIGJIT_TILE_TRACE_CAP) return;
+  u32 sm;
+  asm volatile("mov.u32 %0, %%smid;\n" : "=r"(sm));
+  SigjitTileTrace& r = sigjit_tile_trace[tile];
+  r.sm = sm;
+  r.cta = (u32)launch_order_tile();
+  r.begin_ns = global_timer_ns();
+#endif
+}
+__device__ __forceinline__ void trace_tile_end(int tile) {
+#ifdef SIGJIT_TRACE_TILES
+  if (tile >= 0 && tile < SIGJIT_TILE_TRACE_CAP) sigjit_tile_trace[tile].end_ns = global_timer_ns();
+#endif
+}
+__device__ __forceinline__ void trace_tile_reduced(int tile) {
+#ifdef SIGJIT_TRACE_TILES
+  if (tile >= 0 && tile < SIGJIT_TILE_TRACE_CAP) sigjit_tile_trace[tile].reduced_ns = global_timer_ns();
 #endif
 }
 

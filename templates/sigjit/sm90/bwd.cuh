@@ -1030,6 +1030,7 @@ __device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& p
         const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, tile.batch, tile.head_kv * p.kv_group), tile.key_block);
         if (w.total_steps > 0) bwd_write_dq<C>(params, sm, w, tile.head_kv, tile.batch, tile.key_block, g);
         count_tile_reduced<C>(params, tile.batch, w.total_steps > 0);
+        trace_tile_reduced(t);
         g += w.total_steps;
       }
     } else if (threadIdx.x >= 64 && params.dq_zero_done != nullptr) {
@@ -1056,7 +1057,9 @@ __device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& p
       continue;
     }
     const BwdSm90Work w = bwd_sm90_work<C>(p, seq, tile.key_block);
+    if (threadIdx.x == 128) trace_tile_begin(t);
     bwd_consume<C>(params, sm, seq, w, tile.head_kv, tile.batch, g, kv_phase);
+    if (threadIdx.x == 128) trace_tile_end(t);
     if (w.total_steps > 0) {
       g += w.total_steps;
       kv_phase ^= 1;
@@ -1113,12 +1116,15 @@ __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& param
         const BwdSm90Work w = bwd_sm90_work<C>(p, locate_sequence<C>(p, b, h_kv * p.kv_group), blockIdx.x);
         if (w.total_steps > 0) bwd_write_dq<C>(params, sm, w, h_kv, b, blockIdx.x, 0);
         count_tile_reduced<C>(params, b, w.total_steps > 0);
+        trace_tile_reduced(launch_order_tile());
       }
     }
   } else {
     if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
     const SeqSlice seq = locate_sequence<C>(p, b, h_kv * p.kv_group);
+    if (threadIdx.x == 128) trace_tile_begin(launch_order_tile());
     bwd_consume<C>(params, sm, seq, bwd_sm90_work<C>(p, seq, blockIdx.x), h_kv, b, 0, 0);
+    if (threadIdx.x == 128) trace_tile_end(launch_order_tile());
   }
 }
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Where a backward launch's time went, tile by tile: reads SIGJIT_TRACE_TILES traces.
+
+What: each CSV is one launch's tile records (kernels/launch.cpp writes them: tile, sm, cta,
+begin_ns, end_ns, reduced_ns from %globaltimer). Prints one row per trace: the span, how busy the
+SMs' consumers were over it, the start skew, the idle SM-time at the end (the tail), the gap a
+CTA spends between two tiles, tile durations, and the dQ writer's lag behind the consumers.
+Why: a persistent schedule (_wp) and the one-CTA-per-tile grid (_w) differ in where tiles wait
+and in how the last wave ends, which the total time cannot separate (bench/PROFILE-backward.md:
+why _wp loses causal at hd 128). Cost: none on the GPU beyond the trace build itself.
+
+  SIGJIT_TRACE_TILES=wp.csv sigjit-bench --direction bwd --head-dim 128 --seq 1024 --causal --tiles hb128x64c2s2o_wp
+  python3 bench/tile_timeline.py wp.csv w.csv [--key-blocks 8]
+"""
+import argparse
+import csv
+import statistics
+import sys
+from collections import defaultdict
+
+
+def load(path):
+    with open(path, newline="") as f:
+        rows = [{k: int(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    rows = [r for r in rows if r["begin_ns"] > 0 and r["end_ns"] >= r["begin_ns"]]
+    if not rows:
+        sys.exit(f"{path}: no complete tile records; was the launch a SIGJIT_TRACE_TILES build of a Hopper backward?")
+    return rows
+
+
+def quantile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def summarize(rows):
+    t0 = min(r["begin_ns"] for r in rows)
+    t1 = max(max(r["end_ns"], r["reduced_ns"]) for r in rows)
+    span = t1 - t0
+    by_sm = defaultdict(list)
+    for r in rows:
+        by_sm[r["sm"]].append(r)
+    busy = sum(r["end_ns"] - r["begin_ns"] for r in rows)
+    first = [min(r["begin_ns"] for r in v) - t0 for v in by_sm.values()]
+    last = [max(r["end_ns"] for r in v) for v in by_sm.values()]
+    gaps = []  # one CTA's end of a tile to its begin of the next (persistent grids; else the SM's)
+    by_cta = defaultdict(list)
+    for r in rows:
+        by_cta[(r["sm"], r["cta"])].append(r)
+    persistent = any(len(v) > 1 for v in by_cta.values())
+    groups = by_cta.values() if persistent else by_sm.values()
+    for v in groups:
+        v = sorted(v, key=lambda r: r["begin_ns"])
+        gaps += [b["begin_ns"] - a["end_ns"] for a, b in zip(v, v[1:]) if b["begin_ns"] >= a["end_ns"]]
+    durations = [r["end_ns"] - r["begin_ns"] for r in rows]
+    lags = [r["reduced_ns"] - r["end_ns"] for r in rows if r["reduced_ns"] > 0]
+    return {
+        "tiles": len(rows),
+        "sms": len(by_sm),
+        "span_us": span / 1e3,
+        "busy": busy / (len(by_sm) * span),
+        "start_skew_us": (max(first) - min(first)) / 1e3,
+        "tail_idle": sum(t1 - x for x in last) / (len(by_sm) * span),
+        "gap_us": statistics.median(gaps) / 1e3 if gaps else 0.0,
+        "tile_us": statistics.median(durations) / 1e3,
+        "tile_p10_p90_us": (quantile(durations, 0.1) / 1e3, quantile(durations, 0.9) / 1e3),
+        "writer_lag_us": statistics.median(lags) / 1e3 if lags else None,
+    }
+
+
+def key_block_durations(rows, key_blocks):
+    by_block = defaultdict(list)
+    for r in rows:
+        by_block[r["tile"] % key_blocks].append(r["end_ns"] - r["begin_ns"])
+    return {k: statistics.median(v) / 1e3 for k, v in sorted(by_block.items())}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("traces", nargs="+")
+    ap.add_argument("--key-blocks", type=int, help="key blocks per (sequence, head): also the median tile time by key block")
+    args = ap.parse_args()
+    print("| trace | tiles | SMs | span µs | consumers busy | start skew µs | idle at the end | gap between tiles µs "
+          "| tile µs (p10-p90) | dQ writer lag µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for path in args.traces:
+        rows = load(path)
+        s = summarize(rows)
+        lag = "-" if s["writer_lag_us"] is None else f"{s['writer_lag_us']:.2f}"
+        p10, p90 = s["tile_p10_p90_us"]
+        print(f"| {path} | {s['tiles']} | {s['sms']} | {s['span_us']:.1f} | {100 * s['busy']:.1f} % | {s['start_skew_us']:.2f} "
+              f"| {100 * s['tail_idle']:.1f} % | {s['gap_us']:.2f} | {s['tile_us']:.2f} ({p10:.2f}-{p90:.2f}) | {lag} |")
+    if args.key_blocks:
+        for path in args.traces:
+            d = key_block_durations(load(path), args.key_blocks)
+            print(f"\n{path}: median tile µs by key block: " + ", ".join(f"{k}: {v:.2f}" for k, v in d.items()))
+
+
+if __name__ == "__main__":
+    main()

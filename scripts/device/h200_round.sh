@@ -107,7 +107,8 @@
 #   h200_round.sh desc      build; the backward's wgmma descriptors built once per operand and advanced by an
 #                           immediate (8th session of 2026-12-06; the forward's change gave +3-5 %): the
 #                           default-routed matrix and the workspace and ordered suites, the defaults against
-#                           the templates before it (STAGE_BASE, as stagestore), then handoffmin's A/B
+#                           the templates before it (STAGE_BASE, as stagestore), the tile trace's GPU test, then
+#                           handoffmin's A/B
 #   h200_round.sh descmin   desc's build, a 45 s slice of its matrix and its A/B only (about 4.5 minutes)
 #   h200_round.sh timeline  build; the tile trace's GPU test, then SIGJIT_TRACE_TILES traces of _wp and _w (hd 128
 #                           causal at L 1024 and 2048, hd 128 dense and hd 64 causal at L 1024) and
@@ -463,8 +464,8 @@ desc() {  # about 8 minutes: the descriptors' correctness, their A/B, then the h
   ab_defaults desc 1
   [ -f "$OUT/desc_base.csv" ] && [ -f "$OUT/desc_new.csv" ] &&
     python3 bench/ab_table.py "$OUT/desc_new.csv" "$OUT/desc_base.csv" --names advance,rebuild | tee "$OUT/desc_ab.md"
-  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*:BackwardOrdered.*' 50 \
-    gpu_tests_workspace.log
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*:BackwardOrdered.*:BackwardTileTrace.*' \
+    55 gpu_tests_workspace.log
   handoff_ab "${DESC_END_S:-520}"
   echo "=== desc: done at ${SECONDS} s"
 }

@@ -4,7 +4,8 @@
 What: each CSV is one launch's tile records (kernels/launch.cpp writes them: tile, sm, cta,
 begin_ns, end_ns, reduced_ns from %globaltimer). Prints one row per trace: the span, how busy the
 SMs' consumers were over it, the start skew, the idle SM-time at the end (the tail), the gap a
-CTA spends between two tiles, tile durations, and the dQ writer's lag behind the consumers.
+CTA spends between two tiles, tile durations, and the dQ writer's end relative to the consumers'
+(negative: the writer finished first, while the consumers still stored dK and dV).
 Why: a persistent schedule (_wp) and the one-CTA-per-tile grid (_w) differ in where tiles wait
 and in how the last wave ends, which the total time cannot separate (bench/PROFILE-backward.md:
 why _wp loses causal at hd 128). Cost: none on the GPU beyond the trace build itself.

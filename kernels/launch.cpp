@@ -8,10 +8,13 @@
 #include "sigjit/sm90/dq_stage_layout.h"
 #include "sigjit/sm90/fp8_layout.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -108,11 +111,7 @@ void write_tile_trace(const detail::LoadedKernel& k, CUstream stream) {
     if (r.begin_ns != 0 || r.reduced_ns != 0) csv += fmt::format("{},{},{},{},{},{}\n", t, r.sm, r.cta, r.begin_ns, r.end_ns, r.reduced_ns);
   }
   if (csv.find('\n') + 1 == csv.size()) return;
-  const std::string path = *env::text("SIGJIT_TRACE_TILES");
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  const bool written = f != nullptr && std::fwrite(csv.data(), 1, csv.size(), f) == csv.size();
-  if (f != nullptr) std::fclose(f);
-  if (!written) throw Error(fmt::format("SIGJIT_TRACE_TILES={}: cannot write the tile trace there; point it at a writable file", path));
+  write_trace_file(*env::text("SIGJIT_TRACE_TILES"), csv);
 }
 
 // One launch as the kernel asks: the dQ convert after a dQ writer may start early (handoff).
@@ -138,6 +137,27 @@ void launch_untraced(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned
 }
 
 }  // namespace
+
+void write_trace_file(const std::string& path, const std::string& text) {
+  auto refuse = [&](const std::string& why) {
+    throw Error(fmt::format("SIGJIT_TRACE_TILES={}: {}; point it at a regular file in a writable directory", path, why));
+  };
+  // O_NONBLOCK: a FIFO without a reader fails at once instead of blocking the launch.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+  if (fd < 0) refuse(std::strerror(errno));
+  struct stat st {};
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  bool written = regular && ::ftruncate(fd, 0) == 0;
+  for (std::size_t done = 0; written && done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    written = n > 0;
+    done += written ? static_cast<std::size_t>(n) : 0;
+  }
+  const int write_errno = errno;
+  ::close(fd);
+  if (!regular) refuse("not a regular file");
+  if (!written) refuse(std::strerror(write_errno));
+}
 
 void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params) {
   if (l.kernel.tile_trace == 0) return launch_untraced(l, grid_x, grid_y, grid_z, params);

@@ -44,6 +44,11 @@ SigjitFwdParams forward_params(const detail::Resolved& r);
 // start while the fused kernel before it runs.
 void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params);
 
+// SIGJIT_TRACE_TILES's file: `text` into `path`, a regular file (created or truncated). A symbolic
+// link, FIFO, device or directory there is refused with an Error naming the variable, never
+// followed, blocked on or written through.
+void write_trace_file(const std::string& path, const std::string& text);
+
 // The kernel's family launches it (Family::launch); `backward` is the backward kernels' block.
 void launch(const detail::Resolved& r, Direction part, const SigjitBwdParams* backward, const detail::LoadedKernel& kernel,
             const TileConfig& config, int sm_count, CUstream stream, bool ordered_workspace = false, void* forward_workspace = nullptr);

@@ -4,6 +4,7 @@
 #include "jit/codegen.hpp"
 #include "jit/compiler.hpp"
 #include "jit/templates.hpp"
+#include "kernels/launch.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/sm90_bwd.hpp"
 #include "kernels/sm90_fwd.hpp"
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -776,6 +778,35 @@ TEST(CompileOptions, TargetAndLineinfo) {
 }
 
 TEST(CompileOptions, NvrtcVersionIsReported) { EXPECT_THAT(sigjit::nvrtc_version(), ::testing::MatchesRegex("[0-9]+\\.[0-9]+")); }
+
+std::string file_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// SIGJIT_TRACE_TILES names a file the launch writes after every traced kernel: a regular file is
+// created or overwritten whole; a symbolic link (even to a regular file), a FIFO without a reader
+// and a directory are refused with the variable named, without following, blocking or writing.
+TEST(Environment, TraceFileIsARegularFileAndNothingElse) {
+  TempDir dir;
+  const fs::path file = dir.path() / "trace.csv";
+  sigjit::kernels::write_trace_file(file.string(), "a long first trace\n");
+  sigjit::kernels::write_trace_file(file.string(), "short\n");
+  EXPECT_EQ(file_text(file), "short\n");
+
+  const fs::path link = dir.path() / "link.csv", fifo = dir.path() / "fifo.csv";
+  fs::create_symlink(file, link);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const fs::path& bad : {link, fifo, dir.path()}) {
+    try {
+      sigjit::kernels::write_trace_file(bad.string(), "forged\n");
+      ADD_FAILURE() << "wrote the trace into " << bad;
+    } catch (const sigjit::Error& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("SIGJIT_TRACE_TILES=" + bad.string())) << bad;
+    }
+  }
+  EXPECT_EQ(file_text(file), "short\n") << "written through the link";
+}
 
 TEST(Environment, DumpDirWritesSourcePtxAndLog) {
   TempDir dir;

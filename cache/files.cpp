@@ -104,20 +104,6 @@ template int read_all(const fs::path&, std::string&, struct stat*, std::size_t, 
 template int read_all(const fs::path&, std::vector<char>&, struct stat*, std::size_t, bool);
 template int read_all(const fs::path&, std::vector<std::uint8_t>&, struct stat*, std::size_t, bool);
 
-bool write_all(int fd, const void* data, std::size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 namespace {
 
 void fsync_dir(const fs::path& dir) {

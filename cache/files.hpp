@@ -3,6 +3,8 @@
 // interface (cache/store.hpp), and never included by code outside cache/.
 #pragma once
 
+#include "base/posix_file.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,22 +24,7 @@ namespace fs = std::filesystem;
 std::string errno_text(int e);
 bool env_flag(const char* name);  // set, non-empty and not "0"
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
+using posix::Fd;
 
 // ---- files (files.cpp says what each one does and refuses) ----------------------------------------
 
@@ -46,7 +33,7 @@ std::string read_error_text(int e);  // a message for read_all's result
 template <class Buffer>
 int read_all(const fs::path& path, Buffer& out, struct stat* st = nullptr, std::size_t limit = std::numeric_limits<std::size_t>::max(),
              bool follow_link = false);
-bool write_all(int fd, const void* data, std::size_t size);
+using posix::write_all;
 void ensure_dir(const fs::path& dir);
 // <root>/<rel> opened as a directory to create or rename files in, following no symbolic link
 // below the root and creating what is missing (as atomic_write does); throws Error naming it.

@@ -4,6 +4,7 @@
 #include "cache/signing.hpp"
 
 #include "base/env.hpp"
+#include "base/posix_file.hpp"
 
 #include <sigjit/sigjit.hpp>
 
@@ -114,17 +115,6 @@ std::string read_small_file(const fs::path& path, std::size_t limit, const char*
   return out;
 }
 
-bool write_all(int fd, const char* p, std::size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 std::string random_hex(std::size_t bytes) {
   std::vector<unsigned char> buf(bytes);
   if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) fail("OpenSSL's RAND_bytes failed: " + openssl_error());
@@ -139,7 +129,7 @@ void write_new_file(const fs::path& path, const std::string& bytes, mode_t mode,
   const fs::path tmp = dir / fmt::format(".{}.tmp.{}.{}", path.filename().string(), ::getpid(), random_hex(8));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) fail(fmt::format("{} '{}': cannot create a file in '{}': {}", what, path.string(), dir.string(), errno_text(errno)));
-  const bool ok = ::fchmod(fd, mode) == 0 && write_all(fd, bytes.data(), bytes.size()) && ::fsync(fd) == 0;
+  const bool ok = ::fchmod(fd, mode) == 0 && posix::write_all(fd, bytes.data(), bytes.size()) && ::fsync(fd) == 0;
   const int write_errno = errno;
   ::close(fd);
   if (!ok) {

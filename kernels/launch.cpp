@@ -1,6 +1,7 @@
 #include "kernels/launch.hpp"
 
 #include "base/env.hpp"
+#include "base/posix_file.hpp"
 #include "cuda/check.hpp"
 #include "kernels/family.hpp"
 #include "kernels/registry.hpp"
@@ -143,20 +144,11 @@ void write_trace_file(const std::string& path, const std::string& text) {
     throw Error(fmt::format("SIGJIT_TRACE_TILES={}: {}; point it at a regular file in a writable directory", path, why));
   };
   // O_NONBLOCK: a FIFO without a reader fails at once instead of blocking the launch.
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
-  if (fd < 0) refuse(std::strerror(errno));
+  const posix::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666));
+  if (fd.get() < 0) refuse(std::strerror(errno));
   struct stat st {};
-  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-  bool written = regular && ::ftruncate(fd, 0) == 0;
-  for (std::size_t done = 0; written && done < text.size();) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    written = n > 0;
-    done += written ? static_cast<std::size_t>(n) : 0;
-  }
-  const int write_errno = errno;
-  ::close(fd);
-  if (!regular) refuse("not a regular file");
-  if (!written) refuse(std::strerror(write_errno));
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) refuse("not a regular file");
+  if (::ftruncate(fd.get(), 0) != 0 || !posix::write_all(fd.get(), text.data(), text.size())) refuse(std::strerror(errno));
 }
 
 void launch_kernel(const Launch& l, unsigned grid_x, unsigned grid_y, unsigned grid_z, void* params) {

@@ -14,7 +14,9 @@ const std::vector<Switch>& switches() {
       {"SIGJIT_AUTOTUNE", "1: tune a spec on first use when the cache has no measured entry for it"},
       {"SIGJIT_FORCE_TILE", "a tile config (e.g. h128x128c2s3o) used for every tunable kernel, bypassing the cache"},
       {"SIGJIT_BACKWARD_PATH", "fused (default) or two_kernel: the non-deterministic backward's kernels"},
-      {"SIGJIT_BWD_DQ_ZERO", "kernel (default) or memset: who zeroes the persistent Hopper backward's (_wp) dQ workspace"},
+      {"SIGJIT_BWD_DQ_ZERO",
+       "kernel (default), paced or memset: who zeroes the persistent Hopper backward's (_wp) dQ workspace (paced: each "
+       "sequence once its first key tile is claimed; not yet measured on a GPU)"},
       {"SIGJIT_BWD_DQ_CONVERT",
        "after (default) or overlap: whether the dQ convert runs after the Hopper backward's dQ writer tiles (_w, _wp), or starts "
        "on the SMs they free (not yet measured on a GPU)"},

@@ -461,10 +461,18 @@ SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParam
   return params;
 }
 
-// The persistent fused kernel (_wp) zeroes its dQ workspace with its idle warps while it computes
-// (sm90/bwd_schedule.h), instead of a memset that runs alone before it: the default.
-// SIGJIT_BWD_DQ_ZERO=memset restores the memset, for comparison.
-bool persistent_kernel_zeroes_dq() { return default_unless_switched("SIGJIT_BWD_DQ_ZERO", "kernel", "memset"); }
+// Who zeroes the persistent fused kernel's (_wp) dQ workspace (common/params.h's
+// dq_zeroed_in_kernel): its idle warps while it computes, every sequence at once (kernel, the
+// default: it beat the memset, bench/PROFILE-backward.md); the same warps paced to the tiles
+// handed out (paced, sm90/bwd_schedule.h: not the default until a GPU has measured it); or a
+// memset that runs alone before the kernel (memset), for comparison.
+int persistent_dq_zeroing() {
+  const std::optional<std::string> value = env::text("SIGJIT_BWD_DQ_ZERO");
+  if (!value || *value == "kernel") return 1;
+  if (*value == "paced") return 2;
+  if (*value == "memset") return 0;
+  throw Error(fmt::format("SIGJIT_BWD_DQ_ZERO={}: expected kernel, paced or memset", *value));
+}
 
 // SIGJIT_BWD_DQ_CONVERT=overlap: the convert kernel after a fused kernel with the dQ writer (_w,
 // _wp) starts on the SMs its last wave frees and converts each sequence once its key tiles are
@@ -478,7 +486,7 @@ bool convert_overlaps_fused_kernel() { return !default_unless_switched("SIGJIT_B
 SigjitBwdParams with_fused_passes(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {
   const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
   const bool launches = tile != nullptr && r.args.seqlen_k > 0 && r.args.batch > 0 && params.dq_accum != nullptr;
-  params.dq_zeroed_in_kernel = launches && tile->persistent && persistent_kernel_zeroes_dq() ? 1 : 0;
+  params.dq_zeroed_in_kernel = launches && tile->persistent ? persistent_dq_zeroing() : 0;
   if (launches && tile->dq_writer && !tile->ordered_dq && convert_overlaps_fused_kernel()) {
     params.dq_reduced = tile_counter(r, params) + (kTileCounterBytes + per_sequence_counter_bytes(r)) / sizeof(int);
     params.dq_reduced_target = static_cast<int>(sched::bwd_tiles(r.args.seqlen_k, tile->block_k(), r.args.heads_kv, 1));

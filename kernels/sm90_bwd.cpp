@@ -206,7 +206,9 @@ class Sm90Bwd final : public Family {
   // The zeroing jobs' counters follow the tile counter (fused_counter_bytes); the jobs are
   // sm90/bwd_schedule.h's for this call's workspace rows.
   static void set_dq_zero_jobs(SigjitBwdSm90Params& params, const AttentionArgs& a) {
-    const int rows_per_job = sched::dq_zero_rows_per_job(static_cast<long long>(a.heads_q) * a.head_dim);
+    const bool paced = params.p.dq_zeroed_in_kernel == 2;
+    const int rows_per_job = sched::dq_zero_rows_per_job(static_cast<long long>(a.heads_q) * a.head_dim,
+                                                         paced ? sched::kDqZeroPacedJobBytes : sched::kDqZeroJobBytes);
     const int jobs_per_seq = sched::dq_zero_jobs_per_seq(a.seqlen_q, rows_per_job);
     if (static_cast<long long>(jobs_per_seq) * a.batch > std::numeric_limits<int>::max())
       throw Error(
@@ -215,6 +217,7 @@ class Sm90Bwd final : public Family {
     params.dq_zero_done = params.tile_counter + kTileCounterBytes / sizeof(int);
     params.dq_zero_rows_per_job = rows_per_job;
     params.dq_zero_jobs_per_seq = jobs_per_seq;
+    params.dq_zero_paced = paced ? 1 : 0;
   }
 
   // One CTA per SM (the tile takes the SM's shared memory): the device's SM count, which the

@@ -113,6 +113,10 @@
 #   h200_round.sh timeline  build; the tile trace's GPU test, then SIGJIT_TRACE_TILES traces of _wp and _w (hd 128
 #                           causal at L 1024 and 2048, hd 128 dense and hd 64 causal at L 1024) and
 #                           bench/tile_timeline.py over them: why _wp loses causal at hd 128 (about 4 minutes)
+#   h200_round.sh paced     build; SIGJIT_BWD_DQ_ZERO=paced (each sequence's dQ zeros once its first key tile is
+#                           claimed; the 2026-12-07 trace blamed the eager zeroing for 49-69 us per SM): the
+#                           workspace suite, the forced _wp matrix under it, one traced launch per zeroing,
+#                           then paced, kernel and memset on _wp (and _w) at L 512-4096, twice (about 8 minutes)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -499,6 +503,40 @@ timeline() {  # about 4 minutes: where _wp's and _w's tiles ran, one traced laun
   echo "=== timeline: done at ${SECONDS} s"
 }
 
+paced_round() {  # one round of the three dQ zeroings of _wp (and _w, which keeps the memset), while SECONDS < $1
+  local zeroing
+  for zeroing in paced kernel memset; do
+    export SIGJIT_BWD_DQ_ZERO=$zeroing
+    ((SECONDS < $1)) && timeout 30 $run bench --direction bwd --head-dim 128 --seq 512,1024,2048,4096 --pad 0 \
+      --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/paced_$zeroing.csv"
+    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 128 --seq 1024,2048 --pad 0 --causal \
+      --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/paced_$zeroing.csv"
+    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 64 --seq 512,1024,2048 --pad 0,25 \
+      --tiles 'hb128x128c2s2o_wp' --csv "$OUT/paced_$zeroing.csv"
+  done
+  unset SIGJIT_BWD_DQ_ZERO
+}
+
+paced() {  # about 8 minutes
+  local wp='Matrix/BackwardMatrixSm90DqWriterPersistent.*'
+  $run build || exit 1
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.Persistent*' 40 gpu_tests_paced_workspace.log
+  SIGJIT_BWD_DQ_ZERO=paced SIGJIT_BACKWARD_PATH=fused $run gpu-tests "$wp" 70 gpu_tests_paced.log
+  local zeroing
+  for zeroing in paced kernel; do
+    SIGJIT_BWD_DQ_ZERO=$zeroing SIGJIT_TRACE_TILES="$OUT/trace_paced_$zeroing.csv" timeout 30 $run bench --direction bwd \
+      --head-dim 128 --seq 1024 --pad 0 --causal --tiles hb128x64c2s2o_wp --csv "$OUT/trace_bench.csv"
+  done
+  python3 bench/tile_timeline.py "$OUT"/trace_paced_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_paced.md"
+  paced_round 330
+  paced_round 500
+  for zeroing in kernel memset; do
+    [ -f "$OUT/paced_paced.csv" ] && [ -f "$OUT/paced_$zeroing.csv" ] &&
+      python3 bench/ab_table.py "$OUT/paced_paced.csv" "$OUT/paced_$zeroing.csv" --names "paced,$zeroing" | tee -a "$OUT/paced_ab.md"
+  done
+  echo "=== paced: done at ${SECONDS} s"
+}
+
 handoffmin() {  # about 4 minutes, for a session's last device time: the handoff's correctness, then its main points
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*' 45 gpu_tests_workspace.log
@@ -555,6 +593,6 @@ raggedgap() {
 }
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin | timeline) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin | timeline | paced) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

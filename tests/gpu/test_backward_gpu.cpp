@@ -606,13 +606,15 @@ class CallerWorkspace {
 // kernel zeroes the values itself: poisoned (0xFF: NaN values; a claim would start at the grid's
 // last tile and take it twice, a zeroing job counted done before it ran), each call must zero
 // the counters and every value it reads. Both zeroings (the kernel's warps, and the memset
-// SIGJIT_BWD_DQ_ZERO=memset restores) and both converts (the handoff, whose CTAs start on the
-// SMs the 3 fused CTAs leave free and wait for each sequence's tiles, and the convert after the
-// kernel), in every layout; 3 CTAs, so that a few warps do every zeroing job while the writers of
-// other sequences wait for theirs.
+// SIGJIT_BWD_DQ_ZERO=memset restores), the kernel's paced zeroing (SIGJIT_BWD_DQ_ZERO=paced: each
+// sequence's jobs wait for its first tile's claim) and both converts (the handoff, whose CTAs start
+// on the SMs the 3 fused CTAs leave free and wait for each sequence's tiles, and the convert after
+// the kernel), in every layout; 3 CTAs, so that a few warps do every zeroing job while the writers
+// of other sequences wait for theirs (paced: while most sequences are not yet due).
 TEST(BackwardWorkspace, PersistentKernelZeroesACallersWorkspace) {
   if (const std::string why = sm90_backward_unavailable_reason(); !why.empty()) GTEST_SKIP() << "sm90 backward test skipped: " << why;
-  const std::pair<const char*, const char*> passes[] = {{"kernel", "overlap"}, {"memset", "overlap"}, {"kernel", "after"}};
+  const std::pair<const char*, const char*> passes[] = {
+      {"kernel", "overlap"}, {"memset", "overlap"}, {"kernel", "after"}, {"paced", "after"}, {"paced", "overlap"}};
   for (const auto& [zeroing, convert] : passes)
     for (const Layout layout : {Layout::dense, Layout::padded, Layout::varlen}) {
       SCOPED_TRACE(std::string(zeroing) + " zeroing, convert " + convert + ", layout " + std::to_string(static_cast<int>(layout)));

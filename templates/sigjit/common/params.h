@@ -72,8 +72,9 @@ struct SigjitBwdParams {
   // the padded dQ rows (common/padded_rows.h), which the convert kernel then skips; 0 = the
   // convert kernel writes them.
   int dq_pad_zero_key_block;
-  // 1: the Hopper persistent fused kernel (_wp) zeroes dq_accum itself, while it computes, and
-  // the launch passes it the counters for that (sm90/bwd_params.h); 0: zeroed before the launch.
+  // Non-zero: the Hopper persistent fused kernel (_wp) zeroes dq_accum itself, while it computes,
+  // and the launch passes it the counters for that (sm90/bwd_params.h): 1 every sequence at once,
+  // 2 paced to the key tiles handed out (SIGJIT_BWD_DQ_ZERO=paced); 0: zeroed before the launch.
   int dq_zeroed_in_kernel;
   // The Hopper fused kernel's dQ handoff (its dQ writer tiles), when dq_reduced is non-null: the
   // convert kernel is launched while the fused kernel runs (programmatic dependent launch), and

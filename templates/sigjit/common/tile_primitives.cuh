@@ -134,6 +134,13 @@ __device__ __forceinline__ int ld_acquire_gpu(const int* counter) {
   return v;
 }
 
+// A counter read at gpu scope without ordering: a poll that needs only to see it grow.
+__device__ __forceinline__ int ld_relaxed_gpu(const int* counter) {
+  int v;
+  asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(counter) : "memory");
+  return v;
+}
+
 // Adds to a counter with release semantics at gpu scope (after everything this thread wrote).
 __device__ __forceinline__ void red_release_gpu_add(int* counter, int v) {
   asm volatile("red.release.gpu.global.add.s32 [%0], %1;\n" ::"l"(counter), "r"(v) : "memory");

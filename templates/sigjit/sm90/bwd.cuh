@@ -339,11 +339,27 @@ __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, c
   }
 }
 
+// Paced zeroing: lane 0 polls the tile counter until sequence b's first key tile is handed out
+// (sm90/bwd_schedule.h's dq_zero_sequence_due), sleeping between polls so that the consumers
+// keep the issue slots.
+template <class C>
+__device__ __forceinline__ void wait_dq_zero_due(const SigjitBwdSm90Params& params, int b, int lane) {
+  if (lane == 0) {
+    const SigjitFwdParams& p = params.p.fwd;
+    const int key_blocks = sched::bwd_key_blocks(p.seqlen_k, C::kBlockN), heads_kv = p.heads_q / p.kv_group;
+    while (!sched::dq_zero_sequence_due(b, key_blocks, heads_kv, (long long)gridDim.x + ld_relaxed_gpu(params.tile_counter)))
+      __nanosleep(256);
+  }
+  __syncwarp();
+}
+
 // _wp's dQ workspace zeroing (sm90/bwd_schedule.h), by each of the producer warpgroup's two idle
 // warps: claims jobs until none is left, stores zeros over the job's rows (every head: one
 // contiguous range), then counts the job done for its sequence with release semantics, so that
 // a writer that reads the count also sees the zeros (the warp's stores are ordered before lane
-// 0's release by __syncwarp). Waits for nothing, so every claimed job finishes.
+// 0's release by __syncwarp). Eager, it waits for nothing; paced, a job waits only until its
+// sequence is due, which every sequence a tile has been handed out for already is, and jobs are
+// claimed in sequence order: every job a writer waits for finishes.
 template <class C>
 __device__ __forceinline__ void bwd_zero_dq(const SigjitBwdSm90Params& params) {
   const SigjitBwdParams& bp = params.p;
@@ -354,6 +370,7 @@ __device__ __forceinline__ void bwd_zero_dq(const SigjitBwdSm90Params& params) {
     j = __shfl_sync(0xffffffffu, j, 0);
     if (j >= jobs) return;
     const int b = j / params.dq_zero_jobs_per_seq;
+    if (params.dq_zero_paced != 0) wait_dq_zero_due<C>(params, b, lane);
     const sched::DqZeroJob job =
         sched::dq_zero_job(j, params.dq_zero_jobs_per_seq, params.dq_zero_rows_per_job, locate_sequence<C>(bp.fwd, b, 0).len_q);
     if (job.row_begin == job.row_end) continue;

@@ -36,4 +36,8 @@ struct SigjitBwdSm90Params {
   int* dq_zero_done;
   int dq_zero_rows_per_job;
   int dq_zero_jobs_per_seq;
+  // 1: paced (SIGJIT_BWD_DQ_ZERO=paced): sequence b's jobs wait until its first key tile is
+  // claimed (sm90/bwd_schedule.h's dq_zero_sequence_due); 0: every job stores at once.
+  int dq_zero_paced;
+  int pad_;
 };

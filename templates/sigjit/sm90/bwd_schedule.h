@@ -52,9 +52,27 @@ SIGJIT_HD constexpr BwdTile bwd_tile(int t, int key_blocks, int heads_kv) {
 // counter; the dQ writer reduces into a sequence once the counter reaches dq_zero_jobs_stored.
 inline constexpr long long kDqZeroJobBytes = 128 * 1024;
 
-// Rows per job for workspace rows of row_floats floats: at least one.
-SIGJIT_HD constexpr int dq_zero_rows_per_job(long long row_floats) {
-  return row_floats * 4 >= kDqZeroJobBytes ? 1 : (int)(kDqZeroJobBytes / (row_floats * 4));
+// Paced zeroing (SIGJIT_BWD_DQ_ZERO=paced): the jobs of sequence b wait until b's first key tile
+// is claimed, so the zeros land in L2 shortly before the writers add into them. Why: zeroing
+// every sequence at once (the eager jobs above) wrote the whole workspace (134 MB at L 1024,
+// hidden 2048) through a 50 MB L2 while the first tiles ran; the tile trace (H100, 2026-12-07)
+// showed the first wave's writers waiting 35-40 us for their sequence's zeros and the tiles that
+// overlapped the zeroing running 1.5-2x slower: 49-69 us of excess tile time per SM. Smaller
+// jobs spread the first sequences over every zeroing warp. Cost: one relaxed poll of the tile
+// counter per job until its sequence is due.
+inline constexpr long long kDqZeroPacedJobBytes = 32 * 1024;
+
+// Rows per job of at most job_bytes for workspace rows of row_floats floats: at least one.
+SIGJIT_HD constexpr int dq_zero_rows_per_job(long long row_floats, long long job_bytes = kDqZeroJobBytes) {
+  return row_floats * 4 >= job_bytes ? 1 : (int)(job_bytes / (row_floats * 4));
+}
+
+// Paced: sequence b's zeroing is due once the tiles handed out (the grid's first ones plus the
+// claims, claimed_tiles = grid + counter) include b's first tile. Every tile a writer works on has
+// been handed out, so its sequence is due and its zeros are stored or being stored: the writer
+// never waits on a job that waits. Once due, always due (the counter only grows).
+SIGJIT_HD constexpr bool dq_zero_sequence_due(int b, int key_blocks, int heads_kv, long long claimed_tiles) {
+  return (long long)b * key_blocks * heads_kv < claimed_tiles;
 }
 
 // Jobs per sequence of a buffer of seqlen_q rows (the longest sequence's, for varlen).

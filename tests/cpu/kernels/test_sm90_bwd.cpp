@@ -398,7 +398,9 @@ TEST(Sm90BwdCompile, LocalDqHandsThePartialOverAndAddsItInSharedMemory) {
 // barrier of their own) and 48 bytes more shared memory; tiles claimed with a global atomic past
 // the grid's first ones (%nctaid.x), where the one-tile kernel reads its tile from %ctaid.y and
 // %ctaid.z; the dQ workspace's zeroing jobs claimed with a second atomic, each counted done with a
-// release add that the writer's acquire reads wait for (the one-tile writer has none of these).
+// release add that the writer's acquire reads wait for, and, paced (SIGJIT_BWD_DQ_ZERO=paced, a
+// launch parameter), held until the tile counter's relaxed reads show their sequence's first tile
+// claimed, sleeping between polls (the one-tile writer has none of these).
 // Both count each key tile reduced for the convert's handoff with a release add, after a wait for
 // the bulk reductions' writes (the plain writer otherwise waits for their reads only), and let the
 // convert launch: _wp once its claims run out, _w at its start; _w's wholly padded key blocks
@@ -423,6 +425,9 @@ TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
     EXPECT_EQ(occurrences(writer_ptx, "red.release.gpu.global.add"), 2u) << writer.describe();
     EXPECT_EQ(occurrences(persistent_ptx, "ld.acquire.gpu.global"), 2u) << persistent.describe();
     EXPECT_EQ(occurrences(writer_ptx, "ld.acquire.gpu.global"), 0u) << writer.describe();
+    EXPECT_GT(occurrences(persistent_ptx, "ld.relaxed.gpu.global"), 0u) << persistent.describe();
+    EXPECT_GT(occurrences(persistent_ptx, "nanosleep"), 0u) << persistent.describe();
+    EXPECT_EQ(occurrences(writer_ptx, "ld.relaxed.gpu.global") + occurrences(writer_ptx, "nanosleep"), 0u) << writer.describe();
     for (const std::string* ptx : {&persistent_ptx, &writer_ptx}) {
       EXPECT_EQ(occurrences(*ptx, "cp.async.bulk.wait_group "), 1u) << d;
       EXPECT_EQ(occurrences(*ptx, "griddepcontrol.launch_dependents"), 1u) << d;
@@ -519,7 +524,7 @@ TEST(Sm90BwdLaunch, PersistentSwitchesAreRefusedByNameBeforeAnyDriverCall) {
   }
   const struct {
     const char *name, *value, *allowed;
-  } switches[] = {{"SIGJIT_BWD_DQ_ZERO", "kernels", "memset or kernel"}, {"SIGJIT_BWD_DQ_CONVERT", "later", "overlap or after"}};
+  } switches[] = {{"SIGJIT_BWD_DQ_ZERO", "kernels", "kernel, paced or memset"}, {"SIGJIT_BWD_DQ_CONVERT", "later", "overlap or after"}};
   for (const auto& sw : switches) {
     const sigjit::test::ScopedEnv env(sw.name, sw.value);
     try {

@@ -194,6 +194,11 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop{};
     BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
     std::FILE* out = csv.empty() ? nullptr : std::fopen(csv.c_str(), "a");
+    if (const char* trace = std::getenv("SIGJIT_TRACE_TILES"); trace != nullptr && *trace != '\0')
+      fmt::print(stderr,
+                 "sigjit-bench: SIGJIT_TRACE_TILES={}: each traced launch synchronizes and writes its trace, so the times below are not "
+                 "the kernels'; read the trace with bench/tile_timeline.py\n",
+                 trace);
     fmt::print("device: {}\n{:>4} {:>4} {:>6} {:>4} {:>7} {:>7} {:>16} {:>10} {:>10}\n", prop.name, "dir", "hd", "L", "pad", "layout", "causal", "tile", "ms", "TFLOPS");
     std::vector<std::string> dir_list;
     for (const char* d : {"fwd", "bwd"})

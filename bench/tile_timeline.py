@@ -76,10 +76,39 @@ def key_block_durations(rows, key_blocks):
     return {k: statistics.median(v) / 1e3 for k, v in sorted(by_block.items())}
 
 
+def start_cost(rows, key_blocks):
+    """Steady-state work and excess tile time per SM, in µs.
+
+    Steady: each tile at the median duration of its key block among the tiles that began in the
+    span's second half (the start's zeroing, cold caches and first loads are over by then).
+    Excess: what tiles took beyond that, summed over the launch and per SM; a schedule that loses
+    at the start (the 2026-12-07 trace: _wp's in-kernel dQ zeroing) shows it here, not in the
+    medians. Also the part of the excess in tiles that began in the span's first tenth."""
+    t0 = min(r["begin_ns"] for r in rows)
+    span = max(max(r["end_ns"], r["reduced_ns"]) for r in rows) - t0
+    late = defaultdict(list)
+    for r in rows:
+        if r["begin_ns"] - t0 >= span / 2:
+            late[r["tile"] % key_blocks].append(r["end_ns"] - r["begin_ns"])
+    steady = {k: statistics.median(v) for k, v in late.items()}
+    sms = len({r["sm"] for r in rows})
+    work = excess = early = 0
+    for r in rows:
+        k = r["tile"] % key_blocks
+        if k not in steady:
+            continue
+        work += steady[k]
+        extra = max(0, r["end_ns"] - r["begin_ns"] - steady[k])
+        excess += extra
+        early += extra if r["begin_ns"] - t0 < span / 10 else 0
+    return {"steady_work_us": work / sms / 1e3, "excess_us": excess / sms / 1e3, "excess_first_tenth_us": early / sms / 1e3}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("traces", nargs="+")
-    ap.add_argument("--key-blocks", type=int, help="key blocks per (sequence, head): also the median tile time by key block")
+    ap.add_argument("--key-blocks", type=int,
+                    help="key blocks per (sequence, head): also the median tile time by key block and the start's excess tile time")
     args = ap.parse_args()
     print("| trace | tiles | SMs | span µs | consumers busy | start skew µs | idle at the end | gap between tiles µs "
           "| tile µs (p10-p90) | dQ writer lag µs |")
@@ -95,6 +124,9 @@ def main():
         for path in args.traces:
             d = key_block_durations(load(path), args.key_blocks)
             print(f"\n{path}: median tile µs by key block: " + ", ".join(f"{k}: {v:.2f}" for k, v in d.items()))
+            c = start_cost(load(path), args.key_blocks)
+            print(f"{path}: per SM, steady-state work {c['steady_work_us']:.1f} µs, excess tile time {c['excess_us']:.1f} µs "
+                  f"({c['excess_first_tenth_us']:.1f} in tiles begun in the span's first tenth)")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,23 @@ class TileTimeline(unittest.TestCase):
         d = tile_timeline.key_block_durations(tile_timeline.load(write(rows)), 2)
         self.assertEqual(d, {0: 3.0, 1: 1.0})
 
+    def test_start_cost_counts_slow_first_tiles(self):
+        # Two SMs, two key blocks (2000 and 1000 ns), four tiles each back to back; each SM's first
+        # tile takes 600 ns more (a zeroing at the start): 600 ns of excess per SM, all of it early.
+        rows, t = [], 0
+        for sm in range(2):
+            clock = 0
+            for i in range(4):
+                kb = i % 2
+                d = (2000 if kb == 0 else 1000) + (600 if i == 0 else 0)
+                rows.append((2 * t + kb, sm, sm, 1000 + clock, 1000 + clock + d, 0))
+                clock += d
+                t += i % 2
+        c = tile_timeline.start_cost(tile_timeline.load(write(rows)), 2)
+        self.assertAlmostEqual(c["steady_work_us"], 6.0)
+        self.assertAlmostEqual(c["excess_us"], 0.6)
+        self.assertAlmostEqual(c["excess_first_tenth_us"], 0.6)
+
     def test_refuses_a_trace_without_records(self):
         with self.assertRaises(SystemExit):
             tile_timeline.load(write([(0, 0, 0, 0, 0, 0)]))

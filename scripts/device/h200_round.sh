@@ -527,7 +527,9 @@ paced() {  # about 8 minutes
     SIGJIT_BWD_DQ_ZERO=$zeroing SIGJIT_TRACE_TILES="$OUT/trace_paced_$zeroing.csv" timeout 30 $run bench --direction bwd \
       --head-dim 128 --seq 1024 --pad 0 --causal --tiles hb128x64c2s2o_wp --csv "$OUT/trace_bench.csv"
   done
-  python3 bench/tile_timeline.py "$OUT"/trace_paced_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_paced.md"
+  if ls "$OUT"/trace_paced_*.csv >/dev/null 2>&1; then
+    python3 bench/tile_timeline.py "$OUT"/trace_paced_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_paced.md"
+  fi
   paced_round 330
   paced_round 500
   for zeroing in kernel memset; do

@@ -122,9 +122,10 @@ def main():
               f"| {100 * s['tail_idle']:.1f} % | {s['gap_us']:.2f} | {s['tile_us']:.2f} ({p10:.2f}-{p90:.2f}) | {lag} |")
     if args.key_blocks:
         for path in args.traces:
-            d = key_block_durations(load(path), args.key_blocks)
+            rows = load(path)
+            d = key_block_durations(rows, args.key_blocks)
             print(f"\n{path}: median tile µs by key block: " + ", ".join(f"{k}: {v:.2f}" for k, v in d.items()))
-            c = start_cost(load(path), args.key_blocks)
+            c = start_cost(rows, args.key_blocks)
             print(f"{path}: per SM, steady-state work {c['steady_work_us']:.1f} µs, excess tile time {c['excess_us']:.1f} µs "
                   f"({c['excess_first_tenth_us']:.1f} in tiles begun in the span's first tenth)")
 

@@ -468,9 +468,9 @@ SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParam
 // memset that runs alone before the kernel (memset), for comparison.
 int persistent_dq_zeroing() {
   const std::optional<std::string> value = env::text("SIGJIT_BWD_DQ_ZERO");
-  if (!value || *value == "kernel") return 1;
-  if (*value == "paced") return 2;
-  if (*value == "memset") return 0;
+  if (!value || *value == "kernel") return SIGJIT_DQ_ZERO_EAGER;
+  if (*value == "paced") return SIGJIT_DQ_ZERO_PACED;
+  if (*value == "memset") return SIGJIT_DQ_ZEROED_BEFORE;
   throw Error(fmt::format("SIGJIT_BWD_DQ_ZERO={}: expected kernel, paced or memset", *value));
 }
 
@@ -486,7 +486,7 @@ bool convert_overlaps_fused_kernel() { return !default_unless_switched("SIGJIT_B
 SigjitBwdParams with_fused_passes(const detail::Resolved& r, SigjitBwdParams params, const TileConfig& fused_config) {
   const Sm90BwdTile* tile = fused_config.get_if<Sm90BwdTile>();
   const bool launches = tile != nullptr && r.args.seqlen_k > 0 && r.args.batch > 0 && params.dq_accum != nullptr;
-  params.dq_zeroed_in_kernel = launches && tile->persistent ? persistent_dq_zeroing() : 0;
+  params.dq_zeroed_in_kernel = launches && tile->persistent ? persistent_dq_zeroing() : SIGJIT_DQ_ZEROED_BEFORE;
   if (launches && tile->dq_writer && !tile->ordered_dq && convert_overlaps_fused_kernel()) {
     params.dq_reduced = tile_counter(r, params) + (kTileCounterBytes + per_sequence_counter_bytes(r)) / sizeof(int);
     params.dq_reduced_target = static_cast<int>(sched::bwd_tiles(r.args.seqlen_k, tile->block_k(), r.args.heads_kv, 1));

@@ -206,7 +206,7 @@ class Sm90Bwd final : public Family {
   // The zeroing jobs' counters follow the tile counter (fused_counter_bytes); the jobs are
   // sm90/bwd_schedule.h's for this call's workspace rows.
   static void set_dq_zero_jobs(SigjitBwdSm90Params& params, const AttentionArgs& a) {
-    const bool paced = params.p.dq_zeroed_in_kernel == 2;
+    const bool paced = params.p.dq_zeroed_in_kernel == SIGJIT_DQ_ZERO_PACED;
     const int rows_per_job = sched::dq_zero_rows_per_job(static_cast<long long>(a.heads_q) * a.head_dim,
                                                          paced ? sched::kDqZeroPacedJobBytes : sched::kDqZeroJobBytes);
     const int jobs_per_seq = sched::dq_zero_jobs_per_seq(a.seqlen_q, rows_per_job);

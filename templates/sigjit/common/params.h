@@ -56,6 +56,13 @@ struct SigjitTileTrace {
 // workspace, contiguous [batch, seqlen_q, heads_q, head_dim] (varlen: [total_q, heads_q,
 // head_dim]), zeroed for every call (before it, or by the persistent kernel: dq_zeroed_in_kernel);
 // null for the deterministic kernels.
+// Who zeroes the fused backward's fp32 dQ workspace (SIGJIT_BWD_DQ_ZERO).
+enum SigjitDqZeroing {
+  SIGJIT_DQ_ZEROED_BEFORE = 0,  // a memset or zero kernel before the launch
+  SIGJIT_DQ_ZERO_EAGER = 1,     // the persistent kernel's idle warps, every sequence at once
+  SIGJIT_DQ_ZERO_PACED = 2      // the same, each sequence once its first key tile is claimed
+};
+
 struct SigjitBwdParams {
   SigjitFwdParams fwd;
   const void* dout;
@@ -72,9 +79,8 @@ struct SigjitBwdParams {
   // the padded dQ rows (common/padded_rows.h), which the convert kernel then skips; 0 = the
   // convert kernel writes them.
   int dq_pad_zero_key_block;
-  // Non-zero: the Hopper persistent fused kernel (_wp) zeroes dq_accum itself, while it computes,
-  // and the launch passes it the counters for that (sm90/bwd_params.h): 1 every sequence at once,
-  // 2 paced to the key tiles handed out (SIGJIT_BWD_DQ_ZERO=paced); 0: zeroed before the launch.
+  // A SigjitDqZeroing: whether the Hopper persistent fused kernel (_wp) zeroes dq_accum itself,
+  // while it computes, with the counters the launch passes it (sm90/bwd_params.h).
   int dq_zeroed_in_kernel;
   // The Hopper fused kernel's dQ handoff (its dQ writer tiles), when dq_reduced is non-null: the
   // convert kernel is launched while the fused kernel runs (programmatic dependent launch), and

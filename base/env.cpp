@@ -16,10 +16,10 @@ const std::vector<Switch>& switches() {
       {"SIGJIT_BACKWARD_PATH", "fused (default) or two_kernel: the non-deterministic backward's kernels"},
       {"SIGJIT_BWD_DQ_ZERO",
        "kernel (default), paced or memset: who zeroes the persistent Hopper backward's (_wp) dQ workspace (paced: each "
-       "sequence once its first key tile is claimed; not yet measured on a GPU)"},
+       "sequence once its first key tile is claimed; no faster on an H100)"},
       {"SIGJIT_BWD_DQ_CONVERT",
-       "after (default) or overlap: whether the dQ convert runs after the Hopper backward's dQ writer tiles (_w, _wp), or starts "
-       "on the SMs they free (not yet measured on a GPU)"},
+       "overlap (default) or after: whether the dQ convert starts on the SMs the Hopper backward's dQ writer tiles (_w, _wp) "
+       "free, converting each sequence once its key tiles are done, or runs after them"},
       {"SIGJIT_PADDED_DQ_ZERO", "fused (default) or convert: which kernel writes the padded layout's zero dQ rows on the Hopper backward"},
       {"SIGJIT_PERSISTENT_BWD_CTAS",
        "test hook: at most this many CTAs for the persistent Hopper backward (_wp), so that each walks many key tiles"},

@@ -464,8 +464,9 @@ SigjitBwdParams with_padded_dq_zeroing(const detail::Resolved& r, SigjitBwdParam
 // Who zeroes the persistent fused kernel's (_wp) dQ workspace (common/params.h's
 // dq_zeroed_in_kernel): its idle warps while it computes, every sequence at once (kernel, the
 // default: it beat the memset, bench/PROFILE-backward.md); the same warps paced to the tiles
-// handed out (paced, sm90/bwd_schedule.h: not the default until a GPU has measured it); or a
-// memset that runs alone before the kernel (memset), for comparison.
+// handed out (paced, sm90/bwd_schedule.h: measured on an H100 on 2026-12-07 within ±2.6 % of
+// kernel, no gain, so not the default); or a memset that runs alone before the kernel (memset),
+// for comparison.
 int persistent_dq_zeroing() {
   const std::optional<std::string> value = env::text("SIGJIT_BWD_DQ_ZERO");
   if (!value || *value == "kernel") return SIGJIT_DQ_ZERO_EAGER;
@@ -474,11 +475,12 @@ int persistent_dq_zeroing() {
   throw Error(fmt::format("SIGJIT_BWD_DQ_ZERO={}: expected kernel, paced or memset", *value));
 }
 
-// SIGJIT_BWD_DQ_CONVERT=overlap: the convert kernel after a fused kernel with the dQ writer (_w,
-// _wp) starts on the SMs its last wave frees and converts each sequence once its key tiles are
-// counted done (common/params.h), instead of after the whole kernel. Not the default until a GPU
-// has measured it (bench/PROFILE-backward.md: built without one).
-bool convert_overlaps_fused_kernel() { return !default_unless_switched("SIGJIT_BWD_DQ_CONVERT", "after", "overlap"); }
+// The convert kernel after a fused kernel with the dQ writer (_w, _wp) starts on the SMs its last
+// wave frees and converts each sequence once its key tiles are counted done (common/params.h),
+// instead of after the whole kernel: the default since the H100 run of 2026-12-07 (+5 % at hd 128
+// causal L 1024 on _w, +0.2-1.4 % on _wp; bench/PROFILE-backward.md). SIGJIT_BWD_DQ_CONVERT=after
+// restores the convert after the kernel, for comparison.
+bool convert_overlaps_fused_kernel() { return default_unless_switched("SIGJIT_BWD_DQ_CONVERT", "overlap", "after"); }
 
 // The fused kernel's passes beside its GEMMs: the persistent kernel's own dQ zeroing, and the
 // writer tiles' handoff to the convert. (Without keys the fused kernel does not launch, and the

@@ -524,7 +524,7 @@ TEST(Sm90BwdLaunch, PersistentSwitchesAreRefusedByNameBeforeAnyDriverCall) {
   }
   const struct {
     const char *name, *value, *allowed;
-  } switches[] = {{"SIGJIT_BWD_DQ_ZERO", "kernels", "kernel, paced or memset"}, {"SIGJIT_BWD_DQ_CONVERT", "later", "overlap or after"}};
+  } switches[] = {{"SIGJIT_BWD_DQ_ZERO", "kernels", "kernel, paced or memset"}, {"SIGJIT_BWD_DQ_CONVERT", "later", "after or overlap"}};
   for (const auto& sw : switches) {
     const sigjit::test::ScopedEnv env(sw.name, sw.value);
     try {

@@ -117,6 +117,11 @@
 #                           claimed; the 2026-12-07 trace blamed the eager zeroing for 49-69 us per SM): the
 #                           workspace suite, the forced _wp matrix under it, one traced launch per zeroing,
 #                           then paced, kernel and memset on _wp (and _w) at L 512-4096, twice (about 8 minutes)
+#   h200_round.sh causalzero  build; which dQ zeroing for which schedule, with the convert's handoff (the
+#                           default since 2026-12-07): paced found nothing, but memset beat kernel by 2 % on
+#                           _wp at hd 128 causal L 1024 and lost 3 % at hd 64; traces of _wp under each zeroing
+#                           and of _w, then kernel, memset and paced on _w and _wp, causal hd 128 and 64 at
+#                           L 1024/2048 and dense hd 128 L 1024, twice (about 5 minutes)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -539,6 +544,43 @@ paced() {  # about 8 minutes
   echo "=== paced: done at ${SECONDS} s"
 }
 
+causalzero_round() {  # one round of the three zeroings on _w and _wp, with the handoff, while SECONDS < $1
+  local zeroing
+  for zeroing in kernel memset paced; do
+    export SIGJIT_BWD_DQ_ZERO=$zeroing
+    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 128 --seq 1024,2048 --pad 0 --causal \
+      --tiles 'hb128x64c2s2o_w;hb128x64c2s2o_wp' --csv "$OUT/zero_$zeroing.csv"
+    ((SECONDS < $1)) && timeout 25 $run bench --direction bwd --head-dim 64 --seq 1024,2048 --pad 0 --causal \
+      --tiles 'hb128x128c2s2o_w;hb128x128c2s2o_wp' --csv "$OUT/zero_$zeroing.csv"
+    ((SECONDS < $1)) && timeout 15 $run bench --direction bwd --head-dim 128 --seq 1024 --pad 0 \
+      --tiles 'hb128x64c2s2o_wp' --csv "$OUT/zero_$zeroing.csv"
+  done
+  unset SIGJIT_BWD_DQ_ZERO
+}
+
+causalzero() {  # about 5 minutes
+  $run build || exit 1
+  local zeroing
+  for zeroing in kernel memset paced; do
+    SIGJIT_BWD_DQ_ZERO=$zeroing SIGJIT_TRACE_TILES="$OUT/trace_wp_$zeroing.csv" timeout 30 $run bench --direction bwd \
+      --head-dim 128 --seq 1024 --pad 0 --causal --tiles hb128x64c2s2o_wp --csv "$OUT/trace_bench.csv"
+  done
+  SIGJIT_TRACE_TILES="$OUT/trace_w_memset.csv" timeout 30 $run bench --direction bwd \
+    --head-dim 128 --seq 1024 --pad 0 --causal --tiles hb128x64c2s2o_w --csv "$OUT/trace_bench.csv"
+  rm -f "$OUT/trace_bench.csv"  # a traced launch's times are not the kernel's
+  if ls "$OUT"/trace_w*_*.csv >/dev/null 2>&1; then
+    python3 bench/tile_timeline.py "$OUT"/trace_w*_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_zero.md"
+  fi
+  causalzero_round 180
+  causalzero_round 290
+  for pair in "memset kernel" "paced kernel"; do
+    set -- $pair
+    [ -f "$OUT/zero_$1.csv" ] && [ -f "$OUT/zero_$2.csv" ] &&
+      python3 bench/ab_table.py "$OUT/zero_$1.csv" "$OUT/zero_$2.csv" --names "$1,$2" | tee -a "$OUT/zero_ab.md"
+  done
+  echo "=== causalzero: done at ${SECONDS} s"
+}
+
 handoffmin() {  # about 4 minutes, for a session's last device time: the handoff's correctness, then its main points
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*' 45 gpu_tests_workspace.log
@@ -594,7 +636,22 @@ raggedgap() {
   done
 }
 
+# The device tool brings back at most 8 files from $OUT: past that, keep the summaries (*.md, up
+# to 7) as they are and pack everything else into rest.tar.gz, so no log, CSV or trace is lost.
+pack_out() {
+  local files
+  mapfile -t files < <(cd "$OUT" && find . -type f ! -name rest.tar.gz | sort)
+  ((${#files[@]} <= 8)) && return 0
+  local keep=() f
+  mapfile -t keep < <(printf '%s\n' "${files[@]}" | grep '\.md$' | head -7)
+  local pack=()
+  for f in "${files[@]}"; do [[ " ${keep[*]} " == *" $f "* ]] || pack+=("$f"); done
+  (cd "$OUT" && tar czf rest.tar.gz "${pack[@]}" && rm -f "${pack[@]}" && find . -mindepth 1 -type d -empty -delete) &&
+    echo "=== $OUT: ${#pack[@]} files packed into rest.tar.gz (the device tool returns 8 files), ${#keep[@]} summaries kept beside it"
+}
+trap pack_out EXIT
+
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin | timeline | paced) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin | timeline | paced | causalzero) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

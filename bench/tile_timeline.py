@@ -2,10 +2,13 @@
 """Where a backward launch's time went, tile by tile: reads SIGJIT_TRACE_TILES traces.
 
 What: each CSV is one launch's tile records (kernels/launch.cpp writes them: tile, sm, cta,
-begin_ns, end_ns, reduced_ns from %globaltimer). Prints one row per trace: the span, how busy the
-SMs' consumers were over it, the start skew, the idle SM-time at the end (the tail), the gap a
-CTA spends between two tiles, tile durations, and the dQ writer's end relative to the consumers'
-(negative: the writer finished first, while the consumers still stored dK and dV).
+begin_ns, end_ns, reduced_ns, kv_ready_ns, steps_done_ns from %globaltimer). Prints one row per
+trace: the span, how busy the SMs' consumers were over it, the start skew, the idle SM-time at the
+end (the tail), the gap a CTA spends between two tiles, tile durations, and the dQ writer's end
+relative to the consumers' (negative: the writer finished first, while the consumers still stored
+dK and dV). Then, where the records carry the consumers' marks (traces from 2026-12-07 on), each
+tile's fixed cost split in three: the wait for K and V that earlier work did not hide, the steps,
+and the dK/dV epilogue.
 Why: a persistent schedule (_wp) and the one-CTA-per-tile grid (_w) differ in where tiles wait
 and in how the last wave ends, which the total time cannot separate (bench/PROFILE-backward.md:
 why _wp loses causal at hd 128). Cost: none on the GPU beyond the trace build itself.
@@ -69,6 +72,26 @@ def summarize(rows):
     }
 
 
+def phases(rows):
+    """A tile's parts, in µs: medians over the tiles begun in the span's second half (the steady
+    state), and the launch's totals per SM. None where the trace has no consumer marks."""
+    marked = [r for r in rows if r.get("kv_ready_ns", 0) >= r["begin_ns"] > 0 and r["end_ns"] >= r.get("steps_done_ns", 0) >= r["kv_ready_ns"]]
+    if not marked:
+        return None
+    t0 = min(r["begin_ns"] for r in rows)
+    span = max(max(r["end_ns"], r["reduced_ns"]) for r in rows) - t0
+    late = [r for r in marked if r["begin_ns"] - t0 >= span / 2] or marked
+    parts = {"kv_wait": lambda r: r["kv_ready_ns"] - r["begin_ns"], "steps": lambda r: r["steps_done_ns"] - r["kv_ready_ns"],
+             "epilogue": lambda r: r["end_ns"] - r["steps_done_ns"]}
+    sms = len({r["sm"] for r in rows})
+    out = {}
+    for name, part in parts.items():
+        out[name + "_us"] = statistics.median(part(r) for r in late) / 1e3
+        out[name + "_per_sm_us"] = sum(part(r) for r in marked) / sms / 1e3
+    out["span_us"] = span / 1e3
+    return out
+
+
 def key_block_durations(rows, key_blocks):
     by_block = defaultdict(list)
     for r in rows:
@@ -120,6 +143,17 @@ def main():
         p10, p90 = s["tile_p10_p90_us"]
         print(f"| {path} | {s['tiles']} | {s['sms']} | {s['span_us']:.1f} | {100 * s['busy']:.1f} % | {s['start_skew_us']:.2f} "
               f"| {100 * s['tail_idle']:.1f} % | {s['gap_us']:.2f} | {s['tile_us']:.2f} ({p10:.2f}-{p90:.2f}) | {lag} |")
+    split = [(path, phases(load(path))) for path in args.traces]
+    if any(p for _, p in split):
+        print("\n| trace | K/V wait µs | steps µs | epilogue µs | per SM: K/V wait µs | epilogue µs | share of span |")
+        print("|---|---|---|---|---|---|---|")
+        for path, p in split:
+            if p is None:
+                print(f"| {path} | - | - | - | - | - | (no consumer marks: a trace from before 2026-12-07) |")
+                continue
+            fixed = p["kv_wait_per_sm_us"] + p["epilogue_per_sm_us"]
+            print(f"| {path} | {p['kv_wait_us']:.2f} | {p['steps_us']:.2f} | {p['epilogue_us']:.2f} | {p['kv_wait_per_sm_us']:.1f} "
+                  f"| {p['epilogue_per_sm_us']:.1f} | {100 * fixed / p['span_us']:.1f} % |")
     if args.key_blocks:
         for path in args.traces:
             rows = load(path)

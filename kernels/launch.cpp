@@ -99,17 +99,18 @@ namespace {
 // SIGJIT_TRACE_TILES: the launch's tile records, written as CSV (bench/tile_timeline.py). A launch
 // that recorded nothing (another kernel of the same call) leaves the file as it is, so the file
 // holds the last traced launch.
-static_assert(sizeof(SigjitTileTrace) == 32, "templates/sigjit/common/params.h's SigjitTileTrace is read as 32-byte records");
+static_assert(sizeof(SigjitTileTrace) == 48, "templates/sigjit/common/params.h's SigjitTileTrace is read as 48-byte records");
 constexpr size_t kTileTraceBytes = sizeof(SigjitTileTrace) * SIGJIT_TILE_TRACE_CAP;
 
 void write_tile_trace(const detail::LoadedKernel& k, CUstream stream) {
   std::vector<SigjitTileTrace> records(SIGJIT_TILE_TRACE_CAP);
   SIGJIT_CHECK_CU(detail::driver().cuStreamSynchronize(stream));
   SIGJIT_CHECK_CU(detail::driver().cuMemcpyDtoH(records.data(), k.tile_trace, kTileTraceBytes));
-  std::string csv = "tile,sm,cta,begin_ns,end_ns,reduced_ns\n";
+  std::string csv = "tile,sm,cta,begin_ns,end_ns,reduced_ns,kv_ready_ns,steps_done_ns\n";
   for (size_t t = 0; t < records.size(); ++t) {
     const SigjitTileTrace& r = records[t];
-    if (r.begin_ns != 0 || r.reduced_ns != 0) csv += fmt::format("{},{},{},{},{},{}\n", t, r.sm, r.cta, r.begin_ns, r.end_ns, r.reduced_ns);
+    if (r.begin_ns != 0 || r.reduced_ns != 0)
+      csv += fmt::format("{},{},{},{},{},{},{},{}\n", t, r.sm, r.cta, r.begin_ns, r.end_ns, r.reduced_ns, r.kv_ready_ns, r.steps_done_ns);
   }
   if (csv.find('\n') + 1 == csv.size()) return;
   write_trace_file(*env::text("SIGJIT_TRACE_TILES"), csv);

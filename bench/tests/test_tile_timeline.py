@@ -1,7 +1,8 @@
 """CPU test of bench/tile_timeline.py, which reads SIGJIT_TRACE_TILES traces (CTest label cpu).
 What: on hand-built traces whose answers are known (two SMs, one idle for the last half, one CTA
 walking three tiles with fixed gaps), the span, busy share, tail, gaps, writer lag and per-key-
-block medians come out as constructed, and a trace without complete records is refused.
+block medians come out as constructed, the consumers' marks split each tile into K/V wait, steps
+and epilogue, and a trace without complete records is refused.
 Why: the timeline decides which backward schedule lever comes next. Cost: milliseconds.
 
     python3 -m unittest bench/tests/test_tile_timeline.py -v
@@ -16,11 +17,12 @@ sys.path.insert(0, BENCH)
 import tile_timeline  # noqa: E402
 
 HEADER = "tile,sm,cta,begin_ns,end_ns,reduced_ns\n"
+HEADER_MARKS = "tile,sm,cta,begin_ns,end_ns,reduced_ns,kv_ready_ns,steps_done_ns\n"
 
 
-def write(rows):
+def write(rows, header=HEADER):
     f = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)
-    f.write(HEADER + "".join(",".join(str(x) for x in r) + "\n" for r in rows))
+    f.write(header + "".join(",".join(str(x) for x in r) + "\n" for r in rows))
     f.close()
     return f.name
 
@@ -68,6 +70,21 @@ class TileTimeline(unittest.TestCase):
         self.assertAlmostEqual(c["steady_work_us"], 6.0)
         self.assertAlmostEqual(c["excess_us"], 0.6)
         self.assertAlmostEqual(c["excess_first_tenth_us"], 0.6)
+
+    def test_phases_split_each_tile(self):
+        # One SM, four tiles of 1000 ns back to back: K/V ready 100 ns in, steps done 800 ns in,
+        # so 100 ns of wait, 700 of steps and 200 of epilogue each; 400 and 800 ns per SM.
+        rows = [(t, 0, 0, 1000 * t + 1, 1000 * t + 1001, 0, 1000 * t + 101, 1000 * t + 801) for t in range(4)]
+        p = tile_timeline.phases(tile_timeline.load(write(rows, HEADER_MARKS)))
+        self.assertAlmostEqual(p["kv_wait_us"], 0.1)
+        self.assertAlmostEqual(p["steps_us"], 0.7)
+        self.assertAlmostEqual(p["epilogue_us"], 0.2)
+        self.assertAlmostEqual(p["kv_wait_per_sm_us"], 0.4)
+        self.assertAlmostEqual(p["epilogue_per_sm_us"], 0.8)
+
+    def test_phases_absent_in_old_traces(self):
+        rows = [(t, 0, 0, 1000 * t + 1, 1000 * t + 1001, 0) for t in range(2)]
+        self.assertIsNone(tile_timeline.phases(tile_timeline.load(write(rows))))
 
     def test_refuses_a_trace_without_records(self):
         with self.assertRaises(SystemExit):

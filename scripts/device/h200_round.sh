@@ -121,7 +121,8 @@
 #                           default since 2026-12-07): paced found nothing, but memset beat kernel by 2 % on
 #                           _wp at hd 128 causal L 1024 and lost 3 % at hd 64; traces of _wp under each zeroing
 #                           and of _w, then kernel, memset and paced on _w and _wp, causal hd 128 and 64 at
-#                           L 1024/2048 and dense hd 128 L 1024, twice (about 5 minutes)
+#                           L 1024/2048 and dense hd 128 L 1024, twice; a trace of dense hd 128 L 1024 split
+#                           by the consumers' marks (K/V wait, steps, dK/dV epilogue) (about 5 minutes)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -567,10 +568,15 @@ causalzero() {  # about 5 minutes
   done
   SIGJIT_TRACE_TILES="$OUT/trace_w_memset.csv" timeout 30 $run bench --direction bwd \
     --head-dim 128 --seq 1024 --pad 0 --causal --tiles hb128x64c2s2o_w --csv "$OUT/trace_bench.csv"
+  # The dense point 1.5x TritonSigmoid asks most of: its tiles' fixed cost, split by the marks.
+  SIGJIT_TRACE_TILES="$OUT/trace_dense_wp_kernel.csv" timeout 30 $run bench --direction bwd \
+    --head-dim 128 --seq 1024 --pad 0 --tiles hb128x64c2s2o_wp --csv "$OUT/trace_bench.csv"
   rm -f "$OUT/trace_bench.csv"  # a traced launch's times are not the kernel's
   if ls "$OUT"/trace_w*_*.csv >/dev/null 2>&1; then
     python3 bench/tile_timeline.py "$OUT"/trace_w*_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_zero.md"
   fi
+  [ -f "$OUT/trace_dense_wp_kernel.csv" ] &&
+    python3 bench/tile_timeline.py "$OUT/trace_dense_wp_kernel.csv" --key-blocks 8 2>&1 | tee "$OUT/timeline_dense.md"
   causalzero_round 180
   causalzero_round 290
   for pair in "memset kernel" "paced kernel"; do

@@ -692,24 +692,25 @@ TEST(BackwardWorkspace, ConvertHandoffKeepsStreamOrderAndCapturesInAGraph) {
 }
 
 struct TraceRecord {
-  long long tile, sm, cta, begin_ns, end_ns, reduced_ns;
+  long long tile, sm, cta, begin_ns, end_ns, reduced_ns, kv_ready_ns, steps_done_ns;
 };
 
 std::vector<TraceRecord> read_tile_trace(const std::string& path) {
   std::ifstream in(path);
   std::string line;
   std::vector<TraceRecord> rows;
-  if (!std::getline(in, line) || line != "tile,sm,cta,begin_ns,end_ns,reduced_ns") return rows;
+  if (!std::getline(in, line) || line != "tile,sm,cta,begin_ns,end_ns,reduced_ns,kv_ready_ns,steps_done_ns") return rows;
   while (std::getline(in, line)) {
     TraceRecord r{};
-    if (std::sscanf(line.c_str(), "%lld,%lld,%lld,%lld,%lld,%lld", &r.tile, &r.sm, &r.cta, &r.begin_ns, &r.end_ns, &r.reduced_ns) == 6)
+    if (std::sscanf(line.c_str(), "%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld", &r.tile, &r.sm, &r.cta, &r.begin_ns, &r.end_ns, &r.reduced_ns,
+                    &r.kv_ready_ns, &r.steps_done_ns) == 8)
       rows.push_back(r);
   }
   return rows;
 }
 
 // SIGJIT_TRACE_TILES (bench/tile_timeline.py's input): one record per key tile, each tile once,
-// on a real SM, with the consumers' begin <= end. The writer's end follows the consumers' begin
+// on a real SM, with the consumers' marks in order (begin <= K/V ready <= steps done <= end). The writer's end follows the consumers' begin
 // (it reduces what they staged) but may precede their end (they still store dK and dV). The
 // persistent kernel's 3 CTAs walk their tiles one after another; on the one-tile writer each CTA
 // is its tile. The gradients stay right. Dense hd 64, 2 sequences x 2 heads x 6 key blocks of 128
@@ -744,7 +745,9 @@ TEST(BackwardTileTrace, RecordsEveryKeyTileOnceInOrderOfItsRoles) {
       const TraceRecord& t = rows[i];
       EXPECT_EQ(t.tile, static_cast<long long>(i));
       EXPECT_GT(t.begin_ns, 0);
-      EXPECT_LE(t.begin_ns, t.end_ns) << "tile " << t.tile;
+      EXPECT_LE(t.begin_ns, t.kv_ready_ns) << "tile " << t.tile;
+      EXPECT_LE(t.kv_ready_ns, t.steps_done_ns) << "tile " << t.tile;
+      EXPECT_LE(t.steps_done_ns, t.end_ns) << "tile " << t.tile;
       EXPECT_LT(t.begin_ns, t.reduced_ns) << "tile " << t.tile << ": the writer ended a tile before its consumers began it";
       EXPECT_LT(t.sm, sms);
       if (!persistent) EXPECT_EQ(t.cta, t.tile);

@@ -200,6 +200,16 @@ __device__ __forceinline__ void trace_tile_end(int tile) {
   if (tile >= 0 && tile < SIGJIT_TILE_TRACE_CAP) sigjit_tile_trace[tile].end_ns = global_timer_ns();
 #endif
 }
+__device__ __forceinline__ void trace_tile_kv_ready(int tile) {
+#ifdef SIGJIT_TRACE_TILES
+  if (tile >= 0 && tile < SIGJIT_TILE_TRACE_CAP) sigjit_tile_trace[tile].kv_ready_ns = global_timer_ns();
+#endif
+}
+__device__ __forceinline__ void trace_tile_steps_done(int tile) {
+#ifdef SIGJIT_TRACE_TILES
+  if (tile >= 0 && tile < SIGJIT_TILE_TRACE_CAP) sigjit_tile_trace[tile].steps_done_ns = global_timer_ns();
+#endif
+}
 __device__ __forceinline__ void trace_tile_reduced(int tile) {
 #ifdef SIGJIT_TRACE_TILES
   if (tile >= 0 && tile < SIGJIT_TILE_TRACE_CAP) sigjit_tile_trace[tile].reduced_ns = global_timer_ns();

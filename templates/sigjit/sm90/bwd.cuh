@@ -807,10 +807,11 @@ __device__ __forceinline__ void zero_regs(float (&r)[N]) {
 }
 
 // One key block's steps and its dK/dV. g0 and kv_phase: the steps the CTA ran before it and the
-// phase of K/V's mbarrier (persistent, _wp; else 0 and 0).
+// phase of K/V's mbarrier (persistent, _wp; else 0 and 0). trace_tile: the tile's record in a
+// SIGJIT_TRACE_TILES build (unused otherwise).
 template <class C>
-__device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm_in, const SeqSlice& seq, const BwdSm90Work& w,
-                                            int h_kv, int b, int g0, u32 kv_phase) {
+__device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm_in, const SeqSlice& seq,
+                                            const BwdSm90Work& w, int h_kv, int b, int g0, u32 kv_phase, int trace_tile) {
   const SigjitBwdParams& bp = params.p;
   const SigjitFwdParams& p = bp.fwd;
   const int tid = threadIdx.x - 128, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
@@ -841,6 +842,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   // loop made ptxas serialize every wgmma: it could no longer tell which group a wait retires).
   float s[C::kSAcc];
   if (w.total_steps > 0) mbarrier_wait(sm_in.kv_full(), kv_phase);
+  if (tid == 0) trace_tile_kv_ready(trace_tile);
   if (early && w.total_steps > 0) {
     // (early scores are never persistent: g0 is 0, and the step index below is i; written with g,
     // ptxas spilled 4 B at hd 64 with score bias and the exact sigmoid)
@@ -943,6 +945,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   // The staging tile must stay allocated until the last reductions have read it (their writes
   // need not be waited for: see bwd_write_dq).
   if (C::kBulkDq && tid < C::kBlockM) bulk_wait_read<0>();
+  if (tid == 0) trace_tile_steps_done(trace_tile);
 
   const int clear_rows = C::kLayout == kPadded ? p.seqlen_k : 0;
   // With the dQ writer the loop never needs the sequence's rows: read them again here rather
@@ -1075,7 +1078,7 @@ __device__ __forceinline__ void bwd_sm90_persistent(const SigjitBwdSm90Params& p
     }
     const BwdSm90Work w = bwd_sm90_work<C>(p, seq, tile.key_block);
     if (threadIdx.x == 128) trace_tile_begin(t);
-    bwd_consume<C>(params, sm, seq, w, tile.head_kv, tile.batch, g, kv_phase);
+    bwd_consume<C>(params, sm, seq, w, tile.head_kv, tile.batch, g, kv_phase, t);
     if (threadIdx.x == 128) trace_tile_end(t);
     if (w.total_steps > 0) {
       g += w.total_steps;
@@ -1140,7 +1143,7 @@ __device__ __forceinline__ void bwd_sm90_kernel(const SigjitBwdSm90Params& param
     if (C::kRebalanceRegs) setmaxnreg_inc<C::kConsumerRegs>();
     const SeqSlice seq = locate_sequence<C>(p, b, h_kv * p.kv_group);
     if (threadIdx.x == 128) trace_tile_begin(launch_order_tile());
-    bwd_consume<C>(params, sm, seq, bwd_sm90_work<C>(p, seq, blockIdx.x), h_kv, b, 0, 0);
+    bwd_consume<C>(params, sm, seq, bwd_sm90_work<C>(p, seq, blockIdx.x), h_kv, b, 0, 0, launch_order_tile());
     if (threadIdx.x == 128) trace_tile_end(launch_order_tile());
   }
 }

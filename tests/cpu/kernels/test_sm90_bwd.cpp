@@ -440,8 +440,9 @@ TEST(Sm90BwdCompile, PersistentWriterWalksKeyTilesWithTheSameBarriers) {
 }
 
 // SIGJIT_TRACE_TILES builds record each key tile (common/params.h's SigjitTileTrace) in a module
-// global that kernels/launch.cpp finds by name: the consumers' begin and end and the writer's
-// reduction, three timer reads, in the persistent and the one-tile writer kernels. It changes the
+// global that kernels/launch.cpp finds by name: the consumers' begin, K/V ready, steps done and
+// end, and the writer's reduction, five timer reads, in the persistent and the one-tile writer
+// kernels. It changes the
 // binary, so it is a compile option (and the cache key's); without it no timer or global is left.
 TEST(Sm90BwdCompile, TileTraceIsCompiledInOnlyWhenAsked) {
   const KernelSpec s = bwd_spec(128);
@@ -454,8 +455,8 @@ TEST(Sm90BwdCompile, TileTraceIsCompiledInOnlyWhenAsked) {
       const sigjit::test::ScopedEnv trace("SIGJIT_TRACE_TILES", traced ? "/tmp/unused-trace.csv" : nullptr);
       EXPECT_EQ(::testing::Matches(::testing::Contains("-DSIGJIT_TRACE_TILES=1"))(sigjit::compile_options(s)), traced);
       const sigjit::CompiledKernel k = sigjit::compile_kernel(s, config);
-      EXPECT_EQ(occurrences(k.ptx, "%globaltimer"), traced ? 3u : 0u) << config.describe();
-      EXPECT_EQ(occurrences(k.ptx, ".b8 sigjit_tile_trace[2097152]"), traced ? 1u : 0u) << config.describe();
+      EXPECT_EQ(occurrences(k.ptx, "%globaltimer"), traced ? 5u : 0u) << config.describe();
+      EXPECT_EQ(occurrences(k.ptx, ".b8 sigjit_tile_trace[3145728]"), traced ? 1u : 0u) << config.describe();
       EXPECT_FALSE(k.resources.has_spills()) << config.describe() << (traced ? " traced" : "");
     }
   }

@@ -308,7 +308,22 @@ __device__ __forceinline__ int tile_key_block(int key_block) {
 // The producer: one thread issues every load of the CTA, in consumption order. g0: the steps the
 // CTA ran before this key block (persistent, _wp; else 0), which index the Q/dO ring's stages and
 // phases; the previous block's K and V are free once its last step's stage is released, after the
-// GEMMs that read them.
+// GEMMs that read them. After a previous block, the first step's Q and dO go out before that
+// release (their stage was freed a step earlier), so that only K and V load at the boundary.
+template <class C>
+__device__ __forceinline__ void bwd_produce_step(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv,
+                                                 int q_row0, int batch, int g0, int i) {
+  const SigjitFwdParams& p = params.p.fwd;
+  const int g = g0 + i, stage = g % C::kStages;
+  // Use g of a stage needs use g - STAGES released: the (g / STAGES - 1)-th phase of empty.
+  if (g >= C::kStages) mbarrier_wait(sm.empty(stage), (g / C::kStages - 1) & 1);
+  const int h = h_kv * p.kv_group + i / w.steps_per_head;
+  const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
+  mbarrier_arrive_expect_tx(sm.q_full(stage), C::kQBytes);
+  tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.q(stage), params.q_map, sm.q_full(stage), row, h, batch);
+  mbarrier_arrive_expect_tx(sm.do_full(stage), C::kQBytes);
+  tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.dout(stage), params.do_map, sm.do_full(stage), row, h, batch);
+}
 template <class C>
 __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv, int b,
                                             int g0) {
@@ -322,21 +337,16 @@ __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, c
     q_row0 = k_row0 = 0;
     batch = tile_batch<C>(b);
   }
-  if (g0 > 0) mbarrier_wait(sm.empty((g0 - 1) % C::kStages), ((g0 - 1) / C::kStages) & 1);
+  static_assert(C::kStages >= 2, "the first step's Q and dO load before the previous block's last stage is released");
+  int i = 0;
+  if (g0 > 0) {
+    if (w.total_steps > 0) bwd_produce_step<C>(params, sm, w, h_kv, q_row0, batch, g0, i++);
+    mbarrier_wait(sm.empty((g0 - 1) % C::kStages), ((g0 - 1) / C::kStages) & 1);
+  }
   mbarrier_arrive_expect_tx(sm.kv_full(), 2 * C::kKBytes);
   tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.k(), params.k_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
   tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.v(), params.v_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
-  for (int i = 0; i < w.total_steps; ++i) {
-    const int g = g0 + i, stage = g % C::kStages;
-    // Use g of a stage needs use g - STAGES released: the (g / STAGES - 1)-th phase of empty.
-    if (g >= C::kStages) mbarrier_wait(sm.empty(stage), (g / C::kStages - 1) & 1);
-    const int h = h_kv * p.kv_group + i / w.steps_per_head;
-    const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
-    mbarrier_arrive_expect_tx(sm.q_full(stage), C::kQBytes);
-    tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.q(stage), params.q_map, sm.q_full(stage), row, h, batch);
-    mbarrier_arrive_expect_tx(sm.do_full(stage), C::kQBytes);
-    tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.dout(stage), params.do_map, sm.do_full(stage), row, h, batch);
-  }
+  for (; i < w.total_steps; ++i) bwd_produce_step<C>(params, sm, w, h_kv, q_row0, batch, g0, i);
 }
 
 // Paced zeroing: lane 0 polls the tile counter until sequence b's first key tile is handed out

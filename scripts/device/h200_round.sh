@@ -600,8 +600,8 @@ produce() {  # about 7 minutes
     "Matrix/BackwardMatrixSm90DqWriterPersistent.*/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*" 45
   for who in base new; do
     local env=()
-    [ "$who" = base ] && env=(env "SIGJIT_TEMPLATE_DIR=$PWD/$base")
-    "${env[@]}" SIGJIT_TRACE_TILES="$OUT/trace_produce_$who.csv" timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024 \
+    [ "$who" = base ] && env=("SIGJIT_TEMPLATE_DIR=$PWD/$base")
+    env "${env[@]}" SIGJIT_TRACE_TILES="$OUT/trace_produce_$who.csv" timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024 \
       --pad 0 --tiles hb128x64c2s2o_wp --csv "$OUT/trace_bench.csv"
   done
   rm -f "$OUT/trace_bench.csv"  # a traced launch's times are not the kernel's

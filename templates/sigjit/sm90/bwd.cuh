@@ -311,8 +311,8 @@ __device__ __forceinline__ int tile_key_block(int key_block) {
 // GEMMs that read them. After a previous block, the first step's Q and dO go out before that
 // release (their stage was freed a step earlier), so that only K and V load at the boundary.
 template <class C>
-__device__ __forceinline__ void bwd_produce_step(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv,
-                                                 int q_row0, int batch, int g0, int i) {
+__device__ __forceinline__ void bwd_produce_step(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w,
+                                                 int h_kv, int q_row0, int batch, int g0, int i) {
   const SigjitFwdParams& p = params.p.fwd;
   const int g = g0 + i, stage = g % C::kStages;
   // Use g of a stage needs use g - STAGES released: the (g / STAGES - 1)-th phase of empty.

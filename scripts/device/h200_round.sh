@@ -123,11 +123,14 @@
 #                           and of _w, then kernel, memset and paced on _w and _wp, causal hd 128 and 64 at
 #                           L 1024/2048 and dense hd 128 L 1024, twice; a trace of dense hd 128 L 1024 split
 #                           by the consumers' marks (K/V wait, steps, dK/dV epilogue) (about 5 minutes)
-#   h200_round.sh produce   build; _wp's producer issuing a key block's first Q and dO before the previous block's
-#                           last stage is released (only K and V then load at the boundary): the forced _wp
-#                           matrix, racecheck and synccheck on a _wp case, the short-length defaults against
-#                           the templates before it (STAGE_BASE, .base/templates: `git archive 88ec754
-#                           templates`), alternated twice, and a trace of dense hd 128 L 1024 on each (about 7 minutes)
+#   h200_round.sh produce   build; a key block's loads in the order its GEMMs read them (K alone first, V with
+#                           the first dO; _wp: the first Q and dO before the previous block's release): the
+#                           forced _wp matrix, the default-routed matrix's hd 64 and 128 cases, racecheck and
+#                           synccheck on a _wp case (about 6.5 minutes)
+#   h200_round.sh produce2  the same machine after produce (no build): a trace of dense hd 128 L 1024 on each,
+#                           then the short-length defaults (and hd 128 causal) against the templates before it
+#                           (STAGE_BASE, .base/templates: `git archive 88ec754 templates`), alternated twice
+#                           (about 4 minutes)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -592,12 +595,17 @@ causalzero() {  # about 5 minutes
   echo "=== causalzero: done at ${SECONDS} s"
 }
 
-produce() {  # about 7 minutes
-  local base=${STAGE_BASE:-.base/templates} who round
+produce() {  # about 6.5 minutes: correctness on the new load order (then produce2 on the same machine)
   $run build || exit 1
-  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 120 gpu_tests_produce.log
+  SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 100 gpu_tests_produce_wp.log
+  $run gpu-tests 'Matrix/BackwardMatrix.*d128_*:Matrix/BackwardMatrix.*d64_*' 150 gpu_tests_produce_default.log
   SIGJIT_BACKWARD_PATH=fused SANITIZE_TOOLS="racecheck synccheck" $run sanitize \
     "Matrix/BackwardMatrixSm90DqWriterPersistent.*/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*" 45
+  echo "=== produce: done at ${SECONDS} s"
+}
+
+produce2() {  # about 4 minutes on the machine produce built on: traces, then the A/B against the templates before
+  local base=${STAGE_BASE:-.base/templates} who round
   for who in base new; do
     local env=()
     [ "$who" = base ] && env=("SIGJIT_TEMPLATE_DIR=$PWD/$base")
@@ -609,15 +617,16 @@ produce() {  # about 7 minutes
     python3 bench/tile_timeline.py "$OUT"/trace_produce_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_produce.md"
   for round in 1 2; do
     for who in base new; do
-      ((SECONDS < 250 + 90 * round)) || continue
+      ((SECONDS < 40 + 100 * round)) || continue
       local env=()
-      [ "$who" = base ] && env=(env "SIGJIT_TEMPLATE_DIR=$PWD/$base")
-      "${env[@]}" timeout 45 $run bench --direction bwd --head-dim 64,128 --seq 512,1024,2048 --pad 0,25 --csv "$OUT/produce_$who.csv"
+      [ "$who" = base ] && env=("SIGJIT_TEMPLATE_DIR=$PWD/$base")
+      env "${env[@]}" timeout 40 $run bench --direction bwd --head-dim 64,128 --seq 512,1024,2048 --pad 0,25 --csv "$OUT/produce_$who.csv"
+      env "${env[@]}" timeout 20 $run bench --direction bwd --head-dim 128 --seq 1024,4096 --pad 0 --causal --csv "$OUT/produce_$who.csv"
     done
   done
   [ -f "$OUT/produce_base.csv" ] && [ -f "$OUT/produce_new.csv" ] &&
-    python3 bench/ab_table.py "$OUT/produce_new.csv" "$OUT/produce_base.csv" --names early,after | tee "$OUT/produce_ab.md"
-  echo "=== produce: done at ${SECONDS} s"
+    python3 bench/ab_table.py "$OUT/produce_new.csv" "$OUT/produce_base.csv" --names ordered,before | tee "$OUT/produce_ab.md"
+  echo "=== produce2: done at ${SECONDS} s"
 }
 
 handoffmin() {  # about 4 minutes, for a session's last device time: the handoff's correctness, then its main points
@@ -691,6 +700,6 @@ pack_out() {
 trap pack_out EXIT
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin | timeline | paced | causalzero | produce) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin | timeline | paced | causalzero | produce | produce2) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

@@ -84,10 +84,9 @@ SigjitBwdParams backward_params(const detail::Resolved& r, const Gradients& g, v
 
 // The fused backward on the stream: zero params.dq_accum (fused_workspace_bytes: the values, and
 // the counters for a persistent kernel, which zeroes the values itself unless
-// SIGJIT_BWD_DQ_ZERO=memset), the fused kernel, the convert kernel: with
-// after a dQ writer tile (_w, _wp), a programmatic dependent launch that converts sequences as
-// their tiles finish (unless SIGJIT_BWD_DQ_CONVERT=after). sm_count (the device's) sizes a persistent fused
-// kernel's grid.
+// SIGJIT_BWD_DQ_ZERO=memset), the fused kernel, the convert kernel: after a dQ writer tile (_w,
+// _wp), a programmatic dependent launch that converts sequences as their tiles finish (unless
+// SIGJIT_BWD_DQ_CONVERT=after). sm_count (the device's) sizes a persistent fused kernel's grid.
 void enqueue_fused_backward(const detail::Resolved& r, const SigjitBwdParams& params, const detail::LoadedKernel& fused,
                             const TileConfig& fused_config, const detail::LoadedKernel& convert, int sm_count, CUstream stream);
 

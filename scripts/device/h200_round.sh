@@ -123,7 +123,7 @@
 #                           and of _w, then kernel, memset and paced on _w and _wp, causal hd 128 and 64 at
 #                           L 1024/2048 and dense hd 128 L 1024, twice; a trace of dense hd 128 L 1024 split
 #                           by the consumers' marks (K/V wait, steps, dK/dV epilogue) (about 5 minutes)
-#   h200_round.sh produce   build; a key block's loads in the order its GEMMs read them (K alone first, V with
+#   h200_round.sh produce   (run on branch load-order) build; a key block's loads in the order its GEMMs read them (K alone first, V with
 #                           the first dO; _wp: the first Q and dO before the previous block's release): the
 #                           forced _wp matrix, the default-routed matrix's hd 64 and 128 cases, racecheck and
 #                           synccheck on a _wp case (about 6.5 minutes)

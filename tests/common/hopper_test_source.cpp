@@ -141,7 +141,7 @@ using DqCfg = BwdSm90Config<DV, BQ, 2, 2, false, true, 0, false, 0, false, false
 
 extern "C" __global__ void __launch_bounds__(256, 1) dq_test(const __grid_constant__ Maps maps, const float* ds_t, float* out) {
   const BwdSm90Smem<DqCfg> sm{aligned_base()};
-  const u32 bar = sm.k_full();
+  const u32 bar = sm.kv_full();
   if (threadIdx.x == 0) { mbarrier_init(bar, 1); fence_barrier_init(); }
   __syncthreads();
   if (threadIdx.x == 0) {

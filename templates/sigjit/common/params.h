@@ -44,8 +44,7 @@ struct SigjitFwdParams {
 // Times are %globaltimer nanoseconds, comparable across SMs.
 #define SIGJIT_TILE_TRACE_CAP 65536
 // The consumers' two marks inside a tile split its fixed cost: begin to kv_ready is the wait for
-// the tile's K (and V, in templates before 2026-12-07's third session; V now comes with the first
-// dO) that no earlier work hid, kv_ready to steps_done the steps, steps_done to end the dK/dV
+// K and V no earlier work hid, kv_ready to steps_done the steps, steps_done to end the dK/dV
 // epilogue.
 struct SigjitTileTrace {
   unsigned long long begin_ns;       // the consumers took the tile
@@ -53,7 +52,7 @@ struct SigjitTileTrace {
   unsigned long long reduced_ns;     // the dQ writer finished it (0 where dQ is not written by a writer warp)
   unsigned int sm;                   // %smid
   unsigned int cta;                  // linear CTA index (blockIdx.x for persistent grids)
-  unsigned long long kv_ready_ns;    // the consumers' wait for the tile's K ended
+  unsigned long long kv_ready_ns;    // the consumers' wait for the tile's K and V ended
   unsigned long long steps_done_ns;  // the last step's GEMMs were done and its dQ handed on
 };
 

@@ -91,7 +91,7 @@ struct BwdSm90Config {
   static constexpr int kDsBlockBytes = kBlockN * 128;     // 64 queries of dS^T
   static constexpr int kDsBytes = kBlockN * kBlockM * 2;
   // Shared memory from a 1024-byte aligned base: K, V, Q ring, dO ring, 2 dS^T buffers, then
-  // the mbarriers k_full, q_full[S], do_full[S] (a block's first also counts V), empty[S].
+  // the mbarriers kv_full, q_full[S], do_full[S], empty[S].
   static constexpr int kVOffset = kKBytes;
   static constexpr int kQOffset = 2 * kKBytes;
   static constexpr int kDoOffset = kQOffset + kStages * kQBytes;
@@ -222,7 +222,7 @@ struct BwdSm90Smem {
   __device__ __forceinline__ u32 dout(int stage) const { return base + C::kDoOffset + stage * C::kQBytes; }
   __device__ __forceinline__ u32 ds(int buf) const { return base + C::kDsOffset + buf * C::kDsBytes; }
   __device__ __forceinline__ u32 dq_stage() const { return base + C::kDqStageOffset; }
-  __device__ __forceinline__ u32 k_full() const { return base + C::kBarOffset; }
+  __device__ __forceinline__ u32 kv_full() const { return base + C::kBarOffset; }
   __device__ __forceinline__ u32 q_full(int s) const { return base + C::kBarOffset + 8 * (1 + s); }
   __device__ __forceinline__ u32 do_full(int s) const { return base + C::kBarOffset + 8 * (1 + C::kStages + s); }
   __device__ __forceinline__ u32 empty(int s) const { return base + C::kBarOffset + 8 * (1 + 2 * C::kStages + s); }
@@ -269,7 +269,7 @@ __device__ __forceinline__ BwdSm90Work bwd_sm90_work(const SigjitFwdParams& p, c
 
 template <class C>
 __device__ __forceinline__ void bwd_init_barriers(const BwdSm90Smem<C>& sm) {
-  mbarrier_init(sm.k_full(), 1);
+  mbarrier_init(sm.kv_full(), 1);
   for (int s = 0; s < C::kStages; ++s) {
     mbarrier_init(sm.q_full(s), 1);  // the producer's arrive.expect_tx; TMA adds the bytes
     mbarrier_init(sm.do_full(s), 1);
@@ -308,24 +308,7 @@ __device__ __forceinline__ int tile_key_block(int key_block) {
 // The producer: one thread issues every load of the CTA, in consumption order. g0: the steps the
 // CTA ran before this key block (persistent, _wp; else 0), which index the Q/dO ring's stages and
 // phases; the previous block's K and V are free once its last step's stage is released, after the
-// GEMMs that read them. A block's first GEMM (S^T = K Q^T) needs K and the first Q alone, so they
-// go first: V joins the first dO's barrier (the dP^T GEMM is V's first reader). After a previous
-// block, the first step's Q and dO go out before that release (their stage was freed a step
-// earlier), so that only K and V load at the boundary. Callers skip blocks without steps.
-template <class C>
-__device__ __forceinline__ void bwd_produce_step(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w,
-                                                 int h_kv, int q_row0, int batch, int g0, int i, int do_extra_bytes = 0) {
-  const SigjitFwdParams& p = params.p.fwd;
-  const int g = g0 + i, stage = g % C::kStages;
-  // Use g of a stage needs use g - STAGES released: the (g / STAGES - 1)-th phase of empty.
-  if (g >= C::kStages) mbarrier_wait(sm.empty(stage), (g / C::kStages - 1) & 1);
-  const int h = h_kv * p.kv_group + i / w.steps_per_head;
-  const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
-  mbarrier_arrive_expect_tx(sm.q_full(stage), C::kQBytes);
-  tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.q(stage), params.q_map, sm.q_full(stage), row, h, batch);
-  mbarrier_arrive_expect_tx(sm.do_full(stage), C::kQBytes + do_extra_bytes);
-  tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.dout(stage), params.do_map, sm.do_full(stage), row, h, batch);
-}
+// GEMMs that read them.
 template <class C>
 __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, const BwdSm90Smem<C>& sm, const BwdSm90Work& w, int h_kv, int b,
                                             int g0) {
@@ -339,21 +322,21 @@ __device__ __forceinline__ void bwd_produce(const SigjitBwdSm90Params& params, c
     q_row0 = k_row0 = 0;
     batch = tile_batch<C>(b);
   }
-  static_assert(C::kStages >= 2, "the first step's Q and dO load before the previous block's last stage is released");
-  const int k_row = k_row0 + w.n_start;
-  if (g0 > 0) {
-    bwd_produce_step<C>(params, sm, w, h_kv, q_row0, batch, g0, 0, C::kKBytes);
-    mbarrier_wait(sm.empty((g0 - 1) % C::kStages), ((g0 - 1) / C::kStages) & 1);
-    mbarrier_arrive_expect_tx(sm.k_full(), C::kKBytes);
-    tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.k(), params.k_map, sm.k_full(), k_row, h_kv, batch);
-    tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.v(), params.v_map, sm.do_full(g0 % C::kStages), k_row, h_kv, batch);
-  } else {
-    mbarrier_arrive_expect_tx(sm.k_full(), C::kKBytes);
-    tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.k(), params.k_map, sm.k_full(), k_row, h_kv, batch);
-    bwd_produce_step<C>(params, sm, w, h_kv, q_row0, batch, 0, 0, C::kKBytes);
-    tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.v(), params.v_map, sm.do_full(0), k_row, h_kv, batch);
+  if (g0 > 0) mbarrier_wait(sm.empty((g0 - 1) % C::kStages), ((g0 - 1) / C::kStages) & 1);
+  mbarrier_arrive_expect_tx(sm.kv_full(), 2 * C::kKBytes);
+  tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.k(), params.k_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
+  tma_load_tile<C::kColBlocks, C::kKBlockBytes>(sm.v(), params.v_map, sm.kv_full(), k_row0 + w.n_start, h_kv, batch);
+  for (int i = 0; i < w.total_steps; ++i) {
+    const int g = g0 + i, stage = g % C::kStages;
+    // Use g of a stage needs use g - STAGES released: the (g / STAGES - 1)-th phase of empty.
+    if (g >= C::kStages) mbarrier_wait(sm.empty(stage), (g / C::kStages - 1) & 1);
+    const int h = h_kv * p.kv_group + i / w.steps_per_head;
+    const int row = q_row0 + (w.m_first + i % w.steps_per_head) * C::kBlockM;
+    mbarrier_arrive_expect_tx(sm.q_full(stage), C::kQBytes);
+    tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.q(stage), params.q_map, sm.q_full(stage), row, h, batch);
+    mbarrier_arrive_expect_tx(sm.do_full(stage), C::kQBytes);
+    tma_load_tile<C::kColBlocks, C::kQBlockBytes>(sm.dout(stage), params.do_map, sm.do_full(stage), row, h, batch);
   }
-  for (int i = 1; i < w.total_steps; ++i) bwd_produce_step<C>(params, sm, w, h_kv, q_row0, batch, g0, i);
 }
 
 // Paced zeroing: lane 0 polls the tile counter until sequence b's first key tile is handed out
@@ -858,7 +841,7 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   // starts with no GEMM in flight whatever path it came from (a first-step branch inside the
   // loop made ptxas serialize every wgmma: it could no longer tell which group a wait retires).
   float s[C::kSAcc];
-  if (w.total_steps > 0) mbarrier_wait(sm_in.k_full(), kv_phase);  // V comes with the first dO
+  if (w.total_steps > 0) mbarrier_wait(sm_in.kv_full(), kv_phase);
   if (tid == 0) trace_tile_kv_ready(trace_tile);
   if (early && w.total_steps > 0) {
     // (early scores are never persistent: g0 is 0, and the step index below is i; written with g,

@@ -37,10 +37,15 @@ def quantile(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def summarize(rows):
+def launch_window(rows):
+    """The first consumer begin and the launch's span to its last end or reduction, in ns."""
     t0 = min(r["begin_ns"] for r in rows)
-    t1 = max(max(r["end_ns"], r["reduced_ns"]) for r in rows)
-    span = t1 - t0
+    return t0, max(max(r["end_ns"], r["reduced_ns"]) for r in rows) - t0
+
+
+def summarize(rows):
+    t0, span = launch_window(rows)
+    t1 = t0 + span
     by_sm = defaultdict(list)
     for r in rows:
         by_sm[r["sm"]].append(r)
@@ -78,8 +83,7 @@ def phases(rows):
     marked = [r for r in rows if r.get("kv_ready_ns", 0) >= r["begin_ns"] > 0 and r["end_ns"] >= r.get("steps_done_ns", 0) >= r["kv_ready_ns"]]
     if not marked:
         return None
-    t0 = min(r["begin_ns"] for r in rows)
-    span = max(max(r["end_ns"], r["reduced_ns"]) for r in rows) - t0
+    t0, span = launch_window(rows)
     late = [r for r in marked if r["begin_ns"] - t0 >= span / 2] or marked
     parts = {"kv_wait": lambda r: r["kv_ready_ns"] - r["begin_ns"], "steps": lambda r: r["steps_done_ns"] - r["kv_ready_ns"],
              "epilogue": lambda r: r["end_ns"] - r["steps_done_ns"]}
@@ -107,8 +111,7 @@ def start_cost(rows, key_blocks):
     Excess: what tiles took beyond that, summed over the launch and per SM; a schedule that loses
     at the start (the 2026-12-07 trace: _wp's in-kernel dQ zeroing) shows it here, not in the
     medians. Also the part of the excess in tiles that began in the span's first tenth."""
-    t0 = min(r["begin_ns"] for r in rows)
-    span = max(max(r["end_ns"], r["reduced_ns"]) for r in rows) - t0
+    t0, span = launch_window(rows)
     late = defaultdict(list)
     for r in rows:
         if r["begin_ns"] - t0 >= span / 2:

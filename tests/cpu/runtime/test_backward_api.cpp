@@ -7,7 +7,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <string>
+#include <utility>
 
 namespace {
 
@@ -42,25 +45,24 @@ std::string backward_error(const sigjit::AttentionArgs& a, const sigjit::Gradien
 
 class BackwardApi : public ::testing::Test {};
 
+// Sets the gradient pointer `name` of g, for the tests that break one at a time.
+void set_gradient_pointer(sigjit::Gradients& g, const std::string& name, void* p) {
+  if (name == "dout") g.dout = p;
+  if (name == "dq") g.dq = p;
+  if (name == "dk") g.dk = p;
+  if (name == "dv") g.dv = p;
+}
+
 TEST_F(BackwardApi, EachGradientPointerIsCheckedByName) {
-  for (const char* name : {"dout", "dq", "dk", "dv"}) {
+  const std::pair<std::string, std::uintptr_t> pointers[] = {{"dout", 0x40000}, {"dq", 0x50000}, {"dk", 0x60000}, {"dv", 0x70000}};
+  for (const auto& [name, address] : pointers) {
     sigjit::Gradients g = valid_grads();
-    const std::string which = name;
-    if (which == "dout") g.dout = nullptr;
-    if (which == "dq") g.dq = nullptr;
-    if (which == "dk") g.dk = nullptr;
-    if (which == "dv") g.dv = nullptr;
-    EXPECT_THAT(backward_error(valid_args(), g), HasSubstr(which + ": null pointer"));
-  }
-  // 8 bytes off: the kernels read dout and write dq, dk and dv in 16-byte pieces.
-  for (const char* name : {"dout", "dq", "dk", "dv"}) {
-    sigjit::Gradients g = valid_grads();
-    const std::string which = name;
-    if (which == "dout") g.dout = fake(0x40008);
-    if (which == "dq") g.dq = fake(0x50008);
-    if (which == "dk") g.dk = fake(0x60008);
-    if (which == "dv") g.dv = fake(0x70008);
-    EXPECT_THAT(backward_error(valid_args(), g), AllOf(HasSubstr(which + ": pointer"), HasSubstr("16-byte aligned")));
+    set_gradient_pointer(g, name, nullptr);
+    EXPECT_THAT(backward_error(valid_args(), g), HasSubstr(name + ": null pointer"));
+    // 8 bytes off: the kernels read dout and write dq, dk and dv in 16-byte pieces.
+    g = valid_grads();
+    set_gradient_pointer(g, name, fake(address + 8));
+    EXPECT_THAT(backward_error(valid_args(), g), AllOf(HasSubstr(name + ": pointer"), HasSubstr("16-byte aligned")));
   }
 }
 

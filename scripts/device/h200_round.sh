@@ -131,6 +131,15 @@
 #                           then the short-length defaults (and hd 128 causal) against the templates before it
 #                           (STAGE_BASE, .base/templates: `git archive 88ec754 templates`), alternated twice
 #                           (about 4 minutes)
+#   h200_round.sh epilogue  build; dK/dV and O stored in 16-byte pieces (the quad transpose, every sm90 backward and
+#                           forward kernel): the Hopper primitives (QUAD included), the forced _wp matrix, the
+#                           default-routed backward matrix's hd 64 and 128 cases, the sm90 and FP8 forward
+#                           matrices, each step skipped once its time is gone (about 6 minutes)
+#   h200_round.sh epilogue2 the same machine after epilogue (no build): a trace of dense hd 128 L 1024 (_wp) on each
+#                           template tree, the backward's short-length defaults and hd 128 causal, then the bf16
+#                           and FP8 forward, against the templates before it (STAGE_BASE, .base/templates: `git
+#                           archive 051544b templates`), alternated twice; memcheck on a _wp and a padded forward
+#                           case if time is left (about 6 minutes)
 set -uo pipefail
 export OUT=${OUT:-$PWD/.out} && mkdir -p "$OUT"
 cd "$(dirname "$0")/../.." || exit 1
@@ -629,6 +638,53 @@ produce2() {  # about 4 minutes on the machine produce built on: traces, then th
   echo "=== produce2: done at ${SECONDS} s"
 }
 
+epilogue() {  # about 6 minutes: correctness of the 16-byte stores (then epilogue2 on the same machine)
+  $run build || exit 1
+  $run gpu-tests 'Shapes/HopperPrimitives.*' 40 gpu_tests_primitives.log
+  ((SECONDS < 300)) && SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'Matrix/BackwardMatrixSm90DqWriterPersistent.*' 90 gpu_tests_epilogue_wp.log
+  ((SECONDS < 400)) && $run gpu-tests 'Matrix/BackwardMatrix.*d128_*:Matrix/BackwardMatrix.*d64_*' 110 gpu_tests_epilogue_default.log
+  ((SECONDS < 500)) && $run gpu-tests '*/ForwardMatrixSm90.*:*/Fp8Forward.*' 80 gpu_tests_epilogue_fwd.log
+  echo "=== epilogue: done at ${SECONDS} s"
+}
+
+# One round of epilogue2's A/B: the backward's short-length defaults, hd 128 causal and the forward
+# (bf16 and FP8) on the carried templates (base) and the checkout's (new), while SECONDS < $1.
+epilogue_round() {
+  local base=${STAGE_BASE:-.base/templates} who
+  for who in base new; do
+    ((SECONDS < $1)) || continue
+    local env=()
+    [ "$who" = base ] && env=("SIGJIT_TEMPLATE_DIR=$PWD/$base")
+    env "${env[@]}" timeout 40 $run bench --direction bwd --head-dim 64,128 --seq 512,1024,2048 --pad 0,25 --csv "$OUT/epi_bwd_$who.csv"
+    env "${env[@]}" timeout 20 $run bench --direction bwd --head-dim 128 --seq 1024,4096 --pad 0 --causal --csv "$OUT/epi_bwd_$who.csv"
+    env "${env[@]}" timeout 35 $run bench --direction fwd --head-dim 64,128 --seq 1024,16384 --pad 0,25 --csv "$OUT/epi_fwd_$who.csv"
+    env "${env[@]}" timeout 20 $run bench --direction fwd --dtype fp8 --head-dim 128 --seq 1024,16384 --pad 0 --csv "$OUT/epi_fp8_$who.csv"
+  done
+}
+
+epilogue2() {  # about 6 minutes on the machine epilogue built on: traces, the A/B twice, then memcheck
+  local base=${STAGE_BASE:-.base/templates} who part
+  for who in base new; do
+    local env=()
+    [ "$who" = base ] && env=("SIGJIT_TEMPLATE_DIR=$PWD/$base")
+    env "${env[@]}" SIGJIT_TRACE_TILES="$OUT/trace_epilogue_$who.csv" timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024 \
+      --pad 0 --tiles hb128x64c2s2o_wp --csv "$OUT/trace_bench.csv"
+  done
+  rm -f "$OUT/trace_bench.csv"  # a traced launch's times are not the kernel's
+  ls "$OUT"/trace_epilogue_*.csv >/dev/null 2>&1 &&
+    python3 bench/tile_timeline.py "$OUT"/trace_epilogue_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_epilogue.md"
+  epilogue_round 250
+  epilogue_round 480
+  for part in bwd fwd fp8; do
+    [ -f "$OUT/epi_${part}_base.csv" ] && [ -f "$OUT/epi_${part}_new.csv" ] &&
+      python3 bench/ab_table.py "$OUT/epi_${part}_new.csv" "$OUT/epi_${part}_base.csv" --names wide,before | tee -a "$OUT/epilogue_ab.md"
+  done
+  ((SECONDS < 500)) && SIGJIT_BACKWARD_PATH=fused SANITIZE_TOOLS="memcheck racecheck" $run sanitize \
+    "Matrix/BackwardMatrixSm90DqWriterPersistent.*/varlen_d64_bf16_causal_logn_sb_exact_q1_17_*" 45
+  ((SECONDS < 550)) && SANITIZE_TOOLS=memcheck $run sanitize 'Matrix/ForwardMatrixSm90.MatchesFp64Reference/padded_d128_bf16_full_logn_sb_gqa_exact_q1_17_*' 45
+  echo "=== epilogue2: done at ${SECONDS} s"
+}
+
 handoffmin() {  # about 4 minutes, for a session's last device time: the handoff's correctness, then its main points
   $run build || exit 1
   SIGJIT_BACKWARD_PATH=fused $run gpu-tests 'BackwardWorkspace.ConvertHandoff*:BackwardWorkspace.Persistent*' 45 gpu_tests_workspace.log
@@ -700,6 +756,6 @@ pack_out() {
 trap pack_out EXIT
 
 case "${1:-}" in
-  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin | timeline | paced | causalzero | produce | produce2) "$1" ;;
+  all | backward | checks | fp8tune | fp8tune16k | last | one | ragged | fp8 | pending | paddeddq | localdq | stagestore | raggedgap | slope | slope2 | tiles | tail | ratios | ratios2 | tailcheck | persistent | verify | verify2 | short | zero | zerob | zerofinal | zero2 | check7 | handoff | handoff2 | handoffmin | desc | descmin | timeline | paced | causalzero | produce | produce2 | epilogue | epilogue2) "$1" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac

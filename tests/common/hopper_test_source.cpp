@@ -10,7 +10,8 @@ namespace {
 // A fourth, dq_test (DV 64/128, 256 threads), is the sm90 backward's dQ path (sm90/bwd.cuh):
 // dS^T from accumulator-layout registers through store_ds into the swizzled tile, then issue_dq's
 // transposed-A SS wgmma against a TMA-loaded K (N-major B), split over two warpgroups as in the
-// default configs.
+// default configs. A fifth, grad_store_test (DV 64/128), is its dK/dV epilogue: the quad transpose
+// and the predicated 16-byte stores of store_grad_rows.
 const char* const kSource = R"(
 #include "sigjit/sm90/primitives.cuh"
 #if DV <= 128
@@ -175,6 +176,19 @@ extern "C" __global__ void __launch_bounds__(256, 1) dq_test(const __grid_consta
     }
   }
 }
+
+// The backward's dK/dV epilogue (store_grad_rows): one warpgroup's 64 rows of fp32 accumulators
+// [64 x DV] (the m64nDV layout), scaled by 0.5, through the quad transpose into 16-byte bf16
+// stores: rows below GRAD_LEN_K hold values, rows up to GRAD_CLEAR_ROWS zeros, the rest nothing
+// (warp 3 writes no row: its halves are skipped whole).
+extern "C" __global__ void __launch_bounds__(128, 1) grad_store_test(const __grid_constant__ Maps maps, const float* in, float* out) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int key0 = warp * 16 + lane / 4;
+  float acc[DqCfg::kDAcc];
+  for (int nt = 0; nt < DV / 8; ++nt)
+    for (int e = 0; e < 4; ++e) acc[4 * nt + e] = in[(key0 + (e / 2) * 8) * DV + nt * 8 + (lane % 4) * 2 + e % 2];
+  store_grad_rows<DqCfg>((u16*)out, DV, acc, 0.5f, key0, GRAD_LEN_K, GRAD_CLEAR_ROWS, lane);
+}
 #endif
 )";
 
@@ -185,7 +199,8 @@ std::vector<HopperShape> hopper_test_shapes() { return {{64, 64, 64}, {128, 128,
 HopperTestBuild compile_hopper_test_kernels(const HopperShape& s) {
   return compile_with_templates(kSource, "hopper_primitives_test.cu",
                                 {fmt::format("-DKD={}", s.kd), fmt::format("-DNS={}", s.ns), fmt::format("-DDV={}", s.dv),
-                                 fmt::format("-DKEYS={}", s.ns)});
+                                 fmt::format("-DKEYS={}", s.ns), fmt::format("-DGRAD_LEN_K={}", kGradStoreLenK),
+                                 fmt::format("-DGRAD_CLEAR_ROWS={}", kGradStoreClearRows)});
 }
 
 }  // namespace sigjit::testing

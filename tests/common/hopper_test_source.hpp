@@ -17,6 +17,11 @@ struct HopperShape {
 
 using HopperTestBuild = TemplateBuild;
 
+// grad_store_test's rows: values below kGradStoreLenK, zeros up to kGradStoreClearRows (a padded
+// layout's rows past the keys), nothing after. 37 and 42 split quads' rows and warps' halves.
+constexpr int kGradStoreLenK = 37;
+constexpr int kGradStoreClearRows = 42;
+
 // Compiles the three test entry points for one shape with the embedded templates.
 HopperTestBuild compile_hopper_test_kernels(const HopperShape& shape);
 

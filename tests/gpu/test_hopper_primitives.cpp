@@ -6,6 +6,9 @@
 //   CHAIN fails (both passing): the accumulator -> A-fragment conversion used for P;
 //   DQ    fails (RS passing): the sm90 backward's dS^T store (swizzle) or its transposed-A
 //         descriptor (sm90/bwd.cuh store_ds / issue_dq).
+//   QUAD  fails (alone): the accumulator rows' quad transpose or its predicated 16-byte stores
+//         (common/tile_primitives.cuh transpose_quad_words / store_16_if, sm90/bwd.cuh
+//         store_grad_rows; the forward's O stores use the same two).
 #include "cuda/device.hpp"
 #include "cuda/driver_api.hpp"
 #include "tests/common/gpu_env.hpp"
@@ -207,6 +210,35 @@ TEST_P(HopperPrimitives, BackwardDqFromStagedTransposedDsMatchesCpu) {
   const double err = relative_error(got, gemm_ab(ds, queries, keys, k));
   fmt::print("DQ {}x{}x{} (dS^T staged, transposed A, two warpgroups): max error / max |ref| = {:.3g}\n", queries, s.dv, keys, err);
   EXPECT_LT(err, 1e-5) << "dS^T swizzled store, transposed-A descriptor or the dQ split (sm90/bwd.cuh store_ds / issue_dq)";
+  detail::driver().cuModuleUnload(module);
+}
+
+TEST_P(HopperPrimitives, QuadTransposedGradientStoresMatchTheAccumulatorRows) {
+  SIGJIT_REQUIRE_HOPPER();
+  const Shape s = GetParam();
+  if (s.dv > 128) GTEST_SKIP() << "the sm90 backward supports head dim 64 and 128";
+  const int rows = 64;
+  std::mt19937 rng(5);
+  const Matrix acc = random_matrix(rows, s.dv, rng);  // bf16-representable, so x0.5 is exact
+  DeviceBuffer acc_f32(static_cast<size_t>(rows) * s.dv * 4);
+  acc_f32.upload(acc.host.data(), static_cast<size_t>(rows) * s.dv * 4);
+  CUmodule module = compile_module(s);
+  ASSERT_NE(module, nullptr);
+  const Maps maps{};
+  // run() poisons every byte with 0xFF: a bf16 0xFFFF (NaN) is what a row never written keeps.
+  const std::vector<float> got_f = run(module, "grad_store_test", maps, acc_f32.get(), static_cast<size_t>(rows) * s.dv / 2, 0);
+  std::vector<std::uint16_t> got(static_cast<size_t>(rows) * s.dv);
+  std::memcpy(got.data(), got_f.data(), got.size() * 2);
+  int wrong = 0;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < s.dv; ++c) {
+      const std::uint16_t want = r < kGradStoreLenK ? float_to_bf16(0.5f * acc.host[r * s.dv + c]) : r < kGradStoreClearRows ? 0 : 0xFFFF;
+      if (got[r * s.dv + c] != want && wrong++ < 8)
+        ADD_FAILURE() << fmt::format("row {} col {}: got 0x{:04x}, want 0x{:04x}", r, c, got[r * s.dv + c], want);
+    }
+  fmt::print("QUAD 64x{} (store_grad_rows, {} value rows, zeros to {}): {} of {} elements wrong\n", s.dv, kGradStoreLenK,
+             kGradStoreClearRows, wrong, rows * s.dv);
+  EXPECT_EQ(wrong, 0) << "the quad transpose (transpose_quad_words) or the predicated 16-byte stores (store_16_if)";
   detail::driver().cuModuleUnload(module);
 }
 

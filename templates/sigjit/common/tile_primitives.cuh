@@ -75,6 +75,51 @@ __device__ __forceinline__ u32 pack_half2(float lo, float hi) {
   return r;
 }
 
+// A 4x4 transpose of 32-bit words across the quad (4 lanes, lane % 4 = q) that holds one row of an
+// mma/wgmma accumulator: on entry w[j] is the packed column pair 2q of 8-column tile j, on exit w[j]
+// is column pair 2j of tile q, so each lane holds 8 consecutive columns for one 16-byte store (a
+// quarter of the store instructions and of the L2 write requests). Two butterfly rounds of two
+// shuffles each; every lane of the warp must take part, so callers never branch around it.
+__device__ __forceinline__ void transpose_quad_words(u32 (&w)[4], int lane) {
+  const bool upper = lane & 2;  // round 1: pairs of words cross between lanes q and q ^ 2
+  u32 a = __shfl_xor_sync(0xFFFFFFFFu, upper ? w[0] : w[2], 2);
+  u32 b = __shfl_xor_sync(0xFFFFFFFFu, upper ? w[1] : w[3], 2);
+  if (upper) {
+    w[0] = a;
+    w[1] = b;
+  } else {
+    w[2] = a;
+    w[3] = b;
+  }
+  const bool odd = lane & 1;  // round 2: single words cross between lanes q and q ^ 1
+  a = __shfl_xor_sync(0xFFFFFFFFu, odd ? w[0] : w[1], 1);
+  b = __shfl_xor_sync(0xFFFFFFFFu, odd ? w[2] : w[3], 1);
+  if (odd) {
+    w[0] = a;
+    w[2] = b;
+  } else {
+    w[1] = a;
+    w[3] = b;
+  }
+}
+
+// The lane index read from the hardware register. volatile, so that ptxas reads it where it is
+// used instead of keeping threadIdx-derived values live across a loop at the register limit.
+__device__ __forceinline__ int lane_id() {
+  int lane;
+  asm volatile("mov.u32 %0, %%laneid;\n" : "=r"(lane));
+  return lane;
+}
+
+// One 16-byte global store under a predicate, without a branch that would split the warp.
+__device__ __forceinline__ void store_16_if(void* dst, const u32 (&w)[4], bool pred) {
+  asm volatile(
+      "{ .reg .pred p; setp.ne.b32 p, %5, 0;\n"
+      "@p st.global.v4.b32 [%0], {%1, %2, %3, %4}; }\n" ::"l"(dst),
+      "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3]), "r"((int)pred)
+      : "memory");
+}
+
 __device__ __forceinline__ float tanh_approx(float x) {
   float y;
   asm("tanh.approx.f32 %0, %1;\n" : "=f"(y) : "f"(x));

@@ -781,21 +781,34 @@ __device__ __forceinline__ void local_dq_step(float (&dv)[C::kDAcc], float (&dk)
   hand_local_dq_to_writer<C>(dq, sm, i, wg, warp, lane);
 }
 
-// dK or dV rows of this thread: values below len_k, zeros up to clear_rows (padded layout).
+// dK or dV rows of this thread: values below len_k, zeros up to clear_rows (padded layout). Each
+// quad transposes its row's four 8-column tiles (transpose_quad_words) so that a lane stores 8
+// consecutive columns at once; the host checks that the pointers and row strides allow 16 bytes.
+// lane comes from the caller: reading it again here moved the key loop's register allocation
+// (ptxas spilled 4-12 B at hd 64 with score bias). A half is skipped only when no lane of the warp
+// writes it, so the shuffles never run in divergent code.
 template <class C>
 __device__ __forceinline__ void store_grad_rows(u16* out, i64 row_stride, const float (&acc)[C::kDAcc], float scale, int key0, int len_k,
                                                 int clear_rows, int lane) {
+  static_assert(C::kHeadDim % 32 == 0, "16-byte gradient stores: whole groups of four 8-column tiles");
   const int limit = len_k > clear_rows ? len_k : clear_rows;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int key = key0 + half * 8;
-    if (key >= limit) continue;
+    const bool write = key < limit;
+    if (!__any_sync(0xFFFFFFFFu, write)) continue;
     const bool valid = key < len_k;
+    u16* row = out + (i64)key * row_stride + (lane % 4) * 8;
 #pragma unroll
-    for (int nt = 0; nt < C::kHeadDim / 8; ++nt) {
-      const int col = nt * 8 + (lane % 4) * 2;
-      const u32 v = valid ? pack_half2<C::kBf16>(acc[4 * nt + 2 * half] * scale, acc[4 * nt + 2 * half + 1] * scale) : 0u;
-      *(u32*)(out + (i64)key * row_stride + col) = v;
+    for (int group = 0; group < C::kHeadDim / 32; ++group) {
+      u32 w[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int nt = group * 4 + j;
+        w[j] = valid ? pack_half2<C::kBf16>(acc[4 * nt + 2 * half] * scale, acc[4 * nt + 2 * half + 1] * scale) : 0u;
+      }
+      transpose_quad_words(w, lane);
+      store_16_if(row + group * 32, w, write);
     }
   }
 }
@@ -953,8 +966,10 @@ __device__ __forceinline__ void bwd_consume(const SigjitBwdSm90Params& params, c
   const SeqRows out_at = Sm90BwdPipeline<C>::dq_writer() ? seq_rows<C>(p, tile_batch<C>(b)) : seq_at;
   u16* dk_out = (u16*)tensor_row(bp.dk, bp.dk_stride_b, bp.dk_stride_l, bp.dk_stride_h, out_at.batch, out_at.k_row0, h_kv);
   u16* dv_out = (u16*)tensor_row(bp.dv, bp.dv_stride_b, bp.dv_stride_l, bp.dv_stride_h, out_at.batch, out_at.k_row0, h_kv);
-  store_grad_rows<C>(dk_out, bp.dk_stride_l, dk, p.scale, rows.key0, seq.len_k, clear_rows, lane);
-  store_grad_rows<C>(dv_out, bp.dv_stride_l, dv, 1.0f, rows.key0, seq.len_k, clear_rows, lane);
+  // _wl's loop keeps no lane live at its end (ptxas spilled 4 B at hd 128 when it had to): read it.
+  const int store_lane = Sm90BwdPipeline<C>::local_dq() ? lane_id() : lane;
+  store_grad_rows<C>(dk_out, bp.dk_stride_l, dk, p.scale, rows.key0, seq.len_k, clear_rows, store_lane);
+  store_grad_rows<C>(dv_out, bp.dv_stride_l, dv, 1.0f, rows.key0, seq.len_k, clear_rows, store_lane);
 }
 
 // dK and dV rows [n_start, n_start + BLOCK_N) of a padded sequence past its keys: zeros, with

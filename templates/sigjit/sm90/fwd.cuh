@@ -399,21 +399,30 @@ template <class C>
 __device__ __forceinline__ void wait_v(const Sm90Smem<C>& sm, int j) { mbarrier_wait(sm.v_full(j % C::kStages), (j / C::kStages) & 1); }
 
 // Writes this thread's O rows (masked to len_q; the padded layout's rows up to rows_to_clear
-// as zeros). With zero_only every written row is zero (no key was visible).
+// as zeros). With zero_only every written row is zero (no key was visible). Each quad transposes
+// its row's four 8-column tiles (transpose_quad_words) so that a lane stores 8 consecutive columns
+// at once (the host checks 16-byte pointers and row strides); the stores are predicated, so every
+// lane takes part in the shuffles.
 template <class C>
 __device__ __forceinline__ void store_rows_sm90(const SeqSlice& seq, long long o_row_stride, const float (&o)[C::kOAcc], int row0, int lane,
                                                 bool zero_only) {
-  const int col0 = (lane % 4) * 2;
+  static_assert(C::kHeadDim % 32 == 0, "16-byte O stores: whole groups of four 8-column tiles");
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int row = row0 + half * 8;
     const bool valid = row < seq.len_q;
-    if (!valid && row >= seq.rows_to_clear) continue;
-    u16* out = seq.o + (i64)row * o_row_stride + col0;
+    const bool write = valid || row < seq.rows_to_clear;
+    u16* out = seq.o + (i64)row * o_row_stride + (lane % 4) * 8;
 #pragma unroll
-    for (int dt = 0; dt < C::kHeadDim / 8; ++dt) {
-      const u32 v = valid && !zero_only ? pack_half2<C::kBf16>(o[4 * dt + 2 * half], o[4 * dt + 2 * half + 1]) : 0u;
-      *(u32*)(out + dt * 8) = v;
+    for (int group = 0; group < C::kHeadDim / 32; ++group) {
+      u32 w[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int dt = group * 4 + j;
+        w[j] = valid && !zero_only ? pack_half2<C::kBf16>(o[4 * dt + 2 * half], o[4 * dt + 2 * half + 1]) : 0u;
+      }
+      transpose_quad_words(w, lane);
+      store_16_if(out + group * 32, w, write);
     }
   }
 }

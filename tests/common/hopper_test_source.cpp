@@ -197,10 +197,10 @@ extern "C" __global__ void __launch_bounds__(128, 1) grad_store_test(const __gri
 std::vector<HopperShape> hopper_test_shapes() { return {{64, 64, 64}, {128, 128, 128}, {128, 64, 256}, {256, 64, 128}, {64, 128, 64}}; }
 
 HopperTestBuild compile_hopper_test_kernels(const HopperShape& s) {
-  return compile_with_templates(kSource, "hopper_primitives_test.cu",
-                                {fmt::format("-DKD={}", s.kd), fmt::format("-DNS={}", s.ns), fmt::format("-DDV={}", s.dv),
-                                 fmt::format("-DKEYS={}", s.ns), fmt::format("-DGRAD_LEN_K={}", kGradStoreLenK),
-                                 fmt::format("-DGRAD_CLEAR_ROWS={}", kGradStoreClearRows)});
+  return compile_with_templates(
+      kSource, "hopper_primitives_test.cu",
+      {fmt::format("-DKD={}", s.kd), fmt::format("-DNS={}", s.ns), fmt::format("-DDV={}", s.dv), fmt::format("-DKEYS={}", s.ns),
+       fmt::format("-DGRAD_LEN_K={}", kGradStoreLenK), fmt::format("-DGRAD_CLEAR_ROWS={}", kGradStoreClearRows)});
 }
 
 }  // namespace sigjit::testing

@@ -613,17 +613,24 @@ produce() {  # about 6.5 minutes: correctness on the new load order (then produc
   echo "=== produce: done at ${SECONDS} s"
 }
 
-produce2() {  # about 4 minutes on the machine produce built on: traces, then the A/B against the templates before
-  local base=${STAGE_BASE:-.base/templates} who round
+# A trace of dense hd 128 L 1024 on _wp with the carried templates (base) and the checkout's (new),
+# and bench/tile_timeline.py over both into $OUT/timeline_NAME.md: trace_both_trees NAME
+trace_both_trees() {
+  local base=${STAGE_BASE:-.base/templates} who
   for who in base new; do
     local env=()
     [ "$who" = base ] && env=("SIGJIT_TEMPLATE_DIR=$PWD/$base")
-    env "${env[@]}" SIGJIT_TRACE_TILES="$OUT/trace_produce_$who.csv" timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024 \
+    env "${env[@]}" SIGJIT_TRACE_TILES="$OUT/trace_$1_$who.csv" timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024 \
       --pad 0 --tiles hb128x64c2s2o_wp --csv "$OUT/trace_bench.csv"
   done
   rm -f "$OUT/trace_bench.csv"  # a traced launch's times are not the kernel's
-  ls "$OUT"/trace_produce_*.csv >/dev/null 2>&1 &&
-    python3 bench/tile_timeline.py "$OUT"/trace_produce_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_produce.md"
+  ls "$OUT"/trace_"$1"_*.csv >/dev/null 2>&1 &&
+    python3 bench/tile_timeline.py "$OUT"/trace_"$1"_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_$1.md"
+}
+
+produce2() {  # about 4 minutes on the machine produce built on: traces, then the A/B against the templates before
+  local base=${STAGE_BASE:-.base/templates} who round
+  trace_both_trees produce
   for round in 1 2; do
     for who in base new; do
       ((SECONDS < 40 + 100 * round)) || continue
@@ -663,16 +670,8 @@ epilogue_round() {
 }
 
 epilogue2() {  # about 6 minutes on the machine epilogue built on: traces, the A/B twice, then memcheck
-  local base=${STAGE_BASE:-.base/templates} who part
-  for who in base new; do
-    local env=()
-    [ "$who" = base ] && env=("SIGJIT_TEMPLATE_DIR=$PWD/$base")
-    env "${env[@]}" SIGJIT_TRACE_TILES="$OUT/trace_epilogue_$who.csv" timeout 30 $run bench --direction bwd --head-dim 128 --seq 1024 \
-      --pad 0 --tiles hb128x64c2s2o_wp --csv "$OUT/trace_bench.csv"
-  done
-  rm -f "$OUT/trace_bench.csv"  # a traced launch's times are not the kernel's
-  ls "$OUT"/trace_epilogue_*.csv >/dev/null 2>&1 &&
-    python3 bench/tile_timeline.py "$OUT"/trace_epilogue_*.csv --key-blocks 8 2>&1 | tee "$OUT/timeline_epilogue.md"
+  local part
+  trace_both_trees epilogue
   epilogue_round 250
   epilogue_round 480
   for part in bwd fwd fp8; do

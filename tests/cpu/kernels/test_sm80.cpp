@@ -191,48 +191,41 @@ void compile_all(const std::vector<KernelSpec>& specs) {
   EXPECT_EQ(failures, 0u);
 }
 
+// Every head dim, layout, causal, score bias and sigmoid mode on both arches, dtype and bias mode
+// paired (tests/common/spec_matrix.hpp: sweep_specs): 240 kernels instead of 960.
 TEST(CompileAll, EverySupportedForwardSpecCompilesForSm80AndSm90a) {
-  const std::vector<KernelSpec> specs = all_forward_specs_both_arches();
-  ASSERT_EQ(specs.size(), 5u * 2 * 3 * 2 * 2 * 2 * 2 * 2);
+  const std::vector<KernelSpec> all = all_forward_specs_both_arches();
+  ASSERT_EQ(all.size(), 5u * 2 * 3 * 2 * 2 * 2 * 2 * 2);
+  const std::vector<KernelSpec> specs = sigjit::testing::sweep_specs(all);
+  ASSERT_EQ(specs.size(), sigjit::testing::exhaustive_sweeps() ? all.size() : all.size() / 4);
   compile_all(specs);
-}
-
-// dtype and bias mode paired so that each value of both meets every other feature (bf16 + log_n
-// when causal + score_bias + exact is even, fp16 + scalar when odd): a quarter of the specs. The two
-// touch disjoint code (the loads and stores' element type; one scalar of the score), and each
-// still meets every head dim, layout, causal, score bias, sigmoid and arch.
-bool paired_dtype_and_bias(const KernelSpec& s) {
-  const bool odd = (s.causal + s.score_bias + (s.sigmoid == sigjit::SigmoidMode::exact)) % 2 == 1;
-  return odd ? (s.dtype == sigjit::DType::fp16 && s.bias_mode == sigjit::BiasMode::scalar)
-             : (s.dtype == sigjit::DType::bf16 && s.bias_mode == sigjit::BiasMode::log_n);
 }
 
 // Both kernels of the two-kernel backward (dK/dV and dQ: the deterministic mode off Hopper and the
 // fallback where TMA cannot describe the tensors) of every forward spec, dtype and bias mode
-// paired (paired_dtype_and_bias): 480 kernels instead of 1920, which took 17 minutes of the CI's
-// 2 cores (2026-12-05).
+// paired (tests/common/spec_matrix.hpp: sweep_specs): 480 kernels instead of 1920, which took 17
+// minutes of the CI's 2 cores (2026-12-05).
 TEST(CompileAll, EveryBackwardSpecCompilesForSm80AndSm90a) {
   std::vector<KernelSpec> specs;
-  for (KernelSpec s : all_forward_specs_both_arches()) {
-    if (!paired_dtype_and_bias(s)) continue;
+  const std::vector<KernelSpec> swept = sigjit::testing::sweep_specs(all_forward_specs_both_arches());
+  for (KernelSpec s : swept)
     for (sigjit::Direction d : {sigjit::Direction::backward_dkdv, sigjit::Direction::backward_dq}) {
       s.direction = d;
       specs.push_back(s);
     }
-  }
-  ASSERT_EQ(specs.size(), 2u * 5 * 3 * 2 * 2 * 2 * 2);
+  ASSERT_EQ(specs.size(), (sigjit::testing::exhaustive_sweeps() ? 4u : 1u) * 2 * 5 * 3 * 2 * 2 * 2 * 2);
   compile_all(specs);
 }
 
 // The fused backward (the default path) over every head dim, layout, causal, score bias and
-// sigmoid mode, with dtype and bias mode paired (paired_dtype_and_bias): 224
+// sigmoid mode, with dtype and bias mode paired (tests/common/spec_matrix.hpp: sweep_specs): 224
 // kernels instead of 960, to keep the CPU suite's run time in check (about 3 minutes on 2
 // cores); plus the dQ convert kernel of every dtype, head dim and layout. Spills are failures at hd 64 and 128 (compile_and_check).
 TEST(CompileAll, FusedBackwardAndConvertCompileForSm80AndSm90a) {
   std::vector<KernelSpec> specs;
   std::set<std::string> convert_names;
   for (KernelSpec s : all_forward_specs_both_arches()) {
-    const bool paired = paired_dtype_and_bias(s);
+    const bool paired = sigjit::testing::in_sweep(s);
     const KernelSpec convert = sigjit::dq_convert_spec(s);
     if (convert_names.insert(sigjit::kernel_name(convert, sigjit::dq_convert_config())).second) specs.push_back(convert);
     // hd 256 spills anyway and compiles slowest (up to 4 s): on sm_80 its dense layout only.
@@ -241,7 +234,8 @@ TEST(CompileAll, FusedBackwardAndConvertCompileForSm80AndSm90a) {
     s.direction = sigjit::Direction::backward_fused;
     specs.push_back(s);
   }
-  ASSERT_EQ(specs.size(), 2u * (5 * 3 * 2 * 2 * 2 + 5 * 2 * 3) - 16);
+  const std::size_t fused = 2u * 5 * 3 * 2 * 2 * 2 - 16, converts = 2u * 5 * 2 * 3;
+  ASSERT_EQ(specs.size(), (sigjit::testing::exhaustive_sweeps() ? 4 : 1) * fused + converts);
   compile_all(specs);
 }
 

@@ -128,16 +128,27 @@ TEST(Sm90BwdCompileAll, EveryCandidateCompilesWithoutSpills) {
   expect_all_compile(jobs);
 }
 
-// The default config itself, its shape with atomics, with bulk dQ (_r), with bulk dQ and early
-// scores (e), with the dQ writer and early scores (e_w), and the deterministic mode's ordered dQ
-// (_wd) for every spec.
+// The default config (each length bucket's) and the deterministic mode's ordered dQ (_wd) for every
+// spec; the default's shape with atomics, with bulk dQ (_r), with bulk dQ and early scores (e) and
+// with the dQ writer and early scores (e_w) for the sweep's subset (dtype and bias mode paired:
+// sweep_specs; tuner candidates, which it rejects with the reason if they fail).
 TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
   const std::vector<KernelSpec> specs = all_sm90_bwd_specs();
   ASSERT_EQ(specs.size(), 2u * 96u);
+  const std::size_t swept = sigjit::testing::sweep_specs(specs).size();
+  ASSERT_GE(swept, specs.size() / 4);
   std::vector<std::pair<KernelSpec, TileConfig>> jobs;
   for (const KernelSpec& s : specs) {
     ASSERT_TRUE(sigjit::sm90_backward_supports(s)) << s.describe();
     jobs.emplace_back(s, sigjit::default_sm90_backward_config(s));
+    jobs.emplace_back(s, ordered_dq_config(s));
+    for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::up_to_8k}) {
+      KernelSpec shorter = s;  // the shorter buckets' default where it differs (_wp)
+      shorter.bucket = b;
+      const TileConfig shorter_default = sigjit::default_sm90_backward_config(shorter);
+      if (shorter_default.describe() != sigjit::default_sm90_backward_config(s).describe()) jobs.emplace_back(shorter, shorter_default);
+    }
+    if (!sigjit::testing::in_sweep(s)) continue;
     TileConfig c = base_tile(s);
     c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
     jobs.emplace_back(s, c);
@@ -148,13 +159,6 @@ TEST(Sm90BwdCompileAll, EveryBackwardSpecCompilesForSm90aWithTheDefaultConfig) {
     c.get<sigjit::Sm90BwdTile>().bulk_dq = false;
     c.get<sigjit::Sm90BwdTile>().dq_writer = true;
     jobs.emplace_back(s, c);
-    jobs.emplace_back(s, ordered_dq_config(s));
-    for (sigjit::SeqBucket b : {sigjit::SeqBucket::up_to_2k, sigjit::SeqBucket::up_to_8k}) {
-      KernelSpec shorter = s;  // the shorter buckets' default where it differs (_wp)
-      shorter.bucket = b;
-      const TileConfig shorter_default = sigjit::default_sm90_backward_config(shorter);
-      if (shorter_default.describe() != sigjit::default_sm90_backward_config(s).describe()) jobs.emplace_back(shorter, shorter_default);
-    }
   }
   expect_all_compile(jobs);
 }

@@ -138,8 +138,9 @@ TileConfig two_consumer_default(const KernelSpec& s) {
 }
 
 // Issue 6's tunables (ping-pong, FMA-sigmoid fraction) on top of each spec's default tile: every
-// feature at hd 64/128 with ping-pong plus a quarter of the sigmoids on the FMA pipes (both new
-// code paths at once), no spills; and each variant alone on representative specs.
+// feature at hd 64/128 (dtype and bias mode paired: sweep_specs) with ping-pong plus a quarter of
+// the sigmoids on the FMA pipes (both new code paths at once), no spills; and each variant alone on
+// representative specs.
 TileConfig with_tunables(TileConfig c, bool overlap, bool pingpong, int fma_quarters) {
   c.get<sigjit::Sm90FwdTile>().overlap = overlap;
   c.get<sigjit::Sm90FwdTile>().pingpong = pingpong;
@@ -149,7 +150,7 @@ TileConfig with_tunables(TileConfig c, bool overlap, bool pingpong, int fma_quar
 
 TEST(Sm90CompileAll, EveryFeatureCompilesWithPingPongAndFmaSigmoid) {
   std::vector<Job> jobs;
-  for (const KernelSpec& s : all_sm90_specs())
+  for (const KernelSpec& s : sigjit::testing::sweep_specs(all_sm90_specs()))
     if (s.head_dim <= 128) jobs.push_back({s, with_tunables(two_consumer_default(s), true, true, 1), true});
   const std::vector<std::string> failures = compile_jobs(jobs);
   EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << (failures.empty() ? "" : failures.front());
@@ -188,12 +189,12 @@ TEST(Sm90CompileAll, EachNewVariantCompilesWithoutSpillsOnRepresentativeSpecs) {
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
 }
 
-// Persistent scheduling (_p): every feature combination at every sm90 head dim compiles with the
-// spec's default tile made persistent, without spills at hd 64/128 and without ptxas ignoring
+// Persistent scheduling (_p): every feature combination at every sm90 head dim (dtype and bias mode
+// paired: sweep_specs) compiles with the spec's default tile made persistent, without spills at hd 64/128 and without ptxas ignoring
 // setmaxnreg (the padded layout's zero pass runs in the producer warpgroup, at 24 registers).
 TEST(Sm90CompileAll, EveryFeatureCompilesPersistent) {
   std::vector<Job> jobs;
-  for (const KernelSpec& s : all_sm90_specs()) {
+  for (const KernelSpec& s : sigjit::testing::sweep_specs(all_sm90_specs())) {
     TileConfig c = two_consumer_default(s);  // three consumers persistent: EveryFeatureCompilesWithThreeConsumers
     c.get<sigjit::Sm90FwdTile>().persistent = true;
     jobs.push_back({s, c, s.head_dim <= 128});
@@ -266,14 +267,14 @@ TEST(Sm90CompileAll, CausalTopLeftCompilesWithEachDefaultAndPersistent) {
 }
 
 // Three consumer warpgroups (c3, BLOCK_M 192, 160 registers per consumer thread after
-// setmaxnreg): every feature compiles, persistent or not, at the largest key tile the register
+// setmaxnreg): every feature (dtype and bias mode paired: sweep_specs) compiles, persistent or not, at the largest key tile the register
 // estimate admits (hd 64: 128 keys, hd 128: 64). The light specs (no causal mask, no score bias,
 // fast sigmoid) must not spill; the others spill 4-152 B in some layouts (ptxas, CUDA 13.0),
 // which the tuner measures like any other candidate. Persistent: 96 keys at hd 64 (128 keys
 // spill 28-48 B in varlen).
 TEST(Sm90CompileAll, EveryFeatureCompilesWithThreeConsumers) {
   std::vector<Job> jobs;
-  for (const KernelSpec& s : all_sm90_specs()) {
+  for (const KernelSpec& s : sigjit::testing::sweep_specs(all_sm90_specs())) {
     if (s.head_dim > 128) continue;
     const bool light = !s.causal && !s.score_bias && s.sigmoid == sigjit::SigmoidMode::fast;
     const TileConfig plain = TileConfig(sigjit::Sm90FwdTile{s.head_dim == 64 ? 128 : 64, 3, 2, true});

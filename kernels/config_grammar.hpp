@@ -6,7 +6,10 @@
 #include "problem/spec.hpp"
 
 #include <cstddef>
+#include <initializer_list>
+#include <string>
 #include <string_view>
+#include <utility>
 
 namespace sigjit::kernels {
 
@@ -35,6 +38,20 @@ class ConfigCursor {
 };
 
 inline bool is_sm90a(const Arch& a) { return a.major == 9 && a.minor == 0 && a.arch_specific; }
+
+// The emitted TU's check that the entry point's parameter block is laid out as the host's: a
+// template tree from another sigjit version (SIGJIT_TEMPLATE_DIR) whose structs gained or lost a
+// member fails to compile, naming the struct, instead of launching with members read at the wrong
+// offsets. Each struct the block holds is checked, not only the outer one: the tensor maps'
+// 64-byte alignment pads the outer struct, so an inner one can grow without changing its size.
+// (A reordering that keeps every size is not caught.) `blocks`: {struct, its sizeof in this build}.
+inline std::string param_block_check(std::initializer_list<std::pair<const char*, std::size_t>> blocks) {
+  std::string out;
+  for (const auto& [type, host_bytes] : blocks)
+    out += std::string("static_assert(sizeof(") + type + ") == " + std::to_string(host_bytes) +
+           ", \"host and template disagree on the size of " + type + " (SIGJIT_TEMPLATE_DIR from another sigjit version?)\");\n";
+  return out;
+}
 
 // The causal diagonal's template argument (kCausalTopLeft, the configs' last parameter): only for
 // top-left specs, so that every other spec's source is what it was before the parameter.

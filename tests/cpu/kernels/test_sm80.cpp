@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -866,6 +867,39 @@ TEST(Environment, TemplateDirOverridesTheEmbeddedTemplates) {
   for (const auto& f : overridden) EXPECT_THAT(f.text, StartsWith("// overridden\n")) << f.include_name;
   const KernelSpec s = spec_for(32, "sm_80");
   EXPECT_FALSE(sigjit::compile_kernel(s, sigjit::default_config(s)).cubin.empty());
+}
+
+// A template tree from another version whose parameter block grew (here SigjitFwdParams, which
+// every other block holds): each family's kernel fails to compile naming it, where it would
+// otherwise launch reading later members at the wrong offsets. The Hopper blocks' own size does
+// not change (their tensor maps' alignment pads them), which is why the inner structs are checked.
+TEST(Environment, TemplateDirWithAnotherParameterBlockFailsToCompileNamingIt) {
+  TempDir templates;
+  const std::string grown = "struct SigjitFwdParams {\n  int sigjit_test_member_from_another_version;";
+  for (const auto& f : sigjit::template_files()) {
+    std::string text = f.text;
+    if (f.include_name == "sigjit/common/params.h") {
+      const auto at = text.find("struct SigjitFwdParams {");
+      ASSERT_NE(at, std::string::npos);
+      text.replace(at, std::strlen("struct SigjitFwdParams {"), grown);
+    }
+    fs::create_directories((templates.path() / f.include_name).parent_path());
+    std::ofstream(templates.path() / f.include_name) << text;
+  }
+  ScopedEnv env("SIGJIT_TEMPLATE_DIR", templates.path().string());
+  KernelSpec bwd = spec_for(128);
+  bwd.direction = sigjit::Direction::backward_fused;
+  KernelSpec fp8 = spec_for(128);
+  fp8.dtype = sigjit::DType::fp8_e4m3;
+  for (const KernelSpec& spec : {spec_for(32, "sm_80"), spec_for(128), fp8, bwd}) {
+    try {
+      sigjit::compile_kernel(spec, sigjit::default_config(spec));
+      ADD_FAILURE() << spec.describe() << " compiled against a grown SigjitFwdParams";
+    } catch (const sigjit::Error& e) {
+      EXPECT_THAT(e.what(), AllOf(HasSubstr("host and template disagree on the size of SigjitFwdParams"), HasSubstr("SIGJIT_TEMPLATE_DIR")))
+          << spec.describe();
+    }
+  }
 }
 
 TEST(Environment, MissingTemplateDirNamesTheVariable) {

@@ -50,8 +50,10 @@ inline std::vector<KernelSpec> all_forward_specs(const Arch& target, const std::
 
 // The compile sweeps' covering subset: dtype and bias mode paired so that each value of both meets
 // every value of every other feature (bf16 + log_n when causal + score_bias + exact is even, fp16 +
-// scalar when odd), a quarter of the specs. The two touch disjoint code (the loads' and stores'
-// element type; one scalar of the score), so no pair of values the kernels combine goes untested.
+// scalar when odd), a quarter of the specs. Every combination of the other features (head dim,
+// layout, causal, score bias, sigmoid) is still compiled, the heaviest included; only bf16 with
+// scalar and fp16 with log_n never meet, and those two touch disjoint code (the loads' and stores'
+// element type; one scalar of the score).
 // The sweeps over every feature run on this subset in CI (2 cores, 90 minutes), except the Hopper
 // families' defaults (what Hopper users run), which compile for every spec;
 // SIGJIT_TEST_EXHAUSTIVE=1 (`./setup.sh --test --exhaustive`) runs the whole product.

@@ -226,12 +226,12 @@ TEST(CompileAll, FusedBackwardAndConvertCompileForSm80AndSm90a) {
   std::vector<KernelSpec> specs;
   std::set<std::string> convert_names;
   for (KernelSpec s : all_forward_specs_both_arches()) {
-    const bool paired = sigjit::testing::in_sweep(s);
+    const bool swept = sigjit::testing::in_sweep(s);
     const KernelSpec convert = sigjit::dq_convert_spec(s);
     if (convert_names.insert(sigjit::kernel_name(convert, sigjit::dq_convert_config())).second) specs.push_back(convert);
     // hd 256 spills anyway and compiles slowest (up to 4 s): on sm_80 its dense layout only.
     const bool slow_and_redundant = s.head_dim == 256 && !s.arch.arch_specific && s.layout != sigjit::Layout::dense;
-    if (!paired || slow_and_redundant) continue;
+    if (!swept || slow_and_redundant) continue;
     s.direction = sigjit::Direction::backward_fused;
     specs.push_back(s);
   }
